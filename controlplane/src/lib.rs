@@ -1,0 +1,8 @@
+//! pier's control plane: object model, embedded store, controllers, node snapshot and control API.
+
+pub mod error;
+pub mod manifest;
+pub mod model;
+pub mod store;
+
+pub use error::{Error, Result};

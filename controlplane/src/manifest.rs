@@ -1,0 +1,151 @@
+//! Multi-document YAML/JSON manifests, with errors naming file, document and field.
+
+use std::fmt;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::model::{Object, Parsed};
+
+/// A problem in one document of a manifest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManifestError {
+    /// File name (or `-` for stdin).
+    pub source: String,
+    /// 1-based document index within the file.
+    pub document: usize,
+    /// What is wrong, with the field path.
+    pub message: String,
+}
+
+impl fmt::Display for ManifestError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}: document {}: {}",
+            self.source, self.document, self.message
+        )
+    }
+}
+
+impl std::error::Error for ManifestError {}
+
+/// One object read from a manifest, with where it came from.
+#[derive(Debug, Clone)]
+pub struct ManifestObject {
+    /// 1-based document index.
+    pub document: usize,
+    /// The parsed object and its ignored fields.
+    pub parsed: Parsed,
+}
+
+/// Parses every document of `text`; all errors are returned, none of the objects if any fails.
+pub fn parse(source: &str, text: &str) -> Result<Vec<ManifestObject>, Vec<ManifestError>> {
+    let mut objects = Vec::new();
+    let mut errors = Vec::new();
+    for (i, doc) in serde_yaml_ng::Deserializer::from_str(text).enumerate() {
+        let document = i + 1;
+        let err = |message: String| ManifestError {
+            source: source.to_string(),
+            document,
+            message,
+        };
+        let value = match Value::deserialize(doc) {
+            Ok(v) => v,
+            Err(e) => {
+                errors.push(err(format!("invalid YAML/JSON: {e}")));
+                // A syntax error leaves the stream in an unknown place: stop here.
+                break;
+            }
+        };
+        let items = match value {
+            Value::Null => continue,
+            Value::Object(ref map) if map.get("kind").and_then(Value::as_str) == Some("List") => {
+                match map.get("items") {
+                    Some(Value::Array(items)) => items.clone(),
+                    _ => {
+                        errors.push(err("items: a List needs an items array".into()));
+                        continue;
+                    }
+                }
+            }
+            Value::Object(_) => vec![value],
+            _ => {
+                errors.push(err(
+                    "a document must be a mapping with apiVersion and kind".into()
+                ));
+                continue;
+            }
+        };
+        for (j, item) in items.into_iter().enumerate() {
+            match Object::from_value(item) {
+                Ok(parsed) => objects.push(ManifestObject { document, parsed }),
+                Err(e) => {
+                    let message = if j > 0 || e.object.is_none() {
+                        e.to_string()
+                    } else {
+                        e.to_string()
+                    };
+                    errors.push(err(message));
+                }
+            }
+        }
+    }
+    if errors.is_empty() {
+        Ok(objects)
+    } else {
+        Err(errors)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Kind;
+
+    #[test]
+    fn multi_document_with_list_and_json() {
+        let text = r#"
+apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec:
+  ports: [{port: 80}]
+---
+---
+{"apiVersion": "v1", "kind": "List", "items": [
+  {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "api"}, "spec": {"ports": [{"port": 8080}]}}
+]}
+"#;
+        let objs = parse("t.yaml", text).unwrap();
+        assert_eq!(objs.len(), 2);
+        assert_eq!(objs[0].document, 1);
+        assert_eq!(objs[1].document, 3);
+        assert_eq!(objs[1].parsed.object.kind(), Kind::Service);
+    }
+
+    #[test]
+    fn error_names_file_document_and_field() {
+        let text = "apiVersion: v1\nkind: Service\nmetadata: {name: ok}\nspec: {ports: [{port: 80}]}\n---\napiVersion: v1\nkind: Service\nmetadata: {name: bad}\nspec:\n  ports:\n  - port: 70000\n";
+        let errs = parse("svc.yaml", text).unwrap_err();
+        assert_eq!(errs.len(), 1);
+        let msg = errs[0].to_string();
+        assert!(
+            msg.starts_with("svc.yaml: document 2: Service default/bad: spec.ports[0].port"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn type_error_has_path() {
+        let text = "apiVersion: v1\nkind: Service\nmetadata: {name: web}\nspec:\n  ports:\n  - port: eighty\n";
+        let msg = parse("f", text).unwrap_err()[0].to_string();
+        assert!(msg.contains("spec.ports[0].port"), "{msg}");
+    }
+
+    #[test]
+    fn syntax_error() {
+        let msg = parse("f", "apiVersion: v1\nkind: [unclosed\n").unwrap_err()[0].to_string();
+        assert!(msg.contains("document 1: invalid YAML"), "{msg}");
+    }
+}

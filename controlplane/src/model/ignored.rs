@@ -1,0 +1,191 @@
+//! Valid Kubernetes fields pier accepts without acting on them.
+//!
+//! Any field serde does not map is checked here: known ones are reported as ignored,
+//! the rest are errors ("unknown field"), so typos never pass silently.
+
+use super::object::Kind;
+
+const META: &[&str] = &[
+    "generateName",
+    "selfLink",
+    "deletionGracePeriodSeconds",
+    "finalizers",
+    "managedFields",
+];
+
+const SERVICE_SPEC: &[&str] = &[
+    "clusterIPs",
+    "externalIPs",
+    "loadBalancerIP",
+    "loadBalancerSourceRanges",
+    "loadBalancerClass",
+    "externalTrafficPolicy",
+    "internalTrafficPolicy",
+    "healthCheckNodePort",
+    "ipFamilies",
+    "ipFamilyPolicy",
+    "allocateLoadBalancerNodePorts",
+    "trafficDistribution",
+];
+
+const POD_SPEC: &[&str] = &[
+    "volumes",
+    "initContainers",
+    "ephemeralContainers",
+    "activeDeadlineSeconds",
+    "dnsPolicy",
+    "dnsConfig",
+    "nodeSelector",
+    "serviceAccountName",
+    "serviceAccount",
+    "automountServiceAccountToken",
+    "hostNetwork",
+    "hostPID",
+    "hostIPC",
+    "hostUsers",
+    "shareProcessNamespace",
+    "securityContext",
+    "imagePullSecrets",
+    "affinity",
+    "schedulerName",
+    "tolerations",
+    "hostAliases",
+    "priorityClassName",
+    "priority",
+    "readinessGates",
+    "runtimeClassName",
+    "enableServiceLinks",
+    "preemptionPolicy",
+    "overhead",
+    "topologySpreadConstraints",
+    "setHostnameAsFQDN",
+    "os",
+    "schedulingGates",
+    "resourceClaims",
+    "resources",
+];
+
+const CONTAINER: &[&str] = &[
+    "envFrom",
+    "volumeMounts",
+    "volumeDevices",
+    "startupProbe",
+    "lifecycle",
+    "terminationMessagePath",
+    "terminationMessagePolicy",
+    "imagePullPolicy",
+    "securityContext",
+    "stdin",
+    "stdinOnce",
+    "tty",
+    "resizePolicy",
+    "restartPolicy",
+    "env[].valueFrom",
+    "ports[].hostPort",
+    "ports[].hostIP",
+    "resources.claims",
+];
+
+const PROBE: &[&str] = &["grpc", "terminationGracePeriodSeconds", "httpGet.host"];
+
+const POD_STATUS: &[&str] = &[
+    "hostIP",
+    "hostIPs",
+    "podIPs",
+    "startTime",
+    "containerStatuses",
+    "initContainerStatuses",
+    "ephemeralContainerStatuses",
+    "qosClass",
+    "message",
+    "reason",
+    "nominatedNodeName",
+    "resize",
+    "resourceClaimStatuses",
+    "conditions[].lastProbeTime",
+    "conditions[].lastTransitionTime",
+    "conditions[].reason",
+    "conditions[].message",
+    "conditions[].observedGeneration",
+];
+
+const DEPLOYMENT_SPEC: &[&str] = &["revisionHistoryLimit", "progressDeadlineSeconds", "paused"];
+
+const HTTP_ROUTE: &[&str] = &[
+    "status",
+    "spec.rules[].filters",
+    "spec.rules[].sessionPersistence",
+    "spec.rules[].retry",
+    "spec.rules[].backendRefs[].filters",
+];
+
+const L4_ROUTE: &[&str] = &["status", "spec.useDefaultGateways"];
+
+const ENDPOINT_SLICE: &[&str] = &["endpoints[].hints", "endpoints[].deprecatedTopology"];
+
+fn under(prefix: &str, names: &[&str], path: &str) -> bool {
+    path.strip_prefix(prefix)
+        .and_then(|rest| rest.strip_prefix('.'))
+        .is_some_and(|rest| names.contains(&rest))
+}
+
+fn pod_spec_field(prefix: &str, path: &str) -> bool {
+    if under(prefix, POD_SPEC, path) {
+        return true;
+    }
+    let container = format!("{prefix}.containers[]");
+    if under(&container, CONTAINER, path) {
+        return true;
+    }
+    ["livenessProbe", "readinessProbe"]
+        .iter()
+        .any(|p| under(&format!("{container}.{p}"), PROBE, path))
+}
+
+/// Whether `path` (indexes written `[]`) is a Kubernetes field of `kind` that pier ignores.
+pub(crate) fn is_known_ignored(kind: Kind, path: &str) -> bool {
+    if under("metadata", META, path) {
+        return true;
+    }
+    match kind {
+        Kind::Service => path == "status" || under("spec", SERVICE_SPEC, path),
+        Kind::EndpointSlice => ENDPOINT_SLICE.contains(&path),
+        Kind::Pod => pod_spec_field("spec", path) || under("status", POD_STATUS, path),
+        Kind::Deployment => {
+            path == "status"
+                || under("spec", DEPLOYMENT_SPEC, path)
+                || under("spec.template.metadata", META, path)
+                || pod_spec_field("spec.template.spec", path)
+        }
+        Kind::HttpRoute => HTTP_ROUTE.contains(&path),
+        Kind::TcpRoute | Kind::UdpRoute => L4_ROUTE.contains(&path),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn patterns() {
+        assert!(is_known_ignored(Kind::Service, "spec.ipFamilyPolicy"));
+        assert!(is_known_ignored(Kind::Service, "metadata.managedFields"));
+        assert!(!is_known_ignored(Kind::Service, "spec.prots"));
+        assert!(is_known_ignored(
+            Kind::Deployment,
+            "spec.template.spec.containers[].imagePullPolicy"
+        ));
+        assert!(is_known_ignored(
+            Kind::Deployment,
+            "spec.template.spec.containers[].readinessProbe.grpc"
+        ));
+        assert!(!is_known_ignored(
+            Kind::Deployment,
+            "spec.template.spec.containers[].imagePull"
+        ));
+        assert!(is_known_ignored(
+            Kind::Pod,
+            "status.conditions[].lastTransitionTime"
+        ));
+    }
+}

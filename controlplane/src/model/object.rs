@@ -1,0 +1,433 @@
+//! The kinds pier stores, parsed from JSON values with field-path errors.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::Value;
+
+use super::deployment::Deployment;
+use super::endpointslice::EndpointSlice;
+use super::ignored::is_known_ignored;
+use super::meta::ObjectMeta;
+use super::pod::Pod;
+use super::route::{HttpRoute, L4Route};
+use super::service::Service;
+use super::validate::{FieldError, Report};
+use super::validation;
+
+/// The kinds of object pier understands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Kind {
+    /// `v1/Service`.
+    Service,
+    /// `discovery.k8s.io/v1/EndpointSlice`.
+    EndpointSlice,
+    /// `v1/Pod`.
+    Pod,
+    /// `apps/v1/Deployment`.
+    Deployment,
+    /// `gateway.networking.k8s.io/v1/HTTPRoute`.
+    HttpRoute,
+    /// `gateway.networking.k8s.io/v1alpha2/TCPRoute`.
+    TcpRoute,
+    /// `gateway.networking.k8s.io/v1alpha2/UDPRoute`.
+    UdpRoute,
+}
+
+impl Kind {
+    /// Every kind.
+    pub const ALL: [Kind; 7] = [
+        Kind::Service,
+        Kind::EndpointSlice,
+        Kind::Pod,
+        Kind::Deployment,
+        Kind::HttpRoute,
+        Kind::TcpRoute,
+        Kind::UdpRoute,
+    ];
+
+    /// The `kind` field value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Service => "Service",
+            Kind::EndpointSlice => "EndpointSlice",
+            Kind::Pod => "Pod",
+            Kind::Deployment => "Deployment",
+            Kind::HttpRoute => "HTTPRoute",
+            Kind::TcpRoute => "TCPRoute",
+            Kind::UdpRoute => "UDPRoute",
+        }
+    }
+
+    /// Lowercase plural resource name (`services`), as in kubectl and API paths.
+    pub fn plural(self) -> &'static str {
+        match self {
+            Kind::Service => "services",
+            Kind::EndpointSlice => "endpointslices",
+            Kind::Pod => "pods",
+            Kind::Deployment => "deployments",
+            Kind::HttpRoute => "httproutes",
+            Kind::TcpRoute => "tcproutes",
+            Kind::UdpRoute => "udproutes",
+        }
+    }
+
+    /// The apiVersions accepted for this kind; the first is the one pier writes.
+    pub fn api_versions(self) -> &'static [&'static str] {
+        match self {
+            Kind::Service | Kind::Pod => &["v1"],
+            Kind::EndpointSlice => &["discovery.k8s.io/v1"],
+            Kind::Deployment => &["apps/v1"],
+            Kind::HttpRoute => &[
+                "gateway.networking.k8s.io/v1",
+                "gateway.networking.k8s.io/v1beta1",
+            ],
+            Kind::TcpRoute | Kind::UdpRoute => &[
+                "gateway.networking.k8s.io/v1alpha2",
+                "gateway.networking.k8s.io/v1",
+            ],
+        }
+    }
+
+    /// Resolves a `kind` field value.
+    pub fn from_kind_field(kind: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|k| k.as_str() == kind)
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Kind {
+    type Err = String;
+
+    /// Parses a CLI kind name: singular, plural, short name or Kind, any case.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let lower = s.to_ascii_lowercase();
+        let kind = match lower.as_str() {
+            "service" | "services" | "svc" => Kind::Service,
+            "endpointslice" | "endpointslices" | "eps" => Kind::EndpointSlice,
+            "pod" | "pods" | "po" => Kind::Pod,
+            "deployment" | "deployments" | "deploy" => Kind::Deployment,
+            "httproute" | "httproutes" => Kind::HttpRoute,
+            "tcproute" | "tcproutes" => Kind::TcpRoute,
+            "udproute" | "udproutes" => Kind::UdpRoute,
+            _ => {
+                return Err(format!(
+                    "unknown resource type {s:?}; known: services, endpointslices, pods, deployments, httproutes, tcproutes, udproutes"
+                ))
+            }
+        };
+        Ok(kind)
+    }
+}
+
+/// A stored object of any kind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Object {
+    /// A Service.
+    Service(Service),
+    /// An EndpointSlice.
+    EndpointSlice(EndpointSlice),
+    /// A Pod.
+    Pod(Pod),
+    /// A Deployment.
+    Deployment(Deployment),
+    /// An HTTPRoute.
+    HttpRoute(HttpRoute),
+    /// A TCPRoute.
+    TcpRoute(L4Route),
+    /// A UDPRoute.
+    UdpRoute(L4Route),
+}
+
+/// Why a value could not become an object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectError {
+    /// Kind and name, when they could be read (`Service default/web`).
+    pub object: Option<String>,
+    /// The problems.
+    pub errors: Vec<FieldError>,
+}
+
+impl fmt::Display for ObjectError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(o) = &self.object {
+            write!(f, "{o}: ")?;
+        }
+        let parts: Vec<String> = self.errors.iter().map(ToString::to_string).collect();
+        f.write_str(&parts.join("; "))
+    }
+}
+
+/// A valid object plus the Kubernetes fields it carried that pier ignores.
+#[derive(Debug, Clone)]
+pub struct Parsed {
+    /// The object.
+    pub object: Object,
+    /// Paths of accepted-but-ignored fields.
+    pub ignored: Vec<String>,
+}
+
+fn typed<T: DeserializeOwned>(
+    value: Value,
+    kind: Kind,
+) -> Result<(T, Vec<String>), Vec<FieldError>> {
+    let mut unused = Vec::new();
+    let result = {
+        let mut record = |path: serde_ignored::Path<'_>| unused.push(render_path(&path));
+        let de = serde_ignored::Deserializer::new(value, &mut record);
+        serde_path_to_error::deserialize::<_, T>(de)
+    };
+    let parsed = result.map_err(|e| {
+        let path = e.path().to_string();
+        vec![FieldError {
+            path: if path == "." { String::new() } else { path },
+            message: e.into_inner().to_string(),
+        }]
+    })?;
+    let mut ignored = Vec::new();
+    let mut errors = Vec::new();
+    for path in unused {
+        if is_known_ignored(kind, &normalize(&path)) {
+            ignored.push(path);
+        } else {
+            errors.push(FieldError {
+                path,
+                message: "unknown field".into(),
+            });
+        }
+    }
+    if errors.is_empty() {
+        Ok((parsed, ignored))
+    } else {
+        Err(errors)
+    }
+}
+
+fn render_path(path: &serde_ignored::Path<'_>) -> String {
+    use serde_ignored::Path;
+    match path {
+        Path::Root => String::new(),
+        Path::Seq { parent, index } => format!("{}[{index}]", render_path(parent)),
+        Path::Map { parent, key } => {
+            let p = render_path(parent);
+            if p.is_empty() {
+                key.to_string()
+            } else {
+                format!("{p}.{key}")
+            }
+        }
+        Path::Some { parent }
+        | Path::NewtypeStruct { parent }
+        | Path::NewtypeVariant { parent } => render_path(parent),
+    }
+}
+
+/// `spec.ports[3].foo` → `spec.ports[].foo`, the form ignore patterns use.
+fn normalize(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    let mut in_index = false;
+    for c in path.chars() {
+        match c {
+            '[' => {
+                in_index = true;
+                out.push_str("[]");
+            }
+            ']' => in_index = false,
+            _ if in_index => {}
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+impl Object {
+    /// Parses and validates one manifest document.
+    pub fn from_value(value: Value) -> Result<Parsed, ObjectError> {
+        let field = |name: &str| value.get(name).and_then(Value::as_str).map(str::to_string);
+        let api_version = field("apiVersion");
+        let kind_name = field("kind");
+        let fail = |path: &str, message: String| ObjectError {
+            object: None,
+            errors: vec![FieldError {
+                path: path.into(),
+                message,
+            }],
+        };
+        let Some(kind_name) = kind_name else {
+            return Err(fail("kind", "required value".into()));
+        };
+        let Some(kind) = Kind::from_kind_field(&kind_name) else {
+            return Err(fail(
+                "kind",
+                format!("unsupported kind {kind_name:?}: pier serves Service, EndpointSlice, Pod, Deployment, HTTPRoute, TCPRoute, UDPRoute"),
+            ));
+        };
+        let Some(api_version) = api_version else {
+            return Err(fail("apiVersion", "required value".into()));
+        };
+        if !kind.api_versions().contains(&api_version.as_str()) {
+            return Err(fail(
+                "apiVersion",
+                format!(
+                    "{kind} is not served at {api_version:?}; use one of {:?}",
+                    kind.api_versions()
+                ),
+            ));
+        }
+        let name = value
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        let ns = value
+            .pointer("/metadata/namespace")
+            .and_then(Value::as_str)
+            .unwrap_or("default")
+            .to_string();
+        let label = format!("{kind} {ns}/{name}");
+        let with_label = |errors| ObjectError {
+            object: Some(label.clone()),
+            errors,
+        };
+        let (object, ignored) = match kind {
+            Kind::Service => typed(value, kind).map(|(o, i)| (Object::Service(o), i)),
+            Kind::EndpointSlice => typed(value, kind).map(|(o, i)| (Object::EndpointSlice(o), i)),
+            Kind::Pod => typed(value, kind).map(|(o, i)| (Object::Pod(o), i)),
+            Kind::Deployment => typed(value, kind).map(|(o, i)| (Object::Deployment(o), i)),
+            Kind::HttpRoute => typed(value, kind).map(|(o, i)| (Object::HttpRoute(o), i)),
+            Kind::TcpRoute => typed(value, kind).map(|(o, i)| (Object::TcpRoute(o), i)),
+            Kind::UdpRoute => typed(value, kind).map(|(o, i)| (Object::UdpRoute(o), i)),
+        }
+        .map_err(with_label)?;
+        let mut report = Report {
+            ignored,
+            ..Report::default()
+        };
+        object.validate(&mut report);
+        if report.errors.is_empty() {
+            Ok(Parsed {
+                object,
+                ignored: report.ignored,
+            })
+        } else {
+            Err(with_label(report.errors))
+        }
+    }
+
+    /// Parses an object the store wrote (already valid).
+    pub fn from_stored(bytes: &[u8]) -> Result<Object, String> {
+        let value: Value = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+        Object::from_value(value)
+            .map(|p| p.object)
+            .map_err(|e| e.to_string())
+    }
+
+    /// Runs the kind's validation into `report`.
+    pub fn validate(&self, report: &mut Report) {
+        match self {
+            Object::Service(s) => validation::service(s, report),
+            Object::EndpointSlice(s) => validation::endpoint_slice(s, report),
+            Object::Pod(p) => validation::pod(p, report),
+            Object::Deployment(d) => validation::deployment(d, report),
+            Object::HttpRoute(r) => validation::http_route(r, report),
+            Object::TcpRoute(r) | Object::UdpRoute(r) => validation::l4_route(r, report),
+        }
+    }
+
+    /// The object's kind.
+    pub fn kind(&self) -> Kind {
+        match self {
+            Object::Service(_) => Kind::Service,
+            Object::EndpointSlice(_) => Kind::EndpointSlice,
+            Object::Pod(_) => Kind::Pod,
+            Object::Deployment(_) => Kind::Deployment,
+            Object::HttpRoute(_) => Kind::HttpRoute,
+            Object::TcpRoute(_) => Kind::TcpRoute,
+            Object::UdpRoute(_) => Kind::UdpRoute,
+        }
+    }
+
+    /// The object's metadata.
+    pub fn meta(&self) -> &ObjectMeta {
+        match self {
+            Object::Service(o) => &o.metadata,
+            Object::EndpointSlice(o) => &o.metadata,
+            Object::Pod(o) => &o.metadata,
+            Object::Deployment(o) => &o.metadata,
+            Object::HttpRoute(o) => &o.metadata,
+            Object::TcpRoute(o) | Object::UdpRoute(o) => &o.metadata,
+        }
+    }
+
+    /// The object's metadata, mutably.
+    pub fn meta_mut(&mut self) -> &mut ObjectMeta {
+        match self {
+            Object::Service(o) => &mut o.metadata,
+            Object::EndpointSlice(o) => &mut o.metadata,
+            Object::Pod(o) => &mut o.metadata,
+            Object::Deployment(o) => &mut o.metadata,
+            Object::HttpRoute(o) => &mut o.metadata,
+            Object::TcpRoute(o) | Object::UdpRoute(o) => &mut o.metadata,
+        }
+    }
+
+    /// The object as a JSON value.
+    pub fn to_value(&self) -> Value {
+        fn v<T: Serialize>(t: &T) -> Value {
+            serde_json::to_value(t).unwrap_or(Value::Null)
+        }
+        match self {
+            Object::Service(o) => v(o),
+            Object::EndpointSlice(o) => v(o),
+            Object::Pod(o) => v(o),
+            Object::Deployment(o) => v(o),
+            Object::HttpRoute(o) => v(o),
+            Object::TcpRoute(o) | Object::UdpRoute(o) => v(o),
+        }
+    }
+
+    /// The spec-like part whose change bumps `generation` (everything but metadata and status).
+    pub fn spec_value(&self) -> Value {
+        let mut v = self.to_value();
+        if let Value::Object(map) = &mut v {
+            map.remove("metadata");
+            map.remove("status");
+        }
+        v
+    }
+
+    /// `kind namespace/name`, for messages.
+    pub fn describe(&self) -> String {
+        format!(
+            "{} {}/{}",
+            self.kind(),
+            self.meta().namespace(),
+            self.meta().name
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalizes_indexes() {
+        assert_eq!(normalize("spec.ports[12].foo"), "spec.ports[].foo");
+        assert_eq!(normalize("metadata.labels[a.b/c]"), "metadata.labels[]");
+    }
+
+    #[test]
+    fn kind_names() {
+        assert_eq!("svc".parse::<Kind>(), Ok(Kind::Service));
+        assert_eq!("HTTPRoutes".parse::<Kind>(), Ok(Kind::HttpRoute));
+        assert!("widgets".parse::<Kind>().is_err());
+    }
+}

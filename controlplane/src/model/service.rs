@@ -1,0 +1,130 @@
+//! `v1/Service`.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::meta::{IntOrString, ObjectMeta};
+
+/// A named, load-balanced set of endpoints (`v1/Service`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Service {
+    /// `v1`.
+    pub api_version: String,
+    /// `Service`.
+    pub kind: String,
+    /// Object metadata.
+    #[serde(default)]
+    pub metadata: ObjectMeta,
+    /// Desired behaviour.
+    #[serde(default)]
+    pub spec: ServiceSpec,
+}
+
+/// The desired behaviour of a Service.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceSpec {
+    /// Pods with all these labels are the service's endpoints; empty means selector-less.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub selector: BTreeMap<String, String>,
+    /// Exposed ports.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<ServicePort>,
+    /// Virtual IP: empty allocates one, `None` makes the service headless.
+    #[serde(
+        default,
+        rename = "clusterIP",
+        skip_serializing_if = "String::is_empty"
+    )]
+    pub cluster_ip: String,
+    /// `ClusterIP` (default), `NodePort`, `LoadBalancer` (served as NodePort) or `ExternalName`.
+    #[serde(default, rename = "type", skip_serializing_if = "String::is_empty")]
+    pub service_type: String,
+    /// `None` (default) or `ClientIP`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub session_affinity: String,
+    /// Settings for `sessionAffinity: ClientIP`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_affinity_config: Option<SessionAffinityConfig>,
+    /// DNS name an `ExternalName` service aliases.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub external_name: String,
+    /// Publish endpoints in DNS before they are ready.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub publish_not_ready_addresses: bool,
+}
+
+/// One port a Service exposes.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServicePort {
+    /// Port name; required when there is more than one port.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub name: String,
+    /// `TCP` (default) or `UDP`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub protocol: String,
+    /// Application protocol: `http` or `kubernetes.io/h2c` select L7 mode.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_protocol: Option<String>,
+    /// Port on the virtual IP.
+    pub port: i64,
+    /// Port (number or container port name) on the endpoints; defaults to `port`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_port: Option<IntOrString>,
+    /// Node port for `NodePort` services; 0 allocates one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_port: Option<i64>,
+}
+
+/// `spec.sessionAffinityConfig`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionAffinityConfig {
+    /// Client-IP affinity settings.
+    #[serde(default, rename = "clientIP", skip_serializing_if = "Option::is_none")]
+    pub client_ip: Option<ClientIpConfig>,
+}
+
+/// `spec.sessionAffinityConfig.clientIP`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClientIpConfig {
+    /// Affinity lifetime; Kubernetes' default is 10800.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_seconds: Option<i64>,
+}
+
+impl Service {
+    /// The effective service type.
+    pub fn service_type(&self) -> &str {
+        if self.spec.service_type.is_empty() {
+            "ClusterIP"
+        } else {
+            &self.spec.service_type
+        }
+    }
+
+    /// Whether the type asks for node ports.
+    pub fn wants_node_ports(&self) -> bool {
+        matches!(self.service_type(), "NodePort" | "LoadBalancer")
+    }
+
+    /// Whether the service is headless (`clusterIP: None`).
+    pub fn is_headless(&self) -> bool {
+        self.spec.cluster_ip == "None"
+    }
+}
+
+impl ServicePort {
+    /// The effective protocol.
+    pub fn protocol(&self) -> &str {
+        if self.protocol.is_empty() {
+            "TCP"
+        } else {
+            &self.protocol
+        }
+    }
+}

@@ -1,0 +1,566 @@
+//! The embedded store: one redb file, a global revision, conditional writes and ordered watch.
+//!
+//! Every call to [`Store::write`] is one fsynced redb transaction: either all of its
+//! operations are durable when it returns, or none are. Each object written gets its
+//! own revision; events are kept in the file (bounded history) so watchers can resume.
+
+mod alloc;
+mod watch;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::SystemTime;
+
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast;
+
+pub use alloc::AllocConfig;
+pub use watch::Watch;
+
+use crate::error::{Error, Result};
+use crate::model::validate::Report;
+use crate::model::{Kind, Object, SelectorQuery};
+use alloc::{Allocator, IPS, NODE_PORTS};
+
+const OBJECTS: TableDefinition<&str, &[u8]> = TableDefinition::new("objects");
+const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+
+const REVISION: &str = "revision";
+const OLDEST_EVENT: &str = "oldest_event";
+const IP_CURSOR: &str = "ip_cursor";
+const PORT_CURSOR: &str = "node_port_cursor";
+
+/// Store settings.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    /// ClusterIP and NodePort ranges.
+    pub alloc: AllocConfig,
+    /// How many past events are kept for watchers resuming from a revision.
+    pub event_history: u64,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            alloc: AllocConfig::default(),
+            event_history: 100_000,
+        }
+    }
+}
+
+/// What happened to an object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum EventType {
+    /// Created.
+    Added,
+    /// Changed.
+    Modified,
+    /// Removed; the event carries the last state.
+    Deleted,
+}
+
+/// One change, in revision order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    /// Revision of this change.
+    pub revision: u64,
+    /// Kind of change.
+    pub event_type: EventType,
+    /// The object after the change (before it, for deletes).
+    pub object: Arc<Object>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct StoredEvent {
+    #[serde(rename = "type")]
+    event_type: EventType,
+    object: serde_json::Value,
+}
+
+impl Event {
+    /// The event as Kubernetes watch JSON (`{"type": "ADDED", "object": {...}}`).
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "type": self.event_type,
+            "revision": self.revision,
+            "object": self.object.to_value(),
+        })
+    }
+
+    fn decode(revision: u64, bytes: &[u8]) -> Result<Event> {
+        let stored: StoredEvent = serde_json::from_slice(bytes)?;
+        let object = Object::from_value(stored.object)
+            .map_err(|e| Error::Store(format!("corrupt event {revision}: {e}")))?
+            .object;
+        Ok(Event {
+            revision,
+            event_type: stored.event_type,
+            object: Arc::new(object),
+        })
+    }
+}
+
+/// One operation of a write batch.
+#[derive(Debug, Clone)]
+pub enum Op {
+    /// Create or replace; conditional when `metadata.resourceVersion` is set.
+    Put(Object),
+    /// Delete; conditional when `resource_version` is set; `must_exist` makes a missing object an error.
+    Delete {
+        /// Kind.
+        kind: Kind,
+        /// Namespace.
+        namespace: String,
+        /// Name.
+        name: String,
+        /// Expected resourceVersion.
+        resource_version: Option<String>,
+        /// Whether a missing object is an error.
+        must_exist: bool,
+    },
+}
+
+/// What a write did to one object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    /// A new object.
+    Created,
+    /// An existing object changed.
+    Configured,
+    /// Nothing changed; no revision was used.
+    Unchanged,
+    /// Deleted.
+    Deleted,
+    /// Delete of an object that did not exist.
+    NotFound,
+}
+
+/// The result of one operation.
+#[derive(Debug, Clone)]
+pub struct Written {
+    /// What happened.
+    pub outcome: Outcome,
+    /// The object as stored (as it was, for deletes); `None` when nothing existed.
+    pub object: Option<Object>,
+}
+
+/// The embedded store.
+pub struct Store {
+    db: Database,
+    config: StoreConfig,
+    revision: AtomicU64,
+    counts: Mutex<BTreeMap<Kind, u64>>,
+    writer: Mutex<()>,
+    events: broadcast::Sender<Arc<Event>>,
+}
+
+/// `Kind/namespace/name`: sorts by kind, then namespace, so lists are range scans.
+fn object_key(kind: Kind, namespace: &str, name: &str) -> String {
+    format!("{}/{}/{}", kind.as_str(), namespace, name)
+}
+
+fn now_rfc3339() -> String {
+    humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Store {
+    /// Opens (creating if needed) the store file at `path`.
+    pub fn open(path: &Path, config: StoreConfig) -> Result<Arc<Store>> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| Error::Store(format!("creating {}: {e}", dir.display())))?;
+        }
+        let db = Database::create(path)?;
+        let txn = db.begin_write()?;
+        let revision;
+        {
+            txn.open_table(OBJECTS)?;
+            txn.open_table(EVENTS)?;
+            txn.open_table(IPS)?;
+            txn.open_table(NODE_PORTS)?;
+            let meta = txn.open_table(META)?;
+            revision = meta.get(REVISION)?.map(|v| v.value()).unwrap_or(0);
+        }
+        txn.commit()?;
+        let mut counts = BTreeMap::new();
+        {
+            let read = db.begin_read()?;
+            let objects = read.open_table(OBJECTS)?;
+            for kind in Kind::ALL {
+                let (lo, hi) = kind_range(kind, None);
+                let n = objects.range(lo.as_str()..hi.as_str())?.count() as u64;
+                counts.insert(kind, n);
+            }
+        }
+        let (events, _) = broadcast::channel(4096);
+        Ok(Arc::new(Store {
+            db,
+            config,
+            revision: AtomicU64::new(revision),
+            counts: Mutex::new(counts),
+            writer: Mutex::new(()),
+            events,
+        }))
+    }
+
+    /// The revision of the last committed write.
+    pub fn revision(&self) -> u64 {
+        self.revision.load(Ordering::Acquire)
+    }
+
+    /// Number of stored objects per kind.
+    pub fn counts(&self) -> BTreeMap<Kind, u64> {
+        lock(&self.counts).clone()
+    }
+
+    /// Creates or replaces objects in one transaction.
+    pub fn apply(&self, objects: Vec<Object>) -> Result<Vec<Written>> {
+        self.write(objects.into_iter().map(Op::Put).collect())
+    }
+
+    /// Deletes one object.
+    pub fn delete(
+        &self,
+        kind: Kind,
+        namespace: &str,
+        name: &str,
+        resource_version: Option<String>,
+    ) -> Result<Object> {
+        let mut written = self.write(vec![Op::Delete {
+            kind,
+            namespace: namespace.into(),
+            name: name.into(),
+            resource_version,
+            must_exist: true,
+        }])?;
+        written
+            .pop()
+            .and_then(|w| w.object)
+            .ok_or_else(|| Error::Store("delete returned nothing".into()))
+    }
+
+    /// Runs a batch of operations as one durable transaction; on any error nothing is written.
+    pub fn write(&self, ops: Vec<Op>) -> Result<Vec<Written>> {
+        let _writer = lock(&self.writer);
+        let txn = self.db.begin_write()?;
+        let mut results = Vec::with_capacity(ops.len());
+        let mut events = Vec::new();
+        let mut count_delta: BTreeMap<Kind, i64> = BTreeMap::new();
+        let mut revision;
+        {
+            let mut objects = txn.open_table(OBJECTS)?;
+            let mut event_log = txn.open_table(EVENTS)?;
+            let mut meta = txn.open_table(META)?;
+            revision = meta.get(REVISION)?.map(|v| v.value()).unwrap_or(0);
+            let mut alloc = Allocator {
+                config: &self.config.alloc,
+                ips: txn.open_table(IPS)?,
+                ports: txn.open_table(NODE_PORTS)?,
+                ip_cursor: meta.get(IP_CURSOR)?.map(|v| v.value()).unwrap_or(0),
+                port_cursor: meta.get(PORT_CURSOR)?.map(|v| v.value()).unwrap_or(0),
+            };
+            for op in ops {
+                let (event_type, object, written) = match op {
+                    Op::Put(object) => {
+                        let key = object_key(
+                            object.kind(),
+                            object.meta().namespace(),
+                            &object.meta().name,
+                        );
+                        let existing = match objects.get(key.as_str())? {
+                            Some(bytes) => Some(decode_object(bytes.value())?),
+                            None => None,
+                        };
+                        match prepare_put(object, existing.as_ref(), &mut alloc, revision + 1)? {
+                            None => {
+                                results.push(Written {
+                                    outcome: Outcome::Unchanged,
+                                    object: existing,
+                                });
+                                continue;
+                            }
+                            Some(stored) => {
+                                revision += 1;
+                                objects.insert(
+                                    key.as_str(),
+                                    serde_json::to_vec(&stored.to_value())?.as_slice(),
+                                )?;
+                                let (ty, outcome) = if existing.is_some() {
+                                    (EventType::Modified, Outcome::Configured)
+                                } else {
+                                    *count_delta.entry(stored.kind()).or_default() += 1;
+                                    (EventType::Added, Outcome::Created)
+                                };
+                                (
+                                    ty,
+                                    stored.clone(),
+                                    Written {
+                                        outcome,
+                                        object: Some(stored),
+                                    },
+                                )
+                            }
+                        }
+                    }
+                    Op::Delete {
+                        kind,
+                        namespace,
+                        name,
+                        resource_version,
+                        must_exist,
+                    } => {
+                        let key = object_key(kind, &namespace, &name);
+                        let Some(bytes) = objects.remove(key.as_str())? else {
+                            if must_exist {
+                                return Err(Error::NotFound {
+                                    kind: kind.to_string(),
+                                    namespace,
+                                    name,
+                                });
+                            }
+                            results.push(Written {
+                                outcome: Outcome::NotFound,
+                                object: None,
+                            });
+                            continue;
+                        };
+                        let old = decode_object(bytes.value())?;
+                        drop(bytes);
+                        if let Some(rv) = resource_version.filter(|rv| !rv.is_empty()) {
+                            if rv != old.meta().resource_version {
+                                return Err(Error::Conflict(format!(
+                                    "{}: resourceVersion {rv} does not match the stored {}",
+                                    old.describe(),
+                                    old.meta().resource_version
+                                )));
+                            }
+                        }
+                        if let Object::Service(svc) = &old {
+                            alloc.release(svc)?;
+                        }
+                        revision += 1;
+                        *count_delta.entry(kind).or_default() -= 1;
+                        (
+                            EventType::Deleted,
+                            old.clone(),
+                            Written {
+                                outcome: Outcome::Deleted,
+                                object: Some(old),
+                            },
+                        )
+                    }
+                };
+                let stored_event = StoredEvent {
+                    event_type,
+                    object: object.to_value(),
+                };
+                event_log.insert(revision, serde_json::to_vec(&stored_event)?.as_slice())?;
+                events.push(Arc::new(Event {
+                    revision,
+                    event_type,
+                    object: Arc::new(object),
+                }));
+                results.push(written);
+            }
+            meta.insert(REVISION, revision)?;
+            meta.insert(IP_CURSOR, alloc.ip_cursor)?;
+            meta.insert(PORT_CURSOR, alloc.port_cursor)?;
+            self.trim_events(&mut event_log, &mut meta, revision)?;
+        }
+        if events.is_empty() {
+            txn.abort()?;
+            return Ok(results);
+        }
+        txn.commit()?;
+        self.revision.store(revision, Ordering::Release);
+        {
+            let mut counts = lock(&self.counts);
+            for (kind, delta) in count_delta {
+                let c = counts.entry(kind).or_default();
+                *c = c.saturating_add_signed(delta);
+            }
+        }
+        for event in events {
+            // No receiver is fine: watchers read history from the table.
+            let _ = self.events.send(event);
+        }
+        Ok(results)
+    }
+
+    fn trim_events(
+        &self,
+        log: &mut redb::Table<'_, u64, &'static [u8]>,
+        meta: &mut redb::Table<'_, &'static str, u64>,
+        revision: u64,
+    ) -> Result<()> {
+        let oldest = meta.get(OLDEST_EVENT)?.map(|v| v.value()).unwrap_or(1);
+        let keep_from = revision.saturating_sub(self.config.event_history) + 1;
+        // Trim in chunks so an ordinary write does not pay for it every time.
+        if keep_from > oldest + 1024 {
+            log.retain_in(oldest..keep_from, |_, _| false)?;
+            meta.insert(OLDEST_EVENT, keep_from)?;
+        } else if meta.get(OLDEST_EVENT)?.is_none() {
+            meta.insert(OLDEST_EVENT, oldest)?;
+        }
+        Ok(())
+    }
+
+    /// Reads one object.
+    pub fn get(&self, kind: Kind, namespace: &str, name: &str) -> Result<Option<Object>> {
+        let read = self.db.begin_read()?;
+        let objects = read.open_table(OBJECTS)?;
+        match objects.get(object_key(kind, namespace, name).as_str())? {
+            Some(bytes) => Ok(Some(decode_object(bytes.value())?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Lists objects of a kind, optionally in one namespace and matching a label selector, with the revision read.
+    pub fn list(
+        &self,
+        kind: Kind,
+        namespace: Option<&str>,
+        selector: Option<&SelectorQuery>,
+    ) -> Result<(Vec<Object>, u64)> {
+        let read = self.db.begin_read()?;
+        let revision = read
+            .open_table(META)?
+            .get(REVISION)?
+            .map(|v| v.value())
+            .unwrap_or(0);
+        let objects = read.open_table(OBJECTS)?;
+        let (lo, hi) = kind_range(kind, namespace);
+        let mut out = Vec::new();
+        for entry in objects.range(lo.as_str()..hi.as_str())? {
+            let (_, bytes) = entry?;
+            let object = decode_object(bytes.value())?;
+            if selector.is_none_or(|s| s.matches(&object.meta().labels)) {
+                out.push(object);
+            }
+        }
+        Ok((out, revision))
+    }
+
+    /// Watches every change with revision `>= from`, in order.
+    pub fn watch(self: &Arc<Self>, from: u64) -> Result<Watch> {
+        Watch::new(Arc::clone(self), from)
+    }
+
+    pub(crate) fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
+        self.events.subscribe()
+    }
+
+    /// Reads stored events with revision in `from..=to`.
+    pub(crate) fn history(&self, from: u64, to: u64) -> Result<Vec<Arc<Event>>> {
+        let read = self.db.begin_read()?;
+        let oldest = read
+            .open_table(META)?
+            .get(OLDEST_EVENT)?
+            .map(|v| v.value())
+            .unwrap_or(1);
+        if from < oldest && from <= to {
+            return Err(Error::Compacted {
+                requested: from,
+                oldest,
+            });
+        }
+        let log = read.open_table(EVENTS)?;
+        let mut out = Vec::new();
+        for entry in log.range(from..=to)? {
+            let (rev, bytes) = entry?;
+            out.push(Arc::new(Event::decode(rev.value(), bytes.value())?));
+        }
+        Ok(out)
+    }
+}
+
+fn kind_range(kind: Kind, namespace: Option<&str>) -> (String, String) {
+    match namespace {
+        // '0' is the character after '/', so this covers every key with the prefix.
+        Some(ns) => (
+            format!("{}/{ns}/", kind.as_str()),
+            format!("{}/{ns}0", kind.as_str()),
+        ),
+        None => (format!("{}/", kind.as_str()), format!("{}0", kind.as_str())),
+    }
+}
+
+fn decode_object(bytes: &[u8]) -> Result<Object> {
+    Object::from_stored(bytes).map_err(|e| Error::Store(format!("corrupt object: {e}")))
+}
+
+/// Validates `object`, fills server-owned metadata and allocations; `None` when nothing changes.
+fn prepare_put(
+    mut object: Object,
+    existing: Option<&Object>,
+    alloc: &mut Allocator<'_, '_>,
+    revision: u64,
+) -> Result<Option<Object>> {
+    let mut report = Report::default();
+    object.validate(&mut report);
+    if !report.errors.is_empty() {
+        return Err(Error::Invalid {
+            object: object.describe(),
+            errors: report.errors,
+        });
+    }
+    let requested_rv = std::mem::take(&mut object.meta_mut().resource_version);
+    if !requested_rv.is_empty() {
+        let current = existing
+            .map(|e| e.meta().resource_version.as_str())
+            .unwrap_or("");
+        if requested_rv != current {
+            return Err(Error::Conflict(format!(
+                "{}: resourceVersion {requested_rv} does not match the stored {}",
+                object.describe(),
+                if current.is_empty() {
+                    "(none: object does not exist)"
+                } else {
+                    current
+                }
+            )));
+        }
+    }
+    if let Object::Service(svc) = &mut object {
+        let old = match existing {
+            Some(Object::Service(s)) => Some(s),
+            _ => None,
+        };
+        alloc.assign(svc, old)?;
+    }
+    let spec_changed = existing.is_none_or(|e| e.spec_value() != object.spec_value());
+    let meta = object.meta_mut();
+    meta.namespace = meta.namespace().to_string();
+    match existing {
+        Some(e) => {
+            let em = e.meta();
+            meta.uid.clone_from(&em.uid);
+            meta.creation_timestamp.clone_from(&em.creation_timestamp);
+            meta.generation = em.generation + u64::from(spec_changed);
+            meta.resource_version.clone_from(&em.resource_version);
+            if *e == object {
+                return Ok(None);
+            }
+        }
+        None => {
+            meta.uid = uuid::Uuid::new_v4().to_string();
+            meta.creation_timestamp = Some(now_rfc3339());
+            meta.generation = 1;
+        }
+    }
+    object.meta_mut().resource_version = revision.to_string();
+    Ok(Some(object))
+}
+
+#[cfg(test)]
+mod tests;
