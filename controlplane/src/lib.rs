@@ -3,6 +3,7 @@
 pub mod error;
 pub mod manifest;
 pub mod model;
+pub mod snapshot;
 pub mod store;
 
 pub use error::{Error, Result};

@@ -1,0 +1,200 @@
+//! The node snapshot: an immutable, versioned view of every Service, published to the dataplane.
+
+mod builder;
+mod view;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use imbl::ordmap::DiffItem;
+use imbl::OrdMap;
+use serde::Serialize;
+use tokio::sync::watch;
+
+pub use builder::SnapshotBuilder;
+pub use view::{
+    Attachment, BackendView, EndpointPortView, EndpointView, HttpRouteView, HttpRuleView,
+    L4RouteView, PortMode, PortView, Protocol, ServiceKey, ServiceView, TargetPort,
+};
+
+use crate::error::Result;
+use crate::model::Kind;
+use crate::store::Store;
+
+/// Every Service on the node as of a store revision. Cloning is cheap; unchanged services are shared.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct NodeSnapshot {
+    /// Store revision this snapshot reflects.
+    pub revision: u64,
+    /// Services by key.
+    pub services: OrdMap<ServiceKey, Arc<ServiceView>>,
+}
+
+impl NodeSnapshot {
+    /// Looks a service up.
+    pub fn service(&self, namespace: &str, name: &str) -> Option<&Arc<ServiceView>> {
+        self.services.get(&ServiceKey::new(namespace, name))
+    }
+
+    /// The snapshot as JSON (for `/snapshot`).
+    pub fn to_json(&self) -> serde_json::Value {
+        #[derive(Serialize)]
+        struct Out<'a> {
+            revision: u64,
+            services: Vec<&'a ServiceView>,
+        }
+        serde_json::to_value(Out {
+            revision: self.revision,
+            services: self.services.values().map(AsRef::as_ref).collect(),
+        })
+        .unwrap_or_default()
+    }
+}
+
+/// A change to one service between two snapshots.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ServiceChange {
+    /// Added or changed: the new view.
+    Upsert(Arc<ServiceView>),
+    /// Gone.
+    Remove(ServiceKey),
+}
+
+/// What changed between two snapshots, for a dataplane part to apply incrementally.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SnapshotDiff {
+    /// Revision of the older snapshot.
+    pub from_revision: u64,
+    /// Revision of the newer snapshot.
+    pub to_revision: u64,
+    /// Changed services, in key order.
+    pub changes: Vec<ServiceChange>,
+}
+
+/// The changes that turn `old` into `new`; shared subtrees are skipped, so this is cheap after a small change.
+pub fn diff(old: &NodeSnapshot, new: &NodeSnapshot) -> SnapshotDiff {
+    let changes = old
+        .services
+        .diff(&new.services)
+        .filter_map(|item| match item {
+            DiffItem::Add(_, v) => Some(ServiceChange::Upsert(Arc::clone(v))),
+            DiffItem::Update { old, new } => {
+                (!Arc::ptr_eq(old.1, new.1)).then(|| ServiceChange::Upsert(Arc::clone(new.1)))
+            }
+            DiffItem::Remove(k, _) => Some(ServiceChange::Remove(k.clone())),
+        })
+        .collect();
+    SnapshotDiff {
+        from_revision: old.revision,
+        to_revision: new.revision,
+        changes,
+    }
+}
+
+impl SnapshotDiff {
+    /// Applies the changes to a copy of the older service map.
+    pub fn apply_to(&self, services: &mut OrdMap<ServiceKey, Arc<ServiceView>>) {
+        for change in &self.changes {
+            match change {
+                ServiceChange::Upsert(v) => {
+                    services.insert(v.key.clone(), Arc::clone(v));
+                }
+                ServiceChange::Remove(k) => {
+                    services.remove(k);
+                }
+            }
+        }
+    }
+}
+
+/// The published snapshot: readers `load()` it lock-free and `subscribe()` to changes.
+pub struct SnapshotHandle {
+    current: ArcSwap<NodeSnapshot>,
+    notify: watch::Sender<u64>,
+}
+
+impl Default for SnapshotHandle {
+    fn default() -> Self {
+        let (notify, _) = watch::channel(0);
+        Self {
+            current: ArcSwap::from_pointee(NodeSnapshot::default()),
+            notify,
+        }
+    }
+}
+
+impl SnapshotHandle {
+    /// The current snapshot.
+    pub fn load(&self) -> Arc<NodeSnapshot> {
+        self.current.load_full()
+    }
+
+    /// A receiver that changes whenever a new snapshot is published (value: its revision).
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.notify.subscribe()
+    }
+
+    /// Publishes a new snapshot.
+    pub fn publish(&self, snapshot: NodeSnapshot) {
+        let revision = snapshot.revision;
+        self.current.store(Arc::new(snapshot));
+        self.notify.send_replace(revision);
+    }
+}
+
+/// Observes snapshot builds (for metrics).
+pub trait BuildObserver: Send + Sync {
+    /// Called after each published snapshot with how long applying events and building took.
+    fn built(&self, revision: u64, duration: Duration, services: usize);
+}
+
+/// Follows the store and publishes a snapshot after every batch of changes, until the store closes.
+pub async fn run(
+    store: Arc<Store>,
+    handle: Arc<SnapshotHandle>,
+    observer: Arc<dyn BuildObserver>,
+) -> Result<()> {
+    let start = Instant::now();
+    let (mut builder, revision) = {
+        let store = Arc::clone(&store);
+        tokio::task::spawn_blocking(move || -> Result<(SnapshotBuilder, u64)> {
+            let revision = store.revision();
+            let mut builder = SnapshotBuilder::new();
+            for kind in [
+                Kind::Service,
+                Kind::EndpointSlice,
+                Kind::HttpRoute,
+                Kind::TcpRoute,
+                Kind::UdpRoute,
+            ] {
+                for object in store.list(kind, None, None)?.0 {
+                    builder.upsert(&object);
+                }
+            }
+            builder.set_revision(revision);
+            Ok((builder, revision))
+        })
+        .await
+        .map_err(|e| crate::Error::Store(e.to_string()))??
+    };
+    let snapshot = builder.build();
+    observer.built(snapshot.revision, start.elapsed(), snapshot.services.len());
+    handle.publish(snapshot);
+    let mut watch = store.watch(revision + 1)?;
+    loop {
+        let first = watch.next().await?;
+        let start = Instant::now();
+        builder.apply(&first);
+        // Coalesce whatever else is already committed into the same snapshot.
+        while let Some(event) = watch.try_next()? {
+            builder.apply(&event);
+        }
+        let snapshot = builder.build();
+        observer.built(snapshot.revision, start.elapsed(), snapshot.services.len());
+        handle.publish(snapshot);
+    }
+}
+
+#[cfg(test)]
+mod tests;
