@@ -1,5 +1,6 @@
 //! pier's control plane: object model, embedded store, controllers, node snapshot and control API.
 
+pub mod controllers;
 pub mod error;
 pub mod manifest;
 pub mod model;
