@@ -1,1 +1,249 @@
-fn main() {}
+//! `pier`: per-node load balancer and service-discovery dataplane.
+
+mod admin;
+mod cli;
+mod config;
+mod daemon;
+mod up;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use ipnet::Ipv4Net;
+use pier_controlplane::api::{default_socket_path, Client};
+use pier_controlplane::model::Kind;
+
+use cli::output::Format;
+use config::{default_state_dir, parse_port_range, DaemonConfig};
+
+#[derive(Parser)]
+#[command(
+    name = "pier",
+    version,
+    about = "Per-node load balancer and service-discovery dataplane"
+)]
+struct Cli {
+    /// Control socket of the daemon.
+    #[arg(long, global = true, env = "PIER_SOCKET")]
+    socket: Option<PathBuf>,
+    /// Log format.
+    #[arg(long, global = true, value_parser = ["human", "json"], default_value = "human")]
+    log_format: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args, Clone)]
+struct DaemonArgs {
+    /// TOML config file; flags override it.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Directory of the store file.
+    #[arg(long)]
+    state_dir: Option<PathBuf>,
+    /// Admin listener (metrics, health, snapshot).
+    #[arg(long)]
+    admin: Option<SocketAddr>,
+    /// ClusterIP range.
+    #[arg(long)]
+    service_cidr: Option<Ipv4Net>,
+    /// NodePort range, e.g. 30000-32767.
+    #[arg(long)]
+    node_port_range: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the daemon: store, controllers, snapshot, control API, admin listener.
+    Daemon(DaemonArgs),
+    /// Run the daemon in the foreground with manifests applied, and show what it serves.
+    Up {
+        /// Manifests to apply at start.
+        #[arg(short = 'f', long = "filename", required = true)]
+        files: Vec<PathBuf>,
+        #[command(flatten)]
+        daemon: DaemonArgs,
+    },
+    /// Create or update objects from files, directories or stdin (-).
+    Apply {
+        /// Files, directories or - for stdin.
+        #[arg(short = 'f', long = "filename", required = true)]
+        files: Vec<PathBuf>,
+        /// Namespace for objects that name none.
+        #[arg(short, long)]
+        namespace: Option<String>,
+    },
+    /// List or show objects.
+    Get {
+        /// Resource type (services, svc, endpointslices, pods, deployments, httproutes, tcproutes, udproutes).
+        kind: Kind,
+        /// Object name.
+        name: Option<String>,
+        /// Namespace.
+        #[arg(short, long, default_value = "default")]
+        namespace: String,
+        /// All namespaces.
+        #[arg(short = 'A', long)]
+        all_namespaces: bool,
+        /// Label selector, e.g. app=web,tier!=db.
+        #[arg(short = 'l', long)]
+        selector: Option<String>,
+        /// Output format.
+        #[arg(short, long, value_enum, default_value = "table")]
+        output: Format,
+    },
+    /// Show an object in detail.
+    Describe {
+        /// Resource type.
+        kind: Kind,
+        /// Object name.
+        name: String,
+        /// Namespace.
+        #[arg(short, long, default_value = "default")]
+        namespace: String,
+    },
+    /// Delete objects by name or by manifest.
+    Delete {
+        /// Resource type (omit with -f).
+        kind: Option<Kind>,
+        /// Object names.
+        names: Vec<String>,
+        /// Delete the objects these manifests describe.
+        #[arg(short = 'f', long = "filename")]
+        files: Vec<PathBuf>,
+        /// Namespace.
+        #[arg(short, long)]
+        namespace: Option<String>,
+    },
+}
+
+fn daemon_config(args: &DaemonArgs, socket: Option<PathBuf>) -> Result<DaemonConfig> {
+    let file = match &args.config {
+        Some(path) => config::read_file(path)?,
+        None => config::FileConfig::default(),
+    };
+    let node_ports = match args
+        .node_port_range
+        .as_ref()
+        .or(file.node_port_range.as_ref())
+    {
+        Some(r) => parse_port_range(r)?,
+        None => 30000..=32767,
+    };
+    let service_cidr = match args.service_cidr.or(file.service_cidr) {
+        Some(c) => c,
+        None => "10.96.0.0/12".parse().context("default service CIDR")?,
+    };
+    Ok(DaemonConfig {
+        state_dir: args
+            .state_dir
+            .clone()
+            .or(file.state_dir)
+            .unwrap_or_else(default_state_dir),
+        socket: socket.or(file.socket).unwrap_or_else(default_socket_path),
+        admin: args
+            .admin
+            .or(file.admin)
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 9464))),
+        service_cidr,
+        node_ports,
+        event_history: file.event_history.unwrap_or(100_000),
+    })
+}
+
+fn init_logging(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("PIER_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    let client = || Client::new(cli.socket.clone().unwrap_or_else(default_socket_path));
+    match cli.command {
+        Command::Daemon(args) => {
+            let config = daemon_config(&args, cli.socket.clone())?;
+            let d = daemon::Daemon::start(&config).await?;
+            let signal = daemon::signal().await?;
+            tracing::info!(signal, "shutting down");
+            d.stop().await;
+            Ok(())
+        }
+        Command::Up { files, daemon } => {
+            up::run(daemon_config(&daemon, cli.socket.clone())?, files).await
+        }
+        Command::Apply { files, namespace } => {
+            cli::apply(&client(), &files, namespace.as_deref()).await
+        }
+        Command::Get {
+            kind,
+            name,
+            namespace,
+            all_namespaces,
+            selector,
+            output,
+        } => {
+            let opts = cli::GetOptions {
+                namespace: &namespace,
+                all_namespaces,
+                selector: selector.as_deref(),
+                format: output,
+            };
+            cli::get(&client(), kind, name.as_deref(), &opts).await
+        }
+        Command::Describe {
+            kind,
+            name,
+            namespace,
+        } => cli::describe(&client(), kind, &name, &namespace).await,
+        Command::Delete {
+            kind,
+            names,
+            files,
+            namespace,
+        } => match (kind, files.is_empty()) {
+            (None, false) => cli::delete_files(&client(), &files, namespace.as_deref()).await,
+            (Some(kind), true) if !names.is_empty() => {
+                cli::delete_named(
+                    &client(),
+                    kind,
+                    &names,
+                    namespace.as_deref().unwrap_or("default"),
+                )
+                .await
+            }
+            _ => bail!("usage: pier delete KIND NAME... | pier delete -f FILE"),
+        },
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: starting runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -160,8 +160,10 @@ impl fmt::Display for ObjectError {
         if let Some(o) = &self.object {
             write!(f, "{o}: ")?;
         }
-        let parts: Vec<String> = self.errors.iter().map(ToString::to_string).collect();
-        f.write_str(&parts.join("; "))
+        match self.errors.as_slice() {
+            [one] => write!(f, "{one}"),
+            many => many.iter().try_for_each(|e| write!(f, "\n  - {e}")),
+        }
     }
 }
 
@@ -174,10 +176,10 @@ pub struct Parsed {
     pub ignored: Vec<String>,
 }
 
-fn typed<T: DeserializeOwned>(
-    value: Value,
-    kind: Kind,
-) -> Result<(T, Vec<String>), Vec<FieldError>> {
+/// A typed object, the ignored Kubernetes fields and the unknown-field errors found while parsing.
+type TypedParse<T> = (T, Vec<String>, Vec<FieldError>);
+
+fn typed<T: DeserializeOwned>(value: Value, kind: Kind) -> Result<TypedParse<T>, Vec<FieldError>> {
     let mut unused = Vec::new();
     let result = {
         let mut record = |path: serde_ignored::Path<'_>| unused.push(render_path(&path));
@@ -203,11 +205,7 @@ fn typed<T: DeserializeOwned>(
             });
         }
     }
-    if errors.is_empty() {
-        Ok((parsed, ignored))
-    } else {
-        Err(errors)
-    }
+    Ok((parsed, ignored, errors))
 }
 
 fn render_path(path: &serde_ignored::Path<'_>) -> String {
@@ -296,20 +294,19 @@ impl Object {
             object: Some(label.clone()),
             errors,
         };
-        let (object, ignored) = match kind {
-            Kind::Service => typed(value, kind).map(|(o, i)| (Object::Service(o), i)),
-            Kind::EndpointSlice => typed(value, kind).map(|(o, i)| (Object::EndpointSlice(o), i)),
-            Kind::Pod => typed(value, kind).map(|(o, i)| (Object::Pod(o), i)),
-            Kind::Deployment => typed(value, kind).map(|(o, i)| (Object::Deployment(o), i)),
-            Kind::HttpRoute => typed(value, kind).map(|(o, i)| (Object::HttpRoute(o), i)),
-            Kind::TcpRoute => typed(value, kind).map(|(o, i)| (Object::TcpRoute(o), i)),
-            Kind::UdpRoute => typed(value, kind).map(|(o, i)| (Object::UdpRoute(o), i)),
+        let (object, ignored, errors) = match kind {
+            Kind::Service => typed(value, kind).map(|(o, i, e)| (Object::Service(o), i, e)),
+            Kind::EndpointSlice => {
+                typed(value, kind).map(|(o, i, e)| (Object::EndpointSlice(o), i, e))
+            }
+            Kind::Pod => typed(value, kind).map(|(o, i, e)| (Object::Pod(o), i, e)),
+            Kind::Deployment => typed(value, kind).map(|(o, i, e)| (Object::Deployment(o), i, e)),
+            Kind::HttpRoute => typed(value, kind).map(|(o, i, e)| (Object::HttpRoute(o), i, e)),
+            Kind::TcpRoute => typed(value, kind).map(|(o, i, e)| (Object::TcpRoute(o), i, e)),
+            Kind::UdpRoute => typed(value, kind).map(|(o, i, e)| (Object::UdpRoute(o), i, e)),
         }
         .map_err(with_label)?;
-        let mut report = Report {
-            ignored,
-            ..Report::default()
-        };
+        let mut report = Report { errors, ignored };
         object.validate(&mut report);
         if report.errors.is_empty() {
             Ok(Parsed {

@@ -1,0 +1,38 @@
+//! The control API: HTTP/JSON over a Unix socket (mode 0600, same-uid peers only).
+//!
+//! Routes (all JSON):
+//! - `GET /v1/status`: version, store and snapshot revisions, admin address
+//! - `POST /v1/apply` `{"objects": [...]}`: validate all, then write all in one transaction
+//! - `GET /v1/{resource}[?namespace=NS&labelSelector=SEL]`: list
+//! - `GET|DELETE /v1/{resource}/{namespace}/{name}[?resourceVersion=RV]`: read, delete
+//! - `GET /v1/watch?from=REV`: newline-delimited events from a revision on
+//! - `GET /v1/snapshot`: the published node snapshot
+
+mod client;
+mod server;
+
+use std::path::PathBuf;
+
+pub use client::Client;
+pub use server::{bind, serve, ApiContext};
+
+/// The default control socket: `/run/pier/pier.sock` for root, else under `$XDG_RUNTIME_DIR`.
+pub fn default_socket_path() -> PathBuf {
+    if current_uid() == 0 {
+        return PathBuf::from("/run/pier/pier.sock");
+    }
+    match std::env::var_os("XDG_RUNTIME_DIR") {
+        Some(dir) if !dir.is_empty() => PathBuf::from(dir).join("pier/pier.sock"),
+        _ => std::env::temp_dir()
+            .join(format!("pier-{}", current_uid()))
+            .join("pier.sock"),
+    }
+}
+
+/// The effective uid of this process (owner of `/proc/self`).
+pub fn current_uid() -> u32 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self")
+        .map(|m| m.uid())
+        .unwrap_or(u32::MAX)
+}

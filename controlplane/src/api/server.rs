@@ -1,0 +1,434 @@
+//! Control API server.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full, Limited, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde_json::{json, Value};
+use tokio::net::UnixListener;
+use tokio::sync::watch;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::StreamExt;
+
+use crate::error::Error;
+use crate::metrics::Metrics;
+use crate::model::{Kind, Object, SelectorQuery};
+use crate::snapshot::SnapshotHandle;
+use crate::store::{Op, Outcome, Store};
+
+/// Largest accepted request body.
+const MAX_BODY: usize = 64 << 20;
+
+type Body = BoxBody<Bytes, Infallible>;
+
+/// What API handlers need.
+pub struct ApiContext {
+    /// The store.
+    pub store: Arc<Store>,
+    /// The published snapshot.
+    pub snapshot: Arc<SnapshotHandle>,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// Where the admin listener is, reported by `/v1/status`.
+    pub admin_addr: Option<SocketAddr>,
+}
+
+fn full(status: StatusCode, body: Value) -> Response<Body> {
+    let mut resp = Response::new(Full::new(Bytes::from(body.to_string())).boxed());
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+fn error_response(e: &Error) -> Response<Body> {
+    let (status, reason) = match e {
+        Error::Invalid { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "Invalid"),
+        Error::Conflict(_) => (StatusCode::CONFLICT, "Conflict"),
+        Error::NotFound { .. } => (StatusCode::NOT_FOUND, "NotFound"),
+        Error::Compacted { .. } => (StatusCode::GONE, "Expired"),
+        Error::BadRequest(_) => (StatusCode::BAD_REQUEST, "BadRequest"),
+        Error::Exhausted(_) => (StatusCode::INSUFFICIENT_STORAGE, "Exhausted"),
+        Error::Store(_) | Error::Transport(_) => {
+            (StatusCode::INTERNAL_SERVER_ERROR, "InternalError")
+        }
+    };
+    let details: Vec<Value> = match e {
+        Error::Invalid { errors, .. } => errors
+            .iter()
+            .map(|f| json!({"field": f.path, "message": f.message}))
+            .collect(),
+        _ => Vec::new(),
+    };
+    full(
+        status,
+        json!({"error": e.to_string(), "reason": reason, "code": status.as_u16(), "details": details}),
+    )
+}
+
+fn query(req: &Request<Incoming>) -> HashMap<String, String> {
+    req.uri()
+        .query()
+        .unwrap_or("")
+        .split('&')
+        .filter_map(|kv| {
+            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+            let decode = |s: &str| percent_decode(s);
+            (!k.is_empty()).then(|| (decode(k), decode(v)))
+        })
+        .collect()
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
+                match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                    Some(b) => {
+                        out.push(b);
+                        i += 3;
+                        continue;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            b'+' => out.push(b' '),
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, Error> + Send + 'static,
+) -> Result<T, Error> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::Store(format!("worker failed: {e}")))?
+}
+
+async fn apply(ctx: Arc<ApiContext>, body: Value) -> Result<Response<Body>, Error> {
+    let started = Instant::now();
+    let Some(items) = body.get("objects").and_then(Value::as_array) else {
+        return Err(Error::BadRequest(
+            "body must be {\"objects\": [...]}".into(),
+        ));
+    };
+    let mut objects = Vec::with_capacity(items.len());
+    let mut ignored = Vec::new();
+    let mut errors = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        match Object::from_value(item.clone()) {
+            Ok(parsed) => {
+                for path in parsed.ignored {
+                    ignored.push(json!({"object": parsed.object.describe(), "field": path}));
+                }
+                objects.push(parsed.object);
+            }
+            Err(e) => errors.push(json!({"index": i, "error": e.to_string()})),
+        }
+    }
+    if !errors.is_empty() {
+        let status = StatusCode::UNPROCESSABLE_ENTITY;
+        let msg = errors
+            .iter()
+            .filter_map(|e| e["error"].as_str())
+            .collect::<Vec<_>>()
+            .join("; ");
+        return Ok(full(
+            status,
+            json!({"error": msg, "reason": "Invalid", "code": status.as_u16(), "details": errors}),
+        ));
+    }
+    let store = Arc::clone(&ctx.store);
+    let written = blocking(move || store.apply(objects)).await?;
+    ctx.metrics
+        .apply_seconds
+        .observe(started.elapsed().as_secs_f64());
+    let results: Vec<Value> = written
+        .iter()
+        .filter_map(|w| {
+            let o = w.object.as_ref()?;
+            Some(json!({
+                "kind": o.kind().as_str(),
+                "resource": o.kind().plural(),
+                "namespace": o.meta().namespace(),
+                "name": o.meta().name,
+                "outcome": w.outcome,
+                "object": o.to_value(),
+            }))
+        })
+        .collect();
+    Ok(full(
+        StatusCode::OK,
+        json!({"revision": ctx.store.revision(), "results": results, "ignored": ignored}),
+    ))
+}
+
+fn resource(name: &str) -> Result<Kind, Error> {
+    Kind::ALL
+        .into_iter()
+        .find(|k| k.plural() == name)
+        .ok_or_else(|| Error::NotFound {
+            kind: "resource".into(),
+            namespace: String::new(),
+            name: name.into(),
+        })
+}
+
+async fn watch_stream(
+    ctx: Arc<ApiContext>,
+    from: u64,
+    shutdown: watch::Receiver<bool>,
+) -> Result<Response<Body>, Error> {
+    let mut watch = ctx.store.watch(from)?;
+    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(64);
+    tokio::spawn(async move {
+        let mut shutdown = shutdown;
+        loop {
+            let event = tokio::select! {
+                e = watch.next() => e,
+                _ = shutdown.changed() => break,
+                _ = tx.closed() => break,
+            };
+            let line = match event {
+                Ok(e) => format!("{}\n", e.to_json()),
+                Err(e) => format!("{}\n", json!({"type": "ERROR", "error": e.to_string()})),
+            };
+            if tx.send(Bytes::from(line)).await.is_err() {
+                break;
+            }
+        }
+    });
+    let stream = ReceiverStream::new(rx).map(|b| Ok::<_, Infallible>(Frame::data(b)));
+    let mut resp = Response::new(BodyExt::boxed(StreamBody::new(stream)));
+    resp.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/x-ndjson"),
+    );
+    Ok(resp)
+}
+
+async fn route(
+    ctx: Arc<ApiContext>,
+    req: Request<Incoming>,
+    shutdown: watch::Receiver<bool>,
+) -> Result<Response<Body>, Error> {
+    let q = query(&req);
+    let path: Vec<String> = req
+        .uri()
+        .path()
+        .trim_matches('/')
+        .split('/')
+        .map(percent_decode)
+        .collect();
+    let segs: Vec<&str> = path.iter().map(String::as_str).collect();
+    match (req.method().clone(), segs.as_slice()) {
+        (Method::GET, ["v1", "status"]) => Ok(full(
+            StatusCode::OK,
+            json!({
+                "version": env!("CARGO_PKG_VERSION"),
+                "revision": ctx.store.revision(),
+                "snapshotRevision": ctx.snapshot.load().revision,
+                "adminAddress": ctx.admin_addr.map(|a| a.to_string()),
+            }),
+        )),
+        (Method::GET, ["v1", "snapshot"]) => {
+            Ok(full(StatusCode::OK, ctx.snapshot.load().to_json()))
+        }
+        (Method::POST, ["v1", "apply"]) => {
+            let bytes = Limited::new(req.into_body(), MAX_BODY)
+                .collect()
+                .await
+                .map_err(|e| Error::BadRequest(format!("reading body: {e}")))?
+                .to_bytes();
+            let body: Value = serde_json::from_slice(&bytes)
+                .map_err(|e| Error::BadRequest(format!("invalid JSON: {e}")))?;
+            apply(ctx, body).await
+        }
+        (Method::GET, ["v1", "watch"]) => {
+            let from = match q.get("from") {
+                Some(f) => f
+                    .parse()
+                    .map_err(|_| Error::BadRequest(format!("from={f:?} is not a revision")))?,
+                None => ctx.store.revision() + 1,
+            };
+            watch_stream(ctx, from, shutdown).await
+        }
+        (Method::GET, ["v1", res]) => {
+            let kind = resource(res)?;
+            let selector = q
+                .get("labelSelector")
+                .map(|s| SelectorQuery::parse(s).map_err(Error::BadRequest))
+                .transpose()?;
+            let ns = q.get("namespace").cloned();
+            let store = Arc::clone(&ctx.store);
+            let (items, revision) =
+                blocking(move || store.list(kind, ns.as_deref(), selector.as_ref())).await?;
+            let items: Vec<Value> = items.iter().map(Object::to_value).collect();
+            Ok(full(
+                StatusCode::OK,
+                json!({"revision": revision, "items": items}),
+            ))
+        }
+        (Method::GET, ["v1", res, ns, name]) => {
+            let kind = resource(res)?;
+            let (ns, name) = (ns.to_string(), name.to_string());
+            let store = Arc::clone(&ctx.store);
+            let found = {
+                let (ns, name) = (ns.clone(), name.clone());
+                blocking(move || store.get(kind, &ns, &name)).await?
+            };
+            match found {
+                Some(o) => Ok(full(StatusCode::OK, o.to_value())),
+                None => Err(Error::NotFound {
+                    kind: kind.to_string(),
+                    namespace: ns,
+                    name,
+                }),
+            }
+        }
+        (Method::DELETE, ["v1", res, ns, name]) => {
+            let kind = resource(res)?;
+            let op = Op::Delete {
+                kind,
+                namespace: ns.to_string(),
+                name: name.to_string(),
+                resource_version: q.get("resourceVersion").cloned(),
+                must_exist: true,
+            };
+            let store = Arc::clone(&ctx.store);
+            let written = blocking(move || store.write(vec![op])).await?;
+            let object = written
+                .into_iter()
+                .find(|w| w.outcome == Outcome::Deleted)
+                .and_then(|w| w.object)
+                .map(|o| o.to_value());
+            Ok(full(StatusCode::OK, json!({"deleted": object})))
+        }
+        _ => Ok(full(
+            StatusCode::NOT_FOUND,
+            json!({"error": format!("no route for {} {}", req.method(), req.uri().path()), "reason": "NotFound", "code": 404}),
+        )),
+    }
+}
+
+fn verb(method: &Method, path: &str) -> &'static str {
+    match (method, path) {
+        (&Method::POST, p) if p.starts_with("/v1/apply") => "apply",
+        (&Method::GET, p) if p.starts_with("/v1/watch") => "watch",
+        (&Method::DELETE, _) => "delete",
+        (&Method::GET, p) if p.matches('/').count() >= 4 => "get",
+        (&Method::GET, _) => "list",
+        _ => "other",
+    }
+}
+
+/// Binds the control socket: mode 0600, parent directory 0700 when created, a stale socket replaced.
+pub fn bind(socket: &Path) -> Result<UnixListener, Error> {
+    let io = |what: &str, e: std::io::Error| {
+        Error::Transport(format!("{what} {}: {e}", socket.display()))
+    };
+    if let Some(dir) = socket.parent() {
+        if !dir.exists() {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(|e| io("creating directory for", e))?;
+        }
+    }
+    if socket.exists() {
+        if std::os::unix::net::UnixStream::connect(socket).is_ok() {
+            return Err(Error::Transport(format!(
+                "{} is in use: another pier daemon is running",
+                socket.display()
+            )));
+        }
+        std::fs::remove_file(socket).map_err(|e| io("removing stale", e))?;
+    }
+    let listener = UnixListener::bind(socket).map_err(|e| io("binding", e))?;
+    std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| io("chmod", e))?;
+    Ok(listener)
+}
+
+/// Serves the API on `listener` (bound at `socket`) until `shutdown` turns true; then removes the socket.
+pub async fn serve(
+    ctx: Arc<ApiContext>,
+    listener: UnixListener,
+    socket: &Path,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), Error> {
+    let io = |what: &str, e: std::io::Error| {
+        Error::Transport(format!("{what} {}: {e}", socket.display()))
+    };
+    let uid = super::current_uid();
+    loop {
+        let (stream, _) = tokio::select! {
+            accepted = listener.accept() => accepted.map_err(|e| io("accepting on", e))?,
+            _ = shutdown.changed() => break,
+        };
+        let peer = stream.peer_cred().map(|c| c.uid()).ok();
+        if peer.is_none_or(|p| p != uid && p != 0) {
+            tracing::warn!(peer_uid = ?peer, "refused control connection from another user");
+            continue;
+        }
+        let ctx = Arc::clone(&ctx);
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+                let ctx = Arc::clone(&ctx);
+                let shutdown = shutdown.clone();
+                async move {
+                    let verb = verb(req.method(), req.uri().path());
+                    let metrics = Arc::clone(&ctx.metrics);
+                    let resp = route(ctx, req, shutdown)
+                        .await
+                        .unwrap_or_else(|e| error_response(&e));
+                    metrics
+                        .api_requests
+                        .with_label_values(&[verb, resp.status().as_str()])
+                        .inc();
+                    Ok::<_, Infallible>(resp)
+                }
+            });
+            let conn = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service);
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "control connection ended");
+            }
+        });
+    }
+    let _ = std::fs::remove_file(socket);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::percent_decode;
+
+    #[test]
+    fn decodes_query_values() {
+        assert_eq!(percent_decode("app%3Dweb%2Ctier"), "app=web,tier");
+        assert_eq!(percent_decode("a+b"), "a b");
+        assert_eq!(percent_decode("bad%zz%"), "bad%zz%");
+    }
+}

@@ -1,0 +1,104 @@
+//! Admin listener: `/metrics`, `/healthz`, `/readyz`, `/snapshot`, `/snapshot/builds`.
+
+use std::convert::Infallible;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use anyhow::Result;
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use pier_controlplane::metrics::Metrics;
+use pier_controlplane::snapshot::SnapshotHandle;
+use prometheus::{Encoder, Registry, TextEncoder};
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+/// What the admin endpoints read.
+pub struct Admin {
+    /// Every pier metric.
+    pub registry: Registry,
+    /// Control-plane metrics (for recent build times).
+    pub metrics: Arc<Metrics>,
+    /// The published snapshot.
+    pub snapshot: Arc<SnapshotHandle>,
+    /// Set once the first snapshot is published and the API is listening.
+    pub ready: AtomicBool,
+}
+
+fn respond(
+    status: StatusCode,
+    content_type: &'static str,
+    body: impl Into<Bytes>,
+) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(body.into()));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static(content_type),
+    );
+    r
+}
+
+fn handle(admin: &Admin, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+    match req.uri().path() {
+        "/metrics" => {
+            let mut buf = Vec::new();
+            let encoder = TextEncoder::new();
+            match encoder.encode(&admin.registry.gather(), &mut buf) {
+                Ok(()) => respond(StatusCode::OK, "text/plain; version=0.0.4", buf),
+                Err(e) => respond(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "text/plain",
+                    e.to_string(),
+                ),
+            }
+        }
+        "/healthz" => respond(StatusCode::OK, "text/plain", "ok\n"),
+        "/readyz" => {
+            if admin.ready.load(Ordering::Acquire) {
+                respond(StatusCode::OK, "text/plain", "ok\n")
+            } else {
+                respond(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "starting\n")
+            }
+        }
+        "/snapshot" => respond(
+            StatusCode::OK,
+            "application/json",
+            admin.snapshot.load().to_json().to_string(),
+        ),
+        "/snapshot/builds" => {
+            let secs = admin.metrics.recent_builds();
+            let body = json!({"count": secs.len(), "seconds": secs});
+            respond(StatusCode::OK, "application/json", body.to_string())
+        }
+        _ => respond(StatusCode::NOT_FOUND, "text/plain", "not found\n"),
+    }
+}
+
+/// Serves the admin endpoints on `listener` until `shutdown` turns true.
+pub async fn serve(
+    admin: Arc<Admin>,
+    listener: TcpListener,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<()> {
+    loop {
+        let (stream, _) = tokio::select! {
+            accepted = listener.accept() => accepted?,
+            _ = shutdown.changed() => return Ok(()),
+        };
+        let admin = Arc::clone(&admin);
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+                let resp = handle(&admin, &req);
+                async move { Ok::<_, Infallible>(resp) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}

@@ -1,0 +1,85 @@
+//! Daemon configuration: TOML file, overridden by flags.
+
+use std::net::SocketAddr;
+use std::ops::RangeInclusive;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use ipnet::Ipv4Net;
+use pier_controlplane::api::current_uid;
+use serde::Deserialize;
+
+/// `pier daemon` settings as read from a TOML file; every field optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// Store directory.
+    pub state_dir: Option<PathBuf>,
+    /// Control socket path.
+    pub socket: Option<PathBuf>,
+    /// Admin listener address.
+    pub admin: Option<SocketAddr>,
+    /// ClusterIP range, e.g. `10.96.0.0/12`.
+    pub service_cidr: Option<Ipv4Net>,
+    /// NodePort range, e.g. `30000-32767`.
+    pub node_port_range: Option<String>,
+    /// Watch history kept in the store.
+    pub event_history: Option<u64>,
+}
+
+/// Effective daemon settings.
+#[derive(Debug, Clone)]
+pub struct DaemonConfig {
+    /// Where the store file lives.
+    pub state_dir: PathBuf,
+    /// Control socket.
+    pub socket: PathBuf,
+    /// Admin listener address.
+    pub admin: SocketAddr,
+    /// ClusterIP range.
+    pub service_cidr: Ipv4Net,
+    /// NodePort range.
+    pub node_ports: RangeInclusive<u16>,
+    /// Watch history kept in the store.
+    pub event_history: u64,
+}
+
+/// The default state directory: `/var/lib/pier` for root, else `$XDG_STATE_HOME/pier` or `~/.local/state/pier`.
+pub fn default_state_dir() -> PathBuf {
+    if current_uid() == 0 {
+        return PathBuf::from("/var/lib/pier");
+    }
+    if let Some(dir) = std::env::var_os("XDG_STATE_HOME").filter(|d| !d.is_empty()) {
+        return PathBuf::from(dir).join("pier");
+    }
+    match std::env::var_os("HOME") {
+        Some(home) => PathBuf::from(home).join(".local/state/pier"),
+        None => std::env::temp_dir().join(format!("pier-state-{}", current_uid())),
+    }
+}
+
+/// Parses `30000-32767`.
+pub fn parse_port_range(s: &str) -> Result<RangeInclusive<u16>> {
+    let (lo, hi) = s
+        .split_once('-')
+        .with_context(|| format!("node port range {s:?} must look like 30000-32767"))?;
+    let lo: u16 = lo
+        .trim()
+        .parse()
+        .with_context(|| format!("node port range {s:?}: bad start"))?;
+    let hi: u16 = hi
+        .trim()
+        .parse()
+        .with_context(|| format!("node port range {s:?}: bad end"))?;
+    if lo == 0 || lo > hi {
+        bail!("node port range {s:?} must be a non-empty range of ports 1-65535");
+    }
+    Ok(lo..=hi)
+}
+
+/// Reads a config file.
+pub fn read_file(path: &Path) -> Result<FileConfig> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading config {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("config {}", path.display()))
+}

@@ -1,0 +1,186 @@
+//! `pier daemon` / `pier up`: store, controllers, snapshot publisher, control API and admin listener in one process.
+
+use std::future::Future;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use pier_controlplane::api::{self, ApiContext};
+use pier_controlplane::metrics::Metrics;
+use pier_controlplane::snapshot::{self, SnapshotHandle};
+use pier_controlplane::store::{AllocConfig, Store, StoreConfig};
+use pier_controlplane::{controllers, Error};
+use prometheus::Registry;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::admin::{self, Admin};
+use crate::config::DaemonConfig;
+
+/// A running daemon.
+pub struct Daemon {
+    /// The store.
+    pub store: Arc<Store>,
+    /// The published snapshot.
+    pub snapshot: Arc<SnapshotHandle>,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// Runs `f` again after a growing pause each time it fails, until shutdown.
+fn supervise<F, Fut>(
+    name: &'static str,
+    mut shutdown: watch::Receiver<bool>,
+    mut f: F,
+) -> tokio::task::JoinHandle<()>
+where
+    F: FnMut() -> Fut + Send + 'static,
+    Fut: Future<Output = Result<(), Error>> + Send,
+{
+    tokio::spawn(async move {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            tokio::select! {
+                result = f() => match result {
+                    Ok(()) => return,
+                    Err(e) => tracing::error!(task = name, error = %e, retry_in = ?backoff, "background task failed"),
+                },
+                _ = shutdown.changed() => return,
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(backoff) => {}
+                _ = shutdown.changed() => return,
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(10));
+        }
+    })
+}
+
+impl Daemon {
+    /// Opens the store and starts every part.
+    pub async fn start(config: &DaemonConfig) -> Result<Daemon> {
+        let store_path = config.state_dir.join("pier.redb");
+        let store_config = StoreConfig {
+            alloc: AllocConfig {
+                service_cidr: config.service_cidr,
+                node_ports: config.node_ports.clone(),
+            },
+            event_history: config.event_history,
+        };
+        let store = {
+            let path = store_path.clone();
+            tokio::task::spawn_blocking(move || Store::open(&path, store_config))
+                .await?
+                .with_context(|| format!("opening store {}", store_path.display()))?
+        };
+        let registry = Registry::new();
+        let metrics =
+            Metrics::register(&registry, Arc::clone(&store)).context("registering metrics")?;
+        let snapshot = Arc::new(SnapshotHandle::default());
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let mut tasks = Vec::new();
+
+        let admin_listener = TcpListener::bind(config.admin)
+            .await
+            .with_context(|| format!("binding admin listener {}", config.admin))?;
+        let admin_addr = admin_listener.local_addr()?;
+        let admin = Arc::new(Admin {
+            registry,
+            metrics: Arc::clone(&metrics),
+            snapshot: Arc::clone(&snapshot),
+            ready: false.into(),
+        });
+        {
+            let (admin, rx) = (Arc::clone(&admin), shutdown_rx.clone());
+            tasks.push(tokio::spawn(async move {
+                if let Err(e) = admin::serve(admin, admin_listener, rx).await {
+                    tracing::error!(error = %e, "admin listener failed");
+                }
+            }));
+        }
+        {
+            let (store, handle, observer) = (
+                Arc::clone(&store),
+                Arc::clone(&snapshot),
+                Arc::clone(&metrics),
+            );
+            tasks.push(supervise("snapshot", shutdown_rx.clone(), move || {
+                snapshot::run(Arc::clone(&store), Arc::clone(&handle), observer.clone())
+            }));
+        }
+        {
+            let store = Arc::clone(&store);
+            tasks.push(supervise(
+                "endpoints-controller",
+                shutdown_rx.clone(),
+                move || controllers::run_endpoints(Arc::clone(&store)),
+            ));
+        }
+        let ctx = Arc::new(ApiContext {
+            store: Arc::clone(&store),
+            snapshot: Arc::clone(&snapshot),
+            metrics,
+            admin_addr: Some(admin_addr),
+        });
+        let listener = api::bind(&config.socket)?;
+        {
+            let (rx, socket) = (shutdown_rx.clone(), config.socket.clone());
+            tasks.push(tokio::spawn(async move {
+                if let Err(e) = api::serve(ctx, listener, &socket, rx).await {
+                    tracing::error!(error = %e, "control API stopped");
+                }
+            }));
+        }
+        // Ready once the first snapshot reflecting the store is published.
+        let mut snap_rx = snapshot.subscribe();
+        while snapshot.load().revision < store.revision() {
+            if tokio::time::timeout(Duration::from_secs(30), snap_rx.changed())
+                .await
+                .is_err()
+            {
+                let _ = shutdown.send(true);
+                anyhow::bail!("pier daemon failed to start: no snapshot published within 30s");
+            }
+        }
+        admin.ready.store(true, Ordering::Release);
+        tracing::info!(
+            socket = %config.socket.display(),
+            admin = %admin_addr,
+            state = %config.state_dir.display(),
+            revision = store.revision(),
+            "pier daemon ready"
+        );
+        Ok(Daemon {
+            store,
+            snapshot,
+            shutdown,
+            tasks,
+        })
+    }
+
+    /// Stops every part and waits (bounded) for them to finish.
+    pub async fn stop(self) {
+        let _ = self.shutdown.send(true);
+        for task in self.tasks {
+            let abort = task.abort_handle();
+            if tokio::time::timeout(Duration::from_secs(5), task)
+                .await
+                .is_err()
+            {
+                abort.abort();
+            }
+        }
+    }
+}
+
+/// Resolves when SIGTERM or SIGINT arrives.
+pub async fn signal() -> Result<&'static str> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    Ok(tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    })
+}

@@ -1,0 +1,197 @@
+//! `pier up`: the daemon in the foreground, with manifests applied and a summary of what it serves.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Result;
+use pier_controlplane::api::Client;
+use pier_controlplane::snapshot::{NodeSnapshot, PortMode, Protocol, ServiceView};
+
+use crate::cli::{self, output::table};
+use crate::config::DaemonConfig;
+use crate::daemon::{self, Daemon};
+
+fn proto(p: Protocol) -> &'static str {
+    match p {
+        Protocol::Tcp => "TCP",
+        Protocol::Udp => "UDP",
+    }
+}
+
+fn endpoints(svc: &ServiceView) -> String {
+    let Some(port) = svc.ports.first() else {
+        return svc
+            .external_name
+            .clone()
+            .map(|n| format!("-> {n}"))
+            .unwrap_or_else(|| "<none>".into());
+    };
+    let eps: Vec<String> = svc
+        .endpoints
+        .iter()
+        .map(|e| {
+            let addr = match e.port_for(port) {
+                Some(p) => format!("{}:{p}", e.address),
+                None => e.address.to_string(),
+            };
+            if e.ready {
+                addr
+            } else {
+                format!("{addr} (not ready)")
+            }
+        })
+        .collect();
+    if eps.is_empty() {
+        "<none>".into()
+    } else {
+        eps.join(", ")
+    }
+}
+
+fn routes(svc: &ServiceView) -> String {
+    let mut out = Vec::new();
+    for r in &svc.http_routes {
+        for rule in &r.rules {
+            let total: u32 = rule.backends.iter().map(|b| b.weight).sum();
+            let parts: Vec<String> = rule
+                .backends
+                .iter()
+                .map(|b| {
+                    let pct = if total == 0 {
+                        0
+                    } else {
+                        b.weight * 100 / total
+                    };
+                    format!("{} {pct}%", b.service.name)
+                })
+                .collect();
+            let cond = if rule.matches.is_empty() {
+                ""
+            } else {
+                "[match] "
+            };
+            out.push(format!("{cond}{}", parts.join(" / ")));
+        }
+    }
+    for r in &svc.l4_routes {
+        let total: u32 = r.backends.iter().map(|b| b.weight).sum();
+        let parts: Vec<String> = r
+            .backends
+            .iter()
+            .map(|b| {
+                format!(
+                    "{} {}%",
+                    b.service.name,
+                    if total == 0 {
+                        0
+                    } else {
+                        b.weight * 100 / total
+                    }
+                )
+            })
+            .collect();
+        out.push(parts.join(" / "));
+    }
+    if out.is_empty() {
+        "-".into()
+    } else {
+        out.join("; ")
+    }
+}
+
+/// The table `pier up` prints: every service with VIP, ports, mode, routes and endpoints.
+pub fn summary(snapshot: &NodeSnapshot) -> String {
+    let rows: Vec<Vec<String>> = snapshot
+        .services
+        .values()
+        .map(|svc| {
+            let ip = match (svc.cluster_ip, svc.headless) {
+                (Some(ip), _) => ip.to_string(),
+                (None, true) => "None".into(),
+                (None, false) => "<none>".into(),
+            };
+            let ports: Vec<String> = svc
+                .ports
+                .iter()
+                .map(|p| match p.node_port {
+                    Some(np) => format!("{}:{np}/{}", p.port, proto(p.protocol)),
+                    None => format!("{}/{}", p.port, proto(p.protocol)),
+                })
+                .collect();
+            let mode = if svc.ports.iter().any(|p| p.mode == PortMode::L7) {
+                "L7"
+            } else {
+                "L4"
+            };
+            vec![
+                svc.key.to_string(),
+                svc.service_type.clone(),
+                ip,
+                if ports.is_empty() {
+                    "<none>".into()
+                } else {
+                    ports.join(",")
+                },
+                mode.into(),
+                routes(svc),
+                endpoints(svc),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "SERVICE",
+            "TYPE",
+            "CLUSTER-IP",
+            "PORT(S)",
+            "MODE",
+            "ROUTES",
+            "ENDPOINTS",
+        ],
+        &rows,
+    )
+}
+
+/// Waits until the store has been quiet for a moment and the snapshot reflects it.
+async fn settle(daemon: &Daemon) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let mut last = u64::MAX;
+    while tokio::time::Instant::now() < deadline {
+        let rev = daemon.store.revision();
+        if rev == last && daemon.snapshot.load().revision >= rev {
+            return;
+        }
+        last = rev;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Runs `pier up`.
+pub async fn run(config: DaemonConfig, files: Vec<PathBuf>) -> Result<()> {
+    // Validate before starting anything, so a bad manifest fails fast.
+    cli::manifests::read(&files, None)?;
+    let daemon = Daemon::start(&config).await?;
+    let client = Client::new(&config.socket);
+    if let Err(e) = cli::apply(&client, &files, None).await {
+        daemon.stop().await;
+        return Err(e);
+    }
+    settle(&daemon).await;
+    let admin = client
+        .status()
+        .await
+        .ok()
+        .and_then(|s| s["adminAddress"].as_str().map(str::to_string));
+    println!();
+    print!("{}", summary(&daemon.snapshot.load()));
+    println!();
+    println!(
+        "pier is up: control socket {}, admin http://{}/ (metrics, snapshot). Press Ctrl-C to stop.",
+        config.socket.display(),
+        admin.unwrap_or_default()
+    );
+    let signal = daemon::signal().await?;
+    tracing::info!(signal, "shutting down");
+    daemon.stop().await;
+    Ok(())
+}
