@@ -334,6 +334,8 @@ fn verb(method: &Method, path: &str) -> &'static str {
     match (method, path) {
         (&Method::POST, p) if p.starts_with("/v1/apply") => "apply",
         (&Method::GET, p) if p.starts_with("/v1/watch") => "watch",
+        (&Method::GET, "/v1/status") => "status",
+        (&Method::GET, "/v1/snapshot") => "snapshot",
         (&Method::DELETE, _) => "delete",
         (&Method::GET, p) if p.matches('/').count() >= 4 => "get",
         (&Method::GET, _) => "list",

@@ -1,0 +1,540 @@
+//! End to end: the `pier` binary as a process, driven over its socket like a user would.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const PIER: &str = env!("CARGO_BIN_EXE_pier");
+
+/// A daemon process with its own state directory and socket; killed on drop.
+struct Daemon {
+    dir: PathBuf,
+    child: Option<Child>,
+}
+
+impl Daemon {
+    fn start(dir: &Path) -> Daemon {
+        let child = Command::new(PIER)
+            .args(["daemon", "--admin", "127.0.0.1:0", "--state-dir"])
+            .arg(dir.join("state"))
+            .arg("--socket")
+            .arg(dir.join("pier.sock"))
+            .env("PIER_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let d = Daemon {
+            dir: dir.to_path_buf(),
+            child: Some(child),
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while d.try_status().is_none() {
+            assert!(Instant::now() < deadline, "daemon did not come up");
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        d
+    }
+
+    fn socket(&self) -> PathBuf {
+        self.dir.join("pier.sock")
+    }
+
+    fn pier(&self, args: &[&str]) -> Output {
+        self.pier_stdin(args, "")
+    }
+
+    fn pier_stdin(&self, args: &[&str], stdin: &str) -> Output {
+        let mut child = Command::new(PIER)
+            .args(args)
+            .env("PIER_SOCKET", self.socket())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    }
+
+    fn get_json(&self, args: &[&str]) -> Value {
+        let mut all = vec!["get"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["-o", "json"]);
+        let out = self.pier(&all);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    fn api(&self, method: &str, path: &str) -> (u16, String) {
+        let mut s = UnixStream::connect(self.socket()).unwrap();
+        write!(
+            s,
+            "{method} {path} HTTP/1.1\r\nHost: pier\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        read_response(&mut s)
+    }
+
+    fn try_status(&self) -> Option<Value> {
+        let mut s = UnixStream::connect(self.socket()).ok()?;
+        write!(
+            s,
+            "GET /v1/status HTTP/1.1\r\nHost: pier\r\nConnection: close\r\n\r\n"
+        )
+        .ok()?;
+        let (code, body) = read_response(&mut s);
+        (code == 200)
+            .then(|| serde_json::from_str(&body).ok())
+            .flatten()
+    }
+
+    fn admin(&self, path: &str) -> (u16, String) {
+        let addr = self.try_status().unwrap()["adminAddress"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let mut s = TcpStream::connect(addr).unwrap();
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: pier\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        read_response(&mut s)
+    }
+
+    /// SIGTERM and wait: graceful shutdown must exit 0.
+    fn stop(mut self) {
+        let mut child = self.child.take().unwrap();
+        let ok = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                assert!(status.success(), "daemon exited with {status}");
+                break;
+            }
+            assert!(Instant::now() < deadline, "daemon did not stop on SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(!self.socket().exists(), "socket removed on shutdown");
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn read_response(s: &mut impl Read) -> (u16, String) {
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    let text = String::from_utf8_lossy(&raw).to_string();
+    let code = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    let body = if text
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(&body)
+    } else {
+        body
+    };
+    (code, body)
+}
+
+fn dechunk(body: &str) -> String {
+    let mut out = String::new();
+    let mut rest = body;
+    while let Some((size, after)) = rest.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 || after.len() < n {
+            break;
+        }
+        out.push_str(&after[..n]);
+        rest = after[n..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).to_string()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).to_string()
+}
+
+const SELECTORLESS: &str = r#"
+apiVersion: v1
+kind: Service
+metadata:
+  name: db
+  labels: {tier: data}
+spec:
+  ipFamilyPolicy: SingleStack
+  ports:
+  - {name: pg, port: 5432, targetPort: 5432}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: db-1
+  labels: {kubernetes.io/service-name: db}
+addressType: IPv4
+endpoints:
+- addresses: ["127.0.0.1"]
+  conditions: {ready: true}
+ports:
+- {name: pg, port: 5432, protocol: TCP}
+"#;
+
+#[test]
+fn apply_get_restart_keeps_cluster_ip_and_objects() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("db.yaml");
+    std::fs::write(&file, SELECTORLESS).unwrap();
+    let d = Daemon::start(tmp.path());
+
+    let mode = std::fs::metadata(d.socket()).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "control socket must be 0600");
+
+    let out = d.pier(&["apply", "-f", file.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out),
+        "service/db created\nendpointslice/db-1 created\n"
+    );
+    assert!(
+        stderr(&out).contains("spec.ipFamilyPolicy is accepted but ignored"),
+        "{}",
+        stderr(&out)
+    );
+
+    let list = d.get_json(&["services"]);
+    let ip = list["items"][0]["spec"]["clusterIP"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(ip.starts_with("10.9"), "allocated from 10.96.0.0/12: {ip}");
+    let table = stdout(&d.pier(&["get", "svc"]));
+    assert!(
+        table.starts_with("NAME   TYPE        CLUSTER-IP"),
+        "{table}"
+    );
+    assert!(table.contains(&ip) && table.contains("5432/TCP"), "{table}");
+
+    // Re-applying is a no-op.
+    let out = d.pier(&["apply", "-f", file.to_str().unwrap()]);
+    assert_eq!(
+        stdout(&out),
+        "service/db unchanged\nendpointslice/db-1 unchanged\n"
+    );
+
+    // The snapshot has the service with its endpoint.
+    let (code, snap) = d.admin("/snapshot");
+    assert_eq!(code, 200);
+    let snap: Value = serde_json::from_str(&snap).unwrap();
+    assert_eq!(snap["services"][0]["cluster_ip"], Value::String(ip.clone()));
+    assert_eq!(snap["services"][0]["endpoints"][0]["address"], "127.0.0.1");
+
+    let before = d.get_json(&["endpointslices", "db-1"]);
+    d.stop();
+    let d = Daemon::start(tmp.path());
+    let svc = d.get_json(&["services", "db"]);
+    assert_eq!(svc["spec"]["clusterIP"], Value::String(ip));
+    assert_eq!(d.get_json(&["endpointslices", "db-1"]), before);
+    let yaml = stdout(&d.pier(&["get", "svc", "db", "-o", "yaml"]));
+    assert!(
+        yaml.contains("kind: Service") && yaml.contains("resourceVersion"),
+        "{yaml}"
+    );
+}
+
+#[test]
+fn bad_manifest_names_file_document_field_and_changes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = Daemon::start(tmp.path());
+    let bad = tmp.path().join("bad.yaml");
+    std::fs::write(
+        &bad,
+        "apiVersion: v1\nkind: Service\nmetadata: {name: good}\nspec: {ports: [{port: 80}]}\n---\napiVersion: v1\nkind: Service\nmetadata: {name: broken}\nspec:\n  ports:\n  - {port: 80, protocol: TCPX}\n",
+    )
+    .unwrap();
+    let before = d.try_status().unwrap()["revision"].clone();
+    let out = d.pier(&["apply", "-f", bad.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("bad.yaml: document 2: Service default/broken: spec.ports[0].protocol"),
+        "{err}"
+    );
+    assert_eq!(
+        d.try_status().unwrap()["revision"],
+        before,
+        "store unchanged"
+    );
+    let out = d.pier(&["get", "svc", "good"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("services \"good\" not found"),
+        "{}",
+        stderr(&out)
+    );
+
+    // A conflict detected by the store (after local validation passed) also changes nothing.
+    let out = d.pier_stdin(
+        &["apply", "-f", "-"],
+        "apiVersion: v1\nkind: Service\nmetadata: {name: a}\nspec: {clusterIP: 10.96.0.7, ports: [{port: 80}]}\n---\napiVersion: v1\nkind: Service\nmetadata: {name: b}\nspec: {clusterIP: 10.96.0.7, ports: [{port: 80}]}\n",
+    );
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("10.96.0.7 is already allocated to service default/a"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        d.try_status().unwrap()["revision"],
+        before,
+        "all-or-nothing per file"
+    );
+}
+
+#[test]
+fn selector_services_get_endpoints_and_delete_cleans_up() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = Daemon::start(tmp.path());
+    let out = d.pier(&[
+        "apply",
+        "-f",
+        concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/quickstart.yaml"),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let slices = loop {
+        let s = d.get_json(&["endpointslices", "-l", "kubernetes.io/service-name=web-v1"]);
+        if s["items"].as_array().unwrap().len() == 1 {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "no slice for web-v1");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let eps = &slices["items"][0]["endpoints"];
+    assert_eq!(eps.as_array().unwrap().len(), 2);
+    assert_eq!(
+        slices["items"][0]["ports"][0]["port"], 8080,
+        "named targetPort resolved"
+    );
+    let describe = stdout(&d.pier(&["describe", "svc", "web"]));
+    assert!(
+        describe.contains("Endpoints:         10.88.0.2:8080,10.88.0.3:8080,10.88.0.4:8080"),
+        "{describe}"
+    );
+    assert!(describe.contains("HTTPRoute/web-canary"), "{describe}");
+
+    let out = d.pier(&["delete", "svc", "web-v1"]);
+    assert_eq!(stdout(&out), "service/web-v1 deleted\n");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !d.get_json(&["endpointslices", "-l", "kubernetes.io/service-name=web-v1"])["items"]
+        .as_array()
+        .unwrap()
+        .is_empty()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "managed slices not removed with their service"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = d.pier(&["delete", "svc", "web-v1"]);
+    assert!(!out.status.success());
+    let out = d.pier(&[
+        "delete",
+        "-f",
+        concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/quickstart.yaml"),
+    ]);
+    assert!(!out.status.success(), "web-v1 was already gone: reported");
+    assert!(d.get_json(&["pods"])["items"]
+        .as_array()
+        .unwrap()
+        .is_empty());
+}
+
+#[test]
+fn admin_endpoints_and_watch() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = Daemon::start(tmp.path());
+    assert_eq!(d.admin("/healthz").0, 200);
+    assert_eq!(d.admin("/readyz").0, 200);
+    d.pier_stdin(
+        &["apply", "-f", "-"],
+        "apiVersion: v1\nkind: Service\nmetadata: {name: a}\nspec: {ports: [{port: 80}]}\n",
+    );
+    d.pier(&["get", "svc"]);
+    let (code, metrics) = d.admin("/metrics");
+    assert_eq!(code, 200);
+    for needle in [
+        "pier_store_revision 1",
+        "pier_store_objects{kind=\"Service\"} 1",
+        "pier_api_requests_total{code=\"200\",verb=\"apply\"} 1",
+        "pier_api_requests_total{code=\"200\",verb=\"list\"} 1",
+        "pier_snapshot_build_seconds_count",
+        "pier_config_apply_seconds_count 1",
+    ] {
+        assert!(metrics.contains(needle), "missing {needle} in\n{metrics}");
+    }
+    // Watch from revision 1 replays the create; the stream stays open for live events.
+    let mut s = UnixStream::connect(d.socket()).unwrap();
+    write!(s, "GET /v1/watch?from=1 HTTP/1.1\r\nHost: pier\r\n\r\n").unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut reader = BufReader::new(s);
+    d.pier(&["delete", "svc", "a"]);
+    let mut events = Vec::new();
+    let mut line = String::new();
+    while events.len() < 2 {
+        line.clear();
+        assert!(
+            reader.read_line(&mut line).unwrap() > 0,
+            "watch stream ended"
+        );
+        if line.starts_with('{') {
+            events.push(serde_json::from_str::<Value>(&line).unwrap());
+        }
+    }
+    assert_eq!(events[0]["type"], "ADDED");
+    assert_eq!(events[0]["revision"], 1);
+    assert_eq!(events[1]["type"], "DELETED");
+    assert_eq!(events[1]["object"]["metadata"]["name"], "a");
+    let (code, body) = d.api("GET", "/v1/watch?from=abc");
+    assert_eq!(code, 400, "{body}");
+}
+
+#[test]
+fn other_users_are_refused() {
+    if std::fs::metadata("/proc/self")
+        .map(|m| std::os::unix::fs::MetadataExt::uid(&m))
+        .unwrap_or(1)
+        != 0
+    {
+        if std::env::var_os("PIER_REQUIRE_PRIVILEGED").is_some() {
+            panic!("PIER_REQUIRE_PRIVILEGED is set but the test is not running as root");
+        }
+        eprintln!("skipping other_users_are_refused: needs root to act as another uid");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let d = Daemon::start(tmp.path());
+    // Open the file mode so only the peer-credential check stands in the way.
+    std::fs::set_permissions(d.socket(), std::fs::Permissions::from_mode(0o666)).unwrap();
+    let out = Command::new(PIER)
+        .args(["get", "svc"])
+        .env("PIER_SOCKET", d.socket())
+        .uid(65534)
+        .gid(65534)
+        .output();
+    let out = out.unwrap();
+    assert!(
+        !out.status.success(),
+        "nobody must be refused: {}",
+        stdout(&out)
+    );
+    assert!(
+        d.pier(&["get", "svc"]).status.success(),
+        "the owner still gets in"
+    );
+}
+
+#[test]
+fn up_runs_the_quickstart() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut child = Command::new(PIER)
+        .args([
+            "up",
+            "-f",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/quickstart.yaml"),
+        ])
+        .args(["--admin", "127.0.0.1:0", "--state-dir"])
+        .arg(tmp.path().join("state"))
+        .arg("--socket")
+        .arg(tmp.path().join("pier.sock"))
+        .env("PIER_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let guard = Daemon {
+        dir: tmp.path().to_path_buf(),
+        child: None,
+    };
+    let mut out = String::new();
+    let mut reader = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    while !out.contains("Press Ctrl-C") {
+        line.clear();
+        if reader.read_line(&mut line).unwrap() == 0 {
+            break;
+        }
+        out.push_str(&line);
+    }
+    let web = out
+        .lines()
+        .find(|l| l.starts_with("default/web "))
+        .unwrap_or_default()
+        .to_string();
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let status = child.wait().unwrap();
+    drop(guard);
+    assert!(killed.success());
+    assert!(
+        out.contains("SERVICE") && out.contains("CLUSTER-IP"),
+        "{out}"
+    );
+    assert!(web.contains("10.96.0.1") && web.contains("L7"), "{web}");
+    assert!(web.contains("web-v1 90% / web-v2 10%"), "{web}");
+    assert!(
+        web.contains("10.88.0.2:8080, 10.88.0.3:8080, 10.88.0.4:8080"),
+        "{web}"
+    );
+    assert!(
+        out.contains("default/db") && out.contains("127.0.0.1:5432"),
+        "{out}"
+    );
+    assert!(
+        status.success(),
+        "pier up exits cleanly on SIGTERM: {status}"
+    );
+}
