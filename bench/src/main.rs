@@ -1,1 +1,58 @@
-fn main() {}
+//! `pier-bench`: pier measured side by side with its peers, on pinned CPUs, bounded in time.
+
+mod harness;
+mod scenarios;
+
+use std::time::Duration;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "pier-bench", about = "Benchmarks pier against its peers")]
+struct Cli {
+    #[command(subcommand)]
+    scenario: Scenario,
+}
+
+#[derive(Subcommand)]
+enum Scenario {
+    /// Control plane at scale: apply N services x M endpoints, time snapshot rebuilds after single changes.
+    ControlplaneScale {
+        /// Services.
+        #[arg(long, default_value_t = 10_000)]
+        services: usize,
+        /// Endpoints per service.
+        #[arg(long, default_value_t = 10)]
+        endpoints: usize,
+        /// Single-endpoint changes to time.
+        #[arg(long, default_value_t = 1000)]
+        changes: usize,
+        /// Upper bound for the run, in seconds.
+        #[arg(long, default_value_t = 600)]
+        timeout: u64,
+    },
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    harness::pin_self(harness::LOAD_CPU)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    match cli.scenario {
+        Scenario::ControlplaneScale {
+            services,
+            endpoints,
+            changes,
+            timeout,
+        } => runtime.block_on(scenarios::controlplane::run(
+            scenarios::controlplane::Params {
+                services,
+                endpoints,
+                changes,
+                timeout: Duration::from_secs(timeout),
+            },
+        )),
+    }
+}

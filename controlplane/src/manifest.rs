@@ -77,17 +77,10 @@ pub fn parse(source: &str, text: &str) -> Result<Vec<ManifestObject>, Vec<Manife
                 continue;
             }
         };
-        for (j, item) in items.into_iter().enumerate() {
+        for item in items {
             match Object::from_value(item) {
                 Ok(parsed) => objects.push(ManifestObject { document, parsed }),
-                Err(e) => {
-                    let message = if j > 0 || e.object.is_none() {
-                        e.to_string()
-                    } else {
-                        e.to_string()
-                    };
-                    errors.push(err(message));
-                }
+                Err(e) => errors.push(err(e.to_string())),
             }
         }
     }

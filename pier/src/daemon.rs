@@ -67,6 +67,7 @@ impl Daemon {
                 node_ports: config.node_ports.clone(),
             },
             event_history: config.event_history,
+            ..StoreConfig::default()
         };
         let store = {
             let path = store_path.clone();

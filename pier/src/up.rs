@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 use pier_controlplane::api::Client;
-use pier_controlplane::snapshot::{NodeSnapshot, PortMode, Protocol, ServiceView};
+use pier_controlplane::snapshot::{BackendView, NodeSnapshot, PortMode, Protocol, ServiceView};
 
 use crate::cli::{self, output::table};
 use crate::config::DaemonConfig;
@@ -48,50 +48,30 @@ fn endpoints(svc: &ServiceView) -> String {
     }
 }
 
+/// `web-v1 90% / web-v2 10%`: each backend's share of the total weight.
+fn split(backends: &[BackendView]) -> String {
+    let total: u64 = backends.iter().map(|b| u64::from(b.weight)).sum();
+    backends
+        .iter()
+        .map(|b| {
+            let pct = (u64::from(b.weight) * 100).checked_div(total).unwrap_or(0);
+            format!("{} {pct}%", b.service.name)
+        })
+        .collect::<Vec<_>>()
+        .join(" / ")
+}
+
 fn routes(svc: &ServiceView) -> String {
-    let mut out = Vec::new();
-    for r in &svc.http_routes {
-        for rule in &r.rules {
-            let total: u32 = rule.backends.iter().map(|b| b.weight).sum();
-            let parts: Vec<String> = rule
-                .backends
-                .iter()
-                .map(|b| {
-                    let pct = if total == 0 {
-                        0
-                    } else {
-                        b.weight * 100 / total
-                    };
-                    format!("{} {pct}%", b.service.name)
-                })
-                .collect();
-            let cond = if rule.matches.is_empty() {
-                ""
-            } else {
-                "[match] "
-            };
-            out.push(format!("{cond}{}", parts.join(" / ")));
-        }
-    }
-    for r in &svc.l4_routes {
-        let total: u32 = r.backends.iter().map(|b| b.weight).sum();
-        let parts: Vec<String> = r
-            .backends
-            .iter()
-            .map(|b| {
-                format!(
-                    "{} {}%",
-                    b.service.name,
-                    if total == 0 {
-                        0
-                    } else {
-                        b.weight * 100 / total
-                    }
-                )
-            })
-            .collect();
-        out.push(parts.join(" / "));
-    }
+    let http = svc.http_routes.iter().flat_map(|r| &r.rules).map(|rule| {
+        let cond = if rule.matches.is_empty() {
+            ""
+        } else {
+            "[match] "
+        };
+        format!("{cond}{}", split(&rule.backends))
+    });
+    let l4 = svc.l4_routes.iter().map(|r| split(&r.backends));
+    let out: Vec<String> = http.chain(l4).collect();
     if out.is_empty() {
         "-".into()
     } else {

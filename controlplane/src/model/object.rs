@@ -128,6 +128,9 @@ impl FromStr for Kind {
 }
 
 /// A stored object of any kind.
+// Every variant is a whole Kubernetes object; they travel in short-lived batches or behind
+// `Arc`, so boxing each variant would add an allocation without saving memory.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Object {
     /// A Service.

@@ -41,6 +41,8 @@ pub struct StoreConfig {
     pub alloc: AllocConfig,
     /// How many past events are kept for watchers resuming from a revision.
     pub event_history: u64,
+    /// redb page cache size in bytes.
+    pub cache_bytes: usize,
 }
 
 impl Default for StoreConfig {
@@ -48,6 +50,7 @@ impl Default for StoreConfig {
         Self {
             alloc: AllocConfig::default(),
             event_history: 100_000,
+            cache_bytes: 32 << 20,
         }
     }
 }
@@ -106,6 +109,7 @@ impl Event {
 }
 
 /// One operation of a write batch.
+#[allow(clippy::large_enum_variant)] // Batches are short-lived; see `Object`.
 #[derive(Debug, Clone)]
 pub enum Op {
     /// Create or replace; conditional when `metadata.resourceVersion` is set.
@@ -180,7 +184,9 @@ impl Store {
             std::fs::create_dir_all(dir)
                 .map_err(|e| Error::Store(format!("creating {}: {e}", dir.display())))?;
         }
-        let db = Database::create(path)?;
+        let db = Database::builder()
+            .set_cache_size(config.cache_bytes)
+            .create(path)?;
         let txn = db.begin_write()?;
         let revision;
         {

@@ -1,0 +1,204 @@
+//! Shared benchmark machinery: CPU pinning, process accounting, peers from Debian, result tables.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+
+/// CPU the system under test (pier or its peer) runs on.
+pub const SUT_CPU: usize = 0;
+/// CPU the load generator and backends run on.
+pub const LOAD_CPU: usize = 1;
+
+/// Pins the calling process (the load generator) to `cpu`.
+pub fn pin_self(cpu: usize) -> Result<()> {
+    let status = Command::new("taskset")
+        .args([
+            "-a",
+            "-p",
+            "-c",
+            &cpu.to_string(),
+            &std::process::id().to_string(),
+        ])
+        .stdout(Stdio::null())
+        .status()
+        .context("running taskset (util-linux)")?;
+    if !status.success() {
+        bail!("taskset could not pin the benchmark to CPU {cpu}");
+    }
+    Ok(())
+}
+
+/// Spawns `program args...` pinned to `cpu`.
+pub fn spawn_pinned(cpu: usize, program: &Path, args: &[&str]) -> Result<Child> {
+    Command::new("taskset")
+        .arg("-c")
+        .arg(cpu.to_string())
+        .arg(program)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .with_context(|| format!("starting {}", program.display()))
+}
+
+fn clock_ticks() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+/// User + system CPU time a process has used.
+pub fn cpu_time(pid: u32) -> Result<Duration> {
+    let stat =
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).context("reading /proc/PID/stat")?;
+    // Fields after the command name (which may contain spaces) start after the last ')'.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // utime and stime are fields 14 and 15 of stat; 12 and 13 after the ')'.
+    Ok(Duration::from_secs_f64(
+        (ticks(11) + ticks(12)) / clock_ticks(),
+    ))
+}
+
+/// Resident set size of a process.
+pub fn rss_bytes(pid: u32) -> Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .context("reading /proc/PID/status")?;
+    let kb = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse::<u64>().ok())
+        .context("no VmRSS")?;
+    Ok(kb * 1024)
+}
+
+/// The release `pier` binary next to this benchmark binary.
+pub fn pier_binary() -> Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let bin = exe.with_file_name("pier");
+    if !bin.exists() {
+        bail!(
+            "{} not found: build it first with `cargo build --release -p pier`",
+            bin.display()
+        );
+    }
+    Ok(bin)
+}
+
+/// Whether a bigger or a smaller value is better.
+#[derive(Debug, Clone, Copy)]
+pub enum Better {
+    /// Throughput-like.
+    Higher,
+    /// Latency-, CPU- or memory-like.
+    Lower,
+}
+
+/// One row of results: pier, optionally a peer, or a target.
+pub struct Row {
+    /// What is measured.
+    pub metric: String,
+    /// Unit.
+    pub unit: &'static str,
+    /// pier's figure.
+    pub pier: f64,
+    /// The peer's figure, or the target.
+    pub reference: Option<f64>,
+    /// Direction.
+    pub better: Better,
+}
+
+/// Prints rows side by side; `reference` names the peer (or "target").
+pub fn print_table(title: &str, reference: &str, rows: &[Row]) {
+    println!("\n{title}");
+    let header = format!(
+        "{:<44} {:>14} {:>14} {:>9}  {}",
+        "metric", "pier", reference, "ratio", "verdict"
+    );
+    println!("{header}");
+    println!("{}", "-".repeat(header.len()));
+    for r in rows {
+        let (refs, ratio, verdict) = match r.reference {
+            Some(v) if v != 0.0 => {
+                let ratio = r.pier / v;
+                let good = match r.better {
+                    Better::Higher => ratio >= 1.0,
+                    Better::Lower => ratio <= 1.0,
+                };
+                (
+                    fmt(v),
+                    format!("{ratio:.2}x"),
+                    if good { "ok" } else { "worse" },
+                )
+            }
+            _ => ("-".into(), "-".into(), ""),
+        };
+        println!(
+            "{:<44} {:>14} {:>14} {:>9}  {}",
+            format!("{} ({})", r.metric, r.unit),
+            fmt(r.pier),
+            refs,
+            ratio,
+            verdict
+        );
+    }
+}
+
+fn fmt(v: f64) -> String {
+    if v >= 100.0 {
+        format!("{v:.0}")
+    } else if v >= 1.0 {
+        format!("{v:.2}")
+    } else {
+        format!("{v:.4}")
+    }
+}
+
+/// The `q` quantile (0..=1) of `values` (sorted in place).
+pub fn quantile(values: &mut [f64], q: f64) -> f64 {
+    if values.is_empty() {
+        return f64::NAN;
+    }
+    values.sort_by(f64::total_cmp);
+    let idx = ((values.len() - 1) as f64 * q).round() as usize;
+    values[idx.min(values.len() - 1)]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantiles() {
+        let mut v: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!(quantile(&mut v, 0.5), 51.0);
+        assert_eq!(quantile(&mut v, 0.99), 99.0);
+        assert_eq!(quantile(&mut v, 1.0), 100.0);
+        assert!(quantile(&mut [], 0.5).is_nan());
+    }
+
+    #[test]
+    fn own_cpu_and_rss_are_readable() {
+        let pid = std::process::id();
+        let mut x = 0u64;
+        for i in 0..5_000_000u64 {
+            x = x.wrapping_add(i * i);
+        }
+        assert!(x > 0);
+        assert!(rss_bytes(pid).unwrap() > 0);
+        assert!(cpu_time(pid).unwrap() > Duration::ZERO);
+    }
+}

@@ -1,0 +1,3 @@
+//! Benchmark scenarios.
+
+pub mod controlplane;
