@@ -116,9 +116,8 @@ fn store_survives_sigkill() {
         );
         assert!(store.revision() >= 2 * (last + 1));
         // The watch log is intact and ordered from the start.
-        let (tx, rx) = std::sync::mpsc::channel();
         let watch_store = std::sync::Arc::clone(&store);
-        std::thread::spawn(move || {
+        let last_event = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
@@ -130,9 +129,14 @@ fn store_survives_sigkill() {
                     assert_eq!(e.revision, prev + 1);
                     prev = e.revision;
                 }
-                tx.send(prev).unwrap();
-            });
-        });
-        assert_eq!(rx.recv().unwrap(), store.revision());
+                prev
+            })
+        })
+        .join()
+        .unwrap();
+        assert_eq!(last_event, store.revision());
+        // The next child must be able to open the file: every handle here is gone.
+        assert_eq!(std::sync::Arc::strong_count(&store), 1);
+        drop(store);
     }
 }

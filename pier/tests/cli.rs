@@ -344,14 +344,18 @@ fn selector_services_get_endpoints_and_delete_cleans_up() {
     let deadline = Instant::now() + Duration::from_secs(10);
     let slices = loop {
         let s = d.get_json(&["endpointslices", "-l", "kubernetes.io/service-name=web-v1"]);
-        if s["items"].as_array().unwrap().len() == 1 {
+        let items = s["items"].as_array().unwrap();
+        if items.len() == 1 && items[0]["endpoints"].as_array().map(Vec::len) == Some(2) {
             break s;
         }
-        assert!(Instant::now() < deadline, "no slice for web-v1");
+        assert!(
+            Instant::now() < deadline,
+            "web-v1 never got one slice with both pods: {s}"
+        );
         std::thread::sleep(Duration::from_millis(20));
     };
     let eps = &slices["items"][0]["endpoints"];
-    assert_eq!(eps.as_array().unwrap().len(), 2);
+    assert_eq!(eps[0]["targetRef"]["name"], "web-v1-a");
     assert_eq!(
         slices["items"][0]["ports"][0]["port"], 8080,
         "named targetPort resolved"
