@@ -172,8 +172,9 @@ async fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Daemon(args) => {
             let config = daemon_config(&args, cli.socket.clone())?;
+            let mut signals = daemon::Signals::install()?;
             let d = daemon::Daemon::start(&config).await?;
-            let signal = daemon::signal().await?;
+            let signal = signals.recv().await;
             tracing::info!(signal, "shutting down");
             d.stop().await;
             Ok(())

@@ -150,6 +150,7 @@ async fn settle(daemon: &Daemon) {
 pub async fn run(config: DaemonConfig, files: Vec<PathBuf>) -> Result<()> {
     // Validate before starting anything, so a bad manifest fails fast.
     cli::manifests::read(&files, None)?;
+    let mut signals = daemon::Signals::install()?;
     let daemon = Daemon::start(&config).await?;
     let client = Client::new(&config.socket);
     if let Err(e) = cli::apply(&client, &files, None).await {
@@ -170,7 +171,7 @@ pub async fn run(config: DaemonConfig, files: Vec<PathBuf>) -> Result<()> {
         config.socket.display(),
         admin.unwrap_or_default()
     );
-    let signal = daemon::signal().await?;
+    let signal = signals.recv().await;
     tracing::info!(signal, "shutting down");
     daemon.stop().await;
     Ok(())
