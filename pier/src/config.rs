@@ -83,3 +83,31 @@ pub fn read_file(path: &Path) -> Result<FileConfig> {
         .with_context(|| format!("reading config {}", path.display()))?;
     toml::from_str(&text).with_context(|| format!("config {}", path.display()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_toml_and_rejects_unknown_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pier.toml");
+        std::fs::write(
+            &path,
+            "state_dir = \"/tmp/p\"\nadmin = \"127.0.0.1:9999\"\nservice_cidr = \"10.100.0.0/16\"\nnode_port_range = \"31000-31010\"\n",
+        )
+        .unwrap();
+        let c = read_file(&path).unwrap();
+        assert_eq!(c.admin, Some("127.0.0.1:9999".parse().unwrap()));
+        assert_eq!(c.service_cidr, Some("10.100.0.0/16".parse().unwrap()));
+        assert_eq!(
+            parse_port_range(c.node_port_range.as_deref().unwrap()).unwrap(),
+            31000..=31010
+        );
+        std::fs::write(&path, "admn = \"127.0.0.1:1\"\n").unwrap();
+        let err = format!("{:#}", read_file(&path).unwrap_err());
+        assert!(err.contains("unknown field `admn`"), "{err}");
+        assert!(parse_port_range("32767-30000").is_err());
+        assert!(parse_port_range("abc").is_err());
+    }
+}

@@ -266,7 +266,7 @@ fn apply_get_restart_keeps_cluster_ip_and_objects() {
     let (code, snap) = d.admin("/snapshot");
     assert_eq!(code, 200);
     let snap: Value = serde_json::from_str(&snap).unwrap();
-    assert_eq!(snap["services"][0]["cluster_ip"], Value::String(ip.clone()));
+    assert_eq!(snap["services"][0]["clusterIp"], Value::String(ip.clone()));
     assert_eq!(snap["services"][0]["endpoints"][0]["address"], "127.0.0.1");
 
     let before = d.get_json(&["endpointslices", "db-1"]);

@@ -121,7 +121,13 @@ const HTTP_ROUTE: &[&str] = &[
 
 const L4_ROUTE: &[&str] = &["status", "spec.useDefaultGateways"];
 
-const ENDPOINT_SLICE: &[&str] = &["endpoints[].hints", "endpoints[].deprecatedTopology"];
+const ENDPOINT_SLICE: &[&str] = &[
+    "endpoints[].hints",
+    "endpoints[].deprecatedTopology",
+    "endpoints[].targetRef.apiVersion",
+    "endpoints[].targetRef.resourceVersion",
+    "endpoints[].targetRef.fieldPath",
+];
 
 fn under(prefix: &str, names: &[&str], path: &str) -> bool {
     path.strip_prefix(prefix)

@@ -40,6 +40,7 @@ impl NodeSnapshot {
     /// The snapshot as JSON (for `/snapshot`).
     pub fn to_json(&self) -> serde_json::Value {
         #[derive(Serialize)]
+        #[serde(rename_all = "camelCase")]
         struct Out<'a> {
             revision: u64,
             services: Vec<&'a ServiceView>,

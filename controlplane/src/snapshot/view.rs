@@ -14,6 +14,7 @@ use crate::model::{
 
 /// `namespace/name` of a Service.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct ServiceKey {
     /// Namespace.
     pub namespace: String,
@@ -76,6 +77,7 @@ pub enum TargetPort {
 
 /// One service port.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct PortView {
     /// Port name (may be empty for a single port).
     pub name: String,
@@ -95,6 +97,7 @@ pub struct PortView {
 
 /// A port an endpoint serves (from its slice).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct EndpointPortView {
     /// Matches a service port name.
     pub name: String,
@@ -106,6 +109,7 @@ pub struct EndpointPortView {
 
 /// One endpoint.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct EndpointView {
     /// Address.
     pub address: IpAddr,
@@ -137,6 +141,7 @@ impl EndpointView {
 
 /// A weighted backend of a route: a Service port.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct BackendView {
     /// The Service.
     pub service: ServiceKey,
@@ -148,6 +153,7 @@ pub struct BackendView {
 
 /// Which ports of a parent Service a route attaches to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Attachment {
     /// Parent service.
     pub service: ServiceKey,
@@ -167,6 +173,7 @@ impl Attachment {
 
 /// One HTTPRoute rule.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct HttpRuleView {
     /// Any match selects the rule; empty matches everything.
     pub matches: Vec<HttpRouteMatch>,
@@ -180,6 +187,7 @@ pub struct HttpRuleView {
 
 /// An HTTPRoute as the proxy uses it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct HttpRouteView {
     /// Route namespace.
     pub namespace: String,
@@ -195,6 +203,7 @@ pub struct HttpRouteView {
 
 /// A TCPRoute or UDPRoute: one weighted backend set.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct L4RouteView {
     /// Route namespace.
     pub namespace: String,
@@ -210,6 +219,7 @@ pub struct L4RouteView {
 
 /// Everything the dataplane needs about one Service.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct ServiceView {
     /// `namespace/name`.
     pub key: ServiceKey,

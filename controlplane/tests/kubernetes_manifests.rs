@@ -1,0 +1,116 @@
+//! Real Kubernetes manifests (kubectl output, Gateway API examples) parse, report what pier
+//! ignores, and survive a store round trip.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use pier_controlplane::manifest;
+use pier_controlplane::model::{Kind, Object};
+use pier_controlplane::snapshot::{PortMode, SnapshotBuilder};
+use pier_controlplane::store::{Store, StoreConfig};
+
+const KUBECTL: &str = include_str!("fixtures/kubectl-get.yaml");
+
+#[test]
+fn kubectl_output_parses_with_ignored_fields_reported() {
+    let objects = manifest::parse("kubectl-get.yaml", KUBECTL).unwrap_or_else(|errs| {
+        panic!(
+            "{}",
+            errs.iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("\n")
+        )
+    });
+    let kinds: Vec<Kind> = objects.iter().map(|o| o.parsed.object.kind()).collect();
+    assert_eq!(
+        kinds,
+        [
+            Kind::Service,
+            Kind::EndpointSlice,
+            Kind::Deployment,
+            Kind::Pod,
+            Kind::HttpRoute,
+            Kind::TcpRoute,
+            Kind::UdpRoute
+        ]
+    );
+    let ignored = |i: usize| objects[i].parsed.ignored.clone();
+    assert!(
+        ignored(0).contains(&"spec.ipFamilyPolicy".to_string()),
+        "{:?}",
+        ignored(0)
+    );
+    assert!(ignored(0).contains(&"metadata.managedFields".to_string()));
+    assert!(ignored(0).contains(&"status".to_string()));
+    assert!(
+        ignored(1).contains(&"endpoints[0].hints".to_string()),
+        "{:?}",
+        ignored(1)
+    );
+    assert!(
+        ignored(2).contains(&"spec.template.spec.containers[0].env[1].valueFrom".to_string()),
+        "{:?}",
+        ignored(2)
+    );
+    assert!(
+        ignored(3).contains(&"status.containerStatuses".to_string()),
+        "{:?}",
+        ignored(3)
+    );
+    assert!(
+        ignored(4).contains(&"spec.rules[0].filters".to_string()),
+        "{:?}",
+        ignored(4)
+    );
+
+    match &objects[2].parsed.object {
+        Object::Deployment(d) => {
+            assert_eq!(d.spec.replicas, Some(3));
+            let c = &d.spec.template.spec.containers[0];
+            assert_eq!(c.readiness_probe.as_ref().unwrap().period_seconds, Some(5));
+            assert_eq!(c.env[0].value, "v2");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn kubectl_output_round_trips_through_the_store_and_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("s.redb"), StoreConfig::default()).unwrap();
+    let objects: Vec<Object> = manifest::parse("kubectl-get.yaml", KUBECTL)
+        .unwrap()
+        .into_iter()
+        .map(|m| {
+            let mut o = m.parsed.object;
+            // Objects exported from another cluster carry its resourceVersion; drop it as kubectl apply does.
+            o.meta_mut().resource_version.clear();
+            o
+        })
+        .collect();
+    store.apply(objects.clone()).unwrap();
+    let svc = store.get(Kind::Service, "default", "web").unwrap().unwrap();
+    match &svc {
+        Object::Service(s) => {
+            assert_eq!(s.spec.cluster_ip, "10.96.44.10", "user clusterIP honoured")
+        }
+        other => panic!("{other:?}"),
+    }
+    let stored: Vec<Object> = [Kind::Service, Kind::EndpointSlice, Kind::HttpRoute]
+        .iter()
+        .flat_map(|k| store.list(*k, None, None).unwrap().0)
+        .collect();
+    let snap = SnapshotBuilder::from_objects(&stored, store.revision());
+    let web = snap.service("default", "web").unwrap();
+    assert_eq!(web.ports[0].mode, PortMode::L7);
+    assert_eq!(web.endpoints.len(), 2);
+    assert!(web.endpoints[1].terminating && web.endpoints[1].serving && !web.endpoints[1].ready);
+    let rule = &web.http_routes[0].rules[1];
+    assert_eq!(
+        rule.request_timeout,
+        Some(std::time::Duration::from_secs(10))
+    );
+    assert_eq!(
+        rule.backends.iter().map(|b| b.weight).collect::<Vec<_>>(),
+        [90, 10]
+    );
+}
