@@ -186,7 +186,14 @@ impl Store {
         }
         let db = Database::builder()
             .set_cache_size(config.cache_bytes)
-            .create(path)?;
+            .create(path)
+            .map_err(|e| match e {
+                redb::DatabaseError::DatabaseAlreadyOpen => Error::Store(format!(
+                    "{} is in use by another process (another pier daemon with the same --state-dir?)",
+                    path.display()
+                )),
+                other => other.into(),
+            })?;
         let txn = db.begin_write()?;
         let revision;
         {

@@ -89,18 +89,23 @@ fn pod_ready(v: &Value) -> bool {
         .any(|c| s(c, "/type") == "Ready" && s(c, "/status") == "True")
 }
 
+/// A string map at `pointer` as `k=v,k2=v2`, or `<none>`.
+pub fn key_values(v: &Value, pointer: &str) -> String {
+    let parts: Vec<String> = v
+        .pointer(pointer)
+        .and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .map(|(k, x)| format!("{k}={}", x.as_str().unwrap_or("")))
+                .collect()
+        })
+        .unwrap_or_default();
+    join_or_none(parts)
+}
+
 /// Headers and one row per object for `kind`.
 pub fn rows(kind: Kind, objects: &[Value], wide: bool) -> (Vec<&'static str>, Vec<Vec<String>>) {
-    let headers: Vec<&str> = match kind {
-        Kind::Service if wide => vec![
-            "NAME",
-            "TYPE",
-            "CLUSTER-IP",
-            "EXTERNAL-IP",
-            "PORT(S)",
-            "AGE",
-            "SELECTOR",
-        ],
+    let mut headers: Vec<&str> = match kind {
         Kind::Service => vec![
             "NAME",
             "TYPE",
@@ -115,6 +120,9 @@ pub fn rows(kind: Kind, objects: &[Value], wide: bool) -> (Vec<&'static str>, Ve
         Kind::HttpRoute => vec!["NAME", "HOSTNAMES", "PARENTS", "BACKENDS", "AGE"],
         Kind::TcpRoute | Kind::UdpRoute => vec!["NAME", "PARENTS", "BACKENDS", "AGE"],
     };
+    if wide && kind == Kind::Service {
+        headers.push("SELECTOR");
+    }
     let rows = objects
         .iter()
         .map(|v| {
@@ -145,16 +153,7 @@ pub fn rows(kind: Kind, objects: &[Value], wide: bool) -> (Vec<&'static str>, Ve
                         created,
                     ];
                     if wide {
-                        let sel: Vec<String> = v
-                            .pointer("/spec/selector")
-                            .and_then(Value::as_object)
-                            .map(|m| {
-                                m.iter()
-                                    .map(|(k, x)| format!("{k}={}", x.as_str().unwrap_or("")))
-                                    .collect()
-                            })
-                            .unwrap_or_default();
-                        row.push(join_or_none(sel));
+                        row.push(key_values(v, "/spec/selector"));
                     }
                     row
                 }

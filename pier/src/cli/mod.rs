@@ -117,30 +117,16 @@ pub async fn get(
     }
 }
 
-fn map_line(v: &Value, pointer: &str) -> String {
-    let parts: Vec<String> = v
-        .pointer(pointer)
-        .and_then(Value::as_object)
-        .map(|m| {
-            m.iter()
-                .map(|(k, x)| format!("{k}={}", x.as_str().unwrap_or("")))
-                .collect()
-        })
-        .unwrap_or_default();
-    if parts.is_empty() {
-        "<none>".into()
-    } else {
-        parts.join(",")
-    }
-}
-
 fn describe_service(v: &Value, slices: &[Value], routes: &[(Kind, Value)]) -> String {
     let mut lines = vec![
         ("Name", s(v, "/metadata/name").to_string()),
         ("Namespace", s(v, "/metadata/namespace").to_string()),
-        ("Labels", map_line(v, "/metadata/labels")),
-        ("Annotations", map_line(v, "/metadata/annotations")),
-        ("Selector", map_line(v, "/spec/selector")),
+        ("Labels", columns::key_values(v, "/metadata/labels")),
+        (
+            "Annotations",
+            columns::key_values(v, "/metadata/annotations"),
+        ),
+        ("Selector", columns::key_values(v, "/spec/selector")),
         (
             "Type",
             v.pointer("/spec/type")
@@ -280,7 +266,11 @@ pub async fn describe(client: &Client, kind: Kind, name: &str, namespace: &str) 
         println!("{:<19}{}", "Name:", s(&obj, "/metadata/name"));
         println!("{:<19}{}", "Namespace:", s(&obj, "/metadata/namespace"));
         println!("{:<19}{}", "Kind:", kind.as_str());
-        println!("{:<19}{}", "Labels:", map_line(&obj, "/metadata/labels"));
+        println!(
+            "{:<19}{}",
+            "Labels:",
+            columns::key_values(&obj, "/metadata/labels")
+        );
         println!(
             "{:<19}{}",
             "Created:",
