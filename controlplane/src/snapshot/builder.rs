@@ -9,7 +9,7 @@ use super::view::{
     http_route_view, l4_route_view, service_view, HttpRouteView, L4RouteView, ServiceKey,
 };
 use super::NodeSnapshot;
-use crate::model::{EndpointSlice, Kind, Object, Service};
+use crate::model::{Kind, Object};
 use crate::store::{Event, EventType};
 
 type ObjectId = (Kind, String, String);
@@ -33,8 +33,9 @@ impl RouteEntry {
 /// Indexes of the objects a snapshot is made of, plus the last built service map.
 #[derive(Debug, Default, Clone)]
 pub struct SnapshotBuilder {
-    services: HashMap<ServiceKey, Arc<Service>>,
-    slices: HashMap<ServiceKey, BTreeMap<String, Arc<EndpointSlice>>>,
+    // Objects are shared with the store events they came from, never copied.
+    services: HashMap<ServiceKey, Arc<Object>>,
+    slices: HashMap<ServiceKey, BTreeMap<String, Arc<Object>>>,
     slice_owner: HashMap<(String, String), ServiceKey>,
     routes: HashMap<ObjectId, RouteEntry>,
     routes_by_parent: HashMap<ServiceKey, BTreeSet<ObjectId>>,
@@ -56,7 +57,7 @@ impl SnapshotBuilder {
     ) -> NodeSnapshot {
         let mut b = Self::new();
         for o in objects {
-            b.upsert(o);
+            b.upsert(&Arc::new(o.clone()));
         }
         b.revision = revision;
         b.build()
@@ -82,13 +83,13 @@ impl SnapshotBuilder {
     }
 
     /// Inserts or replaces an object.
-    pub fn upsert(&mut self, object: &Object) {
+    pub fn upsert(&mut self, object: &Arc<Object>) {
         let ns = object.meta().namespace().to_string();
         let name = object.meta().name.clone();
-        match object {
-            Object::Service(s) => {
+        match object.as_ref() {
+            Object::Service(_) => {
                 let key = ServiceKey::new(&ns, &name);
-                self.services.insert(key.clone(), Arc::new(s.clone()));
+                self.services.insert(key.clone(), Arc::clone(object));
                 self.dirty.insert(key);
             }
             Object::EndpointSlice(slice) => {
@@ -98,7 +99,7 @@ impl SnapshotBuilder {
                     self.slices
                         .entry(key.clone())
                         .or_default()
-                        .insert(name.clone(), Arc::new(slice.clone()));
+                        .insert(name.clone(), Arc::clone(object));
                     self.slice_owner.insert((ns, name), key.clone());
                     self.dirty.insert(key);
                 }
@@ -176,7 +177,7 @@ impl SnapshotBuilder {
     /// Recomputes the dirty services and returns the new snapshot (sharing everything else).
     pub fn build(&mut self) -> NodeSnapshot {
         for key in std::mem::take(&mut self.dirty) {
-            let Some(svc) = self.services.get(&key) else {
+            let Some(Object::Service(svc)) = self.services.get(&key).map(AsRef::as_ref) else {
                 self.views.remove(&key);
                 continue;
             };
@@ -193,7 +194,11 @@ impl SnapshotBuilder {
                 .slices
                 .get(&key)
                 .into_iter()
-                .flat_map(|m| m.values().map(AsRef::as_ref));
+                .flat_map(|m| m.values())
+                .filter_map(|o| match o.as_ref() {
+                    Object::EndpointSlice(s) => Some(s),
+                    _ => None,
+                });
             let view = service_view(svc, slices, http, l4);
             self.views.insert(key, Arc::new(view));
         }

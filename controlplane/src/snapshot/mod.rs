@@ -170,7 +170,7 @@ pub async fn run(
                 Kind::UdpRoute,
             ] {
                 for object in store.list(kind, None, None)?.0 {
-                    builder.upsert(&object);
+                    builder.upsert(&Arc::new(object));
                 }
             }
             builder.set_revision(revision);

@@ -174,11 +174,11 @@ fn modes_routes_and_endpoints() {
 fn endpoint_change_touches_only_its_service() {
     let mut builder = SnapshotBuilder::new();
     for i in 0..4 {
-        builder.upsert(&service(i, false, false, false));
-        builder.upsert(&slice(i, i, &[(i + 1, true)]));
+        builder.upsert(&Arc::new(service(i, false, false, false)));
+        builder.upsert(&Arc::new(slice(i, i, &[(i + 1, true)])));
     }
     let before = builder.build();
-    builder.upsert(&slice(2, 2, &[(3, false)]));
+    builder.upsert(&Arc::new(slice(2, 2, &[(3, false)])));
     let after = builder.build();
     let d = diff(&before, &after);
     assert_eq!(d.changes.len(), 1);
