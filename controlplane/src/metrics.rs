@@ -7,10 +7,11 @@ use std::time::Duration;
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::MetricFamily;
 use prometheus::{
-    Gauge, Histogram, HistogramOpts, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    Gauge, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry,
 };
 
-use crate::snapshot::BuildObserver;
+use crate::snapshot::{BuildObserver, ConsumerObserver};
 use crate::store::Store;
 
 /// How many recent snapshot build durations are kept for exact percentiles.
@@ -25,6 +26,9 @@ pub struct Metrics {
     snapshot_build: Histogram,
     snapshot_revision: IntGauge,
     snapshot_services: IntGauge,
+    dataplane_revision: IntGaugeVec,
+    dataplane_rejected: IntCounterVec,
+    dataplane_apply: HistogramVec,
     recent_builds: Mutex<VecDeque<f64>>,
 }
 
@@ -65,6 +69,22 @@ impl Metrics {
                 "pier_snapshot_services",
                 "Services in the published snapshot.",
             )?,
+            dataplane_revision: IntGaugeVec::new(
+                Opts::new("pier_dataplane_snapshot_revision", "Snapshot revision each dataplane part serves."),
+                &["part"],
+            )?,
+            dataplane_rejected: IntCounterVec::new(
+                Opts::new(
+                    "pier_dataplane_snapshot_rejected_total",
+                    "Snapshots a dataplane part refused to apply (it kept serving the previous one).",
+                ),
+                &["part"],
+            )?,
+            dataplane_apply: HistogramVec::new(
+                HistogramOpts::new("pier_dataplane_apply_seconds", "Time a dataplane part took to apply a snapshot.")
+                    .buckets(prometheus::exponential_buckets(0.00001, 4.0, 10)?),
+                &["part"],
+            )?,
             recent_builds: Mutex::new(VecDeque::with_capacity(RECENT_BUILDS)),
         };
         registry.register(Box::new(m.api_requests.clone()))?;
@@ -72,6 +92,9 @@ impl Metrics {
         registry.register(Box::new(m.snapshot_build.clone()))?;
         registry.register(Box::new(m.snapshot_revision.clone()))?;
         registry.register(Box::new(m.snapshot_services.clone()))?;
+        registry.register(Box::new(m.dataplane_revision.clone()))?;
+        registry.register(Box::new(m.dataplane_rejected.clone()))?;
+        registry.register(Box::new(m.dataplane_apply.clone()))?;
         registry.register(Box::new(StoreCollector::new(store)?))?;
         Ok(Arc::new(m))
     }
@@ -99,6 +122,21 @@ impl BuildObserver for Metrics {
             }
             recent.push_back(secs);
         }
+    }
+}
+
+impl ConsumerObserver for Metrics {
+    fn applied(&self, part: &'static str, revision: u64, seconds: f64) {
+        self.dataplane_revision
+            .with_label_values(&[part])
+            .set(i64::try_from(revision).unwrap_or(i64::MAX));
+        self.dataplane_apply
+            .with_label_values(&[part])
+            .observe(seconds);
+    }
+
+    fn rejected(&self, part: &'static str, _revision: u64, _kept: u64) {
+        self.dataplane_rejected.with_label_values(&[part]).inc();
     }
 }
 

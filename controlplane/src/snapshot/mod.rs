@@ -1,6 +1,7 @@
 //! The node snapshot: an immutable, versioned view of every Service, published to the dataplane.
 
 mod builder;
+mod follow;
 mod view;
 
 use std::sync::Arc;
@@ -13,6 +14,7 @@ use serde::Serialize;
 use tokio::sync::watch;
 
 pub use builder::SnapshotBuilder;
+pub use follow::{follow, ConsumerObserver, SnapshotConsumer};
 pub use view::{
     Attachment, BackendView, EndpointPortView, EndpointView, HttpRouteView, HttpRuleView,
     L4RouteView, PortMode, PortView, Protocol, ServiceKey, ServiceView, TargetPort,
