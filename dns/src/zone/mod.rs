@@ -1,0 +1,439 @@
+//! The cluster zone: Kubernetes DNS records (spec 1.1.0) built from the node snapshot, by diff.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
+
+use hickory_proto::rr::rdata::{A, AAAA, CNAME, PTR, SOA, SRV, TXT};
+use hickory_proto::rr::{Name, RData, Record, RecordType};
+use imbl::{HashMap, OrdMap};
+use pier_controlplane::snapshot::{Protocol, ServiceChange, ServiceKey, ServiceView, SnapshotDiff};
+
+/// The Kubernetes DNS specification version served in `dns-version.<zone>`.
+pub const SCHEMA_VERSION: &str = "1.1.0";
+
+/// Zone settings.
+#[derive(Debug, Clone)]
+pub struct ZoneConfig {
+    /// Cluster domain, e.g. `cluster.local`.
+    pub domain: String,
+    /// TTL of cluster records.
+    pub ttl: u32,
+    /// TTL of negative answers (SOA minimum).
+    pub negative_ttl: u32,
+}
+
+impl Default for ZoneConfig {
+    fn default() -> Self {
+        Self {
+            domain: "cluster.local".into(),
+            ttl: 5,
+            negative_ttl: 5,
+        }
+    }
+}
+
+/// What the zone says about a query.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Answer {
+    /// Authoritative records.
+    Records(Vec<Record>),
+    /// The name exists but has no records of that type.
+    NoData,
+    /// The name does not exist in the zone.
+    NxDomain,
+    /// Not ours: forward it.
+    NotAuthoritative,
+}
+
+type Key = (String, RecordType);
+
+/// What one Service put into the zone, so a change can take it out again.
+#[derive(Debug, Default)]
+struct Contribution {
+    records: Vec<(Key, Arc<[Record]>)>,
+    names: Vec<String>,
+}
+
+/// An immutable zone version; updates return a new one sharing unchanged parts.
+#[derive(Debug, Clone)]
+pub struct Zone {
+    config: Arc<ZoneConfig>,
+    origin: String,
+    suffix: String,
+    soa: Record,
+    records: HashMap<Key, OrdMap<ServiceKey, Arc<[Record]>>>,
+    names: HashMap<String, u32>,
+    contributions: HashMap<ServiceKey, Arc<Contribution>>,
+    revision: u64,
+}
+
+fn name(fqdn: &str) -> Result<Name, String> {
+    Name::from_ascii(fqdn).map_err(|e| format!("{fqdn:?} is not a valid DNS name: {e}"))
+}
+
+/// `10.96.0.1` → `1.0.96.10.in-addr.arpa.`; IPv6 by nibbles under `ip6.arpa.`.
+pub fn reverse_name(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => {
+            let o = v4.octets();
+            format!("{}.{}.{}.{}.in-addr.arpa.", o[3], o[2], o[1], o[0])
+        }
+        IpAddr::V6(v6) => {
+            let mut s = String::with_capacity(72);
+            for byte in v6.octets().iter().rev() {
+                s.push_str(&format!("{:x}.{:x}.", byte & 0xf, byte >> 4));
+            }
+            s.push_str("ip6.arpa.");
+            s
+        }
+    }
+}
+
+/// `10.88.0.2` → `10-88-0-2`, `fd00::1` → `fd00--1`: the label Kubernetes uses for an address.
+pub fn dashed(ip: IpAddr) -> String {
+    ip.to_string().replace(['.', ':'], "-")
+}
+
+fn address_rdata(ip: IpAddr) -> RData {
+    match ip {
+        IpAddr::V4(v4) => RData::A(A(v4)),
+        IpAddr::V6(v6) => RData::AAAA(AAAA(v6)),
+    }
+}
+
+fn address_type(ip: IpAddr) -> RecordType {
+    if ip.is_ipv4() {
+        RecordType::A
+    } else {
+        RecordType::AAAA
+    }
+}
+
+struct Builder<'a> {
+    ttl: u32,
+    suffix: &'a str,
+    records: std::collections::BTreeMap<Key, Vec<Record>>,
+}
+
+impl Builder<'_> {
+    fn add(&mut self, owner: &str, rdata: RData) -> Result<(), String> {
+        let record = Record::from_rdata(name(owner)?, self.ttl, rdata);
+        self.records
+            .entry((owner.to_string(), record.record_type()))
+            .or_default()
+            .push(record);
+        Ok(())
+    }
+
+    fn finish(self) -> Contribution {
+        let mut names: Vec<String> = Vec::new();
+        for (owner, _) in self.records.keys() {
+            // The owner and every ancestor inside the cluster zone exist (empty non-terminals answer NODATA).
+            let mut n = owner.as_str();
+            loop {
+                names.push(n.to_string());
+                if !n.ends_with(self.suffix) || n.len() <= self.suffix.len() {
+                    break;
+                }
+                match n.split_once('.') {
+                    Some((_, rest)) if rest.len() > self.suffix.len() => n = rest,
+                    _ => break,
+                }
+            }
+        }
+        names.sort();
+        names.dedup();
+        Contribution {
+            records: self
+                .records
+                .into_iter()
+                .map(|(k, v)| (k, Arc::from(v)))
+                .collect(),
+            names,
+        }
+    }
+}
+
+impl Zone {
+    /// An empty zone.
+    pub fn new(config: ZoneConfig) -> Result<Zone, String> {
+        let origin = format!(
+            "{}.",
+            config.domain.trim_end_matches('.').to_ascii_lowercase()
+        );
+        let origin_name = name(&origin)?;
+        let soa = Record::from_rdata(
+            origin_name.clone(),
+            config.negative_ttl,
+            RData::SOA(SOA::new(
+                name(&format!("ns.dns.{origin}"))?,
+                name(&format!("hostmaster.{origin}"))?,
+                0,
+                7200,
+                1800,
+                86400,
+                config.negative_ttl,
+            )),
+        );
+        let mut zone = Zone {
+            suffix: format!(".{origin}"),
+            origin,
+            config: Arc::new(config),
+            soa,
+            records: HashMap::new(),
+            names: HashMap::new(),
+            contributions: HashMap::new(),
+            revision: 0,
+        };
+        // Static records: the schema version, and the svc/pod subtrees.
+        let suffix = zone.suffix.clone();
+        let mut b = Builder {
+            ttl: zone.config.ttl,
+            suffix: &suffix,
+            records: Default::default(),
+        };
+        b.add(
+            &format!("dns-version.{}", zone.origin),
+            RData::TXT(TXT::new(vec![SCHEMA_VERSION.to_string()])),
+        )?;
+        let mut static_part = b.finish();
+        for sub in ["svc", "pod"] {
+            static_part.names.push(format!("{sub}.{}", zone.origin));
+        }
+        static_part.names.push(zone.origin.clone());
+        zone.insert(ServiceKey::new("", ""), Arc::new(static_part));
+        Ok(zone)
+    }
+
+    /// The SOA record (authority section of negative answers).
+    pub fn soa(&self) -> Record {
+        let mut soa = self.soa.clone();
+        if let RData::SOA(s) = &mut soa.data {
+            s.serial = u32::try_from(self.revision % u64::from(u32::MAX)).unwrap_or(0);
+        }
+        soa
+    }
+
+    /// The zone origin, lowercase with the trailing dot (`cluster.local.`).
+    pub fn origin(&self) -> &str {
+        &self.origin
+    }
+
+    /// Snapshot revision this zone reflects.
+    pub fn revision(&self) -> u64 {
+        self.revision
+    }
+
+    fn contribution(&self, svc: &ServiceView) -> Result<Contribution, String> {
+        let base = format!("{}.{}.svc.{}", svc.key.name, svc.key.namespace, self.origin);
+        let mut b = Builder {
+            ttl: self.config.ttl,
+            suffix: &self.suffix,
+            records: Default::default(),
+        };
+        let proto = |p: Protocol| match p {
+            Protocol::Tcp => "_tcp",
+            Protocol::Udp => "_udp",
+        };
+        if let Some(target) = &svc.external_name {
+            let target = if target.ends_with('.') {
+                target.clone()
+            } else {
+                format!("{target}.")
+            };
+            b.add(&base, RData::CNAME(CNAME(name(&target)?)))?;
+            return Ok(b.finish());
+        }
+        if !svc.headless {
+            let Some(ip) = svc.cluster_ip else {
+                return Ok(b.finish());
+            };
+            b.add(&base, address_rdata(ip))?;
+            b.add(&reverse_name(ip), RData::PTR(PTR(name(&base)?)))?;
+            for port in svc.ports.iter().filter(|p| !p.name.is_empty()) {
+                let owner = format!("_{}.{}.{base}", port.name, proto(port.protocol));
+                b.add(
+                    &owner,
+                    RData::SRV(SRV::new(0, 100, port.port, name(&base)?)),
+                )?;
+            }
+            return Ok(b.finish());
+        }
+        let endpoints: Vec<_> = svc
+            .endpoints
+            .iter()
+            .filter(|e| e.ready || svc.publish_not_ready)
+            .collect();
+        let weight = u16::try_from(100 / endpoints.len().max(1))
+            .unwrap_or(100)
+            .max(1);
+        for ep in &endpoints {
+            let label = ep.hostname.clone().unwrap_or_else(|| dashed(ep.address));
+            let host = format!("{label}.{base}");
+            b.add(&base, address_rdata(ep.address))?;
+            b.add(&host, address_rdata(ep.address))?;
+            b.add(&reverse_name(ep.address), RData::PTR(PTR(name(&host)?)))?;
+            for port in svc.ports.iter().filter(|p| !p.name.is_empty()) {
+                let Some(target_port) = ep.port_for(port) else {
+                    continue;
+                };
+                let owner = format!("_{}.{}.{base}", port.name, proto(port.protocol));
+                b.add(
+                    &owner,
+                    RData::SRV(SRV::new(0, weight, target_port, name(&host)?)),
+                )?;
+            }
+        }
+        if endpoints.is_empty() {
+            // The service exists even with no endpoints: NODATA, not NXDOMAIN.
+            let mut c = b.finish();
+            c.names.push(base);
+            return Ok(c);
+        }
+        Ok(b.finish())
+    }
+
+    fn insert(&mut self, key: ServiceKey, c: Arc<Contribution>) {
+        for (k, recs) in &c.records {
+            let mut by_service = self.records.get(k).cloned().unwrap_or_default();
+            by_service.insert(key.clone(), Arc::clone(recs));
+            self.records.insert(k.clone(), by_service);
+        }
+        for n in &c.names {
+            let count = self.names.get(n).copied().unwrap_or(0);
+            self.names.insert(n.clone(), count + 1);
+        }
+        self.contributions.insert(key, c);
+    }
+
+    fn remove(&mut self, key: &ServiceKey) {
+        let Some(c) = self.contributions.remove(key) else {
+            return;
+        };
+        for (k, _) in &c.records {
+            if let Some(mut by_service) = self.records.get(k).cloned() {
+                by_service.remove(key);
+                if by_service.is_empty() {
+                    self.records.remove(k);
+                } else {
+                    self.records.insert(k.clone(), by_service);
+                }
+            }
+        }
+        for n in &c.names {
+            match self.names.get(n).copied() {
+                Some(1) | None => {
+                    self.names.remove(n);
+                }
+                Some(count) => {
+                    self.names.insert(n.clone(), count - 1);
+                }
+            }
+        }
+    }
+
+    /// A new zone with `diff` applied; an error (a name DNS cannot carry) leaves `self` untouched.
+    pub fn apply(&self, diff: &SnapshotDiff) -> Result<Zone, String> {
+        let mut next = self.clone();
+        for change in &diff.changes {
+            match change {
+                ServiceChange::Upsert(view) => {
+                    let c = self
+                        .contribution(view)
+                        .map_err(|e| format!("service {}: {e}", view.key))?;
+                    next.remove(&view.key);
+                    next.insert(view.key.clone(), Arc::new(c));
+                }
+                ServiceChange::Remove(key) => next.remove(key),
+            }
+        }
+        next.revision = diff.to_revision;
+        Ok(next)
+    }
+
+    fn in_zone(&self, qname: &str) -> bool {
+        qname == self.origin || qname.ends_with(&self.suffix)
+    }
+
+    fn get(&self, qname: &str, qtype: RecordType) -> Vec<Record> {
+        self.records
+            .get(&(qname.to_string(), qtype))
+            .map(|by| by.values().flat_map(|r| r.iter().cloned()).collect())
+            .unwrap_or_default()
+    }
+
+    /// `a-b-c-d.<ns>.pod.<zone>`: any well-formed address is answered (CoreDNS "pods insecure").
+    fn pod_address(&self, qname: &str) -> Option<IpAddr> {
+        let rest = qname.strip_suffix(&format!(".pod.{}", self.origin))?;
+        let (label, ns) = rest.split_once('.')?;
+        if ns.is_empty() || ns.contains('.') {
+            return None;
+        }
+        if let Ok(v4) = label.replace('-', ".").parse::<Ipv4Addr>() {
+            return Some(IpAddr::V4(v4));
+        }
+        label
+            .replace('-', ":")
+            .parse::<Ipv6Addr>()
+            .ok()
+            .map(IpAddr::V6)
+    }
+
+    /// Answers `qname` (lowercase, with trailing dot) for `qtype`.
+    pub fn lookup(&self, qname: &str, qtype: RecordType) -> Answer {
+        if !self.in_zone(qname) {
+            // Reverse lookups for addresses we own; everything else falls through to forwarding.
+            if qtype == RecordType::PTR {
+                let ptr = self.get(qname, RecordType::PTR);
+                if !ptr.is_empty() {
+                    return Answer::Records(ptr);
+                }
+            }
+            return Answer::NotAuthoritative;
+        }
+        if qname == self.origin && qtype == RecordType::SOA {
+            return Answer::Records(vec![self.soa()]);
+        }
+        if let Some(ip) = self.pod_address(qname) {
+            let mut record = Record::from_rdata(
+                Name::from_ascii(qname).unwrap_or_default(),
+                self.config.ttl,
+                address_rdata(ip),
+            );
+            record.dns_class = hickory_proto::rr::DNSClass::IN;
+            return match qtype {
+                t if t == address_type(ip) || t == RecordType::ANY => Answer::Records(vec![record]),
+                _ => Answer::NoData,
+            };
+        }
+        let records = if qtype == RecordType::ANY {
+            [
+                RecordType::A,
+                RecordType::AAAA,
+                RecordType::CNAME,
+                RecordType::SRV,
+                RecordType::TXT,
+            ]
+            .into_iter()
+            .flat_map(|t| self.get(qname, t))
+            .collect()
+        } else {
+            self.get(qname, qtype)
+        };
+        if !records.is_empty() {
+            return Answer::Records(records);
+        }
+        let cname = self.get(qname, RecordType::CNAME);
+        if !cname.is_empty() {
+            return Answer::Records(cname);
+        }
+        if self.names.contains_key(qname) {
+            Answer::NoData
+        } else {
+            Answer::NxDomain
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,246 @@
+use std::sync::Arc;
+
+use hickory_proto::rr::{RData, RecordType};
+use pier_controlplane::model::Object;
+use pier_controlplane::snapshot::{diff, NodeSnapshot, SnapshotBuilder};
+use serde_json::json;
+
+use super::*;
+
+fn object(v: serde_json::Value) -> Arc<Object> {
+    Arc::new(Object::from_value(v).unwrap().object)
+}
+
+fn snapshot(objects: &[Arc<Object>]) -> NodeSnapshot {
+    let mut b = SnapshotBuilder::new();
+    for o in objects {
+        b.upsert(o);
+    }
+    b.set_revision(7);
+    b.build()
+}
+
+fn fixture() -> Vec<Arc<Object>> {
+    vec![
+        object(
+            json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web", "namespace": "prod"},
+            "spec": {"clusterIP": "10.96.0.10", "ports": [{"name": "http", "port": 80}, {"port": 9, "name": "discard", "protocol": "UDP"}]}}),
+        ),
+        object(
+            json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "db"},
+            "spec": {"clusterIP": "None", "ports": [{"name": "pg", "port": 5432}]}}),
+        ),
+        object(
+            json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+            "metadata": {"name": "db-1", "labels": {"kubernetes.io/service-name": "db"}},
+            "addressType": "IPv4",
+            "endpoints": [
+                {"addresses": ["10.88.0.5"], "hostname": "db-0", "conditions": {"ready": true}},
+                {"addresses": ["10.88.0.6"], "conditions": {"ready": true}},
+                {"addresses": ["10.88.0.7"], "conditions": {"ready": false}}
+            ],
+            "ports": [{"name": "pg", "port": 5433}]}),
+        ),
+        object(
+            json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "ext"},
+            "spec": {"type": "ExternalName", "externalName": "example.com"}}),
+        ),
+        object(
+            json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "empty"},
+            "spec": {"clusterIP": "None"}}),
+        ),
+    ]
+}
+
+fn zone() -> Zone {
+    let snap = snapshot(&fixture());
+    Zone::new(ZoneConfig::default())
+        .unwrap()
+        .apply(&diff(&NodeSnapshot::default(), &snap))
+        .unwrap()
+}
+
+fn rdata(answer: Answer) -> Vec<String> {
+    match answer {
+        Answer::Records(r) => {
+            let mut v: Vec<String> = r.iter().map(|r| r.data.to_string()).collect();
+            v.sort();
+            v
+        }
+        other => panic!("expected records, got {other:?}"),
+    }
+}
+
+#[test]
+fn cluster_ip_service_records() {
+    let z = zone();
+    assert_eq!(
+        rdata(z.lookup("web.prod.svc.cluster.local.", RecordType::A)),
+        ["10.96.0.10"]
+    );
+    assert_eq!(
+        rdata(z.lookup("_http._tcp.web.prod.svc.cluster.local.", RecordType::SRV)),
+        ["0 100 80 web.prod.svc.cluster.local."]
+    );
+    assert_eq!(
+        rdata(z.lookup("_discard._udp.web.prod.svc.cluster.local.", RecordType::SRV)),
+        ["0 100 9 web.prod.svc.cluster.local."]
+    );
+    assert_eq!(
+        rdata(z.lookup("10.0.96.10.in-addr.arpa.", RecordType::PTR)),
+        ["web.prod.svc.cluster.local."]
+    );
+    assert_eq!(
+        z.lookup("web.prod.svc.cluster.local.", RecordType::AAAA),
+        Answer::NoData
+    );
+    assert_eq!(
+        z.lookup("_tcp.web.prod.svc.cluster.local.", RecordType::A),
+        Answer::NoData,
+        "empty non-terminal"
+    );
+    assert_eq!(
+        z.lookup("prod.svc.cluster.local.", RecordType::A),
+        Answer::NoData
+    );
+    assert_eq!(
+        z.lookup("nope.prod.svc.cluster.local.", RecordType::A),
+        Answer::NxDomain
+    );
+    assert_eq!(
+        z.lookup("example.org.", RecordType::A),
+        Answer::NotAuthoritative
+    );
+    assert_eq!(
+        z.lookup("9.9.9.9.in-addr.arpa.", RecordType::PTR),
+        Answer::NotAuthoritative
+    );
+}
+
+#[test]
+fn headless_service_records() {
+    let z = zone();
+    assert_eq!(
+        rdata(z.lookup("db.default.svc.cluster.local.", RecordType::A)),
+        ["10.88.0.5", "10.88.0.6"],
+        "ready endpoints only"
+    );
+    assert_eq!(
+        rdata(z.lookup("db-0.db.default.svc.cluster.local.", RecordType::A)),
+        ["10.88.0.5"]
+    );
+    assert_eq!(
+        rdata(z.lookup("10-88-0-6.db.default.svc.cluster.local.", RecordType::A)),
+        ["10.88.0.6"]
+    );
+    assert_eq!(
+        rdata(z.lookup("_pg._tcp.db.default.svc.cluster.local.", RecordType::SRV)),
+        [
+            "0 50 5433 10-88-0-6.db.default.svc.cluster.local.",
+            "0 50 5433 db-0.db.default.svc.cluster.local."
+        ]
+    );
+    assert_eq!(
+        rdata(z.lookup("5.0.88.10.in-addr.arpa.", RecordType::PTR)),
+        ["db-0.db.default.svc.cluster.local."]
+    );
+    assert_eq!(
+        z.lookup("empty.default.svc.cluster.local.", RecordType::A),
+        Answer::NoData
+    );
+}
+
+#[test]
+fn external_name_pod_and_version_records() {
+    let z = zone();
+    assert_eq!(
+        rdata(z.lookup("ext.default.svc.cluster.local.", RecordType::A)),
+        ["example.com."]
+    );
+    assert_eq!(
+        rdata(z.lookup("10-88-0-9.default.pod.cluster.local.", RecordType::A)),
+        ["10.88.0.9"]
+    );
+    assert_eq!(
+        z.lookup("10-88-0-9.default.pod.cluster.local.", RecordType::AAAA),
+        Answer::NoData
+    );
+    assert_eq!(
+        rdata(z.lookup("fd00--1.default.pod.cluster.local.", RecordType::AAAA)),
+        ["fd00::1"]
+    );
+    assert_eq!(
+        z.lookup("not-an-ip.default.pod.cluster.local.", RecordType::A),
+        Answer::NxDomain
+    );
+    assert_eq!(
+        rdata(z.lookup("dns-version.cluster.local.", RecordType::TXT)),
+        ["1.1.0"]
+    );
+    match z.lookup("cluster.local.", RecordType::SOA) {
+        Answer::Records(r) => match &r[0].data {
+            RData::SOA(soa) => assert_eq!(soa.serial, 7),
+            other => panic!("{other:?}"),
+        },
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn diffs_add_and_remove_exactly() {
+    let objs = fixture();
+    let empty = Zone::new(ZoneConfig::default()).unwrap();
+    let full_snap = snapshot(&objs);
+    let full = empty
+        .apply(&diff(&NodeSnapshot::default(), &full_snap))
+        .unwrap();
+    // Removing everything again yields the empty zone's answers.
+    let none = full
+        .apply(&diff(&full_snap, &NodeSnapshot::default()))
+        .unwrap();
+    assert_eq!(none.names, empty.names);
+    assert_eq!(none.records.len(), empty.records.len());
+    // Scaling the headless service down to one endpoint updates its records and nothing else.
+    let mut fewer = objs.clone();
+    fewer[2] = object(
+        json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+        "metadata": {"name": "db-1", "labels": {"kubernetes.io/service-name": "db"}},
+        "addressType": "IPv4", "endpoints": [{"addresses": ["10.88.0.6"]}], "ports": [{"name": "pg", "port": 5433}]}),
+    );
+    let fewer_snap = snapshot(&fewer);
+    let d = diff(&full_snap, &fewer_snap);
+    assert_eq!(d.changes.len(), 1);
+    let z = full.apply(&d).unwrap();
+    assert_eq!(
+        rdata(z.lookup("db.default.svc.cluster.local.", RecordType::A)),
+        ["10.88.0.6"]
+    );
+    assert_eq!(
+        z.lookup("db-0.db.default.svc.cluster.local.", RecordType::A),
+        Answer::NxDomain
+    );
+    assert_eq!(
+        rdata(z.lookup("web.prod.svc.cluster.local.", RecordType::A)),
+        ["10.96.0.10"]
+    );
+}
+
+#[test]
+fn custom_domain() {
+    let z = Zone::new(ZoneConfig {
+        domain: "Corp.Internal.".into(),
+        ..ZoneConfig::default()
+    })
+    .unwrap()
+    .apply(&diff(&NodeSnapshot::default(), &snapshot(&fixture())))
+    .unwrap();
+    assert_eq!(z.origin(), "corp.internal.");
+    assert_eq!(
+        rdata(z.lookup("web.prod.svc.corp.internal.", RecordType::A)),
+        ["10.96.0.10"]
+    );
+    assert_eq!(
+        z.lookup("web.prod.svc.cluster.local.", RecordType::A),
+        Answer::NotAuthoritative
+    );
+}
