@@ -1,4 +1,30 @@
 //! pier-dns: node-local cluster DNS. Answers the cluster domain from the node snapshot
 //! (Kubernetes DNS specification 1.1.0) and forwards everything else through a cache.
 
+pub mod cache;
+pub mod forward;
+pub mod metrics;
+pub mod resolver;
+pub mod server;
 pub mod zone;
+
+use std::sync::Arc;
+
+use pier_controlplane::snapshot::{NodeSnapshot, SnapshotConsumer, SnapshotDiff};
+
+pub use resolver::Resolver;
+
+/// Feeds snapshots to the resolver's zone.
+pub struct DnsConsumer(pub Arc<Resolver>);
+
+impl SnapshotConsumer for DnsConsumer {
+    fn name(&self) -> &'static str {
+        "dns"
+    }
+
+    fn apply(&mut self, diff: &SnapshotDiff, _snapshot: &Arc<NodeSnapshot>) -> Result<(), String> {
+        let next = self.0.zone().apply(diff)?;
+        self.0.set_zone(next);
+        Ok(())
+    }
+}

@@ -25,6 +25,27 @@ pub struct FileConfig {
     pub node_port_range: Option<String>,
     /// Watch history kept in the store.
     pub event_history: Option<u64>,
+    /// DNS settings.
+    #[serde(default)]
+    pub dns: DnsFileConfig,
+}
+
+/// `[dns]` section of the config file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DnsFileConfig {
+    /// Turn the DNS server off.
+    pub disabled: Option<bool>,
+    /// Listen addresses (UDP and TCP).
+    pub listen: Option<Vec<SocketAddr>>,
+    /// Upstream resolvers; default: nameservers of /etc/resolv.conf.
+    pub upstreams: Option<Vec<SocketAddr>>,
+    /// Cluster domain.
+    pub cluster_domain: Option<String>,
+    /// Networks allowed to use forwarding.
+    pub allow: Option<Vec<ipnet::IpNet>>,
+    /// TTL of cluster records.
+    pub ttl: Option<u32>,
 }
 
 /// Effective daemon settings.
@@ -42,6 +63,44 @@ pub struct DaemonConfig {
     pub node_ports: RangeInclusive<u16>,
     /// Watch history kept in the store.
     pub event_history: u64,
+    /// DNS server settings; `None` turns it off.
+    pub dns: Option<DnsConfig>,
+}
+
+/// Effective DNS settings.
+#[derive(Debug, Clone)]
+pub struct DnsConfig {
+    /// Listen addresses.
+    pub listen: Vec<SocketAddr>,
+    /// Upstream resolvers.
+    pub upstreams: Vec<SocketAddr>,
+    /// Cluster domain.
+    pub cluster_domain: String,
+    /// Networks allowed to use forwarding (cluster names are answered to everyone who can reach the socket).
+    pub allow: Vec<ipnet::IpNet>,
+    /// TTL of cluster records (and of negative answers).
+    pub ttl: u32,
+}
+
+/// The default DNS listener: port 53 on loopback for root, 5353 otherwise.
+pub fn default_dns_listen() -> SocketAddr {
+    let port = if current_uid() == 0 { 53 } else { 5353 };
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+/// Nameservers from /etc/resolv.conf.
+pub fn system_upstreams() -> Vec<SocketAddr> {
+    std::fs::read_to_string("/etc/resolv.conf")
+        .map(|t| pier_dns::forward::parse_resolv_conf(&t))
+        .unwrap_or_default()
+}
+
+/// Loopback plus the container engine's pod network.
+pub fn default_dns_allow() -> Vec<ipnet::IpNet> {
+    ["127.0.0.0/8", "::1/128", "10.88.0.0/16"]
+        .iter()
+        .filter_map(|n| n.parse().ok())
+        .collect()
 }
 
 /// The default state directory: `/var/lib/pier` for root, else `$XDG_STATE_HOME/pier` or `~/.local/state/pier`.

@@ -16,7 +16,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::admin::{self, Admin};
-use crate::config::DaemonConfig;
+use crate::config::{DaemonConfig, DnsConfig};
 
 /// A running daemon.
 pub struct Daemon {
@@ -26,6 +26,68 @@ pub struct Daemon {
     pub snapshot: Arc<SnapshotHandle>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// Binds the DNS listeners and starts the server and its snapshot consumer.
+async fn start_dns(
+    config: &DnsConfig,
+    registry: &Registry,
+    snapshot: &Arc<SnapshotHandle>,
+    observer: &Arc<Metrics>,
+    shutdown: &watch::Receiver<bool>,
+    tasks: &mut Vec<tokio::task::JoinHandle<()>>,
+) -> Result<Vec<std::net::SocketAddr>> {
+    let sockets = pier_dns::server::bind(&config.listen)
+        .await
+        .with_context(|| {
+            format!(
+                "binding DNS listeners {:?} (use --dns-listen or --no-dns)",
+                config.listen
+            )
+        })?;
+    let addrs: Vec<std::net::SocketAddr> = sockets
+        .iter()
+        .filter_map(|(u, _)| u.local_addr().ok())
+        .collect();
+    let zone = pier_dns::zone::Zone::new(pier_dns::zone::ZoneConfig {
+        domain: config.cluster_domain.clone(),
+        ttl: config.ttl,
+        negative_ttl: config.ttl,
+    })
+    .map_err(|e| anyhow::anyhow!("cluster domain {:?}: {e}", config.cluster_domain))?;
+    let forwarder =
+        pier_dns::forward::Forwarder::new(config.upstreams.clone(), &addrs, Duration::from_secs(2));
+    if forwarder.upstreams().is_empty() {
+        tracing::warn!("no DNS upstream: names outside the cluster domain will get SERVFAIL");
+    }
+    let dns_metrics =
+        pier_dns::metrics::DnsMetrics::register(registry).context("registering DNS metrics")?;
+    let resolver = Arc::new(pier_dns::Resolver::new(
+        zone,
+        pier_dns::cache::Cache::new(pier_dns::cache::CacheConfig::default()),
+        forwarder,
+        config.allow.clone(),
+        dns_metrics,
+    ));
+    let follow = snapshot::follow(
+        Arc::clone(snapshot),
+        pier_dns::DnsConsumer(Arc::clone(&resolver)),
+        Arc::clone(observer) as Arc<dyn snapshot::ConsumerObserver>,
+    );
+    let mut stop = shutdown.clone();
+    tasks.push(tokio::spawn(async move {
+        tokio::select! {
+            () = follow => {}
+            _ = stop.changed() => {}
+        }
+    }));
+    tasks.push(tokio::spawn(pier_dns::server::serve(
+        resolver,
+        sockets,
+        shutdown.clone(),
+    )));
+    tracing::info!(listen = ?addrs, domain = %config.cluster_domain, "DNS serving");
+    Ok(addrs)
 }
 
 /// Runs `f` again after a growing pause each time it fails, until shutdown.
@@ -118,11 +180,26 @@ impl Daemon {
                 move || controllers::run_endpoints(Arc::clone(&store)),
             ));
         }
+        let dns_addrs = match &config.dns {
+            Some(dns) => {
+                start_dns(
+                    dns,
+                    &admin.registry,
+                    &snapshot,
+                    &metrics,
+                    &shutdown_rx,
+                    &mut tasks,
+                )
+                .await?
+            }
+            None => Vec::new(),
+        };
         let ctx = Arc::new(ApiContext {
             store: Arc::clone(&store),
             snapshot: Arc::clone(&snapshot),
             metrics,
             admin_addr: Some(admin_addr),
+            dns_addrs,
         });
         let listener = api::bind(&config.socket)?;
         {

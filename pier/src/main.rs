@@ -53,6 +53,24 @@ struct DaemonArgs {
     /// NodePort range, e.g. 30000-32767.
     #[arg(long)]
     node_port_range: Option<String>,
+    /// DNS listen address, UDP and TCP (repeatable). Default 127.0.0.1:53 as root, else 127.0.0.1:5353.
+    #[arg(long)]
+    dns_listen: Vec<SocketAddr>,
+    /// Upstream resolver for names outside the cluster domain (repeatable). Default: /etc/resolv.conf.
+    #[arg(long)]
+    dns_upstream: Vec<SocketAddr>,
+    /// Cluster domain.
+    #[arg(long)]
+    cluster_domain: Option<String>,
+    /// Network allowed to use forwarding (repeatable). Default: loopback and 10.88.0.0/16.
+    #[arg(long)]
+    dns_allow: Vec<ipnet::IpNet>,
+    /// TTL of cluster DNS records, seconds.
+    #[arg(long)]
+    dns_ttl: Option<u32>,
+    /// Do not run the DNS server.
+    #[arg(long)]
+    no_dns: bool,
 }
 
 #[derive(Subcommand)]
@@ -151,7 +169,28 @@ fn daemon_config(args: &DaemonArgs, socket: Option<PathBuf>) -> Result<DaemonCon
         service_cidr,
         node_ports,
         event_history: file.event_history.unwrap_or(100_000),
+        dns: (!args.no_dns && file.dns.disabled != Some(true)).then(|| config::DnsConfig {
+            listen: non_empty(args.dns_listen.clone())
+                .or(file.dns.listen)
+                .unwrap_or_else(|| vec![config::default_dns_listen()]),
+            upstreams: non_empty(args.dns_upstream.clone())
+                .or(file.dns.upstreams)
+                .unwrap_or_else(config::system_upstreams),
+            cluster_domain: args
+                .cluster_domain
+                .clone()
+                .or(file.dns.cluster_domain)
+                .unwrap_or_else(|| "cluster.local".into()),
+            allow: non_empty(args.dns_allow.clone())
+                .or(file.dns.allow)
+                .unwrap_or_else(config::default_dns_allow),
+            ttl: args.dns_ttl.or(file.dns.ttl).unwrap_or(5),
+        }),
     })
+}
+
+fn non_empty<T>(v: Vec<T>) -> Option<Vec<T>> {
+    (!v.is_empty()).then_some(v)
 }
 
 fn init_logging(format: &str) {

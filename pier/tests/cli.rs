@@ -23,7 +23,14 @@ struct Daemon {
 impl Daemon {
     fn start(dir: &Path) -> Daemon {
         let child = Command::new(PIER)
-            .args(["daemon", "--admin", "127.0.0.1:0", "--state-dir"])
+            .args([
+                "daemon",
+                "--admin",
+                "127.0.0.1:0",
+                "--dns-listen",
+                "127.0.0.1:0",
+                "--state-dir",
+            ])
             .arg(dir.join("state"))
             .arg("--socket")
             .arg(dir.join("pier.sock"))
@@ -489,7 +496,13 @@ fn up_runs_the_quickstart() {
             "-f",
             concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/quickstart.yaml"),
         ])
-        .args(["--admin", "127.0.0.1:0", "--state-dir"])
+        .args([
+            "--admin",
+            "127.0.0.1:0",
+            "--dns-listen",
+            "127.0.0.1:0",
+            "--state-dir",
+        ])
         .arg(tmp.path().join("state"))
         .arg("--socket")
         .arg(tmp.path().join("pier.sock"))

@@ -101,6 +101,8 @@ pub async fn run(p: Params) -> Result<()> {
             "daemon",
             "--admin",
             "127.0.0.1:0",
+            "--dns-listen",
+            "127.0.0.1:0",
             "--state-dir",
             state.to_str().context("path")?,
             "--socket",

@@ -41,6 +41,8 @@ pub struct ApiContext {
     pub metrics: Arc<Metrics>,
     /// Where the admin listener is, reported by `/v1/status`.
     pub admin_addr: Option<SocketAddr>,
+    /// Where the DNS server listens, reported by `/v1/status`.
+    pub dns_addrs: Vec<SocketAddr>,
 }
 
 fn full(status: StatusCode, body: Value) -> Response<Body> {
@@ -248,6 +250,7 @@ async fn route(
                 "revision": ctx.store.revision(),
                 "snapshotRevision": ctx.snapshot.load().revision,
                 "adminAddress": ctx.admin_addr.map(|a| a.to_string()),
+                "dnsAddresses": ctx.dns_addrs.iter().map(ToString::to_string).collect::<Vec<_>>(),
             }),
         )),
         (Method::GET, ["v1", "snapshot"]) => {

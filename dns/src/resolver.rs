@@ -1,0 +1,333 @@
+//! One request, start to finish: validate, answer from the cluster zone, or forward through the cache.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use arc_swap::ArcSwap;
+use hickory_proto::op::{Edns, Message, MessageType, OpCode, ResponseCode};
+use hickory_proto::rr::{DNSClass, RecordType};
+use ipnet::IpNet;
+
+use crate::cache::{Cache, CacheKey, Lookup};
+use crate::forward::Forwarder;
+use crate::metrics::DnsMetrics;
+use crate::zone::{Answer, Zone};
+
+/// The transport a request came over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Proto {
+    /// UDP: answers above the client's size limit are truncated.
+    Udp,
+    /// TCP.
+    Tcp,
+}
+
+impl Proto {
+    fn label(self) -> &'static str {
+        match self {
+            Proto::Udp => "udp",
+            Proto::Tcp => "tcp",
+        }
+    }
+}
+
+/// What to do with a request after the synchronous part.
+pub enum Step {
+    /// Send these bytes back.
+    Reply(Vec<u8>),
+    /// Needs an upstream: finish with [`Resolver::resolve`].
+    Forward(Pending),
+    /// Send nothing (not a query we answer at all).
+    Drop,
+}
+
+/// A request waiting for an upstream answer.
+pub struct Pending {
+    request: Message,
+    key: CacheKey,
+    max_size: usize,
+    proto: Proto,
+    started: Instant,
+}
+
+/// The DNS resolver: cluster zone, forwarding cache, upstreams, access control.
+pub struct Resolver {
+    zone: ArcSwap<Zone>,
+    cache: Cache,
+    forwarder: Forwarder,
+    allow: Vec<IpNet>,
+    metrics: Arc<DnsMetrics>,
+}
+
+const OUR_PAYLOAD: u16 = 1232;
+
+fn type_label(t: RecordType) -> &'static str {
+    match t {
+        RecordType::A => "A",
+        RecordType::AAAA => "AAAA",
+        RecordType::SRV => "SRV",
+        RecordType::PTR => "PTR",
+        RecordType::CNAME => "CNAME",
+        RecordType::TXT => "TXT",
+        RecordType::SOA => "SOA",
+        RecordType::NS => "NS",
+        RecordType::MX => "MX",
+        RecordType::ANY => "ANY",
+        RecordType::HTTPS => "HTTPS",
+        _ => "other",
+    }
+}
+
+fn response_to(request: &Message, rcode: ResponseCode) -> Message {
+    let mut m = Message::new(
+        request.metadata.id,
+        MessageType::Response,
+        request.metadata.op_code,
+    );
+    m.metadata.recursion_desired = request.metadata.recursion_desired;
+    m.metadata.recursion_available = true;
+    m.metadata.checking_disabled = request.metadata.checking_disabled;
+    m.metadata.response_code = rcode;
+    m.queries.clone_from(&request.queries);
+    if request.edns.is_some() {
+        let mut edns = Edns::new();
+        edns.set_max_payload(OUR_PAYLOAD);
+        m.set_edns(edns);
+    }
+    m
+}
+
+/// Encodes `m`, truncating (TC, empty sections) when it does not fit `max_size`.
+fn encode(m: &Message, max_size: usize) -> Vec<u8> {
+    match m.to_vec() {
+        Ok(bytes) if bytes.len() <= max_size => bytes,
+        Ok(_) => m.truncate().to_vec().unwrap_or_default(),
+        Err(e) => {
+            tracing::warn!(error = %e, "could not encode a DNS response");
+            let mut fail =
+                Message::error_msg(m.metadata.id, m.metadata.op_code, ResponseCode::ServFail);
+            fail.queries.clone_from(&m.queries);
+            fail.to_vec().unwrap_or_default()
+        }
+    }
+}
+
+/// FORMERR for a packet too broken to decode, if its header is readable and it is a query.
+fn formerr_from_header(packet: &[u8]) -> Option<Vec<u8>> {
+    let header = packet.get(..12)?;
+    if header[2] & 0x80 != 0 {
+        return None; // a response: never answer it
+    }
+    let id = u16::from_be_bytes([header[0], header[1]]);
+    let op_code = OpCode::from_u8((header[2] >> 3) & 0x0f);
+    Message::error_msg(id, op_code, ResponseCode::FormErr)
+        .to_vec()
+        .ok()
+}
+
+impl Resolver {
+    /// A resolver serving `zone`, forwarding through `cache` and `forwarder` for clients in `allow`.
+    pub fn new(
+        zone: Zone,
+        cache: Cache,
+        forwarder: Forwarder,
+        allow: Vec<IpNet>,
+        metrics: Arc<DnsMetrics>,
+    ) -> Self {
+        Resolver {
+            zone: ArcSwap::from_pointee(zone),
+            cache,
+            forwarder,
+            allow,
+            metrics,
+        }
+    }
+
+    /// The zone being served.
+    pub fn zone(&self) -> Arc<Zone> {
+        self.zone.load_full()
+    }
+
+    /// Swaps in a new zone version.
+    pub fn set_zone(&self, zone: Zone) {
+        self.zone.store(Arc::new(zone));
+    }
+
+    fn finish(&self, m: &Message, max_size: usize, proto: Proto, started: Instant) -> Step {
+        self.metrics
+            .responses
+            .with_label_values(&[&m.metadata.response_code.to_string()])
+            .inc();
+        self.metrics
+            .duration
+            .with_label_values(&[proto.label()])
+            .observe(started.elapsed().as_secs_f64());
+        Step::Reply(encode(m, max_size))
+    }
+
+    /// Handles everything that needs no upstream.
+    pub fn prepare(&self, packet: &[u8], client: IpAddr, proto: Proto) -> Step {
+        let started = Instant::now();
+        let request = match Message::from_vec(packet) {
+            Ok(m) => m,
+            Err(_) => {
+                self.metrics.responses.with_label_values(&["FORMERR"]).inc();
+                return formerr_from_header(packet).map_or(Step::Drop, Step::Reply);
+            }
+        };
+        if request.metadata.message_type != MessageType::Query {
+            return Step::Drop;
+        }
+        let max_size = match proto {
+            Proto::Tcp => usize::from(u16::MAX),
+            Proto::Udp => usize::from(request.max_payload().clamp(512, 4096)),
+        };
+        if request.metadata.op_code != OpCode::Query {
+            return self.finish(
+                &response_to(&request, ResponseCode::NotImp),
+                max_size,
+                proto,
+                started,
+            );
+        }
+        let [query] = request.queries.as_slice() else {
+            return self.finish(
+                &response_to(&request, ResponseCode::FormErr),
+                max_size,
+                proto,
+                started,
+            );
+        };
+        let qtype = query.query_type();
+        if query.query_class() != DNSClass::IN {
+            return self.finish(
+                &response_to(&request, ResponseCode::NotImp),
+                max_size,
+                proto,
+                started,
+            );
+        }
+        if matches!(qtype, RecordType::AXFR | RecordType::IXFR) {
+            return self.finish(
+                &response_to(&request, ResponseCode::Refused),
+                max_size,
+                proto,
+                started,
+            );
+        }
+        let qname = query.name().to_lowercase().to_ascii();
+        let qname = if qname.ends_with('.') {
+            qname
+        } else {
+            format!("{qname}.")
+        };
+        let zone = self.zone.load();
+        let answer = zone.lookup(&qname, qtype);
+        let zone_label = if answer == Answer::NotAuthoritative {
+            "forward"
+        } else {
+            "cluster"
+        };
+        self.metrics
+            .requests
+            .with_label_values(&[proto.label(), type_label(qtype), zone_label])
+            .inc();
+        let mut response = match answer {
+            Answer::Records(records) => {
+                let mut m = response_to(&request, ResponseCode::NoError);
+                m.answers = records;
+                m
+            }
+            Answer::NoData | Answer::NxDomain => {
+                let rcode = if answer == Answer::NxDomain {
+                    ResponseCode::NXDomain
+                } else {
+                    ResponseCode::NoError
+                };
+                let mut m = response_to(&request, rcode);
+                m.add_authority(zone.soa());
+                m
+            }
+            Answer::NotAuthoritative => {
+                if !self.allow.iter().any(|net| net.contains(&client)) {
+                    return self.finish(
+                        &response_to(&request, ResponseCode::Refused),
+                        max_size,
+                        proto,
+                        started,
+                    );
+                }
+                let key = (qname, qtype, DNSClass::IN);
+                match self.cache.get(&key, Instant::now()) {
+                    Lookup::Fresh(cached) => {
+                        self.metrics.cache_hits.inc();
+                        let mut m = response_to(&request, cached.metadata.response_code);
+                        m.answers = cached.answers;
+                        m.authorities = cached.authorities;
+                        m.additionals = cached.additionals;
+                        return self.finish(&m, max_size, proto, started);
+                    }
+                    Lookup::Miss => self.metrics.cache_misses.inc(),
+                }
+                return Step::Forward(Pending {
+                    request,
+                    key,
+                    max_size,
+                    proto,
+                    started,
+                });
+            }
+        };
+        response.metadata.authoritative = true;
+        self.finish(&response, max_size, proto, started)
+    }
+
+    /// Finishes a forwarded request: upstream answer, else a stale one, else SERVFAIL.
+    pub async fn resolve(&self, pending: Pending) -> Vec<u8> {
+        let Pending {
+            request,
+            key,
+            max_size,
+            proto,
+            started,
+        } = pending;
+        let query = request.queries[0].clone();
+        let response = match self.forwarder.forward(&query, self.metrics.as_ref()).await {
+            Ok(upstream) => {
+                self.cache.insert(key, &upstream, Instant::now());
+                let stats = self.cache.stats();
+                self.metrics
+                    .cache_entries
+                    .set(i64::try_from(stats.entries).unwrap_or(i64::MAX));
+                self.metrics
+                    .cache_evictions
+                    .set(i64::try_from(stats.evictions).unwrap_or(i64::MAX));
+                let mut m = response_to(&request, upstream.metadata.response_code);
+                m.answers = upstream.answers;
+                m.authorities = upstream.authorities;
+                m.additionals = upstream.additionals;
+                m
+            }
+            Err(e) => match self.cache.get_stale(&key, Instant::now()) {
+                Some(stale) => {
+                    tracing::debug!(error = %e, name = %key.0, "upstream failed; serving stale");
+                    self.metrics.cache_stale.inc();
+                    let mut m = response_to(&request, stale.metadata.response_code);
+                    m.answers = stale.answers;
+                    m.authorities = stale.authorities;
+                    m.additionals = stale.additionals;
+                    m
+                }
+                None => {
+                    tracing::debug!(error = %e, name = %key.0, "upstream failed");
+                    response_to(&request, ResponseCode::ServFail)
+                }
+            },
+        };
+        match self.finish(&response, max_size, proto, started) {
+            Step::Reply(bytes) => bytes,
+            _ => Vec::new(),
+        }
+    }
+}

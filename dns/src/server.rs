@@ -1,0 +1,143 @@
+//! UDP and TCP listeners feeding the resolver.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::{watch, Semaphore};
+
+use crate::resolver::{Proto, Resolver, Step};
+
+/// Idle time after which a TCP client is disconnected.
+const TCP_IDLE: Duration = Duration::from_secs(10);
+/// Most TCP clients served at once.
+const TCP_CLIENTS: usize = 1024;
+
+/// Binds UDP and TCP on every address; returns the bound addresses (port 0 resolved).
+pub async fn bind(addrs: &[SocketAddr]) -> std::io::Result<Vec<(UdpSocket, TcpListener)>> {
+    let mut out = Vec::new();
+    for addr in addrs {
+        let udp = UdpSocket::bind(addr).await?;
+        // Same port for TCP as UDP got, even when asked for port 0.
+        let tcp = TcpListener::bind(udp.local_addr()?).await?;
+        out.push((udp, tcp));
+    }
+    Ok(out)
+}
+
+/// Serves requests on the sockets until `shutdown` turns true.
+pub async fn serve(
+    resolver: Arc<Resolver>,
+    sockets: Vec<(UdpSocket, TcpListener)>,
+    shutdown: watch::Receiver<bool>,
+) {
+    let mut tasks = Vec::new();
+    for (udp, tcp) in sockets {
+        tasks.push(tokio::spawn(serve_udp(
+            Arc::clone(&resolver),
+            Arc::new(udp),
+            shutdown.clone(),
+        )));
+        tasks.push(tokio::spawn(serve_tcp(
+            Arc::clone(&resolver),
+            tcp,
+            shutdown.clone(),
+        )));
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+}
+
+async fn serve_udp(
+    resolver: Arc<Resolver>,
+    socket: Arc<UdpSocket>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut buf = vec![0u8; 65535];
+    loop {
+        let (n, peer) = tokio::select! {
+            r = socket.recv_from(&mut buf) => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::debug!(error = %e, "udp receive failed");
+                    continue;
+                }
+            },
+            _ = shutdown.changed() => return,
+        };
+        match resolver.prepare(&buf[..n], peer.ip(), Proto::Udp) {
+            Step::Reply(bytes) => {
+                let _ = socket.send_to(&bytes, peer).await;
+            }
+            Step::Forward(pending) => {
+                let (resolver, socket) = (Arc::clone(&resolver), Arc::clone(&socket));
+                tokio::spawn(async move {
+                    let bytes = resolver.resolve(pending).await;
+                    let _ = socket.send_to(&bytes, peer).await;
+                });
+            }
+            Step::Drop => {}
+        }
+    }
+}
+
+async fn serve_tcp(
+    resolver: Arc<Resolver>,
+    listener: TcpListener,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let slots = Arc::new(Semaphore::new(TCP_CLIENTS));
+    loop {
+        let (stream, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::debug!(error = %e, "tcp accept failed");
+                    continue;
+                }
+            },
+            _ = shutdown.changed() => return,
+        };
+        let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
+            continue; // over the limit: drop the connection
+        };
+        let resolver = Arc::clone(&resolver);
+        tokio::spawn(async move {
+            let _permit = permit;
+            if let Err(e) = tcp_client(resolver, stream, peer).await {
+                tracing::debug!(%peer, error = %e, "tcp client ended");
+            }
+        });
+    }
+}
+
+async fn tcp_client(
+    resolver: Arc<Resolver>,
+    mut stream: TcpStream,
+    peer: SocketAddr,
+) -> std::io::Result<()> {
+    loop {
+        let mut len = [0u8; 2];
+        match tokio::time::timeout(TCP_IDLE, stream.read_exact(&mut len)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
+            Ok(Err(e)) => return Err(e),
+            Err(_) => return Ok(()),
+        }
+        let mut buf = vec![0u8; usize::from(u16::from_be_bytes(len))];
+        tokio::time::timeout(TCP_IDLE, stream.read_exact(&mut buf))
+            .await
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "slow client"))??;
+        let reply = match resolver.prepare(&buf, peer.ip(), Proto::Tcp) {
+            Step::Reply(bytes) => bytes,
+            Step::Forward(pending) => resolver.resolve(pending).await,
+            Step::Drop => continue,
+        };
+        let n = u16::try_from(reply.len()).unwrap_or(u16::MAX);
+        stream.write_all(&n.to_be_bytes()).await?;
+        stream.write_all(&reply[..usize::from(n)]).await?;
+    }
+}
