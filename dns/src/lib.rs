@@ -4,6 +4,7 @@
 pub mod cache;
 pub mod forward;
 pub mod metrics;
+pub mod ratelimit;
 pub mod resolver;
 pub mod server;
 pub mod zone;

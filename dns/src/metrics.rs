@@ -28,6 +28,8 @@ pub struct DnsMetrics {
     pub cache_entries: IntGauge,
     /// `pier_dns_cache_evictions_total` (set from the cache's count).
     pub cache_evictions: IntGauge,
+    /// `pier_dns_rate_limited_total`: UDP queries refused by the per-client limit.
+    pub rate_limited: IntCounter,
     upstream_duration: Histogram,
     upstream_failures: IntCounterVec,
 }
@@ -76,6 +78,10 @@ impl DnsMetrics {
                 "pier_dns_cache_evictions_total",
                 "Cache entries evicted to stay within capacity.",
             )?,
+            rate_limited: IntCounter::new(
+                "pier_dns_rate_limited_total",
+                "UDP queries over the per-client rate limit (slipped as truncated or dropped).",
+            )?,
             upstream_duration: Histogram::with_opts(
                 HistogramOpts::new(
                     "pier_dns_upstream_duration_seconds",
@@ -99,6 +105,7 @@ impl DnsMetrics {
         registry.register(Box::new(m.cache_stale.clone()))?;
         registry.register(Box::new(m.cache_entries.clone()))?;
         registry.register(Box::new(m.cache_evictions.clone()))?;
+        registry.register(Box::new(m.rate_limited.clone()))?;
         registry.register(Box::new(m.upstream_duration.clone()))?;
         registry.register(Box::new(m.upstream_failures.clone()))?;
         Ok(Arc::new(m))

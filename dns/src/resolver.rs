@@ -149,6 +149,23 @@ impl Resolver {
         self.zone.load_full()
     }
 
+    /// An empty truncated answer to `packet` (for rate-limited clients), if it is a query.
+    pub fn slip(&self, packet: &[u8]) -> Option<Vec<u8>> {
+        let request = Message::from_vec(packet).ok()?;
+        if request.metadata.message_type != MessageType::Query {
+            return None;
+        }
+        let mut m = response_to(&request, ResponseCode::NoError);
+        m.metadata.truncation = true;
+        self.metrics.rate_limited.inc();
+        m.to_vec().ok()
+    }
+
+    /// Counts a query dropped by the rate limiter.
+    pub fn dropped(&self) {
+        self.metrics.rate_limited.inc();
+    }
+
     /// Swaps in a new zone version.
     pub fn set_zone(&self, zone: Zone) {
         self.zone.store(Arc::new(zone));

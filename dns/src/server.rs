@@ -2,12 +2,13 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{watch, Semaphore};
 
+use crate::ratelimit::{RateLimiter, Verdict};
 use crate::resolver::{Proto, Resolver, Step};
 
 /// Idle time after which a TCP client is disconnected.
@@ -27,10 +28,11 @@ pub async fn bind(addrs: &[SocketAddr]) -> std::io::Result<Vec<(UdpSocket, TcpLi
     Ok(out)
 }
 
-/// Serves requests on the sockets until `shutdown` turns true.
+/// Serves requests on the sockets until `shutdown` turns true; `limiter` caps UDP queries per client.
 pub async fn serve(
     resolver: Arc<Resolver>,
     sockets: Vec<(UdpSocket, TcpListener)>,
+    limiter: Option<Arc<RateLimiter>>,
     shutdown: watch::Receiver<bool>,
 ) {
     let mut tasks = Vec::new();
@@ -38,6 +40,7 @@ pub async fn serve(
         tasks.push(tokio::spawn(serve_udp(
             Arc::clone(&resolver),
             Arc::new(udp),
+            limiter.clone(),
             shutdown.clone(),
         )));
         tasks.push(tokio::spawn(serve_tcp(
@@ -54,6 +57,7 @@ pub async fn serve(
 async fn serve_udp(
     resolver: Arc<Resolver>,
     socket: Arc<UdpSocket>,
+    limiter: Option<Arc<RateLimiter>>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut buf = vec![0u8; 65535];
@@ -68,6 +72,19 @@ async fn serve_udp(
             },
             _ = shutdown.changed() => return,
         };
+        match limiter.as_ref().map(|l| l.check(peer.ip(), Instant::now())) {
+            None | Some(Verdict::Allow) => {}
+            Some(Verdict::Slip) => {
+                if let Some(tc) = resolver.slip(&buf[..n]) {
+                    let _ = socket.send_to(&tc, peer).await;
+                }
+                continue;
+            }
+            Some(Verdict::Drop) => {
+                resolver.dropped();
+                continue;
+            }
+        }
         match resolver.prepare(&buf[..n], peer.ip(), Proto::Udp) {
             Step::Reply(bytes) => {
                 let _ = socket.send_to(&bytes, peer).await;

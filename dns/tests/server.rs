@@ -15,6 +15,7 @@ use pier_controlplane::snapshot::{
 use pier_dns::cache::{Cache, CacheConfig};
 use pier_dns::forward::Forwarder;
 use pier_dns::metrics::DnsMetrics;
+use pier_dns::ratelimit::RateLimiter;
 use pier_dns::zone::{Zone, ZoneConfig};
 use pier_dns::{server, DnsConsumer, Resolver};
 use serde_json::json;
@@ -71,6 +72,15 @@ struct Dns {
 }
 
 async fn start(upstreams: Vec<SocketAddr>, allow: &[&str], cache: CacheConfig) -> Dns {
+    start_limited(upstreams, allow, cache, None).await
+}
+
+async fn start_limited(
+    upstreams: Vec<SocketAddr>,
+    allow: &[&str],
+    cache: CacheConfig,
+    limiter: Option<Arc<RateLimiter>>,
+) -> Dns {
     let registry = prometheus::Registry::new();
     let metrics = DnsMetrics::register(&registry).unwrap();
     let sockets = server::bind(&["127.0.0.1:0".parse().unwrap()])
@@ -92,7 +102,7 @@ async fn start(upstreams: Vec<SocketAddr>, allow: &[&str], cache: CacheConfig) -
         Arc::new(NoopObserver),
     ));
     let (tx, rx) = watch::channel(false);
-    tokio::spawn(server::serve(resolver, sockets, rx));
+    tokio::spawn(server::serve(resolver, sockets, limiter, rx));
     let dns = Dns {
         addr,
         handle,
@@ -556,4 +566,46 @@ async fn forwards_to_unbound_caches_and_serves_stale() {
     // Cluster names never depended on the upstream.
     let web = query(dns.addr, "web.default.svc.cluster.local.", RecordType::A).await;
     assert_eq!(web.answers.len(), 1);
+}
+
+#[tokio::test]
+async fn rate_limit_slips_truncated_answers_and_spares_tcp() {
+    let limiter = Arc::new(RateLimiter::new(5, 40));
+    let dns = start_limited(
+        Vec::new(),
+        &["127.0.0.0/8"],
+        CacheConfig::default(),
+        Some(limiter),
+    )
+    .await;
+    // The start-up probe used some of the burst; spend the rest and then some.
+    let mut truncated = 0;
+    let mut answered = 0;
+    let mut silent = 0;
+    for _ in 0..60 {
+        let m = request("web.default.svc.cluster.local.", RecordType::A, false);
+        match udp_raw(dns.addr, &m.to_vec().unwrap(), Duration::from_millis(100)).await {
+            Some(bytes) => {
+                let r = Message::from_vec(&bytes).unwrap();
+                if r.metadata.truncation {
+                    truncated += 1;
+                } else {
+                    answered += 1;
+                }
+            }
+            None => silent += 1,
+        }
+    }
+    assert!(answered < 45, "limited: {answered} answered");
+    assert!(
+        truncated > 0 && silent > 0,
+        "slip half, drop half: {truncated} truncated, {silent} dropped"
+    );
+    let r = tcp(
+        dns.addr,
+        &request("web.default.svc.cluster.local.", RecordType::A, false),
+    )
+    .await;
+    assert_eq!(r.answers.len(), 1, "TCP is not rate limited");
+    assert!(metric(&dns.registry, "pier_dns_rate_limited_total") >= f64::from(truncated + silent));
 }

@@ -46,6 +46,8 @@ pub struct DnsFileConfig {
     pub allow: Option<Vec<ipnet::IpNet>>,
     /// TTL of cluster records.
     pub ttl: Option<u32>,
+    /// UDP queries per second per client (burst twice that); absent: no limit.
+    pub rate_limit: Option<u32>,
 }
 
 /// Effective daemon settings.
@@ -80,6 +82,8 @@ pub struct DnsConfig {
     pub allow: Vec<ipnet::IpNet>,
     /// TTL of cluster records (and of negative answers).
     pub ttl: u32,
+    /// UDP queries per second per client, if limited.
+    pub rate_limit: Option<u32>,
 }
 
 /// The default DNS listener: port 53 on loopback for root, 5353 otherwise.

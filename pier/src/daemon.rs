@@ -81,9 +81,16 @@ async fn start_dns(
             _ = stop.changed() => {}
         }
     }));
+    let limiter = config.rate_limit.map(|qps| {
+        Arc::new(pier_dns::ratelimit::RateLimiter::new(
+            qps,
+            qps.saturating_mul(2),
+        ))
+    });
     tasks.push(tokio::spawn(pier_dns::server::serve(
         resolver,
         sockets,
+        limiter,
         shutdown.clone(),
     )));
     tracing::info!(listen = ?addrs, domain = %config.cluster_domain, "DNS serving");

@@ -68,6 +68,9 @@ struct DaemonArgs {
     /// TTL of cluster DNS records, seconds.
     #[arg(long)]
     dns_ttl: Option<u32>,
+    /// Limit UDP DNS queries per client to this many per second (burst twice that); off by default.
+    #[arg(long)]
+    dns_rate_limit: Option<u32>,
     /// Do not run the DNS server.
     #[arg(long)]
     no_dns: bool,
@@ -185,6 +188,7 @@ fn daemon_config(args: &DaemonArgs, socket: Option<PathBuf>) -> Result<DaemonCon
                 .or(file.dns.allow)
                 .unwrap_or_else(config::default_dns_allow),
             ttl: args.dns_ttl.or(file.dns.ttl).unwrap_or(5),
+            rate_limit: args.dns_rate_limit.or(file.dns.rate_limit),
         }),
     })
 }
