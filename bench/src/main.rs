@@ -32,6 +32,21 @@ enum Scenario {
         #[arg(long, default_value_t = 600)]
         timeout: u64,
     },
+    /// DNS: pier vs knot and unbound with dnsperf, 1k and 10k services, 0% and 10% NXDOMAIN.
+    Dns {
+        /// Service counts.
+        #[arg(long, value_delimiter = ',', default_value = "1000,10000")]
+        services: Vec<usize>,
+        /// NXDOMAIN fractions.
+        #[arg(long, value_delimiter = ',', default_value = "0,0.1")]
+        nxdomain: Vec<f64>,
+        /// Seconds per saturation run.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Queries per second of the latency run.
+        #[arg(long, default_value_t = 20000)]
+        latency_qps: u32,
+    },
 }
 
 fn main() -> Result<()> {
@@ -54,5 +69,16 @@ fn main() -> Result<()> {
                 timeout: Duration::from_secs(timeout),
             },
         )),
+        Scenario::Dns {
+            services,
+            nxdomain,
+            seconds,
+            latency_qps,
+        } => runtime.block_on(scenarios::dns::run(scenarios::dns::Params {
+            services,
+            nxdomain,
+            seconds,
+            latency_qps,
+        })),
     }
 }

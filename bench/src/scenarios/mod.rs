@@ -1,3 +1,4 @@
 //! Benchmark scenarios.
 
 pub mod controlplane;
+pub mod dns;
