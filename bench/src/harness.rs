@@ -98,6 +98,39 @@ pub fn pier_binary() -> Result<PathBuf> {
     Ok(bin)
 }
 
+/// Installs the Debian `package` providing `command` if `command` is missing (peers: knot, unbound, haproxy...).
+pub fn ensure_command(command: &str, package: &str) -> Result<()> {
+    let found = |c: &str| {
+        Command::new("sh")
+            .args(["-c", &format!("command -v {c} || test -x /usr/sbin/{c}")])
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if found(command) {
+        return Ok(());
+    }
+    eprintln!("installing {package} (for {command}) ...");
+    let apt = |args: &[&str]| {
+        Command::new("apt-get")
+            .args(args)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    let install = ["install", "-y", "-q", "--no-install-recommends", package];
+    // Try the package lists as they are first; refresh them only if that fails.
+    let installed = apt(&install) || (apt(&["update", "-q"]) && apt(&install));
+    if !installed {
+        bail!("{command} is missing and `apt-get install {package}` failed (are you root?)");
+    }
+    if !found(command) {
+        bail!("installed {package} but {command} is still not found");
+    }
+    Ok(())
+}
+
 /// Whether a bigger or a smaller value is better.
 #[derive(Debug, Clone, Copy)]
 pub enum Better {

@@ -370,18 +370,12 @@ fn rows(pier: &Measured, peer: &Measured) -> Vec<Row> {
 
 /// Runs every combination and prints pier beside knot and unbound.
 pub async fn run(p: Params) -> Result<()> {
-    for tool in ["dnsperf", "knotd", "unbound"] {
-        let found = Command::new("sh")
-            .args([
-                "-c",
-                &format!("command -v {tool} || test -x /usr/sbin/{tool}"),
-            ])
-            .stdout(Stdio::null())
-            .status()?
-            .success();
-        if !found {
-            bail!("{tool} is missing: apt-get install dnsperf knot unbound");
-        }
+    for (tool, package) in [
+        ("dnsperf", "dnsperf"),
+        ("knotd", "knot"),
+        ("unbound", "unbound"),
+    ] {
+        harness::ensure_command(tool, package)?;
     }
     let dir = tempfile::tempdir()?;
     for &n in &p.services {

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use hickory_proto::rr::rdata::{A, AAAA, CNAME, PTR, SOA, SRV, TXT};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
-use imbl::{HashMap, OrdMap};
+use imbl::HashMap;
 use pier_controlplane::snapshot::{Protocol, ServiceChange, ServiceKey, ServiceView, SnapshotDiff};
 
 /// The Kubernetes DNS specification version served in `dns-version.<zone>`.
@@ -47,6 +47,9 @@ pub enum Answer {
 
 type Key = (String, RecordType);
 
+/// The services that put records at one (name, type), and their records.
+type Owners = Arc<[(ServiceKey, Arc<[Record]>)]>;
+
 /// What one Service put into the zone, so a change can take it out again.
 #[derive(Debug, Default)]
 struct Contribution {
@@ -61,7 +64,8 @@ pub struct Zone {
     origin: String,
     suffix: String,
     soa: Record,
-    records: HashMap<Key, OrdMap<ServiceKey, Arc<[Record]>>>,
+    // Nearly always one service owns a name, so a shared slice beats a map per key.
+    records: HashMap<Key, Owners>,
     names: HashMap<String, u32>,
     contributions: HashMap<ServiceKey, Arc<Contribution>>,
     revision: u64,
@@ -295,9 +299,14 @@ impl Zone {
 
     fn insert(&mut self, key: ServiceKey, c: Arc<Contribution>) {
         for (k, recs) in &c.records {
-            let mut by_service = self.records.get(k).cloned().unwrap_or_default();
-            by_service.insert(key.clone(), Arc::clone(recs));
-            self.records.insert(k.clone(), by_service);
+            let mut owners: Vec<(ServiceKey, Arc<[Record]>)> = self
+                .records
+                .get(k)
+                .map(|o| o.iter().filter(|(s, _)| *s != key).cloned().collect())
+                .unwrap_or_default();
+            owners.push((key.clone(), Arc::clone(recs)));
+            owners.sort_by(|a, b| a.0.cmp(&b.0));
+            self.records.insert(k.clone(), owners.into());
         }
         for n in &c.names {
             let count = self.names.get(n).copied().unwrap_or(0);
@@ -311,12 +320,13 @@ impl Zone {
             return;
         };
         for (k, _) in &c.records {
-            if let Some(mut by_service) = self.records.get(k).cloned() {
-                by_service.remove(key);
-                if by_service.is_empty() {
+            if let Some(owners) = self.records.get(k) {
+                let rest: Vec<(ServiceKey, Arc<[Record]>)> =
+                    owners.iter().filter(|(s, _)| s != key).cloned().collect();
+                if rest.is_empty() {
                     self.records.remove(k);
                 } else {
-                    self.records.insert(k.clone(), by_service);
+                    self.records.insert(k.clone(), rest.into());
                 }
             }
         }
@@ -358,7 +368,7 @@ impl Zone {
     fn get(&self, qname: &str, qtype: RecordType) -> Vec<Record> {
         self.records
             .get(&(qname.to_string(), qtype))
-            .map(|by| by.values().flat_map(|r| r.iter().cloned()).collect())
+            .map(|owners| owners.iter().flat_map(|(_, r)| r.iter().cloned()).collect())
             .unwrap_or_default()
     }
 
