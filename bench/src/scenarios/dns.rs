@@ -50,6 +50,19 @@ fn names(n: usize, nx: f64, dir: &Path) -> Result<PathBuf> {
     Ok(path)
 }
 
+/// The last service's name: answered only once every service is loaded.
+fn last_name(n: usize) -> String {
+    format!("svc-{}.bench.svc.cluster.local", n.saturating_sub(1))
+}
+
+/// An empty directory `dir/sub`.
+fn fresh_dir(dir: &Path, sub: &str) -> Result<PathBuf> {
+    let path = dir.join(sub);
+    let _ = std::fs::remove_dir_all(&path);
+    std::fs::create_dir_all(&path)?;
+    Ok(path)
+}
+
 fn free_port() -> Result<u16> {
     Ok(UdpSocket::bind("127.0.0.1:0")?.local_addr()?.port())
 }
@@ -141,19 +154,13 @@ async fn start_pier(n: usize, dir: &Path, deadline: Instant) -> Result<Server> {
     for chunk in services.chunks(1000) {
         client.apply(chunk.to_vec()).await?;
     }
-    wait_answering(
-        port,
-        &format!("svc-{}.bench.svc.cluster.local", n - 1),
-        deadline,
-    )?;
+    wait_answering(port, &last_name(n), deadline)?;
     Ok(server)
 }
 
 fn start_knot(n: usize, dir: &Path, deadline: Instant) -> Result<Server> {
     let port = free_port()?;
-    let kdir = dir.join("knot");
-    let _ = std::fs::remove_dir_all(&kdir);
-    std::fs::create_dir_all(&kdir)?;
+    let kdir = fresh_dir(dir, "knot")?;
     let mut zone = String::from(
         "$ORIGIN cluster.local.\n$TTL 5\n@ SOA ns.dns.cluster.local. hostmaster.cluster.local. 1 7200 1800 86400 5\n@ NS ns.dns\nns.dns A 127.0.0.1\n",
     );
@@ -179,19 +186,13 @@ fn start_knot(n: usize, dir: &Path, deadline: Instant) -> Result<Server> {
         child,
         port,
     };
-    wait_answering(
-        port,
-        &format!("svc-{}.bench.svc.cluster.local", n - 1),
-        deadline,
-    )?;
+    wait_answering(port, &last_name(n), deadline)?;
     Ok(server)
 }
 
 fn start_unbound(n: usize, dir: &Path, deadline: Instant) -> Result<Server> {
     let port = free_port()?;
-    let udir = dir.join("unbound");
-    let _ = std::fs::remove_dir_all(&udir);
-    std::fs::create_dir_all(&udir)?;
+    let udir = fresh_dir(dir, "unbound")?;
     let mut conf = format!(
         "server:\n  interface: 127.0.0.1\n  port: {port}\n  do-ip6: no\n  do-daemonize: no\n  username: \"\"\n  chroot: \"\"\n  directory: \"{d}\"\n  pidfile: \"{d}/unbound.pid\"\n  use-syslog: no\n  logfile: \"\"\n  verbosity: 0\n  num-threads: 1\n  access-control: 127.0.0.0/8 allow\n  module-config: \"iterator\"\n  local-zone: \"cluster.local.\" static\n  local-data: \"cluster.local. 5 IN SOA ns.dns.cluster.local. hostmaster.cluster.local. 1 7200 1800 86400 5\"\n",
         d = udir.display()
@@ -215,11 +216,7 @@ fn start_unbound(n: usize, dir: &Path, deadline: Instant) -> Result<Server> {
         child,
         port,
     };
-    wait_answering(
-        port,
-        &format!("svc-{}.bench.svc.cluster.local", n - 1),
-        deadline,
-    )?;
+    wait_answering(port, &last_name(n), deadline)?;
     Ok(server)
 }
 
