@@ -23,15 +23,6 @@ pub enum Proto {
     Tcp,
 }
 
-impl Proto {
-    fn label(self) -> &'static str {
-        match self {
-            Proto::Udp => "udp",
-            Proto::Tcp => "tcp",
-        }
-    }
-}
-
 /// What to do with a request after the synchronous part.
 pub enum Step {
     /// Send these bytes back.
@@ -61,23 +52,6 @@ pub struct Resolver {
 }
 
 const OUR_PAYLOAD: u16 = 1232;
-
-fn type_label(t: RecordType) -> &'static str {
-    match t {
-        RecordType::A => "A",
-        RecordType::AAAA => "AAAA",
-        RecordType::SRV => "SRV",
-        RecordType::PTR => "PTR",
-        RecordType::CNAME => "CNAME",
-        RecordType::TXT => "TXT",
-        RecordType::SOA => "SOA",
-        RecordType::NS => "NS",
-        RecordType::MX => "MX",
-        RecordType::ANY => "ANY",
-        RecordType::HTTPS => "HTTPS",
-        _ => "other",
-    }
-}
 
 fn response_to(request: &Message, rcode: ResponseCode) -> Message {
     let mut m = Message::new(
@@ -172,14 +146,11 @@ impl Resolver {
     }
 
     fn finish(&self, m: &Message, max_size: usize, proto: Proto, started: Instant) -> Step {
-        self.metrics
-            .responses
-            .with_label_values(&[&m.metadata.response_code.to_string()])
-            .inc();
-        self.metrics
-            .duration
-            .with_label_values(&[proto.label()])
-            .observe(started.elapsed().as_secs_f64());
+        self.metrics.response(
+            proto == Proto::Tcp,
+            m.metadata.response_code,
+            started.elapsed().as_secs_f64(),
+        );
         Step::Reply(encode(m, max_size))
     }
 
@@ -189,7 +160,9 @@ impl Resolver {
         let request = match Message::from_vec(packet) {
             Ok(m) => m,
             Err(_) => {
-                self.metrics.responses.with_label_values(&["FORMERR"]).inc();
+                let seconds = started.elapsed().as_secs_f64();
+                self.metrics
+                    .response(proto == Proto::Tcp, ResponseCode::FormErr, seconds);
                 return formerr_from_header(packet).map_or(Step::Drop, Step::Reply);
             }
         };
@@ -241,15 +214,11 @@ impl Resolver {
         };
         let zone = self.zone.load();
         let answer = zone.lookup(&qname, qtype);
-        let zone_label = if answer == Answer::NotAuthoritative {
-            "forward"
-        } else {
-            "cluster"
-        };
-        self.metrics
-            .requests
-            .with_label_values(&[proto.label(), type_label(qtype), zone_label])
-            .inc();
+        self.metrics.request(
+            proto == Proto::Tcp,
+            qtype,
+            answer == Answer::NotAuthoritative,
+        );
         let mut response = match answer {
             Answer::Records(records) => {
                 let mut m = response_to(&request, ResponseCode::NoError);
