@@ -236,9 +236,19 @@ fn field(out: &str, label: &str) -> Option<f64> {
         .and_then(|v| v.trim_end_matches('%').parse().ok())
 }
 
-fn dnsperf(args: &[&str]) -> Result<String> {
+/// Runs dnsperf on the load CPU against `port` with the queries in `file`, plus `args`.
+fn dnsperf(port: u16, file: &Path, args: &[&str]) -> Result<String> {
     let out = Command::new("taskset")
-        .args(["-c", &harness::LOAD_CPU.to_string(), "dnsperf"])
+        .args([
+            "-c",
+            &harness::LOAD_CPU.to_string(),
+            "dnsperf",
+            "-s",
+            "127.0.0.1",
+        ])
+        .args(["-p", &port.to_string()])
+        .arg("-d")
+        .arg(file)
         .args(args)
         .stderr(Stdio::null())
         .output()
@@ -246,58 +256,36 @@ fn dnsperf(args: &[&str]) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// The percentage in `Queries lost: 3 (0.01%)`.
+fn lost_percent(out: &str) -> f64 {
+    out.lines()
+        .find(|l| l.contains("Queries lost:"))
+        .and_then(|l| l.split_once('('))
+        .and_then(|(_, rest)| rest.split('%').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
 fn measure(server: &Server, queries: &Path, p: &Params) -> Result<Measured> {
-    let port = server.port.to_string();
-    let file = queries.to_str().context("path")?;
     let pid = server.child.id();
     let cpu_before = harness::cpu_time(pid)?;
     let seconds = p.seconds.to_string();
-    let out = dnsperf(&[
-        "-s",
-        "127.0.0.1",
-        "-p",
-        &port,
-        "-d",
-        file,
-        "-l",
-        &seconds,
-        "-c",
-        "20",
-        "-q",
-        "500",
-    ])?;
+    let out = dnsperf(
+        server.port,
+        queries,
+        &["-l", &seconds, "-c", "20", "-q", "500"],
+    )?;
     let cpu = harness::cpu_time(pid)?.saturating_sub(cpu_before);
     let completed = field(&out, "Queries completed:").context("dnsperf printed no result")?;
     let qps = field(&out, "Queries per second:").unwrap_or(0.0);
-    let lost_pct = out
-        .lines()
-        .find(|l| l.contains("Queries lost:"))
-        .and_then(|l| l.split('(').nth(1))
-        .and_then(|v| {
-            v.trim_end_matches("%)")
-                .trim_end_matches(')')
-                .trim_end_matches('%')
-                .parse()
-                .ok()
-        })
-        .unwrap_or(0.0);
+    let lost_pct = lost_percent(&out);
     // Latency at a fixed rate, from per-query timings.
     let rate = p.latency_qps.to_string();
-    let verbose = dnsperf(&[
-        "-s",
-        "127.0.0.1",
-        "-p",
-        &port,
-        "-d",
-        file,
-        "-l",
-        "3",
-        "-c",
-        "4",
-        "-Q",
-        &rate,
-        "-v",
-    ])?;
+    let verbose = dnsperf(
+        server.port,
+        queries,
+        &["-l", "3", "-c", "4", "-Q", &rate, "-v"],
+    )?;
     let mut lat: Vec<f64> = verbose
         .lines()
         .filter(|l| l.starts_with('>'))
@@ -404,4 +392,14 @@ pub async fn run(p: Params) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn parses_lost_percentage() {
+        let out = "  Queries completed:    539747 (99.99%)\n  Queries lost:         54 (0.01%)\n";
+        assert_eq!(super::lost_percent(out), 0.01);
+        assert_eq!(super::field(out, "Queries completed:"), Some(539747.0));
+    }
 }

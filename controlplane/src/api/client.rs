@@ -133,9 +133,10 @@ impl Client {
         Ok(v["items"].as_array().cloned().unwrap_or_default())
     }
 
-    /// Reads one object; `None` if it does not exist.
-    pub async fn get(
+    /// Sends `method` to one object's path; `None` when it does not exist.
+    async fn object(
         &self,
+        method: Method,
         kind: Kind,
         namespace: &str,
         name: &str,
@@ -146,7 +147,7 @@ impl Client {
             encode(namespace),
             encode(name)
         );
-        let (status, value) = self.request(Method::GET, &path, None).await?;
+        let (status, value) = self.request(method, &path, None).await?;
         match status {
             StatusCode::OK => Ok(Some(value)),
             StatusCode::NOT_FOUND => Ok(None),
@@ -157,23 +158,22 @@ impl Client {
         }
     }
 
+    /// Reads one object; `None` if it does not exist.
+    pub async fn get(
+        &self,
+        kind: Kind,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<Value>, Error> {
+        self.object(Method::GET, kind, namespace, name).await
+    }
+
     /// Deletes one object; `Ok(false)` if it did not exist.
     pub async fn delete(&self, kind: Kind, namespace: &str, name: &str) -> Result<bool, Error> {
-        let path = format!(
-            "/v1/{}/{}/{}",
-            kind.plural(),
-            encode(namespace),
-            encode(name)
-        );
-        let (status, value) = self.request(Method::DELETE, &path, None).await?;
-        match status {
-            StatusCode::OK => Ok(true),
-            StatusCode::NOT_FOUND => Ok(false),
-            s => Err(Error::Transport(format!(
-                "{s}: {}",
-                value["error"].as_str().unwrap_or("")
-            ))),
-        }
+        Ok(self
+            .object(Method::DELETE, kind, namespace, name)
+            .await?
+            .is_some())
     }
 
     /// The published node snapshot.

@@ -128,7 +128,12 @@ async fn blocking<T: Send + 'static>(
 
 async fn apply(ctx: Arc<ApiContext>, body: Value) -> Result<Response<Body>, Error> {
     let started = Instant::now();
-    let Some(items) = body.get("objects").and_then(Value::as_array) else {
+    let Value::Object(mut body) = body else {
+        return Err(Error::BadRequest(
+            "body must be {\"objects\": [...]}".into(),
+        ));
+    };
+    let Some(Value::Array(items)) = body.remove("objects") else {
         return Err(Error::BadRequest(
             "body must be {\"objects\": [...]}".into(),
         ));
@@ -136,8 +141,8 @@ async fn apply(ctx: Arc<ApiContext>, body: Value) -> Result<Response<Body>, Erro
     let mut objects = Vec::with_capacity(items.len());
     let mut ignored = Vec::new();
     let mut errors = Vec::new();
-    for (i, item) in items.iter().enumerate() {
-        match Object::from_value(item.clone()) {
+    for (i, item) in items.into_iter().enumerate() {
+        match Object::from_value(item) {
             Ok(parsed) => {
                 for path in parsed.ignored {
                     ignored.push(json!({"object": parsed.object.describe(), "field": path}));

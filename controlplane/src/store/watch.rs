@@ -30,29 +30,19 @@ impl Watch {
         })
     }
 
-    /// The revision the next event will have at least.
-    pub fn next_revision(&self) -> u64 {
-        self.next
-    }
-
     /// Waits for the next event.
     pub async fn next(&mut self) -> Result<Arc<Event>> {
         loop {
-            if let Some(event) = self.backlog.pop_front() {
-                if event.revision < self.next {
-                    continue;
-                }
-                self.next = event.revision + 1;
+            if let Some(event) = self.pop_backlog() {
                 return Ok(event);
             }
             match self.live.recv().await {
-                Ok(event) if event.revision < self.next => continue,
-                Ok(event) if event.revision == self.next => {
-                    self.next += 1;
-                    return Ok(event);
+                Ok(event) => {
+                    if let Some(event) = self.accept_live(event)? {
+                        return Ok(event);
+                    }
                 }
-                // A gap or a lag: catch up from the stored log.
-                Ok(_) | Err(RecvError::Lagged(_)) => self.refill()?,
+                Err(RecvError::Lagged(_)) => self.refill()?,
                 Err(RecvError::Closed) => {
                     return Err(crate::error::Error::Store("store closed".into()));
                 }
@@ -63,23 +53,43 @@ impl Watch {
     /// Returns the next event if one is ready now.
     pub fn try_next(&mut self) -> Result<Option<Arc<Event>>> {
         loop {
-            if let Some(event) = self.backlog.pop_front() {
-                if event.revision < self.next {
-                    continue;
-                }
-                self.next = event.revision + 1;
+            if let Some(event) = self.pop_backlog() {
                 return Ok(Some(event));
             }
             match self.live.try_recv() {
-                Ok(event) if event.revision < self.next => continue,
-                Ok(event) if event.revision == self.next => {
-                    self.next += 1;
-                    return Ok(Some(event));
+                Ok(event) => {
+                    if let Some(event) = self.accept_live(event)? {
+                        return Ok(Some(event));
+                    }
                 }
-                Ok(_) | Err(broadcast::error::TryRecvError::Lagged(_)) => self.refill()?,
+                Err(broadcast::error::TryRecvError::Lagged(_)) => self.refill()?,
                 Err(_) => return Ok(None),
             }
         }
+    }
+
+    /// The next unseen event from the stored history, if any.
+    fn pop_backlog(&mut self) -> Option<Arc<Event>> {
+        while let Some(event) = self.backlog.pop_front() {
+            if event.revision >= self.next {
+                self.next = event.revision + 1;
+                return Some(event);
+            }
+        }
+        None
+    }
+
+    /// A live event if it is the next one; a gap refills from the stored log instead.
+    fn accept_live(&mut self, event: Arc<Event>) -> Result<Option<Arc<Event>>> {
+        if event.revision < self.next {
+            return Ok(None);
+        }
+        if event.revision > self.next {
+            self.refill()?;
+            return Ok(None);
+        }
+        self.next += 1;
+        Ok(Some(event))
     }
 
     fn refill(&mut self) -> Result<()> {

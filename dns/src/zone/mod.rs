@@ -47,8 +47,30 @@ pub enum Answer {
 
 type Key = (String, RecordType);
 
-/// The services that put records at one (name, type), and their records.
-type Owners = Arc<[(ServiceKey, Arc<[Record]>)]>;
+/// Everything at one name: (type, owning service, records), sorted. Nearly always one owner.
+type NameRecords = Arc<[(RecordType, ServiceKey, Arc<[Record]>)]>;
+
+/// `entries` without `(rtype, owner)`, plus `add` for it if given; `None` when nothing is left.
+fn replace_owner(
+    entries: Option<&NameRecords>,
+    rtype: RecordType,
+    owner: &ServiceKey,
+    add: Option<&Arc<[Record]>>,
+) -> Option<NameRecords> {
+    let mut next: Vec<(RecordType, ServiceKey, Arc<[Record]>)> = entries
+        .map(|e| {
+            e.iter()
+                .filter(|(t, o, _)| !(*t == rtype && o == owner))
+                .cloned()
+                .collect()
+        })
+        .unwrap_or_default();
+    if let Some(recs) = add {
+        next.push((rtype, owner.clone(), Arc::clone(recs)));
+        next.sort_by(|a, b| (u16::from(a.0), &a.1).cmp(&(u16::from(b.0), &b.1)));
+    }
+    (!next.is_empty()).then(|| next.into())
+}
 
 /// What one Service put into the zone, so a change can take it out again.
 #[derive(Debug, Default)]
@@ -63,9 +85,10 @@ pub struct Zone {
     config: Arc<ZoneConfig>,
     origin: String,
     suffix: String,
+    pod_suffix: String,
     soa: Record,
-    // Nearly always one service owns a name, so a shared slice beats a map per key.
-    records: HashMap<Key, Owners>,
+    // Keyed by name alone so a lookup borrows the query's name instead of building a key.
+    records: HashMap<String, NameRecords>,
     names: HashMap<String, u32>,
     contributions: HashMap<ServiceKey, Arc<Contribution>>,
     revision: u64,
@@ -181,6 +204,7 @@ impl Zone {
         );
         let mut zone = Zone {
             suffix: format!(".{origin}"),
+            pod_suffix: format!(".pod.{origin}"),
             origin,
             config: Arc::new(config),
             soa,
@@ -298,15 +322,10 @@ impl Zone {
     }
 
     fn insert(&mut self, key: ServiceKey, c: Arc<Contribution>) {
-        for (k, recs) in &c.records {
-            let mut owners: Vec<(ServiceKey, Arc<[Record]>)> = self
-                .records
-                .get(k)
-                .map(|o| o.iter().filter(|(s, _)| *s != key).cloned().collect())
-                .unwrap_or_default();
-            owners.push((key.clone(), Arc::clone(recs)));
-            owners.sort_by(|a, b| a.0.cmp(&b.0));
-            self.records.insert(k.clone(), owners.into());
+        for ((owner, rtype), recs) in &c.records {
+            if let Some(next) = replace_owner(self.records.get(owner), *rtype, &key, Some(recs)) {
+                self.records.insert(owner.clone(), next);
+            }
         }
         for n in &c.names {
             let count = self.names.get(n).copied().unwrap_or(0);
@@ -319,14 +338,13 @@ impl Zone {
         let Some(c) = self.contributions.remove(key) else {
             return;
         };
-        for (k, _) in &c.records {
-            if let Some(owners) = self.records.get(k) {
-                let rest: Vec<(ServiceKey, Arc<[Record]>)> =
-                    owners.iter().filter(|(s, _)| s != key).cloned().collect();
-                if rest.is_empty() {
-                    self.records.remove(k);
-                } else {
-                    self.records.insert(k.clone(), rest.into());
+        for ((owner, rtype), _) in &c.records {
+            match replace_owner(self.records.get(owner), *rtype, key, None) {
+                Some(rest) => {
+                    self.records.insert(owner.clone(), rest);
+                }
+                None => {
+                    self.records.remove(owner);
                 }
             }
         }
@@ -367,14 +385,20 @@ impl Zone {
 
     fn get(&self, qname: &str, qtype: RecordType) -> Vec<Record> {
         self.records
-            .get(&(qname.to_string(), qtype))
-            .map(|owners| owners.iter().flat_map(|(_, r)| r.iter().cloned()).collect())
+            .get(qname)
+            .map(|entries| {
+                entries
+                    .iter()
+                    .filter(|(t, _, _)| *t == qtype)
+                    .flat_map(|(_, _, r)| r.iter().cloned())
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
     /// `a-b-c-d.<ns>.pod.<zone>`: any well-formed address is answered (CoreDNS "pods insecure").
     fn pod_address(&self, qname: &str) -> Option<IpAddr> {
-        let rest = qname.strip_suffix(&format!(".pod.{}", self.origin))?;
+        let rest = qname.strip_suffix(self.pod_suffix.as_str())?;
         let (label, ns) = rest.split_once('.')?;
         if ns.is_empty() || ns.contains('.') {
             return None;

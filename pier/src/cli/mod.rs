@@ -287,16 +287,11 @@ pub async fn describe(client: &Client, kind: Kind, name: &str, namespace: &str) 
     Ok(())
 }
 
-/// `pier delete KIND NAME...`.
-pub async fn delete_named(
-    client: &Client,
-    kind: Kind,
-    names: &[String],
-    namespace: &str,
-) -> Result<()> {
+/// Deletes each `(kind, namespace, name)`, printing what went; fails naming every one that was missing.
+async fn delete_each(client: &Client, targets: Vec<(Kind, String, String)>) -> Result<()> {
     let mut missing = Vec::new();
-    for name in names {
-        if client.delete(kind, namespace, name).await? {
+    for (kind, namespace, name) in targets {
+        if client.delete(kind, &namespace, &name).await? {
             println!("{}/{name} deleted", kind.plural().trim_end_matches('s'));
         } else {
             missing.push(format!(
@@ -311,30 +306,37 @@ pub async fn delete_named(
     Ok(())
 }
 
+/// `pier delete KIND NAME...`.
+pub async fn delete_named(
+    client: &Client,
+    kind: Kind,
+    names: &[String],
+    namespace: &str,
+) -> Result<()> {
+    let targets = names
+        .iter()
+        .map(|n| (kind, namespace.to_string(), n.clone()))
+        .collect();
+    delete_each(client, targets).await
+}
+
 /// `pier delete -f FILE`.
 pub async fn delete_files(
     client: &Client,
     files: &[PathBuf],
     namespace: Option<&str>,
 ) -> Result<()> {
-    let manifests = manifests::read(files, namespace)?;
-    let mut missing = Vec::new();
-    for file in manifests {
-        for o in file.objects {
-            let obj = &o.parsed.object;
-            let (kind, ns, name) = (obj.kind(), obj.meta().namespace(), &obj.meta().name);
-            if client.delete(kind, ns, name).await? {
-                println!("{}/{name} deleted", kind.plural().trim_end_matches('s'));
-            } else {
-                missing.push(format!(
-                    "{}/{name} not found in namespace {ns:?}",
-                    kind.plural()
-                ));
-            }
-        }
-    }
-    if !missing.is_empty() {
-        bail!("{}", missing.join("\n"));
-    }
-    Ok(())
+    let targets = manifests::read(files, namespace)?
+        .into_iter()
+        .flat_map(|f| f.objects)
+        .map(|o| {
+            let meta = o.parsed.object.meta();
+            (
+                o.parsed.object.kind(),
+                meta.namespace().to_string(),
+                meta.name.clone(),
+            )
+        })
+        .collect();
+    delete_each(client, targets).await
 }
