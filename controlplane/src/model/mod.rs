@@ -8,6 +8,7 @@ pub mod object;
 pub mod pod;
 pub mod route;
 pub mod service;
+pub mod traffic_policy;
 pub mod validate;
 mod validation;
 

@@ -8,6 +8,7 @@ use super::meta::{IntOrString, LabelSelector, ObjectMeta};
 use super::pod::{Container, Pod, PodSpec, Probe};
 use super::route::{BackendRef, HttpRoute, L4Route, ParentReference};
 use super::service::Service;
+use super::traffic_policy::TrafficPolicy;
 use super::validate::{
     dns1035_label, dns1123_label, dns1123_subdomain, gateway_duration, iana_svc_name, FieldPath,
     Report,
@@ -40,6 +41,12 @@ fn target_port(path: &FieldPath, port: &IntOrString, r: &mut Report) {
 
 pub(crate) fn service(svc: &Service, r: &mut Report) {
     metadata(&svc.metadata, dns1035_label, r);
+    if let Err(errors) = TrafficPolicy::from_annotations(&svc.metadata.annotations) {
+        let annotations = FieldPath::root().field("metadata").field("annotations");
+        for (key, e) in errors {
+            r.error(&annotations.key(&key), e);
+        }
+    }
     let spec = FieldPath::root().field("spec");
     let ty = svc.service_type();
     r.one_of(

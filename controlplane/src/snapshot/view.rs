@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::model::route::{HttpRouteMatch, ParentReference};
+use crate::model::traffic_policy::TrafficPolicy;
 use crate::model::validate::gateway_duration;
 use crate::model::{
     BackendRef, EndpointSlice, HttpRoute, IntOrString, L4Route, ObjectReference, Service,
@@ -243,6 +244,8 @@ pub struct ServiceView {
     pub http_routes: Vec<Arc<HttpRouteView>>,
     /// TCPRoutes and UDPRoutes attached to this service.
     pub l4_routes: Vec<Arc<L4RouteView>>,
+    /// Proxy settings from `pier.dev/*` annotations.
+    pub policy: Arc<TrafficPolicy>,
 }
 
 fn attachments(route_ns: &str, refs: &[ParentReference]) -> Vec<Attachment> {
@@ -413,6 +416,10 @@ pub fn service_view<'a>(
         endpoints: slices.flat_map(endpoints_of).collect(),
         http_routes,
         l4_routes,
+        // Validated at apply time; an object stored before a rule existed falls back to defaults.
+        policy: Arc::new(
+            TrafficPolicy::from_annotations(&svc.metadata.annotations).unwrap_or_default(),
+        ),
         key,
     }
 }

@@ -1,0 +1,370 @@
+//! Backend groups ("clusters"): their endpoints, health and ejection state, and endpoint picking.
+
+pub mod maglev;
+pub mod weighted;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use pier_controlplane::model::traffic_policy::{LoadBalancer, TrafficPolicy};
+use pier_controlplane::snapshot::{PortView, ServiceKey, ServiceView, TargetPort};
+
+use crate::metrics::{EndpointMetrics, GroupMetrics, ProxyMetrics};
+use maglev::Maglev;
+
+/// Milliseconds since the first call: a cheap monotonic clock for atomics.
+pub fn now_ms() -> u64 {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    let epoch = EPOCH.get_or_init(Instant::now);
+    u64::try_from(epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Longest single ejection.
+const MAX_EJECTION: Duration = Duration::from_secs(600);
+
+/// State of one endpoint that outlives snapshots: load, health, ejection.
+#[derive(Default)]
+pub struct EndpointHealth {
+    /// Requests or connections in flight.
+    pub active: AtomicU32,
+    unhealthy: AtomicBool,
+    ejected_until_ms: AtomicU64,
+    consecutive_failures: AtomicU32,
+    times_ejected: AtomicU32,
+    /// Consecutive active-check results: positive = successes, negative = failures.
+    pub(crate) check_streak: std::sync::atomic::AtomicI32,
+}
+
+impl EndpointHealth {
+    /// Whether the endpoint may take new traffic now (passes checks, not ejected).
+    pub fn available(&self, now: u64) -> bool {
+        !self.unhealthy.load(Ordering::Relaxed)
+            && self.ejected_until_ms.load(Ordering::Relaxed) <= now
+    }
+
+    fn ejected(&self, now: u64) -> bool {
+        self.ejected_until_ms.load(Ordering::Relaxed) > now
+    }
+
+    /// The active-check verdict.
+    pub fn is_healthy(&self) -> bool {
+        !self.unhealthy.load(Ordering::Relaxed)
+    }
+
+    /// Sets the active-check verdict.
+    pub fn set_healthy(&self, healthy: bool) {
+        self.unhealthy.store(!healthy, Ordering::Relaxed);
+    }
+}
+
+/// One endpoint of a group.
+pub struct Member {
+    /// Where to connect.
+    pub addr: SocketAddr,
+    /// Ready for new traffic.
+    pub ready: bool,
+    /// Serving and terminating: used only when nothing is ready.
+    pub draining: bool,
+    /// Persistent state.
+    pub health: Arc<EndpointHealth>,
+    /// Metric handles.
+    pub metrics: EndpointMetrics,
+}
+
+/// A snapshot of a group's endpoints and settings.
+pub struct Members {
+    /// Every endpoint, ready or not.
+    pub list: Vec<Arc<Member>>,
+    /// Settings of the backend Service.
+    pub policy: Arc<TrafficPolicy>,
+    /// Effective balancing.
+    pub lb: LoadBalancer,
+    /// The backend speaks HTTP/2 without TLS.
+    pub h2c: bool,
+    pool: Vec<usize>,
+    maglev: Option<Maglev>,
+}
+
+impl Members {
+    fn empty() -> Self {
+        Self {
+            list: Vec::new(),
+            policy: Arc::new(TrafficPolicy::default()),
+            lb: LoadBalancer::RoundRobin,
+            h2c: false,
+            pool: Vec::new(),
+            maglev: None,
+        }
+    }
+}
+
+/// Identifies a group: frontend service, backend service and backend port.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ClusterKey {
+    /// The service clients addressed.
+    pub frontend: ServiceKey,
+    /// The service whose endpoints serve.
+    pub backend: ServiceKey,
+    /// Port of the backend service.
+    pub port: u16,
+}
+
+/// A backend group: what one weighted backendRef (or a plain service port) balances over.
+pub struct Cluster {
+    /// Identity.
+    pub key: ClusterKey,
+    /// `namespace/name` of the frontend, for metric labels.
+    pub frontend_label: String,
+    /// `namespace/name` of the backend, for metric labels.
+    pub backend_label: String,
+    members: ArcSwap<Members>,
+    rr: AtomicU64,
+    /// Per-group metrics.
+    pub metrics: GroupMetrics,
+    proxy_metrics: ProxyMetrics,
+    /// Which protocol the group serves: decides the default balancer.
+    l7: bool,
+    /// An active health checker runs for this group.
+    pub checker_running: AtomicBool,
+}
+
+/// Why nothing could be picked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoEndpoint {
+    /// The group has no ready or draining endpoint.
+    Empty,
+    /// Every candidate was already tried.
+    Exhausted,
+}
+
+impl Cluster {
+    /// An empty group; fill it with `update`.
+    pub fn new(key: ClusterKey, l7: bool, metrics: &ProxyMetrics) -> Self {
+        let frontend_label = key.frontend.to_string();
+        let backend_label = key.backend.to_string();
+        Self {
+            metrics: metrics.group(&frontend_label, &backend_label),
+            frontend_label,
+            backend_label,
+            key,
+            members: ArcSwap::from_pointee(Members::empty()),
+            rr: AtomicU64::new(0),
+            proxy_metrics: metrics.clone(),
+            l7,
+            checker_running: AtomicBool::new(false),
+        }
+    }
+
+    /// Current endpoints.
+    pub fn members(&self) -> arc_swap::Guard<Arc<Members>> {
+        self.members.load()
+    }
+
+    /// Rebuilds the endpoint list from the backend service's view (or none if it is gone).
+    ///
+    /// Endpoints that stay keep their load, health and ejection state.
+    pub fn update(&self, backend: Option<&ServiceView>) {
+        let old = self.members.load_full();
+        let port = backend.and_then(|s| s.ports.iter().find(|p| p.port == self.key.port));
+        let (Some(svc), Some(port)) = (backend, port) else {
+            self.forget(&old.list, &[]);
+            self.members.store(Arc::new(Members::empty()));
+            return;
+        };
+        let mut list: Vec<Arc<Member>> = Vec::with_capacity(svc.endpoints.len());
+        for ep in &svc.endpoints {
+            let Some(target) = target_port(port, ep) else {
+                continue;
+            };
+            let addr = SocketAddr::new(ep.address, target);
+            if list.iter().any(|m| m.addr == addr) {
+                continue;
+            }
+            let draining = ep.serving && ep.terminating;
+            let ready = ep.ready && !ep.terminating;
+            let (health, metrics) = match old.list.iter().find(|m| m.addr == addr) {
+                Some(m) => (Arc::clone(&m.health), m.metrics.clone()),
+                None => {
+                    let metrics = self.proxy_metrics.endpoint(
+                        &self.frontend_label,
+                        &self.backend_label,
+                        addr,
+                    );
+                    metrics.healthy.set(1);
+                    (Arc::new(EndpointHealth::default()), metrics)
+                }
+            };
+            list.push(Arc::new(Member {
+                addr,
+                ready,
+                draining,
+                health,
+                metrics,
+            }));
+        }
+        self.forget(&old.list, &list);
+        let policy = Arc::clone(&svc.policy);
+        let lb = match policy.load_balancer {
+            Some(lb) => lb,
+            None if svc.affinity_timeout.is_some() => LoadBalancer::Maglev,
+            None if self.l7 => LoadBalancer::LeastRequest,
+            None => LoadBalancer::RoundRobin,
+        };
+        let mut pool: Vec<usize> = (0..list.len()).filter(|i| list[*i].ready).collect();
+        if pool.is_empty() {
+            pool = (0..list.len()).filter(|i| list[*i].draining).collect();
+        }
+        let maglev = (lb == LoadBalancer::Maglev)
+            .then(|| {
+                let keys: Vec<String> = pool.iter().map(|i| list[*i].addr.to_string()).collect();
+                Maglev::new(&keys)
+            })
+            .flatten();
+        self.members.store(Arc::new(Members {
+            list,
+            h2c: port.app_protocol.as_deref() == Some("kubernetes.io/h2c"),
+            policy,
+            lb,
+            pool,
+            maglev,
+        }));
+    }
+
+    fn forget(&self, old: &[Arc<Member>], new: &[Arc<Member>]) {
+        for m in old {
+            if !new.iter().any(|n| n.addr == m.addr) {
+                self.proxy_metrics.forget_endpoint(
+                    &self.frontend_label,
+                    &self.backend_label,
+                    m.addr,
+                );
+            }
+        }
+    }
+
+    /// Picks an endpoint for new traffic, skipping `tried`; `hash` drives Maglev.
+    pub fn pick(&self, hash: u64, tried: &[SocketAddr]) -> Result<Arc<Member>, NoEndpoint> {
+        let m = self.members.load();
+        let pool = &m.pool;
+        if pool.is_empty() {
+            return Err(NoEndpoint::Empty);
+        }
+        let now = now_ms();
+        let len = pool.len() as u64;
+        let usable = |i: usize| -> Option<&Arc<Member>> {
+            let member = m.list.get(i)?;
+            (member.health.available(now) && !tried.contains(&member.addr)).then_some(member)
+        };
+        let start = match m.lb {
+            LoadBalancer::RoundRobin => self.rr.fetch_add(1, Ordering::Relaxed),
+            LoadBalancer::Random => rand::random::<u64>(),
+            LoadBalancer::LeastRequest => {
+                let (a, b) = (rand::random::<u64>() % len, rand::random::<u64>() % len);
+                let pa = usable(pool[a as usize]);
+                let pb = usable(pool[b as usize]);
+                match (pa, pb) {
+                    (Some(x), Some(y)) => {
+                        let load = |m: &Member| m.health.active.load(Ordering::Relaxed);
+                        return Ok(Arc::clone(if load(y) < load(x) { y } else { x }));
+                    }
+                    (Some(x), None) | (None, Some(x)) => return Ok(Arc::clone(x)),
+                    (None, None) => a,
+                }
+            }
+            LoadBalancer::Maglev => match &m.maglev {
+                Some(table) => {
+                    let i = table.lookup(hash);
+                    if let Some(member) = pool.get(i).and_then(|i| usable(*i)) {
+                        return Ok(Arc::clone(member));
+                    }
+                    hash
+                }
+                None => hash,
+            },
+        };
+        for k in 0..len {
+            let i = pool[((start.wrapping_add(k)) % len) as usize];
+            if let Some(member) = usable(i) {
+                return Ok(Arc::clone(member));
+            }
+        }
+        // Panic mode, as Envoy: when every candidate fails its checks, ignore health rather than fail.
+        for k in 0..len {
+            let i = pool[((start.wrapping_add(k)) % len) as usize];
+            if let Some(member) = m.list.get(i).filter(|m| !tried.contains(&m.addr)) {
+                return Ok(Arc::clone(member));
+            }
+        }
+        Err(NoEndpoint::Exhausted)
+    }
+
+    /// Records a good response or connect; resets the failure streak.
+    pub fn success(&self, member: &Member) {
+        if member.health.consecutive_failures.load(Ordering::Relaxed) != 0 {
+            member
+                .health
+                .consecutive_failures
+                .store(0, Ordering::Relaxed);
+        }
+    }
+
+    /// Records a 5xx or a failed connect; ejects the endpoint after enough in a row.
+    pub fn failure(&self, member: &Member) {
+        let m = self.members.load();
+        let outlier = &m.policy.outlier;
+        let streak = member
+            .health
+            .consecutive_failures
+            .fetch_add(1, Ordering::Relaxed)
+            + 1;
+        if outlier.consecutive_failures == 0 || streak < outlier.consecutive_failures {
+            return;
+        }
+        let now = now_ms();
+        if member.health.ejected(now) {
+            return;
+        }
+        let ejected = m.list.iter().filter(|x| x.health.ejected(now)).count();
+        let allowed = (ejected + 1) * 100 <= m.list.len() * outlier.max_ejection_percent as usize;
+        if ejected > 0 && !allowed {
+            return;
+        }
+        let times = member.health.times_ejected.fetch_add(1, Ordering::Relaxed) + 1;
+        let duration = outlier
+            .base_ejection_time
+            .saturating_mul(times)
+            .min(MAX_EJECTION);
+        let until = now + u64::try_from(duration.as_millis()).unwrap_or(u64::MAX / 2);
+        member
+            .health
+            .ejected_until_ms
+            .store(until, Ordering::Relaxed);
+        member
+            .health
+            .consecutive_failures
+            .store(0, Ordering::Relaxed);
+        member.metrics.ejections.inc();
+        tracing::warn!(
+            service = %self.frontend_label,
+            backend = %self.backend_label,
+            endpoint = %member.addr,
+            ?duration,
+            "endpoint ejected after {streak} consecutive failures"
+        );
+    }
+}
+
+/// The endpoint port that serves `port`: a fixed number, or the endpoint's port of that name.
+fn target_port(port: &PortView, ep: &pier_controlplane::snapshot::EndpointView) -> Option<u16> {
+    match &port.target_port {
+        TargetPort::Number(n) if ep.ports.is_empty() => Some(*n),
+        TargetPort::Number(_) => ep.port_for(port),
+        TargetPort::Named(_) => ep.port_for(port),
+    }
+}
+
+#[cfg(test)]
+mod tests;

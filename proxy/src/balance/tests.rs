@@ -1,0 +1,178 @@
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+
+use pier_controlplane::snapshot::{EndpointView, PortMode, Protocol};
+
+use super::*;
+
+pub(crate) fn service(
+    name: &str,
+    policy: TrafficPolicy,
+    endpoints: &[(&str, bool, bool)],
+) -> ServiceView {
+    ServiceView {
+        key: ServiceKey::new("default", name),
+        cluster_ip: Some("10.96.0.10".parse().unwrap()),
+        headless: false,
+        service_type: "ClusterIP".into(),
+        external_name: None,
+        affinity_timeout: None,
+        publish_not_ready: false,
+        ports: vec![PortView {
+            name: String::new(),
+            protocol: Protocol::Tcp,
+            port: 80,
+            target_port: TargetPort::Number(8080),
+            node_port: None,
+            app_protocol: None,
+            mode: PortMode::L4,
+        }],
+        endpoints: endpoints
+            .iter()
+            .map(|(ip, ready, terminating)| EndpointView {
+                address: ip.parse::<IpAddr>().unwrap(),
+                hostname: None,
+                node_name: None,
+                ready: *ready,
+                serving: true,
+                terminating: *terminating,
+                target_ref: None,
+                ports: Arc::from(Vec::new()),
+            })
+            .collect(),
+        http_routes: Vec::new(),
+        l4_routes: Vec::new(),
+        policy: Arc::new(policy),
+    }
+}
+
+fn cluster(svc: &ServiceView) -> Cluster {
+    let metrics = ProxyMetrics::register(&prometheus::Registry::new()).unwrap();
+    let c = Cluster::new(
+        ClusterKey {
+            frontend: svc.key.clone(),
+            backend: svc.key.clone(),
+            port: 80,
+        },
+        false,
+        &metrics,
+    );
+    c.update(Some(svc));
+    c
+}
+
+fn counts(c: &Cluster, n: usize) -> HashMap<SocketAddr, usize> {
+    let mut out = HashMap::new();
+    for i in 0..n {
+        let m = c.pick(i as u64, &[]).unwrap();
+        *out.entry(m.addr).or_default() += 1;
+    }
+    out
+}
+
+#[test]
+fn round_robin_over_ready_only() {
+    let svc = service(
+        "a",
+        TrafficPolicy::default(),
+        &[
+            ("10.0.0.1", true, false),
+            ("10.0.0.2", true, false),
+            ("10.0.0.3", false, false),
+        ],
+    );
+    let c = cluster(&svc);
+    let got = counts(&c, 100);
+    assert_eq!(got.len(), 2);
+    assert!(got.values().all(|n| *n == 50), "{got:?}");
+}
+
+#[test]
+fn draining_endpoints_only_when_nothing_is_ready() {
+    let svc = service(
+        "a",
+        TrafficPolicy::default(),
+        &[("10.0.0.1", false, true), ("10.0.0.2", true, false)],
+    );
+    let c = cluster(&svc);
+    assert_eq!(
+        counts(&c, 10).keys().collect::<Vec<_>>(),
+        vec![&"10.0.0.2:8080".parse().unwrap()]
+    );
+    let svc = service("a", TrafficPolicy::default(), &[("10.0.0.1", false, true)]);
+    c.update(Some(&svc));
+    assert_eq!(
+        c.pick(0, &[]).unwrap().addr,
+        "10.0.0.1:8080".parse().unwrap()
+    );
+    let svc = service("a", TrafficPolicy::default(), &[("10.0.0.1", false, false)]);
+    c.update(Some(&svc));
+    assert_eq!(c.pick(0, &[]).err(), Some(NoEndpoint::Empty));
+}
+
+#[test]
+fn ejection_after_consecutive_failures_and_state_survives_updates() {
+    let svc = service(
+        "a",
+        TrafficPolicy::default(),
+        &[("10.0.0.1", true, false), ("10.0.0.2", true, false)],
+    );
+    let c = cluster(&svc);
+    let bad = c
+        .members()
+        .list
+        .iter()
+        .find(|m| m.addr.ip().to_string() == "10.0.0.1")
+        .cloned()
+        .unwrap();
+    for _ in 0..5 {
+        c.failure(&bad);
+    }
+    c.update(Some(&svc));
+    let got = counts(&c, 20);
+    assert_eq!(got.len(), 1, "{got:?}");
+    // The other endpoint may not be ejected too: 50% at most.
+    let good = c.pick(0, &[]).unwrap();
+    for _ in 0..5 {
+        c.failure(&good);
+    }
+    assert_eq!(counts(&c, 20).len(), 1);
+}
+
+#[test]
+fn tried_endpoints_are_skipped() {
+    let svc = service(
+        "a",
+        TrafficPolicy::default(),
+        &[("10.0.0.1", true, false), ("10.0.0.2", true, false)],
+    );
+    let c = cluster(&svc);
+    let first = c.pick(0, &[]).unwrap();
+    let second = c.pick(0, &[first.addr]).unwrap();
+    assert_ne!(first.addr, second.addr);
+    assert_eq!(
+        c.pick(0, &[first.addr, second.addr]).err(),
+        Some(NoEndpoint::Exhausted)
+    );
+}
+
+#[test]
+fn maglev_is_sticky_per_hash() {
+    let policy = TrafficPolicy {
+        load_balancer: Some(LoadBalancer::Maglev),
+        ..TrafficPolicy::default()
+    };
+    let eps: Vec<(String, bool, bool)> = (1..=5)
+        .map(|i| (format!("10.0.0.{i}"), true, false))
+        .collect();
+    let eps: Vec<(&str, bool, bool)> = eps.iter().map(|(a, r, t)| (a.as_str(), *r, *t)).collect();
+    let c = cluster(&service("a", policy, &eps));
+    let mut seen = BTreeMap::new();
+    for h in 0..200u64 {
+        let hash = maglev::fnv1a(&h.to_le_bytes());
+        let a = c.pick(hash, &[]).unwrap().addr;
+        assert_eq!(c.pick(hash, &[]).unwrap().addr, a);
+        *seen.entry(a).or_insert(0) += 1;
+    }
+    assert_eq!(seen.len(), 5);
+}

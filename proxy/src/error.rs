@@ -1,0 +1,42 @@
+//! The proxy crate's error type.
+
+/// What can go wrong starting or reconfiguring the proxy.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A listener could not be bound.
+    #[error("cannot listen on {addr} ({proto}) for {service}: {source}")]
+    Bind {
+        /// Address.
+        addr: std::net::SocketAddr,
+        /// tcp or udp.
+        proto: &'static str,
+        /// The service port.
+        service: String,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// Two service ports want the same listening address.
+    #[error("{addr} ({proto}) is wanted by both {first} and {second}")]
+    Conflict {
+        /// Address.
+        addr: std::net::SocketAddr,
+        /// tcp or udp.
+        proto: &'static str,
+        /// One service port.
+        first: String,
+        /// The other.
+        second: String,
+    },
+    /// A route could not be compiled.
+    #[error("{0}")]
+    Route(String),
+    /// The VIP interface could not be managed.
+    #[error("VIP interface: {0}")]
+    Vip(String),
+    /// Metrics registration failed.
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+}
+
+/// Result with the proxy's error.
+pub type Result<T> = std::result::Result<T, Error>;

@@ -1,0 +1,125 @@
+//! A stream wrapper that counts bytes read and remembers when it last moved, for idle timeouts.
+
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use prometheus::IntCounter;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use crate::balance::now_ms;
+
+/// Last time (ms, see [`now_ms`]) any tracked stream of one connection moved data.
+#[derive(Clone)]
+pub struct Activity(Arc<AtomicU64>);
+
+impl Activity {
+    /// Starts now.
+    pub fn new() -> Self {
+        Self(Arc::new(AtomicU64::new(now_ms())))
+    }
+
+    /// Records that data moved now.
+    pub fn touch(&self) {
+        self.0.store(now_ms(), Ordering::Relaxed);
+    }
+
+    /// Resolves once nothing moved for `idle`.
+    pub async fn idle(&self, idle: Duration) {
+        let idle_ms = u64::try_from(idle.as_millis()).unwrap_or(u64::MAX);
+        loop {
+            let quiet = now_ms().saturating_sub(self.0.load(Ordering::Relaxed));
+            if quiet >= idle_ms {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(idle_ms - quiet)).await;
+        }
+    }
+}
+
+/// A client stream, counting bytes each way and touching `activity` whenever data moves.
+pub struct Tracked<S> {
+    inner: S,
+    activity: Activity,
+    read_bytes: IntCounter,
+    written_bytes: IntCounter,
+}
+
+impl<S> Tracked<S> {
+    /// Wraps a stream.
+    pub fn new(
+        inner: S,
+        activity: Activity,
+        read_bytes: IntCounter,
+        written_bytes: IntCounter,
+    ) -> Self {
+        Self {
+            inner,
+            activity,
+            read_bytes,
+            written_bytes,
+        }
+    }
+
+    fn wrote(&self, r: &Poll<std::io::Result<usize>>) {
+        if let Poll::Ready(Ok(n)) = r {
+            if *n > 0 {
+                self.activity.touch();
+                self.written_bytes.inc_by(*n as u64);
+            }
+        }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Tracked<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
+        let n = buf.filled().len() - before;
+        if n > 0 {
+            self.activity.touch();
+            self.read_bytes.inc_by(n as u64);
+        }
+        r
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Tracked<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.wrote(&r);
+        r
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.wrote(&r);
+        r
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}

@@ -1,0 +1,122 @@
+//! L4 TCP: pick a group and an endpoint per connection, connect (retrying others), then relay
+//! both ways with half-close and an idle timeout.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::net::TcpStream;
+
+use crate::balance::Cluster;
+use crate::frontend::{Frontend, Mode};
+use crate::io::{Activity, Tracked};
+use crate::l4::affinity_hash;
+
+/// Decrements an endpoint's in-flight count when dropped.
+pub struct InFlight(Arc<crate::balance::Member>);
+
+impl InFlight {
+    /// Counts one more in flight on `member`.
+    pub fn new(member: Arc<crate::balance::Member>) -> Self {
+        member.health.active.fetch_add(1, Ordering::Relaxed);
+        Self(member)
+    }
+}
+
+impl InFlight {
+    /// The endpoint.
+    pub fn member(&self) -> &crate::balance::Member {
+        &self.0
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.health.active.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Connects to an endpoint of `cluster`, trying up to `1 + retries` endpoints.
+pub async fn connect(
+    frontend: &Frontend,
+    cluster: &Cluster,
+    hash: u64,
+) -> Option<(TcpStream, InFlight)> {
+    let mut tried: Vec<SocketAddr> = Vec::new();
+    for attempt in 0..=frontend.policy.retries {
+        let member = match cluster.pick(hash, &tried) {
+            Ok(m) => m,
+            Err(_) => break,
+        };
+        if attempt > 0 {
+            frontend.metrics.retries.inc();
+        }
+        let started = Instant::now();
+        let guard = InFlight::new(Arc::clone(&member));
+        match tokio::time::timeout(
+            frontend.policy.connect_timeout,
+            TcpStream::connect(member.addr),
+        )
+        .await
+        {
+            Ok(Ok(stream)) => {
+                cluster.success(&member);
+                cluster
+                    .metrics
+                    .upstream_duration
+                    .observe(started.elapsed().as_secs_f64());
+                member.metrics.connections.inc();
+                return Some((stream, guard));
+            }
+            Ok(Err(e)) => {
+                tracing::debug!(endpoint = %member.addr, error = %e, "connect failed");
+                cluster.failure(&member);
+            }
+            Err(_) => {
+                tracing::debug!(endpoint = %member.addr, "connect timed out");
+                cluster.failure(&member);
+            }
+        }
+        tried.push(member.addr);
+    }
+    None
+}
+
+/// Relays one client connection.
+pub async fn serve(client: TcpStream, peer: SocketAddr, frontend: Arc<Frontend>) {
+    let Mode::L4(groups) = &frontend.mode else {
+        return;
+    };
+    let hash = affinity_hash(&frontend, peer);
+    let upstream = match groups.pick(hash) {
+        Some(cluster) => connect(&frontend, cluster, hash.unwrap_or_else(rand::random)).await,
+        None => None,
+    };
+    let Some((upstream, _in_flight)) = upstream else {
+        frontend.metrics.no_endpoint.inc();
+        // Reset rather than close, as kube-proxy's REJECT does: the client fails fast.
+        let _ = socket2::SockRef::from(&client).set_linger(Some(std::time::Duration::ZERO));
+        return;
+    };
+    let _ = client.set_nodelay(true);
+    let _ = upstream.set_nodelay(true);
+    let activity = Activity::new();
+    let mut a = Tracked::new(
+        client,
+        activity.clone(),
+        frontend.metrics.bytes_in.clone(),
+        frontend.metrics.bytes_out.clone(),
+    );
+    let mut b = upstream;
+    tokio::select! {
+        r = tokio::io::copy_bidirectional(&mut a, &mut b) => {
+            if let Err(e) = r {
+                tracing::debug!(%peer, error = %e, "relay ended");
+            }
+        }
+        () = activity.idle(frontend.idle_timeout()) => {
+            tracing::debug!(%peer, "idle timeout");
+        }
+    }
+}

@@ -1,0 +1,129 @@
+//! Header handling of the HTTP proxy: hop-by-hop removal, forwarding headers, sticky keys.
+
+use std::net::SocketAddr;
+
+use hyper::header::{HeaderMap, HeaderName, HeaderValue, CONNECTION, HOST};
+use pier_controlplane::model::traffic_policy::Sticky;
+
+/// Headers that describe one connection, not the message (RFC 9110 section 7.6.1).
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// Removes hop-by-hop headers, including those the Connection header names.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .collect();
+    for n in named {
+        headers.remove(n);
+    }
+    for n in HOP_BY_HOP {
+        headers.remove(*n);
+    }
+}
+
+/// Readies a client request for an upstream: hop-by-hop headers out, Host kept, forwarding
+/// headers (`x-forwarded-for`, `x-forwarded-proto`, `forwarded`) added.
+pub fn prepare_request(parts: &mut hyper::http::request::Parts, peer: SocketAddr) {
+    strip_hop_by_hop(&mut parts.headers);
+    if !parts.headers.contains_key(HOST) {
+        if let Some(v) = parts
+            .uri
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        {
+            parts.headers.insert(HOST, v);
+        }
+    }
+    let ip = peer.ip().to_string();
+    let xff = match parts
+        .headers
+        .get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok())
+    {
+        Some(prior) => format!("{prior}, {ip}"),
+        None => ip.clone(),
+    };
+    if let Ok(v) = HeaderValue::from_str(&xff) {
+        parts.headers.insert("x-forwarded-for", v);
+    }
+    if !parts.headers.contains_key("x-forwarded-proto") {
+        parts
+            .headers
+            .insert("x-forwarded-proto", HeaderValue::from_static("http"));
+    }
+    let node = if peer.is_ipv6() {
+        format!("for=\"[{ip}]\";proto=http")
+    } else {
+        format!("for={ip};proto=http")
+    };
+    if let Ok(v) = HeaderValue::from_str(&node) {
+        parts.headers.append("forwarded", v);
+    }
+}
+
+/// The value a sticky canary hashes: a cookie's or a header's.
+pub fn sticky_value<'a>(sticky: &Sticky, headers: &'a HeaderMap) -> Option<&'a [u8]> {
+    match sticky {
+        Sticky::Header(name) => headers.get(name.as_str()).map(HeaderValue::as_bytes),
+        Sticky::Cookie(name) => headers
+            .get_all(hyper::header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .find_map(|pair| {
+                let (k, v) = pair.trim().split_once('=')?;
+                (k == name).then_some(v.as_bytes())
+            }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forwarding_headers_and_hop_by_hop() {
+        let req = hyper::Request::builder()
+            .uri("http://web.default/x")
+            .header("connection", "keep-alive, x-secret")
+            .header("x-secret", "1")
+            .header("x-forwarded-for", "192.0.2.1")
+            .body(())
+            .unwrap();
+        let (mut parts, ()) = req.into_parts();
+        prepare_request(&mut parts, "10.0.0.9:5555".parse().unwrap());
+        let h = &parts.headers;
+        assert!(h.get("x-secret").is_none() && h.get("connection").is_none());
+        assert_eq!(h["x-forwarded-for"], "192.0.2.1, 10.0.0.9");
+        assert_eq!(h["forwarded"], "for=10.0.0.9;proto=http");
+        assert_eq!(h["host"], "web.default");
+    }
+
+    #[test]
+    fn sticky_cookie_and_header() {
+        let mut h = HeaderMap::new();
+        h.insert("cookie", HeaderValue::from_static("a=1; user=alice; b=2"));
+        h.insert("x-user", HeaderValue::from_static("bob"));
+        assert_eq!(
+            sticky_value(&Sticky::Cookie("user".into()), &h),
+            Some(&b"alice"[..])
+        );
+        assert_eq!(
+            sticky_value(&Sticky::Header("x-user".into()), &h),
+            Some(&b"bob"[..])
+        );
+        assert_eq!(sticky_value(&Sticky::Cookie("none".into()), &h), None);
+    }
+}

@@ -1,0 +1,326 @@
+//! L7 HTTP/1.1 and h2c: route each request, pick a weighted group and an endpoint, forward over
+//! pooled upstream connections, retry within budget, answer 502/503/504 when nothing can serve.
+
+pub mod budget;
+mod headers;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Either, Full, Limited};
+use hyper::body::{Body, Incoming};
+use hyper::{Method, Request, Response, StatusCode, Uri, Version};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::net::TcpStream;
+
+use crate::balance::maglev::fnv1a;
+use crate::config::ProxyConfig;
+use crate::frontend::{Frontend, Mode};
+use crate::io::{Activity, Tracked};
+use crate::l4::tcp::InFlight;
+
+/// Request body sent upstream: buffered (replayable) or streamed.
+pub type UpstreamBody = Either<Full<Bytes>, Incoming>;
+/// Response body sent to clients: the upstream's, or a short error text.
+pub type ClientBody = Either<Incoming, Full<Bytes>>;
+type HttpClient = Client<HttpConnector, UpstreamBody>;
+
+/// Bodies up to this size are buffered so the request can be retried.
+const REPLAY_LIMIT: u64 = 64 * 1024;
+
+/// Shared HTTP machinery: the server builder and the upstream connection pools.
+pub struct Http {
+    server: auto::Builder<TokioExecutor>,
+    h1: HttpClient,
+    h2: HttpClient,
+    idle: Duration,
+}
+
+fn error(status: StatusCode, text: &'static str) -> Response<ClientBody> {
+    let mut r = Response::new(Either::Right(Full::new(Bytes::from_static(
+        text.as_bytes(),
+    ))));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("text/plain"),
+    );
+    r
+}
+
+enum RequestBody {
+    Replay(Bytes),
+    Stream(Option<Incoming>),
+}
+
+impl Http {
+    /// Builds the server and clients from node settings.
+    pub fn new(config: &ProxyConfig) -> Self {
+        let mut server = auto::Builder::new(TokioExecutor::new());
+        server
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(config.header_read_timeout)
+            .max_buf_size(config.max_header_bytes.max(8192))
+            .keep_alive(true);
+        server
+            .http2()
+            .timer(TokioTimer::new())
+            .max_concurrent_streams(256)
+            .max_header_list_size(u32::try_from(config.max_header_bytes).unwrap_or(u32::MAX));
+        let client = |h2: bool| {
+            let mut connector = HttpConnector::new();
+            connector.set_nodelay(true);
+            connector.set_connect_timeout(Some(Duration::from_secs(2)));
+            Client::builder(TokioExecutor::new())
+                .pool_timer(TokioTimer::new())
+                .pool_idle_timeout(Duration::from_secs(90))
+                .pool_max_idle_per_host(1024)
+                .set_host(false)
+                .http2_only(h2)
+                .build(connector)
+        };
+        Self {
+            server,
+            h1: client(false),
+            h2: client(true),
+            idle: config.http_idle_timeout,
+        }
+    }
+
+    /// Serves one client connection; the frontend is re-read per request, so route changes
+    /// apply to open keep-alive connections too.
+    pub async fn serve(
+        self: Arc<Self>,
+        stream: TcpStream,
+        peer: SocketAddr,
+        frontend: Arc<ArcSwap<Frontend>>,
+    ) {
+        let _ = stream.set_nodelay(true);
+        let activity = Activity::new();
+        let metrics = frontend.load().metrics.clone();
+        let io = TokioIo::new(Tracked::new(
+            stream,
+            activity.clone(),
+            metrics.bytes_in,
+            metrics.bytes_out,
+        ));
+        let http = Arc::clone(&self);
+        let service = hyper::service::service_fn(move |req| {
+            let fe = frontend.load_full();
+            let http = Arc::clone(&http);
+            async move { Ok::<_, Infallible>(http.handle(req, peer, fe).await) }
+        });
+        let conn = self.server.serve_connection(io, service);
+        tokio::pin!(conn);
+        tokio::select! {
+            r = conn.as_mut() => {
+                if let Err(e) = r {
+                    tracing::debug!(%peer, error = %e, "http connection ended");
+                }
+            }
+            () = activity.idle(self.idle) => {
+                conn.as_mut().graceful_shutdown();
+                let _ = tokio::time::timeout(Duration::from_secs(5), conn).await;
+            }
+        }
+    }
+
+    /// Whether `GET path` on `addr` answers 2xx or 3xx within `timeout`.
+    pub async fn probe(&self, addr: SocketAddr, path: &str, timeout: Duration) -> bool {
+        let Ok(uri) = format!("http://{addr}{path}").parse::<Uri>() else {
+            return false;
+        };
+        let mut req = Request::new(Either::Left(Full::new(Bytes::new())));
+        *req.uri_mut() = uri;
+        if let Ok(host) = hyper::header::HeaderValue::from_str(&addr.to_string()) {
+            req.headers_mut().insert(hyper::header::HOST, host);
+        }
+        req.headers_mut().insert(
+            hyper::header::USER_AGENT,
+            hyper::header::HeaderValue::from_static("pier-health-check"),
+        );
+        match tokio::time::timeout(timeout, self.h1.request(req)).await {
+            Ok(Ok(resp)) => {
+                let ok = resp.status().is_success() || resp.status().is_redirection();
+                let _ = resp.into_body().collect().await;
+                ok
+            }
+            _ => false,
+        }
+    }
+
+    async fn handle(
+        &self,
+        req: Request<Incoming>,
+        peer: SocketAddr,
+        fe: Arc<Frontend>,
+    ) -> Response<ClientBody> {
+        let Mode::L7(router) = &fe.mode else {
+            return error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "service port is not HTTP\n",
+            );
+        };
+        let (mut parts, body) = req.into_parts();
+        let Some(rule) = router.route(&parts) else {
+            return error(StatusCode::NOT_FOUND, "no route matches\n");
+        };
+        let sticky = fe
+            .policy
+            .sticky
+            .as_ref()
+            .and_then(|s| headers::sticky_value(s, &parts.headers))
+            .map(fnv1a);
+        let Some(cluster) = rule.groups.pick(sticky) else {
+            return error(StatusCode::INTERNAL_SERVER_ERROR, "route has no backend\n");
+        };
+        headers::prepare_request(&mut parts, peer);
+        fe.budget.deposit();
+        let body = if body.is_end_stream() {
+            RequestBody::Replay(Bytes::new())
+        } else if body.size_hint().upper().is_some_and(|n| n <= REPLAY_LIMIT) {
+            match Limited::new(body, REPLAY_LIMIT as usize).collect().await {
+                Ok(b) => RequestBody::Replay(b.to_bytes()),
+                Err(_) => return error(StatusCode::BAD_REQUEST, "bad request body\n"),
+            }
+        } else {
+            RequestBody::Stream(Some(body))
+        };
+        let attempts = self.attempts(&fe, cluster, &parts, body, rule.backend_timeout);
+        match rule.request_timeout {
+            Some(t) => tokio::time::timeout(t, attempts)
+                .await
+                .unwrap_or_else(|_| error(StatusCode::GATEWAY_TIMEOUT, "upstream timed out\n")),
+            None => attempts.await,
+        }
+    }
+
+    async fn attempts(
+        &self,
+        fe: &Frontend,
+        cluster: &crate::balance::Cluster,
+        parts: &hyper::http::request::Parts,
+        mut body: RequestBody,
+        backend_timeout: Option<Duration>,
+    ) -> Response<ClientBody> {
+        let idempotent = matches!(
+            parts.method,
+            Method::GET
+                | Method::HEAD
+                | Method::OPTIONS
+                | Method::PUT
+                | Method::DELETE
+                | Method::TRACE
+        );
+        let hash: u64 = rand::random();
+        let mut tried: Vec<SocketAddr> = Vec::new();
+        let max = 1 + fe.policy.retries;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let member = match cluster.pick(hash, &tried) {
+                Ok(m) => m,
+                Err(_) if attempt == 1 => {
+                    fe.metrics.no_endpoint.inc();
+                    return error(StatusCode::SERVICE_UNAVAILABLE, "no healthy upstream\n");
+                }
+                Err(_) => return error(StatusCode::BAD_GATEWAY, "upstream failed\n"),
+            };
+            let h2c = cluster.members().h2c;
+            let replayable = matches!(body, RequestBody::Replay(_));
+            let upstream_body = match &mut body {
+                RequestBody::Replay(b) => Either::Left(Full::new(b.clone())),
+                RequestBody::Stream(s) => match s.take() {
+                    Some(b) => Either::Right(b),
+                    None => return error(StatusCode::BAD_GATEWAY, "upstream failed\n"),
+                },
+            };
+            let req = match build_upstream(parts, member.addr, h2c, upstream_body) {
+                Some(r) => r,
+                None => return error(StatusCode::BAD_REQUEST, "bad request target\n"),
+            };
+            let client = if h2c { &self.h2 } else { &self.h1 };
+            let in_flight = InFlight::new(Arc::clone(&member));
+            let started = Instant::now();
+            let sent = client.request(req);
+            let result = match backend_timeout {
+                Some(t) => tokio::time::timeout(t, sent).await.map_err(|_| ()),
+                None => Ok(sent.await),
+            };
+            drop(in_flight);
+            let may_retry = |fe: &Frontend| attempt < max && replayable && fe.budget.withdraw();
+            match result {
+                Ok(Ok(resp)) => {
+                    cluster
+                        .metrics
+                        .upstream_duration
+                        .observe(started.elapsed().as_secs_f64());
+                    let status = resp.status();
+                    member.metrics.request(Some(status.as_u16()));
+                    if status.is_server_error() {
+                        cluster.failure(&member);
+                        if idempotent && may_retry(fe) {
+                            fe.metrics.retries.inc();
+                            tried.push(member.addr);
+                            continue;
+                        }
+                    } else {
+                        cluster.success(&member);
+                    }
+                    let (mut rparts, rbody) = resp.into_parts();
+                    headers::strip_hop_by_hop(&mut rparts.headers);
+                    return Response::from_parts(rparts, Either::Left(rbody));
+                }
+                Ok(Err(e)) => {
+                    member.metrics.request(None);
+                    cluster.failure(&member);
+                    tracing::debug!(endpoint = %member.addr, error = %e, "upstream request failed");
+                    if (e.is_connect() || idempotent) && may_retry(fe) {
+                        fe.metrics.retries.inc();
+                        tried.push(member.addr);
+                        continue;
+                    }
+                    return error(StatusCode::BAD_GATEWAY, "upstream failed\n");
+                }
+                Err(()) => {
+                    member.metrics.request(None);
+                    cluster.failure(&member);
+                    if idempotent && may_retry(fe) {
+                        fe.metrics.retries.inc();
+                        tried.push(member.addr);
+                        continue;
+                    }
+                    return error(StatusCode::GATEWAY_TIMEOUT, "upstream timed out\n");
+                }
+            }
+        }
+    }
+}
+
+fn build_upstream(
+    parts: &hyper::http::request::Parts,
+    addr: SocketAddr,
+    h2c: bool,
+    body: UpstreamBody,
+) -> Option<Request<UpstreamBody>> {
+    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    let uri: Uri = format!("http://{addr}{path}").parse().ok()?;
+    let mut req = Request::new(body);
+    *req.method_mut() = parts.method.clone();
+    *req.uri_mut() = uri;
+    *req.version_mut() = if h2c {
+        Version::HTTP_2
+    } else {
+        Version::HTTP_11
+    };
+    *req.headers_mut() = parts.headers.clone();
+    Some(req)
+}
