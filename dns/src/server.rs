@@ -20,12 +20,23 @@ const TCP_CLIENTS: usize = 1024;
 pub async fn bind(addrs: &[SocketAddr]) -> std::io::Result<Vec<(UdpSocket, TcpListener)>> {
     let mut out = Vec::new();
     for addr in addrs {
-        let udp = UdpSocket::bind(addr).await?;
-        // Same port for TCP as UDP got, even when asked for port 0.
-        let tcp = TcpListener::bind(udp.local_addr()?).await?;
-        out.push((udp, tcp));
+        out.push(bind_pair(*addr).await?);
     }
     Ok(out)
+}
+
+/// UDP and TCP on one port. For port 0 the kernel's UDP pick may be taken for TCP (say, by an
+/// outgoing connection), so a few picks are tried.
+async fn bind_pair(addr: SocketAddr) -> std::io::Result<(UdpSocket, TcpListener)> {
+    let mut attempts = if addr.port() == 0 { 20 } else { 1 };
+    loop {
+        let udp = UdpSocket::bind(addr).await?;
+        match TcpListener::bind(udp.local_addr()?).await {
+            Ok(tcp) => return Ok((udp, tcp)),
+            Err(e) if attempts > 1 && e.kind() == std::io::ErrorKind::AddrInUse => attempts -= 1,
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// Serves requests on the sockets until `shutdown` turns true; `limiter` caps UDP queries per client.

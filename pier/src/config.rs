@@ -28,6 +28,25 @@ pub struct FileConfig {
     /// DNS settings.
     #[serde(default)]
     pub dns: DnsFileConfig,
+    /// Proxy settings.
+    #[serde(default)]
+    pub proxy: ProxyFileConfig,
+}
+
+/// `[proxy]` section of the config file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProxyFileConfig {
+    /// Turn the userspace proxy off.
+    pub disabled: Option<bool>,
+    /// `interface` (VIPs on a dummy interface; needs root) or `loopback`.
+    pub vips: Option<String>,
+    /// Name of the VIP interface.
+    pub interface: Option<String>,
+    /// Added to service ports in loopback mode.
+    pub port_offset: Option<u16>,
+    /// Address NodePorts listen on.
+    pub node_address: Option<std::net::IpAddr>,
 }
 
 /// `[dns]` section of the config file.
@@ -67,6 +86,10 @@ pub struct DaemonConfig {
     pub event_history: u64,
     /// DNS server settings; `None` turns it off.
     pub dns: Option<DnsConfig>,
+    /// Userspace proxy settings; `None` turns it off.
+    pub proxy: Option<pier_proxy::ProxyConfig>,
+    /// Prefer the eBPF socket-LB for L4 ports (`--no-ebpf` turns it off).
+    pub ebpf: bool,
 }
 
 /// Effective DNS settings.
@@ -90,6 +113,35 @@ pub struct DnsConfig {
 pub fn default_dns_listen() -> SocketAddr {
     let port = if current_uid() == 0 { 53 } else { 5353 };
     SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+/// Builds the proxy settings: real VIPs on an interface as root, loopback stand-ins otherwise.
+pub fn proxy_config(
+    vips: Option<&str>,
+    interface: Option<String>,
+    port_offset: Option<u16>,
+    node_address: Option<std::net::IpAddr>,
+) -> Result<pier_proxy::ProxyConfig> {
+    let root = current_uid() == 0;
+    let mode = match vips.unwrap_or(if root { "interface" } else { "loopback" }) {
+        "interface" => {
+            if !root {
+                bail!(
+                    "--proxy-vips interface needs root (CAP_NET_ADMIN); use --proxy-vips loopback"
+                );
+            }
+            pier_proxy::VipMode::Interface(interface.unwrap_or_else(|| "pier0".into()))
+        }
+        "loopback" => pier_proxy::VipMode::Loopback {
+            port_offset: port_offset.unwrap_or(if root { 0 } else { 10000 }),
+        },
+        other => bail!("proxy VIP mode {other:?}: use \"interface\" or \"loopback\""),
+    };
+    let mut config = pier_proxy::ProxyConfig::new(mode);
+    if let Some(a) = node_address {
+        config.node_address = a;
+    }
+    Ok(config)
 }
 
 /// Nameservers from /etc/resolv.conf.

@@ -97,6 +97,39 @@ async fn start_dns(
     Ok(addrs)
 }
 
+/// Starts the userspace proxy and its snapshot consumer.
+fn start_proxy(
+    config: &pier_proxy::ProxyConfig,
+    ebpf: bool,
+    registry: &Registry,
+    snapshot: &Arc<SnapshotHandle>,
+    observer: &Arc<Metrics>,
+    shutdown: &watch::Receiver<bool>,
+    tasks: &mut Vec<tokio::task::JoinHandle<()>>,
+) -> Result<()> {
+    if ebpf {
+        tracing::info!(
+            "eBPF socket-LB is not part of this build; the userspace proxy serves every port"
+        );
+    }
+    let proxy = pier_proxy::Proxy::new(config.clone(), registry)
+        .context("starting the proxy (use --proxy-vips loopback or --no-proxy)")?;
+    let follow = snapshot::follow(
+        Arc::clone(snapshot),
+        pier_proxy::ProxyConsumer(proxy),
+        Arc::clone(observer) as Arc<dyn snapshot::ConsumerObserver>,
+    );
+    let mut stop = shutdown.clone();
+    tasks.push(tokio::spawn(async move {
+        tokio::select! {
+            () = follow => {}
+            _ = stop.changed() => {}
+        }
+    }));
+    tracing::info!(vips = ?config.vip_mode, node_address = %config.node_address, "proxy serving");
+    Ok(())
+}
+
 /// Runs `f` again after a growing pause each time it fails, until shutdown.
 fn supervise<F, Fut>(
     name: &'static str,
@@ -201,6 +234,17 @@ impl Daemon {
             }
             None => Vec::new(),
         };
+        if let Some(proxy) = &config.proxy {
+            start_proxy(
+                proxy,
+                config.ebpf,
+                &admin.registry,
+                &snapshot,
+                &metrics,
+                &shutdown_rx,
+                &mut tasks,
+            )?;
+        }
         let ctx = Arc::new(ApiContext {
             store: Arc::clone(&store),
             snapshot: Arc::clone(&snapshot),

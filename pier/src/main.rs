@@ -4,6 +4,7 @@ mod admin;
 mod cli;
 mod config;
 mod daemon;
+mod echo;
 mod up;
 
 use std::net::SocketAddr;
@@ -74,6 +75,28 @@ struct DaemonArgs {
     /// Do not run the DNS server.
     #[arg(long)]
     no_dns: bool,
+    /// Where service VIPs are served: `interface` (real ClusterIPs on a dummy interface; root) or
+    /// `loopback` (ClusterIP a.b.c.d served on 127.b.c.d, port + --proxy-port-offset). Default: interface as root.
+    #[arg(long, value_parser = ["interface", "loopback"])]
+    proxy_vips: Option<String>,
+    /// Name of the VIP interface.
+    #[arg(long)]
+    proxy_interface: Option<String>,
+    /// Added to every service port in loopback mode (default 0 as root, else 10000).
+    #[arg(long)]
+    proxy_port_offset: Option<u16>,
+    /// Address NodePorts listen on (default all addresses with real VIPs, else 127.0.0.1).
+    #[arg(long)]
+    node_address: Option<std::net::IpAddr>,
+    /// Longest time an HTTP client may take to send request headers (e.g. 10s).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    proxy_header_timeout: Option<std::time::Duration>,
+    /// Do not run the userspace proxy.
+    #[arg(long)]
+    no_proxy: bool,
+    /// Serve every port with the userspace proxy, never the eBPF socket-LB.
+    #[arg(long)]
+    no_ebpf: bool,
 }
 
 #[derive(Subcommand)]
@@ -125,6 +148,27 @@ enum Command {
         /// Namespace.
         #[arg(short, long, default_value = "default")]
         namespace: String,
+    },
+    /// Run a demo/test server: HTTP answers with name, version and hostname; TCP and UDP echo.
+    Echo {
+        /// Name reported in answers (and in the TCP banner).
+        #[arg(long, default_value = "echo")]
+        name: String,
+        /// Version reported in answers.
+        #[arg(long, default_value = env!("CARGO_PKG_VERSION"))]
+        version: String,
+        /// HTTP/1.1 and h2c listen address (repeatable).
+        #[arg(long)]
+        http: Vec<SocketAddr>,
+        /// TCP echo listen address (repeatable).
+        #[arg(long)]
+        tcp: Vec<SocketAddr>,
+        /// UDP echo listen address (repeatable).
+        #[arg(long)]
+        udp: Vec<SocketAddr>,
+        /// Send the name and a newline first on every TCP connection.
+        #[arg(long)]
+        tcp_banner: bool,
     },
     /// Delete objects by name or by manifest.
     Delete {
@@ -190,6 +234,21 @@ fn daemon_config(args: &DaemonArgs, socket: Option<PathBuf>) -> Result<DaemonCon
             ttl: args.dns_ttl.or(file.dns.ttl).unwrap_or(5),
             rate_limit: args.dns_rate_limit.or(file.dns.rate_limit),
         }),
+        proxy: if args.no_proxy || file.proxy.disabled == Some(true) {
+            None
+        } else {
+            let mut proxy = config::proxy_config(
+                args.proxy_vips.as_deref().or(file.proxy.vips.as_deref()),
+                args.proxy_interface.clone().or(file.proxy.interface),
+                args.proxy_port_offset.or(file.proxy.port_offset),
+                args.node_address.or(file.proxy.node_address),
+            )?;
+            if let Some(t) = args.proxy_header_timeout {
+                proxy.header_read_timeout = t;
+            }
+            Some(proxy)
+        },
+        ebpf: !args.no_ebpf,
     })
 }
 
@@ -243,6 +302,24 @@ async fn run(cli: Cli) -> Result<()> {
                 format: output,
             };
             cli::get(&client(), kind, name.as_deref(), &opts).await
+        }
+        Command::Echo {
+            name,
+            version,
+            http,
+            tcp,
+            udp,
+            tcp_banner,
+        } => {
+            echo::run(echo::EchoConfig {
+                name,
+                version,
+                http,
+                tcp,
+                udp,
+                tcp_banner,
+            })
+            .await
         }
         Command::Describe {
             kind,

@@ -1,0 +1,182 @@
+//! `pier echo`: a small server for demos, tests and benchmarks. HTTP (1.1 and h2c) answers with
+//! its name, version and hostname; TCP and UDP echo what they receive.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use serde_json::json;
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, UdpSocket};
+
+/// What `pier echo` serves.
+pub struct EchoConfig {
+    /// Name reported in answers.
+    pub name: String,
+    /// Version reported in answers.
+    pub version: String,
+    /// HTTP listen addresses.
+    pub http: Vec<SocketAddr>,
+    /// TCP echo listen addresses.
+    pub tcp: Vec<SocketAddr>,
+    /// UDP echo listen addresses.
+    pub udp: Vec<SocketAddr>,
+    /// TCP: send `<name>\n` first, so a client can tell which server it reached.
+    pub tcp_banner: bool,
+}
+
+struct Identity {
+    name: String,
+    version: String,
+    hostname: String,
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_default()
+}
+
+async fn answer(id: Arc<Identity>, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let path = req.uri().path().to_string();
+    let mut status = StatusCode::OK;
+    if let Some(code) = path.strip_prefix("/status/") {
+        status = code
+            .parse::<u16>()
+            .ok()
+            .and_then(|c| StatusCode::from_u16(c).ok())
+            .unwrap_or(StatusCode::BAD_REQUEST);
+    }
+    if let Some(ms) = path
+        .strip_prefix("/delay/")
+        .and_then(|m| m.parse::<u64>().ok())
+    {
+        tokio::time::sleep(Duration::from_millis(ms.min(60_000))).await;
+    }
+    let header = |n: &str| {
+        req.headers()
+            .get(n)
+            .and_then(|v| v.to_str().ok())
+            .map(String::from)
+    };
+    let body = json!({
+        "name": id.name,
+        "version": id.version,
+        "hostname": id.hostname,
+        "method": req.method().as_str(),
+        "path": path,
+        "host": header("host"),
+        "xForwardedFor": header("x-forwarded-for"),
+    });
+    let method = req.method().clone();
+    // Read the request body fully so keep-alive connections stay usable.
+    let _ = req.into_body().collect().await;
+    let mut r = Response::new(Full::new(Bytes::from(format!("{body}\n"))));
+    *r.status_mut() = status;
+    if method == hyper::Method::HEAD {
+        *r.body_mut() = Full::new(Bytes::new());
+    }
+    if let Ok(v) = hyper::header::HeaderValue::from_str(&id.name) {
+        r.headers_mut().insert("x-echo-name", v);
+    }
+    r
+}
+
+async fn serve_http(listener: TcpListener, id: Arc<Identity>) {
+    let builder = auto::Builder::new(TokioExecutor::new());
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let id = Arc::clone(&id);
+        let builder = builder.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req| {
+                let id = Arc::clone(&id);
+                async move { Ok::<_, Infallible>(answer(id, req).await) }
+            });
+            let _ = builder
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+async fn serve_tcp(listener: TcpListener, banner: Option<Arc<str>>) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            continue;
+        };
+        let banner = banner.clone();
+        tokio::spawn(async move {
+            let (mut r, mut w) = stream.into_split();
+            if let Some(b) = banner {
+                if w.write_all(format!("{b}\n").as_bytes()).await.is_err() {
+                    return;
+                }
+            }
+            let _ = tokio::io::copy(&mut r, &mut w).await;
+            let _ = w.shutdown().await;
+        });
+    }
+}
+
+async fn serve_udp(socket: UdpSocket) {
+    let mut buf = vec![0u8; 65_535];
+    loop {
+        if let Ok((n, peer)) = socket.recv_from(&mut buf).await {
+            let _ = socket.send_to(&buf[..n], peer).await;
+        }
+    }
+}
+
+/// Binds everything, prints `<proto> <address>` per listener, then serves until killed.
+pub async fn run(config: EchoConfig) -> Result<()> {
+    let id = Arc::new(Identity {
+        name: config.name.clone(),
+        version: config.version,
+        hostname: hostname(),
+    });
+    let mut tasks = Vec::new();
+    for addr in config.http {
+        let l = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding HTTP {addr}"))?;
+        println!("http {}", l.local_addr()?);
+        tasks.push(tokio::spawn(serve_http(l, Arc::clone(&id))));
+    }
+    for addr in config.tcp {
+        let l = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding TCP {addr}"))?;
+        println!("tcp {}", l.local_addr()?);
+        let banner = config.tcp_banner.then(|| Arc::from(config.name.as_str()));
+        tasks.push(tokio::spawn(serve_tcp(l, banner)));
+    }
+    for addr in config.udp {
+        let s = UdpSocket::bind(addr)
+            .await
+            .with_context(|| format!("binding UDP {addr}"))?;
+        println!("udp {}", s.local_addr()?);
+        tasks.push(tokio::spawn(serve_udp(s)));
+    }
+    if tasks.is_empty() {
+        anyhow::bail!("nothing to serve: give --http, --tcp or --udp");
+    }
+    println!("ready");
+    for t in tasks {
+        let _ = t.await;
+    }
+    Ok(())
+}

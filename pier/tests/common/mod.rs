@@ -1,0 +1,209 @@
+//! Helpers shared by the end-to-end tests: a daemon process and raw HTTP over its sockets.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub const PIER: &str = env!("CARGO_BIN_EXE_pier");
+
+/// A daemon process with its own state directory and socket; killed on drop.
+pub struct Daemon {
+    pub dir: PathBuf,
+    pub child: Option<Child>,
+}
+
+impl Daemon {
+    /// A daemon without the proxy (tests of the control plane share VIPs).
+    pub fn start(dir: &Path) -> Daemon {
+        Self::start_with(dir, &["--no-proxy"])
+    }
+
+    /// A daemon with extra flags.
+    pub fn start_with(dir: &Path, extra: &[&str]) -> Daemon {
+        let child = Command::new(PIER)
+            .args([
+                "daemon",
+                "--admin",
+                "127.0.0.1:0",
+                "--dns-listen",
+                "127.0.0.1:0",
+                "--state-dir",
+            ])
+            .arg(dir.join("state"))
+            .args(extra)
+            .arg("--socket")
+            .arg(dir.join("pier.sock"))
+            .env("PIER_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let d = Daemon {
+            dir: dir.to_path_buf(),
+            child: Some(child),
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while d.try_status().is_none() {
+            assert!(Instant::now() < deadline, "daemon did not come up");
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        d
+    }
+
+    pub fn socket(&self) -> PathBuf {
+        self.dir.join("pier.sock")
+    }
+
+    pub fn pier(&self, args: &[&str]) -> Output {
+        self.pier_stdin(args, "")
+    }
+
+    pub fn pier_stdin(&self, args: &[&str], stdin: &str) -> Output {
+        let mut child = Command::new(PIER)
+            .args(args)
+            .env("PIER_SOCKET", self.socket())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    }
+
+    pub fn get_json(&self, args: &[&str]) -> Value {
+        let mut all = vec!["get"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["-o", "json"]);
+        let out = self.pier(&all);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    pub fn api(&self, method: &str, path: &str) -> (u16, String) {
+        let mut s = UnixStream::connect(self.socket()).unwrap();
+        write!(
+            s,
+            "{method} {path} HTTP/1.1\r\nHost: pier\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        read_response(&mut s)
+    }
+
+    pub fn try_status(&self) -> Option<Value> {
+        let mut s = UnixStream::connect(self.socket()).ok()?;
+        write!(
+            s,
+            "GET /v1/status HTTP/1.1\r\nHost: pier\r\nConnection: close\r\n\r\n"
+        )
+        .ok()?;
+        let (code, body) = read_response(&mut s);
+        (code == 200)
+            .then(|| serde_json::from_str(&body).ok())
+            .flatten()
+    }
+
+    pub fn admin(&self, path: &str) -> (u16, String) {
+        let addr = self.try_status().unwrap()["adminAddress"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let mut s = TcpStream::connect(addr).unwrap();
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: pier\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        read_response(&mut s)
+    }
+
+    /// SIGTERM and wait: graceful shutdown must exit 0.
+    pub fn stop(mut self) {
+        let mut child = self.child.take().unwrap();
+        let ok = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                assert!(status.success(), "daemon exited with {status}");
+                break;
+            }
+            assert!(Instant::now() < deadline, "daemon did not stop on SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(!self.socket().exists(), "socket removed on shutdown");
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+pub fn read_response(s: &mut impl Read) -> (u16, String) {
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    let text = String::from_utf8_lossy(&raw).to_string();
+    let code = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    let body = if text
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(&body)
+    } else {
+        body
+    };
+    (code, body)
+}
+
+pub fn dechunk(body: &str) -> String {
+    let mut out = String::new();
+    let mut rest = body;
+    while let Some((size, after)) = rest.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 || after.len() < n {
+            break;
+        }
+        out.push_str(&after[..n]);
+        rest = after[n..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).to_string()
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).to_string()
+}

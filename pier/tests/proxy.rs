@@ -1,0 +1,653 @@
+//! End to end through the userspace proxy: a daemon serving VIPs on loopback stand-ins,
+//! `pier echo` processes as endpoints, real HTTP/TCP/UDP clients.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use common::{Daemon, PIER};
+use http_body_util::{BodyExt, Empty};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+
+/// A `pier echo` process; killed on drop.
+struct Echo {
+    http: SocketAddr,
+    tcp: SocketAddr,
+    udp: SocketAddr,
+    child: Child,
+}
+
+impl Echo {
+    fn spawn(name: &str) -> Echo {
+        let mut child = Command::new(PIER)
+            .args(["echo", "--name", name, "--tcp-banner"])
+            .args([
+                "--http",
+                "127.0.0.1:0",
+                "--tcp",
+                "127.0.0.1:0",
+                "--udp",
+                "127.0.0.1:0",
+            ])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut addrs = HashMap::new();
+        for line in lines.by_ref() {
+            let line = line.unwrap();
+            if line == "ready" {
+                break;
+            }
+            let (proto, addr) = line.split_once(' ').unwrap();
+            addrs.insert(proto.to_string(), addr.parse::<SocketAddr>().unwrap());
+        }
+        Echo {
+            http: addrs["http"],
+            tcp: addrs["tcp"],
+            udp: addrs["udp"],
+            child,
+        }
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Echo {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A service CIDR of this test process's own, so parallel tests' VIPs (127.b.c.d) never collide.
+fn service_cidr() -> String {
+    format!("10.{}.0.0/16", 100 + std::process::id() % 150)
+}
+
+fn proxy_daemon(dir: &std::path::Path, extra: &[&str]) -> Daemon {
+    let cidr = service_cidr();
+    let mut args = vec![
+        "--proxy-vips",
+        "loopback",
+        "--proxy-port-offset",
+        "0",
+        "--service-cidr",
+        cidr.as_str(),
+    ];
+    args.extend_from_slice(extra);
+    Daemon::start_with(dir, &args)
+}
+
+fn apply(d: &Daemon, yaml: &str) {
+    let out = d.pier_stdin(&["apply", "-f", "-"], yaml);
+    assert!(out.status.success(), "{}", common::stderr(&out));
+}
+
+/// The loopback stand-in of a service's VIP port.
+fn vip(d: &Daemon, svc: &str, port: u16) -> SocketAddr {
+    let v = d.get_json(&["svc", svc]);
+    let ip: std::net::Ipv4Addr = v["spec"]["clusterIP"].as_str().unwrap().parse().unwrap();
+    let [_, b, c, e] = ip.octets();
+    SocketAddr::from(([127, b, c, e], port))
+}
+
+fn wait_listening(addr: SocketAddr) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+        assert!(Instant::now() < deadline, "nothing listens on {addr}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A selector-less Service and one EndpointSlice per endpoint.
+fn service_yaml(
+    name: &str,
+    port: u16,
+    proto: &str,
+    extra_spec: &str,
+    endpoints: &[(u16, bool)],
+) -> String {
+    let mut y = format!(
+        "---\napiVersion: v1\nkind: Service\nmetadata: {{name: {name}}}\nspec:\n  {extra_spec}\n  ports: [{{name: p, port: {port}, protocol: {proto}}}]\n"
+    );
+    for (i, (ep_port, ready)) in endpoints.iter().enumerate() {
+        y.push_str(&slice_yaml(name, i, *ep_port, proto, *ready));
+    }
+    y
+}
+
+fn slice_yaml(svc: &str, i: usize, port: u16, proto: &str, ready: bool) -> String {
+    format!(
+        "---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{name: {svc}-{i}, labels: {{kubernetes.io/service-name: {svc}}}}}\naddressType: IPv4\nendpoints: [{{addresses: [127.0.0.1], conditions: {{ready: {ready}}}}}]\nports: [{{name: p, port: {port}, protocol: {proto}}}]\n---\n"
+    )
+}
+
+fn http_route(name: &str, parent: &str, rules: &str) -> String {
+    format!(
+        "---\napiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {{name: {name}}}\nspec:\n  parentRefs: [{{group: \"\", kind: Service, name: {parent}, port: 80}}]\n  rules:\n{rules}\n"
+    )
+}
+
+type HttpClient = Client<hyper_util::client::legacy::connect::HttpConnector, Empty<Bytes>>;
+
+fn client() -> HttpClient {
+    Client::builder(TokioExecutor::new())
+        .pool_max_idle_per_host(64)
+        .build_http()
+}
+
+/// One request; `Ok((status, echo name))` or the client error.
+async fn get(
+    c: &HttpClient,
+    url: &str,
+    header: Option<(&str, &str)>,
+) -> Result<(u16, String), String> {
+    let mut req = hyper::Request::get(url);
+    if let Some((k, v)) = header {
+        req = req.header(k, v);
+    }
+    let resp = c
+        .request(req.body(Empty::new()).unwrap())
+        .await
+        .map_err(|e| format!("{e:?}"))?;
+    let status = resp.status().as_u16();
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?
+        .to_bytes();
+    let name = serde_json::from_slice::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| v["name"].as_str().map(String::from))
+        .unwrap_or_else(|| String::from_utf8_lossy(&body).trim().to_string());
+    Ok((status, name))
+}
+
+/// Outcome of a load run.
+#[derive(Default, Debug)]
+struct Tally {
+    by_name: HashMap<String, usize>,
+    failures: Vec<String>,
+}
+
+impl Tally {
+    fn total(&self) -> usize {
+        self.by_name.values().sum::<usize>() + self.failures.len()
+    }
+    fn share(&self, name: &str) -> f64 {
+        *self.by_name.get(name).unwrap_or(&0) as f64 / self.total() as f64
+    }
+}
+
+/// Sends GETs from `workers` tasks until `count` are done or `stop` is set (bounded by 60 s).
+async fn load(
+    url: String,
+    workers: usize,
+    count: usize,
+    stop: Arc<AtomicBool>,
+    header: Option<(&'static str, &'static str)>,
+) -> Tally {
+    let c = client();
+    let done = Arc::new(AtomicUsize::new(0));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut tasks = Vec::new();
+    for _ in 0..workers {
+        let (c, done, stop, url) = (c.clone(), Arc::clone(&done), Arc::clone(&stop), url.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut t = Tally::default();
+            while done.fetch_add(1, Ordering::Relaxed) < count
+                && !stop.load(Ordering::Relaxed)
+                && Instant::now() < deadline
+            {
+                match get(&c, &url, header).await {
+                    Ok((200, name)) => *t.by_name.entry(name).or_default() += 1,
+                    Ok((code, body)) => t.failures.push(format!("{code} {body}")),
+                    Err(e) => t.failures.push(e),
+                }
+            }
+            t
+        }));
+    }
+    let mut all = Tally::default();
+    for task in tasks {
+        let t = task.await.unwrap();
+        for (k, v) in t.by_name {
+            *all.by_name.entry(k).or_default() += v;
+        }
+        all.failures.extend(t.failures);
+    }
+    all
+}
+
+fn metric(d: &Daemon, prefix: &str) -> f64 {
+    let (_, body) = d.admin("/metrics");
+    body.lines()
+        .filter(|l| l.starts_with(prefix))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+fn canary(v1: &Echo, v2: &Echo, w1: u32, w2: u32) -> String {
+    let mut y = service_yaml("web", 80, "TCP", "type: ClusterIP", &[]);
+    y.push_str(&service_yaml(
+        "web-v1",
+        80,
+        "TCP",
+        "type: ClusterIP",
+        &[(v1.http.port(), true)],
+    ));
+    y.push_str(&service_yaml(
+        "web-v2",
+        80,
+        "TCP",
+        "type: ClusterIP",
+        &[(v2.http.port(), true)],
+    ));
+    y.push_str(&http_route(
+        "web-canary",
+        "web",
+        &format!(
+            "  - matches: [{{headers: [{{name: x-canary, value: \"true\"}}]}}]\n    backendRefs: [{{name: web-v2, port: 80}}]\n  - backendRefs: [{{name: web-v1, port: 80, weight: {w1}}}, {{name: web-v2, port: 80, weight: {w2}}}]\n"
+        ),
+    ));
+    y
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn l7_canary_split_header_match_and_weight_change_under_load() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = proxy_daemon(tmp.path(), &[]);
+    let (v1, v2) = (Echo::spawn("v1"), Echo::spawn("v2"));
+    apply(&d, &canary(&v1, &v2, 90, 10));
+    let addr = vip(&d, "web", 80);
+    wait_listening(addr);
+    let url = format!("http://{addr}/");
+
+    let t = load(url.clone(), 8, 10_000, Arc::default(), None).await;
+    assert!(
+        t.failures.is_empty(),
+        "{:?}",
+        &t.failures[..t.failures.len().min(5)]
+    );
+    let share = t.share("v2");
+    println!(
+        "90/10 over {} requests: v2 share {:.2}%",
+        t.total(),
+        share * 100.0
+    );
+    assert!((0.07..=0.13).contains(&share), "v2 share {share}");
+
+    let t = load(
+        url.clone(),
+        4,
+        500,
+        Arc::default(),
+        Some(("x-canary", "true")),
+    )
+    .await;
+    assert_eq!(t.by_name.get("v2"), Some(&500), "{t:?}");
+
+    // Move everything to v2 while 8 clients keep sending.
+    let stop = Arc::new(AtomicBool::new(false));
+    let running = tokio::spawn(load(url.clone(), 8, usize::MAX, Arc::clone(&stop), None));
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    apply(&d, &canary(&v1, &v2, 0, 100));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let after = load(url.clone(), 4, 1000, Arc::default(), None).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, Ordering::Relaxed);
+    let during = running.await.unwrap();
+    println!(
+        "during the weight change: {} requests, {} failed",
+        during.total(),
+        during.failures.len()
+    );
+    assert!(
+        during.failures.is_empty(),
+        "{:?}",
+        &during.failures[..during.failures.len().min(5)]
+    );
+    assert!(during.total() > 100, "load kept running: {during:?}");
+    assert_eq!(after.by_name.get("v2"), Some(&1000), "{after:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scaling_and_killing_endpoints_under_load_loses_no_request() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = proxy_daemon(tmp.path(), &[]);
+    let mut eps: Vec<Echo> = (0..3).map(|i| Echo::spawn(&format!("e{i}"))).collect();
+    let ports: Vec<(u16, bool)> = eps.iter().map(|e| (e.http.port(), true)).collect();
+    let spec = "type: ClusterIP";
+    let svc = |p: &[(u16, bool)]| {
+        service_yaml("web", 80, "TCP", spec, p).replace(
+            "port: 80, protocol: TCP}]",
+            "port: 80, protocol: TCP, appProtocol: http}]",
+        )
+    };
+    apply(&d, &svc(&ports));
+    let addr = vip(&d, "web", 80);
+    wait_listening(addr);
+    let url = format!("http://{addr}/");
+
+    // Scale down (one slice goes) and back up while 8 clients keep sending.
+    let stop = Arc::new(AtomicBool::new(false));
+    let running = tokio::spawn(load(url.clone(), 8, usize::MAX, Arc::clone(&stop), None));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let out = d.pier(&["delete", "endpointslice", "web-2"]);
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mid = load(url.clone(), 2, 300, Arc::default(), None).await;
+    apply(&d, &svc(&ports));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, Ordering::Relaxed);
+    let scaled = running.await.unwrap();
+    println!(
+        "scale down/up: {} requests, {} failed",
+        scaled.total(),
+        scaled.failures.len()
+    );
+    assert!(
+        scaled.failures.is_empty(),
+        "{:?}",
+        &scaled.failures[..scaled.failures.len().min(5)]
+    );
+    assert!(
+        !mid.by_name.contains_key("e2"),
+        "removed endpoint got new requests: {mid:?}"
+    );
+    assert_eq!(scaled.by_name.len(), 3, "{scaled:?}");
+
+    // Kill one endpoint process (SIGKILL) under load: retries and ejection hide it.
+    let retries_before = metric(&d, "pier_proxy_retries_total");
+    let stop = Arc::new(AtomicBool::new(false));
+    let running = tokio::spawn(load(url.clone(), 8, usize::MAX, Arc::clone(&stop), None));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    eps[1].kill();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    stop.store(true, Ordering::Relaxed);
+    let killed = running.await.unwrap();
+    let retries = metric(&d, "pier_proxy_retries_total") - retries_before;
+    let ejections = metric(&d, "pier_proxy_ejections_total");
+    println!(
+        "kill -9 of one of 3 endpoints: {} requests, {} client-visible errors, {retries} retries, {ejections} ejections",
+        killed.total(),
+        killed.failures.len()
+    );
+    assert!(
+        killed.failures.is_empty(),
+        "{:?}",
+        &killed.failures[..killed.failures.len().min(5)]
+    );
+    assert!(ejections >= 1.0, "the dead endpoint was ejected");
+    drop(eps);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn l4_tcp_split_and_udp_replies_from_the_vip() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = proxy_daemon(tmp.path(), &[]);
+    let (a, b) = (Echo::spawn("a"), Echo::spawn("b"));
+    let mut y = service_yaml("tcp", 9000, "TCP", "type: ClusterIP", &[]);
+    y.push_str(&service_yaml(
+        "tcp-a",
+        9000,
+        "TCP",
+        "type: ClusterIP",
+        &[(a.tcp.port(), true)],
+    ));
+    y.push_str(&service_yaml(
+        "tcp-b",
+        9000,
+        "TCP",
+        "type: ClusterIP",
+        &[(b.tcp.port(), true)],
+    ));
+    y.push_str("---\napiVersion: gateway.networking.k8s.io/v1alpha2\nkind: TCPRoute\nmetadata: {name: tcp-split}\nspec:\n  parentRefs: [{group: \"\", kind: Service, name: tcp, port: 9000}]\n  rules: [{backendRefs: [{name: tcp-a, port: 9000, weight: 90}, {name: tcp-b, port: 9000, weight: 10}]}]\n");
+    y.push_str(&service_yaml(
+        "dns",
+        9053,
+        "UDP",
+        "type: ClusterIP",
+        &[(a.udp.port(), true)],
+    ));
+    apply(&d, &y);
+    let addr = vip(&d, "tcp", 9000);
+    wait_listening(addr);
+
+    let mut counts: HashMap<String, usize> = HashMap::new();
+    for i in 0..2000 {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let msg = format!("hello {i}\n");
+        s.write_all(msg.as_bytes()).unwrap();
+        s.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        let (name, rest) = out.split_once('\n').unwrap();
+        assert_eq!(
+            rest, msg,
+            "half-closed connection still gets the whole echo"
+        );
+        *counts.entry(name.to_string()).or_default() += 1;
+    }
+    let share = counts["b"] as f64 / 2000.0;
+    println!("TCP 90/10 over 2000 connections: {counts:?}");
+    assert!((0.07..=0.13).contains(&share), "{counts:?}");
+
+    let vip_udp = vip(&d, "dns", 9053);
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let mut got = None;
+    for _ in 0..20 {
+        sock.send_to(b"ping", vip_udp).unwrap();
+        let mut buf = [0u8; 64];
+        if let Ok((n, from)) = sock.recv_from(&mut buf) {
+            got = Some((buf[..n].to_vec(), from));
+            break;
+        }
+    }
+    let (data, from) = got.expect("UDP echo through the VIP");
+    assert_eq!(data, b"ping");
+    assert_eq!(
+        from, vip_udp,
+        "the reply comes from the VIP, not the endpoint"
+    );
+}
+
+fn raw_response(addr: SocketAddr, request: &[u8]) -> String {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let _ = s.write_all(request);
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).to_string()
+}
+
+fn rss_kb(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_clients_do_not_hurt_others() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = proxy_daemon(tmp.path(), &["--proxy-header-timeout", "1s"]);
+    let e = Echo::spawn("e");
+    let mut y = service_yaml(
+        "web",
+        80,
+        "TCP",
+        "type: ClusterIP",
+        &[(e.http.port(), true)],
+    )
+    .replace(
+        "port: 80, protocol: TCP}]",
+        "port: 80, protocol: TCP, appProtocol: http}]",
+    );
+    y.push_str(
+        &service_yaml(
+            "raw",
+            9000,
+            "TCP",
+            "type: ClusterIP",
+            &[(e.tcp.port(), true)],
+        )
+        .replace(
+            "metadata: {name: raw}",
+            "metadata: {name: raw, annotations: {pier.dev/idle-timeout: 1s}}",
+        ),
+    );
+    apply(&d, &y);
+    let web = vip(&d, "web", 80);
+    let raw = vip(&d, "raw", 9000);
+    wait_listening(web);
+    wait_listening(raw);
+    let pid = d.child.as_ref().unwrap().id();
+    let rss_before = rss_kb(pid);
+
+    let malformed = raw_response(web, b"GARBAGE\x00\x01 / NOT-HTTP\r\n\r\n");
+    assert!(malformed.starts_with("HTTP/1.1 400"), "{malformed:?}");
+    let big = format!(
+        "GET / HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(200_000)
+    );
+    let oversized = raw_response(web, big.as_bytes());
+    assert!(
+        oversized.starts_with("HTTP/1.1 431") || oversized.is_empty(),
+        "{oversized:?}"
+    );
+
+    // 300 slowloris clients trickling headers, and 300 silent half-open TCP connections.
+    let mut slow = Vec::new();
+    for _ in 0..300 {
+        let mut s = TcpStream::connect(web).unwrap();
+        s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n").unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(8))).unwrap();
+        slow.push(s);
+    }
+    let silent: Vec<TcpStream> = (0..300).map(|_| TcpStream::connect(raw).unwrap()).collect();
+    let started = Instant::now();
+    let t = load(format!("http://{web}/"), 4, 500, Arc::default(), None).await;
+    assert!(
+        t.failures.is_empty(),
+        "{:?}",
+        &t.failures[..t.failures.len().min(5)]
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "others are served meanwhile"
+    );
+    let rss_loaded = rss_kb(pid);
+
+    // The trickling clients are cut off after the header timeout, however slowly they send.
+    for s in slow.iter_mut().take(20) {
+        let _ = s.write_all(b"X-A: b\r\n");
+    }
+    for s in slow.iter_mut() {
+        let mut buf = [0u8; 256];
+        let began = Instant::now();
+        let r = s.read(&mut buf);
+        assert!(
+            began.elapsed() < Duration::from_secs(8),
+            "slowloris connection was closed: {r:?}"
+        );
+    }
+    // Silent TCP connections end after the idle timeout.
+    for mut s in silent {
+        s.set_read_timeout(Some(Duration::from_secs(8))).unwrap();
+        let mut line = String::new();
+        let mut r = BufReader::new(&mut s);
+        r.read_line(&mut line).unwrap(); // the banner
+        let mut rest = Vec::new();
+        let n = r.read_to_end(&mut rest);
+        assert!(matches!(n, Ok(0)) || n.is_err(), "idle connection closed");
+    }
+    let grew_mb = rss_loaded.saturating_sub(rss_before) / 1024;
+    println!("RSS with 600 hostile connections: +{grew_mb} MB");
+    assert!(grew_mb < 64, "memory stays bounded: +{grew_mb} MB");
+    let t = load(format!("http://{web}/"), 2, 100, Arc::default(), None).await;
+    assert!(t.failures.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_that_cannot_be_applied_is_rejected_whole() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Hold a node port so the proxy cannot bind it.
+    let (held, port) = (30000u16..32000)
+        .find_map(|p| {
+            std::net::TcpListener::bind(("127.0.0.1", p))
+                .ok()
+                .map(|l| (l, p))
+        })
+        .unwrap();
+    let range = format!("{port}-{}", port + 50);
+    let d = proxy_daemon(tmp.path(), &["--node-port-range", &range]);
+    let e = Echo::spawn("e");
+    apply(
+        &d,
+        &service_yaml("ok", 80, "TCP", "type: ClusterIP", &[(e.tcp.port(), true)]),
+    );
+    let ok = vip(&d, "ok", 80);
+    wait_listening(ok);
+
+    let blocked = service_yaml(
+        "blocked",
+        81,
+        "TCP",
+        "type: NodePort",
+        &[(e.tcp.port(), true)],
+    )
+    .replace(
+        "port: 81, protocol: TCP}]",
+        &format!("port: 81, protocol: TCP, nodePort: {port}}}]"),
+    );
+    apply(
+        &d,
+        &(blocked.clone()
+            + &service_yaml(
+                "later",
+                82,
+                "TCP",
+                "type: ClusterIP",
+                &[(e.tcp.port(), true)],
+            )),
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while metric(&d, "pier_dataplane_snapshot_rejected_total{part=\"proxy\"}") < 1.0 {
+        assert!(Instant::now() < deadline, "rejection counted");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let later = vip(&d, "later", 82);
+    assert!(
+        TcpStream::connect(later).is_err(),
+        "nothing of the rejected snapshot is applied"
+    );
+    let mut s = TcpStream::connect(ok).unwrap();
+    let mut line = String::new();
+    BufReader::new(&mut s).read_line(&mut line).unwrap();
+    assert_eq!(line, "e\n", "the previous snapshot keeps serving");
+
+    // Once the port is free, the next snapshot applies everything.
+    drop(held);
+    apply(&d, &service_yaml("poke", 83, "TCP", "type: ClusterIP", &[]));
+    wait_listening(later);
+    wait_listening(SocketAddr::from(([127, 0, 0, 1], port)));
+}
