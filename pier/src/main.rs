@@ -252,6 +252,14 @@ fn daemon_config(args: &DaemonArgs, socket: Option<PathBuf>) -> Result<DaemonCon
     })
 }
 
+/// One socket per service port and per connection: lift the soft descriptor limit to the hard one.
+fn raise_fd_limit() {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(n) => tracing::debug!(limit = n, "file descriptor limit"),
+        Err(e) => tracing::warn!(error = %e, "could not raise the file descriptor limit"),
+    }
+}
+
 fn non_empty<T>(v: Vec<T>) -> Option<Vec<T>> {
     (!v.is_empty()).then_some(v)
 }
@@ -274,6 +282,7 @@ async fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Daemon(args) => {
             let config = daemon_config(&args, cli.socket.clone())?;
+            raise_fd_limit();
             let mut signals = daemon::Signals::install()?;
             let d = daemon::Daemon::start(&config).await?;
             let signal = signals.recv().await;
@@ -282,7 +291,9 @@ async fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Up { files, daemon } => {
-            up::run(daemon_config(&daemon, cli.socket.clone())?, files).await
+            let config = daemon_config(&daemon, cli.socket.clone())?;
+            raise_fd_limit();
+            up::run(config, files).await
         }
         Command::Apply { files, namespace } => {
             cli::apply(&client(), &files, namespace.as_deref()).await

@@ -79,12 +79,15 @@ impl VipInterface {
             .stderr(Stdio::null())
             .status()
             .is_ok_and(|s| s.success());
-        let mut batch = String::new();
         if !exists {
-            batch.push_str(&format!("link add {name} type dummy\n"));
+            if let Err(e) = run_batch(&format!("link add {name} type dummy\n")) {
+                // Some kernels are built without the dummy driver; a bridge without ports
+                // holds local addresses just as well.
+                tracing::info!(error = %e, "no dummy interfaces here; using a port-less bridge for VIPs");
+                run_batch(&format!("link add {name} type bridge\n"))?;
+            }
         }
-        batch.push_str(&format!("link set {name} up\naddress flush dev {name}\n"));
-        run_batch(&batch)?;
+        run_batch(&format!("link set {name} up\naddress flush dev {name}\n"))?;
         Ok(Self {
             name: name.to_string(),
             assigned: BTreeSet::new(),

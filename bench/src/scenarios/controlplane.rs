@@ -103,6 +103,11 @@ pub async fn run(p: Params) -> Result<()> {
             "127.0.0.1:0",
             "--dns-listen",
             "127.0.0.1:0",
+            // The proxy listens for every service too: its memory counts.
+            "--proxy-vips",
+            "loopback",
+            "--proxy-port-offset",
+            "20000",
             "--state-dir",
             state.to_str().context("path")?,
             "--socket",

@@ -126,6 +126,7 @@ async fn start_pier(n: usize, dir: &Path, deadline: Instant) -> Result<Server> {
             "127.0.0.1:0",
             "--dns-listen",
             &listen,
+            "--no-proxy",
             "--state-dir",
             state.to_str().context("path")?,
             "--socket",
