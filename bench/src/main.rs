@@ -47,6 +47,18 @@ enum Scenario {
         #[arg(long, default_value_t = 20000)]
         latency_qps: u32,
     },
+    /// Proxy: pier vs HAProxy in front of nginx, wrk and h2load, HTTP/1.1, h2c and TCP mode.
+    Proxy {
+        /// Seconds per measured run.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Client connections.
+        #[arg(long, default_value_t = 64)]
+        connections: u32,
+        /// Modes.
+        #[arg(long, value_delimiter = ',', default_value = "http1,h2c,tcp")]
+        modes: Vec<String>,
+    },
 }
 
 fn main() -> Result<()> {
@@ -79,6 +91,15 @@ fn main() -> Result<()> {
             nxdomain,
             seconds,
             latency_qps,
+        })),
+        Scenario::Proxy {
+            seconds,
+            connections,
+            modes,
+        } => runtime.block_on(scenarios::proxy::run(scenarios::proxy::Params {
+            seconds,
+            connections,
+            modes,
         })),
     }
 }

@@ -2,3 +2,4 @@
 
 pub mod controlplane;
 pub mod dns;
+pub mod proxy;
