@@ -64,6 +64,8 @@ impl EndpointHealth {
 pub struct Member {
     /// Where to connect.
     pub addr: SocketAddr,
+    /// `addr` as an HTTP authority.
+    pub authority: hyper::http::uri::Authority,
     /// Ready for new traffic.
     pub ready: bool,
     /// Serving and terminating: used only when nothing is ready.
@@ -197,8 +199,12 @@ impl Cluster {
                     (Arc::new(EndpointHealth::default()), metrics)
                 }
             };
+            let Ok(authority) = hyper::http::uri::Authority::try_from(addr.to_string()) else {
+                continue;
+            };
             list.push(Arc::new(Member {
                 addr,
+                authority,
                 ready,
                 draining,
                 health,

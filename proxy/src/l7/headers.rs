@@ -33,9 +33,34 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
+/// Forwarding header values of one client, computed once per connection.
+pub struct ClientHeaders {
+    ip: String,
+    xff: HeaderValue,
+    forwarded: HeaderValue,
+}
+
+impl ClientHeaders {
+    /// Values for a client at `peer`.
+    pub fn new(peer: SocketAddr) -> Self {
+        let ip = peer.ip().to_string();
+        let forwarded = if peer.is_ipv6() {
+            format!("for=\"[{ip}]\";proto=http")
+        } else {
+            format!("for={ip};proto=http")
+        };
+        Self {
+            xff: HeaderValue::from_str(&ip).unwrap_or(HeaderValue::from_static("unknown")),
+            forwarded: HeaderValue::from_str(&forwarded)
+                .unwrap_or(HeaderValue::from_static("for=unknown")),
+            ip,
+        }
+    }
+}
+
 /// Readies a client request for an upstream: hop-by-hop headers out, Host kept, forwarding
 /// headers (`x-forwarded-for`, `x-forwarded-proto`, `forwarded`) added.
-pub fn prepare_request(parts: &mut hyper::http::request::Parts, peer: SocketAddr) {
+pub fn prepare_request(parts: &mut hyper::http::request::Parts, client: &ClientHeaders) {
     strip_hop_by_hop(&mut parts.headers);
     if !parts.headers.contains_key(HOST) {
         if let Some(v) = parts
@@ -46,16 +71,15 @@ pub fn prepare_request(parts: &mut hyper::http::request::Parts, peer: SocketAddr
             parts.headers.insert(HOST, v);
         }
     }
-    let ip = peer.ip().to_string();
     let xff = match parts
         .headers
         .get("x-forwarded-for")
         .and_then(|v| v.to_str().ok())
     {
-        Some(prior) => format!("{prior}, {ip}"),
-        None => ip.clone(),
+        Some(prior) => HeaderValue::from_str(&format!("{prior}, {}", client.ip)).ok(),
+        None => Some(client.xff.clone()),
     };
-    if let Ok(v) = HeaderValue::from_str(&xff) {
+    if let Some(v) = xff {
         parts.headers.insert("x-forwarded-for", v);
     }
     if !parts.headers.contains_key("x-forwarded-proto") {
@@ -63,14 +87,7 @@ pub fn prepare_request(parts: &mut hyper::http::request::Parts, peer: SocketAddr
             .headers
             .insert("x-forwarded-proto", HeaderValue::from_static("http"));
     }
-    let node = if peer.is_ipv6() {
-        format!("for=\"[{ip}]\";proto=http")
-    } else {
-        format!("for={ip};proto=http")
-    };
-    if let Ok(v) = HeaderValue::from_str(&node) {
-        parts.headers.append("forwarded", v);
-    }
+    parts.headers.append("forwarded", client.forwarded.clone());
 }
 
 /// The value a sticky canary hashes: a cookie's or a header's.
@@ -103,7 +120,10 @@ mod tests {
             .body(())
             .unwrap();
         let (mut parts, ()) = req.into_parts();
-        prepare_request(&mut parts, "10.0.0.9:5555".parse().unwrap());
+        prepare_request(
+            &mut parts,
+            &ClientHeaders::new("10.0.0.9:5555".parse().unwrap()),
+        );
         let h = &parts.headers;
         assert!(h.get("x-secret").is_none() && h.get("connection").is_none());
         assert_eq!(h["x-forwarded-for"], "192.0.2.1, 10.0.0.9");

@@ -13,6 +13,7 @@ use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Either, Full, Limited};
 use hyper::body::{Body, Incoming};
+use hyper::http::uri::{Authority, PathAndQuery, Scheme};
 use hyper::{Method, Request, Response, StatusCode, Uri, Version};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
@@ -69,6 +70,7 @@ impl Http {
             .timer(TokioTimer::new())
             .header_read_timeout(config.header_read_timeout)
             .max_buf_size(config.max_header_bytes.max(8192))
+            .writev(false)
             .keep_alive(true);
         server
             .http2()
@@ -84,6 +86,7 @@ impl Http {
                 .pool_idle_timeout(Duration::from_secs(90))
                 .pool_max_idle_per_host(1024)
                 .set_host(false)
+                .http1_writev(false)
                 .http2_only(h2)
                 .build(connector)
         };
@@ -113,10 +116,12 @@ impl Http {
             metrics.bytes_out,
         ));
         let http = Arc::clone(&self);
+        let client = Arc::new(headers::ClientHeaders::new(peer));
         let service = hyper::service::service_fn(move |req| {
             let fe = frontend.load_full();
             let http = Arc::clone(&http);
-            async move { Ok::<_, Infallible>(http.handle(req, peer, fe).await) }
+            let client = Arc::clone(&client);
+            async move { Ok::<_, Infallible>(http.handle(req, &client, fe).await) }
         });
         let conn = self.server.serve_connection(io, service);
         tokio::pin!(conn);
@@ -160,7 +165,7 @@ impl Http {
     async fn handle(
         &self,
         req: Request<Incoming>,
-        peer: SocketAddr,
+        client: &headers::ClientHeaders,
         fe: Arc<Frontend>,
     ) -> Response<ClientBody> {
         let Mode::L7(router) = &fe.mode else {
@@ -182,7 +187,7 @@ impl Http {
         let Some(cluster) = rule.groups.pick(sticky) else {
             return error(StatusCode::INTERNAL_SERVER_ERROR, "route has no backend\n");
         };
-        headers::prepare_request(&mut parts, peer);
+        headers::prepare_request(&mut parts, client);
         fe.budget.deposit();
         let body = if body.is_end_stream() {
             RequestBody::Replay(Bytes::new())
@@ -243,7 +248,7 @@ impl Http {
                     None => return error(StatusCode::BAD_GATEWAY, "upstream failed\n"),
                 },
             };
-            let req = match build_upstream(parts, member.addr, h2c, upstream_body) {
+            let req = match build_upstream(parts, &member.authority, h2c, upstream_body) {
                 Some(r) => r,
                 None => return error(StatusCode::BAD_REQUEST, "bad request target\n"),
             };
@@ -307,12 +312,21 @@ impl Http {
 
 fn build_upstream(
     parts: &hyper::http::request::Parts,
-    addr: SocketAddr,
+    authority: &Authority,
     h2c: bool,
     body: UpstreamBody,
 ) -> Option<Request<UpstreamBody>> {
-    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-    let uri: Uri = format!("http://{addr}{path}").parse().ok()?;
+    let mut uri = hyper::http::uri::Parts::default();
+    uri.scheme = Some(Scheme::HTTP);
+    uri.authority = Some(authority.clone());
+    uri.path_and_query = Some(
+        parts
+            .uri
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/")),
+    );
+    let uri = Uri::from_parts(uri).ok()?;
     let mut req = Request::new(body);
     *req.method_mut() = parts.method.clone();
     *req.uri_mut() = uri;
