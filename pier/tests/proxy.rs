@@ -651,3 +651,85 @@ async fn a_snapshot_that_cannot_be_applied_is_rejected_whole() {
     wait_listening(later);
     wait_listening(SocketAddr::from(([127, 0, 0, 1], port)));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h2c_sticky_canary_and_active_health_checks() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = proxy_daemon(tmp.path(), &[]);
+    let (v1, v2) = (Echo::spawn("v1"), Echo::spawn("v2"));
+    // web: sticky by x-user; web-v2 speaks h2c to pier.
+    let mut y = canary(&v1, &v2, 50, 50).replace(
+        "metadata: {name: web}",
+        "metadata: {name: web, annotations: {pier.dev/sticky: \"header:x-user\"}}",
+    );
+    y = y.replace(
+        "metadata: {name: web-v2}\nspec:\n  type: ClusterIP\n  ports: [{name: p, port: 80, protocol: TCP}]",
+        "metadata: {name: web-v2}\nspec:\n  type: ClusterIP\n  ports: [{name: p, port: 80, protocol: TCP, appProtocol: kubernetes.io/h2c}]",
+    );
+    assert!(y.contains("kubernetes.io/h2c"), "{y}");
+    // checked: one live endpoint and one closed port, no retries; TCP checks every 100 ms.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    y.push_str(
+        &service_yaml("checked", 80, "TCP", "type: ClusterIP", &[(v1.http.port(), true), (closed, true)])
+            .replace(
+                "metadata: {name: checked}",
+                "metadata: {name: checked, annotations: {pier.dev/health-check: tcp, pier.dev/health-check-interval: 100ms, pier.dev/health-check-unhealthy-threshold: \"1\", pier.dev/retries: \"0\", pier.dev/outlier-consecutive-failures: \"0\"}}",
+            )
+            .replace("port: 80, protocol: TCP}]", "port: 80, protocol: TCP, appProtocol: http}]"),
+    );
+    apply(&d, &y);
+    let web = vip(&d, "web", 80);
+    let checked = vip(&d, "checked", 80);
+    wait_listening(web);
+    wait_listening(checked);
+
+    // Clients speaking h2c (prior knowledge) to the VIP.
+    let h2: HttpClient = Client::builder(TokioExecutor::new())
+        .http2_only(true)
+        .build_http();
+    let (status, _) = get(&h2, &format!("http://{web}/"), None).await.unwrap();
+    assert_eq!(status, 200);
+    // The same user always lands in the same group; users spread over both.
+    let mut groups: HashMap<String, String> = HashMap::new();
+    for round in 0..3 {
+        for u in 0..40 {
+            let user: &'static str = Box::leak(format!("user-{u}").into_boxed_str());
+            let (status, name) = get(&h2, &format!("http://{web}/"), Some(("x-user", user)))
+                .await
+                .unwrap();
+            assert_eq!(status, 200);
+            if round == 0 {
+                groups.insert(user.to_string(), name);
+            } else {
+                assert_eq!(groups[user], name, "{user} stays on its group");
+            }
+        }
+    }
+    let on_v2 = groups.values().filter(|n| *n == "v2").count();
+    assert!(
+        (5..=35).contains(&on_v2),
+        "users spread over both groups: {on_v2}/40 on v2"
+    );
+
+    // The closed endpoint is taken out by the checker, so every request succeeds without retries.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let t = load(format!("http://{checked}/"), 2, 200, Arc::default(), None).await;
+    assert!(
+        t.failures.is_empty(),
+        "{:?}",
+        &t.failures[..t.failures.len().min(5)]
+    );
+    assert!(metric(&d, "pier_proxy_endpoint_healthy{") >= 1.0);
+    let (_, body) = d.admin("/metrics");
+    assert!(
+        body.lines()
+            .any(|l| l.starts_with("pier_proxy_endpoint_healthy{")
+                && l.contains(&format!("127.0.0.1:{closed}"))
+                && l.ends_with(" 0")),
+        "the closed endpoint is reported unhealthy"
+    );
+}
