@@ -141,6 +141,12 @@ async fn serve_udp(socket: UdpSocket) {
     }
 }
 
+/// Prints a line for whoever started us; a closed stdout is not an error.
+fn announce(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stdout(), "{line}");
+}
+
 /// Binds everything, prints `<proto> <address>` per listener, then serves until killed.
 pub async fn run(config: EchoConfig) -> Result<()> {
     let id = Arc::new(Identity {
@@ -153,14 +159,14 @@ pub async fn run(config: EchoConfig) -> Result<()> {
         let l = TcpListener::bind(addr)
             .await
             .with_context(|| format!("binding HTTP {addr}"))?;
-        println!("http {}", l.local_addr()?);
+        announce(&format!("http {}", l.local_addr()?));
         tasks.push(tokio::spawn(serve_http(l, Arc::clone(&id))));
     }
     for addr in config.tcp {
         let l = TcpListener::bind(addr)
             .await
             .with_context(|| format!("binding TCP {addr}"))?;
-        println!("tcp {}", l.local_addr()?);
+        announce(&format!("tcp {}", l.local_addr()?));
         let banner = config.tcp_banner.then(|| Arc::from(config.name.as_str()));
         tasks.push(tokio::spawn(serve_tcp(l, banner)));
     }
@@ -168,13 +174,13 @@ pub async fn run(config: EchoConfig) -> Result<()> {
         let s = UdpSocket::bind(addr)
             .await
             .with_context(|| format!("binding UDP {addr}"))?;
-        println!("udp {}", s.local_addr()?);
+        announce(&format!("udp {}", s.local_addr()?));
         tasks.push(tokio::spawn(serve_udp(s)));
     }
     if tasks.is_empty() {
         anyhow::bail!("nothing to serve: give --http, --tcp or --udp");
     }
-    println!("ready");
+    announce("ready");
     for t in tasks {
         let _ = t.await;
     }
