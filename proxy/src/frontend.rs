@@ -11,7 +11,7 @@ use pier_controlplane::snapshot::{BackendView, PortMode, PortView, ServiceKey, S
 use crate::balance::weighted::SlotTable;
 use crate::balance::{Cluster, ClusterKey};
 use crate::l7::budget::RetryBudget;
-use crate::metrics::{FrontendMetrics, ProxyMetrics};
+use crate::metrics::{FrontendMetrics, Lazy, ProxyMetrics};
 use crate::route::{HttpRouter, Rule};
 
 /// Weighted backend groups split per connection, flow or request.
@@ -64,8 +64,8 @@ pub struct Frontend {
     pub client_affinity: bool,
     /// L4 or L7 handling.
     pub mode: Mode,
-    /// Metric handles.
-    pub metrics: FrontendMetrics,
+    /// Metric handles, resolved on first use.
+    pub metrics: Lazy<FrontendMetrics>,
     /// Retry allowance shared by the frontend's requests.
     pub budget: RetryBudget,
 }
@@ -92,7 +92,7 @@ pub struct ClusterSet<'a> {
     /// Groups created for this snapshot.
     pub created: HashMap<ClusterKey, Arc<Cluster>>,
     /// Metrics for new groups.
-    pub metrics: &'a ProxyMetrics,
+    pub metrics: &'a Arc<ProxyMetrics>,
 }
 
 impl ClusterSet<'_> {
@@ -127,7 +127,7 @@ pub fn build(
     svc: &ServiceView,
     port: &PortView,
     clusters: &mut ClusterSet<'_>,
-    metrics: &ProxyMetrics,
+    metrics: &Arc<ProxyMetrics>,
 ) -> Result<Frontend, String> {
     let own = || BackendView {
         service: svc.key.clone(),
@@ -178,7 +178,7 @@ pub fn build(
         policy: Arc::clone(&svc.policy),
         client_affinity: svc.affinity_timeout.is_some(),
         mode,
-        metrics: metrics.frontend(&svc.key.to_string()),
+        metrics: metrics.lazy_frontend(svc.key.to_string().into()),
         budget: RetryBudget::default(),
     })
 }

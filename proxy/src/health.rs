@@ -30,7 +30,9 @@ async fn run(cluster: Weak<Cluster>, http: Arc<Http>) {
             c.checker_running.store(false, Ordering::Release);
             for m in &members.list {
                 m.health.set_healthy(true);
-                m.metrics.healthy.set(1);
+                if m.metrics.is_resolved() {
+                    m.metrics.healthy.set(1);
+                }
             }
             return;
         };

@@ -71,19 +71,23 @@ enum Bound {
 /// The proxy: listeners, frontends and backend groups, kept in step with the snapshot.
 pub struct Proxy {
     config: ProxyConfig,
-    metrics: ProxyMetrics,
+    metrics: Arc<ProxyMetrics>,
     http: Arc<Http>,
     conn_limit: Arc<Semaphore>,
     listeners: HashMap<ListenerKey, Listener>,
     by_service: HashMap<ServiceKey, Vec<ListenerKey>>,
     clusters: HashMap<ClusterKey, Arc<Cluster>>,
+    /// Groups by backend service: which to update when its endpoints change.
+    by_backend: HashMap<ServiceKey, HashSet<ClusterKey>>,
+    /// Groups by frontend service: which may become unused when it changes.
+    by_frontend: HashMap<ServiceKey, HashSet<ClusterKey>>,
     vip: Option<VipInterface>,
 }
 
 impl Proxy {
     /// A proxy serving nothing yet; in interface mode, creates the VIP interface.
     pub fn new(config: ProxyConfig, registry: &prometheus::Registry) -> Result<Self> {
-        let metrics = ProxyMetrics::register(registry)?;
+        let metrics = Arc::new(ProxyMetrics::register(registry)?);
         let vip = match &config.vip_mode {
             VipMode::Interface(name) => Some(VipInterface::create(name)?),
             VipMode::Loopback { .. } => None,
@@ -96,6 +100,8 @@ impl Proxy {
             listeners: HashMap::new(),
             by_service: HashMap::new(),
             clusters: HashMap::new(),
+            by_backend: HashMap::new(),
+            by_frontend: HashMap::new(),
             vip,
         })
     }
@@ -171,12 +177,12 @@ impl Proxy {
                 Arc::clone(&frontend),
                 Arc::clone(&self.http),
                 Arc::clone(&self.conn_limit),
-                self.metrics.clone(),
+                Arc::clone(&self.metrics),
             )),
             Bound::Udp(s) => tokio::spawn(l4::udp::serve(
                 Arc::new(UdpSocket::from_std(s)?),
                 Arc::clone(&frontend),
-                self.metrics.clone(),
+                Arc::clone(&self.metrics),
                 self.config.max_udp_flows,
                 self.config.udp_idle_timeout,
             )),
@@ -207,16 +213,18 @@ impl Proxy {
             }
         }
         let created = set.created;
+        // Who claims each address after this diff; only changed services' claims can conflict.
         let changed_keys: HashSet<&ServiceKey> = changed.iter().map(|(k, _)| k).collect();
-        let mut owner: HashMap<ListenerKey, ServiceKey> = self
-            .by_service
-            .iter()
-            .filter(|(svc, _)| !changed_keys.contains(svc))
-            .flat_map(|(svc, keys)| keys.iter().map(move |k| (*k, svc.clone())))
-            .collect();
+        let mut claimed: HashMap<ListenerKey, &ServiceKey> = HashMap::new();
         for (svc, list) in &changed {
             for (key, _) in list {
-                if let Some(first) = owner.get(key).filter(|o| *o != svc) {
+                let holder = claimed.insert(*key, svc).or_else(|| {
+                    self.listeners
+                        .get(key)
+                        .map(|l| &l.owner)
+                        .filter(|o| !changed_keys.contains(o))
+                });
+                if let Some(first) = holder.filter(|o| *o != svc) {
                     return Err(Error::Conflict {
                         addr: key.addr,
                         proto: proto_name(key.protocol),
@@ -224,29 +232,40 @@ impl Proxy {
                         second: svc.to_string(),
                     });
                 }
-                owner.insert(*key, svc.clone());
             }
         }
+        let released: Vec<ListenerKey> = changed
+            .iter()
+            .flat_map(|(svc, _)| self.by_service.get(svc).into_iter().flatten())
+            .filter(|k| !claimed.contains_key(k))
+            .copied()
+            .collect();
         let mut bound: HashMap<ListenerKey, Bound> = HashMap::new();
-        for (svc, list) in &changed {
-            for (key, _) in list {
-                if !self.listeners.contains_key(key) && !bound.contains_key(key) {
-                    bound.insert(*key, self.bind(*key, svc)?);
-                }
+        for (key, svc) in &claimed {
+            if !self.listeners.contains_key(key) {
+                bound.insert(*key, self.bind(*key, svc)?);
             }
         }
         if let Some(vip) = &mut self.vip {
             let node = self.config.node_address;
-            let wanted: BTreeSet<IpAddr> = owner
+            let add: BTreeSet<IpAddr> = claimed
                 .keys()
                 .map(|k| k.addr.ip())
                 .filter(|ip| *ip != node)
                 .collect();
-            vip.sync(&wanted)?;
+            // A ClusterIP belongs to one Service, so a released address is free unless re-claimed.
+            let remove: BTreeSet<IpAddr> = released
+                .iter()
+                .map(|k| k.addr.ip())
+                .filter(|ip| *ip != node && !add.contains(ip))
+                .collect();
+            vip.change(&add, &remove)?;
         }
 
         // Commit: nothing below fails.
-        self.listeners.retain(|k, _| owner.contains_key(k));
+        for key in &released {
+            self.listeners.remove(key);
+        }
         for (svc, list) in changed {
             let mut keys = Vec::with_capacity(list.len());
             for (key, fe) in list {
@@ -284,49 +303,74 @@ impl Proxy {
             }
         }
         self.metrics.listeners.set(self.listeners.len() as i64);
-        let changed_services: HashSet<ServiceKey> = diff
-            .changes
-            .iter()
-            .map(|c| match c {
-                ServiceChange::Upsert(v) => v.key.clone(),
-                ServiceChange::Remove(k) => k.clone(),
-            })
-            .collect();
         for (key, cluster) in created {
             cluster.update(snapshot.services.get(&key.backend).map(AsRef::as_ref));
+            health::ensure_checker(&cluster, &self.http);
+            self.by_backend
+                .entry(key.backend.clone())
+                .or_default()
+                .insert(key.clone());
+            self.by_frontend
+                .entry(key.frontend.clone())
+                .or_default()
+                .insert(key.clone());
             self.clusters.insert(key, cluster);
         }
-        for cluster in self.clusters.values() {
-            if changed_services.contains(&cluster.key.backend) {
-                cluster.update(
-                    snapshot
-                        .services
-                        .get(&cluster.key.backend)
-                        .map(AsRef::as_ref),
-                );
+        for change in &diff.changes {
+            let svc = match change {
+                ServiceChange::Upsert(v) => &v.key,
+                ServiceChange::Remove(k) => k,
+            };
+            // Groups whose endpoints changed.
+            for key in self.by_backend.get(svc).into_iter().flatten() {
+                if let Some(cluster) = self.clusters.get(key) {
+                    cluster.update(snapshot.services.get(svc).map(AsRef::as_ref));
+                    health::ensure_checker(cluster, &self.http);
+                }
             }
-            health::ensure_checker(cluster, &self.http);
+            // Groups this service's frontends no longer use (their checkers stop with them).
+            let in_use: HashSet<&ClusterKey> = self
+                .by_service
+                .get(svc)
+                .into_iter()
+                .flatten()
+                .filter_map(|k| self.listeners.get(k))
+                .flat_map(|l| {
+                    l.frontend
+                        .load()
+                        .clusters()
+                        .into_iter()
+                        .map(|c| c.key.clone())
+                        .collect::<Vec<_>>()
+                })
+                .filter_map(|k| self.clusters.get_key_value(&k).map(|(k, _)| k))
+                .collect();
+            let unused: Vec<ClusterKey> = self
+                .by_frontend
+                .get(svc)
+                .into_iter()
+                .flatten()
+                .filter(|k| !in_use.contains(k))
+                .cloned()
+                .collect();
+            for key in unused {
+                if let Some(cluster) = self.clusters.remove(&key) {
+                    cluster.update(None);
+                }
+                if let Some(set) = self.by_backend.get_mut(&key.backend) {
+                    set.remove(&key);
+                    if set.is_empty() {
+                        self.by_backend.remove(&key.backend);
+                    }
+                }
+                if let Some(set) = self.by_frontend.get_mut(&key.frontend) {
+                    set.remove(&key);
+                    if set.is_empty() {
+                        self.by_frontend.remove(&key.frontend);
+                    }
+                }
+            }
         }
-        // Groups no frontend refers to any more go (their checkers stop with them).
-        let in_use: HashSet<ClusterKey> = self
-            .listeners
-            .values()
-            .flat_map(|l| {
-                l.frontend
-                    .load()
-                    .clusters()
-                    .into_iter()
-                    .map(|c| c.key.clone())
-                    .collect::<Vec<_>>()
-            })
-            .collect();
-        self.clusters.retain(|k, c| {
-            let keep = in_use.contains(k);
-            if !keep {
-                c.update(None);
-            }
-            keep
-        });
         Ok(())
     }
 }
@@ -362,7 +406,7 @@ async fn accept_loop(
     frontend: Arc<ArcSwap<Frontend>>,
     http: Arc<Http>,
     limit: Arc<Semaphore>,
-    metrics: ProxyMetrics,
+    metrics: Arc<ProxyMetrics>,
 ) {
     loop {
         let (stream, peer) = match listener.accept().await {

@@ -1,11 +1,43 @@
 //! `pier_proxy_*` Prometheus metrics, with label handles resolved once per endpoint, not per request.
 
 use std::net::SocketAddr;
+use std::ops::Deref;
+use std::sync::{Arc, OnceLock};
 
 use prometheus::{
     Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
     Registry,
 };
+
+/// Label handles resolved on first use: a node with 10k services and 100k endpoints only
+/// pays for the series that carry traffic.
+pub struct Lazy<T> {
+    cell: OnceLock<T>,
+    make: Box<dyn Fn() -> T + Send + Sync>,
+}
+
+impl<T> Lazy<T> {
+    /// Handles `make` resolves when first needed.
+    pub fn new(make: impl Fn() -> T + Send + Sync + 'static) -> Self {
+        Self {
+            cell: OnceLock::new(),
+            make: Box::new(make),
+        }
+    }
+
+    /// Whether the series exist yet.
+    pub fn is_resolved(&self) -> bool {
+        self.cell.get().is_some()
+    }
+}
+
+impl<T> Deref for Lazy<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        self.cell.get_or_init(|| (self.make)())
+    }
+}
 
 /// Every proxy metric.
 #[derive(Clone)]
@@ -165,11 +197,39 @@ impl ProxyMetrics {
         Ok(m)
     }
 
+    /// Lazily resolved handles for `endpoint` behind `backend`, reached through `service`.
+    pub fn lazy_endpoint(
+        self: &Arc<Self>,
+        service: Arc<str>,
+        backend: Arc<str>,
+        endpoint: SocketAddr,
+    ) -> Lazy<EndpointMetrics> {
+        let m = Arc::clone(self);
+        Lazy::new(move || m.endpoint(&service, &backend, endpoint))
+    }
+
+    /// Lazily resolved handles for a frontend service / backend group pair.
+    pub fn lazy_group(
+        self: &Arc<Self>,
+        service: Arc<str>,
+        backend: Arc<str>,
+    ) -> Lazy<GroupMetrics> {
+        let m = Arc::clone(self);
+        Lazy::new(move || m.group(&service, &backend))
+    }
+
+    /// Lazily resolved handles for a frontend service.
+    pub fn lazy_frontend(self: &Arc<Self>, service: Arc<str>) -> Lazy<FrontendMetrics> {
+        let m = Arc::clone(self);
+        Lazy::new(move || m.frontend(&service))
+    }
+
     /// Handles for `endpoint` behind `backend`, reached through `service`.
     pub fn endpoint(&self, service: &str, backend: &str, endpoint: SocketAddr) -> EndpointMetrics {
         let ep = endpoint.to_string();
         let labels = [service, backend, ep.as_str()];
         let healthy = self.endpoint_healthy.with_label_values(&labels);
+        healthy.set(1);
         EndpointMetrics {
             requests: CLASSES.map(|c| {
                 self.requests

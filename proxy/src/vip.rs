@@ -94,17 +94,17 @@ impl VipInterface {
         })
     }
 
-    /// Makes the interface carry exactly `wanted`.
-    pub fn sync(&mut self, wanted: &BTreeSet<IpAddr>) -> Result<()> {
+    /// Adds `add` and removes `remove`; addresses already in the wanted state are skipped.
+    pub fn change(&mut self, add: &BTreeSet<IpAddr>, remove: &BTreeSet<IpAddr>) -> Result<()> {
         let mut batch = String::new();
-        for ip in wanted.difference(&self.assigned) {
+        for ip in add.iter().filter(|ip| !self.assigned.contains(ip)) {
             batch.push_str(&format!(
                 "address add {ip}/{} dev {}\n",
                 prefix(ip),
                 self.name
             ));
         }
-        for ip in self.assigned.difference(wanted) {
+        for ip in remove.iter().filter(|ip| self.assigned.contains(ip)) {
             batch.push_str(&format!(
                 "address del {ip}/{} dev {}\n",
                 prefix(ip),
@@ -115,7 +115,10 @@ impl VipInterface {
             return Ok(());
         }
         run_batch(&batch)?;
-        self.assigned = wanted.clone();
+        self.assigned.extend(add.iter().copied());
+        for ip in remove {
+            self.assigned.remove(ip);
+        }
         Ok(())
     }
 

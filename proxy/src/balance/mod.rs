@@ -12,7 +12,7 @@ use arc_swap::ArcSwap;
 use pier_controlplane::model::traffic_policy::{LoadBalancer, TrafficPolicy};
 use pier_controlplane::snapshot::{PortView, ServiceKey, ServiceView, TargetPort};
 
-use crate::metrics::{EndpointMetrics, GroupMetrics, ProxyMetrics};
+use crate::metrics::{EndpointMetrics, GroupMetrics, Lazy, ProxyMetrics};
 use maglev::Maglev;
 
 /// Milliseconds since the first call: a cheap monotonic clock for atomics.
@@ -72,8 +72,8 @@ pub struct Member {
     pub draining: bool,
     /// Persistent state.
     pub health: Arc<EndpointHealth>,
-    /// Metric handles.
-    pub metrics: EndpointMetrics,
+    /// Metric handles, resolved on first use.
+    pub metrics: Arc<Lazy<EndpointMetrics>>,
 }
 
 /// A snapshot of a group's endpoints and settings.
@@ -119,14 +119,14 @@ pub struct Cluster {
     /// Identity.
     pub key: ClusterKey,
     /// `namespace/name` of the frontend, for metric labels.
-    pub frontend_label: String,
+    pub frontend_label: Arc<str>,
     /// `namespace/name` of the backend, for metric labels.
-    pub backend_label: String,
+    pub backend_label: Arc<str>,
     members: ArcSwap<Members>,
     rr: AtomicU64,
     /// Per-group metrics.
-    pub metrics: GroupMetrics,
-    proxy_metrics: ProxyMetrics,
+    pub metrics: Lazy<GroupMetrics>,
+    proxy_metrics: Arc<ProxyMetrics>,
     /// Which protocol the group serves: decides the default balancer.
     l7: bool,
     /// An active health checker runs for this group.
@@ -144,17 +144,17 @@ pub enum NoEndpoint {
 
 impl Cluster {
     /// An empty group; fill it with `update`.
-    pub fn new(key: ClusterKey, l7: bool, metrics: &ProxyMetrics) -> Self {
-        let frontend_label = key.frontend.to_string();
-        let backend_label = key.backend.to_string();
+    pub fn new(key: ClusterKey, l7: bool, metrics: &Arc<ProxyMetrics>) -> Self {
+        let frontend_label: Arc<str> = key.frontend.to_string().into();
+        let backend_label: Arc<str> = key.backend.to_string().into();
         Self {
-            metrics: metrics.group(&frontend_label, &backend_label),
+            metrics: metrics.lazy_group(Arc::clone(&frontend_label), Arc::clone(&backend_label)),
             frontend_label,
             backend_label,
             key,
             members: ArcSwap::from_pointee(Members::empty()),
             rr: AtomicU64::new(0),
-            proxy_metrics: metrics.clone(),
+            proxy_metrics: Arc::clone(metrics),
             l7,
             checker_running: AtomicBool::new(false),
         }
@@ -188,14 +188,13 @@ impl Cluster {
             let draining = ep.serving && ep.terminating;
             let ready = ep.ready && !ep.terminating;
             let (health, metrics) = match old.list.iter().find(|m| m.addr == addr) {
-                Some(m) => (Arc::clone(&m.health), m.metrics.clone()),
+                Some(m) => (Arc::clone(&m.health), Arc::clone(&m.metrics)),
                 None => {
-                    let metrics = self.proxy_metrics.endpoint(
-                        &self.frontend_label,
-                        &self.backend_label,
+                    let metrics = Arc::new(self.proxy_metrics.lazy_endpoint(
+                        Arc::clone(&self.frontend_label),
+                        Arc::clone(&self.backend_label),
                         addr,
-                    );
-                    metrics.healthy.set(1);
+                    ));
                     (Arc::new(EndpointHealth::default()), metrics)
                 }
             };
@@ -241,7 +240,7 @@ impl Cluster {
 
     fn forget(&self, old: &[Arc<Member>], new: &[Arc<Member>]) {
         for m in old {
-            if !new.iter().any(|n| n.addr == m.addr) {
+            if m.metrics.is_resolved() && !new.iter().any(|n| n.addr == m.addr) {
                 self.proxy_metrics.forget_endpoint(
                     &self.frontend_label,
                     &self.backend_label,

@@ -47,7 +47,7 @@ pub(crate) fn service(
 }
 
 fn cluster(svc: &ServiceView) -> Cluster {
-    let metrics = ProxyMetrics::register(&prometheus::Registry::new()).unwrap();
+    let metrics = Arc::new(ProxyMetrics::register(&prometheus::Registry::new()).unwrap());
     let c = Cluster::new(
         ClusterKey {
             frontend: svc.key.clone(),

@@ -21,7 +21,7 @@ type Flows = Arc<Mutex<HashMap<SocketAddr, (Arc<UdpSocket>, Activity)>>>;
 pub async fn serve(
     socket: Arc<UdpSocket>,
     frontend: Arc<ArcSwap<Frontend>>,
-    metrics: ProxyMetrics,
+    metrics: Arc<ProxyMetrics>,
     max_flows: usize,
     idle: std::time::Duration,
 ) {
