@@ -30,16 +30,21 @@ async fn run(cluster: Weak<Cluster>, http: Arc<Http>) {
             c.checker_running.store(false, Ordering::Release);
             for m in &members.list {
                 m.health.set_healthy(true);
-                if m.metrics.is_resolved() {
-                    m.metrics.healthy.set(1);
-                }
+                c.metrics_of(m).healthy.set(1);
             }
             return;
         };
         let probes: Vec<_> = members
             .list
             .iter()
-            .map(|m| probe_one(Arc::clone(m), check.clone(), Arc::clone(&http)))
+            .map(|m| {
+                probe_one(
+                    Arc::clone(&c),
+                    Arc::clone(m),
+                    check.clone(),
+                    Arc::clone(&http),
+                )
+            })
             .collect();
         drop(members);
         drop(c);
@@ -50,7 +55,12 @@ async fn run(cluster: Weak<Cluster>, http: Arc<Http>) {
     }
 }
 
-async fn probe_one(member: Arc<Member>, check: HealthCheck, http: Arc<Http>) {
+async fn probe_one(
+    cluster: Arc<Cluster>,
+    member: Arc<Member>,
+    check: HealthCheck,
+    http: Arc<Http>,
+) {
     let ok = match &check.probe {
         HealthProbe::Tcp => matches!(
             tokio::time::timeout(check.timeout, TcpStream::connect(member.addr)).await,
@@ -73,10 +83,10 @@ async fn probe_one(member: Arc<Member>, check: HealthCheck, http: Arc<Http>) {
     if now >= healthy_after && !member.health.is_healthy() {
         tracing::info!(endpoint = %member.addr, "health check passing: endpoint back in rotation");
         member.health.set_healthy(true);
-        member.metrics.healthy.set(1);
+        cluster.metrics_of(&member).healthy.set(1);
     } else if -now >= unhealthy_after && member.health.is_healthy() {
         tracing::warn!(endpoint = %member.addr, "health check failing: endpoint out of rotation");
         member.health.set_healthy(false);
-        member.metrics.healthy.set(0);
+        cluster.metrics_of(&member).healthy.set(0);
     }
 }

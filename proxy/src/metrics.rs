@@ -197,17 +197,6 @@ impl ProxyMetrics {
         Ok(m)
     }
 
-    /// Lazily resolved handles for `endpoint` behind `backend`, reached through `service`.
-    pub fn lazy_endpoint(
-        self: &Arc<Self>,
-        service: Arc<str>,
-        backend: Arc<str>,
-        endpoint: SocketAddr,
-    ) -> Lazy<EndpointMetrics> {
-        let m = Arc::clone(self);
-        Lazy::new(move || m.endpoint(&service, &backend, endpoint))
-    }
-
     /// Lazily resolved handles for a frontend service / backend group pair.
     pub fn lazy_group(
         self: &Arc<Self>,

@@ -72,8 +72,8 @@ pub struct Member {
     pub draining: bool,
     /// Persistent state.
     pub health: Arc<EndpointHealth>,
-    /// Metric handles, resolved on first use.
-    pub metrics: Arc<Lazy<EndpointMetrics>>,
+    /// Metric handles, resolved on first use (see [`Cluster::metrics_of`]).
+    metrics: Arc<OnceLock<EndpointMetrics>>,
 }
 
 /// A snapshot of a group's endpoints and settings.
@@ -190,11 +190,7 @@ impl Cluster {
             let (health, metrics) = match old.list.iter().find(|m| m.addr == addr) {
                 Some(m) => (Arc::clone(&m.health), Arc::clone(&m.metrics)),
                 None => {
-                    let metrics = Arc::new(self.proxy_metrics.lazy_endpoint(
-                        Arc::clone(&self.frontend_label),
-                        Arc::clone(&self.backend_label),
-                        addr,
-                    ));
+                    let metrics = Arc::new(OnceLock::new());
                     (Arc::new(EndpointHealth::default()), metrics)
                 }
             };
@@ -240,7 +236,7 @@ impl Cluster {
 
     fn forget(&self, old: &[Arc<Member>], new: &[Arc<Member>]) {
         for m in old {
-            if m.metrics.is_resolved() && !new.iter().any(|n| n.addr == m.addr) {
+            if m.metrics.get().is_some() && !new.iter().any(|n| n.addr == m.addr) {
                 self.proxy_metrics.forget_endpoint(
                     &self.frontend_label,
                     &self.backend_label,
@@ -306,6 +302,14 @@ impl Cluster {
         Err(NoEndpoint::Exhausted)
     }
 
+    /// The metric handles of `member`, resolved on first use.
+    pub fn metrics_of<'a>(&self, member: &'a Member) -> &'a EndpointMetrics {
+        member.metrics.get_or_init(|| {
+            self.proxy_metrics
+                .endpoint(&self.frontend_label, &self.backend_label, member.addr)
+        })
+    }
+
     /// Records a good response or connect; resets the failure streak.
     pub fn success(&self, member: &Member) {
         if member.health.consecutive_failures.load(Ordering::Relaxed) != 0 {
@@ -351,7 +355,7 @@ impl Cluster {
             .health
             .consecutive_failures
             .store(0, Ordering::Relaxed);
-        member.metrics.ejections.inc();
+        self.metrics_of(member).ejections.inc();
         tracing::warn!(
             service = %self.frontend_label,
             backend = %self.backend_label,

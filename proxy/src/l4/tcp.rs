@@ -66,7 +66,7 @@ pub async fn connect(
                     .metrics
                     .upstream_duration
                     .observe(started.elapsed().as_secs_f64());
-                member.metrics.connections.inc();
+                cluster.metrics_of(&member).connections.inc();
                 return Some((stream, guard));
             }
             Ok(Err(e)) => {

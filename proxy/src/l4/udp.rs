@@ -78,7 +78,7 @@ pub async fn serve(
         let upstream = Arc::new(upstream);
         fe.metrics.bytes_in.inc_by(n as u64);
         let _ = upstream.send(&buf[..n]).await;
-        member.metrics.connections.inc();
+        cluster.metrics_of(&member).connections.inc();
         let activity = Activity::new();
         if let Ok(mut f) = flows.lock() {
             f.insert(peer, (Arc::clone(&upstream), activity.clone()));

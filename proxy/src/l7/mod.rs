@@ -269,7 +269,7 @@ impl Http {
                         .upstream_duration
                         .observe(started.elapsed().as_secs_f64());
                     let status = resp.status();
-                    member.metrics.request(Some(status.as_u16()));
+                    cluster.metrics_of(&member).request(Some(status.as_u16()));
                     if status.is_server_error() {
                         cluster.failure(&member);
                         if idempotent && may_retry(fe) {
@@ -285,7 +285,7 @@ impl Http {
                     return Response::from_parts(rparts, Either::Left(rbody));
                 }
                 Ok(Err(e)) => {
-                    member.metrics.request(None);
+                    cluster.metrics_of(&member).request(None);
                     cluster.failure(&member);
                     tracing::debug!(endpoint = %member.addr, error = %e, "upstream request failed");
                     if (e.is_connect() || idempotent) && may_retry(fe) {
@@ -296,7 +296,7 @@ impl Http {
                     return error(StatusCode::BAD_GATEWAY, "upstream failed\n");
                 }
                 Err(()) => {
-                    member.metrics.request(None);
+                    cluster.metrics_of(&member).request(None);
                     cluster.failure(&member);
                     if idempotent && may_retry(fe) {
                         fe.metrics.retries.inc();
