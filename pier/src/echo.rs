@@ -55,10 +55,11 @@ async fn answer(id: Arc<Identity>, req: Request<Incoming>) -> Response<Full<Byte
             .and_then(|c| StatusCode::from_u16(c).ok())
             .unwrap_or(StatusCode::BAD_REQUEST);
     }
-    if let Some(ms) = path
-        .strip_prefix("/delay/")
-        .and_then(|m| m.parse::<u64>().ok())
-    {
+    // `/delay/<ms>` anywhere in the path, so routed prefixes (`/api/delay/100`) work too.
+    let delay = path
+        .split_once("/delay/")
+        .and_then(|(_, rest)| rest.split('/').next()?.parse::<u64>().ok());
+    if let Some(ms) = delay {
         tokio::time::sleep(Duration::from_millis(ms.min(60_000))).await;
     }
     let header = |n: &str| {

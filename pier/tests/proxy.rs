@@ -733,3 +733,54 @@ async fn h2c_sticky_canary_and_active_health_checks() {
         "the closed endpoint is reported unhealthy"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timeouts_unmatched_routes_and_empty_groups_get_short_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = proxy_daemon(tmp.path(), &[]);
+    let e = Echo::spawn("e");
+    let mut y = service_yaml("api", 80, "TCP", "type: ClusterIP", &[]);
+    y.push_str(&service_yaml(
+        "api-v1",
+        80,
+        "TCP",
+        "type: ClusterIP",
+        &[(e.http.port(), true)],
+    ));
+    y.push_str(&service_yaml(
+        "api-empty",
+        80,
+        "TCP",
+        "type: ClusterIP",
+        &[],
+    ));
+    y.push_str(&http_route(
+        "api",
+        "api",
+        "  - matches: [{path: {type: PathPrefix, value: /slow}}]\n    timeouts: {request: 300ms}\n    backendRefs: [{name: api-v1, port: 80}]\n  - matches: [{path: {type: PathPrefix, value: /delay}}]\n    backendRefs: [{name: api-v1, port: 80}]\n  - matches: [{path: {type: Exact, value: /empty}}]\n    backendRefs: [{name: api-empty, port: 80}]\n  - matches: [{path: {type: Exact, value: /none}}]\n    backendRefs: [{name: api-v1, port: 80, weight: 0}]\n",
+    ));
+    apply(&d, &y);
+    let addr = vip(&d, "api", 80);
+    wait_listening(addr);
+    let c = client();
+    let started = Instant::now();
+    let (status, body) = get(&c, &format!("http://{addr}/slow/delay/2000"), None)
+        .await
+        .unwrap();
+    assert_eq!((status, body.as_str()), (504, "upstream timed out"));
+    assert!(started.elapsed() < Duration::from_millis(1500));
+    let (status, _) = get(&c, &format!("http://{addr}/delay/50"), None)
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+    let (status, body) = get(&c, &format!("http://{addr}/empty"), None)
+        .await
+        .unwrap();
+    assert_eq!((status, body.as_str()), (503, "no healthy upstream"));
+    let (status, body) = get(&c, &format!("http://{addr}/none"), None).await.unwrap();
+    assert_eq!((status, body.as_str()), (500, "route has no backend"));
+    let (status, body) = get(&c, &format!("http://{addr}/elsewhere"), None)
+        .await
+        .unwrap();
+    assert_eq!((status, body.as_str()), (404, "no route matches"));
+}
