@@ -444,10 +444,16 @@ struct Unbound {
 impl Unbound {
     fn start() -> Unbound {
         let dir = tempfile::tempdir().unwrap();
-        let port = {
-            let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-            s.local_addr().unwrap().port()
-        };
+        // Below the kernel's ephemeral range (32768+), so the many short-lived connections of
+        // tests running alongside cannot take the TCP twin of the port before unbound binds it.
+        let start = 20_000 + (std::process::id() % 10_000) as u16;
+        let port = (start..32_000)
+            .chain(20_000..start)
+            .find(|p| {
+                std::net::UdpSocket::bind(("127.0.0.1", *p)).is_ok()
+                    && std::net::TcpListener::bind(("127.0.0.1", *p)).is_ok()
+            })
+            .unwrap();
         let conf = dir.path().join("unbound.conf");
         std::fs::write(
             &conf,

@@ -72,6 +72,8 @@ pub struct Member {
     pub draining: bool,
     /// Persistent state.
     pub health: Arc<EndpointHealth>,
+    /// Idle HTTP/1.1 connections (kept across snapshots, like `health`).
+    pub idle: Arc<crate::l7::h1::IdlePool>,
     /// Metric handles, resolved on first use (see [`Cluster::metrics_of`]).
     metrics: Arc<OnceLock<EndpointMetrics>>,
 }
@@ -187,11 +189,15 @@ impl Cluster {
             }
             let draining = ep.serving && ep.terminating;
             let ready = ep.ready && !ep.terminating;
-            let (health, metrics) = match old.list.iter().find(|m| m.addr == addr) {
-                Some(m) => (Arc::clone(&m.health), Arc::clone(&m.metrics)),
+            let (health, metrics, idle) = match old.list.iter().find(|m| m.addr == addr) {
+                Some(m) => (
+                    Arc::clone(&m.health),
+                    Arc::clone(&m.metrics),
+                    Arc::clone(&m.idle),
+                ),
                 None => {
                     let metrics = Arc::new(OnceLock::new());
-                    (Arc::new(EndpointHealth::default()), metrics)
+                    (Arc::new(EndpointHealth::default()), metrics, Arc::default())
                 }
             };
             let Ok(authority) = hyper::http::uri::Authority::try_from(addr.to_string()) else {
@@ -204,6 +210,7 @@ impl Cluster {
                 draining,
                 health,
                 metrics,
+                idle,
             }));
         }
         self.forget(&old.list, &list);

@@ -2,6 +2,7 @@
 //! pooled upstream connections, retry within budget, answer 502/503/504 when nothing can serve.
 
 pub mod budget;
+pub mod h1;
 mod headers;
 
 use std::convert::Infallible;
@@ -29,8 +30,8 @@ use crate::l4::tcp::InFlight;
 
 /// Request body sent upstream: buffered (replayable) or streamed.
 pub type UpstreamBody = Either<Full<Bytes>, Incoming>;
-/// Response body sent to clients: the upstream's, or a short error text.
-pub type ClientBody = Either<Incoming, Full<Bytes>>;
+/// Response body sent to clients: an h2c or HTTP/1.1 upstream's, or a short error text.
+pub type ClientBody = Either<Either<Incoming, h1::ResponseBody>, Full<Bytes>>;
 type HttpClient = Client<HttpConnector, UpstreamBody>;
 
 /// Bodies up to this size are buffered so the request can be retried.
@@ -241,21 +242,12 @@ impl Http {
             };
             let h2c = cluster.members().h2c;
             let replayable = matches!(body, RequestBody::Replay(_));
-            let upstream_body = match &mut body {
-                RequestBody::Replay(b) => Either::Left(Full::new(b.clone())),
-                RequestBody::Stream(s) => match s.take() {
-                    Some(b) => Either::Right(b),
-                    None => return error(StatusCode::BAD_GATEWAY, "upstream failed\n"),
-                },
+            let Some(out) = body.next_attempt() else {
+                return error(StatusCode::BAD_GATEWAY, "upstream failed\n");
             };
-            let req = match build_upstream(parts, &member.authority, h2c, upstream_body) {
-                Some(r) => r,
-                None => return error(StatusCode::BAD_REQUEST, "bad request target\n"),
-            };
-            let client = if h2c { &self.h2 } else { &self.h1 };
             let in_flight = InFlight::new(Arc::clone(&member));
             let started = Instant::now();
-            let sent = client.request(req);
+            let sent = self.exchange(&member, h2c, fe.policy.connect_timeout, parts, out);
             let result = match backend_timeout {
                 Some(t) => tokio::time::timeout(t, sent).await.map_err(|_| ()),
                 None => Ok(sent.await),
@@ -280,15 +272,13 @@ impl Http {
                     } else {
                         cluster.success(&member);
                     }
-                    let (mut rparts, rbody) = resp.into_parts();
-                    headers::strip_hop_by_hop(&mut rparts.headers);
-                    return Response::from_parts(rparts, Either::Left(rbody));
+                    return resp;
                 }
                 Ok(Err(e)) => {
                     cluster.metrics_of(&member).request(None);
                     cluster.failure(&member);
-                    tracing::debug!(endpoint = %member.addr, error = %e, "upstream request failed");
-                    if (e.is_connect() || idempotent) && may_retry(fe) {
+                    tracing::debug!(endpoint = %member.addr, error = %e.message, "upstream request failed");
+                    if (e.connect || idempotent) && may_retry(fe) {
                         fe.metrics.retries.inc();
                         tried.push(member.addr);
                         continue;
@@ -310,10 +300,70 @@ impl Http {
     }
 }
 
+/// A failed attempt.
+struct AttemptError {
+    /// Nothing reached the endpoint.
+    connect: bool,
+    message: String,
+}
+
+impl RequestBody {
+    /// The body for the next attempt; `None` once a streamed body has been used.
+    fn next_attempt(&mut self) -> Option<h1::OutBody> {
+        match self {
+            RequestBody::Replay(b) => Some(h1::OutBody::Full(b.clone())),
+            RequestBody::Stream(s) => s.take().map(h1::OutBody::Stream),
+        }
+    }
+}
+
+impl Http {
+    /// One attempt against one endpoint: inline HTTP/1.1, or the pooled h2c client.
+    async fn exchange(
+        &self,
+        member: &crate::balance::Member,
+        h2c: bool,
+        connect_timeout: Duration,
+        parts: &hyper::http::request::Parts,
+        body: h1::OutBody,
+    ) -> Result<Response<ClientBody>, AttemptError> {
+        if !h2c {
+            return match h1::send(&member.idle, member.addr, connect_timeout, parts, body).await {
+                Ok(resp) => Ok(resp.map(|b| Either::Left(Either::Right(b)))),
+                Err(e) => Err(AttemptError {
+                    connect: e.is_connect(),
+                    message: e.to_string(),
+                }),
+            };
+        }
+        let body = match body {
+            h1::OutBody::Full(b) => Either::Left(Full::new(b)),
+            h1::OutBody::Stream(b) => Either::Right(b),
+        };
+        let req = build_upstream(parts, &member.authority, body).ok_or(AttemptError {
+            connect: true,
+            message: "bad request target".into(),
+        })?;
+        match self.h2.request(req).await {
+            Ok(resp) => {
+                let (mut rparts, rbody) = resp.into_parts();
+                headers::strip_hop_by_hop(&mut rparts.headers);
+                Ok(Response::from_parts(
+                    rparts,
+                    Either::Left(Either::Left(rbody)),
+                ))
+            }
+            Err(e) => Err(AttemptError {
+                connect: e.is_connect(),
+                message: e.to_string(),
+            }),
+        }
+    }
+}
+
 fn build_upstream(
     parts: &hyper::http::request::Parts,
     authority: &Authority,
-    h2c: bool,
     body: UpstreamBody,
 ) -> Option<Request<UpstreamBody>> {
     let mut uri = hyper::http::uri::Parts::default();
@@ -330,11 +380,7 @@ fn build_upstream(
     let mut req = Request::new(body);
     *req.method_mut() = parts.method.clone();
     *req.uri_mut() = uri;
-    *req.version_mut() = if h2c {
-        Version::HTTP_2
-    } else {
-        Version::HTTP_11
-    };
+    *req.version_mut() = Version::HTTP_2;
     *req.headers_mut() = parts.headers.clone();
     Some(req)
 }

@@ -1,0 +1,518 @@
+//! The HTTP/1.1 upstream side, driven inline by the task serving the client: the request head
+//! (and a buffered body) goes out in one write, the response head is parsed with httparse, and
+//! the body is relayed frame by frame by [`ResponseBody`], which hands the connection back to
+//! the endpoint's idle pool once the response is complete. No connection task and no channel
+//! per request, unlike a general-purpose client (Pingora makes the same choice).
+
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{ready, Context, Poll};
+use std::time::Duration;
+
+use bytes::{Buf, Bytes, BytesMut};
+use http_body_util::BodyExt;
+use hyper::body::{Body, Frame, Incoming};
+use hyper::header::{HeaderName, HeaderValue, CONTENT_LENGTH, TRANSFER_ENCODING};
+use hyper::{HeaderMap, Method, Response, StatusCode};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Largest response head accepted from an endpoint.
+const MAX_HEAD: usize = 64 * 1024;
+/// Most idle connections kept per endpoint.
+const MAX_IDLE: usize = 512;
+/// Longest chunk-size line.
+const MAX_LINE: usize = 4096;
+
+/// Idle keep-alive connections to one endpoint.
+#[derive(Default)]
+pub struct IdlePool {
+    conns: Mutex<Vec<TcpStream>>,
+}
+
+impl IdlePool {
+    fn take(&self) -> Option<TcpStream> {
+        self.conns.lock().ok()?.pop()
+    }
+
+    fn put(&self, conn: TcpStream) {
+        if let Ok(mut c) = self.conns.lock() {
+            if c.len() < MAX_IDLE {
+                c.push(conn);
+            }
+        }
+    }
+}
+
+/// Why an attempt failed.
+#[derive(Debug)]
+pub enum SendError {
+    /// No connection could be made: nothing was sent.
+    Connect(io::Error),
+    /// The exchange broke after the request was (maybe) sent.
+    Io(io::Error),
+    /// The endpoint answered something that is not HTTP/1.x.
+    Protocol(&'static str),
+}
+
+impl std::fmt::Display for SendError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SendError::Connect(e) => write!(f, "connect: {e}"),
+            SendError::Io(e) => write!(f, "exchange: {e}"),
+            SendError::Protocol(e) => write!(f, "bad response: {e}"),
+        }
+    }
+}
+
+impl SendError {
+    /// Nothing reached the endpoint, so any request may be retried.
+    pub fn is_connect(&self) -> bool {
+        matches!(self, SendError::Connect(_))
+    }
+}
+
+/// A request body as the attempt loop holds it.
+pub enum OutBody {
+    /// Fully buffered (replayable).
+    Full(Bytes),
+    /// Streamed from the client, sent chunked.
+    Stream(Incoming),
+}
+
+fn head(parts: &hyper::http::request::Parts, body: &OutBody) -> Vec<u8> {
+    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    let mut out = Vec::with_capacity(256);
+    out.extend_from_slice(parts.method.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(path.as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    for (name, value) in &parts.headers {
+        if name == CONTENT_LENGTH || name == TRANSFER_ENCODING {
+            continue;
+        }
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    match body {
+        OutBody::Full(b) if b.is_empty() && !method_implies_body(&parts.method) => {}
+        OutBody::Full(b) => {
+            out.extend_from_slice(format!("content-length: {}\r\n", b.len()).as_bytes());
+        }
+        OutBody::Stream(_) => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
+    }
+    out.extend_from_slice(b"\r\n");
+    if let OutBody::Full(b) = body {
+        out.extend_from_slice(b);
+    }
+    out
+}
+
+fn method_implies_body(m: &Method) -> bool {
+    matches!(*m, Method::POST | Method::PUT | Method::PATCH)
+}
+
+async fn write_stream(conn: &mut TcpStream, mut body: Incoming) -> io::Result<()> {
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(io::Error::other)?;
+        if let Ok(data) = frame.into_data() {
+            if data.is_empty() {
+                continue;
+            }
+            conn.write_all(format!("{:x}\r\n", data.len()).as_bytes())
+                .await?;
+            conn.write_all(&data).await?;
+            conn.write_all(b"\r\n").await?;
+        }
+    }
+    conn.write_all(b"0\r\n\r\n").await
+}
+
+/// Sends one request to `addr` and returns the response once its head arrived.
+pub async fn send(
+    pool: &Arc<IdlePool>,
+    addr: SocketAddr,
+    connect_timeout: Duration,
+    parts: &hyper::http::request::Parts,
+    body: OutBody,
+) -> Result<Response<ResponseBody>, SendError> {
+    let head_bytes = head(parts, &body);
+    let is_head = parts.method == Method::HEAD;
+    // A pooled connection may have been closed by the endpoint meanwhile: if it fails before
+    // any response byte, the request goes again on a fresh connection (as hyper does).
+    let mut stream_body = match body {
+        OutBody::Stream(b) => Some(b),
+        OutBody::Full(_) => None,
+    };
+    let replayable = stream_body.is_none();
+    loop {
+        let (mut conn, reused) = match pool.take() {
+            Some(c) => (c, true),
+            None => {
+                let c = tokio::time::timeout(connect_timeout, TcpStream::connect(addr))
+                    .await
+                    .map_err(|_| SendError::Connect(io::ErrorKind::TimedOut.into()))?
+                    .map_err(SendError::Connect)?;
+                let _ = c.set_nodelay(true);
+                (c, false)
+            }
+        };
+        let mut buf = BytesMut::with_capacity(8192);
+        let exchange = async {
+            conn.write_all(&head_bytes).await?;
+            if let Some(b) = stream_body.take() {
+                write_stream(&mut conn, b).await?;
+            }
+            read_head(&mut conn, &mut buf).await
+        };
+        match exchange.await {
+            Ok(Some(parsed)) => return respond(parsed, conn, buf, is_head, pool),
+            Ok(None) if reused && replayable => continue,
+            Ok(None) => return Err(SendError::Io(io::ErrorKind::UnexpectedEof.into())),
+            Err(HeadError::Io(_)) if reused && replayable && buf.is_empty() => continue,
+            Err(e) => return Err(e.into_send_error()),
+        }
+    }
+}
+
+struct ParsedHead {
+    status: StatusCode,
+    headers: HeaderMap,
+    head_len: usize,
+}
+
+enum HeadError {
+    Io(io::Error),
+    Protocol(&'static str),
+}
+
+impl From<io::Error> for HeadError {
+    fn from(e: io::Error) -> Self {
+        HeadError::Io(e)
+    }
+}
+
+impl HeadError {
+    fn into_send_error(self) -> SendError {
+        match self {
+            HeadError::Io(e) => SendError::Io(e),
+            HeadError::Protocol(p) => SendError::Protocol(p),
+        }
+    }
+}
+
+/// Reads until a final (non-1xx) response head is complete; `None` on EOF before any byte.
+async fn read_head(
+    conn: &mut TcpStream,
+    buf: &mut BytesMut,
+) -> Result<Option<ParsedHead>, HeadError> {
+    loop {
+        if !buf.is_empty() {
+            let mut slots = [httparse::EMPTY_HEADER; 100];
+            let mut resp = httparse::Response::new(&mut slots);
+            match resp.parse(buf) {
+                Ok(httparse::Status::Complete(len)) => {
+                    let code = resp.code.unwrap_or(0);
+                    if (100..200).contains(&code) && code != 101 {
+                        // 100 Continue and the like: not forwarded; the final head follows.
+                        buf.advance(len);
+                        continue;
+                    }
+                    let status =
+                        StatusCode::from_u16(code).map_err(|_| HeadError::Protocol("status"))?;
+                    if code == 101 {
+                        return Err(HeadError::Protocol("upgrades are not proxied"));
+                    }
+                    let mut headers = HeaderMap::with_capacity(resp.headers.len());
+                    for h in resp.headers.iter() {
+                        let name = HeaderName::from_bytes(h.name.as_bytes())
+                            .map_err(|_| HeadError::Protocol("header name"))?;
+                        let value = HeaderValue::from_bytes(h.value)
+                            .map_err(|_| HeadError::Protocol("header value"))?;
+                        headers.append(name, value);
+                    }
+                    return Ok(Some(ParsedHead {
+                        status,
+                        headers,
+                        head_len: len,
+                    }));
+                }
+                Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD => {}
+                Ok(httparse::Status::Partial) => return Err(HeadError::Protocol("head too large")),
+                Err(_) => return Err(HeadError::Protocol("not HTTP/1.x")),
+            }
+        }
+        if conn.read_buf(buf).await? == 0 {
+            return if buf.is_empty() {
+                Ok(None)
+            } else {
+                Err(HeadError::Io(io::ErrorKind::UnexpectedEof.into()))
+            };
+        }
+    }
+}
+
+fn respond(
+    parsed: ParsedHead,
+    conn: TcpStream,
+    mut buf: BytesMut,
+    is_head: bool,
+    pool: &Arc<IdlePool>,
+) -> Result<Response<ResponseBody>, SendError> {
+    buf.advance(parsed.head_len);
+    let mut headers = parsed.headers;
+    let close = headers.get_all(hyper::header::CONNECTION).iter().any(|v| {
+        v.to_str()
+            .is_ok_and(|v| v.to_ascii_lowercase().contains("close"))
+    });
+    let chunked = headers.get_all(TRANSFER_ENCODING).iter().any(|v| {
+        v.to_str()
+            .is_ok_and(|v| v.to_ascii_lowercase().contains("chunked"))
+    });
+    let length = headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok());
+    let status = parsed.status;
+    let framing =
+        if is_head || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
+            Framing::Length(0)
+        } else if chunked {
+            headers.remove(TRANSFER_ENCODING);
+            headers.remove(CONTENT_LENGTH);
+            Framing::Chunked(Chunk::Size)
+        } else if let Some(n) = length {
+            Framing::Length(n)
+        } else {
+            Framing::Eof
+        };
+    super::headers::strip_hop_by_hop(&mut headers);
+    if let (Framing::Length(n), false) = (&framing, is_head) {
+        // Kept so the client side can frame the body without chunking.
+        if let Ok(v) = HeaderValue::from_str(&n.to_string()) {
+            headers.insert(CONTENT_LENGTH, v);
+        }
+    }
+    let reusable = !close && !matches!(framing, Framing::Eof);
+    let body = ResponseBody {
+        conn: Some(conn),
+        buf,
+        framing,
+        reusable,
+        pool: Arc::clone(pool),
+        size_hint: length,
+    };
+    let mut resp = Response::new(body);
+    *resp.status_mut() = status;
+    *resp.headers_mut() = headers;
+    Ok(resp)
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Chunk {
+    Size,
+    Data(u64),
+    DataEnd,
+    Trailers,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Framing {
+    Length(u64),
+    Chunked(Chunk),
+    Eof,
+    Done,
+}
+
+/// A response body read from the endpoint as the client consumes it.
+pub struct ResponseBody {
+    conn: Option<TcpStream>,
+    buf: BytesMut,
+    framing: Framing,
+    reusable: bool,
+    pool: Arc<IdlePool>,
+    size_hint: Option<u64>,
+}
+
+impl ResponseBody {
+    /// Reads more from the endpoint; `Ok(0)` at EOF.
+    fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        let Some(conn) = self.conn.as_ref() else {
+            return Poll::Ready(Ok(0));
+        };
+        if self.buf.capacity() - self.buf.len() < 4096 {
+            self.buf.reserve(16 * 1024);
+        }
+        loop {
+            match conn.try_read_buf(&mut self.buf) {
+                Ok(n) => return Poll::Ready(Ok(n)),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    ready!(conn.poll_read_ready(cx))?;
+                }
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+    }
+
+    fn finish(&mut self) {
+        self.framing = Framing::Done;
+        if let Some(conn) = self.conn.take() {
+            if self.reusable && self.buf.is_empty() {
+                self.pool.put(conn);
+            }
+        }
+    }
+
+    fn take_data(&mut self, max: u64) -> Bytes {
+        let n = usize::try_from(max)
+            .unwrap_or(usize::MAX)
+            .min(self.buf.len());
+        self.buf.split_to(n).freeze()
+    }
+
+    fn line(&mut self) -> Option<Result<BytesMut, io::Error>> {
+        let pos = self.buf.windows(2).position(|w| w == b"\r\n");
+        match pos {
+            Some(p) => {
+                let line = self.buf.split_to(p);
+                self.buf.advance(2);
+                Some(Ok(line))
+            }
+            None if self.buf.len() > MAX_LINE => Some(Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "chunk line too long",
+            ))),
+            None => None,
+        }
+    }
+}
+
+fn invalid(what: &'static str) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, what)
+}
+
+impl Body for ResponseBody {
+    type Data = Bytes;
+    type Error = io::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
+        let this = &mut *self;
+        loop {
+            match this.framing {
+                Framing::Done => return Poll::Ready(None),
+                Framing::Length(0) => this.finish(),
+                Framing::Length(n) => {
+                    if !this.buf.is_empty() {
+                        let data = this.take_data(n);
+                        this.framing = Framing::Length(n - data.len() as u64);
+                        if let Framing::Length(0) = this.framing {
+                            this.finish();
+                        }
+                        return Poll::Ready(Some(Ok(Frame::data(data))));
+                    }
+                    if ready!(this.poll_fill(cx))? == 0 {
+                        this.conn = None;
+                        return Poll::Ready(Some(Err(invalid("endpoint closed mid-body"))));
+                    }
+                }
+                Framing::Eof => {
+                    if !this.buf.is_empty() {
+                        let data = this.take_data(u64::MAX);
+                        return Poll::Ready(Some(Ok(Frame::data(data))));
+                    }
+                    if ready!(this.poll_fill(cx))? == 0 {
+                        this.reusable = false;
+                        this.finish();
+                    }
+                }
+                Framing::Chunked(state) => {
+                    let progressed = match state {
+                        Chunk::Size => match this.line() {
+                            Some(line) => {
+                                let line = line?;
+                                let hex = line[..].split(|b: &u8| *b == b';').next().unwrap_or(&[]);
+                                let text =
+                                    std::str::from_utf8(hex).map_err(|_| invalid("chunk size"))?;
+                                let size = u64::from_str_radix(text.trim(), 16)
+                                    .map_err(|_| invalid("chunk size"))?;
+                                this.framing = Framing::Chunked(if size == 0 {
+                                    Chunk::Trailers
+                                } else {
+                                    Chunk::Data(size)
+                                });
+                                true
+                            }
+                            None => false,
+                        },
+                        Chunk::Data(n) => {
+                            if !this.buf.is_empty() {
+                                let data = this.take_data(n);
+                                let left = n - data.len() as u64;
+                                this.framing = Framing::Chunked(if left == 0 {
+                                    Chunk::DataEnd
+                                } else {
+                                    Chunk::Data(left)
+                                });
+                                return Poll::Ready(Some(Ok(Frame::data(data))));
+                            }
+                            false
+                        }
+                        Chunk::DataEnd => {
+                            if this.buf.len() >= 2 {
+                                if &this.buf[..2] != b"\r\n" {
+                                    return Poll::Ready(Some(Err(invalid("chunk end"))));
+                                }
+                                this.buf.advance(2);
+                                this.framing = Framing::Chunked(Chunk::Size);
+                                true
+                            } else {
+                                false
+                            }
+                        }
+                        Chunk::Trailers => match this.line() {
+                            // Trailers are dropped; an empty line ends the body.
+                            Some(line) => {
+                                if line?.is_empty() {
+                                    this.finish();
+                                }
+                                true
+                            }
+                            None => false,
+                        },
+                    };
+                    if !progressed && ready!(this.poll_fill(cx))? == 0 {
+                        this.conn = None;
+                        return Poll::Ready(Some(Err(invalid("endpoint closed mid-body"))));
+                    }
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        matches!(self.framing, Framing::Done | Framing::Length(0))
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        match (self.framing, self.size_hint) {
+            (Framing::Length(0) | Framing::Done, _) => hyper::body::SizeHint::with_exact(0),
+            (Framing::Length(n), Some(total)) if n == total => hyper::body::SizeHint::with_exact(n),
+            _ => hyper::body::SizeHint::default(),
+        }
+    }
+}
+
+impl Drop for ResponseBody {
+    fn drop(&mut self) {
+        // A body dropped before its end leaves the connection mid-response: close it.
+        if !matches!(self.framing, Framing::Done) {
+            self.conn = None;
+        }
+    }
+}
