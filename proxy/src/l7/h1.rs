@@ -14,10 +14,12 @@ use std::time::Duration;
 use bytes::{Buf, Bytes, BytesMut};
 use http_body_util::BodyExt;
 use hyper::body::{Body, Frame, Incoming};
-use hyper::header::{HeaderName, HeaderValue, CONTENT_LENGTH, TRANSFER_ENCODING};
+use hyper::header::{HeaderName, HeaderValue, CONTENT_LENGTH};
 use hyper::{HeaderMap, Method, Response, StatusCode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+
+use super::headers::{self, ClientHeaders};
 
 /// Largest response head accepted from an endpoint.
 const MAX_HEAD: usize = 64 * 1024;
@@ -29,18 +31,18 @@ const MAX_LINE: usize = 4096;
 /// Idle keep-alive connections to one endpoint.
 #[derive(Default)]
 pub struct IdlePool {
-    conns: Mutex<Vec<TcpStream>>,
+    conns: Mutex<Vec<(TcpStream, BytesMut)>>,
 }
 
 impl IdlePool {
-    fn take(&self) -> Option<TcpStream> {
+    fn take(&self) -> Option<(TcpStream, BytesMut)> {
         self.conns.lock().ok()?.pop()
     }
 
-    fn put(&self, conn: TcpStream) {
+    fn put(&self, conn: TcpStream, buf: BytesMut) {
         if let Ok(mut c) = self.conns.lock() {
             if c.len() < MAX_IDLE {
-                c.push(conn);
+                c.push((conn, buf));
             }
         }
     }
@@ -82,28 +84,59 @@ pub enum OutBody {
     Stream(Incoming),
 }
 
-fn head(parts: &hyper::http::request::Parts, body: &OutBody) -> Vec<u8> {
+/// The request head (and a buffered body) as bytes: hop-by-hop headers dropped, Host kept,
+/// forwarding headers added, framing set for the body being sent.
+fn head(parts: &hyper::http::request::Parts, body: &OutBody, client: &ClientHeaders) -> Vec<u8> {
     let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-    let mut out = Vec::with_capacity(256);
+    let mut out = Vec::with_capacity(512);
     out.extend_from_slice(parts.method.as_str().as_bytes());
     out.push(b' ');
     out.extend_from_slice(path.as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
+    let named = if parts.headers.contains_key(hyper::header::CONNECTION) {
+        headers::connection_named(&parts.headers)
+    } else {
+        Vec::new()
+    };
+    let mut prior_xff: Vec<&[u8]> = Vec::new();
+    let (mut has_host, mut has_proto) = (false, false);
+    let line = |out: &mut Vec<u8>, name: &[u8], value: &[u8]| {
+        out.extend_from_slice(name);
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value);
+        out.extend_from_slice(b"\r\n");
+    };
     for (name, value) in &parts.headers {
-        if name == CONTENT_LENGTH || name == TRANSFER_ENCODING {
+        if name == CONTENT_LENGTH || headers::is_hop_by_hop(name) || named.contains(name) {
             continue;
         }
-        out.extend_from_slice(name.as_str().as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
+        if name == headers::X_FORWARDED_FOR {
+            prior_xff.push(value.as_bytes());
+            continue;
+        }
+        has_host |= name == hyper::header::HOST;
+        has_proto |= name == headers::X_FORWARDED_PROTO;
+        line(&mut out, name.as_str().as_bytes(), value.as_bytes());
     }
+    if !has_host {
+        if let Some(a) = parts.uri.authority() {
+            line(&mut out, b"host", a.as_str().as_bytes());
+        }
+    }
+    let mut xff = prior_xff.join(&b", "[..]);
+    if !xff.is_empty() {
+        xff.extend_from_slice(b", ");
+    }
+    xff.extend_from_slice(client.ip().as_bytes());
+    line(&mut out, b"x-forwarded-for", &xff);
+    if !has_proto {
+        line(&mut out, b"x-forwarded-proto", b"http");
+    }
+    line(&mut out, b"forwarded", client.forwarded().as_bytes());
     match body {
         OutBody::Full(b) if b.is_empty() && !method_implies_body(&parts.method) => {}
-        OutBody::Full(b) => {
-            out.extend_from_slice(format!("content-length: {}\r\n", b.len()).as_bytes());
-        }
-        OutBody::Stream(_) => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
+        OutBody::Full(b) => line(&mut out, b"content-length", b.len().to_string().as_bytes()),
+        OutBody::Stream(_) => line(&mut out, b"transfer-encoding", b"chunked"),
     }
     out.extend_from_slice(b"\r\n");
     if let OutBody::Full(b) = body {
@@ -138,9 +171,10 @@ pub async fn send(
     addr: SocketAddr,
     connect_timeout: Duration,
     parts: &hyper::http::request::Parts,
+    client: &ClientHeaders,
     body: OutBody,
 ) -> Result<Response<ResponseBody>, SendError> {
-    let head_bytes = head(parts, &body);
+    let head_bytes = head(parts, &body, client);
     let is_head = parts.method == Method::HEAD;
     // A pooled connection may have been closed by the endpoint meanwhile: if it fails before
     // any response byte, the request goes again on a fresh connection (as hyper does).
@@ -150,18 +184,17 @@ pub async fn send(
     };
     let replayable = stream_body.is_none();
     loop {
-        let (mut conn, reused) = match pool.take() {
-            Some(c) => (c, true),
+        let (mut conn, mut buf, reused) = match pool.take() {
+            Some((c, b)) => (c, b, true),
             None => {
                 let c = tokio::time::timeout(connect_timeout, TcpStream::connect(addr))
                     .await
                     .map_err(|_| SendError::Connect(io::ErrorKind::TimedOut.into()))?
                     .map_err(SendError::Connect)?;
                 let _ = c.set_nodelay(true);
-                (c, false)
+                (c, BytesMut::with_capacity(8192), false)
             }
         };
-        let mut buf = BytesMut::with_capacity(8192);
         let exchange = async {
             conn.write_all(&head_bytes).await?;
             if let Some(b) = stream_body.take() {
@@ -183,7 +216,67 @@ struct ParsedHead {
     status: StatusCode,
     headers: HeaderMap,
     head_len: usize,
+    /// `Connection: close`, or HTTP/1.0.
+    close: bool,
+    chunked: bool,
+    length: Option<u64>,
+    /// The Connection header named other headers to drop.
+    named: bool,
 }
+
+impl ParsedHead {
+    /// Takes one response header: framing and hop-by-hop ones are read, not forwarded.
+    fn add(&mut self, name: &str, value: &[u8]) -> Result<(), HeadError> {
+        let is = |n: &str| name.eq_ignore_ascii_case(n);
+        if is("connection") {
+            for token in value.split(|b| *b == b',') {
+                let t = token.trim_ascii();
+                if t.eq_ignore_ascii_case(b"close") {
+                    self.close = true;
+                } else if t.eq_ignore_ascii_case(b"keep-alive") {
+                    self.close = false;
+                } else if !t.is_empty() {
+                    self.named = true;
+                    if let Ok(n) = HeaderName::from_bytes(t) {
+                        // Remembered as a placeholder so the named header is dropped below.
+                        self.headers.append(
+                            HOP_MARK,
+                            HeaderValue::from_bytes(n.as_str().as_bytes())
+                                .map_err(|_| HeadError::Protocol("connection"))?,
+                        );
+                    }
+                }
+            }
+            return Ok(());
+        }
+        if is("transfer-encoding") {
+            self.chunked |= value
+                .split(|b| *b == b',')
+                .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"chunked"));
+            return Ok(());
+        }
+        if is("keep-alive") || is("proxy-connection") || is("te") || is("trailer") || is("upgrade")
+        {
+            return Ok(());
+        }
+        if is("content-length") {
+            let n = std::str::from_utf8(value)
+                .ok()
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .ok_or(HeadError::Protocol("content-length"))?;
+            self.length = Some(n);
+        }
+        let name = HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| HeadError::Protocol("header name"))?;
+        let value =
+            HeaderValue::from_bytes(value).map_err(|_| HeadError::Protocol("header value"))?;
+        self.headers.append(name, value);
+        Ok(())
+    }
+}
+
+/// Internal marker header listing names the Connection header asked to drop.
+const HOP_MARK: HeaderName = HeaderName::from_static("x-pier-connection-named");
 
 enum HeadError {
     Io(io::Error),
@@ -227,19 +320,19 @@ async fn read_head(
                     if code == 101 {
                         return Err(HeadError::Protocol("upgrades are not proxied"));
                     }
-                    let mut headers = HeaderMap::with_capacity(resp.headers.len());
-                    for h in resp.headers.iter() {
-                        let name = HeaderName::from_bytes(h.name.as_bytes())
-                            .map_err(|_| HeadError::Protocol("header name"))?;
-                        let value = HeaderValue::from_bytes(h.value)
-                            .map_err(|_| HeadError::Protocol("header value"))?;
-                        headers.append(name, value);
-                    }
-                    return Ok(Some(ParsedHead {
+                    let mut head = ParsedHead {
                         status,
-                        headers,
+                        headers: HeaderMap::with_capacity(resp.headers.len()),
                         head_len: len,
-                    }));
+                        close: resp.version == Some(0),
+                        chunked: false,
+                        length: None,
+                        named: false,
+                    };
+                    for h in resp.headers.iter() {
+                        head.add(h.name, h.value)?;
+                    }
+                    return Ok(Some(head));
                 }
                 Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD => {}
                 Ok(httparse::Status::Partial) => return Err(HeadError::Protocol("head too large")),
@@ -265,37 +358,29 @@ fn respond(
 ) -> Result<Response<ResponseBody>, SendError> {
     buf.advance(parsed.head_len);
     let mut headers = parsed.headers;
-    let close = headers.get_all(hyper::header::CONNECTION).iter().any(|v| {
-        v.to_str()
-            .is_ok_and(|v| v.to_ascii_lowercase().contains("close"))
-    });
-    let chunked = headers.get_all(TRANSFER_ENCODING).iter().any(|v| {
-        v.to_str()
-            .is_ok_and(|v| v.to_ascii_lowercase().contains("chunked"))
-    });
-    let length = headers
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok());
+    if parsed.named {
+        let named: Vec<HeaderValue> = headers.get_all(HOP_MARK).iter().cloned().collect();
+        headers.remove(HOP_MARK);
+        for n in named {
+            if let Ok(name) = HeaderName::from_bytes(n.as_bytes()) {
+                headers.remove(name);
+            }
+        }
+    }
     let status = parsed.status;
+    let close = parsed.close;
     let framing =
         if is_head || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
             Framing::Length(0)
-        } else if chunked {
-            headers.remove(TRANSFER_ENCODING);
+        } else if parsed.chunked {
             headers.remove(CONTENT_LENGTH);
             Framing::Chunked(Chunk::Size)
-        } else if let Some(n) = length {
+        } else if let Some(n) = parsed.length {
             Framing::Length(n)
         } else {
             Framing::Eof
         };
-    super::headers::strip_hop_by_hop(&mut headers);
-    if let (Framing::Length(n), false) = (&framing, is_head) {
-        // Kept so the client side can frame the body without chunking.
-        if let Ok(v) = HeaderValue::from_str(&n.to_string()) {
-            headers.insert(CONTENT_LENGTH, v);
-        }
-    }
+    let length = parsed.length;
     let reusable = !close && !matches!(framing, Framing::Eof);
     let body = ResponseBody {
         conn: Some(conn),
@@ -361,7 +446,7 @@ impl ResponseBody {
         self.framing = Framing::Done;
         if let Some(conn) = self.conn.take() {
             if self.reusable && self.buf.is_empty() {
-                self.pool.put(conn);
+                self.pool.put(conn, std::mem::take(&mut self.buf));
             }
         }
     }
@@ -514,5 +599,216 @@ impl Drop for ResponseBody {
         if !matches!(self.framing, Framing::Done) {
             self.conn = None;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::net::TcpListener;
+
+    /// A server that answers each request read with the next canned response.
+    async fn server(
+        responses: Vec<&'static [u8]>,
+    ) -> (SocketAddr, tokio::task::JoinHandle<Vec<String>>) {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let task = tokio::spawn(async move {
+            let mut seen = Vec::new();
+            let (mut s, _) = l.accept().await.unwrap();
+            for r in responses {
+                let mut buf = vec![0u8; 4096];
+                let n = s.read(&mut buf).await.unwrap();
+                seen.push(String::from_utf8_lossy(&buf[..n]).to_string());
+                s.write_all(r).await.unwrap();
+            }
+            seen
+        });
+        (addr, task)
+    }
+
+    fn parts(method: &str) -> hyper::http::request::Parts {
+        hyper::Request::builder()
+            .method(method)
+            .uri("/p?q=1")
+            .header("host", "web")
+            .header("connection", "keep-alive, x-drop")
+            .header("x-drop", "1")
+            .body(())
+            .unwrap()
+            .into_parts()
+            .0
+    }
+
+    async fn body_of(resp: Response<ResponseBody>) -> String {
+        let b = resp.into_body().collect().await.unwrap().to_bytes();
+        String::from_utf8_lossy(&b).to_string()
+    }
+
+    #[tokio::test]
+    async fn framings_and_connection_reuse() {
+        let (addr, srv) = server(vec![
+            b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 5\r\nx-a: 1\r\n\r\nhello",
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\nconnection: keep-alive\r\n\r\n3;ext=1\r\nabc\r\n2\r\nde\r\n0\r\nx-trailer: t\r\n\r\n",
+            b"HTTP/1.1 204 No Content\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nconnection: close\r\n\r\nuntil eof",
+        ])
+        .await;
+        let pool = Arc::new(IdlePool::default());
+        let client = ClientHeaders::new("10.0.0.9:1234".parse().unwrap());
+        let t = Duration::from_secs(1);
+        let r = send(
+            &pool,
+            addr,
+            t,
+            &parts("GET"),
+            &client,
+            OutBody::Full(Bytes::new()),
+        )
+        .await
+        .unwrap();
+        assert_eq!(r.headers()["x-a"], "1");
+        assert_eq!(body_of(r).await, "hello");
+        let r = send(
+            &pool,
+            addr,
+            t,
+            &parts("POST"),
+            &client,
+            OutBody::Full(Bytes::from_static(b"xy")),
+        )
+        .await
+        .unwrap();
+        assert!(r.headers().get("transfer-encoding").is_none());
+        assert_eq!(body_of(r).await, "abcde");
+        let r = send(
+            &pool,
+            addr,
+            t,
+            &parts("GET"),
+            &client,
+            OutBody::Full(Bytes::new()),
+        )
+        .await
+        .unwrap();
+        assert_eq!(r.status(), 204);
+        assert_eq!(body_of(r).await, "");
+        let r = send(
+            &pool,
+            addr,
+            t,
+            &parts("HEAD"),
+            &client,
+            OutBody::Full(Bytes::new()),
+        )
+        .await
+        .unwrap();
+        assert_eq!(body_of(r).await, "");
+        let r = send(
+            &pool,
+            addr,
+            t,
+            &parts("GET"),
+            &client,
+            OutBody::Full(Bytes::new()),
+        )
+        .await
+        .unwrap();
+        assert_eq!(body_of(r).await, "until eof");
+        let seen = srv.await.unwrap();
+        assert_eq!(
+            seen.len(),
+            5,
+            "one connection served every request: {seen:?}"
+        );
+        let first = &seen[0];
+        assert!(first.starts_with("GET /p?q=1 HTTP/1.1\r\n"), "{first}");
+        assert!(
+            first.contains("host: web\r\n")
+                && !first.contains("x-drop")
+                && !first.contains("connection"),
+            "{first}"
+        );
+        assert!(
+            first.contains("x-forwarded-for: 10.0.0.9\r\n")
+                && first.contains("forwarded: for=10.0.0.9;proto=http\r\n"),
+            "{first}"
+        );
+        assert!(
+            seen[1].contains("content-length: 2\r\n") && seen[1].ends_with("\r\n\r\nxy"),
+            "{}",
+            seen[1]
+        );
+        assert!(
+            pool.take().is_none(),
+            "a connection: close response is not pooled"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_stale_pooled_connection_is_replaced() {
+        let (addr, srv) = server(vec![b"HTTP/1.1 200 OK\r\ncontent-length: 1\r\n\r\na"]).await;
+        let pool = Arc::new(IdlePool::default());
+        let client = ClientHeaders::new("10.0.0.9:1234".parse().unwrap());
+        let t = Duration::from_secs(1);
+        let r = send(
+            &pool,
+            addr,
+            t,
+            &parts("GET"),
+            &client,
+            OutBody::Full(Bytes::new()),
+        )
+        .await
+        .unwrap();
+        assert_eq!(body_of(r).await, "a");
+        srv.await.unwrap(); // the server closes its side
+                            // The pooled connection is dead; the replayable request is tried on a fresh connection,
+                            // which the closed server refuses: a clean connect error, not a broken exchange.
+        let err = send(
+            &pool,
+            addr,
+            t,
+            &parts("GET"),
+            &client,
+            OutBody::Full(Bytes::new()),
+        )
+        .await;
+        assert!(
+            matches!(err, Err(SendError::Connect(_))),
+            "fresh connect to the closed server fails cleanly"
+        );
+    }
+
+    #[tokio::test]
+    async fn garbage_and_truncated_bodies_are_errors() {
+        let (addr, _srv) = server(vec![b"SSH-2.0-OpenSSH\r\n\r\n"]).await;
+        let pool = Arc::new(IdlePool::default());
+        let client = ClientHeaders::new("10.0.0.9:1234".parse().unwrap());
+        let t = Duration::from_secs(1);
+        let r = send(
+            &pool,
+            addr,
+            t,
+            &parts("GET"),
+            &client,
+            OutBody::Full(Bytes::new()),
+        )
+        .await;
+        assert!(matches!(r, Err(SendError::Protocol(_))));
+        let (addr, srv) = server(vec![b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nshort"]).await;
+        let r = send(
+            &pool,
+            addr,
+            t,
+            &parts("GET"),
+            &client,
+            OutBody::Full(Bytes::new()),
+        )
+        .await
+        .unwrap();
+        srv.await.unwrap();
+        assert!(r.into_body().collect().await.is_err());
     }
 }

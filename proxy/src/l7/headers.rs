@@ -58,36 +58,73 @@ impl ClientHeaders {
     }
 }
 
-/// Readies a client request for an upstream: hop-by-hop headers out, Host kept, forwarding
-/// headers (`x-forwarded-for`, `x-forwarded-proto`, `forwarded`) added.
-pub fn prepare_request(parts: &mut hyper::http::request::Parts, client: &ClientHeaders) {
-    strip_hop_by_hop(&mut parts.headers);
-    if !parts.headers.contains_key(HOST) {
-        if let Some(v) = parts
-            .uri
+/// Readies request headers for an h2c upstream: hop-by-hop headers out, Host kept,
+/// forwarding headers (`x-forwarded-for`, `x-forwarded-proto`, `forwarded`) added.
+/// (HTTP/1.1 upstreams get the same in [`super::h1`], while the head is written.)
+pub fn prepare_request(headers: &mut HeaderMap, uri: &hyper::Uri, client: &ClientHeaders) {
+    strip_hop_by_hop(headers);
+    if !headers.contains_key(HOST) {
+        if let Some(v) = uri
             .authority()
             .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
         {
-            parts.headers.insert(HOST, v);
+            headers.insert(HOST, v);
         }
     }
-    let xff = match parts
-        .headers
-        .get("x-forwarded-for")
-        .and_then(|v| v.to_str().ok())
-    {
+    let xff = match headers.get(X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
         Some(prior) => HeaderValue::from_str(&format!("{prior}, {}", client.ip)).ok(),
         None => Some(client.xff.clone()),
     };
     if let Some(v) = xff {
-        parts.headers.insert("x-forwarded-for", v);
+        headers.insert(X_FORWARDED_FOR, v);
     }
-    if !parts.headers.contains_key("x-forwarded-proto") {
-        parts
-            .headers
-            .insert("x-forwarded-proto", HeaderValue::from_static("http"));
+    if !headers.contains_key(X_FORWARDED_PROTO) {
+        headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
     }
-    parts.headers.append("forwarded", client.forwarded.clone());
+    headers.append(hyper::header::FORWARDED, client.forwarded.clone());
+}
+
+/// `x-forwarded-for`.
+pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+/// `x-forwarded-proto`.
+pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+
+/// Whether a header describes one connection rather than the message.
+pub fn is_hop_by_hop(name: &HeaderName) -> bool {
+    use hyper::header::{TE, TRAILER, TRANSFER_ENCODING, UPGRADE};
+    name == CONNECTION
+        || name == TE
+        || name == TRAILER
+        || name == TRANSFER_ENCODING
+        || name == UPGRADE
+        || name.as_str() == "keep-alive"
+        || name.as_str() == "proxy-connection"
+}
+
+/// Headers a Connection header names (beyond `close` and `keep-alive`), to drop too.
+pub fn connection_named(headers: &HeaderMap) -> Vec<HeaderName> {
+    headers
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|t| !t.eq_ignore_ascii_case("close") && !t.eq_ignore_ascii_case("keep-alive"))
+        .filter_map(|n| HeaderName::from_bytes(n.as_bytes()).ok())
+        .collect()
+}
+
+/// Forwarding values for this client (for writers that serialize heads themselves).
+impl ClientHeaders {
+    /// The client's address, as x-forwarded-for and `forwarded` put it.
+    pub fn ip(&self) -> &str {
+        &self.ip
+    }
+
+    /// This hop's `forwarded` element.
+    pub fn forwarded(&self) -> &HeaderValue {
+        &self.forwarded
+    }
 }
 
 /// The value a sticky canary hashes: a cookie's or a header's.
@@ -121,7 +158,8 @@ mod tests {
             .unwrap();
         let (mut parts, ()) = req.into_parts();
         prepare_request(
-            &mut parts,
+            &mut parts.headers,
+            &parts.uri,
             &ClientHeaders::new("10.0.0.9:5555".parse().unwrap()),
         );
         let h = &parts.headers;

@@ -175,7 +175,7 @@ impl Http {
                 "service port is not HTTP\n",
             );
         };
-        let (mut parts, body) = req.into_parts();
+        let (parts, body) = req.into_parts();
         let Some(rule) = router.route(&parts) else {
             return error(StatusCode::NOT_FOUND, "no route matches\n");
         };
@@ -188,7 +188,6 @@ impl Http {
         let Some(cluster) = rule.groups.pick(sticky) else {
             return error(StatusCode::INTERNAL_SERVER_ERROR, "route has no backend\n");
         };
-        headers::prepare_request(&mut parts, client);
         fe.budget.deposit();
         let body = if body.is_end_stream() {
             RequestBody::Replay(Bytes::new())
@@ -200,7 +199,7 @@ impl Http {
         } else {
             RequestBody::Stream(Some(body))
         };
-        let attempts = self.attempts(&fe, cluster, &parts, body, rule.backend_timeout);
+        let attempts = self.attempts(&fe, cluster, &parts, client, body, rule.backend_timeout);
         match rule.request_timeout {
             Some(t) => tokio::time::timeout(t, attempts)
                 .await
@@ -214,6 +213,7 @@ impl Http {
         fe: &Frontend,
         cluster: &crate::balance::Cluster,
         parts: &hyper::http::request::Parts,
+        client: &headers::ClientHeaders,
         mut body: RequestBody,
         backend_timeout: Option<Duration>,
     ) -> Response<ClientBody> {
@@ -247,7 +247,7 @@ impl Http {
             };
             let in_flight = InFlight::new(Arc::clone(&member));
             let started = Instant::now();
-            let sent = self.exchange(&member, h2c, fe.policy.connect_timeout, parts, out);
+            let sent = self.exchange(&member, h2c, fe.policy.connect_timeout, parts, client, out);
             let result = match backend_timeout {
                 Some(t) => tokio::time::timeout(t, sent).await.map_err(|_| ()),
                 None => Ok(sent.await),
@@ -325,10 +325,20 @@ impl Http {
         h2c: bool,
         connect_timeout: Duration,
         parts: &hyper::http::request::Parts,
+        client: &headers::ClientHeaders,
         body: h1::OutBody,
     ) -> Result<Response<ClientBody>, AttemptError> {
         if !h2c {
-            return match h1::send(&member.idle, member.addr, connect_timeout, parts, body).await {
+            return match h1::send(
+                &member.idle,
+                member.addr,
+                connect_timeout,
+                parts,
+                client,
+                body,
+            )
+            .await
+            {
                 Ok(resp) => Ok(resp.map(|b| Either::Left(Either::Right(b)))),
                 Err(e) => Err(AttemptError {
                     connect: e.is_connect(),
@@ -340,10 +350,13 @@ impl Http {
             h1::OutBody::Full(b) => Either::Left(Full::new(b)),
             h1::OutBody::Stream(b) => Either::Right(b),
         };
-        let req = build_upstream(parts, &member.authority, body).ok_or(AttemptError {
-            connect: true,
-            message: "bad request target".into(),
-        })?;
+        let mut req_headers = parts.headers.clone();
+        headers::prepare_request(&mut req_headers, &parts.uri, client);
+        let req =
+            build_upstream(parts, req_headers, &member.authority, body).ok_or(AttemptError {
+                connect: true,
+                message: "bad request target".into(),
+            })?;
         match self.h2.request(req).await {
             Ok(resp) => {
                 let (mut rparts, rbody) = resp.into_parts();
@@ -363,6 +376,7 @@ impl Http {
 
 fn build_upstream(
     parts: &hyper::http::request::Parts,
+    headers: hyper::HeaderMap,
     authority: &Authority,
     body: UpstreamBody,
 ) -> Option<Request<UpstreamBody>> {
@@ -381,6 +395,6 @@ fn build_upstream(
     *req.method_mut() = parts.method.clone();
     *req.uri_mut() = uri;
     *req.version_mut() = Version::HTTP_2;
-    *req.headers_mut() = parts.headers.clone();
+    *req.headers_mut() = headers;
     Some(req)
 }
