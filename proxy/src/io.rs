@@ -1,7 +1,7 @@
 //! A stream wrapper that counts bytes read and remembers when it last moved, for idle timeouts.
 
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -9,32 +9,38 @@ use std::time::Duration;
 use prometheus::IntCounter;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use crate::balance::now_ms;
-
-/// Last time (ms, see [`now_ms`]) any tracked stream of one connection moved data.
+/// Whether a connection moved data lately, for idle timeouts. I/O only sets a flag (no clock
+/// read per read or write); the watchdog samples it four times per timeout period.
 #[derive(Clone)]
-pub struct Activity(Arc<AtomicU64>);
+pub struct Activity(Arc<AtomicBool>);
 
 impl Activity {
-    /// Starts now.
+    /// Starts as active.
     pub fn new() -> Self {
-        Self(Arc::new(AtomicU64::new(now_ms())))
+        Self(Arc::new(AtomicBool::new(true)))
     }
 
-    /// Records that data moved now.
+    /// Records that data moved.
     pub fn touch(&self) {
-        self.0.store(now_ms(), Ordering::Relaxed);
+        if !self.0.load(Ordering::Relaxed) {
+            self.0.store(true, Ordering::Relaxed);
+        }
     }
 
-    /// Resolves once nothing moved for `idle`.
+    /// Resolves once nothing moved for `idle` (at most a quarter longer).
     pub async fn idle(&self, idle: Duration) {
-        let idle_ms = u64::try_from(idle.as_millis()).unwrap_or(u64::MAX);
+        let tick = (idle / 4).max(Duration::from_millis(5));
+        let mut quiet = Duration::ZERO;
         loop {
-            let quiet = now_ms().saturating_sub(self.0.load(Ordering::Relaxed));
-            if quiet >= idle_ms {
-                return;
+            tokio::time::sleep(tick).await;
+            if self.0.swap(false, Ordering::Relaxed) {
+                quiet = Duration::ZERO;
+            } else {
+                quiet += tick;
+                if quiet >= idle {
+                    return;
+                }
             }
-            tokio::time::sleep(Duration::from_millis(idle_ms - quiet)).await;
         }
     }
 }
