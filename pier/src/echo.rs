@@ -62,8 +62,15 @@ async fn answer(id: Arc<Identity>, req: Request<Incoming>) -> Response<Full<Byte
     if let Some(ms) = delay {
         tokio::time::sleep(Duration::from_millis(ms.min(60_000))).await;
     }
+    let method = req.method().clone();
+    let request_headers = req.headers().clone();
+    // Read the request body fully (so keep-alive connections stay usable) and report its size.
+    let body_bytes = match req.into_body().collect().await {
+        Ok(b) => b.to_bytes().len(),
+        Err(_) => 0,
+    };
     let header = |n: &str| {
-        req.headers()
+        request_headers
             .get(n)
             .and_then(|v| v.to_str().ok())
             .map(String::from)
@@ -72,14 +79,12 @@ async fn answer(id: Arc<Identity>, req: Request<Incoming>) -> Response<Full<Byte
         "name": id.name,
         "version": id.version,
         "hostname": id.hostname,
-        "method": req.method().as_str(),
+        "method": method.as_str(),
         "path": path,
         "host": header("host"),
         "xForwardedFor": header("x-forwarded-for"),
+        "bodyBytes": body_bytes,
     });
-    let method = req.method().clone();
-    // Read the request body fully so keep-alive connections stay usable.
-    let _ = req.into_body().collect().await;
     let mut r = Response::new(Full::new(Bytes::from(format!("{body}\n"))));
     *r.status_mut() = status;
     if method == hyper::Method::HEAD {

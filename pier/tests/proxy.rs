@@ -784,3 +784,33 @@ async fn timeouts_unmatched_routes_and_empty_groups_get_short_errors() {
         .unwrap();
     assert_eq!((status, body.as_str()), (404, "no route matches"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_bodies_small_and_streamed_reach_the_endpoint() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = proxy_daemon(tmp.path(), &[]);
+    let e = Echo::spawn("e");
+    apply(
+        &d,
+        &service_yaml("up", 80, "TCP", "type: ClusterIP", &[(e.http.port(), true)]).replace(
+            "port: 80, protocol: TCP}]",
+            "port: 80, protocol: TCP, appProtocol: http}]",
+        ),
+    );
+    let addr = vip(&d, "up", 80);
+    wait_listening(addr);
+    let c: Client<_, http_body_util::Full<Bytes>> =
+        Client::builder(TokioExecutor::new()).build_http();
+    // 1 KB is buffered (and could be retried); 300 KB streams through, chunked upstream.
+    for size in [1_000usize, 300_000] {
+        let req = hyper::Request::post(format!("http://{addr}/upload"))
+            .body(http_body_util::Full::new(Bytes::from(vec![b'x'; size])))
+            .unwrap();
+        let resp = c.request(req).await.unwrap();
+        assert_eq!(resp.status(), 200);
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["bodyBytes"], size, "{v}");
+        assert_eq!(v["method"], "POST");
+    }
+}
