@@ -29,7 +29,7 @@ async fn run(cluster: Weak<Cluster>, http: Arc<Http>) {
         let Some(check) = members.policy.health_check.clone() else {
             c.checker_running.store(false, Ordering::Release);
             for m in &members.list {
-                m.health.set_healthy(true);
+                m.state.set_healthy(true);
                 c.metrics_of(m).healthy.set(1);
             }
             return;
@@ -68,7 +68,7 @@ async fn probe_one(
         ),
         HealthProbe::Http { path } => http.probe(member.addr, path, check.timeout).await,
     };
-    let streak = &member.health.check_streak;
+    let streak = &member.state.check_streak;
     let now = if ok {
         streak
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |s| Some(s.max(0) + 1))
@@ -80,13 +80,13 @@ async fn probe_one(
     };
     let healthy_after = i32::try_from(check.healthy_threshold).unwrap_or(i32::MAX);
     let unhealthy_after = i32::try_from(check.unhealthy_threshold).unwrap_or(i32::MAX);
-    if now >= healthy_after && !member.health.is_healthy() {
+    if now >= healthy_after && !member.state.is_healthy() {
         tracing::info!(endpoint = %member.addr, "health check passing: endpoint back in rotation");
-        member.health.set_healthy(true);
+        member.state.set_healthy(true);
         cluster.metrics_of(&member).healthy.set(1);
-    } else if -now >= unhealthy_after && member.health.is_healthy() {
+    } else if -now >= unhealthy_after && member.state.is_healthy() {
         tracing::warn!(endpoint = %member.addr, "health check failing: endpoint out of rotation");
-        member.health.set_healthy(false);
+        member.state.set_healthy(false);
         cluster.metrics_of(&member).healthy.set(0);
     }
 }

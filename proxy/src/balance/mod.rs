@@ -25,9 +25,14 @@ pub fn now_ms() -> u64 {
 /// Longest single ejection.
 const MAX_EJECTION: Duration = Duration::from_secs(600);
 
-/// State of one endpoint that outlives snapshots: load, health, ejection.
+/// State of one endpoint that outlives snapshots: load, health, ejection, idle connections,
+/// metric handles (one allocation per endpoint).
 #[derive(Default)]
-pub struct EndpointHealth {
+pub struct EndpointState {
+    /// Idle HTTP/1.1 connections.
+    pub idle: crate::l7::h1::IdlePool,
+    /// Metric handles, resolved on first use (see [`Cluster::metrics_of`]).
+    metrics: OnceLock<EndpointMetrics>,
     /// Requests or connections in flight.
     pub active: AtomicU32,
     unhealthy: AtomicBool,
@@ -38,7 +43,13 @@ pub struct EndpointHealth {
     pub(crate) check_streak: std::sync::atomic::AtomicI32,
 }
 
-impl EndpointHealth {
+impl AsRef<crate::l7::h1::IdlePool> for EndpointState {
+    fn as_ref(&self) -> &crate::l7::h1::IdlePool {
+        &self.idle
+    }
+}
+
+impl EndpointState {
     /// Whether the endpoint may take new traffic now (passes checks, not ejected).
     pub fn available(&self, now: u64) -> bool {
         !self.unhealthy.load(Ordering::Relaxed)
@@ -64,18 +75,12 @@ impl EndpointHealth {
 pub struct Member {
     /// Where to connect.
     pub addr: SocketAddr,
-    /// `addr` as an HTTP authority.
-    pub authority: hyper::http::uri::Authority,
     /// Ready for new traffic.
     pub ready: bool,
     /// Serving and terminating: used only when nothing is ready.
     pub draining: bool,
-    /// Persistent state.
-    pub health: Arc<EndpointHealth>,
-    /// Idle HTTP/1.1 connections (kept across snapshots, like `health`).
-    pub idle: Arc<crate::l7::h1::IdlePool>,
-    /// Metric handles, resolved on first use (see [`Cluster::metrics_of`]).
-    metrics: Arc<OnceLock<EndpointMetrics>>,
+    /// State kept across snapshots.
+    pub state: Arc<EndpointState>,
 }
 
 /// A snapshot of a group's endpoints and settings.
@@ -189,28 +194,16 @@ impl Cluster {
             }
             let draining = ep.serving && ep.terminating;
             let ready = ep.ready && !ep.terminating;
-            let (health, metrics, idle) = match old.list.iter().find(|m| m.addr == addr) {
-                Some(m) => (
-                    Arc::clone(&m.health),
-                    Arc::clone(&m.metrics),
-                    Arc::clone(&m.idle),
-                ),
-                None => {
-                    let metrics = Arc::new(OnceLock::new());
-                    (Arc::new(EndpointHealth::default()), metrics, Arc::default())
-                }
-            };
-            let Ok(authority) = hyper::http::uri::Authority::try_from(addr.to_string()) else {
-                continue;
-            };
+            let state = old
+                .list
+                .iter()
+                .find(|m| m.addr == addr)
+                .map_or_else(Arc::default, |m| Arc::clone(&m.state));
             list.push(Arc::new(Member {
                 addr,
-                authority,
                 ready,
                 draining,
-                health,
-                metrics,
-                idle,
+                state,
             }));
         }
         self.forget(&old.list, &list);
@@ -243,7 +236,7 @@ impl Cluster {
 
     fn forget(&self, old: &[Arc<Member>], new: &[Arc<Member>]) {
         for m in old {
-            if m.metrics.get().is_some() && !new.iter().any(|n| n.addr == m.addr) {
+            if m.state.metrics.get().is_some() && !new.iter().any(|n| n.addr == m.addr) {
                 self.proxy_metrics.forget_endpoint(
                     &self.frontend_label,
                     &self.backend_label,
@@ -264,7 +257,7 @@ impl Cluster {
         let len = pool.len() as u64;
         let usable = |i: usize| -> Option<&Arc<Member>> {
             let member = m.list.get(i)?;
-            (member.health.available(now) && !tried.contains(&member.addr)).then_some(member)
+            (member.state.available(now) && !tried.contains(&member.addr)).then_some(member)
         };
         let start = match m.lb {
             LoadBalancer::RoundRobin => self.rr.fetch_add(1, Ordering::Relaxed),
@@ -275,7 +268,7 @@ impl Cluster {
                 let pb = usable(pool[b as usize]);
                 match (pa, pb) {
                     (Some(x), Some(y)) => {
-                        let load = |m: &Member| m.health.active.load(Ordering::Relaxed);
+                        let load = |m: &Member| m.state.active.load(Ordering::Relaxed);
                         return Ok(Arc::clone(if load(y) < load(x) { y } else { x }));
                     }
                     (Some(x), None) | (None, Some(x)) => return Ok(Arc::clone(x)),
@@ -311,7 +304,7 @@ impl Cluster {
 
     /// The metric handles of `member`, resolved on first use.
     pub fn metrics_of<'a>(&self, member: &'a Member) -> &'a EndpointMetrics {
-        member.metrics.get_or_init(|| {
+        member.state.metrics.get_or_init(|| {
             self.proxy_metrics
                 .endpoint(&self.frontend_label, &self.backend_label, member.addr)
         })
@@ -319,9 +312,9 @@ impl Cluster {
 
     /// Records a good response or connect; resets the failure streak.
     pub fn success(&self, member: &Member) {
-        if member.health.consecutive_failures.load(Ordering::Relaxed) != 0 {
+        if member.state.consecutive_failures.load(Ordering::Relaxed) != 0 {
             member
-                .health
+                .state
                 .consecutive_failures
                 .store(0, Ordering::Relaxed);
         }
@@ -332,7 +325,7 @@ impl Cluster {
         let m = self.members.load();
         let outlier = &m.policy.outlier;
         let streak = member
-            .health
+            .state
             .consecutive_failures
             .fetch_add(1, Ordering::Relaxed)
             + 1;
@@ -340,26 +333,26 @@ impl Cluster {
             return;
         }
         let now = now_ms();
-        if member.health.ejected(now) {
+        if member.state.ejected(now) {
             return;
         }
-        let ejected = m.list.iter().filter(|x| x.health.ejected(now)).count();
+        let ejected = m.list.iter().filter(|x| x.state.ejected(now)).count();
         let allowed = (ejected + 1) * 100 <= m.list.len() * outlier.max_ejection_percent as usize;
         if ejected > 0 && !allowed {
             return;
         }
-        let times = member.health.times_ejected.fetch_add(1, Ordering::Relaxed) + 1;
+        let times = member.state.times_ejected.fetch_add(1, Ordering::Relaxed) + 1;
         let duration = outlier
             .base_ejection_time
             .saturating_mul(times)
             .min(MAX_EJECTION);
         let until = now + u64::try_from(duration.as_millis()).unwrap_or(u64::MAX / 2);
         member
-            .health
+            .state
             .ejected_until_ms
             .store(until, Ordering::Relaxed);
         member
-            .health
+            .state
             .consecutive_failures
             .store(0, Ordering::Relaxed);
         self.metrics_of(member).ejections.inc();

@@ -19,7 +19,7 @@ pub struct InFlight(Arc<crate::balance::Member>);
 impl InFlight {
     /// Counts one more in flight on `member`.
     pub fn new(member: Arc<crate::balance::Member>) -> Self {
-        member.health.active.fetch_add(1, Ordering::Relaxed);
+        member.state.active.fetch_add(1, Ordering::Relaxed);
         Self(member)
     }
 }
@@ -33,7 +33,7 @@ impl InFlight {
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.health.active.fetch_sub(1, Ordering::Relaxed);
+        self.0.state.active.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

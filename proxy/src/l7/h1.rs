@@ -34,6 +34,12 @@ pub struct IdlePool {
     conns: Mutex<Vec<(TcpStream, BytesMut)>>,
 }
 
+impl AsRef<IdlePool> for IdlePool {
+    fn as_ref(&self) -> &IdlePool {
+        self
+    }
+}
+
 impl IdlePool {
     fn take(&self) -> Option<(TcpStream, BytesMut)> {
         self.conns.lock().ok()?.pop()
@@ -47,6 +53,9 @@ impl IdlePool {
         }
     }
 }
+
+/// Whatever owns an endpoint's idle pool (kept alive while a response body is out).
+pub type SharedPool = Arc<dyn AsRef<IdlePool> + Send + Sync>;
 
 /// Why an attempt failed.
 #[derive(Debug)]
@@ -167,7 +176,7 @@ async fn write_stream(conn: &mut TcpStream, mut body: Incoming) -> io::Result<()
 
 /// Sends one request to `addr` and returns the response once its head arrived.
 pub async fn send(
-    pool: &Arc<IdlePool>,
+    pool: &SharedPool,
     addr: SocketAddr,
     connect_timeout: Duration,
     parts: &hyper::http::request::Parts,
@@ -184,7 +193,7 @@ pub async fn send(
     };
     let replayable = stream_body.is_none();
     loop {
-        let (mut conn, mut buf, reused) = match pool.take() {
+        let (mut conn, mut buf, reused) = match pool.as_ref().as_ref().take() {
             Some((c, b)) => (c, b, true),
             None => {
                 let c = tokio::time::timeout(connect_timeout, TcpStream::connect(addr))
@@ -354,7 +363,7 @@ fn respond(
     conn: TcpStream,
     mut buf: BytesMut,
     is_head: bool,
-    pool: &Arc<IdlePool>,
+    pool: &SharedPool,
 ) -> Result<Response<ResponseBody>, SendError> {
     buf.advance(parsed.head_len);
     let mut headers = parsed.headers;
@@ -418,7 +427,7 @@ pub struct ResponseBody {
     buf: BytesMut,
     framing: Framing,
     reusable: bool,
-    pool: Arc<IdlePool>,
+    pool: SharedPool,
     size_hint: Option<u64>,
 }
 
@@ -446,7 +455,9 @@ impl ResponseBody {
         self.framing = Framing::Done;
         if let Some(conn) = self.conn.take() {
             if self.reusable && self.buf.is_empty() {
-                self.pool.put(conn, std::mem::take(&mut self.buf));
+                (*self.pool)
+                    .as_ref()
+                    .put(conn, std::mem::take(&mut self.buf));
             }
         }
     }
@@ -655,7 +666,7 @@ mod tests {
             b"HTTP/1.1 200 OK\r\nconnection: close\r\n\r\nuntil eof",
         ])
         .await;
-        let pool = Arc::new(IdlePool::default());
+        let pool: SharedPool = Arc::new(IdlePool::default());
         let client = ClientHeaders::new("10.0.0.9:1234".parse().unwrap());
         let t = Duration::from_secs(1);
         let r = send(
@@ -741,7 +752,7 @@ mod tests {
             seen[1]
         );
         assert!(
-            pool.take().is_none(),
+            (*pool).as_ref().take().is_none(),
             "a connection: close response is not pooled"
         );
     }
@@ -749,7 +760,7 @@ mod tests {
     #[tokio::test]
     async fn a_stale_pooled_connection_is_replaced() {
         let (addr, srv) = server(vec![b"HTTP/1.1 200 OK\r\ncontent-length: 1\r\n\r\na"]).await;
-        let pool = Arc::new(IdlePool::default());
+        let pool: SharedPool = Arc::new(IdlePool::default());
         let client = ClientHeaders::new("10.0.0.9:1234".parse().unwrap());
         let t = Duration::from_secs(1);
         let r = send(
@@ -784,7 +795,7 @@ mod tests {
     #[tokio::test]
     async fn garbage_and_truncated_bodies_are_errors() {
         let (addr, _srv) = server(vec![b"SSH-2.0-OpenSSH\r\n\r\n"]).await;
-        let pool = Arc::new(IdlePool::default());
+        let pool: SharedPool = Arc::new(IdlePool::default());
         let client = ClientHeaders::new("10.0.0.9:1234".parse().unwrap());
         let t = Duration::from_secs(1);
         let r = send(

@@ -330,7 +330,7 @@ impl Http {
     ) -> Result<Response<ClientBody>, AttemptError> {
         if !h2c {
             return match h1::send(
-                &member.idle,
+                &(Arc::clone(&member.state) as h1::SharedPool),
                 member.addr,
                 connect_timeout,
                 parts,
@@ -352,11 +352,10 @@ impl Http {
         };
         let mut req_headers = parts.headers.clone();
         headers::prepare_request(&mut req_headers, &parts.uri, client);
-        let req =
-            build_upstream(parts, req_headers, &member.authority, body).ok_or(AttemptError {
-                connect: true,
-                message: "bad request target".into(),
-            })?;
+        let req = build_upstream(parts, req_headers, member.addr, body).ok_or(AttemptError {
+            connect: true,
+            message: "bad request target".into(),
+        })?;
         match self.h2.request(req).await {
             Ok(resp) => {
                 let (mut rparts, rbody) = resp.into_parts();
@@ -377,12 +376,12 @@ impl Http {
 fn build_upstream(
     parts: &hyper::http::request::Parts,
     headers: hyper::HeaderMap,
-    authority: &Authority,
+    addr: SocketAddr,
     body: UpstreamBody,
 ) -> Option<Request<UpstreamBody>> {
     let mut uri = hyper::http::uri::Parts::default();
     uri.scheme = Some(Scheme::HTTP);
-    uri.authority = Some(authority.clone());
+    uri.authority = Some(Authority::try_from(addr.to_string()).ok()?);
     uri.path_and_query = Some(
         parts
             .uri
