@@ -107,7 +107,6 @@ fn head(parts: &hyper::http::request::Parts, body: &OutBody, client: &ClientHead
     } else {
         Vec::new()
     };
-    let mut prior_xff: Vec<&[u8]> = Vec::new();
     let (mut has_host, mut has_proto) = (false, false);
     let line = |out: &mut Vec<u8>, name: &[u8], value: &[u8]| {
         out.extend_from_slice(name);
@@ -119,10 +118,6 @@ fn head(parts: &hyper::http::request::Parts, body: &OutBody, client: &ClientHead
         if name == CONTENT_LENGTH || headers::is_hop_by_hop(name) || named.contains(name) {
             continue;
         }
-        if name == headers::X_FORWARDED_FOR {
-            prior_xff.push(value.as_bytes());
-            continue;
-        }
         has_host |= name == hyper::header::HOST;
         has_proto |= name == headers::X_FORWARDED_PROTO;
         line(&mut out, name.as_str().as_bytes(), value.as_bytes());
@@ -132,12 +127,9 @@ fn head(parts: &hyper::http::request::Parts, body: &OutBody, client: &ClientHead
             line(&mut out, b"host", a.as_str().as_bytes());
         }
     }
-    let mut xff = prior_xff.join(&b", "[..]);
-    if !xff.is_empty() {
-        xff.extend_from_slice(b", ");
-    }
-    xff.extend_from_slice(client.ip().as_bytes());
-    line(&mut out, b"x-forwarded-for", &xff);
+    // Prior x-forwarded-for lines are kept and this hop's is added as one more: a list header
+    // split over lines means the same as one comma-joined line (RFC 9110, section 5.3).
+    line(&mut out, b"x-forwarded-for", client.ip().as_bytes());
     if !has_proto {
         line(&mut out, b"x-forwarded-proto", b"http");
     }
