@@ -7,6 +7,7 @@ pub mod metrics;
 pub mod ratelimit;
 pub mod resolver;
 pub mod server;
+mod udp_batch;
 pub mod zone;
 
 use std::sync::Arc;

@@ -4,12 +4,15 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use std::os::fd::AsRawFd;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{watch, Semaphore};
 
 use crate::ratelimit::{RateLimiter, Verdict};
 use crate::resolver::{Proto, Resolver, Step};
+use crate::udp_batch::{self, RecvBatch};
 
 /// Idle time after which a TCP client is disconnected.
 const TCP_IDLE: Duration = Duration::from_secs(10);
@@ -71,43 +74,61 @@ async fn serve_udp(
     limiter: Option<Arc<RateLimiter>>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let mut buf = vec![0u8; 65535];
+    let fd = socket.as_raw_fd();
+    let mut batch = RecvBatch::default();
+    let mut replies: Vec<(Vec<u8>, SocketAddr)> = Vec::with_capacity(udp_batch::BATCH);
     loop {
-        let (n, peer) = tokio::select! {
-            r = socket.recv_from(&mut buf) => match r {
-                Ok(x) => x,
-                Err(e) => {
-                    tracing::debug!(error = %e, "udp receive failed");
-                    continue;
-                }
+        tokio::select! {
+            r = socket.readable() => if let Err(e) = r {
+                tracing::debug!(error = %e, "udp socket not readable");
+                continue;
             },
             _ = shutdown.changed() => return,
-        };
-        match limiter.as_ref().map(|l| l.check(peer.ip(), Instant::now())) {
-            None | Some(Verdict::Allow) => {}
-            Some(Verdict::Slip) => {
-                if let Some(tc) = resolver.slip(&buf[..n]) {
-                    let _ = socket.send_to(&tc, peer).await;
-                }
+        }
+        let n = match socket.try_io(Interest::READABLE, || batch.recv(fd)) {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            Err(e) => {
+                tracing::debug!(error = %e, "udp receive failed");
                 continue;
             }
-            Some(Verdict::Drop) => {
-                resolver.dropped();
+        };
+        let now = Instant::now();
+        for i in 0..n {
+            let Some((packet, peer)) = batch.get(i) else {
                 continue;
+            };
+            match limiter.as_ref().map(|l| l.check(peer.ip(), now)) {
+                None | Some(Verdict::Allow) => {}
+                Some(Verdict::Slip) => {
+                    if let Some(tc) = resolver.slip(packet) {
+                        replies.push((tc, peer));
+                    }
+                    continue;
+                }
+                Some(Verdict::Drop) => {
+                    resolver.dropped();
+                    continue;
+                }
+            }
+            match resolver.prepare(packet, peer.ip(), Proto::Udp) {
+                Step::Reply(bytes) => replies.push((bytes, peer)),
+                Step::Forward(pending) => {
+                    let (resolver, socket) = (Arc::clone(&resolver), Arc::clone(&socket));
+                    tokio::spawn(async move {
+                        let bytes = resolver.resolve(pending).await;
+                        let _ = socket.send_to(&bytes, peer).await;
+                    });
+                }
+                Step::Drop => {}
             }
         }
-        match resolver.prepare(&buf[..n], peer.ip(), Proto::Udp) {
-            Step::Reply(bytes) => {
-                let _ = socket.send_to(&bytes, peer).await;
-            }
-            Step::Forward(pending) => {
-                let (resolver, socket) = (Arc::clone(&resolver), Arc::clone(&socket));
-                tokio::spawn(async move {
-                    let bytes = resolver.resolve(pending).await;
-                    let _ = socket.send_to(&bytes, peer).await;
-                });
-            }
-            Step::Drop => {}
+        let sent = socket
+            .try_io(Interest::WRITABLE, || udp_batch::send(fd, &replies))
+            .unwrap_or(0);
+        // Whatever the batch send did not take (a full socket buffer) goes one by one.
+        for (bytes, peer) in replies.drain(..).skip(sent) {
+            let _ = socket.send_to(&bytes, peer).await;
         }
     }
 }
