@@ -2,6 +2,7 @@
 //! (Kubernetes DNS specification 1.1.0) and forwards everything else through a cache.
 
 pub mod cache;
+mod fast;
 pub mod forward;
 pub mod metrics;
 pub mod ratelimit;

@@ -10,6 +10,7 @@ use hickory_proto::rr::{DNSClass, RecordType};
 use ipnet::IpNet;
 
 use crate::cache::{Cache, CacheKey, Lookup};
+use crate::fast::{self, FastAnswers, PlainQuery};
 use crate::forward::Forwarder;
 use crate::metrics::DnsMetrics;
 use crate::zone::{Answer, Zone};
@@ -49,6 +50,7 @@ pub struct Resolver {
     forwarder: Forwarder,
     allow: Vec<IpNet>,
     metrics: Arc<DnsMetrics>,
+    fast: FastAnswers,
 }
 
 const OUR_PAYLOAD: u16 = 1232;
@@ -109,12 +111,15 @@ impl Resolver {
         allow: Vec<IpNet>,
         metrics: Arc<DnsMetrics>,
     ) -> Self {
+        let fast = FastAnswers::default();
+        fast.reset(zone.revision());
         Resolver {
             zone: ArcSwap::from_pointee(zone),
             cache,
             forwarder,
             allow,
             metrics,
+            fast,
         }
     }
 
@@ -142,6 +147,8 @@ impl Resolver {
 
     /// Swaps in a new zone version.
     pub fn set_zone(&self, zone: Zone) {
+        // Emptied first: an answer computed on the old zone can no longer be kept.
+        self.fast.reset(zone.revision());
         self.zone.store(Arc::new(zone));
     }
 
@@ -157,6 +164,19 @@ impl Resolver {
     /// Handles everything that needs no upstream.
     pub fn prepare(&self, packet: &[u8], client: IpAddr, proto: Proto) -> Step {
         let started = Instant::now();
+        let plain = PlainQuery::parse(packet);
+        if let Some(q) = &plain {
+            if let Some(bytes) = self.fast.answer(q, packet) {
+                let tcp = proto == Proto::Tcp;
+                self.metrics.request(tcp, RecordType::from(q.qtype), false);
+                self.metrics.response(
+                    tcp,
+                    ResponseCode::from(0, fast::rcode(&bytes)),
+                    started.elapsed().as_secs_f64(),
+                );
+                return Step::Reply(bytes);
+            }
+        }
         let request = match Message::from_vec(packet) {
             Ok(m) => m,
             Err(_) => {
@@ -266,7 +286,11 @@ impl Resolver {
             }
         };
         response.metadata.authoritative = true;
-        self.finish(&response, max_size, proto, started)
+        let step = self.finish(&response, max_size, proto, started);
+        if let (Some(q), Step::Reply(bytes)) = (&plain, &step) {
+            self.fast.keep(q, zone.revision(), bytes);
+        }
+        step
     }
 
     /// Finishes a forwarded request: upstream answer, else a stale one, else SERVFAIL.

@@ -615,3 +615,79 @@ async fn rate_limit_slips_truncated_answers_and_spares_tcp() {
     assert_eq!(r.answers.len(), 1, "TCP is not rate limited");
     assert!(metric(&dns.registry, "pier_dns_rate_limited_total") >= f64::from(truncated + silent));
 }
+
+/// A query as glibc's stub resolver sends it: no EDNS, so repeated ones take the encoded-answer path.
+fn plain_query(id: u16, name: &str) -> Vec<u8> {
+    let mut q = request(name, RecordType::A, false);
+    q.metadata.id = id;
+    q.to_vec().unwrap()
+}
+
+#[tokio::test]
+async fn repeated_plain_queries_keep_id_case_and_follow_zone_changes() {
+    let dns = start(Vec::new(), &["127.0.0.0/8"], CacheConfig::default()).await;
+    let mut objects = cluster();
+    for (i, name) in [
+        "web.default.svc.cluster.local.",
+        "WeB.DeFaUlT.svc.CLUSTER.local.",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let id = 0x4000 + i as u16;
+        let packet = plain_query(id, name);
+        let bytes = udp_raw(dns.addr, &packet, Duration::from_secs(2))
+            .await
+            .unwrap();
+        let resp = Message::from_vec(&bytes).unwrap();
+        assert_eq!(resp.metadata.id, id);
+        assert!(resp.metadata.recursion_desired, "RD copied from the query");
+        assert_eq!(
+            resp.queries[0].name().to_ascii(),
+            *name,
+            "0x20 case is echoed"
+        );
+        assert_eq!(addresses(&resp), ["10.96.0.10".parse::<IpAddr>().unwrap()]);
+        // The question section is byte for byte the query's.
+        assert_eq!(&bytes[12..packet.len()], &packet[12..]);
+    }
+    // A zone change is seen by the next plain query, not an old encoded answer.
+    objects[0] = object(
+        json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
+        "spec": {"clusterIP": "10.96.7.7", "ports": [{"name": "http", "port": 80}]}}),
+    );
+    dns.handle.publish(snapshot(&objects, 50));
+    let want: IpAddr = "10.96.7.7".parse().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        let bytes = udp_raw(
+            dns.addr,
+            &plain_query(7, "web.default.svc.cluster.local."),
+            Duration::from_secs(2),
+        )
+        .await
+        .unwrap();
+        if addresses(&Message::from_vec(&bytes).unwrap()) == [want] {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "change never visible to plain queries"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // NXDOMAIN answers are kept too, with the SOA.
+    for id in [1u16, 2] {
+        let bytes = udp_raw(
+            dns.addr,
+            &plain_query(id, "nope.default.svc.cluster.local."),
+            Duration::from_secs(2),
+        )
+        .await
+        .unwrap();
+        let resp = Message::from_vec(&bytes).unwrap();
+        assert_eq!(resp.metadata.id, id);
+        assert_eq!(resp.metadata.response_code, ResponseCode::NXDomain);
+        assert_eq!(resp.authorities.len(), 1);
+    }
+}
