@@ -8,11 +8,11 @@ use std::time::Duration;
 use pier_controlplane::model::traffic_policy::TrafficPolicy;
 use pier_controlplane::snapshot::{BackendView, PortMode, PortView, ServiceKey, ServiceView};
 
-use crate::balance::weighted::SlotTable;
 use crate::balance::{Cluster, ClusterKey};
 use crate::l7::budget::RetryBudget;
 use crate::metrics::{FrontendMetrics, Lazy, ProxyMetrics};
 use crate::route::{HttpRouter, Rule};
+use pier_controlplane::weights::SlotTable;
 
 /// Weighted backend groups split per connection, flow or request.
 pub struct Groups {

@@ -1,7 +1,6 @@
 //! Backend groups ("clusters"): their endpoints, health and ejection state, and endpoint picking.
 
 pub mod maglev;
-pub mod weighted;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};

@@ -1,4 +1,5 @@
-//! Weighted choice among backend groups: an interleaved slot table, so 90/10 is exact per 10 picks.
+//! Weighted choice among backend groups, shared by the proxy and the eBPF selection tables: an
+//! interleaved slot table, so 90/10 is exact per 10 picks.
 
 /// Most slots a table has; larger weight sums are scaled down to it.
 pub const MAX_SLOTS: u64 = 1000;
@@ -48,6 +49,11 @@ impl SlotTable {
     /// Whether no group can be picked.
     pub fn is_empty(&self) -> bool {
         self.slots.is_empty()
+    }
+
+    /// Group index of every slot, in order.
+    pub fn slots(&self) -> impl Iterator<Item = usize> + '_ {
+        self.slots.iter().map(|g| usize::from(*g))
     }
 
     /// The group in slot `n % len()`.

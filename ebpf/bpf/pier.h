@@ -1,0 +1,51 @@
+/* Shared between the kernel programs and pier-ebpf's #[repr(C)] twins (src/maps.rs).
+ * Addresses and ports are kept in network byte order, as the sock_addr context has them. */
+#ifndef PIER_H
+#define PIER_H
+
+#include <linux/types.h>
+
+#define PIER_PROTO_TCP 6
+#define PIER_PROTO_UDP 17
+
+/* A service port: the VIP clients connect to. */
+struct pier_svc_key {
+	__u32 vip;
+	__u16 port;
+	__u8 proto;
+	__u8 pad;
+};
+
+/* How a service port picks its backend. */
+struct pier_svc {
+	__u32 id;       /* key prefix of its selection slots */
+	__u32 slots;    /* slots in use; 0 = no backend: connect fails with ECONNREFUSED */
+};
+
+/* One selection slot of a service: weights are laid out as slot counts. */
+struct pier_slot_key {
+	__u32 svc_id;
+	__u32 slot;
+};
+
+struct pier_backend {
+	__u32 addr;
+	__u16 port;
+	__u16 pad;
+};
+
+/* Reverse translation: which VIP a socket's backend stands for. */
+struct pier_revnat_key {
+	__u64 cookie;
+	__u32 addr;
+	__u16 port;
+	__u16 pad;
+};
+
+struct pier_revnat {
+	__u32 vip;
+	__u16 port;
+	__u16 pad;
+};
+
+#endif

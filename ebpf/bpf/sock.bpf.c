@@ -1,0 +1,127 @@
+// SPDX-License-Identifier: GPL-2.0
+/* Socket-level load balancing (Cilium's socket-LB design): connect4 and sendmsg4 rewrite a
+ * service VIP to a backend picked from the service's weighted slots; getpeername4 and
+ * recvmsg4 translate the backend back, so the application only ever sees the VIP. */
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+#include "pier.h"
+
+#define ECONNREFUSED 111
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct pier_svc_key);
+	__type(value, struct pier_svc);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} pier_services SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1048576);
+	__type(key, struct pier_slot_key);
+	__type(value, __u32);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} pier_slots SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 262144);
+	__type(key, __u32);
+	__type(value, struct pier_backend);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} pier_backends SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 262144);
+	__type(key, struct pier_revnat_key);
+	__type(value, struct pier_revnat);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} pier_revnat SEC(".maps");
+
+/* Picks a backend for the VIP in ctx and rewrites ctx to it; 1 lets the call go on, 0 fails it. */
+static __always_inline int translate(struct bpf_sock_addr *ctx, __u8 proto)
+{
+	/* user_port is read as a whole u32 (the verifier rejects narrower loads here). */
+	__u32 user_port = ctx->user_port;
+	struct pier_svc_key key = {
+		.vip = ctx->user_ip4,
+		.port = (__u16)user_port,
+		.proto = proto,
+	};
+	struct pier_svc *svc = bpf_map_lookup_elem(&pier_services, &key);
+	if (!svc)
+		return 1;
+	if (svc->slots == 0) {
+		bpf_set_retval(-ECONNREFUSED);
+		return 0;
+	}
+	struct pier_slot_key sk = {
+		.svc_id = svc->id,
+		.slot = bpf_get_prandom_u32() % svc->slots,
+	};
+	__u32 *backend_id = bpf_map_lookup_elem(&pier_slots, &sk);
+	if (!backend_id)
+		return 1;
+	struct pier_backend *be = bpf_map_lookup_elem(&pier_backends, backend_id);
+	if (!be)
+		return 1;
+	struct pier_revnat_key rk = {
+		.cookie = bpf_get_socket_cookie(ctx),
+		.addr = be->addr,
+		.port = be->port,
+	};
+	struct pier_revnat rn = {
+		.vip = key.vip,
+		.port = key.port,
+	};
+	bpf_map_update_elem(&pier_revnat, &rk, &rn, BPF_ANY);
+	ctx->user_ip4 = be->addr;
+	ctx->user_port = (__u32)be->port;
+	return 1;
+}
+
+/* Rewrites a backend address in ctx back to the VIP it was picked for. */
+static __always_inline void reverse(struct bpf_sock_addr *ctx)
+{
+	__u32 user_port = ctx->user_port;
+	struct pier_revnat_key rk = {
+		.cookie = bpf_get_socket_cookie(ctx),
+		.addr = ctx->user_ip4,
+		.port = (__u16)user_port,
+	};
+	struct pier_revnat *rn = bpf_map_lookup_elem(&pier_revnat, &rk);
+	if (!rn)
+		return;
+	ctx->user_ip4 = rn->vip;
+	ctx->user_port = (__u32)rn->port;
+}
+
+SEC("cgroup/connect4")
+int pier_connect4(struct bpf_sock_addr *ctx)
+{
+	return translate(ctx, ctx->protocol == PIER_PROTO_UDP ? PIER_PROTO_UDP : PIER_PROTO_TCP);
+}
+
+SEC("cgroup/sendmsg4")
+int pier_sendmsg4(struct bpf_sock_addr *ctx)
+{
+	return translate(ctx, PIER_PROTO_UDP);
+}
+
+SEC("cgroup/recvmsg4")
+int pier_recvmsg4(struct bpf_sock_addr *ctx)
+{
+	reverse(ctx);
+	return 1;
+}
+
+SEC("cgroup/getpeername4")
+int pier_getpeername4(struct bpf_sock_addr *ctx)
+{
+	reverse(ctx);
+	return 1;
+}
+
+char LICENSE[] SEC("license") = "GPL";

@@ -1,0 +1,199 @@
+//! The socket-LB hooks for real: programs attached to a cgroup this test creates, a child
+//! process (this binary, re-executed) inside it connecting to a VIP, backends on loopback.
+//! Needs root, cgroup2 and bpffs; skips with a reason otherwise (fails under
+//! PIER_REQUIRE_PRIVILEGED=1).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use pier_ebpf::{maps::PROTO_TCP, ServiceAddr, SocketLb};
+
+const CHILD: &str = "PIER_EBPF_TEST_CHILD";
+
+/// The cgroup2 mount: the unified hierarchy of a hybrid host, or /sys/fs/cgroup itself.
+fn cgroup2_root() -> Option<PathBuf> {
+    ["/sys/fs/cgroup/unified", "/sys/fs/cgroup"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.join("cgroup.procs").exists() && !p.join("cpu").exists())
+}
+
+fn environment() -> Result<PathBuf, String> {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let root = status
+        .lines()
+        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"));
+    if !root {
+        return Err("needs root (BPF programs, cgroups)".into());
+    }
+    if !Path::new(pier_ebpf::BPFFS).exists() {
+        return Err("no /sys/fs/bpf directory".into());
+    }
+    cgroup2_root().ok_or_else(|| "no cgroup2 mount".into())
+}
+
+fn privileged() -> Option<PathBuf> {
+    match environment() {
+        Ok(p) => Some(p),
+        Err(why) => {
+            assert!(
+                std::env::var_os("PIER_REQUIRE_PRIVILEGED").is_none(),
+                "PIER_REQUIRE_PRIVILEGED is set but the test cannot run: {why}"
+            );
+            println!("skipped: {why}");
+            None
+        }
+    }
+}
+
+/// Removes the programs, pins, the cgroup and a bpffs mount the test made, whatever happened.
+struct Cleanup {
+    cgroup: PathBuf,
+    pin: PathBuf,
+    mounted_bpffs: bool,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let _ = SocketLb::detach(&self.pin);
+        let _ = std::fs::remove_dir(&self.cgroup);
+        if self.mounted_bpffs {
+            let _ = Command::new("umount").arg(pier_ebpf::BPFFS).status();
+        }
+    }
+}
+
+/// Backends that answer each connection with their one-letter name, then close.
+fn backend(name: u8, stop: Arc<AtomicBool>) -> SocketAddrV4 {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let SocketAddr::V4(addr) = l.local_addr().unwrap() else {
+        unreachable!()
+    };
+    l.set_nonblocking(true).unwrap();
+    std::thread::spawn(move || {
+        while !stop.load(Ordering::Relaxed) {
+            match l.accept() {
+                Ok((mut s, _)) => {
+                    let _ = s.write_all(&[name]);
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(1)),
+            }
+        }
+    });
+    addr
+}
+
+/// The child: joins the cgroup, connects `n` times, reports what it saw.
+#[test]
+fn child_client() {
+    let Ok(spec) = std::env::var(CHILD) else {
+        return; // only meaningful when re-executed by the test below
+    };
+    let mut parts = spec.split(' ');
+    let cgroup = parts.next().unwrap();
+    let vip: SocketAddr = parts.next().unwrap().parse().unwrap();
+    let n: usize = parts.next().unwrap().parse().unwrap();
+    std::fs::write(Path::new(cgroup).join("cgroup.procs"), "0").unwrap();
+    let (mut a, mut b, mut peer_is_vip, mut refused) = (0, 0, 0, 0);
+    for _ in 0..n {
+        match TcpStream::connect_timeout(&vip, Duration::from_secs(2)) {
+            Ok(mut s) => {
+                if s.peer_addr().unwrap() == vip {
+                    peer_is_vip += 1;
+                }
+                let mut name = [0u8; 1];
+                s.read_exact(&mut name).unwrap();
+                match name[0] {
+                    b'a' => a += 1,
+                    b'b' => b += 1,
+                    other => panic!("unexpected backend {other}"),
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => refused += 1,
+            Err(e) => panic!("connect: {e}"),
+        }
+    }
+    println!("RESULT {a} {b} {peer_is_vip} {refused}");
+}
+
+fn run_child(cgroup: &Path, vip: SocketAddrV4, n: usize) -> [usize; 4] {
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "child_client",
+            "--nocapture",
+            "--test-threads",
+            "1",
+        ])
+        .env(CHILD, format!("{} {vip} {n}", cgroup.display()))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout
+        .lines()
+        .find_map(|l| l.split("RESULT ").nth(1))
+        .unwrap_or_else(|| {
+            panic!(
+                "child failed: {stdout} {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+    let v: Vec<usize> = line
+        .split_whitespace()
+        .take(4)
+        .map(|x| x.parse().unwrap())
+        .collect();
+    [v[0], v[1], v[2], v[3]]
+}
+
+#[test]
+fn vip_connects_reach_weighted_backends_and_see_the_vip() {
+    let Some(root) = privileged() else { return };
+    let id = std::process::id();
+    let cleanup = Cleanup {
+        cgroup: root.join(format!("pier-test-{id}")),
+        pin: PathBuf::from(format!("/sys/fs/bpf/pier-test-{id}")),
+        mounted_bpffs: pier_ebpf::ensure_bpffs(Path::new(pier_ebpf::BPFFS)).unwrap(),
+    };
+    std::fs::create_dir_all(&cleanup.cgroup).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let (a, b) = (
+        backend(b'a', Arc::clone(&stop)),
+        backend(b'b', Arc::clone(&stop)),
+    );
+    let vip = SocketAddrV4::new(Ipv4Addr::new(10, 254, (id % 250) as u8, 1), 80);
+    let service = ServiceAddr {
+        addr: vip,
+        proto: PROTO_TCP,
+    };
+
+    let mut lb = SocketLb::load(&cleanup.pin).unwrap();
+    lb.attach(&cleanup.cgroup).unwrap();
+    lb.set_service(service, &[(a, 90), (b, 10)]).unwrap();
+    let [ca, cb, vip_seen, refused] = run_child(&cleanup.cgroup, vip, 2000);
+    println!("90/10 over 2000 connects: a={ca} b={cb}");
+    assert_eq!((ca + cb, refused), (2000, 0));
+    assert_eq!(vip_seen, 2000, "getpeername returns the VIP");
+    let share = cb as f64 / 2000.0;
+    assert!((0.07..=0.13).contains(&share), "b's share {share}");
+
+    lb.set_service(service, &[(a, 0), (b, 100)]).unwrap();
+    assert_eq!(run_child(&cleanup.cgroup, vip, 200), [0, 200, 200, 0]);
+
+    // No backend: connects fail at once with ECONNREFUSED rather than hang.
+    lb.set_service(service, &[]).unwrap();
+    assert_eq!(run_child(&cleanup.cgroup, vip, 20), [0, 0, 0, 20]);
+
+    // Removed: the VIP is no longer translated (nothing routes 10.254.x.1 here).
+    lb.remove_service(service).unwrap();
+    drop(lb);
+    stop.store(true, Ordering::Relaxed);
+    drop(cleanup);
+    assert!(!Path::new(&format!("/sys/fs/bpf/pier-test-{id}")).exists());
+}
