@@ -99,7 +99,11 @@ fn child_client() {
     let cgroup = parts.next().unwrap();
     let vip: SocketAddr = parts.next().unwrap().parse().unwrap();
     let n: usize = parts.next().unwrap().parse().unwrap();
+    let mode = parts.next().unwrap_or("tcp");
     std::fs::write(Path::new(cgroup).join("cgroup.procs"), "0").unwrap();
+    if mode != "tcp" {
+        return udp_client(vip, n, mode == "udp-connected");
+    }
     let (mut a, mut b, mut peer_is_vip, mut refused) = (0, 0, 0, 0);
     for _ in 0..n {
         match TcpStream::connect_timeout(&vip, Duration::from_secs(2)) {
@@ -122,7 +126,60 @@ fn child_client() {
     println!("RESULT {a} {b} {peer_is_vip} {refused}");
 }
 
+/// UDP from inside the cgroup: `n` datagrams to the VIP, unconnected (sendmsg4/recvmsg4) or
+/// connected (connect4/getpeername4); every reply must come from the VIP.
+fn udp_client(vip: SocketAddr, n: usize, connected: bool) {
+    let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    if connected {
+        s.connect(vip).unwrap();
+    }
+    let (mut a, mut b, mut from_vip) = (0, 0, 0);
+    let mut buf = [0u8; 16];
+    for _ in 0..n {
+        if connected {
+            s.send(b"x").unwrap();
+        } else {
+            s.send_to(b"x", vip).unwrap();
+        }
+        let (len, from) = s.recv_from(&mut buf).unwrap();
+        if from == vip && (!connected || s.peer_addr().unwrap() == vip) {
+            from_vip += 1;
+        }
+        match &buf[..len] {
+            b"ax" => a += 1,
+            b"bx" => b += 1,
+            other => panic!("unexpected reply {other:?}"),
+        }
+    }
+    println!("RESULT {a} {b} {from_vip} 0");
+}
+
+/// A UDP echo backend that prefixes its one-letter name.
+fn udp_backend(name: u8, stop: Arc<AtomicBool>) -> SocketAddrV4 {
+    let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let SocketAddr::V4(addr) = s.local_addr().unwrap() else {
+        unreachable!()
+    };
+    s.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 64];
+        while !stop.load(Ordering::Relaxed) {
+            if let Ok((n, peer)) = s.recv_from(&mut buf) {
+                let mut reply = vec![name];
+                reply.extend_from_slice(&buf[..n]);
+                let _ = s.send_to(&reply, peer);
+            }
+        }
+    });
+    addr
+}
+
 fn run_child(cgroup: &Path, vip: SocketAddrV4, n: usize) -> [usize; 4] {
+    run_child_mode(cgroup, vip, n, "tcp")
+}
+
+fn run_child_mode(cgroup: &Path, vip: SocketAddrV4, n: usize, mode: &str) -> [usize; 4] {
     let out = Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
@@ -131,7 +188,7 @@ fn run_child(cgroup: &Path, vip: SocketAddrV4, n: usize) -> [usize; 4] {
             "--test-threads",
             "1",
         ])
-        .env(CHILD, format!("{} {vip} {n}", cgroup.display()))
+        .env(CHILD, format!("{} {vip} {n} {mode}", cgroup.display()))
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -190,7 +247,28 @@ fn vip_connects_reach_weighted_backends_and_see_the_vip() {
     lb.set_service(service, &[]).unwrap();
     assert_eq!(run_child(&cleanup.cgroup, vip, 20), [0, 0, 0, 20]);
 
+    // UDP to a VIP, unconnected and connected: replies come back from the VIP.
+    let (ua, ub) = (
+        udp_backend(b'a', Arc::clone(&stop)),
+        udp_backend(b'b', Arc::clone(&stop)),
+    );
+    let udp = ServiceAddr {
+        addr: SocketAddrV4::new(*vip.ip(), 53),
+        proto: pier_ebpf::maps::PROTO_UDP,
+    };
+    lb.set_service(udp, &[(ua, 1), (ub, 1)]).unwrap();
+    for mode in ["udp", "udp-connected"] {
+        let [ra, rb, from_vip, _] = run_child_mode(&cleanup.cgroup, udp.addr, 200, mode);
+        println!("{mode}: a={ra} b={rb}, {from_vip}/200 replies from the VIP");
+        assert_eq!(ra + rb, 200);
+        assert_eq!(
+            from_vip, 200,
+            "{mode}: replies are translated back to the VIP"
+        );
+    }
+
     // Removed: the VIP is no longer translated (nothing routes 10.254.x.1 here).
+    lb.remove_service(udp).unwrap();
     lb.remove_service(service).unwrap();
     drop(lb);
     stop.store(true, Ordering::Relaxed);
