@@ -1,0 +1,214 @@
+//! From the NodeSnapshot to socket-LB entries: which VIP ports translate to which weighted
+//! backends, recomputed only for the services a snapshot diff touches.
+
+use std::collections::{HashMap, HashSet};
+use std::net::{IpAddr, SocketAddr, SocketAddrV4};
+use std::sync::Arc;
+
+use pier_controlplane::snapshot::{
+    BackendView, NodeSnapshot, PortMode, PortView, Protocol, ServiceChange, ServiceKey,
+    ServiceView, SnapshotConsumer, SnapshotDiff, TargetPort,
+};
+
+use crate::maps::{PROTO_TCP, PROTO_UDP};
+use crate::{ServiceAddr, SocketLb};
+
+/// Weighted backends of one VIP port.
+pub type Entry = (ServiceAddr, Vec<(SocketAddrV4, u32)>);
+
+/// Where the local proxy serves an L7 port's VIP, if connections must be steered to it
+/// (in loopback mode); `None` leaves the VIP alone (the proxy listens on the VIP itself).
+pub type Steer = Arc<dyn Fn(IpAddr, u16) -> Option<SocketAddr> + Send + Sync>;
+
+/// Endpoints of `svc` serving `port` that may take new connections: ready ones, or if none is
+/// ready, serving-but-terminating ones (as kube-proxy does).
+fn endpoints(svc: &ServiceView, port: &PortView) -> Vec<SocketAddrV4> {
+    let pick = |want_ready: bool| -> Vec<SocketAddrV4> {
+        svc.endpoints
+            .iter()
+            .filter(|e| {
+                if want_ready {
+                    e.ready && !e.terminating
+                } else {
+                    e.serving && e.terminating
+                }
+            })
+            .filter_map(|e| {
+                let IpAddr::V4(ip) = e.address else {
+                    return None;
+                };
+                let target = match &port.target_port {
+                    TargetPort::Number(n) if e.ports.is_empty() => Some(*n),
+                    _ => e.port_for(port),
+                }?;
+                Some(SocketAddrV4::new(ip, target))
+            })
+            .collect()
+    };
+    let ready = pick(true);
+    if ready.is_empty() {
+        pick(false)
+    } else {
+        ready
+    }
+}
+
+/// Spreads each group's weight over its endpoints.
+fn weighted(groups: Vec<(Vec<SocketAddrV4>, u32)>) -> Vec<(SocketAddrV4, u32)> {
+    let mut out = Vec::new();
+    for (eps, weight) in groups {
+        let n = u32::try_from(eps.len()).unwrap_or(u32::MAX).max(1);
+        for ep in eps {
+            let w = if weight == 0 {
+                0
+            } else {
+                (weight.saturating_mul(1000) / n).max(1)
+            };
+            out.push((ep, w));
+        }
+    }
+    out
+}
+
+fn proto(p: Protocol) -> u8 {
+    match p {
+        Protocol::Tcp => PROTO_TCP,
+        Protocol::Udp => PROTO_UDP,
+    }
+}
+
+/// The socket-LB entries of one service, and the backend services its routes use.
+pub fn desired(
+    svc: &ServiceView,
+    snapshot: &NodeSnapshot,
+    steer: Option<&Steer>,
+) -> (Vec<Entry>, Vec<ServiceKey>) {
+    let mut entries = Vec::new();
+    let mut uses = Vec::new();
+    let Some(IpAddr::V4(vip)) = svc.cluster_ip else {
+        return (entries, uses);
+    };
+    if svc.headless || svc.external_name.is_some() {
+        return (entries, uses);
+    }
+    for port in &svc.ports {
+        let addr = ServiceAddr {
+            addr: SocketAddrV4::new(vip, port.port),
+            proto: proto(port.protocol),
+        };
+        if port.mode == PortMode::L7 {
+            // L7 ports belong to the proxy: steer to its listener where it is not the VIP.
+            if let Some(SocketAddr::V4(l)) = steer.and_then(|s| s(IpAddr::V4(vip), port.port)) {
+                entries.push((addr, vec![(l, 1)]));
+            }
+            continue;
+        }
+        let route = svc.l4_routes.iter().find(|r| {
+            r.protocol == port.protocol
+                && r.parents
+                    .iter()
+                    .any(|a| a.service == svc.key && a.covers(port))
+        });
+        let backends: Vec<BackendView> = match route {
+            Some(r) => r.backends.clone(),
+            None => vec![BackendView {
+                service: svc.key.clone(),
+                port: port.port,
+                weight: 1,
+            }],
+        };
+        let mut groups = Vec::new();
+        for b in &backends {
+            if b.service != svc.key {
+                uses.push(b.service.clone());
+            }
+            let eps = snapshot
+                .services
+                .get(&b.service)
+                .and_then(|s| {
+                    let p = s.ports.iter().find(|p| p.port == b.port)?;
+                    Some(endpoints(s, p))
+                })
+                .unwrap_or_default();
+            groups.push((eps, b.weight));
+        }
+        entries.push((addr, weighted(groups)));
+    }
+    (entries, uses)
+}
+
+/// Keeps a [`SocketLb`] in step with the snapshot.
+pub struct EbpfConsumer {
+    lb: SocketLb,
+    steer: Option<Steer>,
+    installed: HashMap<ServiceKey, Vec<Entry>>,
+    /// Backend service -> frontend services whose routes use it.
+    used_by: HashMap<ServiceKey, HashSet<ServiceKey>>,
+}
+
+impl EbpfConsumer {
+    /// A consumer writing to `lb`.
+    pub fn new(lb: SocketLb, steer: Option<Steer>) -> Self {
+        Self {
+            lb,
+            steer,
+            installed: HashMap::new(),
+            used_by: HashMap::new(),
+        }
+    }
+
+    fn sync_service(&mut self, key: &ServiceKey, snapshot: &NodeSnapshot) -> crate::Result<()> {
+        let (entries, uses) = match snapshot.services.get(key) {
+            Some(view) => desired(view, snapshot, self.steer.as_ref()),
+            None => (Vec::new(), Vec::new()),
+        };
+        for b in uses {
+            self.used_by.entry(b).or_default().insert(key.clone());
+        }
+        let old = self.installed.remove(key).unwrap_or_default();
+        for (addr, _) in &old {
+            if !entries.iter().any(|(a, _)| a == addr) {
+                self.lb.remove_service(*addr)?;
+            }
+        }
+        for entry in &entries {
+            if !old.contains(entry) {
+                self.lb.set_service(entry.0, &entry.1)?;
+            }
+        }
+        if !entries.is_empty() {
+            self.installed.insert(key.clone(), entries);
+        }
+        Ok(())
+    }
+}
+
+impl SnapshotConsumer for EbpfConsumer {
+    fn name(&self) -> &'static str {
+        "ebpf"
+    }
+
+    fn apply(&mut self, diff: &SnapshotDiff, snapshot: &Arc<NodeSnapshot>) -> Result<(), String> {
+        let mut touched: Vec<ServiceKey> = Vec::new();
+        for change in &diff.changes {
+            let key = match change {
+                ServiceChange::Upsert(v) => &v.key,
+                ServiceChange::Remove(k) => k,
+            };
+            touched.push(key.clone());
+            if let Some(fronts) = self.used_by.get(key) {
+                touched.extend(fronts.iter().cloned());
+            }
+        }
+        touched.sort();
+        touched.dedup();
+        for key in &touched {
+            self.sync_service(key, snapshot)
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,125 @@
+use std::net::Ipv4Addr;
+
+use pier_controlplane::model::Object;
+use pier_controlplane::snapshot::SnapshotBuilder;
+use serde_json::json;
+
+use super::*;
+
+fn snapshot(objects: &[serde_json::Value]) -> NodeSnapshot {
+    let mut b = SnapshotBuilder::new();
+    for o in objects {
+        b.upsert(&Arc::new(Object::from_value(o.clone()).unwrap().object));
+    }
+    b.set_revision(1);
+    b.build()
+}
+
+fn service(name: &str, ip: &str, extra: serde_json::Value) -> serde_json::Value {
+    let mut spec = json!({"clusterIP": ip, "ports": [{"name": "p", "port": 80}]});
+    if let (Some(s), Some(e)) = (spec.as_object_mut(), extra.as_object()) {
+        for (k, v) in e {
+            s.insert(k.clone(), v.clone());
+        }
+    }
+    json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": name}, "spec": spec})
+}
+
+fn slice(svc: &str, eps: &[(&str, bool, bool)], port: u16) -> serde_json::Value {
+    let endpoints: Vec<_> = eps
+        .iter()
+        .map(|(ip, ready, term)| {
+            json!({"addresses": [ip], "conditions": {"ready": ready, "serving": true, "terminating": term}})
+        })
+        .collect();
+    json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+        "metadata": {"name": format!("{svc}-1"), "labels": {"kubernetes.io/service-name": svc}},
+        "addressType": "IPv4", "endpoints": endpoints, "ports": [{"name": "p", "port": port}]})
+}
+
+fn entries_of(snap: &NodeSnapshot, name: &str, steer: Option<&Steer>) -> Vec<Entry> {
+    desired(snap.service("default", name).unwrap(), snap, steer).0
+}
+
+fn sa(s: &str) -> SocketAddrV4 {
+    s.parse().unwrap()
+}
+
+#[test]
+fn ready_endpoints_then_draining_ones() {
+    let snap = snapshot(&[
+        service("web", "10.96.0.1", json!({})),
+        slice(
+            "web",
+            &[("10.88.0.1", true, false), ("10.88.0.2", false, true)],
+            8080,
+        ),
+    ]);
+    let e = entries_of(&snap, "web", None);
+    assert_eq!(e.len(), 1);
+    assert_eq!(
+        e[0].0.addr,
+        SocketAddrV4::new(Ipv4Addr::new(10, 96, 0, 1), 80)
+    );
+    assert_eq!(e[0].1, vec![(sa("10.88.0.1:8080"), 1000)]);
+    let snap = snapshot(&[
+        service("web", "10.96.0.1", json!({})),
+        slice("web", &[("10.88.0.2", false, true)], 8080),
+    ]);
+    assert_eq!(
+        entries_of(&snap, "web", None)[0].1,
+        vec![(sa("10.88.0.2:8080"), 1000)]
+    );
+}
+
+#[test]
+fn tcp_route_weights_spread_over_group_endpoints() {
+    let snap = snapshot(&[
+        service("db", "10.96.0.1", json!({})),
+        service("db-v1", "10.96.0.2", json!({})),
+        service("db-v2", "10.96.0.3", json!({})),
+        slice(
+            "db-v1",
+            &[("10.88.0.1", true, false), ("10.88.0.2", true, false)],
+            5432,
+        ),
+        slice("db-v2", &[("10.88.0.3", true, false)], 5432),
+        json!({"apiVersion": "gateway.networking.k8s.io/v1alpha2", "kind": "TCPRoute",
+            "metadata": {"name": "db"},
+            "spec": {"parentRefs": [{"group": "", "kind": "Service", "name": "db", "port": 80}],
+                "rules": [{"backendRefs": [{"name": "db-v1", "port": 80, "weight": 90},
+                                           {"name": "db-v2", "port": 80, "weight": 10}]}]}}),
+    ]);
+    let (e, uses) = desired(snap.service("default", "db").unwrap(), &snap, None);
+    assert_eq!(
+        e[0].1,
+        vec![
+            (sa("10.88.0.1:5432"), 45_000),
+            (sa("10.88.0.2:5432"), 45_000),
+            (sa("10.88.0.3:5432"), 10_000)
+        ]
+    );
+    assert_eq!(uses.len(), 2);
+}
+
+#[test]
+fn l7_ports_are_steered_only_when_the_proxy_is_elsewhere() {
+    let snap = snapshot(&[
+        service(
+            "web",
+            "10.96.0.1",
+            json!({"ports": [{"name": "p", "port": 80, "appProtocol": "http"}]}),
+        ),
+        slice("web", &[("10.88.0.1", true, false)], 8080),
+    ]);
+    assert!(entries_of(&snap, "web", None).is_empty());
+    let steer: Steer = Arc::new(|_, port| Some(SocketAddr::from(([127, 96, 0, 1], port + 10000))));
+    let e = entries_of(&snap, "web", Some(&steer));
+    assert_eq!(e[0].1, vec![(sa("127.96.0.1:10080"), 1)]);
+}
+
+#[test]
+fn headless_and_external_names_get_nothing() {
+    let snap = snapshot(&[service("h", "None", json!({}))]);
+    assert!(entries_of(&snap, "h", None).is_empty());
+}
