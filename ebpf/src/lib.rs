@@ -161,14 +161,103 @@ impl SocketLb {
             prog.load()
                 .map_err(|source| Error::Program { name, source })?;
         }
-        Ok(Self {
+        let mut lb = Self {
             ebpf,
             pin_dir: pin_dir.to_path_buf(),
             services: HashMap::new(),
             backend_ids: HashMap::new(),
             next_backend: 1,
             next_service: 1,
-        })
+        };
+        lb.adopt()?;
+        Ok(lb)
+    }
+
+    /// Continues numbering above what pinned maps from an earlier run hold, so their entries
+    /// keep translating until [`SocketLb::sweep`] replaces them.
+    fn adopt(&mut self) -> Result<()> {
+        let services: BpfHashMap<_, SvcKey, Svc> = BpfHashMap::try_from(
+            self.ebpf
+                .map("pier_services")
+                .ok_or(Error::Missing("pier_services"))?,
+        )
+        .map_err(map_err("pier_services"))?;
+        let max_svc = services
+            .iter()
+            .filter_map(|r| r.ok().map(|(_, v)| v.id))
+            .max()
+            .unwrap_or(0);
+        let backends: BpfHashMap<_, u32, Backend> = BpfHashMap::try_from(
+            self.ebpf
+                .map("pier_backends")
+                .ok_or(Error::Missing("pier_backends"))?,
+        )
+        .map_err(map_err("pier_backends"))?;
+        let max_backend = backends.keys().filter_map(|r| r.ok()).max().unwrap_or(0);
+        self.next_service = max_svc.wrapping_add(1).max(1);
+        self.next_backend = max_backend.wrapping_add(1).max(1);
+        Ok(())
+    }
+
+    /// Removes map entries this process did not write: services, slots and backends left by
+    /// an earlier run that the current snapshot no longer has. Call after the first full sync.
+    pub fn sweep(&mut self) -> Result<()> {
+        let keep_services: std::collections::HashSet<SvcKey> = self
+            .services
+            .keys()
+            .map(|s| SvcKey::new(*s.addr.ip(), s.addr.port(), s.proto))
+            .collect();
+        let keep_ids: std::collections::HashSet<u32> =
+            self.services.values().map(|i| i.id).collect();
+        let keep_backends: std::collections::HashSet<u32> =
+            self.backend_ids.values().map(|(id, _)| *id).collect();
+        {
+            let mut services: BpfHashMap<_, SvcKey, Svc> = BpfHashMap::try_from(
+                self.ebpf
+                    .map_mut("pier_services")
+                    .ok_or(Error::Missing("pier_services"))?,
+            )
+            .map_err(map_err("pier_services"))?;
+            let stale: Vec<SvcKey> = services
+                .keys()
+                .filter_map(|r| r.ok())
+                .filter(|k| !keep_services.contains(k))
+                .collect();
+            for k in stale {
+                let _ = services.remove(&k);
+            }
+        }
+        {
+            let mut slots: BpfHashMap<_, SlotKey, u32> = BpfHashMap::try_from(
+                self.ebpf
+                    .map_mut("pier_slots")
+                    .ok_or(Error::Missing("pier_slots"))?,
+            )
+            .map_err(map_err("pier_slots"))?;
+            let stale: Vec<SlotKey> = slots
+                .keys()
+                .filter_map(|r| r.ok())
+                .filter(|k| !keep_ids.contains(&k.svc_id))
+                .collect();
+            for k in stale {
+                let _ = slots.remove(&k);
+            }
+        }
+        let mut backends: BpfHashMap<_, u32, Backend> = BpfHashMap::try_from(
+            self.ebpf
+                .map_mut("pier_backends")
+                .ok_or(Error::Missing("pier_backends"))?,
+        )
+        .map_err(map_err("pier_backends"))?;
+        let stale: Vec<u32> = backends
+            .keys()
+            .filter_map(|r| r.ok())
+            .filter(|k| !keep_backends.contains(k))
+            .collect();
+        for k in stale {
+            let _ = backends.remove(&k);
+        }
+        Ok(())
     }
 
     fn link_path(&self, name: &str) -> PathBuf {

@@ -144,6 +144,8 @@ pub struct EbpfConsumer {
     installed: HashMap<ServiceKey, Vec<Entry>>,
     /// Backend service -> frontend services whose routes use it.
     used_by: HashMap<ServiceKey, HashSet<ServiceKey>>,
+    /// Entries left by an earlier run have been swept (after the first full sync).
+    swept: bool,
 }
 
 impl EbpfConsumer {
@@ -154,6 +156,7 @@ impl EbpfConsumer {
             steer,
             installed: HashMap::new(),
             used_by: HashMap::new(),
+            swept: false,
         }
     }
 
@@ -205,6 +208,12 @@ impl SnapshotConsumer for EbpfConsumer {
         for key in &touched {
             self.sync_service(key, snapshot)
                 .map_err(|e| e.to_string())?;
+        }
+        if !self.swept {
+            // The first diff is from the empty snapshot, so every service has been written:
+            // whatever an earlier run left in the pinned maps beyond that can go.
+            self.lb.sweep().map_err(|e| e.to_string())?;
+            self.swept = true;
         }
         Ok(())
     }

@@ -88,8 +88,32 @@ pub struct DaemonConfig {
     pub dns: Option<DnsConfig>,
     /// Userspace proxy settings; `None` turns it off.
     pub proxy: Option<pier_proxy::ProxyConfig>,
-    /// Prefer the eBPF socket-LB for L4 ports (`--no-ebpf` turns it off).
-    pub ebpf: bool,
+    /// eBPF socket-LB settings; `None` (`--no-ebpf`) leaves every port to the proxy.
+    pub ebpf: Option<EbpfConfig>,
+}
+
+/// Effective socket-LB settings.
+#[derive(Debug, Clone)]
+pub struct EbpfConfig {
+    /// cgroup v2 directory the hooks attach to (the cgroup2 root by default, as Cilium).
+    pub cgroup: PathBuf,
+    /// Where maps and links are pinned (kept across restarts).
+    pub pin_dir: PathBuf,
+}
+
+/// The cgroup2 mount: the unified hierarchy of a hybrid host, or /sys/fs/cgroup itself.
+pub fn default_cgroup2() -> PathBuf {
+    let unified = PathBuf::from("/sys/fs/cgroup/unified");
+    if unified.join("cgroup.procs").exists() {
+        unified
+    } else {
+        PathBuf::from("/sys/fs/cgroup")
+    }
+}
+
+/// Where socket-LB maps and links are pinned by default.
+pub fn default_ebpf_pin_dir() -> PathBuf {
+    PathBuf::from(pier_ebpf::BPFFS).join("pier")
 }
 
 /// Effective DNS settings.

@@ -100,18 +100,12 @@ async fn start_dns(
 /// Starts the userspace proxy and its snapshot consumer.
 fn start_proxy(
     config: &pier_proxy::ProxyConfig,
-    ebpf: bool,
     registry: &Registry,
     snapshot: &Arc<SnapshotHandle>,
     observer: &Arc<Metrics>,
     shutdown: &watch::Receiver<bool>,
     tasks: &mut Vec<tokio::task::JoinHandle<()>>,
 ) -> Result<()> {
-    if ebpf {
-        tracing::info!(
-            "eBPF socket-LB is not part of this build; the userspace proxy serves every port"
-        );
-    }
     let proxy = pier_proxy::Proxy::new(config.clone(), registry)
         .context("starting the proxy (use --proxy-vips loopback or --no-proxy)")?;
     let follow = snapshot::follow(
@@ -128,6 +122,62 @@ fn start_proxy(
     }));
     tracing::info!(vips = ?config.vip_mode, node_address = %config.node_address, "proxy serving");
     Ok(())
+}
+
+/// Loads and attaches the socket-LB and starts its snapshot consumer; on any failure the
+/// userspace proxy keeps serving every port, and the log says why.
+fn start_ebpf(
+    config: &crate::config::EbpfConfig,
+    proxy: Option<&pier_proxy::ProxyConfig>,
+    snapshot: &Arc<SnapshotHandle>,
+    observer: &Arc<Metrics>,
+    shutdown: &watch::Receiver<bool>,
+    tasks: &mut Vec<tokio::task::JoinHandle<()>>,
+) {
+    let loaded = (|| -> Result<pier_ebpf::SocketLb> {
+        if pier_controlplane::api::current_uid() != 0 {
+            anyhow::bail!("not running as root");
+        }
+        let bpffs = std::path::Path::new(pier_ebpf::BPFFS);
+        pier_ebpf::ensure_bpffs(bpffs)?;
+        let mut lb = pier_ebpf::SocketLb::load(&config.pin_dir)?;
+        lb.attach(&config.cgroup)?;
+        Ok(lb)
+    })();
+    let lb = match loaded {
+        Ok(lb) => lb,
+        Err(e) => {
+            tracing::warn!(
+                reason = %format!("{e:#}"),
+                "eBPF socket-LB unavailable; the userspace proxy serves every port"
+            );
+            return;
+        }
+    };
+    // In loopback mode the proxy is not on the VIP, so L7 VIPs are steered to its listener.
+    let steer: Option<pier_ebpf::sync::Steer> = proxy
+        .filter(|p| matches!(p.vip_mode, pier_proxy::VipMode::Loopback { .. }))
+        .map(|p| {
+            let p = p.clone();
+            Arc::new(move |ip, port| p.vip_listen_addr(ip, port)) as pier_ebpf::sync::Steer
+        });
+    let follow = snapshot::follow(
+        Arc::clone(snapshot),
+        pier_ebpf::sync::EbpfConsumer::new(lb, steer),
+        Arc::clone(observer) as Arc<dyn snapshot::ConsumerObserver>,
+    );
+    let mut stop = shutdown.clone();
+    tasks.push(tokio::spawn(async move {
+        tokio::select! {
+            () = follow => {}
+            _ = stop.changed() => {}
+        }
+    }));
+    tracing::info!(
+        cgroup = %config.cgroup.display(),
+        pins = %config.pin_dir.display(),
+        "eBPF socket-LB attached (stays attached across restarts; `pier ebpf detach` removes it)"
+    );
 }
 
 /// Runs `f` again after a growing pause each time it fails, until shutdown.
@@ -237,13 +287,25 @@ impl Daemon {
         if let Some(proxy) = &config.proxy {
             start_proxy(
                 proxy,
-                config.ebpf,
                 &admin.registry,
                 &snapshot,
                 &metrics,
                 &shutdown_rx,
                 &mut tasks,
             )?;
+        }
+        match &config.ebpf {
+            Some(ebpf) => start_ebpf(
+                ebpf,
+                config.proxy.as_ref(),
+                &snapshot,
+                &metrics,
+                &shutdown_rx,
+                &mut tasks,
+            ),
+            None => tracing::info!(
+                "eBPF socket-LB off (--no-ebpf); the userspace proxy serves every port"
+            ),
         }
         let ctx = Arc::new(ApiContext {
             store: Arc::clone(&store),

@@ -102,6 +102,22 @@ struct DaemonArgs {
     /// Serve every port with the userspace proxy, never the eBPF socket-LB.
     #[arg(long)]
     no_ebpf: bool,
+    /// cgroup v2 directory the socket-LB hooks attach to (default: the cgroup2 root).
+    #[arg(long)]
+    ebpf_cgroup: Option<PathBuf>,
+    /// Where socket-LB maps and links are pinned (default /sys/fs/bpf/pier).
+    #[arg(long)]
+    ebpf_pin_dir: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum EbpfCommand {
+    /// Detach the socket-LB hooks and remove their pinned maps and links (uninstall).
+    Detach {
+        /// Where the maps and links are pinned.
+        #[arg(long)]
+        ebpf_pin_dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -174,6 +190,11 @@ enum Command {
         /// Send the name and a newline first on every TCP connection.
         #[arg(long)]
         tcp_banner: bool,
+    },
+    /// Manage the eBPF socket-LB.
+    Ebpf {
+        #[command(subcommand)]
+        command: EbpfCommand,
     },
     /// Delete objects by name or by manifest.
     Delete {
@@ -253,7 +274,16 @@ fn daemon_config(args: &DaemonArgs, socket: Option<PathBuf>) -> Result<DaemonCon
             }
             Some(proxy)
         },
-        ebpf: !args.no_ebpf,
+        ebpf: (!args.no_ebpf).then(|| config::EbpfConfig {
+            cgroup: args
+                .ebpf_cgroup
+                .clone()
+                .unwrap_or_else(config::default_cgroup2),
+            pin_dir: args
+                .ebpf_pin_dir
+                .clone()
+                .unwrap_or_else(config::default_ebpf_pin_dir),
+        }),
     })
 }
 
@@ -318,6 +348,16 @@ async fn run(cli: Cli) -> Result<()> {
                 format: output,
             };
             cli::get(&client(), kind, name.as_deref(), &opts).await
+        }
+        Command::Ebpf {
+            command: EbpfCommand::Detach { ebpf_pin_dir },
+        } => {
+            let dir = ebpf_pin_dir.unwrap_or_else(config::default_ebpf_pin_dir);
+            pier_ebpf::SocketLb::detach(&dir).with_context(|| {
+                format!("detaching the socket-LB pinned under {}", dir.display())
+            })?;
+            println!("socket-LB detached; pins under {} removed", dir.display());
+            Ok(())
         }
         Command::Echo {
             name,

@@ -319,6 +319,7 @@ fn up_runs_the_quickstart() {
             "loopback",
             "--proxy-port-offset",
             "20000",
+            "--no-ebpf",
             "--state-dir",
         ])
         .arg(tmp.path().join("state"))

@@ -109,6 +109,8 @@ fn real_cluster_ips_on_the_vip_interface() {
             "--admin",
             "127.0.0.1:0",
             "--no-dns",
+            // Network namespaces do not isolate cgroups: keep the socket-LB off the host.
+            "--no-ebpf",
         ])
         .arg("--state-dir")
         .arg(tmp.path().join("state"))

@@ -99,6 +99,7 @@ pub async fn run(p: Params) -> Result<()> {
         &pier,
         &[
             "daemon",
+            "--no-ebpf",
             "--admin",
             "127.0.0.1:0",
             "--dns-listen",

@@ -122,6 +122,7 @@ async fn start_pier(n: usize, dir: &Path, deadline: Instant) -> Result<Server> {
         &harness::pier_binary()?,
         &[
             "daemon",
+            "--no-ebpf",
             "--admin",
             "127.0.0.1:0",
             "--dns-listen",

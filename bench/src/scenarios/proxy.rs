@@ -124,6 +124,7 @@ async fn start_pier(dir: &Path, backends: &[u16], deadline: Instant) -> Result<(
         &harness::pier_binary()?,
         &[
             "daemon",
+            "--no-ebpf",
             "--admin",
             "127.0.0.1:0",
             "--no-dns",

@@ -33,6 +33,8 @@ impl Daemon {
                 "127.0.0.1:0",
                 "--dns-listen",
                 "127.0.0.1:0",
+                // Hooks on the host's cgroup root would reach every process; tests opt in.
+                "--no-ebpf",
                 "--state-dir",
             ])
             .arg(dir.join("state"))
