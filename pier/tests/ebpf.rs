@@ -1,0 +1,243 @@
+//! The daemon's socket-LB end to end, in a cgroup and pin directory of the test's own: a
+//! client in that cgroup reaches a ClusterIP with no proxy running, keeps reaching it while
+//! the daemon is killed (-9) and restarted, and `pier ebpf detach` removes everything.
+//! Needs root, cgroup2 and bpffs; skips with a reason otherwise.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::PIER;
+
+fn cgroup2_root() -> Option<PathBuf> {
+    ["/sys/fs/cgroup/unified", "/sys/fs/cgroup"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.join("cgroup.procs").exists() && !p.join("cpu").exists())
+}
+
+fn privileged() -> Option<PathBuf> {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let root = status
+        .lines()
+        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"));
+    let why = if !root {
+        "needs root (BPF programs, cgroups)"
+    } else if !Path::new("/sys/fs/bpf").exists() {
+        "no /sys/fs/bpf"
+    } else if Command::new("curl").arg("--version").output().is_err() {
+        "curl is not installed"
+    } else {
+        match cgroup2_root() {
+            Some(p) => return Some(p),
+            None => "no cgroup2 mount",
+        }
+    };
+    assert!(
+        std::env::var_os("PIER_REQUIRE_PRIVILEGED").is_none(),
+        "PIER_REQUIRE_PRIVILEGED is set but the test cannot run: {why}"
+    );
+    println!("skipped: {why}");
+    None
+}
+
+/// Kills what the test started and removes the hooks, pins and cgroup, whatever happened.
+struct Cleanup {
+    children: Vec<Child>,
+    pin: PathBuf,
+    cgroup: PathBuf,
+    /// bpffs was not mounted before: the daemon mounted it, the test unmounts it.
+    unmount_bpffs: bool,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let _ = Command::new(PIER)
+            .args(["ebpf", "detach", "--ebpf-pin-dir"])
+            .arg(&self.pin)
+            .output();
+        let _ = std::fs::remove_dir(&self.cgroup);
+        if self.unmount_bpffs {
+            let _ = Command::new("umount").arg("/sys/fs/bpf").status();
+        }
+    }
+}
+
+fn daemon(dir: &Path, cleanup: &Cleanup) -> Child {
+    Command::new(PIER)
+        .args(["daemon", "--no-proxy", "--no-dns", "--admin", "127.0.0.1:0"])
+        .args(["--service-cidr", "10.253.0.0/16"])
+        .arg("--ebpf-cgroup")
+        .arg(&cleanup.cgroup)
+        .arg("--ebpf-pin-dir")
+        .arg(&cleanup.pin)
+        .arg("--state-dir")
+        .arg(dir.join("state"))
+        .arg("--socket")
+        .arg(dir.join("pier.sock"))
+        .env("PIER_LOG", "warn")
+        .spawn()
+        .unwrap()
+}
+
+fn wait_for(path: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !path.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "{} never appeared",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// `curl` run inside the test cgroup; the echo server's name, or the failure.
+fn curl_in(cgroup: &Path, url: &str) -> Result<String, String> {
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "echo $$ > {}/cgroup.procs && exec curl -s -m 2 {url}",
+            cgroup.display()
+        ))
+        .output()
+        .unwrap();
+    let body = String::from_utf8_lossy(&out.stdout).to_string();
+    let v: serde_json::Value = serde_json::from_str(&body).map_err(|_| {
+        format!(
+            "curl {url}: {body} {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })?;
+    Ok(v["name"].as_str().unwrap_or_default().to_string())
+}
+
+#[test]
+fn daemon_socket_lb_serves_cluster_ips_and_survives_kill_9() {
+    let Some(root) = privileged() else { return };
+    let id = std::process::id();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut cleanup = Cleanup {
+        children: Vec::new(),
+        pin: PathBuf::from(format!("/sys/fs/bpf/pier-e2e-{id}")),
+        cgroup: root.join(format!("pier-e2e-{id}")),
+        unmount_bpffs: !std::fs::read_to_string("/proc/self/mounts")
+            .unwrap()
+            .lines()
+            .any(|l| l.split_whitespace().nth(1) == Some("/sys/fs/bpf")),
+    };
+    std::fs::create_dir_all(&cleanup.cgroup).unwrap();
+
+    let mut echo = Command::new(PIER)
+        .args(["echo", "--name", "e1", "--http", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let line = BufReader::new(echo.stdout.take().unwrap())
+        .lines()
+        .next()
+        .unwrap()
+        .unwrap();
+    let port: u16 = line.rsplit(':').next().unwrap().parse().unwrap();
+    cleanup.children.push(echo);
+
+    let d = daemon(tmp.path(), &cleanup);
+    cleanup.children.push(d);
+    let socket = tmp.path().join("pier.sock");
+    wait_for(&socket);
+    // A ClusterIP from a range nothing else on this host uses.
+    let vip = format!("10.253.{}.{}", id % 250, 1 + id % 200);
+    let yaml = format!(
+        "apiVersion: v1\nkind: Service\nmetadata: {{name: web}}\nspec:\n  clusterIP: {vip}\n  ports: [{{name: http, port: 80}}]\n---\n\
+         apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{name: web-1, labels: {{kubernetes.io/service-name: web}}}}\n\
+         addressType: IPv4\nendpoints: [{{addresses: [127.0.0.1], conditions: {{ready: true}}}}]\nports: [{{name: http, port: {port}}}]\n"
+    );
+    let mut apply = Command::new(PIER)
+        .args(["apply", "-f", "-"])
+        .env("PIER_SOCKET", &socket)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    apply
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(yaml.as_bytes())
+        .unwrap();
+    assert!(apply.wait().unwrap().success());
+
+    let url = format!("http://{vip}/");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut last = curl_in(&cleanup.cgroup, &url);
+    while last.as_deref() != Ok("e1") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+        last = curl_in(&cleanup.cgroup, &url);
+    }
+    assert_eq!(
+        last.as_deref(),
+        Ok("e1"),
+        "the ClusterIP reaches the endpoint with no proxy"
+    );
+    assert!(
+        Command::new("curl")
+            .args(["-s", "-m", "1", &url])
+            .output()
+            .unwrap()
+            .stdout
+            .is_empty(),
+        "outside the cgroup the VIP is not translated"
+    );
+
+    // kill -9: the pinned hooks keep translating with no daemon at all.
+    let mut d = cleanup.children.remove(1);
+    d.kill().unwrap();
+    d.wait().unwrap();
+    for _ in 0..20 {
+        assert_eq!(
+            curl_in(&cleanup.cgroup, &url).as_deref(),
+            Ok("e1"),
+            "while the daemon is down"
+        );
+    }
+    // A restart adopts the pinned state and keeps serving.
+    let _ = std::fs::remove_file(&socket);
+    let d = daemon(tmp.path(), &cleanup);
+    cleanup.children.push(d);
+    wait_for(&socket);
+    for _ in 0..20 {
+        assert_eq!(
+            curl_in(&cleanup.cgroup, &url).as_deref(),
+            Ok("e1"),
+            "after the restart"
+        );
+    }
+
+    // Uninstall removes the hooks and every pin.
+    let mut d = cleanup.children.remove(1);
+    d.kill().unwrap();
+    d.wait().unwrap();
+    let out = Command::new(PIER)
+        .args(["ebpf", "detach", "--ebpf-pin-dir"])
+        .arg(&cleanup.pin)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!cleanup.pin.exists());
+    assert!(
+        curl_in(&cleanup.cgroup, &url).is_err(),
+        "no translation after detach"
+    );
+}
