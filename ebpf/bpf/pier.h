@@ -20,6 +20,22 @@ struct pier_svc_key {
 struct pier_svc {
 	__u32 id;       /* key prefix of its selection slots */
 	__u32 slots;    /* slots in use; 0 = no backend: connect fails with ECONNREFUSED */
+	__u32 affinity; /* ClientIP affinity timeout in seconds; 0 = none */
+	__u32 pad;
+};
+
+/* ClientIP affinity: a client (its network namespace, as Cilium keys socket-LB affinity)
+ * keeps its backend for a service port while it uses it within the timeout, and while the
+ * service's backend set is the one it was picked from (svc_id is that set's generation). */
+struct pier_affinity_key {
+	__u64 netns;
+	struct pier_svc_key svc;
+};
+
+struct pier_affinity {
+	__u64 last_ns;
+	__u32 backend_id;
+	__u32 svc_id;
 };
 
 /* One selection slot of a service: weights are laid out as slot counts. */

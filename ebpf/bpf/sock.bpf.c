@@ -40,6 +40,27 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } pier_revnat SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 262144);
+	__type(key, struct pier_affinity_key);
+	__type(value, struct pier_affinity);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} pier_affinity SEC(".maps");
+
+/* The backend a client used for this service within the affinity timeout, if it still exists. */
+static __always_inline struct pier_backend *affine(struct bpf_sock_addr *ctx, struct pier_svc *svc,
+						   struct pier_affinity_key *ak, __u64 now)
+{
+	struct pier_affinity *a = bpf_map_lookup_elem(&pier_affinity, ak);
+	if (!a || a->svc_id != svc->id || now - a->last_ns > (__u64)svc->affinity * 1000000000ULL)
+		return 0;
+	struct pier_backend *be = bpf_map_lookup_elem(&pier_backends, &a->backend_id);
+	if (be)
+		a->last_ns = now;
+	return be;
+}
+
 /* Picks a backend for the VIP in ctx and rewrites ctx to it; 1 lets the call go on, 0 fails it. */
 static __always_inline int translate(struct bpf_sock_addr *ctx, __u8 proto)
 {
@@ -57,16 +78,34 @@ static __always_inline int translate(struct bpf_sock_addr *ctx, __u8 proto)
 		bpf_set_retval(-ECONNREFUSED);
 		return 0;
 	}
-	struct pier_slot_key sk = {
-		.svc_id = svc->id,
-		.slot = bpf_get_prandom_u32() % svc->slots,
+	struct pier_affinity_key ak = {
+		.netns = bpf_get_netns_cookie(ctx),
+		.svc = key,
 	};
-	__u32 *backend_id = bpf_map_lookup_elem(&pier_slots, &sk);
-	if (!backend_id)
-		return 1;
-	struct pier_backend *be = bpf_map_lookup_elem(&pier_backends, backend_id);
-	if (!be)
-		return 1;
+	__u64 now = bpf_ktime_get_ns();
+	struct pier_backend *be = 0;
+	if (svc->affinity)
+		be = affine(ctx, svc, &ak, now);
+	if (!be) {
+		struct pier_slot_key sk = {
+			.svc_id = svc->id,
+			.slot = bpf_get_prandom_u32() % svc->slots,
+		};
+		__u32 *backend_id = bpf_map_lookup_elem(&pier_slots, &sk);
+		if (!backend_id)
+			return 1;
+		be = bpf_map_lookup_elem(&pier_backends, backend_id);
+		if (!be)
+			return 1;
+		if (svc->affinity) {
+			struct pier_affinity a = {
+				.last_ns = now,
+				.backend_id = *backend_id,
+				.svc_id = svc->id,
+			};
+			bpf_map_update_elem(&pier_affinity, &ak, &a, BPF_ANY);
+		}
+	}
 	struct pier_revnat_key rk = {
 		.cookie = bpf_get_socket_cookie(ctx),
 		.addr = be->addr,

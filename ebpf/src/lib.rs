@@ -370,12 +370,14 @@ impl SocketLb {
     }
 
     /// Points `service` at `backends` split by weight (no backend, or all weights zero:
-    /// connections are refused). Backends and slots are written first, the service entry is
-    /// swapped last, and the old slots are freed after, so no lookup sees a partial service.
+    /// connections are refused), with ClientIP affinity for `affinity` seconds (0: none).
+    /// Backends and slots are written first, the service entry is swapped last, and the old
+    /// slots are freed after, so no lookup sees a partial service.
     pub fn set_service(
         &mut self,
         service: ServiceAddr,
         backends: &[(SocketAddrV4, u32)],
+        affinity: u32,
     ) -> Result<()> {
         let table = SlotTable::new(&backends.iter().map(|(_, w)| *w).collect::<Vec<_>>());
         let mut ids = Vec::with_capacity(backends.len());
@@ -405,6 +407,8 @@ impl SocketLb {
         let value = Svc {
             id,
             slots: u32::try_from(table.len()).unwrap_or(0),
+            affinity,
+            pad: 0,
         };
         {
             let mut services: BpfHashMap<_, SvcKey, Svc> = BpfHashMap::try_from(

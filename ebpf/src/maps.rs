@@ -46,6 +46,10 @@ pub struct Svc {
     pub id: u32,
     /// Slots in use (0 = refuse connections).
     pub slots: u32,
+    /// ClientIP affinity timeout, seconds (0 = none).
+    pub affinity: u32,
+    /// Zero.
+    pub pad: u32,
 }
 
 /// `struct pier_slot_key`.
@@ -80,7 +84,7 @@ impl From<SocketAddrV4> for Backend {
     }
 }
 
-// SAFETY: repr(C), Copy, no implicit padding (sizes 8, 8, 8, 8: checked in the tests).
+// SAFETY: repr(C), Copy, no implicit padding (sizes 8, 16, 8, 8: checked in the tests).
 unsafe impl aya::Pod for SvcKey {}
 // SAFETY: as above.
 unsafe impl aya::Pod for Svc {}
@@ -96,7 +100,7 @@ mod tests {
     #[test]
     fn layouts_match_the_header() {
         assert_eq!(std::mem::size_of::<SvcKey>(), 8);
-        assert_eq!(std::mem::size_of::<Svc>(), 8);
+        assert_eq!(std::mem::size_of::<Svc>(), 16);
         assert_eq!(std::mem::size_of::<SlotKey>(), 8);
         assert_eq!(std::mem::size_of::<Backend>(), 8);
         let k = SvcKey::new(Ipv4Addr::new(10, 96, 0, 1), 80, PROTO_TCP);

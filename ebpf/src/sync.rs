@@ -13,8 +13,16 @@ use pier_controlplane::snapshot::{
 use crate::maps::{PROTO_TCP, PROTO_UDP};
 use crate::{ServiceAddr, SocketLb};
 
-/// Weighted backends of one VIP port.
-pub type Entry = (ServiceAddr, Vec<(SocketAddrV4, u32)>);
+/// What one VIP port translates to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// The VIP port.
+    pub addr: ServiceAddr,
+    /// Backends and their weights.
+    pub backends: Vec<(SocketAddrV4, u32)>,
+    /// ClientIP affinity timeout, seconds (0: none).
+    pub affinity: u32,
+}
 
 /// Where the local proxy serves an L7 port's VIP, if connections must be steered to it
 /// (in loopback mode); `None` leaves the VIP alone (the proxy listens on the VIP itself).
@@ -88,6 +96,9 @@ pub fn desired(
     let Some(IpAddr::V4(vip)) = svc.cluster_ip else {
         return (entries, uses);
     };
+    let affinity = svc
+        .affinity_timeout
+        .map_or(0, |t| u32::try_from(t.as_secs()).unwrap_or(u32::MAX).max(1));
     if svc.headless || svc.external_name.is_some() {
         return (entries, uses);
     }
@@ -99,7 +110,11 @@ pub fn desired(
         if port.mode == PortMode::L7 {
             // L7 ports belong to the proxy: steer to its listener where it is not the VIP.
             if let Some(SocketAddr::V4(l)) = steer.and_then(|s| s(IpAddr::V4(vip), port.port)) {
-                entries.push((addr, vec![(l, 1)]));
+                entries.push(Entry {
+                    addr,
+                    backends: vec![(l, 1)],
+                    affinity: 0,
+                });
             }
             continue;
         }
@@ -132,7 +147,11 @@ pub fn desired(
                 .unwrap_or_default();
             groups.push((eps, b.weight));
         }
-        entries.push((addr, weighted(groups)));
+        entries.push(Entry {
+            addr,
+            backends: weighted(groups),
+            affinity,
+        });
     }
     (entries, uses)
 }
@@ -169,14 +188,14 @@ impl EbpfConsumer {
             self.used_by.entry(b).or_default().insert(key.clone());
         }
         let old = self.installed.remove(key).unwrap_or_default();
-        for (addr, _) in &old {
-            if !entries.iter().any(|(a, _)| a == addr) {
-                self.lb.remove_service(*addr)?;
+        for o in &old {
+            if !entries.iter().any(|e| e.addr == o.addr) {
+                self.lb.remove_service(o.addr)?;
             }
         }
-        for entry in &entries {
-            if !old.contains(entry) {
-                self.lb.set_service(entry.0, &entry.1)?;
+        for e in &entries {
+            if !old.contains(e) {
+                self.lb.set_service(e.addr, &e.backends, e.affinity)?;
             }
         }
         if !entries.is_empty() {

@@ -232,7 +232,7 @@ fn vip_connects_reach_weighted_backends_and_see_the_vip() {
 
     let mut lb = SocketLb::load(&cleanup.pin).unwrap();
     lb.attach(&cleanup.cgroup).unwrap();
-    lb.set_service(service, &[(a, 90), (b, 10)]).unwrap();
+    lb.set_service(service, &[(a, 90), (b, 10)], 0).unwrap();
     let [ca, cb, vip_seen, refused] = run_child(&cleanup.cgroup, vip, 2000);
     println!("90/10 over 2000 connects: a={ca} b={cb}");
     assert_eq!((ca + cb, refused), (2000, 0));
@@ -240,11 +240,23 @@ fn vip_connects_reach_weighted_backends_and_see_the_vip() {
     let share = cb as f64 / 2000.0;
     assert!((0.07..=0.13).contains(&share), "b's share {share}");
 
-    lb.set_service(service, &[(a, 0), (b, 100)]).unwrap();
+    lb.set_service(service, &[(a, 0), (b, 100)], 0).unwrap();
     assert_eq!(run_child(&cleanup.cgroup, vip, 200), [0, 200, 200, 0]);
 
+    // ClientIP affinity: every connect from the same client (network namespace) keeps its
+    // backend; without it, 50/50 spreads.
+    lb.set_service(service, &[(a, 50), (b, 50)], 60).unwrap();
+    let [aa, ab, _, _] = run_child(&cleanup.cgroup, vip, 100);
+    assert!(aa == 100 || ab == 100, "affinity holds: a={aa} b={ab}");
+    lb.set_service(service, &[(a, 50), (b, 50)], 0).unwrap();
+    let [sa, sb, _, _] = run_child(&cleanup.cgroup, vip, 200);
+    assert!(
+        sa > 50 && sb > 50,
+        "without affinity both get traffic: a={sa} b={sb}"
+    );
+
     // No backend: connects fail at once with ECONNREFUSED rather than hang.
-    lb.set_service(service, &[]).unwrap();
+    lb.set_service(service, &[], 0).unwrap();
     assert_eq!(run_child(&cleanup.cgroup, vip, 20), [0, 0, 0, 20]);
 
     // UDP to a VIP, unconnected and connected: replies come back from the VIP.
@@ -256,7 +268,7 @@ fn vip_connects_reach_weighted_backends_and_see_the_vip() {
         addr: SocketAddrV4::new(*vip.ip(), 53),
         proto: pier_ebpf::maps::PROTO_UDP,
     };
-    lb.set_service(udp, &[(ua, 1), (ub, 1)]).unwrap();
+    lb.set_service(udp, &[(ua, 1), (ub, 1)], 0).unwrap();
     for mode in ["udp", "udp-connected"] {
         let [ra, rb, from_vip, _] = run_child_mode(&cleanup.cgroup, udp.addr, 200, mode);
         println!("{mode}: a={ra} b={rb}, {from_vip}/200 replies from the VIP");

@@ -58,16 +58,16 @@ fn ready_endpoints_then_draining_ones() {
     let e = entries_of(&snap, "web", None);
     assert_eq!(e.len(), 1);
     assert_eq!(
-        e[0].0.addr,
+        e[0].addr.addr,
         SocketAddrV4::new(Ipv4Addr::new(10, 96, 0, 1), 80)
     );
-    assert_eq!(e[0].1, vec![(sa("10.88.0.1:8080"), 1000)]);
+    assert_eq!(e[0].backends, vec![(sa("10.88.0.1:8080"), 1000)]);
     let snap = snapshot(&[
         service("web", "10.96.0.1", json!({})),
         slice("web", &[("10.88.0.2", false, true)], 8080),
     ]);
     assert_eq!(
-        entries_of(&snap, "web", None)[0].1,
+        entries_of(&snap, "web", None)[0].backends,
         vec![(sa("10.88.0.2:8080"), 1000)]
     );
 }
@@ -92,7 +92,7 @@ fn tcp_route_weights_spread_over_group_endpoints() {
     ]);
     let (e, uses) = desired(snap.service("default", "db").unwrap(), &snap, None);
     assert_eq!(
-        e[0].1,
+        e[0].backends,
         vec![
             (sa("10.88.0.1:5432"), 45_000),
             (sa("10.88.0.2:5432"), 45_000),
@@ -115,7 +115,20 @@ fn l7_ports_are_steered_only_when_the_proxy_is_elsewhere() {
     assert!(entries_of(&snap, "web", None).is_empty());
     let steer: Steer = Arc::new(|_, port| Some(SocketAddr::from(([127, 96, 0, 1], port + 10000))));
     let e = entries_of(&snap, "web", Some(&steer));
-    assert_eq!(e[0].1, vec![(sa("127.96.0.1:10080"), 1)]);
+    assert_eq!(e[0].backends, vec![(sa("127.96.0.1:10080"), 1)]);
+}
+
+#[test]
+fn client_ip_affinity_carries_its_timeout() {
+    let snap = snapshot(&[
+        service(
+            "s",
+            "10.96.0.1",
+            json!({"sessionAffinity": "ClientIP", "sessionAffinityConfig": {"clientIP": {"timeoutSeconds": 60}}}),
+        ),
+        slice("s", &[("10.88.0.1", true, false)], 80),
+    ]);
+    assert_eq!(entries_of(&snap, "s", None)[0].affinity, 60);
 }
 
 #[test]
