@@ -302,6 +302,9 @@ impl SocketLb {
 
     /// Detaches the hooks and removes every pinned link and map under `pin_dir`.
     pub fn detach(pin_dir: &Path) -> Result<()> {
+        if !pin_dir.exists() {
+            return Ok(());
+        }
         let pin_err = |e: &dyn std::fmt::Display| Error::Pin {
             path: pin_dir.to_path_buf(),
             message: e.to_string(),
@@ -314,15 +317,11 @@ impl SocketLb {
                 drop(link.unpin().map_err(|e| pin_err(&e))?);
             }
         }
-        for map in [
-            "pier_services",
-            "pier_slots",
-            "pier_backends",
-            "pier_revnat",
-        ] {
-            let path = pin_dir.join(map);
-            if path.exists() {
-                std::fs::remove_file(&path).map_err(|e| pin_err(&e))?;
+        // Every map the object pins is named pier_*.
+        let entries = std::fs::read_dir(pin_dir).map_err(|e| pin_err(&e))?;
+        for entry in entries.filter_map(|e| e.ok()) {
+            if entry.file_name().to_string_lossy().starts_with("pier_") {
+                std::fs::remove_file(entry.path()).map_err(|e| pin_err(&e))?;
             }
         }
         let _ = std::fs::remove_dir(pin_dir);
