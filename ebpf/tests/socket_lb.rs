@@ -243,6 +243,28 @@ fn vip_connects_reach_weighted_backends_and_see_the_vip() {
     lb.set_service(service, &[(a, 0), (b, 100)], 0).unwrap();
     assert_eq!(run_child(&cleanup.cgroup, vip, 200), [0, 200, 200, 0]);
 
+    // Weight changes and an endpoint removal while a client connects in a loop: every
+    // connect reaches a live backend.
+    let loop_cgroup = cleanup.cgroup.clone();
+    let looping = std::thread::spawn(move || run_child(&loop_cgroup, vip, 3000));
+    for backends in [
+        vec![(a, 50), (b, 50)],
+        vec![(a, 0), (b, 100)],
+        vec![(b, 100)],
+        vec![(a, 50), (b, 50)],
+        vec![(a, 90), (b, 10)],
+    ] {
+        std::thread::sleep(Duration::from_millis(40));
+        lb.set_service(service, &backends, 0).unwrap();
+    }
+    let [la, lb_, _, lrefused] = looping.join().unwrap();
+    println!("3000 connects across 5 updates: a={la} b={lb_} refused={lrefused}");
+    assert_eq!(
+        (la + lb_, lrefused),
+        (3000, 0),
+        "no connect lost during updates"
+    );
+
     // ClientIP affinity: every connect from the same client (network namespace) keeps its
     // backend; without it, 50/50 spreads.
     lb.set_service(service, &[(a, 50), (b, 50)], 60).unwrap();
