@@ -64,4 +64,10 @@ struct pier_revnat {
 	__u16 pad;
 };
 
+/* Per-CPU counters of a service port (summed by pier for pier_ebpf_* metrics). */
+struct pier_svc_stats {
+	__u64 connects;   /* translated connects and datagrams */
+	__u64 refused;    /* refused: no backend */
+};
+
 #endif

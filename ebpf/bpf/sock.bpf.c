@@ -48,16 +48,55 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } pier_affinity SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct pier_svc_key);
+	__type(value, struct pier_svc_stats);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} pier_svc_stats SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, 262144);
+	__type(key, __u32);
+	__type(value, __u64);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} pier_backend_stats SEC(".maps");
+
+static __always_inline struct pier_svc_stats *svc_stats(struct pier_svc_key *key)
+{
+	struct pier_svc_stats *st = bpf_map_lookup_elem(&pier_svc_stats, key);
+	if (st)
+		return st;
+	struct pier_svc_stats zero = {};
+	bpf_map_update_elem(&pier_svc_stats, key, &zero, BPF_NOEXIST);
+	return bpf_map_lookup_elem(&pier_svc_stats, key);
+}
+
+static __always_inline void count_backend(__u32 id)
+{
+	__u64 *n = bpf_map_lookup_elem(&pier_backend_stats, &id);
+	if (n) {
+		*n += 1;
+		return;
+	}
+	__u64 one = 1;
+	bpf_map_update_elem(&pier_backend_stats, &id, &one, BPF_NOEXIST);
+}
+
 /* The backend a client used for this service within the affinity timeout, if it still exists. */
 static __always_inline struct pier_backend *affine(struct bpf_sock_addr *ctx, struct pier_svc *svc,
-						   struct pier_affinity_key *ak, __u64 now)
+						   struct pier_affinity_key *ak, __u64 now, __u32 *id)
 {
 	struct pier_affinity *a = bpf_map_lookup_elem(&pier_affinity, ak);
 	if (!a || a->svc_id != svc->id || now - a->last_ns > (__u64)svc->affinity * 1000000000ULL)
 		return 0;
 	struct pier_backend *be = bpf_map_lookup_elem(&pier_backends, &a->backend_id);
-	if (be)
+	if (be) {
 		a->last_ns = now;
+		*id = a->backend_id;
+	}
 	return be;
 }
 
@@ -74,7 +113,10 @@ static __always_inline int translate(struct bpf_sock_addr *ctx, __u8 proto)
 	struct pier_svc *svc = bpf_map_lookup_elem(&pier_services, &key);
 	if (!svc)
 		return 1;
+	struct pier_svc_stats *st = svc_stats(&key);
 	if (svc->slots == 0) {
+		if (st)
+			st->refused += 1;
 		bpf_set_retval(-ECONNREFUSED);
 		return 0;
 	}
@@ -84,8 +126,9 @@ static __always_inline int translate(struct bpf_sock_addr *ctx, __u8 proto)
 	};
 	__u64 now = bpf_ktime_get_ns();
 	struct pier_backend *be = 0;
+	__u32 chosen = 0;
 	if (svc->affinity)
-		be = affine(ctx, svc, &ak, now);
+		be = affine(ctx, svc, &ak, now, &chosen);
 	if (!be) {
 		struct pier_slot_key sk = {
 			.svc_id = svc->id,
@@ -94,7 +137,8 @@ static __always_inline int translate(struct bpf_sock_addr *ctx, __u8 proto)
 		__u32 *backend_id = bpf_map_lookup_elem(&pier_slots, &sk);
 		if (!backend_id)
 			return 1;
-		be = bpf_map_lookup_elem(&pier_backends, backend_id);
+		chosen = *backend_id;
+		be = bpf_map_lookup_elem(&pier_backends, &chosen);
 		if (!be)
 			return 1;
 		if (svc->affinity) {
@@ -116,6 +160,9 @@ static __always_inline int translate(struct bpf_sock_addr *ctx, __u8 proto)
 		.port = key.port,
 	};
 	bpf_map_update_elem(&pier_revnat, &rk, &rn, BPF_ANY);
+	if (st)
+		st->connects += 1;
+	count_backend(chosen);
 	ctx->user_ip4 = be->addr;
 	ctx->user_port = (__u32)be->port;
 	return 1;

@@ -7,6 +7,7 @@
 //! services in an order that never exposes a half-updated one.
 
 pub mod maps;
+pub mod metrics;
 pub mod sync;
 
 use std::collections::HashMap;

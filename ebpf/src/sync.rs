@@ -10,7 +10,8 @@ use pier_controlplane::snapshot::{
     ServiceView, SnapshotConsumer, SnapshotDiff, TargetPort,
 };
 
-use crate::maps::{PROTO_TCP, PROTO_UDP};
+use crate::maps::{SvcKey, PROTO_TCP, PROTO_UDP};
+use crate::metrics::Names;
 use crate::{ServiceAddr, SocketLb};
 
 /// What one VIP port translates to.
@@ -165,17 +166,20 @@ pub struct EbpfConsumer {
     used_by: HashMap<ServiceKey, HashSet<ServiceKey>>,
     /// Entries left by an earlier run have been swept (after the first full sync).
     swept: bool,
+    /// Service names for metric labels.
+    names: Names,
 }
 
 impl EbpfConsumer {
-    /// A consumer writing to `lb`.
-    pub fn new(lb: SocketLb, steer: Option<Steer>) -> Self {
+    /// A consumer writing to `lb`, keeping `names` (for metric labels) up to date.
+    pub fn new(lb: SocketLb, steer: Option<Steer>, names: Names) -> Self {
         Self {
             lb,
             steer,
             installed: HashMap::new(),
             used_by: HashMap::new(),
             swept: false,
+            names,
         }
     }
 
@@ -188,9 +192,18 @@ impl EbpfConsumer {
             self.used_by.entry(b).or_default().insert(key.clone());
         }
         let old = self.installed.remove(key).unwrap_or_default();
+        let svc_key = |a: &ServiceAddr| SvcKey::new(*a.addr.ip(), a.addr.port(), a.proto);
         for o in &old {
             if !entries.iter().any(|e| e.addr == o.addr) {
                 self.lb.remove_service(o.addr)?;
+                if let Ok(mut n) = self.names.write() {
+                    n.remove(&svc_key(&o.addr));
+                }
+            }
+        }
+        if let Ok(mut n) = self.names.write() {
+            for e in &entries {
+                n.insert(svc_key(&e.addr), key.to_string());
             }
         }
         for e in &entries {

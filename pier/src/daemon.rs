@@ -129,6 +129,7 @@ fn start_proxy(
 fn start_ebpf(
     config: &crate::config::EbpfConfig,
     proxy: Option<&pier_proxy::ProxyConfig>,
+    registry: &Registry,
     snapshot: &Arc<SnapshotHandle>,
     observer: &Arc<Metrics>,
     shutdown: &watch::Receiver<bool>,
@@ -161,9 +162,15 @@ fn start_ebpf(
             let p = p.clone();
             Arc::new(move |ip, port| p.vip_listen_addr(ip, port)) as pier_ebpf::sync::Steer
         });
+    let names = pier_ebpf::metrics::Names::default();
+    if let Err(e) =
+        pier_ebpf::metrics::EbpfMetrics::register(registry, &config.pin_dir, Arc::clone(&names))
+    {
+        tracing::warn!(error = %e, "eBPF metrics not registered");
+    }
     let follow = snapshot::follow(
         Arc::clone(snapshot),
-        pier_ebpf::sync::EbpfConsumer::new(lb, steer),
+        pier_ebpf::sync::EbpfConsumer::new(lb, steer, names),
         Arc::clone(observer) as Arc<dyn snapshot::ConsumerObserver>,
     );
     let mut stop = shutdown.clone();
@@ -298,6 +305,7 @@ impl Daemon {
             Some(ebpf) => start_ebpf(
                 ebpf,
                 config.proxy.as_ref(),
+                &admin.registry,
                 &snapshot,
                 &metrics,
                 &shutdown_rx,

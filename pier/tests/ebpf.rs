@@ -197,6 +197,37 @@ fn daemon_socket_lb_serves_cluster_ips_and_survives_kill_9() {
         "outside the cgroup the VIP is not translated"
     );
 
+    // The kernel's counters show up as pier_ebpf_* metrics.
+    let status = Command::new("curl")
+        .args(["-s", "--unix-socket"])
+        .arg(&socket)
+        .arg("http://pier/v1/status")
+        .output()
+        .unwrap();
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    let admin = status["adminAddress"].as_str().unwrap().to_string();
+    let metrics = Command::new("curl")
+        .args(["-s", &format!("http://{admin}/metrics")])
+        .output()
+        .unwrap();
+    let metrics = String::from_utf8_lossy(&metrics.stdout).to_string();
+    let connects: f64 = metrics
+        .lines()
+        .find(|l| l.starts_with("pier_ebpf_connections_total{") && l.contains("default/web"))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no pier_ebpf_connections_total for default/web:\n{metrics}"));
+    assert!(connects >= 1.0, "{connects}");
+    assert!(
+        metrics.contains(&format!(
+            "pier_ebpf_backend_connections_total{{backend=\"127.0.0.1:{port}\"}}"
+        )),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("pier_ebpf_map_entries{map=\"pier_services\"} 1"),
+        "{metrics}"
+    );
+
     // kill -9: the pinned hooks keep translating with no daemon at all.
     let mut d = cleanup.children.remove(1);
     d.kill().unwrap();
