@@ -47,6 +47,15 @@ enum Scenario {
         #[arg(long, default_value_t = 20000)]
         latency_qps: u32,
     },
+    /// Socket-LB: direct vs pier's eBPF socket-LB vs pier's userspace L4 proxy vs HAProxy (tcp).
+    SocketLb {
+        /// Seconds per measured run.
+        #[arg(long, default_value_t = 5)]
+        seconds: u64,
+        /// Concurrent wrk connections.
+        #[arg(long, default_value_t = 32)]
+        connections: u32,
+    },
     /// Proxy: pier vs HAProxy in front of nginx, wrk and h2load, HTTP/1.1, h2c and TCP mode.
     Proxy {
         /// Seconds per measured run.
@@ -91,6 +100,13 @@ fn main() -> Result<()> {
             nxdomain,
             seconds,
             latency_qps,
+        })),
+        Scenario::SocketLb {
+            seconds,
+            connections,
+        } => runtime.block_on(scenarios::socketlb::run(scenarios::socketlb::Params {
+            seconds,
+            connections,
         })),
         Scenario::Proxy {
             seconds,

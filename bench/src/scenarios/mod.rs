@@ -3,3 +3,4 @@
 pub mod controlplane;
 pub mod dns;
 pub mod proxy;
+pub mod socketlb;

@@ -23,7 +23,29 @@ pub struct Params {
 }
 
 /// A child process killed on drop.
-struct Proc(Child);
+pub(crate) struct Proc(pub(crate) Child);
+
+/// `program args` run inside `cgroup` when given (the shell joins it, then execs).
+pub(crate) fn in_cgroup(cgroup: Option<&Path>, program: &str, args: &[String]) -> Command {
+    match cgroup {
+        None => {
+            let mut c = Command::new(program);
+            c.args(args);
+            c
+        }
+        Some(cg) => {
+            let mut c = Command::new("sh");
+            c.arg("-c")
+                .arg(format!(
+                    "echo $$ > '{}/cgroup.procs' && exec \"$0\" \"$@\"",
+                    cg.display()
+                ))
+                .arg(program)
+                .args(args);
+            c
+        }
+    }
+}
 
 impl Drop for Proc {
     fn drop(&mut self) {
@@ -32,13 +54,13 @@ impl Drop for Proc {
     }
 }
 
-fn free_port() -> Result<u16> {
+pub(crate) fn free_port() -> Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port())
 }
 
-fn wait_tcp(addr: &str, deadline: Instant) -> Result<()> {
+pub(crate) fn wait_tcp(addr: &str, deadline: Instant) -> Result<()> {
     while std::net::TcpStream::connect(addr).is_err() {
         if Instant::now() > deadline {
             bail!("nothing listens on {addr}");
@@ -48,7 +70,7 @@ fn wait_tcp(addr: &str, deadline: Instant) -> Result<()> {
     Ok(())
 }
 
-fn start_nginx(dir: &Path, ports: &[u16]) -> Result<Proc> {
+pub(crate) fn start_nginx(dir: &Path, ports: &[u16]) -> Result<Proc> {
     let servers: String = ports
         .iter()
         .map(|p| {
@@ -221,22 +243,32 @@ fn parse_duration_ms(s: &str) -> Option<f64> {
 
 /// Runs wrk against `url`; returns (requests/s, p50 ms, p99 ms).
 fn wrk(url: &str, seconds: u64, connections: u32) -> Result<(f64, f64, f64)> {
-    let out = Command::new("taskset")
-        .args([
-            "-c",
-            &harness::LOAD_CPU.to_string(),
-            "wrk",
-            "--latency",
-            "-t",
-            "1",
-        ])
-        .args([
-            "-c",
-            &connections.to_string(),
-            "-d",
-            &format!("{seconds}s"),
-            url,
-        ])
+    wrk_with(url, seconds, connections, &[], None)
+}
+
+/// wrk with extra arguments, optionally from inside a cgroup (for the socket-LB hooks).
+pub(crate) fn wrk_with(
+    url: &str,
+    seconds: u64,
+    connections: u32,
+    extra: &[&str],
+    cgroup: Option<&Path>,
+) -> Result<(f64, f64, f64)> {
+    let mut args: Vec<String> = vec![
+        "-c".into(),
+        harness::LOAD_CPU.to_string(),
+        "wrk".into(),
+        "--latency".into(),
+        "-t".into(),
+        "1".into(),
+        "-c".into(),
+        connections.to_string(),
+        "-d".into(),
+        format!("{seconds}s"),
+    ];
+    args.extend(extra.iter().map(|a| a.to_string()));
+    args.push(url.to_string());
+    let out = in_cgroup(cgroup, "taskset", &args)
         .output()
         .context("running wrk")?;
     let text = String::from_utf8_lossy(&out.stdout);
