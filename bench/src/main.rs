@@ -55,6 +55,9 @@ enum Scenario {
         /// Concurrent wrk connections.
         #[arg(long, default_value_t = 32)]
         connections: u32,
+        /// Rounds; figures are medians.
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
     },
     /// Proxy: pier vs HAProxy in front of nginx, wrk and h2load, HTTP/1.1, h2c and TCP mode.
     Proxy {
@@ -104,9 +107,11 @@ fn main() -> Result<()> {
         Scenario::SocketLb {
             seconds,
             connections,
+            rounds,
         } => runtime.block_on(scenarios::socketlb::run(scenarios::socketlb::Params {
             seconds,
             connections,
+            rounds,
         })),
         Scenario::Proxy {
             seconds,

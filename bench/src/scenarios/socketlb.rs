@@ -20,6 +20,8 @@ pub struct Params {
     pub seconds: u64,
     /// Concurrent wrk connections.
     pub connections: u32,
+    /// Rounds over all paths; each figure is the median (this machine is noisy).
+    pub rounds: usize,
 }
 
 /// One way to reach the backends.
@@ -276,18 +278,34 @@ pub async fn run(p: Params) -> Result<()> {
         },
     ];
     println!(
-        "socket-LB: nginx and iperf3 -s on CPU {}, proxies on CPU {}, clients on CPU {}; {} connections, {} s per run, a new connection per request",
-        harness::LOAD_CPU, harness::SUT_CPU, harness::LOAD_CPU, p.connections, p.seconds
+        "socket-LB: nginx and iperf3 -s on CPU {}, proxies on CPU {}, clients on CPU {}; {} connections, {} s per run, a new connection per request; medians of {} rounds",
+        harness::LOAD_CPU, harness::SUT_CPU, harness::LOAD_CPU, p.connections, p.seconds, p.rounds
     );
-    let mut figures = Vec::new();
-    for path in &paths {
-        let f = measure(&p, path)?;
-        println!(
-            "{:<20} {:>10.0} conn/s  p50 {:.3} ms  {:.2} Gbit/s",
-            path.name, f.conn_rate, f.p50_ms, f.gbits
-        );
-        figures.push(f);
+    // Rounds interleave the paths, so a slow spell of the machine hits all of them alike.
+    let mut rounds: Vec<Vec<Figures>> = Vec::new();
+    for round in 0..p.rounds.max(1) {
+        let mut this = Vec::new();
+        for path in &paths {
+            let f = measure(&p, path)?;
+            println!(
+                "round {round}: {:<20} {:>10.0} conn/s  p50 {:.3} ms  {:.2} Gbit/s",
+                path.name, f.conn_rate, f.p50_ms, f.gbits
+            );
+            this.push(f);
+        }
+        rounds.push(this);
     }
+    let median = |i: usize, get: fn(&Figures) -> f64| {
+        let mut v: Vec<f64> = rounds.iter().map(|r| get(&r[i])).collect();
+        harness::quantile(&mut v, 0.5)
+    };
+    let figures: Vec<Figures> = (0..paths.len())
+        .map(|i| Figures {
+            conn_rate: median(i, |f| f.conn_rate),
+            p50_ms: median(i, |f| f.p50_ms),
+            gbits: median(i, |f| f.gbits),
+        })
+        .collect();
     let (direct, lb, l4, ha) = (&figures[0], &figures[1], &figures[2], &figures[3]);
     harness::print_table(
         "socket-LB vs direct",
