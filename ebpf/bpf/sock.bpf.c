@@ -4,6 +4,7 @@
  * recvmsg4 translate the backend back, so the application only ever sees the VIP. */
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
 #include "pier.h"
 
 #define ECONNREFUSED 111
@@ -47,6 +48,15 @@ struct {
 	__type(value, struct pier_affinity);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } pier_affinity SEC(".maps");
+
+/* The node's own IPv4 addresses: NodePorts answer on each of them (and on 127.0.0.0/8). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 256);
+	__type(key, __u32);
+	__type(value, __u8);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} pier_node_ips SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
@@ -110,9 +120,17 @@ static __always_inline int translate(struct bpf_sock_addr *ctx, __u8 proto)
 		.port = (__u16)user_port,
 		.proto = proto,
 	};
+	__u32 dst = ctx->user_ip4;
 	struct pier_svc *svc = bpf_map_lookup_elem(&pier_services, &key);
-	if (!svc)
-		return 1;
+	if (!svc) {
+		/* NodePorts are keyed with VIP 0. */
+		if ((bpf_ntohl(dst) >> 24) != 127 && !bpf_map_lookup_elem(&pier_node_ips, &dst))
+			return 1;
+		key.vip = 0;
+		svc = bpf_map_lookup_elem(&pier_services, &key);
+		if (!svc)
+			return 1;
+	}
 	struct pier_svc_stats *st = svc_stats(&key);
 	if (svc->slots == 0) {
 		if (st)
@@ -156,7 +174,7 @@ static __always_inline int translate(struct bpf_sock_addr *ctx, __u8 proto)
 		.port = be->port,
 	};
 	struct pier_revnat rn = {
-		.vip = key.vip,
+		.vip = dst,
 		.port = key.port,
 	};
 	bpf_map_update_elem(&pier_revnat, &rk, &rn, BPF_ANY);

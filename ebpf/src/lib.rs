@@ -118,6 +118,20 @@ pub fn ensure_bpffs(path: &Path) -> Result<bool> {
     Ok(true)
 }
 
+/// The node's IPv4 addresses other than loopback (where NodePorts answer).
+pub fn node_ipv4s() -> Vec<std::net::Ipv4Addr> {
+    let Ok(addrs) = nix::ifaddrs::getifaddrs() else {
+        return Vec::new();
+    };
+    let mut out: Vec<std::net::Ipv4Addr> = addrs
+        .filter_map(|a| a.address?.as_sockaddr_in().map(|s| s.ip()))
+        .filter(|ip| !ip.is_loopback())
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
 /// A service port as the hooks match it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct ServiceAddr {
@@ -431,6 +445,32 @@ impl SocketLb {
         );
         if let Some(old) = old {
             self.free(old)?;
+        }
+        Ok(())
+    }
+
+    /// Sets the node addresses NodePorts answer on (besides 127.0.0.0/8).
+    pub fn set_node_ips(&mut self, ips: &[std::net::Ipv4Addr]) -> Result<()> {
+        let mut map: BpfHashMap<_, u32, u8> = BpfHashMap::try_from(
+            self.ebpf
+                .map_mut("pier_node_ips")
+                .ok_or(Error::Missing("pier_node_ips"))?,
+        )
+        .map_err(map_err("pier_node_ips"))?;
+        let wanted: Vec<u32> = ips
+            .iter()
+            .map(|ip| u32::from_ne_bytes(ip.octets()))
+            .collect();
+        let stale: Vec<u32> = map
+            .keys()
+            .filter_map(|r| r.ok())
+            .filter(|k| !wanted.contains(k))
+            .collect();
+        for k in stale {
+            let _ = map.remove(&k);
+        }
+        for k in wanted {
+            map.insert(k, 1, 0).map_err(map_err("pier_node_ips"))?;
         }
         Ok(())
     }

@@ -148,9 +148,21 @@ pub fn desired(
                 .unwrap_or_default();
             groups.push((eps, b.weight));
         }
+        let backends = weighted(groups);
+        if let Some(node_port) = port.node_port {
+            // NodePorts are keyed with VIP 0: any node address (and loopback) matches.
+            entries.push(Entry {
+                addr: ServiceAddr {
+                    addr: SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, node_port),
+                    proto: addr.proto,
+                },
+                backends: backends.clone(),
+                affinity,
+            });
+        }
         entries.push(Entry {
             addr,
-            backends: weighted(groups),
+            backends,
             affinity,
         });
     }

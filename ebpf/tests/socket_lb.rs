@@ -301,6 +301,25 @@ fn vip_connects_reach_weighted_backends_and_see_the_vip() {
         );
     }
 
+    // A NodePort answers on loopback (and the node's addresses) and the client sees that address.
+    let node_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let np = ServiceAddr {
+        addr: SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, node_port),
+        proto: PROTO_TCP,
+    };
+    lb.set_service(np, &[(a, 1)], 0).unwrap();
+    let local = SocketAddrV4::new(Ipv4Addr::LOCALHOST, node_port);
+    assert_eq!(
+        run_child(&cleanup.cgroup, local, 20),
+        [20, 0, 20, 0],
+        "NodePort on 127.0.0.1"
+    );
+    lb.remove_service(np).unwrap();
+
     // Removed: the VIP is no longer translated (nothing routes 10.254.x.1 here).
     lb.remove_service(udp).unwrap();
     lb.remove_service(service).unwrap();

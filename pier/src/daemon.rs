@@ -143,6 +143,7 @@ fn start_ebpf(
         pier_ebpf::ensure_bpffs(bpffs)?;
         let mut lb = pier_ebpf::SocketLb::load(&config.pin_dir)?;
         lb.attach(&config.cgroup)?;
+        lb.set_node_ips(&pier_ebpf::node_ipv4s())?;
         Ok(lb)
     })();
     let lb = match loaded {

@@ -136,3 +136,19 @@ fn headless_and_external_names_get_nothing() {
     let snap = snapshot(&[service("h", "None", json!({}))]);
     assert!(entries_of(&snap, "h", None).is_empty());
 }
+
+#[test]
+fn node_ports_get_a_wildcard_entry() {
+    let snap = snapshot(&[
+        service(
+            "np",
+            "10.96.0.1",
+            json!({"type": "NodePort", "ports": [{"name": "p", "port": 80, "nodePort": 30080}]}),
+        ),
+        slice("np", &[("10.88.0.1", true, false)], 8080),
+    ]);
+    let e = entries_of(&snap, "np", None);
+    let addrs: Vec<SocketAddrV4> = e.iter().map(|e| e.addr.addr).collect();
+    assert_eq!(addrs, vec![sa("0.0.0.0:30080"), sa("10.96.0.1:80")]);
+    assert_eq!(e[0].backends, e[1].backends);
+}
