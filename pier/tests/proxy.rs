@@ -78,11 +78,12 @@ fn service_cidr() -> String {
 
 fn proxy_daemon(dir: &std::path::Path, extra: &[&str]) -> Daemon {
     let cidr = service_cidr();
+    let offset = PORT_OFFSET.to_string();
     let mut args = vec![
         "--proxy-vips",
         "loopback",
         "--proxy-port-offset",
-        "0",
+        offset.as_str(),
         "--service-cidr",
         cidr.as_str(),
     ];
@@ -95,13 +96,16 @@ fn apply(d: &Daemon, yaml: &str) {
     assert!(out.status.success(), "{}", common::stderr(&out));
 }
 
-/// The loopback stand-in of a service's VIP port.
+/// The loopback stand-in of a service's VIP port (port + 20000, so no test needs root).
 fn vip(d: &Daemon, svc: &str, port: u16) -> SocketAddr {
     let v = d.get_json(&["svc", svc]);
     let ip: std::net::Ipv4Addr = v["spec"]["clusterIP"].as_str().unwrap().parse().unwrap();
     let [_, b, c, e] = ip.octets();
-    SocketAddr::from(([127, b, c, e], port))
+    SocketAddr::from(([127, b, c, e], port + PORT_OFFSET))
 }
+
+/// Added to service ports by the test daemons (`--proxy-port-offset`).
+const PORT_OFFSET: u16 = 20000;
 
 fn wait_listening(addr: SocketAddr) {
     let deadline = Instant::now() + Duration::from_secs(10);
