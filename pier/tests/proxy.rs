@@ -71,9 +71,13 @@ impl Drop for Echo {
     }
 }
 
-/// A service CIDR of this test process's own, so parallel tests' VIPs (127.b.c.d) never collide.
+/// A service CIDR of this test's own, so VIPs (127.b.c.d) of tests running in parallel, as
+/// processes (nextest) or as threads of one process (cargo test), do not collide.
 fn service_cidr() -> String {
-    format!("10.{}.0.0/16", 100 + std::process::id() % 150)
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let second = 100 + (std::process::id() as usize * 11 + n) % 150;
+    format!("10.{second}.0.0/16")
 }
 
 fn proxy_daemon(dir: &std::path::Path, extra: &[&str]) -> Daemon {
@@ -672,11 +676,10 @@ async fn h2c_sticky_canary_and_active_health_checks() {
     );
     assert!(y.contains("kubernetes.io/h2c"), "{y}");
     // checked: one live endpoint and one closed port, no retries; TCP checks every 100 ms.
-    let closed = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    // Bound but not listening: connects are refused, and no other test can take the port.
+    let reserved = tokio::net::TcpSocket::new_v4().unwrap();
+    reserved.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let closed = reserved.local_addr().unwrap().port();
     y.push_str(
         &service_yaml("checked", 80, "TCP", "type: ClusterIP", &[(v1.http.port(), true), (closed, true)])
             .replace(
