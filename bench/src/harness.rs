@@ -53,6 +53,63 @@ fn clock_ticks() -> f64 {
         .unwrap_or(100.0)
 }
 
+/// A child process killed on drop.
+pub struct Proc(pub Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// HAProxy running `conf`, pinned to the system-under-test CPU.
+pub fn start_haproxy(conf: &Path) -> Result<Proc> {
+    let child = Command::new("taskset")
+        .args(["-c", &SUT_CPU.to_string(), "haproxy", "-db", "-f"])
+        .arg(conf)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("starting haproxy")?;
+    Ok(Proc(child))
+}
+
+/// `pier daemon` pinned to the system-under-test CPU, its state and socket in `dir` (state
+/// from an earlier run removed), with `flags` added; returned once its control API answers.
+/// Every benchmark daemon runs with `--no-ebpf` unless `flags` attach the hooks somewhere.
+pub async fn start_pier(
+    dir: &Path,
+    flags: &[&str],
+    deadline: std::time::Instant,
+) -> Result<(Proc, pier_controlplane::api::Client)> {
+    let socket = dir.join("pier.sock");
+    let state = dir.join("pier-state");
+    let _ = std::fs::remove_dir_all(&state);
+    let mut args = vec![
+        "daemon",
+        "--admin",
+        "127.0.0.1:0",
+        "--state-dir",
+        state.to_str().context("path")?,
+        "--socket",
+        socket.to_str().context("path")?,
+    ];
+    if !flags.iter().any(|f| f.starts_with("--ebpf")) {
+        args.push("--no-ebpf");
+    }
+    args.extend_from_slice(flags);
+    let daemon = Proc(spawn_pinned(SUT_CPU, &pier_binary()?, &args)?);
+    let client = pier_controlplane::api::Client::new(&socket);
+    while client.status().await.is_err() {
+        if std::time::Instant::now() > deadline {
+            bail!("pier did not start");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok((daemon, client))
+}
+
 /// User + system CPU time a process has used.
 pub fn cpu_time(pid: u32) -> Result<Duration> {
     let stat =

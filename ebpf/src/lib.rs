@@ -10,13 +10,16 @@ pub mod maps;
 pub mod metrics;
 pub mod sync;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddrV4;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
 
-use aya::maps::HashMap as BpfHashMap;
+use aya::maps::{HashMap as BpfHashMap, MapData};
 use aya::programs::links::{CgroupAttachMode, FdLink, PinnedLink};
 use aya::programs::CgroupSockAddr;
+use aya::Pod;
 use aya::{Ebpf, EbpfLoader};
 use pier_controlplane::weights::SlotTable;
 
@@ -83,6 +86,14 @@ fn map_err(name: &'static str) -> impl Fn(aya::maps::MapError) -> Error {
     move |source| Error::Map { name, source }
 }
 
+/// The cgroup2 mount: the unified hierarchy of a hybrid host, or /sys/fs/cgroup itself.
+pub fn cgroup2_root() -> Option<PathBuf> {
+    ["/sys/fs/cgroup/unified", "/sys/fs/cgroup"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.join("cgroup.procs").exists() && !p.join("cpu").exists())
+}
+
 /// Where BPF filesystems are mounted by convention.
 pub const BPFFS: &str = "/sys/fs/bpf";
 
@@ -147,6 +158,49 @@ struct Installed {
     backends: Vec<SocketAddrV4>,
 }
 
+/// What the socket-LB has written, kept in memory for metrics, so a scrape need not walk maps.
+#[derive(Default)]
+pub struct Inventory {
+    /// Service name of each VIP port (written by the snapshot consumer).
+    pub names: RwLock<HashMap<SvcKey, String>>,
+    /// Backend address of each backend id.
+    pub backends: RwLock<HashMap<u32, SocketAddrV4>>,
+    /// Service ports installed.
+    pub services: AtomicUsize,
+    /// Selection slots installed.
+    pub slots: AtomicUsize,
+}
+
+/// One of the object's hash maps, typed.
+fn hash_map<'a, K: Pod, V: Pod>(
+    ebpf: &'a mut Ebpf,
+    name: &'static str,
+) -> Result<BpfHashMap<&'a mut MapData, K, V>> {
+    BpfHashMap::try_from(ebpf.map_mut(name).ok_or(Error::Missing(name))?).map_err(map_err(name))
+}
+
+/// Removes every key of a map that `keep` rejects.
+fn retain_keys<K: Pod, V: Pod>(
+    ebpf: &mut Ebpf,
+    name: &'static str,
+    keep: impl Fn(&K) -> bool,
+) -> Result<()> {
+    let mut map = hash_map::<K, V>(ebpf, name)?;
+    let stale: Vec<K> = map
+        .keys()
+        .filter_map(|r| r.ok())
+        .filter(|k| !keep(k))
+        .collect();
+    for k in stale {
+        let _ = map.remove(&k);
+    }
+    Ok(())
+}
+
+fn slot_key(svc_id: u32, slot: u32) -> SlotKey {
+    SlotKey { svc_id, slot }
+}
+
 /// The loaded programs and their maps.
 pub struct SocketLb {
     ebpf: Ebpf,
@@ -155,6 +209,7 @@ pub struct SocketLb {
     backend_ids: HashMap<SocketAddrV4, (u32, usize)>,
     next_backend: u32,
     next_service: u32,
+    inventory: Arc<Inventory>,
 }
 
 impl SocketLb {
@@ -183,32 +238,30 @@ impl SocketLb {
             backend_ids: HashMap::new(),
             next_backend: 1,
             next_service: 1,
+            inventory: Arc::default(),
         };
         lb.adopt()?;
         Ok(lb)
     }
 
+    /// What has been written, for metrics.
+    pub fn inventory(&self) -> Arc<Inventory> {
+        Arc::clone(&self.inventory)
+    }
+
     /// Continues numbering above what pinned maps from an earlier run hold, so their entries
     /// keep translating until [`SocketLb::sweep`] replaces them.
     fn adopt(&mut self) -> Result<()> {
-        let services: BpfHashMap<_, SvcKey, Svc> = BpfHashMap::try_from(
-            self.ebpf
-                .map("pier_services")
-                .ok_or(Error::Missing("pier_services"))?,
-        )
-        .map_err(map_err("pier_services"))?;
-        let max_svc = services
+        let max_svc = hash_map::<SvcKey, Svc>(&mut self.ebpf, "pier_services")?
             .iter()
             .filter_map(|r| r.ok().map(|(_, v)| v.id))
             .max()
             .unwrap_or(0);
-        let backends: BpfHashMap<_, u32, Backend> = BpfHashMap::try_from(
-            self.ebpf
-                .map("pier_backends")
-                .ok_or(Error::Missing("pier_backends"))?,
-        )
-        .map_err(map_err("pier_backends"))?;
-        let max_backend = backends.keys().filter_map(|r| r.ok()).max().unwrap_or(0);
+        let max_backend = hash_map::<u32, Backend>(&mut self.ebpf, "pier_backends")?
+            .keys()
+            .filter_map(|r| r.ok())
+            .max()
+            .unwrap_or(0);
         self.next_service = max_svc.wrapping_add(1).max(1);
         self.next_backend = max_backend.wrapping_add(1).max(1);
         Ok(())
@@ -217,62 +270,12 @@ impl SocketLb {
     /// Removes map entries this process did not write: services, slots and backends left by
     /// an earlier run that the current snapshot no longer has. Call after the first full sync.
     pub fn sweep(&mut self) -> Result<()> {
-        let keep_services: std::collections::HashSet<SvcKey> = self
-            .services
-            .keys()
-            .map(|s| SvcKey::new(*s.addr.ip(), s.addr.port(), s.proto))
-            .collect();
-        let keep_ids: std::collections::HashSet<u32> =
-            self.services.values().map(|i| i.id).collect();
-        let keep_backends: std::collections::HashSet<u32> =
-            self.backend_ids.values().map(|(id, _)| *id).collect();
-        {
-            let mut services: BpfHashMap<_, SvcKey, Svc> = BpfHashMap::try_from(
-                self.ebpf
-                    .map_mut("pier_services")
-                    .ok_or(Error::Missing("pier_services"))?,
-            )
-            .map_err(map_err("pier_services"))?;
-            let stale: Vec<SvcKey> = services
-                .keys()
-                .filter_map(|r| r.ok())
-                .filter(|k| !keep_services.contains(k))
-                .collect();
-            for k in stale {
-                let _ = services.remove(&k);
-            }
-        }
-        {
-            let mut slots: BpfHashMap<_, SlotKey, u32> = BpfHashMap::try_from(
-                self.ebpf
-                    .map_mut("pier_slots")
-                    .ok_or(Error::Missing("pier_slots"))?,
-            )
-            .map_err(map_err("pier_slots"))?;
-            let stale: Vec<SlotKey> = slots
-                .keys()
-                .filter_map(|r| r.ok())
-                .filter(|k| !keep_ids.contains(&k.svc_id))
-                .collect();
-            for k in stale {
-                let _ = slots.remove(&k);
-            }
-        }
-        let mut backends: BpfHashMap<_, u32, Backend> = BpfHashMap::try_from(
-            self.ebpf
-                .map_mut("pier_backends")
-                .ok_or(Error::Missing("pier_backends"))?,
-        )
-        .map_err(map_err("pier_backends"))?;
-        let stale: Vec<u32> = backends
-            .keys()
-            .filter_map(|r| r.ok())
-            .filter(|k| !keep_backends.contains(k))
-            .collect();
-        for k in stale {
-            let _ = backends.remove(&k);
-        }
-        Ok(())
+        let services: HashSet<SvcKey> = self.services.keys().map(svc_key).collect();
+        let ids: HashSet<u32> = self.services.values().map(|i| i.id).collect();
+        let backends: HashSet<u32> = self.backend_ids.values().map(|(id, _)| *id).collect();
+        retain_keys::<SvcKey, Svc>(&mut self.ebpf, "pier_services", |k| services.contains(k))?;
+        retain_keys::<SlotKey, u32>(&mut self.ebpf, "pier_slots", |k| ids.contains(&k.svc_id))?;
+        retain_keys::<u32, Backend>(&mut self.ebpf, "pier_backends", |k| backends.contains(k))
     }
 
     fn link_path(&self, name: &str) -> PathBuf {
@@ -350,16 +353,13 @@ impl SocketLb {
         }
         let id = self.next_backend;
         self.next_backend += 1;
-        let mut backends: BpfHashMap<_, u32, Backend> = BpfHashMap::try_from(
-            self.ebpf
-                .map_mut("pier_backends")
-                .ok_or(Error::Missing("pier_backends"))?,
-        )
-        .map_err(map_err("pier_backends"))?;
-        backends
+        hash_map::<u32, Backend>(&mut self.ebpf, "pier_backends")?
             .insert(id, Backend::from(addr), 0)
             .map_err(map_err("pier_backends"))?;
         self.backend_ids.insert(addr, (id, 1));
+        if let Ok(mut b) = self.inventory.backends.write() {
+            b.insert(id, addr);
+        }
         Ok(id)
     }
 
@@ -373,13 +373,10 @@ impl SocketLb {
         }
         let id = *id;
         self.backend_ids.remove(&addr);
-        let mut backends: BpfHashMap<_, u32, Backend> = BpfHashMap::try_from(
-            self.ebpf
-                .map_mut("pier_backends")
-                .ok_or(Error::Missing("pier_backends"))?,
-        )
-        .map_err(map_err("pier_backends"))?;
-        let _ = backends.remove(&id);
+        let _ = hash_map::<u32, Backend>(&mut self.ebpf, "pier_backends")?.remove(&id);
+        if let Ok(mut b) = self.inventory.backends.write() {
+            b.remove(&id);
+        }
         Ok(())
     }
 
@@ -400,75 +397,47 @@ impl SocketLb {
         }
         let id = self.next_service;
         self.next_service = self.next_service.wrapping_add(1).max(1);
-        {
-            let mut slots: BpfHashMap<_, SlotKey, u32> = BpfHashMap::try_from(
-                self.ebpf
-                    .map_mut("pier_slots")
-                    .ok_or(Error::Missing("pier_slots"))?,
-            )
-            .map_err(map_err("pier_slots"))?;
-            for (slot, group) in table.slots().enumerate() {
-                let key = SlotKey {
-                    svc_id: id,
-                    slot: u32::try_from(slot).unwrap_or(u32::MAX),
-                };
-                slots
-                    .insert(key, ids[group], 0)
-                    .map_err(map_err("pier_slots"))?;
-            }
+        let mut slots = hash_map::<SlotKey, u32>(&mut self.ebpf, "pier_slots")?;
+        for (slot, group) in table.slots().enumerate() {
+            let key = slot_key(id, u32::try_from(slot).unwrap_or(u32::MAX));
+            slots
+                .insert(key, ids[group], 0)
+                .map_err(map_err("pier_slots"))?;
         }
-        let key = SvcKey::new(*service.addr.ip(), service.addr.port(), service.proto);
         let value = Svc {
             id,
             slots: u32::try_from(table.len()).unwrap_or(0),
             affinity,
             pad: 0,
         };
-        {
-            let mut services: BpfHashMap<_, SvcKey, Svc> = BpfHashMap::try_from(
-                self.ebpf
-                    .map_mut("pier_services")
-                    .ok_or(Error::Missing("pier_services"))?,
-            )
+        hash_map::<SvcKey, Svc>(&mut self.ebpf, "pier_services")?
+            .insert(svc_key(&service), value, 0)
             .map_err(map_err("pier_services"))?;
-            services
-                .insert(key, value, 0)
-                .map_err(map_err("pier_services"))?;
-        }
-        let old = self.services.insert(
-            service,
-            Installed {
-                id,
-                slots: value.slots,
-                backends: backends.iter().map(|(a, _)| *a).collect(),
-            },
-        );
-        if let Some(old) = old {
-            self.free(old)?;
+        self.inventory
+            .slots
+            .fetch_add(table.len(), Ordering::Relaxed);
+        let installed = Installed {
+            id,
+            slots: value.slots,
+            backends: backends.iter().map(|(a, _)| *a).collect(),
+        };
+        match self.services.insert(service, installed) {
+            Some(old) => self.free(old)?,
+            None => {
+                self.inventory.services.fetch_add(1, Ordering::Relaxed);
+            }
         }
         Ok(())
     }
 
     /// Sets the node addresses NodePorts answer on (besides 127.0.0.0/8).
     pub fn set_node_ips(&mut self, ips: &[std::net::Ipv4Addr]) -> Result<()> {
-        let mut map: BpfHashMap<_, u32, u8> = BpfHashMap::try_from(
-            self.ebpf
-                .map_mut("pier_node_ips")
-                .ok_or(Error::Missing("pier_node_ips"))?,
-        )
-        .map_err(map_err("pier_node_ips"))?;
         let wanted: Vec<u32> = ips
             .iter()
             .map(|ip| u32::from_ne_bytes(ip.octets()))
             .collect();
-        let stale: Vec<u32> = map
-            .keys()
-            .filter_map(|r| r.ok())
-            .filter(|k| !wanted.contains(k))
-            .collect();
-        for k in stale {
-            let _ = map.remove(&k);
-        }
+        retain_keys::<u32, u8>(&mut self.ebpf, "pier_node_ips", |k| wanted.contains(k))?;
+        let mut map = hash_map::<u32, u8>(&mut self.ebpf, "pier_node_ips")?;
         for k in wanted {
             map.insert(k, 1, 0).map_err(map_err("pier_node_ips"))?;
         }
@@ -477,40 +446,31 @@ impl SocketLb {
 
     /// Removes a service: connections to its VIP are no longer translated.
     pub fn remove_service(&mut self, service: ServiceAddr) -> Result<()> {
-        let key = SvcKey::new(*service.addr.ip(), service.addr.port(), service.proto);
-        {
-            let mut services: BpfHashMap<_, SvcKey, Svc> = BpfHashMap::try_from(
-                self.ebpf
-                    .map_mut("pier_services")
-                    .ok_or(Error::Missing("pier_services"))?,
-            )
-            .map_err(map_err("pier_services"))?;
-            let _ = services.remove(&key);
-        }
+        let _ =
+            hash_map::<SvcKey, Svc>(&mut self.ebpf, "pier_services")?.remove(&svc_key(&service));
         if let Some(old) = self.services.remove(&service) {
+            self.inventory.services.fetch_sub(1, Ordering::Relaxed);
             self.free(old)?;
         }
         Ok(())
     }
 
     fn free(&mut self, old: Installed) -> Result<()> {
-        {
-            let mut slots: BpfHashMap<_, SlotKey, u32> = BpfHashMap::try_from(
-                self.ebpf
-                    .map_mut("pier_slots")
-                    .ok_or(Error::Missing("pier_slots"))?,
-            )
-            .map_err(map_err("pier_slots"))?;
-            for slot in 0..old.slots {
-                let _ = slots.remove(&SlotKey {
-                    svc_id: old.id,
-                    slot,
-                });
-            }
+        let mut slots = hash_map::<SlotKey, u32>(&mut self.ebpf, "pier_slots")?;
+        for slot in 0..old.slots {
+            let _ = slots.remove(&slot_key(old.id, slot));
         }
+        self.inventory
+            .slots
+            .fetch_sub(old.slots as usize, Ordering::Relaxed);
         for addr in old.backends {
             self.release_backend(addr)?;
         }
         Ok(())
     }
+}
+
+/// The map key of a service port.
+pub fn svc_key(s: &ServiceAddr) -> SvcKey {
+    SvcKey::new(*s.addr.ip(), s.addr.port(), s.proto)
 }

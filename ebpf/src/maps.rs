@@ -84,54 +84,6 @@ impl From<SocketAddrV4> for Backend {
     }
 }
 
-/// `struct pier_revnat_key`.
-#[repr(C)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RevnatKey {
-    /// Socket cookie.
-    pub cookie: u64,
-    /// Backend address.
-    pub addr: u32,
-    /// Backend port.
-    pub port: u16,
-    /// Zero.
-    pub pad: u16,
-}
-
-/// `struct pier_revnat`.
-#[repr(C)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Revnat {
-    /// VIP.
-    pub vip: u32,
-    /// VIP port.
-    pub port: u16,
-    /// Zero.
-    pub pad: u16,
-}
-
-/// `struct pier_affinity_key`.
-#[repr(C)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct AffinityKey {
-    /// Client network namespace cookie.
-    pub netns: u64,
-    /// The service port.
-    pub svc: SvcKey,
-}
-
-/// `struct pier_affinity`.
-#[repr(C)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Affinity {
-    /// Last use, ns since boot.
-    pub last_ns: u64,
-    /// Backend id.
-    pub backend_id: u32,
-    /// Service generation it was picked in.
-    pub svc_id: u32,
-}
-
 /// `struct pier_svc_stats` (one per CPU).
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -151,14 +103,6 @@ unsafe impl aya::Pod for SlotKey {}
 // SAFETY: as above.
 unsafe impl aya::Pod for Backend {}
 // SAFETY: as above.
-unsafe impl aya::Pod for RevnatKey {}
-// SAFETY: as above.
-unsafe impl aya::Pod for Revnat {}
-// SAFETY: as above.
-unsafe impl aya::Pod for AffinityKey {}
-// SAFETY: as above.
-unsafe impl aya::Pod for Affinity {}
-// SAFETY: as above.
 unsafe impl aya::Pod for SvcStats {}
 
 #[cfg(test)]
@@ -171,10 +115,6 @@ mod tests {
         assert_eq!(std::mem::size_of::<Svc>(), 16);
         assert_eq!(std::mem::size_of::<SlotKey>(), 8);
         assert_eq!(std::mem::size_of::<Backend>(), 8);
-        assert_eq!(std::mem::size_of::<RevnatKey>(), 16);
-        assert_eq!(std::mem::size_of::<Revnat>(), 8);
-        assert_eq!(std::mem::size_of::<AffinityKey>(), 16);
-        assert_eq!(std::mem::size_of::<Affinity>(), 16);
         assert_eq!(std::mem::size_of::<SvcStats>(), 16);
         let k = SvcKey::new(Ipv4Addr::new(10, 96, 0, 1), 80, PROTO_TCP);
         // Network order in memory, as the sock_addr context holds it.

@@ -1,25 +1,25 @@
 //! `pier_ebpf_*` metrics: the kernel's per-CPU counters, summed on every scrape from the
-//! pinned maps, plus map sizes and (with `kernel.bpf_stats_enabled=1`) program run time.
+//! pinned maps, plus the sizes of the maps pier writes (from its [`Inventory`], without walking
+//! them) and, with `kernel.bpf_stats_enabled=1`, program run time.
 
 use std::collections::HashMap;
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 
-use aya::maps::{HashMap as BpfHashMap, Map, MapData, PerCpuHashMap};
+use aya::maps::{Map, MapData, PerCpuHashMap};
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::MetricFamily;
 use prometheus::{IntCounterVec, IntGaugeVec, Opts, Registry};
 
-use crate::maps::{Backend, SvcKey, SvcStats, PROTO_TCP};
-
-/// Service names by VIP port, kept by the snapshot consumer for metric labels.
-pub type Names = Arc<RwLock<HashMap<SvcKey, String>>>;
+use crate::maps::{SvcKey, SvcStats, PROTO_TCP};
+use crate::Inventory;
 
 /// The socket-LB's metrics, read from its pinned maps when scraped.
 pub struct EbpfMetrics {
     pin_dir: PathBuf,
-    names: Names,
+    inventory: Arc<Inventory>,
     connects: IntCounterVec,
     refused: IntCounterVec,
     backend_connects: IntCounterVec,
@@ -42,13 +42,17 @@ fn open(pin_dir: &Path, name: &str) -> Option<MapData> {
 
 impl EbpfMetrics {
     /// Creates and registers the metrics for maps pinned under `pin_dir`.
-    pub fn register(registry: &Registry, pin_dir: &Path, names: Names) -> prometheus::Result<()> {
+    pub fn register(
+        registry: &Registry,
+        pin_dir: &Path,
+        inventory: Arc<Inventory>,
+    ) -> prometheus::Result<()> {
         let counter = |name: &str, help: &str, labels: &[&str]| {
             IntCounterVec::new(Opts::new(name, help), labels)
         };
         let m = Self {
             pin_dir: pin_dir.to_path_buf(),
-            names,
+            inventory,
             connects: counter(
                 "pier_ebpf_connections_total",
                 "Connects and datagrams the socket-LB translated, by service and VIP port",
@@ -65,7 +69,10 @@ impl EbpfMetrics {
                 &["backend"],
             )?,
             entries: IntGaugeVec::new(
-                Opts::new("pier_ebpf_map_entries", "Entries in each socket-LB map"),
+                Opts::new(
+                    "pier_ebpf_map_entries",
+                    "Entries pier keeps in each socket-LB map it writes",
+                ),
                 &["map"],
             )?,
             run_ns: counter(
@@ -102,7 +109,12 @@ impl EbpfMetrics {
             if let Ok(stats) =
                 PerCpuHashMap::<_, SvcKey, SvcStats>::try_from(Map::PerCpuHashMap(data))
             {
-                let names = self.names.read().map(|n| n.clone()).unwrap_or_default();
+                let names = self
+                    .inventory
+                    .names
+                    .read()
+                    .map(|n| n.clone())
+                    .unwrap_or_default();
                 for (key, per_cpu) in stats.iter().filter_map(|r| r.ok()) {
                     let (connects, refused) = per_cpu
                         .iter()
@@ -114,24 +126,23 @@ impl EbpfMetrics {
                 }
             }
         }
-        let backends: HashMap<u32, String> = open(&self.pin_dir, "pier_backends")
-            .and_then(|d| BpfHashMap::<_, u32, Backend>::try_from(Map::HashMap(d)).ok())
-            .map(|m| {
-                m.iter()
-                    .filter_map(|r| r.ok())
-                    .map(|(id, b)| {
-                        let addr = SocketAddrV4::new(
-                            Ipv4Addr::from(b.addr.to_ne_bytes()),
-                            u16::from_be(b.port),
-                        );
-                        (id, addr.to_string())
-                    })
-                    .collect()
-            })
+        let backends: HashMap<u32, String> = self
+            .inventory
+            .backends
+            .read()
+            .map(|b| b.iter().map(|(id, a)| (*id, a.to_string())).collect())
             .unwrap_or_default();
-        self.entries
-            .with_label_values(&["pier_backends"])
-            .set(i64::try_from(backends.len()).unwrap_or(i64::MAX));
+        let size = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+        for (map, n) in [
+            (
+                "pier_services",
+                self.inventory.services.load(Ordering::Relaxed),
+            ),
+            ("pier_slots", self.inventory.slots.load(Ordering::Relaxed)),
+            ("pier_backends", backends.len()),
+        ] {
+            self.entries.with_label_values(&[map]).set(size(n));
+        }
         if let Some(data) = open(&self.pin_dir, "pier_backend_stats") {
             if let Ok(stats) = PerCpuHashMap::<_, u32, u64>::try_from(Map::PerCpuHashMap(data)) {
                 for (id, per_cpu) in stats.iter().filter_map(|r| r.ok()) {
@@ -140,24 +151,6 @@ impl EbpfMetrics {
                     }
                 }
             }
-        }
-        for (name, map) in [
-            ("pier_services", true),
-            ("pier_slots", true),
-            ("pier_revnat", false),
-            ("pier_affinity", false),
-        ] {
-            let count = open(&self.pin_dir, name).map_or(0, |d| {
-                let m = if map {
-                    Map::HashMap(d)
-                } else {
-                    Map::LruHashMap(d)
-                };
-                count_keys(m, name)
-            });
-            self.entries
-                .with_label_values(&[name])
-                .set(i64::try_from(count).unwrap_or(i64::MAX));
         }
         for info in aya::programs::loaded_programs().filter_map(|r| r.ok()) {
             let Some(name) = info.name_as_str() else {
@@ -176,49 +169,26 @@ impl EbpfMetrics {
     }
 }
 
-/// Entries in one of the socket-LB's hash maps.
-fn count_keys(map: Map, name: &str) -> usize {
-    use crate::maps::{Affinity, AffinityKey, Revnat, RevnatKey, SlotKey, Svc};
-    fn keys<K: aya::Pod, V: aya::Pod>(map: Map) -> usize {
-        BpfHashMap::<_, K, V>::try_from(map)
-            .map(|m| m.keys().filter_map(|r| r.ok()).count())
-            .unwrap_or(0)
-    }
-    match name {
-        "pier_services" => keys::<SvcKey, Svc>(map),
-        "pier_slots" => keys::<SlotKey, u32>(map),
-        "pier_revnat" => keys::<RevnatKey, Revnat>(map),
-        _ => keys::<AffinityKey, Affinity>(map),
+impl EbpfMetrics {
+    fn parts(&self) -> [&dyn Collector; 6] {
+        [
+            &self.connects,
+            &self.refused,
+            &self.backend_connects,
+            &self.entries,
+            &self.run_ns,
+            &self.runs,
+        ]
     }
 }
 
 impl Collector for EbpfMetrics {
     fn desc(&self) -> Vec<&Desc> {
-        [
-            &self.connects as &dyn Collector,
-            &self.refused,
-            &self.backend_connects,
-            &self.entries,
-            &self.run_ns,
-            &self.runs,
-        ]
-        .into_iter()
-        .flat_map(|c| c.desc())
-        .collect()
+        self.parts().into_iter().flat_map(|c| c.desc()).collect()
     }
 
     fn collect(&self) -> Vec<MetricFamily> {
         self.refresh();
-        [
-            &self.connects as &dyn Collector,
-            &self.refused,
-            &self.backend_connects,
-            &self.entries,
-            &self.run_ns,
-            &self.runs,
-        ]
-        .into_iter()
-        .flat_map(|c| c.collect())
-        .collect()
+        self.parts().into_iter().flat_map(|c| c.collect()).collect()
     }
 }

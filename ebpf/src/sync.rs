@@ -10,9 +10,8 @@ use pier_controlplane::snapshot::{
     ServiceView, SnapshotConsumer, SnapshotDiff, TargetPort,
 };
 
-use crate::maps::{SvcKey, PROTO_TCP, PROTO_UDP};
-use crate::metrics::Names;
-use crate::{ServiceAddr, SocketLb};
+use crate::maps::{PROTO_TCP, PROTO_UDP};
+use crate::{svc_key, ServiceAddr, SocketLb};
 
 /// What one VIP port translates to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -178,20 +177,17 @@ pub struct EbpfConsumer {
     used_by: HashMap<ServiceKey, HashSet<ServiceKey>>,
     /// Entries left by an earlier run have been swept (after the first full sync).
     swept: bool,
-    /// Service names for metric labels.
-    names: Names,
 }
 
 impl EbpfConsumer {
-    /// A consumer writing to `lb`, keeping `names` (for metric labels) up to date.
-    pub fn new(lb: SocketLb, steer: Option<Steer>, names: Names) -> Self {
+    /// A consumer writing to `lb`, naming its service ports in the lb's inventory.
+    pub fn new(lb: SocketLb, steer: Option<Steer>) -> Self {
         Self {
             lb,
             steer,
             installed: HashMap::new(),
             used_by: HashMap::new(),
             swept: false,
-            names,
         }
     }
 
@@ -204,16 +200,16 @@ impl EbpfConsumer {
             self.used_by.entry(b).or_default().insert(key.clone());
         }
         let old = self.installed.remove(key).unwrap_or_default();
-        let svc_key = |a: &ServiceAddr| SvcKey::new(*a.addr.ip(), a.addr.port(), a.proto);
+        let inventory = self.lb.inventory();
         for o in &old {
             if !entries.iter().any(|e| e.addr == o.addr) {
                 self.lb.remove_service(o.addr)?;
-                if let Ok(mut n) = self.names.write() {
+                if let Ok(mut n) = inventory.names.write() {
                     n.remove(&svc_key(&o.addr));
                 }
             }
         }
-        if let Ok(mut n) = self.names.write() {
+        if let Ok(mut n) = inventory.names.write() {
             for e in &entries {
                 n.insert(svc_key(&e.addr), key.to_string());
             }

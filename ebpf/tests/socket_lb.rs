@@ -16,26 +16,14 @@ use pier_ebpf::{maps::PROTO_TCP, ServiceAddr, SocketLb};
 
 const CHILD: &str = "PIER_EBPF_TEST_CHILD";
 
-/// The cgroup2 mount: the unified hierarchy of a hybrid host, or /sys/fs/cgroup itself.
-fn cgroup2_root() -> Option<PathBuf> {
-    ["/sys/fs/cgroup/unified", "/sys/fs/cgroup"]
-        .iter()
-        .map(PathBuf::from)
-        .find(|p| p.join("cgroup.procs").exists() && !p.join("cpu").exists())
-}
-
 fn environment() -> Result<PathBuf, String> {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let root = status
-        .lines()
-        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"));
-    if !root {
+    if pier_controlplane::api::current_uid() != 0 {
         return Err("needs root (BPF programs, cgroups)".into());
     }
     if !Path::new(pier_ebpf::BPFFS).exists() {
         return Err("no /sys/fs/bpf directory".into());
     }
-    cgroup2_root().ok_or_else(|| "no cgroup2 mount".into())
+    pier_ebpf::cgroup2_root().ok_or_else(|| "no cgroup2 mount".into())
 }
 
 fn privileged() -> Option<PathBuf> {

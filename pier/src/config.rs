@@ -101,14 +101,9 @@ pub struct EbpfConfig {
     pub pin_dir: PathBuf,
 }
 
-/// The cgroup2 mount: the unified hierarchy of a hybrid host, or /sys/fs/cgroup itself.
+/// The cgroup2 root the socket-LB attaches to by default.
 pub fn default_cgroup2() -> PathBuf {
-    let unified = PathBuf::from("/sys/fs/cgroup/unified");
-    if unified.join("cgroup.procs").exists() {
-        unified
-    } else {
-        PathBuf::from("/sys/fs/cgroup")
-    }
+    pier_ebpf::cgroup2_root().unwrap_or_else(|| PathBuf::from("/sys/fs/cgroup"))
 }
 
 /// Where socket-LB maps and links are pinned by default.

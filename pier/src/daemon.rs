@@ -28,6 +28,27 @@ pub struct Daemon {
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
+/// Feeds every published snapshot to a dataplane part until the daemon shuts down.
+fn follow_until_shutdown<C: snapshot::SnapshotConsumer>(
+    snapshot: &Arc<SnapshotHandle>,
+    part: C,
+    observer: &Arc<Metrics>,
+    shutdown: &watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    let follow = snapshot::follow(
+        Arc::clone(snapshot),
+        part,
+        Arc::clone(observer) as Arc<dyn snapshot::ConsumerObserver>,
+    );
+    let mut stop = shutdown.clone();
+    tokio::spawn(async move {
+        tokio::select! {
+            () = follow => {}
+            _ = stop.changed() => {}
+        }
+    })
+}
+
 /// Binds the DNS listeners and starts the server and its snapshot consumer.
 async fn start_dns(
     config: &DnsConfig,
@@ -69,18 +90,12 @@ async fn start_dns(
         config.allow.clone(),
         dns_metrics,
     ));
-    let follow = snapshot::follow(
-        Arc::clone(snapshot),
+    tasks.push(follow_until_shutdown(
+        snapshot,
         pier_dns::DnsConsumer(Arc::clone(&resolver)),
-        Arc::clone(observer) as Arc<dyn snapshot::ConsumerObserver>,
-    );
-    let mut stop = shutdown.clone();
-    tasks.push(tokio::spawn(async move {
-        tokio::select! {
-            () = follow => {}
-            _ = stop.changed() => {}
-        }
-    }));
+        observer,
+        shutdown,
+    ));
     let limiter = config.rate_limit.map(|qps| {
         Arc::new(pier_dns::ratelimit::RateLimiter::new(
             qps,
@@ -108,18 +123,12 @@ fn start_proxy(
 ) -> Result<()> {
     let proxy = pier_proxy::Proxy::new(config.clone(), registry)
         .context("starting the proxy (use --proxy-vips loopback or --no-proxy)")?;
-    let follow = snapshot::follow(
-        Arc::clone(snapshot),
+    tasks.push(follow_until_shutdown(
+        snapshot,
         pier_proxy::ProxyConsumer(proxy),
-        Arc::clone(observer) as Arc<dyn snapshot::ConsumerObserver>,
-    );
-    let mut stop = shutdown.clone();
-    tasks.push(tokio::spawn(async move {
-        tokio::select! {
-            () = follow => {}
-            _ = stop.changed() => {}
-        }
-    }));
+        observer,
+        shutdown,
+    ));
     tracing::info!(vips = ?config.vip_mode, node_address = %config.node_address, "proxy serving");
     Ok(())
 }
@@ -163,24 +172,17 @@ fn start_ebpf(
             let p = p.clone();
             Arc::new(move |ip, port| p.vip_listen_addr(ip, port)) as pier_ebpf::sync::Steer
         });
-    let names = pier_ebpf::metrics::Names::default();
     if let Err(e) =
-        pier_ebpf::metrics::EbpfMetrics::register(registry, &config.pin_dir, Arc::clone(&names))
+        pier_ebpf::metrics::EbpfMetrics::register(registry, &config.pin_dir, lb.inventory())
     {
         tracing::warn!(error = %e, "eBPF metrics not registered");
     }
-    let follow = snapshot::follow(
-        Arc::clone(snapshot),
-        pier_ebpf::sync::EbpfConsumer::new(lb, steer, names),
-        Arc::clone(observer) as Arc<dyn snapshot::ConsumerObserver>,
-    );
-    let mut stop = shutdown.clone();
-    tasks.push(tokio::spawn(async move {
-        tokio::select! {
-            () = follow => {}
-            _ = stop.changed() => {}
-        }
-    }));
+    tasks.push(follow_until_shutdown(
+        snapshot,
+        pier_ebpf::sync::EbpfConsumer::new(lb, steer),
+        observer,
+        shutdown,
+    ));
     tracing::info!(
         cgroup = %config.cgroup.display(),
         pins = %config.pin_dir.display(),

@@ -18,18 +18,25 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, UdpSocket};
 
 /// What `pier echo` serves.
+#[derive(clap::Args)]
 pub struct EchoConfig {
-    /// Name reported in answers.
+    /// Name reported in answers (and in the TCP banner).
+    #[arg(long, default_value = "echo")]
     pub name: String,
     /// Version reported in answers.
+    #[arg(long, default_value = env!("CARGO_PKG_VERSION"))]
     pub version: String,
-    /// HTTP listen addresses.
+    /// HTTP/1.1 and h2c listen address (repeatable).
+    #[arg(long)]
     pub http: Vec<SocketAddr>,
-    /// TCP echo listen addresses.
+    /// TCP echo listen address (repeatable).
+    #[arg(long)]
     pub tcp: Vec<SocketAddr>,
-    /// UDP echo listen addresses.
+    /// UDP echo listen address (repeatable).
+    #[arg(long)]
     pub udp: Vec<SocketAddr>,
-    /// TCP: send `<name>\n` first, so a client can tell which server it reached.
+    /// Send the name and a newline first on every TCP connection.
+    #[arg(long)]
     pub tcp_banner: bool,
 }
 

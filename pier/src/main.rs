@@ -171,26 +171,7 @@ enum Command {
         namespace: String,
     },
     /// Run a demo/test server: HTTP answers with name, version and hostname; TCP and UDP echo.
-    Echo {
-        /// Name reported in answers (and in the TCP banner).
-        #[arg(long, default_value = "echo")]
-        name: String,
-        /// Version reported in answers.
-        #[arg(long, default_value = env!("CARGO_PKG_VERSION"))]
-        version: String,
-        /// HTTP/1.1 and h2c listen address (repeatable).
-        #[arg(long)]
-        http: Vec<SocketAddr>,
-        /// TCP echo listen address (repeatable).
-        #[arg(long)]
-        tcp: Vec<SocketAddr>,
-        /// UDP echo listen address (repeatable).
-        #[arg(long)]
-        udp: Vec<SocketAddr>,
-        /// Send the name and a newline first on every TCP connection.
-        #[arg(long)]
-        tcp_banner: bool,
-    },
+    Echo(echo::EchoConfig),
     /// Manage the eBPF socket-LB.
     Ebpf {
         #[command(subcommand)]
@@ -359,24 +340,7 @@ async fn run(cli: Cli) -> Result<()> {
             println!("socket-LB detached; pins under {} removed", dir.display());
             Ok(())
         }
-        Command::Echo {
-            name,
-            version,
-            http,
-            tcp,
-            udp,
-            tcp_banner,
-        } => {
-            echo::run(echo::EchoConfig {
-                name,
-                version,
-                http,
-                tcp,
-                udp,
-                tcp_banner,
-            })
-            .await
-        }
+        Command::Echo(config) => echo::run(config).await,
         Command::Describe {
             kind,
             name,

@@ -263,15 +263,8 @@ fn admin_endpoints_and_watch() {
 
 #[test]
 fn other_users_are_refused() {
-    if std::fs::metadata("/proc/self")
-        .map(|m| std::os::unix::fs::MetadataExt::uid(&m))
-        .unwrap_or(1)
-        != 0
-    {
-        if std::env::var_os("PIER_REQUIRE_PRIVILEGED").is_some() {
-            panic!("PIER_REQUIRE_PRIVILEGED is set but the test is not running as root");
-        }
-        eprintln!("skipping other_users_are_refused: needs root to act as another uid");
+    if !is_root() {
+        skip("needs root to act as another uid");
         return;
     }
     let tmp = tempfile::tempdir().unwrap();

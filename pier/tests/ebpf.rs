@@ -6,42 +6,26 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::PIER;
 
-fn cgroup2_root() -> Option<PathBuf> {
-    ["/sys/fs/cgroup/unified", "/sys/fs/cgroup"]
-        .iter()
-        .map(PathBuf::from)
-        .find(|p| p.join("cgroup.procs").exists() && !p.join("cpu").exists())
-}
-
 fn privileged() -> Option<PathBuf> {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let root = status
-        .lines()
-        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"));
-    let why = if !root {
+    let root = pier_ebpf::cgroup2_root();
+    let why = if !common::is_root() {
         "needs root (BPF programs, cgroups)"
-    } else if !Path::new("/sys/fs/bpf").exists() {
+    } else if !Path::new(pier_ebpf::BPFFS).exists() {
         "no /sys/fs/bpf"
-    } else if Command::new("curl").arg("--version").output().is_err() {
+    } else if !common::have("curl") {
         "curl is not installed"
+    } else if root.is_none() {
+        "no cgroup2 mount"
     } else {
-        match cgroup2_root() {
-            Some(p) => return Some(p),
-            None => "no cgroup2 mount",
-        }
+        return root;
     };
-    assert!(
-        std::env::var_os("PIER_REQUIRE_PRIVILEGED").is_none(),
-        "PIER_REQUIRE_PRIVILEGED is set but the test cannot run: {why}"
-    );
-    println!("skipped: {why}");
+    common::skip(why);
     None
 }
 
@@ -129,24 +113,14 @@ fn daemon_socket_lb_serves_cluster_ips_and_survives_kill_9() {
         children: Vec::new(),
         pin: PathBuf::from(format!("/sys/fs/bpf/pier-e2e-{id}")),
         cgroup: root.join(format!("pier-e2e-{id}")),
-        unmount_bpffs: !std::fs::read_to_string("/proc/self/mounts")
-            .unwrap()
-            .lines()
-            .any(|l| l.split_whitespace().nth(1) == Some("/sys/fs/bpf")),
+        unmount_bpffs: !pier_ebpf::bpffs_mounted(Path::new(pier_ebpf::BPFFS)),
     };
     std::fs::create_dir_all(&cleanup.cgroup).unwrap();
 
-    let mut echo = Command::new(PIER)
-        .args(["echo", "--name", "e1", "--http", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let line = BufReader::new(echo.stdout.take().unwrap())
-        .lines()
-        .next()
-        .unwrap()
-        .unwrap();
-    let port: u16 = line.rsplit(':').next().unwrap().parse().unwrap();
+    let mut command = Command::new(PIER);
+    command.args(["echo", "--name", "e1", "--http", "127.0.0.1:0"]);
+    let (echo, addrs) = common::spawn_echo(command);
+    let port = addrs["http"].port();
     cleanup.children.push(echo);
 
     let d = daemon(tmp.path(), &cleanup);
@@ -160,20 +134,7 @@ fn daemon_socket_lb_serves_cluster_ips_and_survives_kill_9() {
          apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{name: web-1, labels: {{kubernetes.io/service-name: web}}}}\n\
          addressType: IPv4\nendpoints: [{{addresses: [127.0.0.1], conditions: {{ready: true}}}}]\nports: [{{name: http, port: {port}}}]\n"
     );
-    let mut apply = Command::new(PIER)
-        .args(["apply", "-f", "-"])
-        .env("PIER_SOCKET", &socket)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    apply
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(yaml.as_bytes())
-        .unwrap();
-    assert!(apply.wait().unwrap().success());
+    common::apply_yaml(&socket, &yaml);
 
     let url = format!("http://{vip}/");
     let deadline = Instant::now() + Duration::from_secs(10);

@@ -7,7 +7,7 @@ mod common;
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -28,7 +28,8 @@ struct Echo {
 
 impl Echo {
     fn spawn(name: &str) -> Echo {
-        let mut child = Command::new(PIER)
+        let mut command = Command::new(PIER);
+        command
             .args(["echo", "--name", name, "--tcp-banner"])
             .args([
                 "--http",
@@ -37,20 +38,8 @@ impl Echo {
                 "127.0.0.1:0",
                 "--udp",
                 "127.0.0.1:0",
-            ])
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let mut addrs = HashMap::new();
-        for line in lines.by_ref() {
-            let line = line.unwrap();
-            if line == "ready" {
-                break;
-            }
-            let (proto, addr) = line.split_once(' ').unwrap();
-            addrs.insert(proto.to_string(), addr.parse::<SocketAddr>().unwrap());
-        }
+            ]);
+        let (child, addrs) = common::spawn_echo(command);
         Echo {
             http: addrs["http"],
             tcp: addrs["tcp"],
@@ -96,8 +85,7 @@ fn proxy_daemon(dir: &std::path::Path, extra: &[&str]) -> Daemon {
 }
 
 fn apply(d: &Daemon, yaml: &str) {
-    let out = d.pier_stdin(&["apply", "-f", "-"], yaml);
-    assert!(out.status.success(), "{}", common::stderr(&out));
+    common::apply_yaml(&d.socket(), yaml);
 }
 
 /// The loopback stand-in of a service's VIP port (port + 20000, so no test needs root).
@@ -688,11 +676,23 @@ async fn h2c_sticky_canary_and_active_health_checks() {
             )
             .replace("port: 80, protocol: TCP}]", "port: 80, protocol: TCP, appProtocol: http}]"),
     );
+    // http-checked: the same, but the bad endpoint is v1's TCP echo: it accepts connections
+    // (so a TCP check would pass it) but does not speak HTTP, which only an HTTP check sees.
+    y.push_str(
+        &service_yaml("http-checked", 80, "TCP", "type: ClusterIP", &[(v1.http.port(), true), (v1.tcp.port(), true)])
+            .replace(
+                "metadata: {name: http-checked}",
+                "metadata: {name: http-checked, annotations: {pier.dev/health-check: \"http:/healthz\", pier.dev/health-check-interval: 100ms, pier.dev/health-check-unhealthy-threshold: \"1\", pier.dev/retries: \"0\", pier.dev/outlier-consecutive-failures: \"0\"}}",
+            )
+            .replace("port: 80, protocol: TCP}]", "port: 80, protocol: TCP, appProtocol: http}]"),
+    );
     apply(&d, &y);
     let web = vip(&d, "web", 80);
     let checked = vip(&d, "checked", 80);
+    let http_checked = vip(&d, "http-checked", 80);
     wait_listening(web);
     wait_listening(checked);
+    wait_listening(http_checked);
 
     // Clients speaking h2c (prior knowledge) to the VIP.
     let h2: HttpClient = Client::builder(TokioExecutor::new())
@@ -724,12 +724,14 @@ async fn h2c_sticky_canary_and_active_health_checks() {
 
     // The closed endpoint is taken out by the checker, so every request succeeds without retries.
     tokio::time::sleep(Duration::from_millis(600)).await;
-    let t = load(format!("http://{checked}/"), 2, 200, Arc::default(), None).await;
-    assert!(
-        t.failures.is_empty(),
-        "{:?}",
-        &t.failures[..t.failures.len().min(5)]
-    );
+    for target in [checked, http_checked] {
+        let t = load(format!("http://{target}/"), 2, 200, Arc::default(), None).await;
+        assert!(
+            t.failures.is_empty(),
+            "{target}: {:?}",
+            &t.failures[..t.failures.len().min(5)]
+        );
+    }
     assert!(metric(&d, "pier_proxy_endpoint_healthy{") >= 1.0);
     let (_, body) = d.admin("/metrics");
     assert!(
@@ -738,6 +740,13 @@ async fn h2c_sticky_canary_and_active_health_checks() {
                 && l.contains(&format!("127.0.0.1:{closed}"))
                 && l.ends_with(" 0")),
         "the closed endpoint is reported unhealthy"
+    );
+    assert!(
+        body.lines()
+            .any(|l| l.starts_with("pier_proxy_endpoint_healthy{")
+                && l.contains(&format!("127.0.0.1:{}", v1.tcp.port()))
+                && l.ends_with(" 0")),
+        "the endpoint that does not speak HTTP is reported unhealthy"
     );
 }
 

@@ -4,8 +4,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Output};
 use std::time::{Duration, Instant};
 
 use common::PIER;
@@ -57,24 +56,14 @@ impl Drop for Netns {
 }
 
 fn privileged() -> bool {
-    let root = std::fs::read_to_string("/proc/self/status")
-        .unwrap()
-        .lines()
-        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"));
-    let tools = Command::new("curl").arg("--version").output().is_ok();
-    if root && tools {
-        return true;
-    }
-    let why = if root {
+    let why = if !common::is_root() {
+        "needs root (network namespaces, VIP interface)"
+    } else if !common::have("curl") {
         "curl is not installed"
     } else {
-        "needs root (network namespaces, VIP interface)"
+        return true;
     };
-    assert!(
-        std::env::var_os("PIER_REQUIRE_PRIVILEGED").is_none(),
-        "PIER_REQUIRE_PRIVILEGED is set but the test cannot run: {why}"
-    );
-    println!("skipped: {why}");
+    common::skip(why);
     false
 }
 
@@ -86,17 +75,9 @@ fn real_cluster_ips_on_the_vip_interface() {
     let tmp = tempfile::tempdir().unwrap();
     let mut ns = Netns::create();
 
-    let mut echo = ns
-        .command(&[PIER, "echo", "--name", "v1", "--http", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let line = BufReader::new(echo.stdout.take().unwrap())
-        .lines()
-        .next()
-        .unwrap()
-        .unwrap();
-    let echo_port: u16 = line.rsplit(':').next().unwrap().parse().unwrap();
+    let (echo, addrs) =
+        common::spawn_echo(ns.command(&[PIER, "echo", "--name", "v1", "--http", "127.0.0.1:0"]));
+    let echo_port = addrs["http"].port();
     ns.children.push(echo);
 
     let socket = tmp.path().join("pier.sock");
@@ -131,25 +112,8 @@ fn real_cluster_ips_on_the_vip_interface() {
          apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{name: web-1, labels: {{kubernetes.io/service-name: web}}}}\n\
          addressType: IPv4\nendpoints: [{{addresses: [127.0.0.1], conditions: {{ready: true}}}}]\nports: [{{name: http, port: {echo_port}}}]\n"
     );
-    let mut apply = Command::new(PIER)
-        .args(["apply", "-f", "-"])
-        .env("PIER_SOCKET", &socket)
-        .stdin(Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    apply
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(yaml.as_bytes())
-        .unwrap();
-    assert!(apply.wait().unwrap().success());
-    let out = Command::new(PIER)
-        .args(["get", "svc", "web", "-o", "json"])
-        .env("PIER_SOCKET", &socket)
-        .output()
-        .unwrap();
+    common::apply_yaml(&socket, &yaml);
+    let out = common::pier_cli(&socket, &["get", "svc", "web", "-o", "json"], "");
     let svc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let vip = svc["spec"]["clusterIP"].as_str().unwrap().to_string();
 

@@ -12,17 +12,17 @@ use crate::l7::Http;
 
 /// Starts the checker of `cluster` unless it runs already; it stops when the group is dropped
 /// or its Service no longer asks for checks.
-pub fn ensure_checker(cluster: &Arc<Cluster>, http: &Arc<Http>) {
+pub fn ensure_checker(cluster: &Arc<Cluster>) {
     if cluster.members().policy.health_check.is_none() {
         return;
     }
     if cluster.checker_running.swap(true, Ordering::AcqRel) {
         return;
     }
-    tokio::spawn(run(Arc::downgrade(cluster), Arc::clone(http)));
+    tokio::spawn(run(Arc::downgrade(cluster)));
 }
 
-async fn run(cluster: Weak<Cluster>, http: Arc<Http>) {
+async fn run(cluster: Weak<Cluster>) {
     loop {
         let Some(c) = cluster.upgrade() else { return };
         let members = c.members();
@@ -37,14 +37,7 @@ async fn run(cluster: Weak<Cluster>, http: Arc<Http>) {
         let probes: Vec<_> = members
             .list
             .iter()
-            .map(|m| {
-                probe_one(
-                    Arc::clone(&c),
-                    Arc::clone(m),
-                    check.clone(),
-                    Arc::clone(&http),
-                )
-            })
+            .map(|m| probe_one(Arc::clone(&c), Arc::clone(m), check.clone()))
             .collect();
         drop(members);
         drop(c);
@@ -55,18 +48,13 @@ async fn run(cluster: Weak<Cluster>, http: Arc<Http>) {
     }
 }
 
-async fn probe_one(
-    cluster: Arc<Cluster>,
-    member: Arc<Member>,
-    check: HealthCheck,
-    http: Arc<Http>,
-) {
+async fn probe_one(cluster: Arc<Cluster>, member: Arc<Member>, check: HealthCheck) {
     let ok = match &check.probe {
         HealthProbe::Tcp => matches!(
             tokio::time::timeout(check.timeout, TcpStream::connect(member.addr)).await,
             Ok(Ok(_))
         ),
-        HealthProbe::Http { path } => http.probe(member.addr, path, check.timeout).await,
+        HealthProbe::Http { path } => Http::probe(&member, path, check.timeout).await,
     };
     let streak = &member.state.check_streak;
     let now = if ok {

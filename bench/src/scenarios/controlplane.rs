@@ -90,45 +90,25 @@ async fn wait_caught_up(client: &Client, target: u64, deadline: Instant) -> Resu
 /// Runs the scenario and prints its table.
 pub async fn run(p: Params) -> Result<()> {
     let deadline = Instant::now() + p.timeout;
-    let pier = harness::pier_binary()?;
     let dir = tempfile::tempdir()?;
-    let socket = dir.path().join("pier.sock");
-    let state = dir.path().join("state");
-    let mut daemon = harness::spawn_pinned(
-        harness::SUT_CPU,
-        &pier,
+    // The proxy listens for every service too: its memory counts.
+    let (daemon, client) = harness::start_pier(
+        dir.path(),
         &[
-            "daemon",
-            "--no-ebpf",
-            "--admin",
-            "127.0.0.1:0",
             "--dns-listen",
             "127.0.0.1:0",
-            // The proxy listens for every service too: its memory counts.
             "--proxy-vips",
             "loopback",
             "--proxy-port-offset",
             "20000",
-            "--state-dir",
-            state.to_str().context("path")?,
-            "--socket",
-            socket.to_str().context("path")?,
         ],
-    )?;
-    let result = measure(&p, &socket, daemon.id(), deadline).await;
-    let _ = daemon.kill();
-    let _ = daemon.wait();
-    result
+        deadline,
+    )
+    .await?;
+    measure(&p, &client, daemon.0.id(), deadline).await
 }
 
-async fn measure(p: &Params, socket: &std::path::Path, pid: u32, deadline: Instant) -> Result<()> {
-    let client = Client::new(socket);
-    while client.status().await.is_err() {
-        if Instant::now() > deadline {
-            bail!("daemon did not start");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+async fn measure(p: &Params, client: &Client, pid: u32, deadline: Instant) -> Result<()> {
     let admin = client.status().await?["adminAddress"]
         .as_str()
         .context("admin address")?
@@ -147,8 +127,8 @@ async fn measure(p: &Params, socket: &std::path::Path, pid: u32, deadline: Insta
         }
     }
     let load_secs = load_start.elapsed().as_secs_f64();
-    let (rev, _) = snapshot_revision(&client).await?;
-    wait_caught_up(&client, rev, deadline).await?;
+    let (rev, _) = snapshot_revision(client).await?;
+    wait_caught_up(client, rev, deadline).await?;
     let load_to_snapshot = load_start.elapsed().as_secs_f64();
     let rss_loaded = harness::rss_bytes(pid)?;
     let before: Value = serde_json::from_str(&http_get(&admin, "/snapshot/builds")?)?;
@@ -164,7 +144,7 @@ async fn measure(p: &Params, socket: &std::path::Path, pid: u32, deadline: Insta
             .apply(vec![slice(i, p.endpoints, Some(k % p.endpoints))])
             .await?;
         let rev = result["revision"].as_u64().unwrap_or(0);
-        wait_caught_up(&client, rev, deadline).await?;
+        wait_caught_up(client, rev, deadline).await?;
         latencies.push(started.elapsed().as_secs_f64() * 1e3);
     }
     let cpu_changes = harness::cpu_time(pid)?.saturating_sub(cpu_before);

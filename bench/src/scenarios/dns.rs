@@ -5,14 +5,13 @@
 use std::io::Write;
 use std::net::UdpSocket;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use pier_controlplane::api::Client;
 use serde_json::json;
 
-use crate::harness::{self, Better, Row};
+use crate::harness::{self, Better, Proc, Row};
 
 /// Scenario parameters.
 pub struct Params {
@@ -100,52 +99,20 @@ fn wait_answering(port: u16, name: &str, deadline: Instant) -> Result<()> {
 
 struct Server {
     name: &'static str,
-    child: Child,
+    child: Proc,
     port: u16,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 async fn start_pier(n: usize, dir: &Path, deadline: Instant) -> Result<Server> {
     let port = free_port()?;
-    let socket = dir.join("pier.sock");
-    let state = dir.join("pier-state");
-    let _ = std::fs::remove_dir_all(&state);
     let listen = format!("127.0.0.1:{port}");
-    let child = harness::spawn_pinned(
-        harness::SUT_CPU,
-        &harness::pier_binary()?,
-        &[
-            "daemon",
-            "--no-ebpf",
-            "--admin",
-            "127.0.0.1:0",
-            "--dns-listen",
-            &listen,
-            "--no-proxy",
-            "--state-dir",
-            state.to_str().context("path")?,
-            "--socket",
-            socket.to_str().context("path")?,
-        ],
-    )?;
+    let (child, client) =
+        harness::start_pier(dir, &["--dns-listen", &listen, "--no-proxy"], deadline).await?;
     let server = Server {
         name: "pier",
         child,
         port,
     };
-    let client = Client::new(&socket);
-    while client.status().await.is_err() {
-        if Instant::now() > deadline {
-            bail!("pier did not start");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
     let services: Vec<serde_json::Value> = (0..n)
         .map(|i| {
             json!({"apiVersion": "v1", "kind": "Service",
@@ -185,7 +152,7 @@ fn start_knot(n: usize, dir: &Path, deadline: Instant) -> Result<Server> {
     )?;
     let server = Server {
         name: "knot",
-        child,
+        child: Proc(child),
         port,
     };
     wait_answering(port, &last_name(n), deadline)?;
@@ -215,7 +182,7 @@ fn start_unbound(n: usize, dir: &Path, deadline: Instant) -> Result<Server> {
     )?;
     let server = Server {
         name: "unbound",
-        child,
+        child: Proc(child),
         port,
     };
     wait_answering(port, &last_name(n), deadline)?;
@@ -269,7 +236,7 @@ fn lost_percent(out: &str) -> f64 {
 }
 
 fn measure(server: &Server, queries: &Path, p: &Params) -> Result<Measured> {
-    let pid = server.child.id();
+    let pid = server.child.0.id();
     let cpu_before = harness::cpu_time(pid)?;
     let seconds = p.seconds.to_string();
     let out = dnsperf(

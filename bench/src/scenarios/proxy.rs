@@ -3,14 +3,13 @@
 //! latency and proxy CPU per request.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use pier_controlplane::api::Client;
 use serde_json::json;
 
-use crate::harness::{self, Better, Row};
+use crate::harness::{self, Better, Proc, Row};
 
 /// Scenario parameters.
 pub struct Params {
@@ -21,9 +20,6 @@ pub struct Params {
     /// Modes to run (http1, h2c, tcp).
     pub modes: Vec<String>,
 }
-
-/// A child process killed on drop.
-pub(crate) struct Proc(pub(crate) Child);
 
 /// `program args` run inside `cgroup` when given (the shell joins it, then execs).
 pub(crate) fn in_cgroup(cgroup: Option<&Path>, program: &str, args: &[String]) -> Command {
@@ -44,13 +40,6 @@ pub(crate) fn in_cgroup(cgroup: Option<&Path>, program: &str, args: &[String]) -
                 .args(args);
             c
         }
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
     }
 }
 
@@ -121,14 +110,7 @@ fn start_haproxy(dir: &Path, backends: &[u16], h1: u16, h2: u16, tcp: u16) -> Re
             tcpservers = servers("tcp"),
         ),
     )?;
-    let child = Command::new("taskset")
-        .args(["-c", &harness::SUT_CPU.to_string(), "haproxy", "-db", "-f"])
-        .arg(&conf)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .context("starting haproxy")?;
-    Ok(Proc(child))
+    harness::start_haproxy(&conf)
 }
 
 /// pier's addresses for the HTTP service (h1 and h2c share it) and the TCP service.
@@ -138,17 +120,9 @@ struct PierAddrs {
 }
 
 async fn start_pier(dir: &Path, backends: &[u16], deadline: Instant) -> Result<(Proc, PierAddrs)> {
-    let socket = dir.join("pier.sock");
-    let state = dir.join("pier-state");
-    let _ = std::fs::remove_dir_all(&state);
-    let child = harness::spawn_pinned(
-        harness::SUT_CPU,
-        &harness::pier_binary()?,
+    let (proc, client) = harness::start_pier(
+        dir,
         &[
-            "daemon",
-            "--no-ebpf",
-            "--admin",
-            "127.0.0.1:0",
             "--no-dns",
             "--proxy-vips",
             "loopback",
@@ -156,20 +130,10 @@ async fn start_pier(dir: &Path, backends: &[u16], deadline: Instant) -> Result<(
             "20000",
             "--service-cidr",
             "10.211.0.0/24",
-            "--state-dir",
-            state.to_str().context("path")?,
-            "--socket",
-            socket.to_str().context("path")?,
         ],
-    )?;
-    let proc = Proc(child);
-    let client = Client::new(&socket);
-    while client.status().await.is_err() {
-        if Instant::now() > deadline {
-            bail!("pier did not start");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        deadline,
+    )
+    .await?;
     let ports: Vec<serde_json::Value> = backends
         .iter()
         .map(|p| json!({"name": "http", "port": p, "protocol": "TCP"}))

@@ -8,11 +8,10 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use pier_controlplane::api::Client;
 use serde_json::json;
 
-use super::proxy::{free_port, in_cgroup, start_nginx, wait_tcp, wrk_with, Proc};
-use crate::harness::{self, Better, Row};
+use super::proxy::{free_port, in_cgroup, start_nginx, wait_tcp, wrk_with};
+use crate::harness::{self, Better, Proc, Row};
 
 /// Scenario parameters.
 pub struct Params {
@@ -93,14 +92,7 @@ fn start_haproxy(
              listen iperf\n  bind 127.0.0.1:{front_iperf}\n  server s 127.0.0.1:{iperf}\n"
         ),
     )?;
-    let child = Command::new("taskset")
-        .args(["-c", &harness::SUT_CPU.to_string(), "haproxy", "-db", "-f"])
-        .arg(&conf)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .context("starting haproxy")?;
-    Ok(Proc(child))
+    harness::start_haproxy(&conf)
 }
 
 /// A cgroup and pin directory of the benchmark's own, removed afterwards.
@@ -131,11 +123,7 @@ pub async fn run(p: Params) -> Result<()> {
     ] {
         harness::ensure_command(cmd, pkg)?;
     }
-    let root = ["/sys/fs/cgroup/unified", "/sys/fs/cgroup"]
-        .iter()
-        .map(PathBuf::from)
-        .find(|p| p.join("cgroup.procs").exists() && !p.join("cpu").exists())
-        .context("no cgroup2 mount")?;
+    let root = pier_ebpf::cgroup2_root().context("no cgroup2 mount")?;
     let mounted_bpffs = pier_ebpf::ensure_bpffs(Path::new(pier_ebpf::BPFFS))?;
     let id = std::process::id();
     let sandbox = Sandbox {
@@ -165,19 +153,12 @@ pub async fn run(p: Params) -> Result<()> {
     let _haproxy = start_haproxy(dir.path(), nginx_port, iperf_port, ha_http, ha_iperf)?;
     wait_tcp(&format!("127.0.0.1:{ha_http}"), deadline)?;
 
-    let socket = dir.path().join("pier.sock");
     let cgroup_arg = sandbox.cgroup.display().to_string();
     let pin_arg = sandbox.pin.display().to_string();
-    let state = dir.path().join("state").display().to_string();
-    let socket_arg = socket.display().to_string();
-    let _pier = Proc(harness::spawn_pinned(
-        harness::SUT_CPU,
-        &harness::pier_binary()?,
+    let (pier, client) = harness::start_pier(
+        dir.path(),
         &[
-            "daemon",
             "--no-dns",
-            "--admin",
-            "127.0.0.1:0",
             "--proxy-vips",
             "loopback",
             "--proxy-port-offset",
@@ -188,19 +169,10 @@ pub async fn run(p: Params) -> Result<()> {
             &cgroup_arg,
             "--ebpf-pin-dir",
             &pin_arg,
-            "--state-dir",
-            &state,
-            "--socket",
-            &socket_arg,
         ],
-    )?);
-    let client = Client::new(&socket);
-    while client.status().await.is_err() {
-        if Instant::now() > deadline {
-            bail!("pier did not start");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        deadline,
+    )
+    .await?;
     let mut objects = Vec::new();
     for (name, port, target) in [("web", 80u16, nginx_port), ("bulk", 5201, iperf_port)] {
         objects.push(json!({"apiVersion": "v1", "kind": "Service",
@@ -375,7 +347,7 @@ pub async fn run(p: Params) -> Result<()> {
         ],
     );
     // The daemon goes first so nothing re-pins while the sandbox is removed.
-    drop(_pier);
+    drop(pier);
     drop(sandbox);
     Ok(())
 }

@@ -10,6 +10,74 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+/// Runs `pier args` against the daemon at `socket`, with `stdin` as its input.
+pub fn pier_cli(socket: &Path, args: &[&str], stdin: &str) -> Output {
+    let mut child = Command::new(PIER)
+        .args(args)
+        .env("PIER_SOCKET", socket)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// Applies a manifest through `pier apply -f -`, asserting it was accepted.
+pub fn apply_yaml(socket: &Path, yaml: &str) {
+    let out = pier_cli(socket, &["apply", "-f", "-"], yaml);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+/// Whether the tests run as root.
+pub fn is_root() -> bool {
+    pier_controlplane::api::current_uid() == 0
+}
+
+/// Whether `command` can be run.
+pub fn have(command: &str) -> bool {
+    Command::new(command).arg("--version").output().is_ok()
+}
+
+/// Skips a test that cannot run here, saying why, unless PIER_REQUIRE_PRIVILEGED makes that
+/// a failure.
+pub fn skip(why: &str) {
+    assert!(
+        std::env::var_os("PIER_REQUIRE_PRIVILEGED").is_none(),
+        "PIER_REQUIRE_PRIVILEGED is set but the test cannot run: {why}"
+    );
+    println!("skipped: {why}");
+}
+
+/// Spawns `pier echo` through `command` (its stdout piped) and returns it with the address of
+/// each listener it announced (`http`, `tcp`, `udp`), read up to its `ready` line.
+pub fn spawn_echo(
+    mut command: Command,
+) -> (
+    Child,
+    std::collections::HashMap<String, std::net::SocketAddr>,
+) {
+    use std::io::BufRead;
+    let mut child = command.stdout(Stdio::piped()).spawn().unwrap();
+    let mut addrs = std::collections::HashMap::new();
+    let stdout = child.stdout.take().unwrap();
+    for line in std::io::BufReader::new(stdout).lines() {
+        let line = line.unwrap();
+        if line == "ready" {
+            break;
+        }
+        let (proto, addr) = line.split_once(' ').unwrap();
+        addrs.insert(proto.to_string(), addr.parse().unwrap());
+    }
+    (child, addrs)
+}
+
 pub const PIER: &str = env!("CARGO_BIN_EXE_pier");
 
 /// A daemon process with its own state directory and socket; killed on drop.
@@ -67,21 +135,7 @@ impl Daemon {
     }
 
     pub fn pier_stdin(&self, args: &[&str], stdin: &str) -> Output {
-        let mut child = Command::new(PIER)
-            .args(args)
-            .env("PIER_SOCKET", self.socket())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(stdin.as_bytes())
-            .unwrap();
-        child.wait_with_output().unwrap()
+        pier_cli(&self.socket(), args, stdin)
     }
 
     pub fn get_json(&self, args: &[&str]) -> Value {

@@ -94,8 +94,13 @@ pub enum OutBody {
 }
 
 /// The request head (and a buffered body) as bytes: hop-by-hop headers dropped, Host kept,
-/// forwarding headers added, framing set for the body being sent.
-fn head(parts: &hyper::http::request::Parts, body: &OutBody, client: &ClientHeaders) -> Vec<u8> {
+/// forwarding headers added for a proxied `client` (none for pier's own requests), framing set
+/// for the body being sent.
+fn head(
+    parts: &hyper::http::request::Parts,
+    body: &OutBody,
+    client: Option<&ClientHeaders>,
+) -> Vec<u8> {
     let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
     let mut out = Vec::with_capacity(512);
     out.extend_from_slice(parts.method.as_str().as_bytes());
@@ -127,13 +132,15 @@ fn head(parts: &hyper::http::request::Parts, body: &OutBody, client: &ClientHead
             line(&mut out, b"host", a.as_str().as_bytes());
         }
     }
-    // Prior x-forwarded-for lines are kept and this hop's is added as one more: a list header
-    // split over lines means the same as one comma-joined line (RFC 9110, section 5.3).
-    line(&mut out, b"x-forwarded-for", client.ip().as_bytes());
-    if !has_proto {
-        line(&mut out, b"x-forwarded-proto", b"http");
+    if let Some(client) = client {
+        // Prior x-forwarded-for lines are kept and this hop's is added as one more: a list
+        // header split over lines means the same as one comma-joined line (RFC 9110, 5.3).
+        line(&mut out, b"x-forwarded-for", client.ip().as_bytes());
+        if !has_proto {
+            line(&mut out, b"x-forwarded-proto", b"http");
+        }
+        line(&mut out, b"forwarded", client.forwarded().as_bytes());
     }
-    line(&mut out, b"forwarded", client.forwarded().as_bytes());
     match body {
         OutBody::Full(b) if b.is_empty() && !method_implies_body(&parts.method) => {}
         OutBody::Full(b) => line(&mut out, b"content-length", b.len().to_string().as_bytes()),
@@ -172,7 +179,7 @@ pub async fn send(
     addr: SocketAddr,
     connect_timeout: Duration,
     parts: &hyper::http::request::Parts,
-    client: &ClientHeaders,
+    client: Option<&ClientHeaders>,
     body: OutBody,
 ) -> Result<Response<ResponseBody>, SendError> {
     let head_bytes = head(parts, &body, client);
@@ -610,7 +617,8 @@ mod tests {
     use super::*;
     use tokio::net::TcpListener;
 
-    /// A server that answers each request read with the next canned response.
+    /// A server that answers each request read with the next canned response, on one
+    /// connection, and returns the requests it saw.
     async fn server(
         responses: Vec<&'static [u8]>,
     ) -> (SocketAddr, tokio::task::JoinHandle<Vec<String>>) {
@@ -643,9 +651,33 @@ mod tests {
             .0
     }
 
+    /// One request through `pool`, as a client at 10.0.0.9 would send it.
+    async fn request(
+        pool: &SharedPool,
+        addr: SocketAddr,
+        method: &str,
+        body: &'static [u8],
+    ) -> Result<Response<ResponseBody>, SendError> {
+        let client = ClientHeaders::new("10.0.0.9:1234".parse().unwrap());
+        let body = OutBody::Full(Bytes::from_static(body));
+        send(
+            pool,
+            addr,
+            Duration::from_secs(1),
+            &parts(method),
+            Some(&client),
+            body,
+        )
+        .await
+    }
+
     async fn body_of(resp: Response<ResponseBody>) -> String {
         let b = resp.into_body().collect().await.unwrap().to_bytes();
         String::from_utf8_lossy(&b).to_string()
+    }
+
+    fn new_pool() -> SharedPool {
+        Arc::new(IdlePool::default())
     }
 
     #[tokio::test]
@@ -658,66 +690,19 @@ mod tests {
             b"HTTP/1.1 200 OK\r\nconnection: close\r\n\r\nuntil eof",
         ])
         .await;
-        let pool: SharedPool = Arc::new(IdlePool::default());
-        let client = ClientHeaders::new("10.0.0.9:1234".parse().unwrap());
-        let t = Duration::from_secs(1);
-        let r = send(
-            &pool,
-            addr,
-            t,
-            &parts("GET"),
-            &client,
-            OutBody::Full(Bytes::new()),
-        )
-        .await
-        .unwrap();
+        let pool = new_pool();
+        let r = request(&pool, addr, "GET", b"").await.unwrap();
         assert_eq!(r.headers()["x-a"], "1");
         assert_eq!(body_of(r).await, "hello");
-        let r = send(
-            &pool,
-            addr,
-            t,
-            &parts("POST"),
-            &client,
-            OutBody::Full(Bytes::from_static(b"xy")),
-        )
-        .await
-        .unwrap();
+        let r = request(&pool, addr, "POST", b"xy").await.unwrap();
         assert!(r.headers().get("transfer-encoding").is_none());
         assert_eq!(body_of(r).await, "abcde");
-        let r = send(
-            &pool,
-            addr,
-            t,
-            &parts("GET"),
-            &client,
-            OutBody::Full(Bytes::new()),
-        )
-        .await
-        .unwrap();
+        let r = request(&pool, addr, "GET", b"").await.unwrap();
         assert_eq!(r.status(), 204);
         assert_eq!(body_of(r).await, "");
-        let r = send(
-            &pool,
-            addr,
-            t,
-            &parts("HEAD"),
-            &client,
-            OutBody::Full(Bytes::new()),
-        )
-        .await
-        .unwrap();
+        let r = request(&pool, addr, "HEAD", b"").await.unwrap();
         assert_eq!(body_of(r).await, "");
-        let r = send(
-            &pool,
-            addr,
-            t,
-            &parts("GET"),
-            &client,
-            OutBody::Full(Bytes::new()),
-        )
-        .await
-        .unwrap();
+        let r = request(&pool, addr, "GET", b"").await.unwrap();
         assert_eq!(body_of(r).await, "until eof");
         let seen = srv.await.unwrap();
         assert_eq!(
@@ -751,66 +736,37 @@ mod tests {
 
     #[tokio::test]
     async fn a_stale_pooled_connection_is_replaced() {
-        let (addr, srv) = server(vec![b"HTTP/1.1 200 OK\r\ncontent-length: 1\r\n\r\na"]).await;
-        let pool: SharedPool = Arc::new(IdlePool::default());
-        let client = ClientHeaders::new("10.0.0.9:1234".parse().unwrap());
-        let t = Duration::from_secs(1);
-        let r = send(
-            &pool,
-            addr,
-            t,
-            &parts("GET"),
-            &client,
-            OutBody::Full(Bytes::new()),
-        )
-        .await
-        .unwrap();
+        // Every connection gets one keep-alive response and is then closed by the server, so
+        // the connection pooled after the first request is dead when the second is sent.
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let accepted = tokio::spawn(async move {
+            for answer in [&b"a"[..], &b"b"[..]] {
+                let (mut s, _) = l.accept().await.unwrap();
+                let mut buf = vec![0u8; 4096];
+                let _ = s.read(&mut buf).await.unwrap();
+                s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 1\r\n\r\n")
+                    .await
+                    .unwrap();
+                s.write_all(answer).await.unwrap();
+            }
+        });
+        let pool = new_pool();
+        let r = request(&pool, addr, "GET", b"").await.unwrap();
         assert_eq!(body_of(r).await, "a");
-        srv.await.unwrap(); // the server closes its side
-                            // The pooled connection is dead; the replayable request is tried on a fresh connection,
-                            // which the closed server refuses: a clean connect error, not a broken exchange.
-        let err = send(
-            &pool,
-            addr,
-            t,
-            &parts("GET"),
-            &client,
-            OutBody::Full(Bytes::new()),
-        )
-        .await;
-        assert!(
-            matches!(err, Err(SendError::Connect(_))),
-            "fresh connect to the closed server fails cleanly"
-        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let r = request(&pool, addr, "GET", b"").await.unwrap();
+        assert_eq!(body_of(r).await, "b", "retried on a fresh connection");
+        accepted.await.unwrap();
     }
 
     #[tokio::test]
     async fn garbage_and_truncated_bodies_are_errors() {
         let (addr, _srv) = server(vec![b"SSH-2.0-OpenSSH\r\n\r\n"]).await;
-        let pool: SharedPool = Arc::new(IdlePool::default());
-        let client = ClientHeaders::new("10.0.0.9:1234".parse().unwrap());
-        let t = Duration::from_secs(1);
-        let r = send(
-            &pool,
-            addr,
-            t,
-            &parts("GET"),
-            &client,
-            OutBody::Full(Bytes::new()),
-        )
-        .await;
+        let r = request(&new_pool(), addr, "GET", b"").await;
         assert!(matches!(r, Err(SendError::Protocol(_))));
         let (addr, srv) = server(vec![b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nshort"]).await;
-        let r = send(
-            &pool,
-            addr,
-            t,
-            &parts("GET"),
-            &client,
-            OutBody::Full(Bytes::new()),
-        )
-        .await
-        .unwrap();
+        let r = request(&new_pool(), addr, "GET", b"").await.unwrap();
         srv.await.unwrap();
         assert!(r.into_body().collect().await.is_err());
     }

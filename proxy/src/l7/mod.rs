@@ -37,10 +37,10 @@ type HttpClient = Client<HttpConnector, UpstreamBody>;
 /// Bodies up to this size are buffered so the request can be retried.
 const REPLAY_LIMIT: u64 = 64 * 1024;
 
-/// Shared HTTP machinery: the server builder and the upstream connection pools.
+/// Shared HTTP machinery: the server builder and the h2c upstream pool.
 pub struct Http {
     server: auto::Builder<TokioExecutor>,
-    h1: HttpClient,
+    /// Upstream pool for h2c backends (HTTP/1.1 ones go through [`h1`]).
     h2: HttpClient,
     idle: Duration,
 }
@@ -78,23 +78,19 @@ impl Http {
             .timer(TokioTimer::new())
             .max_concurrent_streams(256)
             .max_header_list_size(u32::try_from(config.max_header_bytes).unwrap_or(u32::MAX));
-        let client = |h2: bool| {
-            let mut connector = HttpConnector::new();
-            connector.set_nodelay(true);
-            connector.set_connect_timeout(Some(Duration::from_secs(2)));
-            Client::builder(TokioExecutor::new())
-                .pool_timer(TokioTimer::new())
-                .pool_idle_timeout(Duration::from_secs(90))
-                .pool_max_idle_per_host(1024)
-                .set_host(false)
-                .http1_writev(false)
-                .http2_only(h2)
-                .build(connector)
-        };
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(Duration::from_secs(2)));
+        let h2 = Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_max_idle_per_host(1024)
+            .set_host(false)
+            .http2_only(true)
+            .build(connector);
         Self {
             server,
-            h1: client(false),
-            h2: client(true),
+            h2,
             idle: config.http_idle_timeout,
         }
     }
@@ -139,24 +135,31 @@ impl Http {
         }
     }
 
-    /// Whether `GET path` on `addr` answers 2xx or 3xx within `timeout`.
-    pub async fn probe(&self, addr: SocketAddr, path: &str, timeout: Duration) -> bool {
-        let Ok(uri) = format!("http://{addr}{path}").parse::<Uri>() else {
+    /// Whether `GET path` on `member` answers 2xx or 3xx within `timeout` (over its pooled
+    /// connections, like traffic).
+    pub async fn probe(member: &crate::balance::Member, path: &str, timeout: Duration) -> bool {
+        let Ok(req) = Request::get(path)
+            .header(hyper::header::HOST, member.addr.to_string())
+            .header(hyper::header::USER_AGENT, "pier-health-check")
+            .body(())
+        else {
             return false;
         };
-        let mut req = Request::new(Either::Left(Full::new(Bytes::new())));
-        *req.uri_mut() = uri;
-        if let Ok(host) = hyper::header::HeaderValue::from_str(&addr.to_string()) {
-            req.headers_mut().insert(hyper::header::HOST, host);
-        }
-        req.headers_mut().insert(
-            hyper::header::USER_AGENT,
-            hyper::header::HeaderValue::from_static("pier-health-check"),
+        let (parts, ()) = req.into_parts();
+        let pool = Arc::clone(&member.state) as h1::SharedPool;
+        let sent = h1::send(
+            &pool,
+            member.addr,
+            timeout,
+            &parts,
+            None,
+            h1::OutBody::Full(Bytes::new()),
         );
-        match tokio::time::timeout(timeout, self.h1.request(req)).await {
+        match tokio::time::timeout(timeout, sent).await {
             Ok(Ok(resp)) => {
                 let ok = resp.status().is_success() || resp.status().is_redirection();
-                let _ = resp.into_body().collect().await;
+                // Read to the end so the connection goes back to the pool.
+                let _ = tokio::time::timeout(timeout, resp.into_body().collect()).await;
                 ok
             }
             _ => false,
@@ -334,7 +337,7 @@ impl Http {
                 member.addr,
                 connect_timeout,
                 parts,
-                client,
+                Some(client),
                 body,
             )
             .await
