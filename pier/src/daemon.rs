@@ -324,6 +324,7 @@ impl Daemon {
             metrics,
             admin_addr: Some(admin_addr),
             dns_addrs,
+            extension: None,
         });
         let listener = api::bind(&config.socket)?;
         {

@@ -1,1 +1,11 @@
-//! pier-runtime: the compact container engine that runs the pods pier balances (not yet implemented).
+//! pier-runtime: the compact container engine that runs the pods pier balances: OCI images,
+//! containers through youki's libcontainer, bridge networking, probes, and Deployments.
+
+pub mod container;
+pub mod error;
+pub mod image;
+pub mod network;
+
+pub use container::{ContainerConfig, ContainerRecord, Engine, EngineConfig, RestartPolicy, State};
+pub use error::{Error, Result};
+pub use network::{Network, NetworkConfig};

@@ -82,6 +82,71 @@ impl Client {
         Ok((status, value))
     }
 
+    /// Sends a request and calls `line` with each line of the streamed answer; an error status
+    /// becomes an error with the daemon's message.
+    pub async fn stream_lines(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        mut line: impl FnMut(&str),
+    ) -> Result<(), Error> {
+        let stream = UnixStream::connect(&self.socket).await.map_err(|e| {
+            Error::Transport(format!(
+                "cannot reach the pier daemon at {}: {e} (is `pier daemon` running? set PIER_SOCKET or --socket)",
+                self.socket.display()
+            ))
+        })?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| Error::Transport(format!("control socket handshake: {e}")))?;
+        tokio::spawn(conn);
+        let payload = body.map(|b| b.to_string()).unwrap_or_default();
+        let req = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(hyper::header::HOST, "pier")
+            .header(hyper::header::CONTENT_TYPE, "application/json")
+            .body(Full::new(Bytes::from(payload)))
+            .map_err(|e| Error::Transport(e.to_string()))?;
+        let resp = sender
+            .send_request(req)
+            .await
+            .map_err(|e| Error::Transport(format!("control request failed: {e}")))?;
+        let status = resp.status();
+        let mut body = resp.into_body();
+        if !status.is_success() {
+            let bytes = body
+                .collect()
+                .await
+                .map_err(|e| Error::Transport(format!("reading response: {e}")))?
+                .to_bytes();
+            let value: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+            let message = value["error"].as_str().unwrap_or("request failed");
+            return Err(Error::Transport(message.to_string()));
+        }
+        let mut pending: Vec<u8> = Vec::new();
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| Error::Transport(format!("reading response: {e}")))?;
+            if let Some(data) = frame.data_ref() {
+                pending.extend_from_slice(data);
+                while let Some(pos) = pending.iter().position(|&b| b == b'\n') {
+                    let l: Vec<u8> = pending.drain(..=pos).collect();
+                    line(&String::from_utf8_lossy(&l[..l.len() - 1]));
+                }
+            }
+        }
+        if !pending.is_empty() {
+            line(&String::from_utf8_lossy(&pending));
+        }
+        Ok(())
+    }
+
+    /// Sends a request; a non-success status becomes an error with the daemon's message.
+    pub async fn call(&self, method: Method, path: &str, body: Option<&Value>) -> Result<Value, Error> {
+        self.ok(method, path, body).await
+    }
+
     async fn ok(&self, method: Method, path: &str, body: Option<&Value>) -> Result<Value, Error> {
         let (status, value) = self.request(method, path, body).await?;
         if status.is_success() {

@@ -14,7 +14,7 @@ mod server;
 use std::path::PathBuf;
 
 pub use client::Client;
-pub use server::{bind, serve, ApiContext};
+pub use server::{bind, serve, ApiContext, Extension, ExtensionFuture, ExtensionResponse};
 
 /// The default control socket: `/run/pier/pier.sock` for root, else under `$XDG_RUNTIME_DIR`.
 pub fn default_socket_path() -> PathBuf {

@@ -43,6 +43,60 @@ pub struct ApiContext {
     pub admin_addr: Option<SocketAddr>,
     /// Where the DNS server listens, reported by `/v1/status`.
     pub dns_addrs: Vec<SocketAddr>,
+    /// Routes another part of the daemon serves (the container engine).
+    pub extension: Option<Arc<dyn Extension>>,
+}
+
+/// What an [`Extension`] answers.
+pub enum ExtensionResponse {
+    /// A JSON body.
+    Json(StatusCode, Value),
+    /// Newline-delimited JSON or text, sent as it comes.
+    Stream(tokio::sync::mpsc::Receiver<Bytes>),
+}
+
+/// The future an [`Extension`] returns.
+pub type ExtensionFuture =
+    std::pin::Pin<Box<dyn std::future::Future<Output = ExtensionResponse> + Send>>;
+
+/// Routes under `/v1/<resource>` served by another part of the daemon.
+pub trait Extension: Send + Sync {
+    /// Whether `/v1/<resource>/…` is served here.
+    fn handles(&self, resource: &str) -> bool;
+    /// Answers a request; `path` is the segments after `/v1/`.
+    fn handle(
+        &self,
+        method: Method,
+        path: Vec<String>,
+        query: HashMap<String, String>,
+        body: Bytes,
+    ) -> ExtensionFuture;
+}
+
+async fn extension(
+    ext: Arc<dyn Extension>,
+    req: Request<Incoming>,
+    path: Vec<String>,
+    query: HashMap<String, String>,
+) -> Result<Response<Body>, Error> {
+    let method = req.method().clone();
+    let bytes = Limited::new(req.into_body(), MAX_BODY)
+        .collect()
+        .await
+        .map_err(|e| Error::BadRequest(format!("reading body: {e}")))?
+        .to_bytes();
+    match ext.handle(method, path, query, bytes).await {
+        ExtensionResponse::Json(status, value) => Ok(full(status, value)),
+        ExtensionResponse::Stream(rx) => {
+            let stream = ReceiverStream::new(rx).map(|b| Ok::<_, Infallible>(Frame::data(b)));
+            let mut resp = Response::new(BodyExt::boxed(StreamBody::new(stream)));
+            resp.headers_mut().insert(
+                hyper::header::CONTENT_TYPE,
+                hyper::header::HeaderValue::from_static("application/x-ndjson"),
+            );
+            Ok(resp)
+        }
+    }
 }
 
 fn full(status: StatusCode, body: Value) -> Response<Body> {
@@ -247,6 +301,12 @@ async fn route(
         .map(percent_decode)
         .collect();
     let segs: Vec<&str> = path.iter().map(String::as_str).collect();
+    if let (["v1", resource, ..], Some(ext)) = (segs.as_slice(), &ctx.extension) {
+        if ext.handles(resource) {
+            let rest = path[1..].to_vec();
+            return extension(Arc::clone(ext), req, rest, q).await;
+        }
+    }
     match (req.method().clone(), segs.as_slice()) {
         (Method::GET, ["v1", "status"]) => Ok(full(
             StatusCode::OK,

@@ -1,0 +1,201 @@
+//! `pier pull`: images from an OCI / Docker registry, blobs verified and cached by digest.
+
+use std::net::IpAddr;
+
+use oci_client::client::{ClientConfig, ClientProtocol};
+use oci_client::secrets::RegistryAuth;
+use oci_client::Client;
+use tokio::io::AsyncWriteExt;
+
+use super::oci::{self, Index};
+use super::{sha256_hex, ImageRecord, ImageStore, Reference};
+use crate::error::{Error, IoContext, Result};
+
+/// What a pull reports as it goes.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase", tag = "event")]
+pub enum Progress {
+    /// The manifest was resolved.
+    Resolved {
+        /// Manifest digest.
+        digest: String,
+        /// Number of layers.
+        layers: usize,
+    },
+    /// Bytes of a layer arrived.
+    Layer {
+        /// Layer digest.
+        digest: String,
+        /// Bytes so far.
+        done: u64,
+        /// Blob size.
+        total: u64,
+    },
+    /// A layer was already in the store.
+    Cached {
+        /// Layer digest.
+        digest: String,
+    },
+}
+
+/// Whether a registry is reached over plain HTTP: loopback ones, as Docker does, and any listed.
+fn insecure(registry: &str, extra: &[String]) -> bool {
+    let host = registry
+        .rsplit_once(':')
+        .filter(|(_, port)| port.bytes().all(|b| b.is_ascii_digit()))
+        .map_or(registry, |(h, _)| h);
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host == "localhost"
+        || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+        || extra.iter().any(|e| e == registry)
+}
+
+fn registry_err(what: &str, e: impl std::fmt::Display) -> Error {
+    Error::Registry(format!("{what}: {e}"))
+}
+
+/// Pulls `name` into the store.
+pub async fn pull(
+    store: &ImageStore,
+    name: &str,
+    insecure_registries: &[String],
+    progress: &(dyn Fn(Progress) + Send + Sync),
+) -> Result<ImageRecord> {
+    let ours = Reference::parse(name)?;
+    let registry = ours.registry.clone().unwrap_or_else(|| "docker.io".into());
+    let mut full = format!("{registry}/{}", ours.repository);
+    if let Some(t) = &ours.tag {
+        full.push(':');
+        full.push_str(t);
+    }
+    if let Some(d) = &ours.digest {
+        full.push('@');
+        full.push_str(d);
+    }
+    let reference: oci_client::Reference = full
+        .parse()
+        .map_err(|e| Error::Invalid(format!("invalid image reference {name:?}: {e}")))?;
+    let protocol = if insecure(&registry, insecure_registries) {
+        ClientProtocol::HttpsExcept(vec![registry.clone()])
+    } else {
+        ClientProtocol::Https
+    };
+    let client = Client::new(ClientConfig {
+        protocol,
+        connect_timeout: Some(std::time::Duration::from_secs(10)),
+        read_timeout: Some(std::time::Duration::from_secs(60)),
+        ..Default::default()
+    });
+    let auth = RegistryAuth::Anonymous;
+    let accepted = [oci::OCI_MANIFEST, oci::DOCKER_MANIFEST, oci::OCI_INDEX, oci::DOCKER_LIST];
+    let (mut bytes, mut digest) = client
+        .pull_manifest_raw(&reference, &auth, &accepted)
+        .await
+        .map_err(|e| registry_err(&format!("manifest of {ours}"), e))?;
+    let check = |bytes: &[u8], digest: &str| -> Result<()> {
+        let actual = format!("sha256:{}", sha256_hex(bytes));
+        if !digest.is_empty() && actual != digest {
+            return Err(Error::Digest {
+                what: format!("manifest of {ours}"),
+                expected: digest.to_string(),
+                actual,
+            });
+        }
+        Ok(())
+    };
+    check(&bytes, &digest)?;
+    if let Some(pinned) = &ours.digest {
+        check(&bytes, pinned)?;
+    }
+    let value: serde_json::Value = serde_json::from_slice(&bytes)
+        .map_err(|e| Error::Invalid(format!("manifest of {ours}: {e}")))?;
+    if value.get("manifests").is_some() {
+        let index: Index = serde_json::from_value(value)
+            .map_err(|e| Error::Invalid(format!("manifest list of {ours}: {e}")))?;
+        let chosen = oci::pick_platform(&index)
+            .ok_or_else(|| Error::NotFound(format!("{ours} for linux/{}", oci::host_arch())))?;
+        let by_digest: oci_client::Reference = format!("{registry}/{}@{}", ours.repository, chosen.digest)
+            .parse()
+            .map_err(|e| Error::Invalid(format!("{e}")))?;
+        (bytes, _) = client
+            .pull_manifest_raw(&by_digest, &auth, &accepted)
+            .await
+            .map_err(|e| registry_err(&format!("manifest {} of {ours}", chosen.digest), e))?;
+        check(&bytes, &chosen.digest)?;
+        digest = chosen.digest.clone();
+    }
+    let manifest: oci::Manifest = serde_json::from_slice(&bytes)
+        .map_err(|e| Error::Invalid(format!("manifest of {ours}: {e}")))?;
+    progress(Progress::Resolved {
+        digest: digest.clone(),
+        layers: manifest.layers.len(),
+    });
+    for blob in std::iter::once(&manifest.config).chain(&manifest.layers) {
+        if store.has_blob(&blob.digest) {
+            progress(Progress::Cached {
+                digest: blob.digest.clone(),
+            });
+            continue;
+        }
+        let tmp = store.temp_path("pull");
+        let fetched = fetch(&client, &reference, blob, &tmp, progress).await;
+        let committed = fetched.and_then(|()| store.commit_blob(&tmp, &blob.digest, &format!("blob {} of {ours}", blob.digest)));
+        if let Err(e) = committed {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e);
+        }
+    }
+    store.register(&ours, &bytes)
+}
+
+async fn fetch(
+    client: &Client,
+    reference: &oci_client::Reference,
+    blob: &oci::Descriptor,
+    tmp: &std::path::Path,
+    progress: &(dyn Fn(Progress) + Send + Sync),
+) -> Result<()> {
+    use futures_util::StreamExt;
+    let mut stream = client
+        .pull_blob_stream(reference, blob.digest.as_str())
+        .await
+        .map_err(|e| registry_err(&format!("blob {}", blob.digest), e))?;
+    let mut file = tokio::fs::File::create(tmp).await.at(tmp)?;
+    let mut done = 0u64;
+    let mut last_report = 0u64;
+    while let Some(chunk) = stream.stream.next().await {
+        let chunk = chunk.map_err(|e| registry_err(&format!("blob {}", blob.digest), e))?;
+        done += chunk.len() as u64;
+        if done > blob.size {
+            return Err(Error::Registry(format!(
+                "blob {} is larger than its descriptor's {} bytes",
+                blob.digest, blob.size
+            )));
+        }
+        file.write_all(&chunk).await.at(tmp)?;
+        if done - last_report >= 1 << 20 || done == blob.size {
+            last_report = done;
+            progress(Progress::Layer {
+                digest: blob.digest.clone(),
+                done,
+                total: blob.size,
+            });
+        }
+    }
+    file.sync_all().await.at(tmp)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_registries_are_plain_http() {
+        assert!(insecure("127.0.0.1:5000", &[]));
+        assert!(insecure("localhost:5000", &[]));
+        assert!(insecure("[::1]:5000", &[]));
+        assert!(!insecure("registry.example.com", &[]));
+        assert!(insecure("registry.lan:5000", &["registry.lan:5000".into()]));
+    }
+}

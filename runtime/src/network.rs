@@ -1,0 +1,190 @@
+//! Bridge networking: `pier-br0`, a veth pair and a named network namespace per container.
+
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+use ipnet::Ipv4Net;
+
+use crate::error::{Error, Result};
+
+/// Bridge settings.
+#[derive(Debug, Clone)]
+pub struct NetworkConfig {
+    /// Bridge name.
+    pub bridge: String,
+    /// Pod subnet; the bridge takes its first address.
+    pub subnet: Ipv4Net,
+}
+
+impl Default for NetworkConfig {
+    fn default() -> Self {
+        Self {
+            bridge: "pier-br0".into(),
+            subnet: Ipv4Net::new(Ipv4Addr::new(10, 88, 0, 0), 16).unwrap_or_default(),
+        }
+    }
+}
+
+/// Runs `ip` with commands on stdin; the error carries what it printed.
+fn ip_batch(netns: Option<&str>, commands: &str) -> Result<()> {
+    let mut cmd = Command::new("ip");
+    if let Some(ns) = netns {
+        cmd.args(["-n", ns]);
+    }
+    let mut child = cmd
+        .args(["-batch", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| Error::Network(format!("running ip: {e} (install iproute2)")))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin
+            .write_all(commands.as_bytes())
+            .map_err(|e| Error::Network(format!("ip: {e}")))?;
+    }
+    let out = child
+        .wait_with_output()
+        .map_err(|e| Error::Network(format!("ip: {e}")))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(Error::Network(format!(
+            "ip {}: {}",
+            commands.trim().replace('\n', "; "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )))
+    }
+}
+
+fn link_exists(name: &str) -> bool {
+    std::path::Path::new("/sys/class/net").join(name).exists()
+}
+
+/// The node's pod network.
+#[derive(Debug, Clone)]
+pub struct Network {
+    config: NetworkConfig,
+}
+
+/// Names of a container's network objects.
+pub fn netns_name(id: &str) -> String {
+    format!("pier-{}", &id[..id.len().min(12)])
+}
+
+fn host_veth(id: &str) -> String {
+    format!("pv{}", &id[..id.len().min(12)])
+}
+
+impl Network {
+    /// The network with `config`; nothing is created until [`Network::ensure_bridge`].
+    pub fn new(config: NetworkConfig) -> Self {
+        Self { config }
+    }
+
+    /// The bridge's address, the pods' gateway.
+    pub fn gateway(&self) -> Ipv4Addr {
+        Ipv4Addr::from(u32::from(self.config.subnet.network()) + 1)
+    }
+
+    /// The pod subnet.
+    pub fn subnet(&self) -> Ipv4Net {
+        self.config.subnet
+    }
+
+    /// Creates the bridge with the gateway address, if missing.
+    pub fn ensure_bridge(&self) -> Result<()> {
+        let br = &self.config.bridge;
+        if !link_exists(br) {
+            ip_batch(None, &format!("link add {br} type bridge\n"))?;
+        }
+        let cidr = format!("{}/{}", self.gateway(), self.config.subnet.prefix_len());
+        let has_addr = Command::new("ip")
+            .args(["-4", "-o", "addr", "show", "dev", br])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).contains(&format!("inet {cidr}")))
+            .unwrap_or(false);
+        if !has_addr {
+            ip_batch(None, &format!("addr add {cidr} dev {br}\n"))?;
+        }
+        ip_batch(None, &format!("link set {br} up\n"))
+    }
+
+    /// The lowest free address of the subnet not in `used` (nor the gateway).
+    pub fn allocate(&self, used: &BTreeSet<Ipv4Addr>) -> Result<Ipv4Addr> {
+        let net = self.config.subnet;
+        let gw = self.gateway();
+        net.hosts()
+            .find(|ip| *ip != gw && !used.contains(ip))
+            .ok_or_else(|| Error::Network(format!("no free address left in {net}")))
+    }
+
+    /// Creates the container's namespace and veth, with `ip` on `eth0`, `lo` up and a default
+    /// route; returns the namespace's path.
+    pub fn attach(&self, id: &str, ip: Ipv4Addr) -> Result<PathBuf> {
+        let ns = netns_name(id);
+        let veth = host_veth(id);
+        let br = &self.config.bridge;
+        // A leftover from a crash would make `netns add` fail.
+        let _ = self.detach(id);
+        ip_batch(None, &format!("netns add {ns}\n"))?;
+        let result = (|| {
+            ip_batch(
+                None,
+                &format!(
+                    "link add {veth} type veth peer name eth0 netns {ns}\nlink set {veth} master {br}\nlink set {veth} up\n"
+                ),
+            )?;
+            ip_batch(
+                Some(&ns),
+                &format!(
+                    "link set lo up\naddr add {ip}/{} dev eth0\nlink set eth0 up\nroute add default via {}\n",
+                    self.config.subnet.prefix_len(),
+                    self.gateway()
+                ),
+            )
+        })();
+        if let Err(e) = result {
+            let _ = self.detach(id);
+            return Err(e);
+        }
+        Ok(PathBuf::from("/var/run/netns").join(ns))
+    }
+
+    /// Removes the namespace and veth of a container (missing ones are fine).
+    pub fn detach(&self, id: &str) -> Result<()> {
+        let veth = host_veth(id);
+        if link_exists(&veth) {
+            ip_batch(None, &format!("link del {veth}\n"))?;
+        }
+        let ns = netns_name(id);
+        if std::path::Path::new("/var/run/netns").join(&ns).exists() {
+            ip_batch(None, &format!("netns del {ns}\n"))?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn allocation_skips_gateway_and_used() {
+        let n = Network::new(NetworkConfig::default());
+        assert_eq!(n.gateway(), Ipv4Addr::new(10, 88, 0, 1));
+        let mut used = BTreeSet::new();
+        assert_eq!(n.allocate(&used).unwrap(), Ipv4Addr::new(10, 88, 0, 2));
+        used.insert(Ipv4Addr::new(10, 88, 0, 2));
+        assert_eq!(n.allocate(&used).unwrap(), Ipv4Addr::new(10, 88, 0, 3));
+        let tiny = Network::new(NetworkConfig {
+            bridge: "x".into(),
+            subnet: "10.0.0.0/30".parse().unwrap(),
+        });
+        used.insert(Ipv4Addr::new(10, 0, 0, 2));
+        assert!(tiny.allocate(&used).is_err());
+    }
+}
