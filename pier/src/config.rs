@@ -90,6 +90,21 @@ pub struct DaemonConfig {
     pub proxy: Option<pier_proxy::ProxyConfig>,
     /// eBPF socket-LB settings; `None` (`--no-ebpf`) leaves every port to the proxy.
     pub ebpf: Option<EbpfConfig>,
+    /// Container engine settings; `None` (`--no-runtime`) runs no containers.
+    pub runtime: Option<RuntimeConfig>,
+}
+
+/// Effective container engine settings.
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    /// Images, containers and logs.
+    pub root: PathBuf,
+    /// This node's name on its pods.
+    pub node_name: String,
+    /// Pod network.
+    pub network: pier_runtime::NetworkConfig,
+    /// Registries pulled from over plain HTTP (loopback ones always are).
+    pub insecure_registries: Vec<String>,
 }
 
 /// Effective socket-LB settings.

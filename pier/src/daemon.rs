@@ -190,6 +190,85 @@ fn start_ebpf(
     );
 }
 
+/// Opens the container engine, re-adopts the pods it runs and starts the Deployment controller;
+/// `None` (with a log line saying why) when it cannot run here.
+async fn start_runtime(
+    config: &crate::config::RuntimeConfig,
+    dns: Option<&DnsConfig>,
+    store: &Arc<Store>,
+    shutdown: &watch::Receiver<bool>,
+    tasks: &mut Vec<tokio::task::JoinHandle<()>>,
+) -> Option<Arc<dyn api::Extension>> {
+    if pier_controlplane::api::current_uid() != 0 {
+        tracing::info!("container engine off: it needs root (pier run, Deployments)");
+        return None;
+    }
+    let shim_exe = match std::env::current_exe() {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::warn!(error = %e, "container engine off: cannot find the pier binary");
+            return None;
+        }
+    };
+    // Containers reach the cluster DNS when it listens on an address they can route to.
+    let resolv_conf = dns.and_then(|d| {
+        d.listen
+            .iter()
+            .find(|a| !a.ip().is_loopback() && !a.ip().is_unspecified())
+            .map(|a| {
+                format!(
+                    "nameserver {}\nsearch default.svc.{dom} svc.{dom} {dom}\noptions ndots:5\n",
+                    a.ip(),
+                    dom = d.cluster_domain
+                )
+            })
+    });
+    let engine = match pier_runtime::Engine::open(
+        pier_runtime::EngineConfig {
+            root: config.root.clone(),
+            shim_exe,
+            resolv_conf,
+        },
+        pier_runtime::Network::new(config.network.clone()),
+    ) {
+        Ok(e) => e,
+        Err(e) => {
+            tracing::warn!(error = %e, "container engine off");
+            return None;
+        }
+    };
+    let node = pier_runtime::Node::new(
+        engine,
+        Arc::clone(store),
+        pier_runtime::NodeConfig {
+            name: config.node_name.clone(),
+            ..Default::default()
+        },
+    );
+    if let Err(e) = node.start().await {
+        tracing::warn!(error = %e, "re-adopting containers failed");
+    }
+    {
+        let node = Arc::clone(&node);
+        let mut stop = shutdown.clone();
+        tasks.push(tokio::spawn(async move {
+            tokio::select! {
+                r = pier_runtime::node::deployment::run(node) => {
+                    if let Err(e) = r {
+                        tracing::error!(error = %e, "deployment controller stopped");
+                    }
+                }
+                _ = stop.changed() => {}
+            }
+        }));
+    }
+    tracing::info!(root = %config.root.display(), pod_cidr = %config.network.subnet, "container engine ready");
+    Some(Arc::new(pier_runtime::node::api::EngineApi::new(
+        node,
+        config.insecure_registries.clone(),
+    )))
+}
+
 /// Runs `f` again after a growing pause each time it fails, until shutdown.
 fn supervise<F, Fut>(
     name: &'static str,
@@ -318,13 +397,19 @@ impl Daemon {
                 "eBPF socket-LB off (--no-ebpf); the userspace proxy serves every port"
             ),
         }
+        let extension = match &config.runtime {
+            Some(rt) => {
+                start_runtime(rt, config.dns.as_ref(), &store, &shutdown_rx, &mut tasks).await
+            }
+            None => None,
+        };
         let ctx = Arc::new(ApiContext {
             store: Arc::clone(&store),
             snapshot: Arc::clone(&snapshot),
             metrics,
             admin_addr: Some(admin_addr),
             dns_addrs,
-            extension: None,
+            extension,
         });
         let listener = api::bind(&config.socket)?;
         {

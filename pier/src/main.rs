@@ -108,6 +108,18 @@ struct DaemonArgs {
     /// Where socket-LB maps and links are pinned (default /sys/fs/bpf/pier).
     #[arg(long)]
     ebpf_pin_dir: Option<PathBuf>,
+    /// Do not run the container engine (it runs by default as root).
+    #[arg(long)]
+    no_runtime: bool,
+    /// Where images, containers and logs are kept (default <state-dir>/runtime).
+    #[arg(long)]
+    runtime_dir: Option<PathBuf>,
+    /// Pod network on the pier-br0 bridge.
+    #[arg(long, default_value = "10.88.0.0/16")]
+    pod_cidr: Ipv4Net,
+    /// Registry reached over plain HTTP (repeatable; loopback registries always are).
+    #[arg(long)]
+    insecure_registry: Vec<String>,
 }
 
 #[derive(Subcommand)]
@@ -124,6 +136,76 @@ enum EbpfCommand {
 enum Command {
     /// Run the daemon: store, controllers, snapshot, control API, admin listener.
     Daemon(DaemonArgs),
+    /// Run a container (as a pod of the same name).
+    Run(Box<cli::containers::RunArgs>),
+    /// List containers.
+    Ps {
+        /// Show stopped ones too.
+        #[arg(short, long)]
+        all: bool,
+        /// Output format.
+        #[arg(short, long, value_enum, default_value = "table")]
+        output: Format,
+    },
+    /// Show a container's output.
+    Logs {
+        /// Keep following new output.
+        #[arg(short, long)]
+        follow: bool,
+        /// Only the last N lines.
+        #[arg(long)]
+        tail: Option<usize>,
+        /// Show timestamps.
+        #[arg(short, long)]
+        timestamps: bool,
+        /// Container name or ID.
+        container: String,
+    },
+    /// Stop containers: SIGTERM, then SIGKILL after the grace period.
+    Stop {
+        /// Seconds to wait before SIGKILL.
+        #[arg(short, long)]
+        time: Option<u64>,
+        /// Container names or IDs.
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Remove containers.
+    Rm {
+        /// Stop running ones first.
+        #[arg(short, long)]
+        force: bool,
+        /// Container names or IDs.
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Run a command in a running container.
+    Exec {
+        /// Environment NAME=value (repeatable).
+        #[arg(short, long = "env")]
+        env: Vec<String>,
+        /// Container name or ID.
+        container: String,
+        /// Command and arguments.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+        command: Vec<String>,
+    },
+    /// List images.
+    Images {
+        /// Output format.
+        #[arg(short, long, value_enum, default_value = "table")]
+        output: Format,
+    },
+    /// Pull an image from a registry.
+    Pull {
+        /// Image reference, e.g. 127.0.0.1:5000/team/app:v1.
+        image: String,
+    },
+    /// Build, import, list and remove images.
+    Image {
+        #[command(subcommand)]
+        command: cli::containers::ImageCommand,
+    },
     /// Run the daemon in the foreground with manifests applied, and show what it serves.
     Up {
         /// Manifests to apply at start.
@@ -209,12 +291,13 @@ fn daemon_config(args: &DaemonArgs, socket: Option<PathBuf>) -> Result<DaemonCon
         Some(c) => c,
         None => "10.96.0.0/12".parse().context("default service CIDR")?,
     };
+    let state_dir = args
+        .state_dir
+        .clone()
+        .or(file.state_dir)
+        .unwrap_or_else(default_state_dir);
     Ok(DaemonConfig {
-        state_dir: args
-            .state_dir
-            .clone()
-            .or(file.state_dir)
-            .unwrap_or_else(default_state_dir),
+        state_dir: state_dir.clone(),
         socket: socket.or(file.socket).unwrap_or_else(default_socket_path),
         admin: args
             .admin
@@ -265,7 +348,28 @@ fn daemon_config(args: &DaemonArgs, socket: Option<PathBuf>) -> Result<DaemonCon
                 .clone()
                 .unwrap_or_else(config::default_ebpf_pin_dir),
         }),
+        runtime: (!args.no_runtime).then(|| config::RuntimeConfig {
+            root: args
+                .runtime_dir
+                .clone()
+                .unwrap_or_else(|| state_dir.join("runtime")),
+            node_name: nix_hostname(),
+            network: pier_runtime::NetworkConfig {
+                subnet: args.pod_cidr,
+                ..Default::default()
+            },
+            insecure_registries: args.insecure_registry.clone(),
+        }),
     })
+}
+
+/// This machine's host name, the node's name.
+fn nix_hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "pier-node".into())
 }
 
 /// One socket per service port and per connection: lift the soft descriptor limit to the hard one.
@@ -281,8 +385,9 @@ fn non_empty<T>(v: Vec<T>) -> Option<Vec<T>> {
 }
 
 fn init_logging(format: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("PIER_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let filter = tracing_subscriber::EnvFilter::try_from_env("PIER_LOG").unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("info,libcontainer=error,libcgroups=error")
+    });
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -341,6 +446,24 @@ async fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Echo(config) => echo::run(config).await,
+        Command::Run(args) => cli::containers::run(&client(), &args).await,
+        Command::Ps { all, output } => cli::containers::ps(&client(), all, output).await,
+        Command::Logs {
+            follow,
+            tail,
+            timestamps,
+            container,
+        } => cli::containers::logs(&client(), &container, follow, tail, timestamps).await,
+        Command::Stop { time, containers } => {
+            cli::containers::stop(&client(), &containers, time).await
+        }
+        Command::Rm { force, containers } => {
+            cli::containers::rm(&client(), &containers, force).await
+        }
+        Command::Exec { .. } => bail!("exec runs before the async runtime starts"),
+        Command::Images { output } => cli::containers::images(&client(), output).await,
+        Command::Pull { image } => cli::containers::pull(&client(), &image).await,
+        Command::Image { command } => cli::containers::image(&client(), command).await,
         Command::Describe {
             kind,
             name,
@@ -367,9 +490,71 @@ async fn run(cli: Cli) -> Result<()> {
     }
 }
 
+/// Entry points that must run with a single thread, before any async runtime exists: the
+/// container shim and exec helpers fork through libcontainer.
+fn single_threaded_entry() -> Option<ExitCode> {
+    let args: Vec<String> = std::env::args().collect();
+    let code = |c: i32| ExitCode::from(u8::try_from(c).unwrap_or(1));
+    match args.get(1).map(String::as_str) {
+        Some("shim") => {
+            // libcontainer's own log lines go to the container's shim.log.
+            let filter = tracing_subscriber::EnvFilter::try_from_env("PIER_SHIM_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+            tracing_subscriber::fmt()
+                .with_env_filter(filter)
+                .with_ansi(false)
+                .with_writer(std::io::stderr)
+                .init();
+            let parsed = args.get(2).and_then(|a| serde_json::from_str(a).ok());
+            let Some(shim_args) = parsed else {
+                eprintln!("error: pier shim is started by the daemon");
+                return Some(ExitCode::FAILURE);
+            };
+            let report = match std::os::fd::AsFd::as_fd(&std::io::stdout()).try_clone_to_owned() {
+                Ok(fd) => std::fs::File::from(fd),
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return Some(ExitCode::FAILURE);
+                }
+            };
+            Some(code(pier_runtime::container::shim::main(
+                &shim_args, report,
+            )))
+        }
+        Some("exec-helper") if args.len() > 4 => {
+            let result = pier_runtime::container::exec::run(
+                std::path::Path::new(&args[2]),
+                &args[3],
+                args[4..].to_vec(),
+                Default::default(),
+            );
+            Some(code(result.unwrap_or(126)))
+        }
+        _ => None,
+    }
+}
+
 fn main() -> ExitCode {
+    if let Some(code) = single_threaded_entry() {
+        return code;
+    }
     let cli = Cli::parse();
     init_logging(&cli.log_format);
+    if let Command::Exec {
+        env,
+        container,
+        command,
+    } = &cli.command
+    {
+        let socket = cli.socket.clone().unwrap_or_else(default_socket_path);
+        return match cli::containers::exec(socket, container, env, command.clone()) {
+            Ok(c) => ExitCode::from(u8::try_from(c).unwrap_or(1)),
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(126)
+            }
+        };
+    }
     // On one CPU (say, pinned with taskset) work stealing only adds cost.
     let one_cpu = std::thread::available_parallelism().is_ok_and(|n| n.get() == 1);
     let mut builder = if one_cpu {

@@ -9,3 +9,6 @@ pub mod network;
 pub use container::{ContainerConfig, ContainerRecord, Engine, EngineConfig, RestartPolicy, State};
 pub use error::{Error, Result};
 pub use network::{Network, NetworkConfig};
+pub mod node;
+
+pub use node::{Node, NodeConfig};

@@ -143,7 +143,12 @@ impl Client {
     }
 
     /// Sends a request; a non-success status becomes an error with the daemon's message.
-    pub async fn call(&self, method: Method, path: &str, body: Option<&Value>) -> Result<Value, Error> {
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Value, Error> {
         self.ok(method, path, body).await
     }
 

@@ -1,6 +1,7 @@
 //! Client commands: `apply`, `get`, `describe`, `delete`.
 
 pub mod columns;
+pub mod containers;
 pub mod manifests;
 pub mod output;
 

@@ -1,5 +1,6 @@
 //! Containers: rootfs, OCI spec, shim process, lifecycle and persisted state.
 
+pub mod exec;
 pub mod seccomp;
 pub mod shim;
 pub mod spec;
@@ -212,7 +213,11 @@ fn now() -> String {
 }
 
 fn new_id() -> String {
-    format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple())
+    format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    )
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -262,6 +267,21 @@ impl Engine {
     /// The pod network.
     pub fn network(&self) -> &Network {
         &self.network
+    }
+
+    /// A receiver that turns `Some` when the running container `id` exits; `None` if not running.
+    pub fn exited(&self, id: &str) -> Option<watch::Receiver<Option<ExitStatus>>> {
+        lock(&self.running).get(id).cloned()
+    }
+
+    /// libcontainer's state root (for `exec`).
+    pub fn state_root(&self) -> PathBuf {
+        self.config.root.join("libcontainer")
+    }
+
+    /// The program shims and exec helpers run as.
+    pub fn shim_exe(&self) -> &Path {
+        &self.config.shim_exe
     }
 
     /// Exit notifications.
@@ -359,7 +379,9 @@ impl Engine {
         match matches.as_slice() {
             [one] => Ok((*one).clone()),
             [] => Err(Error::NotFound(format!("container {key:?}"))),
-            _ => Err(Error::Invalid(format!("container ID prefix {key:?} is ambiguous"))),
+            _ => Err(Error::Invalid(format!(
+                "container ID prefix {key:?} is ambiguous"
+            ))),
         }
     }
 
@@ -383,7 +405,10 @@ impl Engine {
     pub fn create(&self, config: ContainerConfig, ip: Option<Ipv4Addr>) -> Result<ContainerRecord> {
         let name_ok = !config.name.is_empty()
             && config.name.len() <= 128
-            && config.name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+            && config
+                .name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
         if !name_ok {
             return Err(Error::Invalid(format!(
                 "container name {:?}: use letters, digits, '-', '_' and '.'",
@@ -434,18 +459,36 @@ impl Engine {
     }
 
     /// Rootfs, `/etc` files, network and `config.json` of a new container.
-    fn prepare(&self, id: &str, config: &ContainerConfig, image: &ImageRecord, ip: Option<Ipv4Addr>) -> Result<()> {
+    fn prepare(
+        &self,
+        id: &str,
+        config: &ContainerConfig,
+        image: &ImageRecord,
+        ip: Option<Ipv4Addr>,
+    ) -> Result<()> {
         let dir = self.dir(id);
         for d in ["upper", "work", "rootfs", "etc"] {
             fs::create_dir_all(dir.join(d)).at(dir.join(d))?;
         }
         // Validates the spec before anything heavier is done.
-        let hostname = config.hostname.clone().unwrap_or_else(|| id[..12].to_string());
-        spec::build(id, config, &image.run, &dir.join("rootfs"), None, &dir.join("etc"))?;
+        let hostname = config
+            .hostname
+            .clone()
+            .unwrap_or_else(|| id[..12].to_string());
+        spec::build(
+            id,
+            config,
+            &image.run,
+            &dir.join("rootfs"),
+            None,
+            &dir.join("etc"),
+        )?;
         let layers = self.images.layer_dirs(image)?;
         self.mount_rootfs(&dir, &layers)?;
         let etc = dir.join("etc");
-        let ip_line = ip.map(|ip| format!("{ip}\t{hostname}\n")).unwrap_or_default();
+        let ip_line = ip
+            .map(|ip| format!("{ip}\t{hostname}\n"))
+            .unwrap_or_default();
         fs::write(etc.join("hostname"), format!("{hostname}\n")).at(etc.join("hostname"))?;
         fs::write(
             etc.join("hosts"),
@@ -460,7 +503,14 @@ impl Engine {
             }
             None => None,
         };
-        let spec = spec::build(id, config, &image.run, &dir.join("rootfs"), netns.as_deref(), &etc)?;
+        let spec = spec::build(
+            id,
+            config,
+            &image.run,
+            &dir.join("rootfs"),
+            netns.as_deref(),
+            &etc,
+        )?;
         let data = serde_json::to_vec_pretty(&spec).map_err(|e| Error::Runtime(e.to_string()))?;
         write_atomic(&dir.join("config.json"), &data)
     }
@@ -475,7 +525,8 @@ impl Engine {
             .filter(|l| {
                 !l.split_whitespace().nth(1).is_some_and(|a| {
                     l.starts_with("nameserver")
-                        && a.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+                        && a.parse::<std::net::IpAddr>()
+                            .is_ok_and(|ip| ip.is_loopback())
                 })
             })
             .map(|l| format!("{l}\n"))
@@ -487,7 +538,11 @@ impl Engine {
         if is_mounted(&target) {
             return Ok(());
         }
-        let lower: Vec<String> = layers.iter().rev().map(|p| p.display().to_string()).collect();
+        let lower: Vec<String> = layers
+            .iter()
+            .rev()
+            .map(|p| p.display().to_string())
+            .collect();
         let opts = format!(
             "lowerdir={},upperdir={},workdir={}",
             lower.join(":"),
@@ -508,7 +563,10 @@ impl Engine {
     pub async fn start(self: &Arc<Self>, id: &str) -> Result<ContainerRecord> {
         let mut record = self.get(id)?;
         if record.state == State::Running {
-            return Err(Error::Invalid(format!("container {} is already running", record.config.name)));
+            return Err(Error::Invalid(format!(
+                "container {} is already running",
+                record.config.name
+            )));
         }
         let id = record.id.clone();
         let dir = self.dir(&id);
@@ -517,11 +575,16 @@ impl Engine {
             let _ = fs::remove_file(dir.join("exit.json"));
             record.restart_count += 1;
         }
-        let image = self.images.resolve(&record.image_id)
+        let image = self
+            .images
+            .resolve(&record.image_id)
             .or_else(|_| self.images.resolve(&record.image))?;
         self.mount_rootfs(&dir, &self.images.layer_dirs(&image)?)?;
         if let Some(ip) = record.ip {
-            if !Path::new("/var/run/netns").join(crate::network::netns_name(&id)).exists() {
+            if !Path::new("/var/run/netns")
+                .join(crate::network::netns_name(&id))
+                .exists()
+            {
                 self.network.ensure_bridge()?;
                 self.network.attach(&id, ip)?;
             }
@@ -534,12 +597,13 @@ impl Engine {
             exit_file: dir.join("exit.json"),
         };
         let json = serde_json::to_string(&args).map_err(|e| Error::Runtime(e.to_string()))?;
+        let shim_log = fs::File::create(dir.join("shim.log")).at(dir.join("shim.log"))?;
         let mut child = tokio::process::Command::new(&self.config.shim_exe)
             .arg("shim")
             .arg(json)
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
+            .stderr(shim_log)
             .kill_on_drop(false)
             .spawn()
             .at(&self.config.shim_exe)?;
@@ -561,7 +625,10 @@ impl Engine {
         let Some(pid) = pid else {
             let _ = child.wait().await;
             self.delete_runtime_state(&id);
-            return Err(Error::Runtime(format!("shim for {} failed before reporting", record.config.name)));
+            return Err(Error::Runtime(format!(
+                "shim for {} failed before reporting",
+                record.config.name
+            )));
         };
         record.state = State::Running;
         record.pid = Some(pid);
@@ -585,7 +652,12 @@ impl Engine {
         Ok(record)
     }
 
-    fn spawn_adopted_waiter(self: &Arc<Self>, id: String, shim_pid: i32, tx: watch::Sender<Option<ExitStatus>>) {
+    fn spawn_adopted_waiter(
+        self: &Arc<Self>,
+        id: String,
+        shim_pid: i32,
+        tx: watch::Sender<Option<ExitStatus>>,
+    ) {
         let engine = Arc::clone(self);
         let start = process_start(shim_pid);
         tokio::spawn(async move {
@@ -601,14 +673,19 @@ impl Engine {
             handles.iter().for_each(tokio::task::JoinHandle::abort);
         }
         let mut records = lock(&self.records);
-        let Some(record) = records.get_mut(id) else { return };
+        let Some(record) = records.get_mut(id) else {
+            return;
+        };
         self.finish(record);
         let status = record.exit.clone();
         drop(records);
         lock(&self.running).remove(id);
         if let Some(status) = status {
             let _ = tx.send(Some(status.clone()));
-            let _ = self.exits.send(ExitEvent { id: id.to_string(), status });
+            let _ = self.exits.send(ExitEvent {
+                id: id.to_string(),
+                status,
+            });
         }
     }
 
@@ -622,12 +699,15 @@ impl Engine {
     /// Stops a container: SIGTERM, then SIGKILL after `grace`. Returns how it ended.
     pub async fn stop(&self, id: &str, grace: Option<Duration>) -> Result<Option<ExitStatus>> {
         let record = self.get(id)?;
-        let grace = grace.unwrap_or(Duration::from_secs(record.config.stop_grace_seconds.unwrap_or(10)));
+        let grace = grace.unwrap_or(Duration::from_secs(
+            record.config.stop_grace_seconds.unwrap_or(10),
+        ));
         if let Some(r) = lock(&self.records).get_mut(&record.id) {
             r.stopped_by_user = true;
             let _ = self.save(r);
         }
-        let (Some(pid), Some(mut rx)) = (record.pid, lock(&self.running).get(&record.id).cloned()) else {
+        let (Some(pid), Some(mut rx)) = (record.pid, lock(&self.running).get(&record.id).cloned())
+        else {
             return Ok(record.exit);
         };
         let pid = Pid::from_raw(pid);
@@ -637,7 +717,8 @@ impl Engine {
             .is_ok();
         if !exited {
             let _ = kill(pid, Signal::SIGKILL);
-            let _ = tokio::time::timeout(Duration::from_secs(10), rx.wait_for(Option::is_some)).await;
+            let _ =
+                tokio::time::timeout(Duration::from_secs(10), rx.wait_for(Option::is_some)).await;
         }
         let status = rx.borrow().clone();
         Ok(status)
@@ -646,10 +727,11 @@ impl Engine {
     /// Sends a signal to a running container's init.
     pub fn signal(&self, id: &str, signal: Signal) -> Result<()> {
         let record = self.get(id)?;
-        let pid = record
-            .pid
-            .ok_or_else(|| Error::Invalid(format!("container {} is not running", record.config.name)))?;
-        kill(Pid::from_raw(pid), signal).doing(|| format!("signal {signal} to {}", record.config.name))
+        let pid = record.pid.ok_or_else(|| {
+            Error::Invalid(format!("container {} is not running", record.config.name))
+        })?;
+        kill(Pid::from_raw(pid), signal)
+            .doing(|| format!("signal {signal} to {}", record.config.name))
     }
 
     /// Removes a container; a running one only with `force` (it is killed first).

@@ -23,7 +23,11 @@ impl std::str::FromStr for Publish {
 
     /// `[ip:]hostPort:containerPort[/tcp]`.
     fn from_str(s: &str) -> Result<Self> {
-        let bad = |why: &str| Error::Invalid(format!("publish {s:?}: {why}; use [ip:]hostPort:containerPort"));
+        let bad = |why: &str| {
+            Error::Invalid(format!(
+                "publish {s:?}: {why}; use [ip:]hostPort:containerPort"
+            ))
+        };
         let (spec, proto) = s.split_once('/').unwrap_or((s, "tcp"));
         if proto != "tcp" {
             return Err(bad("only tcp ports can be published"));
@@ -31,12 +35,20 @@ impl std::str::FromStr for Publish {
         let (rest, container) = spec.rsplit_once(':').ok_or_else(|| bad("missing ':'"))?;
         let (ip, host) = match rest.rsplit_once(':') {
             Some((ip, host)) => (
-                ip.trim_start_matches('[').trim_end_matches(']').parse().map_err(|_| bad("bad host address"))?,
+                ip.trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .parse()
+                    .map_err(|_| bad("bad host address"))?,
                 host,
             ),
             None => (IpAddr::V4(Ipv4Addr::UNSPECIFIED), rest),
         };
-        let port = |p: &str| p.parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(|| bad("ports are 1-65535"));
+        let port = |p: &str| {
+            p.parse::<u16>()
+                .ok()
+                .filter(|p| *p > 0)
+                .ok_or_else(|| bad("ports are 1-65535"))
+        };
         Ok(Self {
             host_ip: ip,
             host_port: port(host)?,

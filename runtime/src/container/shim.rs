@@ -62,7 +62,11 @@ impl LogWriter {
     fn open(path: &Path) -> std::io::Result<Self> {
         let file = OpenOptions::new().create(true).append(true).open(path)?;
         let size = file.metadata()?.len();
-        Ok(Self { path: path.to_path_buf(), file, size })
+        Ok(Self {
+            path: path.to_path_buf(),
+            file,
+            size,
+        })
     }
 
     fn rotate(&mut self) -> std::io::Result<()> {
@@ -124,8 +128,12 @@ impl LineBuffer {
 
 fn oom_killed(id: &str) -> bool {
     // cgroup v1 memory controller: under_oom / oom_kill counter; v2: memory.events.
-    let v1 = Path::new("/sys/fs/cgroup/memory/pier").join(id).join("memory.oom_control");
-    let v2 = Path::new("/sys/fs/cgroup/pier").join(id).join("memory.events");
+    let v1 = Path::new("/sys/fs/cgroup/memory/pier")
+        .join(id)
+        .join("memory.oom_control");
+    let v2 = Path::new("/sys/fs/cgroup/pier")
+        .join(id)
+        .join("memory.events");
     [v1, v2].iter().any(|p| {
         fs::read_to_string(p).is_ok_and(|s| {
             s.lines().any(|l| {
@@ -182,8 +190,20 @@ pub fn main(args: &ShimArgs, mut report: File) -> i32 {
         },
     };
     let mut streams = [
-        (Some(File::from(out_r)), LineBuffer { stream: "stdout", buf: Vec::new() }),
-        (Some(File::from(err_r)), LineBuffer { stream: "stderr", buf: Vec::new() }),
+        (
+            Some(File::from(out_r)),
+            LineBuffer {
+                stream: "stdout",
+                buf: Vec::new(),
+            },
+        ),
+        (
+            Some(File::from(err_r)),
+            LineBuffer {
+                stream: "stderr",
+                buf: Vec::new(),
+            },
+        ),
     ];
     let mut status: Option<WaitStatus> = None;
     let mut exited_at: Option<Instant> = None;
@@ -203,10 +223,17 @@ pub fn main(args: &ShimArgs, mut report: File) -> i32 {
             let ready: Vec<bool> = {
                 let mut fds: Vec<PollFd> = open
                     .iter()
-                    .filter_map(|&i| streams[i].0.as_ref().map(|f| PollFd::new(f.as_fd(), PollFlags::POLLIN)))
+                    .filter_map(|&i| {
+                        streams[i]
+                            .0
+                            .as_ref()
+                            .map(|f| PollFd::new(f.as_fd(), PollFlags::POLLIN))
+                    })
                     .collect();
                 let _ = poll(&mut fds, PollTimeout::from(200u16));
-                fds.iter().map(|f| f.revents().is_some_and(|r| !r.is_empty())).collect()
+                fds.iter()
+                    .map(|f| f.revents().is_some_and(|r| !r.is_empty()))
+                    .collect()
             };
             for (k, &i) in open.iter().enumerate() {
                 if !ready[k] {
@@ -266,11 +293,17 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("container.log");
         let mut log = LogWriter::open(&path).unwrap();
-        let mut lines = LineBuffer { stream: "stdout", buf: Vec::new() };
+        let mut lines = LineBuffer {
+            stream: "stdout",
+            buf: Vec::new(),
+        };
         lines.feed(b"hello\nwor", &mut log);
         lines.feed(b"ld\n", &mut log);
         let text = fs::read_to_string(&path).unwrap();
-        let got: Vec<&str> = text.lines().map(|l| l.splitn(4, ' ').nth(3).unwrap()).collect();
+        let got: Vec<&str> = text
+            .lines()
+            .map(|l| l.splitn(4, ' ').nth(3).unwrap())
+            .collect();
         assert_eq!(got, ["hello", "world"]);
         assert!(text.lines().all(|l| l.split(' ').nth(1) == Some("stdout")));
         let big = vec![b'x'; 1024 * 1024];
@@ -279,6 +312,8 @@ mod tests {
         }
         assert!(path.with_extension("log.1").exists());
         assert!(fs::metadata(&path).unwrap().len() <= LOG_MAX_BYTES);
-        assert!(!path.with_extension(format!("log.{}", LOG_KEEP + 1)).exists());
+        assert!(!path
+            .with_extension(format!("log.{}", LOG_KEEP + 1))
+            .exists());
     }
 }

@@ -10,19 +10,42 @@ use crate::image::oci::RunConfig;
 
 /// Docker's default capability set: everything else is dropped.
 pub const DEFAULT_CAPABILITIES: &[&str] = &[
-    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW",
-    "CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE",
-    "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE",
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_FSETID",
+    "CAP_FOWNER",
+    "CAP_MKNOD",
+    "CAP_NET_RAW",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETFCAP",
+    "CAP_SETPCAP",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_SYS_CHROOT",
+    "CAP_KILL",
+    "CAP_AUDIT_WRITE",
 ];
 
 const MASKED: &[&str] = &[
-    "/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
-    "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi",
-    "/sys/firmware", "/sys/devices/virtual/powercap",
+    "/proc/acpi",
+    "/proc/asound",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/sys/firmware",
+    "/sys/devices/virtual/powercap",
 ];
 
 const READONLY: &[&str] = &[
-    "/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger",
+    "/proc/bus",
+    "/proc/fs",
+    "/proc/irq",
+    "/proc/sys",
+    "/proc/sysrq-trigger",
 ];
 
 /// The argv: the config's command replaces the image entrypoint, its args the image `Cmd`
@@ -59,8 +82,11 @@ fn user(spec: Option<&str>) -> Result<(u32, u32)> {
         n => n.parse().ok(),
     };
     let (u, g) = s.split_once(':').unwrap_or((s, ""));
-    let uid = named(u).ok_or_else(|| Error::Invalid(format!("user {s:?}: give a numeric uid[:gid]")))?;
-    let gid = if g.is_empty() { uid } else {
+    let uid =
+        named(u).ok_or_else(|| Error::Invalid(format!("user {s:?}: give a numeric uid[:gid]")))?;
+    let gid = if g.is_empty() {
+        uid
+    } else {
         named(g).ok_or_else(|| Error::Invalid(format!("user {s:?}: give a numeric uid[:gid]")))?
     };
     Ok((uid, gid))
@@ -79,7 +105,10 @@ pub fn build(
     let argv = argv(config, image)?;
     let (uid, gid) = user(config.user.as_deref().or(image.user.as_deref()))?;
     let mut env: Vec<String> = image.env.clone().unwrap_or_default();
-    let hostname = config.hostname.clone().unwrap_or_else(|| id.chars().take(12).collect());
+    let hostname = config
+        .hostname
+        .clone()
+        .unwrap_or_else(|| id.chars().take(12).collect());
     let mut set_env = |k: &str, v: &str| {
         env.retain(|e| e.split_once('=').map(|(n, _)| n) != Some(k));
         env.push(format!("{k}={v}"));
@@ -97,7 +126,9 @@ pub fn build(
         .or_else(|| image.working_dir.clone().filter(|w| !w.is_empty()))
         .unwrap_or_else(|| "/".into());
     if !cwd.starts_with('/') {
-        return Err(Error::Invalid(format!("working dir {cwd:?} must be absolute")));
+        return Err(Error::Invalid(format!(
+            "working dir {cwd:?} must be absolute"
+        )));
     }
     let mut mounts = vec![
         json!({"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]}),
@@ -115,16 +146,24 @@ pub fn build(
     }
     for v in &config.volumes {
         if !v.container.starts_with('/') {
-            return Err(Error::Invalid(format!("volume target {:?} must be absolute", v.container)));
+            return Err(Error::Invalid(format!(
+                "volume target {:?} must be absolute",
+                v.container
+            )));
         }
         if !Path::new(&v.host).exists() {
-            return Err(Error::Invalid(format!("volume source {:?} does not exist", v.host)));
+            return Err(Error::Invalid(format!(
+                "volume source {:?} does not exist",
+                v.host
+            )));
         }
         let mut opts = vec!["rbind", "rprivate"];
         if v.read_only {
             opts.push("ro");
         }
-        mounts.push(json!({"destination": v.container, "type": "bind", "source": v.host, "options": opts}));
+        mounts.push(
+            json!({"destination": v.container, "type": "bind", "source": v.host, "options": opts}),
+        );
     }
     let mut namespaces = vec![
         json!({"type": "pid"}),
@@ -147,7 +186,9 @@ pub fn build(
     }
     if let Some(c) = config.cpus {
         if !(c > 0.0 && c <= 1024.0) {
-            return Err(Error::Invalid(format!("cpus {c} must be between 0 and 1024")));
+            return Err(Error::Invalid(format!(
+                "cpus {c} must be between 0 and 1024"
+            )));
         }
         let period: u64 = 100_000;
         resources["cpu"] = json!({"quota": (c * period as f64).round() as i64, "period": period});
@@ -168,7 +209,6 @@ pub fn build(
             "env": env,
             "cwd": cwd,
             "capabilities": {"bounding": caps, "effective": caps, "permitted": caps},
-            "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1_048_576u64, "soft": 1_048_576u64}],
             "noNewPrivileges": true,
         },
         "root": {"path": rootfs, "readonly": config.read_only},
@@ -199,7 +239,10 @@ mod tests {
 
     #[test]
     fn argv_follows_kubernetes_rules() {
-        let mut c = ContainerConfig { name: "c".into(), ..Default::default() };
+        let mut c = ContainerConfig {
+            name: "c".into(),
+            ..Default::default()
+        };
         assert_eq!(argv(&c, &image()).unwrap(), ["/bin/app", "--default"]);
         c.args = Some(vec!["--x".into()]);
         assert_eq!(argv(&c, &image()).unwrap(), ["/bin/app", "--x"]);
@@ -211,7 +254,11 @@ mod tests {
 
     #[test]
     fn impossible_limits_name_the_limit() {
-        let mut c = ContainerConfig { name: "c".into(), memory: Some(1000), ..Default::default() };
+        let mut c = ContainerConfig {
+            name: "c".into(),
+            memory: Some(1000),
+            ..Default::default()
+        };
         let e = build("x", &c, &image(), Path::new("/r"), None, Path::new("/none")).unwrap_err();
         assert!(e.to_string().contains("memory limit"), "{e}");
         c.memory = None;
@@ -222,10 +269,28 @@ mod tests {
 
     #[test]
     fn secure_defaults() {
-        let c = ContainerConfig { name: "c".into(), ..Default::default() };
-        let s = build("abc", &c, &image(), Path::new("/r"), None, Path::new("/none")).unwrap();
+        let c = ContainerConfig {
+            name: "c".into(),
+            ..Default::default()
+        };
+        let s = build(
+            "abc",
+            &c,
+            &image(),
+            Path::new("/r"),
+            None,
+            Path::new("/none"),
+        )
+        .unwrap();
         assert_eq!(s["process"]["noNewPrivileges"], true);
-        assert!(!s["process"]["capabilities"]["bounding"].as_array().unwrap().iter().any(|c| c == "CAP_SYS_ADMIN"));
-        assert_eq!(s["linux"]["seccomp"]["syscalls"][0]["action"], "SCMP_ACT_ERRNO");
+        assert!(!s["process"]["capabilities"]["bounding"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c == "CAP_SYS_ADMIN"));
+        assert_eq!(
+            s["linux"]["seccomp"]["syscalls"][0]["action"],
+            "SCMP_ACT_ERRNO"
+        );
     }
 }

@@ -35,7 +35,9 @@ pub fn shared_libraries(binary: &Path) -> Result<Vec<PathBuf>> {
     let text = String::from_utf8_lossy(&out.stdout);
     if !out.status.success() {
         // A static binary: ldd says so and fails.
-        if text.contains("not a dynamic executable") || String::from_utf8_lossy(&out.stderr).contains("not a dynamic executable") {
+        if text.contains("not a dynamic executable")
+            || String::from_utf8_lossy(&out.stderr).contains("not a dynamic executable")
+        {
             return Ok(Vec::new());
         }
         return Err(Error::Invalid(format!(
@@ -48,7 +50,10 @@ pub fn shared_libraries(binary: &Path) -> Result<Vec<PathBuf>> {
     for line in text.lines() {
         let line = line.trim();
         if line.contains("not found") {
-            return Err(Error::Invalid(format!("{}: library missing: {line}", binary.display())));
+            return Err(Error::Invalid(format!(
+                "{}: library missing: {line}",
+                binary.display()
+            )));
         }
         // "libc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x…)" or "/lib64/ld-linux-x86-64.so.2 (0x…)"
         let path = match line.split_once("=>") {
@@ -76,7 +81,9 @@ pub fn build(store: &ImageStore, spec: &BuildSpec) -> Result<ImageRecord> {
         .clone()
         .unwrap_or_else(|| format!("/usr/local/bin/{name}"));
     if !inside.starts_with('/') {
-        return Err(Error::Invalid(format!("path in image {inside:?} must be absolute")));
+        return Err(Error::Invalid(format!(
+            "path in image {inside:?} must be absolute"
+        )));
     }
     let mut files = vec![(binary.clone(), PathBuf::from(&inside))];
     for lib in shared_libraries(&binary)? {
@@ -89,7 +96,14 @@ pub fn build(store: &ImageStore, spec: &BuildSpec) -> Result<ImageRecord> {
     let written = layer::write(
         &tmp,
         &files,
-        &[("tmp", 0o1777), ("etc", 0o755), ("root", 0o700), ("proc", 0o755), ("sys", 0o755), ("dev", 0o755)],
+        &[
+            ("tmp", 0o1777),
+            ("etc", 0o755),
+            ("root", 0o700),
+            ("proc", 0o755),
+            ("sys", 0o755),
+            ("dev", 0o755),
+        ],
         &[
             ("etc/passwd", passwd, 0o644),
             ("etc/group", group, 0o644),
@@ -104,7 +118,8 @@ pub fn build(store: &ImageStore, spec: &BuildSpec) -> Result<ImageRecord> {
         }
     };
     store.commit_blob(&tmp, &written.digest, "built layer")?;
-    let mut env = vec!["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string()];
+    let mut env =
+        vec!["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string()];
     env.extend(spec.env.iter().cloned());
     let config = ImageConfig {
         architecture: oci::host_arch().to_string(),
@@ -120,7 +135,11 @@ pub fn build(store: &ImageStore, spec: &BuildSpec) -> Result<ImageRecord> {
                 spec.expose
                     .iter()
                     .map(|p| {
-                        let p = if p.contains('/') { p.clone() } else { format!("{p}/tcp") };
+                        let p = if p.contains('/') {
+                            p.clone()
+                        } else {
+                            format!("{p}/tcp")
+                        };
                         (p, serde_json::json!({}))
                     })
                     .collect()
@@ -151,7 +170,8 @@ pub fn build(store: &ImageStore, spec: &BuildSpec) -> Result<ImageRecord> {
             annotations: Default::default(),
         }],
     };
-    let manifest_bytes = serde_json::to_vec(&manifest).map_err(|e| Error::Runtime(e.to_string()))?;
+    let manifest_bytes =
+        serde_json::to_vec(&manifest).map_err(|e| Error::Runtime(e.to_string()))?;
     store.register(&reference, &manifest_bytes)
 }
 
@@ -162,8 +182,15 @@ mod tests {
     #[test]
     fn finds_libc_and_the_loader() {
         let libs = shared_libraries(Path::new("/bin/true")).unwrap();
-        assert!(libs.iter().any(|l| l.to_string_lossy().contains("libc.so")), "{libs:?}");
-        assert!(libs.iter().any(|l| l.to_string_lossy().contains("ld-linux")), "{libs:?}");
+        assert!(
+            libs.iter().any(|l| l.to_string_lossy().contains("libc.so")),
+            "{libs:?}"
+        );
+        assert!(
+            libs.iter()
+                .any(|l| l.to_string_lossy().contains("ld-linux")),
+            "{libs:?}"
+        );
     }
 
     #[test]
@@ -183,7 +210,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!(store.resolve("test/true:v1").unwrap(), img);
-        assert_eq!(img.run.entrypoint.as_deref(), Some(&["/usr/local/bin/true".to_string()][..]));
+        assert_eq!(
+            img.run.entrypoint.as_deref(),
+            Some(&["/usr/local/bin/true".to_string()][..])
+        );
         if nix::unistd::geteuid().as_raw() == 0 {
             let dirs = store.layer_dirs(&img).unwrap();
             assert!(dirs[0].join("usr/local/bin/true").exists());

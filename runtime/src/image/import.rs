@@ -31,9 +31,12 @@ pub fn import(store: &ImageStore, path: &Path, tag: Option<&str>) -> Result<Vec<
     let result = (|| {
         let file = File::open(path).at(path)?;
         let mut archive = tar::Archive::new(file);
-        archive
-            .unpack(&tmp)
-            .map_err(|e| Error::Invalid(format!("{}: not a readable tar archive: {e}", path.display())))?;
+        archive.unpack(&tmp).map_err(|e| {
+            Error::Invalid(format!(
+                "{}: not a readable tar archive: {e}",
+                path.display()
+            ))
+        })?;
         import_dir(store, &tmp, tag)
     })();
     let _ = fs::remove_dir_all(&tmp);
@@ -73,7 +76,12 @@ fn copy_blob(store: &ImageStore, dir: &Path, digest: &str) -> Result<()> {
     Ok(())
 }
 
-fn import_manifest(store: &ImageStore, dir: &Path, desc: &Descriptor, name: &str) -> Result<ImageRecord> {
+fn import_manifest(
+    store: &ImageStore,
+    dir: &Path,
+    desc: &Descriptor,
+    name: &str,
+) -> Result<ImageRecord> {
     let reference = Reference::parse(name)?;
     copy_blob(store, dir, &desc.digest)?;
     let bytes = store.read_blob(&desc.digest)?;
@@ -84,7 +92,12 @@ fn import_manifest(store: &ImageStore, dir: &Path, desc: &Descriptor, name: &str
             .map_err(|e| Error::Invalid(format!("index {}: {e}", desc.digest)))?;
         let chosen = oci::pick_platform(&index)
             .or_else(|| (index.manifests.len() == 1).then(|| &index.manifests[0]))
-            .ok_or_else(|| Error::Invalid(format!("{name}: no manifest for linux/{}", oci::host_arch())))?
+            .ok_or_else(|| {
+                Error::Invalid(format!(
+                    "{name}: no manifest for linux/{}",
+                    oci::host_arch()
+                ))
+            })?
             .clone();
         return import_manifest(store, dir, &chosen, name);
     }
@@ -100,7 +113,10 @@ fn import_manifest(store: &ImageStore, dir: &Path, desc: &Descriptor, name: &str
 fn import_layout(store: &ImageStore, dir: &Path, tag: Option<&str>) -> Result<Vec<ImageRecord>> {
     let index: Index = read_json(&dir.join("index.json"))?;
     if index.manifests.is_empty() {
-        return Err(Error::Invalid(format!("{}: index.json lists no image", dir.display())));
+        return Err(Error::Invalid(format!(
+            "{}: index.json lists no image",
+            dir.display()
+        )));
     }
     let single = index.manifests.len() == 1;
     let mut out = Vec::new();
@@ -112,7 +128,13 @@ fn import_layout(store: &ImageStore, dir: &Path, tag: Option<&str>) -> Result<Ve
             .or_else(|| {
                 desc.annotations
                     .get("org.opencontainers.image.ref.name")
-                    .map(|r| if r.contains(':') || r.contains('/') { r.clone() } else { format!("imported:{r}") })
+                    .map(|r| {
+                        if r.contains(':') || r.contains('/') {
+                            r.clone()
+                        } else {
+                            format!("imported:{r}")
+                        }
+                    })
             });
         let name = match (tag, annotated) {
             (Some(t), _) if single => t.to_string(),
@@ -131,7 +153,11 @@ fn import_layout(store: &ImageStore, dir: &Path, tag: Option<&str>) -> Result<Ve
     Ok(out)
 }
 
-fn import_docker_save(store: &ImageStore, dir: &Path, tag: Option<&str>) -> Result<Vec<ImageRecord>> {
+fn import_docker_save(
+    store: &ImageStore,
+    dir: &Path,
+    tag: Option<&str>,
+) -> Result<Vec<ImageRecord>> {
     let saved: Vec<SavedImage> = read_json(&dir.join("manifest.json"))?;
     let mut out = Vec::new();
     for image in &saved {

@@ -62,7 +62,10 @@ impl<W: Write> HashingWriter<W> {
 
     /// `sha256:<hex>` and the inner writer.
     pub(crate) fn finish(self) -> (String, W) {
-        (format!("sha256:{}", hex::encode(self.hasher.finalize())), self.inner)
+        (
+            format!("sha256:{}", hex::encode(self.hasher.finalize())),
+            self.inner,
+        )
     }
 }
 
@@ -129,8 +132,9 @@ pub(crate) fn unpack(blob: &Path, dest: &Path) -> Result<String> {
             .entries()
             .map_err(|e| Error::Invalid(format!("{}: not a tar archive: {e}", blob.display())))?;
         for entry in entries {
-            let mut entry = entry
-                .map_err(|e| Error::Invalid(format!("{}: corrupt tar entry: {e}", blob.display())))?;
+            let mut entry = entry.map_err(|e| {
+                Error::Invalid(format!("{}: corrupt tar entry: {e}", blob.display()))
+            })?;
             let raw = entry.path().at(blob)?.into_owned();
             let Some(rel) = clean_entry_path(&raw) else {
                 return Err(Error::Invalid(format!(
@@ -160,7 +164,14 @@ pub(crate) fn unpack(blob: &Path, dest: &Path) -> Result<String> {
                 continue;
             }
             entry.unpack_in(dest).map_err(|e| {
-                Error::Invalid(format!("{}: unpacking {}: {e}", blob.display(), raw.display()))
+                let cause = std::error::Error::source(&e)
+                    .map(ToString::to_string)
+                    .unwrap_or_default();
+                Error::Invalid(format!(
+                    "{}: unpacking {}: {e}: {cause}",
+                    blob.display(),
+                    raw.display()
+                ))
             })?;
         }
     }
@@ -209,6 +220,8 @@ pub(crate) fn write(
                 h.set_mode(mode);
                 h.set_size(0);
                 h.set_mtime(0);
+                h.set_uid(0);
+                h.set_gid(0);
                 tar.append_data(&mut h, &acc, io::empty()).at(out)?;
             }
         }
@@ -234,6 +247,8 @@ pub(crate) fn write(
         h.set_size(data.len() as u64);
         h.set_mode(*mode);
         h.set_mtime(0);
+        h.set_uid(0);
+        h.set_gid(0);
         tar.append_data(&mut h, inside, *data).at(out)?;
     }
     let tar_hash = tar.into_inner().at(out)?;
@@ -259,6 +274,8 @@ mod tests {
             let mut h = tar::Header::new_gnu();
             h.set_size(data.len() as u64);
             h.set_mode(0o644);
+            h.set_uid(0);
+            h.set_gid(0);
             h.set_cksum();
             b.append_data(&mut h, path, *data).unwrap();
         }
@@ -275,15 +292,27 @@ mod tests {
         let blob = dir.path().join("layer.tar");
         fs::write(
             &blob,
-            tar_of(&[("etc/keep", b"k"), ("etc/.wh.gone", b""), ("var/.wh..wh..opq", b"")]),
+            tar_of(&[
+                ("etc/keep", b"k"),
+                ("etc/.wh.gone", b""),
+                ("var/.wh..wh..opq", b""),
+            ]),
         )
         .unwrap();
         let dest = dir.path().join("out");
         unpack(&blob, &dest).unwrap();
         assert_eq!(fs::read(dest.join("etc/keep")).unwrap(), b"k");
         use std::os::unix::fs::FileTypeExt;
-        assert!(fs::symlink_metadata(dest.join("etc/gone")).unwrap().file_type().is_char_device());
-        assert_eq!(xattr::get(dest.join("var"), "trusted.overlay.opaque").unwrap().unwrap(), b"y");
+        assert!(fs::symlink_metadata(dest.join("etc/gone"))
+            .unwrap()
+            .file_type()
+            .is_char_device());
+        assert_eq!(
+            xattr::get(dest.join("var"), "trusted.overlay.opaque")
+                .unwrap()
+                .unwrap(),
+            b"y"
+        );
     }
 
     #[test]
@@ -293,7 +322,10 @@ mod tests {
         fs::write(&blob, vec![0x1f, 0x8b, 1, 2, 3, 4]).unwrap();
         assert!(unpack(&blob, &dir.path().join("o")).is_err());
         assert_eq!(clean_entry_path(Path::new("../../etc/passwd")), None);
-        assert_eq!(clean_entry_path(Path::new("/a/./b")), Some(PathBuf::from("a/b")));
+        assert_eq!(
+            clean_entry_path(Path::new("/a/./b")),
+            Some(PathBuf::from("a/b"))
+        );
     }
 
     #[test]

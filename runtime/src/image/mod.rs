@@ -171,7 +171,11 @@ impl ImageStore {
     }
 
     /// Records a manifest whose config and layer blobs are already stored, under `reference`.
-    pub(crate) fn register(&self, reference: &Reference, manifest_bytes: &[u8]) -> Result<ImageRecord> {
+    pub(crate) fn register(
+        &self,
+        reference: &Reference,
+        manifest_bytes: &[u8],
+    ) -> Result<ImageRecord> {
         let manifest: Manifest = serde_json::from_slice(manifest_bytes)
             .map_err(|e| Error::Invalid(format!("manifest of {reference}: {e}")))?;
         let manifest_digest = self.put_bytes(manifest_bytes)?;
@@ -187,7 +191,10 @@ impl ImageStore {
         }
         for l in &manifest.layers {
             if !self.has_blob(&l.digest) {
-                return Err(Error::NotFound(format!("layer {} of {reference}", l.digest)));
+                return Err(Error::NotFound(format!(
+                    "layer {} of {reference}",
+                    l.digest
+                )));
             }
         }
         let record = ImageRecord {
@@ -200,7 +207,10 @@ impl ImageStore {
             size: manifest.layers.iter().map(|l| l.size).sum(),
             created: config.created.clone(),
         };
-        let _guard = self.index_lock.lock().map_err(|_| Error::Runtime("image index lock poisoned".into()))?;
+        let _guard = self
+            .index_lock
+            .lock()
+            .map_err(|_| Error::Runtime("image index lock poisoned".into()))?;
         let mut images = self.list()?;
         images.retain(|i| i.reference != record.reference);
         images.push(record.clone());
@@ -213,7 +223,10 @@ impl ImageStore {
     /// Removes a name; blobs and layers no other image uses are deleted. `in_use` says whether
     /// a container still runs on an image ID.
     pub fn remove(&self, name: &str, in_use: &dyn Fn(&str) -> bool) -> Result<ImageRecord> {
-        let _guard = self.index_lock.lock().map_err(|_| Error::Runtime("image index lock poisoned".into()))?;
+        let _guard = self
+            .index_lock
+            .lock()
+            .map_err(|_| Error::Runtime("image index lock poisoned".into()))?;
         let target = self.resolve(name)?;
         if in_use(&target.id) {
             return Err(Error::Invalid(format!(
@@ -258,7 +271,10 @@ impl ImageStore {
         for (digest, diff_id) in image.layers.iter().zip(&image.diff_ids) {
             let dir = self.root.join("layers").join(digest_hex(digest)?);
             if !dir.join(".pier-complete").exists() {
-                let _guard = self.unpack_lock.lock().map_err(|_| Error::Runtime("unpack lock poisoned".into()))?;
+                let _guard = self
+                    .unpack_lock
+                    .lock()
+                    .map_err(|_| Error::Runtime("unpack lock poisoned".into()))?;
                 if !dir.join(".pier-complete").exists() {
                     self.unpack_layer(digest, diff_id, &dir)?;
                 }

@@ -87,7 +87,12 @@ pub async fn pull(
         ..Default::default()
     });
     let auth = RegistryAuth::Anonymous;
-    let accepted = [oci::OCI_MANIFEST, oci::DOCKER_MANIFEST, oci::OCI_INDEX, oci::DOCKER_LIST];
+    let accepted = [
+        oci::OCI_MANIFEST,
+        oci::DOCKER_MANIFEST,
+        oci::OCI_INDEX,
+        oci::DOCKER_LIST,
+    ];
     let (mut bytes, mut digest) = client
         .pull_manifest_raw(&reference, &auth, &accepted)
         .await
@@ -114,9 +119,10 @@ pub async fn pull(
             .map_err(|e| Error::Invalid(format!("manifest list of {ours}: {e}")))?;
         let chosen = oci::pick_platform(&index)
             .ok_or_else(|| Error::NotFound(format!("{ours} for linux/{}", oci::host_arch())))?;
-        let by_digest: oci_client::Reference = format!("{registry}/{}@{}", ours.repository, chosen.digest)
-            .parse()
-            .map_err(|e| Error::Invalid(format!("{e}")))?;
+        let by_digest: oci_client::Reference =
+            format!("{registry}/{}@{}", ours.repository, chosen.digest)
+                .parse()
+                .map_err(|e| Error::Invalid(format!("{e}")))?;
         (bytes, _) = client
             .pull_manifest_raw(&by_digest, &auth, &accepted)
             .await
@@ -139,7 +145,13 @@ pub async fn pull(
         }
         let tmp = store.temp_path("pull");
         let fetched = fetch(&client, &reference, blob, &tmp, progress).await;
-        let committed = fetched.and_then(|()| store.commit_blob(&tmp, &blob.digest, &format!("blob {} of {ours}", blob.digest)));
+        let committed = fetched.and_then(|()| {
+            store.commit_blob(
+                &tmp,
+                &blob.digest,
+                &format!("blob {} of {ours}", blob.digest),
+            )
+        });
         if let Err(e) = committed {
             let _ = std::fs::remove_file(&tmp);
             return Err(e);

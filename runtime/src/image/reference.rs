@@ -49,7 +49,9 @@ fn valid_tag(t: &str) -> bool {
 /// Checks a `sha256:<64 hex>` digest.
 pub fn valid_digest(d: &str) -> bool {
     d.strip_prefix("sha256:").is_some_and(|h| {
-        h.len() == 64 && h.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        h.len() == 64
+            && h.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
     })
 }
 
@@ -75,7 +77,9 @@ impl Reference {
             Some(i) => {
                 let tag = &rest[last_slash + i + 1..];
                 if !valid_tag(tag) {
-                    return Err(bad("tag may hold only letters, digits, '_', '.' and '-' (at most 128)"));
+                    return Err(bad(
+                        "tag may hold only letters, digits, '_', '.' and '-' (at most 128)",
+                    ));
                 }
                 (&rest[..last_slash + i], Some(tag.to_string()))
             }
@@ -147,7 +151,14 @@ mod tests {
     #[test]
     fn parses_the_usual_forms() {
         let r = Reference::parse("pier/echo:v1").unwrap();
-        assert_eq!((r.registry.as_deref(), r.repository.as_str(), r.tag.as_deref()), (None, "pier/echo", Some("v1")));
+        assert_eq!(
+            (
+                r.registry.as_deref(),
+                r.repository.as_str(),
+                r.tag.as_deref()
+            ),
+            (None, "pier/echo", Some("v1"))
+        );
         let r = Reference::parse("127.0.0.1:5000/team/app").unwrap();
         assert_eq!(r.registry.as_deref(), Some("127.0.0.1:5000"));
         assert_eq!(r.tag.as_deref(), Some("latest"));
@@ -160,7 +171,16 @@ mod tests {
 
     #[test]
     fn rejects_bad_ones_with_the_reason() {
-        for bad in ["", "UPPER/case", "a//b", "app:", "app:-x", "app@sha256:xyz", "-app", "a/.b"] {
+        for bad in [
+            "",
+            "UPPER/case",
+            "a//b",
+            "app:",
+            "app:-x",
+            "app@sha256:xyz",
+            "-app",
+            "a/.b",
+        ] {
             let e = Reference::parse(bad).unwrap_err().to_string();
             assert!(e.contains("invalid image reference"), "{bad}: {e}");
         }

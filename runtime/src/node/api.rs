@@ -1,0 +1,398 @@
+//! Control API routes for containers and images (`/v1/containers`, `/v1/images`).
+
+use std::collections::HashMap;
+use std::io::{Read, Seek, SeekFrom};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use hyper::{Method, StatusCode};
+use pier_controlplane::api::{Extension, ExtensionFuture, ExtensionResponse};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tokio::sync::mpsc;
+
+use super::Node;
+use crate::container::{ContainerConfig, ContainerRecord, State};
+use crate::error::Error;
+use crate::image::build::BuildSpec;
+use crate::image::pull::Progress;
+
+/// The engine's routes on the control API.
+pub struct EngineApi {
+    node: Arc<Node>,
+    /// Registries reached over plain HTTP besides loopback ones.
+    pub insecure_registries: Vec<String>,
+}
+
+impl EngineApi {
+    /// Routes backed by `node`.
+    pub fn new(node: Arc<Node>, insecure_registries: Vec<String>) -> Self {
+        Self {
+            node,
+            insecure_registries,
+        }
+    }
+}
+
+fn error(e: &Error) -> ExtensionResponse {
+    let status = match e {
+        Error::Invalid(_) | Error::Digest { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+        Error::NotFound(_) => StatusCode::NOT_FOUND,
+        Error::Exists(_) => StatusCode::CONFLICT,
+        Error::Registry(_) => StatusCode::BAD_GATEWAY,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    ExtensionResponse::Json(
+        status,
+        json!({"error": e.to_string(), "code": status.as_u16()}),
+    )
+}
+
+fn ok(v: Value) -> ExtensionResponse {
+    ExtensionResponse::Json(StatusCode::OK, v)
+}
+
+/// A container as the API shows it.
+pub fn container_json(r: &ContainerRecord, node: &Node) -> Value {
+    let status = match (r.state, &r.exit) {
+        (State::Running, _) => format!("Up since {}", r.started_at.as_deref().unwrap_or("?")),
+        (State::Created, _) => "Created".to_string(),
+        (State::Exited, Some(e)) => {
+            let oom = if e.oom_killed { " (OOMKilled)" } else { "" };
+            format!("Exited ({}){oom} at {}", e.code, e.finished_at)
+        }
+        (State::Exited, None) => "Exited".to_string(),
+    };
+    json!({
+        "id": r.id,
+        "name": r.config.name,
+        "image": r.image,
+        "imageId": r.image_id,
+        "state": r.state,
+        "status": status,
+        "ip": r.ip,
+        "pid": r.pid,
+        "createdAt": r.created_at,
+        "startedAt": r.started_at,
+        "exit": r.exit,
+        "restartCount": r.restart_count,
+        "ports": r.config.publish,
+        "labels": r.config.labels,
+        "config": r.config,
+        "stateRoot": node.engine.state_root(),
+        "logPath": node.engine.log_path(&r.id),
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RunRequest {
+    #[serde(flatten)]
+    config: ContainerConfig,
+    #[serde(default)]
+    namespace: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct BuildRequest {
+    binary: String,
+    reference: String,
+    #[serde(default)]
+    path_in_image: Option<String>,
+    #[serde(default)]
+    cmd: Vec<String>,
+    #[serde(default)]
+    env: Vec<String>,
+    #[serde(default)]
+    expose: Vec<String>,
+}
+
+fn parse<T: for<'de> Deserialize<'de>>(body: &Bytes) -> Result<T, Error> {
+    serde_json::from_slice(body).map_err(|e| Error::Invalid(format!("request body: {e}")))
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, Error> + Send + 'static,
+) -> Result<T, Error> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::Runtime(e.to_string()))?
+}
+
+impl Extension for EngineApi {
+    fn handles(&self, resource: &str) -> bool {
+        matches!(resource, "containers" | "images")
+    }
+
+    fn handle(
+        &self,
+        method: Method,
+        path: Vec<String>,
+        query: HashMap<String, String>,
+        body: Bytes,
+    ) -> ExtensionFuture {
+        let node = Arc::clone(&self.node);
+        let insecure = self.insecure_registries.clone();
+        Box::pin(async move {
+            let segs: Vec<&str> = path.iter().map(String::as_str).collect();
+            let result: Result<ExtensionResponse, Error> = match (method, segs.as_slice()) {
+                (Method::GET, ["containers"]) => {
+                    let all = query.get("all").is_some_and(|v| v == "true" || v == "1");
+                    let items: Vec<Value> = node
+                        .engine
+                        .list()
+                        .iter()
+                        .filter(|r| all || r.state == State::Running)
+                        .map(|r| container_json(r, &node))
+                        .collect();
+                    Ok(ok(json!({"items": items})))
+                }
+                (Method::POST, ["containers"]) => match parse::<RunRequest>(&body) {
+                    Ok(req) => {
+                        let ns = req.namespace.unwrap_or_else(|| "default".into());
+                        node.run_container(req.config, &ns).await.map(|r| {
+                            ExtensionResponse::Json(StatusCode::CREATED, container_json(&r, &node))
+                        })
+                    }
+                    Err(e) => Err(e),
+                },
+                (Method::GET, ["containers", key]) => {
+                    node.engine.get(key).map(|r| ok(container_json(&r, &node)))
+                }
+                (Method::POST, ["containers", key, "stop"]) => {
+                    let grace = query
+                        .get("timeout")
+                        .and_then(|t| t.parse().ok())
+                        .map(Duration::from_secs);
+                    match node.engine.stop(key, grace).await {
+                        Ok(_) => node.engine.get(key).map(|r| ok(container_json(&r, &node))),
+                        Err(e) => Err(e),
+                    }
+                }
+                (Method::DELETE, ["containers", key]) => {
+                    let force = query.get("force").is_some_and(|v| v == "true" || v == "1");
+                    remove(&node, key, force).await
+                }
+                (Method::GET, ["containers", key, "logs"]) => logs(&node, key, &query),
+                (Method::GET, ["images"]) => {
+                    node.engine.images().list().map(|l| ok(json!({"items": l})))
+                }
+                (Method::DELETE, ["images"]) => {
+                    let name = query.get("name").cloned().unwrap_or_default();
+                    let engine = Arc::clone(&node.engine);
+                    blocking(move || engine.images().remove(&name, &|id| engine.image_in_use(id)))
+                        .await
+                        .map(|r| ok(json!({"deleted": r})))
+                }
+                (Method::POST, ["images", "build"]) => match parse::<BuildRequest>(&body) {
+                    Ok(req) => {
+                        let engine = Arc::clone(&node.engine);
+                        blocking(move || {
+                            crate::image::build::build(
+                                engine.images(),
+                                &BuildSpec {
+                                    binary: req.binary.into(),
+                                    path_in_image: req.path_in_image,
+                                    reference: req.reference,
+                                    cmd: req.cmd,
+                                    env: req.env,
+                                    expose: req.expose,
+                                },
+                            )
+                        })
+                        .await
+                        .map(|r| ok(json!(r)))
+                    }
+                    Err(e) => Err(e),
+                },
+                (Method::POST, ["images", "import"]) => {
+                    #[derive(Deserialize)]
+                    struct Req {
+                        path: String,
+                        #[serde(default)]
+                        tag: Option<String>,
+                    }
+                    match parse::<Req>(&body) {
+                        Ok(req) => {
+                            let engine = Arc::clone(&node.engine);
+                            blocking(move || {
+                                crate::image::import::import(
+                                    engine.images(),
+                                    std::path::Path::new(&req.path),
+                                    req.tag.as_deref(),
+                                )
+                            })
+                            .await
+                            .map(|r| ok(json!({"items": r})))
+                        }
+                        Err(e) => Err(e),
+                    }
+                }
+                (Method::POST, ["images", "pull"]) => {
+                    let name = query.get("name").cloned().unwrap_or_default();
+                    Ok(pull(node, name, insecure))
+                }
+                (m, _) => Err(Error::NotFound(format!("route {m} /v1/{}", path.join("/")))),
+            };
+            result.unwrap_or_else(|e| error(&e))
+        })
+    }
+}
+
+async fn remove(node: &Arc<Node>, key: &str, force: bool) -> Result<ExtensionResponse, Error> {
+    let record = node.engine.get(key)?;
+    if record.state == State::Running && !force {
+        return Err(Error::Invalid(format!(
+            "container {} is running; stop it first or use --force",
+            record.config.name
+        )));
+    }
+    if node.terminate_container(&record.id)? {
+        // The pod worker drains, stops and removes it.
+        for _ in 0..1200 {
+            if node.engine.get(&record.id).is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    } else {
+        node.engine.remove(&record.id, force).await?;
+    }
+    Ok(ok(json!({"deleted": record.id})))
+}
+
+fn pull(node: Arc<Node>, name: String, insecure: Vec<String>) -> ExtensionResponse {
+    let (tx, rx) = mpsc::channel::<Bytes>(256);
+    tokio::spawn(async move {
+        let progress_tx = tx.clone();
+        let report = move |p: Progress| {
+            if let Ok(line) = serde_json::to_string(&p) {
+                let _ = progress_tx.try_send(Bytes::from(line + "\n"));
+            }
+        };
+        let result =
+            crate::image::pull::pull(node.engine.images(), &name, &insecure, &report).await;
+        let last = match result {
+            Ok(image) => json!({"event": "done", "image": image}),
+            Err(e) => json!({"event": "error", "error": e.to_string()}),
+        };
+        let _ = tx.send(Bytes::from(last.to_string() + "\n")).await;
+    });
+    ExtensionResponse::Stream(rx)
+}
+
+/// Streams a container's log: the last `tail` lines, then (with `follow`) new ones until it ends.
+fn logs(
+    node: &Arc<Node>,
+    key: &str,
+    query: &HashMap<String, String>,
+) -> Result<ExtensionResponse, Error> {
+    let record = node.engine.get(key)?;
+    let path = node.engine.log_path(&record.id);
+    let follow = query.get("follow").is_some_and(|v| v == "true" || v == "1");
+    let timestamps = query
+        .get("timestamps")
+        .is_some_and(|v| v == "true" || v == "1");
+    let tail: Option<usize> = query.get("tail").and_then(|t| t.parse().ok());
+    let (tx, rx) = mpsc::channel::<Bytes>(64);
+    let node = Arc::clone(node);
+    let id = record.id.clone();
+    tokio::task::spawn_blocking(move || {
+        let render = |line: &str| -> Option<String> {
+            // `<time> <stream> <P|F> <text>`
+            let mut parts = line.splitn(4, ' ');
+            let (time, _stream, tag, text) = (
+                parts.next()?,
+                parts.next()?,
+                parts.next()?,
+                parts.next().unwrap_or(""),
+            );
+            let end = if tag == "P" { "" } else { "\n" };
+            Some(if timestamps {
+                format!("{time} {text}{end}")
+            } else {
+                format!("{text}{end}")
+            })
+        };
+        let mut file = match std::fs::File::open(&path) {
+            Ok(f) => f,
+            Err(_) if follow => loop {
+                std::thread::sleep(Duration::from_millis(100));
+                if let Ok(f) = std::fs::File::open(&path) {
+                    break f;
+                }
+                if node.engine.get(&id).is_err() {
+                    return;
+                }
+            },
+            Err(_) => return,
+        };
+        let mut text = String::new();
+        let _ = file.read_to_string(&mut text);
+        let lines: Vec<&str> = text.lines().collect();
+        let skip = tail.map_or(0, |t| lines.len().saturating_sub(t));
+        let mut out = String::new();
+        for l in &lines[skip..] {
+            if let Some(r) = render(l) {
+                out.push_str(&r);
+            }
+        }
+        if !out.is_empty() && tx.blocking_send(Bytes::from(out)).is_err() {
+            return;
+        }
+        if !follow {
+            return;
+        }
+        let mut pos = file.stream_position().unwrap_or(0);
+        let mut partial = String::new();
+        let mut idle_after_exit = 0;
+        loop {
+            std::thread::sleep(Duration::from_millis(100));
+            if tx.is_closed() {
+                return;
+            }
+            let len = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+            if len < pos {
+                // Rotated: start the new file from its beginning.
+                match std::fs::File::open(&path) {
+                    Ok(f) => file = f,
+                    Err(_) => return,
+                }
+                pos = 0;
+            }
+            let mut chunk = String::new();
+            if file.seek(SeekFrom::Start(pos)).is_ok()
+                && file.read_to_string(&mut chunk).is_ok()
+                && !chunk.is_empty()
+            {
+                pos += chunk.len() as u64;
+                partial.push_str(&chunk);
+                let mut out = String::new();
+                while let Some(i) = partial.find('\n') {
+                    let line: String = partial.drain(..=i).collect();
+                    if let Some(r) = render(line.trim_end_matches('\n')) {
+                        out.push_str(&r);
+                    }
+                }
+                if !out.is_empty() && tx.blocking_send(Bytes::from(out)).is_err() {
+                    return;
+                }
+                idle_after_exit = 0;
+            } else {
+                let running = node
+                    .engine
+                    .get(&id)
+                    .is_ok_and(|r| r.state == State::Running);
+                if !running {
+                    idle_after_exit += 1;
+                    if idle_after_exit > 5 {
+                        return;
+                    }
+                }
+            }
+        }
+    });
+    Ok(ExtensionResponse::Stream(rx))
+}

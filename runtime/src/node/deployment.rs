@@ -1,0 +1,316 @@
+//! The Deployment controller: keeps `replicas` pods of the current template running on this
+//! node and replaces old ones by rolling update (`maxSurge` / `maxUnavailable`) or recreate.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use pier_controlplane::model::deployment::Deployment;
+use pier_controlplane::model::meta::IntOrString;
+use pier_controlplane::model::{Kind, Object, Pod};
+
+use super::{blocking, Node};
+use crate::error::Result;
+
+/// Label naming a pod's Deployment.
+pub const DEPLOYMENT_LABEL: &str = "pier.dev/deployment";
+/// Label with the hash of the template a pod was made from (Kubernetes' name).
+pub const TEMPLATE_HASH_LABEL: &str = "pod-template-hash";
+
+/// How often the controller looks again without being woken.
+const RESYNC: Duration = Duration::from_millis(500);
+
+/// Hash of a pod template: pods with another hash are from an older version.
+pub fn template_hash(d: &Deployment) -> String {
+    let json = serde_json::to_vec(&d.spec.template).unwrap_or_default();
+    crate::image::sha256_hex(&json)[..10].to_string()
+}
+
+/// Resolves `25%` or `1` against `replicas`, rounding up or down.
+fn scaled(v: Option<&IntOrString>, replicas: i64, round_up: bool) -> i64 {
+    match v {
+        None => {
+            let q = replicas * 25;
+            if round_up {
+                (q + 99) / 100
+            } else {
+                q / 100
+            }
+        }
+        Some(IntOrString::Int(n)) => (*n).max(0),
+        Some(IntOrString::String(s)) => {
+            let pct: i64 = s.trim_end_matches('%').parse().unwrap_or(25);
+            let q = replicas * pct;
+            if round_up {
+                (q + 99) / 100
+            } else {
+                q / 100
+            }
+        }
+    }
+}
+
+/// One pod as the controller sees it.
+#[derive(Debug, Clone)]
+pub struct PodView {
+    /// Pod name.
+    pub name: String,
+    /// Its template hash.
+    pub hash: String,
+    /// Ready condition.
+    pub ready: bool,
+}
+
+/// What one reconcile pass does.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Plan {
+    /// New pods to create.
+    pub create: usize,
+    /// Pods to terminate.
+    pub terminate: Vec<String>,
+}
+
+/// Decides the next step for a Deployment from its live (not terminating) pods.
+pub fn plan(d: &Deployment, pods: &[PodView]) -> Plan {
+    let replicas = d.spec.replicas.unwrap_or(1).max(0);
+    let hash = template_hash(d);
+    let (new, old): (Vec<&PodView>, Vec<&PodView>) = pods.iter().partition(|p| p.hash == hash);
+    let new_count = new.len() as i64;
+    let mut out = Plan::default();
+    let recreate = d
+        .spec
+        .strategy
+        .as_ref()
+        .and_then(|s| s.strategy_type.as_deref())
+        == Some("Recreate");
+    if recreate && !old.is_empty() {
+        out.terminate = old.iter().map(|p| p.name.clone()).collect();
+        return out;
+    }
+    let rolling = d
+        .spec
+        .strategy
+        .as_ref()
+        .and_then(|s| s.rolling_update.as_ref());
+    let surge = scaled(rolling.and_then(|r| r.max_surge.as_ref()), replicas, true);
+    let mut unavailable = scaled(
+        rolling.and_then(|r| r.max_unavailable.as_ref()),
+        replicas,
+        false,
+    );
+    if surge == 0 && unavailable == 0 {
+        unavailable = 1;
+    }
+    let total = pods.len() as i64;
+    if new_count < replicas {
+        let room = replicas + surge - total;
+        out.create = (replicas - new_count).min(room).max(0) as usize;
+    }
+    let min_available = replicas - unavailable;
+    let mut available = pods.iter().filter(|p| p.ready).count() as i64;
+    // Unready old pods serve nothing: they can go at once. Then ready ones, while enough stay.
+    let mut old_sorted = old.clone();
+    old_sorted.sort_by_key(|p| p.ready);
+    let mut remaining = total;
+    for p in old_sorted {
+        if !p.ready {
+            out.terminate.push(p.name.clone());
+            remaining -= 1;
+        } else if available - 1 >= min_available && new.iter().any(|n| n.ready) {
+            out.terminate.push(p.name.clone());
+            available -= 1;
+            remaining -= 1;
+        }
+    }
+    let _ = remaining;
+    if old.is_empty() && new_count > replicas {
+        let mut extra = new.clone();
+        extra.sort_by_key(|p| p.ready);
+        out.terminate.extend(
+            extra
+                .iter()
+                .take((new_count - replicas) as usize)
+                .map(|p| p.name.clone()),
+        );
+    }
+    out
+}
+
+fn new_pod(d: &Deployment, hash: &str) -> Pod {
+    let suffix: String = uuid::Uuid::new_v4().simple().to_string()[..5].to_string();
+    let mut pod = Pod {
+        api_version: "v1".into(),
+        kind: "Pod".into(),
+        ..Default::default()
+    };
+    pod.metadata.name = format!("{}-{hash}-{suffix}", d.metadata.name);
+    pod.metadata.namespace = d.metadata.namespace().to_string();
+    pod.metadata.labels = d.spec.template.metadata.labels.clone();
+    pod.metadata
+        .labels
+        .insert(DEPLOYMENT_LABEL.into(), d.metadata.name.clone());
+    pod.metadata
+        .labels
+        .insert(TEMPLATE_HASH_LABEL.into(), hash.to_string());
+    pod.metadata.annotations = d.spec.template.metadata.annotations.clone();
+    pod.spec = d.spec.template.spec.clone();
+    pod
+}
+
+/// Runs the controller until the store fails.
+pub async fn run(node: Arc<Node>) -> Result<()> {
+    let mut watch = node.store.watch(node.store.revision() + 1)?;
+    loop {
+        if let Err(e) = reconcile(&node).await {
+            tracing::warn!(error = %e, "deployment controller pass failed");
+        }
+        // Wakes on any store change (pods turning ready matter), or after RESYNC.
+        let _ = tokio::time::timeout(RESYNC, watch.next()).await;
+        while let Ok(Some(_)) = watch.try_next() {}
+    }
+}
+
+async fn reconcile(node: &Arc<Node>) -> Result<()> {
+    let store = Arc::clone(&node.store);
+    let (deployments, pods) = blocking(move || {
+        Ok((
+            store.list(Kind::Deployment, None, None)?.0,
+            store.list(Kind::Pod, None, None)?.0,
+        ))
+    })
+    .await?;
+    let mut status: HashMap<(String, String), Pod> = HashMap::new();
+    for o in pods {
+        if let Object::Pod(p) = o {
+            status.insert(
+                (p.metadata.namespace().to_string(), p.metadata.name.clone()),
+                p,
+            );
+        }
+    }
+    // The node's workers are the truth about which pods exist (a new one is not in the store
+    // for an instant); the store says which are ready.
+    let mut by_deployment: HashMap<(String, String), Vec<PodView>> = HashMap::new();
+    for ((ns, name), labels) in node.live_pods() {
+        let Some(dep) = labels.get(DEPLOYMENT_LABEL) else {
+            continue;
+        };
+        let stored = status.get(&(ns.clone(), name.clone()));
+        // A failed pod is replaced: it counts as old and not ready.
+        let failed = stored.is_some_and(|p| p.status.phase.as_deref() == Some("Failed"));
+        let view = PodView {
+            name,
+            hash: if failed {
+                String::new()
+            } else {
+                labels.get(TEMPLATE_HASH_LABEL).cloned().unwrap_or_default()
+            },
+            ready: stored.is_some_and(Pod::is_ready),
+        };
+        by_deployment
+            .entry((ns, dep.clone()))
+            .or_default()
+            .push(view);
+    }
+    let mut seen = std::collections::HashSet::new();
+    for o in deployments {
+        let Object::Deployment(d) = o else { continue };
+        let key = (d.metadata.namespace().to_string(), d.metadata.name.clone());
+        seen.insert(key.clone());
+        let pods = by_deployment.get(&key).cloned().unwrap_or_default();
+        let step = plan(&d, &pods);
+        let hash = template_hash(&d);
+        for name in &step.terminate {
+            tracing::info!(deployment = %d.metadata.name, pod = %name, "terminating pod");
+            node.terminate(&key.0, name);
+        }
+        for _ in 0..step.create {
+            let pod = new_pod(&d, &hash);
+            tracing::info!(deployment = %d.metadata.name, pod = %pod.metadata.name, "creating pod");
+            if let Err(e) = node.run_pod(pod) {
+                tracing::warn!(deployment = %d.metadata.name, error = %e, "cannot run pod");
+            }
+        }
+    }
+    for ((ns, dep), pods) in by_deployment {
+        if !seen.contains(&(ns.clone(), dep.clone())) {
+            for p in pods {
+                tracing::info!(deployment = %dep, pod = %p.name, "deployment deleted; terminating pod");
+                node.terminate(&ns, &p.name);
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dep(replicas: i64, image: &str) -> Deployment {
+        let mut d = Deployment::default();
+        d.metadata.name = "web".into();
+        d.spec.replicas = Some(replicas);
+        d.spec.template.spec.containers = vec![pier_controlplane::model::pod::Container {
+            name: "c".into(),
+            image: image.into(),
+            ..Default::default()
+        }];
+        d
+    }
+
+    fn pods(hash: &str, n: usize, ready: bool, prefix: &str) -> Vec<PodView> {
+        (0..n)
+            .map(|i| PodView {
+                name: format!("{prefix}{i}"),
+                hash: hash.into(),
+                ready,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn scales_up_from_nothing() {
+        assert_eq!(plan(&dep(3, "a"), &[]).create, 3);
+    }
+
+    #[test]
+    fn rolling_update_keeps_enough_ready() {
+        let v1 = dep(4, "v1");
+        let v2 = dep(4, "v2");
+        let old = pods(&template_hash(&v1), 4, true, "old");
+        // maxSurge 25% of 4 = 1: one new pod first, nothing removed until it is ready.
+        let p = plan(&v2, &old);
+        assert_eq!((p.create, p.terminate.len()), (1, 0));
+        let mut all = old.clone();
+        all.extend(pods(&template_hash(&v2), 1, false, "new"));
+        assert_eq!(
+            plan(&v2, &all),
+            Plan {
+                create: 0,
+                terminate: vec![]
+            }
+        );
+        // New one ready: 5 available, at least 4 - 1 must stay, so two old may go (as
+        // Kubernetes' maxScaledDown = all - minAvailable - unavailable new).
+        all.last_mut().unwrap().ready = true;
+        let p = plan(&v2, &all);
+        assert_eq!(p.terminate.len(), 2);
+        assert_eq!(p.create, 0);
+    }
+
+    #[test]
+    fn scales_down_extras_and_replaces_unready_old() {
+        let d = dep(2, "a");
+        let h = template_hash(&d);
+        let p = plan(&d, &pods(&h, 3, true, "p"));
+        assert_eq!(p.terminate.len(), 1);
+        let mut mixed = pods(&h, 2, true, "p");
+        mixed.push(PodView {
+            name: "stale".into(),
+            hash: "x".into(),
+            ready: false,
+        });
+        assert_eq!(plan(&d, &mixed).terminate, vec!["stale".to_string()]);
+    }
+}

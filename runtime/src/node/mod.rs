@@ -1,0 +1,281 @@
+//! The node agent: runs pods as containers (the kubelet's job), keeps their status in the store,
+//! restarts them by policy, probes them, and runs Deployments.
+
+pub mod api;
+pub mod deployment;
+pub mod probe;
+pub mod quantity;
+
+mod pod;
+
+use std::collections::{BTreeSet, HashMap};
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use pier_controlplane::model::{Kind, Object, Pod};
+use pier_controlplane::store::Store;
+use tokio::sync::watch;
+
+use crate::container::{ContainerConfig, Engine};
+use crate::error::{Error, Result};
+
+/// Annotation holding the ID of the container that runs a pod.
+pub const CONTAINER_ANNOTATION: &str = "pier.dev/container-id";
+/// Annotation holding how many times a pod's container was restarted.
+pub const RESTARTS_ANNOTATION: &str = "pier.dev/restarts";
+/// Annotation naming the node agent that runs a pod.
+pub const NODE_ANNOTATION: &str = "pier.dev/node";
+/// Container label naming its pod (`namespace/name`).
+pub const POD_LABEL: &str = "pier.dev/pod";
+
+/// Node agent settings.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// This node's name (`spec.nodeName` of its pods).
+    pub name: String,
+    /// How long a terminating pod stays in endpoints as not ready before it is stopped, so every
+    /// dataplane part stops sending it new work first.
+    pub drain_delay: Duration,
+    /// First pause before a crashed container is restarted; doubles up to `max_backoff`.
+    pub initial_backoff: Duration,
+    /// Longest pause between restarts.
+    pub max_backoff: Duration,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        Self {
+            name: "pier-node".into(),
+            drain_delay: Duration::from_secs(1),
+            initial_backoff: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(60),
+        }
+    }
+}
+
+type PodKey = (String, String);
+
+struct PodHandle {
+    terminate: watch::Sender<bool>,
+    labels: std::collections::BTreeMap<String, String>,
+}
+
+/// The node agent.
+pub struct Node {
+    engine: Arc<Engine>,
+    store: Arc<Store>,
+    config: NodeConfig,
+    pods: Mutex<HashMap<PodKey, PodHandle>>,
+    ip_lock: tokio::sync::Mutex<()>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Runs a blocking store call off the async threads.
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> pier_controlplane::Result<T> + Send + 'static,
+) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::Runtime(e.to_string()))?
+        .map_err(Error::Store)
+}
+
+impl Node {
+    /// A node agent over `engine` and `store`; call [`Node::start`] to adopt what runs.
+    pub fn new(engine: Arc<Engine>, store: Arc<Store>, config: NodeConfig) -> Arc<Self> {
+        Arc::new(Self {
+            engine,
+            store,
+            config,
+            pods: Mutex::new(HashMap::new()),
+            ip_lock: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    /// The engine.
+    pub fn engine(&self) -> &Arc<Engine> {
+        &self.engine
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    /// Re-adopts the containers of pods this node runs (after a daemon restart), removes
+    /// containers whose pod is gone, and forgets pods whose container is gone.
+    pub async fn start(self: &Arc<Self>) -> Result<()> {
+        let store = Arc::clone(&self.store);
+        let (pods, _) = blocking(move || store.list(Kind::Pod, None, None)).await?;
+        let mut by_key: HashMap<PodKey, Pod> = pods
+            .into_iter()
+            .filter_map(|o| match o {
+                Object::Pod(p)
+                    if p.metadata.annotations.get(NODE_ANNOTATION) == Some(&self.config.name) =>
+                {
+                    Some((
+                        (p.metadata.namespace().to_string(), p.metadata.name.clone()),
+                        p,
+                    ))
+                }
+                _ => None,
+            })
+            .collect();
+        for record in self.engine.list() {
+            let Some((ns, name)) = record
+                .config
+                .labels
+                .get(POD_LABEL)
+                .and_then(|k| k.split_once('/'))
+            else {
+                continue;
+            };
+            let key = (ns.to_string(), name.to_string());
+            match by_key.remove(&key) {
+                Some(pod) if pod.metadata.deletion_timestamp.is_none() => {
+                    tracing::info!(pod = %format!("{ns}/{name}"), "re-adopting pod");
+                    let work = pod::PodWork::adopt(pod, record.config.clone(), record.id.clone());
+                    self.spawn_worker(key, work);
+                }
+                Some(pod) => {
+                    // It was being terminated when the daemon stopped: finish the job.
+                    let work = pod::PodWork::adopt(pod, record.config.clone(), record.id.clone());
+                    self.spawn_worker(key.clone(), work);
+                    self.terminate(&key.0, &key.1);
+                }
+                None => {
+                    tracing::info!(container = %record.config.name, "removing the container of a deleted pod");
+                    let _ = self.engine.remove(&record.id, true).await;
+                }
+            }
+        }
+        for ((ns, name), _) in by_key {
+            tracing::info!(pod = %format!("{ns}/{name}"), "pod lost its container; deleting it");
+            let store = Arc::clone(&self.store);
+            let _ = blocking(move || store.delete(Kind::Pod, &ns, &name, None)).await;
+        }
+        Ok(())
+    }
+
+    /// Allocates an address and writes the pod as Pending with it, so the address is held in
+    /// the store before any network is made.
+    async fn register(&self, pod: &mut Pod) -> Result<Ipv4Addr> {
+        let _guard = self.ip_lock.lock().await;
+        let store = Arc::clone(&self.store);
+        let (pods, _) = blocking(move || store.list(Kind::Pod, None, None)).await?;
+        let mut used: BTreeSet<Ipv4Addr> = self.engine.used_ips();
+        for o in &pods {
+            if let Object::Pod(p) = o {
+                if let Some(Ok(IpAddr::V4(ip))) = p.status.pod_ip.as_deref().map(str::parse) {
+                    used.insert(ip);
+                }
+            }
+        }
+        let ip = self.engine.network().allocate(&used)?;
+        pod.status.pod_ip = Some(ip.to_string());
+        pod.status.phase = Some("Pending".into());
+        pod::set_ready(pod, false);
+        pod.spec.node_name = Some(self.config.name.clone());
+        pod.metadata
+            .annotations
+            .insert(NODE_ANNOTATION.into(), self.config.name.clone());
+        self.write(pod).await?;
+        Ok(ip)
+    }
+
+    /// Writes a pod this node owns.
+    async fn write(&self, pod: &Pod) -> Result<()> {
+        let mut pod = pod.clone();
+        pod.metadata.resource_version.clear();
+        let store = Arc::clone(&self.store);
+        blocking(move || store.apply(vec![Object::Pod(pod)])).await?;
+        Ok(())
+    }
+
+    /// Runs a pod from its spec (a Deployment's template).
+    pub fn run_pod(self: &Arc<Self>, pod: Pod) -> Result<()> {
+        let work = pod::PodWork::from_pod(pod)?;
+        let key = work.key();
+        if lock(&self.pods).contains_key(&key) {
+            return Err(Error::Exists(format!("pod {}/{}", key.0, key.1)));
+        }
+        self.spawn_worker(key, work);
+        Ok(())
+    }
+
+    /// Runs a container with docker-like options as a pod of the same name.
+    pub async fn run_container(
+        self: &Arc<Self>,
+        config: ContainerConfig,
+        namespace: &str,
+    ) -> Result<crate::ContainerRecord> {
+        let pod = pod::pod_for_container(&config, namespace);
+        let key = (namespace.to_string(), config.name.clone());
+        if lock(&self.pods).contains_key(&key) || self.engine.get(&config.name).is_ok() {
+            return Err(Error::Exists(format!("container name {:?}", config.name)));
+        }
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let mut work = pod::PodWork::from_container(pod, config);
+        work.created = Some(tx);
+        self.spawn_worker(key, work);
+        match rx.await {
+            Ok(result) => result,
+            Err(_) => Err(Error::Runtime(
+                "pod worker ended before the container started".into(),
+            )),
+        }
+    }
+
+    /// Starts a pod's worker.
+    fn spawn_worker(self: &Arc<Self>, key: PodKey, work: pod::PodWork) {
+        let (tx, rx) = watch::channel(false);
+        let labels = work.pod.metadata.labels.clone();
+        lock(&self.pods).insert(
+            key.clone(),
+            PodHandle {
+                terminate: tx,
+                labels,
+            },
+        );
+        let node = Arc::clone(self);
+        tokio::spawn(async move {
+            pod::worker(Arc::clone(&node), work, rx).await;
+            lock(&node.pods).remove(&key);
+        });
+    }
+
+    /// Drains and stops a pod, then deletes it from the store.
+    pub fn terminate(&self, namespace: &str, name: &str) -> bool {
+        match lock(&self.pods).get(&(namespace.to_string(), name.to_string())) {
+            Some(h) => {
+                h.terminate.send_replace(true);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Terminates the pod whose container is `key` (ID, prefix or name); false when it has none.
+    pub fn terminate_container(&self, key: &str) -> Result<bool> {
+        let record = self.engine.get(key)?;
+        Ok(record
+            .config
+            .labels
+            .get(POD_LABEL)
+            .and_then(|k| k.split_once('/'))
+            .is_some_and(|(ns, name)| self.terminate(ns, name)))
+    }
+
+    /// Pods this node runs and is not terminating: (namespace, name) and labels.
+    pub fn live_pods(&self) -> Vec<(PodKey, std::collections::BTreeMap<String, String>)> {
+        lock(&self.pods)
+            .iter()
+            .filter(|(_, h)| !*h.terminate.borrow())
+            .map(|(k, h)| (k.clone(), h.labels.clone()))
+            .collect()
+    }
+}
