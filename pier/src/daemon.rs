@@ -24,6 +24,8 @@ pub struct Daemon {
     pub store: Arc<Store>,
     /// The published snapshot.
     pub snapshot: Arc<SnapshotHandle>,
+    /// The node agent, when the container engine runs.
+    pub node: Option<Arc<pier_runtime::Node>>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -198,7 +200,7 @@ async fn start_runtime(
     store: &Arc<Store>,
     shutdown: &watch::Receiver<bool>,
     tasks: &mut Vec<tokio::task::JoinHandle<()>>,
-) -> Option<Arc<dyn api::Extension>> {
+) -> Option<Arc<pier_runtime::Node>> {
     if pier_controlplane::api::current_uid() != 0 {
         tracing::info!("container engine off: it needs root (pier run, Deployments)");
         return None;
@@ -263,10 +265,7 @@ async fn start_runtime(
         }));
     }
     tracing::info!(root = %config.root.display(), pod_cidr = %config.network.subnet, "container engine ready");
-    Some(Arc::new(pier_runtime::node::api::EngineApi::new(
-        node,
-        config.insecure_registries.clone(),
-    )))
+    Some(node)
 }
 
 /// Runs `f` again after a growing pause each time it fails, until shutdown.
@@ -397,11 +396,18 @@ impl Daemon {
                 "eBPF socket-LB off (--no-ebpf); the userspace proxy serves every port"
             ),
         }
-        let extension = match &config.runtime {
+        let node = match &config.runtime {
             Some(rt) => {
                 start_runtime(rt, config.dns.as_ref(), &store, &shutdown_rx, &mut tasks).await
             }
             None => None,
+        };
+        let extension = match (&node, &config.runtime) {
+            (Some(node), Some(rt)) => Some(Arc::new(pier_runtime::node::api::EngineApi::new(
+                Arc::clone(node),
+                rt.insecure_registries.clone(),
+            )) as Arc<dyn api::Extension>),
+            _ => None,
         };
         let ctx = Arc::new(ApiContext {
             store: Arc::clone(&store),
@@ -442,6 +448,7 @@ impl Daemon {
         Ok(Daemon {
             store,
             snapshot,
+            node,
             shutdown,
             tasks,
         })

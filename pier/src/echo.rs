@@ -194,8 +194,13 @@ pub async fn run(config: EchoConfig) -> Result<()> {
         anyhow::bail!("nothing to serve: give --http, --tcp or --udp");
     }
     announce("ready");
-    for t in tasks {
-        let _ = t.await;
+    // SIGTERM ends it at once: as a container's init it would otherwise be ignored.
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let all = futures_util::future::join_all(tasks);
+    tokio::select! {
+        _ = all => {}
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
     }
     Ok(())
 }

@@ -114,9 +114,12 @@ struct DaemonArgs {
     /// Where images, containers and logs are kept (default <state-dir>/runtime).
     #[arg(long)]
     runtime_dir: Option<PathBuf>,
-    /// Pod network on the pier-br0 bridge.
+    /// Pod network.
     #[arg(long, default_value = "10.88.0.0/16")]
     pod_cidr: Ipv4Net,
+    /// Bridge the pods are attached to.
+    #[arg(long, default_value = "pier-br0")]
+    bridge: String,
     /// Registry reached over plain HTTP (repeatable; loopback registries always are).
     #[arg(long)]
     insecure_registry: Vec<String>,
@@ -356,7 +359,7 @@ fn daemon_config(args: &DaemonArgs, socket: Option<PathBuf>) -> Result<DaemonCon
             node_name: nix_hostname(),
             network: pier_runtime::NetworkConfig {
                 subnet: args.pod_cidr,
-                ..Default::default()
+                bridge: args.bridge.clone(),
             },
             insecure_registries: args.insecure_registry.clone(),
         }),

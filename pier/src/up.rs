@@ -4,7 +4,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Result;
+use hyper::Method;
 use pier_controlplane::api::Client;
+use pier_controlplane::model::{Kind, Object};
 use pier_controlplane::snapshot::{BackendView, NodeSnapshot, PortMode, Protocol, ServiceView};
 
 use crate::cli::{self, output::table};
@@ -147,15 +149,119 @@ async fn settle(daemon: &Daemon) {
 }
 
 /// Runs `pier up`.
+/// The repository of the images `pier up` builds from its own binary when manifests use them.
+const ECHO_REPOSITORY: &str = "pier/echo";
+
+/// `pier/echo:<tag>` images the manifests run, so they work offline without a registry.
+fn echo_images(files: &[cli::manifests::ManifestFile]) -> Vec<String> {
+    let mut out = std::collections::BTreeSet::new();
+    for o in files.iter().flat_map(|f| &f.objects) {
+        let spec = match &o.parsed.object {
+            Object::Deployment(d) => &d.spec.template.spec,
+            Object::Pod(p) => &p.spec,
+            _ => continue,
+        };
+        for c in &spec.containers {
+            if pier_runtime::image::Reference::parse(&c.image)
+                .is_ok_and(|r| r.registry.is_none() && r.repository == ECHO_REPOSITORY)
+            {
+                out.insert(c.image.clone());
+            }
+        }
+    }
+    out.into_iter().collect()
+}
+
+/// Builds the missing `pier/echo` images from this binary (the engine must be running).
+async fn ensure_echo_images(client: &Client, wanted: &[String]) -> Result<()> {
+    if wanted.is_empty() {
+        return Ok(());
+    }
+    let Ok(list) = client.call(Method::GET, "/v1/images", None).await else {
+        tracing::warn!("container engine off (not root?): the quickstart's Deployments will not run");
+        return Ok(());
+    };
+    let have: Vec<&str> = list["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|i| i["reference"].as_str())
+        .collect();
+    let binary = std::env::current_exe()?;
+    for image in wanted {
+        let full = pier_runtime::image::Reference::parse(image)?.to_string();
+        if have.contains(&full.as_str()) {
+            continue;
+        }
+        println!("building image {full} from {}", binary.display());
+        let body = serde_json::json!({
+            "reference": full,
+            "binary": binary,
+            "pathInImage": "/usr/local/bin/pier",
+            "cmd": ["echo", "--http", "0.0.0.0:8080"],
+            "expose": ["8080"],
+        });
+        client.call(Method::POST, "/v1/images/build", Some(&body)).await?;
+    }
+    Ok(())
+}
+
+/// Waits (bounded) until every Deployment's pods are ready, so the summary shows endpoints.
+async fn wait_for_pods(client: &Client) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while tokio::time::Instant::now() < deadline {
+        let (Ok(deps), Ok(pods)) = (
+            client.list(Kind::Deployment, None, None).await,
+            client.list(Kind::Pod, None, None).await,
+        ) else {
+            return;
+        };
+        let want: i64 = deps
+            .iter()
+            .map(|d| d["spec"]["replicas"].as_i64().unwrap_or(1))
+            .sum();
+        let ready = pods
+            .iter()
+            .filter(|p| {
+                p["metadata"]["labels"].get("pier.dev/deployment").is_some()
+                    && p["metadata"]["deletionTimestamp"].is_null()
+                    && p["status"]["conditions"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .any(|c| c["type"] == "Ready" && c["status"] == "True")
+            })
+            .count() as i64;
+        if ready >= want {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Runs `pier up`.
 pub async fn run(config: DaemonConfig, files: Vec<PathBuf>) -> Result<()> {
     // Validate before starting anything, so a bad manifest fails fast.
-    cli::manifests::read(&files, None)?;
+    let manifests = cli::manifests::read(&files, None)?;
     let mut signals = daemon::Signals::install()?;
     let daemon = Daemon::start(&config).await?;
     let client = Client::new(&config.socket);
+    if config.runtime.is_some() {
+        if let Err(e) = ensure_echo_images(&client, &echo_images(&manifests)).await {
+            daemon.stop().await;
+            return Err(e);
+        }
+    }
     if let Err(e) = cli::apply(&client, &files, None).await {
+        let node = daemon.node.clone();
         daemon.stop().await;
+        if let Some(node) = node {
+            node.remove_all().await;
+        }
         return Err(e);
+    }
+    if config.runtime.is_some() {
+        wait_for_pods(&client).await;
     }
     settle(&daemon).await;
     let admin = client
@@ -173,6 +279,11 @@ pub async fn run(config: DaemonConfig, files: Vec<PathBuf>) -> Result<()> {
     );
     let signal = signals.recv().await;
     tracing::info!(signal, "shutting down");
+    let node = daemon.node.clone();
     daemon.stop().await;
+    // `pier up` is a foreground session: its containers end with it (`pier daemon` keeps them).
+    if let Some(node) = node {
+        node.remove_all().await;
+    }
     Ok(())
 }

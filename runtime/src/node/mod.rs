@@ -270,6 +270,24 @@ impl Node {
             .is_some_and(|(ns, name)| self.terminate(ns, name)))
     }
 
+    /// Drains, stops and removes every pod and container this node runs (for `pier up`, whose
+    /// containers end with it). Stop the Deployment controller first, or it makes new ones.
+    pub async fn remove_all(&self) {
+        let keys: Vec<PodKey> = lock(&self.pods).keys().cloned().collect();
+        for (ns, name) in &keys {
+            self.terminate(ns, name);
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        while !lock(&self.pods).is_empty() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        for record in self.engine.list() {
+            if let Err(e) = self.engine.remove(&record.id, true).await {
+                tracing::warn!(container = %record.config.name, error = %e, "removing container");
+            }
+        }
+    }
+
     /// Pods this node runs and is not terminating: (namespace, name) and labels.
     pub fn live_pods(&self) -> Vec<(PodKey, std::collections::BTreeMap<String, String>)> {
         lock(&self.pods)
