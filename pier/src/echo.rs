@@ -44,6 +44,8 @@ struct Identity {
     name: String,
     version: String,
     hostname: String,
+    /// What `/readyz` answers; `POST /readyz/disable` and `/readyz/enable` flip it (podinfo's API).
+    ready: std::sync::atomic::AtomicBool,
 }
 
 fn hostname() -> String {
@@ -55,6 +57,15 @@ fn hostname() -> String {
 async fn answer(id: Arc<Identity>, req: Request<Incoming>) -> Response<Full<Bytes>> {
     let path = req.uri().path().to_string();
     let mut status = StatusCode::OK;
+    use std::sync::atomic::Ordering;
+    match (req.method() == hyper::Method::POST, path.as_str()) {
+        (true, "/readyz/disable") => id.ready.store(false, Ordering::Relaxed),
+        (true, "/readyz/enable") => id.ready.store(true, Ordering::Relaxed),
+        (_, "/readyz") if !id.ready.load(Ordering::Relaxed) => {
+            status = StatusCode::SERVICE_UNAVAILABLE;
+        }
+        _ => {}
+    }
     if let Some(code) = path.strip_prefix("/status/") {
         status = code
             .parse::<u16>()
@@ -166,6 +177,7 @@ pub async fn run(config: EchoConfig) -> Result<()> {
         name: config.name.clone(),
         version: config.version,
         hostname: hostname(),
+        ready: true.into(),
     });
     let mut tasks = Vec::new();
     for addr in config.http {

@@ -178,7 +178,9 @@ async fn ensure_echo_images(client: &Client, wanted: &[String]) -> Result<()> {
         return Ok(());
     }
     let Ok(list) = client.call(Method::GET, "/v1/images", None).await else {
-        tracing::warn!("container engine off (not root?): the quickstart's Deployments will not run");
+        tracing::warn!(
+            "container engine off (not root?): the quickstart's Deployments will not run"
+        );
         return Ok(());
     };
     let have: Vec<&str> = list["items"]
@@ -201,7 +203,9 @@ async fn ensure_echo_images(client: &Client, wanted: &[String]) -> Result<()> {
             "cmd": ["echo", "--http", "0.0.0.0:8080"],
             "expose": ["8080"],
         });
-        client.call(Method::POST, "/v1/images/build", Some(&body)).await?;
+        client
+            .call(Method::POST, "/v1/images/build", Some(&body))
+            .await?;
     }
     Ok(())
 }

@@ -155,7 +155,10 @@ fn selector_services_get_endpoints_and_delete_cleans_up() {
     let out = d.pier(&[
         "apply",
         "-f",
-        concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/standin-pods.yaml"),
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/standin-pods.yaml"
+        ),
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -203,7 +206,10 @@ fn selector_services_get_endpoints_and_delete_cleans_up() {
     let out = d.pier(&[
         "delete",
         "-f",
-        concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/standin-pods.yaml"),
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/standin-pods.yaml"
+        ),
     ]);
     assert!(!out.status.success(), "web-v1 was already gone: reported");
     assert!(d.get_json(&["pods"])["items"]

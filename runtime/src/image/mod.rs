@@ -152,7 +152,16 @@ impl ImageStore {
     /// Finds an image by reference (`pier/echo:v1`, `pier/echo` for `:latest`) or ID prefix.
     pub fn resolve(&self, name: &str) -> Result<ImageRecord> {
         let images = self.list()?;
-        let wanted = Reference::parse(name).ok().map(|r| r.to_string());
+        let parsed = Reference::parse(name);
+        let hex_like = name
+            .strip_prefix("sha256:")
+            .unwrap_or(name)
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit());
+        if let (Err(e), false) = (&parsed, hex_like) {
+            return Err(Error::Invalid(e.to_string()));
+        }
+        let wanted = parsed.ok().map(|r| r.to_string());
         if let Some(found) = images
             .iter()
             .find(|i| Some(&i.reference) == wanted.as_ref() || i.reference == name)
