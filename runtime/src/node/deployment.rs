@@ -111,18 +111,14 @@ pub fn plan(d: &Deployment, pods: &[PodView]) -> Plan {
     // Unready old pods serve nothing: they can go at once. Then ready ones, while enough stay.
     let mut old_sorted = old.clone();
     old_sorted.sort_by_key(|p| p.ready);
-    let mut remaining = total;
     for p in old_sorted {
         if !p.ready {
             out.terminate.push(p.name.clone());
-            remaining -= 1;
-        } else if available - 1 >= min_available && new.iter().any(|n| n.ready) {
+        } else if available > min_available && new.iter().any(|n| n.ready) {
             out.terminate.push(p.name.clone());
             available -= 1;
-            remaining -= 1;
         }
     }
-    let _ = remaining;
     if old.is_empty() && new_count > replicas {
         let mut extra = new.clone();
         extra.sort_by_key(|p| p.ready);
