@@ -370,6 +370,11 @@ fn up_runs_the_quickstart() {
         .unwrap();
     let status = child.wait().unwrap();
     drop(guard);
+    if common::is_root() {
+        let _ = Command::new("ip")
+            .args(["link", "del", "pier-qs0"])
+            .status();
+    }
     assert!(killed.success());
     assert!(
         out.contains("SERVICE") && out.contains("CLUSTER-IP"),
