@@ -18,7 +18,8 @@ pub struct Client {
     socket: PathBuf,
 }
 
-fn encode(s: &str) -> String {
+/// Percent-encodes a path segment or query value.
+pub fn encode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
             b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
@@ -42,13 +43,13 @@ impl Client {
         &self.socket
     }
 
-    /// Sends one request and returns the status and JSON body.
-    pub async fn request(
+    /// Opens a connection and sends one request; the response body is left to the caller.
+    async fn send(
         &self,
         method: Method,
         path: &str,
         body: Option<&Value>,
-    ) -> Result<(StatusCode, Value), Error> {
+    ) -> Result<hyper::Response<hyper::body::Incoming>, Error> {
         let stream = UnixStream::connect(&self.socket).await.map_err(|e| {
             Error::Transport(format!(
                 "cannot reach the pier daemon at {}: {e} (is `pier daemon` running? set PIER_SOCKET or --socket)",
@@ -67,10 +68,20 @@ impl Client {
             .header(hyper::header::CONTENT_TYPE, "application/json")
             .body(Full::new(Bytes::from(payload)))
             .map_err(|e| Error::Transport(e.to_string()))?;
-        let resp = sender
+        sender
             .send_request(req)
             .await
-            .map_err(|e| Error::Transport(format!("control request failed: {e}")))?;
+            .map_err(|e| Error::Transport(format!("control request failed: {e}")))
+    }
+
+    /// Sends one request and returns the status and JSON body.
+    pub async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<(StatusCode, Value), Error> {
+        let resp = self.send(method, path, body).await?;
         let status = resp.status();
         let bytes = resp
             .into_body()
@@ -91,28 +102,7 @@ impl Client {
         body: Option<&Value>,
         mut line: impl FnMut(&str),
     ) -> Result<(), Error> {
-        let stream = UnixStream::connect(&self.socket).await.map_err(|e| {
-            Error::Transport(format!(
-                "cannot reach the pier daemon at {}: {e} (is `pier daemon` running? set PIER_SOCKET or --socket)",
-                self.socket.display()
-            ))
-        })?;
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| Error::Transport(format!("control socket handshake: {e}")))?;
-        tokio::spawn(conn);
-        let payload = body.map(|b| b.to_string()).unwrap_or_default();
-        let req = Request::builder()
-            .method(method)
-            .uri(path)
-            .header(hyper::header::HOST, "pier")
-            .header(hyper::header::CONTENT_TYPE, "application/json")
-            .body(Full::new(Bytes::from(payload)))
-            .map_err(|e| Error::Transport(e.to_string()))?;
-        let resp = sender
-            .send_request(req)
-            .await
-            .map_err(|e| Error::Transport(format!("control request failed: {e}")))?;
+        let resp = self.send(method, path, body).await?;
         let status = resp.status();
         let mut body = resp.into_body();
         if !status.is_success() {

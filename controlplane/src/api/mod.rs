@@ -13,7 +13,7 @@ mod server;
 
 use std::path::PathBuf;
 
-pub use client::Client;
+pub use client::{encode, Client};
 pub use server::{bind, serve, ApiContext, Extension, ExtensionFuture, ExtensionResponse};
 
 /// The default control socket: `/run/pier/pier.sock` for root, else under `$XDG_RUNTIME_DIR`.

@@ -87,15 +87,7 @@ async fn extension(
         .to_bytes();
     match ext.handle(method, path, query, bytes).await {
         ExtensionResponse::Json(status, value) => Ok(full(status, value)),
-        ExtensionResponse::Stream(rx) => {
-            let stream = ReceiverStream::new(rx).map(|b| Ok::<_, Infallible>(Frame::data(b)));
-            let mut resp = Response::new(BodyExt::boxed(StreamBody::new(stream)));
-            resp.headers_mut().insert(
-                hyper::header::CONTENT_TYPE,
-                hyper::header::HeaderValue::from_static("application/x-ndjson"),
-            );
-            Ok(resp)
-        }
+        ExtensionResponse::Stream(rx) => Ok(ndjson(rx)),
     }
 }
 
@@ -278,13 +270,18 @@ async fn watch_stream(
             }
         }
     });
+    Ok(ndjson(rx))
+}
+
+/// A streamed newline-delimited JSON response fed by `rx`.
+fn ndjson(rx: tokio::sync::mpsc::Receiver<Bytes>) -> Response<Body> {
     let stream = ReceiverStream::new(rx).map(|b| Ok::<_, Infallible>(Frame::data(b)));
     let mut resp = Response::new(BodyExt::boxed(StreamBody::new(stream)));
     resp.headers_mut().insert(
         hyper::header::CONTENT_TYPE,
         hyper::header::HeaderValue::from_static("application/x-ndjson"),
     );
-    Ok(resp)
+    resp
 }
 
 async fn route(

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use hyper::Method;
+use pier_controlplane::api::encode;
 use pier_controlplane::api::Client;
 use serde_json::{json, Value};
 
@@ -344,7 +345,7 @@ pub async fn pull(client: &Client, name: &str) -> Result<()> {
     let tty = std::io::stderr().is_terminal();
     let mut failed: Option<String> = None;
     let mut done_image: Option<Value> = None;
-    let path = format!("/v1/images/pull?name={}", urlencode(name));
+    let path = format!("/v1/images/pull?name={}", encode(name));
     client
         .stream_lines(Method::POST, &path, None, |line| {
             let Ok(v) = serde_json::from_str::<Value>(line) else {
@@ -404,17 +405,6 @@ pub async fn pull(client: &Client, name: &str) -> Result<()> {
         }
         None => bail!("pull of {name} ended without a result"),
     }
-}
-
-fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 /// `pier image` subcommands.
@@ -509,7 +499,7 @@ pub async fn image(client: &Client, cmd: ImageCommand) -> Result<()> {
                 client
                     .call(
                         Method::DELETE,
-                        &format!("/v1/images?name={}", urlencode(&n)),
+                        &format!("/v1/images?name={}", encode(&n)),
                         None,
                     )
                     .await?;
