@@ -59,6 +59,12 @@ enum Scenario {
         #[arg(long, default_value_t = 3)]
         rounds: usize,
     },
+    /// Container engine: create->running and stop->removed, pier vs runc vs crun, same bundle.
+    Runtime {
+        /// Containers per runtime; figures are medians.
+        #[arg(long, default_value_t = 50)]
+        rounds: usize,
+    },
     /// Proxy: pier vs HAProxy in front of nginx, wrk and h2load, HTTP/1.1, h2c and TCP mode.
     Proxy {
         /// Seconds per measured run.
@@ -113,6 +119,9 @@ fn main() -> Result<()> {
             connections,
             rounds,
         })),
+        Scenario::Runtime { rounds } => {
+            scenarios::runtime::run_all(scenarios::runtime::Params { rounds })
+        }
         Scenario::Proxy {
             seconds,
             connections,

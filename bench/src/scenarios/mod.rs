@@ -3,4 +3,5 @@
 pub mod controlplane;
 pub mod dns;
 pub mod proxy;
+pub mod runtime;
 pub mod socketlb;

@@ -752,27 +752,7 @@ impl Engine {
     }
 
     fn delete_runtime_state(&self, id: &str) {
-        let root = self.config.root.join("libcontainer").join(id);
-        if root.exists() {
-            match libcontainer::container::Container::load(root.clone()) {
-                Ok(mut c) => {
-                    if let Err(e) = c.delete(true) {
-                        tracing::debug!(id = %&id[..12], error = %e, "libcontainer delete");
-                    }
-                }
-                Err(e) => tracing::debug!(id = %&id[..12], error = %e, "libcontainer load"),
-            }
-            let _ = fs::remove_dir_all(&root);
-        }
-        // libcontainer removes the cgroups it made; leftovers of a crash go here.
-        for base in ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"] {
-            if let Ok(entries) = fs::read_dir(base) {
-                for e in entries.flatten() {
-                    let _ = fs::remove_dir(e.path().join("pier").join(id));
-                }
-            }
-            let _ = fs::remove_dir(Path::new(base).join("pier").join(id));
-        }
+        delete_state(&self.config.root.join("libcontainer"), id);
     }
 
     /// Removes everything a container holds: runtime state, network, rootfs mount, files.
@@ -792,5 +772,31 @@ impl Engine {
             }
         }
         let _ = fs::remove_dir_all(&dir);
+    }
+}
+
+/// Deletes libcontainer's state and cgroups of container `id` under `state_root` (it must not
+/// run any more); missing pieces are fine.
+pub fn delete_state(state_root: &Path, id: &str) {
+    let root = state_root.join(id);
+    if root.exists() {
+        match libcontainer::container::Container::load(root.clone()) {
+            Ok(mut c) => {
+                if let Err(e) = c.delete(true) {
+                    tracing::debug!(id, error = %e, "libcontainer delete");
+                }
+            }
+            Err(e) => tracing::debug!(id, error = %e, "libcontainer load"),
+        }
+        let _ = fs::remove_dir_all(&root);
+    }
+    // libcontainer removes the cgroups it made; leftovers of a crash go here.
+    for base in ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"] {
+        if let Ok(entries) = fs::read_dir(base) {
+            for e in entries.flatten() {
+                let _ = fs::remove_dir(e.path().join("pier").join(id));
+            }
+        }
+        let _ = fs::remove_dir(Path::new(base).join("pier").join(id));
     }
 }
