@@ -190,9 +190,18 @@ async fn ensure_echo_images(client: &Client, wanted: &[String]) -> Result<()> {
         .filter_map(|i| i["reference"].as_str())
         .collect();
     let binary = std::env::current_exe()?;
+    // Every tag is the same binary: built once, then named again.
+    let mut built: Option<String> = None;
     for image in wanted {
         let full = pier_runtime::image::Reference::parse(image)?.to_string();
         if have.contains(&full.as_str()) {
+            continue;
+        }
+        if let Some(source) = &built {
+            let body = serde_json::json!({"source": source, "target": full});
+            client
+                .call(Method::POST, "/v1/images/tag", Some(&body))
+                .await?;
             continue;
         }
         println!("building image {full} from {}", binary.display());
@@ -206,6 +215,7 @@ async fn ensure_echo_images(client: &Client, wanted: &[String]) -> Result<()> {
         client
             .call(Method::POST, "/v1/images/build", Some(&body))
             .await?;
+        built = Some(full);
     }
     Ok(())
 }

@@ -65,9 +65,11 @@ fn link_exists(name: &str) -> bool {
 }
 
 /// The node's pod network.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Network {
     config: NetworkConfig,
+    /// Set once the bridge is known to be up, so containers after the first spawn no `ip` for it.
+    bridge_up: std::sync::atomic::AtomicBool,
 }
 
 /// Names of a container's network objects.
@@ -82,7 +84,10 @@ fn host_veth(id: &str) -> String {
 impl Network {
     /// The network with `config`; nothing is created until [`Network::ensure_bridge`].
     pub fn new(config: NetworkConfig) -> Self {
-        Self { config }
+        Self {
+            config,
+            bridge_up: false.into(),
+        }
     }
 
     /// The bridge's address, the pods' gateway.
@@ -97,7 +102,12 @@ impl Network {
 
     /// Creates the bridge with the gateway address, if missing.
     pub fn ensure_bridge(&self) -> Result<()> {
+        use std::sync::atomic::Ordering;
         let br = &self.config.bridge;
+        // Someone may delete the bridge under a running daemon: the sysfs check is cheap.
+        if self.bridge_up.load(Ordering::Acquire) && link_exists(br) {
+            return Ok(());
+        }
         if !link_exists(br) {
             ip_batch(None, &format!("link add {br} type bridge\n"))?;
         }
@@ -110,7 +120,9 @@ impl Network {
         if !has_addr {
             ip_batch(None, &format!("addr add {cidr} dev {br}\n"))?;
         }
-        ip_batch(None, &format!("link set {br} up\n"))
+        ip_batch(None, &format!("link set {br} up\n"))?;
+        self.bridge_up.store(true, Ordering::Release);
+        Ok(())
     }
 
     /// The lowest free address of the subnet not in `used` (nor the gateway).
@@ -122,9 +134,15 @@ impl Network {
             .ok_or_else(|| Error::Network(format!("no free address left in {net}")))
     }
 
+    /// Where the network namespace of container `id` is (once attached).
+    pub fn netns_path(id: &str) -> PathBuf {
+        PathBuf::from("/var/run/netns").join(netns_name(id))
+    }
+
     /// Creates the container's namespace and veth, with `ip` on `eth0`, `lo` up and a default
-    /// route; returns the namespace's path.
-    pub fn attach(&self, id: &str, ip: Ipv4Addr) -> Result<PathBuf> {
+    /// route, at [`Network::netns_path`]; the bridge is made first if needed.
+    pub fn attach(&self, id: &str, ip: Ipv4Addr) -> Result<()> {
+        self.ensure_bridge()?;
         let ns = netns_name(id);
         let veth = host_veth(id);
         let br = &self.config.bridge;
@@ -151,7 +169,7 @@ impl Network {
             let _ = self.detach(id);
             return Err(e);
         }
-        Ok(PathBuf::from("/var/run/netns").join(ns))
+        Ok(())
     }
 
     /// Removes the namespace and veth of a container (missing ones are fine).
@@ -160,9 +178,8 @@ impl Network {
         if link_exists(&veth) {
             ip_batch(None, &format!("link del {veth}\n"))?;
         }
-        let ns = netns_name(id);
-        if std::path::Path::new("/var/run/netns").join(&ns).exists() {
-            ip_batch(None, &format!("netns del {ns}\n"))?;
+        if Self::netns_path(id).exists() {
+            ip_batch(None, &format!("netns del {}\n", netns_name(id)))?;
         }
         Ok(())
     }

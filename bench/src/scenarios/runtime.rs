@@ -77,7 +77,7 @@ fn write_config(bundle: &Path, rootfs: &Path, id: &str) -> Result<()> {
         entrypoint: Some(vec!["/bin/sleep".into(), "3600".into()]),
         ..Default::default()
     };
-    let spec = spec::build(id, &config, &image, rootfs, None, &bundle.join("no-etc"))?;
+    let spec = spec::build(id, &config, &image, rootfs, None, None)?;
     std::fs::write(
         bundle.join("config.json"),
         serde_json::to_vec_pretty(&spec)?,

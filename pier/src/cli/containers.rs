@@ -229,7 +229,7 @@ pub async fn ps(client: &Client, all: bool, format: Format) -> Result<()> {
             vec![
                 short(c["id"].as_str().unwrap_or("")),
                 c["image"].as_str().unwrap_or("").to_string(),
-                c["config"]["name"].as_str().unwrap_or("").to_string(),
+                c["name"].as_str().unwrap_or("").to_string(),
                 status,
                 c["ip"].as_str().unwrap_or("-").to_string(),
                 ports.join(", "),
@@ -439,6 +439,13 @@ pub enum ImageCommand {
         #[arg(short, long)]
         tag: Option<String>,
     },
+    /// Give an image another name.
+    Tag {
+        /// Existing image reference or ID.
+        source: String,
+        /// New name and tag.
+        target: String,
+    },
     /// Remove images.
     Rm {
         /// Image references or IDs.
@@ -493,6 +500,17 @@ pub async fn image(client: &Client, cmd: ImageCommand) -> Result<()> {
                     i["id"].as_str().unwrap_or("")
                 );
             }
+        }
+        ImageCommand::Tag { source, target } => {
+            let body = json!({"source": source, "target": target});
+            let img = client
+                .call(Method::POST, "/v1/images/tag", Some(&body))
+                .await?;
+            println!(
+                "{} {}",
+                img["reference"].as_str().unwrap_or(""),
+                img["id"].as_str().unwrap_or("")
+            );
         }
         ImageCommand::Rm { names } => {
             for n in names {

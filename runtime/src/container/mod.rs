@@ -470,22 +470,24 @@ impl Engine {
         for d in ["upper", "work", "rootfs", "etc"] {
             fs::create_dir_all(dir.join(d)).at(dir.join(d))?;
         }
-        // Validates the spec before anything heavier is done.
-        let hostname = config
-            .hostname
-            .clone()
-            .unwrap_or_else(|| id[..12].to_string());
-        spec::build(
+        // The whole spec, validated before anything heavier is done; the netns path is known
+        // before the namespace exists.
+        let netns = ip.map(|_| Network::netns_path(id));
+        let etc = dir.join("etc");
+        let spec = spec::build(
             id,
             config,
             &image.run,
             &dir.join("rootfs"),
-            None,
-            &dir.join("etc"),
+            netns.as_deref(),
+            Some(&etc),
         )?;
         let layers = self.images.layer_dirs(image)?;
         self.mount_rootfs(&dir, &layers)?;
-        let etc = dir.join("etc");
+        let hostname = config
+            .hostname
+            .clone()
+            .unwrap_or_else(|| id[..12].to_string());
         let ip_line = ip
             .map(|ip| format!("{ip}\t{hostname}\n"))
             .unwrap_or_default();
@@ -496,21 +498,9 @@ impl Engine {
         )
         .at(etc.join("hosts"))?;
         fs::write(etc.join("resolv.conf"), self.resolv_conf()).at(etc.join("resolv.conf"))?;
-        let netns = match ip {
-            Some(ip) => {
-                self.network.ensure_bridge()?;
-                Some(self.network.attach(id, ip)?)
-            }
-            None => None,
-        };
-        let spec = spec::build(
-            id,
-            config,
-            &image.run,
-            &dir.join("rootfs"),
-            netns.as_deref(),
-            &etc,
-        )?;
+        if let Some(ip) = ip {
+            self.network.attach(id, ip)?;
+        }
         let data = serde_json::to_vec_pretty(&spec).map_err(|e| Error::Runtime(e.to_string()))?;
         write_atomic(&dir.join("config.json"), &data)
     }
@@ -581,11 +571,7 @@ impl Engine {
             .or_else(|_| self.images.resolve(&record.image))?;
         self.mount_rootfs(&dir, &self.images.layer_dirs(&image)?)?;
         if let Some(ip) = record.ip {
-            if !Path::new("/var/run/netns")
-                .join(crate::network::netns_name(&id))
-                .exists()
-            {
-                self.network.ensure_bridge()?;
+            if !Network::netns_path(&id).exists() {
                 self.network.attach(&id, ip)?;
             }
         }

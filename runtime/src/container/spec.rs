@@ -92,15 +92,16 @@ fn user(spec: Option<&str>) -> Result<(u32, u32)> {
     Ok((uid, gid))
 }
 
-/// Builds `config.json` for a container whose rootfs is mounted at `rootfs` and whose
-/// network namespace is `netns`.
+/// Builds `config.json` for a container whose rootfs is mounted at `rootfs`, whose network
+/// namespace is `netns` (a new one when `None`), with `/etc/{hosts,hostname,resolv.conf}`
+/// bound from `etc_files`.
 pub fn build(
     id: &str,
     config: &ContainerConfig,
     image: &RunConfig,
     rootfs: &Path,
     netns: Option<&Path>,
-    etc_files: &Path,
+    etc_files: Option<&Path>,
 ) -> Result<Value> {
     let argv = argv(config, image)?;
     let (uid, gid) = user(config.user.as_deref().or(image.user.as_deref()))?;
@@ -138,10 +139,9 @@ pub fn build(
         json!({"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]}),
         json!({"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]}),
     ];
-    for f in ["hosts", "hostname", "resolv.conf"] {
-        let src = etc_files.join(f);
-        if src.exists() {
-            mounts.push(json!({"destination": format!("/etc/{f}"), "type": "bind", "source": src, "options": ["rbind", "ro"]}));
+    if let Some(dir) = etc_files {
+        for f in ["hosts", "hostname", "resolv.conf"] {
+            mounts.push(json!({"destination": format!("/etc/{f}"), "type": "bind", "source": dir.join(f), "options": ["rbind", "ro"]}));
         }
     }
     for v in &config.volumes {
@@ -259,11 +259,11 @@ mod tests {
             memory: Some(1000),
             ..Default::default()
         };
-        let e = build("x", &c, &image(), Path::new("/r"), None, Path::new("/none")).unwrap_err();
+        let e = build("x", &c, &image(), Path::new("/r"), None, None).unwrap_err();
         assert!(e.to_string().contains("memory limit"), "{e}");
         c.memory = None;
         c.cpus = Some(-1.0);
-        let e = build("x", &c, &image(), Path::new("/r"), None, Path::new("/none")).unwrap_err();
+        let e = build("x", &c, &image(), Path::new("/r"), None, None).unwrap_err();
         assert!(e.to_string().contains("cpus"), "{e}");
     }
 
@@ -273,15 +273,7 @@ mod tests {
             name: "c".into(),
             ..Default::default()
         };
-        let s = build(
-            "abc",
-            &c,
-            &image(),
-            Path::new("/r"),
-            None,
-            Path::new("/none"),
-        )
-        .unwrap();
+        let s = build("abc", &c, &image(), Path::new("/r"), None, None).unwrap();
         assert_eq!(s["process"]["noNewPrivileges"], true);
         assert!(!s["process"]["capabilities"]["bounding"]
             .as_array()

@@ -218,6 +218,13 @@ mod tests {
             let dirs = store.layer_dirs(&img).unwrap();
             assert!(dirs[0].join("usr/local/bin/true").exists());
         }
+        let tagged = store.tag("test/true:v1", "test/true:v2").unwrap();
+        assert_eq!(
+            (tagged.id.as_str(), tagged.reference.as_str()),
+            (img.id.as_str(), "test/true:v2")
+        );
+        store.remove("test/true:v2", &|_| false).unwrap();
+        assert!(store.has_blob(&img.layers[0]), "still used by v1");
         store.remove("test/true:v1", &|_| false).unwrap();
         assert!(store.resolve("test/true:v1").is_err());
         assert!(!store.has_blob(&img.layers[0]));

@@ -196,6 +196,18 @@ pub(crate) struct WrittenLayer {
     pub(crate) size: u64,
 }
 
+/// A header owned by root with a zero mtime, so built layers are reproducible.
+fn root_header(entry_type: tar::EntryType, mode: u32, size: u64) -> tar::Header {
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(entry_type);
+    h.set_mode(mode);
+    h.set_size(size);
+    h.set_mtime(0);
+    h.set_uid(0);
+    h.set_gid(0);
+    h
+}
+
 /// Writes files (host path → path in the image) and empty directories as a gzip layer.
 pub(crate) fn write(
     out: &Path,
@@ -210,45 +222,32 @@ pub(crate) fn write(
     tar.mode(tar::HeaderMode::Deterministic);
     tar.follow_symlinks(true);
     let mut seen_dirs = std::collections::BTreeSet::new();
+    // Adds `path` and every directory above it once (an empty path adds nothing).
     let mut add_dir = |tar: &mut tar::Builder<_>, path: &Path, mode: u32| -> Result<()> {
         let mut acc = PathBuf::new();
         for c in path.components() {
             acc.push(c);
             if seen_dirs.insert(acc.clone()) {
-                let mut h = tar::Header::new_gnu();
-                h.set_entry_type(tar::EntryType::Directory);
-                h.set_mode(mode);
-                h.set_size(0);
-                h.set_mtime(0);
-                h.set_uid(0);
-                h.set_gid(0);
+                let mut h = root_header(tar::EntryType::Directory, mode, 0);
                 tar.append_data(&mut h, &acc, io::empty()).at(out)?;
             }
         }
         Ok(())
     };
+    let parent = |p: &Path| p.parent().map(Path::to_path_buf).unwrap_or_default();
     for (path, mode) in dirs {
         add_dir(&mut tar, Path::new(path), *mode)?;
     }
     for (host, inside) in files {
         let inside = clean_entry_path(inside).unwrap_or_default();
-        if let Some(parent) = inside.parent().filter(|p| !p.as_os_str().is_empty()) {
-            add_dir(&mut tar, parent, 0o755)?;
-        }
+        add_dir(&mut tar, &parent(&inside), 0o755)?;
         let mut f = File::open(host).at(host)?;
         tar.append_file(&inside, &mut f).at(host)?;
     }
     for (inside, data, mode) in inline {
         let inside = Path::new(inside);
-        if let Some(parent) = inside.parent().filter(|p| !p.as_os_str().is_empty()) {
-            add_dir(&mut tar, parent, 0o755)?;
-        }
-        let mut h = tar::Header::new_gnu();
-        h.set_size(data.len() as u64);
-        h.set_mode(*mode);
-        h.set_mtime(0);
-        h.set_uid(0);
-        h.set_gid(0);
+        add_dir(&mut tar, &parent(inside), 0o755)?;
+        let mut h = root_header(tar::EntryType::Regular, *mode, data.len() as u64);
         tar.append_data(&mut h, inside, *data).at(out)?;
     }
     let tar_hash = tar.into_inner().at(out)?;

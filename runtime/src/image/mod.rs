@@ -153,11 +153,8 @@ impl ImageStore {
     pub fn resolve(&self, name: &str) -> Result<ImageRecord> {
         let images = self.list()?;
         let parsed = Reference::parse(name);
-        let hex_like = name
-            .strip_prefix("sha256:")
-            .unwrap_or(name)
-            .bytes()
-            .all(|b| b.is_ascii_hexdigit());
+        let hex = name.strip_prefix("sha256:").unwrap_or(name);
+        let hex_like = hex.bytes().all(|b| b.is_ascii_hexdigit());
         if let (Err(e), false) = (&parsed, hex_like) {
             return Err(Error::Invalid(e.to_string()));
         }
@@ -168,8 +165,7 @@ impl ImageStore {
         {
             return Ok(found.clone());
         }
-        let hex = name.strip_prefix("sha256:").unwrap_or(name);
-        if hex.len() >= 6 && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        if hex_like && hex.len() >= 6 {
             if let Some(found) = images.iter().find(|i| i.id[7..].starts_with(hex)) {
                 return Ok(found.clone());
             }
@@ -227,6 +223,13 @@ impl ImageStore {
         let data = serde_json::to_vec_pretty(&images).map_err(|e| Error::Runtime(e.to_string()))?;
         write_atomic(&self.index_path(), &data)?;
         Ok(record)
+    }
+
+    /// Gives an existing image another name (`docker tag`).
+    pub fn tag(&self, source: &str, target: &str) -> Result<ImageRecord> {
+        let image = self.resolve(source)?;
+        let manifest = self.read_blob(&image.manifest_digest)?;
+        self.register(&Reference::parse(target)?, &manifest)
     }
 
     /// Removes a name; blobs and layers no other image uses are deleted. `in_use` says whether

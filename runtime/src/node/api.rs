@@ -207,6 +207,22 @@ impl Extension for EngineApi {
                     }
                     Err(e) => Err(e),
                 },
+                (Method::POST, ["images", "tag"]) => {
+                    #[derive(Deserialize)]
+                    struct Req {
+                        source: String,
+                        target: String,
+                    }
+                    match parse::<Req>(&body) {
+                        Ok(req) => {
+                            let engine = Arc::clone(&node.engine);
+                            blocking(move || engine.images().tag(&req.source, &req.target))
+                                .await
+                                .map(|r| ok(json!(r)))
+                        }
+                        Err(e) => Err(e),
+                    }
+                }
                 (Method::POST, ["images", "import"]) => {
                     #[derive(Deserialize)]
                     struct Req {

@@ -28,25 +28,16 @@ pub fn template_hash(d: &Deployment) -> String {
 
 /// Resolves `25%` or `1` against `replicas`, rounding up or down.
 fn scaled(v: Option<&IntOrString>, replicas: i64, round_up: bool) -> i64 {
-    match v {
-        None => {
-            let q = replicas * 25;
-            if round_up {
-                (q + 99) / 100
-            } else {
-                q / 100
-            }
-        }
-        Some(IntOrString::Int(n)) => (*n).max(0),
-        Some(IntOrString::String(s)) => {
-            let pct: i64 = s.trim_end_matches('%').parse().unwrap_or(25);
-            let q = replicas * pct;
-            if round_up {
-                (q + 99) / 100
-            } else {
-                q / 100
-            }
-        }
+    let pct = match v {
+        Some(IntOrString::Int(n)) => return (*n).max(0),
+        Some(IntOrString::String(s)) => s.trim_end_matches('%').parse().unwrap_or(25),
+        None => 25,
+    };
+    let q = replicas * pct;
+    if round_up {
+        (q + 99) / 100
+    } else {
+        q / 100
     }
 }
 
@@ -114,7 +105,7 @@ pub fn plan(d: &Deployment, pods: &[PodView]) -> Plan {
     for p in old_sorted {
         if !p.ready {
             out.terminate.push(p.name.clone());
-        } else if available > min_available && new.iter().any(|n| n.ready) {
+        } else if available > min_available && (surge == 0 || new.iter().any(|n| n.ready)) {
             out.terminate.push(p.name.clone());
             available -= 1;
         }
@@ -160,8 +151,21 @@ pub async fn run(node: Arc<Node>) -> Result<()> {
         if let Err(e) = reconcile(&node).await {
             tracing::warn!(error = %e, "deployment controller pass failed");
         }
-        // Wakes on any store change (pods turning ready matter), or after RESYNC.
-        let _ = tokio::time::timeout(RESYNC, watch.next()).await;
+        // Wakes when a Deployment or Pod changes (pods turning ready matter), or after RESYNC;
+        // the rest of the store (services, slices) is none of its business.
+        let relevant = |e: &pier_controlplane::store::Event| {
+            matches!(*e.object, Object::Deployment(_) | Object::Pod(_))
+        };
+        let wake = async {
+            loop {
+                match watch.next().await {
+                    Ok(e) if relevant(&e) => break,
+                    Ok(_) => {}
+                    Err(_) => break,
+                }
+            }
+        };
+        let _ = tokio::time::timeout(RESYNC, wake).await;
         while let Ok(Some(_)) = watch.try_next() {}
     }
 }
@@ -293,6 +297,29 @@ mod tests {
         let p = plan(&v2, &all);
         assert_eq!(p.terminate.len(), 2);
         assert_eq!(p.create, 0);
+    }
+
+    #[test]
+    fn rolling_update_without_surge_makes_room_first() {
+        let v1 = dep(3, "v1");
+        let mut v2 = dep(3, "v2");
+        v2.spec.strategy = Some(pier_controlplane::model::deployment::DeploymentStrategy {
+            strategy_type: None,
+            rolling_update: Some(pier_controlplane::model::deployment::RollingUpdate {
+                max_surge: Some(IntOrString::Int(0)),
+                max_unavailable: Some(IntOrString::Int(1)),
+            }),
+        });
+        // No room to add a pod: one old one goes first, then its replacement comes.
+        let old = pods(&template_hash(&v1), 3, true, "old");
+        assert_eq!(
+            plan(&v2, &old),
+            Plan {
+                create: 0,
+                terminate: vec!["old0".into()]
+            }
+        );
+        assert_eq!(plan(&v2, &old[1..]).create, 1);
     }
 
     #[test]

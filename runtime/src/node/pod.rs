@@ -282,7 +282,7 @@ async fn supervise(
             () = tokio::time::sleep_until(next_ready.unwrap_or(far)) => {
                 if let Some(spec) = &work.readiness {
                     let ok = probe::run(spec, &target).await;
-                    let before = is_ready(&work.pod);
+                    let before = work.pod.is_ready();
                     let now = ready.record(ok, spec);
                     if now != before {
                         set_ready(&mut work.pod, now);
@@ -306,10 +306,6 @@ async fn supervise(
             }
         }
     }
-}
-
-fn is_ready(pod: &Pod) -> bool {
-    pod.is_ready()
 }
 
 /// Sleeps, unless the pod is terminated first; false when it was.
@@ -432,7 +428,7 @@ async fn run_loop(
             .annotations
             .insert(RESTARTS_ANNOTATION.into(), restarts.to_string());
         // Without a readiness probe a running container is ready; an adopted one keeps its state.
-        let ready = work.readiness.is_none() || (work.adopt.is_some() && is_ready(&work.pod));
+        let ready = work.readiness.is_none() || (work.adopt.is_some() && work.pod.is_ready());
         work.adopt = None;
         set_ready(&mut work.pod, ready);
         if let Err(e) = node.write(&work.pod).await {
