@@ -59,11 +59,15 @@ enum Scenario {
         #[arg(long, default_value_t = 3)]
         rounds: usize,
     },
-    /// Container engine: create->running and stop->removed, pier vs runc vs crun, same bundle.
+    /// Container engine: create->running and stop->removed, pier vs runc vs crun, same bundle;
+    /// then pod start to first ready endpoint through a daemon.
     Runtime {
         /// Containers per runtime; figures are medians.
         #[arg(long, default_value_t = 50)]
         rounds: usize,
+        /// Pods per variant (with and without a readiness probe); 0 skips them.
+        #[arg(long, default_value_t = 10)]
+        pods: usize,
     },
     /// Proxy: pier vs HAProxy in front of nginx, wrk and h2load, HTTP/1.1, h2c and TCP mode.
     Proxy {
@@ -119,8 +123,8 @@ fn main() -> Result<()> {
             connections,
             rounds,
         })),
-        Scenario::Runtime { rounds } => {
-            scenarios::runtime::run_all(scenarios::runtime::Params { rounds })
+        Scenario::Runtime { rounds, pods } => {
+            scenarios::runtime::run_all(scenarios::runtime::Params { rounds, pods })
         }
         Scenario::Proxy {
             seconds,

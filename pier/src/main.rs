@@ -146,6 +146,9 @@ enum Command {
         /// Show stopped ones too.
         #[arg(short, long)]
         all: bool,
+        /// Only short container IDs, one per line.
+        #[arg(short, long)]
+        quiet: bool,
         /// Output format.
         #[arg(short, long, value_enum, default_value = "table")]
         output: Format,
@@ -450,7 +453,9 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Command::Echo(config) => echo::run(config).await,
         Command::Run(args) => cli::containers::run(&client(), &args).await,
-        Command::Ps { all, output } => cli::containers::ps(&client(), all, output).await,
+        Command::Ps { all, quiet, output } => {
+            cli::containers::ps(&client(), all, quiet, output).await
+        }
         Command::Logs {
             follow,
             tail,
@@ -499,30 +504,23 @@ fn single_threaded_entry() -> Option<ExitCode> {
     let args: Vec<String> = std::env::args().collect();
     let code = |c: i32| ExitCode::from(u8::try_from(c).unwrap_or(1));
     match args.get(1).map(String::as_str) {
-        Some("shim") => {
-            // libcontainer's own log lines go to the container's shim.log.
+        Some(pier_runtime::container::launcher::LAUNCHER_ARG) => {
+            // libcontainer's own log lines go to each container's shim.log.
             let filter = tracing_subscriber::EnvFilter::try_from_env("PIER_SHIM_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,libcgroups=error"));
             tracing_subscriber::fmt()
                 .with_env_filter(filter)
                 .with_ansi(false)
                 .with_writer(std::io::stderr)
                 .init();
-            let parsed = args.get(2).and_then(|a| serde_json::from_str(a).ok());
-            let Some(shim_args) = parsed else {
-                eprintln!("error: pier shim is started by the daemon");
-                return Some(ExitCode::FAILURE);
-            };
-            let report = match std::os::fd::AsFd::as_fd(&std::io::stdout()).try_clone_to_owned() {
-                Ok(fd) => std::fs::File::from(fd),
+            let socket = match std::os::fd::AsFd::as_fd(&std::io::stdin()).try_clone_to_owned() {
+                Ok(fd) => fd,
                 Err(e) => {
                     eprintln!("error: {e}");
                     return Some(ExitCode::FAILURE);
                 }
             };
-            Some(code(pier_runtime::container::shim::main(
-                &shim_args, report,
-            )))
+            Some(code(pier_runtime::container::launcher::serve(socket)))
         }
         Some("exec-helper") if args.len() > 4 => {
             let result = pier_runtime::container::exec::run(

@@ -188,10 +188,17 @@ fn short(id: &str) -> String {
 }
 
 /// `pier ps`.
-pub async fn ps(client: &Client, all: bool, format: Format) -> Result<()> {
+pub async fn ps(client: &Client, all: bool, quiet: bool, format: Format) -> Result<()> {
     let list = client
         .call(Method::GET, &format!("/v1/containers?all={all}"), None)
         .await?;
+    if quiet {
+        for c in list["items"].as_array().into_iter().flatten() {
+            let id = c["id"].as_str().unwrap_or_default();
+            println!("{}", id.get(..12).unwrap_or(id));
+        }
+        return Ok(());
+    }
     if matches!(format, Format::Json | Format::Yaml) {
         return print_value(&list, format);
     }

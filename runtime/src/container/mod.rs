@@ -1,6 +1,7 @@
 //! Containers: rootfs, OCI spec, shim process, lifecycle and persisted state.
 
 pub mod exec;
+pub mod launcher;
 pub mod seccomp;
 pub mod shim;
 pub mod spec;
@@ -17,7 +18,9 @@ use std::time::{Duration, SystemTime};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
-use tokio::io::AsyncBufReadExt;
+use std::os::fd::OwnedFd;
+
+use tokio::io::{AsyncBufReadExt, AsyncReadExt};
 use tokio::sync::{broadcast, watch};
 
 use crate::error::{Error, IoContext, Result, SysContext};
@@ -182,7 +185,7 @@ pub struct ContainerRecord {
 pub struct EngineConfig {
     /// State directory (`/var/lib/pier/runtime`).
     pub root: PathBuf,
-    /// The program run as `<shim> shim <json>` (the pier binary).
+    /// The program run as `<shim_exe> shim-launcher` and `<shim_exe> exec-helper` (the pier binary).
     pub shim_exe: PathBuf,
     /// `/etc/resolv.conf` content for containers; `None` copies the host's non-loopback servers.
     pub resolv_conf: Option<String>,
@@ -206,6 +209,7 @@ pub struct Engine {
     running: Mutex<HashMap<String, watch::Receiver<Option<ExitStatus>>>>,
     forwarders: Mutex<HashMap<String, Vec<tokio::task::JoinHandle<()>>>>,
     exits: broadcast::Sender<ExitEvent>,
+    launcher: launcher::Launcher,
 }
 
 fn now() -> String {
@@ -246,6 +250,7 @@ impl Engine {
         }
         let images = Arc::new(ImageStore::open(&config.root.join("images"))?);
         let (exits, _) = broadcast::channel(1024);
+        let launcher = launcher::Launcher::new(&config.shim_exe);
         let engine = Arc::new(Self {
             config,
             images,
@@ -254,6 +259,7 @@ impl Engine {
             running: Mutex::new(HashMap::new()),
             forwarders: Mutex::new(HashMap::new()),
             exits,
+            launcher,
         });
         engine.load()?;
         Ok(engine)
@@ -582,40 +588,23 @@ impl Engine {
             log: dir.join("container.log"),
             exit_file: dir.join("exit.json"),
         };
-        let json = serde_json::to_string(&args).map_err(|e| Error::Runtime(e.to_string()))?;
         let shim_log = fs::File::create(dir.join("shim.log")).at(dir.join("shim.log"))?;
-        let mut child = tokio::process::Command::new(&self.config.shim_exe)
-            .arg("shim")
-            .arg(json)
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::piped())
-            .stderr(shim_log)
-            .kill_on_drop(false)
-            .spawn()
-            .at(&self.config.shim_exe)?;
-        let shim_pid = child.id().map_or(0, |p| p as i32);
+        let report = self.launcher.launch(&args, &shim_log)?;
+        let report = tokio::net::unix::pipe::Receiver::from_owned_fd(OwnedFd::from(report))
+            .map_err(|e| Error::Runtime(format!("shim report pipe: {e}")))?;
+        let mut report = tokio::io::BufReader::new(report);
         let mut line = String::new();
-        if let Some(out) = child.stdout.take() {
-            let mut reader = tokio::io::BufReader::new(out);
-            let _ = reader.read_line(&mut line).await;
-        }
-        let pid = match line.trim().split_once(' ') {
-            Some(("ok", pid)) => pid.parse::<i32>().ok(),
-            Some(("error", msg)) => {
-                let _ = child.wait().await;
+        let _ = report.read_line(&mut line).await;
+        let started = match launcher::parse_report(&line) {
+            Ok(started) => started,
+            Err(e) => {
+                // The shim exits right after reporting a failure.
+                let _ = report.read_to_end(&mut Vec::new()).await;
                 self.delete_runtime_state(&id);
-                return Err(Error::Runtime(msg.to_string()));
+                return Err(e);
             }
-            _ => None,
         };
-        let Some(pid) = pid else {
-            let _ = child.wait().await;
-            self.delete_runtime_state(&id);
-            return Err(Error::Runtime(format!(
-                "shim for {} failed before reporting",
-                record.config.name
-            )));
-        };
+        let (pid, shim_pid) = (started.pid, started.shim_pid);
         record.state = State::Running;
         record.pid = Some(pid);
         record.shim = Some((shim_pid, process_start(shim_pid).unwrap_or(0)));
@@ -629,7 +618,8 @@ impl Engine {
         let engine = Arc::clone(self);
         let waited = id.clone();
         tokio::spawn(async move {
-            let _ = child.wait().await;
+            // The shim holds the report pipe open until the exit status is recorded.
+            let _ = report.read_to_end(&mut Vec::new()).await;
             engine.on_exit(&waited, &tx);
         });
         if let Some(ip) = record.ip {

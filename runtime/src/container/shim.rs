@@ -1,4 +1,4 @@
-//! The per-container shim: a small process (the `pier` binary re-run as `pier shim`) that
+//! The per-container shim: a process (forked by the [launcher](super::launcher)) that
 //! creates the container with libcontainer, stays its parent, writes its output to a rotated
 //! log, and records its exit status. It outlives daemon restarts, as containerd's shims do.
 
@@ -166,7 +166,8 @@ fn create(args: &ShimArgs) -> Result<(Pid, OwnedFd, OwnedFd), String> {
     Ok((Pid::from_raw(pid.as_raw()), out_r, err_r))
 }
 
-/// Runs the shim: `report` receives `ok <pid>` or `error <message>` once, then is closed.
+/// Runs the shim: `report` receives `ok <init pid> <shim pid>` or `error <message>`, and is
+/// closed once the container has exited and its status is recorded.
 pub fn main(args: &ShimArgs, mut report: File) -> i32 {
     // Own session: a Ctrl-C at the daemon's terminal must not reach containers.
     let _ = nix::unistd::setsid();
@@ -177,11 +178,10 @@ pub fn main(args: &ShimArgs, mut report: File) -> i32 {
             return 1;
         }
     };
-    if writeln!(report, "ok {pid}").is_err() {
+    if writeln!(report, "ok {pid} {}", std::process::id()).is_err() {
         // The engine is gone before hearing of the container: nothing would ever stop it.
         let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
     }
-    drop(report);
     let mut log = match LogWriter::open(&args.log) {
         Ok(l) => l,
         Err(_) => match LogWriter::open(Path::new("/dev/null")) {
@@ -281,6 +281,8 @@ pub fn main(args: &ShimArgs, mut report: File) -> i32 {
     if let Ok(data) = serde_json::to_vec(&exit) {
         let _ = crate::image::write_atomic(&args.exit_file, &data);
     }
+    // Closed last: its end of file tells the engine the exit status is on disk.
+    drop(report);
     0
 }
 

@@ -5,22 +5,27 @@
 //! itself in a private mount namespace with `/sys/fs/cgroup/unified` unmounted: all three
 //! runtimes then see the same pure cgroup v1 hierarchy.
 
-use std::io::{BufRead, BufReader};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use pier_runtime::container::launcher::Launcher;
 use pier_runtime::container::shim::ShimArgs;
 use pier_runtime::container::{spec, ContainerConfig};
 use pier_runtime::image::oci::RunConfig;
 
 use crate::harness::{self, quantile, Better, Row};
 
+mod pods;
+
 /// Benchmark settings.
 pub struct Params {
     /// Containers per runtime; figures are medians.
     pub rounds: usize,
+    /// Pods started through a daemon for the pod-to-ready-endpoint figures.
+    pub pods: usize,
 }
 
 const PRIVATE_ENV: &str = "PIER_BENCH_PRIVATE_MOUNTS";
@@ -119,8 +124,14 @@ fn oci_cli(tool: &str, state: &Path, bundle: &Path, id: &str) -> Result<(Duratio
     Ok((started, t1.elapsed()))
 }
 
-/// (create→running, stop→removed) with pier's shim, as the engine starts it.
-fn pier(pier: &Path, state: &Path, bundle: &Path, id: &str) -> Result<(Duration, Duration)> {
+/// (create→running, stop→removed) with pier's shim, as the engine starts it: forked by the
+/// launcher the daemon keeps running, until the shim reports the container's PID.
+fn pier(
+    launcher: &Launcher,
+    state: &Path,
+    bundle: &Path,
+    id: &str,
+) -> Result<(Duration, Duration)> {
     let args = ShimArgs {
         id: id.to_string(),
         bundle: bundle.to_path_buf(),
@@ -128,40 +139,46 @@ fn pier(pier: &Path, state: &Path, bundle: &Path, id: &str) -> Result<(Duration,
         log: bundle.join(format!("{id}.log")),
         exit_file: bundle.join(format!("{id}.exit")),
     };
+    let shim_log = std::fs::File::create(bundle.join(format!("{id}.shim.log")))?;
     let t0 = Instant::now();
-    let mut child = Command::new(pier)
-        .arg("shim")
-        .arg(serde_json::to_string(&args)?)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()?;
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().context("stdout")?).read_line(&mut line)?;
-    let started = t0.elapsed();
-    let pid: i32 = line
-        .trim()
-        .strip_prefix("ok ")
-        .and_then(|p| p.parse().ok())
-        .with_context(|| format!("pier shim: {line}"))?;
+    let (started, mut report) = launcher.launch_blocking(&args, &shim_log)?;
+    let started_in = t0.elapsed();
     let t1 = Instant::now();
-    run(Command::new("kill").args(["-KILL", &pid.to_string()]))?;
-    child.wait()?;
+    run(Command::new("kill").args(["-KILL", &started.pid.to_string()]))?;
+    // The report pipe closes when the shim has recorded the exit.
+    report.read_to_end(&mut Vec::new())?;
     pier_runtime::container::delete_state(state, id);
-    Ok((started, t1.elapsed()))
+    Ok((started_in, t1.elapsed()))
 }
 
-/// Runs the benchmark and prints the table.
+/// Runs the benchmark and prints the tables: container lifecycle against runc and crun (in a
+/// private mount namespace when the host is cgroup hybrid), then pod start to ready endpoint
+/// through a daemon, on the host as it is.
 pub fn run_all(p: Params) -> Result<()> {
-    if reexec_private()? {
-        return Ok(());
-    }
     if pier_controlplane::api::current_uid() != 0 {
         bail!("the runtime benchmark needs root");
     }
+    if std::env::var_os(PRIVATE_ENV).is_some() {
+        return lifecycle(&p);
+    }
+    if !reexec_private()? {
+        lifecycle(&p)?;
+    }
+    if p.pods > 0 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+            .block_on(pods::run(p.pods))?;
+    }
+    Ok(())
+}
+
+/// Container create→running and stop→removed, pier vs runc and crun.
+fn lifecycle(p: &Params) -> Result<()> {
     harness::ensure_command("runc", "runc")?;
     harness::ensure_command("crun", "crun")?;
-    let pier_bin = harness::pier_binary()?;
+    // Started once, as the daemon does; not part of any container's time.
+    let launcher = Launcher::new(&harness::pier_binary()?);
     let tmp = tempfile::tempdir()?;
     let root = rootfs(tmp.path())?;
     let mut results: Vec<(&str, Vec<f64>, Vec<f64>)> = Vec::new();
@@ -176,7 +193,7 @@ pub fn run_all(p: Params) -> Result<()> {
             let id = format!("bench-{tool}-{i}");
             write_config(&bundle, &root, &id)?;
             let (s, r) = match tool {
-                "pier" => pier(&pier_bin, &state, &bundle, &id)?,
+                "pier" => pier(&launcher, &state, &bundle, &id)?,
                 t => oci_cli(t, &state, &bundle, &id)?,
             };
             if i > 0 {
