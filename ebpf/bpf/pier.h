@@ -8,9 +8,16 @@
 #define PIER_PROTO_TCP 6
 #define PIER_PROTO_UDP 17
 
+/* An IP address in network byte order. IPv4 is held IPv4-mapped (::ffff:a.b.c.d): one set of
+ * maps serves both families, and a dual-stack IPv6 socket connecting to a v4-mapped VIP
+ * matches the IPv4 service. */
+struct pier_ip {
+	__u32 a[4];
+};
+
 /* A service port: the VIP clients connect to. */
 struct pier_svc_key {
-	__u32 vip;
+	struct pier_ip vip;
 	__u16 port;
 	__u8 proto;
 	__u8 pad;
@@ -30,6 +37,7 @@ struct pier_svc {
 struct pier_affinity_key {
 	__u64 netns;
 	struct pier_svc_key svc;
+	__u32 pad;
 };
 
 struct pier_affinity {
@@ -45,7 +53,7 @@ struct pier_slot_key {
 };
 
 struct pier_backend {
-	__u32 addr;
+	struct pier_ip addr;
 	__u16 port;
 	__u16 pad;
 };
@@ -53,13 +61,14 @@ struct pier_backend {
 /* Reverse translation: which VIP a socket's backend stands for. */
 struct pier_revnat_key {
 	__u64 cookie;
-	__u32 addr;
+	struct pier_ip addr;
 	__u16 port;
 	__u16 pad;
+	__u32 pad2;
 };
 
 struct pier_revnat {
-	__u32 vip;
+	struct pier_ip vip;
 	__u16 port;
 	__u16 pad;
 };

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
-/* Socket-level load balancing (Cilium's socket-LB design): connect4 and sendmsg4 rewrite a
- * service VIP to a backend picked from the service's weighted slots; getpeername4 and
- * recvmsg4 translate the backend back, so the application only ever sees the VIP. */
+/* Socket-level load balancing (Cilium's socket-LB design): connect and sendmsg rewrite a
+ * service VIP to a backend picked from the service's weighted slots; getpeername and recvmsg
+ * translate the backend back, so the application only ever sees the VIP. Each hook exists
+ * for IPv4 and IPv6 sockets; both share the maps, whose addresses are IPv6 or IPv4-mapped. */
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
@@ -49,11 +50,11 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } pier_affinity SEC(".maps");
 
-/* The node's own IPv4 addresses: NodePorts answer on each of them (and on 127.0.0.0/8). */
+/* The node's own addresses: NodePorts answer on each of them (and on loopback). */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 256);
-	__type(key, __u32);
+	__type(key, struct pier_ip);
 	__type(value, __u8);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } pier_node_ips SEC(".maps");
@@ -95,9 +96,53 @@ static __always_inline void count_backend(__u32 id)
 	bpf_map_update_elem(&pier_backend_stats, &id, &one, BPF_NOEXIST);
 }
 
+/* The destination (or, on receive, source) address of ctx. */
+static __always_inline void ctx_ip(struct bpf_sock_addr *ctx, int v6, struct pier_ip *ip)
+{
+	if (v6) {
+		ip->a[0] = ctx->user_ip6[0];
+		ip->a[1] = ctx->user_ip6[1];
+		ip->a[2] = ctx->user_ip6[2];
+		ip->a[3] = ctx->user_ip6[3];
+	} else {
+		ip->a[0] = 0;
+		ip->a[1] = 0;
+		ip->a[2] = bpf_htonl(0xffff);
+		ip->a[3] = ctx->user_ip4;
+	}
+}
+
+static __always_inline int is_v4_mapped(const struct pier_ip *ip)
+{
+	return ip->a[0] == 0 && ip->a[1] == 0 && ip->a[2] == bpf_htonl(0xffff);
+}
+
+/* Sets ctx's address; an IPv4 socket cannot take an IPv6 one (0 then, and ctx is unchanged). */
+static __always_inline int set_ctx_ip(struct bpf_sock_addr *ctx, int v6, const struct pier_ip *ip)
+{
+	if (v6) {
+		ctx->user_ip6[0] = ip->a[0];
+		ctx->user_ip6[1] = ip->a[1];
+		ctx->user_ip6[2] = ip->a[2];
+		ctx->user_ip6[3] = ip->a[3];
+		return 1;
+	}
+	if (!is_v4_mapped(ip))
+		return 0;
+	ctx->user_ip4 = ip->a[3];
+	return 1;
+}
+
+static __always_inline int is_loopback(const struct pier_ip *ip)
+{
+	if (is_v4_mapped(ip))
+		return (bpf_ntohl(ip->a[3]) >> 24) == 127;
+	return ip->a[0] == 0 && ip->a[1] == 0 && ip->a[2] == 0 && ip->a[3] == bpf_htonl(1);
+}
+
 /* The backend a client used for this service within the affinity timeout, if it still exists. */
-static __always_inline struct pier_backend *affine(struct bpf_sock_addr *ctx, struct pier_svc *svc,
-						   struct pier_affinity_key *ak, __u64 now, __u32 *id)
+static __always_inline struct pier_backend *affine(struct pier_svc *svc, struct pier_affinity_key *ak,
+						   __u64 now, __u32 *id)
 {
 	struct pier_affinity *a = bpf_map_lookup_elem(&pier_affinity, ak);
 	if (!a || a->svc_id != svc->id || now - a->last_ns > (__u64)svc->affinity * 1000000000ULL)
@@ -111,22 +156,25 @@ static __always_inline struct pier_backend *affine(struct bpf_sock_addr *ctx, st
 }
 
 /* Picks a backend for the VIP in ctx and rewrites ctx to it; 1 lets the call go on, 0 fails it. */
-static __always_inline int translate(struct bpf_sock_addr *ctx, __u8 proto)
+static __always_inline int translate(struct bpf_sock_addr *ctx, __u8 proto, int v6)
 {
 	/* user_port is read as a whole u32 (the verifier rejects narrower loads here). */
 	__u32 user_port = ctx->user_port;
 	struct pier_svc_key key = {
-		.vip = ctx->user_ip4,
 		.port = (__u16)user_port,
 		.proto = proto,
 	};
-	__u32 dst = ctx->user_ip4;
+	ctx_ip(ctx, v6, &key.vip);
+	struct pier_ip dst = key.vip;
 	struct pier_svc *svc = bpf_map_lookup_elem(&pier_services, &key);
 	if (!svc) {
-		/* NodePorts are keyed with VIP 0. */
-		if ((bpf_ntohl(dst) >> 24) != 127 && !bpf_map_lookup_elem(&pier_node_ips, &dst))
+		/* NodePorts are keyed with the family's unspecified address. */
+		if (!is_loopback(&dst) && !bpf_map_lookup_elem(&pier_node_ips, &dst))
 			return 1;
-		key.vip = 0;
+		key.vip.a[2] = is_v4_mapped(&dst) ? bpf_htonl(0xffff) : 0;
+		key.vip.a[3] = 0;
+		key.vip.a[0] = 0;
+		key.vip.a[1] = 0;
 		svc = bpf_map_lookup_elem(&pier_services, &key);
 		if (!svc)
 			return 1;
@@ -146,7 +194,7 @@ static __always_inline int translate(struct bpf_sock_addr *ctx, __u8 proto)
 	struct pier_backend *be = 0;
 	__u32 chosen = 0;
 	if (svc->affinity)
-		be = affine(ctx, svc, &ak, now, &chosen);
+		be = affine(svc, &ak, now, &chosen);
 	if (!be) {
 		struct pier_slot_key sk = {
 			.svc_id = svc->id,
@@ -168,10 +216,14 @@ static __always_inline int translate(struct bpf_sock_addr *ctx, __u8 proto)
 			bpf_map_update_elem(&pier_affinity, &ak, &a, BPF_ANY);
 		}
 	}
+	struct pier_ip to = be->addr;
+	__u16 to_port = be->port;
+	if (!set_ctx_ip(ctx, v6, &to))
+		return 1;
 	struct pier_revnat_key rk = {
 		.cookie = bpf_get_socket_cookie(ctx),
-		.addr = be->addr,
-		.port = be->port,
+		.addr = to,
+		.port = to_port,
 	};
 	struct pier_revnat rn = {
 		.vip = dst,
@@ -181,50 +233,82 @@ static __always_inline int translate(struct bpf_sock_addr *ctx, __u8 proto)
 	if (st)
 		st->connects += 1;
 	count_backend(chosen);
-	ctx->user_ip4 = be->addr;
-	ctx->user_port = (__u32)be->port;
+	ctx->user_port = (__u32)to_port;
 	return 1;
 }
 
 /* Rewrites a backend address in ctx back to the VIP it was picked for. */
-static __always_inline void reverse(struct bpf_sock_addr *ctx)
+static __always_inline void reverse(struct bpf_sock_addr *ctx, int v6)
 {
 	__u32 user_port = ctx->user_port;
 	struct pier_revnat_key rk = {
 		.cookie = bpf_get_socket_cookie(ctx),
-		.addr = ctx->user_ip4,
 		.port = (__u16)user_port,
 	};
+	ctx_ip(ctx, v6, &rk.addr);
 	struct pier_revnat *rn = bpf_map_lookup_elem(&pier_revnat, &rk);
 	if (!rn)
 		return;
-	ctx->user_ip4 = rn->vip;
-	ctx->user_port = (__u32)rn->port;
+	struct pier_ip vip = rn->vip;
+	__u16 port = rn->port;
+	if (set_ctx_ip(ctx, v6, &vip))
+		ctx->user_port = (__u32)port;
+}
+
+static __always_inline __u8 connect_proto(struct bpf_sock_addr *ctx)
+{
+	return ctx->protocol == PIER_PROTO_UDP ? PIER_PROTO_UDP : PIER_PROTO_TCP;
 }
 
 SEC("cgroup/connect4")
 int pier_connect4(struct bpf_sock_addr *ctx)
 {
-	return translate(ctx, ctx->protocol == PIER_PROTO_UDP ? PIER_PROTO_UDP : PIER_PROTO_TCP);
+	return translate(ctx, connect_proto(ctx), 0);
 }
 
 SEC("cgroup/sendmsg4")
 int pier_sendmsg4(struct bpf_sock_addr *ctx)
 {
-	return translate(ctx, PIER_PROTO_UDP);
+	return translate(ctx, PIER_PROTO_UDP, 0);
 }
 
 SEC("cgroup/recvmsg4")
 int pier_recvmsg4(struct bpf_sock_addr *ctx)
 {
-	reverse(ctx);
+	reverse(ctx, 0);
 	return 1;
 }
 
 SEC("cgroup/getpeername4")
 int pier_getpeername4(struct bpf_sock_addr *ctx)
 {
-	reverse(ctx);
+	reverse(ctx, 0);
+	return 1;
+}
+
+SEC("cgroup/connect6")
+int pier_connect6(struct bpf_sock_addr *ctx)
+{
+	return translate(ctx, connect_proto(ctx), 1);
+}
+
+SEC("cgroup/sendmsg6")
+int pier_sendmsg6(struct bpf_sock_addr *ctx)
+{
+	return translate(ctx, PIER_PROTO_UDP, 1);
+}
+
+SEC("cgroup/recvmsg6")
+int pier_recvmsg6(struct bpf_sock_addr *ctx)
+{
+	reverse(ctx, 1);
+	return 1;
+}
+
+SEC("cgroup/getpeername6")
+int pier_getpeername6(struct bpf_sock_addr *ctx)
+{
+	reverse(ctx, 1);
 	return 1;
 }
 

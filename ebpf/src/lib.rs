@@ -1,6 +1,6 @@
-//! pier-ebpf: socket-level load balancing on the cgroup `connect4`/`sendmsg4`/`recvmsg4`/
-//! `getpeername4` hooks (Cilium's socket-LB design): a connection to a service VIP goes
-//! straight to a backend picked by weight, and the application only ever sees the VIP.
+//! pier-ebpf: socket-level load balancing on the cgroup `connect`/`sendmsg`/`recvmsg`/
+//! `getpeername` hooks of both families (Cilium's socket-LB design): a connection to a service
+//! VIP goes straight to a backend picked by weight, and the application only ever sees the VIP.
 //!
 //! The kernel side is `bpf/sock.bpf.c` (compiled object committed next to it); this crate loads
 //! it with aya, pins maps and links under a directory so they outlive the daemon, and writes
@@ -11,7 +11,7 @@ pub mod metrics;
 pub mod sync;
 
 use std::collections::{HashMap, HashSet};
-use std::net::SocketAddrV4;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
@@ -23,18 +23,58 @@ use aya::Pod;
 use aya::{Ebpf, EbpfLoader};
 use pier_controlplane::weights::SlotTable;
 
-use maps::{Backend, SlotKey, Svc, SvcKey};
+use maps::{Backend, Ip, SlotKey, Svc, SvcKey};
 
 /// The compiled kernel programs.
 static OBJECT: &[u8] = aya::include_bytes_aligned!("../bpf/sock.bpf.o");
 
 /// Program names and the hooks they attach to.
-pub const PROGRAMS: [&str; 4] = [
+pub const PROGRAMS: [&str; 8] = [
     "pier_connect4",
     "pier_sendmsg4",
     "pier_recvmsg4",
     "pier_getpeername4",
+    "pier_connect6",
+    "pier_sendmsg6",
+    "pier_recvmsg6",
+    "pier_getpeername6",
 ];
+
+/// Key and value sizes of every map the object pins. A pinned map from an older pier with
+/// another layout cannot be reused: [`SocketLb::load`] replaces it (and the programs using it).
+pub const MAP_LAYOUTS: [(&str, usize, usize); 8] = [
+    (
+        "pier_services",
+        std::mem::size_of::<SvcKey>(),
+        std::mem::size_of::<Svc>(),
+    ),
+    ("pier_slots", std::mem::size_of::<SlotKey>(), 4),
+    ("pier_backends", 4, std::mem::size_of::<Backend>()),
+    ("pier_revnat", 32, 20),
+    ("pier_affinity", 32, 16),
+    ("pier_node_ips", std::mem::size_of::<Ip>(), 1),
+    (
+        "pier_svc_stats",
+        std::mem::size_of::<SvcKey>(),
+        std::mem::size_of::<maps::SvcStats>(),
+    ),
+    ("pier_backend_stats", 4, 8),
+];
+
+/// Names of pinned maps under `pin_dir` whose layout is not this version's.
+pub fn stale_pins(pin_dir: &Path) -> Vec<&'static str> {
+    MAP_LAYOUTS
+        .iter()
+        .filter(|(name, key, value)| {
+            let path = pin_dir.join(name);
+            path.exists()
+                && aya::maps::MapInfo::from_pin(&path).map_or(true, |info| {
+                    (info.key_size() as usize, info.value_size() as usize) != (*key, *value)
+                })
+        })
+        .map(|(name, _, _)| *name)
+        .collect()
+}
 
 /// What can go wrong loading, attaching or updating.
 #[derive(Debug, thiserror::Error)]
@@ -129,13 +169,20 @@ pub fn ensure_bpffs(path: &Path) -> Result<bool> {
     Ok(true)
 }
 
-/// The node's IPv4 addresses other than loopback (where NodePorts answer).
-pub fn node_ipv4s() -> Vec<std::net::Ipv4Addr> {
+/// The node's addresses other than loopback and IPv6 link-local (where NodePorts answer).
+pub fn node_ips() -> Vec<IpAddr> {
     let Ok(addrs) = nix::ifaddrs::getifaddrs() else {
         return Vec::new();
     };
-    let mut out: Vec<std::net::Ipv4Addr> = addrs
-        .filter_map(|a| a.address?.as_sockaddr_in().map(|s| s.ip()))
+    let mut out: Vec<IpAddr> = addrs
+        .filter_map(|a| {
+            let addr = a.address?;
+            match (addr.as_sockaddr_in(), addr.as_sockaddr_in6()) {
+                (Some(v4), _) => Some(IpAddr::V4(v4.ip())),
+                (_, Some(v6)) if !v6.ip().is_unicast_link_local() => Some(IpAddr::V6(v6.ip())),
+                _ => None,
+            }
+        })
         .filter(|ip| !ip.is_loopback())
         .collect();
     out.sort();
@@ -143,11 +190,32 @@ pub fn node_ipv4s() -> Vec<std::net::Ipv4Addr> {
     out
 }
 
+/// Writes the node addresses NodePorts answer on (besides loopback) into the map pinned under
+/// `pin_dir`; returns whether anything changed. Run whenever addresses may have changed.
+pub fn set_node_ips(pin_dir: &Path, ips: &[IpAddr]) -> Result<bool> {
+    let name = "pier_node_ips";
+    let data = MapData::from_pin(pin_dir.join(name)).map_err(map_err(name))?;
+    let mut map =
+        BpfHashMap::<_, Ip, u8>::try_from(aya::maps::Map::HashMap(data)).map_err(map_err(name))?;
+    let wanted: HashSet<Ip> = ips.iter().map(|ip| Ip::from(*ip)).collect();
+    let present: HashSet<Ip> = map.keys().filter_map(|r| r.ok()).collect();
+    if present == wanted {
+        return Ok(false);
+    }
+    for k in wanted.difference(&present) {
+        map.insert(*k, 1, 0).map_err(map_err(name))?;
+    }
+    for k in present.difference(&wanted) {
+        let _ = map.remove(k);
+    }
+    Ok(true)
+}
+
 /// A service port as the hooks match it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct ServiceAddr {
-    /// VIP and port.
-    pub addr: SocketAddrV4,
+    /// VIP and port (IPv4 or IPv6; NodePorts use the family's unspecified address).
+    pub addr: SocketAddr,
     /// 6 (TCP) or 17 (UDP).
     pub proto: u8,
 }
@@ -155,7 +223,7 @@ pub struct ServiceAddr {
 struct Installed {
     id: u32,
     slots: u32,
-    backends: Vec<SocketAddrV4>,
+    backends: Vec<SocketAddr>,
 }
 
 /// What the socket-LB has written, kept in memory for metrics, so a scrape need not walk maps.
@@ -164,7 +232,7 @@ pub struct Inventory {
     /// Service name of each VIP port (written by the snapshot consumer).
     pub names: RwLock<HashMap<SvcKey, String>>,
     /// Backend address of each backend id.
-    pub backends: RwLock<HashMap<u32, SocketAddrV4>>,
+    pub backends: RwLock<HashMap<u32, SocketAddr>>,
     /// Service ports installed.
     pub services: AtomicUsize,
     /// Selection slots installed.
@@ -206,15 +274,25 @@ pub struct SocketLb {
     ebpf: Ebpf,
     pin_dir: PathBuf,
     services: HashMap<ServiceAddr, Installed>,
-    backend_ids: HashMap<SocketAddrV4, (u32, usize)>,
+    backend_ids: HashMap<SocketAddr, (u32, usize)>,
     next_backend: u32,
     next_service: u32,
     inventory: Arc<Inventory>,
 }
 
 impl SocketLb {
-    /// Loads the programs; maps are pinned in (and reused from) `pin_dir`.
+    /// Loads the programs; maps are pinned in (and reused from) `pin_dir`. Pins an older
+    /// version left with another map layout are detached and removed first.
     pub fn load(pin_dir: &Path) -> Result<Self> {
+        let stale = stale_pins(pin_dir);
+        if !stale.is_empty() {
+            tracing::warn!(
+                maps = ?stale,
+                "pinned socket-LB maps have an older layout: replacing the hooks and maps \
+                 (VIP connects are not translated until they are attached again)"
+            );
+            Self::detach(pin_dir)?;
+        }
         std::fs::create_dir_all(pin_dir).map_err(|e| Error::Pin {
             path: pin_dir.to_path_buf(),
             message: e.to_string(),
@@ -346,7 +424,7 @@ impl SocketLb {
         Ok(())
     }
 
-    fn backend_id(&mut self, addr: SocketAddrV4) -> Result<u32> {
+    fn backend_id(&mut self, addr: SocketAddr) -> Result<u32> {
         if let Some((id, refs)) = self.backend_ids.get_mut(&addr) {
             *refs += 1;
             return Ok(*id);
@@ -363,7 +441,7 @@ impl SocketLb {
         Ok(id)
     }
 
-    fn release_backend(&mut self, addr: SocketAddrV4) -> Result<()> {
+    fn release_backend(&mut self, addr: SocketAddr) -> Result<()> {
         let Some((id, refs)) = self.backend_ids.get_mut(&addr) else {
             return Ok(());
         };
@@ -387,22 +465,35 @@ impl SocketLb {
     pub fn set_service(
         &mut self,
         service: ServiceAddr,
-        backends: &[(SocketAddrV4, u32)],
+        backends: &[(SocketAddr, u32)],
         affinity: u32,
     ) -> Result<()> {
         let table = SlotTable::new(&backends.iter().map(|(_, w)| *w).collect::<Vec<_>>());
+        let addrs: Vec<SocketAddr> = backends.iter().map(|(a, _)| *a).collect();
         let mut ids = Vec::with_capacity(backends.len());
-        for (addr, _) in backends {
-            ids.push(self.backend_id(*addr)?);
+        for addr in &addrs {
+            match self.backend_id(*addr) {
+                Ok(id) => ids.push(id),
+                Err(e) => return Err(self.undo(0, 0, &addrs[..ids.len()], e)),
+            }
         }
         let id = self.next_service;
         self.next_service = self.next_service.wrapping_add(1).max(1);
-        let mut slots = hash_map::<SlotKey, u32>(&mut self.ebpf, "pier_slots")?;
-        for (slot, group) in table.slots().enumerate() {
-            let key = slot_key(id, u32::try_from(slot).unwrap_or(u32::MAX));
-            slots
-                .insert(key, ids[group], 0)
-                .map_err(map_err("pier_slots"))?;
+        let mut written = 0;
+        let mut failed = None;
+        {
+            let mut slots = hash_map::<SlotKey, u32>(&mut self.ebpf, "pier_slots")?;
+            for (slot, group) in table.slots().enumerate() {
+                let key = slot_key(id, u32::try_from(slot).unwrap_or(u32::MAX));
+                if let Err(e) = slots.insert(key, ids[group], 0) {
+                    failed = Some(map_err("pier_slots")(e));
+                    break;
+                }
+                written += 1;
+            }
+        }
+        if let Some(e) = failed {
+            return Err(self.undo(id, written, &addrs, e));
         }
         let value = Svc {
             id,
@@ -410,16 +501,20 @@ impl SocketLb {
             affinity,
             pad: 0,
         };
-        hash_map::<SvcKey, Svc>(&mut self.ebpf, "pier_services")?
-            .insert(svc_key(&service), value, 0)
-            .map_err(map_err("pier_services"))?;
+        let swapped = hash_map::<SvcKey, Svc>(&mut self.ebpf, "pier_services").and_then(|mut m| {
+            m.insert(svc_key(&service), value, 0)
+                .map_err(map_err("pier_services"))
+        });
+        if let Err(e) = swapped {
+            return Err(self.undo(id, written, &addrs, e));
+        }
         self.inventory
             .slots
             .fetch_add(table.len(), Ordering::Relaxed);
         let installed = Installed {
             id,
             slots: value.slots,
-            backends: backends.iter().map(|(a, _)| *a).collect(),
+            backends: addrs,
         };
         match self.services.insert(service, installed) {
             Some(old) => self.free(old)?,
@@ -430,18 +525,18 @@ impl SocketLb {
         Ok(())
     }
 
-    /// Sets the node addresses NodePorts answer on (besides 127.0.0.0/8).
-    pub fn set_node_ips(&mut self, ips: &[std::net::Ipv4Addr]) -> Result<()> {
-        let wanted: Vec<u32> = ips
-            .iter()
-            .map(|ip| u32::from_ne_bytes(ip.octets()))
-            .collect();
-        retain_keys::<u32, u8>(&mut self.ebpf, "pier_node_ips", |k| wanted.contains(k))?;
-        let mut map = hash_map::<u32, u8>(&mut self.ebpf, "pier_node_ips")?;
-        for k in wanted {
-            map.insert(k, 1, 0).map_err(map_err("pier_node_ips"))?;
+    /// Takes back a half-written service (its first `slots` slots and its backend references)
+    /// so a failed update leaves the service as it was; returns `error`.
+    fn undo(&mut self, svc_id: u32, slots: u32, backends: &[SocketAddr], error: Error) -> Error {
+        if let Ok(mut map) = hash_map::<SlotKey, u32>(&mut self.ebpf, "pier_slots") {
+            for slot in 0..slots {
+                let _ = map.remove(&slot_key(svc_id, slot));
+            }
         }
-        Ok(())
+        for addr in backends {
+            let _ = self.release_backend(*addr);
+        }
+        error
     }
 
     /// Removes a service: connections to its VIP are no longer translated.
@@ -472,5 +567,5 @@ impl SocketLb {
 
 /// The map key of a service port.
 pub fn svc_key(s: &ServiceAddr) -> SvcKey {
-    SvcKey::new(*s.addr.ip(), s.addr.port(), s.proto)
+    SvcKey::new(s.addr.ip(), s.addr.port(), s.proto)
 }

@@ -5,19 +5,53 @@
 //! no padding the kernel does not also see as explicit `pad` fields.
 #![allow(unsafe_code)]
 
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, SocketAddr};
 
 /// IP protocol numbers used in service keys.
 pub const PROTO_TCP: u8 = 6;
 /// UDP.
 pub const PROTO_UDP: u8 = 17;
 
+/// `struct pier_ip`: an address in network byte order, IPv4 held IPv4-mapped.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Ip {
+    /// The 16 address bytes as the kernel's `__u32[4]`.
+    pub a: [u32; 4],
+}
+
+impl From<IpAddr> for Ip {
+    fn from(ip: IpAddr) -> Self {
+        let octets = match ip {
+            IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
+            IpAddr::V6(v6) => v6.octets(),
+        };
+        let mut a = [0u32; 4];
+        for (word, chunk) in a.iter_mut().zip(octets.chunks_exact(4)) {
+            *word = u32::from_ne_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
+        }
+        Self { a }
+    }
+}
+
+impl Ip {
+    /// The address (IPv4 when v4-mapped).
+    pub fn to_ip_addr(self) -> IpAddr {
+        let mut octets = [0u8; 16];
+        for (chunk, word) in octets.chunks_exact_mut(4).zip(self.a) {
+            chunk.copy_from_slice(&word.to_ne_bytes());
+        }
+        let v6 = std::net::Ipv6Addr::from(octets);
+        v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4)
+    }
+}
+
 /// `struct pier_svc_key`: a service port (network byte order).
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct SvcKey {
-    /// VIP, network order.
-    pub vip: u32,
+    /// VIP.
+    pub vip: Ip,
     /// Port, network order.
     pub port: u16,
     /// 6 or 17.
@@ -28,9 +62,9 @@ pub struct SvcKey {
 
 impl SvcKey {
     /// The key of `vip:port` over `proto`.
-    pub fn new(vip: Ipv4Addr, port: u16, proto: u8) -> Self {
+    pub fn new(vip: IpAddr, port: u16, proto: u8) -> Self {
         Self {
-            vip: u32::from_ne_bytes(vip.octets()),
+            vip: Ip::from(vip),
             port: port.to_be(),
             proto,
             pad: 0,
@@ -67,17 +101,17 @@ pub struct SlotKey {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Backend {
     /// Address.
-    pub addr: u32,
+    pub addr: Ip,
     /// Port.
     pub port: u16,
     /// Zero.
     pub pad: u16,
 }
 
-impl From<SocketAddrV4> for Backend {
-    fn from(a: SocketAddrV4) -> Self {
+impl From<SocketAddr> for Backend {
+    fn from(a: SocketAddr) -> Self {
         Self {
-            addr: u32::from_ne_bytes(a.ip().octets()),
+            addr: Ip::from(a.ip()),
             port: a.port().to_be(),
             pad: 0,
         }
@@ -95,6 +129,8 @@ pub struct SvcStats {
 }
 
 // SAFETY: repr(C), Copy, no implicit padding (sizes checked in the tests).
+unsafe impl aya::Pod for Ip {}
+// SAFETY: as above.
 unsafe impl aya::Pod for SvcKey {}
 // SAFETY: as above.
 unsafe impl aya::Pod for Svc {}
@@ -111,14 +147,30 @@ mod tests {
 
     #[test]
     fn layouts_match_the_header() {
-        assert_eq!(std::mem::size_of::<SvcKey>(), 8);
+        assert_eq!(std::mem::size_of::<Ip>(), 16);
+        assert_eq!(std::mem::size_of::<SvcKey>(), 20);
         assert_eq!(std::mem::size_of::<Svc>(), 16);
         assert_eq!(std::mem::size_of::<SlotKey>(), 8);
-        assert_eq!(std::mem::size_of::<Backend>(), 8);
+        assert_eq!(std::mem::size_of::<Backend>(), 20);
         assert_eq!(std::mem::size_of::<SvcStats>(), 16);
-        let k = SvcKey::new(Ipv4Addr::new(10, 96, 0, 1), 80, PROTO_TCP);
-        // Network order in memory, as the sock_addr context holds it.
-        assert_eq!(k.vip.to_ne_bytes(), [10, 96, 0, 1]);
+        // Network order in memory, as the sock_addr context holds it; IPv4 is v4-mapped.
+        let bytes =
+            |k: &SvcKey| -> Vec<u8> { k.vip.a.iter().flat_map(|w| w.to_ne_bytes()).collect() };
+        let k = SvcKey::new("10.96.0.1".parse().unwrap(), 80, PROTO_TCP);
+        assert_eq!(
+            bytes(&k),
+            [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 10, 96, 0, 1]
+        );
         assert_eq!(k.port.to_ne_bytes(), [0, 80]);
+        let k6 = SvcKey::new("fd00::1".parse().unwrap(), 80, PROTO_TCP);
+        assert_eq!(
+            bytes(&k6),
+            [0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]
+        );
+        for ip in ["10.96.0.1", "fd00::1", "::ffff:0.0.0.0", "::"] {
+            let ip: IpAddr = ip.parse().unwrap();
+            let back = Ip::from(ip).to_ip_addr();
+            assert_eq!(back.to_canonical(), ip.to_canonical());
+        }
     }
 }

@@ -3,7 +3,6 @@
 //! them) and, with `kernel.bpf_stats_enabled=1`, program run time.
 
 use std::collections::HashMap;
-use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -31,9 +30,9 @@ pub struct EbpfMetrics {
 }
 
 fn vip_label(k: &SvcKey) -> String {
-    let ip = Ipv4Addr::from(k.vip.to_ne_bytes());
+    let addr = std::net::SocketAddr::new(k.vip.to_ip_addr(), u16::from_be(k.port));
     let proto = if k.proto == PROTO_TCP { "TCP" } else { "UDP" };
-    format!("{ip}:{}/{proto}", u16::from_be(k.port))
+    format!("{addr}/{proto}")
 }
 
 fn open(pin_dir: &Path, name: &str) -> Option<MapData> {

@@ -2,7 +2,7 @@
 //! backends, recomputed only for the services a snapshot diff touches.
 
 use std::collections::{HashMap, HashSet};
-use std::net::{IpAddr, SocketAddr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 
 use pier_controlplane::snapshot::{
@@ -19,7 +19,7 @@ pub struct Entry {
     /// The VIP port.
     pub addr: ServiceAddr,
     /// Backends and their weights.
-    pub backends: Vec<(SocketAddrV4, u32)>,
+    pub backends: Vec<(SocketAddr, u32)>,
     /// ClientIP affinity timeout, seconds (0: none).
     pub affinity: u32,
 }
@@ -28,10 +28,11 @@ pub struct Entry {
 /// (in loopback mode); `None` leaves the VIP alone (the proxy listens on the VIP itself).
 pub type Steer = Arc<dyn Fn(IpAddr, u16) -> Option<SocketAddr> + Send + Sync>;
 
-/// Endpoints of `svc` serving `port` that may take new connections: ready ones, or if none is
-/// ready, serving-but-terminating ones (as kube-proxy does).
-fn endpoints(svc: &ServiceView, port: &PortView) -> Vec<SocketAddrV4> {
-    let pick = |want_ready: bool| -> Vec<SocketAddrV4> {
+/// Endpoints of `svc` serving `port` in the VIP's address family that may take new
+/// connections: ready ones, or if none is ready, serving-but-terminating ones (as kube-proxy
+/// does).
+fn endpoints(svc: &ServiceView, port: &PortView, v6: bool) -> Vec<SocketAddr> {
+    let pick = |want_ready: bool| -> Vec<SocketAddr> {
         svc.endpoints
             .iter()
             .filter(|e| {
@@ -41,15 +42,13 @@ fn endpoints(svc: &ServiceView, port: &PortView) -> Vec<SocketAddrV4> {
                     e.serving && e.terminating
                 }
             })
+            .filter(|e| e.address.is_ipv6() == v6)
             .filter_map(|e| {
-                let IpAddr::V4(ip) = e.address else {
-                    return None;
-                };
                 let target = match &port.target_port {
                     TargetPort::Number(n) if e.ports.is_empty() => Some(*n),
                     _ => e.port_for(port),
                 }?;
-                Some(SocketAddrV4::new(ip, target))
+                Some(SocketAddr::new(e.address, target))
             })
             .collect()
     };
@@ -62,7 +61,7 @@ fn endpoints(svc: &ServiceView, port: &PortView) -> Vec<SocketAddrV4> {
 }
 
 /// Spreads each group's weight over its endpoints.
-fn weighted(groups: Vec<(Vec<SocketAddrV4>, u32)>) -> Vec<(SocketAddrV4, u32)> {
+fn weighted(groups: Vec<(Vec<SocketAddr>, u32)>) -> Vec<(SocketAddr, u32)> {
     let mut out = Vec::new();
     for (eps, weight) in groups {
         let n = u32::try_from(eps.len()).unwrap_or(u32::MAX).max(1);
@@ -93,9 +92,10 @@ pub fn desired(
 ) -> (Vec<Entry>, Vec<ServiceKey>) {
     let mut entries = Vec::new();
     let mut uses = Vec::new();
-    let Some(IpAddr::V4(vip)) = svc.cluster_ip else {
+    let Some(vip) = svc.cluster_ip else {
         return (entries, uses);
     };
+    let v6 = vip.is_ipv6();
     let affinity = svc
         .affinity_timeout
         .map_or(0, |t| u32::try_from(t.as_secs()).unwrap_or(u32::MAX).max(1));
@@ -104,12 +104,12 @@ pub fn desired(
     }
     for port in &svc.ports {
         let addr = ServiceAddr {
-            addr: SocketAddrV4::new(vip, port.port),
+            addr: SocketAddr::new(vip, port.port),
             proto: proto(port.protocol),
         };
         if port.mode == PortMode::L7 {
             // L7 ports belong to the proxy: steer to its listener where it is not the VIP.
-            if let Some(SocketAddr::V4(l)) = steer.and_then(|s| s(IpAddr::V4(vip), port.port)) {
+            if let Some(l) = steer.and_then(|s| s(vip, port.port)) {
                 entries.push(Entry {
                     addr,
                     backends: vec![(l, 1)],
@@ -142,17 +142,23 @@ pub fn desired(
                 .get(&b.service)
                 .and_then(|s| {
                     let p = s.ports.iter().find(|p| p.port == b.port)?;
-                    Some(endpoints(s, p))
+                    Some(endpoints(s, p, v6))
                 })
                 .unwrap_or_default();
             groups.push((eps, b.weight));
         }
         let backends = weighted(groups);
         if let Some(node_port) = port.node_port {
-            // NodePorts are keyed with VIP 0: any node address (and loopback) matches.
+            // NodePorts are keyed with the family's unspecified address: any node address
+            // (and loopback) of that family matches.
+            let any = if v6 {
+                IpAddr::V6(Ipv6Addr::UNSPECIFIED)
+            } else {
+                IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+            };
             entries.push(Entry {
                 addr: ServiceAddr {
-                    addr: SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, node_port),
+                    addr: SocketAddr::new(any, node_port),
                     proto: addr.proto,
                 },
                 backends: backends.clone(),
@@ -201,12 +207,17 @@ impl EbpfConsumer {
         }
         let old = self.installed.remove(key).unwrap_or_default();
         let inventory = self.lb.inventory();
-        for o in &old {
-            if !entries.iter().any(|e| e.addr == o.addr) {
-                self.lb.remove_service(o.addr)?;
-                if let Ok(mut n) = inventory.names.write() {
-                    n.remove(&svc_key(&o.addr));
-                }
+        // What the maps hold for this service, kept true even when a write fails midway.
+        let mut current: Vec<Entry> = Vec::with_capacity(entries.len());
+        let mut result = Ok(());
+        for o in old {
+            if entries.iter().any(|e| e.addr == o.addr) {
+                current.push(o);
+            } else if let Err(e) = self.lb.remove_service(o.addr) {
+                current.push(o);
+                result = Err(e);
+            } else if let Ok(mut n) = inventory.names.write() {
+                n.remove(&svc_key(&o.addr));
             }
         }
         if let Ok(mut n) = inventory.names.write() {
@@ -214,15 +225,23 @@ impl EbpfConsumer {
                 n.insert(svc_key(&e.addr), key.to_string());
             }
         }
-        for e in &entries {
-            if !old.contains(e) {
-                self.lb.set_service(e.addr, &e.backends, e.affinity)?;
+        for e in entries {
+            if result.is_err() || current.contains(&e) {
+                continue;
+            }
+            // A failed write leaves the earlier entry for this VIP port in place.
+            match self.lb.set_service(e.addr, &e.backends, e.affinity) {
+                Ok(()) => {
+                    current.retain(|c| c.addr != e.addr);
+                    current.push(e);
+                }
+                Err(err) => result = Err(err),
             }
         }
-        if !entries.is_empty() {
-            self.installed.insert(key.clone(), entries);
+        if !current.is_empty() {
+            self.installed.insert(key.clone(), current);
         }
-        Ok(())
+        result
     }
 }
 
@@ -245,9 +264,18 @@ impl SnapshotConsumer for EbpfConsumer {
         }
         touched.sort();
         touched.dedup();
-        for key in &touched {
-            self.sync_service(key, snapshot)
-                .map_err(|e| e.to_string())?;
+        // Every service is synced even when one fails; each stays whole (old or new), and the
+        // failed ones are retried with the next snapshot.
+        let failed: Vec<String> = touched
+            .iter()
+            .filter_map(|key| {
+                self.sync_service(key, snapshot)
+                    .err()
+                    .map(|e| format!("{key}: {e}"))
+            })
+            .collect();
+        if !failed.is_empty() {
+            return Err(failed.join("; "));
         }
         if !self.swept {
             // The first diff is from the empty snapshot, so every service has been written:

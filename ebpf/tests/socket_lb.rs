@@ -5,7 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -19,9 +19,6 @@ const CHILD: &str = "PIER_EBPF_TEST_CHILD";
 fn environment() -> Result<PathBuf, String> {
     if pier_controlplane::api::current_uid() != 0 {
         return Err("needs root (BPF programs, cgroups)".into());
-    }
-    if !Path::new(pier_ebpf::BPFFS).exists() {
-        return Err("no /sys/fs/bpf directory".into());
     }
     pier_ebpf::cgroup2_root().ok_or_else(|| "no cgroup2 mount".into())
 }
@@ -40,29 +37,43 @@ fn privileged() -> Option<PathBuf> {
     }
 }
 
-/// Removes the programs, pins, the cgroup and a bpffs mount the test made, whatever happened.
+/// The test's own cgroup and BPF filesystem (a private bpffs instance, so concurrent tests
+/// never share pins or mounts); removed with the programs and pins whatever happened.
 struct Cleanup {
     cgroup: PathBuf,
+    bpffs: PathBuf,
     pin: PathBuf,
-    mounted_bpffs: bool,
+}
+
+impl Cleanup {
+    fn new(root: &Path, name: &str) -> Self {
+        let id = std::process::id();
+        let bpffs = std::env::temp_dir().join(format!("{name}-bpffs-{id}"));
+        let cleanup = Cleanup {
+            cgroup: root.join(format!("{name}-{id}")),
+            pin: bpffs.join("pier"),
+            bpffs,
+        };
+        std::fs::create_dir_all(&cleanup.bpffs).unwrap();
+        assert!(pier_ebpf::ensure_bpffs(&cleanup.bpffs).unwrap());
+        std::fs::create_dir_all(&cleanup.cgroup).unwrap();
+        cleanup
+    }
 }
 
 impl Drop for Cleanup {
     fn drop(&mut self) {
         let _ = SocketLb::detach(&self.pin);
         let _ = std::fs::remove_dir(&self.cgroup);
-        if self.mounted_bpffs {
-            let _ = Command::new("umount").arg(pier_ebpf::BPFFS).status();
-        }
+        let _ = Command::new("umount").arg(&self.bpffs).status();
+        let _ = std::fs::remove_dir(&self.bpffs);
     }
 }
 
-/// Backends that answer each connection with their one-letter name, then close.
-fn backend(name: u8, stop: Arc<AtomicBool>) -> SocketAddrV4 {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let SocketAddr::V4(addr) = l.local_addr().unwrap() else {
-        unreachable!()
-    };
+/// Backends on `host` that answer each connection with their one-letter name, then close.
+fn backend_on(host: &str, name: u8, stop: Arc<AtomicBool>) -> SocketAddr {
+    let l = TcpListener::bind(format!("{host}:0")).unwrap();
+    let addr = l.local_addr().unwrap();
     l.set_nonblocking(true).unwrap();
     std::thread::spawn(move || {
         while !stop.load(Ordering::Relaxed) {
@@ -114,10 +125,19 @@ fn child_client() {
     println!("RESULT {a} {b} {peer_is_vip} {refused}");
 }
 
-/// UDP from inside the cgroup: `n` datagrams to the VIP, unconnected (sendmsg4/recvmsg4) or
-/// connected (connect4/getpeername4); every reply must come from the VIP.
+fn backend(name: u8, stop: Arc<AtomicBool>) -> SocketAddr {
+    backend_on("127.0.0.1", name, stop)
+}
+
+/// UDP from inside the cgroup: `n` datagrams to the VIP, unconnected (sendmsg/recvmsg) or
+/// connected (connect/getpeername); every reply must come from the VIP.
 fn udp_client(vip: SocketAddr, n: usize, connected: bool) {
-    let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let local = if vip.is_ipv6() {
+        "[::1]:0"
+    } else {
+        "127.0.0.1:0"
+    };
+    let s = std::net::UdpSocket::bind(local).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
     if connected {
         s.connect(vip).unwrap();
@@ -143,12 +163,10 @@ fn udp_client(vip: SocketAddr, n: usize, connected: bool) {
     println!("RESULT {a} {b} {from_vip} 0");
 }
 
-/// A UDP echo backend that prefixes its one-letter name.
-fn udp_backend(name: u8, stop: Arc<AtomicBool>) -> SocketAddrV4 {
-    let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    let SocketAddr::V4(addr) = s.local_addr().unwrap() else {
-        unreachable!()
-    };
+/// A UDP echo backend on `host` that prefixes its one-letter name.
+fn udp_backend_on(host: &str, name: u8, stop: Arc<AtomicBool>) -> SocketAddr {
+    let s = std::net::UdpSocket::bind(format!("{host}:0")).unwrap();
+    let addr = s.local_addr().unwrap();
     s.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
     std::thread::spawn(move || {
         let mut buf = [0u8; 64];
@@ -163,11 +181,15 @@ fn udp_backend(name: u8, stop: Arc<AtomicBool>) -> SocketAddrV4 {
     addr
 }
 
-fn run_child(cgroup: &Path, vip: SocketAddrV4, n: usize) -> [usize; 4] {
+fn udp_backend(name: u8, stop: Arc<AtomicBool>) -> SocketAddr {
+    udp_backend_on("127.0.0.1", name, stop)
+}
+
+fn run_child(cgroup: &Path, vip: SocketAddr, n: usize) -> [usize; 4] {
     run_child_mode(cgroup, vip, n, "tcp")
 }
 
-fn run_child_mode(cgroup: &Path, vip: SocketAddrV4, n: usize, mode: &str) -> [usize; 4] {
+fn run_child_mode(cgroup: &Path, vip: SocketAddr, n: usize, mode: &str) -> [usize; 4] {
     let out = Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
@@ -201,24 +223,29 @@ fn run_child_mode(cgroup: &Path, vip: SocketAddrV4, n: usize, mode: &str) -> [us
 fn vip_connects_reach_weighted_backends_and_see_the_vip() {
     let Some(root) = privileged() else { return };
     let id = std::process::id();
-    let cleanup = Cleanup {
-        cgroup: root.join(format!("pier-test-{id}")),
-        pin: PathBuf::from(format!("/sys/fs/bpf/pier-test-{id}")),
-        mounted_bpffs: pier_ebpf::ensure_bpffs(Path::new(pier_ebpf::BPFFS)).unwrap(),
-    };
-    std::fs::create_dir_all(&cleanup.cgroup).unwrap();
+    let cleanup = Cleanup::new(&root, "pier-test");
     let stop = Arc::new(AtomicBool::new(false));
     let (a, b) = (
         backend(b'a', Arc::clone(&stop)),
         backend(b'b', Arc::clone(&stop)),
     );
-    let vip = SocketAddrV4::new(Ipv4Addr::new(10, 254, (id % 250) as u8, 1), 80);
+    let vip = SocketAddr::new(Ipv4Addr::new(10, 254, (id % 250) as u8, 1).into(), 80);
     let service = ServiceAddr {
         addr: vip,
         proto: PROTO_TCP,
     };
 
     let mut lb = SocketLb::load(&cleanup.pin).unwrap();
+    // The layouts pier checks pinned maps against are the object's.
+    for (name, key, value) in pier_ebpf::MAP_LAYOUTS {
+        let info = aya::maps::MapInfo::from_pin(cleanup.pin.join(name)).unwrap();
+        assert_eq!(
+            (info.key_size() as usize, info.value_size() as usize),
+            (key, value),
+            "{name}"
+        );
+    }
+    assert!(pier_ebpf::stale_pins(&cleanup.pin).is_empty());
     lb.attach(&cleanup.cgroup).unwrap();
     lb.set_service(service, &[(a, 90), (b, 10)], 0).unwrap();
     let [ca, cb, vip_seen, refused] = run_child(&cleanup.cgroup, vip, 2000);
@@ -275,7 +302,7 @@ fn vip_connects_reach_weighted_backends_and_see_the_vip() {
         udp_backend(b'b', Arc::clone(&stop)),
     );
     let udp = ServiceAddr {
-        addr: SocketAddrV4::new(*vip.ip(), 53),
+        addr: SocketAddr::new(vip.ip(), 53),
         proto: pier_ebpf::maps::PROTO_UDP,
     };
     lb.set_service(udp, &[(ua, 1), (ub, 1)], 0).unwrap();
@@ -296,11 +323,11 @@ fn vip_connects_reach_weighted_backends_and_see_the_vip() {
         .unwrap()
         .port();
     let np = ServiceAddr {
-        addr: SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, node_port),
+        addr: SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), node_port),
         proto: PROTO_TCP,
     };
     lb.set_service(np, &[(a, 1)], 0).unwrap();
-    let local = SocketAddrV4::new(Ipv4Addr::LOCALHOST, node_port);
+    let local = SocketAddr::new(Ipv4Addr::LOCALHOST.into(), node_port);
     assert_eq!(
         run_child(&cleanup.cgroup, local, 20),
         [20, 0, 20, 0],
@@ -313,6 +340,150 @@ fn vip_connects_reach_weighted_backends_and_see_the_vip() {
     lb.remove_service(service).unwrap();
     drop(lb);
     stop.store(true, Ordering::Relaxed);
+    let pin = cleanup.pin.clone();
     drop(cleanup);
-    assert!(!Path::new(&format!("/sys/fs/bpf/pier-test-{id}")).exists());
+    assert!(!pin.exists());
+}
+
+#[test]
+fn ipv6_vips_and_v4_mapped_vips_translate_both_ways() {
+    let Some(root) = privileged() else { return };
+    let id = std::process::id();
+    let cleanup = Cleanup::new(&root, "pier-test6");
+    let stop = Arc::new(AtomicBool::new(false));
+    let (a, b) = (
+        backend_on("[::1]", b'a', Arc::clone(&stop)),
+        backend_on("[::1]", b'b', Arc::clone(&stop)),
+    );
+    let vip6: IpAddr = Ipv6Addr::new(0xfd00, 0xfe, 0, 0, 0, 0, 0, (id % 65000) as u16 + 1).into();
+    let service = ServiceAddr {
+        addr: SocketAddr::new(vip6, 80),
+        proto: PROTO_TCP,
+    };
+    let mut lb = SocketLb::load(&cleanup.pin).unwrap();
+    lb.attach(&cleanup.cgroup).unwrap();
+
+    // connect6 and getpeername6: weights and the VIP as the peer.
+    lb.set_service(service, &[(a, 90), (b, 10)], 0).unwrap();
+    let [ca, cb, vip_seen, refused] = run_child(&cleanup.cgroup, service.addr, 1000);
+    println!("IPv6 90/10 over 1000 connects: a={ca} b={cb}");
+    assert_eq!((ca + cb, refused, vip_seen), (1000, 0, 1000));
+    let share = cb as f64 / 1000.0;
+    assert!((0.06..=0.14).contains(&share), "b's share {share}");
+    lb.set_service(service, &[], 0).unwrap();
+    assert_eq!(run_child(&cleanup.cgroup, service.addr, 10), [0, 0, 0, 10]);
+
+    // sendmsg6/recvmsg6 and connected UDP over IPv6: replies from the VIP.
+    let (ua, ub) = (
+        udp_backend_on("[::1]", b'a', Arc::clone(&stop)),
+        udp_backend_on("[::1]", b'b', Arc::clone(&stop)),
+    );
+    let udp = ServiceAddr {
+        addr: SocketAddr::new(vip6, 53),
+        proto: pier_ebpf::maps::PROTO_UDP,
+    };
+    lb.set_service(udp, &[(ua, 1), (ub, 1)], 0).unwrap();
+    for mode in ["udp", "udp-connected"] {
+        let [ra, rb, from_vip, _] = run_child_mode(&cleanup.cgroup, udp.addr, 100, mode);
+        assert_eq!((ra + rb, from_vip), (100, 100), "{mode} over IPv6");
+    }
+
+    // A dual-stack IPv6 socket connecting to an IPv4 VIP, v4-mapped, reaches its IPv4
+    // backends and sees the mapped VIP as its peer.
+    let v4 = backend(b'a', Arc::clone(&stop));
+    let vip4 = Ipv4Addr::new(10, 253, (id % 250) as u8, 1);
+    let service4 = ServiceAddr {
+        addr: SocketAddr::new(vip4.into(), 80),
+        proto: PROTO_TCP,
+    };
+    lb.set_service(service4, &[(v4, 1)], 0).unwrap();
+    let mapped = SocketAddr::new(vip4.to_ipv6_mapped().into(), 80);
+    assert_eq!(run_child(&cleanup.cgroup, mapped, 20), [20, 0, 20, 0]);
+
+    // An IPv6 NodePort answers on ::1.
+    let node_port = TcpListener::bind("[::1]:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let np = ServiceAddr {
+        addr: SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), node_port),
+        proto: PROTO_TCP,
+    };
+    lb.set_service(np, &[(b, 1)], 0).unwrap();
+    let local = SocketAddr::new(Ipv6Addr::LOCALHOST.into(), node_port);
+    assert_eq!(run_child(&cleanup.cgroup, local, 20), [0, 20, 20, 0]);
+
+    drop(lb);
+    stop.store(true, Ordering::Relaxed);
+}
+
+#[test]
+fn a_failed_service_write_is_taken_back_whole() {
+    let Some(root) = privileged() else { return };
+    let cleanup = Cleanup::new(&root, "pier-test-full");
+    let stop = Arc::new(AtomicBool::new(false));
+    let a = backend(b'a', Arc::clone(&stop));
+    let mut lb = SocketLb::load(&cleanup.pin).unwrap();
+    lb.attach(&cleanup.cgroup).unwrap();
+    let vip = SocketAddr::new(Ipv4Addr::new(10, 252, 0, 1).into(), 80);
+    let service = ServiceAddr {
+        addr: vip,
+        proto: PROTO_TCP,
+    };
+    lb.set_service(service, &[(a, 1)], 0).unwrap();
+
+    let open = |name: &str| aya::maps::MapData::from_pin(cleanup.pin.join(name)).unwrap();
+    let count = || {
+        let slots = aya::maps::HashMap::<_, [u32; 2], u32>::try_from(aya::maps::Map::HashMap(
+            open("pier_slots"),
+        ))
+        .unwrap();
+        let backends = aya::maps::HashMap::<_, u32, pier_ebpf::maps::Backend>::try_from(
+            aya::maps::Map::HashMap(open("pier_backends")),
+        )
+        .unwrap();
+        (slots.keys().count(), backends.keys().count())
+    };
+    let before = count();
+
+    // Fill the service map to its limit, so the next new service entry cannot be written.
+    let mut services =
+        aya::maps::HashMap::<_, pier_ebpf::maps::SvcKey, pier_ebpf::maps::Svc>::try_from(
+            aya::maps::Map::HashMap(open("pier_services")),
+        )
+        .unwrap();
+    let filler =
+        |i: u32| pier_ebpf::maps::SvcKey::new(Ipv4Addr::from(0x0a00_0000 | i).into(), 1, PROTO_TCP);
+    let junk = pier_ebpf::maps::Svc {
+        id: 0,
+        slots: 0,
+        affinity: 0,
+        pad: 0,
+    };
+    let mut filled = 0u32;
+    while services.insert(filler(filled), junk, 0).is_ok() {
+        filled += 1;
+        assert!(filled <= 70_000, "the service map never filled");
+    }
+    let b = backend(b'b', Arc::clone(&stop));
+    let other = ServiceAddr {
+        addr: SocketAddr::new(Ipv4Addr::new(10, 252, 0, 2).into(), 80),
+        proto: PROTO_TCP,
+    };
+    let err = lb.set_service(other, &[(a, 1), (b, 1)], 0).unwrap_err();
+    println!("full map: {err}");
+    assert_eq!(
+        count(),
+        before,
+        "no slot or backend of the failed service is left behind"
+    );
+    for i in 0..filled {
+        let _ = services.remove(&filler(i));
+    }
+    // The service written before still translates, and a retry now succeeds.
+    assert_eq!(run_child(&cleanup.cgroup, vip, 10), [10, 0, 10, 0]);
+    lb.set_service(other, &[(a, 1), (b, 1)], 0).unwrap();
+    drop(lb);
+    stop.store(true, Ordering::Relaxed);
 }

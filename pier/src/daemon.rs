@@ -154,7 +154,7 @@ fn start_ebpf(
         pier_ebpf::ensure_bpffs(bpffs)?;
         let mut lb = pier_ebpf::SocketLb::load(&config.pin_dir)?;
         lb.attach(&config.cgroup)?;
-        lb.set_node_ips(&pier_ebpf::node_ipv4s())?;
+        pier_ebpf::set_node_ips(&config.pin_dir, &pier_ebpf::node_ips())?;
         Ok(lb)
     })();
     let lb = match loaded {
@@ -185,11 +185,32 @@ fn start_ebpf(
         observer,
         shutdown,
     ));
+    tasks.push(tokio::spawn(follow_node_ips(
+        config.pin_dir.clone(),
+        shutdown.clone(),
+    )));
     tracing::info!(
         cgroup = %config.cgroup.display(),
         pins = %config.pin_dir.display(),
         "eBPF socket-LB attached (stays attached across restarts; `pier ebpf detach` removes it)"
     );
+}
+
+/// Keeps the socket-LB's node addresses (where NodePorts answer) current as interfaces and
+/// addresses come and go.
+async fn follow_node_ips(pin_dir: std::path::PathBuf, mut shutdown: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(2));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        match pier_ebpf::set_node_ips(&pin_dir, &pier_ebpf::node_ips()) {
+            Ok(true) => tracing::info!("NodePort addresses changed"),
+            Ok(false) => {}
+            Err(e) => tracing::warn!(error = %e, "updating NodePort addresses"),
+        }
+    }
 }
 
 /// Opens the container engine, re-adopts the pods it runs and starts the Deployment controller;

@@ -41,7 +41,7 @@ fn entries_of(snap: &NodeSnapshot, name: &str, steer: Option<&Steer>) -> Vec<Ent
     desired(snap.service("default", name).unwrap(), snap, steer).0
 }
 
-fn sa(s: &str) -> SocketAddrV4 {
+fn sa(s: &str) -> SocketAddr {
     s.parse().unwrap()
 }
 
@@ -59,7 +59,7 @@ fn ready_endpoints_then_draining_ones() {
     assert_eq!(e.len(), 1);
     assert_eq!(
         e[0].addr.addr,
-        SocketAddrV4::new(Ipv4Addr::new(10, 96, 0, 1), 80)
+        SocketAddr::new(Ipv4Addr::new(10, 96, 0, 1).into(), 80)
     );
     assert_eq!(e[0].backends, vec![(sa("10.88.0.1:8080"), 1000)]);
     let snap = snapshot(&[
@@ -148,7 +148,29 @@ fn node_ports_get_a_wildcard_entry() {
         slice("np", &[("10.88.0.1", true, false)], 8080),
     ]);
     let e = entries_of(&snap, "np", None);
-    let addrs: Vec<SocketAddrV4> = e.iter().map(|e| e.addr.addr).collect();
+    let addrs: Vec<SocketAddr> = e.iter().map(|e| e.addr.addr).collect();
     assert_eq!(addrs, vec![sa("0.0.0.0:30080"), sa("10.96.0.1:80")]);
     assert_eq!(e[0].backends, e[1].backends);
+}
+
+#[test]
+fn ipv6_services_get_ipv6_backends_and_an_ipv6_node_port() {
+    let mut v6_slice = slice("web6", &[("fd00:88::1", true, false)], 8080);
+    v6_slice["addressType"] = json!("IPv6");
+    let mut v4_slice = slice("web6", &[("10.88.0.9", true, false)], 8080);
+    v4_slice["metadata"]["name"] = json!("web6-v4");
+    let snap = snapshot(&[
+        service(
+            "web6",
+            "fd00:96::1",
+            json!({"type": "NodePort", "ports": [{"name": "p", "port": 80, "nodePort": 30081}]}),
+        ),
+        v6_slice,
+        v4_slice,
+    ]);
+    let e = entries_of(&snap, "web6", None);
+    let addrs: Vec<SocketAddr> = e.iter().map(|e| e.addr.addr).collect();
+    assert_eq!(addrs, vec![sa("[::]:30081"), sa("[fd00:96::1]:80")]);
+    // Only the VIP's family: the IPv4 endpoint cannot serve an IPv6 VIP.
+    assert_eq!(e[1].backends, vec![(sa("[fd00:88::1]:8080"), 1000)]);
 }
