@@ -58,7 +58,7 @@ struct pier_backend {
 	__u16 pad;
 };
 
-/* Reverse translation: which VIP a socket's backend stands for. */
+/* Reverse translation of unconnected UDP: which VIP a socket's backend stands for. */
 struct pier_revnat_key {
 	__u64 cookie;
 	struct pier_ip addr;
@@ -71,6 +71,15 @@ struct pier_revnat {
 	struct pier_ip vip;
 	__u16 port;
 	__u16 pad;
+};
+
+/* Reverse translation of a connected socket (TCP, connected UDP), kept in the socket's own
+ * storage: freed with the socket, never evicted while it lives, and no hashing per connect. */
+struct pier_sock_nat {
+	struct pier_ip backend;
+	struct pier_ip vip;
+	__u16 backend_port;
+	__u16 vip_port;
 };
 
 /* Per-CPU counters of a service port (summed by pier for pier_ebpf_* metrics). */

@@ -43,6 +43,14 @@ struct {
 } pier_revnat SEC(".maps");
 
 struct {
+	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct pier_sock_nat);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} pier_sock_nat SEC(".maps");
+
+struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 262144);
 	__type(key, struct pier_affinity_key);
@@ -155,8 +163,40 @@ static __always_inline struct pier_backend *affine(struct pier_svc *svc, struct 
 	return be;
 }
 
-/* Picks a backend for the VIP in ctx and rewrites ctx to it; 1 lets the call go on, 0 fails it. */
-static __always_inline int translate(struct bpf_sock_addr *ctx, __u8 proto, int v6)
+/* Remembers which VIP the backend `to` stands for on this socket: in the socket's storage for
+ * a connect, in the revnat map for an unconnected datagram (one socket, many VIPs). */
+static __always_inline void remember(struct bpf_sock_addr *ctx, int connected, const struct pier_ip *to,
+				     __u16 to_port, const struct pier_ip *vip, __u16 vip_port)
+{
+	if (connected) {
+		struct bpf_sock *sk = ctx->sk;
+		if (!sk)
+			return;
+		struct pier_sock_nat *nat =
+			bpf_sk_storage_get(&pier_sock_nat, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+		if (!nat)
+			return;
+		nat->backend = *to;
+		nat->vip = *vip;
+		nat->backend_port = to_port;
+		nat->vip_port = vip_port;
+		return;
+	}
+	struct pier_revnat_key rk = {
+		.cookie = bpf_get_socket_cookie(ctx),
+		.addr = *to,
+		.port = to_port,
+	};
+	struct pier_revnat rn = {
+		.vip = *vip,
+		.port = vip_port,
+	};
+	bpf_map_update_elem(&pier_revnat, &rk, &rn, BPF_ANY);
+}
+
+/* Picks a backend for the VIP in ctx and rewrites ctx to it; 1 lets the call go on, 0 fails it.
+ * `connected` is set for connect(), clear for sendmsg(). */
+static __always_inline int translate(struct bpf_sock_addr *ctx, __u8 proto, int v6, int connected)
 {
 	/* user_port is read as a whole u32 (the verifier rejects narrower loads here). */
 	__u32 user_port = ctx->user_port;
@@ -220,16 +260,7 @@ static __always_inline int translate(struct bpf_sock_addr *ctx, __u8 proto, int 
 	__u16 to_port = be->port;
 	if (!set_ctx_ip(ctx, v6, &to))
 		return 1;
-	struct pier_revnat_key rk = {
-		.cookie = bpf_get_socket_cookie(ctx),
-		.addr = to,
-		.port = to_port,
-	};
-	struct pier_revnat rn = {
-		.vip = dst,
-		.port = key.port,
-	};
-	bpf_map_update_elem(&pier_revnat, &rk, &rn, BPF_ANY);
+	remember(ctx, connected, &to, to_port, &dst, key.port);
 	if (st)
 		st->connects += 1;
 	count_backend(chosen);
@@ -237,20 +268,37 @@ static __always_inline int translate(struct bpf_sock_addr *ctx, __u8 proto, int 
 	return 1;
 }
 
-/* Rewrites a backend address in ctx back to the VIP it was picked for. */
+static __always_inline int same_ip(const struct pier_ip *x, const struct pier_ip *y)
+{
+	return x->a[0] == y->a[0] && x->a[1] == y->a[1] && x->a[2] == y->a[2] && x->a[3] == y->a[3];
+}
+
+/* Rewrites a backend address in ctx back to the VIP it was picked for: the socket's own
+ * translation if it was connected to that backend, else (unconnected UDP) the revnat map. */
 static __always_inline void reverse(struct bpf_sock_addr *ctx, int v6)
 {
 	__u32 user_port = ctx->user_port;
-	struct pier_revnat_key rk = {
-		.cookie = bpf_get_socket_cookie(ctx),
-		.port = (__u16)user_port,
-	};
-	ctx_ip(ctx, v6, &rk.addr);
-	struct pier_revnat *rn = bpf_map_lookup_elem(&pier_revnat, &rk);
-	if (!rn)
-		return;
-	struct pier_ip vip = rn->vip;
-	__u16 port = rn->port;
+	struct pier_ip from;
+	ctx_ip(ctx, v6, &from);
+	struct pier_ip vip;
+	__u16 port;
+	struct bpf_sock *sk = ctx->sk;
+	struct pier_sock_nat *nat = sk ? bpf_sk_storage_get(&pier_sock_nat, sk, 0, 0) : 0;
+	if (nat && nat->backend_port == (__u16)user_port && same_ip(&nat->backend, &from)) {
+		vip = nat->vip;
+		port = nat->vip_port;
+	} else {
+		struct pier_revnat_key rk = {
+			.cookie = bpf_get_socket_cookie(ctx),
+			.addr = from,
+			.port = (__u16)user_port,
+		};
+		struct pier_revnat *rn = bpf_map_lookup_elem(&pier_revnat, &rk);
+		if (!rn)
+			return;
+		vip = rn->vip;
+		port = rn->port;
+	}
 	if (set_ctx_ip(ctx, v6, &vip))
 		ctx->user_port = (__u32)port;
 }
@@ -263,13 +311,13 @@ static __always_inline __u8 connect_proto(struct bpf_sock_addr *ctx)
 SEC("cgroup/connect4")
 int pier_connect4(struct bpf_sock_addr *ctx)
 {
-	return translate(ctx, connect_proto(ctx), 0);
+	return translate(ctx, connect_proto(ctx), 0, 1);
 }
 
 SEC("cgroup/sendmsg4")
 int pier_sendmsg4(struct bpf_sock_addr *ctx)
 {
-	return translate(ctx, PIER_PROTO_UDP, 0);
+	return translate(ctx, PIER_PROTO_UDP, 0, 0);
 }
 
 SEC("cgroup/recvmsg4")
@@ -289,13 +337,13 @@ int pier_getpeername4(struct bpf_sock_addr *ctx)
 SEC("cgroup/connect6")
 int pier_connect6(struct bpf_sock_addr *ctx)
 {
-	return translate(ctx, connect_proto(ctx), 1);
+	return translate(ctx, connect_proto(ctx), 1, 1);
 }
 
 SEC("cgroup/sendmsg6")
 int pier_sendmsg6(struct bpf_sock_addr *ctx)
 {
-	return translate(ctx, PIER_PROTO_UDP, 1);
+	return translate(ctx, PIER_PROTO_UDP, 1, 0);
 }
 
 SEC("cgroup/recvmsg6")

@@ -42,7 +42,7 @@ pub const PROGRAMS: [&str; 8] = [
 
 /// Key and value sizes of every map the object pins. A pinned map from an older pier with
 /// another layout cannot be reused: [`SocketLb::load`] replaces it (and the programs using it).
-pub const MAP_LAYOUTS: [(&str, usize, usize); 8] = [
+pub const MAP_LAYOUTS: [(&str, usize, usize); 9] = [
     (
         "pier_services",
         std::mem::size_of::<SvcKey>(),
@@ -51,6 +51,7 @@ pub const MAP_LAYOUTS: [(&str, usize, usize); 8] = [
     ("pier_slots", std::mem::size_of::<SlotKey>(), 4),
     ("pier_backends", 4, std::mem::size_of::<Backend>()),
     ("pier_revnat", 32, 20),
+    ("pier_sock_nat", 4, 36),
     ("pier_affinity", 32, 16),
     ("pier_node_ips", std::mem::size_of::<Ip>(), 1),
     (
