@@ -310,6 +310,17 @@ fn run_reach_logs_exec_publish_and_remove() {
     assert!(e.contains("memory limit"), "{e}");
     let e = node.fails(&["run", "-d", "--name", "x", "--cpus=0", "pier/echo:v1"]);
     assert!(e.contains("cpus"), "{e}");
+    let e = node.fails(&["run", "-d", "--name", "x", "-u", "nosuch", "pier/echo:v1"]);
+    assert!(e.contains("no user \"nosuch\""), "{e}");
+    // A user named in the image's /etc/passwd runs with its uid and primary group.
+    node.ok(&["run", "-d", "--name", "nob", "-u", "nobody", "pier/echo:v1"]);
+    let pid = node.container("nob")["pid"].clone();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    for field in ["Uid:", "Gid:"] {
+        let line = status.lines().find(|l| l.starts_with(field)).unwrap();
+        assert_eq!(line.split_whitespace().nth(1), Some("65534"), "{line}");
+    }
+    node.ok(&["rm", "-f", "nob"]);
     assert!(node.containers().is_empty(), "{:?}", node.containers());
     assert!(node.d().get_json(&["pods"])["items"]
         .as_array()

@@ -48,7 +48,7 @@ pub struct RunArgs {
     /// Read-only root filesystem.
     #[arg(long)]
     pub read_only: bool,
-    /// uid[:gid] to run as.
+    /// User to run as: name or uid, optionally :group or :gid (names from the image).
     #[arg(short, long)]
     pub user: Option<String>,
     /// Working directory.

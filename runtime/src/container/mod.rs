@@ -5,6 +5,7 @@ pub mod launcher;
 pub mod seccomp;
 pub mod shim;
 pub mod spec;
+pub mod users;
 
 mod publish;
 
@@ -480,15 +481,23 @@ impl Engine {
         // before the namespace exists.
         let netns = ip.map(|_| Network::netns_path(id));
         let etc = dir.join("etc");
+        let layers = self.images.layer_dirs(image)?;
+        // User and group names mean what the image's passwd and group files say.
+        let mut config = config.clone();
+        if let Some(user) = config.user.clone().or(image.run.user.clone()) {
+            if !user.is_empty() {
+                let (uid, gid) = users::resolve(&user, &layers)?;
+                config.user = Some(format!("{uid}:{gid}"));
+            }
+        }
         let spec = spec::build(
             id,
-            config,
+            &config,
             &image.run,
             &dir.join("rootfs"),
             netns.as_deref(),
             Some(&etc),
         )?;
-        let layers = self.images.layer_dirs(image)?;
         self.mount_rootfs(&dir, &layers)?;
         let hostname = config
             .hostname

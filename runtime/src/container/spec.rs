@@ -71,25 +71,15 @@ pub fn argv(config: &ContainerConfig, image: &RunConfig) -> Result<Vec<String>> 
     Ok(argv)
 }
 
-/// Parses `uid[:gid]`; names are not resolved (images built by pier have only root and nobody).
+/// Parses `uid[:gid]` (the engine resolves names against the image first, see
+/// [`super::users`]).
 fn user(spec: Option<&str>) -> Result<(u32, u32)> {
     let Some(s) = spec.filter(|s| !s.is_empty()) else {
         return Ok((0, 0));
     };
-    let named = |n: &str| match n {
-        "root" => Some(0),
-        "nobody" | "nogroup" => Some(65534),
-        n => n.parse().ok(),
-    };
-    let (u, g) = s.split_once(':').unwrap_or((s, ""));
-    let uid =
-        named(u).ok_or_else(|| Error::Invalid(format!("user {s:?}: give a numeric uid[:gid]")))?;
-    let gid = if g.is_empty() {
-        uid
-    } else {
-        named(g).ok_or_else(|| Error::Invalid(format!("user {s:?}: give a numeric uid[:gid]")))?
-    };
-    Ok((uid, gid))
+    let bad = || Error::Invalid(format!("user {s:?}: give a numeric uid[:gid]"));
+    let (u, g) = s.split_once(':').unwrap_or((s, "0"));
+    Ok((u.parse().map_err(|_| bad())?, g.parse().map_err(|_| bad())?))
 }
 
 /// Builds `config.json` for a container whose rootfs is mounted at `rootfs`, whose network
