@@ -211,10 +211,10 @@ static __always_inline int translate(struct bpf_sock_addr *ctx, __u8 proto, int 
 		/* NodePorts are keyed with the family's unspecified address. */
 		if (!is_loopback(&dst) && !bpf_map_lookup_elem(&pier_node_ips, &dst))
 			return 1;
-		key.vip.a[2] = is_v4_mapped(&dst) ? bpf_htonl(0xffff) : 0;
-		key.vip.a[3] = 0;
 		key.vip.a[0] = 0;
 		key.vip.a[1] = 0;
+		key.vip.a[2] = is_v4_mapped(&dst) ? bpf_htonl(0xffff) : 0;
+		key.vip.a[3] = 0;
 		svc = bpf_map_lookup_elem(&pier_services, &key);
 		if (!svc)
 			return 1;

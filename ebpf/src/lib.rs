@@ -192,24 +192,21 @@ pub fn node_ips() -> Vec<IpAddr> {
 }
 
 /// Writes the node addresses NodePorts answer on (besides loopback) into the map pinned under
-/// `pin_dir`; returns whether anything changed. Run whenever addresses may have changed.
-pub fn set_node_ips(pin_dir: &Path, ips: &[IpAddr]) -> Result<bool> {
+/// `pin_dir`, adding the new ones and removing those gone.
+pub fn set_node_ips(pin_dir: &Path, ips: &[IpAddr]) -> Result<()> {
     let name = "pier_node_ips";
     let data = MapData::from_pin(pin_dir.join(name)).map_err(map_err(name))?;
     let mut map =
         BpfHashMap::<_, Ip, u8>::try_from(aya::maps::Map::HashMap(data)).map_err(map_err(name))?;
     let wanted: HashSet<Ip> = ips.iter().map(|ip| Ip::from(*ip)).collect();
     let present: HashSet<Ip> = map.keys().filter_map(|r| r.ok()).collect();
-    if present == wanted {
-        return Ok(false);
-    }
     for k in wanted.difference(&present) {
         map.insert(*k, 1, 0).map_err(map_err(name))?;
     }
     for k in present.difference(&wanted) {
         let _ = map.remove(k);
     }
-    Ok(true)
+    Ok(())
 }
 
 /// A service port as the hooks match it.
@@ -480,33 +477,15 @@ impl SocketLb {
         }
         let id = self.next_service;
         self.next_service = self.next_service.wrapping_add(1).max(1);
-        let mut written = 0;
-        let mut failed = None;
-        {
-            let mut slots = hash_map::<SlotKey, u32>(&mut self.ebpf, "pier_slots")?;
-            for (slot, group) in table.slots().enumerate() {
-                let key = slot_key(id, u32::try_from(slot).unwrap_or(u32::MAX));
-                if let Err(e) = slots.insert(key, ids[group], 0) {
-                    failed = Some(map_err("pier_slots")(e));
-                    break;
-                }
-                written += 1;
-            }
-        }
-        if let Some(e) = failed {
-            return Err(self.undo(id, written, &addrs, e));
-        }
+        let slots = u32::try_from(table.len()).unwrap_or(0);
         let value = Svc {
             id,
-            slots: u32::try_from(table.len()).unwrap_or(0),
+            slots,
             affinity,
             pad: 0,
         };
-        let swapped = hash_map::<SvcKey, Svc>(&mut self.ebpf, "pier_services").and_then(|mut m| {
-            m.insert(svc_key(&service), value, 0)
-                .map_err(map_err("pier_services"))
-        });
-        if let Err(e) = swapped {
+        let mut written = 0;
+        if let Err(e) = self.write_service(service, value, &table, &ids, &mut written) {
             return Err(self.undo(id, written, &addrs, e));
         }
         self.inventory
@@ -514,7 +493,7 @@ impl SocketLb {
             .fetch_add(table.len(), Ordering::Relaxed);
         let installed = Installed {
             id,
-            slots: value.slots,
+            slots,
             backends: addrs,
         };
         match self.services.insert(service, installed) {
@@ -524,6 +503,28 @@ impl SocketLb {
             }
         }
         Ok(())
+    }
+
+    /// Writes the slots of `value` (counting them in `written`), then swaps the service entry.
+    fn write_service(
+        &mut self,
+        service: ServiceAddr,
+        value: Svc,
+        table: &SlotTable,
+        ids: &[u32],
+        written: &mut u32,
+    ) -> Result<()> {
+        let mut slots = hash_map::<SlotKey, u32>(&mut self.ebpf, "pier_slots")?;
+        for (slot, group) in table.slots().enumerate() {
+            let key = slot_key(value.id, u32::try_from(slot).unwrap_or(u32::MAX));
+            slots
+                .insert(key, ids[group], 0)
+                .map_err(map_err("pier_slots"))?;
+            *written += 1;
+        }
+        hash_map::<SvcKey, Svc>(&mut self.ebpf, "pier_services")?
+            .insert(svc_key(&service), value, 0)
+            .map_err(map_err("pier_services"))
     }
 
     /// Takes back a half-written service (its first `slots` slots and its backend references)

@@ -38,11 +38,13 @@ fn privileged() -> Option<PathBuf> {
 }
 
 /// The test's own cgroup and BPF filesystem (a private bpffs instance, so concurrent tests
-/// never share pins or mounts); removed with the programs and pins whatever happened.
+/// never share pins or mounts); removed with the programs and pins, and its backends
+/// stopped, whatever happened.
 struct Cleanup {
     cgroup: PathBuf,
     bpffs: PathBuf,
     pin: PathBuf,
+    stop: Arc<AtomicBool>,
 }
 
 impl Cleanup {
@@ -53,16 +55,25 @@ impl Cleanup {
             cgroup: root.join(format!("{name}-{id}")),
             pin: bpffs.join("pier"),
             bpffs,
+            stop: Arc::new(AtomicBool::new(false)),
         };
         std::fs::create_dir_all(&cleanup.bpffs).unwrap();
         assert!(pier_ebpf::ensure_bpffs(&cleanup.bpffs).unwrap());
         std::fs::create_dir_all(&cleanup.cgroup).unwrap();
         cleanup
     }
+
+    /// The programs loaded into the test's bpffs and attached to its cgroup.
+    fn attached(&self) -> SocketLb {
+        let mut lb = SocketLb::load(&self.pin).unwrap();
+        lb.attach(&self.cgroup).unwrap();
+        lb
+    }
 }
 
 impl Drop for Cleanup {
     fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
         let _ = SocketLb::detach(&self.pin);
         let _ = std::fs::remove_dir(&self.cgroup);
         let _ = Command::new("umount").arg(&self.bpffs).status();
@@ -224,7 +235,7 @@ fn vip_connects_reach_weighted_backends_and_see_the_vip() {
     let Some(root) = privileged() else { return };
     let id = std::process::id();
     let cleanup = Cleanup::new(&root, "pier-test");
-    let stop = Arc::new(AtomicBool::new(false));
+    let stop = Arc::clone(&cleanup.stop);
     let (a, b) = (
         backend(b'a', Arc::clone(&stop)),
         backend(b'b', Arc::clone(&stop)),
@@ -339,7 +350,6 @@ fn vip_connects_reach_weighted_backends_and_see_the_vip() {
     lb.remove_service(udp).unwrap();
     lb.remove_service(service).unwrap();
     drop(lb);
-    stop.store(true, Ordering::Relaxed);
     let pin = cleanup.pin.clone();
     drop(cleanup);
     assert!(!pin.exists());
@@ -350,7 +360,7 @@ fn ipv6_vips_and_v4_mapped_vips_translate_both_ways() {
     let Some(root) = privileged() else { return };
     let id = std::process::id();
     let cleanup = Cleanup::new(&root, "pier-test6");
-    let stop = Arc::new(AtomicBool::new(false));
+    let stop = Arc::clone(&cleanup.stop);
     let (a, b) = (
         backend_on("[::1]", b'a', Arc::clone(&stop)),
         backend_on("[::1]", b'b', Arc::clone(&stop)),
@@ -360,8 +370,7 @@ fn ipv6_vips_and_v4_mapped_vips_translate_both_ways() {
         addr: SocketAddr::new(vip6, 80),
         proto: PROTO_TCP,
     };
-    let mut lb = SocketLb::load(&cleanup.pin).unwrap();
-    lb.attach(&cleanup.cgroup).unwrap();
+    let mut lb = cleanup.attached();
 
     // connect6 and getpeername6: weights and the VIP as the peer.
     lb.set_service(service, &[(a, 90), (b, 10)], 0).unwrap();
@@ -413,19 +422,15 @@ fn ipv6_vips_and_v4_mapped_vips_translate_both_ways() {
     lb.set_service(np, &[(b, 1)], 0).unwrap();
     let local = SocketAddr::new(Ipv6Addr::LOCALHOST.into(), node_port);
     assert_eq!(run_child(&cleanup.cgroup, local, 20), [0, 20, 20, 0]);
-
-    drop(lb);
-    stop.store(true, Ordering::Relaxed);
 }
 
 #[test]
 fn a_failed_service_write_is_taken_back_whole() {
     let Some(root) = privileged() else { return };
     let cleanup = Cleanup::new(&root, "pier-test-full");
-    let stop = Arc::new(AtomicBool::new(false));
+    let stop = Arc::clone(&cleanup.stop);
     let a = backend(b'a', Arc::clone(&stop));
-    let mut lb = SocketLb::load(&cleanup.pin).unwrap();
-    lb.attach(&cleanup.cgroup).unwrap();
+    let mut lb = cleanup.attached();
     let vip = SocketAddr::new(Ipv4Addr::new(10, 252, 0, 1).into(), 80);
     let service = ServiceAddr {
         addr: vip,
@@ -484,6 +489,4 @@ fn a_failed_service_write_is_taken_back_whole() {
     // The service written before still translates, and a retry now succeeds.
     assert_eq!(run_child(&cleanup.cgroup, vip, 10), [10, 0, 10, 0]);
     lb.set_service(other, &[(a, 1), (b, 1)], 0).unwrap();
-    drop(lb);
-    stop.store(true, Ordering::Relaxed);
 }

@@ -146,7 +146,7 @@ fn start_ebpf(
     shutdown: &watch::Receiver<bool>,
     tasks: &mut Vec<tokio::task::JoinHandle<()>>,
 ) {
-    let loaded = (|| -> Result<pier_ebpf::SocketLb> {
+    let loaded = (|| -> Result<(pier_ebpf::SocketLb, Vec<std::net::IpAddr>)> {
         if pier_controlplane::api::current_uid() != 0 {
             anyhow::bail!("not running as root");
         }
@@ -154,11 +154,12 @@ fn start_ebpf(
         pier_ebpf::ensure_bpffs(bpffs)?;
         let mut lb = pier_ebpf::SocketLb::load(&config.pin_dir)?;
         lb.attach(&config.cgroup)?;
-        pier_ebpf::set_node_ips(&config.pin_dir, &pier_ebpf::node_ips())?;
-        Ok(lb)
+        let node_ips = pier_ebpf::node_ips();
+        pier_ebpf::set_node_ips(&config.pin_dir, &node_ips)?;
+        Ok((lb, node_ips))
     })();
-    let lb = match loaded {
-        Ok(lb) => lb,
+    let (lb, node_ips) = match loaded {
+        Ok(loaded) => loaded,
         Err(e) => {
             tracing::warn!(
                 reason = %format!("{e:#}"),
@@ -187,6 +188,7 @@ fn start_ebpf(
     ));
     tasks.push(tokio::spawn(follow_node_ips(
         config.pin_dir.clone(),
+        node_ips,
         shutdown.clone(),
     )));
     tracing::info!(
@@ -198,16 +200,27 @@ fn start_ebpf(
 
 /// Keeps the socket-LB's node addresses (where NodePorts answer) current as interfaces and
 /// addresses come and go.
-async fn follow_node_ips(pin_dir: std::path::PathBuf, mut shutdown: watch::Receiver<bool>) {
+/// `written` is what the map holds; it is only opened again when the addresses change.
+async fn follow_node_ips(
+    pin_dir: std::path::PathBuf,
+    mut written: Vec<std::net::IpAddr>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(2));
     loop {
         tokio::select! {
             _ = tick.tick() => {}
             _ = shutdown.changed() => return,
         }
-        match pier_ebpf::set_node_ips(&pin_dir, &pier_ebpf::node_ips()) {
-            Ok(true) => tracing::info!("NodePort addresses changed"),
-            Ok(false) => {}
+        let ips = pier_ebpf::node_ips();
+        if ips == written {
+            continue;
+        }
+        match pier_ebpf::set_node_ips(&pin_dir, &ips) {
+            Ok(()) => {
+                tracing::info!(addresses = ?ips, "NodePort addresses changed");
+                written = ips;
+            }
             Err(e) => tracing::warn!(error = %e, "updating NodePort addresses"),
         }
     }

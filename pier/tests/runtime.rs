@@ -133,9 +133,27 @@ impl Node {
 impl Drop for Node {
     fn drop(&mut self) {
         if self.daemon.is_some() {
-            for c in self.containers() {
-                let id = c["id"].as_str().unwrap_or_default().to_string();
-                let _ = self.pier(&["rm", "-f", &id]);
+            // Nothing here may panic (the test may be unwinding already). Deployments go
+            // first, or their controller would replace the containers removed after.
+            let items = |args: &[&str]| -> Vec<Value> {
+                serde_json::from_slice::<Value>(&self.pier(args).stdout)
+                    .ok()
+                    .and_then(|v| v["items"].as_array().cloned())
+                    .unwrap_or_default()
+            };
+            for d in items(&["get", "deployments", "-A", "-o", "json"]) {
+                let (name, ns) = (&d["metadata"]["name"], &d["metadata"]["namespace"]);
+                let ns = ns.as_str().unwrap_or("default");
+                let _ = self.pier(&[
+                    "delete",
+                    "deployment",
+                    name.as_str().unwrap_or_default(),
+                    "-n",
+                    ns,
+                ]);
+            }
+            for c in items(&["ps", "-a", "-o", "json"]) {
+                let _ = self.pier(&["rm", "-f", c["id"].as_str().unwrap_or_default()]);
             }
         }
         self.daemon.take();

@@ -101,7 +101,7 @@ pub struct ContainerConfig {
     /// Working directory.
     #[serde(default)]
     pub working_dir: Option<String>,
-    /// `uid[:gid]`.
+    /// `user[:group]`, names (from the image's passwd and group files) or numeric ids.
     #[serde(default)]
     pub user: Option<String>,
     /// Memory limit in bytes.
@@ -477,12 +477,12 @@ impl Engine {
         for d in ["upper", "work", "rootfs", "etc"] {
             fs::create_dir_all(dir.join(d)).at(dir.join(d))?;
         }
-        // The whole spec, validated before anything heavier is done; the netns path is known
-        // before the namespace exists.
+        // The layers first (unpacked once per image and kept): user and group names mean what
+        // their passwd and group files say. Then the whole spec, validated before the rootfs is
+        // mounted or the network made; the netns path is known before the namespace exists.
         let netns = ip.map(|_| Network::netns_path(id));
         let etc = dir.join("etc");
         let layers = self.images.layer_dirs(image)?;
-        // User and group names mean what the image's passwd and group files say.
         let mut config = config.clone();
         if let Some(user) = config.user.clone().or(image.run.user.clone()) {
             if !user.is_empty() {

@@ -22,22 +22,16 @@ fn image_file(layers: &[PathBuf], path: &str) -> Option<String> {
     None
 }
 
-/// `name:x:id:...` lines: the id (field 3) and, for passwd, the primary gid (field 4).
-fn lookup(file: Option<&str>, name: &str) -> Option<(u32, Option<u32>)> {
-    file?.lines().find_map(|line| {
+/// The `name:x:id:gid:...` entries of a passwd or group file: name, id and (passwd) gid.
+fn entries(file: Option<&str>) -> impl Iterator<Item = (&str, u32, Option<u32>)> {
+    file.into_iter().flat_map(str::lines).filter_map(|line| {
         let mut f = line.split(':');
-        let (n, _, id) = (f.next()?, f.next()?, f.next()?);
-        if n != name {
-            return None;
-        }
-        Some((id.parse().ok()?, f.next().and_then(|g| g.parse().ok())))
-    })
-}
-
-fn uid_entry(passwd: Option<&str>, uid: u32) -> Option<u32> {
-    passwd?.lines().find_map(|line| {
-        let f: Vec<&str> = line.split(':').collect();
-        (f.get(2)?.parse::<u32>().ok()? == uid).then(|| f.get(3)?.parse().ok())?
+        let (name, _, id) = (f.next()?, f.next()?, f.next()?);
+        Some((
+            name,
+            id.parse().ok()?,
+            f.next().and_then(|g| g.parse().ok()),
+        ))
     })
 }
 
@@ -53,10 +47,16 @@ pub fn resolve(spec: &str, layers: &[PathBuf]) -> Result<(u32, u32)> {
         ))
     };
     let (uid, primary) = match user.parse::<u32>() {
-        Ok(uid) => (uid, uid_entry(passwd.as_deref(), uid).unwrap_or(0)),
+        Ok(uid) => {
+            let gid = entries(passwd.as_deref())
+                .find(|e| e.1 == uid)
+                .and_then(|e| e.2);
+            (uid, gid.unwrap_or(0))
+        }
         Err(_) => {
-            let (uid, gid) =
-                lookup(passwd.as_deref(), user).ok_or_else(|| unknown("user", user))?;
+            let (_, uid, gid) = entries(passwd.as_deref())
+                .find(|e| e.0 == user)
+                .ok_or_else(|| unknown("user", user))?;
             (uid, gid.unwrap_or(0))
         }
     };
@@ -66,9 +66,10 @@ pub fn resolve(spec: &str, layers: &[PathBuf]) -> Result<(u32, u32)> {
         gid
     } else {
         let groups = image_file(layers, "etc/group");
-        lookup(groups.as_deref(), group)
-            .map(|(gid, _)| gid)
-            .ok_or_else(|| unknown("group", group))?
+        let found = entries(groups.as_deref())
+            .find(|e| e.0 == group)
+            .map(|e| e.1);
+        found.ok_or_else(|| unknown("group", group))?
     };
     Ok((uid, gid))
 }

@@ -136,124 +136,116 @@ impl Extension for EngineApi {
         let node = Arc::clone(&self.node);
         let insecure = self.insecure_registries.clone();
         Box::pin(async move {
-            let segs: Vec<&str> = path.iter().map(String::as_str).collect();
-            let result: Result<ExtensionResponse, Error> = match (method, segs.as_slice()) {
-                (Method::GET, ["containers"]) => {
-                    let all = query.get("all").is_some_and(|v| v == "true" || v == "1");
-                    let items: Vec<Value> = node
-                        .engine
-                        .list()
-                        .iter()
-                        .filter(|r| all || r.state == State::Running)
-                        .map(|r| container_json(r, &node))
-                        .collect();
-                    Ok(ok(json!({"items": items})))
-                }
-                (Method::POST, ["containers"]) => match parse::<RunRequest>(&body) {
-                    Ok(req) => {
-                        let ns = req.namespace.unwrap_or_else(|| "default".into());
-                        node.run_container(req.config, &ns).await.map(|r| {
-                            ExtensionResponse::Json(StatusCode::CREATED, container_json(&r, &node))
-                        })
-                    }
-                    Err(e) => Err(e),
-                },
-                (Method::GET, ["containers", key]) => {
-                    node.engine.get(key).map(|r| ok(container_json(&r, &node)))
-                }
-                (Method::POST, ["containers", key, "stop"]) => {
-                    let grace = query
-                        .get("timeout")
-                        .and_then(|t| t.parse().ok())
-                        .map(Duration::from_secs);
-                    match node.engine.stop(key, grace).await {
-                        Ok(_) => node.engine.get(key).map(|r| ok(container_json(&r, &node))),
-                        Err(e) => Err(e),
-                    }
-                }
-                (Method::DELETE, ["containers", key]) => {
-                    let force = query.get("force").is_some_and(|v| v == "true" || v == "1");
-                    remove(&node, key, force).await
-                }
-                (Method::GET, ["containers", key, "logs"]) => logs(&node, key, &query),
-                (Method::GET, ["images"]) => {
-                    node.engine.images().list().map(|l| ok(json!({"items": l})))
-                }
-                (Method::DELETE, ["images"]) => {
-                    let name = query.get("name").cloned().unwrap_or_default();
-                    let engine = Arc::clone(&node.engine);
-                    blocking(move || engine.images().remove(&name, &|id| engine.image_in_use(id)))
-                        .await
-                        .map(|r| ok(json!({"deleted": r})))
-                }
-                (Method::POST, ["images", "build"]) => match parse::<BuildRequest>(&body) {
-                    Ok(req) => {
-                        let engine = Arc::clone(&node.engine);
-                        blocking(move || {
-                            crate::image::build::build(
-                                engine.images(),
-                                &BuildSpec {
-                                    binary: req.binary.into(),
-                                    path_in_image: req.path_in_image,
-                                    reference: req.reference,
-                                    cmd: req.cmd,
-                                    env: req.env,
-                                    expose: req.expose,
-                                },
-                            )
-                        })
-                        .await
-                        .map(|r| ok(json!(r)))
-                    }
-                    Err(e) => Err(e),
-                },
-                (Method::POST, ["images", "tag"]) => {
-                    #[derive(Deserialize)]
-                    struct Req {
-                        source: String,
-                        target: String,
-                    }
-                    match parse::<Req>(&body) {
-                        Ok(req) => {
-                            let engine = Arc::clone(&node.engine);
-                            blocking(move || engine.images().tag(&req.source, &req.target))
-                                .await
-                                .map(|r| ok(json!(r)))
-                        }
-                        Err(e) => Err(e),
-                    }
-                }
-                (Method::POST, ["images", "import"]) => {
-                    #[derive(Deserialize)]
-                    struct Req {
-                        path: String,
-                        #[serde(default)]
-                        tag: Option<String>,
-                    }
-                    match parse::<Req>(&body) {
-                        Ok(req) => {
-                            let engine = Arc::clone(&node.engine);
-                            blocking(move || {
-                                crate::image::import::import(
-                                    engine.images(),
-                                    std::path::Path::new(&req.path),
-                                    req.tag.as_deref(),
-                                )
-                            })
-                            .await
-                            .map(|r| ok(json!({"items": r})))
-                        }
-                        Err(e) => Err(e),
-                    }
-                }
-                (Method::POST, ["images", "pull"]) => {
-                    let name = query.get("name").cloned().unwrap_or_default();
-                    Ok(pull(node, name, insecure))
-                }
-                (m, _) => Err(Error::NotFound(format!("route {m} /v1/{}", path.join("/")))),
-            };
-            result.unwrap_or_else(|e| error(&e))
+            route(node, insecure, method, &path, &query, &body)
+                .await
+                .unwrap_or_else(|e| error(&e))
         })
+    }
+}
+
+/// A boolean query parameter (`true` or `1`).
+fn flag(query: &HashMap<String, String>, name: &str) -> bool {
+    query.get(name).is_some_and(|v| v == "true" || v == "1")
+}
+
+#[derive(Deserialize)]
+struct TagRequest {
+    source: String,
+    target: String,
+}
+
+#[derive(Deserialize)]
+struct ImportRequest {
+    path: String,
+    #[serde(default)]
+    tag: Option<String>,
+}
+
+async fn route(
+    node: Arc<Node>,
+    insecure: Vec<String>,
+    method: Method,
+    path: &[String],
+    query: &HashMap<String, String>,
+    body: &Bytes,
+) -> Result<ExtensionResponse, Error> {
+    let segs: Vec<&str> = path.iter().map(String::as_str).collect();
+    let engine = Arc::clone(&node.engine);
+    match (method, segs.as_slice()) {
+        (Method::GET, ["containers"]) => {
+            let all = flag(query, "all");
+            let items: Vec<Value> = engine
+                .list()
+                .iter()
+                .filter(|r| all || r.state == State::Running)
+                .map(|r| container_json(r, &node))
+                .collect();
+            Ok(ok(json!({"items": items})))
+        }
+        (Method::POST, ["containers"]) => {
+            let req = parse::<RunRequest>(body)?;
+            let ns = req.namespace.unwrap_or_else(|| "default".into());
+            let r = node.run_container(req.config, &ns).await?;
+            Ok(ExtensionResponse::Json(
+                StatusCode::CREATED,
+                container_json(&r, &node),
+            ))
+        }
+        (Method::GET, ["containers", key]) => Ok(ok(container_json(&engine.get(key)?, &node))),
+        (Method::POST, ["containers", key, "stop"]) => {
+            let grace = query
+                .get("timeout")
+                .and_then(|t| t.parse().ok())
+                .map(Duration::from_secs);
+            engine.stop(key, grace).await?;
+            Ok(ok(container_json(&engine.get(key)?, &node)))
+        }
+        (Method::DELETE, ["containers", key]) => remove(&node, key, flag(query, "force")).await,
+        (Method::GET, ["containers", key, "logs"]) => logs(&node, key, query),
+        (Method::GET, ["images"]) => Ok(ok(json!({"items": engine.images().list()?}))),
+        (Method::DELETE, ["images"]) => {
+            let name = query.get("name").cloned().unwrap_or_default();
+            let deleted =
+                blocking(move || engine.images().remove(&name, &|id| engine.image_in_use(id)))
+                    .await?;
+            Ok(ok(json!({"deleted": deleted})))
+        }
+        (Method::POST, ["images", "build"]) => {
+            let req = parse::<BuildRequest>(body)?;
+            let spec = BuildSpec {
+                binary: req.binary.into(),
+                path_in_image: req.path_in_image,
+                reference: req.reference,
+                cmd: req.cmd,
+                env: req.env,
+                expose: req.expose,
+            };
+            let built =
+                blocking(move || crate::image::build::build(engine.images(), &spec)).await?;
+            Ok(ok(json!(built)))
+        }
+        (Method::POST, ["images", "tag"]) => {
+            let req = parse::<TagRequest>(body)?;
+            let tagged = blocking(move || engine.images().tag(&req.source, &req.target)).await?;
+            Ok(ok(json!(tagged)))
+        }
+        (Method::POST, ["images", "import"]) => {
+            let req = parse::<ImportRequest>(body)?;
+            let items = blocking(move || {
+                crate::image::import::import(
+                    engine.images(),
+                    std::path::Path::new(&req.path),
+                    req.tag.as_deref(),
+                )
+            })
+            .await?;
+            Ok(ok(json!({"items": items})))
+        }
+        (Method::POST, ["images", "pull"]) => {
+            let name = query.get("name").cloned().unwrap_or_default();
+            Ok(pull(node, name, insecure))
+        }
+        (m, _) => Err(Error::NotFound(format!("route {m} /v1/{}", path.join("/")))),
     }
 }
 
@@ -307,10 +299,8 @@ fn logs(
 ) -> Result<ExtensionResponse, Error> {
     let record = node.engine.get(key)?;
     let path = node.engine.log_path(&record.id);
-    let follow = query.get("follow").is_some_and(|v| v == "true" || v == "1");
-    let timestamps = query
-        .get("timestamps")
-        .is_some_and(|v| v == "true" || v == "1");
+    let follow = flag(query, "follow");
+    let timestamps = flag(query, "timestamps");
     let tail: Option<usize> = query.get("tail").and_then(|t| t.parse().ok());
     let (tx, rx) = mpsc::channel::<Bytes>(64);
     let node = Arc::clone(node);

@@ -17,13 +17,25 @@ use crate::harness::{self, quantile, Better, Row};
 const BRIDGE: &str = "pier-bench0";
 const IMAGE: &str = "pier/echo:bench";
 
-/// Removes every container and the bridge, whatever state the run ended in.
+/// Removes every Deployment and container, whatever state the run ended in (the daemon is
+/// killed after, so containers would outlive it).
 struct Cleanup<'a> {
     socket: &'a Path,
 }
 
 impl Drop for Cleanup<'_> {
     fn drop(&mut self) {
+        // Deployments first, or their controller would replace the containers removed below.
+        let listed = pier_cli(self.socket, &["get", "deployments", "-o", "json"])
+            .ok()
+            .and_then(|out| serde_json::from_str::<Value>(&out).ok());
+        for d in listed
+            .iter()
+            .flat_map(|v| v["items"].as_array().cloned().unwrap_or_default())
+        {
+            let name = d["metadata"]["name"].as_str().unwrap_or_default();
+            let _ = pier_cli(self.socket, &["delete", "deployment", name]);
+        }
         if let Ok(out) = pier_cli(self.socket, &["ps", "-a", "-q"]) {
             for id in out.split_whitespace() {
                 let _ = pier_cli(self.socket, &["rm", "-f", id]);
