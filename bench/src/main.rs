@@ -55,8 +55,8 @@ enum Scenario {
         /// Concurrent wrk connections.
         #[arg(long, default_value_t = 32)]
         connections: u32,
-        /// Rounds; figures are medians.
-        #[arg(long, default_value_t = 3)]
+        /// Rounds; figures are medians, ratios are medians of per-round ratios.
+        #[arg(long, default_value_t = 8)]
         rounds: usize,
     },
     /// Container engine: create->running and stop->removed, pier vs runc vs crun, same bundle;

@@ -95,6 +95,71 @@ fn start_haproxy(
     harness::start_haproxy(&conf)
 }
 
+/// One ratio the summary reports: path `a` over path `b` on one figure.
+struct Comparison {
+    name: &'static str,
+    a: usize,
+    b: usize,
+    get: fn(&Figures) -> f64,
+    target: Option<f64>,
+}
+
+/// Prints, per comparison, the median and range of the per-round ratios. Each round measures
+/// every path back to back, so a ratio taken within a round cancels the host's slow and fast
+/// spells, which a ratio of medians taken across rounds does not.
+fn print_paired(rounds: &[Vec<Figures>]) {
+    const DIRECT: usize = 0;
+    const LB: usize = 1;
+    const L4: usize = 2;
+    const HA: usize = 3;
+    let c = |name, a, b, get, target| Comparison {
+        name,
+        a,
+        b,
+        get,
+        target,
+    };
+    let conn: fn(&Figures) -> f64 = |f| f.conn_rate;
+    let gbits: fn(&Figures) -> f64 = |f| f.gbits;
+    let comparisons = [
+        c("socket-LB / direct, conn/s", LB, DIRECT, conn, Some(0.95)),
+        c(
+            "socket-LB / direct, throughput",
+            LB,
+            DIRECT,
+            gbits,
+            Some(0.95),
+        ),
+        c("socket-LB / HAProxy, conn/s", LB, HA, conn, Some(1.4)),
+        c("socket-LB / HAProxy, throughput", LB, HA, gbits, None),
+        c("userspace L4 / HAProxy, conn/s", L4, HA, conn, None),
+        c("userspace L4 / HAProxy, throughput", L4, HA, gbits, None),
+    ];
+    println!(
+        "\nper-round ratios (median [min, max] over {} rounds)",
+        rounds.len()
+    );
+    for cmp in comparisons {
+        let mut ratios: Vec<f64> = rounds
+            .iter()
+            .filter(|r| (cmp.get)(&r[cmp.b]) > 0.0)
+            .map(|r| (cmp.get)(&r[cmp.a]) / (cmp.get)(&r[cmp.b]))
+            .collect();
+        let min = ratios.iter().copied().fold(f64::INFINITY, f64::min);
+        let max = ratios.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let median = harness::quantile(&mut ratios, 0.5);
+        let verdict = match cmp.target {
+            Some(t) if median >= t => format!("target >= {t}: ok"),
+            Some(t) => format!("target >= {t}: short"),
+            None => String::new(),
+        };
+        println!(
+            "{:<36} {median:>6.3}x [{min:.3}, {max:.3}]  {verdict}",
+            cmp.name
+        );
+    }
+}
+
 /// A cgroup and pin directory of the benchmark's own, removed afterwards.
 struct Sandbox {
     cgroup: PathBuf,
@@ -346,6 +411,7 @@ pub async fn run(p: Params) -> Result<()> {
             },
         ],
     );
+    print_paired(&rounds);
     // The daemon goes first so nothing re-pins while the sandbox is removed.
     drop(pier);
     drop(sandbox);
