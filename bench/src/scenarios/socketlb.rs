@@ -95,6 +95,12 @@ fn start_haproxy(
     harness::start_haproxy(&conf)
 }
 
+// Positions of the paths in each round, in the order `run` measures them.
+const DIRECT: usize = 0;
+const LB: usize = 1;
+const L4: usize = 2;
+const HA: usize = 3;
+
 /// One ratio the summary reports: path `a` over path `b` on one figure.
 struct Comparison {
     name: &'static str,
@@ -108,10 +114,6 @@ struct Comparison {
 /// every path back to back, so a ratio taken within a round cancels the host's slow and fast
 /// spells, which a ratio of medians taken across rounds does not.
 fn print_paired(rounds: &[Vec<Figures>]) {
-    const DIRECT: usize = 0;
-    const LB: usize = 1;
-    const L4: usize = 2;
-    const HA: usize = 3;
     let c = |name, a, b, get, target| Comparison {
         name,
         a,
@@ -288,6 +290,7 @@ pub async fn run(p: Params) -> Result<()> {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
+    // In the order of DIRECT, LB, L4 and HA.
     let paths = [
         Path4 {
             name: "direct",
@@ -343,7 +346,7 @@ pub async fn run(p: Params) -> Result<()> {
             gbits: median(i, |f| f.gbits),
         })
         .collect();
-    let (direct, lb, l4, ha) = (&figures[0], &figures[1], &figures[2], &figures[3]);
+    let (direct, lb, l4, ha) = (&figures[DIRECT], &figures[LB], &figures[L4], &figures[HA]);
     harness::print_table(
         "socket-LB vs direct",
         "direct",
