@@ -73,13 +73,24 @@ struct pier_revnat {
 	__u16 pad;
 };
 
-/* Reverse translation of a connected socket (TCP, connected UDP), kept in the socket's own
- * storage: freed with the socket, never evicted while it lives, and no hashing per connect. */
+/* Reverse translation of a connected socket (TCP, connected UDP): the backend it was sent
+ * to and the VIP that stands for it. */
 struct pier_sock_nat {
 	struct pier_ip backend;
 	struct pier_ip vip;
 	__u16 backend_port;
 	__u16 vip_port;
+};
+
+/* Slots of the connected-socket table, indexed by socket cookie modulo this (a power of 2). */
+#define PIER_CONN_SLOTS (1 << 18)
+
+/* One slot: the socket (cookie; 0 = free) that holds it, and its translation. A socket
+ * claims its slot at connect and frees it at release; a socket whose slot is held by another
+ * live socket keeps its translation in its own socket storage instead. */
+struct pier_conn_nat {
+	__u64 cookie;
+	struct pier_sock_nat nat;
 };
 
 /* Per-CPU counters of a service port (summed by pier for pier_ebpf_* metrics). */

@@ -43,6 +43,14 @@ struct {
 } pier_revnat SEC(".maps");
 
 struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, PIER_CONN_SLOTS);
+	__type(key, __u32);
+	__type(value, struct pier_conn_nat);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} pier_conn_nat SEC(".maps");
+
+struct {
 	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, int);
@@ -163,19 +171,37 @@ static __always_inline struct pier_backend *affine(struct pier_svc *svc, struct 
 	return be;
 }
 
-/* Remembers which VIP the backend `to` stands for on this socket: in the socket's storage for
- * a connect, in the revnat map for an unconnected datagram (one socket, many VIPs). */
+/* The slot of the connected-socket table for a socket cookie. */
+static __always_inline struct pier_conn_nat *conn_slot(__u64 cookie)
+{
+	__u32 idx = (__u32)cookie & (PIER_CONN_SLOTS - 1);
+	return bpf_map_lookup_elem(&pier_conn_nat, &idx);
+}
+
+/* Remembers which VIP the backend `to` stands for on this socket: for a connect, in the
+ * socket's slot of the connected-socket table (no allocation, no lock) or, if another live
+ * socket holds that slot, in the socket's own storage; for an unconnected datagram (one
+ * socket, many VIPs), in the revnat map. */
 static __always_inline void remember(struct bpf_sock_addr *ctx, int connected, const struct pier_ip *to,
 				     __u16 to_port, const struct pier_ip *vip, __u16 vip_port)
 {
+	__u64 cookie = bpf_get_socket_cookie(ctx);
 	if (connected) {
-		struct bpf_sock *sk = ctx->sk;
-		if (!sk)
-			return;
-		struct pier_sock_nat *nat =
-			bpf_sk_storage_get(&pier_sock_nat, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
-		if (!nat)
-			return;
+		struct pier_sock_nat *nat = 0;
+		struct pier_conn_nat *slot = conn_slot(cookie);
+		if (slot) {
+			__u64 held = __sync_val_compare_and_swap(&slot->cookie, 0, cookie);
+			if (held == 0 || held == cookie)
+				nat = &slot->nat;
+		}
+		if (!nat) {
+			struct bpf_sock *sk = ctx->sk;
+			if (!sk)
+				return;
+			nat = bpf_sk_storage_get(&pier_sock_nat, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+			if (!nat)
+				return;
+		}
 		nat->backend = *to;
 		nat->vip = *vip;
 		nat->backend_port = to_port;
@@ -183,7 +209,7 @@ static __always_inline void remember(struct bpf_sock_addr *ctx, int connected, c
 		return;
 	}
 	struct pier_revnat_key rk = {
-		.cookie = bpf_get_socket_cookie(ctx),
+		.cookie = cookie,
 		.addr = *to,
 		.port = to_port,
 	};
@@ -273,6 +299,12 @@ static __always_inline int same_ip(const struct pier_ip *x, const struct pier_ip
 	return x->a[0] == y->a[0] && x->a[1] == y->a[1] && x->a[2] == y->a[2] && x->a[3] == y->a[3];
 }
 
+static __always_inline int nat_matches(const struct pier_sock_nat *nat, const struct pier_ip *from,
+				       __u16 port)
+{
+	return nat && nat->backend_port == port && same_ip(&nat->backend, from);
+}
+
 /* Rewrites a backend address in ctx back to the VIP it was picked for: the socket's own
  * translation if it was connected to that backend, else (unconnected UDP) the revnat map. */
 static __always_inline void reverse(struct bpf_sock_addr *ctx, int v6)
@@ -280,16 +312,23 @@ static __always_inline void reverse(struct bpf_sock_addr *ctx, int v6)
 	__u32 user_port = ctx->user_port;
 	struct pier_ip from;
 	ctx_ip(ctx, v6, &from);
+	__u64 cookie = bpf_get_socket_cookie(ctx);
+	struct pier_sock_nat *nat = 0;
+	struct pier_conn_nat *slot = conn_slot(cookie);
+	if (slot && slot->cookie == cookie)
+		nat = &slot->nat;
+	if (!nat_matches(nat, &from, (__u16)user_port)) {
+		struct bpf_sock *sk = ctx->sk;
+		nat = sk ? bpf_sk_storage_get(&pier_sock_nat, sk, 0, 0) : 0;
+	}
 	struct pier_ip vip;
 	__u16 port;
-	struct bpf_sock *sk = ctx->sk;
-	struct pier_sock_nat *nat = sk ? bpf_sk_storage_get(&pier_sock_nat, sk, 0, 0) : 0;
-	if (nat && nat->backend_port == (__u16)user_port && same_ip(&nat->backend, &from)) {
+	if (nat_matches(nat, &from, (__u16)user_port)) {
 		vip = nat->vip;
 		port = nat->vip_port;
 	} else {
 		struct pier_revnat_key rk = {
-			.cookie = bpf_get_socket_cookie(ctx),
+			.cookie = cookie,
 			.addr = from,
 			.port = (__u16)user_port,
 		};
@@ -357,6 +396,17 @@ SEC("cgroup/getpeername6")
 int pier_getpeername6(struct bpf_sock_addr *ctx)
 {
 	reverse(ctx, 1);
+	return 1;
+}
+
+/* Frees the socket's slot of the connected-socket table, if it holds one. */
+SEC("cgroup/sock_release")
+int pier_sock_release(struct bpf_sock *ctx)
+{
+	__u64 cookie = bpf_get_socket_cookie(ctx);
+	struct pier_conn_nat *slot = conn_slot(cookie);
+	if (slot && slot->cookie == cookie)
+		__sync_val_compare_and_swap(&slot->cookie, cookie, 0);
 	return 1;
 }
 

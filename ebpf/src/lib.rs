@@ -18,7 +18,7 @@ use std::sync::{Arc, RwLock};
 
 use aya::maps::{HashMap as BpfHashMap, MapData};
 use aya::programs::links::{CgroupAttachMode, FdLink, PinnedLink};
-use aya::programs::CgroupSockAddr;
+use aya::programs::Program;
 use aya::Pod;
 use aya::{Ebpf, EbpfLoader};
 use pier_controlplane::weights::SlotTable;
@@ -28,8 +28,10 @@ use maps::{Backend, Ip, SlotKey, Svc, SvcKey};
 /// The compiled kernel programs.
 static OBJECT: &[u8] = aya::include_bytes_aligned!("../bpf/sock.bpf.o");
 
-/// Program names and the hooks they attach to.
-pub const PROGRAMS: [&str; 8] = [
+/// Program names, in the order they are attached: the release hook first, so no socket holds
+/// a connected-socket slot that its release would not free.
+pub const PROGRAMS: [&str; 9] = [
+    "pier_sock_release",
     "pier_connect4",
     "pier_sendmsg4",
     "pier_recvmsg4",
@@ -42,7 +44,7 @@ pub const PROGRAMS: [&str; 8] = [
 
 /// Key and value sizes of every map the object pins. A pinned map from an older pier with
 /// another layout cannot be reused: [`SocketLb::load`] replaces it (and the programs using it).
-pub const MAP_LAYOUTS: [(&str, usize, usize); 9] = [
+pub const MAP_LAYOUTS: [(&str, usize, usize); 10] = [
     (
         "pier_services",
         std::mem::size_of::<SvcKey>(),
@@ -52,6 +54,7 @@ pub const MAP_LAYOUTS: [(&str, usize, usize); 9] = [
     ("pier_backends", 4, std::mem::size_of::<Backend>()),
     ("pier_revnat", 32, 20),
     ("pier_sock_nat", 4, 36),
+    ("pier_conn_nat", 4, 48),
     ("pier_affinity", 32, 16),
     ("pier_node_ips", std::mem::size_of::<Ip>(), 1),
     (
@@ -263,6 +266,57 @@ fn retain_keys<K: Pod, V: Pod>(
     Ok(())
 }
 
+/// Attaches the cgroup hook `prog` to `cgroup` and hands back its link, ready to pin at `pin`.
+fn attach_hook(
+    name: &'static str,
+    prog: &mut Program,
+    cgroup: &std::fs::File,
+    pin: &Path,
+) -> Result<FdLink> {
+    let program_err = |source| Error::Program { name, source };
+    let pin_err = |e: aya::programs::links::LinkError| Error::Pin {
+        path: pin.to_path_buf(),
+        message: e.to_string(),
+    };
+    match prog {
+        Program::CgroupSockAddr(p) => {
+            let id = p
+                .attach(cgroup, CgroupAttachMode::Single)
+                .map_err(program_err)?;
+            FdLink::try_from(p.take_link(id).map_err(program_err)?).map_err(pin_err)
+        }
+        Program::CgroupSock(p) => {
+            let id = p
+                .attach(cgroup, CgroupAttachMode::Single)
+                .map_err(program_err)?;
+            FdLink::try_from(p.take_link(id).map_err(program_err)?).map_err(pin_err)
+        }
+        _ => Err(Error::Missing(name)),
+    }
+}
+
+/// Where a new link is pinned before it is renamed over `path` (bpffs names take no dots).
+fn staged_link_path(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push("_staged");
+    path.with_file_name(name)
+}
+
+/// Unpins the link pinned at `path`, if any, which detaches its program.
+fn remove_pinned_link(path: &Path) -> Result<()> {
+    if !path.exists() {
+        return Ok(());
+    }
+    let pin_err = |e: &dyn std::fmt::Display| Error::Pin {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    };
+    let link = PinnedLink::from_pin(path).map_err(|e| pin_err(&e))?;
+    // Unpinning hands back the link; dropping it detaches the program.
+    drop(link.unpin().map_err(|e| pin_err(&e))?);
+    Ok(())
+}
+
 fn slot_key(svc_id: u32, slot: u32) -> SlotKey {
     SlotKey { svc_id, slot }
 }
@@ -299,13 +353,12 @@ impl SocketLb {
             .default_map_pin_directory(pin_dir)
             .load(OBJECT)?;
         for name in PROGRAMS {
-            let prog: &mut CgroupSockAddr = ebpf
-                .program_mut(name)
-                .ok_or(Error::Missing(name))?
-                .try_into()
-                .map_err(|source| Error::Program { name, source })?;
-            prog.load()
-                .map_err(|source| Error::Program { name, source })?;
+            let loaded = match ebpf.program_mut(name).ok_or(Error::Missing(name))? {
+                Program::CgroupSockAddr(p) => p.load(),
+                Program::CgroupSock(p) => p.load(),
+                _ => return Err(Error::Missing(name)),
+            };
+            loaded.map_err(|source| Error::Program { name, source })?;
         }
         let mut lb = Self {
             ebpf,
@@ -358,8 +411,9 @@ impl SocketLb {
         self.pin_dir.join(format!("link_{name}"))
     }
 
-    /// Attaches every hook to the cgroup v2 directory `cgroup`, pinning the links; hooks whose
-    /// pinned link exists already (a restart) are left as they are.
+    /// Attaches every hook to the cgroup v2 directory `cgroup`, pinning the links. A link an
+    /// earlier run pinned is replaced: the new program is attached before the old one is
+    /// detached, so connects are translated throughout, and an upgrade's programs take over.
     pub fn attach(&mut self, cgroup: &Path) -> Result<()> {
         let dir = std::fs::File::open(cgroup).map_err(|source| Error::Cgroup {
             path: cgroup.to_path_buf(),
@@ -367,29 +421,23 @@ impl SocketLb {
         })?;
         for name in PROGRAMS {
             let path = self.link_path(name);
-            if path.exists() {
-                continue;
-            }
-            let prog: &mut CgroupSockAddr = self
-                .ebpf
-                .program_mut(name)
-                .ok_or(Error::Missing(name))?
-                .try_into()
-                .map_err(|source| Error::Program { name, source })?;
-            let id = prog
-                .attach(&dir, CgroupAttachMode::Single)
-                .map_err(|source| Error::Program { name, source })?;
-            let link = prog
-                .take_link(id)
-                .map_err(|source| Error::Program { name, source })?;
-            let fd_link = FdLink::try_from(link).map_err(|e| Error::Pin {
-                path: path.clone(),
+            let staged = staged_link_path(&path);
+            let pin_err = |path: &Path, e: &dyn std::fmt::Display| Error::Pin {
+                path: path.to_path_buf(),
                 message: e.to_string(),
-            })?;
-            fd_link.pin(&path).map_err(|e| Error::Pin {
-                path: path.clone(),
-                message: e.to_string(),
-            })?;
+            };
+            // Left by a run that died between pinning and renaming.
+            remove_pinned_link(&staged)?;
+            let prog = self.ebpf.program_mut(name).ok_or(Error::Missing(name))?;
+            let fd_link = attach_hook(name, prog, &dir, &path)?;
+            fd_link.pin(&staged).map_err(|e| pin_err(&staged, &e))?;
+            // Renamed over, the old link is held only by this fd: dropping it detaches it.
+            let old = match path.exists() {
+                true => Some(PinnedLink::from_pin(&path).map_err(|e| pin_err(&path, &e))?),
+                false => None,
+            };
+            std::fs::rename(&staged, &path).map_err(|e| pin_err(&path, &e))?;
+            drop(old);
         }
         Ok(())
     }
@@ -399,18 +447,16 @@ impl SocketLb {
         if !pin_dir.exists() {
             return Ok(());
         }
+        // In reverse order of attaching: the release hook goes last.
+        for name in PROGRAMS.iter().rev() {
+            let path = pin_dir.join(format!("link_{name}"));
+            remove_pinned_link(&staged_link_path(&path))?;
+            remove_pinned_link(&path)?;
+        }
         let pin_err = |e: &dyn std::fmt::Display| Error::Pin {
             path: pin_dir.to_path_buf(),
             message: e.to_string(),
         };
-        for name in PROGRAMS {
-            let path = pin_dir.join(format!("link_{name}"));
-            if path.exists() {
-                let link = PinnedLink::from_pin(&path).map_err(|e| pin_err(&e))?;
-                // Unpinning hands back the link; dropping it detaches the program.
-                drop(link.unpin().map_err(|e| pin_err(&e))?);
-            }
-        }
         // Every map the object pins is named pier_*.
         let entries = std::fs::read_dir(pin_dir).map_err(|e| pin_err(&e))?;
         for entry in entries.filter_map(|e| e.ok()) {

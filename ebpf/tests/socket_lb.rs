@@ -111,6 +111,9 @@ fn child_client() {
     let n: usize = parts.next().unwrap().parse().unwrap();
     let mode = parts.next().unwrap_or("tcp");
     std::fs::write(Path::new(cgroup).join("cgroup.procs"), "0").unwrap();
+    if let Some(pin) = mode.strip_prefix("tcp-hold:") {
+        return hold_client(vip, n, Path::new(pin));
+    }
     if mode != "tcp" {
         return udp_client(vip, n, mode == "udp-connected");
     }
@@ -134,6 +137,28 @@ fn child_client() {
         }
     }
     println!("RESULT {a} {b} {peer_is_vip} {refused}");
+}
+
+/// Slots of the connected-socket table held by a socket (a nonzero cookie).
+fn held_slots(pin: &Path) -> usize {
+    let map = aya::maps::MapData::from_pin(pin.join("pier_conn_nat")).unwrap();
+    let slots = aya::maps::Array::<_, [u64; 6]>::try_from(aya::maps::Map::Array(map)).unwrap();
+    slots.iter().filter(|v| v.as_ref().unwrap()[0] != 0).count()
+}
+
+/// Holds `n` connections to the VIP open at once, counting the slots held then and after
+/// closing them all; reports (held while open, held after close, peers seen as the VIP).
+fn hold_client(vip: SocketAddr, n: usize, pin: &Path) {
+    let streams: Vec<TcpStream> = (0..n)
+        .map(|_| TcpStream::connect_timeout(&vip, Duration::from_secs(2)).unwrap())
+        .collect();
+    let open = held_slots(pin);
+    let peer_is_vip = streams
+        .iter()
+        .filter(|s| s.peer_addr().unwrap() == vip)
+        .count();
+    drop(streams);
+    println!("RESULT {open} {} {peer_is_vip} 0", held_slots(pin));
 }
 
 fn backend(name: u8, stop: Arc<AtomicBool>) -> SocketAddr {
@@ -489,4 +514,109 @@ fn a_failed_service_write_is_taken_back_whole() {
     // The service written before still translates, and a retry now succeeds.
     assert_eq!(run_child(&cleanup.cgroup, vip, 10), [10, 0, 10, 0]);
     lb.set_service(other, &[(a, 1), (b, 1)], 0).unwrap();
+}
+
+#[test]
+fn connected_sockets_hold_a_slot_until_closed_or_use_their_own_storage() {
+    let Some(root) = privileged() else { return };
+    let id = std::process::id();
+    let cleanup = Cleanup::new(&root, "pier-test-slots");
+    let a = backend(b'a', Arc::clone(&cleanup.stop));
+    let mut lb = cleanup.attached();
+    let vip = SocketAddr::new(Ipv4Addr::new(10, 251, (id % 250) as u8, 1).into(), 80);
+    let service = ServiceAddr {
+        addr: vip,
+        proto: PROTO_TCP,
+    };
+    lb.set_service(service, &[(a, 1)], 0).unwrap();
+    let hold = format!("tcp-hold:{}", cleanup.pin.display());
+
+    // Each open connection holds the slot of its cookie; closing frees it. (Two of them may
+    // share a slot, the later one then keeping its translation in its socket storage.)
+    let [open, after, vip_seen, _] = run_child_mode(&cleanup.cgroup, vip, 50, &hold);
+    println!("50 open connections held {open} slots, {after} after closing");
+    assert!((40..=50).contains(&open), "slots held while open: {open}");
+    assert_eq!((after, vip_seen), (0, 50));
+
+    // Every slot held by some other socket: connections keep their translation in their own
+    // storage, still see the VIP, and take no slot from its holder.
+    let map = aya::maps::MapData::from_pin(cleanup.pin.join("pier_conn_nat")).unwrap();
+    let mut slots = aya::maps::Array::<_, [u64; 6]>::try_from(aya::maps::Map::Array(map)).unwrap();
+    let taken = [u64::MAX, 0, 0, 0, 0, 0];
+    let len = slots.len();
+    for i in 0..len {
+        slots.set(i, taken, 0).unwrap();
+    }
+    let [_, _, vip_seen, _] = run_child_mode(&cleanup.cgroup, vip, 50, &hold);
+    assert_eq!(
+        vip_seen, 50,
+        "getpeername returns the VIP from socket storage"
+    );
+    assert!(
+        (0..len).all(|i| slots.get(&i, 0).unwrap() == taken),
+        "no held slot was overwritten or freed"
+    );
+    assert_eq!(run_child(&cleanup.cgroup, vip, 20), [20, 0, 20, 0]);
+}
+
+/// Ids of the links pinned for each hook under `pin`.
+fn pinned_link_ids(pin: &Path) -> Vec<u32> {
+    pier_ebpf::PROGRAMS
+        .iter()
+        .map(|name| {
+            let link = aya::programs::links::PinnedLink::from_pin(pin.join(format!("link_{name}")))
+                .unwrap();
+            aya::programs::links::FdLink::from(link)
+                .info()
+                .unwrap()
+                .id()
+        })
+        .collect()
+}
+
+#[test]
+fn a_restart_replaces_the_hooks_with_its_own_programs() {
+    let Some(root) = privileged() else { return };
+    let cleanup = Cleanup::new(&root, "pier-test-restart");
+    let a = backend(b'a', Arc::clone(&cleanup.stop));
+    let vip = SocketAddr::new(Ipv4Addr::new(10, 250, 0, 1).into(), 80);
+    let service = ServiceAddr {
+        addr: vip,
+        proto: PROTO_TCP,
+    };
+    let mut first = cleanup.attached();
+    first.set_service(service, &[(a, 1)], 0).unwrap();
+    let old = pinned_link_ids(&cleanup.pin);
+    // A crash: nothing is detached, the next run finds the pins.
+    drop(first);
+    let _second = cleanup.attached();
+    let new = pinned_link_ids(&cleanup.pin);
+    assert!(
+        new.iter().all(|id| !old.contains(id)),
+        "every link replaced"
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    loop {
+        let live: Vec<u32> = aya::programs::loaded_links()
+            .filter_map(|l| l.ok().map(|l| l.id()))
+            .filter(|id| old.contains(id))
+            .collect();
+        if live.is_empty() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "old links still attached: {live:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let leftovers: Vec<_> = std::fs::read_dir(&cleanup.pin)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with("_staged"))
+        .collect();
+    assert!(leftovers.is_empty(), "staged pins left: {leftovers:?}");
+    // The maps were kept: the service written by the first run still translates.
+    assert_eq!(run_child(&cleanup.cgroup, vip, 20), [20, 0, 20, 0]);
 }
