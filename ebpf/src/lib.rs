@@ -130,6 +130,14 @@ fn map_err(name: &'static str) -> impl Fn(aya::maps::MapError) -> Error {
     move |source| Error::Map { name, source }
 }
 
+/// A pinning error at `path`.
+fn pin_err(path: &Path, e: impl std::fmt::Display) -> Error {
+    Error::Pin {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    }
+}
+
 /// The cgroup2 mount: the unified hierarchy of a hybrid host, or /sys/fs/cgroup itself.
 pub fn cgroup2_root() -> Option<PathBuf> {
     ["/sys/fs/cgroup/unified", "/sys/fs/cgroup"]
@@ -166,10 +174,7 @@ pub fn ensure_bpffs(path: &Path) -> Result<bool> {
         nix::mount::MsFlags::empty(),
         None::<&str>,
     )
-    .map_err(|e| Error::Pin {
-        path: path.to_path_buf(),
-        message: format!("mounting bpffs: {e}"),
-    })?;
+    .map_err(|e| pin_err(path, format!("mounting bpffs: {e}")))?;
     Ok(true)
 }
 
@@ -274,25 +279,26 @@ fn attach_hook(
     pin: &Path,
 ) -> Result<FdLink> {
     let program_err = |source| Error::Program { name, source };
-    let pin_err = |e: aya::programs::links::LinkError| Error::Pin {
-        path: pin.to_path_buf(),
-        message: e.to_string(),
-    };
     match prog {
         Program::CgroupSockAddr(p) => {
             let id = p
                 .attach(cgroup, CgroupAttachMode::Single)
                 .map_err(program_err)?;
-            FdLink::try_from(p.take_link(id).map_err(program_err)?).map_err(pin_err)
+            FdLink::try_from(p.take_link(id).map_err(program_err)?).map_err(|e| pin_err(pin, e))
         }
         Program::CgroupSock(p) => {
             let id = p
                 .attach(cgroup, CgroupAttachMode::Single)
                 .map_err(program_err)?;
-            FdLink::try_from(p.take_link(id).map_err(program_err)?).map_err(pin_err)
+            FdLink::try_from(p.take_link(id).map_err(program_err)?).map_err(|e| pin_err(pin, e))
         }
         _ => Err(Error::Missing(name)),
     }
+}
+
+/// Where the link of program `name` is pinned under `pin_dir`.
+fn link_path(pin_dir: &Path, name: &str) -> PathBuf {
+    pin_dir.join(format!("link_{name}"))
 }
 
 /// Where a new link is pinned before it is renamed over `path` (bpffs names take no dots).
@@ -307,13 +313,9 @@ fn remove_pinned_link(path: &Path) -> Result<()> {
     if !path.exists() {
         return Ok(());
     }
-    let pin_err = |e: &dyn std::fmt::Display| Error::Pin {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    };
-    let link = PinnedLink::from_pin(path).map_err(|e| pin_err(&e))?;
+    let link = PinnedLink::from_pin(path).map_err(|e| pin_err(path, e))?;
     // Unpinning hands back the link; dropping it detaches the program.
-    drop(link.unpin().map_err(|e| pin_err(&e))?);
+    drop(link.unpin().map_err(|e| pin_err(path, e))?);
     Ok(())
 }
 
@@ -345,10 +347,7 @@ impl SocketLb {
             );
             Self::detach(pin_dir)?;
         }
-        std::fs::create_dir_all(pin_dir).map_err(|e| Error::Pin {
-            path: pin_dir.to_path_buf(),
-            message: e.to_string(),
-        })?;
+        std::fs::create_dir_all(pin_dir).map_err(|e| pin_err(pin_dir, e))?;
         let mut ebpf = EbpfLoader::new()
             .default_map_pin_directory(pin_dir)
             .load(OBJECT)?;
@@ -407,10 +406,6 @@ impl SocketLb {
         retain_keys::<u32, Backend>(&mut self.ebpf, "pier_backends", |k| backends.contains(k))
     }
 
-    fn link_path(&self, name: &str) -> PathBuf {
-        self.pin_dir.join(format!("link_{name}"))
-    }
-
     /// Attaches every hook to the cgroup v2 directory `cgroup`, pinning the links. A link an
     /// earlier run pinned is replaced: the new program is attached before the old one is
     /// detached, so connects are translated throughout, and an upgrade's programs take over.
@@ -420,23 +415,19 @@ impl SocketLb {
             source,
         })?;
         for name in PROGRAMS {
-            let path = self.link_path(name);
+            let path = link_path(&self.pin_dir, name);
             let staged = staged_link_path(&path);
-            let pin_err = |path: &Path, e: &dyn std::fmt::Display| Error::Pin {
-                path: path.to_path_buf(),
-                message: e.to_string(),
-            };
             // Left by a run that died between pinning and renaming.
             remove_pinned_link(&staged)?;
             let prog = self.ebpf.program_mut(name).ok_or(Error::Missing(name))?;
             let fd_link = attach_hook(name, prog, &dir, &path)?;
-            fd_link.pin(&staged).map_err(|e| pin_err(&staged, &e))?;
+            fd_link.pin(&staged).map_err(|e| pin_err(&staged, e))?;
             // Renamed over, the old link is held only by this fd: dropping it detaches it.
-            let old = match path.exists() {
-                true => Some(PinnedLink::from_pin(&path).map_err(|e| pin_err(&path, &e))?),
-                false => None,
-            };
-            std::fs::rename(&staged, &path).map_err(|e| pin_err(&path, &e))?;
+            let old = path
+                .exists()
+                .then(|| PinnedLink::from_pin(&path).map_err(|e| pin_err(&path, e)))
+                .transpose()?;
+            std::fs::rename(&staged, &path).map_err(|e| pin_err(&path, e))?;
             drop(old);
         }
         Ok(())
@@ -449,19 +440,15 @@ impl SocketLb {
         }
         // In reverse order of attaching: the release hook goes last.
         for name in PROGRAMS.iter().rev() {
-            let path = pin_dir.join(format!("link_{name}"));
+            let path = link_path(pin_dir, name);
             remove_pinned_link(&staged_link_path(&path))?;
             remove_pinned_link(&path)?;
         }
-        let pin_err = |e: &dyn std::fmt::Display| Error::Pin {
-            path: pin_dir.to_path_buf(),
-            message: e.to_string(),
-        };
         // Every map the object pins is named pier_*.
-        let entries = std::fs::read_dir(pin_dir).map_err(|e| pin_err(&e))?;
+        let entries = std::fs::read_dir(pin_dir).map_err(|e| pin_err(pin_dir, e))?;
         for entry in entries.filter_map(|e| e.ok()) {
             if entry.file_name().to_string_lossy().starts_with("pier_") {
-                std::fs::remove_file(entry.path()).map_err(|e| pin_err(&e))?;
+                std::fs::remove_file(entry.path()).map_err(|e| pin_err(pin_dir, e))?;
             }
         }
         let _ = std::fs::remove_dir(pin_dir);

@@ -81,6 +81,23 @@ impl Drop for Cleanup {
     }
 }
 
+/// A TCP service port at `addr`.
+fn tcp(addr: SocketAddr) -> ServiceAddr {
+    ServiceAddr {
+        addr,
+        proto: PROTO_TCP,
+    }
+}
+
+/// A TCP port nothing listens on at `host` (for a NodePort).
+fn unused_port(host: &str) -> u16 {
+    TcpListener::bind(format!("{host}:0"))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// Backends on `host` that answer each connection with their one-letter name, then close.
 fn backend_on(host: &str, name: u8, stop: Arc<AtomicBool>) -> SocketAddr {
     let l = TcpListener::bind(format!("{host}:0")).unwrap();
@@ -266,10 +283,7 @@ fn vip_connects_reach_weighted_backends_and_see_the_vip() {
         backend(b'b', Arc::clone(&stop)),
     );
     let vip = SocketAddr::new(Ipv4Addr::new(10, 254, (id % 250) as u8, 1).into(), 80);
-    let service = ServiceAddr {
-        addr: vip,
-        proto: PROTO_TCP,
-    };
+    let service = tcp(vip);
 
     let mut lb = SocketLb::load(&cleanup.pin).unwrap();
     // The layouts pier checks pinned maps against are the object's.
@@ -353,15 +367,8 @@ fn vip_connects_reach_weighted_backends_and_see_the_vip() {
     }
 
     // A NodePort answers on loopback (and the node's addresses) and the client sees that address.
-    let node_port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let np = ServiceAddr {
-        addr: SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), node_port),
-        proto: PROTO_TCP,
-    };
+    let node_port = unused_port("127.0.0.1");
+    let np = tcp(SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), node_port));
     lb.set_service(np, &[(a, 1)], 0).unwrap();
     let local = SocketAddr::new(Ipv4Addr::LOCALHOST.into(), node_port);
     assert_eq!(
@@ -391,10 +398,7 @@ fn ipv6_vips_and_v4_mapped_vips_translate_both_ways() {
         backend_on("[::1]", b'b', Arc::clone(&stop)),
     );
     let vip6: IpAddr = Ipv6Addr::new(0xfd00, 0xfe, 0, 0, 0, 0, 0, (id % 65000) as u16 + 1).into();
-    let service = ServiceAddr {
-        addr: SocketAddr::new(vip6, 80),
-        proto: PROTO_TCP,
-    };
+    let service = tcp(SocketAddr::new(vip6, 80));
     let mut lb = cleanup.attached();
 
     // connect6 and getpeername6: weights and the VIP as the peer.
@@ -426,24 +430,14 @@ fn ipv6_vips_and_v4_mapped_vips_translate_both_ways() {
     // backends and sees the mapped VIP as its peer.
     let v4 = backend(b'a', Arc::clone(&stop));
     let vip4 = Ipv4Addr::new(10, 253, (id % 250) as u8, 1);
-    let service4 = ServiceAddr {
-        addr: SocketAddr::new(vip4.into(), 80),
-        proto: PROTO_TCP,
-    };
+    let service4 = tcp(SocketAddr::new(vip4.into(), 80));
     lb.set_service(service4, &[(v4, 1)], 0).unwrap();
     let mapped = SocketAddr::new(vip4.to_ipv6_mapped().into(), 80);
     assert_eq!(run_child(&cleanup.cgroup, mapped, 20), [20, 0, 20, 0]);
 
     // An IPv6 NodePort answers on ::1.
-    let node_port = TcpListener::bind("[::1]:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let np = ServiceAddr {
-        addr: SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), node_port),
-        proto: PROTO_TCP,
-    };
+    let node_port = unused_port("[::1]");
+    let np = tcp(SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), node_port));
     lb.set_service(np, &[(b, 1)], 0).unwrap();
     let local = SocketAddr::new(Ipv6Addr::LOCALHOST.into(), node_port);
     assert_eq!(run_child(&cleanup.cgroup, local, 20), [0, 20, 20, 0]);
@@ -457,10 +451,7 @@ fn a_failed_service_write_is_taken_back_whole() {
     let a = backend(b'a', Arc::clone(&stop));
     let mut lb = cleanup.attached();
     let vip = SocketAddr::new(Ipv4Addr::new(10, 252, 0, 1).into(), 80);
-    let service = ServiceAddr {
-        addr: vip,
-        proto: PROTO_TCP,
-    };
+    let service = tcp(vip);
     lb.set_service(service, &[(a, 1)], 0).unwrap();
 
     let open = |name: &str| aya::maps::MapData::from_pin(cleanup.pin.join(name)).unwrap();
@@ -497,10 +488,7 @@ fn a_failed_service_write_is_taken_back_whole() {
         assert!(filled <= 70_000, "the service map never filled");
     }
     let b = backend(b'b', Arc::clone(&stop));
-    let other = ServiceAddr {
-        addr: SocketAddr::new(Ipv4Addr::new(10, 252, 0, 2).into(), 80),
-        proto: PROTO_TCP,
-    };
+    let other = tcp(SocketAddr::new(Ipv4Addr::new(10, 252, 0, 2).into(), 80));
     let err = lb.set_service(other, &[(a, 1), (b, 1)], 0).unwrap_err();
     println!("full map: {err}");
     assert_eq!(
@@ -524,10 +512,7 @@ fn connected_sockets_hold_a_slot_until_closed_or_use_their_own_storage() {
     let a = backend(b'a', Arc::clone(&cleanup.stop));
     let mut lb = cleanup.attached();
     let vip = SocketAddr::new(Ipv4Addr::new(10, 251, (id % 250) as u8, 1).into(), 80);
-    let service = ServiceAddr {
-        addr: vip,
-        proto: PROTO_TCP,
-    };
+    let service = tcp(vip);
     lb.set_service(service, &[(a, 1)], 0).unwrap();
     let hold = format!("tcp-hold:{}", cleanup.pin.display());
 
@@ -580,10 +565,7 @@ fn a_restart_replaces_the_hooks_with_its_own_programs() {
     let cleanup = Cleanup::new(&root, "pier-test-restart");
     let a = backend(b'a', Arc::clone(&cleanup.stop));
     let vip = SocketAddr::new(Ipv4Addr::new(10, 250, 0, 1).into(), 80);
-    let service = ServiceAddr {
-        addr: vip,
-        proto: PROTO_TCP,
-    };
+    let service = tcp(vip);
     let mut first = cleanup.attached();
     first.set_service(service, &[(a, 1)], 0).unwrap();
     let old = pinned_link_ids(&cleanup.pin);
