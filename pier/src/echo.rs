@@ -103,7 +103,14 @@ async fn answer(id: Arc<Identity>, req: Request<Incoming>) -> Response<Full<Byte
         "xForwardedFor": header("x-forwarded-for"),
         "bodyBytes": body_bytes,
     });
-    let mut r = Response::new(Full::new(Bytes::from(format!("{body}\n"))));
+    // `/bytes/<n>`: n bytes of payload instead of the JSON report (at most 64 MiB).
+    let payload = path
+        .strip_prefix("/bytes/")
+        .and_then(|n| n.parse::<usize>().ok())
+        .map(|n| Bytes::from(vec![b'x'; n.min(64 << 20)]));
+    let mut r = Response::new(Full::new(
+        payload.unwrap_or_else(|| Bytes::from(format!("{body}\n"))),
+    ));
     *r.status_mut() = status;
     if method == hyper::Method::HEAD {
         *r.body_mut() = Full::new(Bytes::new());

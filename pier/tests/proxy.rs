@@ -802,7 +802,7 @@ async fn timeouts_unmatched_routes_and_empty_groups_get_short_errors() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn request_bodies_small_and_streamed_reach_the_endpoint() {
+async fn request_and_response_bodies_small_and_streamed_pass_both_protocols() {
     let tmp = tempfile::tempdir().unwrap();
     let d = proxy_daemon(tmp.path(), &[]);
     let e = Echo::spawn("e");
@@ -815,10 +815,19 @@ async fn request_bodies_small_and_streamed_reach_the_endpoint() {
     );
     let addr = vip(&d, "up", 80);
     wait_listening(addr);
-    let c: Client<_, http_body_util::Full<Bytes>> =
+    let h1: Client<_, http_body_util::Full<Bytes>> =
         Client::builder(TokioExecutor::new()).build_http();
-    // 1 KB is buffered (and could be retried); 300 KB streams through, chunked upstream.
-    for size in [1_000usize, 300_000] {
+    let h2: Client<_, http_body_util::Full<Bytes>> = Client::builder(TokioExecutor::new())
+        .http2_only(true)
+        .build_http();
+    // 1 KB is buffered (and could be retried); 300 KB streams through, chunked upstream; 3 MB
+    // over h2c is larger than pier's flow-control windows, which must reopen as it is sent on.
+    for (c, size) in [
+        (&h1, 1_000usize),
+        (&h1, 300_000),
+        (&h2, 1_000),
+        (&h2, 3_000_000),
+    ] {
         let req = hyper::Request::post(format!("http://{addr}/upload"))
             .body(http_body_util::Full::new(Bytes::from(vec![b'x'; size])))
             .unwrap();
@@ -829,4 +838,13 @@ async fn request_bodies_small_and_streamed_reach_the_endpoint() {
         assert_eq!(v["bodyBytes"], size, "{v}");
         assert_eq!(v["method"], "POST");
     }
+    // And 5 MB back from the HTTP/1.1 endpoint to an h2c client, past its windows too.
+    let resp = h2
+        .get(format!("http://{addr}/bytes/5000000").parse().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["content-length"], "5000000");
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(body.len(), 5_000_000);
 }

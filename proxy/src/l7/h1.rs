@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
 use http_body_util::BodyExt;
-use hyper::body::{Body, Frame, Incoming};
+use hyper::body::{Body, Frame};
 use hyper::header::{HeaderName, HeaderValue, CONTENT_LENGTH};
 use hyper::{HeaderMap, Method, Response, StatusCode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -90,7 +90,7 @@ pub enum OutBody {
     /// Fully buffered (replayable).
     Full(Bytes),
     /// Streamed from the client, sent chunked.
-    Stream(Incoming),
+    Stream(super::ClientRequestBody),
 }
 
 /// The request head (and a buffered body) as bytes: hop-by-hop headers dropped, Host kept,
@@ -157,7 +157,7 @@ fn method_implies_body(m: &Method) -> bool {
     matches!(*m, Method::POST | Method::PUT | Method::PATCH)
 }
 
-async fn write_stream(conn: &mut TcpStream, mut body: Incoming) -> io::Result<()> {
+async fn write_stream(conn: &mut TcpStream, mut body: super::ClientRequestBody) -> io::Result<()> {
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(io::Error::other)?;
         if let Ok(data) = frame.into_data() {

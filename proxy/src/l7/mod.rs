@@ -1,8 +1,10 @@
 //! L7 HTTP/1.1 and h2c: route each request, pick a weighted group and an endpoint, forward over
 //! pooled upstream connections, retry within budget, answer 502/503/504 when nothing can serve.
 
+mod body;
 pub mod budget;
 pub mod h1;
+mod h2c;
 mod headers;
 
 use std::convert::Infallible;
@@ -15,33 +17,39 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Either, Full, Limited};
 use hyper::body::{Body, Incoming};
 use hyper::http::uri::{Authority, PathAndQuery, Scheme};
+use hyper::server::conn::http1;
 use hyper::{Method, Request, Response, StatusCode, Uri, Version};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
 use tokio::net::TcpStream;
 
 use crate::balance::maglev::fnv1a;
 use crate::config::ProxyConfig;
 use crate::frontend::{Frontend, Mode};
-use crate::io::{Activity, Tracked};
+use crate::io::{Activity, Rewind, Tracked};
 use crate::l4::tcp::InFlight;
+pub use body::ClientRequestBody;
 
 /// Request body sent upstream: buffered (replayable) or streamed.
-pub type UpstreamBody = Either<Full<Bytes>, Incoming>;
+pub type UpstreamBody = Either<Full<Bytes>, ClientRequestBody>;
 /// Response body sent to clients: an h2c or HTTP/1.1 upstream's, or a short error text.
 pub type ClientBody = Either<Either<Incoming, h1::ResponseBody>, Full<Bytes>>;
 type HttpClient = Client<HttpConnector, UpstreamBody>;
 
+/// Time open requests get to finish once an idle connection is being closed.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Bodies up to this size are buffered so the request can be retried.
 const REPLAY_LIMIT: u64 = 64 * 1024;
 
-/// Shared HTTP machinery: the server builder and the h2c upstream pool.
+/// Shared HTTP machinery: the server settings and the h2c upstream pool.
 pub struct Http {
-    server: auto::Builder<TokioExecutor>,
+    h1: http1::Builder,
+    h2: h2c::Limits,
+    header_read_timeout: Duration,
     /// Upstream pool for h2c backends (HTTP/1.1 ones go through [`h1`]).
-    h2: HttpClient,
+    h2c_upstream: HttpClient,
     idle: Duration,
 }
 
@@ -59,29 +67,28 @@ fn error(status: StatusCode, text: &'static str) -> Response<ClientBody> {
 
 enum RequestBody {
     Replay(Bytes),
-    Stream(Option<Incoming>),
+    Stream(Option<ClientRequestBody>),
 }
 
 impl Http {
     /// Builds the server and clients from node settings.
     pub fn new(config: &ProxyConfig) -> Self {
-        let mut server = auto::Builder::new(TokioExecutor::new());
-        server
-            .http1()
-            .timer(TokioTimer::new())
+        let mut h1 = http1::Builder::new();
+        h1.timer(TokioTimer::new())
             .header_read_timeout(config.header_read_timeout)
             .max_buf_size(config.max_header_bytes.max(8192))
             .writev(false)
             .keep_alive(true);
-        server
-            .http2()
-            .timer(TokioTimer::new())
-            .max_concurrent_streams(256)
-            .max_header_list_size(u32::try_from(config.max_header_bytes).unwrap_or(u32::MAX));
+        let h2 = h2c::Limits {
+            max_concurrent_streams: 256,
+            max_header_list_size: u32::try_from(config.max_header_bytes).unwrap_or(u32::MAX),
+            handshake_timeout: config.header_read_timeout,
+            drain_timeout: DRAIN_TIMEOUT,
+        };
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(Duration::from_secs(2)));
-        let h2 = Client::builder(TokioExecutor::new())
+        let h2c_upstream = Client::builder(TokioExecutor::new())
             .pool_timer(TokioTimer::new())
             .pool_idle_timeout(Duration::from_secs(90))
             .pool_max_idle_per_host(1024)
@@ -89,14 +96,16 @@ impl Http {
             .http2_only(true)
             .build(connector);
         Self {
-            server,
+            h1,
             h2,
+            header_read_timeout: config.header_read_timeout,
+            h2c_upstream,
             idle: config.http_idle_timeout,
         }
     }
 
-    /// Serves one client connection; the frontend is re-read per request, so route changes
-    /// apply to open keep-alive connections too.
+    /// Serves one client connection, HTTP/1.1 or h2c (told apart by the h2 preface); the
+    /// frontend is re-read per request, so route changes apply to open connections too.
     pub async fn serve(
         self: Arc<Self>,
         stream: TcpStream,
@@ -106,21 +115,41 @@ impl Http {
         let _ = stream.set_nodelay(true);
         let activity = Activity::new();
         let metrics = frontend.load().metrics.clone();
-        let io = TokioIo::new(Tracked::new(
+        let mut io = Tracked::new(
             stream,
             activity.clone(),
             metrics.bytes_in,
             metrics.bytes_out,
-        ));
-        let http = Arc::clone(&self);
+        );
+        let (is_h2, prefix) =
+            match tokio::time::timeout(self.header_read_timeout, h2c::sniff(&mut io)).await {
+                Ok(Ok(sniffed)) => sniffed,
+                _ => return,
+            };
+        let io = Rewind::new(io, prefix);
         let client = Arc::new(headers::ClientHeaders::new(peer));
-        let service = hyper::service::service_fn(move |req| {
+        if is_h2 {
+            let http = Arc::clone(&self);
+            let handler = move |req: Request<ClientRequestBody>| {
+                let fe = frontend.load_full();
+                let http = Arc::clone(&http);
+                let client = Arc::clone(&client);
+                async move { http.handle(req, &client, fe).await }
+            };
+            h2c::serve(io, self.h2, activity.idle(self.idle), handler).await;
+            return;
+        }
+        let http = Arc::clone(&self);
+        let service = hyper::service::service_fn(move |req: Request<Incoming>| {
             let fe = frontend.load_full();
             let http = Arc::clone(&http);
             let client = Arc::clone(&client);
-            async move { Ok::<_, Infallible>(http.handle(req, &client, fe).await) }
+            async move {
+                let req = req.map(ClientRequestBody::H1);
+                Ok::<_, Infallible>(http.handle(req, &client, fe).await)
+            }
         });
-        let conn = self.server.serve_connection(io, service);
+        let conn = self.h1.serve_connection(TokioIo::new(io), service);
         tokio::pin!(conn);
         tokio::select! {
             r = conn.as_mut() => {
@@ -130,7 +159,7 @@ impl Http {
             }
             () = activity.idle(self.idle) => {
                 conn.as_mut().graceful_shutdown();
-                let _ = tokio::time::timeout(Duration::from_secs(5), conn).await;
+                let _ = tokio::time::timeout(DRAIN_TIMEOUT, conn).await;
             }
         }
     }
@@ -168,7 +197,7 @@ impl Http {
 
     async fn handle(
         &self,
-        req: Request<Incoming>,
+        req: Request<ClientRequestBody>,
         client: &headers::ClientHeaders,
         fe: Arc<Frontend>,
     ) -> Response<ClientBody> {
@@ -359,7 +388,7 @@ impl Http {
             connect: true,
             message: "bad request target".into(),
         })?;
-        match self.h2.request(req).await {
+        match self.h2c_upstream.request(req).await {
             Ok(resp) => {
                 let (mut rparts, rbody) = resp.into_parts();
                 headers::strip_hop_by_hop(&mut rparts.headers);

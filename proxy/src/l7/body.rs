@@ -1,0 +1,109 @@
+//! A client's request body, whichever server read it: hyper's (HTTP/1.1) or the h2 crate's (h2c).
+
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+
+use bytes::Bytes;
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+
+/// Error reading a client's request body.
+pub type BodyError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A request body streamed from the client.
+pub enum ClientRequestBody {
+    /// Read by hyper's HTTP/1.1 server.
+    H1(Incoming),
+    /// Read from an h2c stream.
+    H2(H2RequestBody),
+}
+
+impl Body for ClientRequestBody {
+    type Data = Bytes;
+    type Error = BodyError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        match self.get_mut() {
+            Self::H1(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
+            Self::H2(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Self::H1(b) => b.is_end_stream(),
+            Self::H2(b) => b.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            Self::H1(b) => b.size_hint(),
+            Self::H2(b) => b.size_hint(),
+        }
+    }
+}
+
+/// An h2c request body: DATA frames, then trailers. Each frame read gives its bytes back to the
+/// client's flow-control window, so a body that is not read stops the client, not the connection.
+pub struct H2RequestBody {
+    recv: h2::RecvStream,
+    /// What is left of the request's content-length, when it had one.
+    remaining: Option<u64>,
+    data_done: bool,
+}
+
+impl H2RequestBody {
+    /// Wraps a stream's receiving half; `length` is the request's content-length.
+    pub fn new(recv: h2::RecvStream, length: Option<u64>) -> Self {
+        Self {
+            recv,
+            remaining: length,
+            data_done: false,
+        }
+    }
+}
+
+impl Body for H2RequestBody {
+    type Data = Bytes;
+    type Error = h2::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, h2::Error>>> {
+        let this = &mut *self;
+        if !this.data_done {
+            match ready!(this.recv.poll_data(cx)) {
+                Some(Ok(data)) => {
+                    // Only fails once the stream is gone, which the next read reports.
+                    let _ = this.recv.flow_control().release_capacity(data.len());
+                    if let Some(n) = &mut this.remaining {
+                        *n = n.saturating_sub(data.len() as u64);
+                    }
+                    return Poll::Ready(Some(Ok(Frame::data(data))));
+                }
+                Some(Err(e)) => return Poll::Ready(Some(Err(e))),
+                None => this.data_done = true,
+            }
+        }
+        match ready!(this.recv.poll_trailers(cx)) {
+            Ok(Some(trailers)) => Poll::Ready(Some(Ok(Frame::trailers(trailers)))),
+            Ok(None) => Poll::Ready(None),
+            Err(e) => Poll::Ready(Some(Err(e))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.recv.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self.remaining {
+            Some(n) if !self.data_done => SizeHint::with_exact(n),
+            _ => SizeHint::default(),
+        }
+    }
+}
