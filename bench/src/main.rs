@@ -80,6 +80,9 @@ enum Scenario {
         /// Modes.
         #[arg(long, value_delimiter = ',', default_value = "http1,h2c,tcp")]
         modes: Vec<String>,
+        /// Rounds per mode; figures are medians, ratios are medians of per-round ratios.
+        #[arg(long, default_value_t = 5)]
+        rounds: usize,
     },
 }
 
@@ -130,10 +133,12 @@ fn main() -> Result<()> {
             seconds,
             connections,
             modes,
+            rounds,
         } => runtime.block_on(scenarios::proxy::run(scenarios::proxy::Params {
             seconds,
             connections,
             modes,
+            rounds,
         })),
     }
 }

@@ -19,6 +19,8 @@ pub struct Params {
     pub connections: u32,
     /// Modes to run (http1, h2c, tcp).
     pub modes: Vec<String>,
+    /// Rounds per mode; figures are medians, ratios are medians of per-round ratios.
+    pub rounds: usize,
 }
 
 /// `program args` run inside `cgroup` when given (the shell joins it, then execs).
@@ -184,6 +186,9 @@ async fn start_pier(dir: &Path, backends: &[u16], deadline: Instant) -> Result<(
     Ok((proc, addrs))
 }
 
+/// One figure of a [`Sample`].
+type Figure = fn(&Sample) -> f64;
+
 /// What one load run measured.
 struct Sample {
     rps: f64,
@@ -326,7 +331,8 @@ fn measure(pid: u32, mode: &str, target: &str, p: &Params, dir: &Path) -> Result
     })
 }
 
-/// Runs the scenario and prints one table per mode.
+/// Runs the scenario: per mode, `rounds` rounds that each measure pier and HAProxy back to
+/// back (alternating which goes first), then one table of medians and the per-round ratios.
 pub async fn run(p: Params) -> Result<()> {
     for (cmd, pkg) in [
         ("wrk", "wrk"),
@@ -353,12 +359,13 @@ pub async fn run(p: Params) -> Result<()> {
     let version = Command::new("haproxy").arg("-v").output()?;
     let version = String::from_utf8_lossy(&version.stdout);
     println!(
-        "pier vs {} ; proxy on CPU {}, wrk/h2load and nginx on CPU {}; {} connections, {} s per run",
+        "pier vs {} ; proxy on CPU {}, wrk/h2load and nginx on CPU {}; {} connections, {} s per run, {} rounds",
         version.lines().next().unwrap_or("haproxy").trim(),
         harness::SUT_CPU,
         harness::LOAD_CPU,
         p.connections,
-        p.seconds
+        p.seconds,
+        p.rounds.max(1),
     );
     for mode in &p.modes {
         let (pier_target, ha_target) = match mode.as_str() {
@@ -367,39 +374,92 @@ pub async fn run(p: Params) -> Result<()> {
             "tcp" => (addrs.tcp.clone(), format!("127.0.0.1:{tcp}")),
             other => bail!("unknown mode {other:?}: http1, h2c or tcp"),
         };
-        let ours = measure(pier.0.id(), mode, &pier_target, &p, &dir_path)?;
-        let theirs = measure(haproxy.0.id(), mode, &ha_target, &p, &dir_path)?;
+        let mut rounds: Vec<(Sample, Sample)> = Vec::new();
+        for round in 0..p.rounds.max(1) {
+            // Alternating the order cancels a drift within a round (warming, throttling).
+            let (ours, theirs) = if round % 2 == 0 {
+                let ours = measure(pier.0.id(), mode, &pier_target, &p, &dir_path)?;
+                (
+                    ours,
+                    measure(haproxy.0.id(), mode, &ha_target, &p, &dir_path)?,
+                )
+            } else {
+                let theirs = measure(haproxy.0.id(), mode, &ha_target, &p, &dir_path)?;
+                (
+                    measure(pier.0.id(), mode, &pier_target, &p, &dir_path)?,
+                    theirs,
+                )
+            };
+            println!(
+                "{mode} round {round}: pier {:>7.0} req/s {:>5.2} us/req | haproxy {:>7.0} req/s {:>5.2} us/req | {:.3}x req/s {:.3}x CPU",
+                ours.rps,
+                ours.cpu_us_per_req,
+                theirs.rps,
+                theirs.cpu_us_per_req,
+                ours.rps / theirs.rps,
+                ours.cpu_us_per_req / theirs.cpu_us_per_req,
+            );
+            rounds.push((ours, theirs));
+        }
+        let median = |get: Figure, of_pier: bool| {
+            let mut v: Vec<f64> = rounds
+                .iter()
+                .map(|(ours, theirs)| get(if of_pier { ours } else { theirs }))
+                .collect();
+            harness::quantile(&mut v, 0.5)
+        };
+        let row = |metric: &str, unit, get: Figure, better| Row {
+            metric: metric.into(),
+            unit,
+            pier: median(get, true),
+            reference: Some(median(get, false)),
+            better,
+        };
         let rows = [
-            Row {
-                metric: "requests per second".into(),
-                unit: "req/s",
-                pier: ours.rps,
-                reference: Some(theirs.rps),
-                better: Better::Higher,
-            },
-            Row {
-                metric: "latency p50".into(),
-                unit: "ms",
-                pier: ours.p50_ms,
-                reference: Some(theirs.p50_ms),
-                better: Better::Lower,
-            },
-            Row {
-                metric: "latency p99".into(),
-                unit: "ms",
-                pier: ours.p99_ms,
-                reference: Some(theirs.p99_ms),
-                better: Better::Lower,
-            },
-            Row {
-                metric: "proxy CPU per request".into(),
-                unit: "us",
-                pier: ours.cpu_us_per_req,
-                reference: Some(theirs.cpu_us_per_req),
-                better: Better::Lower,
-            },
+            row("requests per second", "req/s", |s| s.rps, Better::Higher),
+            row("latency p50", "ms", |s| s.p50_ms, Better::Lower),
+            row("latency p99", "ms", |s| s.p99_ms, Better::Lower),
+            row(
+                "proxy CPU per request",
+                "us",
+                |s| s.cpu_us_per_req,
+                Better::Lower,
+            ),
         ];
-        harness::print_table(&format!("proxy, {mode}"), "haproxy", &rows);
+        harness::print_table(
+            &format!("proxy, {mode} (medians of {} rounds)", rounds.len()),
+            "haproxy",
+            &rows,
+        );
+        print_paired(&rounds);
     }
     Ok(())
+}
+
+/// Prints the median and range of the per-round pier/HAProxy ratios against the targets
+/// (req/s >= 1, CPU per request <= 1): a ratio within one round cancels the host's slow and
+/// fast spells, which a ratio of medians across rounds does not.
+fn print_paired(rounds: &[(Sample, Sample)]) {
+    let figures: [(&str, Figure, Better); 2] = [
+        ("req/s", |s| s.rps, Better::Higher),
+        ("CPU per request", |s| s.cpu_us_per_req, Better::Lower),
+    ];
+    for (name, get, better) in figures {
+        let mut ratios: Vec<f64> = rounds
+            .iter()
+            .filter(|(_, theirs)| get(theirs) > 0.0)
+            .map(|(ours, theirs)| get(ours) / get(theirs))
+            .collect();
+        let min = ratios.iter().copied().fold(f64::INFINITY, f64::min);
+        let max = ratios.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let median = harness::quantile(&mut ratios, 0.5);
+        let (target, met) = match better {
+            Better::Higher => (">= 1", median >= 1.0),
+            Better::Lower => ("<= 1", median <= 1.0),
+        };
+        println!(
+            "per-round ratio pier/haproxy, {name:<16} {median:>6.3}x [{min:.3}, {max:.3}]  target {target}: {}",
+            if met { "met" } else { "short" }
+        );
+    }
 }
