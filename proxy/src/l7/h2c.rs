@@ -303,24 +303,23 @@ fn http_date() -> HeaderValue {
 /// The HTTP/2 connection preface (RFC 9113, section 3.4).
 const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
+/// How much the first read of a connection may take: a whole HTTP/1.1 request head usually,
+/// so telling the protocol apart costs no extra read.
+const SNIFF_BUFFER: usize = 4096;
+
 /// Reads a connection's first bytes until they are or cannot be the HTTP/2 preface: whether
 /// they are, and the bytes read (to be given back with [`crate::io::Rewind`]).
 pub async fn sniff<S: AsyncRead + Unpin>(io: &mut S) -> std::io::Result<(bool, Bytes)> {
     use tokio::io::AsyncReadExt;
-    let mut buf = [0u8; PREFACE.len()];
-    let mut filled = 0;
-    while filled < PREFACE.len() {
-        let n = io.read(&mut buf[filled..]).await?;
-        if n == 0 {
-            break;
-        }
-        filled += n;
-        if buf[..filled] != PREFACE[..filled] {
+    let mut buf = bytes::BytesMut::with_capacity(SNIFF_BUFFER);
+    loop {
+        let n = io.read_buf(&mut buf).await?;
+        let seen = buf.len().min(PREFACE.len());
+        if n == 0 || seen == PREFACE.len() || buf[..seen] != PREFACE[..seen] {
             break;
         }
     }
-    let is_h2 = filled == PREFACE.len() && buf == PREFACE;
-    Ok((is_h2, Bytes::copy_from_slice(&buf[..filled])))
+    Ok((buf.starts_with(PREFACE), buf.freeze()))
 }
 
 #[cfg(test)]
@@ -560,9 +559,13 @@ mod tests {
     async fn sniff_tells_the_preface_and_gives_back_what_it_read() {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
+        let with_settings = [PREFACE, &[0, 0, 0, 4, 0, 0, 0, 0, 0]].concat();
+        let long_h1 = format!("GET / HTTP/1.1\r\nx-big: {}\r\n\r\n", "b".repeat(10_000));
         for (sent, h2) in [
             (PREFACE, true),
+            (&with_settings[..], true),
             (&b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"[..], false),
+            (long_h1.as_bytes(), false),
             (&b"PRI * HTTP/1.1\r\n"[..], false),
             (&b"PR"[..], false),
         ] {
@@ -573,14 +576,21 @@ mod tests {
                 .unwrap();
             drop(c);
             let (is_h2, prefix) = sniff(&mut s).await.unwrap();
-            assert_eq!(is_h2, h2, "{sent:?}");
-            let mut all = prefix.to_vec();
-            let mut rest = Vec::new();
-            tokio::io::AsyncReadExt::read_to_end(&mut Rewind::new(s, Bytes::new()), &mut rest)
-                .await
-                .unwrap();
-            all.extend_from_slice(&rest);
-            assert_eq!(all, sent, "nothing lost");
+            assert_eq!(is_h2, h2, "{:?}", &sent[..sent.len().min(32)]);
+            // Read back through Rewind in small pieces: the prefix first, then the stream.
+            let mut io = Rewind::new(s, prefix);
+            let mut all = Vec::new();
+            let mut piece = [0u8; 7];
+            loop {
+                let n = tokio::io::AsyncReadExt::read(&mut io, &mut piece)
+                    .await
+                    .unwrap();
+                if n == 0 {
+                    break;
+                }
+                all.extend_from_slice(&piece[..n]);
+            }
+            assert!(all == sent, "nothing lost or reordered");
         }
     }
 }
