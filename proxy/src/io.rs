@@ -45,12 +45,14 @@ impl Activity {
     }
 }
 
-/// A client stream, counting bytes each way and touching `activity` whenever data moves.
+/// A client stream, counting bytes each way and touching `activity` whenever data moves; bytes
+/// already read can be put back in front of it ([`Tracked::unread`]).
 pub struct Tracked<S> {
     inner: S,
     activity: Activity,
     read_bytes: IntCounter,
     written_bytes: IntCounter,
+    unread: bytes::Bytes,
 }
 
 impl<S> Tracked<S> {
@@ -66,7 +68,14 @@ impl<S> Tracked<S> {
             activity,
             read_bytes,
             written_bytes,
+            unread: bytes::Bytes::new(),
         }
+    }
+
+    /// Puts bytes read from this stream (and counted already) back: the next reads return them
+    /// before the stream's own.
+    pub fn unread(&mut self, bytes: bytes::Bytes) {
+        self.unread = bytes;
     }
 
     fn wrote(&self, r: &Poll<std::io::Result<usize>>) {
@@ -85,6 +94,12 @@ impl<S: AsyncRead + Unpin> AsyncRead for Tracked<S> {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
+        if !self.unread.is_empty() {
+            let n = self.unread.len().min(buf.remaining());
+            let head = self.unread.split_to(n);
+            buf.put_slice(&head);
+            return Poll::Ready(Ok(()));
+        }
         let before = buf.filled().len();
         let r = Pin::new(&mut self.inner).poll_read(cx, buf);
         let n = buf.filled().len() - before;
@@ -123,65 +138,6 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Tracked<S> {
         let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
         self.wrote(&r);
         r
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-}
-
-/// A stream whose first bytes were already read: reads give those back before the stream's own.
-pub struct Rewind<S> {
-    prefix: bytes::Bytes,
-    inner: S,
-}
-
-impl<S> Rewind<S> {
-    /// Puts `prefix` back in front of `inner`.
-    pub fn new(inner: S, prefix: bytes::Bytes) -> Self {
-        Self { prefix, inner }
-    }
-}
-
-impl<S: AsyncRead + Unpin> AsyncRead for Rewind<S> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        if !self.prefix.is_empty() {
-            let n = self.prefix.len().min(buf.remaining());
-            let head = self.prefix.split_to(n);
-            buf.put_slice(&head);
-            return Poll::Ready(Ok(()));
-        }
-        Pin::new(&mut self.inner).poll_read(cx, buf)
-    }
-}
-
-impl<S: AsyncWrite + Unpin> AsyncWrite for Rewind<S> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
     }
 
     fn is_write_vectored(&self) -> bool {

@@ -308,7 +308,7 @@ const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 const SNIFF_BUFFER: usize = 4096;
 
 /// Reads a connection's first bytes until they are or cannot be the HTTP/2 preface: whether
-/// they are, and the bytes read (to be given back with [`crate::io::Rewind`]).
+/// they are, and the bytes read (to be given back with [`crate::io::Tracked::unread`]).
 pub async fn sniff<S: AsyncRead + Unpin>(io: &mut S) -> std::io::Result<(bool, Bytes)> {
     use tokio::io::AsyncReadExt;
     let mut buf = bytes::BytesMut::with_capacity(SNIFF_BUFFER);
@@ -335,7 +335,13 @@ mod tests {
     use tokio::net::{TcpListener, TcpStream};
 
     use super::*;
-    use crate::io::Rewind;
+    use crate::io::{Activity, Tracked};
+
+    /// `stream` as the proxy holds a client's: byte counting and a place for unread bytes.
+    fn tracked(stream: TcpStream) -> Tracked<TcpStream> {
+        let counter = || prometheus::IntCounter::new("bytes", "bytes").unwrap();
+        Tracked::new(stream, Activity::new(), counter(), counter())
+    }
 
     const LIMITS: Limits = Limits {
         max_concurrent_streams: 256,
@@ -358,12 +364,13 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move {
             loop {
-                let (mut stream, _) = listener.accept().await.unwrap();
+                let (stream, _) = listener.accept().await.unwrap();
                 let handler = handler.clone();
                 tokio::spawn(async move {
-                    let (is_h2, prefix) = sniff(&mut stream).await.unwrap();
+                    let mut io = tracked(stream);
+                    let (is_h2, prefix) = sniff(&mut io).await.unwrap();
                     assert!(is_h2);
-                    let io = Rewind::new(stream, prefix);
+                    io.unread(prefix);
                     serve(io, LIMITS, tokio::time::sleep(idle), handler).await;
                 });
             }
@@ -570,15 +577,16 @@ mod tests {
             (&b"PR"[..], false),
         ] {
             let mut c = TcpStream::connect(addr).await.unwrap();
-            let (mut s, _) = listener.accept().await.unwrap();
+            let (s, _) = listener.accept().await.unwrap();
             tokio::io::AsyncWriteExt::write_all(&mut c, sent)
                 .await
                 .unwrap();
             drop(c);
-            let (is_h2, prefix) = sniff(&mut s).await.unwrap();
+            let mut io = tracked(s);
+            let (is_h2, prefix) = sniff(&mut io).await.unwrap();
             assert_eq!(is_h2, h2, "{:?}", &sent[..sent.len().min(32)]);
-            // Read back through Rewind in small pieces: the prefix first, then the stream.
-            let mut io = Rewind::new(s, prefix);
+            // Read back in small pieces: the unread bytes first, then the stream's own.
+            io.unread(prefix);
             let mut all = Vec::new();
             let mut piece = [0u8; 7];
             loop {

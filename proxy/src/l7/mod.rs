@@ -27,7 +27,7 @@ use tokio::net::TcpStream;
 use crate::balance::maglev::fnv1a;
 use crate::config::ProxyConfig;
 use crate::frontend::{Frontend, Mode};
-use crate::io::{Activity, Rewind, Tracked};
+use crate::io::{Activity, Tracked};
 use crate::l4::tcp::InFlight;
 pub use body::ClientRequestBody;
 
@@ -126,7 +126,7 @@ impl Http {
                 Ok(Ok(sniffed)) => sniffed,
                 _ => return,
             };
-        let io = Rewind::new(io, prefix);
+        io.unread(prefix);
         let client = Arc::new(headers::ClientHeaders::new(peer));
         if is_h2 {
             let http = Arc::clone(&self);
