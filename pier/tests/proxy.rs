@@ -482,6 +482,20 @@ fn rss_kb(pid: u32) -> u64 {
         .unwrap()
 }
 
+/// The (type, payload) of each whole HTTP/2 frame in `bytes`.
+fn h2_frames(bytes: &[u8]) -> impl Iterator<Item = (u8, &[u8])> {
+    let mut rest = bytes;
+    std::iter::from_fn(move || {
+        let len = usize::from(*rest.first()?) << 16
+            | usize::from(*rest.get(1)?) << 8
+            | usize::from(*rest.get(2)?);
+        let kind = *rest.get(3)?;
+        let payload = rest.get(9..9 + len)?;
+        rest = &rest[9 + len..];
+        Some((kind, payload))
+    })
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_clients_do_not_hurt_others() {
     let tmp = tempfile::tempdir().unwrap();
@@ -539,6 +553,13 @@ async fn hostile_clients_do_not_hurt_others() {
         s.set_read_timeout(Some(Duration::from_secs(8))).unwrap();
         slow.push(s);
     }
+    // And 100 that stop halfway through the h2 preface, which the header timeout covers too.
+    for _ in 0..100 {
+        let mut s = TcpStream::connect(web).unwrap();
+        s.write_all(b"PRI * HTTP/2.0\r\n").unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(8))).unwrap();
+        slow.push(s);
+    }
     let silent: Vec<TcpStream> = (0..300).map(|_| TcpStream::connect(raw).unwrap()).collect();
     let started = Instant::now();
     let t = load(format!("http://{web}/"), 4, 500, Arc::default(), None).await;
@@ -576,8 +597,20 @@ async fn hostile_clients_do_not_hurt_others() {
         let n = r.read_to_end(&mut rest);
         assert!(matches!(n, Ok(0)) || n.is_err(), "idle connection closed");
     }
+    // An h2c client that breaks the protocol (DATA on stream 0) gets GOAWAY(PROTOCOL_ERROR).
+    let mut bad = TcpStream::connect(web).unwrap();
+    bad.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    bad.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0\0\0\x03\0\0\0\0\0\0abc")
+        .unwrap();
+    let mut frames = Vec::new();
+    let _ = bad.read_to_end(&mut frames);
+    let goaway_code = h2_frames(&frames)
+        .find(|(kind, _)| *kind == 7)
+        .map(|(_, payload)| u32::from_be_bytes(payload[4..8].try_into().unwrap()));
+    assert_eq!(goaway_code, Some(1), "GOAWAY with PROTOCOL_ERROR");
+
     let grew_mb = rss_loaded.saturating_sub(rss_before) / 1024;
-    println!("RSS with 600 hostile connections: +{grew_mb} MB");
+    println!("RSS with 700 hostile connections: +{grew_mb} MB");
     assert!(grew_mb < 64, "memory stays bounded: +{grew_mb} MB");
     let t = load(format!("http://{web}/"), 2, 100, Arc::default(), None).await;
     assert!(t.failures.is_empty());
