@@ -299,5 +299,13 @@ pub async fn run(config: DaemonConfig, files: Vec<PathBuf>) -> Result<()> {
     if let Some(node) = node {
         node.remove_all().await;
     }
+    if let Some(ebpf) = config.ebpf.as_ref().filter(|e| e.pin_dir.exists()) {
+        // The hooks outlive the daemon on purpose (static stability); say how to remove them.
+        println!(
+            "The eBPF socket-LB stays attached and keeps translating the last services' ClusterIPs; \
+             `pier ebpf detach --ebpf-pin-dir {}` removes it.",
+            ebpf.pin_dir.display()
+        );
+    }
     Ok(())
 }
