@@ -197,6 +197,16 @@ pub enum Better {
     Lower,
 }
 
+impl Better {
+    /// Whether `value` is at least as good as `target`.
+    pub fn meets(self, value: f64, target: f64) -> bool {
+        match self {
+            Better::Higher => value >= target,
+            Better::Lower => value <= target,
+        }
+    }
+}
+
 /// One row of results: pier, optionally a peer, or a target.
 pub struct Row {
     /// What is measured.
@@ -224,10 +234,7 @@ pub fn print_table(title: &str, reference: &str, rows: &[Row]) {
         let (refs, ratio, verdict) = match r.reference {
             Some(v) if v != 0.0 => {
                 let ratio = r.pier / v;
-                let good = match r.better {
-                    Better::Higher => ratio >= 1.0,
-                    Better::Lower => ratio <= 1.0,
-                };
+                let good = r.better.meets(ratio, 1.0);
                 (
                     fmt(v),
                     format!("{ratio:.2}x"),
@@ -267,9 +274,47 @@ pub fn quantile(values: &mut [f64], q: f64) -> f64 {
     values[idx.min(values.len() - 1)]
 }
 
+/// The median of `values` (NaN when there are none).
+pub fn median(values: impl IntoIterator<Item = f64>) -> f64 {
+    let mut v: Vec<f64> = values.into_iter().collect();
+    quantile(&mut v, 0.5)
+}
+
+/// Median, smallest and largest of per-round figures.
+pub struct Spread {
+    /// The median (nearest rank, as [`quantile`]).
+    pub median: f64,
+    /// The smallest.
+    pub min: f64,
+    /// The largest.
+    pub max: f64,
+}
+
+/// The spread of `values`.
+pub fn spread(values: impl IntoIterator<Item = f64>) -> Spread {
+    let mut v: Vec<f64> = values.into_iter().collect();
+    let min = v.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    Spread {
+        median: quantile(&mut v, 0.5),
+        min,
+        max,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn spreads_and_verdicts() {
+        let s = spread([1.2, 0.9, 1.05, 1.0]);
+        assert_eq!((s.median, s.min, s.max), (1.05, 0.9, 1.2));
+        assert_eq!(median([3.0, 1.0, 2.0]), 2.0);
+        assert!(median([]).is_nan());
+        assert!(Better::Higher.meets(1.0, 1.0) && !Better::Higher.meets(0.99, 1.0));
+        assert!(Better::Lower.meets(0.99, 1.0) && !Better::Lower.meets(1.01, 1.0));
+    }
 
     #[test]
     fn quantiles() {

@@ -374,21 +374,17 @@ pub async fn run(p: Params) -> Result<()> {
             "tcp" => (addrs.tcp.clone(), format!("127.0.0.1:{tcp}")),
             other => bail!("unknown mode {other:?}: http1, h2c or tcp"),
         };
+        let pier_run = || measure(pier.0.id(), mode, &pier_target, &p, &dir_path);
+        let haproxy_run = || measure(haproxy.0.id(), mode, &ha_target, &p, &dir_path);
         let mut rounds: Vec<(Sample, Sample)> = Vec::new();
         for round in 0..p.rounds.max(1) {
             // Alternating the order cancels a drift within a round (warming, throttling).
             let (ours, theirs) = if round % 2 == 0 {
-                let ours = measure(pier.0.id(), mode, &pier_target, &p, &dir_path)?;
-                (
-                    ours,
-                    measure(haproxy.0.id(), mode, &ha_target, &p, &dir_path)?,
-                )
+                let ours = pier_run()?;
+                (ours, haproxy_run()?)
             } else {
-                let theirs = measure(haproxy.0.id(), mode, &ha_target, &p, &dir_path)?;
-                (
-                    measure(pier.0.id(), mode, &pier_target, &p, &dir_path)?,
-                    theirs,
-                )
+                let theirs = haproxy_run()?;
+                (pier_run()?, theirs)
             };
             println!(
                 "{mode} round {round}: pier {:>7.0} req/s {:>5.2} us/req | haproxy {:>7.0} req/s {:>5.2} us/req | {:.3}x req/s {:.3}x CPU",
@@ -402,11 +398,11 @@ pub async fn run(p: Params) -> Result<()> {
             rounds.push((ours, theirs));
         }
         let median = |get: Figure, of_pier: bool| {
-            let mut v: Vec<f64> = rounds
-                .iter()
-                .map(|(ours, theirs)| get(if of_pier { ours } else { theirs }))
-                .collect();
-            harness::quantile(&mut v, 0.5)
+            harness::median(
+                rounds
+                    .iter()
+                    .map(|(ours, theirs)| get(if of_pier { ours } else { theirs })),
+            )
         };
         let row = |metric: &str, unit, get: Figure, better| Row {
             metric: metric.into(),
@@ -445,18 +441,17 @@ fn print_paired(rounds: &[(Sample, Sample)]) {
         ("CPU per request", |s| s.cpu_us_per_req, Better::Lower),
     ];
     for (name, get, better) in figures {
-        let mut ratios: Vec<f64> = rounds
-            .iter()
-            .filter(|(_, theirs)| get(theirs) > 0.0)
-            .map(|(ours, theirs)| get(ours) / get(theirs))
-            .collect();
-        let min = ratios.iter().copied().fold(f64::INFINITY, f64::min);
-        let max = ratios.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        let median = harness::quantile(&mut ratios, 0.5);
-        let (target, met) = match better {
-            Better::Higher => (">= 1", median >= 1.0),
-            Better::Lower => ("<= 1", median <= 1.0),
+        let harness::Spread { median, min, max } = harness::spread(
+            rounds
+                .iter()
+                .filter(|(_, theirs)| get(theirs) > 0.0)
+                .map(|(ours, theirs)| get(ours) / get(theirs)),
+        );
+        let target = match better {
+            Better::Higher => ">= 1",
+            Better::Lower => "<= 1",
         };
+        let met = better.meets(median, 1.0);
         println!(
             "per-round ratio pier/haproxy, {name:<16} {median:>6.3}x [{min:.3}, {max:.3}]  target {target}: {}",
             if met { "met" } else { "short" }

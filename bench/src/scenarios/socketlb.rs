@@ -142,16 +142,14 @@ fn print_paired(rounds: &[Vec<Figures>]) {
         rounds.len()
     );
     for cmp in comparisons {
-        let mut ratios: Vec<f64> = rounds
-            .iter()
-            .filter(|r| (cmp.get)(&r[cmp.b]) > 0.0)
-            .map(|r| (cmp.get)(&r[cmp.a]) / (cmp.get)(&r[cmp.b]))
-            .collect();
-        let min = ratios.iter().copied().fold(f64::INFINITY, f64::min);
-        let max = ratios.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        let median = harness::quantile(&mut ratios, 0.5);
+        let harness::Spread { median, min, max } = harness::spread(
+            rounds
+                .iter()
+                .filter(|r| (cmp.get)(&r[cmp.b]) > 0.0)
+                .map(|r| (cmp.get)(&r[cmp.a]) / (cmp.get)(&r[cmp.b])),
+        );
         let verdict = match cmp.target {
-            Some(t) if median >= t => format!("target >= {t}: ok"),
+            Some(t) if harness::Better::Higher.meets(median, t) => format!("target >= {t}: ok"),
             Some(t) => format!("target >= {t}: short"),
             None => String::new(),
         };
@@ -335,10 +333,8 @@ pub async fn run(p: Params) -> Result<()> {
         }
         rounds.push(this);
     }
-    let median = |i: usize, get: fn(&Figures) -> f64| {
-        let mut v: Vec<f64> = rounds.iter().map(|r| get(&r[i])).collect();
-        harness::quantile(&mut v, 0.5)
-    };
+    let median =
+        |i: usize, get: fn(&Figures) -> f64| harness::median(rounds.iter().map(|r| get(&r[i])));
     let figures: Vec<Figures> = (0..paths.len())
         .map(|i| Figures {
             conn_rate: median(i, |f| f.conn_rate),
