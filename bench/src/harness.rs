@@ -155,6 +155,22 @@ pub fn pier_binary() -> Result<PathBuf> {
     Ok(bin)
 }
 
+/// Moves this process into a network namespace of its own with only `lo` up, before any
+/// thread or child is started: a benchmark that dials ClusterIPs then sends nothing off the
+/// machine when a translation fails (the address has no route there). Needs root and `ip`.
+pub fn private_netns() -> Result<()> {
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)
+        .context("unshare(CLONE_NEWNET): the benchmark runs in a network namespace of its own")?;
+    let up = Command::new("ip")
+        .args(["link", "set", "lo", "up"])
+        .status()
+        .context("running ip (iproute2)")?;
+    if !up.success() {
+        bail!("ip link set lo up failed in the benchmark's network namespace");
+    }
+    Ok(())
+}
+
 /// Installs the Debian `package` providing `command` if `command` is missing (peers: knot, unbound, haproxy...).
 pub fn ensure_command(command: &str, package: &str) -> Result<()> {
     let found = |c: &str| {

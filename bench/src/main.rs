@@ -121,11 +121,15 @@ fn main() -> Result<()> {
             seconds,
             connections,
             rounds,
-        } => runtime.block_on(scenarios::socketlb::run(scenarios::socketlb::Params {
-            seconds,
-            connections,
-            rounds,
-        })),
+        } => {
+            // It dials ClusterIPs: only from a network namespace of its own.
+            harness::private_netns()?;
+            runtime.block_on(scenarios::socketlb::run(scenarios::socketlb::Params {
+                seconds,
+                connections,
+                rounds,
+            }))
+        }
         Scenario::Runtime { rounds, pods } => {
             scenarios::runtime::run_all(scenarios::runtime::Params { rounds, pods })
         }
