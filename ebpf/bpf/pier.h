@@ -99,4 +99,10 @@ struct pier_svc_stats {
 	__u64 refused;    /* refused: no backend */
 };
 
+/* The identity of the store whose snapshots wrote the pinned maps: a daemon adopts pins only
+ * when it is the same store's, and replaces them otherwise. Written by userspace only. */
+struct pier_owner {
+	__u8 id[16];
+};
+
 #endif

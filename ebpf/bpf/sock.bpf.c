@@ -91,6 +91,14 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } pier_backend_stats SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct pier_owner);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} pier_owner SEC(".maps");
+
 static __always_inline struct pier_svc_stats *svc_stats(struct pier_svc_key *key)
 {
 	struct pier_svc_stats *st = bpf_map_lookup_elem(&pier_svc_stats, key);

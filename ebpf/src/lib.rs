@@ -44,7 +44,7 @@ pub const PROGRAMS: [&str; 9] = [
 
 /// Key and value sizes of every map the object pins. A pinned map from an older pier with
 /// another layout cannot be reused: [`SocketLb::load`] replaces it (and the programs using it).
-pub const MAP_LAYOUTS: [(&str, usize, usize); 10] = [
+pub const MAP_LAYOUTS: [(&str, usize, usize); 11] = [
     (
         "pier_services",
         std::mem::size_of::<SvcKey>(),
@@ -63,7 +63,55 @@ pub const MAP_LAYOUTS: [(&str, usize, usize); 10] = [
         std::mem::size_of::<maps::SvcStats>(),
     ),
     ("pier_backend_stats", 4, 8),
+    ("pier_owner", 4, OWNER_LEN),
 ];
+
+/// Length of the owner identity kept in the pinned `pier_owner` map.
+pub const OWNER_LEN: usize = 16;
+
+/// The identity of the store whose snapshots write the socket-LB (its UUID's bytes).
+pub type Owner = [u8; OWNER_LEN];
+
+/// The owner recorded in the maps pinned under `pin_dir`: `None` when nothing is pinned
+/// there, `Some(None)` when maps are pinned with no owner an older pier did not record.
+pub fn pinned_owner(pin_dir: &Path) -> Option<Option<Owner>> {
+    let pinned = std::fs::read_dir(pin_dir)
+        .ok()?
+        .filter_map(|e| e.ok())
+        .any(|e| {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            name.starts_with("pier_") || name.starts_with("link_")
+        });
+    if !pinned {
+        return None;
+    }
+    let read = || -> Option<Owner> {
+        let data = MapData::from_pin(pin_dir.join("pier_owner")).ok()?;
+        let map = aya::maps::Array::<_, Owner>::try_from(aya::maps::Map::Array(data)).ok()?;
+        map.get(&0, 0).ok().filter(|id| *id != [0; OWNER_LEN])
+    };
+    Some(read())
+}
+
+/// Why the pins under `pin_dir` cannot be adopted by `owner`, if they cannot.
+fn foreign_pins(pin_dir: &Path, owner: &Owner) -> Option<String> {
+    let stale = stale_pins(pin_dir);
+    if !stale.is_empty() {
+        return Some(format!(
+            "pinned maps {stale:?} have another layout (an older pier)"
+        ));
+    }
+    match pinned_owner(pin_dir)? {
+        Some(id) if id == *owner => None,
+        Some(id) => Some(format!(
+            "they were written for another store ({}), not this daemon's ({})",
+            uuid::Uuid::from_bytes(id),
+            uuid::Uuid::from_bytes(*owner)
+        )),
+        None => Some("they record no owning store".to_string()),
+    }
+}
 
 /// Names of pinned maps under `pin_dir` whose layout is not this version's.
 pub fn stale_pins(pin_dir: &Path) -> Vec<&'static str> {
@@ -176,6 +224,34 @@ pub fn ensure_bpffs(path: &Path) -> Result<bool> {
     )
     .map_err(|e| pin_err(path, format!("mounting bpffs: {e}")))?;
     Ok(true)
+}
+
+/// `statfs` magic of a BPF filesystem.
+const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
+
+/// Whether `path` is on a BPF filesystem.
+fn on_bpffs(path: &Path) -> bool {
+    nix::sys::statfs::statfs(path).is_ok_and(|s| s.filesystem_type().0 == BPF_FS_MAGIC)
+}
+
+/// Makes sure `pin_dir` can hold pins: its parent must be on a BPF filesystem, which is
+/// mounted at the conventional [`BPFFS`] when the pin directory is there and nothing is
+/// mounted yet (as Cilium does on a bare node). Returns whether it mounted one.
+pub fn ensure_pin_fs(pin_dir: &Path) -> Result<bool> {
+    let parent = pin_dir.parent().unwrap_or(pin_dir);
+    if on_bpffs(parent) {
+        return Ok(false);
+    }
+    if parent == Path::new(BPFFS) {
+        return ensure_bpffs(parent);
+    }
+    Err(pin_err(
+        pin_dir,
+        format!(
+            "{} is not on a BPF filesystem (mount one there: mount -t bpf bpf DIR)",
+            parent.display()
+        ),
+    ))
 }
 
 /// The node's addresses other than loopback and IPv6 link-local (where NodePorts answer).
@@ -335,15 +411,16 @@ pub struct SocketLb {
 }
 
 impl SocketLb {
-    /// Loads the programs; maps are pinned in (and reused from) `pin_dir`. Pins an older
-    /// version left with another map layout are detached and removed first.
-    pub fn load(pin_dir: &Path) -> Result<Self> {
-        let stale = stale_pins(pin_dir);
-        if !stale.is_empty() {
+    /// Loads the programs for the store `owner`; maps are pinned in (and reused from)
+    /// `pin_dir`. Pins another store wrote, or an older version left with another map
+    /// layout, are detached and removed first, so a daemon never adopts services it does not
+    /// own.
+    pub fn load(pin_dir: &Path, owner: &Owner) -> Result<Self> {
+        if let Some(why) = foreign_pins(pin_dir, owner) {
             tracing::warn!(
-                maps = ?stale,
-                "pinned socket-LB maps have an older layout: replacing the hooks and maps \
-                 (VIP connects are not translated until they are attached again)"
+                pins = %pin_dir.display(),
+                "replacing the pinned socket-LB hooks and maps: {why} (VIP connects are not \
+                 translated until they are attached again)"
             );
             Self::detach(pin_dir)?;
         }
@@ -368,8 +445,18 @@ impl SocketLb {
             next_service: 1,
             inventory: Arc::default(),
         };
+        lb.set_owner(owner)?;
         lb.adopt()?;
         Ok(lb)
+    }
+
+    /// Records `owner` in the pinned `pier_owner` map.
+    fn set_owner(&mut self, owner: &Owner) -> Result<()> {
+        let name = "pier_owner";
+        let map = self.ebpf.map_mut(name).ok_or(Error::Missing(name))?;
+        aya::maps::Array::<_, Owner>::try_from(map)
+            .and_then(|mut a| a.set(0, *owner, 0))
+            .map_err(map_err(name))
     }
 
     /// What has been written, for metrics.

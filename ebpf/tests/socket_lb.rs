@@ -16,6 +16,21 @@ use pier_ebpf::{maps::PROTO_TCP, ServiceAddr, SocketLb};
 
 const CHILD: &str = "PIER_EBPF_TEST_CHILD";
 
+/// The store identity the tests' socket-LBs are written for.
+const OWNER: pier_ebpf::Owner = *b"pier-ebpf-tests!";
+
+/// Moves the test (this thread, and the backends and children it starts) into a network
+/// namespace of its own with only `lo` up, so a VIP connect the hooks fail to translate
+/// finds no route instead of leaving the machine.
+fn private_netns() {
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).expect("unshare(CLONE_NEWNET)");
+    let up = Command::new("ip")
+        .args(["link", "set", "lo", "up"])
+        .status()
+        .expect("ip link set lo up");
+    assert!(up.success(), "ip link set lo up");
+}
+
 fn environment() -> Result<PathBuf, String> {
     if pier_controlplane::api::current_uid() != 0 {
         return Err("needs root (BPF programs, cgroups)".into());
@@ -49,6 +64,7 @@ struct Cleanup {
 
 impl Cleanup {
     fn new(root: &Path, name: &str) -> Self {
+        private_netns();
         let id = std::process::id();
         let bpffs = std::env::temp_dir().join(format!("{name}-bpffs-{id}"));
         let cleanup = Cleanup {
@@ -65,7 +81,7 @@ impl Cleanup {
 
     /// The programs loaded into the test's bpffs and attached to its cgroup.
     fn attached(&self) -> SocketLb {
-        let mut lb = SocketLb::load(&self.pin).unwrap();
+        let mut lb = SocketLb::load(&self.pin, &OWNER).unwrap();
         lb.attach(&self.cgroup).unwrap();
         lb
     }
@@ -134,7 +150,7 @@ fn child_client() {
     if mode != "tcp" {
         return udp_client(vip, n, mode == "udp-connected");
     }
-    let (mut a, mut b, mut peer_is_vip, mut refused) = (0, 0, 0, 0);
+    let (mut a, mut b, mut peer_is_vip, mut refused, mut unrouted) = (0, 0, 0, 0, 0);
     for _ in 0..n {
         match TcpStream::connect_timeout(&vip, Duration::from_secs(2)) {
             Ok(mut s) => {
@@ -150,10 +166,12 @@ fn child_client() {
                 }
             }
             Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => refused += 1,
+            // Not translated: in the test's network namespace the VIP has no route.
+            Err(e) if e.kind() == std::io::ErrorKind::NetworkUnreachable => unrouted += 1,
             Err(e) => panic!("connect: {e}"),
         }
     }
-    println!("RESULT {a} {b} {peer_is_vip} {refused}");
+    println!("RESULT {a} {b} {peer_is_vip} {refused} {unrouted}");
 }
 
 /// Slots of the connected-socket table held by a socket (a nonzero cookie).
@@ -242,7 +260,16 @@ fn run_child(cgroup: &Path, vip: SocketAddr, n: usize) -> [usize; 4] {
     run_child_mode(cgroup, vip, n, "tcp")
 }
 
+/// The child's counts: connects to a, to b, peers seen as the VIP, refused; every connect
+/// must have been translated.
 fn run_child_mode(cgroup: &Path, vip: SocketAddr, n: usize, mode: &str) -> [usize; 4] {
+    let [a, b, vip_seen, refused, unrouted] = run_child_counts(cgroup, vip, n, mode);
+    assert_eq!(unrouted, 0, "connects to {vip} left untranslated");
+    [a, b, vip_seen, refused]
+}
+
+/// The child's counts, with the connects left untranslated last.
+fn run_child_counts(cgroup: &Path, vip: SocketAddr, n: usize, mode: &str) -> [usize; 5] {
     let out = Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
@@ -266,10 +293,10 @@ fn run_child_mode(cgroup: &Path, vip: SocketAddr, n: usize, mode: &str) -> [usiz
         });
     let v: Vec<usize> = line
         .split_whitespace()
-        .take(4)
+        .take(5)
         .map(|x| x.parse().unwrap())
         .collect();
-    [v[0], v[1], v[2], v[3]]
+    [v[0], v[1], v[2], v[3], v.get(4).copied().unwrap_or(0)]
 }
 
 #[test]
@@ -285,7 +312,7 @@ fn vip_connects_reach_weighted_backends_and_see_the_vip() {
     let vip = SocketAddr::new(Ipv4Addr::new(10, 254, (id % 250) as u8, 1).into(), 80);
     let service = tcp(vip);
 
-    let mut lb = SocketLb::load(&cleanup.pin).unwrap();
+    let mut lb = SocketLb::load(&cleanup.pin, &OWNER).unwrap();
     // The layouts pier checks pinned maps against are the object's.
     for (name, key, value) in pier_ebpf::MAP_LAYOUTS {
         let info = aya::maps::MapInfo::from_pin(cleanup.pin.join(name)).unwrap();
@@ -601,4 +628,36 @@ fn a_restart_replaces_the_hooks_with_its_own_programs() {
     assert!(leftovers.is_empty(), "staged pins left: {leftovers:?}");
     // The maps were kept: the service written by the first run still translates.
     assert_eq!(run_child(&cleanup.cgroup, vip, 20), [20, 0, 20, 0]);
+}
+
+#[test]
+fn pins_of_another_store_are_replaced_and_the_same_store_adopts_its_own() {
+    let Some(root) = privileged() else { return };
+    let cleanup = Cleanup::new(&root, "pier-test-owner");
+    let a = backend(b'a', Arc::clone(&cleanup.stop));
+    let b = backend(b'b', Arc::clone(&cleanup.stop));
+    let vip = SocketAddr::new(Ipv4Addr::new(10, 250, 1, 1).into(), 80);
+    let service = tcp(vip);
+    let mut first = cleanup.attached();
+    first.set_service(service, &[(a, 1)], 0).unwrap();
+    drop(first);
+    assert_eq!(pier_ebpf::pinned_owner(&cleanup.pin), Some(Some(OWNER)));
+
+    // The same store (a restart) adopts the pins: the service still translates.
+    let again = SocketLb::load(&cleanup.pin, &OWNER).unwrap();
+    drop(again);
+    assert_eq!(run_child(&cleanup.cgroup, vip, 10), [10, 0, 10, 0]);
+
+    // Another store's daemon replaces them: the old service is gone with the old hooks.
+    let other: pier_ebpf::Owner = *b"another-store-id";
+    let mut lb = SocketLb::load(&cleanup.pin, &other).unwrap();
+    assert_eq!(pier_ebpf::pinned_owner(&cleanup.pin), Some(Some(other)));
+    lb.attach(&cleanup.cgroup).unwrap();
+    assert_eq!(
+        run_child_counts(&cleanup.cgroup, vip, 5, "tcp"),
+        [0, 0, 0, 0, 5],
+        "the earlier store's service no longer translates"
+    );
+    lb.set_service(service, &[(b, 1)], 0).unwrap();
+    assert_eq!(run_child(&cleanup.cgroup, vip, 10), [0, 10, 10, 0]);
 }

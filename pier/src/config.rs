@@ -88,8 +88,8 @@ pub struct DaemonConfig {
     pub dns: Option<DnsConfig>,
     /// Userspace proxy settings; `None` turns it off.
     pub proxy: Option<pier_proxy::ProxyConfig>,
-    /// eBPF socket-LB settings; `None` (`--no-ebpf`) leaves every port to the proxy.
-    pub ebpf: Option<EbpfConfig>,
+    /// eBPF socket-LB settings.
+    pub ebpf: EbpfConfig,
     /// Container engine settings; `None` (`--no-runtime`) runs no containers.
     pub runtime: Option<RuntimeConfig>,
 }
@@ -110,6 +110,9 @@ pub struct RuntimeConfig {
 /// Effective socket-LB settings.
 #[derive(Debug, Clone)]
 pub struct EbpfConfig {
+    /// Whether the socket-LB runs; off (`--no-ebpf`), the proxy serves every port and pins
+    /// an earlier daemon left under `pin_dir` are detached at start.
+    pub enabled: bool,
     /// cgroup v2 directory the hooks attach to (the cgroup2 root by default, as Cilium).
     pub cgroup: PathBuf,
     /// Where maps and links are pinned (kept across restarts).

@@ -135,10 +135,34 @@ fn start_proxy(
     Ok(())
 }
 
+/// With the socket-LB off, detaches one an earlier daemon left pinned under `pin_dir`: its
+/// hooks would translate ClusterIPs this daemon may give to other services. A daemon that
+/// cannot remove it does not start.
+fn detach_leftover_ebpf(pin_dir: &std::path::Path) -> Result<()> {
+    if pier_ebpf::pinned_owner(pin_dir).is_none() {
+        return Ok(());
+    }
+    tracing::warn!(
+        pins = %pin_dir.display(),
+        "--no-ebpf: detaching the socket-LB an earlier daemon left attached, so it cannot \
+         translate this daemon's ClusterIPs"
+    );
+    pier_ebpf::SocketLb::detach(pin_dir).with_context(|| {
+        format!(
+            "a socket-LB is pinned under {} and could not be detached; run `pier ebpf detach \
+             --ebpf-pin-dir {}` as root, or start without --no-ebpf",
+            pin_dir.display(),
+            pin_dir.display()
+        )
+    })
+}
+
 /// Loads and attaches the socket-LB and starts its snapshot consumer; on any failure the
 /// userspace proxy keeps serving every port, and the log says why.
+#[allow(clippy::too_many_arguments)]
 fn start_ebpf(
     config: &crate::config::EbpfConfig,
+    owner: &uuid::Uuid,
     proxy: Option<&pier_proxy::ProxyConfig>,
     registry: &Registry,
     snapshot: &Arc<SnapshotHandle>,
@@ -150,9 +174,8 @@ fn start_ebpf(
         if pier_controlplane::api::current_uid() != 0 {
             anyhow::bail!("not running as root");
         }
-        let bpffs = std::path::Path::new(pier_ebpf::BPFFS);
-        pier_ebpf::ensure_bpffs(bpffs)?;
-        let mut lb = pier_ebpf::SocketLb::load(&config.pin_dir)?;
+        pier_ebpf::ensure_pin_fs(&config.pin_dir)?;
+        let mut lb = pier_ebpf::SocketLb::load(&config.pin_dir, owner.as_bytes())?;
         lb.attach(&config.cgroup)?;
         let node_ips = pier_ebpf::node_ips();
         pier_ebpf::set_node_ips(&config.pin_dir, &node_ips)?;
@@ -165,6 +188,14 @@ fn start_ebpf(
                 reason = %format!("{e:#}"),
                 "eBPF socket-LB unavailable; the userspace proxy serves every port"
             );
+            if pier_ebpf::pinned_owner(&config.pin_dir).is_some() {
+                tracing::error!(
+                    pins = %config.pin_dir.display(),
+                    "a socket-LB an earlier daemon pinned is still attached and may translate \
+                     this daemon's ClusterIPs to other backends: run `pier ebpf detach --ebpf-pin-dir {}` as root",
+                    config.pin_dir.display()
+                );
+            }
             return;
         }
     };
@@ -416,19 +447,20 @@ impl Daemon {
                 &mut tasks,
             )?;
         }
-        match &config.ebpf {
-            Some(ebpf) => start_ebpf(
-                ebpf,
+        if config.ebpf.enabled {
+            start_ebpf(
+                &config.ebpf,
+                &store.id(),
                 config.proxy.as_ref(),
                 &admin.registry,
                 &snapshot,
                 &metrics,
                 &shutdown_rx,
                 &mut tasks,
-            ),
-            None => tracing::info!(
-                "eBPF socket-LB off (--no-ebpf); the userspace proxy serves every port"
-            ),
+            );
+        } else {
+            detach_leftover_ebpf(&config.ebpf.pin_dir)?;
+            tracing::info!("eBPF socket-LB off (--no-ebpf); the userspace proxy serves every port");
         }
         let node = match &config.runtime {
             Some(rt) => {

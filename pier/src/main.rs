@@ -344,7 +344,8 @@ fn daemon_config(args: &DaemonArgs, socket: Option<PathBuf>) -> Result<DaemonCon
             }
             Some(proxy)
         },
-        ebpf: (!args.no_ebpf).then(|| config::EbpfConfig {
+        ebpf: config::EbpfConfig {
+            enabled: !args.no_ebpf,
             cgroup: args
                 .ebpf_cgroup
                 .clone()
@@ -353,7 +354,7 @@ fn daemon_config(args: &DaemonArgs, socket: Option<PathBuf>) -> Result<DaemonCon
                 .ebpf_pin_dir
                 .clone()
                 .unwrap_or_else(config::default_ebpf_pin_dir),
-        }),
+        },
         runtime: (!args.no_runtime).then(|| config::RuntimeConfig {
             root: args
                 .runtime_dir

@@ -299,13 +299,19 @@ pub async fn run(config: DaemonConfig, files: Vec<PathBuf>) -> Result<()> {
     if let Some(node) = node {
         node.remove_all().await;
     }
-    if let Some(ebpf) = config.ebpf.as_ref().filter(|e| e.pin_dir.exists()) {
-        // The hooks outlive the daemon on purpose (static stability); say how to remove them.
-        println!(
-            "The eBPF socket-LB stays attached and keeps translating the last services' ClusterIPs; \
-             `pier ebpf detach --ebpf-pin-dir {}` removes it.",
-            ebpf.pin_dir.display()
-        );
+    // Its pods are gone, so the socket-LB would translate their ClusterIPs to dead addresses
+    // (and a later run may reuse them): `pier up` takes it down too.
+    if config.ebpf.enabled && config.ebpf.pin_dir.exists() {
+        match pier_ebpf::SocketLb::detach(&config.ebpf.pin_dir) {
+            Ok(()) => println!(
+                "Removed the eBPF socket-LB (pins under {}).",
+                config.ebpf.pin_dir.display()
+            ),
+            Err(e) => println!(
+                "The eBPF socket-LB could not be removed ({e}); `pier ebpf detach --ebpf-pin-dir {}` removes it.",
+                config.ebpf.pin_dir.display()
+            ),
+        }
     }
     Ok(())
 }

@@ -1,6 +1,7 @@
-//! The daemon's socket-LB end to end, in a cgroup and pin directory of the test's own: a
-//! client in that cgroup reaches a ClusterIP with no proxy running, keeps reaching it while
-//! the daemon is killed (-9) and restarted, and `pier ebpf detach` removes everything.
+//! The daemon's socket-LB end to end, in a cgroup, pin directory and network namespace of
+//! the test's own: a client in that cgroup reaches a ClusterIP with no proxy running, keeps
+//! reaching it while the daemon is killed (-9) and restarted, and `pier ebpf detach` removes
+//! everything; a later daemon of another store never runs beside the earlier one's hooks.
 //! Needs root, cgroup2 and bpffs; skips with a reason otherwise.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -20,9 +21,12 @@ fn privileged() -> Option<PathBuf> {
         "no /sys/fs/bpf"
     } else if !common::have("curl") {
         "curl is not installed"
+    } else if !common::have("ip") {
+        "ip (iproute2) is not installed"
     } else if root.is_none() {
         "no cgroup2 mount"
     } else {
+        common::private_netns();
         return root;
     };
     common::skip(why);
@@ -34,8 +38,27 @@ struct Cleanup {
     children: Vec<Child>,
     pin: PathBuf,
     cgroup: PathBuf,
-    /// bpffs was not mounted before: the daemon mounted it, the test unmounts it.
-    unmount_bpffs: bool,
+    /// The test's own BPF filesystem, which holds `pin`: concurrent tests never share pins
+    /// or the host's /sys/fs/bpf mount.
+    bpffs: PathBuf,
+}
+
+impl Cleanup {
+    /// A cgroup under `root` and a private bpffs under `dir`, named after `name`.
+    fn new(root: &Path, dir: &Path, name: &str) -> Self {
+        let id = std::process::id();
+        let bpffs = dir.join("bpffs");
+        let cleanup = Cleanup {
+            children: Vec::new(),
+            pin: bpffs.join("pier"),
+            cgroup: root.join(format!("{name}-{id}")),
+            bpffs,
+        };
+        std::fs::create_dir_all(&cleanup.bpffs).unwrap();
+        assert!(pier_ebpf::ensure_bpffs(&cleanup.bpffs).unwrap());
+        std::fs::create_dir_all(&cleanup.cgroup).unwrap();
+        cleanup
+    }
 }
 
 impl Drop for Cleanup {
@@ -49,15 +72,25 @@ impl Drop for Cleanup {
             .arg(&self.pin)
             .output();
         let _ = std::fs::remove_dir(&self.cgroup);
-        if self.unmount_bpffs {
-            let _ = Command::new("umount").arg("/sys/fs/bpf").status();
-        }
+        let _ = Command::new("umount").arg(&self.bpffs).status();
     }
 }
 
 fn daemon(dir: &Path, cleanup: &Cleanup) -> Child {
+    daemon_with(dir, cleanup, &["--no-proxy"])
+}
+
+/// A daemon on the test's cgroup and pin directory, with its state under `dir`.
+fn daemon_with(dir: &Path, cleanup: &Cleanup, flags: &[&str]) -> Child {
     Command::new(PIER)
-        .args(["daemon", "--no-proxy", "--no-dns", "--admin", "127.0.0.1:0"])
+        .args([
+            "daemon",
+            "--no-dns",
+            "--no-runtime",
+            "--admin",
+            "127.0.0.1:0",
+        ])
+        .args(flags)
         .args(["--service-cidr", "10.253.0.0/16"])
         .arg("--ebpf-cgroup")
         .arg(&cleanup.cgroup)
@@ -68,7 +101,18 @@ fn daemon(dir: &Path, cleanup: &Cleanup) -> Child {
         .arg("--socket")
         .arg(dir.join("pier.sock"))
         .env("PIER_LOG", "warn")
+        .stderr(log_file(dir))
         .spawn()
+        .unwrap()
+}
+
+/// The log of the daemons run with state under `dir` (appended to by each).
+fn log_file(dir: &Path) -> std::fs::File {
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("daemon.log"))
         .unwrap()
 }
 
@@ -104,18 +148,129 @@ fn curl_in(cgroup: &Path, url: &str) -> Result<String, String> {
     Ok(v["name"].as_str().unwrap_or_default().to_string())
 }
 
+/// Service `web` at `vip`:80 with one endpoint, 127.0.0.1:`port`.
+fn web_yaml(vip: &str, port: u16) -> String {
+    format!(
+        "apiVersion: v1\nkind: Service\nmetadata: {{name: web}}\nspec:\n  clusterIP: {vip}\n  ports: [{{name: http, port: 80}}]\n---\n\
+         apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{name: web-1, labels: {{kubernetes.io/service-name: web}}}}\n\
+         addressType: IPv4\nendpoints: [{{addresses: [127.0.0.1], conditions: {{ready: true}}}}]\nports: [{{name: http, port: {port}}}]\n"
+    )
+}
+
+/// Curls `url` from the cgroup until the echo named `want` answers (bounded), then asserts
+/// that it answers `n` times in a row.
+fn wait_for_answer(cgroup: &Path, url: &str, want: &str, n: usize, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut last = curl_in(cgroup, url);
+    while last.as_deref() != Ok(want) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+        last = curl_in(cgroup, url);
+    }
+    for _ in 0..n {
+        assert_eq!(last.as_deref(), Ok(want), "{what}");
+        last = curl_in(cgroup, url);
+    }
+}
+
+/// A daemon killed when dropped, so a failing test leaves none behind.
+struct Running(Option<Child>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Kills a daemon.
+fn stop_daemon(mut d: Running) {
+    let mut child = d.0.take().unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+/// What the daemons with state under `dir` logged.
+fn log_of(dir: &Path) -> String {
+    std::fs::read_to_string(dir.join("daemon.log")).unwrap_or_default()
+}
+
+#[test]
+fn a_later_daemon_of_another_store_never_runs_beside_the_earlier_hooks() {
+    let Some(root) = privileged() else { return };
+    let id = std::process::id();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut cleanup = Cleanup::new(&root, tmp.path(), "pier-owner");
+    let mut echo_port = |name: &str| {
+        let mut command = Command::new(PIER);
+        command.args(["echo", "--name", name, "--http", "127.0.0.1:0"]);
+        let (echo, addrs) = common::spawn_echo(command);
+        cleanup.children.push(echo);
+        addrs["http"].port()
+    };
+    let (old_port, new_port) = (echo_port("old"), echo_port("new"));
+    let vip = format!("10.253.{}.{}", id % 250, 1 + id % 200);
+    let url = format!("http://{vip}/");
+
+    // Store A's daemon, with the socket-LB: web goes to "old". It exits (as after a crash,
+    // or `pier daemon` stopped): its hooks stay attached.
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    let d = Running(Some(daemon(&a, &cleanup)));
+    wait_for(&a.join("pier.sock"));
+    common::apply_yaml(&a.join("pier.sock"), &web_yaml(&vip, old_port));
+    wait_for_answer(&cleanup.cgroup, &url, "old", 3, "store A's socket-LB");
+    stop_daemon(d);
+    assert_eq!(
+        curl_in(&cleanup.cgroup, &url).as_deref(),
+        Ok("old"),
+        "the hooks outlive the daemon"
+    );
+
+    // Store B's daemon with --no-ebpf gives the same ClusterIP to a service of its own, served
+    // by its proxy on a VIP interface in the test's network namespace: the earlier hooks are
+    // detached at start, so every request reaches B's endpoint.
+    let d = Running(Some(daemon_with(
+        &b,
+        &cleanup,
+        &["--no-ebpf", "--proxy-vips", "interface"],
+    )));
+    wait_for(&b.join("pier.sock"));
+    common::apply_yaml(&b.join("pier.sock"), &web_yaml(&vip, new_port));
+    wait_for_answer(
+        &cleanup.cgroup,
+        &url,
+        "new",
+        20,
+        "store B's proxy, not A's hooks",
+    );
+    assert_eq!(
+        pier_ebpf::pinned_owner(&cleanup.pin),
+        None,
+        "nothing pinned"
+    );
+    stop_daemon(d);
+    let log = log_of(&b);
+    assert!(log.contains("detaching the socket-LB"), "{log}");
+
+    // Store A again, with the socket-LB: its hooks are back, for "old".
+    let d = Running(Some(daemon(&a, &cleanup)));
+    wait_for_answer(&cleanup.cgroup, &url, "old", 3, "store A's socket-LB again");
+    stop_daemon(d);
+    // Store B with the socket-LB: it replaces A's pins rather than adopting their services.
+    let d = Running(Some(daemon(&b, &cleanup)));
+    wait_for_answer(&cleanup.cgroup, &url, "new", 20, "store B's socket-LB");
+    stop_daemon(d);
+    let log = log_of(&b);
+    assert!(log.contains("written for another store"), "{log}");
+}
+
 #[test]
 fn daemon_socket_lb_serves_cluster_ips_and_survives_kill_9() {
     let Some(root) = privileged() else { return };
     let id = std::process::id();
     let tmp = tempfile::tempdir().unwrap();
-    let mut cleanup = Cleanup {
-        children: Vec::new(),
-        pin: PathBuf::from(format!("/sys/fs/bpf/pier-e2e-{id}")),
-        cgroup: root.join(format!("pier-e2e-{id}")),
-        unmount_bpffs: !pier_ebpf::bpffs_mounted(Path::new(pier_ebpf::BPFFS)),
-    };
-    std::fs::create_dir_all(&cleanup.cgroup).unwrap();
+    let mut cleanup = Cleanup::new(&root, tmp.path(), "pier-e2e");
 
     let mut command = Command::new(PIER);
     command.args(["echo", "--name", "e1", "--http", "127.0.0.1:0"]);
@@ -129,12 +284,7 @@ fn daemon_socket_lb_serves_cluster_ips_and_survives_kill_9() {
     wait_for(&socket);
     // A ClusterIP from a range nothing else on this host uses.
     let vip = format!("10.253.{}.{}", id % 250, 1 + id % 200);
-    let yaml = format!(
-        "apiVersion: v1\nkind: Service\nmetadata: {{name: web}}\nspec:\n  clusterIP: {vip}\n  ports: [{{name: http, port: 80}}]\n---\n\
-         apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{name: web-1, labels: {{kubernetes.io/service-name: web}}}}\n\
-         addressType: IPv4\nendpoints: [{{addresses: [127.0.0.1], conditions: {{ready: true}}}}]\nports: [{{name: http, port: {port}}}]\n"
-    );
-    common::apply_yaml(&socket, &yaml);
+    common::apply_yaml(&socket, &web_yaml(&vip, port));
 
     let url = format!("http://{vip}/");
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -214,6 +364,7 @@ fn daemon_socket_lb_serves_cluster_ips_and_survives_kill_9() {
     let out = looping.wait_with_output().unwrap();
     let out = String::from_utf8_lossy(&out.stdout).to_string();
     println!("connect loop across kill -9 and restart: {}", out.trim());
+    println!("daemon log:\n{}", log_of(tmp.path()));
     assert_eq!(
         out.trim(),
         "FAILS 0",

@@ -33,6 +33,9 @@ const REVISION: &str = "revision";
 const OLDEST_EVENT: &str = "oldest_event";
 const IP_CURSOR: &str = "ip_cursor";
 const PORT_CURSOR: &str = "node_port_cursor";
+/// The store's identity (a UUID, as two halves), made when the file is created.
+const ID_HIGH: &str = "store_id_high";
+const ID_LOW: &str = "store_id_low";
 
 /// Store settings.
 #[derive(Debug, Clone)]
@@ -159,6 +162,7 @@ pub struct Store {
     db: Database,
     config: StoreConfig,
     revision: AtomicU64,
+    id: uuid::Uuid,
     counts: Mutex<BTreeMap<Kind, u64>>,
     writer: Mutex<()>,
     events: broadcast::Sender<Arc<Event>>,
@@ -196,13 +200,26 @@ impl Store {
             })?;
         let txn = db.begin_write()?;
         let revision;
+        let id;
         {
             txn.open_table(OBJECTS)?;
             txn.open_table(EVENTS)?;
             txn.open_table(IPS)?;
             txn.open_table(NODE_PORTS)?;
-            let meta = txn.open_table(META)?;
+            let mut meta = txn.open_table(META)?;
             revision = meta.get(REVISION)?.map(|v| v.value()).unwrap_or(0);
+            let high = meta.get(ID_HIGH)?.map(|v| v.value());
+            let low = meta.get(ID_LOW)?.map(|v| v.value());
+            id = match (high, low) {
+                (Some(high), Some(low)) => uuid::Uuid::from_u64_pair(high, low),
+                _ => {
+                    let made = uuid::Uuid::new_v4();
+                    let (high, low) = made.as_u64_pair();
+                    meta.insert(ID_HIGH, high)?;
+                    meta.insert(ID_LOW, low)?;
+                    made
+                }
+            };
         }
         txn.commit()?;
         let mut counts = BTreeMap::new();
@@ -220,10 +237,16 @@ impl Store {
             db,
             config,
             revision: AtomicU64::new(revision),
+            id,
             counts: Mutex::new(counts),
             writer: Mutex::new(()),
             events,
         }))
+    }
+
+    /// The store's identity, made when its file was created and kept for its life.
+    pub fn id(&self) -> uuid::Uuid {
+        self.id
     }
 
     /// The revision of the last committed write.

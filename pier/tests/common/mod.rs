@@ -45,6 +45,18 @@ pub fn have(command: &str) -> bool {
     Command::new(command).arg("--version").output().is_ok()
 }
 
+/// Moves the test (this thread, and every process and thread it starts from now on) into a
+/// network namespace of its own with only `lo` up: a ClusterIP or pod address dialled there
+/// that pier fails to translate finds no route instead of leaving the machine. Needs root.
+pub fn private_netns() {
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).expect("unshare(CLONE_NEWNET)");
+    let up = Command::new("ip")
+        .args(["link", "set", "lo", "up"])
+        .status()
+        .expect("ip link set lo up");
+    assert!(up.success(), "ip link set lo up");
+}
+
 /// Skips a test that cannot run here, saying why, unless PIER_REQUIRE_PRIVILEGED makes that
 /// a failure.
 pub fn skip(why: &str) {
