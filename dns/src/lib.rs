@@ -13,7 +13,7 @@ pub mod zone;
 
 use std::sync::Arc;
 
-use pier_controlplane::snapshot::{NodeSnapshot, SnapshotConsumer, SnapshotDiff};
+use pier_controlplane::snapshot::{NodeSnapshot, ServiceChange, SnapshotConsumer, SnapshotDiff};
 
 pub use resolver::Resolver;
 
@@ -26,7 +26,14 @@ impl SnapshotConsumer for DnsConsumer {
     }
 
     fn apply(&mut self, diff: &SnapshotDiff, _snapshot: &Arc<NodeSnapshot>) -> Result<(), String> {
-        let next = self.0.zone().apply(diff)?;
+        let next = self.0.zone().apply(diff);
+        for change in &diff.changes {
+            if let ServiceChange::Upsert(view) = change {
+                if let Some(why) = next.skipped(&view.key) {
+                    tracing::warn!(service = %view.key, "DNS records left out: {why}");
+                }
+            }
+        }
         self.0.set_zone(next);
         Ok(())
     }

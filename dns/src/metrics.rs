@@ -57,6 +57,8 @@ pub struct DnsMetrics {
     pub cache_evictions: IntGauge,
     /// `pier_dns_rate_limited_total`: UDP queries refused by the per-client limit.
     pub rate_limited: IntCounter,
+    /// `pier_dns_services_skipped`: services whose records DNS cannot carry, left out.
+    pub services_skipped: IntGauge,
     upstream_duration: Histogram,
     upstream_failures: IntCounterVec,
 }
@@ -136,6 +138,10 @@ impl DnsMetrics {
                 "pier_dns_rate_limited_total",
                 "UDP queries over the per-client rate limit (slipped as truncated or dropped).",
             )?,
+            services_skipped: IntGauge::new(
+                "pier_dns_services_skipped",
+                "Services left out of the cluster zone because DNS cannot carry their records (see the log).",
+            )?,
             upstream_duration: Histogram::with_opts(
                 HistogramOpts::new(
                     "pier_dns_upstream_duration_seconds",
@@ -157,6 +163,7 @@ impl DnsMetrics {
         registry.register(Box::new(m.cache_entries.clone()))?;
         registry.register(Box::new(m.cache_evictions.clone()))?;
         registry.register(Box::new(m.rate_limited.clone()))?;
+        registry.register(Box::new(m.services_skipped.clone()))?;
         registry.register(Box::new(m.upstream_duration.clone()))?;
         registry.register(Box::new(m.upstream_failures.clone()))?;
         Ok(Arc::new(m))

@@ -149,6 +149,9 @@ impl Resolver {
     pub fn set_zone(&self, zone: Zone) {
         // Emptied first: an answer computed on the old zone can no longer be kept.
         self.fast.reset(zone.revision());
+        self.metrics
+            .services_skipped
+            .set(i64::try_from(zone.skipped_count()).unwrap_or(i64::MAX));
         self.zone.store(Arc::new(zone));
     }
 

@@ -112,8 +112,11 @@ pub struct EndpointPortView {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct EndpointView {
-    /// Address.
+    /// Address (the first of the endpoint's; traffic goes here, as with kube-proxy).
     pub address: IpAddr,
+    /// The endpoint's further addresses, which DNS publishes too.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub other_addresses: Vec<IpAddr>,
     /// DNS hostname.
     pub hostname: Option<String>,
     /// Node name.
@@ -334,9 +337,11 @@ fn endpoints_of(slice: &EndpointSlice) -> impl Iterator<Item = EndpointView> + '
         })
         .collect();
     slice.endpoints.iter().filter_map(move |ep| {
-        let address = ep.addresses.first()?.parse().ok()?;
+        let mut addresses = ep.addresses.iter().filter_map(|a| a.parse().ok());
+        let address = addresses.next()?;
         Some(EndpointView {
             address,
+            other_addresses: addresses.collect(),
             hostname: ep.hostname.clone(),
             node_name: ep.node_name.clone(),
             ready: ep.conditions.is_ready(),

@@ -32,7 +32,7 @@ static RESOLVER: LazyLock<Resolver> = LazyLock::new(|| {
     }
     let snapshot = b.build();
     let zone = Zone::new(ZoneConfig::default())
-        .and_then(|z| z.apply(&diff(&NodeSnapshot::default(), &snapshot)))
+        .map(|z| z.apply(&diff(&NodeSnapshot::default(), &snapshot)))
         .unwrap_or_else(|e| panic!("fuzz zone: {e}"));
     let registry = prometheus::Registry::new();
     let metrics = DnsMetrics::register(&registry).unwrap_or_else(|e| panic!("metrics: {e}"));

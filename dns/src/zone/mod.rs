@@ -91,6 +91,9 @@ pub struct Zone {
     records: HashMap<String, NameRecords>,
     names: HashMap<String, u32>,
     contributions: HashMap<ServiceKey, Arc<Contribution>>,
+    /// Services whose records DNS cannot carry (a name over 255 bytes, say), with why:
+    /// left out of the zone so that every other service still updates.
+    skipped: HashMap<ServiceKey, Arc<str>>,
     revision: u64,
 }
 
@@ -128,6 +131,14 @@ fn address_rdata(ip: IpAddr) -> RData {
     }
 }
 
+/// The SRV protocol label of a port.
+fn srv_proto(p: Protocol) -> &'static str {
+    match p {
+        Protocol::Tcp => "_tcp",
+        Protocol::Udp => "_udp",
+    }
+}
+
 fn address_type(ip: IpAddr) -> RecordType {
     if ip.is_ipv4() {
         RecordType::A
@@ -143,12 +154,16 @@ struct Builder<'a> {
 }
 
 impl Builder<'_> {
+    /// Adds a record; one identical to a record already at that name is not repeated.
     fn add(&mut self, owner: &str, rdata: RData) -> Result<(), String> {
         let record = Record::from_rdata(name(owner)?, self.ttl, rdata);
-        self.records
+        let at = self
+            .records
             .entry((owner.to_string(), record.record_type()))
-            .or_default()
-            .push(record);
+            .or_default();
+        if !at.iter().any(|r| r.data == record.data) {
+            at.push(record);
+        }
         Ok(())
     }
 
@@ -211,6 +226,7 @@ impl Zone {
             records: HashMap::new(),
             names: HashMap::new(),
             contributions: HashMap::new(),
+            skipped: HashMap::new(),
             revision: 0,
         };
         // Static records: the schema version, and the svc/pod subtrees.
@@ -259,10 +275,6 @@ impl Zone {
             suffix: &self.suffix,
             records: Default::default(),
         };
-        let proto = |p: Protocol| match p {
-            Protocol::Tcp => "_tcp",
-            Protocol::Udp => "_udp",
-        };
         if let Some(target) = &svc.external_name {
             let target = if target.ends_with('.') {
                 target.clone()
@@ -279,7 +291,7 @@ impl Zone {
             b.add(&base, address_rdata(ip))?;
             b.add(&reverse_name(ip), RData::PTR(PTR(name(&base)?)))?;
             for port in svc.ports.iter().filter(|p| !p.name.is_empty()) {
-                let owner = format!("_{}.{}.{base}", port.name, proto(port.protocol));
+                let owner = format!("_{}.{}.{base}", port.name, srv_proto(port.protocol));
                 b.add(
                     &owner,
                     RData::SRV(SRV::new(0, 100, port.port, name(&base)?)),
@@ -287,38 +299,50 @@ impl Zone {
             }
             return Ok(b.finish());
         }
-        let endpoints: Vec<_> = svc
+        self.headless(svc, &base, &mut b)?;
+        // A headless service with no ready endpoint has no name at all: NXDOMAIN, as the
+        // specification says (not NODATA).
+        Ok(b.finish())
+    }
+
+    /// A headless service's records: every address of every ready endpoint (or every
+    /// endpoint, with `publishNotReadyAddresses`) at the service name and at the endpoint's
+    /// hostname, their PTRs, and one SRV per hostname and port.
+    fn headless(&self, svc: &ServiceView, base: &str, b: &mut Builder<'_>) -> Result<(), String> {
+        // SRV owner -> distinct (target host, port): an endpoint listed in an IPv4 and an
+        // IPv6 slice, or two endpoints with one hostname, make one record.
+        let mut srv: std::collections::BTreeMap<String, std::collections::BTreeSet<(String, u16)>> =
+            Default::default();
+        for ep in svc
             .endpoints
             .iter()
             .filter(|e| e.ready || svc.publish_not_ready)
-            .collect();
-        let weight = u16::try_from(100 / endpoints.len().max(1))
-            .unwrap_or(100)
-            .max(1);
-        for ep in &endpoints {
+        {
             let label = ep.hostname.clone().unwrap_or_else(|| dashed(ep.address));
             let host = format!("{label}.{base}");
-            b.add(&base, address_rdata(ep.address))?;
-            b.add(&host, address_rdata(ep.address))?;
-            b.add(&reverse_name(ep.address), RData::PTR(PTR(name(&host)?)))?;
+            for &address in std::iter::once(&ep.address).chain(&ep.other_addresses) {
+                b.add(base, address_rdata(address))?;
+                b.add(&host, address_rdata(address))?;
+                b.add(&reverse_name(address), RData::PTR(PTR(name(&host)?)))?;
+            }
             for port in svc.ports.iter().filter(|p| !p.name.is_empty()) {
-                let Some(target_port) = ep.port_for(port) else {
-                    continue;
-                };
-                let owner = format!("_{}.{}.{base}", port.name, proto(port.protocol));
-                b.add(
-                    &owner,
-                    RData::SRV(SRV::new(0, weight, target_port, name(&host)?)),
-                )?;
+                if let Some(target_port) = ep.port_for(port) {
+                    let owner = format!("_{}.{}.{base}", port.name, srv_proto(port.protocol));
+                    srv.entry(owner)
+                        .or_default()
+                        .insert((host.clone(), target_port));
+                }
             }
         }
-        if endpoints.is_empty() {
-            // The service exists even with no endpoints: NODATA, not NXDOMAIN.
-            let mut c = b.finish();
-            c.names.push(base);
-            return Ok(c);
+        for (owner, targets) in srv {
+            let weight = u16::try_from(100 / targets.len().max(1))
+                .unwrap_or(100)
+                .max(1);
+            for (host, port) in targets {
+                b.add(&owner, RData::SRV(SRV::new(0, weight, port, name(&host)?)))?;
+            }
         }
-        Ok(b.finish())
+        Ok(())
     }
 
     fn insert(&mut self, key: ServiceKey, c: Arc<Contribution>) {
@@ -360,23 +384,42 @@ impl Zone {
         }
     }
 
-    /// A new zone with `diff` applied; an error (a name DNS cannot carry) leaves `self` untouched.
-    pub fn apply(&self, diff: &SnapshotDiff) -> Result<Zone, String> {
+    /// A new zone with `diff` applied. A service whose records cannot exist in DNS is left
+    /// out (see [`Zone::skipped`]) instead of holding back every other change.
+    pub fn apply(&self, diff: &SnapshotDiff) -> Zone {
         let mut next = self.clone();
         for change in &diff.changes {
             match change {
                 ServiceChange::Upsert(view) => {
-                    let c = self
-                        .contribution(view)
-                        .map_err(|e| format!("service {}: {e}", view.key))?;
                     next.remove(&view.key);
-                    next.insert(view.key.clone(), Arc::new(c));
+                    match self.contribution(view) {
+                        Ok(c) => {
+                            next.skipped.remove(&view.key);
+                            next.insert(view.key.clone(), Arc::new(c));
+                        }
+                        Err(e) => {
+                            next.skipped.insert(view.key.clone(), e.into());
+                        }
+                    }
                 }
-                ServiceChange::Remove(key) => next.remove(key),
+                ServiceChange::Remove(key) => {
+                    next.remove(key);
+                    next.skipped.remove(key);
+                }
             }
         }
         next.revision = diff.to_revision;
-        Ok(next)
+        next
+    }
+
+    /// Why the service `key` has no records, when the zone could not hold them.
+    pub fn skipped(&self, key: &ServiceKey) -> Option<&str> {
+        self.skipped.get(key).map(|why| &**why)
+    }
+
+    /// How many services the zone left out.
+    pub fn skipped_count(&self) -> usize {
+        self.skipped.len()
     }
 
     fn in_zone(&self, qname: &str) -> bool {

@@ -57,7 +57,6 @@ fn zone() -> Zone {
     Zone::new(ZoneConfig::default())
         .unwrap()
         .apply(&diff(&NodeSnapshot::default(), &snap))
-        .unwrap()
 }
 
 fn rdata(answer: Answer) -> Vec<String> {
@@ -144,10 +143,116 @@ fn headless_service_records() {
         rdata(z.lookup("5.0.88.10.in-addr.arpa.", RecordType::PTR)),
         ["db-0.db.default.svc.cluster.local."]
     );
+    // The specification: a headless service with no ready endpoint is NXDOMAIN.
     assert_eq!(
         z.lookup("empty.default.svc.cluster.local.", RecordType::A),
-        Answer::NoData
+        Answer::NxDomain
     );
+}
+
+#[test]
+fn headless_records_for_every_address_without_duplicates() {
+    let objects = vec![
+        object(
+            json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "db"},
+            "spec": {"clusterIP": "None", "ports": [{"name": "pg", "port": 5432}]}}),
+        ),
+        // db-0 is in an IPv4 and an IPv6 slice; db-1 has two addresses; two endpoints share
+        // the hostname db-2.
+        object(
+            json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+            "metadata": {"name": "db-v4", "labels": {"kubernetes.io/service-name": "db"}},
+            "addressType": "IPv4",
+            "endpoints": [
+                {"addresses": ["10.88.0.5"], "hostname": "db-0"},
+                {"addresses": ["10.88.0.6", "10.88.1.6"], "hostname": "db-1"},
+                {"addresses": ["10.88.0.7"], "hostname": "db-2"},
+                {"addresses": ["10.88.0.8"], "hostname": "db-2"}
+            ],
+            "ports": [{"name": "pg", "port": 5432}]}),
+        ),
+        object(
+            json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+            "metadata": {"name": "db-v6", "labels": {"kubernetes.io/service-name": "db"}},
+            "addressType": "IPv6",
+            "endpoints": [{"addresses": ["fd00::5"], "hostname": "db-0"}],
+            "ports": [{"name": "pg", "port": 5432}]}),
+        ),
+    ];
+    let z = Zone::new(ZoneConfig::default())
+        .unwrap()
+        .apply(&diff(&NodeSnapshot::default(), &snapshot(&objects)));
+    let mut a = rdata(z.lookup("db.default.svc.cluster.local.", RecordType::A));
+    a.sort();
+    assert_eq!(
+        a,
+        [
+            "10.88.0.5",
+            "10.88.0.6",
+            "10.88.0.7",
+            "10.88.0.8",
+            "10.88.1.6"
+        ]
+    );
+    assert_eq!(
+        rdata(z.lookup("db.default.svc.cluster.local.", RecordType::AAAA)),
+        ["fd00::5"]
+    );
+    assert_eq!(
+        rdata(z.lookup("db-1.db.default.svc.cluster.local.", RecordType::A)),
+        ["10.88.0.6", "10.88.1.6"],
+        "one record per address"
+    );
+    assert_eq!(
+        rdata(z.lookup("6.1.88.10.in-addr.arpa.", RecordType::PTR)),
+        ["db-1.db.default.svc.cluster.local."]
+    );
+    assert_eq!(
+        rdata(z.lookup("_pg._tcp.db.default.svc.cluster.local.", RecordType::SRV)),
+        [
+            "0 33 5432 db-0.db.default.svc.cluster.local.",
+            "0 33 5432 db-1.db.default.svc.cluster.local.",
+            "0 33 5432 db-2.db.default.svc.cluster.local."
+        ],
+        "one SRV per hostname, weights over distinct targets"
+    );
+}
+
+#[test]
+fn a_service_dns_cannot_carry_is_skipped_and_others_still_update() {
+    let long = "a".repeat(63);
+    let domain = format!("{long}.{long}.{long}.example");
+    let config = ZoneConfig {
+        domain,
+        ..ZoneConfig::default()
+    };
+    let mut objects = fixture();
+    // 63 + "default.svc." + a 190-byte domain: over DNS's 255 bytes.
+    objects.push(object(
+        json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": long},
+        "spec": {"clusterIP": "10.96.0.99", "ports": [{"port": 80}]}}),
+    ));
+    let snap = snapshot(&objects);
+    let z = Zone::new(config)
+        .unwrap()
+        .apply(&diff(&NodeSnapshot::default(), &snap));
+    let bad = ServiceKey::new("default", &long);
+    assert!(z
+        .skipped(&bad)
+        .is_some_and(|why| why.contains("not a valid DNS name")));
+    assert_eq!(z.skipped_count(), 1);
+    let web = format!("web.prod.svc.{}.", z.origin().trim_end_matches('.'));
+    assert_eq!(rdata(z.lookup(&web, RecordType::A)), ["10.96.0.10"]);
+    // A later change to another service still lands, and removing the bad one clears it.
+    let mut next = objects.clone();
+    next.pop();
+    next[0] = object(
+        json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web", "namespace": "prod"},
+        "spec": {"clusterIP": "10.96.0.11", "ports": [{"name": "http", "port": 80}]}}),
+    );
+    let z = z.apply(&diff(&snap, &snapshot(&next)));
+    assert_eq!(rdata(z.lookup(&web, RecordType::A)), ["10.96.0.11"]);
+    assert_eq!(z.skipped_count(), 0);
 }
 
 #[test]
@@ -191,13 +296,9 @@ fn diffs_add_and_remove_exactly() {
     let objs = fixture();
     let empty = Zone::new(ZoneConfig::default()).unwrap();
     let full_snap = snapshot(&objs);
-    let full = empty
-        .apply(&diff(&NodeSnapshot::default(), &full_snap))
-        .unwrap();
+    let full = empty.apply(&diff(&NodeSnapshot::default(), &full_snap));
     // Removing everything again yields the empty zone's answers.
-    let none = full
-        .apply(&diff(&full_snap, &NodeSnapshot::default()))
-        .unwrap();
+    let none = full.apply(&diff(&full_snap, &NodeSnapshot::default()));
     assert_eq!(none.names, empty.names);
     assert_eq!(none.records.len(), empty.records.len());
     // Scaling the headless service down to one endpoint updates its records and nothing else.
@@ -210,7 +311,7 @@ fn diffs_add_and_remove_exactly() {
     let fewer_snap = snapshot(&fewer);
     let d = diff(&full_snap, &fewer_snap);
     assert_eq!(d.changes.len(), 1);
-    let z = full.apply(&d).unwrap();
+    let z = full.apply(&d);
     assert_eq!(
         rdata(z.lookup("db.default.svc.cluster.local.", RecordType::A)),
         ["10.88.0.6"]
@@ -232,8 +333,7 @@ fn custom_domain() {
         ..ZoneConfig::default()
     })
     .unwrap()
-    .apply(&diff(&NodeSnapshot::default(), &snapshot(&fixture())))
-    .unwrap();
+    .apply(&diff(&NodeSnapshot::default(), &snapshot(&fixture())));
     assert_eq!(z.origin(), "corp.internal.");
     assert_eq!(
         rdata(z.lookup("web.prod.svc.corp.internal.", RecordType::A)),

@@ -30,6 +30,7 @@ pub(crate) fn service(
         endpoints: endpoints
             .iter()
             .map(|(ip, ready, terminating)| EndpointView {
+                other_addresses: Vec::new(),
                 address: ip.parse::<IpAddr>().unwrap(),
                 hostname: None,
                 node_name: None,
