@@ -95,8 +95,14 @@ pub async fn start_pier(
         "--socket",
         socket.to_str().context("path")?,
     ];
+    let pins = dir.join("ebpf-pins");
     if !flags.iter().any(|f| f.starts_with("--ebpf")) {
-        args.push("--no-ebpf");
+        // A private pin directory: --no-ebpf detaches what is pinned there.
+        args.extend([
+            "--no-ebpf",
+            "--ebpf-pin-dir",
+            pins.to_str().context("path")?,
+        ]);
     }
     args.extend_from_slice(flags);
     let daemon = Proc(spawn_pinned(SUT_CPU, &pier_binary()?, &args)?);

@@ -109,6 +109,32 @@ impl Cache {
         }
     }
 
+    /// `response` with every TTL capped as the cache caps lifetimes (`max_ttl`, and
+    /// `max_negative_ttl` for the authority of a negative answer), so clients are never told
+    /// to keep an answer longer than pier would.
+    pub fn capped(&self, mut response: Message) -> Message {
+        let negative = response.answers.is_empty();
+        let (max, max_authority) = (
+            self.config.max_ttl,
+            if negative {
+                self.config.max_negative_ttl
+            } else {
+                self.config.max_ttl
+            },
+        );
+        for r in response
+            .answers
+            .iter_mut()
+            .chain(response.additionals.iter_mut())
+        {
+            r.ttl = r.ttl.min(max);
+        }
+        for r in response.authorities.iter_mut() {
+            r.ttl = r.ttl.min(max_authority);
+        }
+        response
+    }
+
     /// Stores an upstream response; errors, truncated and uncacheable answers are skipped.
     pub fn insert(&self, key: CacheKey, response: &Message, now: Instant) {
         if response.metadata.truncation {

@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use arc_swap::ArcSwap;
-use hickory_proto::op::{Edns, Message, MessageType, OpCode, ResponseCode};
-use hickory_proto::rr::{DNSClass, RecordType};
+use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
+use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
 use ipnet::IpNet;
 
 use crate::cache::{Cache, CacheKey, Lookup};
@@ -29,7 +29,7 @@ pub enum Step {
     /// Send these bytes back.
     Reply(Vec<u8>),
     /// Needs an upstream: finish with [`Resolver::resolve`].
-    Forward(Pending),
+    Forward(Box<Pending>),
     /// Send nothing (not a query we answer at all).
     Drop,
 }
@@ -37,6 +37,11 @@ pub enum Step {
 /// A request waiting for an upstream answer.
 pub struct Pending {
     request: Message,
+    /// What is asked upstream: the request's question, or the out-of-zone target that an
+    /// ExternalName chain ends at.
+    query: Query,
+    /// Records answered before the upstream's (the zone's CNAME chain).
+    prefix: Vec<Record>,
     key: CacheKey,
     max_size: usize,
     proto: Proto,
@@ -55,6 +60,52 @@ pub struct Resolver {
 
 const OUR_PAYLOAD: u16 = 1232;
 
+/// Most CNAMEs followed through the zone for one answer.
+const MAX_CHAIN: usize = 8;
+
+/// How following a CNAME answer through the zone ended.
+enum Tail {
+    /// The answer is complete.
+    Complete,
+    /// The chain ends at a name the zone does not have.
+    NxDomain,
+    /// The chain ends at a name without records of the type.
+    NoData,
+    /// The chain leaves the zone at this name (lowercase, trailing dot).
+    External(String),
+}
+
+/// The target of `records`' last record when it is a CNAME.
+fn cname_target(records: &[Record]) -> Option<String> {
+    match &records.last()?.data {
+        RData::CNAME(c) => Some(c.0.to_lowercase().to_ascii()),
+        _ => None,
+    }
+}
+
+/// Follows a CNAME answer (an ExternalName service) through the zone, as CoreDNS does:
+/// in-zone targets are answered from the zone and appended; an out-of-zone target is left for
+/// the upstream.
+fn chase(zone: &Zone, records: &mut Vec<Record>, qtype: RecordType) -> Tail {
+    if matches!(qtype, RecordType::CNAME | RecordType::ANY) {
+        return Tail::Complete;
+    }
+    for _ in 0..MAX_CHAIN {
+        let Some(target) = cname_target(records) else {
+            return Tail::Complete;
+        };
+        if !zone.in_zone(&target) {
+            return Tail::External(target);
+        }
+        match zone.lookup(&target, qtype) {
+            Answer::Records(more) => records.extend(more),
+            Answer::NoData => return Tail::NoData,
+            Answer::NxDomain | Answer::NotAuthoritative => return Tail::NxDomain,
+        }
+    }
+    Tail::Complete
+}
+
 fn response_to(request: &Message, rcode: ResponseCode) -> Message {
     let mut m = Message::new(
         request.metadata.id,
@@ -71,6 +122,16 @@ fn response_to(request: &Message, rcode: ResponseCode) -> Message {
         edns.set_max_payload(OUR_PAYLOAD);
         m.set_edns(edns);
     }
+    m
+}
+
+/// The response to `request` from an upstream's (or the cache's) `answer`, after `prefix`.
+fn with_prefix(request: &Message, mut prefix: Vec<Record>, answer: Message) -> Message {
+    let mut m = response_to(request, answer.metadata.response_code);
+    prefix.extend(answer.answers);
+    m.answers = prefix;
+    m.authorities = answer.authorities;
+    m.additionals = answer.additionals;
     m
 }
 
@@ -196,6 +257,15 @@ impl Resolver {
             Proto::Tcp => usize::from(u16::MAX),
             Proto::Udp => usize::from(request.max_payload().clamp(512, 4096)),
         };
+        if request.edns.as_ref().is_some_and(|e| e.version() > 0) {
+            // RFC 6891 6.1.3: we speak EDNS version 0 only.
+            return self.finish(
+                &response_to(&request, ResponseCode::BADVERS),
+                max_size,
+                proto,
+                started,
+            );
+        }
         if request.metadata.op_code != OpCode::Query {
             return self.finish(
                 &response_to(&request, ResponseCode::NotImp),
@@ -243,9 +313,24 @@ impl Resolver {
             answer == Answer::NotAuthoritative,
         );
         let mut response = match answer {
-            Answer::Records(records) => {
-                let mut m = response_to(&request, ResponseCode::NoError);
+            Answer::Records(mut records) => {
+                let (rcode, negative) = match chase(&zone, &mut records, qtype) {
+                    Tail::Complete => (ResponseCode::NoError, false),
+                    Tail::NoData => (ResponseCode::NoError, true),
+                    Tail::NxDomain => (ResponseCode::NXDomain, true),
+                    Tail::External(target) if self.allowed(client) => {
+                        return self.forward_chain(
+                            request, records, target, qtype, max_size, proto, started,
+                        );
+                    }
+                    // Clients that may not use forwarding get the zone's part of the chain.
+                    Tail::External(_) => (ResponseCode::NoError, false),
+                };
+                let mut m = response_to(&request, rcode);
                 m.answers = records;
+                if negative {
+                    m.add_authority(zone.soa());
+                }
                 m
             }
             Answer::NoData | Answer::NxDomain => {
@@ -259,7 +344,7 @@ impl Resolver {
                 m
             }
             Answer::NotAuthoritative => {
-                if !self.allow.iter().any(|net| net.contains(&client)) {
+                if !self.allowed(client) {
                     return self.finish(
                         &response_to(&request, ResponseCode::Refused),
                         max_size,
@@ -267,25 +352,16 @@ impl Resolver {
                         started,
                     );
                 }
-                let key = (qname, qtype, DNSClass::IN);
-                match self.cache.get(&key, Instant::now()) {
-                    Lookup::Fresh(cached) => {
-                        self.metrics.cache_hits.inc();
-                        let mut m = response_to(&request, cached.metadata.response_code);
-                        m.answers = cached.answers;
-                        m.authorities = cached.authorities;
-                        m.additionals = cached.additionals;
-                        return self.finish(&m, max_size, proto, started);
-                    }
-                    Lookup::Miss => self.metrics.cache_misses.inc(),
-                }
-                return Step::Forward(Pending {
+                let query = query.clone();
+                return self.forward_chain(
                     request,
-                    key,
+                    Vec::new(),
+                    qname,
+                    query.query_type(),
                     max_size,
                     proto,
                     started,
-                });
+                );
             }
         };
         response.metadata.authoritative = true;
@@ -296,18 +372,66 @@ impl Resolver {
         step
     }
 
-    /// Finishes a forwarded request: upstream answer, else a stale one, else SERVFAIL.
-    pub async fn resolve(&self, pending: Pending) -> Vec<u8> {
-        let Pending {
+    /// Whether `client` may have names outside the cluster zone resolved.
+    fn allowed(&self, client: IpAddr) -> bool {
+        self.allow.iter().any(|net| net.contains(&client))
+    }
+
+    /// Answers `name`/`qtype` from the cache, after `prefix` (a CNAME chain), or hands it to
+    /// the upstream.
+    #[allow(clippy::too_many_arguments)]
+    fn forward_chain(
+        &self,
+        request: Message,
+        prefix: Vec<Record>,
+        name: String,
+        qtype: RecordType,
+        max_size: usize,
+        proto: Proto,
+        started: Instant,
+    ) -> Step {
+        let Ok(qname) = Name::from_ascii(&name) else {
+            return self.finish(
+                &response_to(&request, ResponseCode::ServFail),
+                max_size,
+                proto,
+                started,
+            );
+        };
+        let key = (name, qtype, DNSClass::IN);
+        match self.cache.get(&key, Instant::now()) {
+            Lookup::Fresh(cached) => {
+                self.metrics.cache_hits.inc();
+                let m = with_prefix(&request, prefix, cached);
+                return self.finish(&m, max_size, proto, started);
+            }
+            Lookup::Miss => self.metrics.cache_misses.inc(),
+        }
+        Step::Forward(Box::new(Pending {
             request,
+            query: Query::query(qname, qtype),
+            prefix,
             key,
             max_size,
             proto,
             started,
-        } = pending;
-        let query = request.queries[0].clone();
+        }))
+    }
+
+    /// Finishes a forwarded request: upstream answer, else a stale one, else SERVFAIL.
+    pub async fn resolve(&self, pending: Box<Pending>) -> Vec<u8> {
+        let Pending {
+            request,
+            query,
+            prefix,
+            key,
+            max_size,
+            proto,
+            started,
+        } = *pending;
         let response = match self.forwarder.forward(&query, self.metrics.as_ref()).await {
             Ok(upstream) => {
+                let upstream = self.cache.capped(upstream);
                 self.cache.insert(key, &upstream, Instant::now());
                 let stats = self.cache.stats();
                 self.metrics
@@ -316,21 +440,13 @@ impl Resolver {
                 self.metrics
                     .cache_evictions
                     .set(i64::try_from(stats.evictions).unwrap_or(i64::MAX));
-                let mut m = response_to(&request, upstream.metadata.response_code);
-                m.answers = upstream.answers;
-                m.authorities = upstream.authorities;
-                m.additionals = upstream.additionals;
-                m
+                with_prefix(&request, prefix, upstream)
             }
             Err(e) => match self.cache.get_stale(&key, Instant::now()) {
                 Some(stale) => {
                     tracing::debug!(error = %e, name = %key.0, "upstream failed; serving stale");
                     self.metrics.cache_stale.inc();
-                    let mut m = response_to(&request, stale.metadata.response_code);
-                    m.answers = stale.answers;
-                    m.authorities = stale.authorities;
-                    m.additionals = stale.additionals;
-                    m
+                    with_prefix(&request, prefix, stale)
                 }
                 None => {
                     tracing::debug!(error = %e, name = %key.0, "upstream failed");

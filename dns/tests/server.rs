@@ -45,7 +45,33 @@ fn cluster() -> Vec<Arc<Object>> {
             "metadata": {"name": "big-1", "labels": {"kubernetes.io/service-name": "big"}},
             "addressType": "IPv4", "endpoints": many, "ports": [{"name": "x", "port": 1}]}),
         ),
+        // ExternalName services: to a cluster name pier serves, to an outside name, and to a
+        // cluster name that does not exist.
+        object(
+            json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "alias"},
+            "spec": {"type": "ExternalName", "externalName": "web.default.svc.cluster.local"}}),
+        ),
+        object(
+            json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "outside"},
+            "spec": {"type": "ExternalName", "externalName": "www.example.test"}}),
+        ),
+        object(
+            json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "dangling"},
+            "spec": {"type": "ExternalName", "externalName": "gone.default.svc.cluster.local"}}),
+        ),
     ]
+}
+
+/// The CNAME targets and addresses of an answer, in order.
+fn chain(m: &Message) -> Vec<String> {
+    m.answers
+        .iter()
+        .map(|r| match &r.data {
+            RData::CNAME(c) => c.0.to_ascii(),
+            RData::A(a) => a.0.to_string(),
+            other => format!("{other:?}"),
+        })
+        .collect()
 }
 
 fn snapshot(objects: &[Arc<Object>], revision: u64) -> NodeSnapshot {
@@ -229,6 +255,47 @@ async fn cluster_records_over_udp_and_tcp() {
     // No upstream configured: outside names fail cleanly.
     let out = query(dns.addr, "example.org.", RecordType::A).await;
     assert_eq!(out.metadata.response_code, ResponseCode::ServFail);
+    // An ExternalName to a cluster name is answered with the whole chain, from the zone.
+    let alias = query(dns.addr, "alias.default.svc.cluster.local.", RecordType::A).await;
+    assert_eq!(alias.metadata.response_code, ResponseCode::NoError);
+    assert_eq!(
+        chain(&alias),
+        ["web.default.svc.cluster.local.", "10.96.0.10"]
+    );
+    let cname = query(
+        dns.addr,
+        "alias.default.svc.cluster.local.",
+        RecordType::CNAME,
+    )
+    .await;
+    assert_eq!(chain(&cname), ["web.default.svc.cluster.local."]);
+    let dangling = query(
+        dns.addr,
+        "dangling.default.svc.cluster.local.",
+        RecordType::A,
+    )
+    .await;
+    assert_eq!(dangling.metadata.response_code, ResponseCode::NXDomain);
+    assert_eq!(chain(&dangling), ["gone.default.svc.cluster.local."]);
+    assert!(matches!(dangling.authorities[0].data, RData::SOA(_)));
+    // The apex names its nameserver; `<ns>.pod.<zone>` is an empty non-terminal.
+    let ns = query(dns.addr, "cluster.local.", RecordType::NS).await;
+    assert_eq!(ns.answers.len(), 1);
+    assert!(
+        matches!(&ns.answers[0].data, RData::NS(n) if n.0.to_ascii() == "ns.dns.cluster.local.")
+    );
+    let ent = query(dns.addr, "default.pod.cluster.local.", RecordType::A).await;
+    assert_eq!(ent.metadata.response_code, ResponseCode::NoError);
+    assert!(ent.answers.is_empty());
+    // EDNS versions above 0 get BADVERS (RFC 6891).
+    let mut v1 = request("web.default.svc.cluster.local.", RecordType::A, true);
+    if let Some(e) = v1.edns.as_mut() {
+        e.set_version(1);
+    }
+    let badvers = udp(dns.addr, &v1).await;
+    // Code 16 (hickory decodes it as BADSIG, its TSIG twin).
+    assert_eq!(u16::from(badvers.metadata.response_code), 16);
+    assert!(badvers.answers.is_empty());
 }
 
 #[tokio::test]
@@ -477,6 +544,7 @@ impl Unbound {
   local-data: "example.test. 60 IN SOA ns.example.test. h.example.test. 1 60 60 60 30"
   local-data: "www.example.test. 60 IN A 192.0.2.10"
   local-data: "short.example.test. 1 IN A 192.0.2.11"
+  local-data: "long.example.test. 86400 IN A 192.0.2.12"
 remote-control:
   control-enable: no
 "#,
@@ -522,7 +590,11 @@ async fn forwards_to_unbound_caches_and_serves_stale() {
         return;
     }
     let mut unbound = Unbound::start();
-    let dns = start(vec![unbound.addr], &["127.0.0.0/8"], CacheConfig::default()).await;
+    let cache = CacheConfig {
+        max_ttl: 600,
+        ..CacheConfig::default()
+    };
+    let dns = start(vec![unbound.addr], &["127.0.0.0/8"], cache).await;
     // Wait for unbound to listen.
     let deadline = Instant::now() + Duration::from_secs(10);
     let first = loop {
@@ -551,6 +623,22 @@ async fn forwards_to_unbound_caches_and_serves_stale() {
     );
     let short = query(dns.addr, "short.example.test.", RecordType::A).await;
     assert_eq!(addresses(&short), ["192.0.2.11".parse::<IpAddr>().unwrap()]);
+    // Clients are told the capped TTL (as the cache keeps it), not the upstream's day.
+    let long = query(dns.addr, "long.example.test.", RecordType::A).await;
+    assert_eq!(addresses(&long), ["192.0.2.12".parse::<IpAddr>().unwrap()]);
+    assert_eq!(long.answers[0].ttl, 600, "first answer capped");
+    let long = query(dns.addr, "long.example.test.", RecordType::A).await;
+    assert!(long.answers[0].ttl <= 600, "cached answer capped");
+    // An ExternalName to an outside name: the CNAME from the zone, the address from the
+    // upstream, in one answer (what glibc's getent needs).
+    let outside = query(
+        dns.addr,
+        "outside.default.svc.cluster.local.",
+        RecordType::A,
+    )
+    .await;
+    assert_eq!(outside.metadata.response_code, ResponseCode::NoError);
+    assert_eq!(chain(&outside), ["www.example.test.", "192.0.2.10"]);
 
     // Upstream gone: fresh entries still answer; the expired one is served stale with TTL 30.
     let _ = unbound.child.kill();

@@ -67,6 +67,8 @@ pub struct DnsFileConfig {
     pub ttl: Option<u32>,
     /// UDP queries per second per client (burst twice that); absent: no limit.
     pub rate_limit: Option<u32>,
+    /// Longest TTL of a forwarded answer, as cached and as told to clients (seconds).
+    pub max_ttl: Option<u32>,
 }
 
 /// Effective daemon settings.
@@ -144,6 +146,8 @@ pub struct DnsConfig {
     pub ttl: u32,
     /// UDP queries per second per client, if limited.
     pub rate_limit: Option<u32>,
+    /// Longest TTL of a forwarded answer, as cached and as told to clients.
+    pub max_ttl: u32,
 }
 
 /// The default DNS listener: port 53 on loopback for root, 5353 otherwise.

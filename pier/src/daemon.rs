@@ -76,6 +76,11 @@ async fn start_dns(
         domain: config.cluster_domain.clone(),
         ttl: config.ttl,
         negative_ttl: config.ttl,
+        nameserver_addresses: addrs
+            .iter()
+            .map(std::net::SocketAddr::ip)
+            .filter(|ip| !ip.is_unspecified())
+            .collect(),
     })
     .map_err(|e| anyhow::anyhow!("cluster domain {:?}: {e}", config.cluster_domain))?;
     let forwarder =
@@ -87,7 +92,10 @@ async fn start_dns(
         pier_dns::metrics::DnsMetrics::register(registry).context("registering DNS metrics")?;
     let resolver = Arc::new(pier_dns::Resolver::new(
         zone,
-        pier_dns::cache::Cache::new(pier_dns::cache::CacheConfig::default()),
+        pier_dns::cache::Cache::new(pier_dns::cache::CacheConfig {
+            max_ttl: config.max_ttl,
+            ..pier_dns::cache::CacheConfig::default()
+        }),
         forwarder,
         config.allow.clone(),
         dns_metrics,

@@ -77,6 +77,10 @@ struct DaemonArgs {
     /// Limit UDP DNS queries per client to this many per second (burst twice that); off by default.
     #[arg(long)]
     dns_rate_limit: Option<u32>,
+    /// Longest TTL of a forwarded DNS answer, seconds: cached no longer, told to clients no
+    /// higher (default 3600).
+    #[arg(long)]
+    dns_max_ttl: Option<u32>,
     /// Do not run the DNS server.
     #[arg(long)]
     no_dns: bool,
@@ -329,6 +333,10 @@ fn daemon_config(args: &DaemonArgs, socket: Option<PathBuf>) -> Result<DaemonCon
                 .unwrap_or_else(config::default_dns_allow),
             ttl: args.dns_ttl.or(file.dns.ttl).unwrap_or(5),
             rate_limit: args.dns_rate_limit.or(file.dns.rate_limit),
+            max_ttl: args
+                .dns_max_ttl
+                .or(file.dns.max_ttl)
+                .unwrap_or(pier_dns::cache::CacheConfig::default().max_ttl),
         }),
         proxy: if args.no_proxy || file.proxy.disabled == Some(true) {
             None

@@ -319,6 +319,8 @@ fn up_runs_the_quickstart() {
             "--proxy-port-offset",
             "20000",
             "--no-ebpf",
+            "--ebpf-pin-dir",
+            tmp.path().join("ebpf-pins").to_str().unwrap(),
             "--bridge",
             "pier-qs0",
             "--pod-cidr",

@@ -92,6 +92,8 @@ fn real_cluster_ips_on_the_vip_interface() {
             "--no-dns",
             // Network namespaces do not isolate cgroups: keep the socket-LB off the host.
             "--no-ebpf",
+            "--ebpf-pin-dir",
+            tmp.path().join("ebpf-pins").to_str().unwrap(),
         ])
         .arg("--state-dir")
         .arg(tmp.path().join("state"))

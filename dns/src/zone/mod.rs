@@ -3,7 +3,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
-use hickory_proto::rr::rdata::{A, AAAA, CNAME, PTR, SOA, SRV, TXT};
+use hickory_proto::rr::rdata::{A, AAAA, CNAME, NS, PTR, SOA, SRV, TXT};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 use imbl::HashMap;
 use pier_controlplane::snapshot::{Protocol, ServiceChange, ServiceKey, ServiceView, SnapshotDiff};
@@ -20,6 +20,9 @@ pub struct ZoneConfig {
     pub ttl: u32,
     /// TTL of negative answers (SOA minimum).
     pub negative_ttl: u32,
+    /// Addresses of the zone's nameserver (`ns.dns.<zone>`, the apex's NS): where pier
+    /// answers, when that is a concrete address.
+    pub nameserver_addresses: Vec<IpAddr>,
 }
 
 impl Default for ZoneConfig {
@@ -28,6 +31,7 @@ impl Default for ZoneConfig {
             domain: "cluster.local".into(),
             ttl: 5,
             negative_ttl: 5,
+            nameserver_addresses: Vec::new(),
         }
     }
 }
@@ -240,6 +244,12 @@ impl Zone {
             &format!("dns-version.{}", zone.origin),
             RData::TXT(TXT::new(vec![SCHEMA_VERSION.to_string()])),
         )?;
+        // The apex names its nameserver, as CoreDNS's kubernetes plugin does.
+        let ns = format!("ns.dns.{}", zone.origin);
+        b.add(&zone.origin, RData::NS(NS(name(&ns)?)))?;
+        for ip in &zone.config.nameserver_addresses {
+            b.add(&ns, address_rdata(*ip))?;
+        }
         let mut static_part = b.finish();
         for sub in ["svc", "pod"] {
             static_part.names.push(format!("{sub}.{}", zone.origin));
@@ -422,7 +432,8 @@ impl Zone {
         self.skipped.len()
     }
 
-    fn in_zone(&self, qname: &str) -> bool {
+    /// Whether `qname` (lowercase, trailing dot) is in the cluster zone.
+    pub fn in_zone(&self, qname: &str) -> bool {
         qname == self.origin || qname.ends_with(&self.suffix)
     }
 
@@ -437,6 +448,13 @@ impl Zone {
                     .collect()
             })
             .unwrap_or_default()
+    }
+
+    /// Whether `qname` is `<ns>.pod.<zone>`.
+    fn pod_namespace(&self, qname: &str) -> bool {
+        qname
+            .strip_suffix(self.pod_suffix.as_str())
+            .is_some_and(|ns| !ns.is_empty() && !ns.contains('.'))
     }
 
     /// `a-b-c-d.<ns>.pod.<zone>`: any well-formed address is answered (CoreDNS "pods insecure").
@@ -471,6 +489,10 @@ impl Zone {
         if qname == self.origin && qtype == RecordType::SOA {
             return Answer::Records(vec![self.soa()]);
         }
+        if self.pod_namespace(qname) {
+            // `<ns>.pod.<zone>` is an empty non-terminal: names exist below it (RFC 8020).
+            return Answer::NoData;
+        }
         if let Some(ip) = self.pod_address(qname) {
             let mut record = Record::from_rdata(
                 Name::from_ascii(qname).unwrap_or_default(),
@@ -490,6 +512,7 @@ impl Zone {
                 RecordType::CNAME,
                 RecordType::SRV,
                 RecordType::TXT,
+                RecordType::NS,
             ]
             .into_iter()
             .flat_map(|t| self.get(qname, t))

@@ -114,9 +114,13 @@ impl Daemon {
                 "--dns-listen",
                 "127.0.0.1:0",
                 // Hooks on the host's cgroup root would reach every process; tests opt in.
+                // --no-ebpf detaches what is pinned in its pin directory: a private one, never
+                // the machine's.
                 "--no-ebpf",
-                "--state-dir",
+                "--ebpf-pin-dir",
             ])
+            .arg(dir.join("ebpf-pins"))
+            .arg("--state-dir")
             .arg(dir.join("state"))
             .args(extra)
             .arg("--socket")
