@@ -41,6 +41,40 @@ pub struct ManifestObject {
 
 /// Parses every document of `text`; all errors are returned, none of the objects if any fails.
 pub fn parse(source: &str, text: &str) -> Result<Vec<ManifestObject>, Vec<ManifestError>> {
+    parse_in(source, text, None)
+}
+
+/// Puts an object without a namespace into `namespace` (`-n`), so validation and its
+/// messages see the namespace it will have; a different explicit one is an error.
+fn place(item: &mut Value, namespace: &str) -> Result<(), String> {
+    let Some(meta) = item
+        .as_object_mut()
+        .map(|o| {
+            o.entry("metadata")
+                .or_insert_with(|| Value::Object(Default::default()))
+        })
+        .and_then(Value::as_object_mut)
+    else {
+        return Err("metadata: must be a mapping".into());
+    };
+    match meta.get("namespace").and_then(Value::as_str) {
+        None | Some("") => {
+            meta.insert("namespace".into(), Value::String(namespace.to_string()));
+            Ok(())
+        }
+        Some(ns) if ns == namespace => Ok(()),
+        Some(ns) => Err(format!(
+            "metadata.namespace {ns:?} does not match -n {namespace:?}"
+        )),
+    }
+}
+
+/// [`parse`], with objects that name no namespace put into `namespace` when given.
+pub fn parse_in(
+    source: &str,
+    text: &str,
+    namespace: Option<&str>,
+) -> Result<Vec<ManifestObject>, Vec<ManifestError>> {
     let mut objects = Vec::new();
     let mut errors = Vec::new();
     for (i, doc) in serde_yaml_ng::Deserializer::from_str(text).enumerate() {
@@ -77,7 +111,13 @@ pub fn parse(source: &str, text: &str) -> Result<Vec<ManifestObject>, Vec<Manife
                 continue;
             }
         };
-        for item in items {
+        for mut item in items {
+            if let Some(ns) = namespace {
+                if let Err(e) = place(&mut item, ns) {
+                    errors.push(err(e));
+                    continue;
+                }
+            }
             match Object::from_value(item) {
                 Ok(parsed) => objects.push(ManifestObject { document, parsed }),
                 Err(e) => errors.push(err(e.to_string())),
@@ -127,6 +167,37 @@ spec:
             msg.starts_with("svc.yaml: document 2: Service default/bad: spec.ports[0].port"),
             "{msg}"
         );
+    }
+
+    #[test]
+    fn errors_label_objects_with_the_effective_namespace_and_name_unsupported_kinds() {
+        let text = "apiVersion: v1\nkind: Service\nmetadata: {name: bad}\nspec:\n  ports:\n  - port: 70000\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings}\ndata: {a: b}\n";
+        let errs = parse_in("f.yaml", text, Some("other")).unwrap_err();
+        let msgs: Vec<String> = errs.iter().map(ToString::to_string).collect();
+        assert!(
+            msgs[0].starts_with("f.yaml: document 1: Service other/bad: spec.ports[0].port"),
+            "{msgs:?}"
+        );
+        assert!(
+            msgs[1].starts_with(
+                "f.yaml: document 2: ConfigMap other/settings: kind: unsupported kind"
+            ),
+            "{msgs:?}"
+        );
+        let ok = parse_in(
+            "f.yaml",
+            "apiVersion: v1\nkind: Service\nmetadata: {name: web}\nspec: {ports: [{port: 80}]}\n",
+            Some("other"),
+        )
+        .unwrap();
+        assert_eq!(ok[0].parsed.object.meta().namespace(), "other");
+        let clash = parse_in(
+            "f.yaml",
+            "apiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: prod}\nspec: {ports: [{port: 80}]}\n",
+            Some("other"),
+        )
+        .unwrap_err();
+        assert!(clash[0].message.contains("does not match -n"), "{clash:?}");
     }
 
     #[test]

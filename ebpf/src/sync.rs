@@ -126,12 +126,20 @@ pub fn desired(
         });
         let backends: Vec<BackendView> = match route {
             Some(r) => r.backends.clone(),
-            None => vec![BackendView {
-                service: svc.key.clone(),
-                port: port.port,
-                weight: 1,
-            }],
+            None => vec![BackendView::service(svc.key.clone(), port.port, 1)],
         };
+        if backends.iter().any(|b| b.unresolved.is_some()) {
+            // Only the proxy can refuse an unresolved backend's share of connections: steer
+            // the port to it where it is not on the VIP, and otherwise leave the VIP to it.
+            if let Some(l) = steer.and_then(|s| s(vip, port.port)) {
+                entries.push(Entry {
+                    addr,
+                    backends: vec![(l, 1)],
+                    affinity: 0,
+                });
+            }
+            continue;
+        }
         let mut groups = Vec::new();
         for b in &backends {
             if b.service != svc.key {

@@ -881,3 +881,55 @@ async fn request_and_response_bodies_small_and_streamed_pass_both_protocols() {
     let body = resp.into_body().collect().await.unwrap().to_bytes();
     assert_eq!(body.len(), 5_000_000);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unresolved_backends_get_500_and_parentless_routes_are_kept() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = proxy_daemon(tmp.path(), &[]);
+    let v1 = Echo::spawn("v1");
+    let mut y = service_yaml("web", 80, "TCP", "type: ClusterIP", &[]);
+    y.push_str(&service_yaml(
+        "web-v1",
+        80,
+        "TCP",
+        "type: ClusterIP",
+        &[(v1.http.port(), true)],
+    ));
+    // Half to a Service, half to a custom backend kind pier cannot resolve (as Gateway API
+    // implementations do with a backend they do not support: keep the route, refuse its share).
+    y.push_str(&http_route(
+        "web-split",
+        "web",
+        "  - backendRefs: [{name: web-v1, port: 80, weight: 1}, {group: example.com, kind: Bucket, name: assets, weight: 1}]\n",
+    ));
+    // A route without parents is valid Gateway API: stored, attached to nothing.
+    y.push_str("---\napiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: orphan}\nspec:\n  rules: [{backendRefs: [{name: web-v1, port: 80}]}]\n");
+    let out = d.pier_stdin(&["apply", "-f", "-"], &y);
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    let warnings = common::stderr(&out);
+    assert!(
+        warnings.contains("ResolvedRefs=False") && warnings.contains("example.com/Bucket"),
+        "{warnings}"
+    );
+    assert!(warnings.contains("attaches to no parent"), "{warnings}");
+    assert!(d.pier(&["get", "httproute", "orphan"]).status.success());
+
+    let addr = vip(&d, "web", 80);
+    wait_listening(addr);
+    let t = load(format!("http://{addr}/"), 4, 400, Arc::default(), None).await;
+    let refused = t.failures.iter().filter(|f| f.starts_with("500")).count();
+    println!(
+        "1:1 Service / unresolved: v1 {}, 500 {refused}, other failures {}",
+        t.by_name.get("v1").copied().unwrap_or(0),
+        t.failures.len() - refused
+    );
+    assert_eq!(
+        refused,
+        t.failures.len(),
+        "{:?}",
+        &t.failures[..5.min(t.failures.len())]
+    );
+    assert_eq!(t.total(), 400);
+    let share = t.share("v1");
+    assert!((0.4..=0.6).contains(&share), "v1 share {share}");
+}

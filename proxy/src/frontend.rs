@@ -17,13 +17,15 @@ use pier_controlplane::weights::SlotTable;
 /// Weighted backend groups split per connection, flow or request.
 pub struct Groups {
     table: SlotTable,
-    clusters: Vec<Arc<Cluster>>,
+    /// One per weighted backend; `None` for an unresolved one, whose turns are refused.
+    clusters: Vec<Option<Arc<Cluster>>>,
     next: AtomicU64,
 }
 
 impl Groups {
-    /// Groups with their weights (zero-weight groups get no traffic).
-    pub fn new(weighted: Vec<(Arc<Cluster>, u32)>) -> Self {
+    /// Groups with their weights (zero-weight groups get no traffic; `None` is a backend
+    /// that cannot be resolved, whose share is refused).
+    pub fn new(weighted: Vec<(Option<Arc<Cluster>>, u32)>) -> Self {
         let weights: Vec<u32> = weighted.iter().map(|(_, w)| *w).collect();
         Self {
             table: SlotTable::new(&weights),
@@ -32,15 +34,19 @@ impl Groups {
         }
     }
 
-    /// The next group in weighted turn, or the one `sticky` hashes to.
+    /// The next group in weighted turn, or the one `sticky` hashes to; `None` when there is
+    /// none or the turn is an unresolved backend's.
     pub fn pick(&self, sticky: Option<u64>) -> Option<&Arc<Cluster>> {
         let n = sticky.unwrap_or_else(|| self.next.fetch_add(1, Ordering::Relaxed));
-        self.table.pick(n).and_then(|i| self.clusters.get(i))
+        self.table
+            .pick(n)
+            .and_then(|i| self.clusters.get(i))
+            .and_then(Option::as_ref)
     }
 
     /// Every group, for cluster bookkeeping.
-    pub fn clusters(&self) -> &[Arc<Cluster>] {
-        &self.clusters
+    pub fn clusters(&self) -> impl Iterator<Item = &Arc<Cluster>> {
+        self.clusters.iter().flatten()
     }
 }
 
@@ -74,7 +80,7 @@ impl Frontend {
     /// Every group this frontend can send to.
     pub fn clusters(&self) -> Vec<&Arc<Cluster>> {
         match &self.mode {
-            Mode::L4(g) => g.clusters().iter().collect(),
+            Mode::L4(g) => g.clusters().collect(),
             Mode::L7(r) => r.clusters(),
         }
     }
@@ -115,7 +121,8 @@ impl ClusterSet<'_> {
                         backend: b.service.clone(),
                         port: b.port,
                     };
-                    (self.get(key, l7), b.weight)
+                    let cluster = b.unresolved.is_none().then(|| self.get(key, l7));
+                    (cluster, b.weight)
                 })
                 .collect(),
         )
@@ -129,11 +136,7 @@ pub fn build(
     clusters: &mut ClusterSet<'_>,
     metrics: &Arc<ProxyMetrics>,
 ) -> Result<Frontend, String> {
-    let own = || BackendView {
-        service: svc.key.clone(),
-        port: port.port,
-        weight: 1,
-    };
+    let own = || BackendView::service(svc.key.clone(), port.port, 1);
     let mode = match port.mode {
         PortMode::L7 => {
             let mut rules = Vec::new();

@@ -264,11 +264,29 @@ impl Object {
         let Some(kind_name) = kind_name else {
             return Err(fail("kind", "required value".into()));
         };
+        let name = value
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        let ns = value
+            .pointer("/metadata/namespace")
+            .and_then(Value::as_str)
+            .filter(|ns| !ns.is_empty())
+            .unwrap_or("default")
+            .to_string();
         let Some(kind) = Kind::from_kind_field(&kind_name) else {
-            return Err(fail(
-                "kind",
-                format!("unsupported kind {kind_name:?}: pier serves Service, EndpointSlice, Pod, Deployment, HTTPRoute, TCPRoute, UDPRoute"),
-            ));
+            let served: Vec<&str> = Kind::ALL.iter().map(|k| k.as_str()).collect();
+            return Err(ObjectError {
+                object: Some(format!("{kind_name} {ns}/{name}")),
+                errors: vec![FieldError {
+                    path: "kind".into(),
+                    message: format!(
+                        "unsupported kind {kind_name:?}: pier serves {}",
+                        served.join(", ")
+                    ),
+                }],
+            });
         };
         let Some(api_version) = api_version else {
             return Err(fail("apiVersion", "required value".into()));
@@ -282,16 +300,6 @@ impl Object {
                 ),
             ));
         }
-        let name = value
-            .pointer("/metadata/name")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string();
-        let ns = value
-            .pointer("/metadata/namespace")
-            .and_then(Value::as_str)
-            .unwrap_or("default")
-            .to_string();
         let label = format!("{kind} {ns}/{name}");
         let with_label = |errors| ObjectError {
             object: Some(label.clone()),

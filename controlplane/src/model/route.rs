@@ -193,6 +193,13 @@ pub struct L4RouteRule {
 }
 
 impl BackendRef {
+    /// `group/Kind` when the reference is not to a Service (pier cannot resolve it).
+    pub fn unsupported_kind(&self) -> Option<String> {
+        let group = self.group.as_deref().unwrap_or("");
+        let kind = self.kind.as_deref().unwrap_or("Service");
+        (!group.is_empty() || kind != "Service").then(|| format!("{group}/{kind}"))
+    }
+
     /// Effective weight.
     pub fn weight(&self) -> i64 {
         self.weight.unwrap_or(1)

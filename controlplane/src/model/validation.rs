@@ -387,8 +387,14 @@ pub(crate) fn deployment(d: &Deployment, r: &mut Report) {
 }
 
 fn parent_refs(path: &FieldPath, refs: &[ParentReference], r: &mut Report) {
-    if refs.is_empty() || refs.len() > 32 {
-        r.error(path, "must have between 1 and 32 items");
+    if refs.is_empty() {
+        // Gateway API allows it: the route exists but attaches to nothing.
+        r.ignored.push(format!(
+            "{path} (none: the route attaches to no parent and serves nothing)"
+        ));
+    }
+    if refs.len() > 32 {
+        r.error(path, "must have at most 32 items");
     }
     for (i, p) in refs.iter().enumerate() {
         let pp = path.index(i);
@@ -413,13 +419,13 @@ fn parent_refs(path: &FieldPath, refs: &[ParentReference], r: &mut Report) {
 fn backend_refs(path: &FieldPath, refs: &[BackendRef], r: &mut Report) {
     for (i, b) in refs.iter().enumerate() {
         let p = path.index(i);
-        let group = b.group.as_deref().unwrap_or("");
-        let kind = b.kind.as_deref().unwrap_or("Service");
-        if !group.is_empty() || kind != "Service" {
-            r.error(
-                &p.field("kind"),
-                format!("unsupported backend {group}/{kind}: pier routes to Services"),
-            );
+        if let Some(kind) = b.unsupported_kind() {
+            // Gateway API keeps the route and marks the reference unresolved.
+            r.ignored.push(format!(
+                "{p} ({kind} backend: unresolved, ResolvedRefs=False; its share of requests gets \
+                 500 and of connections is refused)"
+            ));
+            r.weight(&p.field("weight"), b.weight());
             continue;
         }
         r.check(&p.field("name"), dns1035_label(&b.name));

@@ -147,12 +147,28 @@ impl EndpointView {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct BackendView {
-    /// The Service.
+    /// The Service (for an unresolved backend, the name the reference gave).
     pub service: ServiceKey,
     /// Its port.
     pub port: u16,
     /// Relative weight.
     pub weight: u32,
+    /// Why the reference cannot be resolved (a kind pier does not route to), if it cannot:
+    /// its share of the traffic is refused (HTTP 500), as Gateway API asks.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unresolved: Option<String>,
+}
+
+impl BackendView {
+    /// A Service port backend.
+    pub fn service(service: ServiceKey, port: u16, weight: u32) -> Self {
+        Self {
+            service,
+            port,
+            weight,
+            unresolved: None,
+        }
+    }
 }
 
 /// Which ports of a parent Service a route attaches to.
@@ -267,11 +283,21 @@ fn attachments(route_ns: &str, refs: &[ParentReference]) -> Vec<Attachment> {
 fn backends(route_ns: &str, refs: &[BackendRef]) -> Vec<BackendView> {
     refs.iter()
         .filter_map(|b| {
-            Some(BackendView {
-                service: ServiceKey::new(b.namespace.as_deref().unwrap_or(route_ns), &b.name),
-                port: u16::try_from(b.port?).ok()?,
-                weight: u32::try_from(b.weight()).ok()?,
-            })
+            let service = ServiceKey::new(b.namespace.as_deref().unwrap_or(route_ns), &b.name);
+            let weight = u32::try_from(b.weight()).ok()?;
+            match b.unsupported_kind() {
+                Some(kind) => Some(BackendView {
+                    service,
+                    port: b.port.and_then(|p| u16::try_from(p).ok()).unwrap_or(0),
+                    weight,
+                    unresolved: Some(format!("unsupported backend kind {kind}")),
+                }),
+                None => Some(BackendView::service(
+                    service,
+                    u16::try_from(b.port?).ok()?,
+                    weight,
+                )),
+            }
         })
         .collect()
 }

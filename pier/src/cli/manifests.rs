@@ -54,21 +54,8 @@ pub fn read(paths: &[PathBuf], namespace: Option<&str>) -> Result<Vec<ManifestFi
                     .with_context(|| format!("reading {}", file.display()))?;
                 (file.display().to_string(), text)
             };
-            match manifest::parse(&source, &text) {
-                Ok(mut objects) => {
-                    if let Some(ns) = namespace {
-                        for o in &mut objects {
-                            let meta = o.parsed.object.meta_mut();
-                            if meta.namespace.is_empty() {
-                                meta.namespace = ns.to_string();
-                            } else if meta.namespace != ns {
-                                errors.push(format!(
-                                    "{source}: document {}: metadata.namespace {:?} does not match -n {ns:?}",
-                                    o.document, meta.namespace
-                                ));
-                            }
-                        }
-                    }
+            match manifest::parse_in(&source, &text, namespace) {
+                Ok(objects) => {
                     out.push(ManifestFile { source, objects });
                 }
                 Err(errs) => errors.extend(errs.iter().map(ToString::to_string)),
