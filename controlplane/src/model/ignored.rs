@@ -86,7 +86,7 @@ const CONTAINER: &[&str] = &[
     "resources.claims",
 ];
 
-const PROBE: &[&str] = &["grpc", "terminationGracePeriodSeconds", "httpGet.host"];
+const PROBE: &[&str] = &["terminationGracePeriodSeconds", "httpGet.host"];
 
 const POD_STATUS: &[&str] = &[
     "hostIP",
@@ -183,7 +183,7 @@ mod tests {
         ));
         assert!(is_known_ignored(
             Kind::Deployment,
-            "spec.template.spec.containers[].readinessProbe.grpc"
+            "spec.template.spec.containers[].readinessProbe.terminationGracePeriodSeconds"
         ));
         assert!(!is_known_ignored(
             Kind::Deployment,

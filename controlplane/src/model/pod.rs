@@ -134,6 +134,9 @@ pub struct Probe {
     /// Command check.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exec: Option<ExecAction>,
+    /// gRPC health check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grpc: Option<GrpcAction>,
     /// Delay before the first check.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub initial_delay_seconds: Option<i64>,
@@ -182,6 +185,16 @@ pub struct HttpHeader {
 pub struct TcpSocketAction {
     /// Port number or name.
     pub port: IntOrString,
+}
+
+/// `grpc` probe action: `grpc.health.v1.Health/Check` over h2c.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GrpcAction {
+    /// Port number (gRPC probes take no port names).
+    pub port: i64,
+    /// Service name sent in the check; absent or empty asks about the whole server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
 }
 
 /// `exec` probe action.

@@ -203,12 +203,16 @@ fn probe(path: &FieldPath, probe: &Probe, r: &mut Report) {
         probe.http_get.is_some(),
         probe.tcp_socket.is_some(),
         probe.exec.is_some(),
+        probe.grpc.is_some(),
     ];
     if actions.iter().filter(|a| **a).count() != 1 {
         r.error(
             path,
-            "exactly one of httpGet, tcpSocket or exec must be set",
+            "exactly one of httpGet, tcpSocket, exec or grpc must be set",
         );
+    }
+    if let Some(g) = &probe.grpc {
+        r.port(&path.field("grpc").field("port"), g.port);
     }
     if let Some(h) = &probe.http_get {
         target_port(&path.field("httpGet").field("port"), &h.port, r);

@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod deployment;
+pub mod grpc_probe;
 pub mod probe;
 pub mod quantity;
 

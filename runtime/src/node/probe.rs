@@ -1,4 +1,5 @@
-//! Liveness and readiness probes: HTTP GET, TCP connect, or a command run in the container.
+//! Liveness and readiness probes: HTTP GET, TCP connect, gRPC health, or a command run in
+//! the container.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -24,6 +25,13 @@ pub enum Check {
     Tcp {
         /// Port.
         port: u16,
+    },
+    /// `grpc.health.v1.Health/Check` for `service` on the port; SERVING is success.
+    Grpc {
+        /// Port.
+        port: u16,
+        /// Service name (`""`: the server as a whole).
+        service: String,
     },
     /// A command in the container; exit 0 is success.
     Exec {
@@ -94,6 +102,12 @@ impl ProbeSpec {
             Check::Tcp {
                 port: port_of(container, &t.port)?,
             }
+        } else if let Some(g) = &probe.grpc {
+            Check::Grpc {
+                port: u16::try_from(g.port)
+                    .map_err(|_| format!("grpc probe port {} is out of range", g.port))?,
+                service: g.service.clone().unwrap_or_default(),
+            }
         } else if let Some(e) = &probe.exec {
             if e.command.is_empty() {
                 return Err("exec probe has no command".into());
@@ -102,7 +116,7 @@ impl ProbeSpec {
                 command: e.command.clone(),
             }
         } else {
-            return Err("probe needs httpGet, tcpSocket or exec".into());
+            return Err("probe needs httpGet, tcpSocket, grpc or exec".into());
         };
         Ok(Self {
             check,
@@ -177,6 +191,9 @@ pub async fn run(spec: &ProbeSpec, target: &Target) -> bool {
                 tokio::net::TcpStream::connect(SocketAddr::new(target.ip, *port))
                     .await
                     .is_ok()
+            }
+            Check::Grpc { port, service } => {
+                super::grpc_probe::check(SocketAddr::new(target.ip, *port), service).await
             }
             Check::Exec { command } => {
                 let mut cmd = tokio::process::Command::new(&target.exec_helper);
