@@ -77,6 +77,9 @@ pub fn start_haproxy(conf: &Path) -> Result<Proc> {
 
 /// `pier daemon` pinned to the system-under-test CPU, its state and socket in `dir` (state
 /// from an earlier run removed), with `flags` added; returned once its control API answers.
+/// The namespace benchmark objects are created in (by [`start_pier`]).
+pub const BENCH_NAMESPACE: &str = "bench";
+
 /// Every benchmark daemon runs with `--no-ebpf` unless `flags` attach the hooks somewhere.
 pub async fn start_pier(
     dir: &Path,
@@ -113,6 +116,14 @@ pub async fn start_pier(
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    // The scenarios' objects live in namespace `bench`, which must exist first.
+    client
+        .apply(vec![
+            serde_json::json!({"apiVersion": "v1", "kind": "Namespace",
+            "metadata": {"name": BENCH_NAMESPACE}}),
+        ])
+        .await
+        .context("creating the bench namespace")?;
     Ok((daemon, client))
 }
 

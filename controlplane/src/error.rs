@@ -20,7 +20,7 @@ pub enum Error {
     #[error("conflict: {0}")]
     Conflict(String),
     /// The object does not exist.
-    #[error("{kind} {namespace}/{name} not found")]
+    #[error("{kind} {} not found", scoped(.namespace, .name))]
     NotFound {
         /// Kind.
         kind: String,
@@ -46,6 +46,15 @@ pub enum Error {
     /// Talking to the daemon failed.
     #[error("{0}")]
     Transport(String),
+}
+
+/// `namespace/name`, or `name` for a cluster-scoped object.
+fn scoped(namespace: &str, name: &str) -> String {
+    if namespace.is_empty() {
+        name.to_string()
+    } else {
+        format!("{namespace}/{name}")
+    }
 }
 
 fn join(errors: &[FieldError]) -> String {

@@ -112,7 +112,12 @@ pub fn parse_in(
             }
         };
         for mut item in items {
-            if let Some(ns) = namespace {
+            let cluster_scoped = item
+                .get("kind")
+                .and_then(Value::as_str)
+                .and_then(crate::model::Kind::from_kind_field)
+                .is_some_and(|k| !k.namespaced());
+            if let Some(ns) = namespace.filter(|_| !cluster_scoped) {
                 if let Err(e) = place(&mut item, ns) {
                     errors.push(err(e));
                     continue;

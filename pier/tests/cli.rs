@@ -231,9 +231,11 @@ fn admin_endpoints_and_watch() {
     d.pier(&["get", "svc"]);
     let (code, metrics) = d.admin("/metrics");
     assert_eq!(code, 200);
+    // Revisions 1-4 are the built-in namespaces.
     for needle in [
-        "pier_store_revision 1",
+        "pier_store_revision 5",
         "pier_store_objects{kind=\"Service\"} 1",
+        "pier_store_objects{kind=\"Namespace\"} 4",
         "pier_api_requests_total{code=\"200\",verb=\"apply\"} 1",
         "pier_api_requests_total{code=\"200\",verb=\"list\"} 1",
         "pier_snapshot_build_seconds_count",
@@ -241,9 +243,9 @@ fn admin_endpoints_and_watch() {
     ] {
         assert!(metrics.contains(needle), "missing {needle} in\n{metrics}");
     }
-    // Watch from revision 1 replays the create; the stream stays open for live events.
+    // Watch from revision 5 replays the create; the stream stays open for live events.
     let mut s = UnixStream::connect(d.socket()).unwrap();
-    write!(s, "GET /v1/watch?from=1 HTTP/1.1\r\nHost: pier\r\n\r\n").unwrap();
+    write!(s, "GET /v1/watch?from=5 HTTP/1.1\r\nHost: pier\r\n\r\n").unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let mut reader = BufReader::new(s);
     d.pier(&["delete", "svc", "a"]);
@@ -260,7 +262,7 @@ fn admin_endpoints_and_watch() {
         }
     }
     assert_eq!(events[0]["type"], "ADDED");
-    assert_eq!(events[0]["revision"], 1);
+    assert_eq!(events[0]["revision"], 5);
     assert_eq!(events[1]["type"], "DELETED");
     assert_eq!(events[1]["object"]["metadata"]["name"], "a");
     let (code, body) = d.api("GET", "/v1/watch?from=abc");
@@ -403,5 +405,67 @@ fn up_runs_the_quickstart() {
     assert!(
         status.success(),
         "pier up exits cleanly on SIGTERM: {status}"
+    );
+}
+
+#[test]
+fn a_whole_demo_app_applies_into_its_namespace_and_goes_with_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = Daemon::start_with(tmp.path(), &["--no-proxy", "--no-runtime"]);
+    let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/demo-app.yaml");
+    // Without its namespace, the app is refused as Kubernetes refuses it.
+    let text = std::fs::read_to_string(fixture).unwrap();
+    let without_ns = text.split_once("---\n").unwrap().1;
+    let out = d.pier_stdin(&["apply", "-f", "-"], without_ns);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("namespace \"shop\" not found"),
+        "{}",
+        stderr(&out)
+    );
+    // Whole, it applies: the namespace first, then what goes in it.
+    let out = d.pier(&["apply", "-f", fixture]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let created = stdout(&out);
+    for line in [
+        "namespace/shop created",
+        "serviceaccount/cartservice created",
+        "deployment/cartservice created",
+        "httproute/frontend-split created",
+    ] {
+        assert!(created.contains(line), "{line} in {created}");
+    }
+    let ns = stdout(&d.pier(&["get", "namespaces"]));
+    for name in ["default", "kube-system", "shop"] {
+        assert!(
+            ns.lines()
+                .any(|l| l.starts_with(name) && l.contains("Active")),
+            "{ns}"
+        );
+    }
+    let sa = stdout(&d.pier(&["get", "sa", "-n", "shop"]));
+    assert!(sa.contains("cartservice"), "{sa}");
+    let deploy = d.get_json(&["deploy", "cartservice", "-n", "shop"]);
+    assert_eq!(
+        deploy["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]["grpc"]["port"],
+        7070
+    );
+    // Deleting the namespace deletes everything in it.
+    let out = d.pier(&["delete", "namespace", "shop"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    for kind in ["svc", "deploy", "sa", "httproutes"] {
+        let left = d.get_json(&[kind, "-n", "shop"]);
+        assert_eq!(
+            left["items"].as_array().map(Vec::len),
+            Some(0),
+            "{kind}: {left}"
+        );
+    }
+    let out = d.pier(&["delete", "namespace", "default"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("may not be deleted"),
+        "{}",
+        stderr(&out)
     );
 }

@@ -165,6 +165,8 @@ pub(crate) fn is_known_ignored(kind: Kind, path: &str) -> bool {
         }
         Kind::HttpRoute => HTTP_ROUTE.contains(&path),
         Kind::TcpRoute | Kind::UdpRoute => L4_ROUTE.contains(&path),
+        // A stored Namespace or ServiceAccount carries every field it maps.
+        Kind::Namespace | Kind::ServiceAccount => false,
     }
 }
 

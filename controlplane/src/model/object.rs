@@ -16,6 +16,7 @@ use super::route::{HttpRoute, L4Route};
 use super::service::Service;
 use super::validate::{FieldError, Report};
 use super::validation;
+use super::{Namespace, ServiceAccount};
 
 /// The kinds of object pier understands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -34,11 +35,15 @@ pub enum Kind {
     TcpRoute,
     /// `gateway.networking.k8s.io/v1alpha2/UDPRoute`.
     UdpRoute,
+    /// `v1/Namespace` (cluster-scoped).
+    Namespace,
+    /// `v1/ServiceAccount`.
+    ServiceAccount,
 }
 
 impl Kind {
     /// Every kind.
-    pub const ALL: [Kind; 7] = [
+    pub const ALL: [Kind; 9] = [
         Kind::Service,
         Kind::EndpointSlice,
         Kind::Pod,
@@ -46,7 +51,14 @@ impl Kind {
         Kind::HttpRoute,
         Kind::TcpRoute,
         Kind::UdpRoute,
+        Kind::Namespace,
+        Kind::ServiceAccount,
     ];
+
+    /// Whether objects of this kind live in a namespace (all but Namespace).
+    pub fn namespaced(self) -> bool {
+        self != Kind::Namespace
+    }
 
     /// The `kind` field value.
     pub fn as_str(self) -> &'static str {
@@ -58,6 +70,8 @@ impl Kind {
             Kind::HttpRoute => "HTTPRoute",
             Kind::TcpRoute => "TCPRoute",
             Kind::UdpRoute => "UDPRoute",
+            Kind::Namespace => "Namespace",
+            Kind::ServiceAccount => "ServiceAccount",
         }
     }
 
@@ -71,13 +85,15 @@ impl Kind {
             Kind::HttpRoute => "httproutes",
             Kind::TcpRoute => "tcproutes",
             Kind::UdpRoute => "udproutes",
+            Kind::Namespace => "namespaces",
+            Kind::ServiceAccount => "serviceaccounts",
         }
     }
 
     /// The apiVersions accepted for this kind; the first is the one pier writes.
     pub fn api_versions(self) -> &'static [&'static str] {
         match self {
-            Kind::Service | Kind::Pod => &["v1"],
+            Kind::Service | Kind::Pod | Kind::Namespace | Kind::ServiceAccount => &["v1"],
             Kind::EndpointSlice => &["discovery.k8s.io/v1"],
             Kind::Deployment => &["apps/v1"],
             Kind::HttpRoute => &[
@@ -117,10 +133,14 @@ impl FromStr for Kind {
             "httproute" | "httproutes" => Kind::HttpRoute,
             "tcproute" | "tcproutes" => Kind::TcpRoute,
             "udproute" | "udproutes" => Kind::UdpRoute,
+            "namespace" | "namespaces" | "ns" => Kind::Namespace,
+            "serviceaccount" | "serviceaccounts" | "sa" => Kind::ServiceAccount,
             _ => {
+                let known: Vec<&str> = Kind::ALL.iter().map(|k| k.plural()).collect();
                 return Err(format!(
-                    "unknown resource type {s:?}; known: services, endpointslices, pods, deployments, httproutes, tcproutes, udproutes"
-                ))
+                    "unknown resource type {s:?}; known: {}",
+                    known.join(", ")
+                ));
             }
         };
         Ok(kind)
@@ -147,6 +167,10 @@ pub enum Object {
     TcpRoute(L4Route),
     /// A UDPRoute.
     UdpRoute(L4Route),
+    /// A Namespace.
+    Namespace(Namespace),
+    /// A ServiceAccount.
+    ServiceAccount(ServiceAccount),
 }
 
 /// Why a value could not become an object.
@@ -275,10 +299,16 @@ impl Object {
             .filter(|ns| !ns.is_empty())
             .unwrap_or("default")
             .to_string();
+        let cluster_scoped = Kind::from_kind_field(&kind_name).is_some_and(|k| !k.namespaced());
+        let scoped_name = if cluster_scoped {
+            name.clone()
+        } else {
+            format!("{ns}/{name}")
+        };
         let Some(kind) = Kind::from_kind_field(&kind_name) else {
             let served: Vec<&str> = Kind::ALL.iter().map(|k| k.as_str()).collect();
             return Err(ObjectError {
-                object: Some(format!("{kind_name} {ns}/{name}")),
+                object: Some(format!("{kind_name} {scoped_name}")),
                 errors: vec![FieldError {
                     path: "kind".into(),
                     message: format!(
@@ -300,7 +330,7 @@ impl Object {
                 ),
             ));
         }
-        let label = format!("{kind} {ns}/{name}");
+        let label = format!("{kind} {scoped_name}");
         let with_label = |errors| ObjectError {
             object: Some(label.clone()),
             errors,
@@ -315,6 +345,10 @@ impl Object {
             Kind::HttpRoute => typed(value, kind).map(|(o, i, e)| (Object::HttpRoute(o), i, e)),
             Kind::TcpRoute => typed(value, kind).map(|(o, i, e)| (Object::TcpRoute(o), i, e)),
             Kind::UdpRoute => typed(value, kind).map(|(o, i, e)| (Object::UdpRoute(o), i, e)),
+            Kind::Namespace => typed(value, kind).map(|(o, i, e)| (Object::Namespace(o), i, e)),
+            Kind::ServiceAccount => {
+                typed(value, kind).map(|(o, i, e)| (Object::ServiceAccount(o), i, e))
+            }
         }
         .map_err(with_label)?;
         let mut report = Report { errors, ignored };
@@ -346,6 +380,8 @@ impl Object {
             Object::Deployment(d) => validation::deployment(d, report),
             Object::HttpRoute(r) => validation::http_route(r, report),
             Object::TcpRoute(r) | Object::UdpRoute(r) => validation::l4_route(r, report),
+            Object::Namespace(n) => validation::namespace(n, report),
+            Object::ServiceAccount(a) => validation::service_account(a, report),
         }
     }
 
@@ -359,6 +395,8 @@ impl Object {
             Object::HttpRoute(_) => Kind::HttpRoute,
             Object::TcpRoute(_) => Kind::TcpRoute,
             Object::UdpRoute(_) => Kind::UdpRoute,
+            Object::Namespace(_) => Kind::Namespace,
+            Object::ServiceAccount(_) => Kind::ServiceAccount,
         }
     }
 
@@ -371,6 +409,8 @@ impl Object {
             Object::Deployment(o) => &o.metadata,
             Object::HttpRoute(o) => &o.metadata,
             Object::TcpRoute(o) | Object::UdpRoute(o) => &o.metadata,
+            Object::Namespace(o) => &o.metadata,
+            Object::ServiceAccount(o) => &o.metadata,
         }
     }
 
@@ -383,6 +423,8 @@ impl Object {
             Object::Deployment(o) => &mut o.metadata,
             Object::HttpRoute(o) => &mut o.metadata,
             Object::TcpRoute(o) | Object::UdpRoute(o) => &mut o.metadata,
+            Object::Namespace(o) => &mut o.metadata,
+            Object::ServiceAccount(o) => &mut o.metadata,
         }
     }
 
@@ -398,6 +440,8 @@ impl Object {
             Object::Deployment(o) => v(o),
             Object::HttpRoute(o) => v(o),
             Object::TcpRoute(o) | Object::UdpRoute(o) => v(o),
+            Object::Namespace(o) => v(o),
+            Object::ServiceAccount(o) => v(o),
         }
     }
 
@@ -411,14 +455,27 @@ impl Object {
         v
     }
 
-    /// `kind namespace/name`, for messages.
+    /// `kind namespace/name` (`kind name` when cluster-scoped), for messages.
     pub fn describe(&self) -> String {
-        format!(
-            "{} {}/{}",
-            self.kind(),
-            self.meta().namespace(),
-            self.meta().name
-        )
+        if self.kind().namespaced() {
+            format!(
+                "{} {}/{}",
+                self.kind(),
+                self.meta().namespace(),
+                self.meta().name
+            )
+        } else {
+            format!("{} {}", self.kind(), self.meta().name)
+        }
+    }
+
+    /// The namespace the object lives in; `""` for a cluster-scoped one.
+    pub fn scope(&self) -> &str {
+        if self.kind().namespaced() {
+            self.meta().namespace()
+        } else {
+            ""
+        }
     }
 }
 

@@ -5,6 +5,7 @@ use std::collections::HashSet;
 use super::deployment::Deployment;
 use super::endpointslice::EndpointSlice;
 use super::meta::{IntOrString, LabelSelector, ObjectMeta};
+use super::namespace::{Namespace, ServiceAccount};
 use super::pod::{Container, Pod, PodSpec, Probe};
 use super::route::{BackendRef, HttpRoute, L4Route, ParentReference};
 use super::service::Service;
@@ -551,4 +552,19 @@ pub(crate) fn l4_route(route: &L4Route, r: &mut Report) {
         }
         backend_refs(&p, &rule.backend_refs, r);
     }
+}
+
+pub(crate) fn namespace(ns: &Namespace, r: &mut Report) {
+    // A namespace's name is a DNS label, and it lives in no namespace itself.
+    metadata(&ns.metadata, dns1123_label, r);
+    if !ns.metadata.namespace.is_empty() {
+        r.error(
+            &FieldPath::root().field("metadata").field("namespace"),
+            "must be empty: Namespace is cluster-scoped",
+        );
+    }
+}
+
+pub(crate) fn service_account(account: &ServiceAccount, r: &mut Report) {
+    metadata(&account.metadata, dns1123_subdomain, r);
 }

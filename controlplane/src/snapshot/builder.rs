@@ -116,7 +116,10 @@ impl SnapshotBuilder {
                     Some(RouteEntry::L4(Arc::new(l4_route_view(r)))),
                 );
             }
-            Object::Pod(_) | Object::Deployment(_) => {}
+            Object::Pod(_)
+            | Object::Deployment(_)
+            | Object::Namespace(_)
+            | Object::ServiceAccount(_) => {}
         }
     }
 
@@ -134,7 +137,7 @@ impl SnapshotBuilder {
             Kind::HttpRoute | Kind::TcpRoute | Kind::UdpRoute => {
                 self.set_route((object.kind(), ns, name), None)
             }
-            Kind::Pod | Kind::Deployment => {}
+            Kind::Pod | Kind::Deployment | Kind::Namespace | Kind::ServiceAccount => {}
         }
     }
 

@@ -5,6 +5,7 @@
 //! own revision; events are kept in the file (bounded history) so watchers can resume.
 
 mod alloc;
+mod namespaces;
 mod watch;
 
 use std::collections::BTreeMap;
@@ -168,8 +169,10 @@ pub struct Store {
     events: broadcast::Sender<Arc<Event>>,
 }
 
-/// `Kind/namespace/name`: sorts by kind, then namespace, so lists are range scans.
+/// `Kind/namespace/name` (`Kind//name` when cluster-scoped): sorts by kind, then namespace,
+/// so lists are range scans.
 fn object_key(kind: Kind, namespace: &str, name: &str) -> String {
+    let namespace = if kind.namespaced() { namespace } else { "" };
     format!("{}/{}/{}", kind.as_str(), namespace, name)
 }
 
@@ -233,7 +236,7 @@ impl Store {
             }
         }
         let (events, _) = broadcast::channel(4096);
-        Ok(Arc::new(Store {
+        let store = Arc::new(Store {
             db,
             config,
             revision: AtomicU64::new(revision),
@@ -241,7 +244,16 @@ impl Store {
             counts: Mutex::new(counts),
             writer: Mutex::new(()),
             events,
-        }))
+        });
+        // The built-in namespaces exist in every store, as in a Kubernetes cluster.
+        let missing = {
+            let read = store.db.begin_read()?;
+            namespaces::missing_built_ins(&read.open_table(OBJECTS)?)?
+        };
+        if !missing.is_empty() {
+            store.apply(missing)?;
+        }
+        Ok(store)
     }
 
     /// The store's identity, made when its file was created and kept for its life.
@@ -305,9 +317,13 @@ impl Store {
                 ip_cursor: meta.get(IP_CURSOR)?.map(|v| v.value()).unwrap_or(0),
                 port_cursor: meta.get(PORT_CURSOR)?.map(|v| v.value()).unwrap_or(0),
             };
-            for op in ops {
+            // Deletes a namespace's deletion adds run next and report no result of their own.
+            let mut queue: std::collections::VecDeque<(Op, bool)> =
+                ops.into_iter().map(|op| (op, true)).collect();
+            while let Some((op, reported)) = queue.pop_front() {
                 let (event_type, object, written) = match op {
                     Op::Put(object) => {
+                        namespaces::check_exists(&objects, &object)?;
                         let key = object_key(
                             object.kind(),
                             object.meta().namespace(),
@@ -355,6 +371,13 @@ impl Store {
                         resource_version,
                         must_exist,
                     } => {
+                        if kind == Kind::Namespace {
+                            namespaces::check_deletable(&name)?;
+                            for cascade in namespaces::contents(&objects, &name)?.into_iter().rev()
+                            {
+                                queue.push_front((cascade, false));
+                            }
+                        }
                         let key = object_key(kind, &namespace, &name);
                         let Some(bytes) = objects.remove(key.as_str())? else {
                             if must_exist {
@@ -406,7 +429,9 @@ impl Store {
                     event_type,
                     object: Arc::new(object),
                 }));
-                results.push(written);
+                if reported {
+                    results.push(written);
+                }
             }
             meta.insert(REVISION, revision)?;
             meta.insert(IP_CURSOR, alloc.ip_cursor)?;
@@ -521,7 +546,7 @@ impl Store {
 }
 
 fn kind_range(kind: Kind, namespace: Option<&str>) -> (String, String) {
-    match namespace {
+    match namespace.filter(|_| kind.namespaced()) {
         // '0' is the character after '/', so this covers every key with the prefix.
         Some(ns) => (
             format!("{}/{ns}/", kind.as_str()),
@@ -575,8 +600,13 @@ fn prepare_put(
         alloc.assign(svc, old)?;
     }
     let spec_changed = existing.is_none_or(|e| e.spec_value() != object.spec_value());
+    let namespaced = object.kind().namespaced();
     let meta = object.meta_mut();
-    meta.namespace = meta.namespace().to_string();
+    meta.namespace = if namespaced {
+        meta.namespace().to_string()
+    } else {
+        String::new()
+    };
     match existing {
         Some(e) => {
             let em = e.meta();

@@ -31,13 +31,17 @@ fn cluster_ip(o: &Object) -> String {
     }
 }
 
+/// The revision a new store starts at: its built-in namespaces are its first writes.
+const FIRST: u64 = crate::model::namespace::BUILT_IN.len() as u64;
+
 #[test]
 fn revisions_and_server_fields() {
     let (_d, store) = store();
+    assert_eq!(store.revision(), FIRST, "the built-in namespaces");
     let w = store.apply(vec![svc("a", ""), svc("b", "")]).unwrap();
-    assert_eq!(store.revision(), 2);
+    assert_eq!(store.revision(), FIRST + 2);
     let a = w[0].object.clone().unwrap();
-    assert_eq!(a.meta().resource_version, "1");
+    assert_eq!(a.meta().resource_version, (FIRST + 1).to_string());
     assert_eq!(a.meta().generation, 1);
     assert_eq!(a.meta().namespace, "default");
     assert!(!a.meta().uid.is_empty());
@@ -45,7 +49,7 @@ fn revisions_and_server_fields() {
     // Re-applying the same thing changes nothing and uses no revision.
     let again = store.apply(vec![svc("a", "")]).unwrap();
     assert_eq!(again[0].outcome, Outcome::Unchanged);
-    assert_eq!(store.revision(), 2);
+    assert_eq!(store.revision(), FIRST + 2);
     // A spec change bumps generation, keeps uid and creation time.
     let changed = store
         .apply(vec![svc("a", "  sessionAffinity: ClientIP\n")])
@@ -54,7 +58,7 @@ fn revisions_and_server_fields() {
     assert_eq!(changed[0].outcome, Outcome::Configured);
     assert_eq!(c.meta().generation, 2);
     assert_eq!(c.meta().uid, a.meta().uid);
-    assert_eq!(c.meta().resource_version, "3");
+    assert_eq!(c.meta().resource_version, (FIRST + 3).to_string());
     assert_eq!(
         cluster_ip(&c),
         cluster_ip(&a),
@@ -71,14 +75,14 @@ fn conditional_update_conflicts() {
     let err = store.apply(vec![stale]).unwrap_err();
     assert!(matches!(err, Error::Conflict(_)), "{err}");
     let mut fresh = svc("a", "  sessionAffinity: ClientIP\n");
-    fresh.meta_mut().resource_version = "1".into();
+    fresh.meta_mut().resource_version = (FIRST + 1).to_string();
     store.apply(vec![fresh]).unwrap();
     let err = store
-        .delete(Kind::Service, "default", "a", Some("1".into()))
+        .delete(Kind::Service, "default", "a", Some((FIRST + 1).to_string()))
         .unwrap_err();
     assert!(matches!(err, Error::Conflict(_)));
     store
-        .delete(Kind::Service, "default", "a", Some("2".into()))
+        .delete(Kind::Service, "default", "a", Some((FIRST + 2).to_string()))
         .unwrap();
     assert!(store.get(Kind::Service, "default", "a").unwrap().is_none());
     let err = store
@@ -96,7 +100,7 @@ fn batch_is_all_or_nothing() {
     }
     let err = store.apply(vec![svc("a", ""), bad]).unwrap_err();
     assert!(err.to_string().contains("spec.ports[0].port"), "{err}");
-    assert_eq!(store.revision(), 0);
+    assert_eq!(store.revision(), FIRST);
     assert!(store.list(Kind::Service, None, None).unwrap().0.is_empty());
 }
 
@@ -215,7 +219,7 @@ fn list_by_namespace_and_selector() {
     let (_d, store) = store();
     store
         .apply(objs(
-            "apiVersion: v1\nkind: Service\nmetadata: {name: a, labels: {app: web}}\nspec: {ports: [{port: 80}]}\n---\napiVersion: v1\nkind: Service\nmetadata: {name: b, namespace: prod, labels: {app: api}}\nspec: {ports: [{port: 80}]}\n---\napiVersion: v1\nkind: Service\nmetadata: {name: c, namespace: prod, labels: {app: web}}\nspec: {ports: [{port: 80}]}\n",
+            "apiVersion: v1\nkind: Namespace\nmetadata: {name: prod}\n---\napiVersion: v1\nkind: Service\nmetadata: {name: a, labels: {app: web}}\nspec: {ports: [{port: 80}]}\n---\napiVersion: v1\nkind: Service\nmetadata: {name: b, namespace: prod, labels: {app: api}}\nspec: {ports: [{port: 80}]}\n---\napiVersion: v1\nkind: Service\nmetadata: {name: c, namespace: prod, labels: {app: web}}\nspec: {ports: [{port: 80}]}\n",
         ))
         .unwrap();
     let names = |v: Vec<Object>| v.iter().map(|o| o.meta().name.clone()).collect::<Vec<_>>();
@@ -240,9 +244,9 @@ fn list_by_namespace_and_selector() {
 async fn watch_replays_history_then_follows_live() {
     let (_d, store) = store();
     store.apply(vec![svc("a", ""), svc("b", "")]).unwrap();
-    let mut watch = store.watch(2).unwrap();
+    let mut watch = store.watch(FIRST + 2).unwrap();
     let e = watch.next().await.unwrap();
-    assert_eq!((e.revision, e.event_type), (2, EventType::Added));
+    assert_eq!((e.revision, e.event_type), (FIRST + 2, EventType::Added));
     let s2 = Arc::clone(&store);
     let writer = tokio::task::spawn_blocking(move || {
         s2.apply(vec![svc("c", "")]).unwrap();
@@ -254,7 +258,7 @@ async fn watch_replays_history_then_follows_live() {
         .unwrap();
     assert_eq!(
         (e.revision, e.event_type, e.object.meta().name.as_str()),
-        (3, EventType::Added, "c")
+        (FIRST + 3, EventType::Added, "c")
     );
     let e = tokio::time::timeout(Duration::from_secs(5), watch.next())
         .await
@@ -262,7 +266,7 @@ async fn watch_replays_history_then_follows_live() {
         .unwrap();
     assert_eq!(
         (e.revision, e.event_type, e.object.meta().name.as_str()),
-        (4, EventType::Deleted, "a")
+        (FIRST + 4, EventType::Deleted, "a")
     );
     writer.await.unwrap();
 }
@@ -270,11 +274,11 @@ async fn watch_replays_history_then_follows_live() {
 #[tokio::test]
 async fn watch_survives_lag() {
     let (_d, store) = store();
-    let mut watch = store.watch(1).unwrap();
+    let mut watch = store.watch(FIRST + 1).unwrap();
     // More events than the live channel holds: the watch must catch up from the log.
     let batch: Vec<Object> = (0..5000).map(|i| svc(&format!("s{i}"), "")).collect();
     store.apply(batch).unwrap();
-    for rev in 1..=5000 {
+    for rev in FIRST + 1..=FIRST + 5000 {
         let e = watch.next().await.unwrap();
         assert_eq!(e.revision, rev);
     }
@@ -306,7 +310,11 @@ fn reopen_keeps_everything() {
         cluster_ip(w[0].object.as_ref().unwrap())
     };
     let store = Store::open(&path, StoreConfig::default()).unwrap();
-    assert_eq!(store.revision(), 1);
+    assert_eq!(
+        store.revision(),
+        FIRST + 1,
+        "reopening creates no namespace again"
+    );
     let a = store.get(Kind::Service, "default", "a").unwrap().unwrap();
     assert_eq!(cluster_ip(&a), ip);
     let b = store.apply(vec![svc("b", "")]).unwrap()[0]
@@ -314,4 +322,63 @@ fn reopen_keeps_everything() {
         .clone()
         .unwrap();
     assert_eq!(cluster_ip(&b), "10.96.0.2", "allocation cursor persisted");
+}
+
+#[test]
+fn namespaces_hold_their_objects() {
+    let (_d, store) = store();
+    let names = |kind| {
+        store
+            .list(kind, None, None)
+            .unwrap()
+            .0
+            .iter()
+            .map(|o: &Object| o.meta().name.clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        names(Kind::Namespace),
+        ["default", "kube-node-lease", "kube-public", "kube-system"]
+    );
+    // Nothing goes into a namespace that does not exist...
+    let shop = "apiVersion: v1\nkind: Service\nmetadata: {name: cart, namespace: shop}\nspec: {ports: [{port: 80}]}\n";
+    let err = store.apply(objs(shop)).unwrap_err();
+    assert!(
+        err.to_string().contains("namespace \"shop\" not found"),
+        "{err}"
+    );
+    // ...but a Namespace earlier in the same write is enough.
+    let with_ns = format!(
+        "apiVersion: v1\nkind: Namespace\nmetadata: {{name: shop}}\n---\n{shop}---\napiVersion: v1\nkind: ServiceAccount\nmetadata: {{name: cart, namespace: shop}}\n"
+    );
+    store.apply(objs(&with_ns)).unwrap();
+    let ns = store.get(Kind::Namespace, "", "shop").unwrap().unwrap();
+    assert_eq!(ns.meta().namespace, "", "cluster-scoped");
+    assert_eq!(ns.describe(), "Namespace shop");
+    let cart = store.get(Kind::Service, "shop", "cart").unwrap().unwrap();
+    let ip = cluster_ip(&cart);
+    // Deleting the namespace deletes what is in it, in the same revision range, and frees
+    // the Service's ClusterIP.
+    let before = store.revision();
+    let deleted = store.delete(Kind::Namespace, "", "shop", None).unwrap();
+    assert_eq!(deleted.describe(), "Namespace shop");
+    assert_eq!(store.revision(), before + 3);
+    assert!(store.get(Kind::Service, "shop", "cart").unwrap().is_none());
+    assert!(store
+        .get(Kind::ServiceAccount, "shop", "cart")
+        .unwrap()
+        .is_none());
+    // The freed ClusterIP can be asked for again (it would conflict if still held).
+    let again = store
+        .apply(vec![svc("again", &format!("  clusterIP: {ip}\n"))])
+        .unwrap()[0]
+        .object
+        .clone()
+        .unwrap();
+    assert_eq!(cluster_ip(&again), ip);
+    // The built-in namespaces stay.
+    let err = store
+        .delete(Kind::Namespace, "", "default", None)
+        .unwrap_err();
+    assert!(err.to_string().contains("may not be deleted"), "{err}");
 }

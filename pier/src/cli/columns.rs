@@ -119,6 +119,8 @@ pub fn rows(kind: Kind, objects: &[Value], wide: bool) -> (Vec<&'static str>, Ve
         Kind::Deployment => vec!["NAME", "REPLICAS", "IMAGES", "AGE"],
         Kind::HttpRoute => vec!["NAME", "HOSTNAMES", "PARENTS", "BACKENDS", "AGE"],
         Kind::TcpRoute | Kind::UdpRoute => vec!["NAME", "PARENTS", "BACKENDS", "AGE"],
+        Kind::Namespace => vec!["NAME", "STATUS", "AGE"],
+        Kind::ServiceAccount => vec!["NAME", "SECRETS", "AGE"],
     };
     if wide && kind == Kind::Service {
         headers.push("SELECTOR");
@@ -204,6 +206,17 @@ pub fn rows(kind: Kind, objects: &[Value], wide: bool) -> (Vec<&'static str>, Ve
                     vec![name, join_or_none(hosts), parents(v), backends(v), created]
                 }
                 Kind::TcpRoute | Kind::UdpRoute => vec![name, parents(v), backends(v), created],
+                Kind::Namespace => {
+                    let phase = match s(v, "/status/phase") {
+                        "" => "Active",
+                        p => p,
+                    };
+                    vec![name, phase.into(), created]
+                }
+                Kind::ServiceAccount => {
+                    let secrets = items(v, "/secrets").len();
+                    vec![name, secrets.to_string(), created]
+                }
             }
         })
         .collect();

@@ -77,6 +77,10 @@ pub async fn get(
     let objects = match name {
         Some(name) => match client.get(kind, opts.namespace, name).await? {
             Some(v) => vec![v],
+            None if !kind.namespaced() => bail!(
+                "Error from server (NotFound): {} \"{name}\" not found",
+                kind.plural()
+            ),
             None => bail!(
                 "Error from server (NotFound): {} \"{name}\" not found in namespace {:?}",
                 kind.plural(),
@@ -98,7 +102,7 @@ pub async fn get(
         }
         Format::Table | Format::Wide => {
             if objects.is_empty() {
-                match opts.all_namespaces {
+                match opts.all_namespaces || !kind.namespaced() {
                     true => eprintln!("No resources found"),
                     false => eprintln!("No resources found in {} namespace.", opts.namespace),
                 }
@@ -106,7 +110,7 @@ pub async fn get(
             }
             let (mut headers, mut rows) =
                 columns::rows(kind, &objects, opts.format == Format::Wide);
-            if opts.all_namespaces {
+            if opts.all_namespaces && kind.namespaced() {
                 headers.insert(0, "NAMESPACE");
                 for (row, obj) in rows.iter_mut().zip(&objects) {
                     row.insert(0, s(obj, "/metadata/namespace").to_string());

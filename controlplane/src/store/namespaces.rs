@@ -1,0 +1,88 @@
+//! Namespace rules of the store, as Kubernetes keeps them: the built-in namespaces exist, an
+//! object goes only into a namespace that exists, and deleting a namespace deletes what is in
+//! it (in the same transaction).
+
+use redb::ReadableTable;
+
+use super::{kind_range, object_key, Op};
+use crate::error::{Error, Result};
+use crate::model::namespace::BUILT_IN;
+use crate::model::{Kind, Namespace, Object};
+
+/// The built-in namespaces a store lacks, to create.
+pub(super) fn missing_built_ins(
+    objects: &impl ReadableTable<&'static str, &'static [u8]>,
+) -> Result<Vec<Object>> {
+    let mut out = Vec::new();
+    for name in BUILT_IN {
+        if objects
+            .get(object_key(Kind::Namespace, "", name).as_str())?
+            .is_none()
+        {
+            out.push(Object::Namespace(Namespace::named(name)));
+        }
+    }
+    Ok(out)
+}
+
+/// An error unless `object`'s namespace exists (created earlier in the same write counts).
+pub(super) fn check_exists(
+    objects: &impl ReadableTable<&'static str, &'static [u8]>,
+    object: &Object,
+) -> Result<()> {
+    if !object.kind().namespaced() {
+        return Ok(());
+    }
+    let ns = object.meta().namespace();
+    if objects
+        .get(object_key(Kind::Namespace, "", ns).as_str())?
+        .is_some()
+    {
+        return Ok(());
+    }
+    Err(Error::invalid(
+        object.describe(),
+        "metadata.namespace",
+        format!(
+            "namespace {ns:?} not found: create it first (a Namespace earlier in the same file \
+             is enough)"
+        ),
+    ))
+}
+
+/// An error if the namespace `name` may not be deleted.
+pub(super) fn check_deletable(name: &str) -> Result<()> {
+    if BUILT_IN.contains(&name) {
+        return Err(Error::invalid(
+            format!("Namespace {name}"),
+            "metadata.name",
+            "this namespace may not be deleted",
+        ));
+    }
+    Ok(())
+}
+
+/// Deletes for every object in the namespace `name`.
+pub(super) fn contents(
+    objects: &impl ReadableTable<&'static str, &'static [u8]>,
+    name: &str,
+) -> Result<Vec<Op>> {
+    let mut ops = Vec::new();
+    for kind in Kind::ALL.into_iter().filter(|k| k.namespaced()) {
+        let (lo, hi) = kind_range(kind, Some(name));
+        for entry in objects.range(lo.as_str()..hi.as_str())? {
+            let (key, _) = entry?;
+            let Some(object_name) = key.value().rsplit('/').next().map(str::to_string) else {
+                continue;
+            };
+            ops.push(Op::Delete {
+                kind,
+                namespace: name.to_string(),
+                name: object_name,
+                resource_version: None,
+                must_exist: false,
+            });
+        }
+    }
+    Ok(ops)
+}
