@@ -92,9 +92,26 @@ pub fn desired(
 ) -> (Vec<Entry>, Vec<ServiceKey>) {
     let mut entries = Vec::new();
     let mut uses = Vec::new();
-    let Some(vip) = svc.cluster_ip else {
-        return (entries, uses);
-    };
+    // A dual-stack Service has a VIP per family, each balanced over that family's endpoints.
+    for &vip in &svc.cluster_ips {
+        let (e, u) = desired_for_vip(svc, vip, snapshot, steer);
+        entries.extend(e);
+        uses.extend(u);
+    }
+    uses.sort();
+    uses.dedup();
+    (entries, uses)
+}
+
+/// The entries of one of a service's VIPs (and its family's NodePorts).
+fn desired_for_vip(
+    svc: &ServiceView,
+    vip: IpAddr,
+    snapshot: &NodeSnapshot,
+    steer: Option<&Steer>,
+) -> (Vec<Entry>, Vec<ServiceKey>) {
+    let mut entries = Vec::new();
+    let mut uses = Vec::new();
     let v6 = vip.is_ipv6();
     let affinity = svc
         .affinity_timeout

@@ -19,8 +19,8 @@ pub struct FileConfig {
     pub socket: Option<PathBuf>,
     /// Admin listener address.
     pub admin: Option<SocketAddr>,
-    /// ClusterIP range, e.g. `10.96.0.0/12`.
-    pub service_cidr: Option<Ipv4Net>,
+    /// ClusterIP ranges, e.g. `10.96.0.0/12` or `10.96.0.0/12,fd00:10:96::/112`.
+    pub service_cidr: Option<String>,
     /// NodePort range, e.g. `30000-32767`.
     pub node_port_range: Option<String>,
     /// Watch history kept in the store.
@@ -80,8 +80,8 @@ pub struct DaemonConfig {
     pub socket: PathBuf,
     /// Admin listener address.
     pub admin: SocketAddr,
-    /// ClusterIP range.
-    pub service_cidr: Ipv4Net,
+    /// ClusterIP ranges.
+    pub service_cidrs: ServiceCidrs,
     /// NodePort range.
     pub node_ports: RangeInclusive<u16>,
     /// Watch history kept in the store.
@@ -94,6 +94,56 @@ pub struct DaemonConfig {
     pub ebpf: EbpfConfig,
     /// Container engine settings; `None` (`--no-runtime`) runs no containers.
     pub runtime: Option<RuntimeConfig>,
+}
+
+/// The ClusterIP ranges: IPv4 always, IPv6 when given (dual-stack Services).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceCidrs {
+    /// IPv4 range.
+    pub v4: Ipv4Net,
+    /// IPv6 range.
+    pub v6: Option<ipnet::Ipv6Net>,
+    /// IPv6 was given first: it is the default family.
+    pub ipv6_primary: bool,
+}
+
+impl ServiceCidrs {
+    /// The IPv4 range used when none is given.
+    pub const DEFAULT_V4: &'static str = "10.96.0.0/12";
+
+    /// Reads `--service-cidr` values (each may be comma-separated): at most one range per
+    /// family; the default IPv4 range when none is given.
+    pub fn parse(values: &[String]) -> anyhow::Result<Self> {
+        let mut v4 = None;
+        let mut v6 = None;
+        let mut first_v6 = None;
+        for item in values.iter().flat_map(|v| v.split(',')).map(str::trim) {
+            match item.parse::<ipnet::IpNet>() {
+                Ok(ipnet::IpNet::V4(n)) if v4.is_none() => {
+                    v4 = Some(n);
+                    first_v6.get_or_insert(false);
+                }
+                Ok(ipnet::IpNet::V6(n)) if v6.is_none() => {
+                    if n.prefix_len() < 64 {
+                        anyhow::bail!("{item}: an IPv6 service range must be /64 or smaller");
+                    }
+                    v6 = Some(n);
+                    first_v6.get_or_insert(true);
+                }
+                Ok(_) => anyhow::bail!("{item}: at most one range per IP family"),
+                Err(e) => anyhow::bail!("{item:?} is not a CIDR: {e}"),
+            }
+        }
+        let v4 = match v4 {
+            Some(n) => n,
+            None => Self::DEFAULT_V4.parse()?,
+        };
+        Ok(ServiceCidrs {
+            v4,
+            v6,
+            ipv6_primary: first_v6.unwrap_or(false),
+        })
+    }
 }
 
 /// Effective container engine settings.
@@ -255,7 +305,7 @@ mod tests {
         .unwrap();
         let c = read_file(&path).unwrap();
         assert_eq!(c.admin, Some("127.0.0.1:9999".parse().unwrap()));
-        assert_eq!(c.service_cidr, Some("10.100.0.0/16".parse().unwrap()));
+        assert_eq!(c.service_cidr.as_deref(), Some("10.100.0.0/16"));
         assert_eq!(
             parse_port_range(c.node_port_range.as_deref().unwrap()).unwrap(),
             31000..=31010
@@ -265,5 +315,28 @@ mod tests {
         assert!(err.contains("unknown field `admn`"), "{err}");
         assert!(parse_port_range("32767-30000").is_err());
         assert!(parse_port_range("abc").is_err());
+    }
+
+    #[test]
+    fn service_cidrs_one_per_family_first_is_default() {
+        let parse =
+            |v: &[&str]| ServiceCidrs::parse(&v.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        let plain = parse(&[]).unwrap();
+        assert_eq!(
+            (plain.v4.to_string(), plain.v6),
+            ("10.96.0.0/12".into(), None)
+        );
+        let dual = parse(&["10.96.0.0/12,fd00:10:96::/112"]).unwrap();
+        assert_eq!(
+            dual.v6.map(|n| n.to_string()).as_deref(),
+            Some("fd00:10:96::/112")
+        );
+        assert!(!dual.ipv6_primary);
+        let v6_first = parse(&["fd00:10:96::/112", "10.100.0.0/16"]).unwrap();
+        assert!(v6_first.ipv6_primary);
+        assert_eq!(v6_first.v4.to_string(), "10.100.0.0/16");
+        assert!(parse(&["10.96.0.0/12", "10.100.0.0/16"]).is_err());
+        assert!(parse(&["fd00::/48"]).is_err());
+        assert!(parse(&["nonsense"]).is_err());
     }
 }

@@ -376,7 +376,9 @@ impl Daemon {
         let store_path = config.state_dir.join("pier.redb");
         let store_config = StoreConfig {
             alloc: AllocConfig {
-                service_cidr: config.service_cidr,
+                service_cidr: config.service_cidrs.v4,
+                service_cidr_v6: config.service_cidrs.v6,
+                ipv6_primary: config.service_cidrs.ipv6_primary,
                 node_ports: config.node_ports.clone(),
             },
             event_history: config.event_history,

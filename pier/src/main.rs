@@ -53,9 +53,10 @@ struct DaemonArgs {
     /// Admin listener (metrics, health, snapshot).
     #[arg(long)]
     admin: Option<SocketAddr>,
-    /// ClusterIP range.
+    /// ClusterIP range: one IPv4 and/or one IPv6 CIDR, repeated or comma-separated (the
+    /// first is the default family); an IPv6 range enables dual-stack Services.
     #[arg(long)]
-    service_cidr: Option<Ipv4Net>,
+    service_cidr: Vec<String>,
     /// NodePort range, e.g. 30000-32767.
     #[arg(long)]
     node_port_range: Option<String>,
@@ -297,10 +298,12 @@ fn daemon_config(args: &DaemonArgs, socket: Option<PathBuf>) -> Result<DaemonCon
         Some(r) => parse_port_range(r)?,
         None => 30000..=32767,
     };
-    let service_cidr = match args.service_cidr.or(file.service_cidr) {
-        Some(c) => c,
-        None => "10.96.0.0/12".parse().context("default service CIDR")?,
-    };
+    let service_cidrs = if args.service_cidr.is_empty() {
+        config::ServiceCidrs::parse(file.service_cidr.as_slice())
+    } else {
+        config::ServiceCidrs::parse(&args.service_cidr)
+    }
+    .context("--service-cidr")?;
     let state_dir = args
         .state_dir
         .clone()
@@ -313,7 +316,7 @@ fn daemon_config(args: &DaemonArgs, socket: Option<PathBuf>) -> Result<DaemonCon
             .admin
             .or(file.admin)
             .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 9464))),
-        service_cidr,
+        service_cidrs,
         node_ports,
         event_history: file.event_history.unwrap_or(100_000),
         dns: (!args.no_dns && file.dns.disabled != Some(true)).then(|| config::DnsConfig {

@@ -87,10 +87,14 @@ pub fn summary(snapshot: &NodeSnapshot) -> String {
         .services
         .values()
         .map(|svc| {
-            let ip = match (svc.cluster_ip, svc.headless) {
-                (Some(ip), _) => ip.to_string(),
-                (None, true) => "None".into(),
-                (None, false) => "<none>".into(),
+            let ip = match (svc.cluster_ips.as_slice(), svc.headless) {
+                ([], true) => "None".into(),
+                ([], false) => "<none>".into(),
+                (ips, _) => ips
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(","),
             };
             let ports: Vec<String> = svc
                 .ports

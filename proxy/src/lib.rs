@@ -120,9 +120,10 @@ impl Proxy {
         }
         for (i, port) in svc.ports.iter().enumerate() {
             let protocol = port.protocol;
-            if let Some(addr) = svc
-                .cluster_ip
-                .and_then(|ip| self.config.vip_listen_addr(ip, port.port))
+            for addr in svc
+                .cluster_ips
+                .iter()
+                .filter_map(|ip| self.config.vip_listen_addr(*ip, port.port))
             {
                 out.push((ListenerKey { addr, protocol }, i));
             }

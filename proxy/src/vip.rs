@@ -98,8 +98,11 @@ impl VipInterface {
     pub fn change(&mut self, add: &BTreeSet<IpAddr>, remove: &BTreeSet<IpAddr>) -> Result<()> {
         let mut batch = String::new();
         for ip in add.iter().filter(|ip| !self.assigned.contains(ip)) {
+            // An IPv6 VIP skips duplicate address detection, so it serves at once rather than
+            // staying tentative for a second.
+            let nodad = if ip.is_ipv6() { " nodad" } else { "" };
             batch.push_str(&format!(
-                "address add {ip}/{} dev {}\n",
+                "address add {ip}/{} dev {}{nodad}\n",
                 prefix(ip),
                 self.name
             ));

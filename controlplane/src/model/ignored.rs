@@ -14,7 +14,6 @@ const META: &[&str] = &[
 ];
 
 const SERVICE_SPEC: &[&str] = &[
-    "clusterIPs",
     "externalIPs",
     "loadBalancerIP",
     "loadBalancerSourceRanges",
@@ -22,8 +21,6 @@ const SERVICE_SPEC: &[&str] = &[
     "externalTrafficPolicy",
     "internalTrafficPolicy",
     "healthCheckNodePort",
-    "ipFamilies",
-    "ipFamilyPolicy",
     "allocateLoadBalancerNodePorts",
     "trafficDistribution",
 ];
@@ -176,7 +173,12 @@ mod tests {
 
     #[test]
     fn patterns() {
-        assert!(is_known_ignored(Kind::Service, "spec.ipFamilyPolicy"));
+        assert!(is_known_ignored(
+            Kind::Service,
+            "spec.internalTrafficPolicy"
+        ));
+        // Dual-stack fields are acted on, not ignored.
+        assert!(!is_known_ignored(Kind::Service, "spec.ipFamilyPolicy"));
         assert!(is_known_ignored(Kind::Service, "metadata.managedFields"));
         assert!(!is_known_ignored(Kind::Service, "spec.prots"));
         assert!(is_known_ignored(

@@ -39,6 +39,15 @@ pub struct ServiceSpec {
         skip_serializing_if = "String::is_empty"
     )]
     pub cluster_ip: String,
+    /// Every virtual IP, one per family, the first equal to `clusterIP` (dual-stack).
+    #[serde(default, rename = "clusterIPs", skip_serializing_if = "Vec::is_empty")]
+    pub cluster_ips: Vec<String>,
+    /// `IPv4` and/or `IPv6`, the primary family first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ip_families: Vec<String>,
+    /// `SingleStack` (default), `PreferDualStack` or `RequireDualStack`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip_family_policy: Option<String>,
     /// `ClusterIP` (default), `NodePort`, `LoadBalancer` (served as NodePort) or `ExternalName`.
     #[serde(default, rename = "type", skip_serializing_if = "String::is_empty")]
     pub service_type: String,

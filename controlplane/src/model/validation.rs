@@ -60,6 +60,7 @@ pub(crate) fn service(svc: &Service, r: &mut Report) {
         "" | "None" => {}
         ip => r.ip(&spec.field("clusterIP"), ip),
     }
+    ip_families(svc, &spec, r);
     if svc.is_headless() && svc.wants_node_ports() {
         r.error(
             &spec.field("clusterIP"),
@@ -567,4 +568,68 @@ pub(crate) fn namespace(ns: &Namespace, r: &mut Report) {
 
 pub(crate) fn service_account(account: &ServiceAccount, r: &mut Report) {
     metadata(&account.metadata, dns1123_subdomain, r);
+}
+
+/// `clusterIPs`, `ipFamilies` and `ipFamilyPolicy`, as far as they can be checked without the
+/// cluster's service ranges (the store checks the rest when it allocates).
+fn ip_families(svc: &Service, spec: &FieldPath, r: &mut Report) {
+    let s = &svc.spec;
+    if let Some(policy) = &s.ip_family_policy {
+        r.one_of(
+            &spec.field("ipFamilyPolicy"),
+            policy,
+            &["SingleStack", "PreferDualStack", "RequireDualStack"],
+        );
+    }
+    let families = spec.field("ipFamilies");
+    if s.ip_families.len() > 2 {
+        r.error(&families, "must have at most 2 items");
+    }
+    for (i, f) in s.ip_families.iter().enumerate() {
+        r.one_of(&families.index(i), f, &["IPv4", "IPv6"]);
+    }
+    if s.ip_families.len() == 2 && s.ip_families[0] == s.ip_families[1] {
+        r.error(
+            &families.index(1),
+            "duplicate family: dual-stack needs IPv4 and IPv6",
+        );
+    }
+    let single = s.ip_family_policy.as_deref().unwrap_or("SingleStack") == "SingleStack";
+    if single && s.ip_families.len() > 1 {
+        r.error(
+            &families,
+            "may hold one family with ipFamilyPolicy SingleStack",
+        );
+    }
+    let ips = spec.field("clusterIPs");
+    if s.cluster_ips.len() > 2 {
+        r.error(&ips, "must have at most 2 items");
+    }
+    for (i, ip) in s.cluster_ips.iter().enumerate() {
+        if !(i == 0 && ip == "None") {
+            r.ip(&ips.index(i), ip);
+        }
+    }
+    if let (Some(first), false) = (s.cluster_ips.first(), s.cluster_ip.is_empty()) {
+        if *first != s.cluster_ip {
+            r.error(
+                &ips.index(0),
+                format!("must equal spec.clusterIP {:?}", s.cluster_ip),
+            );
+        }
+    }
+    let parsed: Vec<std::net::IpAddr> = s
+        .cluster_ips
+        .iter()
+        .filter_map(|ip| ip.parse().ok())
+        .collect();
+    if parsed.len() == 2 && parsed[0].is_ipv4() == parsed[1].is_ipv4() {
+        r.error(
+            &ips.index(1),
+            "dual-stack clusterIPs need one IPv4 and one IPv6 address",
+        );
+    }
+    if single && s.cluster_ips.len() > 1 {
+        r.error(&ips, "may hold one address with ipFamilyPolicy SingleStack");
+    }
 }

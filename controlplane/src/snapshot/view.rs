@@ -243,8 +243,10 @@ pub struct L4RouteView {
 pub struct ServiceView {
     /// `namespace/name`.
     pub key: ServiceKey,
-    /// Virtual IP (none for headless and ExternalName services).
+    /// Virtual IP (none for headless and ExternalName services): the primary family's.
     pub cluster_ip: Option<IpAddr>,
+    /// Every virtual IP, the primary first (two for a dual-stack Service).
+    pub cluster_ips: Vec<IpAddr>,
     /// `clusterIP: None`.
     pub headless: bool,
     /// Service type.
@@ -438,6 +440,15 @@ pub fn service_view<'a>(
     });
     ServiceView {
         cluster_ip: svc.spec.cluster_ip.parse().ok(),
+        cluster_ips: if svc.spec.cluster_ips.is_empty() {
+            svc.spec.cluster_ip.parse().into_iter().collect()
+        } else {
+            svc.spec
+                .cluster_ips
+                .iter()
+                .filter_map(|ip| ip.parse().ok())
+                .collect()
+        },
         headless: svc.is_headless(),
         service_type: svc.service_type().to_string(),
         external_name: Some(svc.spec.external_name.clone()).filter(|n| !n.is_empty()),

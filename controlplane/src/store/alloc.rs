@@ -4,23 +4,29 @@
 //! released address is not reused until the whole range has gone round (deterministic,
 //! and no quick reuse of an address clients may still cache).
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::ops::RangeInclusive;
 
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 use redb::{ReadableTable, Table, TableDefinition};
 
+use super::families::{self, Family};
 use crate::error::{Error, Result};
 use crate::model::Service;
 
 pub(crate) const IPS: TableDefinition<u32, &str> = TableDefinition::new("alloc_cluster_ips");
+pub(crate) const IPS6: TableDefinition<u128, &str> = TableDefinition::new("alloc_cluster_ips6");
 pub(crate) const NODE_PORTS: TableDefinition<u16, &str> = TableDefinition::new("alloc_node_ports");
 
 /// Where allocations come from.
 #[derive(Debug, Clone)]
 pub struct AllocConfig {
-    /// Service CIDR for ClusterIPs.
+    /// Service CIDR for IPv4 ClusterIPs.
     pub service_cidr: Ipv4Net,
+    /// Service CIDR for IPv6 ClusterIPs; without one, Services are IPv4 only.
+    pub service_cidr_v6: Option<Ipv6Net>,
+    /// IPv6 is the cluster's default family (its range was given first).
+    pub ipv6_primary: bool,
     /// NodePort range.
     pub node_ports: RangeInclusive<u16>,
 }
@@ -29,17 +35,35 @@ impl Default for AllocConfig {
     fn default() -> Self {
         Self {
             service_cidr: Ipv4Net::new(Ipv4Addr::new(10, 96, 0, 0), 12).unwrap_or_default(),
+            service_cidr_v6: None,
+            ipv6_primary: false,
             node_ports: 30000..=32767,
         }
     }
 }
 
+impl AllocConfig {
+    /// The families the cluster has service ranges for, its default first.
+    pub(crate) fn served(&self) -> Vec<Family> {
+        match (self.service_cidr_v6.is_some(), self.ipv6_primary) {
+            (true, true) => vec![Family::V6, Family::V4],
+            (true, false) => vec![Family::V4, Family::V6],
+            (false, _) => vec![Family::V4],
+        }
+    }
+}
+
+/// Most IPv6 ClusterIPs one range is searched for (its first 2^32 hosts).
+const MAX_V6_HOSTS: u128 = 1 << 32;
+
 /// Allocation work for one write transaction.
 pub(crate) struct Allocator<'a, 'txn> {
     pub(crate) config: &'a AllocConfig,
     pub(crate) ips: Table<'txn, u32, &'static str>,
+    pub(crate) ips6: Table<'txn, u128, &'static str>,
     pub(crate) ports: Table<'txn, u16, &'static str>,
     pub(crate) ip_cursor: u64,
+    pub(crate) ip6_cursor: u64,
     pub(crate) port_cursor: u64,
 }
 
@@ -48,36 +72,125 @@ fn owner(svc: &Service) -> String {
 }
 
 impl Allocator<'_, '_> {
-    fn take_ip(&mut self, ip: Ipv4Addr, who: &str, label: &str) -> Result<()> {
-        let key = u32::from(ip);
-        if let Some(holder) = self.ips.get(key)? {
-            if holder.value() != who {
+    /// Who holds `ip`, if anyone.
+    fn holder(&self, ip: IpAddr) -> Result<Option<String>> {
+        Ok(match ip {
+            IpAddr::V4(v4) => self.ips.get(u32::from(v4))?.map(|h| h.value().to_string()),
+            IpAddr::V6(v6) => self
+                .ips6
+                .get(u128::from(v6))?
+                .map(|h| h.value().to_string()),
+        })
+    }
+
+    fn hold(&mut self, ip: IpAddr, who: &str) -> Result<()> {
+        match ip {
+            IpAddr::V4(v4) => self.ips.insert(u32::from(v4), who)?,
+            IpAddr::V6(v6) => self.ips6.insert(u128::from(v6), who)?,
+        };
+        Ok(())
+    }
+
+    fn release_ip(&mut self, ip: IpAddr) -> Result<()> {
+        match ip {
+            IpAddr::V4(v4) => self.ips.remove(u32::from(v4))?,
+            IpAddr::V6(v6) => self.ips6.remove(u128::from(v6))?,
+        };
+        Ok(())
+    }
+
+    /// Takes a requested `ip` after checking it is in its family's service range.
+    fn take_ip(&mut self, ip: IpAddr, who: &str, label: &str) -> Result<()> {
+        let in_range = match ip {
+            IpAddr::V4(v4) => Some(self.config.service_cidr.contains(&v4)),
+            IpAddr::V6(v6) => self.config.service_cidr_v6.map(|net| net.contains(&v6)),
+        };
+        match in_range {
+            Some(true) => {}
+            Some(false) => {
+                let range = match ip {
+                    IpAddr::V4(_) => self.config.service_cidr.to_string(),
+                    IpAddr::V6(_) => self
+                        .config
+                        .service_cidr_v6
+                        .map(|n| n.to_string())
+                        .unwrap_or_default(),
+                };
+                return Err(Error::invalid(
+                    label,
+                    "spec.clusterIPs",
+                    format!("{ip} is not in the service range {range}"),
+                ));
+            }
+            None => {
+                return Err(Error::invalid(
+                    label,
+                    "spec.clusterIPs",
+                    format!("{ip}: the cluster has no IPv6 service range (--service-cidr)"),
+                ))
+            }
+        }
+        if let Some(holder) = self.holder(ip)? {
+            if holder != who {
                 return Err(Error::Conflict(format!(
-                    "{label}: spec.clusterIP: {ip} is already allocated to service {}",
-                    holder.value()
+                    "{label}: spec.clusterIP: {ip} is already allocated to service {holder}"
                 )));
             }
             return Ok(());
         }
-        self.ips.insert(key, who)?;
-        Ok(())
+        self.hold(ip, who)
     }
 
-    fn next_ip(&mut self, who: &str) -> Result<Ipv4Addr> {
-        let net = self.config.service_cidr;
-        let base = u32::from(net.network());
-        // Hosts exclude the network and broadcast addresses.
-        let size = (1u64 << (32 - net.prefix_len())).saturating_sub(2).max(1);
+    /// The next free address of `family`'s range, searching on from its cursor.
+    fn next_ip(&mut self, family: Family, who: &str) -> Result<IpAddr> {
+        let (base, size, range): (u128, u128, String) = match family {
+            Family::V4 => {
+                let net = self.config.service_cidr;
+                // Hosts exclude the network and broadcast addresses.
+                let size = (1u128 << (32 - net.prefix_len())).saturating_sub(2).max(1);
+                (u128::from(u32::from(net.network())), size, net.to_string())
+            }
+            Family::V6 => {
+                let net = self.config.service_cidr_v6.ok_or_else(|| {
+                    Error::Exhausted("the cluster has no IPv6 service range".into())
+                })?;
+                let bits = 128 - u32::from(net.prefix_len());
+                let hosts = if bits >= 127 {
+                    MAX_V6_HOSTS
+                } else {
+                    (1u128 << bits).saturating_sub(1)
+                };
+                (
+                    u128::from(net.network()),
+                    hosts.clamp(1, MAX_V6_HOSTS),
+                    net.to_string(),
+                )
+            }
+        };
+        let cursor = match family {
+            Family::V4 => self.ip_cursor,
+            Family::V6 => self.ip6_cursor,
+        };
         for i in 0..size {
-            let offset = (self.ip_cursor + i) % size;
-            let candidate = base.wrapping_add(1).wrapping_add(offset as u32);
-            if self.ips.get(candidate)?.is_none() {
-                self.ips.insert(candidate, who)?;
-                self.ip_cursor = (offset + 1) % size;
-                return Ok(Ipv4Addr::from(candidate));
+            let offset = (u128::from(cursor) + i) % size;
+            let candidate = base + 1 + offset;
+            let ip = match family {
+                Family::V4 => IpAddr::V4(Ipv4Addr::from(u32::try_from(candidate).unwrap_or(0))),
+                Family::V6 => IpAddr::V6(Ipv6Addr::from(candidate)),
+            };
+            if self.holder(ip)?.is_none() {
+                self.hold(ip, who)?;
+                let next = u64::try_from((offset + 1) % size).unwrap_or(0);
+                match family {
+                    Family::V4 => self.ip_cursor = next,
+                    Family::V6 => self.ip6_cursor = next,
+                }
+                return Ok(ip);
             }
         }
-        Err(Error::Exhausted(format!("no free ClusterIP left in {net}")))
+        Err(Error::Exhausted(format!(
+            "no free ClusterIP left in {range}"
+        )))
     }
 
     fn take_port(&mut self, port: u16, who: &str, path: &str, label: &str) -> Result<()> {
@@ -125,60 +238,58 @@ impl Allocator<'_, '_> {
         )))
     }
 
-    /// Fills `svc`'s clusterIP and node ports, keeping what `old` held, and releases what it no longer needs.
+    /// Fills `svc`'s ClusterIPs (one per family) and node ports, keeping what `old` held, and
+    /// releases what it no longer needs.
     pub(crate) fn assign(&mut self, svc: &mut Service, old: Option<&Service>) -> Result<()> {
         let who = owner(svc);
         let label = format!("Service {who}");
-        let old_ip = old
-            .map(|o| o.spec.cluster_ip.as_str())
-            .filter(|ip| !ip.is_empty() && *ip != "None");
-        let wants_ip = svc.service_type() != "ExternalName" && !svc.is_headless();
+        let old_ips = old
+            .map(|o| families::current_ips(&o.spec))
+            .unwrap_or_default();
+        let mut held = Vec::new();
         if svc.service_type() == "ExternalName" {
-            svc.spec.cluster_ip.clear();
-        }
-        match (wants_ip, svc.spec.cluster_ip.as_str(), old_ip) {
-            (true, "", Some(old)) => svc.spec.cluster_ip = old.to_string(),
-            (true, "", None) => svc.spec.cluster_ip = self.next_ip(&who)?.to_string(),
-            (true, ip, Some(old)) if ip != old => {
-                return Err(Error::invalid(
-                    label,
-                    "spec.clusterIP",
-                    format!("field is immutable: {old} cannot change to {ip}"),
-                ))
-            }
-            (true, ip, _) => {
-                let addr: Ipv4Addr = ip.parse().map_err(|_| {
-                    Error::invalid(
-                        &label,
-                        "spec.clusterIP",
-                        format!("{ip} is not an IPv4 address"),
-                    )
-                })?;
-                if !self.config.service_cidr.contains(&addr) {
+            let spec = &mut svc.spec;
+            spec.cluster_ip.clear();
+            spec.cluster_ips.clear();
+            spec.ip_families.clear();
+            spec.ip_family_policy = None;
+        } else {
+            let served = self.config.served();
+            let (fams, wanted) = families::plan(&svc.spec, old.map(|o| &o.spec), &served)
+                .map_err(|(path, message)| Error::invalid(&label, path, message))?;
+            if svc.is_headless() {
+                if let Some(old) = old_ips.first() {
                     return Err(Error::invalid(
                         label,
                         "spec.clusterIP",
-                        format!(
-                            "{ip} is not in the service range {}",
-                            self.config.service_cidr
-                        ),
+                        format!("field is immutable: {old} cannot change to None"),
                     ));
                 }
-                self.take_ip(addr, &who, &label)?;
+            } else {
+                for (family, want) in fams.iter().zip(wanted) {
+                    let ip = match want {
+                        Some(ip) => {
+                            self.take_ip(ip, &who, &label)?;
+                            ip
+                        }
+                        None => self.next_ip(*family, &who)?,
+                    };
+                    held.push(ip);
+                }
             }
-            (false, _, Some(old)) if svc.is_headless() => {
-                return Err(Error::invalid(
-                    label,
-                    "spec.clusterIP",
-                    format!("field is immutable: {old} cannot change to None"),
-                ))
-            }
-            (false, _, _) => {}
+            let spec = &mut svc.spec;
+            spec.cluster_ips = if held.is_empty() {
+                vec!["None".to_string()]
+            } else {
+                held.iter().map(ToString::to_string).collect()
+            };
+            spec.cluster_ip.clone_from(&spec.cluster_ips[0]);
+            spec.ip_families = fams.iter().map(|f| f.name().to_string()).collect();
+            spec.ip_family_policy
+                .get_or_insert_with(|| "SingleStack".to_string());
         }
-        if let Some(old) = old_ip.filter(|ip| *ip != svc.spec.cluster_ip) {
-            if let Ok(addr) = old.parse::<Ipv4Addr>() {
-                self.ips.remove(u32::from(addr))?;
-            }
+        for ip in old_ips.into_iter().filter(|ip| !held.contains(ip)) {
+            self.release_ip(ip)?;
         }
         self.assign_node_ports(svc, old, &who, &label)
     }
@@ -241,8 +352,8 @@ impl Allocator<'_, '_> {
 
     /// Releases everything `svc` holds.
     pub(crate) fn release(&mut self, svc: &Service) -> Result<()> {
-        if let Ok(addr) = svc.spec.cluster_ip.parse::<Ipv4Addr>() {
-            self.ips.remove(u32::from(addr))?;
+        for ip in families::current_ips(&svc.spec) {
+            self.release_ip(ip)?;
         }
         for p in &svc.spec.ports {
             if let Some(np) = p.node_port.and_then(|n| u16::try_from(n).ok()) {

@@ -5,6 +5,7 @@
 //! own revision; events are kept in the file (bounded history) so watchers can resume.
 
 mod alloc;
+mod families;
 mod namespaces;
 mod watch;
 
@@ -24,7 +25,7 @@ pub use watch::Watch;
 use crate::error::{Error, Result};
 use crate::model::validate::Report;
 use crate::model::{Kind, Object, SelectorQuery};
-use alloc::{Allocator, IPS, NODE_PORTS};
+use alloc::{Allocator, IPS, IPS6, NODE_PORTS};
 
 const OBJECTS: TableDefinition<&str, &[u8]> = TableDefinition::new("objects");
 const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
@@ -34,6 +35,7 @@ const REVISION: &str = "revision";
 const OLDEST_EVENT: &str = "oldest_event";
 const IP_CURSOR: &str = "ip_cursor";
 const PORT_CURSOR: &str = "node_port_cursor";
+const IP6_CURSOR: &str = "ip6_cursor";
 /// The store's identity (a UUID, as two halves), made when the file is created.
 const ID_HIGH: &str = "store_id_high";
 const ID_LOW: &str = "store_id_low";
@@ -208,6 +210,7 @@ impl Store {
             txn.open_table(OBJECTS)?;
             txn.open_table(EVENTS)?;
             txn.open_table(IPS)?;
+            txn.open_table(IPS6)?;
             txn.open_table(NODE_PORTS)?;
             let mut meta = txn.open_table(META)?;
             revision = meta.get(REVISION)?.map(|v| v.value()).unwrap_or(0);
@@ -313,8 +316,10 @@ impl Store {
             let mut alloc = Allocator {
                 config: &self.config.alloc,
                 ips: txn.open_table(IPS)?,
+                ips6: txn.open_table(IPS6)?,
                 ports: txn.open_table(NODE_PORTS)?,
                 ip_cursor: meta.get(IP_CURSOR)?.map(|v| v.value()).unwrap_or(0),
+                ip6_cursor: meta.get(IP6_CURSOR)?.map(|v| v.value()).unwrap_or(0),
                 port_cursor: meta.get(PORT_CURSOR)?.map(|v| v.value()).unwrap_or(0),
             };
             // Deletes a namespace's deletion adds run next and report no result of their own.
@@ -435,6 +440,7 @@ impl Store {
             }
             meta.insert(REVISION, revision)?;
             meta.insert(IP_CURSOR, alloc.ip_cursor)?;
+            meta.insert(IP6_CURSOR, alloc.ip6_cursor)?;
             meta.insert(PORT_CURSOR, alloc.port_cursor)?;
             self.trim_events(&mut event_log, &mut meta, revision)?;
         }

@@ -165,6 +165,7 @@ fn small_range_exhausts_and_reuses_after_release() {
         alloc: AllocConfig {
             service_cidr: "10.0.0.0/30".parse().unwrap(),
             node_ports: 30000..=30001,
+            ..AllocConfig::default()
         },
         ..StoreConfig::default()
     };
@@ -381,4 +382,63 @@ fn namespaces_hold_their_objects() {
         .delete(Kind::Namespace, "", "default", None)
         .unwrap_err();
     assert!(err.to_string().contains("may not be deleted"), "{err}");
+}
+
+#[test]
+fn dual_stack_services_get_one_address_per_family() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = StoreConfig {
+        alloc: AllocConfig {
+            service_cidr_v6: Some("fd00:10:96::/112".parse().unwrap()),
+            ..AllocConfig::default()
+        },
+        ..StoreConfig::default()
+    };
+    let store = Store::open(&dir.path().join("s.redb"), config).unwrap();
+    let spec = |o: &Object| match o {
+        Object::Service(s) => s.spec.clone(),
+        _ => panic!("not a service"),
+    };
+    let put = |extra: &str| {
+        store
+            .apply(vec![svc("web", extra)])
+            .map(|w| spec(w[0].object.as_ref().unwrap()))
+    };
+    // Single-stack by default, IPv4 first: the defaults Kubernetes writes back.
+    let single = put("").unwrap();
+    assert_eq!(single.cluster_ips, ["10.96.0.1"]);
+    assert_eq!(single.ip_families, ["IPv4"]);
+    assert_eq!(single.ip_family_policy.as_deref(), Some("SingleStack"));
+    // Upgraded to PreferDualStack: the IPv4 address stays, an IPv6 one is added.
+    let dual = put("  ipFamilyPolicy: PreferDualStack\n").unwrap();
+    assert_eq!(dual.cluster_ips, ["10.96.0.1", "fd00:10:96::1"]);
+    assert_eq!(dual.ip_families, ["IPv4", "IPv6"]);
+    // The primary family is immutable; an address outside the range is refused.
+    let err = put("  ipFamilyPolicy: PreferDualStack\n  ipFamilies: [IPv6, IPv4]\n").unwrap_err();
+    assert!(err.to_string().contains("immutable"), "{err}");
+    // Back to single-stack releases the IPv6 address, which another service can then take.
+    put("").unwrap();
+    let v6only = store
+        .apply(vec![svc(
+            "api",
+            "  ipFamilies: [IPv6]\n  clusterIP: fd00:10:96::1\n",
+        )])
+        .unwrap();
+    let api = spec(v6only[0].object.as_ref().unwrap());
+    assert_eq!(api.cluster_ip, "fd00:10:96::1");
+    assert_eq!(api.ip_families, ["IPv6"]);
+    let err = store
+        .apply(vec![svc("out", "  clusterIP: fd00:99::1\n")])
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("not in the service range"),
+        "{err}"
+    );
+    // RequireDualStack on a cluster without IPv6 fails, naming the field.
+    let v4_only = tempfile::tempdir().unwrap();
+    let plain = Store::open(&v4_only.path().join("s.redb"), StoreConfig::default()).unwrap();
+    let err = plain
+        .apply(vec![svc("web", "  ipFamilyPolicy: RequireDualStack\n")])
+        .unwrap_err();
+    assert!(err.to_string().contains("spec.ipFamilies"), "{err}");
 }

@@ -295,11 +295,14 @@ impl Zone {
             return Ok(b.finish());
         }
         if !svc.headless {
-            let Some(ip) = svc.cluster_ip else {
+            if svc.cluster_ips.is_empty() {
                 return Ok(b.finish());
-            };
-            b.add(&base, address_rdata(ip))?;
-            b.add(&reverse_name(ip), RData::PTR(PTR(name(&base)?)))?;
+            }
+            // A dual-stack Service answers A and AAAA, with a PTR for each address.
+            for &ip in &svc.cluster_ips {
+                b.add(&base, address_rdata(ip))?;
+                b.add(&reverse_name(ip), RData::PTR(PTR(name(&base)?)))?;
+            }
             for port in svc.ports.iter().filter(|p| !p.name.is_empty()) {
                 let owner = format!("_{}.{}.{base}", port.name, srv_proto(port.protocol));
                 b.add(

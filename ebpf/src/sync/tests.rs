@@ -174,3 +174,33 @@ fn ipv6_services_get_ipv6_backends_and_an_ipv6_node_port() {
     // Only the VIP's family: the IPv4 endpoint cannot serve an IPv6 VIP.
     assert_eq!(e[1].backends, vec![(sa("[fd00:88::1]:8080"), 1000)]);
 }
+
+#[test]
+fn dual_stack_services_get_an_entry_per_family() {
+    let mut v6_slice = slice("web", &[("fd00:88::1", true, false)], 8080);
+    v6_slice["addressType"] = json!("IPv6");
+    v6_slice["metadata"]["name"] = json!("web-v6");
+    let v4_slice = slice("web", &[("10.88.0.9", true, false)], 8080);
+    let snap = snapshot(&[
+        service(
+            "web",
+            "10.96.0.7",
+            json!({"clusterIPs": ["10.96.0.7", "fd00:96::7"], "ipFamilies": ["IPv4", "IPv6"],
+                   "ipFamilyPolicy": "PreferDualStack", "ports": [{"name": "p", "port": 80}]}),
+        ),
+        v6_slice,
+        v4_slice,
+    ]);
+    let e = entries_of(&snap, "web", None);
+    let got: Vec<(SocketAddr, Vec<(SocketAddr, u32)>)> = e
+        .iter()
+        .map(|e| (e.addr.addr, e.backends.clone()))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (sa("10.96.0.7:80"), vec![(sa("10.88.0.9:8080"), 1000)]),
+            (sa("[fd00:96::7]:80"), vec![(sa("[fd00:88::1]:8080"), 1000)]),
+        ]
+    );
+}

@@ -13,6 +13,7 @@ pub(crate) fn service(
     ServiceView {
         key: ServiceKey::new("default", name),
         cluster_ip: Some("10.96.0.10".parse().unwrap()),
+        cluster_ips: vec!["10.96.0.10".parse().unwrap()],
         headless: false,
         service_type: "ClusterIP".into(),
         external_name: None,
