@@ -131,6 +131,8 @@ fn main() -> Result<()> {
             }))
         }
         Scenario::Runtime { rounds, pods } => {
+            // Its daemon probes pod addresses: only from a network namespace of its own.
+            harness::private_netns()?;
             scenarios::runtime::run_all(scenarios::runtime::Params { rounds, pods })
         }
         Scenario::Proxy {

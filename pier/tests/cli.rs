@@ -304,6 +304,11 @@ fn other_users_are_refused() {
 
 #[test]
 fn up_runs_the_quickstart() {
+    if is_root() {
+        // As root its pods run, and the proxy dials their addresses: from a network namespace
+        // of the test's own (with the pods' bridge), never the host's.
+        private_netns();
+    }
     let tmp = tempfile::tempdir().unwrap();
     let mut child = Command::new(PIER)
         .args([

@@ -60,8 +60,10 @@ fn ip_batch(netns: Option<&str>, commands: &str) -> Result<()> {
     }
 }
 
+/// Whether the interface `name` exists in this process's network namespace (asked of the
+/// kernel: sysfs shows the namespace it was mounted in, which need not be ours).
 fn link_exists(name: &str) -> bool {
-    std::path::Path::new("/sys/class/net").join(name).exists()
+    nix::net::if_::if_nametoindex(name).is_ok()
 }
 
 /// The node's pod network.
@@ -104,7 +106,7 @@ impl Network {
     pub fn ensure_bridge(&self) -> Result<()> {
         use std::sync::atomic::Ordering;
         let br = &self.config.bridge;
-        // Someone may delete the bridge under a running daemon: the sysfs check is cheap.
+        // Someone may delete the bridge under a running daemon: the check is one ioctl.
         if self.bridge_up.load(Ordering::Acquire) && link_exists(br) {
             return Ok(());
         }
