@@ -103,6 +103,17 @@ pub fn desired(
     (entries, uses)
 }
 
+/// An entry sending `addr` to the proxy's listener for `vip`:`port`, when the proxy is not on
+/// the VIP itself (loopback mode).
+fn steered(addr: ServiceAddr, steer: Option<&Steer>, vip: IpAddr, port: u16) -> Option<Entry> {
+    let listener = steer.and_then(|s| s(vip, port))?;
+    Some(Entry {
+        addr,
+        backends: vec![(listener, 1)],
+        affinity: 0,
+    })
+}
+
 /// The entries of one of a service's VIPs (and its family's NodePorts).
 fn desired_for_vip(
     svc: &ServiceView,
@@ -126,13 +137,7 @@ fn desired_for_vip(
         };
         if port.mode == PortMode::L7 {
             // L7 ports belong to the proxy: steer to its listener where it is not the VIP.
-            if let Some(l) = steer.and_then(|s| s(vip, port.port)) {
-                entries.push(Entry {
-                    addr,
-                    backends: vec![(l, 1)],
-                    affinity: 0,
-                });
-            }
+            entries.extend(steered(addr, steer, vip, port.port));
             continue;
         }
         let route = svc.l4_routes.iter().find(|r| {
@@ -148,13 +153,7 @@ fn desired_for_vip(
         if backends.iter().any(|b| b.unresolved.is_some()) {
             // Only the proxy can refuse an unresolved backend's share of connections: steer
             // the port to it where it is not on the VIP, and otherwise leave the VIP to it.
-            if let Some(l) = steer.and_then(|s| s(vip, port.port)) {
-                entries.push(Entry {
-                    addr,
-                    backends: vec![(l, 1)],
-                    affinity: 0,
-                });
-            }
+            entries.extend(steered(addr, steer, vip, port.port));
             continue;
         }
         let mut groups = Vec::new();

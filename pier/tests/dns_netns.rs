@@ -5,64 +5,10 @@
 
 mod common;
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::PIER;
-
-/// A network namespace with its own /etc/resolv.conf (`ip netns exec` mounts
-/// /etc/netns/NAME/resolv.conf over it), deleted with every process started in it on drop.
-struct Netns {
-    name: String,
-    etc: PathBuf,
-    children: Vec<Child>,
-}
-
-impl Netns {
-    fn create(resolv_conf: &str) -> Netns {
-        let name = format!("pier-dns-{}", std::process::id());
-        let _ = Command::new("ip").args(["netns", "del", &name]).output();
-        assert!(Command::new("ip")
-            .args(["netns", "add", &name])
-            .status()
-            .unwrap()
-            .success());
-        let etc = PathBuf::from("/etc/netns").join(&name);
-        let ns = Netns {
-            name,
-            etc,
-            children: Vec::new(),
-        };
-        std::fs::create_dir_all(&ns.etc).unwrap();
-        std::fs::write(ns.etc.join("resolv.conf"), resolv_conf).unwrap();
-        assert!(ns.run(&["ip", "link", "set", "lo", "up"]).status.success());
-        ns
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let mut c = Command::new("ip");
-        c.args(["netns", "exec", &self.name]).args(args);
-        c
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.command(args).output().unwrap()
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        for c in &mut self.children {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .output();
-        let _ = std::fs::remove_dir_all(&self.etc);
-    }
-}
+use common::{Netns, PIER};
 
 fn privileged() -> bool {
     let why = if !common::is_root() {
@@ -162,7 +108,8 @@ fn getent_and_dig_resolve_services_through_the_search_path() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
-    let mut ns = Netns::create(
+    let mut ns = Netns::with_resolv_conf(
+        "pier-dns",
         "nameserver 127.0.0.1\nsearch default.svc.cluster.local svc.cluster.local cluster.local\noptions ndots:5 attempts:1 timeout:2\n",
     );
     start_unbound(&mut ns, tmp.path());

@@ -4,56 +4,10 @@
 
 mod common;
 
-use std::process::{Child, Command, Output};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::PIER;
-
-/// A network namespace, deleted (with every process the test started in it) on drop.
-struct Netns {
-    name: String,
-    children: Vec<Child>,
-}
-
-impl Netns {
-    fn create() -> Netns {
-        let name = format!("pier-test-{}", std::process::id());
-        let _ = Command::new("ip").args(["netns", "del", &name]).output();
-        let ok = Command::new("ip")
-            .args(["netns", "add", &name])
-            .status()
-            .unwrap();
-        assert!(ok.success(), "ip netns add");
-        let ns = Netns {
-            name,
-            children: Vec::new(),
-        };
-        assert!(ns.run(&["ip", "link", "set", "lo", "up"]).status.success());
-        ns
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let mut c = Command::new("ip");
-        c.args(["netns", "exec", &self.name]).args(args);
-        c
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.command(args).output().unwrap()
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        for c in &mut self.children {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .output();
-    }
-}
+use common::{Netns, PIER};
 
 fn privileged() -> bool {
     let why = if !common::is_root() {
@@ -73,7 +27,7 @@ fn real_cluster_ips_on_the_vip_interface() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
-    let mut ns = Netns::create();
+    let mut ns = Netns::create("pier-test");
 
     let (echo, addrs) =
         common::spawn_echo(ns.command(&[PIER, "echo", "--name", "v1", "--http", "127.0.0.1:0"]));

@@ -60,14 +60,7 @@ pub(crate) fn plan(
     old: Option<&ServiceSpec>,
     served: &[Family],
 ) -> Result<(Vec<Family>, Vec<Option<IpAddr>>), FieldProblem> {
-    let requested: Vec<IpAddr> = if spec.cluster_ips.is_empty() {
-        spec.cluster_ip.parse().into_iter().collect()
-    } else {
-        spec.cluster_ips
-            .iter()
-            .filter_map(|ip| ip.parse().ok())
-            .collect()
-    };
+    let requested = current_ips(spec);
     let old_ips: Vec<IpAddr> = old.map(current_ips).unwrap_or_default();
     let policy = spec.ip_family_policy.as_deref().unwrap_or("SingleStack");
     let mut families: Vec<Family> = if !spec.ip_families.is_empty() {
@@ -156,7 +149,7 @@ pub(crate) fn plan(
     Ok((families, wanted))
 }
 
-/// The virtual IPs a stored spec holds, primary first.
+/// The virtual IPs a spec names (`clusterIPs`, else `clusterIP`), primary first.
 pub(crate) fn current_ips(spec: &ServiceSpec) -> Vec<IpAddr> {
     if spec.cluster_ips.is_empty() {
         spec.cluster_ip.parse().into_iter().collect()

@@ -57,6 +57,77 @@ pub fn private_netns() {
     assert!(up.success(), "ip link set lo up");
 }
 
+/// A named network namespace with `lo` up, deleted (with every process the test started in
+/// it, in `children`) on drop. `ip netns exec` mounts /etc/netns/NAME/resolv.conf over
+/// /etc/resolv.conf, so a namespace can have a resolver configuration of its own.
+pub struct Netns {
+    pub name: String,
+    pub children: Vec<Child>,
+    etc: Option<PathBuf>,
+}
+
+impl Netns {
+    /// A namespace named `prefix-<pid>`.
+    pub fn create(prefix: &str) -> Netns {
+        Self::create_with(prefix, None)
+    }
+
+    /// A namespace whose processes read `resolv_conf` as /etc/resolv.conf.
+    pub fn with_resolv_conf(prefix: &str, resolv_conf: &str) -> Netns {
+        Self::create_with(prefix, Some(resolv_conf))
+    }
+
+    fn create_with(prefix: &str, resolv_conf: Option<&str>) -> Netns {
+        let name = format!("{prefix}-{}", std::process::id());
+        let _ = Command::new("ip").args(["netns", "del", &name]).output();
+        let ok = Command::new("ip")
+            .args(["netns", "add", &name])
+            .status()
+            .unwrap();
+        assert!(ok.success(), "ip netns add {name}");
+        let etc = resolv_conf.map(|text| {
+            let etc = PathBuf::from("/etc/netns").join(&name);
+            std::fs::create_dir_all(&etc).unwrap();
+            std::fs::write(etc.join("resolv.conf"), text).unwrap();
+            etc
+        });
+        let ns = Netns {
+            name,
+            children: Vec::new(),
+            etc,
+        };
+        assert!(ns.run(&["ip", "link", "set", "lo", "up"]).status.success());
+        ns
+    }
+
+    /// `args` as a command run in the namespace.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.name]).args(args);
+        c
+    }
+
+    /// Runs `args` in the namespace to completion.
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().unwrap()
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .output();
+        if let Some(etc) = &self.etc {
+            let _ = std::fs::remove_dir_all(etc);
+        }
+    }
+}
+
 /// Skips a test that cannot run here, saying why, unless PIER_REQUIRE_PRIVILEGED makes that
 /// a failure.
 pub fn skip(why: &str) {
