@@ -399,3 +399,70 @@ fn daemon_socket_lb_serves_cluster_ips_and_survives_kill_9() {
         "no translation after detach"
     );
 }
+
+#[test]
+fn pier_up_takes_its_socket_lb_down_on_exit() {
+    let Some(root) = privileged() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let mut cleanup = Cleanup::new(&root, tmp.path(), "pier-up");
+    let manifest = tmp.path().join("svc.yaml");
+    std::fs::write(&manifest, web_yaml("10.253.7.7", 9)).unwrap();
+    let mut up = Command::new(PIER)
+        .arg("up")
+        .arg("-f")
+        .arg(&manifest)
+        .args([
+            "--no-dns",
+            "--no-proxy",
+            "--no-runtime",
+            "--admin",
+            "127.0.0.1:0",
+        ])
+        .args(["--service-cidr", "10.253.0.0/16"])
+        .arg("--ebpf-cgroup")
+        .arg(&cleanup.cgroup)
+        .arg("--ebpf-pin-dir")
+        .arg(&cleanup.pin)
+        .arg("--state-dir")
+        .arg(tmp.path().join("state"))
+        .arg("--socket")
+        .arg(tmp.path().join("pier.sock"))
+        .env("PIER_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(log_file(tmp.path()))
+        .spawn()
+        .unwrap();
+    let stdout = up.stdout.take().unwrap();
+    cleanup.children.push(up);
+    let mut reader = std::io::BufReader::new(stdout);
+    let mut out = String::new();
+    let mut line = String::new();
+    while !out.contains("Press Ctrl-C") {
+        line.clear();
+        if std::io::BufRead::read_line(&mut reader, &mut line).unwrap() == 0 {
+            break;
+        }
+        out.push_str(&line);
+    }
+    assert!(
+        pier_ebpf::pinned_owner(&cleanup.pin).is_some(),
+        "attached while up: {out}\n{}",
+        log_of(tmp.path())
+    );
+    // Still in `cleanup.children`, so a failure below leaves no `pier up` running.
+    let up = cleanup.children.last_mut().unwrap();
+    assert!(Command::new("kill")
+        .args(["-TERM", &up.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
+    let status = up.wait().unwrap();
+    std::io::Read::read_to_string(&mut reader, &mut out).unwrap();
+    assert!(status.success(), "{out}");
+    assert!(out.contains("Removed the eBPF socket-LB"), "{out}");
+    assert_eq!(
+        pier_ebpf::pinned_owner(&cleanup.pin),
+        None,
+        "nothing left to translate the ClusterIPs a later run may reuse"
+    );
+}
