@@ -5,6 +5,7 @@ mod cli;
 mod config;
 mod daemon;
 mod echo;
+mod socket_lb;
 mod up;
 
 use std::net::SocketAddr;
