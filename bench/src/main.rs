@@ -122,7 +122,9 @@ fn main() -> Result<()> {
             connections,
             rounds,
         } => {
-            // It dials ClusterIPs: only from a network namespace of its own.
+            // It dials ClusterIPs: only from a network namespace of its own, entered once its
+            // tools are installed.
+            scenarios::socketlb::install()?;
             harness::private_netns()?;
             runtime.block_on(scenarios::socketlb::run(scenarios::socketlb::Params {
                 seconds,
@@ -131,8 +133,6 @@ fn main() -> Result<()> {
             }))
         }
         Scenario::Runtime { rounds, pods } => {
-            // Its daemon probes pod addresses: only from a network namespace of its own.
-            harness::private_netns()?;
             scenarios::runtime::run_all(scenarios::runtime::Params { rounds, pods })
         }
         Scenario::Proxy {

@@ -178,8 +178,9 @@ impl Drop for Sandbox {
     }
 }
 
-/// Runs the scenario and prints the table.
-pub async fn run(p: Params) -> Result<()> {
+/// Installs the peers and load generators the scenario runs (before it leaves the host's
+/// network namespace, where the package mirror is).
+pub fn install() -> Result<()> {
     for (cmd, pkg) in [
         ("wrk", "wrk"),
         ("nginx", "nginx-light"),
@@ -188,6 +189,12 @@ pub async fn run(p: Params) -> Result<()> {
     ] {
         harness::ensure_command(cmd, pkg)?;
     }
+    Ok(())
+}
+
+/// Runs the scenario and prints the table; call [`install`] first, then enter a private
+/// network namespace (it dials ClusterIPs).
+pub async fn run(p: Params) -> Result<()> {
     let root = pier_ebpf::cgroup2_root().context("no cgroup2 mount")?;
     let mounted_bpffs = pier_ebpf::ensure_bpffs(Path::new(pier_ebpf::BPFFS))?;
     let id = std::process::id();

@@ -165,6 +165,9 @@ pub fn run_all(p: Params) -> Result<()> {
         lifecycle(&p)?;
     }
     if p.pods > 0 {
+        // Its daemon probes pod addresses: only from a network namespace of its own (entered
+        // before any thread starts; the lifecycle part above needs no network).
+        crate::harness::private_netns()?;
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?
