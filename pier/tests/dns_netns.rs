@@ -8,7 +8,7 @@ mod common;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{Netns, PIER};
+use common::Netns;
 
 fn privileged() -> bool {
     let why = if !common::is_root() {
@@ -113,36 +113,18 @@ fn getent_and_dig_resolve_services_through_the_search_path() {
         "nameserver 127.0.0.1\nsearch default.svc.cluster.local svc.cluster.local cluster.local\noptions ndots:5 attempts:1 timeout:2\n",
     );
     start_unbound(&mut ns, tmp.path());
-    let socket = tmp.path().join("pier.sock");
-    let daemon = ns
-        .command(&[
-            PIER,
-            "daemon",
+    let upstream = format!("127.0.0.1:{UPSTREAM_PORT}");
+    let socket = ns.start_daemon(
+        tmp.path(),
+        &[
             "--dns-listen",
             "127.0.0.1:53",
             "--dns-upstream",
-            &format!("127.0.0.1:{UPSTREAM_PORT}"),
-            "--admin",
-            "127.0.0.1:0",
+            &upstream,
             "--no-proxy",
             "--no-runtime",
-            "--no-ebpf",
-            "--ebpf-pin-dir",
-            tmp.path().join("ebpf-pins").to_str().unwrap(),
-        ])
-        .arg("--state-dir")
-        .arg(tmp.path().join("state"))
-        .arg("--socket")
-        .arg(&socket)
-        .env("PIER_LOG", "warn")
-        .spawn()
-        .unwrap();
-    ns.children.push(daemon);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !socket.exists() {
-        assert!(Instant::now() < deadline, "daemon did not come up");
-        std::thread::sleep(Duration::from_millis(25));
-    }
+        ],
+    );
     common::apply_yaml(&socket, MANIFEST);
     let deadline = Instant::now() + Duration::from_secs(10);
     while getent(&ns, "hosts", "web") != ["10.96.0.10"] {

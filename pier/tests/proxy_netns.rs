@@ -34,34 +34,7 @@ fn real_cluster_ips_on_the_vip_interface() {
     let echo_port = addrs["http"].port();
     ns.children.push(echo);
 
-    let socket = tmp.path().join("pier.sock");
-    let daemon = ns
-        .command(&[
-            PIER,
-            "daemon",
-            "--proxy-vips",
-            "interface",
-            "--admin",
-            "127.0.0.1:0",
-            "--no-dns",
-            // Network namespaces do not isolate cgroups: keep the socket-LB off the host.
-            "--no-ebpf",
-            "--ebpf-pin-dir",
-            tmp.path().join("ebpf-pins").to_str().unwrap(),
-        ])
-        .arg("--state-dir")
-        .arg(tmp.path().join("state"))
-        .arg("--socket")
-        .arg(&socket)
-        .env("PIER_LOG", "warn")
-        .spawn()
-        .unwrap();
-    ns.children.push(daemon);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !socket.exists() {
-        assert!(Instant::now() < deadline, "daemon did not come up");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let socket = ns.start_daemon(tmp.path(), &["--proxy-vips", "interface", "--no-dns"]);
 
     let yaml = format!(
         "apiVersion: v1\nkind: Service\nmetadata: {{name: web}}\nspec:\n  ports: [{{name: http, port: 80, appProtocol: http}}]\n---\n\
@@ -74,6 +47,7 @@ fn real_cluster_ips_on_the_vip_interface() {
     let vip = svc["spec"]["clusterIP"].as_str().unwrap().to_string();
 
     let mut body = String::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
     while Instant::now() < deadline {
         let out = ns.run(&["curl", "-s", "-m", "2", &format!("http://{vip}/")]);
         body = String::from_utf8_lossy(&out.stdout).to_string();

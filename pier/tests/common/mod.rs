@@ -111,6 +111,32 @@ impl Netns {
     pub fn run(&self, args: &[&str]) -> Output {
         self.command(args).output().unwrap()
     }
+
+    /// Starts `pier daemon` with `flags` in the namespace, its state under `dir` (and
+    /// `--no-ebpf` with a private pin directory: cgroups are not isolated by a network
+    /// namespace); returns its control socket once it is there.
+    pub fn start_daemon(&mut self, dir: &Path, flags: &[&str]) -> PathBuf {
+        let socket = dir.join("pier.sock");
+        let child = self
+            .command(&[PIER, "daemon", "--admin", "127.0.0.1:0", "--no-ebpf"])
+            .arg("--ebpf-pin-dir")
+            .arg(dir.join("ebpf-pins"))
+            .arg("--state-dir")
+            .arg(dir.join("state"))
+            .arg("--socket")
+            .arg(&socket)
+            .args(flags)
+            .env("PIER_LOG", "warn")
+            .spawn()
+            .unwrap();
+        self.children.push(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !socket.exists() {
+            assert!(Instant::now() < deadline, "daemon did not come up");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        socket
+    }
 }
 
 impl Drop for Netns {
