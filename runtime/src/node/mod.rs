@@ -17,6 +17,7 @@ use std::time::Duration;
 use pier_controlplane::model::{Kind, Object, Pod};
 use pier_controlplane::store::Store;
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
 use crate::container::{ContainerConfig, Engine};
 use crate::error::{Error, Result};
@@ -222,17 +223,25 @@ impl Node {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let mut work = pod::PodWork::from_container(pod, config);
         work.created = Some(tx);
-        self.spawn_worker(key, work);
-        match rx.await {
+        let worker = self.spawn_worker(key, work);
+        let result = match rx.await {
             Ok(result) => result,
             Err(_) => Err(Error::Runtime(
                 "pod worker ended before the container started".into(),
             )),
+        };
+        if result.is_err() {
+            // The worker gives up and cleans after itself: the name is free again only when it
+            // has, so a `pier run` retried at once with the same name does not conflict.
+            if let Err(e) = worker.await {
+                tracing::warn!(error = %e, "pod worker of a failed `run` did not finish cleanly");
+            }
         }
+        result
     }
 
-    /// Starts a pod's worker.
-    fn spawn_worker(self: &Arc<Self>, key: PodKey, work: pod::PodWork) {
+    /// Starts a pod's worker; the handle ends once the pod is gone from this node.
+    fn spawn_worker(self: &Arc<Self>, key: PodKey, work: pod::PodWork) -> JoinHandle<()> {
         let (tx, rx) = watch::channel(false);
         let labels = work.pod.metadata.labels.clone();
         lock(&self.pods).insert(
@@ -246,7 +255,7 @@ impl Node {
         tokio::spawn(async move {
             pod::worker(Arc::clone(&node), work, rx).await;
             lock(&node.pods).remove(&key);
-        });
+        })
     }
 
     /// Drains and stops a pod, then deletes it from the store.
