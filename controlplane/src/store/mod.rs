@@ -5,8 +5,10 @@
 //! own revision; events are kept in the file (bounded history) so watchers can resume.
 
 mod alloc;
+mod event;
 mod families;
 mod namespaces;
+mod prepare;
 mod watch;
 
 use std::collections::BTreeMap;
@@ -23,9 +25,11 @@ pub use alloc::AllocConfig;
 pub use watch::Watch;
 
 use crate::error::{Error, Result};
-use crate::model::validate::Report;
 use crate::model::{Kind, Object, SelectorQuery};
 use alloc::{Allocator, IPS, IPS6, NODE_PORTS};
+use event::StoredEvent;
+pub use event::{Event, EventType};
+use prepare::prepare_put;
 
 const OBJECTS: TableDefinition<&str, &[u8]> = TableDefinition::new("objects");
 const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
@@ -58,59 +62,6 @@ impl Default for StoreConfig {
             event_history: 100_000,
             cache_bytes: 32 << 20,
         }
-    }
-}
-
-/// What happened to an object.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "UPPERCASE")]
-pub enum EventType {
-    /// Created.
-    Added,
-    /// Changed.
-    Modified,
-    /// Removed; the event carries the last state.
-    Deleted,
-}
-
-/// One change, in revision order.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Event {
-    /// Revision of this change.
-    pub revision: u64,
-    /// Kind of change.
-    pub event_type: EventType,
-    /// The object after the change (before it, for deletes).
-    pub object: Arc<Object>,
-}
-
-#[derive(Serialize, Deserialize)]
-struct StoredEvent {
-    #[serde(rename = "type")]
-    event_type: EventType,
-    object: serde_json::Value,
-}
-
-impl Event {
-    /// The event as Kubernetes watch JSON (`{"type": "ADDED", "object": {...}}`).
-    pub fn to_json(&self) -> serde_json::Value {
-        serde_json::json!({
-            "type": self.event_type,
-            "revision": self.revision,
-            "object": self.object.to_value(),
-        })
-    }
-
-    fn decode(revision: u64, bytes: &[u8]) -> Result<Event> {
-        let stored: StoredEvent = serde_json::from_slice(bytes)?;
-        let object = Object::from_value(stored.object)
-            .map_err(|e| Error::Store(format!("corrupt event {revision}: {e}")))?
-            .object;
-        Ok(Event {
-            revision,
-            event_type: stored.event_type,
-            object: Arc::new(object),
-        })
     }
 }
 
@@ -564,74 +515,6 @@ fn kind_range(kind: Kind, namespace: Option<&str>) -> (String, String) {
 
 fn decode_object(bytes: &[u8]) -> Result<Object> {
     Object::from_stored(bytes).map_err(|e| Error::Store(format!("corrupt object: {e}")))
-}
-
-/// Validates `object`, fills server-owned metadata and allocations; `None` when nothing changes.
-fn prepare_put(
-    mut object: Object,
-    existing: Option<&Object>,
-    alloc: &mut Allocator<'_, '_>,
-    revision: u64,
-) -> Result<Option<Object>> {
-    let mut report = Report::default();
-    object.validate(&mut report);
-    if !report.errors.is_empty() {
-        return Err(Error::Invalid {
-            object: object.describe(),
-            errors: report.errors,
-        });
-    }
-    let requested_rv = std::mem::take(&mut object.meta_mut().resource_version);
-    if !requested_rv.is_empty() {
-        let current = existing
-            .map(|e| e.meta().resource_version.as_str())
-            .unwrap_or("");
-        if requested_rv != current {
-            return Err(Error::Conflict(format!(
-                "{}: resourceVersion {requested_rv} does not match the stored {}",
-                object.describe(),
-                if current.is_empty() {
-                    "(none: object does not exist)"
-                } else {
-                    current
-                }
-            )));
-        }
-    }
-    if let Object::Service(svc) = &mut object {
-        let old = match existing {
-            Some(Object::Service(s)) => Some(s),
-            _ => None,
-        };
-        alloc.assign(svc, old)?;
-    }
-    let spec_changed = existing.is_none_or(|e| e.spec_value() != object.spec_value());
-    let namespaced = object.kind().namespaced();
-    let meta = object.meta_mut();
-    meta.namespace = if namespaced {
-        meta.namespace().to_string()
-    } else {
-        String::new()
-    };
-    match existing {
-        Some(e) => {
-            let em = e.meta();
-            meta.uid.clone_from(&em.uid);
-            meta.creation_timestamp.clone_from(&em.creation_timestamp);
-            meta.generation = em.generation + u64::from(spec_changed);
-            meta.resource_version.clone_from(&em.resource_version);
-            if *e == object {
-                return Ok(None);
-            }
-        }
-        None => {
-            meta.uid = uuid::Uuid::new_v4().to_string();
-            meta.creation_timestamp = Some(now_rfc3339());
-            meta.generation = 1;
-        }
-    }
-    object.meta_mut().resource_version = revision.to_string();
-    Ok(Some(object))
 }
 
 #[cfg(test)]

@@ -1,0 +1,180 @@
+//! Rules for pods and Deployments: containers, probes, pod specs, selectors.
+
+use std::collections::HashSet;
+
+use crate::model::deployment::Deployment;
+use crate::model::meta::IntOrString;
+use crate::model::pod::{Container, Pod, PodSpec, Probe};
+use crate::model::validate::{dns1123_label, dns1123_subdomain, iana_svc_name, FieldPath, Report};
+
+use super::{label_selector, metadata, target_port};
+
+fn probe(path: &FieldPath, probe: &Probe, r: &mut Report) {
+    let actions = [
+        probe.http_get.is_some(),
+        probe.tcp_socket.is_some(),
+        probe.exec.is_some(),
+        probe.grpc.is_some(),
+    ];
+    if actions.iter().filter(|a| **a).count() != 1 {
+        r.error(
+            path,
+            "exactly one of httpGet, tcpSocket, exec or grpc must be set",
+        );
+    }
+    if let Some(g) = &probe.grpc {
+        r.port(&path.field("grpc").field("port"), g.port);
+    }
+    if let Some(h) = &probe.http_get {
+        target_port(&path.field("httpGet").field("port"), &h.port, r);
+    }
+    if let Some(t) = &probe.tcp_socket {
+        target_port(&path.field("tcpSocket").field("port"), &t.port, r);
+    }
+    for (name, value, min) in [
+        ("initialDelaySeconds", probe.initial_delay_seconds, 0),
+        ("periodSeconds", probe.period_seconds, 1),
+        ("timeoutSeconds", probe.timeout_seconds, 1),
+        ("successThreshold", probe.success_threshold, 1),
+        ("failureThreshold", probe.failure_threshold, 1),
+    ] {
+        if let Some(v) = value.filter(|v| *v < min) {
+            r.error(
+                &path.field(name),
+                format!("invalid value {v}: must be at least {min}"),
+            );
+        }
+    }
+}
+
+fn container(path: &FieldPath, c: &Container, r: &mut Report) {
+    r.check(&path.field("name"), dns1123_label(&c.name));
+    let mut names = HashSet::new();
+    for (i, port) in c.ports.iter().enumerate() {
+        let p = path.field("ports").index(i);
+        r.port(&p.field("containerPort"), port.container_port);
+        r.protocol(&p.field("protocol"), port.protocol.as_deref().unwrap_or(""));
+        if let Some(n) = &port.name {
+            r.check(&p.field("name"), iana_svc_name(n));
+            if !names.insert(n.as_str()) {
+                r.error(&p.field("name"), format!("duplicate port name {n:?}"));
+            }
+        }
+    }
+    for (i, e) in c.env.iter().enumerate() {
+        if e.name.is_empty() || e.name.contains('=') {
+            r.error(
+                &path.field("env").index(i).field("name"),
+                "must be non-empty and not contain '='",
+            );
+        }
+    }
+    if let Some(p) = &c.liveness_probe {
+        probe(&path.field("livenessProbe"), p, r);
+    }
+    if let Some(p) = &c.readiness_probe {
+        probe(&path.field("readinessProbe"), p, r);
+    }
+}
+
+fn pod_spec(path: &FieldPath, spec: &PodSpec, r: &mut Report) {
+    if spec.containers.is_empty() {
+        r.error(
+            &path.field("containers"),
+            "required value: at least one container",
+        );
+    }
+    let mut names = HashSet::new();
+    for (i, c) in spec.containers.iter().enumerate() {
+        let p = path.field("containers").index(i);
+        if !names.insert(c.name.as_str()) {
+            r.error(
+                &p.field("name"),
+                format!("duplicate container name {:?}", c.name),
+            );
+        }
+        container(&p, c, r);
+    }
+    if let Some(h) = &spec.hostname {
+        r.check(&path.field("hostname"), dns1123_label(h));
+    }
+    if let Some(s) = &spec.subdomain {
+        r.check(&path.field("subdomain"), dns1123_label(s));
+    }
+    if let Some(policy) = &spec.restart_policy {
+        r.one_of(
+            &path.field("restartPolicy"),
+            policy,
+            &["Always", "OnFailure", "Never"],
+        );
+    }
+}
+
+pub(crate) fn pod(pod: &Pod, r: &mut Report) {
+    metadata(&pod.metadata, dns1123_subdomain, r);
+    pod_spec(&FieldPath::root().field("spec"), &pod.spec, r);
+    if let Some(ip) = &pod.status.pod_ip {
+        r.ip(&FieldPath::root().field("status").field("podIP"), ip);
+    }
+}
+
+pub(crate) fn deployment(d: &Deployment, r: &mut Report) {
+    metadata(&d.metadata, dns1123_subdomain, r);
+    let spec = FieldPath::root().field("spec");
+    if let Some(n) = d.spec.replicas.filter(|n| *n < 0) {
+        r.error(
+            &spec.field("replicas"),
+            format!("invalid value {n}: must be at least 0"),
+        );
+    }
+    let sel = &d.spec.selector;
+    if sel.match_labels.is_empty() && sel.match_expressions.is_empty() {
+        r.error(
+            &spec.field("selector"),
+            "required value: an empty selector would select every pod",
+        );
+    } else {
+        label_selector(&spec.field("selector"), sel, r);
+        if !sel.matches(&d.spec.template.metadata.labels) {
+            r.error(
+                &spec.field("template").field("metadata").field("labels"),
+                "`selector` does not match template `labels`",
+            );
+        }
+    }
+    let template = spec.field("template");
+    r.labels(
+        &template.field("metadata").field("labels"),
+        &d.spec.template.metadata.labels,
+    );
+    pod_spec(&template.field("spec"), &d.spec.template.spec, r);
+    if let Some(strategy) = &d.spec.strategy {
+        let p = spec.field("strategy");
+        if let Some(t) = &strategy.strategy_type {
+            r.one_of(&p.field("type"), t, &["RollingUpdate", "Recreate"]);
+        }
+        if let Some(ru) = &strategy.rolling_update {
+            for (name, v) in [
+                ("maxSurge", &ru.max_surge),
+                ("maxUnavailable", &ru.max_unavailable),
+            ] {
+                let path = p.field("rollingUpdate").field(name);
+                match v {
+                    Some(IntOrString::Int(n)) if *n < 0 => {
+                        r.error(&path, format!("invalid value {n}: must be at least 0"))
+                    }
+                    Some(IntOrString::String(s)) => {
+                        let pct = s.strip_suffix('%').and_then(|n| n.parse::<u32>().ok());
+                        if pct.is_none_or(|p| p > 100) {
+                            r.error(
+                                &path,
+                                format!("{s:?} must be a number or a percentage such as \"25%\""),
+                            );
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,76 @@
+//! Preparing an object for a put: validation, the conditional-write check, allocations and the
+//! server-owned metadata.
+
+use super::alloc::Allocator;
+use super::now_rfc3339;
+use crate::error::{Error, Result};
+use crate::model::validate::Report;
+use crate::model::Object;
+
+/// Validates `object`, fills server-owned metadata and allocations; `None` when nothing changes.
+pub(super) fn prepare_put(
+    mut object: Object,
+    existing: Option<&Object>,
+    alloc: &mut Allocator<'_, '_>,
+    revision: u64,
+) -> Result<Option<Object>> {
+    let mut report = Report::default();
+    object.validate(&mut report);
+    if !report.errors.is_empty() {
+        return Err(Error::Invalid {
+            object: object.describe(),
+            errors: report.errors,
+        });
+    }
+    let requested_rv = std::mem::take(&mut object.meta_mut().resource_version);
+    if !requested_rv.is_empty() {
+        let current = existing
+            .map(|e| e.meta().resource_version.as_str())
+            .unwrap_or("");
+        if requested_rv != current {
+            return Err(Error::Conflict(format!(
+                "{}: resourceVersion {requested_rv} does not match the stored {}",
+                object.describe(),
+                if current.is_empty() {
+                    "(none: object does not exist)"
+                } else {
+                    current
+                }
+            )));
+        }
+    }
+    if let Object::Service(svc) = &mut object {
+        let old = match existing {
+            Some(Object::Service(s)) => Some(s),
+            _ => None,
+        };
+        alloc.assign(svc, old)?;
+    }
+    let spec_changed = existing.is_none_or(|e| e.spec_value() != object.spec_value());
+    let namespaced = object.kind().namespaced();
+    let meta = object.meta_mut();
+    meta.namespace = if namespaced {
+        meta.namespace().to_string()
+    } else {
+        String::new()
+    };
+    match existing {
+        Some(e) => {
+            let em = e.meta();
+            meta.uid.clone_from(&em.uid);
+            meta.creation_timestamp.clone_from(&em.creation_timestamp);
+            meta.generation = em.generation + u64::from(spec_changed);
+            meta.resource_version.clone_from(&em.resource_version);
+            if *e == object {
+                return Ok(None);
+            }
+        }
+        None => {
+            meta.uid = uuid::Uuid::new_v4().to_string();
+            meta.creation_timestamp = Some(now_rfc3339());
+            meta.generation = 1;
+        }
+    }
+    object.meta_mut().resource_version = revision.to_string();
+    Ok(Some(object))
+}
