@@ -1,0 +1,211 @@
+//! `pier daemon`'s flags, and how they merge with the TOML config file (flags win) into the
+//! effective [`DaemonConfig`].
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use ipnet::Ipv4Net;
+use pier_controlplane::api::default_socket_path;
+
+use crate::config::{self, default_state_dir, parse_port_range, DaemonConfig};
+
+/// The daemon's flags (shared by `pier daemon` and `pier up`).
+#[derive(Args, Clone)]
+pub(crate) struct DaemonArgs {
+    /// TOML config file; flags override it.
+    #[arg(long)]
+    pub(crate) config: Option<PathBuf>,
+    /// Directory of the store file.
+    #[arg(long)]
+    pub(crate) state_dir: Option<PathBuf>,
+    /// Admin listener (metrics, health, snapshot).
+    #[arg(long)]
+    pub(crate) admin: Option<SocketAddr>,
+    /// ClusterIP range: one IPv4 and/or one IPv6 CIDR, repeated or comma-separated (the
+    /// first is the default family); an IPv6 range enables dual-stack Services.
+    #[arg(long)]
+    pub(crate) service_cidr: Vec<String>,
+    /// NodePort range, e.g. 30000-32767.
+    #[arg(long)]
+    pub(crate) node_port_range: Option<String>,
+    /// DNS listen address, UDP and TCP (repeatable). Default 127.0.0.1:53 as root, else 127.0.0.1:5353.
+    #[arg(long)]
+    pub(crate) dns_listen: Vec<SocketAddr>,
+    /// Upstream resolver for names outside the cluster domain (repeatable). Default: /etc/resolv.conf.
+    #[arg(long)]
+    pub(crate) dns_upstream: Vec<SocketAddr>,
+    /// Cluster domain.
+    #[arg(long)]
+    pub(crate) cluster_domain: Option<String>,
+    /// Network allowed to use forwarding (repeatable). Default: loopback and 10.88.0.0/16.
+    #[arg(long)]
+    pub(crate) dns_allow: Vec<ipnet::IpNet>,
+    /// TTL of cluster DNS records, seconds.
+    #[arg(long)]
+    pub(crate) dns_ttl: Option<u32>,
+    /// Limit UDP DNS queries per client to this many per second (burst twice that); off by default.
+    #[arg(long)]
+    pub(crate) dns_rate_limit: Option<u32>,
+    /// Longest TTL of a forwarded DNS answer, seconds: cached no longer, told to clients no
+    /// higher (default 3600).
+    #[arg(long)]
+    pub(crate) dns_max_ttl: Option<u32>,
+    /// Do not run the DNS server.
+    #[arg(long)]
+    pub(crate) no_dns: bool,
+    /// Where service VIPs are served: `interface` (real ClusterIPs on a dummy interface; root) or
+    /// `loopback` (ClusterIP a.b.c.d served on 127.b.c.d, port + --proxy-port-offset). Default: interface as root.
+    #[arg(long, value_parser = ["interface", "loopback"])]
+    pub(crate) proxy_vips: Option<String>,
+    /// Name of the VIP interface.
+    #[arg(long)]
+    pub(crate) proxy_interface: Option<String>,
+    /// Added to every service port in loopback mode (default 0 as root, else 10000).
+    #[arg(long)]
+    pub(crate) proxy_port_offset: Option<u16>,
+    /// Address NodePorts listen on (default all addresses with real VIPs, else 127.0.0.1).
+    #[arg(long)]
+    pub(crate) node_address: Option<std::net::IpAddr>,
+    /// Longest time an HTTP client may take to send request headers (e.g. 10s).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub(crate) proxy_header_timeout: Option<std::time::Duration>,
+    /// Do not run the userspace proxy.
+    #[arg(long)]
+    pub(crate) no_proxy: bool,
+    /// Serve every port with the userspace proxy, never the eBPF socket-LB.
+    #[arg(long)]
+    pub(crate) no_ebpf: bool,
+    /// cgroup v2 directory the socket-LB hooks attach to (default: the cgroup2 root).
+    #[arg(long)]
+    pub(crate) ebpf_cgroup: Option<PathBuf>,
+    /// Where socket-LB maps and links are pinned (default /sys/fs/bpf/pier).
+    #[arg(long)]
+    pub(crate) ebpf_pin_dir: Option<PathBuf>,
+    /// Do not run the container engine (it runs by default as root).
+    #[arg(long)]
+    pub(crate) no_runtime: bool,
+    /// Where images, containers and logs are kept (default <state-dir>/runtime).
+    #[arg(long)]
+    pub(crate) runtime_dir: Option<PathBuf>,
+    /// Pod network.
+    #[arg(long, default_value = "10.88.0.0/16")]
+    pub(crate) pod_cidr: Ipv4Net,
+    /// Bridge the pods are attached to.
+    #[arg(long, default_value = "pier-br0")]
+    pub(crate) bridge: String,
+    /// Registry reached over plain HTTP (repeatable; loopback registries always are).
+    #[arg(long)]
+    pub(crate) insecure_registry: Vec<String>,
+}
+
+/// The effective settings: flags, then the config file, then the defaults.
+pub(crate) fn daemon_config(args: &DaemonArgs, socket: Option<PathBuf>) -> Result<DaemonConfig> {
+    let file = match &args.config {
+        Some(path) => config::read_file(path)?,
+        None => config::FileConfig::default(),
+    };
+    let node_ports = match args
+        .node_port_range
+        .as_ref()
+        .or(file.node_port_range.as_ref())
+    {
+        Some(r) => parse_port_range(r)?,
+        None => 30000..=32767,
+    };
+    let service_cidrs = if args.service_cidr.is_empty() {
+        config::ServiceCidrs::parse(file.service_cidr.as_slice())
+    } else {
+        config::ServiceCidrs::parse(&args.service_cidr)
+    }
+    .context("--service-cidr")?;
+    let state_dir = args
+        .state_dir
+        .clone()
+        .or(file.state_dir)
+        .unwrap_or_else(default_state_dir);
+    Ok(DaemonConfig {
+        state_dir: state_dir.clone(),
+        socket: socket.or(file.socket).unwrap_or_else(default_socket_path),
+        admin: args
+            .admin
+            .or(file.admin)
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 9464))),
+        service_cidrs,
+        node_ports,
+        event_history: file.event_history.unwrap_or(100_000),
+        dns: (!args.no_dns && file.dns.disabled != Some(true)).then(|| config::DnsConfig {
+            listen: non_empty(args.dns_listen.clone())
+                .or(file.dns.listen)
+                .unwrap_or_else(|| vec![config::default_dns_listen()]),
+            upstreams: non_empty(args.dns_upstream.clone())
+                .or(file.dns.upstreams)
+                .unwrap_or_else(config::system_upstreams),
+            cluster_domain: args
+                .cluster_domain
+                .clone()
+                .or(file.dns.cluster_domain)
+                .unwrap_or_else(|| "cluster.local".into()),
+            allow: non_empty(args.dns_allow.clone())
+                .or(file.dns.allow)
+                .unwrap_or_else(config::default_dns_allow),
+            ttl: args.dns_ttl.or(file.dns.ttl).unwrap_or(5),
+            rate_limit: args.dns_rate_limit.or(file.dns.rate_limit),
+            max_ttl: args
+                .dns_max_ttl
+                .or(file.dns.max_ttl)
+                .unwrap_or(pier_dns::cache::CacheConfig::default().max_ttl),
+        }),
+        proxy: if args.no_proxy || file.proxy.disabled == Some(true) {
+            None
+        } else {
+            let mut proxy = config::proxy_config(
+                args.proxy_vips.as_deref().or(file.proxy.vips.as_deref()),
+                args.proxy_interface.clone().or(file.proxy.interface),
+                args.proxy_port_offset.or(file.proxy.port_offset),
+                args.node_address.or(file.proxy.node_address),
+            )?;
+            if let Some(t) = args.proxy_header_timeout {
+                proxy.header_read_timeout = t;
+            }
+            Some(proxy)
+        },
+        ebpf: config::EbpfConfig {
+            enabled: !args.no_ebpf,
+            cgroup: args
+                .ebpf_cgroup
+                .clone()
+                .unwrap_or_else(config::default_cgroup2),
+            pin_dir: args
+                .ebpf_pin_dir
+                .clone()
+                .unwrap_or_else(config::default_ebpf_pin_dir),
+        },
+        runtime: (!args.no_runtime).then(|| config::RuntimeConfig {
+            root: args
+                .runtime_dir
+                .clone()
+                .unwrap_or_else(|| state_dir.join("runtime")),
+            node_name: nix_hostname(),
+            network: pier_runtime::NetworkConfig {
+                subnet: args.pod_cidr,
+                bridge: args.bridge.clone(),
+            },
+            insecure_registries: args.insecure_registry.clone(),
+        }),
+    })
+}
+
+/// This machine's host name, the node's name.
+fn nix_hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "pier-node".into())
+}
+
+fn non_empty<T>(v: Vec<T>) -> Option<Vec<T>> {
+    (!v.is_empty()).then_some(v)
+}
