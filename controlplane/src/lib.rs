@@ -8,6 +8,5 @@ pub mod metrics;
 pub mod model;
 pub mod snapshot;
 pub mod store;
-pub mod weights;
 
 pub use error::{Error, Result};

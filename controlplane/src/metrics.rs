@@ -11,7 +11,9 @@ use prometheus::{
     Registry,
 };
 
-use crate::snapshot::{BuildObserver, ConsumerObserver};
+use pier_snapshot::ConsumerObserver;
+
+use crate::snapshot::BuildObserver;
 use crate::store::Store;
 
 /// How many recent snapshot build durations are kept for exact percentiles.

@@ -4,8 +4,9 @@
 
 use pier_controlplane::manifest;
 use pier_controlplane::model::{Kind, Object};
-use pier_controlplane::snapshot::{PortMode, SnapshotBuilder};
+use pier_controlplane::snapshot::SnapshotBuilder;
 use pier_controlplane::store::{Store, StoreConfig};
+use pier_snapshot::PortMode;
 
 const KUBECTL: &str = include_str!("fixtures/kubectl-get.yaml");
 

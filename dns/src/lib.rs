@@ -13,7 +13,7 @@ pub mod zone;
 
 use std::sync::Arc;
 
-use pier_controlplane::snapshot::{NodeSnapshot, ServiceChange, SnapshotConsumer, SnapshotDiff};
+use pier_snapshot::{ApplyError, NodeSnapshot, ServiceChange, SnapshotConsumer, SnapshotDiff};
 
 pub use resolver::Resolver;
 
@@ -25,7 +25,11 @@ impl SnapshotConsumer for DnsConsumer {
         "dns"
     }
 
-    fn apply(&mut self, diff: &SnapshotDiff, _snapshot: &Arc<NodeSnapshot>) -> Result<(), String> {
+    fn apply(
+        &mut self,
+        diff: &SnapshotDiff,
+        _snapshot: &Arc<NodeSnapshot>,
+    ) -> Result<(), ApplyError> {
         let next = self.0.zone().apply(diff);
         for change in &diff.changes {
             if let ServiceChange::Upsert(view) = change {

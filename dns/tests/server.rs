@@ -9,15 +9,14 @@ use std::time::{Duration, Instant};
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::{DNSClass, Name, RData, RecordType};
 use pier_controlplane::model::Object;
-use pier_controlplane::snapshot::{
-    follow, ConsumerObserver, NodeSnapshot, SnapshotBuilder, SnapshotHandle,
-};
+use pier_controlplane::snapshot::SnapshotBuilder;
 use pier_dns::cache::{Cache, CacheConfig};
 use pier_dns::forward::Forwarder;
 use pier_dns::metrics::DnsMetrics;
 use pier_dns::ratelimit::RateLimiter;
 use pier_dns::zone::{Zone, ZoneConfig};
 use pier_dns::{server, DnsConsumer, Resolver};
+use pier_snapshot::{follow, ConsumerObserver, NodeSnapshot, SnapshotHandle};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};

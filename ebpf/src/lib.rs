@@ -22,7 +22,7 @@ use aya::programs::links::{CgroupAttachMode, FdLink, PinnedLink};
 use aya::programs::Program;
 use aya::Pod;
 use aya::{Ebpf, EbpfLoader};
-use pier_controlplane::weights::SlotTable;
+use pier_snapshot::weights::SlotTable;
 
 use maps::{Backend, Ip, SlotKey, Svc, SvcKey};
 pub use pins::{

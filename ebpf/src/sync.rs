@@ -5,8 +5,8 @@ use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 
-use pier_controlplane::snapshot::{
-    BackendView, NodeSnapshot, PortMode, PortView, Protocol, ServiceChange, ServiceKey,
+use pier_snapshot::{
+    ApplyError, BackendView, NodeSnapshot, PortMode, PortView, Protocol, ServiceChange, ServiceKey,
     ServiceView, SnapshotConsumer, SnapshotDiff, TargetPort,
 };
 
@@ -274,7 +274,12 @@ impl SnapshotConsumer for EbpfConsumer {
         "ebpf"
     }
 
-    fn apply(&mut self, diff: &SnapshotDiff, snapshot: &Arc<NodeSnapshot>) -> Result<(), String> {
+    /// Map writes are the only failures here, so every rejection is transient and retried.
+    fn apply(
+        &mut self,
+        diff: &SnapshotDiff,
+        snapshot: &Arc<NodeSnapshot>,
+    ) -> Result<(), ApplyError> {
         let mut touched: Vec<ServiceKey> = Vec::new();
         for change in &diff.changes {
             let key = match change {
@@ -289,7 +294,7 @@ impl SnapshotConsumer for EbpfConsumer {
         touched.sort();
         touched.dedup();
         // Every service is synced even when one fails; each stays whole (old or new), and the
-        // failed ones are retried with the next snapshot.
+        // failed ones are retried (`follow` tries the same snapshot again with backoff).
         let failed: Vec<String> = touched
             .iter()
             .filter_map(|key| {
@@ -299,12 +304,14 @@ impl SnapshotConsumer for EbpfConsumer {
             })
             .collect();
         if !failed.is_empty() {
-            return Err(failed.join("; "));
+            return Err(ApplyError::Transient(failed.join("; ")));
         }
         if !self.swept {
             // The first diff is from the empty snapshot, so every service has been written:
             // whatever an earlier run left in the pinned maps beyond that can go.
-            self.lb.sweep().map_err(|e| e.to_string())?;
+            self.lb
+                .sweep()
+                .map_err(|e| ApplyError::Transient(e.to_string()))?;
             self.swept = true;
         }
         Ok(())

@@ -11,7 +11,7 @@ use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use pier_controlplane::metrics::Metrics;
-use pier_controlplane::snapshot::SnapshotHandle;
+use pier_snapshot::SnapshotHandle;
 use prometheus::{Encoder, Registry, TextEncoder};
 use serde_json::json;
 use tokio::net::TcpListener;

@@ -8,9 +8,10 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use pier_controlplane::api::{self, ApiContext};
 use pier_controlplane::metrics::Metrics;
-use pier_controlplane::snapshot::{self, SnapshotHandle};
+use pier_controlplane::snapshot;
 use pier_controlplane::store::{AllocConfig, Store, StoreConfig};
 use pier_controlplane::{controllers, Error};
+use pier_snapshot::SnapshotHandle;
 use prometheus::Registry;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -31,16 +32,16 @@ pub struct Daemon {
 }
 
 /// Feeds every published snapshot to a dataplane part until the daemon shuts down.
-pub(crate) fn follow_until_shutdown<C: snapshot::SnapshotConsumer>(
+pub(crate) fn follow_until_shutdown<C: pier_snapshot::SnapshotConsumer>(
     snapshot: &Arc<SnapshotHandle>,
     part: C,
     observer: &Arc<Metrics>,
     shutdown: &watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
-    let follow = snapshot::follow(
+    let follow = pier_snapshot::follow(
         Arc::clone(snapshot),
         part,
-        Arc::clone(observer) as Arc<dyn snapshot::ConsumerObserver>,
+        Arc::clone(observer) as Arc<dyn pier_snapshot::ConsumerObserver>,
     );
     let mut stop = shutdown.clone();
     tokio::spawn(async move {

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use pier_controlplane::metrics::Metrics;
-use pier_controlplane::snapshot::SnapshotHandle;
+use pier_snapshot::SnapshotHandle;
 use prometheus::Registry;
 use tokio::sync::watch;
 

@@ -7,7 +7,7 @@ use anyhow::Result;
 use hyper::Method;
 use pier_controlplane::api::Client;
 use pier_controlplane::model::{Kind, Object};
-use pier_controlplane::snapshot::{BackendView, NodeSnapshot, PortMode, Protocol, ServiceView};
+use pier_snapshot::{BackendView, NodeSnapshot, PortMode, Protocol, ServiceView};
 
 use crate::cli::{self, output::table};
 use crate::config::DaemonConfig;

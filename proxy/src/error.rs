@@ -38,5 +38,13 @@ pub enum Error {
     Metrics(#[from] prometheus::Error),
 }
 
+impl Error {
+    /// Whether the same configuration may apply later: a port another process holds, or the
+    /// VIP interface failing, may clear up; a conflict or a bad route will not.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Error::Bind { .. } | Error::Vip(_))
+    }
+}
+
 /// Result with the proxy's error.
 pub type Result<T> = std::result::Result<T, Error>;

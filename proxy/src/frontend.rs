@@ -5,14 +5,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use pier_controlplane::model::traffic_policy::TrafficPolicy;
-use pier_controlplane::snapshot::{BackendView, PortMode, PortView, ServiceKey, ServiceView};
+use pier_snapshot::policy::TrafficPolicy;
+use pier_snapshot::{BackendView, PortMode, PortView, ServiceKey, ServiceView};
 
 use crate::balance::{Cluster, ClusterKey};
 use crate::l7::budget::RetryBudget;
 use crate::metrics::{FrontendMetrics, Lazy, ProxyMetrics};
 use crate::route::{HttpRouter, Rule};
-use pier_controlplane::weights::SlotTable;
+use pier_snapshot::weights::SlotTable;
 
 /// Weighted backend groups split per connection, flow or request.
 pub struct Groups {

@@ -4,7 +4,7 @@
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 
-use pier_controlplane::model::traffic_policy::{HealthCheck, HealthProbe};
+use pier_snapshot::policy::{HealthCheck, HealthProbe};
 use tokio::net::TcpStream;
 
 use crate::balance::{Cluster, Member};

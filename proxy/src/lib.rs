@@ -18,8 +18,9 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use pier_controlplane::snapshot::{
-    NodeSnapshot, Protocol, ServiceChange, ServiceKey, ServiceView, SnapshotConsumer, SnapshotDiff,
+use pier_snapshot::{
+    ApplyError, NodeSnapshot, Protocol, ServiceChange, ServiceKey, ServiceView, SnapshotConsumer,
+    SnapshotDiff,
 };
 use socket2::{Domain, Socket, Type};
 use tokio::net::{TcpListener, UdpSocket};
@@ -397,8 +398,14 @@ impl SnapshotConsumer for ProxyConsumer {
         &mut self,
         diff: &SnapshotDiff,
         snapshot: &Arc<NodeSnapshot>,
-    ) -> std::result::Result<(), String> {
-        self.0.apply_diff(diff, snapshot).map_err(|e| e.to_string())
+    ) -> std::result::Result<(), ApplyError> {
+        self.0.apply_diff(diff, snapshot).map_err(|e| {
+            if e.is_transient() {
+                ApplyError::Transient(e.to_string())
+            } else {
+                ApplyError::Invalid(e.to_string())
+            }
+        })
     }
 }
 

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use hyper::http::request::Parts;
 use hyper::Method;
-use pier_controlplane::model::route::{HttpRouteMatch, HttpValueMatch};
-use pier_controlplane::snapshot::HttpRuleView;
+use pier_snapshot::route::{HttpRouteMatch, HttpValueMatch};
+use pier_snapshot::HttpRuleView;
 use regex::Regex;
 
 use crate::balance::Cluster;
@@ -240,7 +240,7 @@ impl HttpRouter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use pier_controlplane::model::route::HttpPathMatch;
+    use pier_snapshot::route::HttpPathMatch;
 
     fn parts(method: &str, uri: &str, headers: &[(&str, &str)]) -> Parts {
         let mut b = hyper::Request::builder().method(method).uri(uri);

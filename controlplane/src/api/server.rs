@@ -23,8 +23,8 @@ use tokio_stream::StreamExt;
 use crate::error::Error;
 use crate::metrics::Metrics;
 use crate::model::{Kind, Object, SelectorQuery};
-use crate::snapshot::SnapshotHandle;
 use crate::store::{Op, Outcome, Store};
+use pier_snapshot::SnapshotHandle;
 
 /// Largest accepted request body.
 const MAX_BODY: usize = 64 << 20;

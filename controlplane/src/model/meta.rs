@@ -4,6 +4,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+pub use pier_snapshot::ObjectReference;
+
 /// Standard Kubernetes object metadata; the store fills the server-owned fields.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -84,24 +86,6 @@ pub enum IntOrString {
     Int(i64),
     /// A name (a port name) or a percentage such as `25%`.
     String(String),
-}
-
-/// A reference to another object, as in `EndpointSlice.endpoints[].targetRef`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ObjectReference {
-    /// Referent kind.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub kind: String,
-    /// Referent namespace.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub namespace: String,
-    /// Referent name.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub name: String,
-    /// Referent uid.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub uid: String,
 }
 
 /// A label query: all of `matchLabels` and all of `matchExpressions` must hold.

@@ -4,6 +4,8 @@ use serde::{Deserialize, Serialize};
 
 use super::meta::ObjectMeta;
 
+pub use pier_snapshot::route::{HttpPathMatch, HttpRouteMatch, HttpValueMatch};
+
 /// Per-request routing for a Service port (`gateway.networking.k8s.io/v1/HTTPRoute`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -51,47 +53,6 @@ pub struct HttpRouteRule {
     /// Request and per-try timeouts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeouts: Option<HttpRouteTimeouts>,
-}
-
-/// A request match: all given conditions must hold.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct HttpRouteMatch {
-    /// Path condition.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub path: Option<HttpPathMatch>,
-    /// Header conditions.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub headers: Vec<HttpValueMatch>,
-    /// Query parameter conditions.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub query_params: Vec<HttpValueMatch>,
-    /// HTTP method.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub method: Option<String>,
-}
-
-/// Path match.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct HttpPathMatch {
-    /// `Exact`, `PathPrefix` (default) or `RegularExpression`.
-    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
-    pub match_type: Option<String>,
-    /// Path or pattern; default `/`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub value: Option<String>,
-}
-
-/// Header or query parameter match.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct HttpValueMatch {
-    /// `Exact` (default) or `RegularExpression`.
-    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
-    pub match_type: Option<String>,
-    /// Header or parameter name.
-    pub name: String,
-    /// Expected value or pattern.
-    pub value: String,
 }
 
 /// `rules[].timeouts`, as Gateway API durations (`10s`, `500ms`).

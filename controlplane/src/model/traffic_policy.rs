@@ -7,115 +7,14 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use serde::Serialize;
+pub use pier_snapshot::policy::{
+    HealthCheck, HealthProbe, LoadBalancer, OutlierDetection, Sticky, TrafficPolicy,
+};
 
 use super::validate::gateway_duration;
 
 /// Annotation prefix of every proxy setting.
 pub const PREFIX: &str = "pier.dev/";
-
-/// How a backend group picks an endpoint.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum LoadBalancer {
-    /// In turn.
-    RoundRobin,
-    /// The less loaded of two random endpoints.
-    LeastRequest,
-    /// Uniformly at random.
-    Random,
-    /// Consistent hashing of the client address (Maglev).
-    Maglev,
-}
-
-/// What an active health check does.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub enum HealthProbe {
-    /// A TCP connect succeeds.
-    Tcp,
-    /// `GET <path>` answers 2xx or 3xx.
-    Http {
-        /// Request path.
-        path: String,
-    },
-}
-
-/// Active health checking of a Service's endpoints.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct HealthCheck {
-    /// The probe.
-    pub probe: HealthProbe,
-    /// Time between probes of one endpoint.
-    pub interval: Duration,
-    /// Probe timeout.
-    pub timeout: Duration,
-    /// Consecutive successes that mark an endpoint healthy again.
-    pub healthy_threshold: u32,
-    /// Consecutive failures that mark an endpoint unhealthy.
-    pub unhealthy_threshold: u32,
-}
-
-/// Passive outlier ejection.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct OutlierDetection {
-    /// Consecutive 5xx responses or connect failures that eject an endpoint (0 turns ejection off).
-    pub consecutive_failures: u32,
-    /// First ejection time; the n-th ejection lasts n times this (capped at 10 minutes).
-    pub base_ejection_time: Duration,
-    /// At most this percentage of a group's endpoints is ejected at once (one always may be).
-    pub max_ejection_percent: u32,
-}
-
-/// What keeps a user on one backend group of a canary.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub enum Sticky {
-    /// The hash of this cookie's value.
-    Cookie(String),
-    /// The hash of this header's value.
-    Header(String),
-}
-
-/// Proxy settings of one Service.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct TrafficPolicy {
-    /// Endpoint picking; default least-request for L7, round-robin for L4, Maglev with ClientIP affinity.
-    pub load_balancer: Option<LoadBalancer>,
-    /// Active health checks, if configured.
-    pub health_check: Option<HealthCheck>,
-    /// Passive ejection.
-    pub outlier: OutlierDetection,
-    /// Sticky canary key (L7).
-    pub sticky: Option<Sticky>,
-    /// Upstream connect timeout.
-    pub connect_timeout: Duration,
-    /// Idle timeout of TCP connections and UDP flows.
-    pub idle_timeout: Duration,
-    /// Extra attempts after a failed one (connect failure, or 5xx for idempotent requests).
-    pub retries: u32,
-}
-
-impl Default for TrafficPolicy {
-    fn default() -> Self {
-        Self {
-            load_balancer: None,
-            health_check: None,
-            outlier: OutlierDetection {
-                consecutive_failures: 5,
-                base_ejection_time: Duration::from_secs(30),
-                max_ejection_percent: 50,
-            },
-            sticky: None,
-            connect_timeout: Duration::from_secs(2),
-            idle_timeout: Duration::from_secs(3600),
-            retries: 2,
-        }
-    }
-}
 
 /// Every annotation this module reads, for documentation and unknown-key checks.
 pub const ANNOTATIONS: &[&str] = &[
@@ -156,98 +55,96 @@ fn positive(v: &str, max: u32) -> Result<u32, String> {
     }
 }
 
-impl TrafficPolicy {
-    /// Reads the policy from a Service's annotations; each error names its annotation key.
-    pub fn from_annotations(
-        annotations: &BTreeMap<String, String>,
-    ) -> Result<Self, Vec<(String, String)>> {
-        let mut policy = TrafficPolicy::default();
-        let mut errors = Vec::new();
-        let mut check = default_health_check();
-        let mut wants_check = false;
-        for (key, value) in annotations {
-            let Some(name) = key.strip_prefix(PREFIX) else {
-                continue;
-            };
-            let value = value.trim();
-            let result: Result<(), String> = match name {
-                "load-balancer" => load_balancer(value).map(|lb| policy.load_balancer = Some(lb)),
-                "health-check" => {
-                    wants_check = true;
-                    health_probe(value).map(|p| check.probe = p)
-                }
-                "health-check-interval" => duration(value).map(|d| check.interval = d),
-                "health-check-timeout" => duration(value).map(|d| check.timeout = d),
-                "health-check-healthy-threshold" => {
-                    positive(value, 100).map(|n| check.healthy_threshold = n)
-                }
-                "health-check-unhealthy-threshold" => {
-                    positive(value, 100).map(|n| check.unhealthy_threshold = n)
-                }
-                "outlier-consecutive-failures" => {
-                    number(value, 1000).map(|n| policy.outlier.consecutive_failures = n)
-                }
-                "outlier-base-ejection-time" => {
-                    duration(value).map(|d| policy.outlier.base_ejection_time = d)
-                }
-                "outlier-max-ejection-percent" => {
-                    number(value, 100).map(|n| policy.outlier.max_ejection_percent = n)
-                }
-                "sticky" => {
-                    let parsed = if let Some(name) = value.strip_prefix("cookie:") {
-                        Some(Sticky::Cookie(name.to_string()))
-                    } else {
-                        value
-                            .strip_prefix("header:")
-                            .map(|name| Sticky::Header(name.to_ascii_lowercase()))
-                    };
-                    match parsed {
-                        Some(Sticky::Cookie(n) | Sticky::Header(n)) if n.is_empty() => {
-                            Err(format!("{value:?}: name the cookie or header"))
-                        }
-                        Some(s) => {
-                            policy.sticky = Some(s);
-                            Ok(())
-                        }
-                        None => Err(format!(
-                            "unsupported value {value:?}: \"cookie:<name>\" or \"header:<name>\""
-                        )),
-                    }
-                }
-                "connect-timeout" => duration(value).map(|d| policy.connect_timeout = d),
-                "idle-timeout" => duration(value).map(|d| policy.idle_timeout = d),
-                "retries" => number(value, 10).map(|n| policy.retries = n),
-                _ => Err(format!(
-                    "unknown pier annotation; known: {}",
-                    ANNOTATIONS
-                        .iter()
-                        .map(|a| format!("{PREFIX}{a}"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )),
-            };
-            if let Err(e) = result {
-                errors.push((key.clone(), e));
+/// Reads the policy from a Service's annotations; each error names its annotation key.
+pub fn parse(
+    annotations: &BTreeMap<String, String>,
+) -> Result<TrafficPolicy, Vec<(String, String)>> {
+    let mut policy = TrafficPolicy::default();
+    let mut errors = Vec::new();
+    let mut check = default_health_check();
+    let mut wants_check = false;
+    for (key, value) in annotations {
+        let Some(name) = key.strip_prefix(PREFIX) else {
+            continue;
+        };
+        let value = value.trim();
+        let result: Result<(), String> = match name {
+            "load-balancer" => load_balancer(value).map(|lb| policy.load_balancer = Some(lb)),
+            "health-check" => {
+                wants_check = true;
+                health_probe(value).map(|p| check.probe = p)
             }
+            "health-check-interval" => duration(value).map(|d| check.interval = d),
+            "health-check-timeout" => duration(value).map(|d| check.timeout = d),
+            "health-check-healthy-threshold" => {
+                positive(value, 100).map(|n| check.healthy_threshold = n)
+            }
+            "health-check-unhealthy-threshold" => {
+                positive(value, 100).map(|n| check.unhealthy_threshold = n)
+            }
+            "outlier-consecutive-failures" => {
+                number(value, 1000).map(|n| policy.outlier.consecutive_failures = n)
+            }
+            "outlier-base-ejection-time" => {
+                duration(value).map(|d| policy.outlier.base_ejection_time = d)
+            }
+            "outlier-max-ejection-percent" => {
+                number(value, 100).map(|n| policy.outlier.max_ejection_percent = n)
+            }
+            "sticky" => {
+                let parsed = if let Some(name) = value.strip_prefix("cookie:") {
+                    Some(Sticky::Cookie(name.to_string()))
+                } else {
+                    value
+                        .strip_prefix("header:")
+                        .map(|name| Sticky::Header(name.to_ascii_lowercase()))
+                };
+                match parsed {
+                    Some(Sticky::Cookie(n) | Sticky::Header(n)) if n.is_empty() => {
+                        Err(format!("{value:?}: name the cookie or header"))
+                    }
+                    Some(s) => {
+                        policy.sticky = Some(s);
+                        Ok(())
+                    }
+                    None => Err(format!(
+                        "unsupported value {value:?}: \"cookie:<name>\" or \"header:<name>\""
+                    )),
+                }
+            }
+            "connect-timeout" => duration(value).map(|d| policy.connect_timeout = d),
+            "idle-timeout" => duration(value).map(|d| policy.idle_timeout = d),
+            "retries" => number(value, 10).map(|n| policy.retries = n),
+            _ => Err(format!(
+                "unknown pier annotation; known: {}",
+                ANNOTATIONS
+                    .iter()
+                    .map(|a| format!("{PREFIX}{a}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
+        };
+        if let Err(e) = result {
+            errors.push((key.clone(), e));
         }
-        if !wants_check
-            && annotations
-                .keys()
-                .any(|k| k.starts_with("pier.dev/health-check-"))
-        {
-            errors.push((
-                format!("{PREFIX}health-check"),
-                "required when other health-check annotations are set".to_string(),
-            ));
-        }
-        if wants_check {
-            policy.health_check = Some(check);
-        }
-        if errors.is_empty() {
-            Ok(policy)
-        } else {
-            Err(errors)
-        }
+    }
+    if !wants_check
+        && annotations
+            .keys()
+            .any(|k| k.starts_with("pier.dev/health-check-"))
+    {
+        errors.push((
+            format!("{PREFIX}health-check"),
+            "required when other health-check annotations are set".to_string(),
+        ));
+    }
+    if wants_check {
+        policy.health_check = Some(check);
+    }
+    if errors.is_empty() {
+        Ok(policy)
+    } else {
+        Err(errors)
     }
 }
 
@@ -296,22 +193,25 @@ fn health_probe(v: &str) -> Result<HealthProbe, String> {
 mod tests {
     use super::*;
 
-    fn parse(pairs: &[(&str, &str)]) -> Result<TrafficPolicy, Vec<(String, String)>> {
+    fn parse_pairs(pairs: &[(&str, &str)]) -> Result<TrafficPolicy, Vec<(String, String)>> {
         let map = pairs
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        TrafficPolicy::from_annotations(&map)
+        parse(&map)
     }
 
     #[test]
     fn defaults_without_annotations() {
-        assert_eq!(parse(&[("other/x", "y")]), Ok(TrafficPolicy::default()));
+        assert_eq!(
+            parse_pairs(&[("other/x", "y")]),
+            Ok(TrafficPolicy::default())
+        );
     }
 
     #[test]
     fn reads_every_setting() {
-        let p = parse(&[
+        let p = parse_pairs(&[
             ("pier.dev/load-balancer", "maglev"),
             ("pier.dev/health-check", "http:/healthz"),
             ("pier.dev/health-check-interval", "500ms"),
@@ -340,7 +240,7 @@ mod tests {
 
     #[test]
     fn errors_name_the_annotation() {
-        let errs = parse(&[
+        let errs = parse_pairs(&[
             ("pier.dev/load-balancer", "fastest"),
             ("pier.dev/health-check-interval", "5s"),
             ("pier.dev/retires", "2"),

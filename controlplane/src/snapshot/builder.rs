@@ -5,10 +5,9 @@ use std::sync::Arc;
 
 use imbl::OrdMap;
 
-use super::view::{
-    http_route_view, l4_route_view, service_view, HttpRouteView, L4RouteView, ServiceKey,
-};
-use super::NodeSnapshot;
+use pier_snapshot::{HttpRouteView, L4RouteView, NodeSnapshot, ServiceKey};
+
+use super::views::{http_route_view, l4_route_view, service_view};
 use crate::model::{Kind, Object};
 use crate::store::{Event, EventType};
 
@@ -41,7 +40,7 @@ pub struct SnapshotBuilder {
     routes_by_parent: HashMap<ServiceKey, BTreeSet<ObjectId>>,
     dirty: BTreeSet<ServiceKey>,
     revision: u64,
-    views: OrdMap<ServiceKey, Arc<super::ServiceView>>,
+    views: OrdMap<ServiceKey, Arc<pier_snapshot::ServiceView>>,
 }
 
 impl SnapshotBuilder {

@@ -1,150 +1,17 @@
 //! The node snapshot: an immutable, versioned view of every Service, published to the dataplane.
 
 mod builder;
-mod follow;
-mod view;
+mod views;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use arc_swap::ArcSwap;
-use imbl::ordmap::DiffItem;
-use imbl::OrdMap;
-use serde::Serialize;
-use tokio::sync::watch;
-
 pub use builder::SnapshotBuilder;
-pub use follow::{follow, ConsumerObserver, SnapshotConsumer};
-pub use view::{
-    Attachment, BackendView, EndpointPortView, EndpointView, HttpRouteView, HttpRuleView,
-    L4RouteView, PortMode, PortView, Protocol, ServiceKey, ServiceView, TargetPort,
-};
+use pier_snapshot::SnapshotHandle;
 
 use crate::error::Result;
 use crate::model::Kind;
 use crate::store::Store;
-
-/// Every Service on the node as of a store revision. Cloning is cheap; unchanged services are shared.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct NodeSnapshot {
-    /// Store revision this snapshot reflects.
-    pub revision: u64,
-    /// Services by key.
-    pub services: OrdMap<ServiceKey, Arc<ServiceView>>,
-}
-
-impl NodeSnapshot {
-    /// Looks a service up.
-    pub fn service(&self, namespace: &str, name: &str) -> Option<&Arc<ServiceView>> {
-        self.services.get(&ServiceKey::new(namespace, name))
-    }
-
-    /// The snapshot as JSON (for `/snapshot`).
-    pub fn to_json(&self) -> serde_json::Value {
-        #[derive(Serialize)]
-        #[serde(rename_all = "camelCase")]
-        struct Out<'a> {
-            revision: u64,
-            services: Vec<&'a ServiceView>,
-        }
-        serde_json::to_value(Out {
-            revision: self.revision,
-            services: self.services.values().map(AsRef::as_ref).collect(),
-        })
-        .unwrap_or_default()
-    }
-}
-
-/// A change to one service between two snapshots.
-#[derive(Debug, Clone, PartialEq)]
-pub enum ServiceChange {
-    /// Added or changed: the new view.
-    Upsert(Arc<ServiceView>),
-    /// Gone.
-    Remove(ServiceKey),
-}
-
-/// What changed between two snapshots, for a dataplane part to apply incrementally.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SnapshotDiff {
-    /// Revision of the older snapshot.
-    pub from_revision: u64,
-    /// Revision of the newer snapshot.
-    pub to_revision: u64,
-    /// Changed services, in key order.
-    pub changes: Vec<ServiceChange>,
-}
-
-/// The changes that turn `old` into `new`; shared subtrees are skipped, so this is cheap after a small change.
-pub fn diff(old: &NodeSnapshot, new: &NodeSnapshot) -> SnapshotDiff {
-    let changes = old
-        .services
-        .diff(&new.services)
-        .filter_map(|item| match item {
-            DiffItem::Add(_, v) => Some(ServiceChange::Upsert(Arc::clone(v))),
-            DiffItem::Update { old, new } => {
-                (!Arc::ptr_eq(old.1, new.1)).then(|| ServiceChange::Upsert(Arc::clone(new.1)))
-            }
-            DiffItem::Remove(k, _) => Some(ServiceChange::Remove(k.clone())),
-        })
-        .collect();
-    SnapshotDiff {
-        from_revision: old.revision,
-        to_revision: new.revision,
-        changes,
-    }
-}
-
-impl SnapshotDiff {
-    /// Applies the changes to a copy of the older service map.
-    pub fn apply_to(&self, services: &mut OrdMap<ServiceKey, Arc<ServiceView>>) {
-        for change in &self.changes {
-            match change {
-                ServiceChange::Upsert(v) => {
-                    services.insert(v.key.clone(), Arc::clone(v));
-                }
-                ServiceChange::Remove(k) => {
-                    services.remove(k);
-                }
-            }
-        }
-    }
-}
-
-/// The published snapshot: readers `load()` it lock-free and `subscribe()` to changes.
-pub struct SnapshotHandle {
-    current: ArcSwap<NodeSnapshot>,
-    notify: watch::Sender<u64>,
-}
-
-impl Default for SnapshotHandle {
-    fn default() -> Self {
-        let (notify, _) = watch::channel(0);
-        Self {
-            current: ArcSwap::from_pointee(NodeSnapshot::default()),
-            notify,
-        }
-    }
-}
-
-impl SnapshotHandle {
-    /// The current snapshot.
-    pub fn load(&self) -> Arc<NodeSnapshot> {
-        self.current.load_full()
-    }
-
-    /// A receiver that changes whenever a new snapshot is published (value: its revision).
-    pub fn subscribe(&self) -> watch::Receiver<u64> {
-        self.notify.subscribe()
-    }
-
-    /// Publishes a new snapshot.
-    pub fn publish(&self, snapshot: NodeSnapshot) {
-        let revision = snapshot.revision;
-        self.current.store(Arc::new(snapshot));
-        self.notify.send_replace(revision);
-    }
-}
 
 /// Observes snapshot builds (for metrics).
 pub trait BuildObserver: Send + Sync {

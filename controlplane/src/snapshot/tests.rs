@@ -3,6 +3,8 @@ use std::collections::BTreeMap;
 use proptest::prelude::*;
 use serde_json::json;
 
+use pier_snapshot::{diff, PortMode, Protocol, ServiceChange};
+
 use super::*;
 use crate::model::Object;
 use crate::store::{Event, EventType};

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use hickory_proto::rr::rdata::{A, AAAA, CNAME, NS, PTR, SOA, SRV, TXT};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 use imbl::HashMap;
-use pier_controlplane::snapshot::{Protocol, ServiceChange, ServiceKey, ServiceView, SnapshotDiff};
+use pier_snapshot::{Protocol, ServiceChange, ServiceKey, ServiceView, SnapshotDiff};
 
 /// The Kubernetes DNS specification version served in `dns-version.<zone>`.
 pub const SCHEMA_VERSION: &str = "1.1.0";

@@ -2,7 +2,8 @@ use std::sync::Arc;
 
 use hickory_proto::rr::{RData, RecordType};
 use pier_controlplane::model::Object;
-use pier_controlplane::snapshot::{diff, NodeSnapshot, SnapshotBuilder};
+use pier_controlplane::snapshot::SnapshotBuilder;
+use pier_snapshot::{diff, NodeSnapshot};
 use serde_json::json;
 
 use super::*;

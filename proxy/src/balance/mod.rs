@@ -8,8 +8,8 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
-use pier_controlplane::model::traffic_policy::{LoadBalancer, TrafficPolicy};
-use pier_controlplane::snapshot::{PortView, ServiceKey, ServiceView, TargetPort};
+use pier_snapshot::policy::{LoadBalancer, TrafficPolicy};
+use pier_snapshot::{PortView, ServiceKey, ServiceView, TargetPort};
 
 use crate::metrics::{EndpointMetrics, GroupMetrics, Lazy, ProxyMetrics};
 use maglev::Maglev;
@@ -366,7 +366,7 @@ impl Cluster {
 }
 
 /// The endpoint port that serves `port`: a fixed number, or the endpoint's port of that name.
-fn target_port(port: &PortView, ep: &pier_controlplane::snapshot::EndpointView) -> Option<u16> {
+fn target_port(port: &PortView, ep: &pier_snapshot::EndpointView) -> Option<u16> {
     match &port.target_port {
         TargetPort::Number(n) if ep.ports.is_empty() => Some(*n),
         TargetPort::Number(_) => ep.port_for(port),

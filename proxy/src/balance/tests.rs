@@ -1,7 +1,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 
-use pier_controlplane::snapshot::{EndpointView, PortMode, Protocol};
+use pier_snapshot::{EndpointView, PortMode, Protocol};
 
 use super::*;
 

@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 
 use hyper::header::{HeaderMap, HeaderName, HeaderValue, CONNECTION, HOST};
-use pier_controlplane::model::traffic_policy::Sticky;
+use pier_snapshot::policy::Sticky;
 
 /// Headers that describe one connection, not the message (RFC 9110 section 7.6.1).
 const HOP_BY_HOP: &[&str] = &[

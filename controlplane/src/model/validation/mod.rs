@@ -6,7 +6,7 @@ use super::endpointslice::EndpointSlice;
 use super::meta::{IntOrString, LabelSelector, ObjectMeta};
 use super::namespace::{Namespace, ServiceAccount};
 use super::service::Service;
-use super::traffic_policy::TrafficPolicy;
+use super::traffic_policy;
 use super::validate::{
     dns1035_label, dns1123_label, dns1123_subdomain, iana_svc_name, FieldPath, Report,
 };
@@ -43,7 +43,7 @@ pub(super) fn target_port(path: &FieldPath, port: &IntOrString, r: &mut Report) 
 
 pub(crate) fn service(svc: &Service, r: &mut Report) {
     metadata(&svc.metadata, dns1035_label, r);
-    if let Err(errors) = TrafficPolicy::from_annotations(&svc.metadata.annotations) {
+    if let Err(errors) = traffic_policy::parse(&svc.metadata.annotations) {
         let annotations = FieldPath::root().field("metadata").field("annotations");
         for (key, e) in errors {
             r.error(&annotations.key(&key), e);

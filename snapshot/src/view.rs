@@ -6,12 +6,10 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::model::route::{HttpRouteMatch, ParentReference};
-use crate::model::traffic_policy::TrafficPolicy;
-use crate::model::validate::gateway_duration;
-use crate::model::{
-    BackendRef, EndpointSlice, HttpRoute, IntOrString, L4Route, ObjectReference, Service,
-};
+use serde::Deserialize;
+
+use crate::policy::TrafficPolicy;
+use crate::route::HttpRouteMatch;
 
 /// `namespace/name` of a Service.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -49,7 +47,8 @@ pub enum Protocol {
 }
 
 impl Protocol {
-    fn parse(s: &str) -> Protocol {
+    /// The protocol a Kubernetes port names (`UDP`, else TCP).
+    pub fn from_name(s: &str) -> Protocol {
         if s == "UDP" {
             Protocol::Udp
         } else {
@@ -106,6 +105,24 @@ pub struct EndpointPortView {
     pub protocol: Protocol,
     /// Port number.
     pub port: u16,
+}
+
+/// A reference to another object, as in `EndpointSlice.endpoints[].targetRef`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ObjectReference {
+    /// Referent kind.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub kind: String,
+    /// Referent namespace.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub namespace: String,
+    /// Referent name.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub name: String,
+    /// Referent uid.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub uid: String,
 }
 
 /// One endpoint.
@@ -267,201 +284,4 @@ pub struct ServiceView {
     pub l4_routes: Vec<Arc<L4RouteView>>,
     /// Proxy settings from `pier.dev/*` annotations.
     pub policy: Arc<TrafficPolicy>,
-}
-
-fn attachments(route_ns: &str, refs: &[ParentReference]) -> Vec<Attachment> {
-    refs.iter()
-        .filter(|p| {
-            p.group.as_deref().unwrap_or("").is_empty() && p.kind.as_deref() == Some("Service")
-        })
-        .map(|p| Attachment {
-            service: ServiceKey::new(p.namespace.as_deref().unwrap_or(route_ns), &p.name),
-            port: p.port.and_then(|n| u16::try_from(n).ok()),
-            section_name: p.section_name.clone(),
-        })
-        .collect()
-}
-
-fn backends(route_ns: &str, refs: &[BackendRef]) -> Vec<BackendView> {
-    refs.iter()
-        .filter_map(|b| {
-            let service = ServiceKey::new(b.namespace.as_deref().unwrap_or(route_ns), &b.name);
-            let weight = u32::try_from(b.weight()).ok()?;
-            match b.unsupported_kind() {
-                Some(kind) => Some(BackendView {
-                    service,
-                    port: b.port.and_then(|p| u16::try_from(p).ok()).unwrap_or(0),
-                    weight,
-                    unresolved: Some(format!("unsupported backend kind {kind}")),
-                }),
-                None => Some(BackendView::service(
-                    service,
-                    u16::try_from(b.port?).ok()?,
-                    weight,
-                )),
-            }
-        })
-        .collect()
-}
-
-/// The dataplane view of an HTTPRoute.
-pub fn http_route_view(route: &HttpRoute) -> HttpRouteView {
-    let ns = route.metadata.namespace();
-    HttpRouteView {
-        namespace: ns.to_string(),
-        name: route.metadata.name.clone(),
-        parents: attachments(ns, &route.spec.parent_refs),
-        hostnames: route.spec.hostnames.clone(),
-        rules: route
-            .spec
-            .rules
-            .iter()
-            .map(|r| {
-                let timeout = |t: Option<&String>| t.and_then(|t| gateway_duration(t).ok());
-                HttpRuleView {
-                    matches: r.matches.clone(),
-                    backends: backends(ns, &r.backend_refs),
-                    request_timeout: timeout(r.timeouts.as_ref().and_then(|t| t.request.as_ref())),
-                    backend_timeout: timeout(
-                        r.timeouts.as_ref().and_then(|t| t.backend_request.as_ref()),
-                    ),
-                }
-            })
-            .collect(),
-    }
-}
-
-/// The dataplane view of a TCPRoute/UDPRoute (its first rule).
-pub fn l4_route_view(route: &L4Route) -> L4RouteView {
-    let ns = route.metadata.namespace();
-    L4RouteView {
-        namespace: ns.to_string(),
-        name: route.metadata.name.clone(),
-        protocol: if route.kind == "UDPRoute" {
-            Protocol::Udp
-        } else {
-            Protocol::Tcp
-        },
-        parents: attachments(ns, &route.spec.parent_refs),
-        backends: route
-            .spec
-            .rules
-            .first()
-            .map(|r| backends(ns, &r.backend_refs))
-            .unwrap_or_default(),
-    }
-}
-
-fn endpoints_of(slice: &EndpointSlice) -> impl Iterator<Item = EndpointView> + '_ {
-    let ports: Arc<[EndpointPortView]> = slice
-        .ports
-        .iter()
-        .filter_map(|p| {
-            Some(EndpointPortView {
-                name: p.name.clone().unwrap_or_default(),
-                protocol: Protocol::parse(p.protocol.as_deref().unwrap_or("TCP")),
-                port: u16::try_from(p.port?).ok()?,
-            })
-        })
-        .collect();
-    slice.endpoints.iter().filter_map(move |ep| {
-        let mut addresses = ep.addresses.iter().filter_map(|a| a.parse().ok());
-        let address = addresses.next()?;
-        Some(EndpointView {
-            address,
-            other_addresses: addresses.collect(),
-            hostname: ep.hostname.clone(),
-            node_name: ep.node_name.clone(),
-            ready: ep.conditions.is_ready(),
-            serving: ep.conditions.is_serving(),
-            terminating: ep.conditions.is_terminating(),
-            target_ref: ep.target_ref.clone(),
-            ports: Arc::clone(&ports),
-        })
-    })
-}
-
-/// Builds the view of `svc` from its slices and the routes attached to it.
-pub fn service_view<'a>(
-    svc: &Service,
-    slices: impl Iterator<Item = &'a EndpointSlice>,
-    http_routes: Vec<Arc<HttpRouteView>>,
-    l4_routes: Vec<Arc<L4RouteView>>,
-) -> ServiceView {
-    let key = ServiceKey::new(svc.metadata.namespace(), &svc.metadata.name);
-    let ports = svc
-        .spec
-        .ports
-        .iter()
-        .map(|p| {
-            let port = u16::try_from(p.port).unwrap_or_default();
-            let mut view = PortView {
-                name: p.name.clone(),
-                protocol: Protocol::parse(p.protocol()),
-                port,
-                target_port: match &p.target_port {
-                    Some(IntOrString::Int(n)) => {
-                        TargetPort::Number(u16::try_from(*n).unwrap_or(port))
-                    }
-                    Some(IntOrString::String(s)) => TargetPort::Named(s.clone()),
-                    None => TargetPort::Number(port),
-                },
-                node_port: p
-                    .node_port
-                    .and_then(|n| u16::try_from(n).ok())
-                    .filter(|n| *n != 0),
-                app_protocol: p.app_protocol.clone(),
-                mode: PortMode::L4,
-            };
-            let http_app = matches!(
-                view.app_protocol.as_deref(),
-                Some("http" | "kubernetes.io/h2c")
-            );
-            let routed = view.protocol == Protocol::Tcp
-                && http_routes
-                    .iter()
-                    .flat_map(|r| &r.parents)
-                    .any(|a| a.service == key && a.covers(&view));
-            if http_app || routed {
-                view.mode = PortMode::L7;
-            }
-            view
-        })
-        .collect();
-    let affinity_timeout = (svc.spec.session_affinity == "ClientIP").then(|| {
-        let secs = svc
-            .spec
-            .session_affinity_config
-            .as_ref()
-            .and_then(|c| c.client_ip.as_ref())
-            .and_then(|c| c.timeout_seconds)
-            .unwrap_or(10800);
-        Duration::from_secs(u64::try_from(secs).unwrap_or(10800))
-    });
-    ServiceView {
-        cluster_ip: svc.spec.cluster_ip.parse().ok(),
-        cluster_ips: if svc.spec.cluster_ips.is_empty() {
-            svc.spec.cluster_ip.parse().into_iter().collect()
-        } else {
-            svc.spec
-                .cluster_ips
-                .iter()
-                .filter_map(|ip| ip.parse().ok())
-                .collect()
-        },
-        headless: svc.is_headless(),
-        service_type: svc.service_type().to_string(),
-        external_name: Some(svc.spec.external_name.clone()).filter(|n| !n.is_empty()),
-        affinity_timeout,
-        publish_not_ready: svc.spec.publish_not_ready_addresses,
-        ports,
-        endpoints: slices.flat_map(endpoints_of).collect(),
-        http_routes,
-        l4_routes,
-        // Validated at apply time; an object stored before a rule existed falls back to defaults.
-        policy: Arc::new(
-            TrafficPolicy::from_annotations(&svc.metadata.annotations).unwrap_or_default(),
-        ),
-        key,
-    }
 }
