@@ -1,5 +1,6 @@
-//! Active health checks: per group, probe every endpoint each interval (TCP connect or HTTP GET)
-//! and flip its verdict after enough results in a row.
+//! Active health checks: per group, probe every endpoint each interval (TCP connect, or an
+//! HTTP GET in the group's protocol, HTTP/1.1 or h2c) and flip its verdict after enough
+//! results in a row.
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
@@ -12,17 +13,17 @@ use crate::l7::Http;
 
 /// Starts the checker of `cluster` unless it runs already; it stops when the group is dropped
 /// or its Service no longer asks for checks.
-pub fn ensure_checker(cluster: &Arc<Cluster>) {
+pub fn ensure_checker(cluster: &Arc<Cluster>, http: &Arc<Http>) {
     if cluster.members().policy.health_check.is_none() {
         return;
     }
     if cluster.checker_running.swap(true, Ordering::AcqRel) {
         return;
     }
-    tokio::spawn(run(Arc::downgrade(cluster)));
+    tokio::spawn(run(Arc::downgrade(cluster), Arc::clone(http)));
 }
 
-async fn run(cluster: Weak<Cluster>) {
+async fn run(cluster: Weak<Cluster>, http: Arc<Http>) {
     loop {
         let Some(c) = cluster.upgrade() else { return };
         let members = c.members();
@@ -37,7 +38,14 @@ async fn run(cluster: Weak<Cluster>) {
         let probes: Vec<_> = members
             .list
             .iter()
-            .map(|m| probe_one(Arc::clone(&c), Arc::clone(m), check.clone()))
+            .map(|m| {
+                probe_one(
+                    Arc::clone(&c),
+                    Arc::clone(m),
+                    check.clone(),
+                    Arc::clone(&http),
+                )
+            })
             .collect();
         drop(members);
         drop(c);
@@ -48,13 +56,18 @@ async fn run(cluster: Weak<Cluster>) {
     }
 }
 
-async fn probe_one(cluster: Arc<Cluster>, member: Arc<Member>, check: HealthCheck) {
+async fn probe_one(
+    cluster: Arc<Cluster>,
+    member: Arc<Member>,
+    check: HealthCheck,
+    http: Arc<Http>,
+) {
     let ok = match &check.probe {
         HealthProbe::Tcp => matches!(
             tokio::time::timeout(check.timeout, TcpStream::connect(member.addr)).await,
             Ok(Ok(_))
         ),
-        HealthProbe::Http { path } => Http::probe(&member, path, check.timeout).await,
+        HealthProbe::Http { path } => http.probe(&cluster, &member, path, check.timeout).await,
     };
     let streak = &member.state.check_streak;
     let now = if ok {

@@ -307,7 +307,7 @@ impl Proxy {
         self.metrics.listeners.set(self.listeners.len() as i64);
         for (key, cluster) in created {
             cluster.update(snapshot.services.get(&key.backend).map(AsRef::as_ref));
-            health::ensure_checker(&cluster);
+            health::ensure_checker(&cluster, &self.http);
             self.by_backend
                 .entry(key.backend.clone())
                 .or_default()
@@ -327,7 +327,7 @@ impl Proxy {
             for key in self.by_backend.get(svc).into_iter().flatten() {
                 if let Some(cluster) = self.clusters.get(key) {
                     cluster.update(snapshot.services.get(svc).map(AsRef::as_ref));
-                    health::ensure_checker(cluster);
+                    health::ensure_checker(cluster, &self.http);
                 }
             }
             // Groups this service's frontends no longer use (their checkers stop with them).

@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod proxy;
+
 /// Runs `pier args` against the daemon at `socket`, with `stdin` as its input.
 pub fn pier_cli(socket: &Path, args: &[&str], stdin: &str) -> Output {
     let mut child = Command::new(PIER)

@@ -1,6 +1,8 @@
 //! Backend groups ("clusters"): their endpoints, health and ejection state, and endpoint picking.
 
+mod in_flight;
 pub mod maglev;
+mod pool;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
@@ -12,7 +14,9 @@ use pier_snapshot::policy::{LoadBalancer, TrafficPolicy};
 use pier_snapshot::{PortView, ServiceKey, ServiceView, TargetPort};
 
 use crate::metrics::{EndpointMetrics, GroupMetrics, Lazy, ProxyMetrics};
+pub use in_flight::InFlight;
 use maglev::Maglev;
+pub use pool::IdlePool;
 
 /// Milliseconds since the first call: a cheap monotonic clock for atomics.
 pub fn now_ms() -> u64 {
@@ -29,7 +33,7 @@ const MAX_EJECTION: Duration = Duration::from_secs(600);
 #[derive(Default)]
 pub struct EndpointState {
     /// Idle HTTP/1.1 connections.
-    pub idle: crate::l7::h1::IdlePool,
+    pub idle: IdlePool,
     /// Metric handles, resolved on first use (see [`Cluster::metrics_of`]).
     metrics: OnceLock<EndpointMetrics>,
     /// Requests or connections in flight.
@@ -40,12 +44,6 @@ pub struct EndpointState {
     times_ejected: AtomicU32,
     /// Consecutive active-check results: positive = successes, negative = failures.
     pub(crate) check_streak: std::sync::atomic::AtomicI32,
-}
-
-impl AsRef<crate::l7::h1::IdlePool> for EndpointState {
-    fn as_ref(&self) -> &crate::l7::h1::IdlePool {
-        &self.idle
-    }
 }
 
 impl EndpointState {

@@ -2,40 +2,15 @@
 //! both ways with half-close and an idle timeout.
 
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
 use tokio::net::TcpStream;
 
-use crate::balance::Cluster;
+use crate::balance::{Cluster, InFlight};
 use crate::frontend::{Frontend, Mode};
 use crate::io::{Activity, Tracked};
 use crate::l4::affinity_hash;
-
-/// Decrements an endpoint's in-flight count when dropped.
-pub struct InFlight(Arc<crate::balance::Member>);
-
-impl InFlight {
-    /// Counts one more in flight on `member`.
-    pub fn new(member: Arc<crate::balance::Member>) -> Self {
-        member.state.active.fetch_add(1, Ordering::Relaxed);
-        Self(member)
-    }
-}
-
-impl InFlight {
-    /// The endpoint.
-    pub fn member(&self) -> &crate::balance::Member {
-        &self.0
-    }
-}
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        self.0.state.active.fetch_sub(1, Ordering::Relaxed);
-    }
-}
 
 /// Connects to an endpoint of `cluster`, trying up to `1 + retries` endpoints.
 pub async fn connect(

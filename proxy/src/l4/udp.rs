@@ -8,11 +8,10 @@ use std::sync::{Arc, Mutex};
 use arc_swap::ArcSwap;
 use tokio::net::UdpSocket;
 
-use crate::balance::Cluster;
+use crate::balance::{Cluster, InFlight};
 use crate::frontend::{Frontend, Mode};
 use crate::io::Activity;
 use crate::l4::affinity_hash;
-use crate::l4::tcp::InFlight;
 use crate::metrics::ProxyMetrics;
 
 type Flows = Arc<Mutex<HashMap<SocketAddr, (Arc<UdpSocket>, Activity)>>>;

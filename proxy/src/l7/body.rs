@@ -1,10 +1,15 @@
-//! A client's request body, whichever server read it: hyper's (HTTP/1.1) or the h2 crate's (h2c).
+//! Request bodies: the client's, whichever server read it (hyper's HTTP/1.1 or the h2
+//! crate's h2c), and the one body type every upstream attempt sends.
 
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
 use bytes::Bytes;
+use http_body_util::{BodyExt, Limited};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
+
+/// Bodies up to this size are buffered so the request can be retried.
+const REPLAY_LIMIT: u64 = 64 * 1024;
 
 /// Error reading a client's request body.
 pub type BodyError = Box<dyn std::error::Error + Send + Sync>;
@@ -42,6 +47,69 @@ impl Body for ClientRequestBody {
         match self {
             Self::H1(b) => b.size_hint(),
             Self::H2(b) => b.size_hint(),
+        }
+    }
+}
+
+/// The body of one upstream attempt, for HTTP/1.1 and h2c upstreams alike.
+pub enum UpstreamBody {
+    /// Fully buffered, so another attempt can send it again.
+    Full(Bytes),
+    /// Streamed from the client: one attempt only.
+    Stream(ClientRequestBody),
+}
+
+impl UpstreamBody {
+    /// Buffers a small body (up to 64 KiB, by its declared size) so it can be replayed, and
+    /// streams a larger one; `Err` if the client's body breaks while being buffered.
+    pub async fn from_client(body: ClientRequestBody) -> Result<Self, BodyError> {
+        if body.is_end_stream() {
+            return Ok(UpstreamBody::Full(Bytes::new()));
+        }
+        if body.size_hint().upper().is_some_and(|n| n <= REPLAY_LIMIT) {
+            let limit = usize::try_from(REPLAY_LIMIT).unwrap_or(usize::MAX);
+            let collected = Limited::new(body, limit).collect().await?;
+            return Ok(UpstreamBody::Full(collected.to_bytes()));
+        }
+        Ok(UpstreamBody::Stream(body))
+    }
+
+    /// The body for the next attempt: a copy of a buffered one, or the stream the first
+    /// time (`None` once a stream has been sent).
+    pub fn for_attempt(held: &mut Option<UpstreamBody>) -> Option<UpstreamBody> {
+        match held {
+            Some(UpstreamBody::Full(b)) => Some(UpstreamBody::Full(b.clone())),
+            _ => held.take(),
+        }
+    }
+}
+
+impl Body for UpstreamBody {
+    type Data = Bytes;
+    type Error = BodyError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        match self.get_mut() {
+            Self::Full(b) if b.is_empty() => Poll::Ready(None),
+            Self::Full(b) => Poll::Ready(Some(Ok(Frame::data(std::mem::take(b))))),
+            Self::Stream(b) => Pin::new(b).poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Self::Full(b) => b.is_empty(),
+            Self::Stream(b) => b.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            Self::Full(b) => SizeHint::with_exact(b.len() as u64),
+            Self::Stream(b) => b.size_hint(),
         }
     }
 }

@@ -1,35 +1,69 @@
-//! Header handling of the HTTP proxy: hop-by-hop removal, forwarding headers, sticky keys.
+//! The proxy's HTTP header policy, for HTTP/1.1 and h2c upstreams alike: which headers are
+//! hop-by-hop, how Connection tokens are read, which forwarding headers a request gets, and
+//! the sticky key of a canary. The one file that decides which headers are hop-by-hop.
 
 use std::net::SocketAddr;
 
-use hyper::header::{HeaderMap, HeaderName, HeaderValue, CONNECTION, HOST};
+use hyper::header::{
+    HeaderMap, HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH, FORWARDED, HOST, TE, TRAILER,
+    TRANSFER_ENCODING, UPGRADE,
+};
+use hyper::Uri;
 use pier_snapshot::policy::Sticky;
 
-/// Headers that describe one connection, not the message (RFC 9110 section 7.6.1).
-const HOP_BY_HOP: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
+/// `x-forwarded-for`.
+pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+/// `x-forwarded-proto`.
+pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+
+/// Headers that describe one connection, not the message (RFC 9110 section 7.6.1), plus the
+/// Keep-Alive and Proxy-Connection headers older clients send.
+const HOP_BY_HOP: [HeaderName; 7] = [
+    CONNECTION,
+    TE,
+    TRAILER,
+    TRANSFER_ENCODING,
+    UPGRADE,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
 ];
+
+/// Whether `name` describes one connection rather than the message.
+pub fn is_hop_by_hop(name: &HeaderName) -> bool {
+    HOP_BY_HOP.contains(name)
+}
+
+/// The tokens of one Connection (or Transfer-Encoding) header value, trimmed, empty ones skipped.
+pub fn tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+    value
+        .split(|b| *b == b',')
+        .map(<[u8]>::trim_ascii)
+        .filter(|t| !t.is_empty())
+}
+
+/// Whether a Connection token is an option (`close`, `keep-alive`) rather than a header name.
+pub fn is_connection_option(token: &[u8]) -> bool {
+    token.eq_ignore_ascii_case(b"close") || token.eq_ignore_ascii_case(b"keep-alive")
+}
+
+/// Headers the Connection headers of `headers` name, which are dropped with the hop-by-hop ones.
+pub fn connection_named(headers: &HeaderMap) -> Vec<HeaderName> {
+    headers
+        .get_all(CONNECTION)
+        .iter()
+        .flat_map(|v| tokens(v.as_bytes()))
+        .filter(|t| !is_connection_option(t))
+        .filter_map(|t| HeaderName::from_bytes(t).ok())
+        .collect()
+}
 
 /// Removes hop-by-hop headers, including those the Connection header names.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    let named: Vec<HeaderName> = headers
-        .get_all(CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
-        .collect();
-    for n in named {
-        headers.remove(n);
+    for name in connection_named(headers) {
+        headers.remove(name);
     }
-    for n in HOP_BY_HOP {
-        headers.remove(*n);
+    for name in &HOP_BY_HOP {
+        headers.remove(name);
     }
 }
 
@@ -56,74 +90,69 @@ impl ClientHeaders {
             ip,
         }
     }
+
+    /// `x-forwarded-for`: the client appended to what earlier proxies wrote, as one line.
+    fn forwarded_for(&self, headers: &HeaderMap) -> HeaderValue {
+        let mut prior = headers.get_all(X_FORWARDED_FOR).iter().peekable();
+        if prior.peek().is_none() {
+            return self.xff.clone();
+        }
+        let mut joined = Vec::with_capacity(64);
+        for v in prior {
+            joined.extend_from_slice(v.as_bytes());
+            joined.extend_from_slice(b", ");
+        }
+        joined.extend_from_slice(self.ip.as_bytes());
+        HeaderValue::from_bytes(&joined).unwrap_or_else(|_| self.xff.clone())
+    }
 }
 
-/// Readies request headers for an h2c upstream: hop-by-hop headers out, Host kept,
-/// forwarding headers (`x-forwarded-for`, `x-forwarded-proto`, `forwarded`) added.
-/// (HTTP/1.1 upstreams get the same in [`super::h1`], while the head is written.)
-pub fn prepare_request(headers: &mut HeaderMap, uri: &hyper::Uri, client: &ClientHeaders) {
-    strip_hop_by_hop(headers);
+/// The request headers an upstream gets, whatever its protocol, passed to `emit` in order:
+///
+/// - the client's end-to-end headers, without hop-by-hop ones, those Connection names,
+///   Content-Length (each upstream writer frames the body it sends) and X-Forwarded-For;
+/// - Host, from the request target when the client sent none (HTTP/2 clients send
+///   `:authority`);
+/// - for a proxied `client` (none for pier's own probes): X-Forwarded-For with the client
+///   appended to any earlier value, X-Forwarded-Proto unless set, and this hop's Forwarded
+///   element after any earlier ones.
+pub fn upstream_request(
+    headers: &HeaderMap,
+    uri: &Uri,
+    client: Option<&ClientHeaders>,
+    mut emit: impl FnMut(&HeaderName, &HeaderValue),
+) {
+    let named = if headers.contains_key(CONNECTION) {
+        connection_named(headers)
+    } else {
+        Vec::new()
+    };
+    let mut has_proto = false;
+    for (name, value) in headers {
+        if name == CONTENT_LENGTH
+            || name == X_FORWARDED_FOR
+            || is_hop_by_hop(name)
+            || named.contains(name)
+        {
+            continue;
+        }
+        has_proto |= name == X_FORWARDED_PROTO;
+        emit(name, value);
+    }
     if !headers.contains_key(HOST) {
         if let Some(v) = uri
             .authority()
             .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
         {
-            headers.insert(HOST, v);
+            emit(&HOST, &v);
         }
     }
-    let xff = match headers.get(X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(prior) => HeaderValue::from_str(&format!("{prior}, {}", client.ip)).ok(),
-        None => Some(client.xff.clone()),
-    };
-    if let Some(v) = xff {
-        headers.insert(X_FORWARDED_FOR, v);
-    }
-    if !headers.contains_key(X_FORWARDED_PROTO) {
-        headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
-    }
-    headers.append(hyper::header::FORWARDED, client.forwarded.clone());
-}
-
-/// `x-forwarded-for`.
-pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-/// `x-forwarded-proto`.
-pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
-
-/// Whether a header describes one connection rather than the message.
-pub fn is_hop_by_hop(name: &HeaderName) -> bool {
-    use hyper::header::{TE, TRAILER, TRANSFER_ENCODING, UPGRADE};
-    name == CONNECTION
-        || name == TE
-        || name == TRAILER
-        || name == TRANSFER_ENCODING
-        || name == UPGRADE
-        || name.as_str() == "keep-alive"
-        || name.as_str() == "proxy-connection"
-}
-
-/// Headers a Connection header names (beyond `close` and `keep-alive`), to drop too.
-pub fn connection_named(headers: &HeaderMap) -> Vec<HeaderName> {
-    headers
-        .get_all(CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .filter(|t| !t.eq_ignore_ascii_case("close") && !t.eq_ignore_ascii_case("keep-alive"))
-        .filter_map(|n| HeaderName::from_bytes(n.as_bytes()).ok())
-        .collect()
-}
-
-/// Forwarding values for this client (for writers that serialize heads themselves).
-impl ClientHeaders {
-    /// The client's address, as x-forwarded-for and `forwarded` put it.
-    pub fn ip(&self) -> &str {
-        &self.ip
-    }
-
-    /// This hop's `forwarded` element.
-    pub fn forwarded(&self) -> &HeaderValue {
-        &self.forwarded
+    if let Some(client) = client {
+        emit(&X_FORWARDED_FOR, &client.forwarded_for(headers));
+        if !has_proto {
+            emit(&X_FORWARDED_PROTO, &HeaderValue::from_static("http"));
+        }
+        emit(&FORWARDED, &client.forwarded);
     }
 }
 
@@ -156,17 +185,73 @@ mod tests {
             .header("x-forwarded-for", "192.0.2.1")
             .body(())
             .unwrap();
-        let (mut parts, ()) = req.into_parts();
-        prepare_request(
-            &mut parts.headers,
+        let (parts, ()) = req.into_parts();
+        let mut h = HeaderMap::new();
+        upstream_request(
+            &parts.headers,
             &parts.uri,
-            &ClientHeaders::new("10.0.0.9:5555".parse().unwrap()),
+            Some(&ClientHeaders::new("10.0.0.9:5555".parse().unwrap())),
+            |n, v| {
+                h.append(n, v.clone());
+            },
         );
-        let h = &parts.headers;
         assert!(h.get("x-secret").is_none() && h.get("connection").is_none());
         assert_eq!(h["x-forwarded-for"], "192.0.2.1, 10.0.0.9");
         assert_eq!(h["forwarded"], "for=10.0.0.9;proto=http");
         assert_eq!(h["host"], "web.default");
+    }
+
+    #[test]
+    fn forwarding_headers_join_every_earlier_line_and_keep_the_proto() {
+        let mut headers = HeaderMap::new();
+        headers.append("x-forwarded-for", HeaderValue::from_static("192.0.2.1"));
+        headers.append("x-forwarded-for", HeaderValue::from_static("192.0.2.2"));
+        headers.insert("x-forwarded-proto", HeaderValue::from_static("https"));
+        headers.insert("content-length", HeaderValue::from_static("3"));
+        headers.insert("te", HeaderValue::from_static("trailers"));
+        let uri: Uri = "/x".parse().unwrap();
+        let mut out: Vec<(String, String)> = Vec::new();
+        upstream_request(
+            &headers,
+            &uri,
+            Some(&ClientHeaders::new("[2001:db8::1]:80".parse().unwrap())),
+            |n, v| out.push((n.to_string(), v.to_str().unwrap().to_string())),
+        );
+        let get = |n: &str| -> Vec<&str> {
+            out.iter()
+                .filter(|(k, _)| k == n)
+                .map(|(_, v)| v.as_str())
+                .collect()
+        };
+        assert_eq!(
+            get("x-forwarded-for"),
+            ["192.0.2.1, 192.0.2.2, 2001:db8::1"]
+        );
+        assert_eq!(get("x-forwarded-proto"), ["https"]);
+        assert_eq!(get("forwarded"), ["for=\"[2001:db8::1]\";proto=http"]);
+        assert!(get("content-length").is_empty() && get("te").is_empty());
+        assert!(get("host").is_empty(), "no authority, no host");
+
+        let mut without = Vec::new();
+        upstream_request(&headers, &uri, None, |n, _| without.push(n.clone()));
+        assert!(
+            !without
+                .iter()
+                .any(|n| n.as_str().starts_with("x-forwarded-for") || n == "forwarded"),
+            "pier's own requests carry no forwarding headers"
+        );
+    }
+
+    #[test]
+    fn hop_by_hop_and_connection_named_headers_leave_responses() {
+        let mut h = HeaderMap::new();
+        h.insert("connection", HeaderValue::from_static("close, X-Internal"));
+        h.insert("x-internal", HeaderValue::from_static("1"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert("x-kept", HeaderValue::from_static("1"));
+        strip_hop_by_hop(&mut h);
+        let left: Vec<&str> = h.keys().map(HeaderName::as_str).collect();
+        assert_eq!(left, ["x-kept"]);
     }
 
     #[test]
