@@ -7,12 +7,12 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 
 /// CPU the system under test (pier or its peer) runs on.
-pub const SUT_CPU: usize = 0;
+pub(crate) const SUT_CPU: usize = 0;
 /// CPU the load generator and backends run on.
-pub const LOAD_CPU: usize = 1;
+pub(crate) const LOAD_CPU: usize = 1;
 
 /// Pins the calling process (the load generator) to `cpu`.
-pub fn pin_self(cpu: usize) -> Result<()> {
+pub(crate) fn pin_self(cpu: usize) -> Result<()> {
     let status = Command::new("taskset")
         .args([
             "-a",
@@ -31,7 +31,7 @@ pub fn pin_self(cpu: usize) -> Result<()> {
 }
 
 /// Spawns `program args...` pinned to `cpu`.
-pub fn spawn_pinned(cpu: usize, program: &Path, args: &[&str]) -> Result<Child> {
+pub(crate) fn spawn_pinned(cpu: usize, program: &Path, args: &[&str]) -> Result<Child> {
     Command::new("taskset")
         .arg("-c")
         .arg(cpu.to_string())
@@ -54,7 +54,7 @@ fn clock_ticks() -> f64 {
 }
 
 /// A child process killed on drop.
-pub struct Proc(pub Child);
+pub(crate) struct Proc(pub Child);
 
 impl Drop for Proc {
     fn drop(&mut self) {
@@ -64,7 +64,7 @@ impl Drop for Proc {
 }
 
 /// HAProxy running `conf`, pinned to the system-under-test CPU.
-pub fn start_haproxy(conf: &Path) -> Result<Proc> {
+pub(crate) fn start_haproxy(conf: &Path) -> Result<Proc> {
     let child = Command::new("taskset")
         .args(["-c", &SUT_CPU.to_string(), "haproxy", "-db", "-f"])
         .arg(conf)
@@ -78,10 +78,10 @@ pub fn start_haproxy(conf: &Path) -> Result<Proc> {
 /// `pier daemon` pinned to the system-under-test CPU, its state and socket in `dir` (state
 /// from an earlier run removed), with `flags` added; returned once its control API answers.
 /// The namespace benchmark objects are created in (by [`start_pier`]).
-pub const BENCH_NAMESPACE: &str = "bench";
+pub(crate) const BENCH_NAMESPACE: &str = "bench";
 
 /// Every benchmark daemon runs with `--no-ebpf` unless `flags` attach the hooks somewhere.
-pub async fn start_pier(
+pub(crate) async fn start_pier(
     dir: &Path,
     flags: &[&str],
     deadline: std::time::Instant,
@@ -128,7 +128,7 @@ pub async fn start_pier(
 }
 
 /// User + system CPU time a process has used.
-pub fn cpu_time(pid: u32) -> Result<Duration> {
+pub(crate) fn cpu_time(pid: u32) -> Result<Duration> {
     let stat =
         std::fs::read_to_string(format!("/proc/{pid}/stat")).context("reading /proc/PID/stat")?;
     // Fields after the command name (which may contain spaces) start after the last ')'.
@@ -147,7 +147,7 @@ pub fn cpu_time(pid: u32) -> Result<Duration> {
 }
 
 /// Resident set size of a process.
-pub fn rss_bytes(pid: u32) -> Result<u64> {
+pub(crate) fn rss_bytes(pid: u32) -> Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
         .context("reading /proc/PID/status")?;
     let kb = status
@@ -160,7 +160,7 @@ pub fn rss_bytes(pid: u32) -> Result<u64> {
 }
 
 /// The release `pier` binary next to this benchmark binary.
-pub fn pier_binary() -> Result<PathBuf> {
+pub(crate) fn pier_binary() -> Result<PathBuf> {
     let exe = std::env::current_exe()?;
     let bin = exe.with_file_name("pier");
     if !bin.exists() {
@@ -175,7 +175,7 @@ pub fn pier_binary() -> Result<PathBuf> {
 /// Moves this process into a network namespace of its own with only `lo` up, before any
 /// thread or child is started: a benchmark that dials ClusterIPs then sends nothing off the
 /// machine when a translation fails (the address has no route there). Needs root and `ip`.
-pub fn private_netns() -> Result<()> {
+pub(crate) fn private_netns() -> Result<()> {
     nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)
         .context("unshare(CLONE_NEWNET): the benchmark runs in a network namespace of its own")?;
     let up = Command::new("ip")
@@ -189,7 +189,7 @@ pub fn private_netns() -> Result<()> {
 }
 
 /// Installs the Debian `package` providing `command` if `command` is missing (peers: knot, unbound, haproxy...).
-pub fn ensure_command(command: &str, package: &str) -> Result<()> {
+pub(crate) fn ensure_command(command: &str, package: &str) -> Result<()> {
     let found = |c: &str| {
         Command::new("sh")
             .args(["-c", &format!("command -v {c} || test -x /usr/sbin/{c}")])
@@ -223,7 +223,7 @@ pub fn ensure_command(command: &str, package: &str) -> Result<()> {
 
 /// Whether a bigger or a smaller value is better.
 #[derive(Debug, Clone, Copy)]
-pub enum Better {
+pub(crate) enum Better {
     /// Throughput-like.
     Higher,
     /// Latency-, CPU- or memory-like.
@@ -232,7 +232,7 @@ pub enum Better {
 
 impl Better {
     /// Whether `value` is at least as good as `target`.
-    pub fn meets(self, value: f64, target: f64) -> bool {
+    pub(crate) fn meets(self, value: f64, target: f64) -> bool {
         match self {
             Better::Higher => value >= target,
             Better::Lower => value <= target,
@@ -241,7 +241,7 @@ impl Better {
 }
 
 /// One row of results: pier, optionally a peer, or a target.
-pub struct Row {
+pub(crate) struct Row {
     /// What is measured.
     pub metric: String,
     /// Unit.
@@ -255,7 +255,7 @@ pub struct Row {
 }
 
 /// Prints rows side by side; `reference` names the peer (or "target").
-pub fn print_table(title: &str, reference: &str, rows: &[Row]) {
+pub(crate) fn print_table(title: &str, reference: &str, rows: &[Row]) {
     println!("\n{title}");
     let header = format!(
         "{:<44} {:>14} {:>14} {:>9}  {}",
@@ -298,7 +298,7 @@ fn fmt(v: f64) -> String {
 }
 
 /// The `q` quantile (0..=1) of `values` (sorted in place).
-pub fn quantile(values: &mut [f64], q: f64) -> f64 {
+pub(crate) fn quantile(values: &mut [f64], q: f64) -> f64 {
     if values.is_empty() {
         return f64::NAN;
     }
@@ -308,13 +308,13 @@ pub fn quantile(values: &mut [f64], q: f64) -> f64 {
 }
 
 /// The median of `values` (NaN when there are none).
-pub fn median(values: impl IntoIterator<Item = f64>) -> f64 {
+pub(crate) fn median(values: impl IntoIterator<Item = f64>) -> f64 {
     let mut v: Vec<f64> = values.into_iter().collect();
     quantile(&mut v, 0.5)
 }
 
 /// Median, smallest and largest of per-round figures.
-pub struct Spread {
+pub(crate) struct Spread {
     /// The median (nearest rank, as [`quantile`]).
     pub median: f64,
     /// The smallest.
@@ -324,7 +324,7 @@ pub struct Spread {
 }
 
 /// The spread of `values`.
-pub fn spread(values: impl IntoIterator<Item = f64>) -> Spread {
+pub(crate) fn spread(values: impl IntoIterator<Item = f64>) -> Spread {
     let mut v: Vec<f64> = values.into_iter().collect();
     let min = v.iter().copied().fold(f64::INFINITY, f64::min);
     let max = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);

@@ -12,10 +12,10 @@ use std::sync::{Arc, Mutex};
 /// Most answers kept; past it the cache starts over.
 const MAX_ENTRIES: usize = 200_000;
 /// Largest response kept.
-pub const MAX_RESPONSE: usize = 512;
+pub(crate) const MAX_RESPONSE: usize = 512;
 
 /// A plain query, parsed just enough to find its cached answer.
-pub struct PlainQuery {
+pub(crate) struct PlainQuery {
     /// Lowercased wire-format name followed by the query type.
     key: [u8; 258],
     key_len: usize,
@@ -27,7 +27,7 @@ pub struct PlainQuery {
 
 impl PlainQuery {
     /// Parses `packet` if it is a plain query (see the module docs).
-    pub fn parse(packet: &[u8]) -> Option<PlainQuery> {
+    pub(crate) fn parse(packet: &[u8]) -> Option<PlainQuery> {
         let header = packet.get(..12)?;
         let flags = header[2];
         // QR = 0, opcode QUERY, AA and TC clear.
@@ -85,13 +85,13 @@ struct Entries {
 
 /// Encoded answers of the current zone revision.
 #[derive(Default)]
-pub struct FastAnswers {
+pub(crate) struct FastAnswers {
     entries: Mutex<Entries>,
 }
 
 impl FastAnswers {
     /// Forgets every answer: the zone is now at `revision`.
-    pub fn reset(&self, revision: u64) {
+    pub(crate) fn reset(&self, revision: u64) {
         if let Ok(mut e) = self.entries.lock() {
             e.revision = revision;
             e.map.clear();
@@ -99,7 +99,7 @@ impl FastAnswers {
     }
 
     /// The answer to `query` (a copy of `packet`'s question and flags applied), if kept.
-    pub fn answer(&self, query: &PlainQuery, packet: &[u8]) -> Option<Vec<u8>> {
+    pub(crate) fn answer(&self, query: &PlainQuery, packet: &[u8]) -> Option<Vec<u8>> {
         let template = self.entries.lock().ok()?.map.get(query.key()).cloned()?;
         let mut out = template.to_vec();
         out[..2].copy_from_slice(packet.get(..2)?);
@@ -113,7 +113,7 @@ impl FastAnswers {
     }
 
     /// Keeps `response` as the answer to `query`, if it was computed on zone `revision`.
-    pub fn keep(&self, query: &PlainQuery, revision: u64, response: &[u8]) {
+    pub(crate) fn keep(&self, query: &PlainQuery, revision: u64, response: &[u8]) {
         // A truncated (TC) answer would be wrong over TCP.
         let truncated = response.get(2).is_some_and(|f| f & 0x02 != 0);
         if truncated || response.len() > MAX_RESPONSE || response.len() < 12 + query.name_len + 4 {
@@ -133,7 +133,7 @@ impl FastAnswers {
 }
 
 /// The response code of an encoded response.
-pub fn rcode(response: &[u8]) -> u8 {
+pub(crate) fn rcode(response: &[u8]) -> u8 {
     response.get(3).map_or(0, |b| b & 0x0f)
 }
 

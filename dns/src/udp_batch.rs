@@ -11,12 +11,12 @@ use nix::sys::socket::{
 };
 
 /// Most datagrams taken or sent per syscall.
-pub const BATCH: usize = 32;
+pub(crate) const BATCH: usize = 32;
 /// Largest query kept whole; a longer one arrives truncated and is answered FORMERR.
-pub const DATAGRAM: usize = 8192;
+pub(crate) const DATAGRAM: usize = 8192;
 
 /// Receive buffers, reused for every batch.
-pub struct RecvBatch {
+pub(crate) struct RecvBatch {
     bufs: Vec<Vec<u8>>,
     got: Vec<(usize, SocketAddr)>,
 }
@@ -40,7 +40,7 @@ fn to_std(addr: &SockaddrStorage) -> Option<SocketAddr> {
 
 impl RecvBatch {
     /// Takes the datagrams waiting on `fd` (at least one, or `WouldBlock`).
-    pub fn recv(&mut self, fd: RawFd) -> io::Result<usize> {
+    pub(crate) fn recv(&mut self, fd: RawFd) -> io::Result<usize> {
         let Self { bufs, got } = self;
         got.clear();
         let mut headers = MultiHeaders::<SockaddrStorage>::preallocate(BATCH, None);
@@ -67,7 +67,7 @@ impl RecvBatch {
     }
 
     /// Datagram `i` of the last batch and its sender; `None` for a slot without a usable sender.
-    pub fn get(&self, i: usize) -> Option<(&[u8], SocketAddr)> {
+    pub(crate) fn get(&self, i: usize) -> Option<(&[u8], SocketAddr)> {
         let (len, peer) = *self.got.get(i)?;
         if peer.port() == 0 {
             return None;
@@ -77,7 +77,7 @@ impl RecvBatch {
 }
 
 /// Sends `replies` with one sendmmsg; returns how many went (the rest must be sent another way).
-pub fn send(fd: RawFd, replies: &[(Vec<u8>, SocketAddr)]) -> io::Result<usize> {
+pub(crate) fn send(fd: RawFd, replies: &[(Vec<u8>, SocketAddr)]) -> io::Result<usize> {
     if replies.is_empty() {
         return Ok(0);
     }

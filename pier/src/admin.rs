@@ -18,7 +18,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 /// What the admin endpoints read.
-pub struct Admin {
+pub(crate) struct Admin {
     /// Every pier metric.
     pub registry: Registry,
     /// Control-plane metrics (for recent build times).
@@ -80,7 +80,7 @@ fn handle(admin: &Admin, req: &Request<Incoming>) -> Response<Full<Bytes>> {
 }
 
 /// Serves the admin endpoints on `listener` until `shutdown` turns true.
-pub async fn serve(
+pub(crate) async fn serve(
     admin: Arc<Admin>,
     listener: TcpListener,
     mut shutdown: watch::Receiver<bool>,

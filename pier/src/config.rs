@@ -12,7 +12,7 @@ use serde::Deserialize;
 /// `pier daemon` settings as read from a TOML file; every field optional.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct FileConfig {
+pub(crate) struct FileConfig {
     /// Store directory.
     pub state_dir: Option<PathBuf>,
     /// Control socket path.
@@ -36,7 +36,7 @@ pub struct FileConfig {
 /// `[proxy]` section of the config file.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ProxyFileConfig {
+pub(crate) struct ProxyFileConfig {
     /// Turn the userspace proxy off.
     pub disabled: Option<bool>,
     /// `interface` (VIPs on a dummy interface; needs root) or `loopback`.
@@ -52,7 +52,7 @@ pub struct ProxyFileConfig {
 /// `[dns]` section of the config file.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct DnsFileConfig {
+pub(crate) struct DnsFileConfig {
     /// Turn the DNS server off.
     pub disabled: Option<bool>,
     /// Listen addresses (UDP and TCP).
@@ -73,7 +73,7 @@ pub struct DnsFileConfig {
 
 /// Effective daemon settings.
 #[derive(Debug, Clone)]
-pub struct DaemonConfig {
+pub(crate) struct DaemonConfig {
     /// Where the store file lives.
     pub state_dir: PathBuf,
     /// Control socket.
@@ -98,7 +98,7 @@ pub struct DaemonConfig {
 
 /// The ClusterIP ranges: IPv4 always, IPv6 when given (dual-stack Services).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ServiceCidrs {
+pub(crate) struct ServiceCidrs {
     /// IPv4 range.
     pub v4: Ipv4Net,
     /// IPv6 range.
@@ -109,11 +109,11 @@ pub struct ServiceCidrs {
 
 impl ServiceCidrs {
     /// The IPv4 range used when none is given.
-    pub const DEFAULT_V4: &'static str = "10.96.0.0/12";
+    pub(crate) const DEFAULT_V4: &'static str = "10.96.0.0/12";
 
     /// Reads `--service-cidr` values (each may be comma-separated): at most one range per
     /// family; the default IPv4 range when none is given.
-    pub fn parse(values: &[String]) -> anyhow::Result<Self> {
+    pub(crate) fn parse(values: &[String]) -> anyhow::Result<Self> {
         let mut v4 = None;
         let mut v6 = None;
         let mut first_v6 = None;
@@ -148,7 +148,7 @@ impl ServiceCidrs {
 
 /// Effective container engine settings.
 #[derive(Debug, Clone)]
-pub struct RuntimeConfig {
+pub(crate) struct RuntimeConfig {
     /// Images, containers and logs.
     pub root: PathBuf,
     /// This node's name on its pods.
@@ -161,7 +161,7 @@ pub struct RuntimeConfig {
 
 /// Effective socket-LB settings.
 #[derive(Debug, Clone)]
-pub struct EbpfConfig {
+pub(crate) struct EbpfConfig {
     /// Whether the socket-LB runs; off (`--no-ebpf`), the proxy serves every port and pins
     /// an earlier daemon left under `pin_dir` are detached at start.
     pub enabled: bool,
@@ -172,18 +172,18 @@ pub struct EbpfConfig {
 }
 
 /// The cgroup2 root the socket-LB attaches to by default.
-pub fn default_cgroup2() -> PathBuf {
+pub(crate) fn default_cgroup2() -> PathBuf {
     pier_ebpf::cgroup2_root().unwrap_or_else(|| PathBuf::from("/sys/fs/cgroup"))
 }
 
 /// Where socket-LB maps and links are pinned by default.
-pub fn default_ebpf_pin_dir() -> PathBuf {
+pub(crate) fn default_ebpf_pin_dir() -> PathBuf {
     PathBuf::from(pier_ebpf::BPFFS).join("pier")
 }
 
 /// Effective DNS settings.
 #[derive(Debug, Clone)]
-pub struct DnsConfig {
+pub(crate) struct DnsConfig {
     /// Listen addresses.
     pub listen: Vec<SocketAddr>,
     /// Upstream resolvers.
@@ -201,13 +201,13 @@ pub struct DnsConfig {
 }
 
 /// The default DNS listener: port 53 on loopback for root, 5353 otherwise.
-pub fn default_dns_listen() -> SocketAddr {
+pub(crate) fn default_dns_listen() -> SocketAddr {
     let port = if current_uid() == 0 { 53 } else { 5353 };
     SocketAddr::from(([127, 0, 0, 1], port))
 }
 
 /// Builds the proxy settings: real VIPs on an interface as root, loopback stand-ins otherwise.
-pub fn proxy_config(
+pub(crate) fn proxy_config(
     vips: Option<&str>,
     interface: Option<String>,
     port_offset: Option<u16>,
@@ -236,14 +236,14 @@ pub fn proxy_config(
 }
 
 /// Nameservers from /etc/resolv.conf.
-pub fn system_upstreams() -> Vec<SocketAddr> {
+pub(crate) fn system_upstreams() -> Vec<SocketAddr> {
     std::fs::read_to_string("/etc/resolv.conf")
         .map(|t| pier_dns::forward::parse_resolv_conf(&t))
         .unwrap_or_default()
 }
 
 /// Loopback plus the container engine's pod network.
-pub fn default_dns_allow() -> Vec<ipnet::IpNet> {
+pub(crate) fn default_dns_allow() -> Vec<ipnet::IpNet> {
     ["127.0.0.0/8", "::1/128", "10.88.0.0/16"]
         .iter()
         .filter_map(|n| n.parse().ok())
@@ -251,7 +251,7 @@ pub fn default_dns_allow() -> Vec<ipnet::IpNet> {
 }
 
 /// The default state directory: `/var/lib/pier` for root, else `$XDG_STATE_HOME/pier` or `~/.local/state/pier`.
-pub fn default_state_dir() -> PathBuf {
+pub(crate) fn default_state_dir() -> PathBuf {
     if current_uid() == 0 {
         return PathBuf::from("/var/lib/pier");
     }
@@ -265,7 +265,7 @@ pub fn default_state_dir() -> PathBuf {
 }
 
 /// Parses `30000-32767`.
-pub fn parse_port_range(s: &str) -> Result<RangeInclusive<u16>> {
+pub(crate) fn parse_port_range(s: &str) -> Result<RangeInclusive<u16>> {
     let (lo, hi) = s
         .split_once('-')
         .with_context(|| format!("node port range {s:?} must look like 30000-32767"))?;
@@ -284,7 +284,7 @@ pub fn parse_port_range(s: &str) -> Result<RangeInclusive<u16>> {
 }
 
 /// Reads a config file.
-pub fn read_file(path: &Path) -> Result<FileConfig> {
+pub(crate) fn read_file(path: &Path) -> Result<FileConfig> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("reading config {}", path.display()))?;
     toml::from_str(&text).with_context(|| format!("config {}", path.display()))

@@ -20,7 +20,7 @@ use crate::admin::{self, Admin};
 use crate::config::{DaemonConfig, DnsConfig};
 
 /// A running daemon.
-pub struct Daemon {
+pub(crate) struct Daemon {
     /// The store.
     pub store: Arc<Store>,
     /// The published snapshot.
@@ -251,7 +251,7 @@ where
 
 impl Daemon {
     /// Opens the store and starts every part.
-    pub async fn start(config: &DaemonConfig) -> Result<Daemon> {
+    pub(crate) async fn start(config: &DaemonConfig) -> Result<Daemon> {
         let store_path = config.state_dir.join("pier.redb");
         let store_config = StoreConfig {
             alloc: AllocConfig {
@@ -410,7 +410,7 @@ impl Daemon {
     }
 
     /// Stops every part and waits (bounded) for them to finish.
-    pub async fn stop(self) {
+    pub(crate) async fn stop(self) {
         let _ = self.shutdown.send(true);
         for task in self.tasks {
             let abort = task.abort_handle();
@@ -425,14 +425,14 @@ impl Daemon {
 }
 
 /// SIGTERM/SIGINT handlers, installed before start-up so no signal is lost to the default action.
-pub struct Signals {
+pub(crate) struct Signals {
     term: tokio::signal::unix::Signal,
     int: tokio::signal::unix::Signal,
 }
 
 impl Signals {
     /// Installs the handlers.
-    pub fn install() -> Result<Signals> {
+    pub(crate) fn install() -> Result<Signals> {
         use tokio::signal::unix::{signal, SignalKind};
         Ok(Signals {
             term: signal(SignalKind::terminate())?,
@@ -441,7 +441,7 @@ impl Signals {
     }
 
     /// Resolves when SIGTERM or SIGINT arrives (or has arrived since `install`).
-    pub async fn recv(&mut self) -> &'static str {
+    pub(crate) async fn recv(&mut self) -> &'static str {
         tokio::select! {
             _ = self.term.recv() => "SIGTERM",
             _ = self.int.recv() => "SIGINT",

@@ -19,7 +19,7 @@ use tokio::net::{TcpListener, UdpSocket};
 
 /// What `pier echo` serves.
 #[derive(clap::Args)]
-pub struct EchoConfig {
+pub(crate) struct EchoConfig {
     /// Name reported in answers (and in the TCP banner).
     #[arg(long, default_value = "echo")]
     pub name: String,
@@ -179,7 +179,7 @@ fn announce(line: &str) {
 }
 
 /// Binds everything, prints `<proto> <address>` per listener, then serves until killed.
-pub async fn run(config: EchoConfig) -> Result<()> {
+pub(crate) async fn run(config: EchoConfig) -> Result<()> {
     let id = Arc::new(Identity {
         name: config.name.clone(),
         version: config.version,

@@ -82,7 +82,7 @@ fn routes(svc: &ServiceView) -> String {
 }
 
 /// The table `pier up` prints: every service with VIP, ports, mode, routes and endpoints.
-pub fn summary(snapshot: &NodeSnapshot) -> String {
+pub(crate) fn summary(snapshot: &NodeSnapshot) -> String {
     let rows: Vec<Vec<String>> = snapshot
         .services
         .values()
@@ -258,7 +258,7 @@ async fn wait_for_pods(client: &Client) {
 }
 
 /// Runs `pier up`.
-pub async fn run(config: DaemonConfig, files: Vec<PathBuf>) -> Result<()> {
+pub(crate) async fn run(config: DaemonConfig, files: Vec<PathBuf>) -> Result<()> {
     // Validate before starting anything, so a bad manifest fails fast.
     let manifests = cli::manifests::read(&files, None)?;
     let mut signals = daemon::Signals::install()?;

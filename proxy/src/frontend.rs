@@ -15,7 +15,7 @@ use crate::route::{HttpRouter, Rule};
 use pier_snapshot::weights::SlotTable;
 
 /// Weighted backend groups split per connection, flow or request.
-pub struct Groups {
+pub(crate) struct Groups {
     table: SlotTable,
     /// One per weighted backend; `None` for an unresolved one, whose turns are refused.
     clusters: Vec<Option<Arc<Cluster>>>,
@@ -25,7 +25,7 @@ pub struct Groups {
 impl Groups {
     /// Groups with their weights (zero-weight groups get no traffic; `None` is a backend
     /// that cannot be resolved, whose share is refused).
-    pub fn new(weighted: Vec<(Option<Arc<Cluster>>, u32)>) -> Self {
+    pub(crate) fn new(weighted: Vec<(Option<Arc<Cluster>>, u32)>) -> Self {
         let weights: Vec<u32> = weighted.iter().map(|(_, w)| *w).collect();
         Self {
             table: SlotTable::new(&weights),
@@ -36,7 +36,7 @@ impl Groups {
 
     /// The next group in weighted turn, or the one `sticky` hashes to; `None` when there is
     /// none or the turn is an unresolved backend's.
-    pub fn pick(&self, sticky: Option<u64>) -> Option<&Arc<Cluster>> {
+    pub(crate) fn pick(&self, sticky: Option<u64>) -> Option<&Arc<Cluster>> {
         let n = sticky.unwrap_or_else(|| self.next.fetch_add(1, Ordering::Relaxed));
         self.table
             .pick(n)
@@ -45,13 +45,13 @@ impl Groups {
     }
 
     /// Every group, for cluster bookkeeping.
-    pub fn clusters(&self) -> impl Iterator<Item = &Arc<Cluster>> {
+    pub(crate) fn clusters(&self) -> impl Iterator<Item = &Arc<Cluster>> {
         self.clusters.iter().flatten()
     }
 }
 
 /// How a frontend's traffic is handled.
-pub enum Mode {
+pub(crate) enum Mode {
     /// Per connection or UDP flow.
     L4(Groups),
     /// Per HTTP request.
@@ -59,11 +59,7 @@ pub enum Mode {
 }
 
 /// One service port as served by the proxy.
-pub struct Frontend {
-    /// The service.
-    pub service: ServiceKey,
-    /// The port.
-    pub port: PortView,
+pub(crate) struct Frontend {
     /// The service's proxy settings.
     pub policy: Arc<TrafficPolicy>,
     /// `sessionAffinity: ClientIP`.
@@ -78,7 +74,7 @@ pub struct Frontend {
 
 impl Frontend {
     /// Every group this frontend can send to.
-    pub fn clusters(&self) -> Vec<&Arc<Cluster>> {
+    pub(crate) fn clusters(&self) -> Vec<&Arc<Cluster>> {
         match &self.mode {
             Mode::L4(g) => g.clusters().collect(),
             Mode::L7(r) => r.clusters(),
@@ -86,13 +82,13 @@ impl Frontend {
     }
 
     /// Time a TCP connection or UDP flow may stay idle.
-    pub fn idle_timeout(&self) -> Duration {
+    pub(crate) fn idle_timeout(&self) -> Duration {
         self.policy.idle_timeout
     }
 }
 
 /// Finds or creates the groups frontends refer to; keeps them across snapshots.
-pub struct ClusterSet<'a> {
+pub(crate) struct ClusterSet<'a> {
     /// Groups that existed before this snapshot.
     pub existing: &'a HashMap<ClusterKey, Arc<Cluster>>,
     /// Groups created for this snapshot.
@@ -130,7 +126,7 @@ impl ClusterSet<'_> {
 }
 
 /// Builds the frontend of one port of `svc`; errors describe a route that cannot be compiled.
-pub fn build(
+pub(crate) fn build(
     svc: &ServiceView,
     port: &PortView,
     clusters: &mut ClusterSet<'_>,
@@ -176,8 +172,6 @@ pub fn build(
         }
     };
     Ok(Frontend {
-        service: svc.key.clone(),
-        port: port.clone(),
         policy: Arc::clone(&svc.policy),
         client_affinity: svc.affinity_timeout.is_some(),
         mode,

@@ -12,23 +12,23 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 /// Whether a connection moved data lately, for idle timeouts. I/O only sets a flag (no clock
 /// read per read or write); the watchdog samples it four times per timeout period.
 #[derive(Clone)]
-pub struct Activity(Arc<AtomicBool>);
+pub(crate) struct Activity(Arc<AtomicBool>);
 
 impl Activity {
     /// Starts as active.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self(Arc::new(AtomicBool::new(true)))
     }
 
     /// Records that data moved.
-    pub fn touch(&self) {
+    pub(crate) fn touch(&self) {
         if !self.0.load(Ordering::Relaxed) {
             self.0.store(true, Ordering::Relaxed);
         }
     }
 
     /// Resolves once nothing moved for `idle` (at most a quarter longer).
-    pub async fn idle(&self, idle: Duration) {
+    pub(crate) async fn idle(&self, idle: Duration) {
         let tick = (idle / 4).max(Duration::from_millis(5));
         let mut quiet = Duration::ZERO;
         loop {
@@ -47,7 +47,7 @@ impl Activity {
 
 /// A client stream, counting bytes each way and touching `activity` whenever data moves; bytes
 /// already read can be put back in front of it ([`Tracked::unread`]).
-pub struct Tracked<S> {
+pub(crate) struct Tracked<S> {
     inner: S,
     activity: Activity,
     read_bytes: IntCounter,
@@ -57,7 +57,7 @@ pub struct Tracked<S> {
 
 impl<S> Tracked<S> {
     /// Wraps a stream.
-    pub fn new(
+    pub(crate) fn new(
         inner: S,
         activity: Activity,
         read_bytes: IntCounter,
@@ -74,7 +74,7 @@ impl<S> Tracked<S> {
 
     /// Puts bytes read from this stream (and counted already) back: the next reads return them
     /// before the stream's own.
-    pub fn unread(&mut self, bytes: bytes::Bytes) {
+    pub(crate) fn unread(&mut self, bytes: bytes::Bytes) {
         self.unread = bytes;
     }
 

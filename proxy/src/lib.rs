@@ -1,16 +1,16 @@
 //! pier's userspace proxy: L4 TCP/UDP and L7 HTTP balancing of every service port in the node
 //! snapshot, with weighted canary groups, health checks, outlier ejection and retries.
 
-pub mod balance;
-pub mod config;
+mod balance;
+mod config;
 pub mod error;
-pub mod frontend;
+mod frontend;
 mod health;
 mod io;
 mod l4;
 mod l7;
-pub mod metrics;
-pub mod route;
+mod metrics;
+mod route;
 mod vip;
 
 use std::collections::{BTreeSet, HashMap, HashSet};

@@ -24,11 +24,6 @@ impl<T> Lazy<T> {
             make: Box::new(make),
         }
     }
-
-    /// Whether the series exist yet.
-    pub fn is_resolved(&self) -> bool {
-        self.cell.get().is_some()
-    }
 }
 
 impl<T> Deref for Lazy<T> {

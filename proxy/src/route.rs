@@ -157,7 +157,7 @@ impl Match {
 }
 
 /// A compiled HTTPRoute rule.
-pub struct Rule {
+pub(crate) struct Rule {
     matches: Vec<Match>,
     /// Weighted backend groups.
     pub groups: Groups,
@@ -169,7 +169,7 @@ pub struct Rule {
 
 impl Rule {
     /// Compiles a rule's matches (no matches = every request).
-    pub fn compile(rule: &HttpRuleView, groups: Groups) -> Result<Self, String> {
+    pub(crate) fn compile(rule: &HttpRuleView, groups: Groups) -> Result<Self, String> {
         let mut matches = rule
             .matches
             .iter()
@@ -188,7 +188,7 @@ impl Rule {
 }
 
 /// Routes requests of one L7 frontend.
-pub struct HttpRouter {
+pub(crate) struct HttpRouter {
     /// (rule, match index), in precedence order.
     order: Vec<(Arc<Rule>, usize)>,
     rules: Vec<Arc<Rule>>,
@@ -197,7 +197,7 @@ pub struct HttpRouter {
 
 impl HttpRouter {
     /// A router over `rules` (in route then rule order); `default` serves when no route is attached.
-    pub fn new(rules: Vec<Arc<Rule>>, default: Option<Groups>) -> Self {
+    pub(crate) fn new(rules: Vec<Arc<Rule>>, default: Option<Groups>) -> Self {
         let mut order: Vec<(Arc<Rule>, usize)> = rules
             .iter()
             .flat_map(|r| (0..r.matches.len()).map(move |i| (Arc::clone(r), i)))
@@ -217,7 +217,7 @@ impl HttpRouter {
     }
 
     /// The rule serving a request, or `None` (404).
-    pub fn route(&self, req: &Parts) -> Option<&Rule> {
+    pub(crate) fn route(&self, req: &Parts) -> Option<&Rule> {
         if let Some(d) = &self.default {
             return Some(d);
         }
@@ -228,7 +228,7 @@ impl HttpRouter {
     }
 
     /// Every group any rule sends to.
-    pub fn clusters(&self) -> Vec<&Arc<Cluster>> {
+    pub(crate) fn clusters(&self) -> Vec<&Arc<Cluster>> {
         self.rules
             .iter()
             .flat_map(|r| r.groups.clusters())

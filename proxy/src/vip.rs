@@ -12,7 +12,7 @@ use std::process::{Command, Stdio};
 use crate::error::{Error, Result};
 
 /// The dummy interface and the addresses pier put on it.
-pub struct VipInterface {
+pub(crate) struct VipInterface {
     name: String,
     assigned: BTreeSet<IpAddr>,
 }
@@ -72,7 +72,7 @@ fn prefix(ip: &IpAddr) -> u8 {
 
 impl VipInterface {
     /// Creates (or takes over) the dummy interface, brings it up and clears old addresses.
-    pub fn create(name: &str) -> Result<Self> {
+    pub(crate) fn create(name: &str) -> Result<Self> {
         let exists = ip_command()
             .args(["link", "show", name])
             .stdout(Stdio::null())
@@ -95,7 +95,11 @@ impl VipInterface {
     }
 
     /// Adds `add` and removes `remove`; addresses already in the wanted state are skipped.
-    pub fn change(&mut self, add: &BTreeSet<IpAddr>, remove: &BTreeSet<IpAddr>) -> Result<()> {
+    pub(crate) fn change(
+        &mut self,
+        add: &BTreeSet<IpAddr>,
+        remove: &BTreeSet<IpAddr>,
+    ) -> Result<()> {
         let mut batch = String::new();
         for ip in add.iter().filter(|ip| !self.assigned.contains(ip)) {
             // An IPv6 VIP skips duplicate address detection, so it serves at once rather than
@@ -126,7 +130,7 @@ impl VipInterface {
     }
 
     /// Removes the interface and its addresses.
-    pub fn delete(&self) {
+    pub(crate) fn delete(&self) {
         let _ = ip_command()
             .args(["link", "del", &self.name])
             .stderr(Stdio::null())

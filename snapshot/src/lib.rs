@@ -19,7 +19,7 @@ use imbl::OrdMap;
 use serde::Serialize;
 use tokio::sync::watch;
 
-pub use follow::{follow, ApplyError, ConsumerObserver, SnapshotConsumer};
+pub use follow::{follow, ApplyError, ConsumerObserver, SnapshotConsumer, RETRY_FIRST, RETRY_MAX};
 pub use view::{
     Attachment, BackendView, EndpointPortView, EndpointView, HttpRouteView, HttpRuleView,
     L4RouteView, ObjectReference, PortMode, PortView, Protocol, ServiceKey, ServiceView,

@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use crate::harness::{self, Better, Row};
 
 /// Scenario parameters.
-pub struct Params {
+pub(crate) struct Params {
     /// Services to create.
     pub services: usize,
     /// Endpoints per service.
@@ -88,7 +88,7 @@ async fn wait_caught_up(client: &Client, target: u64, deadline: Instant) -> Resu
 }
 
 /// Runs the scenario and prints its table.
-pub async fn run(p: Params) -> Result<()> {
+pub(crate) async fn run(p: Params) -> Result<()> {
     let deadline = Instant::now() + p.timeout;
     let dir = tempfile::tempdir()?;
     // The proxy listens for every service too: its memory counts.

@@ -14,7 +14,7 @@ use serde_json::json;
 use crate::harness::{self, Better, Proc, Row};
 
 /// Scenario parameters.
-pub struct Params {
+pub(crate) struct Params {
     /// Service counts to test.
     pub services: Vec<usize>,
     /// Fractions of queries for names that do not exist.
@@ -323,7 +323,7 @@ fn rows(pier: &Measured, peer: &Measured) -> Vec<Row> {
 }
 
 /// Runs every combination and prints pier beside knot and unbound.
-pub async fn run(p: Params) -> Result<()> {
+pub(crate) async fn run(p: Params) -> Result<()> {
     for (tool, package) in [
         ("dnsperf", "dnsperf"),
         ("knotd", "knot"),

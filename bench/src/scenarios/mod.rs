@@ -1,7 +1,7 @@
 //! Benchmark scenarios.
 
-pub mod controlplane;
-pub mod dns;
-pub mod proxy;
-pub mod runtime;
-pub mod socketlb;
+pub(crate) mod controlplane;
+pub(crate) mod dns;
+pub(crate) mod proxy;
+pub(crate) mod runtime;
+pub(crate) mod socketlb;

@@ -12,7 +12,7 @@ use serde_json::json;
 use crate::harness::{self, Better, Proc, Row};
 
 /// Scenario parameters.
-pub struct Params {
+pub(crate) struct Params {
     /// Seconds of each measured run.
     pub seconds: u64,
     /// Client connections.
@@ -333,7 +333,7 @@ fn measure(pid: u32, mode: &str, target: &str, p: &Params, dir: &Path) -> Result
 
 /// Runs the scenario: per mode, `rounds` rounds that each measure pier and HAProxy back to
 /// back (alternating which goes first), then one table of medians and the per-round ratios.
-pub async fn run(p: Params) -> Result<()> {
+pub(crate) async fn run(p: Params) -> Result<()> {
     for (cmd, pkg) in [
         ("wrk", "wrk"),
         ("nginx", "nginx-light"),

@@ -14,7 +14,7 @@ use super::proxy::{free_port, in_cgroup, start_nginx, wait_tcp, wrk_with};
 use crate::harness::{self, Better, Proc, Row};
 
 /// Scenario parameters.
-pub struct Params {
+pub(crate) struct Params {
     /// Seconds of each measured run.
     pub seconds: u64,
     /// Concurrent wrk connections.
@@ -180,7 +180,7 @@ impl Drop for Sandbox {
 
 /// Installs the peers and load generators the scenario runs (before it leaves the host's
 /// network namespace, where the package mirror is).
-pub fn install() -> Result<()> {
+pub(crate) fn install() -> Result<()> {
     for (cmd, pkg) in [
         ("wrk", "wrk"),
         ("nginx", "nginx-light"),
@@ -194,7 +194,7 @@ pub fn install() -> Result<()> {
 
 /// Runs the scenario and prints the table; call [`install`] first, then enter a private
 /// network namespace (it dials ClusterIPs).
-pub async fn run(p: Params) -> Result<()> {
+pub(crate) async fn run(p: Params) -> Result<()> {
     let root = pier_ebpf::cgroup2_root().context("no cgroup2 mount")?;
     let mounted_bpffs = pier_ebpf::ensure_bpffs(Path::new(pier_ebpf::BPFFS))?;
     let id = std::process::id();

@@ -76,11 +76,6 @@ impl SnapshotBuilder {
         self.revision = self.revision.max(revision);
     }
 
-    /// Whether any service needs recomputing.
-    pub fn has_changes(&self) -> bool {
-        !self.dirty.is_empty()
-    }
-
     /// Inserts or replaces an object.
     pub fn upsert(&mut self, object: &Arc<Object>) {
         let ns = object.meta().namespace().to_string();

@@ -49,7 +49,7 @@ fn backends(route_ns: &str, refs: &[BackendRef]) -> Vec<BackendView> {
 }
 
 /// The dataplane view of an HTTPRoute.
-pub fn http_route_view(route: &HttpRoute) -> HttpRouteView {
+pub(super) fn http_route_view(route: &HttpRoute) -> HttpRouteView {
     let ns = route.metadata.namespace();
     HttpRouteView {
         namespace: ns.to_string(),
@@ -76,7 +76,7 @@ pub fn http_route_view(route: &HttpRoute) -> HttpRouteView {
 }
 
 /// The dataplane view of a TCPRoute/UDPRoute (its first rule).
-pub fn l4_route_view(route: &L4Route) -> L4RouteView {
+pub(super) fn l4_route_view(route: &L4Route) -> L4RouteView {
     let ns = route.metadata.namespace();
     L4RouteView {
         namespace: ns.to_string(),
@@ -126,7 +126,7 @@ fn endpoints_of(slice: &EndpointSlice) -> impl Iterator<Item = EndpointView> + '
 }
 
 /// Builds the view of `svc` from its slices and the routes attached to it.
-pub fn service_view<'a>(
+pub(super) fn service_view<'a>(
     svc: &Service,
     slices: impl Iterator<Item = &'a EndpointSlice>,
     http_routes: Vec<Arc<HttpRouteView>>,

@@ -21,7 +21,7 @@ fn join_or_none(parts: Vec<String>) -> String {
 }
 
 /// `80/TCP`, `80:30080/TCP`, comma-separated.
-pub fn service_ports(v: &Value) -> String {
+pub(crate) fn service_ports(v: &Value) -> String {
     let ports: Vec<String> = items(v, "/spec/ports")
         .iter()
         .map(|p| {
@@ -36,7 +36,7 @@ pub fn service_ports(v: &Value) -> String {
 }
 
 /// `name:port (weight)` of every backendRef of a route.
-pub fn backends(v: &Value) -> String {
+pub(crate) fn backends(v: &Value) -> String {
     let parts: Vec<String> = items(v, "/spec/rules")
         .iter()
         .flat_map(|r| items(r, "/backendRefs"))
@@ -90,7 +90,7 @@ fn pod_ready(v: &Value) -> bool {
 }
 
 /// A string map at `pointer` as `k=v,k2=v2`, or `<none>`.
-pub fn key_values(v: &Value, pointer: &str) -> String {
+pub(crate) fn key_values(v: &Value, pointer: &str) -> String {
     let parts: Vec<String> = v
         .pointer(pointer)
         .and_then(Value::as_object)
@@ -104,7 +104,11 @@ pub fn key_values(v: &Value, pointer: &str) -> String {
 }
 
 /// Headers and one row per object for `kind`.
-pub fn rows(kind: Kind, objects: &[Value], wide: bool) -> (Vec<&'static str>, Vec<Vec<String>>) {
+pub(crate) fn rows(
+    kind: Kind,
+    objects: &[Value],
+    wide: bool,
+) -> (Vec<&'static str>, Vec<Vec<String>>) {
     let mut headers: Vec<&str> = match kind {
         Kind::Service => vec![
             "NAME",

@@ -14,7 +14,7 @@ use super::output::{age, print_value, table, Format};
 
 /// `pier run` flags.
 #[derive(clap::Args, Debug)]
-pub struct RunArgs {
+pub(crate) struct RunArgs {
     /// Run in the background and print the container ID.
     #[arg(short, long)]
     pub detach: bool,
@@ -71,7 +71,7 @@ pub struct RunArgs {
 }
 
 /// Bytes in a docker-style size: `512k`, `64m`, `1g`, or plain bytes.
-pub fn parse_size(s: &str) -> Result<u64> {
+pub(crate) fn parse_size(s: &str) -> Result<u64> {
     let lower = s.trim().to_ascii_lowercase();
     let lower = lower.trim_end_matches('b');
     let (num, mult) = match lower.chars().last() {
@@ -156,7 +156,7 @@ fn run_body(a: &RunArgs) -> Result<Value> {
 }
 
 /// `pier run`.
-pub async fn run(client: &Client, a: &RunArgs) -> Result<()> {
+pub(crate) async fn run(client: &Client, a: &RunArgs) -> Result<()> {
     let created = client
         .call(Method::POST, "/v1/containers", Some(&run_body(a)?))
         .await?;
@@ -188,7 +188,7 @@ fn short(id: &str) -> String {
 }
 
 /// `pier ps`.
-pub async fn ps(client: &Client, all: bool, quiet: bool, format: Format) -> Result<()> {
+pub(crate) async fn ps(client: &Client, all: bool, quiet: bool, format: Format) -> Result<()> {
     let list = client
         .call(Method::GET, &format!("/v1/containers?all={all}"), None)
         .await?;
@@ -263,7 +263,7 @@ pub async fn ps(client: &Client, all: bool, quiet: bool, format: Format) -> Resu
 }
 
 /// `pier logs`.
-pub async fn logs(
+pub(crate) async fn logs(
     client: &Client,
     name: &str,
     follow: bool,
@@ -285,7 +285,7 @@ pub async fn logs(
 }
 
 /// `pier stop`.
-pub async fn stop(client: &Client, names: &[String], timeout: Option<u64>) -> Result<()> {
+pub(crate) async fn stop(client: &Client, names: &[String], timeout: Option<u64>) -> Result<()> {
     for n in names {
         let mut path = format!("/v1/containers/{n}/stop");
         if let Some(t) = timeout {
@@ -298,7 +298,7 @@ pub async fn stop(client: &Client, names: &[String], timeout: Option<u64>) -> Re
 }
 
 /// `pier rm`.
-pub async fn rm(client: &Client, names: &[String], force: bool) -> Result<()> {
+pub(crate) async fn rm(client: &Client, names: &[String], force: bool) -> Result<()> {
     for n in names {
         client
             .call(
@@ -313,7 +313,7 @@ pub async fn rm(client: &Client, names: &[String], force: bool) -> Result<()> {
 }
 
 /// `pier images`.
-pub async fn images(client: &Client, format: Format) -> Result<()> {
+pub(crate) async fn images(client: &Client, format: Format) -> Result<()> {
     let list = client.call(Method::GET, "/v1/images", None).await?;
     if matches!(format, Format::Json | Format::Yaml) {
         return print_value(&list, format);
@@ -348,7 +348,7 @@ pub async fn images(client: &Client, format: Format) -> Result<()> {
 }
 
 /// `pier pull`: progress as a bar per layer on a terminal, one line per layer otherwise.
-pub async fn pull(client: &Client, name: &str) -> Result<()> {
+pub(crate) async fn pull(client: &Client, name: &str) -> Result<()> {
     let tty = std::io::stderr().is_terminal();
     let mut failed: Option<String> = None;
     let mut done_image: Option<Value> = None;
@@ -416,7 +416,7 @@ pub async fn pull(client: &Client, name: &str) -> Result<()> {
 
 /// `pier image` subcommands.
 #[derive(clap::Subcommand, Debug)]
-pub enum ImageCommand {
+pub(crate) enum ImageCommand {
     /// Build a minimal image from a local binary and the shared libraries it loads.
     Build {
         /// Name and tag, e.g. pier/echo:v1.
@@ -468,7 +468,7 @@ pub enum ImageCommand {
 }
 
 /// Runs a `pier image` subcommand.
-pub async fn image(client: &Client, cmd: ImageCommand) -> Result<()> {
+pub(crate) async fn image(client: &Client, cmd: ImageCommand) -> Result<()> {
     match cmd {
         ImageCommand::Build {
             tag,
@@ -538,7 +538,7 @@ pub async fn image(client: &Client, cmd: ImageCommand) -> Result<()> {
 
 /// `pier exec`: resolves the container through the daemon, then joins it from this process
 /// (no runtime threads are left when this runs).
-pub fn exec(socket: PathBuf, name: &str, env: &[String], argv: Vec<String>) -> Result<i32> {
+pub(crate) fn exec(socket: PathBuf, name: &str, env: &[String], argv: Vec<String>) -> Result<i32> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;

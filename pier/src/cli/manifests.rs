@@ -7,7 +7,7 @@ use anyhow::{bail, Context, Result};
 use pier_controlplane::manifest::{self, ManifestObject};
 
 /// One manifest file's parsed objects.
-pub struct ManifestFile {
+pub(crate) struct ManifestFile {
     /// Display name (`-` for stdin).
     pub source: String,
     /// Its objects.
@@ -33,7 +33,7 @@ fn expand(path: &Path) -> Result<Vec<PathBuf>> {
 }
 
 /// Reads and validates every file; fails with every error found, naming file, document and field.
-pub fn read(paths: &[PathBuf], namespace: Option<&str>) -> Result<Vec<ManifestFile>> {
+pub(crate) fn read(paths: &[PathBuf], namespace: Option<&str>) -> Result<Vec<ManifestFile>> {
     let mut out = Vec::new();
     let mut errors = Vec::new();
     for path in paths {

@@ -1,9 +1,9 @@
 //! Client commands: `apply`, `get`, `describe`, `delete`.
 
-pub mod columns;
-pub mod containers;
-pub mod manifests;
-pub mod output;
+pub(crate) mod columns;
+pub(crate) mod containers;
+pub(crate) mod manifests;
+pub(crate) mod output;
 
 use std::path::PathBuf;
 
@@ -31,7 +31,11 @@ fn warn_ignored(files: &[manifests::ManifestFile]) {
 }
 
 /// `pier apply -f ...`: validates every file first, then applies each file atomically.
-pub async fn apply(client: &Client, files: &[PathBuf], namespace: Option<&str>) -> Result<()> {
+pub(crate) async fn apply(
+    client: &Client,
+    files: &[PathBuf],
+    namespace: Option<&str>,
+) -> Result<()> {
     let manifests = manifests::read(files, namespace)?;
     warn_ignored(&manifests);
     for file in manifests {
@@ -56,7 +60,7 @@ pub async fn apply(client: &Client, files: &[PathBuf], namespace: Option<&str>) 
 }
 
 /// Options of `pier get`.
-pub struct GetOptions<'a> {
+pub(crate) struct GetOptions<'a> {
     /// Namespace, or `None` with `all_namespaces`.
     pub namespace: &'a str,
     /// Every namespace.
@@ -68,7 +72,7 @@ pub struct GetOptions<'a> {
 }
 
 /// `pier get KIND [NAME]`.
-pub async fn get(
+pub(crate) async fn get(
     client: &Client,
     kind: Kind,
     name: Option<&str>,
@@ -235,7 +239,12 @@ fn describe_service(v: &Value, slices: &[Value], routes: &[(Kind, Value)]) -> St
 }
 
 /// `pier describe KIND NAME`.
-pub async fn describe(client: &Client, kind: Kind, name: &str, namespace: &str) -> Result<()> {
+pub(crate) async fn describe(
+    client: &Client,
+    kind: Kind,
+    name: &str,
+    namespace: &str,
+) -> Result<()> {
     let Some(obj) = client.get(kind, namespace, name).await? else {
         bail!(
             "Error from server (NotFound): {} \"{name}\" not found in namespace {namespace:?}",
@@ -312,7 +321,7 @@ async fn delete_each(client: &Client, targets: Vec<(Kind, String, String)>) -> R
 }
 
 /// `pier delete KIND NAME...`.
-pub async fn delete_named(
+pub(crate) async fn delete_named(
     client: &Client,
     kind: Kind,
     names: &[String],
@@ -326,7 +335,7 @@ pub async fn delete_named(
 }
 
 /// `pier delete -f FILE`.
-pub async fn delete_files(
+pub(crate) async fn delete_files(
     client: &Client,
     files: &[PathBuf],
     namespace: Option<&str>,

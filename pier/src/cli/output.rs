@@ -7,7 +7,7 @@ use serde_json::Value;
 
 /// `-o` formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Format {
+pub(crate) enum Format {
     /// Aligned columns.
     Table,
     /// Aligned columns with extra detail.
@@ -19,7 +19,7 @@ pub enum Format {
 }
 
 /// Renders rows as columns separated by three spaces, like kubectl.
-pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
+pub(crate) fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
     let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
     for row in rows {
         for (i, cell) in row.iter().enumerate() {
@@ -50,7 +50,7 @@ pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
 }
 
 /// kubectl-style age of an RFC 3339 timestamp (`45s`, `12m`, `3h`, `5d`).
-pub fn age(timestamp: Option<&str>) -> String {
+pub(crate) fn age(timestamp: Option<&str>) -> String {
     let Some(created) = timestamp.and_then(|t| humantime::parse_rfc3339(t).ok()) else {
         return "<unknown>".into();
     };
@@ -67,7 +67,7 @@ pub fn age(timestamp: Option<&str>) -> String {
 }
 
 /// Prints a value as JSON or YAML.
-pub fn print_value(value: &Value, format: Format) -> Result<()> {
+pub(crate) fn print_value(value: &Value, format: Format) -> Result<()> {
     match format {
         Format::Yaml => print!("{}", serde_yaml_ng::to_string(value)?),
         _ => println!("{}", serde_json::to_string_pretty(value)?),
@@ -76,7 +76,7 @@ pub fn print_value(value: &Value, format: Format) -> Result<()> {
 }
 
 /// A string field or `""`.
-pub fn s<'a>(v: &'a Value, pointer: &str) -> &'a str {
+pub(crate) fn s<'a>(v: &'a Value, pointer: &str) -> &'a str {
     v.pointer(pointer).and_then(Value::as_str).unwrap_or("")
 }
 

@@ -10,10 +10,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-pub mod proxy;
+pub(crate) mod proxy;
 
 /// Runs `pier args` against the daemon at `socket`, with `stdin` as its input.
-pub fn pier_cli(socket: &Path, args: &[&str], stdin: &str) -> Output {
+pub(crate) fn pier_cli(socket: &Path, args: &[&str], stdin: &str) -> Output {
     let mut child = Command::new(PIER)
         .args(args)
         .env("PIER_SOCKET", socket)
@@ -32,25 +32,25 @@ pub fn pier_cli(socket: &Path, args: &[&str], stdin: &str) -> Output {
 }
 
 /// Applies a manifest through `pier apply -f -`, asserting it was accepted.
-pub fn apply_yaml(socket: &Path, yaml: &str) {
+pub(crate) fn apply_yaml(socket: &Path, yaml: &str) {
     let out = pier_cli(socket, &["apply", "-f", "-"], yaml);
     assert!(out.status.success(), "{}", stderr(&out));
 }
 
 /// Whether the tests run as root.
-pub fn is_root() -> bool {
+pub(crate) fn is_root() -> bool {
     pier_controlplane::api::current_uid() == 0
 }
 
 /// Whether `command` can be run.
-pub fn have(command: &str) -> bool {
+pub(crate) fn have(command: &str) -> bool {
     Command::new(command).arg("--version").output().is_ok()
 }
 
 /// Moves the test (this thread, and every process and thread it starts from now on) into a
 /// network namespace of its own with only `lo` up: a ClusterIP or pod address dialled there
 /// that pier fails to translate finds no route instead of leaving the machine. Needs root.
-pub fn private_netns() {
+pub(crate) fn private_netns() {
     nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).expect("unshare(CLONE_NEWNET)");
     let up = Command::new("ip")
         .args(["link", "set", "lo", "up"])
@@ -62,7 +62,7 @@ pub fn private_netns() {
 /// A named network namespace with `lo` up, deleted (with every process the test started in
 /// it, in `children`) on drop. `ip netns exec` mounts /etc/netns/NAME/resolv.conf over
 /// /etc/resolv.conf, so a namespace can have a resolver configuration of its own.
-pub struct Netns {
+pub(crate) struct Netns {
     pub name: String,
     pub children: Vec<Child>,
     etc: Option<PathBuf>,
@@ -70,12 +70,12 @@ pub struct Netns {
 
 impl Netns {
     /// A namespace named `prefix-<pid>`.
-    pub fn create(prefix: &str) -> Netns {
+    pub(crate) fn create(prefix: &str) -> Netns {
         Self::create_with(prefix, None)
     }
 
     /// A namespace whose processes read `resolv_conf` as /etc/resolv.conf.
-    pub fn with_resolv_conf(prefix: &str, resolv_conf: &str) -> Netns {
+    pub(crate) fn with_resolv_conf(prefix: &str, resolv_conf: &str) -> Netns {
         Self::create_with(prefix, Some(resolv_conf))
     }
 
@@ -103,21 +103,21 @@ impl Netns {
     }
 
     /// `args` as a command run in the namespace.
-    pub fn command(&self, args: &[&str]) -> Command {
+    pub(crate) fn command(&self, args: &[&str]) -> Command {
         let mut c = Command::new("ip");
         c.args(["netns", "exec", &self.name]).args(args);
         c
     }
 
     /// Runs `args` in the namespace to completion.
-    pub fn run(&self, args: &[&str]) -> Output {
+    pub(crate) fn run(&self, args: &[&str]) -> Output {
         self.command(args).output().unwrap()
     }
 
     /// Starts `pier daemon` with `flags` in the namespace, its state under `dir` (and
     /// `--no-ebpf` with a private pin directory: cgroups are not isolated by a network
     /// namespace); returns its control socket once it is there.
-    pub fn start_daemon(&mut self, dir: &Path, flags: &[&str]) -> PathBuf {
+    pub(crate) fn start_daemon(&mut self, dir: &Path, flags: &[&str]) -> PathBuf {
         let socket = dir.join("pier.sock");
         let child = self
             .command(&[PIER, "daemon", "--admin", "127.0.0.1:0", "--no-ebpf"])
@@ -158,7 +158,7 @@ impl Drop for Netns {
 
 /// Skips a test that cannot run here, saying why, unless PIER_REQUIRE_PRIVILEGED makes that
 /// a failure.
-pub fn skip(why: &str) {
+pub(crate) fn skip(why: &str) {
     assert!(
         std::env::var_os("PIER_REQUIRE_PRIVILEGED").is_none(),
         "PIER_REQUIRE_PRIVILEGED is set but the test cannot run: {why}"
@@ -168,7 +168,7 @@ pub fn skip(why: &str) {
 
 /// Spawns `pier echo` through `command` (its stdout piped) and returns it with the address of
 /// each listener it announced (`http`, `tcp`, `udp`), read up to its `ready` line.
-pub fn spawn_echo(
+pub(crate) fn spawn_echo(
     mut command: Command,
 ) -> (
     Child,
@@ -189,22 +189,22 @@ pub fn spawn_echo(
     (child, addrs)
 }
 
-pub const PIER: &str = env!("CARGO_BIN_EXE_pier");
+pub(crate) const PIER: &str = env!("CARGO_BIN_EXE_pier");
 
 /// A daemon process with its own state directory and socket; killed on drop.
-pub struct Daemon {
+pub(crate) struct Daemon {
     pub dir: PathBuf,
     pub child: Option<Child>,
 }
 
 impl Daemon {
     /// A daemon without the proxy (tests of the control plane share VIPs).
-    pub fn start(dir: &Path) -> Daemon {
+    pub(crate) fn start(dir: &Path) -> Daemon {
         Self::start_with(dir, &["--no-proxy"])
     }
 
     /// A daemon with extra flags.
-    pub fn start_with(dir: &Path, extra: &[&str]) -> Daemon {
+    pub(crate) fn start_with(dir: &Path, extra: &[&str]) -> Daemon {
         let child = Command::new(PIER)
             .args([
                 "daemon",
@@ -241,19 +241,19 @@ impl Daemon {
         d
     }
 
-    pub fn socket(&self) -> PathBuf {
+    pub(crate) fn socket(&self) -> PathBuf {
         self.dir.join("pier.sock")
     }
 
-    pub fn pier(&self, args: &[&str]) -> Output {
+    pub(crate) fn pier(&self, args: &[&str]) -> Output {
         self.pier_stdin(args, "")
     }
 
-    pub fn pier_stdin(&self, args: &[&str], stdin: &str) -> Output {
+    pub(crate) fn pier_stdin(&self, args: &[&str], stdin: &str) -> Output {
         pier_cli(&self.socket(), args, stdin)
     }
 
-    pub fn get_json(&self, args: &[&str]) -> Value {
+    pub(crate) fn get_json(&self, args: &[&str]) -> Value {
         let mut all = vec!["get"];
         all.extend_from_slice(args);
         all.extend_from_slice(&["-o", "json"]);
@@ -266,7 +266,7 @@ impl Daemon {
         serde_json::from_slice(&out.stdout).unwrap()
     }
 
-    pub fn api(&self, method: &str, path: &str) -> (u16, String) {
+    pub(crate) fn api(&self, method: &str, path: &str) -> (u16, String) {
         let mut s = UnixStream::connect(self.socket()).unwrap();
         write!(
             s,
@@ -276,7 +276,7 @@ impl Daemon {
         read_response(&mut s)
     }
 
-    pub fn try_status(&self) -> Option<Value> {
+    pub(crate) fn try_status(&self) -> Option<Value> {
         let mut s = UnixStream::connect(self.socket()).ok()?;
         write!(
             s,
@@ -289,7 +289,7 @@ impl Daemon {
             .flatten()
     }
 
-    pub fn admin(&self, path: &str) -> (u16, String) {
+    pub(crate) fn admin(&self, path: &str) -> (u16, String) {
         let addr = self.try_status().unwrap()["adminAddress"]
             .as_str()
             .unwrap()
@@ -304,7 +304,7 @@ impl Daemon {
     }
 
     /// SIGTERM and wait: graceful shutdown must exit 0.
-    pub fn stop(mut self) {
+    pub(crate) fn stop(mut self) {
         let mut child = self.child.take().unwrap();
         let ok = Command::new("kill")
             .args(["-TERM", &child.id().to_string()])
@@ -333,7 +333,7 @@ impl Drop for Daemon {
     }
 }
 
-pub fn read_response(s: &mut impl Read) -> (u16, String) {
+pub(crate) fn read_response(s: &mut impl Read) -> (u16, String) {
     let mut raw = Vec::new();
     let _ = s.read_to_end(&mut raw);
     let text = String::from_utf8_lossy(&raw).to_string();
@@ -357,7 +357,7 @@ pub fn read_response(s: &mut impl Read) -> (u16, String) {
     (code, body)
 }
 
-pub fn dechunk(body: &str) -> String {
+pub(crate) fn dechunk(body: &str) -> String {
     let mut out = String::new();
     let mut rest = body;
     while let Some((size, after)) = rest.split_once("\r\n") {
@@ -371,10 +371,10 @@ pub fn dechunk(body: &str) -> String {
     out
 }
 
-pub fn stderr(o: &Output) -> String {
+pub(crate) fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).to_string()
 }
 
-pub fn stdout(o: &Output) -> String {
+pub(crate) fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).to_string()
 }

@@ -16,7 +16,7 @@ use hyper_util::rt::TokioExecutor;
 use super::{Daemon, PIER};
 
 /// A `pier echo` process; killed on drop.
-pub struct Echo {
+pub(crate) struct Echo {
     pub http: SocketAddr,
     pub tcp: SocketAddr,
     pub udp: SocketAddr,
@@ -24,7 +24,7 @@ pub struct Echo {
 }
 
 impl Echo {
-    pub fn spawn(name: &str) -> Echo {
+    pub(crate) fn spawn(name: &str) -> Echo {
         let mut command = Command::new(PIER);
         command
             .args(["echo", "--name", name, "--tcp-banner"])
@@ -45,7 +45,7 @@ impl Echo {
         }
     }
 
-    pub fn kill(&mut self) {
+    pub(crate) fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -59,14 +59,14 @@ impl Drop for Echo {
 
 /// A service CIDR of this test's own, so VIPs (127.b.c.d) of tests running in parallel, as
 /// processes (nextest) or as threads of one process (cargo test), do not collide.
-pub fn service_cidr() -> String {
+pub(crate) fn service_cidr() -> String {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
     let second = 100 + (std::process::id() as usize * 11 + n) % 150;
     format!("10.{second}.0.0/16")
 }
 
-pub fn proxy_daemon(dir: &std::path::Path, extra: &[&str]) -> Daemon {
+pub(crate) fn proxy_daemon(dir: &std::path::Path, extra: &[&str]) -> Daemon {
     let cidr = service_cidr();
     let offset = PORT_OFFSET.to_string();
     let mut args = vec![
@@ -81,12 +81,12 @@ pub fn proxy_daemon(dir: &std::path::Path, extra: &[&str]) -> Daemon {
     Daemon::start_with(dir, &args)
 }
 
-pub fn apply(d: &Daemon, yaml: &str) {
+pub(crate) fn apply(d: &Daemon, yaml: &str) {
     super::apply_yaml(&d.socket(), yaml);
 }
 
 /// The loopback stand-in of a service's VIP port (port + 20000, so no test needs root).
-pub fn vip(d: &Daemon, svc: &str, port: u16) -> SocketAddr {
+pub(crate) fn vip(d: &Daemon, svc: &str, port: u16) -> SocketAddr {
     let v = d.get_json(&["svc", svc]);
     let ip: std::net::Ipv4Addr = v["spec"]["clusterIP"].as_str().unwrap().parse().unwrap();
     let [_, b, c, e] = ip.octets();
@@ -94,9 +94,9 @@ pub fn vip(d: &Daemon, svc: &str, port: u16) -> SocketAddr {
 }
 
 /// Added to service ports by the test daemons (`--proxy-port-offset`).
-pub const PORT_OFFSET: u16 = 20000;
+pub(crate) const PORT_OFFSET: u16 = 20000;
 
-pub fn wait_listening(addr: SocketAddr) {
+pub(crate) fn wait_listening(addr: SocketAddr) {
     let deadline = Instant::now() + Duration::from_secs(10);
     while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
         assert!(Instant::now() < deadline, "nothing listens on {addr}");
@@ -105,7 +105,7 @@ pub fn wait_listening(addr: SocketAddr) {
 }
 
 /// A selector-less Service and one EndpointSlice per endpoint.
-pub fn service_yaml(
+pub(crate) fn service_yaml(
     name: &str,
     port: u16,
     proto: &str,
@@ -121,28 +121,29 @@ pub fn service_yaml(
     y
 }
 
-pub fn slice_yaml(svc: &str, i: usize, port: u16, proto: &str, ready: bool) -> String {
+pub(crate) fn slice_yaml(svc: &str, i: usize, port: u16, proto: &str, ready: bool) -> String {
     format!(
         "---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{name: {svc}-{i}, labels: {{kubernetes.io/service-name: {svc}}}}}\naddressType: IPv4\nendpoints: [{{addresses: [127.0.0.1], conditions: {{ready: {ready}}}}}]\nports: [{{name: p, port: {port}, protocol: {proto}}}]\n---\n"
     )
 }
 
-pub fn http_route(name: &str, parent: &str, rules: &str) -> String {
+pub(crate) fn http_route(name: &str, parent: &str, rules: &str) -> String {
     format!(
         "---\napiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {{name: {name}}}\nspec:\n  parentRefs: [{{group: \"\", kind: Service, name: {parent}, port: 80}}]\n  rules:\n{rules}\n"
     )
 }
 
-pub type HttpClient = Client<hyper_util::client::legacy::connect::HttpConnector, Empty<Bytes>>;
+pub(crate) type HttpClient =
+    Client<hyper_util::client::legacy::connect::HttpConnector, Empty<Bytes>>;
 
-pub fn client() -> HttpClient {
+pub(crate) fn client() -> HttpClient {
     Client::builder(TokioExecutor::new())
         .pool_max_idle_per_host(64)
         .build_http()
 }
 
 /// One request; `Ok((status, echo name))` or the client error.
-pub async fn get(
+pub(crate) async fn get(
     c: &HttpClient,
     url: &str,
     header: Option<(&str, &str)>,
@@ -171,22 +172,22 @@ pub async fn get(
 
 /// Outcome of a load run.
 #[derive(Default, Debug)]
-pub struct Tally {
+pub(crate) struct Tally {
     pub by_name: HashMap<String, usize>,
     pub failures: Vec<String>,
 }
 
 impl Tally {
-    pub fn total(&self) -> usize {
+    pub(crate) fn total(&self) -> usize {
         self.by_name.values().sum::<usize>() + self.failures.len()
     }
-    pub fn share(&self, name: &str) -> f64 {
+    pub(crate) fn share(&self, name: &str) -> f64 {
         *self.by_name.get(name).unwrap_or(&0) as f64 / self.total() as f64
     }
 }
 
 /// Sends GETs from `workers` tasks until `count` are done or `stop` is set (bounded by 60 s).
-pub async fn load(
+pub(crate) async fn load(
     url: String,
     workers: usize,
     count: usize,
@@ -225,7 +226,7 @@ pub async fn load(
     all
 }
 
-pub fn metric(d: &Daemon, prefix: &str) -> f64 {
+pub(crate) fn metric(d: &Daemon, prefix: &str) -> f64 {
     let (_, body) = d.admin("/metrics");
     body.lines()
         .filter(|l| l.starts_with(prefix))
@@ -233,7 +234,7 @@ pub fn metric(d: &Daemon, prefix: &str) -> f64 {
         .sum()
 }
 
-pub fn canary(v1: &Echo, v2: &Echo, w1: u32, w2: u32) -> String {
+pub(crate) fn canary(v1: &Echo, v2: &Echo, w1: u32, w2: u32) -> String {
     let mut y = service_yaml("web", 80, "TCP", "type: ClusterIP", &[]);
     y.push_str(&service_yaml(
         "web-v1",

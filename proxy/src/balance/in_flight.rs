@@ -6,17 +6,17 @@ use std::sync::Arc;
 use super::Member;
 
 /// Counts one request, connection or flow on an endpoint while it lives.
-pub struct InFlight(Arc<Member>);
+pub(crate) struct InFlight(Arc<Member>);
 
 impl InFlight {
     /// Counts one more in flight on `member`.
-    pub fn new(member: Arc<Member>) -> Self {
+    pub(crate) fn new(member: Arc<Member>) -> Self {
         member.state.active.fetch_add(1, Ordering::Relaxed);
         Self(member)
     }
 
     /// The endpoint.
-    pub fn member(&self) -> &Member {
+    pub(crate) fn member(&self) -> &Member {
         &self.0
     }
 }

@@ -2,10 +2,10 @@
 //! endpoint owns an almost equal share and a membership change moves few entries.
 
 /// Table size: a prime well above 100 × the largest expected endpoint count.
-pub const TABLE_SIZE: usize = 65_537;
+pub(crate) const TABLE_SIZE: usize = 65_537;
 
 /// FNV-1a, stable across runs and processes (Maglev tables must agree after a restart).
-pub fn fnv1a(bytes: &[u8]) -> u64 {
+pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in bytes {
         h ^= u64::from(*b);
@@ -16,13 +16,13 @@ pub fn fnv1a(bytes: &[u8]) -> u64 {
 
 /// A filled Maglev table of endpoint indices.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Maglev {
+pub(crate) struct Maglev {
     table: Vec<u32>,
 }
 
 impl Maglev {
     /// Builds the table for endpoints named by `keys` (e.g. their address); `None` if there are none.
-    pub fn new<K: AsRef<[u8]>>(keys: &[K]) -> Option<Self> {
+    pub(crate) fn new<K: AsRef<[u8]>>(keys: &[K]) -> Option<Self> {
         let n = keys.len();
         if n == 0 {
             return None;
@@ -58,7 +58,7 @@ impl Maglev {
     }
 
     /// The endpoint index for a hash.
-    pub fn lookup(&self, hash: u64) -> usize {
+    pub(crate) fn lookup(&self, hash: u64) -> usize {
         let i = (hash % TABLE_SIZE as u64) as usize;
         self.table.get(i).map_or(0, |e| *e as usize)
     }

@@ -1,7 +1,7 @@
 //! Backend groups ("clusters"): their endpoints, health and ejection state, and endpoint picking.
 
 mod in_flight;
-pub mod maglev;
+pub(crate) mod maglev;
 mod pool;
 
 use std::net::SocketAddr;
@@ -14,12 +14,12 @@ use pier_snapshot::policy::{LoadBalancer, TrafficPolicy};
 use pier_snapshot::{PortView, ServiceKey, ServiceView, TargetPort};
 
 use crate::metrics::{EndpointMetrics, GroupMetrics, Lazy, ProxyMetrics};
-pub use in_flight::InFlight;
+pub(crate) use in_flight::InFlight;
 use maglev::Maglev;
-pub use pool::IdlePool;
+pub(crate) use pool::IdlePool;
 
 /// Milliseconds since the first call: a cheap monotonic clock for atomics.
-pub fn now_ms() -> u64 {
+pub(crate) fn now_ms() -> u64 {
     static EPOCH: OnceLock<Instant> = OnceLock::new();
     let epoch = EPOCH.get_or_init(Instant::now);
     u64::try_from(epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
@@ -31,7 +31,7 @@ const MAX_EJECTION: Duration = Duration::from_secs(600);
 /// State of one endpoint that outlives snapshots: load, health, ejection, idle connections,
 /// metric handles (one allocation per endpoint).
 #[derive(Default)]
-pub struct EndpointState {
+pub(crate) struct EndpointState {
     /// Idle HTTP/1.1 connections.
     pub idle: IdlePool,
     /// Metric handles, resolved on first use (see [`Cluster::metrics_of`]).
@@ -48,7 +48,7 @@ pub struct EndpointState {
 
 impl EndpointState {
     /// Whether the endpoint may take new traffic now (passes checks, not ejected).
-    pub fn available(&self, now: u64) -> bool {
+    pub(crate) fn available(&self, now: u64) -> bool {
         !self.unhealthy.load(Ordering::Relaxed)
             && self.ejected_until_ms.load(Ordering::Relaxed) <= now
     }
@@ -58,18 +58,18 @@ impl EndpointState {
     }
 
     /// The active-check verdict.
-    pub fn is_healthy(&self) -> bool {
+    pub(crate) fn is_healthy(&self) -> bool {
         !self.unhealthy.load(Ordering::Relaxed)
     }
 
     /// Sets the active-check verdict.
-    pub fn set_healthy(&self, healthy: bool) {
+    pub(crate) fn set_healthy(&self, healthy: bool) {
         self.unhealthy.store(!healthy, Ordering::Relaxed);
     }
 }
 
 /// One endpoint of a group.
-pub struct Member {
+pub(crate) struct Member {
     /// Where to connect.
     pub addr: SocketAddr,
     /// Ready for new traffic.
@@ -81,7 +81,7 @@ pub struct Member {
 }
 
 /// A snapshot of a group's endpoints and settings.
-pub struct Members {
+pub(crate) struct Members {
     /// Every endpoint, ready or not.
     pub list: Vec<Arc<Member>>,
     /// Settings of the backend Service.
@@ -109,7 +109,7 @@ impl Members {
 
 /// Identifies a group: frontend service, backend service and backend port.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ClusterKey {
+pub(crate) struct ClusterKey {
     /// The service clients addressed.
     pub frontend: ServiceKey,
     /// The service whose endpoints serve.
@@ -119,7 +119,7 @@ pub struct ClusterKey {
 }
 
 /// A backend group: what one weighted backendRef (or a plain service port) balances over.
-pub struct Cluster {
+pub(crate) struct Cluster {
     /// Identity.
     pub key: ClusterKey,
     /// `namespace/name` of the frontend, for metric labels.
@@ -139,7 +139,7 @@ pub struct Cluster {
 
 /// Why nothing could be picked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum NoEndpoint {
+pub(crate) enum NoEndpoint {
     /// The group has no ready or draining endpoint.
     Empty,
     /// Every candidate was already tried.
@@ -148,7 +148,7 @@ pub enum NoEndpoint {
 
 impl Cluster {
     /// An empty group; fill it with `update`.
-    pub fn new(key: ClusterKey, l7: bool, metrics: &Arc<ProxyMetrics>) -> Self {
+    pub(crate) fn new(key: ClusterKey, l7: bool, metrics: &Arc<ProxyMetrics>) -> Self {
         let frontend_label: Arc<str> = key.frontend.to_string().into();
         let backend_label: Arc<str> = key.backend.to_string().into();
         Self {
@@ -165,14 +165,14 @@ impl Cluster {
     }
 
     /// Current endpoints.
-    pub fn members(&self) -> arc_swap::Guard<Arc<Members>> {
+    pub(crate) fn members(&self) -> arc_swap::Guard<Arc<Members>> {
         self.members.load()
     }
 
     /// Rebuilds the endpoint list from the backend service's view (or none if it is gone).
     ///
     /// Endpoints that stay keep their load, health and ejection state.
-    pub fn update(&self, backend: Option<&ServiceView>) {
+    pub(crate) fn update(&self, backend: Option<&ServiceView>) {
         let old = self.members.load_full();
         let port = backend.and_then(|s| s.ports.iter().find(|p| p.port == self.key.port));
         let (Some(svc), Some(port)) = (backend, port) else {
@@ -244,7 +244,7 @@ impl Cluster {
     }
 
     /// Picks an endpoint for new traffic, skipping `tried`; `hash` drives Maglev.
-    pub fn pick(&self, hash: u64, tried: &[SocketAddr]) -> Result<Arc<Member>, NoEndpoint> {
+    pub(crate) fn pick(&self, hash: u64, tried: &[SocketAddr]) -> Result<Arc<Member>, NoEndpoint> {
         let m = self.members.load();
         let pool = &m.pool;
         if pool.is_empty() {
@@ -300,7 +300,7 @@ impl Cluster {
     }
 
     /// The metric handles of `member`, resolved on first use.
-    pub fn metrics_of<'a>(&self, member: &'a Member) -> &'a EndpointMetrics {
+    pub(crate) fn metrics_of<'a>(&self, member: &'a Member) -> &'a EndpointMetrics {
         member.state.metrics.get_or_init(|| {
             self.proxy_metrics
                 .endpoint(&self.frontend_label, &self.backend_label, member.addr)
@@ -308,7 +308,7 @@ impl Cluster {
     }
 
     /// Records a good response or connect; resets the failure streak.
-    pub fn success(&self, member: &Member) {
+    pub(crate) fn success(&self, member: &Member) {
         if member.state.consecutive_failures.load(Ordering::Relaxed) != 0 {
             member
                 .state
@@ -318,7 +318,7 @@ impl Cluster {
     }
 
     /// Records a 5xx or a failed connect; ejects the endpoint after enough in a row.
-    pub fn failure(&self, member: &Member) {
+    pub(crate) fn failure(&self, member: &Member) {
         let m = self.members.load();
         let outlier = &m.policy.outlier;
         let streak = member

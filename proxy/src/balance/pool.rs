@@ -11,18 +11,18 @@ const MAX_IDLE: usize = 512;
 
 /// Idle keep-alive connections to one endpoint, each with its read buffer.
 #[derive(Default)]
-pub struct IdlePool {
+pub(crate) struct IdlePool {
     conns: Mutex<Vec<(TcpStream, BytesMut)>>,
 }
 
 impl IdlePool {
     /// The most recently returned idle connection, if any.
-    pub fn take(&self) -> Option<(TcpStream, BytesMut)> {
+    pub(crate) fn take(&self) -> Option<(TcpStream, BytesMut)> {
         self.conns.lock().ok()?.pop()
     }
 
     /// Keeps `conn` for the next request, unless the pool is full (then it is closed).
-    pub fn put(&self, conn: TcpStream, buf: BytesMut) {
+    pub(crate) fn put(&self, conn: TcpStream, buf: BytesMut) {
         if let Ok(mut c) = self.conns.lock() {
             if c.len() < MAX_IDLE {
                 c.push((conn, buf));

@@ -13,7 +13,7 @@ use crate::io::{Activity, Tracked};
 use crate::l4::affinity_hash;
 
 /// Connects to an endpoint of `cluster`, trying up to `1 + retries` endpoints.
-pub async fn connect(
+pub(crate) async fn connect(
     frontend: &Frontend,
     cluster: &Cluster,
     hash: u64,
@@ -59,7 +59,7 @@ pub async fn connect(
 }
 
 /// Relays one client connection.
-pub async fn serve(client: TcpStream, peer: SocketAddr, frontend: Arc<Frontend>) {
+pub(crate) async fn serve(client: TcpStream, peer: SocketAddr, frontend: Arc<Frontend>) {
     let Mode::L4(groups) = &frontend.mode else {
         return;
     };

@@ -17,7 +17,7 @@ use crate::metrics::ProxyMetrics;
 type Flows = Arc<Mutex<HashMap<SocketAddr, (Arc<UdpSocket>, Activity)>>>;
 
 /// Serves datagrams arriving on `socket` until the task is aborted.
-pub async fn serve(
+pub(crate) async fn serve(
     socket: Arc<UdpSocket>,
     frontend: Arc<ArcSwap<Frontend>>,
     metrics: Arc<ProxyMetrics>,

@@ -12,10 +12,10 @@ use hyper::body::{Body, Frame, Incoming, SizeHint};
 const REPLAY_LIMIT: u64 = 64 * 1024;
 
 /// Error reading a client's request body.
-pub type BodyError = Box<dyn std::error::Error + Send + Sync>;
+pub(super) type BodyError = Box<dyn std::error::Error + Send + Sync>;
 
 /// A request body streamed from the client.
-pub enum ClientRequestBody {
+pub(super) enum ClientRequestBody {
     /// Read by hyper's HTTP/1.1 server.
     H1(Incoming),
     /// Read from an h2c stream.
@@ -52,7 +52,7 @@ impl Body for ClientRequestBody {
 }
 
 /// The body of one upstream attempt, for HTTP/1.1 and h2c upstreams alike.
-pub enum UpstreamBody {
+pub(super) enum UpstreamBody {
     /// Fully buffered, so another attempt can send it again.
     Full(Bytes),
     /// Streamed from the client: one attempt only.
@@ -62,7 +62,7 @@ pub enum UpstreamBody {
 impl UpstreamBody {
     /// Buffers a small body (up to 64 KiB, by its declared size) so it can be replayed, and
     /// streams a larger one; `Err` if the client's body breaks while being buffered.
-    pub async fn from_client(body: ClientRequestBody) -> Result<Self, BodyError> {
+    pub(super) async fn from_client(body: ClientRequestBody) -> Result<Self, BodyError> {
         if body.is_end_stream() {
             return Ok(UpstreamBody::Full(Bytes::new()));
         }
@@ -76,7 +76,7 @@ impl UpstreamBody {
 
     /// The body for the next attempt: a copy of a buffered one, or the stream the first
     /// time (`None` once a stream has been sent).
-    pub fn for_attempt(held: &mut Option<UpstreamBody>) -> Option<UpstreamBody> {
+    pub(super) fn for_attempt(held: &mut Option<UpstreamBody>) -> Option<UpstreamBody> {
         match held {
             Some(UpstreamBody::Full(b)) => Some(UpstreamBody::Full(b.clone())),
             _ => held.take(),
@@ -116,7 +116,7 @@ impl Body for UpstreamBody {
 
 /// An h2c request body: DATA frames, then trailers. Each frame read gives its bytes back to the
 /// client's flow-control window, so a body that is not read stops the client, not the connection.
-pub struct H2RequestBody {
+pub(super) struct H2RequestBody {
     recv: h2::RecvStream,
     /// What is left of the request's content-length, when it had one.
     remaining: Option<u64>,
@@ -125,7 +125,7 @@ pub struct H2RequestBody {
 
 impl H2RequestBody {
     /// Wraps a stream's receiving half; `length` is the request's content-length.
-    pub fn new(recv: h2::RecvStream, length: Option<u64>) -> Self {
+    pub(super) fn new(recv: h2::RecvStream, length: Option<u64>) -> Self {
         Self {
             recv,
             remaining: length,

@@ -13,7 +13,7 @@ const FLOOR_MILLI_PER_SEC: i64 = 10_000;
 const CAP_MILLI: i64 = 100_000;
 
 /// Tokens (in thousandths of a retry) shared by one frontend's requests.
-pub struct RetryBudget {
+pub(crate) struct RetryBudget {
     milli: AtomicI64,
     refilled_ms: AtomicU64,
 }
@@ -29,7 +29,7 @@ impl Default for RetryBudget {
 
 impl RetryBudget {
     /// A request arrived: earns a fifth of a retry.
-    pub fn deposit(&self) {
+    pub(crate) fn deposit(&self) {
         self.add(RATIO_MILLI);
     }
 
@@ -42,7 +42,7 @@ impl RetryBudget {
     }
 
     /// Takes one retry if the budget allows it.
-    pub fn withdraw(&self) -> bool {
+    pub(crate) fn withdraw(&self) -> bool {
         let now = now_ms();
         let last = self.refilled_ms.swap(now, Ordering::Relaxed);
         let elapsed = i64::try_from(now.saturating_sub(last)).unwrap_or(i64::MAX / 2);

@@ -19,7 +19,7 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 
 /// Why a request to an h2c endpoint failed.
 #[derive(Debug)]
-pub enum SendError {
+pub(super) enum SendError {
     /// No connection could be made: nothing was sent.
     Connect(String),
     /// The exchange failed after the request was (maybe) sent.
@@ -42,14 +42,14 @@ struct Conn {
 
 /// The h2c connections of every endpoint, by address.
 #[derive(Default)]
-pub struct H2Upstreams {
+pub(super) struct H2Upstreams {
     conns: Mutex<HashMap<SocketAddr, Conn>>,
 }
 
 impl H2Upstreams {
     /// Sends `req` to `addr` over its connection, making one within `connect_timeout` if needed.
     /// A request the connection refused unsent (it was going away) goes once more on a new one.
-    pub async fn send(
+    pub(super) async fn send(
         &self,
         addr: SocketAddr,
         connect_timeout: Duration,

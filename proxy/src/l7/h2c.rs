@@ -20,7 +20,7 @@ use super::ClientBody;
 
 /// What pier announces and enforces on each h2c connection.
 #[derive(Clone, Copy, Debug)]
-pub struct Limits {
+pub(super) struct Limits {
     /// Streams a client may have open at once.
     pub max_concurrent_streams: u32,
     /// Largest header list a client may send, in bytes (HPACK-decoded size).
@@ -55,8 +55,12 @@ fn builder(limits: &Limits) -> h2::server::Builder {
 /// Serves one h2c connection whose preface is next on `io`, answering each request with
 /// `handler` in a task of its own, until the client leaves, a protocol error, or `idle`
 /// resolves (then the connection drains with GOAWAY, for at most the drain timeout).
-pub async fn serve<T, H, F>(io: T, limits: Limits, idle: impl Future<Output = ()>, mut handler: H)
-where
+pub(super) async fn serve<T, H, F>(
+    io: T,
+    limits: Limits,
+    idle: impl Future<Output = ()>,
+    mut handler: H,
+) where
     T: AsyncRead + AsyncWrite + Unpin,
     H: FnMut(Request<ClientRequestBody>) -> F,
     F: Future<Output = Response<ClientBody>> + Send + 'static,
@@ -309,7 +313,7 @@ const SNIFF_BUFFER: usize = 4096;
 
 /// Reads a connection's first bytes until they are or cannot be the HTTP/2 preface: whether
 /// they are, and the bytes read (to be given back with [`crate::io::Tracked::unread`]).
-pub async fn sniff<S: AsyncRead + Unpin>(io: &mut S) -> std::io::Result<(bool, Bytes)> {
+pub(super) async fn sniff<S: AsyncRead + Unpin>(io: &mut S) -> std::io::Result<(bool, Bytes)> {
     use tokio::io::AsyncReadExt;
     let mut buf = bytes::BytesMut::with_capacity(SNIFF_BUFFER);
     loop {

@@ -12,9 +12,9 @@ use hyper::Uri;
 use pier_snapshot::policy::Sticky;
 
 /// `x-forwarded-for`.
-pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+pub(super) const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 /// `x-forwarded-proto`.
-pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+pub(super) const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 
 /// Headers that describe one connection, not the message (RFC 9110 section 7.6.1), plus the
 /// Keep-Alive and Proxy-Connection headers older clients send.
@@ -29,12 +29,12 @@ const HOP_BY_HOP: [HeaderName; 7] = [
 ];
 
 /// Whether `name` describes one connection rather than the message.
-pub fn is_hop_by_hop(name: &HeaderName) -> bool {
+pub(super) fn is_hop_by_hop(name: &HeaderName) -> bool {
     HOP_BY_HOP.contains(name)
 }
 
 /// The tokens of one Connection (or Transfer-Encoding) header value, trimmed, empty ones skipped.
-pub fn tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+pub(super) fn tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
     value
         .split(|b| *b == b',')
         .map(<[u8]>::trim_ascii)
@@ -42,12 +42,12 @@ pub fn tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
 }
 
 /// Whether a Connection token is an option (`close`, `keep-alive`) rather than a header name.
-pub fn is_connection_option(token: &[u8]) -> bool {
+pub(super) fn is_connection_option(token: &[u8]) -> bool {
     token.eq_ignore_ascii_case(b"close") || token.eq_ignore_ascii_case(b"keep-alive")
 }
 
 /// Headers the Connection headers of `headers` name, which are dropped with the hop-by-hop ones.
-pub fn connection_named(headers: &HeaderMap) -> Vec<HeaderName> {
+pub(super) fn connection_named(headers: &HeaderMap) -> Vec<HeaderName> {
     headers
         .get_all(CONNECTION)
         .iter()
@@ -58,7 +58,7 @@ pub fn connection_named(headers: &HeaderMap) -> Vec<HeaderName> {
 }
 
 /// Removes hop-by-hop headers, including those the Connection header names.
-pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+pub(super) fn strip_hop_by_hop(headers: &mut HeaderMap) {
     for name in connection_named(headers) {
         headers.remove(name);
     }
@@ -68,7 +68,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
 }
 
 /// Forwarding header values of one client, computed once per connection.
-pub struct ClientHeaders {
+pub(super) struct ClientHeaders {
     ip: String,
     xff: HeaderValue,
     forwarded: HeaderValue,
@@ -76,7 +76,7 @@ pub struct ClientHeaders {
 
 impl ClientHeaders {
     /// Values for a client at `peer`.
-    pub fn new(peer: SocketAddr) -> Self {
+    pub(super) fn new(peer: SocketAddr) -> Self {
         let ip = peer.ip().to_string();
         let forwarded = if peer.is_ipv6() {
             format!("for=\"[{ip}]\";proto=http")
@@ -116,7 +116,7 @@ impl ClientHeaders {
 /// - for a proxied `client` (none for pier's own probes): X-Forwarded-For with the client
 ///   appended to any earlier value, X-Forwarded-Proto unless set, and this hop's Forwarded
 ///   element after any earlier ones.
-pub fn upstream_request(
+pub(super) fn upstream_request(
     headers: &HeaderMap,
     uri: &Uri,
     client: Option<&ClientHeaders>,
@@ -157,7 +157,7 @@ pub fn upstream_request(
 }
 
 /// The value a sticky canary hashes: a cookie's or a header's.
-pub fn sticky_value<'a>(sticky: &Sticky, headers: &'a HeaderMap) -> Option<&'a [u8]> {
+pub(super) fn sticky_value<'a>(sticky: &Sticky, headers: &'a HeaderMap) -> Option<&'a [u8]> {
     match sticky {
         Sticky::Header(name) => headers.get(name.as_str()).map(HeaderValue::as_bytes),
         Sticky::Cookie(name) => headers

@@ -6,7 +6,7 @@
 
 mod attempt;
 mod body;
-pub mod budget;
+pub(crate) mod budget;
 mod h1;
 mod h2;
 mod h2c;
@@ -35,13 +35,13 @@ use attempt::Attempts;
 use body::{ClientRequestBody, UpstreamBody};
 
 /// Response body sent to clients: an h2c or HTTP/1.1 upstream's, or a short error text.
-pub type ClientBody = Either<Either<Incoming, h1::ResponseBody>, Full<Bytes>>;
+pub(crate) type ClientBody = Either<Either<Incoming, h1::ResponseBody>, Full<Bytes>>;
 
 /// Time open requests get to finish once an idle connection is being closed.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Shared HTTP machinery: the server settings and the h2c upstream pool.
-pub struct Http {
+pub(crate) struct Http {
     h1: http1::Builder,
     h2c_limits: h2c::Limits,
     header_read_timeout: Duration,
@@ -64,7 +64,7 @@ fn error(status: StatusCode, text: &'static str) -> Response<ClientBody> {
 
 impl Http {
     /// Builds the server and clients from node settings.
-    pub fn new(config: &ProxyConfig) -> Self {
+    pub(crate) fn new(config: &ProxyConfig) -> Self {
         let mut h1 = http1::Builder::new();
         h1.timer(TokioTimer::new())
             .header_read_timeout(config.header_read_timeout)
@@ -88,7 +88,7 @@ impl Http {
 
     /// Serves one client connection, HTTP/1.1 or h2c (told apart by the h2 preface); the
     /// frontend is re-read per request, so route changes apply to open connections too.
-    pub async fn serve(
+    pub(crate) async fn serve(
         self: Arc<Self>,
         stream: TcpStream,
         peer: SocketAddr,

@@ -61,7 +61,7 @@ impl Http {
     /// Whether `GET path` on `member` answers 2xx or 3xx within `timeout`, in the group's
     /// protocol and over its connections, like traffic. The connection, if one must be made,
     /// gets the Service's connect timeout (or the check's, if shorter).
-    pub async fn probe(
+    pub(crate) async fn probe(
         self: &Arc<Self>,
         cluster: &Cluster,
         member: &Member,

@@ -119,14 +119,6 @@ impl Reference {
             None => self.repository.clone(),
         }
     }
-
-    /// What a registry is asked for: the digest when pinned, else the tag.
-    pub fn manifest_ref(&self) -> &str {
-        self.digest
-            .as_deref()
-            .or(self.tag.as_deref())
-            .unwrap_or("latest")
-    }
 }
 
 impl fmt::Display for Reference {
@@ -166,7 +158,7 @@ mod tests {
         let d = format!("sha256:{}", "a".repeat(64));
         let r = Reference::parse(&format!("localhost/app@{d}")).unwrap();
         assert_eq!(r.tag, None);
-        assert_eq!(r.manifest_ref(), d);
+        assert_eq!(r.digest.as_deref(), Some(d.as_str()));
     }
 
     #[test]

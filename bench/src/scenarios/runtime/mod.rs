@@ -21,7 +21,7 @@ use crate::harness::{self, quantile, Better, Row};
 mod pods;
 
 /// Benchmark settings.
-pub struct Params {
+pub(crate) struct Params {
     /// Containers per runtime; figures are medians.
     pub rounds: usize,
     /// Pods started through a daemon for the pod-to-ready-endpoint figures.
@@ -154,7 +154,7 @@ fn pier(
 /// Runs the benchmark and prints the tables: container lifecycle against runc and crun (in a
 /// private mount namespace when the host is cgroup hybrid), then pod start to ready endpoint
 /// through a daemon, on the host as it is.
-pub fn run_all(p: Params) -> Result<()> {
+pub(crate) fn run_all(p: Params) -> Result<()> {
     if pier_controlplane::api::current_uid() != 0 {
         bail!("the runtime benchmark needs root");
     }

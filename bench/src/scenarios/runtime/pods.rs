@@ -130,7 +130,7 @@ async fn one_pod(client: &Client, name: &str, probe: bool) -> Result<Duration> {
 }
 
 /// Runs `pods` rounds per variant and prints the table.
-pub async fn run(pods: usize) -> Result<()> {
+pub(super) async fn run(pods: usize) -> Result<()> {
     let dir = tempfile::tempdir()?;
     let socket = dir.path().join("pier.sock");
     let deadline = Instant::now() + Duration::from_secs(60);

@@ -33,7 +33,7 @@ pub(super) enum Framing {
 }
 
 /// A response body read from the endpoint as the client consumes it.
-pub struct ResponseBody {
+pub(crate) struct ResponseBody {
     pub(super) conn: Option<TcpStream>,
     pub(super) buf: BytesMut,
     pub(super) framing: Framing,

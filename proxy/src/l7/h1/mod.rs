@@ -18,7 +18,7 @@ use hyper::{Method, Response};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
-pub use body::ResponseBody;
+pub(super) use body::ResponseBody;
 
 use super::body::UpstreamBody;
 use super::headers::ClientHeaders;
@@ -26,7 +26,7 @@ use crate::balance::EndpointState;
 
 /// Why an attempt failed.
 #[derive(Debug)]
-pub enum SendError {
+pub(super) enum SendError {
     /// No connection could be made: nothing was sent.
     Connect(io::Error),
     /// The exchange broke after the request was (maybe) sent.
@@ -47,13 +47,13 @@ impl std::fmt::Display for SendError {
 
 impl SendError {
     /// Nothing reached the endpoint, so any request may be retried.
-    pub fn is_connect(&self) -> bool {
+    pub(super) fn is_connect(&self) -> bool {
         matches!(self, SendError::Connect(_))
     }
 }
 
 /// Sends one request to `addr` and returns the response once its head arrived.
-pub async fn send(
+pub(super) async fn send(
     endpoint: &Arc<EndpointState>,
     addr: SocketAddr,
     connect_timeout: Duration,
