@@ -6,7 +6,7 @@ mod config;
 mod daemon;
 mod daemon_args;
 mod echo;
-mod socket_lb;
+mod parts;
 mod up;
 
 use std::path::PathBuf;

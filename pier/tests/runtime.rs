@@ -83,6 +83,15 @@ impl Node {
         out_text(&o)
     }
 
+    /// The sum of the daemon's metric lines that start with `prefix`.
+    fn metric(&self, prefix: &str) -> f64 {
+        let (_, body) = self.d().admin("/metrics");
+        body.lines()
+            .filter(|l| l.starts_with(prefix))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
     fn containers(&self) -> Vec<Value> {
         let v: Value = serde_json::from_str(&self.ok(&["ps", "-a", "-o", "json"])).unwrap();
         v["items"].as_array().cloned().unwrap_or_default()
@@ -380,6 +389,58 @@ fn memory_limit_is_enforced_by_the_oom_killer() {
     assert_eq!(c["exit"]["code"], 137, "{c}");
     assert_eq!(c["exit"]["oomKilled"], true, "{c}");
     assert!(node.ok(&["ps", "-a"]).contains("OOMKilled"));
+    assert_eq!(node.metric("pier_runtime_container_oom_kills_total"), 1.0);
+    assert_eq!(node.metric("pier_runtime_container_starts_total"), 1.0);
+    assert_eq!(
+        node.metric("pier_runtime_containers{state=\"exited\"}"),
+        1.0
+    );
+    assert!(node.metric("pier_runtime_container_start_seconds_count") >= 1.0);
+}
+
+#[test]
+fn a_state_file_that_cannot_be_written_is_logged_and_counted_and_stop_still_works() {
+    if !privileged("a_state_file_that_cannot_be_written_is_logged_and_counted_and_stop_still_works")
+    {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let node = Node::start(tmp.path(), 5);
+    node.ok(&[
+        "image",
+        "build",
+        "-t",
+        "test/sleep:v1",
+        "--binary",
+        "/bin/sleep",
+    ]);
+    node.ok(&["run", "-d", "--name", "napper", "test/sleep:v1", "60"]);
+    wait_for("napper to run", 10, || {
+        node.container("napper")["state"] == "running"
+    });
+    assert_eq!(
+        node.metric("pier_runtime_containers{state=\"running\"}"),
+        1.0
+    );
+    let id = node.container("napper")["id"].as_str().unwrap().to_string();
+    // state.json becomes a directory with something in it: renaming over it fails.
+    let state = tmp
+        .path()
+        .join("state/runtime/containers")
+        .join(&id)
+        .join("state.json");
+    assert!(state.is_file(), "{}", state.display());
+    std::fs::remove_file(&state).unwrap();
+    std::fs::create_dir(&state).unwrap();
+    std::fs::write(state.join("blocker"), b"").unwrap();
+
+    node.ok(&["stop", "-t", "1", "napper"]);
+    assert_eq!(node.container("napper")["state"], "exited");
+    assert!(
+        node.metric("pier_runtime_failures_total{operation=\"save-state\"}") >= 1.0,
+        "the failed write is counted"
+    );
+    node.ok(&["rm", "napper"]);
 }
 
 const DEPLOYMENT: &str = "apiVersion: apps/v1

@@ -4,6 +4,7 @@
 pub mod container;
 pub mod error;
 pub mod image;
+pub mod metrics;
 pub mod network;
 
 pub use container::{ContainerConfig, ContainerRecord, Engine, EngineConfig, RestartPolicy, State};

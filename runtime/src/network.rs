@@ -9,6 +9,7 @@ use std::process::{Command, Stdio};
 use ipnet::Ipv4Net;
 
 use crate::error::{Error, Result};
+use crate::metrics::Report;
 
 /// Bridge settings.
 #[derive(Debug, Clone)]
@@ -149,7 +150,7 @@ impl Network {
         let veth = host_veth(id);
         let br = &self.config.bridge;
         // A leftover from a crash would make `netns add` fail.
-        let _ = self.detach(id);
+        self.detach(id).report("network-detach", id);
         ip_batch(None, &format!("netns add {ns}\n"))?;
         let result = (|| {
             ip_batch(
@@ -168,7 +169,7 @@ impl Network {
             )
         })();
         if let Err(e) = result {
-            let _ = self.detach(id);
+            self.detach(id).report("network-detach", id);
             return Err(e);
         }
         Ok(())

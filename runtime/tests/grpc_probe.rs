@@ -44,14 +44,20 @@ async fn grpc_health_checks_follow_the_serving_status() {
         state_root: "/".into(),
     };
     // The server as a whole ("") is SERVING by default in tonic-health.
-    assert!(run(&spec(port, ""), &target).await, "whole server");
-    assert!(run(&spec(port, "shop.Cart"), &target).await, "SERVING");
     assert!(
-        !run(&spec(port, "shop.Payments"), &target).await,
+        run(&spec(port, ""), &target, "readiness").await,
+        "whole server"
+    );
+    assert!(
+        run(&spec(port, "shop.Cart"), &target, "readiness").await,
+        "SERVING"
+    );
+    assert!(
+        !run(&spec(port, "shop.Payments"), &target, "readiness").await,
         "NOT_SERVING"
     );
     assert!(
-        !run(&spec(port, "shop.Unknown"), &target).await,
+        !run(&spec(port, "shop.Unknown"), &target, "readiness").await,
         "NOT_FOUND"
     );
     // Status changes are seen on the next check.
@@ -59,7 +65,7 @@ async fn grpc_health_checks_follow_the_serving_status() {
         .set_service_status("shop.Payments", ServingStatus::Serving)
         .await;
     assert!(
-        run(&spec(port, "shop.Payments"), &target).await,
+        run(&spec(port, "shop.Payments"), &target, "readiness").await,
         "now SERVING"
     );
     // Nothing listening.
@@ -67,5 +73,8 @@ async fn grpc_health_checks_follow_the_serving_status() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
     };
-    assert!(!run(&spec(closed, ""), &target).await, "closed port");
+    assert!(
+        !run(&spec(closed, ""), &target, "readiness").await,
+        "closed port"
+    );
 }

@@ -76,7 +76,11 @@ impl Publish {
                 };
                 tokio::spawn(async move {
                     if let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await {
-                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                        if let Err(e) =
+                            tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await
+                        {
+                            tracing::debug!(%target, error = %e, "published port connection ended");
+                        }
                     }
                 });
             }

@@ -113,7 +113,7 @@ pub fn build(store: &ImageStore, spec: &BuildSpec) -> Result<ImageRecord> {
     let written = match written {
         Ok(w) => w,
         Err(e) => {
-            let _ = fs::remove_file(&tmp);
+            crate::metrics::cleanup(fs::remove_file(&tmp), "remove-temp-file", &tmp);
             return Err(e);
         }
     };

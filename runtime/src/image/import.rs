@@ -39,7 +39,7 @@ pub fn import(store: &ImageStore, path: &Path, tag: Option<&str>) -> Result<Vec<
         })?;
         import_dir(store, &tmp, tag)
     })();
-    let _ = fs::remove_dir_all(&tmp);
+    crate::metrics::cleanup(fs::remove_dir_all(&tmp), "remove-temp-dir", &tmp);
     result
 }
 

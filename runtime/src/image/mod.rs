@@ -111,7 +111,7 @@ impl ImageStore {
         io::copy(&mut h, &mut io::sink()).at(tmp)?;
         let actual = h.digest();
         if actual != expected {
-            let _ = fs::remove_file(tmp);
+            crate::metrics::cleanup(fs::remove_file(tmp), "remove-temp-file", tmp);
             return Err(Error::Digest {
                 what: what.to_string(),
                 expected: expected.to_string(),
@@ -266,7 +266,7 @@ impl ImageStore {
         {
             if !still.contains(d.as_str()) {
                 if let Ok(p) = self.blob_path(d) {
-                    let _ = fs::remove_file(p);
+                    crate::metrics::cleanup(fs::remove_file(&p), "remove-blob", &p);
                 }
                 if let Ok(hex) = digest_hex(d) {
                     let _ = fs::remove_dir_all(self.root.join("layers").join(hex));
@@ -303,7 +303,7 @@ impl ImageStore {
         let actual = match result {
             Ok(d) => d,
             Err(e) => {
-                let _ = fs::remove_dir_all(&tmp);
+                crate::metrics::cleanup(fs::remove_dir_all(&tmp), "remove-temp-dir", &tmp);
                 return Err(e);
             }
         };
@@ -316,7 +316,8 @@ impl ImageStore {
             });
         }
         File::create(tmp.join(".pier-complete")).at(tmp.join(".pier-complete"))?;
-        let _ = fs::remove_dir_all(dir);
+        // A half-unpacked layer of an earlier crash.
+        crate::metrics::cleanup(fs::remove_dir_all(dir), "remove-layer", dir);
         fs::rename(&tmp, dir).at(dir)
     }
 }

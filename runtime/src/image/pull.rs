@@ -61,6 +61,7 @@ pub async fn pull(
     insecure_registries: &[String],
     progress: &(dyn Fn(Progress) + Send + Sync),
 ) -> Result<ImageRecord> {
+    let started = std::time::Instant::now();
     let ours = Reference::parse(name)?;
     let registry = ours.registry.clone().unwrap_or_else(|| "docker.io".into());
     let mut full = format!("{registry}/{}", ours.repository);
@@ -153,11 +154,15 @@ pub async fn pull(
             )
         });
         if let Err(e) = committed {
-            let _ = std::fs::remove_file(&tmp);
+            crate::metrics::cleanup(std::fs::remove_file(&tmp), "remove-temp-file", &tmp);
             return Err(e);
         }
     }
-    store.register(&ours, &bytes)
+    let image = store.register(&ours, &bytes)?;
+    if let Some(m) = crate::metrics::get() {
+        m.pull_seconds.observe(started.elapsed().as_secs_f64());
+    }
+    Ok(image)
 }
 
 async fn fetch(
@@ -185,6 +190,9 @@ async fn fetch(
             )));
         }
         file.write_all(&chunk).await.at(tmp)?;
+        if let Some(m) = crate::metrics::get() {
+            m.pull_bytes.inc_by(chunk.len() as u64);
+        }
         if done - last_report >= 1 << 20 || done == blob.size {
             last_report = done;
             progress(Progress::Layer {

@@ -277,7 +277,10 @@ fn pull(node: Arc<Node>, name: String, insecure: Vec<String>) -> ExtensionRespon
         let progress_tx = tx.clone();
         let report = move |p: Progress| {
             if let Ok(line) = serde_json::to_string(&p) {
-                let _ = progress_tx.try_send(Bytes::from(line + "\n"));
+                // A client reading slower than the pull skips progress lines, not the result.
+                if progress_tx.try_send(Bytes::from(line + "\n")).is_err() {
+                    tracing::trace!("pull progress line dropped");
+                }
             }
         };
         let result =
@@ -286,7 +289,9 @@ fn pull(node: Arc<Node>, name: String, insecure: Vec<String>) -> ExtensionRespon
             Ok(image) => json!({"event": "done", "image": image}),
             Err(e) => json!({"event": "error", "error": e.to_string()}),
         };
-        let _ = tx.send(Bytes::from(last.to_string() + "\n")).await;
+        if tx.send(Bytes::from(last.to_string() + "\n")).await.is_err() {
+            tracing::debug!("pull finished after its client left");
+        }
     });
     ExtensionResponse::Stream(rx)
 }
@@ -336,7 +341,9 @@ fn logs(
             Err(_) => return,
         };
         let mut text = String::new();
-        let _ = file.read_to_string(&mut text);
+        if let Err(e) = file.read_to_string(&mut text) {
+            crate::metrics::failed("read-container-log", &path.display().to_string(), &e);
+        }
         let lines: Vec<&str> = text.lines().collect();
         let skip = tail.map_or(0, |t| lines.len().saturating_sub(t));
         let mut out = String::new();

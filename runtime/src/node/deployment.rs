@@ -165,7 +165,8 @@ pub async fn run(node: Arc<Node>) -> Result<()> {
                 }
             }
         };
-        let _ = tokio::time::timeout(RESYNC, wake).await;
+        // Woken by a change, or resynced after RESYNC either way.
+        let _woken = tokio::time::timeout(RESYNC, wake).await;
         while let Ok(Some(_)) = watch.try_next() {}
     }
 }

@@ -21,6 +21,7 @@ use tokio::task::JoinHandle;
 
 use crate::container::{ContainerConfig, Engine};
 use crate::error::{Error, Result};
+use crate::metrics::Report;
 
 /// Annotation holding the ID of the container that runs a pod.
 pub const CONTAINER_ANNOTATION: &str = "pier.dev/container-id";
@@ -151,14 +152,20 @@ impl Node {
                 }
                 None => {
                     tracing::info!(container = %record.config.name, "removing the container of a deleted pod");
-                    let _ = self.engine.remove(&record.id, true).await;
+                    self.engine
+                        .remove(&record.id, true)
+                        .await
+                        .report("remove-container", &record.id);
                 }
             }
         }
         for ((ns, name), _) in by_key {
             tracing::info!(pod = %format!("{ns}/{name}"), "pod lost its container; deleting it");
             let store = Arc::clone(&self.store);
-            let _ = blocking(move || store.delete(Kind::Pod, &ns, &name, None)).await;
+            let pod = format!("{ns}/{name}");
+            blocking(move || store.delete(Kind::Pod, &ns, &name, None))
+                .await
+                .report("delete-pod", &pod);
         }
         Ok(())
     }

@@ -12,6 +12,7 @@ use super::probe::{self, ProbeSpec, Tracker};
 use super::{blocking, quantity, Node, CONTAINER_ANNOTATION, POD_LABEL, RESTARTS_ANNOTATION};
 use crate::container::{ContainerConfig, ContainerRecord, RestartPolicy, State};
 use crate::error::{Error, Result};
+use crate::metrics::Report;
 
 /// What a worker runs.
 pub(crate) struct PodWork {
@@ -278,25 +279,23 @@ async fn supervise(
             code = async { exit.wait_for(Option::is_some).await.ok().and_then(|s| s.as_ref().map(|s| s.code)) } => {
                 return Outcome::Exited(code.unwrap_or(255));
             }
-            () = async { let _ = term.wait_for(|t| *t).await; } => return Outcome::Terminate,
+            () = terminated(term) => return Outcome::Terminate,
             () = tokio::time::sleep_until(next_ready.unwrap_or(far)) => {
                 if let Some(spec) = &work.readiness {
-                    let ok = probe::run(spec, &target).await;
+                    let ok = probe::run(spec, &target, "readiness").await;
                     let before = work.pod.is_ready();
                     let now = ready.record(ok, spec);
                     if now != before {
                         set_ready(&mut work.pod, now);
                         tracing::info!(pod = %work.pod.metadata.name, ready = now, "readiness changed");
-                        if let Err(e) = node.write(&work.pod).await {
-                            tracing::warn!(pod = %work.pod.metadata.name, error = %e, "writing pod status");
-                        }
+                        write_status(node, work).await;
                     }
                     next_ready = Some(tokio::time::Instant::now() + spec.period);
                 }
             }
             () = tokio::time::sleep_until(next_live.unwrap_or(far)) => {
                 if let Some(spec) = &work.liveness {
-                    let ok = probe::run(spec, &target).await;
+                    let ok = probe::run(spec, &target, "liveness").await;
                     if !live.record(ok, spec) {
                         tracing::warn!(pod = %work.pod.metadata.name, "liveness probe failed; restarting the container");
                         return Outcome::Unhealthy;
@@ -312,7 +311,7 @@ async fn supervise(
 async fn pause(d: Duration, term: &mut watch::Receiver<bool>) -> bool {
     tokio::select! {
         () = tokio::time::sleep(d) => true,
-        () = async { let _ = term.wait_for(|t| *t).await; } => false,
+        () = terminated(term) => false,
     }
 }
 
@@ -324,7 +323,29 @@ async fn fail(node: &Node, work: &mut PodWork, e: &Error) {
         .metadata
         .annotations
         .insert("pier.dev/error".into(), e.to_string());
-    let _ = node.write(&work.pod).await;
+    write_status(node, work).await;
+}
+
+/// Writes the pod's status (phase, readiness, annotations) to the store; a failure is logged
+/// and counted, and the next change writes the whole status again.
+async fn write_status(node: &Node, work: &PodWork) {
+    node.write(&work.pod)
+        .await
+        .report("write-pod-status", &work.pod.metadata.name);
+}
+
+/// Waits until the pod is terminated, or its node shuts down (which drops the sender).
+async fn terminated(term: &mut watch::Receiver<bool>) {
+    if term.wait_for(|t| *t).await.is_err() {
+        tracing::debug!("node shutting down: pod worker ends");
+    }
+}
+
+/// Answers the `pier run` waiting for the container; one that stopped waiting is fine.
+fn answer(tx: oneshot::Sender<Result<ContainerRecord>>, result: Result<ContainerRecord>) {
+    if tx.send(result).is_err() {
+        tracing::debug!("pier run stopped waiting for its container");
+    }
 }
 
 /// The pod's life on this node.
@@ -351,7 +372,7 @@ pub(crate) async fn worker(node: Arc<Node>, mut work: PodWork, mut term: watch::
                         fail(&node, &mut work, &e).await;
                     }
                     if let Some(tx) = created.take() {
-                        let _ = tx.send(Err(e));
+                        answer(tx, Err(e));
                         // `pier run` failed: nothing of it is left behind.
                         delete_pod(&node, &work.pod).await;
                         return;
@@ -365,7 +386,7 @@ pub(crate) async fn worker(node: Arc<Node>, mut work: PodWork, mut term: watch::
         run_loop(&node, &mut work, &id, &mut term, &mut created).await;
         terminate(&node, &mut work, &id).await;
     } else {
-        let _ = term.wait_for(|t| *t).await;
+        terminated(&mut term).await;
     }
     delete_pod(&node, &work.pod).await;
 }
@@ -399,12 +420,12 @@ async fn run_loop(
             match engine.start(id).await {
                 Ok(record) => {
                     if let Some(tx) = created.take() {
-                        let _ = tx.send(Ok(record));
+                        answer(tx, Ok(record));
                     }
                 }
                 Err(e) => {
                     if let Some(tx) = created.take() {
-                        let _ = tx.send(Err(e));
+                        answer(tx, Err(e));
                         return;
                     }
                     fail(node, work, &e).await;
@@ -416,9 +437,7 @@ async fn run_loop(
                 }
             }
         } else if let Some(tx) = created.take() {
-            if let Ok(r) = node.engine.get(id) {
-                let _ = tx.send(Ok(r));
-            }
+            answer(tx, node.engine.get(id));
         }
         let restarts = node.engine.get(id).map_or(0, |r| r.restart_count);
         work.pod.status.phase = Some("Running".into());
@@ -431,9 +450,7 @@ async fn run_loop(
         let ready = work.readiness.is_none() || (work.adopt.is_some() && work.pod.is_ready());
         work.adopt = None;
         set_ready(&mut work.pod, ready);
-        if let Err(e) = node.write(&work.pod).await {
-            tracing::warn!(pod = %work.pod.metadata.name, error = %e, "writing pod status");
-        }
+        write_status(node, work).await;
         let started = Instant::now();
         let outcome = supervise(node, work, id, term).await;
         let code = match outcome {
@@ -441,9 +458,12 @@ async fn run_loop(
             Outcome::Exited(code) => code,
             Outcome::Unhealthy => {
                 set_ready(&mut work.pod, false);
-                let _ = node.write(&work.pod).await;
+                write_status(node, work).await;
                 let grace = work.config.stop_grace_seconds.map(Duration::from_secs);
-                let _ = node.engine.stop(id, grace).await;
+                node.engine
+                    .stop(id, grace)
+                    .await
+                    .report("stop-container", id);
                 137
             }
         };
@@ -452,11 +472,11 @@ async fn run_loop(
         tracing::info!(pod = %work.pod.metadata.name, code, "container exited");
         if by_user || !work.config.restart.restarts(code) {
             work.pod.status.phase = Some(if code == 0 { "Succeeded" } else { "Failed" }.into());
-            let _ = node.write(&work.pod).await;
-            let _ = term.wait_for(|t| *t).await;
+            write_status(node, work).await;
+            terminated(term).await;
             return;
         }
-        let _ = node.write(&work.pod).await;
+        write_status(node, work).await;
         if started.elapsed() > Duration::from_secs(60) {
             backoff = node.config.initial_backoff;
         }

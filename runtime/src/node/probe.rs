@@ -40,6 +40,18 @@ pub enum Check {
     },
 }
 
+impl Check {
+    /// The handler's name as a pod spec writes it (`httpGet`, `tcpSocket`, `grpc`, `exec`).
+    pub fn handler(&self) -> &'static str {
+        match self {
+            Check::Http { .. } => "httpGet",
+            Check::Tcp { .. } => "tcpSocket",
+            Check::Grpc { .. } => "grpc",
+            Check::Exec { .. } => "exec",
+        }
+    }
+}
+
 /// A probe with its timing, Kubernetes' defaults filled in.
 #[derive(Debug, Clone)]
 pub struct ProbeSpec {
@@ -178,8 +190,9 @@ async fn http(addr: SocketAddr, path: &str, headers: &[(String, String)]) -> boo
         .is_some_and(|c| (200..400).contains(&c))
 }
 
-/// Runs one check; true on success.
-pub async fn run(spec: &ProbeSpec, target: &Target) -> bool {
+/// Runs one check of the `probe` (`liveness`, `readiness`); true on success. Failures are
+/// counted by probe and handler.
+pub async fn run(spec: &ProbeSpec, target: &Target, probe: &'static str) -> bool {
     let check = async {
         match &spec.check {
             Check::Http {
@@ -209,9 +222,17 @@ pub async fn run(spec: &ProbeSpec, target: &Target) -> bool {
             }
         }
     };
-    tokio::time::timeout(spec.timeout, check)
+    let ok = tokio::time::timeout(spec.timeout, check)
         .await
-        .unwrap_or(false)
+        .unwrap_or(false);
+    if !ok {
+        if let Some(m) = crate::metrics::get() {
+            m.probe_failures
+                .with_label_values(&[probe, spec.check.handler()])
+                .inc();
+        }
+    }
+    ok
 }
 
 /// Counts consecutive results against the thresholds.
@@ -310,7 +331,8 @@ mod tests {
                     path: "/ok".into(),
                     headers: vec![]
                 }),
-                &target
+                &target,
+                "readiness",
             )
             .await
         );
@@ -321,10 +343,11 @@ mod tests {
                     path: "/bad".into(),
                     headers: vec![]
                 }),
-                &target
+                &target,
+                "readiness",
             )
             .await
         );
-        assert!(run(&mk(Check::Tcp { port }), &target).await);
+        assert!(run(&mk(Check::Tcp { port }), &target, "readiness").await);
     }
 }

@@ -4,17 +4,14 @@
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use pier_controlplane::metrics::Metrics;
-use pier_snapshot::SnapshotHandle;
-use prometheus::Registry;
 use tokio::sync::watch;
 
-use crate::daemon::follow_until_shutdown;
+use super::Parts;
 
 /// With the socket-LB off, detaches one an earlier daemon left pinned under `pin_dir`: its
 /// hooks would translate ClusterIPs this daemon may give to other services. A daemon that
 /// cannot remove it does not start.
-pub(crate) fn detach_leftover_ebpf(pin_dir: &std::path::Path) -> Result<()> {
+pub(crate) fn detach_leftover(pin_dir: &std::path::Path) -> Result<()> {
     if pier_ebpf::pinned_owner(pin_dir).is_none() {
         return Ok(());
     }
@@ -35,17 +32,12 @@ pub(crate) fn detach_leftover_ebpf(pin_dir: &std::path::Path) -> Result<()> {
 
 /// Loads and attaches the socket-LB and starts its snapshot consumer; on any failure the
 /// userspace proxy keeps serving every port, and the log says why.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn start_ebpf(
+pub(crate) fn start(
+    parts: &mut Parts,
     config: &crate::config::EbpfConfig,
-    owner: &uuid::Uuid,
     proxy: Option<&pier_proxy::ProxyConfig>,
-    registry: &Registry,
-    snapshot: &Arc<SnapshotHandle>,
-    observer: &Arc<Metrics>,
-    shutdown: &watch::Receiver<bool>,
-    tasks: &mut Vec<tokio::task::JoinHandle<()>>,
 ) {
+    let owner = parts.store.id();
     let loaded = (|| -> Result<(pier_ebpf::SocketLb, Vec<std::net::IpAddr>)> {
         if pier_controlplane::api::current_uid() != 0 {
             anyhow::bail!("not running as root");
@@ -83,20 +75,15 @@ pub(crate) fn start_ebpf(
             Arc::new(move |ip, port| p.vip_listen_addr(ip, port)) as pier_ebpf::sync::Steer
         });
     if let Err(e) =
-        pier_ebpf::metrics::EbpfMetrics::register(registry, &config.pin_dir, lb.inventory())
+        pier_ebpf::metrics::EbpfMetrics::register(&parts.registry, &config.pin_dir, lb.inventory())
     {
         tracing::warn!(error = %e, "eBPF metrics not registered");
     }
-    tasks.push(follow_until_shutdown(
-        snapshot,
-        pier_ebpf::sync::EbpfConsumer::new(lb, steer),
-        observer,
-        shutdown,
-    ));
-    tasks.push(tokio::spawn(follow_node_ips(
+    parts.follow(pier_ebpf::sync::EbpfConsumer::new(lb, steer));
+    parts.tasks.push(tokio::spawn(follow_node_ips(
         config.pin_dir.clone(),
         node_ips,
-        shutdown.clone(),
+        parts.shutdown.clone(),
     )));
     tracing::info!(
         cgroup = %config.cgroup.display(),

@@ -1,0 +1,78 @@
+//! The container engine part: the engine, the node agent that runs this node's pods, and the
+//! Deployment controller.
+
+use std::sync::Arc;
+
+use super::Parts;
+use crate::config::{DnsConfig, RuntimeConfig};
+
+/// Opens the container engine, re-adopts the pods it runs and starts the Deployment controller;
+/// `None` (with a log line saying why) when it cannot run here.
+pub(crate) async fn start(
+    parts: &mut Parts,
+    config: &RuntimeConfig,
+    dns: Option<&DnsConfig>,
+) -> Option<Arc<pier_runtime::Node>> {
+    if pier_controlplane::api::current_uid() != 0 {
+        tracing::info!("container engine off: it needs root (pier run, Deployments)");
+        return None;
+    }
+    let shim_exe = match std::env::current_exe() {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::warn!(error = %e, "container engine off: cannot find the pier binary");
+            return None;
+        }
+    };
+    // Containers reach the cluster DNS when it listens on an address they can route to.
+    let resolv_conf = dns.and_then(|d| {
+        d.listen
+            .iter()
+            .find(|a| !a.ip().is_loopback() && !a.ip().is_unspecified())
+            .map(|a| {
+                format!(
+                    "nameserver {}\nsearch default.svc.{dom} svc.{dom} {dom}\noptions ndots:5\n",
+                    a.ip(),
+                    dom = d.cluster_domain
+                )
+            })
+    });
+    let engine = match pier_runtime::Engine::open(
+        pier_runtime::EngineConfig {
+            root: config.root.clone(),
+            shim_exe,
+            resolv_conf,
+        },
+        pier_runtime::Network::new(config.network.clone()),
+    ) {
+        Ok(e) => e,
+        Err(e) => {
+            tracing::warn!(error = %e, "container engine off");
+            return None;
+        }
+    };
+    if let Err(e) = pier_runtime::metrics::register(&parts.registry, Arc::downgrade(&engine)) {
+        tracing::warn!(error = %e, "runtime metrics not registered");
+    }
+    let node = pier_runtime::Node::new(
+        engine,
+        Arc::clone(&parts.store),
+        pier_runtime::NodeConfig {
+            name: config.node_name.clone(),
+            ..Default::default()
+        },
+    );
+    if let Err(e) = node.start().await {
+        tracing::warn!(error = %e, "re-adopting containers failed");
+    }
+    {
+        let node = Arc::clone(&node);
+        parts.spawn_until_shutdown(async move {
+            if let Err(e) = pier_runtime::node::deployment::run(node).await {
+                tracing::error!(error = %e, "deployment controller stopped");
+            }
+        });
+    }
+    tracing::info!(root = %config.root.display(), pod_cidr = %config.network.subnet, "container engine ready");
+    Some(node)
+}
