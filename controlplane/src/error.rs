@@ -5,9 +5,15 @@ use crate::model::validate::FieldError;
 /// Everything that can go wrong in the control plane.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The embedded database failed.
-    #[error("store: {0}")]
-    Store(String),
+    /// The embedded database failed: what the store was doing, and the error that says why.
+    #[error("store: {context}")]
+    Store {
+        /// What the store was doing.
+        context: String,
+        /// The underlying error, when there is one.
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
     /// An object failed validation.
     #[error("{object}: {}", join(.errors))]
     Invalid {
@@ -78,25 +84,59 @@ impl Error {
     }
 }
 
+impl Error {
+    /// A store failure with no underlying error.
+    pub fn store(context: impl Into<String>) -> Self {
+        Error::Store {
+            context: context.into(),
+            source: None,
+        }
+    }
+
+    /// A store failure caused by `source`.
+    pub fn store_from(
+        context: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Error::Store {
+            context: context.into(),
+            source: Some(Box::new(source)),
+        }
+    }
+}
+
 macro_rules! store_error_from {
-    ($($t:ty),*) => {$(
+    ($($t:ty => $context:literal),*) => {$(
         impl From<$t> for Error {
             fn from(e: $t) -> Self {
-                Error::Store(e.to_string())
+                Error::store_from($context, e)
             }
         }
     )*};
 }
 
 store_error_from!(
-    redb::Error,
-    redb::DatabaseError,
-    redb::TransactionError,
-    redb::TableError,
-    redb::StorageError,
-    redb::CommitError,
-    serde_json::Error
+    redb::Error => "database",
+    redb::DatabaseError => "opening the database",
+    redb::TransactionError => "starting a transaction",
+    redb::TableError => "opening a table",
+    redb::StorageError => "reading or writing",
+    redb::CommitError => "committing",
+    serde_json::Error => "encoding a record"
 );
+
+/// An error and its causes as one line (`outer: cause: root cause`), for messages that leave
+/// the process (API responses).
+pub fn chain(error: &dyn std::error::Error) -> String {
+    let mut out = error.to_string();
+    let mut next = error.source();
+    while let Some(cause) = next {
+        out.push_str(": ");
+        out.push_str(&cause.to_string());
+        next = cause.source();
+    }
+    out
+}
 
 /// The control plane's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

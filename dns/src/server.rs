@@ -64,7 +64,9 @@ pub async fn serve(
         )));
     }
     for t in tasks {
-        let _ = t.await;
+        if let Err(e) = t.await {
+            tracing::error!(error = %e, "DNS listener task failed");
+        }
     }
 }
 
@@ -117,7 +119,9 @@ async fn serve_udp(
                     let (resolver, socket) = (Arc::clone(&resolver), Arc::clone(&socket));
                     tokio::spawn(async move {
                         let bytes = resolver.resolve(pending).await;
-                        let _ = socket.send_to(&bytes, peer).await;
+                        if let Err(e) = socket.send_to(&bytes, peer).await {
+                            tracing::debug!(%peer, error = %e, "DNS reply not sent");
+                        }
                     });
                 }
                 Step::Drop => {}
@@ -128,7 +132,9 @@ async fn serve_udp(
             .unwrap_or(0);
         // Whatever the batch send did not take (a full socket buffer) goes one by one.
         for (bytes, peer) in replies.drain(..).skip(sent) {
-            let _ = socket.send_to(&bytes, peer).await;
+            if let Err(e) = socket.send_to(&bytes, peer).await {
+                tracing::debug!(%peer, error = %e, "DNS reply not sent");
+            }
         }
     }
 }

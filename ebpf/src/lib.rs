@@ -94,6 +94,18 @@ pub enum Error {
 /// Result with this crate's error.
 pub type Result<T> = std::result::Result<T, Error>;
 
+/// A map entry removal: an entry already gone is fine; any other failure is the map's error.
+fn removed(name: &'static str, result: std::result::Result<(), aya::maps::MapError>) -> Result<()> {
+    match result {
+        Err(aya::maps::MapError::SyscallError(e))
+            if e.io_error.kind() == std::io::ErrorKind::NotFound =>
+        {
+            Ok(())
+        }
+        r => r.map_err(map_err(name)),
+    }
+}
+
 fn map_err(name: &'static str) -> impl Fn(aya::maps::MapError) -> Error {
     move |source| Error::Map { name, source }
 }
@@ -148,7 +160,7 @@ pub fn set_node_ips(pin_dir: &Path, ips: &[IpAddr]) -> Result<()> {
         map.insert(*k, 1, 0).map_err(map_err(name))?;
     }
     for k in present.difference(&wanted) {
-        let _ = map.remove(k);
+        removed(name, map.remove(k))?;
     }
     Ok(())
 }
@@ -202,7 +214,7 @@ fn retain_keys<K: Pod, V: Pod>(
         .filter(|k| !keep(k))
         .collect();
     for k in stale {
-        let _ = map.remove(&k);
+        removed(name, map.remove(&k))?;
     }
     Ok(())
 }
@@ -375,7 +387,12 @@ impl SocketLb {
                 std::fs::remove_file(entry.path()).map_err(|e| pin_err(pin_dir, e))?;
             }
         }
-        let _ = std::fs::remove_dir(pin_dir);
+        match std::fs::remove_dir(pin_dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                tracing::warn!(pins = %pin_dir.display(), error = %e, "pin directory left in place");
+            }
+            _ => {}
+        }
         Ok(())
     }
 
@@ -406,7 +423,10 @@ impl SocketLb {
         }
         let id = *id;
         self.backend_ids.remove(&addr);
-        let _ = hash_map::<u32, Backend>(&mut self.ebpf, "pier_backends")?.remove(&id);
+        removed(
+            "pier_backends",
+            hash_map::<u32, Backend>(&mut self.ebpf, "pier_backends")?.remove(&id),
+        )?;
         if let Ok(mut b) = self.inventory.backends.write() {
             b.remove(&id);
         }
@@ -489,19 +509,25 @@ impl SocketLb {
     fn undo(&mut self, svc_id: u32, slots: u32, backends: &[SocketAddr], error: Error) -> Error {
         if let Ok(mut map) = hash_map::<SlotKey, u32>(&mut self.ebpf, "pier_slots") {
             for slot in 0..slots {
-                let _ = map.remove(&slot_key(svc_id, slot));
+                if let Err(e) = removed("pier_slots", map.remove(&slot_key(svc_id, slot))) {
+                    tracing::warn!(service = svc_id, slot, error = %e, "undoing a half-written service");
+                }
             }
         }
         for addr in backends {
-            let _ = self.release_backend(*addr);
+            if let Err(e) = self.release_backend(*addr) {
+                tracing::warn!(service = svc_id, backend = %addr, error = %e, "undoing a half-written service");
+            }
         }
         error
     }
 
     /// Removes a service: connections to its VIP are no longer translated.
     pub fn remove_service(&mut self, service: ServiceAddr) -> Result<()> {
-        let _ =
-            hash_map::<SvcKey, Svc>(&mut self.ebpf, "pier_services")?.remove(&svc_key(&service));
+        removed(
+            "pier_services",
+            hash_map::<SvcKey, Svc>(&mut self.ebpf, "pier_services")?.remove(&svc_key(&service)),
+        )?;
         if let Some(old) = self.services.remove(&service) {
             self.inventory.services.fetch_sub(1, Ordering::Relaxed);
             self.free(old)?;
@@ -512,7 +538,11 @@ impl SocketLb {
     fn free(&mut self, old: Installed) -> Result<()> {
         let mut slots = hash_map::<SlotKey, u32>(&mut self.ebpf, "pier_slots")?;
         for slot in 0..old.slots {
-            let _ = slots.remove(&slot_key(old.id, slot));
+            // The service entry no longer points here: a slot left behind is unreachable,
+            // so the rest is freed anyway and the failure only logged.
+            if let Err(e) = removed("pier_slots", slots.remove(&slot_key(old.id, slot))) {
+                tracing::warn!(service = old.id, slot, error = %e, "freeing an old slot");
+            }
         }
         self.inventory
             .slots

@@ -96,9 +96,12 @@ pub(crate) async fn serve(
                 let resp = handle(&admin, &req);
                 async move { Ok::<_, Infallible>(resp) }
             });
-            let _ = hyper::server::conn::http1::Builder::new()
+            if let Err(e) = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service)
-                .await;
+                .await
+            {
+                tracing::debug!(error = %e, "admin connection ended");
+            }
         });
     }
 }

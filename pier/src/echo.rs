@@ -128,7 +128,9 @@ async fn serve_http(listener: TcpListener, id: Arc<Identity>) {
             tokio::time::sleep(Duration::from_millis(20)).await;
             continue;
         };
-        let _ = stream.set_nodelay(true);
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::debug!(error = %e, "TCP_NODELAY not set");
+        }
         let id = Arc::clone(&id);
         let builder = builder.clone();
         tokio::spawn(async move {
@@ -136,9 +138,12 @@ async fn serve_http(listener: TcpListener, id: Arc<Identity>) {
                 let id = Arc::clone(&id);
                 async move { Ok::<_, Infallible>(answer(id, req).await) }
             });
-            let _ = builder
+            if let Err(e) = builder
                 .serve_connection(TokioIo::new(stream), service)
-                .await;
+                .await
+            {
+                tracing::debug!(error = %e, "echo connection ended");
+            }
         });
     }
 }
@@ -157,8 +162,10 @@ async fn serve_tcp(listener: TcpListener, banner: Option<Arc<str>>) {
                     return;
                 }
             }
-            let _ = tokio::io::copy(&mut r, &mut w).await;
-            let _ = w.shutdown().await;
+            let echoed = tokio::io::copy(&mut r, &mut w).await;
+            if let Err(e) = echoed.and(w.shutdown().await) {
+                tracing::debug!(error = %e, "echo connection ended");
+            }
         });
     }
 }
@@ -167,7 +174,9 @@ async fn serve_udp(socket: UdpSocket) {
     let mut buf = vec![0u8; 65_535];
     loop {
         if let Ok((n, peer)) = socket.recv_from(&mut buf).await {
-            let _ = socket.send_to(&buf[..n], peer).await;
+            if let Err(e) = socket.send_to(&buf[..n], peer).await {
+                tracing::debug!(%peer, error = %e, "echo reply not sent");
+            }
         }
     }
 }
@@ -175,7 +184,9 @@ async fn serve_udp(socket: UdpSocket) {
 /// Prints a line for whoever started us; a closed stdout is not an error.
 fn announce(line: &str) {
     use std::io::Write;
-    let _ = writeln!(std::io::stdout(), "{line}");
+    if writeln!(std::io::stdout(), "{line}").is_err() {
+        tracing::debug!(line, "stdout closed");
+    }
 }
 
 /// Binds everything, prints `<proto> <address>` per listener, then serves until killed.

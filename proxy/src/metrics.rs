@@ -228,15 +228,21 @@ impl ProxyMetrics {
     /// Drops the series of an endpoint that left a group.
     pub fn forget_endpoint(&self, service: &str, backend: &str, endpoint: SocketAddr) {
         let ep = endpoint.to_string();
+        // A series that was never created (no request of that class, say) is not there to
+        // remove: the only error remove_label_values gives.
+        let mut absent = 0;
         for c in CLASSES {
-            let _ = self
-                .requests
-                .remove_label_values(&[service, backend, ep.as_str(), c]);
+            absent += usize::from(
+                self.requests
+                    .remove_label_values(&[service, backend, ep.as_str(), c])
+                    .is_err(),
+            );
         }
         let labels = [service, backend, ep.as_str()];
-        let _ = self.connections.remove_label_values(&labels);
-        let _ = self.ejections.remove_label_values(&labels);
-        let _ = self.endpoint_healthy.remove_label_values(&labels);
+        absent += usize::from(self.connections.remove_label_values(&labels).is_err());
+        absent += usize::from(self.ejections.remove_label_values(&labels).is_err());
+        absent += usize::from(self.endpoint_healthy.remove_label_values(&labels).is_err());
+        tracing::trace!(%endpoint, absent, "endpoint series removed");
     }
 
     /// Handles for a frontend service / backend group pair.

@@ -131,9 +131,18 @@ impl VipInterface {
 
     /// Removes the interface and its addresses.
     pub(crate) fn delete(&self) {
-        let _ = ip_command()
+        match ip_command()
             .args(["link", "del", &self.name])
             .stderr(Stdio::null())
-            .status();
+            .status()
+        {
+            Ok(s) if s.success() => {}
+            Ok(s) => {
+                tracing::warn!(interface = %self.name, status = %s, "VIP interface not deleted")
+            }
+            Err(e) => {
+                tracing::warn!(interface = %self.name, error = %e, "VIP interface not deleted")
+            }
+        }
     }
 }

@@ -49,8 +49,8 @@ pub enum Error {
     /// A network setup command failed.
     #[error("network: {0}")]
     Network(String),
-    /// The store refused a write.
-    #[error("store: {0}")]
+    /// The store refused a write (its message, and its causes as the error's sources).
+    #[error(transparent)]
     Store(#[from] pier_controlplane::Error),
 }
 

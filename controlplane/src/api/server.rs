@@ -109,7 +109,7 @@ fn error_response(e: &Error) -> Response<Body> {
         Error::Compacted { .. } => (StatusCode::GONE, "Expired"),
         Error::BadRequest(_) => (StatusCode::BAD_REQUEST, "BadRequest"),
         Error::Exhausted(_) => (StatusCode::INSUFFICIENT_STORAGE, "Exhausted"),
-        Error::Store(_) | Error::Transport(_) => {
+        Error::Store { .. } | Error::Transport(_) => {
             (StatusCode::INTERNAL_SERVER_ERROR, "InternalError")
         }
     };
@@ -122,7 +122,7 @@ fn error_response(e: &Error) -> Response<Body> {
     };
     full(
         status,
-        json!({"error": e.to_string(), "reason": reason, "code": status.as_u16(), "details": details}),
+        json!({"error": crate::error::chain(e), "reason": reason, "code": status.as_u16(), "details": details}),
     )
 }
 
@@ -169,7 +169,7 @@ async fn blocking<T: Send + 'static>(
 ) -> Result<T, Error> {
     tokio::task::spawn_blocking(f)
         .await
-        .map_err(|e| Error::Store(format!("worker failed: {e}")))?
+        .map_err(|e| Error::store_from("an API worker", e))?
 }
 
 async fn apply(ctx: Arc<ApiContext>, body: Value) -> Result<Response<Body>, Error> {
@@ -263,7 +263,10 @@ async fn watch_stream(
             };
             let line = match event {
                 Ok(e) => format!("{}\n", e.to_json()),
-                Err(e) => format!("{}\n", json!({"type": "ERROR", "error": e.to_string()})),
+                Err(e) => format!(
+                    "{}\n",
+                    json!({"type": "ERROR", "error": crate::error::chain(&e)})
+                ),
             };
             if tx.send(Bytes::from(line)).await.is_err() {
                 break;
@@ -484,7 +487,12 @@ pub async fn serve(
             }
         });
     }
-    let _ = std::fs::remove_file(socket);
+    match std::fs::remove_file(socket) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            tracing::warn!(socket = %socket.display(), error = %e, "control socket left in place");
+        }
+        _ => {}
+    }
     Ok(())
 }
 

@@ -165,7 +165,7 @@ async fn write(store: &Arc<Store>, ops: Vec<Op>) -> Result<Vec<crate::store::Wri
     let store = Arc::clone(store);
     tokio::task::spawn_blocking(move || store.write(ops))
         .await
-        .map_err(|e| crate::Error::Store(e.to_string()))?
+        .map_err(|e| crate::Error::store_from("a blocking store task", e))?
 }
 
 async fn sync(store: &Arc<Store>, cache: &mut Cache, dirty: BTreeSet<Key>) -> Result<()> {
@@ -208,7 +208,7 @@ pub async fn run_endpoints(store: Arc<Store>) -> Result<()> {
             Ok(all)
         })
         .await
-        .map_err(|e| crate::Error::Store(e.to_string()))??
+        .map_err(|e| crate::Error::store_from("a blocking store task", e))??
     };
     for object in &listed {
         cache.apply(EventType::Added, object, rv(object), &mut dirty);

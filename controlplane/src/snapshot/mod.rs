@@ -46,7 +46,7 @@ pub async fn run(
             Ok((builder, revision))
         })
         .await
-        .map_err(|e| crate::Error::Store(e.to_string()))??
+        .map_err(|e| crate::Error::store_from("listing objects for the first snapshot", e))??
     };
     let snapshot = builder.build();
     observer.built(snapshot.revision, start.elapsed(), snapshot.services.len());

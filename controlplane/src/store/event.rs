@@ -51,7 +51,7 @@ impl Event {
     pub(super) fn decode(revision: u64, bytes: &[u8]) -> Result<Event> {
         let stored: StoredEvent = serde_json::from_slice(bytes)?;
         let object = Object::from_value(stored.object)
-            .map_err(|e| Error::Store(format!("corrupt event {revision}: {e}")))?
+            .map_err(|e| Error::store(format!("corrupt event {revision}: {e}")))?
             .object;
         Ok(Event {
             revision,

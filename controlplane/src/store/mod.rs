@@ -142,13 +142,13 @@ impl Store {
     pub fn open(path: &Path, config: StoreConfig) -> Result<Arc<Store>> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)
-                .map_err(|e| Error::Store(format!("creating {}: {e}", dir.display())))?;
+                .map_err(|e| Error::store_from(format!("creating {}", dir.display()), e))?;
         }
         let db = Database::builder()
             .set_cache_size(config.cache_bytes)
             .create(path)
             .map_err(|e| match e {
-                redb::DatabaseError::DatabaseAlreadyOpen => Error::Store(format!(
+                redb::DatabaseError::DatabaseAlreadyOpen => Error::store(format!(
                     "{} is in use by another process (another pier daemon with the same --state-dir?)",
                     path.display()
                 )),
@@ -248,7 +248,7 @@ impl Store {
         written
             .pop()
             .and_then(|w| w.object)
-            .ok_or_else(|| Error::Store("delete returned nothing".into()))
+            .ok_or_else(|| Error::store("delete returned nothing"))
     }
 
     /// Runs a batch of operations as one durable transaction; on any error nothing is written.
@@ -479,6 +479,17 @@ impl Store {
     }
 
     /// Reads stored events with revision in `from..=to`.
+    /// The oldest revision the event log still holds.
+    pub(crate) fn oldest_event(&self) -> Result<u64> {
+        let read = self.db.begin_read()?;
+        let oldest = read
+            .open_table(META)?
+            .get(OLDEST_EVENT)?
+            .map(|v| v.value())
+            .unwrap_or(1);
+        Ok(oldest)
+    }
+
     pub(crate) fn history(&self, from: u64, to: u64) -> Result<Vec<Arc<Event>>> {
         let read = self.db.begin_read()?;
         let oldest = read
@@ -514,7 +525,7 @@ fn kind_range(kind: Kind, namespace: Option<&str>) -> (String, String) {
 }
 
 fn decode_object(bytes: &[u8]) -> Result<Object> {
-    Object::from_stored(bytes).map_err(|e| Error::Store(format!("corrupt object: {e}")))
+    Object::from_stored(bytes).map_err(|e| Error::store(format!("corrupt object: {e}")))
 }
 
 #[cfg(test)]

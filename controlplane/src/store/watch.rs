@@ -1,4 +1,6 @@
-//! Ordered watch over the store: stored history first, then live events, no gaps.
+//! Ordered watch over the store: stored history first, then live events, no gaps. History is
+//! read from the store off the async threads (`spawn_blocking`), when the watch starts and
+//! whenever it falls behind the live broadcast.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -14,25 +16,37 @@ pub struct Watch {
     live: broadcast::Receiver<Arc<Event>>,
     backlog: VecDeque<Arc<Event>>,
     next: u64,
+    /// History from `next` must be read before live events are taken.
+    stale: bool,
 }
 
 impl Watch {
+    /// A watch from revision `from`; `Compacted` if the log no longer reaches back that far.
+    /// (The history itself is read by the first `next`.)
     pub(super) fn new(store: Arc<Store>, from: u64) -> Result<Watch> {
-        // Subscribe before reading history, so nothing committed in between is missed.
-        let live = store.subscribe();
         let from = from.max(1);
-        let backlog = store.history(from, store.revision())?.into();
+        let oldest = store.oldest_event()?;
+        if from < oldest && from <= store.revision() {
+            return Err(crate::error::Error::Compacted {
+                requested: from,
+                oldest,
+            });
+        }
         Ok(Watch {
+            live: store.subscribe(),
             store,
-            live,
-            backlog,
+            backlog: VecDeque::new(),
             next: from,
+            stale: true,
         })
     }
 
     /// Waits for the next event.
     pub async fn next(&mut self) -> Result<Arc<Event>> {
         loop {
+            if self.stale {
+                self.refill().await?;
+            }
             if let Some(event) = self.pop_backlog() {
                 return Ok(event);
             }
@@ -42,19 +56,23 @@ impl Watch {
                         return Ok(event);
                     }
                 }
-                Err(RecvError::Lagged(_)) => self.refill()?,
+                Err(RecvError::Lagged(_)) => self.stale = true,
                 Err(RecvError::Closed) => {
-                    return Err(crate::error::Error::Store("store closed".into()));
+                    return Err(crate::error::Error::store("store closed"));
                 }
             }
         }
     }
 
-    /// Returns the next event if one is ready now.
+    /// Returns the next event if one is ready now. A watch that must read history first says
+    /// none is; the next `next` reads it.
     pub fn try_next(&mut self) -> Result<Option<Arc<Event>>> {
         loop {
             if let Some(event) = self.pop_backlog() {
                 return Ok(Some(event));
+            }
+            if self.stale {
+                return Ok(None);
             }
             match self.live.try_recv() {
                 Ok(event) => {
@@ -62,7 +80,7 @@ impl Watch {
                         return Ok(Some(event));
                     }
                 }
-                Err(broadcast::error::TryRecvError::Lagged(_)) => self.refill()?,
+                Err(broadcast::error::TryRecvError::Lagged(_)) => self.stale = true,
                 Err(_) => return Ok(None),
             }
         }
@@ -85,17 +103,23 @@ impl Watch {
             return Ok(None);
         }
         if event.revision > self.next {
-            self.refill()?;
+            self.stale = true;
             return Ok(None);
         }
         self.next += 1;
         Ok(Some(event))
     }
 
-    fn refill(&mut self) -> Result<()> {
+    /// Reads the stored history from `next` on. The live receiver is renewed first, so
+    /// nothing committed while the history is read is missed.
+    async fn refill(&mut self) -> Result<()> {
         self.live = self.live.resubscribe();
-        let history = self.store.history(self.next, self.store.revision())?;
+        let (store, from) = (Arc::clone(&self.store), self.next);
+        let history = tokio::task::spawn_blocking(move || store.history(from, store.revision()))
+            .await
+            .map_err(|e| crate::error::Error::store_from("reading the event log", e))??;
         self.backlog.extend(history);
+        self.stale = false;
         Ok(())
     }
 }

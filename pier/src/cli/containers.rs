@@ -277,8 +277,10 @@ pub(crate) async fn logs(
     let mut out = std::io::stdout();
     client
         .stream_lines(Method::GET, &path, None, |line| {
-            let _ = writeln!(out, "{line}");
-            let _ = out.flush();
+            // A closed stdout (`pier logs -f | head`) ends the output, not the command's result.
+            if writeln!(out, "{line}").and_then(|()| out.flush()).is_err() {
+                tracing::debug!("stdout closed");
+            }
         })
         .await?;
     Ok(())

@@ -71,11 +71,17 @@ pub(crate) async fn serve(client: TcpStream, peer: SocketAddr, frontend: Arc<Fro
     let Some((upstream, _in_flight)) = upstream else {
         frontend.metrics.no_endpoint.inc();
         // Reset rather than close, as kube-proxy's REJECT does: the client fails fast.
-        let _ = socket2::SockRef::from(&client).set_linger(Some(std::time::Duration::ZERO));
+        if let Err(e) = socket2::SockRef::from(&client).set_linger(Some(std::time::Duration::ZERO))
+        {
+            tracing::debug!(error = %e, "client closed without a reset");
+        }
         return;
     };
-    let _ = client.set_nodelay(true);
-    let _ = upstream.set_nodelay(true);
+    for conn in [&client, &upstream] {
+        if let Err(e) = conn.set_nodelay(true) {
+            tracing::debug!(error = %e, "TCP_NODELAY not set");
+        }
+    }
     let activity = Activity::new();
     let mut a = Tracked::new(
         client,

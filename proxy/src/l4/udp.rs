@@ -39,7 +39,9 @@ pub(crate) async fn serve(
             activity.touch();
             let fe = frontend.load();
             fe.metrics.bytes_in.inc_by(n as u64);
-            let _ = upstream.send(&buf[..n]).await;
+            if let Err(e) = upstream.send(&buf[..n]).await {
+                tracing::trace!(error = %e, "datagram to the endpoint dropped");
+            }
             continue;
         }
         if flows.lock().map(|f| f.len()).unwrap_or(0) >= max_flows {
@@ -76,7 +78,9 @@ pub(crate) async fn serve(
         }
         let upstream = Arc::new(upstream);
         fe.metrics.bytes_in.inc_by(n as u64);
-        let _ = upstream.send(&buf[..n]).await;
+        if let Err(e) = upstream.send(&buf[..n]).await {
+            tracing::trace!(error = %e, "datagram to the endpoint dropped");
+        }
         cluster.metrics_of(&member).connections.inc();
         let activity = Activity::new();
         if let Ok(mut f) = flows.lock() {
@@ -118,7 +122,9 @@ impl Flow {
                     Ok(n) => {
                         activity.touch();
                         self.frontend.metrics.bytes_out.inc_by(n as u64);
-                        let _ = self.socket.send_to(&buf[..n], self.client).await;
+                        if let Err(e) = self.socket.send_to(&buf[..n], self.client).await {
+                            tracing::trace!(error = %e, "reply datagram to the client dropped");
+                        }
                         self.cluster.success(self.in_flight.member());
                     }
                     Err(e) => {

@@ -147,7 +147,9 @@ impl Body for H2RequestBody {
             match ready!(this.recv.poll_data(cx)) {
                 Some(Ok(data)) => {
                     // Only fails once the stream is gone, which the next read reports.
-                    let _ = this.recv.flow_control().release_capacity(data.len());
+                    if let Err(e) = this.recv.flow_control().release_capacity(data.len()) {
+                        tracing::trace!(error = %e, "request window not released");
+                    }
                     if let Some(n) = &mut this.remaining {
                         *n = n.saturating_sub(data.len() as u64);
                     }

@@ -34,7 +34,8 @@ impl RetryBudget {
     }
 
     fn add(&self, n: i64) {
-        let _ = self
+        // The update never refuses, so this cannot fail; the previous value is not needed.
+        let _previous = self
             .milli
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
                 Some((v + n).min(CAP_MILLI))

@@ -203,7 +203,9 @@ fn start(
     match respond.send_response(Response::from_parts(head, ()), data.is_empty()) {
         // Sent past the flow-control window if need be: h2 holds it until the window opens.
         Ok(mut send) if !data.is_empty() => {
-            let _ = send.send_data(data, true);
+            if let Err(e) = send.send_data(data, true) {
+                tracing::debug!(error = %e, "h2c response body not sent");
+            }
         }
         Ok(_) => {}
         Err(e) => tracing::debug!(error = %e, "h2c response not sent"),
@@ -231,7 +233,9 @@ async fn pipe(mut body: ClientBody, mut send: SendStream<Bytes>, mut first: Poll
         let frame = match frame {
             None => return,
             Some(None) => {
-                let _ = send.send_data(Bytes::new(), true);
+                if let Err(e) = send.send_data(Bytes::new(), true) {
+                    tracing::debug!(error = %e, "h2c response not ended");
+                }
                 return;
             }
             Some(Some(Err(e))) => {
@@ -246,7 +250,9 @@ async fn pipe(mut body: ClientBody, mut send: SendStream<Bytes>, mut first: Poll
             Err(frame) => {
                 if let Ok(trailers) = frame.into_trailers() {
                     send.reserve_capacity(0);
-                    let _ = send.send_trailers(trailers);
+                    if let Err(e) = send.send_trailers(trailers) {
+                        tracing::debug!(error = %e, "h2c response trailers not sent");
+                    }
                     return;
                 }
                 continue;

@@ -116,8 +116,10 @@ impl Launcher {
                 Ok(_) => return Ok(File::from(report_r)),
                 Err(e) if attempt == 0 && matches!(e, Errno::EPIPE | Errno::ECONNRESET) => {
                     tracing::warn!("the shim launcher exited; starting it again");
-                    let _ = child.kill();
-                    let _ = child.wait();
+                    // It exited already; kill and reap whatever is left of it.
+                    if let Err(e) = child.kill().and_then(|()| child.wait().map(drop)) {
+                        tracing::debug!(error = %e, "reaping the old shim launcher");
+                    }
                     *process = None;
                 }
                 Err(e) => return Err(Error::Runtime(format!("sending to the shim launcher: {e}"))),
@@ -141,7 +143,9 @@ impl Drop for Launcher {
         // Closing the socket ends the launcher; shims it forked keep running.
         if let Some((mut child, socket)) = self.process.get_mut().ok().and_then(Option::take) {
             drop(socket);
-            let _ = child.wait();
+            if let Err(e) = child.wait() {
+                tracing::warn!(error = %e, "the shim launcher was not reaped");
+            }
         }
     }
 }
@@ -195,9 +199,17 @@ fn fork() -> nix::Result<ForkResult> {
 
 /// The forked child: becomes the shim for `args`; never returns.
 fn become_shim(args: &ShimArgs, report: File, log: &File) -> ! {
-    let _ = File::open("/dev/null").map(nix::unistd::dup2_stdin);
-    let _ = nix::unistd::dup2_stdout(log);
-    let _ = nix::unistd::dup2_stderr(log);
+    // Until stderr is the shim's log, the launcher's stderr (the daemon's) takes complaints.
+    let stdin = File::open("/dev/null")
+        .map_err(|e| e.to_string())
+        .and_then(|null| nix::unistd::dup2_stdin(null).map_err(|e| e.to_string()));
+    let out = nix::unistd::dup2_stdout(log).and(nix::unistd::dup2_stderr(log));
+    if let Err(e) = stdin {
+        eprintln!("shim {}: stdin not redirected: {e}", args.id);
+    }
+    if let Err(e) = out {
+        eprintln!("shim {}: output not redirected to its log: {e}", args.id);
+    }
     std::process::exit(shim::main(args, report))
 }
 
@@ -249,7 +261,9 @@ pub fn serve(socket: OwnedFd) -> i32 {
             Err(e) => {
                 use std::io::Write;
                 let mut report = report;
-                let _ = writeln!(report, "error fork: {e}");
+                if writeln!(report, "error fork: {e}").is_err() {
+                    eprintln!("shim launcher: fork failed ({e}) and the engine left");
+                }
             }
         }
     }

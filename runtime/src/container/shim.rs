@@ -85,11 +85,14 @@ impl LogWriter {
         let now = humantime::format_rfc3339_nanos(std::time::SystemTime::now());
         let tag = if partial { "P" } else { "F" };
         let mut out = Vec::with_capacity(text.len() + 48);
-        let _ = write!(out, "{now} {stream} {tag} ");
+        // Writing to a Vec cannot fail.
+        out.extend_from_slice(format!("{now} {stream} {tag} ").as_bytes());
         out.extend_from_slice(text);
         out.push(b'\n');
         if self.size + out.len() as u64 > LOG_MAX_BYTES && self.size > 0 {
-            let _ = self.rotate();
+            if let Err(e) = self.rotate() {
+                eprintln!("log rotation of {} failed: {e}", self.path.display());
+            }
         }
         if self.file.write_all(&out).is_ok() {
             self.size += out.len() as u64;
@@ -170,17 +173,23 @@ fn create(args: &ShimArgs) -> Result<(Pid, OwnedFd, OwnedFd), String> {
 /// closed once the container has exited and its status is recorded.
 pub fn main(args: &ShimArgs, mut report: File) -> i32 {
     // Own session: a Ctrl-C at the daemon's terminal must not reach containers.
-    let _ = nix::unistd::setsid();
+    if let Err(e) = nix::unistd::setsid() {
+        eprintln!("setsid: {e}");
+    }
     let (pid, out_r, err_r) = match create(args) {
         Ok(v) => v,
         Err(e) => {
-            let _ = writeln!(report, "error {}", e.replace('\n', " "));
+            if writeln!(report, "error {}", e.replace('\n', " ")).is_err() {
+                eprintln!("creating the container failed and the engine left: {e}");
+            }
             return 1;
         }
     };
     if writeln!(report, "ok {pid} {}", std::process::id()).is_err() {
         // The engine is gone before hearing of the container: nothing would ever stop it.
-        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+        if let Err(e) = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL) {
+            eprintln!("the engine left and container init {pid} could not be killed: {e}");
+        }
     }
     let mut log = match LogWriter::open(&args.log) {
         Ok(l) => l,
@@ -230,7 +239,12 @@ pub fn main(args: &ShimArgs, mut report: File) -> i32 {
                             .map(|f| PollFd::new(f.as_fd(), PollFlags::POLLIN))
                     })
                     .collect();
-                let _ = poll(&mut fds, PollTimeout::from(200u16));
+                // An interrupted poll reads nothing ready and polls again.
+                if let Err(e) = poll(&mut fds, PollTimeout::from(200u16)) {
+                    if e != nix::errno::Errno::EINTR {
+                        eprintln!("poll: {e}");
+                    }
+                }
                 fds.iter()
                     .map(|f| f.revents().is_some_and(|r| !r.is_empty()))
                     .collect()
@@ -278,8 +292,17 @@ pub fn main(args: &ShimArgs, mut report: File) -> i32 {
         oom_killed: oom_killed(&args.id),
         finished_at: humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
     };
-    if let Ok(data) = serde_json::to_vec(&exit) {
-        let _ = crate::image::write_atomic(&args.exit_file, &data);
+    match serde_json::to_vec(&exit) {
+        Ok(data) => {
+            if let Err(e) = crate::image::write_atomic(&args.exit_file, &data) {
+                // The engine then records exit code 255: the status is lost, not the exit.
+                eprintln!(
+                    "exit status not recorded at {}: {e}",
+                    args.exit_file.display()
+                );
+            }
+        }
+        Err(e) => eprintln!("exit status not encoded: {e}"),
     }
     // Closed last: its end of file tells the engine the exit status is on disk.
     drop(report);

@@ -269,7 +269,8 @@ impl ImageStore {
                     crate::metrics::cleanup(fs::remove_file(&p), "remove-blob", &p);
                 }
                 if let Ok(hex) = digest_hex(d) {
-                    let _ = fs::remove_dir_all(self.root.join("layers").join(hex));
+                    let layer = self.root.join("layers").join(hex);
+                    crate::metrics::cleanup(fs::remove_dir_all(&layer), "remove-layer", &layer);
                 }
             }
         }
@@ -308,7 +309,7 @@ impl ImageStore {
             }
         };
         if actual != diff_id {
-            let _ = fs::remove_dir_all(&tmp);
+            crate::metrics::cleanup(fs::remove_dir_all(&tmp), "remove-temp-dir", &tmp);
             return Err(Error::Digest {
                 what: format!("uncompressed layer {digest}"),
                 expected: diff_id.to_string(),

@@ -45,7 +45,7 @@ fn error(e: &Error) -> ExtensionResponse {
     };
     ExtensionResponse::Json(
         status,
-        json!({"error": e.to_string(), "code": status.as_u16()}),
+        json!({"error": pier_controlplane::error::chain(e), "code": status.as_u16()}),
     )
 }
 
@@ -287,7 +287,7 @@ fn pull(node: Arc<Node>, name: String, insecure: Vec<String>) -> ExtensionRespon
             crate::image::pull::pull(node.engine.images(), &name, &insecure, &report).await;
         let last = match result {
             Ok(image) => json!({"event": "done", "image": image}),
-            Err(e) => json!({"event": "error", "error": e.to_string()}),
+            Err(e) => json!({"event": "error", "error": pier_controlplane::error::chain(&e)}),
         };
         if tx.send(Bytes::from(last.to_string() + "\n")).await.is_err() {
             tracing::debug!("pull finished after its client left");
