@@ -133,7 +133,10 @@ fn store_survives_sigkill() {
                     assert_eq!(e.revision, prev + 1);
                     prev = e.revision;
                 }
-                assert!(w.try_next().unwrap().is_none(), "nothing after the last revision");
+                assert!(
+                    w.try_next().unwrap().is_none(),
+                    "nothing after the last revision"
+                );
                 prev
             })
         })

@@ -33,7 +33,7 @@ pub(crate) struct Daemon {
 }
 
 /// Runs `f` again after a growing pause each time it fails, until shutdown.
-fn supervise<F, Fut>(
+pub(crate) fn supervise<F, Fut>(
     name: &'static str,
     mut shutdown: watch::Receiver<bool>,
     mut f: F,
@@ -122,7 +122,19 @@ fn start_control_loops(parts: &mut Parts) {
     parts.tasks.push(supervise(
         "endpoints-controller",
         parts.shutdown.clone(),
-        move || controllers::run_endpoints(Arc::clone(&store)),
+        move || {
+            let controller = controllers::EndpointsController::new(Arc::clone(&store));
+            controllers::runner::run(Arc::clone(&store), controller)
+        },
+    ));
+    let store = Arc::clone(&parts.store);
+    parts.tasks.push(supervise(
+        "deployment-controller",
+        parts.shutdown.clone(),
+        move || {
+            let controller = controllers::DeploymentController::new(Arc::clone(&store));
+            controllers::runner::run(Arc::clone(&store), controller)
+        },
     ));
 }
 

@@ -443,6 +443,36 @@ fn a_state_file_that_cannot_be_written_is_logged_and_counted_and_stop_still_work
     node.ok(&["rm", "napper"]);
 }
 
+#[test]
+fn a_pod_applied_to_the_store_runs_and_deleting_it_stops_its_container() {
+    if !privileged("a_pod_applied_to_the_store_runs_and_deleting_it_stops_its_container") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let node = Node::start(tmp.path(), 6);
+    node.build_echo("v1");
+    let manifest = tmp.path().join("pod.yaml");
+    std::fs::write(
+        &manifest,
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: solo}\nspec:\n  containers:\n  - name: web\n    image: pier/echo:v1\n    args: [echo, --http, '0.0.0.0:8080', --name, solo]\n",
+    )
+    .unwrap();
+    node.ok(&["apply", "-f", manifest.to_str().unwrap()]);
+    wait_for("the pod to run", 20, || {
+        let pod: Value = serde_json::from_str(&node.ok(&["get", "pod", "solo", "-o", "json"]))
+            .unwrap_or_default();
+        pod["status"]["phase"] == "Running" && pod["status"]["podIP"].is_string()
+    });
+    assert_eq!(node.containers().len(), 1, "one container for the pod");
+    node.ok(&["delete", "pod", "solo"]);
+    wait_for("its container to be removed", 20, || {
+        node.containers().is_empty()
+    });
+    wait_for("the pod to be gone", 10, || {
+        !node.pier(&["get", "pod", "solo"]).status.success()
+    });
+}
+
 const DEPLOYMENT: &str = "apiVersion: apps/v1
 kind: Deployment
 metadata: {name: web}

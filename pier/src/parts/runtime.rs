@@ -1,5 +1,5 @@
-//! The container engine part: the engine, the node agent that runs this node's pods, and the
-//! Deployment controller.
+//! The container engine part: the engine, and the node agent whose sync loop runs this
+//! node's pods.
 
 use std::sync::Arc;
 
@@ -66,12 +66,16 @@ pub(crate) async fn start(
         tracing::warn!(error = %e, "re-adopting containers failed");
     }
     {
-        let node = Arc::clone(&node);
-        parts.spawn_until_shutdown(async move {
-            if let Err(e) = pier_runtime::node::deployment::run(node).await {
-                tracing::error!(error = %e, "deployment controller stopped");
-            }
-        });
+        // Restarted with backoff like the control loops: its watch may be compacted away.
+        let (node, store) = (Arc::clone(&node), Arc::clone(&parts.store));
+        parts.tasks.push(crate::daemon::supervise(
+            "pod-sync",
+            parts.shutdown.clone(),
+            move || {
+                let sync = pier_runtime::node::pod_sync::PodSync::new(Arc::clone(&node));
+                pier_controlplane::controllers::runner::run(Arc::clone(&store), sync)
+            },
+        ));
     }
     tracing::info!(root = %config.root.display(), pod_cidr = %config.network.subnet, "container engine ready");
     Some(node)

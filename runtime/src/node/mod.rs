@@ -2,12 +2,13 @@
 //! restarts them by policy, probes them, and runs Deployments.
 
 pub mod api;
-pub mod deployment;
+
 pub mod grpc_probe;
 pub mod probe;
 pub mod quantity;
 
 mod pod;
+pub mod pod_sync;
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::{IpAddr, Ipv4Addr};
@@ -57,11 +58,11 @@ impl Default for NodeConfig {
     }
 }
 
-type PodKey = (String, String);
+/// `(namespace, name)` of a pod.
+pub type PodKey = (String, String);
 
 struct PodHandle {
     terminate: watch::Sender<bool>,
-    labels: std::collections::BTreeMap<String, String>,
 }
 
 /// The node agent.
@@ -197,11 +198,23 @@ impl Node {
     }
 
     /// Writes a pod this node owns.
+    /// A deletion mark the store holds (a controller asked for a graceful delete) is kept, so
+    /// a status write cannot undo it.
     async fn write(&self, pod: &Pod) -> Result<()> {
         let mut pod = pod.clone();
         pod.metadata.resource_version.clear();
         let store = Arc::clone(&self.store);
-        blocking(move || store.apply(vec![Object::Pod(pod)])).await?;
+        blocking(move || {
+            if pod.metadata.deletion_timestamp.is_none() {
+                let ns = pod.metadata.namespace().to_string();
+                if let Ok(Some(Object::Pod(stored))) = store.get(Kind::Pod, &ns, &pod.metadata.name)
+                {
+                    pod.metadata.deletion_timestamp = stored.metadata.deletion_timestamp;
+                }
+            }
+            store.apply(vec![Object::Pod(pod)])
+        })
+        .await?;
         Ok(())
     }
 
@@ -250,14 +263,7 @@ impl Node {
     /// Starts a pod's worker; the handle ends once the pod is gone from this node.
     fn spawn_worker(self: &Arc<Self>, key: PodKey, work: pod::PodWork) -> JoinHandle<()> {
         let (tx, rx) = watch::channel(false);
-        let labels = work.pod.metadata.labels.clone();
-        lock(&self.pods).insert(
-            key.clone(),
-            PodHandle {
-                terminate: tx,
-                labels,
-            },
-        );
+        lock(&self.pods).insert(key.clone(), PodHandle { terminate: tx });
         let node = Arc::clone(self);
         tokio::spawn(async move {
             pod::worker(Arc::clone(&node), work, rx).await;
@@ -305,12 +311,8 @@ impl Node {
         }
     }
 
-    /// Pods this node runs and is not terminating: (namespace, name) and labels.
-    pub fn live_pods(&self) -> Vec<(PodKey, std::collections::BTreeMap<String, String>)> {
-        lock(&self.pods)
-            .iter()
-            .filter(|(_, h)| !*h.terminate.borrow())
-            .map(|(k, h)| (k.clone(), h.labels.clone()))
-            .collect()
+    /// Whether a worker runs the pod `key` on this node (terminating or not).
+    pub fn has_worker(&self, key: &PodKey) -> bool {
+        lock(&self.pods).contains_key(key)
     }
 }

@@ -1,29 +1,24 @@
-//! The Deployment controller: keeps `replicas` pods of the current template running on this
-//! node and replaces old ones by rolling update (`maxSurge` / `maxUnavailable`) or recreate.
+//! Planning a Deployment's next step as Kubernetes does: keep `replicas` pods of the current
+//! template, replacing old ones by rolling update (`maxSurge` / `maxUnavailable`) or
+//! recreate. Pure functions; `deployment_controller.rs` applies them.
 
-use std::collections::HashMap;
-use std::sync::Arc;
-use std::time::Duration;
-
-use pier_controlplane::model::deployment::Deployment;
-use pier_controlplane::model::meta::IntOrString;
-use pier_controlplane::model::{Kind, Object, Pod};
-
-use super::{blocking, Node};
-use crate::error::Result;
+use crate::model::deployment::Deployment;
+use crate::model::meta::IntOrString;
+use crate::model::Pod;
 
 /// Label naming a pod's Deployment.
 pub const DEPLOYMENT_LABEL: &str = "pier.dev/deployment";
 /// Label with the hash of the template a pod was made from (Kubernetes' name).
 pub const TEMPLATE_HASH_LABEL: &str = "pod-template-hash";
 
-/// How often the controller looks again without being woken.
-const RESYNC: Duration = Duration::from_millis(500);
-
-/// Hash of a pod template: pods with another hash are from an older version.
+/// Hash of a pod template (FNV-1a of its JSON, as 10 hex digits): pods with another hash are
+/// from an older version.
 pub fn template_hash(d: &Deployment) -> String {
     let json = serde_json::to_vec(&d.spec.template).unwrap_or_default();
-    crate::image::sha256_hex(&json)[..10].to_string()
+    let hash = json.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    format!("{hash:016x}")[..10].to_string()
 }
 
 /// Resolves `25%` or `1` against `replicas`, rounding up or down.
@@ -123,7 +118,9 @@ pub fn plan(d: &Deployment, pods: &[PodView]) -> Plan {
     out
 }
 
-fn new_pod(d: &Deployment, hash: &str) -> Pod {
+/// A new pod of `d`'s current template (named `<deployment>-<hash>-<5 random>`), for the
+/// node agent to run.
+pub fn new_pod(d: &Deployment, hash: &str) -> Pod {
     let suffix: String = uuid::Uuid::new_v4().simple().to_string()[..5].to_string();
     let mut pod = Pod {
         api_version: "v1".into(),
@@ -144,106 +141,6 @@ fn new_pod(d: &Deployment, hash: &str) -> Pod {
     pod
 }
 
-/// Runs the controller until the store fails.
-pub async fn run(node: Arc<Node>) -> Result<()> {
-    let mut watch = node.store.watch(node.store.revision() + 1)?;
-    loop {
-        if let Err(e) = reconcile(&node).await {
-            tracing::warn!(error = %e, "deployment controller pass failed");
-        }
-        // Wakes when a Deployment or Pod changes (pods turning ready matter), or after RESYNC;
-        // the rest of the store (services, slices) is none of its business.
-        let relevant = |e: &pier_controlplane::store::Event| {
-            matches!(*e.object, Object::Deployment(_) | Object::Pod(_))
-        };
-        let wake = async {
-            loop {
-                match watch.next().await {
-                    Ok(e) if relevant(&e) => break,
-                    Ok(_) => {}
-                    Err(_) => break,
-                }
-            }
-        };
-        // Woken by a change, or resynced after RESYNC either way.
-        let _woken = tokio::time::timeout(RESYNC, wake).await;
-        while let Ok(Some(_)) = watch.try_next() {}
-    }
-}
-
-async fn reconcile(node: &Arc<Node>) -> Result<()> {
-    let store = Arc::clone(&node.store);
-    let (deployments, pods) = blocking(move || {
-        Ok((
-            store.list(Kind::Deployment, None, None)?.0,
-            store.list(Kind::Pod, None, None)?.0,
-        ))
-    })
-    .await?;
-    let mut status: HashMap<(String, String), Pod> = HashMap::new();
-    for o in pods {
-        if let Object::Pod(p) = o {
-            status.insert(
-                (p.metadata.namespace().to_string(), p.metadata.name.clone()),
-                p,
-            );
-        }
-    }
-    // The node's workers are the truth about which pods exist (a new one is not in the store
-    // for an instant); the store says which are ready.
-    let mut by_deployment: HashMap<(String, String), Vec<PodView>> = HashMap::new();
-    for ((ns, name), labels) in node.live_pods() {
-        let Some(dep) = labels.get(DEPLOYMENT_LABEL) else {
-            continue;
-        };
-        let stored = status.get(&(ns.clone(), name.clone()));
-        // A failed pod is replaced: it counts as old and not ready.
-        let failed = stored.is_some_and(|p| p.status.phase.as_deref() == Some("Failed"));
-        let view = PodView {
-            name,
-            hash: if failed {
-                String::new()
-            } else {
-                labels.get(TEMPLATE_HASH_LABEL).cloned().unwrap_or_default()
-            },
-            ready: stored.is_some_and(Pod::is_ready),
-        };
-        by_deployment
-            .entry((ns, dep.clone()))
-            .or_default()
-            .push(view);
-    }
-    let mut seen = std::collections::HashSet::new();
-    for o in deployments {
-        let Object::Deployment(d) = o else { continue };
-        let key = (d.metadata.namespace().to_string(), d.metadata.name.clone());
-        seen.insert(key.clone());
-        let pods = by_deployment.get(&key).cloned().unwrap_or_default();
-        let step = plan(&d, &pods);
-        let hash = template_hash(&d);
-        for name in &step.terminate {
-            tracing::info!(deployment = %d.metadata.name, pod = %name, "terminating pod");
-            node.terminate(&key.0, name);
-        }
-        for _ in 0..step.create {
-            let pod = new_pod(&d, &hash);
-            tracing::info!(deployment = %d.metadata.name, pod = %pod.metadata.name, "creating pod");
-            if let Err(e) = node.run_pod(pod) {
-                tracing::warn!(deployment = %d.metadata.name, error = %e, "cannot run pod");
-            }
-        }
-    }
-    for ((ns, dep), pods) in by_deployment {
-        if !seen.contains(&(ns.clone(), dep.clone())) {
-            for p in pods {
-                tracing::info!(deployment = %dep, pod = %p.name, "deployment deleted; terminating pod");
-                node.terminate(&ns, &p.name);
-            }
-        }
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -252,7 +149,7 @@ mod tests {
         let mut d = Deployment::default();
         d.metadata.name = "web".into();
         d.spec.replicas = Some(replicas);
-        d.spec.template.spec.containers = vec![pier_controlplane::model::pod::Container {
+        d.spec.template.spec.containers = vec![crate::model::pod::Container {
             name: "c".into(),
             image: image.into(),
             ..Default::default()
@@ -304,9 +201,9 @@ mod tests {
     fn rolling_update_without_surge_makes_room_first() {
         let v1 = dep(3, "v1");
         let mut v2 = dep(3, "v2");
-        v2.spec.strategy = Some(pier_controlplane::model::deployment::DeploymentStrategy {
+        v2.spec.strategy = Some(crate::model::deployment::DeploymentStrategy {
             strategy_type: None,
-            rolling_update: Some(pier_controlplane::model::deployment::RollingUpdate {
+            rolling_update: Some(crate::model::deployment::RollingUpdate {
                 max_surge: Some(IntOrString::Int(0)),
                 max_unavailable: Some(IntOrString::Int(1)),
             }),

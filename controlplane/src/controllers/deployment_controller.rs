@@ -1,0 +1,276 @@
+//! The Deployment controller: keeps each Deployment's Pods in the store as `deployment.rs`
+//! plans; the node agent runs them. Runs on the controller runner, keyed by Deployment.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+
+use super::deployment::{
+    new_pod, plan, template_hash, PodView, DEPLOYMENT_LABEL, TEMPLATE_HASH_LABEL,
+};
+use super::runner::{Reconciled, Reconciler};
+use crate::model::{Deployment, Kind, Object, Pod};
+use crate::store::{EventType, Op, Outcome, Store};
+
+type Key = (String, String);
+
+/// The Deployment controller.
+pub struct DeploymentController {
+    store: Arc<Store>,
+    deployments: HashMap<Key, Deployment>,
+    /// Pods by the Deployment they belong to, then by name.
+    pods: HashMap<Key, BTreeMap<String, Pod>>,
+}
+
+impl DeploymentController {
+    /// A controller writing to `store`.
+    pub fn new(store: Arc<Store>) -> Self {
+        Self {
+            store,
+            deployments: HashMap::new(),
+            pods: HashMap::new(),
+        }
+    }
+
+    fn observe_pod(&mut self, deleted: bool, pod: &Pod, dirty: &mut BTreeSet<Key>) {
+        let Some(owner) = pod.metadata.labels.get(DEPLOYMENT_LABEL) else {
+            return;
+        };
+        let key = (pod.metadata.namespace().to_string(), owner.clone());
+        let pods = self.pods.entry(key.clone()).or_default();
+        if deleted {
+            pods.remove(&pod.metadata.name);
+        } else {
+            pods.insert(pod.metadata.name.clone(), pod.clone());
+        }
+        dirty.insert(key);
+    }
+
+    /// The writes that take `key` one step: new pods, and old ones marked for graceful
+    /// deletion (the node agent drains and stops them, then deletes them).
+    fn ops_for(&self, key: &Key) -> Vec<Op> {
+        let pods = self.pods.get(key);
+        let live: Vec<&Pod> = pods
+            .into_iter()
+            .flat_map(BTreeMap::values)
+            .filter(|p| !p.is_terminating())
+            .collect();
+        let Some(d) = self.deployments.get(key) else {
+            // Deleted: every pod it left goes.
+            return live.into_iter().map(terminating).collect();
+        };
+        let views: Vec<PodView> = live
+            .iter()
+            .map(|p| PodView {
+                name: p.metadata.name.clone(),
+                // A failed pod is replaced: it counts as old and not ready.
+                hash: if p.status.phase.as_deref() == Some("Failed") {
+                    String::new()
+                } else {
+                    p.metadata
+                        .labels
+                        .get(TEMPLATE_HASH_LABEL)
+                        .cloned()
+                        .unwrap_or_default()
+                },
+                ready: p.is_ready(),
+            })
+            .collect();
+        let step = plan(d, &views);
+        let hash = template_hash(d);
+        let mut ops: Vec<Op> = live
+            .iter()
+            .filter(|p| step.terminate.contains(&p.metadata.name))
+            .map(|p| terminating(p))
+            .collect();
+        for _ in 0..step.create {
+            let pod = new_pod(d, &hash);
+            tracing::info!(deployment = %d.metadata.name, pod = %pod.metadata.name, "creating pod");
+            ops.push(Op::Put(Object::Pod(pod)));
+        }
+        for name in &step.terminate {
+            tracing::info!(deployment = %d.metadata.name, pod = %name, "terminating pod");
+        }
+        ops
+    }
+}
+
+/// `pod` marked for graceful deletion, written only if nothing changed it since it was read.
+fn terminating(pod: &Pod) -> Op {
+    let mut pod = pod.clone();
+    pod.metadata.deletion_timestamp =
+        Some(humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string());
+    Op::Put(Object::Pod(pod))
+}
+
+impl Reconciler for DeploymentController {
+    type Key = Key;
+
+    fn name(&self) -> &'static str {
+        "deployment"
+    }
+
+    fn kinds(&self) -> &'static [Kind] {
+        &[Kind::Deployment, Kind::Pod]
+    }
+
+    fn observe(&mut self, event_type: EventType, object: &Object, dirty: &mut BTreeSet<Key>) {
+        let deleted = event_type == EventType::Deleted;
+        match object {
+            Object::Deployment(d) => {
+                let key = (d.metadata.namespace().to_string(), d.metadata.name.clone());
+                if deleted {
+                    self.deployments.remove(&key);
+                } else {
+                    self.deployments.insert(key.clone(), d.clone());
+                }
+                dirty.insert(key);
+            }
+            Object::Pod(p) => self.observe_pod(deleted, p, dirty),
+            _ => {}
+        }
+    }
+
+    /// One transaction per Deployment, so one that cannot be written does not hold up others.
+    async fn reconcile(&mut self, keys: BTreeSet<Key>) -> Reconciled<Key> {
+        let mut result = Reconciled::default();
+        for key in keys {
+            let ops = self.ops_for(&key);
+            if ops.is_empty() {
+                continue;
+            }
+            let store = Arc::clone(&self.store);
+            let written = tokio::task::spawn_blocking(move || store.write(ops))
+                .await
+                .map_err(|e| crate::Error::store_from("writing a Deployment's pods", e))
+                .and_then(|r| r);
+            match written {
+                Ok(written) => {
+                    // Into the cache now, so a pass before the watch catches up counts them.
+                    for w in written {
+                        if let Some(Object::Pod(p)) = &w.object {
+                            self.observe_pod(
+                                w.outcome == Outcome::Deleted,
+                                p,
+                                &mut BTreeSet::new(),
+                            );
+                        }
+                    }
+                }
+                Err(e) => result.failed.push((key, crate::error::chain(&e))),
+            }
+        }
+        result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::store::StoreConfig;
+
+    fn objs(yaml: &str) -> Vec<Object> {
+        crate::manifest::parse("t", yaml)
+            .unwrap()
+            .into_iter()
+            .map(|m| m.parsed.object)
+            .collect()
+    }
+
+    fn pods(store: &Store) -> Vec<Pod> {
+        store
+            .list(Kind::Pod, None, None)
+            .unwrap()
+            .0
+            .into_iter()
+            .filter_map(|o| match o {
+                Object::Pod(p) => Some(p),
+                _ => None,
+            })
+            .collect()
+    }
+
+    async fn until(what: &str, store: &Store, f: impl Fn(&[Pod]) -> bool) -> Vec<Pod> {
+        for _ in 0..300 {
+            let now = pods(store);
+            if f(&now) {
+                return now;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("timed out waiting for {what}: {:?}", pods(store));
+    }
+
+    /// Marks every live pod ready, as a node agent would once they run.
+    fn make_ready(store: &Store) {
+        for mut p in pods(store).into_iter().filter(|p| !p.is_terminating()) {
+            if p.is_ready() {
+                continue;
+            }
+            p.status.phase = Some("Running".into());
+            p.status.conditions = vec![crate::model::pod::PodCondition {
+                condition_type: "Ready".into(),
+                status: "True".into(),
+            }];
+            p.metadata.resource_version.clear();
+            store.apply(vec![Object::Pod(p)]).unwrap();
+        }
+    }
+
+    #[tokio::test]
+    async fn scales_rolls_out_and_cleans_up_through_the_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.redb"), StoreConfig::default()).unwrap();
+        let deployment = |image: &str, replicas: u32| {
+            format!("apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: web}}\nspec:\n  replicas: {replicas}\n  selector: {{matchLabels: {{app: web}}}}\n  template:\n    metadata: {{labels: {{app: web}}}}\n    spec: {{containers: [{{name: c, image: {image}}}]}}\n")
+        };
+        store.apply(objs(&deployment("v1", 3))).unwrap();
+        let task = tokio::spawn(super::super::runner::run(
+            Arc::clone(&store),
+            DeploymentController::new(Arc::clone(&store)),
+        ));
+        let first = until("three pods", &store, |p| p.len() == 3).await;
+        assert!(first
+            .iter()
+            .all(|p| p.metadata.labels[DEPLOYMENT_LABEL] == "web"
+                && p.metadata.labels["app"] == "web"
+                && p.spec.node_name.is_none()));
+        make_ready(&store);
+
+        // A new template: one surge pod first; old ones go only as new ones turn ready.
+        store.apply(objs(&deployment("v2", 3))).unwrap();
+        until("a surge pod", &store, |p| p.len() == 4).await;
+        for _ in 0..20 {
+            make_ready(&store);
+            // The node agent deletes a pod once it has drained it.
+            for p in pods(&store).into_iter().filter(Pod::is_terminating) {
+                store
+                    .delete(Kind::Pod, "default", &p.metadata.name, None)
+                    .unwrap();
+            }
+            let now = pods(&store);
+            let v2 = now
+                .iter()
+                .filter(|p| p.spec.containers[0].image == "v2" && p.is_ready())
+                .count();
+            if v2 == 3 && now.len() == 3 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let now = pods(&store);
+        assert_eq!(now.len(), 3, "{now:?}");
+        assert!(now.iter().all(|p| p.spec.containers[0].image == "v2"));
+
+        // Deleting the Deployment marks its pods for graceful deletion.
+        store
+            .delete(Kind::Deployment, "default", "web", None)
+            .unwrap();
+        until("every pod terminating", &store, |p| {
+            p.iter().all(Pod::is_terminating)
+        })
+        .await;
+        task.abort();
+    }
+}

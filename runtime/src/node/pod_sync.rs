@@ -1,0 +1,106 @@
+//! The kubelet's sync loop: Pods in the store that are this node's (bound to it, or to no
+//! node while pier runs one) get a worker; a Pod marked for deletion, or deleted, has its
+//! worker drain and stop it. Runs on the control plane's controller runner, keyed by Pod.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+
+use pier_controlplane::controllers::runner::{Reconciled, Reconciler};
+use pier_controlplane::model::{Kind, Object, Pod};
+use pier_controlplane::store::EventType;
+
+use super::{blocking, Node, PodKey};
+
+/// This node's side of the Pods in the store.
+pub struct PodSync {
+    node: Arc<Node>,
+    pods: HashMap<PodKey, Pod>,
+}
+
+impl PodSync {
+    /// The sync loop of `node`.
+    pub fn new(node: Arc<Node>) -> Self {
+        Self {
+            node,
+            pods: HashMap::new(),
+        }
+    }
+
+    /// Whether this node runs `pod`: bound here, or bound nowhere (one node runs every pod
+    /// until a scheduler binds them).
+    fn ours(&self, pod: &Pod) -> bool {
+        pod.spec
+            .node_name
+            .as_deref()
+            .is_none_or(|n| n.is_empty() || n == self.node.config.name)
+    }
+
+    async fn sync(&self, key: &PodKey) -> Result<(), String> {
+        let stored = self.pods.get(key).filter(|p| self.ours(p));
+        let running = self.node.has_worker(key);
+        match (stored, running) {
+            (Some(pod), false) if !pod.is_terminating() => {
+                tracing::info!(pod = %format!("{}/{}", key.0, key.1), "starting pod");
+                self.node.run_pod(pod.clone()).map_err(|e| e.to_string())
+            }
+            (Some(pod), true) if pod.is_terminating() => {
+                self.node.terminate(&key.0, &key.1);
+                Ok(())
+            }
+            (None, true) => {
+                tracing::info!(pod = %format!("{}/{}", key.0, key.1), "pod deleted; stopping it");
+                self.node.terminate(&key.0, &key.1);
+                Ok(())
+            }
+            (Some(_), false) => {
+                // Marked for deletion with nothing running it here: nothing to drain.
+                let store = Arc::clone(&self.node.store);
+                let (ns, name) = key.clone();
+                blocking(move || store.delete(Kind::Pod, &ns, &name, None).map(drop))
+                    .await
+                    .or_else(|e| match e {
+                        crate::Error::Store(pier_controlplane::Error::NotFound { .. }) => Ok(()),
+                        e => Err(e),
+                    })
+                    .map_err(|e| e.to_string())
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+impl Reconciler for PodSync {
+    type Key = PodKey;
+
+    fn name(&self) -> &'static str {
+        "pod-sync"
+    }
+
+    fn kinds(&self) -> &'static [Kind] {
+        &[Kind::Pod]
+    }
+
+    fn observe(&mut self, event_type: EventType, object: &Object, dirty: &mut BTreeSet<PodKey>) {
+        let Object::Pod(pod) = object else { return };
+        let key = (
+            pod.metadata.namespace().to_string(),
+            pod.metadata.name.clone(),
+        );
+        if event_type == EventType::Deleted {
+            self.pods.remove(&key);
+        } else {
+            self.pods.insert(key.clone(), pod.clone());
+        }
+        dirty.insert(key);
+    }
+
+    async fn reconcile(&mut self, keys: BTreeSet<PodKey>) -> Reconciled<PodKey> {
+        let mut result = Reconciled::default();
+        for key in keys {
+            if let Err(error) = self.sync(&key).await {
+                result.failed.push((key, error));
+            }
+        }
+        result
+    }
+}
