@@ -10,6 +10,7 @@ mod families;
 mod namespaces;
 mod prepare;
 mod watch;
+mod write;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -26,10 +27,8 @@ pub use watch::Watch;
 
 use crate::error::{Error, Result};
 use crate::model::{Kind, Object, SelectorQuery};
-use alloc::{Allocator, IPS, IPS6, NODE_PORTS};
-use event::StoredEvent;
+use alloc::{IPS, IPS6, NODE_PORTS};
 pub use event::{Event, EventType};
-use prepare::prepare_put;
 
 const OBJECTS: TableDefinition<&str, &[u8]> = TableDefinition::new("objects");
 const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
@@ -249,188 +248,6 @@ impl Store {
             .pop()
             .and_then(|w| w.object)
             .ok_or_else(|| Error::store("delete returned nothing"))
-    }
-
-    /// Runs a batch of operations as one durable transaction; on any error nothing is written.
-    pub fn write(&self, ops: Vec<Op>) -> Result<Vec<Written>> {
-        let _writer = lock(&self.writer);
-        let txn = self.db.begin_write()?;
-        let mut results = Vec::with_capacity(ops.len());
-        let mut events = Vec::new();
-        let mut count_delta: BTreeMap<Kind, i64> = BTreeMap::new();
-        let mut revision;
-        {
-            let mut objects = txn.open_table(OBJECTS)?;
-            let mut event_log = txn.open_table(EVENTS)?;
-            let mut meta = txn.open_table(META)?;
-            revision = meta.get(REVISION)?.map(|v| v.value()).unwrap_or(0);
-            let mut alloc = Allocator {
-                config: &self.config.alloc,
-                ips: txn.open_table(IPS)?,
-                ips6: txn.open_table(IPS6)?,
-                ports: txn.open_table(NODE_PORTS)?,
-                ip_cursor: meta.get(IP_CURSOR)?.map(|v| v.value()).unwrap_or(0),
-                ip6_cursor: meta.get(IP6_CURSOR)?.map(|v| v.value()).unwrap_or(0),
-                port_cursor: meta.get(PORT_CURSOR)?.map(|v| v.value()).unwrap_or(0),
-            };
-            // Deletes a namespace's deletion adds run next and report no result of their own.
-            let mut queue: std::collections::VecDeque<(Op, bool)> =
-                ops.into_iter().map(|op| (op, true)).collect();
-            while let Some((op, reported)) = queue.pop_front() {
-                let (event_type, object, written) = match op {
-                    Op::Put(object) => {
-                        namespaces::check_exists(&objects, &object)?;
-                        let key = object_key(
-                            object.kind(),
-                            object.meta().namespace(),
-                            &object.meta().name,
-                        );
-                        let existing = match objects.get(key.as_str())? {
-                            Some(bytes) => Some(decode_object(bytes.value())?),
-                            None => None,
-                        };
-                        match prepare_put(object, existing.as_ref(), &mut alloc, revision + 1)? {
-                            None => {
-                                results.push(Written {
-                                    outcome: Outcome::Unchanged,
-                                    object: existing,
-                                });
-                                continue;
-                            }
-                            Some(stored) => {
-                                revision += 1;
-                                objects.insert(
-                                    key.as_str(),
-                                    serde_json::to_vec(&stored.to_value())?.as_slice(),
-                                )?;
-                                let (ty, outcome) = if existing.is_some() {
-                                    (EventType::Modified, Outcome::Configured)
-                                } else {
-                                    *count_delta.entry(stored.kind()).or_default() += 1;
-                                    (EventType::Added, Outcome::Created)
-                                };
-                                (
-                                    ty,
-                                    stored.clone(),
-                                    Written {
-                                        outcome,
-                                        object: Some(stored),
-                                    },
-                                )
-                            }
-                        }
-                    }
-                    Op::Delete {
-                        kind,
-                        namespace,
-                        name,
-                        resource_version,
-                        must_exist,
-                    } => {
-                        if kind == Kind::Namespace {
-                            namespaces::check_deletable(&name)?;
-                            for cascade in namespaces::contents(&objects, &name)?.into_iter().rev()
-                            {
-                                queue.push_front((cascade, false));
-                            }
-                        }
-                        let key = object_key(kind, &namespace, &name);
-                        let Some(bytes) = objects.remove(key.as_str())? else {
-                            if must_exist {
-                                return Err(Error::NotFound {
-                                    kind: kind.to_string(),
-                                    namespace,
-                                    name,
-                                });
-                            }
-                            results.push(Written {
-                                outcome: Outcome::NotFound,
-                                object: None,
-                            });
-                            continue;
-                        };
-                        let old = decode_object(bytes.value())?;
-                        drop(bytes);
-                        if let Some(rv) = resource_version.filter(|rv| !rv.is_empty()) {
-                            if rv != old.meta().resource_version {
-                                return Err(Error::Conflict(format!(
-                                    "{}: resourceVersion {rv} does not match the stored {}",
-                                    old.describe(),
-                                    old.meta().resource_version
-                                )));
-                            }
-                        }
-                        if let Object::Service(svc) = &old {
-                            alloc.release(svc)?;
-                        }
-                        revision += 1;
-                        *count_delta.entry(kind).or_default() -= 1;
-                        (
-                            EventType::Deleted,
-                            old.clone(),
-                            Written {
-                                outcome: Outcome::Deleted,
-                                object: Some(old),
-                            },
-                        )
-                    }
-                };
-                let stored_event = StoredEvent {
-                    event_type,
-                    object: object.to_value(),
-                };
-                event_log.insert(revision, serde_json::to_vec(&stored_event)?.as_slice())?;
-                events.push(Arc::new(Event {
-                    revision,
-                    event_type,
-                    object: Arc::new(object),
-                }));
-                if reported {
-                    results.push(written);
-                }
-            }
-            meta.insert(REVISION, revision)?;
-            meta.insert(IP_CURSOR, alloc.ip_cursor)?;
-            meta.insert(IP6_CURSOR, alloc.ip6_cursor)?;
-            meta.insert(PORT_CURSOR, alloc.port_cursor)?;
-            self.trim_events(&mut event_log, &mut meta, revision)?;
-        }
-        if events.is_empty() {
-            txn.abort()?;
-            return Ok(results);
-        }
-        txn.commit()?;
-        self.revision.store(revision, Ordering::Release);
-        {
-            let mut counts = lock(&self.counts);
-            for (kind, delta) in count_delta {
-                let c = counts.entry(kind).or_default();
-                *c = c.saturating_add_signed(delta);
-            }
-        }
-        for event in events {
-            // No receiver is fine: watchers read history from the table.
-            let _ = self.events.send(event);
-        }
-        Ok(results)
-    }
-
-    fn trim_events(
-        &self,
-        log: &mut redb::Table<'_, u64, &'static [u8]>,
-        meta: &mut redb::Table<'_, &'static str, u64>,
-        revision: u64,
-    ) -> Result<()> {
-        let oldest = meta.get(OLDEST_EVENT)?.map(|v| v.value()).unwrap_or(1);
-        let keep_from = revision.saturating_sub(self.config.event_history) + 1;
-        // Trim in chunks so an ordinary write does not pay for it every time.
-        if keep_from > oldest + 1024 {
-            log.retain_in(oldest..keep_from, |_, _| false)?;
-            meta.insert(OLDEST_EVENT, keep_from)?;
-        } else if meta.get(OLDEST_EVENT)?.is_none() {
-            meta.insert(OLDEST_EVENT, oldest)?;
-        }
-        Ok(())
     }
 
     /// Reads one object.
