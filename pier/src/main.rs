@@ -127,7 +127,7 @@ enum Command {
     /// Build, import, list and remove images.
     Image {
         #[command(subcommand)]
-        command: cli::containers::ImageCommand,
+        command: cli::images::ImageCommand,
     },
     /// Run the daemon in the foreground with manifests applied, and show what it serves.
     Up {
@@ -284,9 +284,9 @@ async fn run(cli: Cli) -> Result<()> {
             cli::containers::rm(&client(), &containers, force).await
         }
         Command::Exec { .. } => bail!("exec runs before the async runtime starts"),
-        Command::Images { output } => cli::containers::images(&client(), output).await,
-        Command::Pull { image } => cli::containers::pull(&client(), &image).await,
-        Command::Image { command } => cli::containers::image(&client(), command).await,
+        Command::Images { output } => cli::images::images(&client(), output).await,
+        Command::Pull { image } => cli::images::pull(&client(), &image).await,
+        Command::Image { command } => cli::images::image(&client(), command).await,
         Command::Describe {
             kind,
             name,

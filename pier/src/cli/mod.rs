@@ -2,6 +2,7 @@
 
 pub(crate) mod columns;
 pub(crate) mod containers;
+pub(crate) mod images;
 pub(crate) mod manifests;
 pub(crate) mod output;
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use hyper::{Method, StatusCode};
 use pier_controlplane::api::{Extension, ExtensionFuture, ExtensionResponse};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
@@ -85,13 +85,17 @@ pub fn container_json(r: &ContainerRecord, node: &Node) -> Value {
     })
 }
 
-#[derive(Deserialize)]
+/// The body of `POST /v1/containers` (what `pier run` sends): a container and the namespace
+/// of its pod.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct RunRequest {
+pub struct RunRequest {
+    /// The container.
     #[serde(flatten)]
-    config: ContainerConfig,
-    #[serde(default)]
-    namespace: Option<String>,
+    pub config: ContainerConfig,
+    /// Namespace of its pod (default `default`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
 }
 
 #[derive(Deserialize)]
