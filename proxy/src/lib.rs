@@ -1,6 +1,7 @@
 //! pier's userspace proxy: L4 TCP/UDP and L7 HTTP balancing of every service port in the node
 //! snapshot, with weighted canary groups, health checks, outlier ejection and retries.
 
+mod apply;
 mod balance;
 mod config;
 pub mod error;
@@ -13,14 +14,13 @@ mod metrics;
 mod route;
 mod vip;
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use pier_snapshot::{
-    ApplyError, NodeSnapshot, Protocol, ServiceChange, ServiceKey, ServiceView, SnapshotConsumer,
-    SnapshotDiff,
+    ApplyError, NodeSnapshot, Protocol, ServiceKey, ServiceView, SnapshotConsumer, SnapshotDiff,
 };
 use socket2::{Domain, Socket, Type};
 use tokio::net::{TcpListener, UdpSocket};
@@ -30,7 +30,7 @@ use tokio::task::JoinHandle;
 use balance::{Cluster, ClusterKey};
 pub use config::{ProxyConfig, VipMode};
 pub use error::{Error, Result};
-use frontend::{ClusterSet, Frontend, Mode};
+use frontend::{Frontend, Mode};
 use l7::Http;
 pub use metrics::ProxyMetrics;
 use vip::VipInterface;
@@ -189,191 +189,6 @@ impl Proxy {
                 self.config.udp_idle_timeout,
             )),
         })
-    }
-
-    /// Applies a snapshot diff: validate and bind everything new first, then swap; on error
-    /// nothing has changed.
-    pub fn apply_diff(&mut self, diff: &SnapshotDiff, snapshot: &NodeSnapshot) -> Result<()> {
-        let mut set = ClusterSet {
-            existing: &self.clusters,
-            created: HashMap::new(),
-            metrics: &self.metrics,
-        };
-        let mut changed: Vec<(ServiceKey, Vec<(ListenerKey, Frontend)>)> = Vec::new();
-        for change in &diff.changes {
-            match change {
-                ServiceChange::Upsert(view) => {
-                    let mut list = Vec::new();
-                    for (key, i) in self.listener_keys(view) {
-                        let fe = frontend::build(view, &view.ports[i], &mut set, &self.metrics)
-                            .map_err(Error::Route)?;
-                        list.push((key, fe));
-                    }
-                    changed.push((view.key.clone(), list));
-                }
-                ServiceChange::Remove(key) => changed.push((key.clone(), Vec::new())),
-            }
-        }
-        let created = set.created;
-        // Who claims each address after this diff; only changed services' claims can conflict.
-        let changed_keys: HashSet<&ServiceKey> = changed.iter().map(|(k, _)| k).collect();
-        let mut claimed: HashMap<ListenerKey, &ServiceKey> = HashMap::new();
-        for (svc, list) in &changed {
-            for (key, _) in list {
-                let holder = claimed.insert(*key, svc).or_else(|| {
-                    self.listeners
-                        .get(key)
-                        .map(|l| &l.owner)
-                        .filter(|o| !changed_keys.contains(o))
-                });
-                if let Some(first) = holder.filter(|o| *o != svc) {
-                    return Err(Error::Conflict {
-                        addr: key.addr,
-                        proto: proto_name(key.protocol),
-                        first: first.to_string(),
-                        second: svc.to_string(),
-                    });
-                }
-            }
-        }
-        let released: Vec<ListenerKey> = changed
-            .iter()
-            .flat_map(|(svc, _)| self.by_service.get(svc).into_iter().flatten())
-            .filter(|k| !claimed.contains_key(k))
-            .copied()
-            .collect();
-        let mut bound: HashMap<ListenerKey, Bound> = HashMap::new();
-        for (key, svc) in &claimed {
-            if !self.listeners.contains_key(key) {
-                bound.insert(*key, self.bind(*key, svc)?);
-            }
-        }
-        if let Some(vip) = &mut self.vip {
-            let node = self.config.node_address;
-            let add: BTreeSet<IpAddr> = claimed
-                .keys()
-                .map(|k| k.addr.ip())
-                .filter(|ip| *ip != node)
-                .collect();
-            // A ClusterIP belongs to one Service, so a released address is free unless re-claimed.
-            let remove: BTreeSet<IpAddr> = released
-                .iter()
-                .map(|k| k.addr.ip())
-                .filter(|ip| *ip != node && !add.contains(ip))
-                .collect();
-            vip.change(&add, &remove)?;
-        }
-
-        // Commit: nothing below fails.
-        for key in &released {
-            self.listeners.remove(key);
-        }
-        for (svc, list) in changed {
-            let mut keys = Vec::with_capacity(list.len());
-            for (key, fe) in list {
-                keys.push(key);
-                let fe = Arc::new(fe);
-                if let Some(l) = self.listeners.get_mut(&key) {
-                    l.frontend.store(fe);
-                    l.owner = svc.clone();
-                    continue;
-                }
-                let Some(b) = bound.remove(&key) else {
-                    continue;
-                };
-                let frontend = Arc::new(ArcSwap::new(fe));
-                match self.spawn(b, Arc::clone(&frontend)) {
-                    Ok(task) => {
-                        self.listeners.insert(
-                            key,
-                            Listener {
-                                owner: svc.clone(),
-                                frontend,
-                                task,
-                            },
-                        );
-                    }
-                    Err(e) => {
-                        tracing::error!(addr = %key.addr, error = %e, "listener failed to start")
-                    }
-                }
-            }
-            if keys.is_empty() {
-                self.by_service.remove(&svc);
-            } else {
-                self.by_service.insert(svc, keys);
-            }
-        }
-        self.metrics.listeners.set(self.listeners.len() as i64);
-        for (key, cluster) in created {
-            cluster.update(snapshot.services.get(&key.backend).map(AsRef::as_ref));
-            health::ensure_checker(&cluster, &self.http);
-            self.by_backend
-                .entry(key.backend.clone())
-                .or_default()
-                .insert(key.clone());
-            self.by_frontend
-                .entry(key.frontend.clone())
-                .or_default()
-                .insert(key.clone());
-            self.clusters.insert(key, cluster);
-        }
-        for change in &diff.changes {
-            let svc = match change {
-                ServiceChange::Upsert(v) => &v.key,
-                ServiceChange::Remove(k) => k,
-            };
-            // Groups whose endpoints changed.
-            for key in self.by_backend.get(svc).into_iter().flatten() {
-                if let Some(cluster) = self.clusters.get(key) {
-                    cluster.update(snapshot.services.get(svc).map(AsRef::as_ref));
-                    health::ensure_checker(cluster, &self.http);
-                }
-            }
-            // Groups this service's frontends no longer use (their checkers stop with them).
-            let in_use: HashSet<&ClusterKey> = self
-                .by_service
-                .get(svc)
-                .into_iter()
-                .flatten()
-                .filter_map(|k| self.listeners.get(k))
-                .flat_map(|l| {
-                    l.frontend
-                        .load()
-                        .clusters()
-                        .into_iter()
-                        .map(|c| c.key.clone())
-                        .collect::<Vec<_>>()
-                })
-                .filter_map(|k| self.clusters.get_key_value(&k).map(|(k, _)| k))
-                .collect();
-            let unused: Vec<ClusterKey> = self
-                .by_frontend
-                .get(svc)
-                .into_iter()
-                .flatten()
-                .filter(|k| !in_use.contains(k))
-                .cloned()
-                .collect();
-            for key in unused {
-                if let Some(cluster) = self.clusters.remove(&key) {
-                    cluster.update(None);
-                }
-                if let Some(set) = self.by_backend.get_mut(&key.backend) {
-                    set.remove(&key);
-                    if set.is_empty() {
-                        self.by_backend.remove(&key.backend);
-                    }
-                }
-                if let Some(set) = self.by_frontend.get_mut(&key.frontend) {
-                    set.remove(&key);
-                    if set.is_empty() {
-                        self.by_frontend.remove(&key.frontend);
-                    }
-                }
-            }
-        }
-        Ok(())
     }
 }
 
