@@ -9,6 +9,7 @@
 //! - `GET /v1/snapshot`: the published node snapshot
 
 mod client;
+mod routes;
 mod server;
 
 use std::path::PathBuf;

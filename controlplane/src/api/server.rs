@@ -20,6 +20,7 @@ use tokio::sync::watch;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::StreamExt;
 
+use super::routes::{self, Endpoint};
 use crate::error::Error;
 use crate::metrics::Metrics;
 use crate::model::{Kind, Object, SelectorQuery};
@@ -124,44 +125,6 @@ fn error_response(e: &Error) -> Response<Body> {
         status,
         json!({"error": crate::error::chain(e), "reason": reason, "code": status.as_u16(), "details": details}),
     )
-}
-
-fn query(req: &Request<Incoming>) -> HashMap<String, String> {
-    req.uri()
-        .query()
-        .unwrap_or("")
-        .split('&')
-        .filter_map(|kv| {
-            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-            let decode = |s: &str| percent_decode(s);
-            (!k.is_empty()).then(|| (decode(k), decode(v)))
-        })
-        .collect()
-}
-
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'%' if i + 2 < bytes.len() => {
-                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
-                match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
-                    Some(b) => {
-                        out.push(b);
-                        i += 3;
-                        continue;
-                    }
-                    None => out.push(b'%'),
-                }
-            }
-            b'+' => out.push(b' '),
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 async fn blocking<T: Send + 'static>(
@@ -290,25 +253,16 @@ fn ndjson(rx: tokio::sync::mpsc::Receiver<Bytes>) -> Response<Body> {
 async fn route(
     ctx: Arc<ApiContext>,
     req: Request<Incoming>,
+    endpoint: Endpoint,
     shutdown: watch::Receiver<bool>,
 ) -> Result<Response<Body>, Error> {
-    let q = query(&req);
-    let path: Vec<String> = req
-        .uri()
-        .path()
-        .trim_matches('/')
-        .split('/')
-        .map(percent_decode)
-        .collect();
-    let segs: Vec<&str> = path.iter().map(String::as_str).collect();
-    if let (["v1", resource, ..], Some(ext)) = (segs.as_slice(), &ctx.extension) {
-        if ext.handles(resource) {
-            let rest = path[1..].to_vec();
-            return extension(Arc::clone(ext), req, rest, q).await;
-        }
-    }
-    match (req.method().clone(), segs.as_slice()) {
-        (Method::GET, ["v1", "status"]) => Ok(full(
+    let q = routes::query(req.uri().query());
+    match endpoint {
+        Endpoint::Extension(path) => match &ctx.extension {
+            Some(ext) => extension(Arc::clone(ext), req, path, q).await,
+            None => Ok(not_found(&req)),
+        },
+        Endpoint::Status => Ok(full(
             StatusCode::OK,
             json!({
                 "version": env!("CARGO_PKG_VERSION"),
@@ -318,10 +272,8 @@ async fn route(
                 "dnsAddresses": ctx.dns_addrs.iter().map(ToString::to_string).collect::<Vec<_>>(),
             }),
         )),
-        (Method::GET, ["v1", "snapshot"]) => {
-            Ok(full(StatusCode::OK, ctx.snapshot.load().to_json()))
-        }
-        (Method::POST, ["v1", "apply"]) => {
+        Endpoint::Snapshot => Ok(full(StatusCode::OK, ctx.snapshot.load().to_json())),
+        Endpoint::Apply => {
             let bytes = Limited::new(req.into_body(), MAX_BODY)
                 .collect()
                 .await
@@ -331,7 +283,7 @@ async fn route(
                 .map_err(|e| Error::BadRequest(format!("invalid JSON: {e}")))?;
             apply(ctx, body).await
         }
-        (Method::GET, ["v1", "watch"]) => {
+        Endpoint::Watch => {
             let from = match q.get("from") {
                 Some(f) => f
                     .parse()
@@ -340,8 +292,8 @@ async fn route(
             };
             watch_stream(ctx, from, shutdown).await
         }
-        (Method::GET, ["v1", res]) => {
-            let kind = resource(res)?;
+        Endpoint::List { resource: res } => {
+            let kind = resource(&res)?;
             let selector = q
                 .get("labelSelector")
                 .map(|s| SelectorQuery::parse(s).map_err(Error::BadRequest))
@@ -356,9 +308,12 @@ async fn route(
                 json!({"revision": revision, "items": items}),
             ))
         }
-        (Method::GET, ["v1", res, ns, name]) => {
-            let kind = resource(res)?;
-            let (ns, name) = (ns.to_string(), name.to_string());
+        Endpoint::Get {
+            resource: res,
+            namespace: ns,
+            name,
+        } => {
+            let kind = resource(&res)?;
             let store = Arc::clone(&ctx.store);
             let found = {
                 let (ns, name) = (ns.clone(), name.clone());
@@ -373,12 +328,15 @@ async fn route(
                 }),
             }
         }
-        (Method::DELETE, ["v1", res, ns, name]) => {
-            let kind = resource(res)?;
+        Endpoint::Delete {
+            resource: res,
+            namespace,
+            name,
+        } => {
             let op = Op::Delete {
-                kind,
-                namespace: ns.to_string(),
-                name: name.to_string(),
+                kind: resource(&res)?,
+                namespace,
+                name,
                 resource_version: q.get("resourceVersion").cloned(),
                 must_exist: true,
             };
@@ -391,24 +349,15 @@ async fn route(
                 .map(|o| o.to_value());
             Ok(full(StatusCode::OK, json!({"deleted": object})))
         }
-        _ => Ok(full(
-            StatusCode::NOT_FOUND,
-            json!({"error": format!("no route for {} {}", req.method(), req.uri().path()), "reason": "NotFound", "code": 404}),
-        )),
+        Endpoint::NotFound => Ok(not_found(&req)),
     }
 }
 
-fn verb(method: &Method, path: &str) -> &'static str {
-    match (method, path) {
-        (&Method::POST, p) if p.starts_with("/v1/apply") => "apply",
-        (&Method::GET, p) if p.starts_with("/v1/watch") => "watch",
-        (&Method::GET, "/v1/status") => "status",
-        (&Method::GET, "/v1/snapshot") => "snapshot",
-        (&Method::DELETE, _) => "delete",
-        (&Method::GET, p) if p.matches('/').count() >= 4 => "get",
-        (&Method::GET, _) => "list",
-        _ => "other",
-    }
+fn not_found(req: &Request<Incoming>) -> Response<Body> {
+    full(
+        StatusCode::NOT_FOUND,
+        json!({"error": format!("no route for {} {}", req.method(), req.uri().path()), "reason": "NotFound", "code": 404}),
+    )
 }
 
 /// Binds the control socket: mode 0600, parent directory 0700 when created, a stale socket replaced.
@@ -468,9 +417,12 @@ pub async fn serve(
                 let ctx = Arc::clone(&ctx);
                 let shutdown = shutdown.clone();
                 async move {
-                    let verb = verb(req.method(), req.uri().path());
+                    let endpoint = routes::resolve(req.method(), req.uri().path(), |r| {
+                        ctx.extension.as_ref().is_some_and(|e| e.handles(r))
+                    });
+                    let verb = endpoint.verb();
                     let metrics = Arc::clone(&ctx.metrics);
-                    let resp = route(ctx, req, shutdown)
+                    let resp = route(ctx, req, endpoint, shutdown)
                         .await
                         .unwrap_or_else(|e| error_response(&e));
                     metrics
@@ -494,16 +446,4 @@ pub async fn serve(
         _ => {}
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::percent_decode;
-
-    #[test]
-    fn decodes_query_values() {
-        assert_eq!(percent_decode("app%3Dweb%2Ctier"), "app=web,tier");
-        assert_eq!(percent_decode("a+b"), "a b");
-        assert_eq!(percent_decode("bad%zz%"), "bad%zz%");
-    }
 }
