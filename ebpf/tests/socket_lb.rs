@@ -19,37 +19,17 @@ const CHILD: &str = "PIER_EBPF_TEST_CHILD";
 /// The store identity the tests' socket-LBs are written for.
 const OWNER: pier_ebpf::Owner = *b"pier-ebpf-tests!";
 
-/// Moves the test (this thread, and the backends and children it starts) into a network
-/// namespace of its own with only `lo` up, so a VIP connect the hooks fail to translate
-/// finds no route instead of leaving the machine.
-fn private_netns() {
-    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).expect("unshare(CLONE_NEWNET)");
-    let up = Command::new("ip")
-        .args(["link", "set", "lo", "up"])
-        .status()
-        .expect("ip link set lo up");
-    assert!(up.success(), "ip link set lo up");
-}
+use pier_testkit::{private_netns, skip};
 
 fn environment() -> Result<PathBuf, String> {
-    if pier_controlplane::api::current_uid() != 0 {
+    if !pier_testkit::is_root() {
         return Err("needs root (BPF programs, cgroups)".into());
     }
     pier_ebpf::cgroup2_root().ok_or_else(|| "no cgroup2 mount".into())
 }
 
 fn privileged() -> Option<PathBuf> {
-    match environment() {
-        Ok(p) => Some(p),
-        Err(why) => {
-            assert!(
-                std::env::var_os("PIER_REQUIRE_PRIVILEGED").is_none(),
-                "PIER_REQUIRE_PRIVILEGED is set but the test cannot run: {why}"
-            );
-            println!("skipped: {why}");
-            None
-        }
-    }
+    environment().map_err(|why| skip(&why)).ok()
 }
 
 /// The test's own cgroup and BPF filesystem (a private bpffs instance, so concurrent tests
@@ -107,11 +87,7 @@ fn tcp(addr: SocketAddr) -> ServiceAddr {
 
 /// A TCP port nothing listens on at `host` (for a NodePort).
 fn unused_port(host: &str) -> u16 {
-    TcpListener::bind(format!("{host}:0"))
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    pier_testkit::free_port(host).unwrap()
 }
 
 /// Backends on `host` that answer each connection with their one-letter name, then close.

@@ -8,7 +8,7 @@ mod common;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::Netns;
+use common::{Netns, NetnsExt};
 
 fn privileged() -> bool {
     let why = if !common::is_root() {

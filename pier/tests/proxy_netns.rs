@@ -7,7 +7,7 @@ mod common;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{Netns, PIER};
+use common::{Netns, NetnsExt, PIER};
 
 fn privileged() -> bool {
     let why = if !common::is_root() {

@@ -195,12 +195,8 @@ fn curl(url: &str) -> Option<Value> {
     serde_json::from_slice(&o.stdout).ok()
 }
 
-fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+fn wait_for(what: &str, secs: u64, f: impl FnMut() -> bool) {
+    pier_testkit::wait_for(what, Duration::from_secs(secs), f);
 }
 
 fn leftovers(id: &str) -> Vec<String> {

@@ -46,9 +46,7 @@ pub(crate) fn in_cgroup(cgroup: Option<&Path>, program: &str, args: &[String]) -
 }
 
 pub(crate) fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
+    Ok(pier_testkit::free_port("127.0.0.1")?)
 }
 
 pub(crate) fn wait_tcp(addr: &str, deadline: Instant) -> Result<()> {

@@ -37,90 +37,23 @@ pub(crate) fn apply_yaml(socket: &Path, yaml: &str) {
     assert!(out.status.success(), "{}", stderr(&out));
 }
 
-/// Whether the tests run as root.
-pub(crate) fn is_root() -> bool {
-    pier_controlplane::api::current_uid() == 0
-}
+// Each test binary uses some of these.
+#[allow(unused_imports)]
+pub(crate) use pier_testkit::{have, is_root, private_netns, skip, Netns};
 
-/// Whether `command` can be run.
-pub(crate) fn have(command: &str) -> bool {
-    Command::new(command).arg("--version").output().is_ok()
-}
-
-/// Moves the test (this thread, and every process and thread it starts from now on) into a
-/// network namespace of its own with only `lo` up: a ClusterIP or pod address dialled there
-/// that pier fails to translate finds no route instead of leaving the machine. Needs root.
-pub(crate) fn private_netns() {
-    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).expect("unshare(CLONE_NEWNET)");
-    let up = Command::new("ip")
-        .args(["link", "set", "lo", "up"])
-        .status()
-        .expect("ip link set lo up");
-    assert!(up.success(), "ip link set lo up");
-}
-
-/// A named network namespace with `lo` up, deleted (with every process the test started in
-/// it, in `children`) on drop. `ip netns exec` mounts /etc/netns/NAME/resolv.conf over
-/// /etc/resolv.conf, so a namespace can have a resolver configuration of its own.
-pub(crate) struct Netns {
-    pub name: String,
-    pub children: Vec<Child>,
-    etc: Option<PathBuf>,
-}
-
-impl Netns {
-    /// A namespace named `prefix-<pid>`.
-    pub(crate) fn create(prefix: &str) -> Netns {
-        Self::create_with(prefix, None)
-    }
-
-    /// A namespace whose processes read `resolv_conf` as /etc/resolv.conf.
-    pub(crate) fn with_resolv_conf(prefix: &str, resolv_conf: &str) -> Netns {
-        Self::create_with(prefix, Some(resolv_conf))
-    }
-
-    fn create_with(prefix: &str, resolv_conf: Option<&str>) -> Netns {
-        let name = format!("{prefix}-{}", std::process::id());
-        let _ = Command::new("ip").args(["netns", "del", &name]).output();
-        let ok = Command::new("ip")
-            .args(["netns", "add", &name])
-            .status()
-            .unwrap();
-        assert!(ok.success(), "ip netns add {name}");
-        let etc = resolv_conf.map(|text| {
-            let etc = PathBuf::from("/etc/netns").join(&name);
-            std::fs::create_dir_all(&etc).unwrap();
-            std::fs::write(etc.join("resolv.conf"), text).unwrap();
-            etc
-        });
-        let ns = Netns {
-            name,
-            children: Vec::new(),
-            etc,
-        };
-        assert!(ns.run(&["ip", "link", "set", "lo", "up"]).status.success());
-        ns
-    }
-
-    /// `args` as a command run in the namespace.
-    pub(crate) fn command(&self, args: &[&str]) -> Command {
-        let mut c = Command::new("ip");
-        c.args(["netns", "exec", &self.name]).args(args);
-        c
-    }
-
-    /// Runs `args` in the namespace to completion.
-    pub(crate) fn run(&self, args: &[&str]) -> Output {
-        self.command(args).output().unwrap()
-    }
-
+/// pier's own use of a test network namespace.
+pub(crate) trait NetnsExt {
     /// Starts `pier daemon` with `flags` in the namespace, its state under `dir` (and
     /// `--no-ebpf` with a private pin directory: cgroups are not isolated by a network
     /// namespace); returns its control socket once it is there.
-    pub(crate) fn start_daemon(&mut self, dir: &Path, flags: &[&str]) -> PathBuf {
+    fn start_daemon(&mut self, dir: &Path, flags: &[&str]) -> PathBuf;
+}
+
+impl NetnsExt for Netns {
+    fn start_daemon(&mut self, dir: &Path, flags: &[&str]) -> PathBuf {
         let socket = dir.join("pier.sock");
-        let child = self
-            .command(&[PIER, "daemon", "--admin", "127.0.0.1:0", "--no-ebpf"])
+        let mut command = self.command(&[PIER, "daemon", "--admin", "127.0.0.1:0", "--no-ebpf"]);
+        command
             .arg("--ebpf-pin-dir")
             .arg(dir.join("ebpf-pins"))
             .arg("--state-dir")
@@ -128,10 +61,8 @@ impl Netns {
             .arg("--socket")
             .arg(&socket)
             .args(flags)
-            .env("PIER_LOG", "warn")
-            .spawn()
-            .unwrap();
-        self.children.push(child);
+            .env("PIER_LOG", "warn");
+        self.spawn(command);
         let deadline = Instant::now() + Duration::from_secs(20);
         while !socket.exists() {
             assert!(Instant::now() < deadline, "daemon did not come up");
@@ -139,31 +70,6 @@ impl Netns {
         }
         socket
     }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        for c in &mut self.children {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .output();
-        if let Some(etc) = &self.etc {
-            let _ = std::fs::remove_dir_all(etc);
-        }
-    }
-}
-
-/// Skips a test that cannot run here, saying why, unless PIER_REQUIRE_PRIVILEGED makes that
-/// a failure.
-pub(crate) fn skip(why: &str) {
-    assert!(
-        std::env::var_os("PIER_REQUIRE_PRIVILEGED").is_none(),
-        "PIER_REQUIRE_PRIVILEGED is set but the test cannot run: {why}"
-    );
-    println!("skipped: {why}");
 }
 
 /// Spawns `pier echo` through `command` (its stdout piped) and returns it with the address of
