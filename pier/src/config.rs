@@ -31,6 +31,40 @@ pub(crate) struct FileConfig {
     /// Proxy settings.
     #[serde(default)]
     pub proxy: ProxyFileConfig,
+    /// Socket-LB settings.
+    #[serde(default)]
+    pub ebpf: EbpfFileConfig,
+    /// Container engine settings.
+    #[serde(default)]
+    pub runtime: RuntimeFileConfig,
+}
+
+/// `[ebpf]` section of the config file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct EbpfFileConfig {
+    /// Turn the socket-LB off (as `--no-ebpf`).
+    pub disabled: Option<bool>,
+    /// cgroup v2 directory the hooks attach to.
+    pub cgroup: Option<PathBuf>,
+    /// Where maps and links are pinned.
+    pub pin_dir: Option<PathBuf>,
+}
+
+/// `[runtime]` section of the config file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RuntimeFileConfig {
+    /// Turn the container engine off (as `--no-runtime`).
+    pub disabled: Option<bool>,
+    /// Where images, containers and logs are kept.
+    pub dir: Option<PathBuf>,
+    /// Pod network.
+    pub pod_cidr: Option<Ipv4Net>,
+    /// Bridge the pods are attached to.
+    pub bridge: Option<String>,
+    /// Registries reached over plain HTTP.
+    pub insecure_registries: Option<Vec<String>>,
 }
 
 /// `[proxy]` section of the config file.
@@ -47,6 +81,19 @@ pub(crate) struct ProxyFileConfig {
     pub port_offset: Option<u16>,
     /// Address NodePorts listen on.
     pub node_address: Option<std::net::IpAddr>,
+    /// Longest time an HTTP client may take to send request headers (e.g. `"10s"`).
+    #[serde(default, deserialize_with = "duration")]
+    pub header_timeout: Option<std::time::Duration>,
+}
+
+/// A duration written as `humantime` reads it (`10s`, `1m30s`).
+fn duration<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<std::time::Duration>, D::Error> {
+    let text = String::deserialize(d)?;
+    humantime::parse_duration(&text)
+        .map(Some)
+        .map_err(|e| serde::de::Error::custom(format!("{text:?}: {e}")))
 }
 
 /// `[dns]` section of the config file.
@@ -108,9 +155,6 @@ pub(crate) struct ServiceCidrs {
 }
 
 impl ServiceCidrs {
-    /// The IPv4 range used when none is given.
-    pub(crate) const DEFAULT_V4: &'static str = "10.96.0.0/12";
-
     /// Reads `--service-cidr` values (each may be comma-separated): at most one range per
     /// family; the default IPv4 range when none is given.
     pub(crate) fn parse(values: &[String]) -> anyhow::Result<Self> {
@@ -134,10 +178,7 @@ impl ServiceCidrs {
                 Err(e) => anyhow::bail!("{item:?} is not a CIDR: {e}"),
             }
         }
-        let v4 = match v4 {
-            Some(n) => n,
-            None => Self::DEFAULT_V4.parse()?,
-        };
+        let v4 = v4.unwrap_or(pier_controlplane::store::AllocConfig::default().service_cidr);
         Ok(ServiceCidrs {
             v4,
             v6,
@@ -242,13 +283,20 @@ pub(crate) fn system_upstreams() -> Vec<SocketAddr> {
         .unwrap_or_default()
 }
 
-/// Loopback plus the container engine's pod network.
-pub(crate) fn default_dns_allow() -> Vec<ipnet::IpNet> {
-    ["127.0.0.0/8", "::1/128", "10.88.0.0/16"]
+/// Loopback plus the pod network.
+pub(crate) fn default_dns_allow(pod_cidr: Ipv4Net) -> Vec<ipnet::IpNet> {
+    let mut allow: Vec<ipnet::IpNet> = ["127.0.0.0/8", "::1/128"]
         .iter()
         .filter_map(|n| n.parse().ok())
-        .collect()
+        .collect();
+    allow.push(ipnet::IpNet::V4(pod_cidr));
+    allow
 }
+
+/// The admin listener (metrics, health, snapshot) when none is given: Prometheus' port
+/// for pier on loopback.
+pub(crate) const DEFAULT_ADMIN: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 9464);
 
 /// The default state directory: `/var/lib/pier` for root, else `$XDG_STATE_HOME/pier` or `~/.local/state/pier`.
 pub(crate) fn default_state_dir() -> PathBuf {
@@ -309,6 +357,26 @@ mod tests {
         assert_eq!(
             parse_port_range(c.node_port_range.as_deref().unwrap()).unwrap(),
             31000..=31010
+        );
+        std::fs::write(
+            &path,
+            "[proxy]\nheader_timeout = \"3s\"\n[ebpf]\ndisabled = true\npin_dir = \"/tmp/pins\"\n[runtime]\ndir = \"/tmp/rt\"\npod_cidr = \"10.77.0.0/16\"\nbridge = \"br9\"\ninsecure_registries = [\"r:5000\"]\n",
+        )
+        .unwrap();
+        let c = read_file(&path).unwrap();
+        assert_eq!(
+            c.proxy.header_timeout,
+            Some(std::time::Duration::from_secs(3))
+        );
+        assert_eq!(c.ebpf.disabled, Some(true));
+        assert_eq!(c.ebpf.pin_dir.as_deref(), Some(Path::new("/tmp/pins")));
+        assert_eq!(c.runtime.pod_cidr, Some("10.77.0.0/16".parse().unwrap()));
+        assert_eq!(c.runtime.bridge.as_deref(), Some("br9"));
+        std::fs::write(&path, "[proxy]\nheader_timeout = \"soon\"\n").unwrap();
+        let err = format!("{:#}", read_file(&path).unwrap_err());
+        assert!(
+            err.contains("header_timeout") && err.contains("soon"),
+            "{err}"
         );
         std::fs::write(&path, "admn = \"127.0.0.1:1\"\n").unwrap();
         let err = format!("{:#}", read_file(&path).unwrap_err());

@@ -9,6 +9,8 @@ use clap::Args;
 use ipnet::Ipv4Net;
 use pier_controlplane::api::default_socket_path;
 
+use pier_controlplane::store::{AllocConfig, StoreConfig};
+
 use crate::config::{self, default_state_dir, parse_port_range, DaemonConfig};
 
 /// The daemon's flags (shared by `pier daemon` and `pier up`).
@@ -39,7 +41,7 @@ pub(crate) struct DaemonArgs {
     /// Cluster domain.
     #[arg(long)]
     pub(crate) cluster_domain: Option<String>,
-    /// Network allowed to use forwarding (repeatable). Default: loopback and 10.88.0.0/16.
+    /// Network allowed to use forwarding (repeatable). Default: loopback and the pod network.
     #[arg(long)]
     pub(crate) dns_allow: Vec<ipnet::IpNet>,
     /// TTL of cluster DNS records, seconds.
@@ -89,12 +91,12 @@ pub(crate) struct DaemonArgs {
     /// Where images, containers and logs are kept (default <state-dir>/runtime).
     #[arg(long)]
     pub(crate) runtime_dir: Option<PathBuf>,
-    /// Pod network.
-    #[arg(long, default_value = "10.88.0.0/16")]
-    pub(crate) pod_cidr: Ipv4Net,
-    /// Bridge the pods are attached to.
-    #[arg(long, default_value = "pier-br0")]
-    pub(crate) bridge: String,
+    /// Pod network (default 10.88.0.0/16).
+    #[arg(long)]
+    pub(crate) pod_cidr: Option<Ipv4Net>,
+    /// Bridge the pods are attached to (default pier-br0).
+    #[arg(long)]
+    pub(crate) bridge: Option<String>,
     /// Registry reached over plain HTTP (repeatable; loopback registries always are).
     #[arg(long)]
     pub(crate) insecure_registry: Vec<String>,
@@ -112,7 +114,7 @@ pub(crate) fn daemon_config(args: &DaemonArgs, socket: Option<PathBuf>) -> Resul
         .or(file.node_port_range.as_ref())
     {
         Some(r) => parse_port_range(r)?,
-        None => 30000..=32767,
+        None => AllocConfig::default().node_ports,
     };
     let service_cidrs = if args.service_cidr.is_empty() {
         config::ServiceCidrs::parse(file.service_cidr.as_slice())
@@ -125,16 +127,17 @@ pub(crate) fn daemon_config(args: &DaemonArgs, socket: Option<PathBuf>) -> Resul
         .clone()
         .or(file.state_dir)
         .unwrap_or_else(default_state_dir);
+    let network = pod_network(args, &file.runtime);
+    let zone = pier_dns::zone::ZoneConfig::default();
     Ok(DaemonConfig {
         state_dir: state_dir.clone(),
         socket: socket.or(file.socket).unwrap_or_else(default_socket_path),
-        admin: args
-            .admin
-            .or(file.admin)
-            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 9464))),
+        admin: args.admin.or(file.admin).unwrap_or(config::DEFAULT_ADMIN),
         service_cidrs,
         node_ports,
-        event_history: file.event_history.unwrap_or(100_000),
+        event_history: file
+            .event_history
+            .unwrap_or(StoreConfig::default().event_history),
         dns: (!args.no_dns && file.dns.disabled != Some(true)).then(|| config::DnsConfig {
             listen: non_empty(args.dns_listen.clone())
                 .or(file.dns.listen)
@@ -146,11 +149,11 @@ pub(crate) fn daemon_config(args: &DaemonArgs, socket: Option<PathBuf>) -> Resul
                 .cluster_domain
                 .clone()
                 .or(file.dns.cluster_domain)
-                .unwrap_or_else(|| "cluster.local".into()),
+                .unwrap_or(zone.domain),
             allow: non_empty(args.dns_allow.clone())
                 .or(file.dns.allow)
-                .unwrap_or_else(config::default_dns_allow),
-            ttl: args.dns_ttl.or(file.dns.ttl).unwrap_or(5),
+                .unwrap_or_else(|| config::default_dns_allow(network.subnet)),
+            ttl: args.dns_ttl.or(file.dns.ttl).unwrap_or(zone.ttl),
             rate_limit: args.dns_rate_limit.or(file.dns.rate_limit),
             max_ttl: args
                 .dns_max_ttl
@@ -166,35 +169,52 @@ pub(crate) fn daemon_config(args: &DaemonArgs, socket: Option<PathBuf>) -> Resul
                 args.proxy_port_offset.or(file.proxy.port_offset),
                 args.node_address.or(file.proxy.node_address),
             )?;
-            if let Some(t) = args.proxy_header_timeout {
+            if let Some(t) = args.proxy_header_timeout.or(file.proxy.header_timeout) {
                 proxy.header_read_timeout = t;
             }
             Some(proxy)
         },
         ebpf: config::EbpfConfig {
-            enabled: !args.no_ebpf,
+            enabled: !args.no_ebpf && file.ebpf.disabled != Some(true),
             cgroup: args
                 .ebpf_cgroup
                 .clone()
+                .or(file.ebpf.cgroup)
                 .unwrap_or_else(config::default_cgroup2),
             pin_dir: args
                 .ebpf_pin_dir
                 .clone()
+                .or(file.ebpf.pin_dir)
                 .unwrap_or_else(config::default_ebpf_pin_dir),
         },
-        runtime: (!args.no_runtime).then(|| config::RuntimeConfig {
-            root: args
-                .runtime_dir
-                .clone()
-                .unwrap_or_else(|| state_dir.join("runtime")),
-            node_name: nix_hostname(),
-            network: pier_runtime::NetworkConfig {
-                subnet: args.pod_cidr,
-                bridge: args.bridge.clone(),
-            },
-            insecure_registries: args.insecure_registry.clone(),
+        runtime: (!args.no_runtime && file.runtime.disabled != Some(true)).then(|| {
+            config::RuntimeConfig {
+                root: args
+                    .runtime_dir
+                    .clone()
+                    .or(file.runtime.dir)
+                    .unwrap_or_else(|| state_dir.join("runtime")),
+                node_name: nix_hostname(),
+                network,
+                insecure_registries: non_empty(args.insecure_registry.clone())
+                    .or(file.runtime.insecure_registries)
+                    .unwrap_or_default(),
+            }
         }),
     })
+}
+
+/// The pod network: flags, then the `[runtime]` section, then the engine's defaults.
+fn pod_network(args: &DaemonArgs, file: &config::RuntimeFileConfig) -> pier_runtime::NetworkConfig {
+    let defaults = pier_runtime::NetworkConfig::default();
+    pier_runtime::NetworkConfig {
+        subnet: args.pod_cidr.or(file.pod_cidr).unwrap_or(defaults.subnet),
+        bridge: args
+            .bridge
+            .clone()
+            .or_else(|| file.bridge.clone())
+            .unwrap_or(defaults.bridge),
+    }
 }
 
 /// This machine's host name, the node's name.
@@ -208,4 +228,74 @@ fn nix_hostname() -> String {
 
 fn non_empty<T>(v: Vec<T>) -> Option<Vec<T>> {
     (!v.is_empty()).then_some(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        daemon: DaemonArgs,
+    }
+
+    fn effective(args: &[&str]) -> DaemonConfig {
+        let cli = Cli::parse_from(std::iter::once("pier").chain(args.iter().copied()));
+        daemon_config(&cli.daemon, None).unwrap()
+    }
+
+    #[test]
+    fn defaults_come_from_the_crates_and_the_file_covers_every_flag() {
+        let plain = effective(&["--no-proxy"]);
+        assert_eq!(plain.node_ports, AllocConfig::default().node_ports);
+        assert_eq!(plain.event_history, StoreConfig::default().event_history);
+        let dns = plain.dns.unwrap();
+        assert_eq!(
+            dns.cluster_domain,
+            pier_dns::zone::ZoneConfig::default().domain
+        );
+        let pods = pier_runtime::NetworkConfig::default().subnet;
+        assert!(dns.allow.contains(&ipnet::IpNet::V4(pods)));
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pier.toml");
+        std::fs::write(
+            &path,
+            "[proxy]\nvips = \"loopback\"\nheader_timeout = \"3s\"\n[ebpf]\ndisabled = true\npin_dir = \"/tmp/pins\"\n[runtime]\npod_cidr = \"10.77.0.0/16\"\nbridge = \"br9\"\n",
+        )
+        .unwrap();
+        let file = path.to_str().unwrap();
+        let c = effective(&["--config", file]);
+        assert!(!c.ebpf.enabled);
+        assert_eq!(c.ebpf.pin_dir, PathBuf::from("/tmp/pins"));
+        assert_eq!(
+            c.proxy.unwrap().header_read_timeout,
+            std::time::Duration::from_secs(3)
+        );
+        let dns = c.dns.unwrap();
+        assert!(dns.allow.contains(&"10.77.0.0/16".parse().unwrap()));
+        if let Some(rt) = c.runtime {
+            assert_eq!(rt.network.bridge, "br9");
+            assert_eq!(rt.network.subnet.to_string(), "10.77.0.0/16");
+        }
+        // Flags win over the file.
+        let c = effective(&[
+            "--config",
+            file,
+            "--bridge",
+            "br1",
+            "--proxy-header-timeout",
+            "7s",
+        ]);
+        assert_eq!(
+            c.proxy.unwrap().header_read_timeout,
+            std::time::Duration::from_secs(7)
+        );
+        if let Some(rt) = c.runtime {
+            assert_eq!(rt.network.bridge, "br1");
+        }
+    }
 }
