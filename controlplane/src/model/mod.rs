@@ -7,10 +7,11 @@ pub mod meta;
 pub mod namespace;
 pub mod object;
 pub mod pod;
+pub mod report;
 pub mod route;
 pub mod service;
+pub mod syntax;
 pub mod traffic_policy;
-pub mod validate;
 mod validation;
 
 pub use deployment::Deployment;

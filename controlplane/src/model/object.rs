@@ -12,9 +12,9 @@ use super::endpointslice::EndpointSlice;
 use super::ignored::is_known_ignored;
 use super::meta::ObjectMeta;
 use super::pod::Pod;
+use super::report::{FieldError, Report};
 use super::route::{HttpRoute, L4Route};
 use super::service::Service;
-use super::validate::{FieldError, Report};
 use super::validation;
 use super::{Namespace, ServiceAccount};
 

@@ -11,7 +11,7 @@ pub use pier_snapshot::policy::{
     HealthCheck, HealthProbe, LoadBalancer, OutlierDetection, Sticky, TrafficPolicy,
 };
 
-use super::validate::gateway_duration;
+use super::syntax::gateway_duration;
 
 /// Annotation prefix of every proxy setting.
 pub const PREFIX: &str = "pier.dev/";

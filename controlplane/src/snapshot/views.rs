@@ -9,8 +9,8 @@ use pier_snapshot::{
 };
 
 use crate::model::route::ParentReference;
+use crate::model::syntax::gateway_duration;
 use crate::model::traffic_policy;
-use crate::model::validate::gateway_duration;
 use crate::model::{BackendRef, EndpointSlice, HttpRoute, IntOrString, L4Route, Service};
 
 fn attachments(route_ns: &str, refs: &[ParentReference]) -> Vec<Attachment> {

@@ -4,7 +4,7 @@
 use super::alloc::Allocator;
 use super::now_rfc3339;
 use crate::error::{Error, Result};
-use crate::model::validate::Report;
+use crate::model::report::Report;
 use crate::model::Object;
 
 /// Validates `object`, fills server-owned metadata and allocations; `None` when nothing changes.

@@ -5,11 +5,10 @@ use std::collections::HashSet;
 use super::endpointslice::EndpointSlice;
 use super::meta::{IntOrString, LabelSelector, ObjectMeta};
 use super::namespace::{Namespace, ServiceAccount};
+use super::report::{FieldPath, Report};
 use super::service::Service;
+use super::syntax::{dns1035_label, dns1123_label, dns1123_subdomain, iana_svc_name};
 use super::traffic_policy;
-use super::validate::{
-    dns1035_label, dns1123_label, dns1123_subdomain, iana_svc_name, FieldPath, Report,
-};
 
 mod route;
 mod workload;
@@ -205,7 +204,7 @@ pub(super) fn label_selector(path: &FieldPath, sel: &LabelSelector, r: &mut Repo
     r.labels(&path.field("matchLabels"), &sel.match_labels);
     for (i, req) in sel.match_expressions.iter().enumerate() {
         let p = path.field("matchExpressions").index(i);
-        r.check(&p.field("key"), super::validate::qualified_name(&req.key));
+        r.check(&p.field("key"), super::syntax::qualified_name(&req.key));
         r.one_of(
             &p.field("operator"),
             &req.operator,

@@ -5,7 +5,8 @@ use std::collections::HashSet;
 use crate::model::deployment::Deployment;
 use crate::model::meta::IntOrString;
 use crate::model::pod::{Container, Pod, PodSpec, Probe};
-use crate::model::validate::{dns1123_label, dns1123_subdomain, iana_svc_name, FieldPath, Report};
+use crate::model::report::{FieldPath, Report};
+use crate::model::syntax::{dns1123_label, dns1123_subdomain, iana_svc_name};
 
 use super::{label_selector, metadata, target_port};
 
