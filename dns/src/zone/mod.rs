@@ -1,12 +1,12 @@
 //! The cluster zone: Kubernetes DNS records (spec 1.1.0) built from the node snapshot, by diff.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::IpAddr;
 use std::sync::Arc;
 
-use hickory_proto::rr::rdata::{A, AAAA, CNAME, NS, PTR, SOA, SRV, TXT};
-use hickory_proto::rr::{Name, RData, Record, RecordType};
+use hickory_proto::rr::rdata::{NS, SOA, TXT};
+use hickory_proto::rr::{RData, Record, RecordType};
 use imbl::HashMap;
-use pier_snapshot::{Protocol, ServiceChange, ServiceKey, ServiceView, SnapshotDiff};
+use pier_snapshot::{ServiceChange, ServiceKey, SnapshotDiff};
 
 /// The Kubernetes DNS specification version served in `dns-version.<zone>`.
 pub const SCHEMA_VERSION: &str = "1.1.0";
@@ -101,105 +101,6 @@ pub struct Zone {
     revision: u64,
 }
 
-fn name(fqdn: &str) -> Result<Name, String> {
-    Name::from_ascii(fqdn).map_err(|e| format!("{fqdn:?} is not a valid DNS name: {e}"))
-}
-
-/// `10.96.0.1` → `1.0.96.10.in-addr.arpa.`; IPv6 by nibbles under `ip6.arpa.`.
-pub fn reverse_name(ip: IpAddr) -> String {
-    match ip {
-        IpAddr::V4(v4) => {
-            let o = v4.octets();
-            format!("{}.{}.{}.{}.in-addr.arpa.", o[3], o[2], o[1], o[0])
-        }
-        IpAddr::V6(v6) => {
-            let mut s = String::with_capacity(72);
-            for byte in v6.octets().iter().rev() {
-                s.push_str(&format!("{:x}.{:x}.", byte & 0xf, byte >> 4));
-            }
-            s.push_str("ip6.arpa.");
-            s
-        }
-    }
-}
-
-/// `10.88.0.2` → `10-88-0-2`, `fd00::1` → `fd00--1`: the label Kubernetes uses for an address.
-pub fn dashed(ip: IpAddr) -> String {
-    ip.to_string().replace(['.', ':'], "-")
-}
-
-fn address_rdata(ip: IpAddr) -> RData {
-    match ip {
-        IpAddr::V4(v4) => RData::A(A(v4)),
-        IpAddr::V6(v6) => RData::AAAA(AAAA(v6)),
-    }
-}
-
-/// The SRV protocol label of a port.
-fn srv_proto(p: Protocol) -> &'static str {
-    match p {
-        Protocol::Tcp => "_tcp",
-        Protocol::Udp => "_udp",
-    }
-}
-
-fn address_type(ip: IpAddr) -> RecordType {
-    if ip.is_ipv4() {
-        RecordType::A
-    } else {
-        RecordType::AAAA
-    }
-}
-
-struct Builder<'a> {
-    ttl: u32,
-    suffix: &'a str,
-    records: std::collections::BTreeMap<Key, Vec<Record>>,
-}
-
-impl Builder<'_> {
-    /// Adds a record; one identical to a record already at that name is not repeated.
-    fn add(&mut self, owner: &str, rdata: RData) -> Result<(), String> {
-        let record = Record::from_rdata(name(owner)?, self.ttl, rdata);
-        let at = self
-            .records
-            .entry((owner.to_string(), record.record_type()))
-            .or_default();
-        if !at.iter().any(|r| r.data == record.data) {
-            at.push(record);
-        }
-        Ok(())
-    }
-
-    fn finish(self) -> Contribution {
-        let mut names: Vec<String> = Vec::new();
-        for (owner, _) in self.records.keys() {
-            // The owner and every ancestor inside the cluster zone exist (empty non-terminals answer NODATA).
-            let mut n = owner.as_str();
-            loop {
-                names.push(n.to_string());
-                if !n.ends_with(self.suffix) || n.len() <= self.suffix.len() {
-                    break;
-                }
-                match n.split_once('.') {
-                    Some((_, rest)) if rest.len() > self.suffix.len() => n = rest,
-                    _ => break,
-                }
-            }
-        }
-        names.sort();
-        names.dedup();
-        Contribution {
-            records: self
-                .records
-                .into_iter()
-                .map(|(k, v)| (k, Arc::from(v)))
-                .collect(),
-            names,
-        }
-    }
-}
-
 impl Zone {
     /// An empty zone.
     pub fn new(config: ZoneConfig) -> Result<Zone, String> {
@@ -278,86 +179,6 @@ impl Zone {
         self.revision
     }
 
-    fn contribution(&self, svc: &ServiceView) -> Result<Contribution, String> {
-        let base = format!("{}.{}.svc.{}", svc.key.name, svc.key.namespace, self.origin);
-        let mut b = Builder {
-            ttl: self.config.ttl,
-            suffix: &self.suffix,
-            records: Default::default(),
-        };
-        if let Some(target) = &svc.external_name {
-            let target = if target.ends_with('.') {
-                target.clone()
-            } else {
-                format!("{target}.")
-            };
-            b.add(&base, RData::CNAME(CNAME(name(&target)?)))?;
-            return Ok(b.finish());
-        }
-        if !svc.headless {
-            if svc.cluster_ips.is_empty() {
-                return Ok(b.finish());
-            }
-            // A dual-stack Service answers A and AAAA, with a PTR for each address.
-            for &ip in &svc.cluster_ips {
-                b.add(&base, address_rdata(ip))?;
-                b.add(&reverse_name(ip), RData::PTR(PTR(name(&base)?)))?;
-            }
-            for port in svc.ports.iter().filter(|p| !p.name.is_empty()) {
-                let owner = format!("_{}.{}.{base}", port.name, srv_proto(port.protocol));
-                b.add(
-                    &owner,
-                    RData::SRV(SRV::new(0, 100, port.port, name(&base)?)),
-                )?;
-            }
-            return Ok(b.finish());
-        }
-        self.headless(svc, &base, &mut b)?;
-        // A headless service with no ready endpoint has no name at all: NXDOMAIN, as the
-        // specification says (not NODATA).
-        Ok(b.finish())
-    }
-
-    /// A headless service's records: every address of every ready endpoint (or every
-    /// endpoint, with `publishNotReadyAddresses`) at the service name and at the endpoint's
-    /// hostname, their PTRs, and one SRV per hostname and port.
-    fn headless(&self, svc: &ServiceView, base: &str, b: &mut Builder<'_>) -> Result<(), String> {
-        // SRV owner -> distinct (target host, port): an endpoint listed in an IPv4 and an
-        // IPv6 slice, or two endpoints with one hostname, make one record.
-        let mut srv: std::collections::BTreeMap<String, std::collections::BTreeSet<(String, u16)>> =
-            Default::default();
-        for ep in svc
-            .endpoints
-            .iter()
-            .filter(|e| e.ready || svc.publish_not_ready)
-        {
-            let label = ep.hostname.clone().unwrap_or_else(|| dashed(ep.address));
-            let host = format!("{label}.{base}");
-            for &address in std::iter::once(&ep.address).chain(&ep.other_addresses) {
-                b.add(base, address_rdata(address))?;
-                b.add(&host, address_rdata(address))?;
-                b.add(&reverse_name(address), RData::PTR(PTR(name(&host)?)))?;
-            }
-            for port in svc.ports.iter().filter(|p| !p.name.is_empty()) {
-                if let Some(target_port) = ep.port_for(port) {
-                    let owner = format!("_{}.{}.{base}", port.name, srv_proto(port.protocol));
-                    srv.entry(owner)
-                        .or_default()
-                        .insert((host.clone(), target_port));
-                }
-            }
-        }
-        for (owner, targets) in srv {
-            let weight = u16::try_from(100 / targets.len().max(1))
-                .unwrap_or(100)
-                .max(1);
-            for (host, port) in targets {
-                b.add(&owner, RData::SRV(SRV::new(0, weight, port, name(&host)?)))?;
-            }
-        }
-        Ok(())
-    }
-
     fn insert(&mut self, key: ServiceKey, c: Arc<Contribution>) {
         for ((owner, rtype), recs) in &c.records {
             if let Some(next) = replace_owner(self.records.get(owner), *rtype, &key, Some(recs)) {
@@ -434,109 +255,13 @@ impl Zone {
     pub fn skipped_count(&self) -> usize {
         self.skipped.len()
     }
-
-    /// Whether `qname` (lowercase, trailing dot) is in the cluster zone.
-    pub fn in_zone(&self, qname: &str) -> bool {
-        qname == self.origin || qname.ends_with(&self.suffix)
-    }
-
-    fn get(&self, qname: &str, qtype: RecordType) -> Vec<Record> {
-        self.records
-            .get(qname)
-            .map(|entries| {
-                entries
-                    .iter()
-                    .filter(|(t, _, _)| *t == qtype)
-                    .flat_map(|(_, _, r)| r.iter().cloned())
-                    .collect()
-            })
-            .unwrap_or_default()
-    }
-
-    /// Whether `qname` is `<ns>.pod.<zone>`.
-    fn pod_namespace(&self, qname: &str) -> bool {
-        qname
-            .strip_suffix(self.pod_suffix.as_str())
-            .is_some_and(|ns| !ns.is_empty() && !ns.contains('.'))
-    }
-
-    /// `a-b-c-d.<ns>.pod.<zone>`: any well-formed address is answered (CoreDNS "pods insecure").
-    fn pod_address(&self, qname: &str) -> Option<IpAddr> {
-        let rest = qname.strip_suffix(self.pod_suffix.as_str())?;
-        let (label, ns) = rest.split_once('.')?;
-        if ns.is_empty() || ns.contains('.') {
-            return None;
-        }
-        if let Ok(v4) = label.replace('-', ".").parse::<Ipv4Addr>() {
-            return Some(IpAddr::V4(v4));
-        }
-        label
-            .replace('-', ":")
-            .parse::<Ipv6Addr>()
-            .ok()
-            .map(IpAddr::V6)
-    }
-
-    /// Answers `qname` (lowercase, with trailing dot) for `qtype`.
-    pub fn lookup(&self, qname: &str, qtype: RecordType) -> Answer {
-        if !self.in_zone(qname) {
-            // Reverse lookups for addresses we own; everything else falls through to forwarding.
-            if qtype == RecordType::PTR {
-                let ptr = self.get(qname, RecordType::PTR);
-                if !ptr.is_empty() {
-                    return Answer::Records(ptr);
-                }
-            }
-            return Answer::NotAuthoritative;
-        }
-        if qname == self.origin && qtype == RecordType::SOA {
-            return Answer::Records(vec![self.soa()]);
-        }
-        if self.pod_namespace(qname) {
-            // `<ns>.pod.<zone>` is an empty non-terminal: names exist below it (RFC 8020).
-            return Answer::NoData;
-        }
-        if let Some(ip) = self.pod_address(qname) {
-            let mut record = Record::from_rdata(
-                Name::from_ascii(qname).unwrap_or_default(),
-                self.config.ttl,
-                address_rdata(ip),
-            );
-            record.dns_class = hickory_proto::rr::DNSClass::IN;
-            return match qtype {
-                t if t == address_type(ip) || t == RecordType::ANY => Answer::Records(vec![record]),
-                _ => Answer::NoData,
-            };
-        }
-        let records = if qtype == RecordType::ANY {
-            [
-                RecordType::A,
-                RecordType::AAAA,
-                RecordType::CNAME,
-                RecordType::SRV,
-                RecordType::TXT,
-                RecordType::NS,
-            ]
-            .into_iter()
-            .flat_map(|t| self.get(qname, t))
-            .collect()
-        } else {
-            self.get(qname, qtype)
-        };
-        if !records.is_empty() {
-            return Answer::Records(records);
-        }
-        let cname = self.get(qname, RecordType::CNAME);
-        if !cname.is_empty() {
-            return Answer::Records(cname);
-        }
-        if self.names.contains_key(qname) {
-            Answer::NoData
-        } else {
-            Answer::NxDomain
-        }
-    }
 }
+
+mod lookup;
+mod records;
+
+use records::{address_rdata, name, Builder};
+pub use records::{dashed, reverse_name};
 
 #[cfg(test)]
 mod tests;
