@@ -9,6 +9,7 @@ pub mod quantity;
 
 mod pod;
 pub mod pod_sync;
+mod pod_work;
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::{IpAddr, Ipv4Addr};
@@ -142,12 +143,12 @@ impl Node {
             match by_key.remove(&key) {
                 Some(pod) if pod.metadata.deletion_timestamp.is_none() => {
                     tracing::info!(pod = %format!("{ns}/{name}"), "re-adopting pod");
-                    let work = pod::PodWork::adopt(pod, record.config.clone(), record.id.clone());
+                    let work = pod_work::PodWork::adopt(pod, record.config.clone(), record.id.clone());
                     self.spawn_worker(key, work);
                 }
                 Some(pod) => {
                     // It was being terminated when the daemon stopped: finish the job.
-                    let work = pod::PodWork::adopt(pod, record.config.clone(), record.id.clone());
+                    let work = pod_work::PodWork::adopt(pod, record.config.clone(), record.id.clone());
                     self.spawn_worker(key.clone(), work);
                     self.terminate(&key.0, &key.1);
                 }
@@ -188,7 +189,7 @@ impl Node {
         let ip = self.engine.network().allocate(&used)?;
         pod.status.pod_ip = Some(ip.to_string());
         pod.status.phase = Some("Pending".into());
-        pod::set_ready(pod, false);
+        pod_work::set_ready(pod, false);
         pod.spec.node_name = Some(self.config.name.clone());
         pod.metadata
             .annotations
@@ -220,7 +221,7 @@ impl Node {
 
     /// Runs a pod from its spec (a Deployment's template).
     pub fn run_pod(self: &Arc<Self>, pod: Pod) -> Result<()> {
-        let work = pod::PodWork::from_pod(pod)?;
+        let work = pod_work::PodWork::from_pod(pod)?;
         let key = work.key();
         if lock(&self.pods).contains_key(&key) {
             return Err(Error::Exists(format!("pod {}/{}", key.0, key.1)));
@@ -235,13 +236,13 @@ impl Node {
         config: ContainerConfig,
         namespace: &str,
     ) -> Result<crate::ContainerRecord> {
-        let pod = pod::pod_for_container(&config, namespace);
+        let pod = pod_work::pod_for_container(&config, namespace);
         let key = (namespace.to_string(), config.name.clone());
         if lock(&self.pods).contains_key(&key) || self.engine.get(&config.name).is_ok() {
             return Err(Error::Exists(format!("container name {:?}", config.name)));
         }
         let (tx, rx) = tokio::sync::oneshot::channel();
-        let mut work = pod::PodWork::from_container(pod, config);
+        let mut work = pod_work::PodWork::from_container(pod, config);
         work.created = Some(tx);
         let worker = self.spawn_worker(key, work);
         let result = match rx.await {
@@ -261,7 +262,7 @@ impl Node {
     }
 
     /// Starts a pod's worker; the handle ends once the pod is gone from this node.
-    fn spawn_worker(self: &Arc<Self>, key: PodKey, work: pod::PodWork) -> JoinHandle<()> {
+    fn spawn_worker(self: &Arc<Self>, key: PodKey, work: pod_work::PodWork) -> JoinHandle<()> {
         let (tx, rx) = watch::channel(false);
         lock(&self.pods).insert(key.clone(), PodHandle { terminate: tx });
         let node = Arc::clone(self);
