@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 pub(crate) mod proxy;
+pub(crate) mod runtime;
 
 /// Runs `pier args` against the daemon at `socket`, with `stdin` as its input.
 pub(crate) fn pier_cli(socket: &Path, args: &[&str], stdin: &str) -> Output {

@@ -143,12 +143,14 @@ impl Node {
             match by_key.remove(&key) {
                 Some(pod) if pod.metadata.deletion_timestamp.is_none() => {
                     tracing::info!(pod = %format!("{ns}/{name}"), "re-adopting pod");
-                    let work = pod_work::PodWork::adopt(pod, record.config.clone(), record.id.clone());
+                    let work =
+                        pod_work::PodWork::adopt(pod, record.config.clone(), record.id.clone());
                     self.spawn_worker(key, work);
                 }
                 Some(pod) => {
                     // It was being terminated when the daemon stopped: finish the job.
-                    let work = pod_work::PodWork::adopt(pod, record.config.clone(), record.id.clone());
+                    let work =
+                        pod_work::PodWork::adopt(pod, record.config.clone(), record.id.clone());
                     self.spawn_worker(key.clone(), work);
                     self.terminate(&key.0, &key.1);
                 }

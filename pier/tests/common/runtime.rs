@@ -1,0 +1,230 @@
+//! The engine tests' node: a daemon running containers on a bridge and pod network of its
+//! own, removed with everything it ran; and the checks and helpers those tests share.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::{have, is_root, private_netns, skip, Daemon, PIER};
+
+/// A daemon running containers on its own bridge and pod network; on drop every container
+/// is removed, the daemon killed and the bridge deleted.
+pub(crate) struct Node {
+    pub(crate) daemon: Option<Daemon>,
+    dir: PathBuf,
+    bridge: String,
+    flags: Vec<String>,
+}
+
+pub(crate) fn out_text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+impl Node {
+    /// `n` picks the bridge `pier-rtN`, pods in `10.(240+n).0.0/16`, ClusterIPs in
+    /// `10.(140+n).0.0/16` served on loopback with port offset 21000.
+    pub(crate) fn start(dir: &Path, n: u8) -> Node {
+        let bridge = format!("pier-rt{n}");
+        let flags: Vec<String> = [
+            "--bridge",
+            &bridge,
+            "--pod-cidr",
+            &format!("10.{}.0.0/16", 240 + u16::from(n)),
+            "--service-cidr",
+            &format!("10.{}.0.0/16", 140 + u16::from(n)),
+            "--proxy-vips",
+            "loopback",
+            "--proxy-port-offset",
+            "21000",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let refs: Vec<&str> = flags.iter().map(String::as_str).collect();
+        let daemon = Daemon::start_with(dir, &refs);
+        Node {
+            daemon: Some(daemon),
+            dir: dir.to_path_buf(),
+            bridge,
+            flags,
+        }
+    }
+
+    pub(crate) fn d(&self) -> &Daemon {
+        self.daemon.as_ref().unwrap()
+    }
+
+    pub(crate) fn pier(&self, args: &[&str]) -> Output {
+        self.d().pier(args)
+    }
+
+    pub(crate) fn ok(&self, args: &[&str]) -> String {
+        let o = self.pier(args);
+        assert!(o.status.success(), "pier {args:?}: {}", out_text(&o));
+        String::from_utf8_lossy(&o.stdout).to_string()
+    }
+
+    pub(crate) fn fails(&self, args: &[&str]) -> String {
+        let o = self.pier(args);
+        assert!(
+            !o.status.success(),
+            "pier {args:?} should fail: {}",
+            out_text(&o)
+        );
+        out_text(&o)
+    }
+
+    /// The sum of the daemon's metric lines that start with `prefix`.
+    pub(crate) fn metric(&self, prefix: &str) -> f64 {
+        let (_, body) = self.d().admin("/metrics");
+        body.lines()
+            .filter(|l| l.starts_with(prefix))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
+    pub(crate) fn containers(&self) -> Vec<Value> {
+        let v: Value = serde_json::from_str(&self.ok(&["ps", "-a", "-o", "json"])).unwrap();
+        v["items"].as_array().cloned().unwrap_or_default()
+    }
+
+    pub(crate) fn container(&self, name: &str) -> Value {
+        self.containers()
+            .into_iter()
+            .find(|c| c["name"] == name || c["id"] == name)
+            .unwrap_or(Value::Null)
+    }
+
+    /// Builds `pier/echo:<tag>` from the pier binary under test.
+    pub(crate) fn build_echo(&self, tag: &str) {
+        self.ok(&[
+            "image",
+            "build",
+            "-t",
+            &format!("pier/echo:{tag}"),
+            "--binary",
+            PIER,
+            "--path-in-image",
+            "/usr/local/bin/pier",
+            "--expose",
+            "8080",
+            "--",
+            "echo",
+            "--http",
+            "0.0.0.0:8080",
+            "--version",
+            tag,
+        ]);
+    }
+
+    /// kill -9 of the daemon and a fresh start on the same state (containers keep running).
+    pub(crate) fn crash_and_restart(&mut self) {
+        if let Some(mut d) = self.daemon.take() {
+            if let Some(mut c) = d.child.take() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+        let refs: Vec<&str> = self.flags.iter().map(String::as_str).collect();
+        self.daemon = Some(Daemon::start_with(&self.dir, &refs));
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if self.daemon.is_some() {
+            // Nothing here may panic (the test may be unwinding already). Deployments go
+            // first, or their controller would replace the containers removed after.
+            let items = |args: &[&str]| -> Vec<Value> {
+                serde_json::from_slice::<Value>(&self.pier(args).stdout)
+                    .ok()
+                    .and_then(|v| v["items"].as_array().cloned())
+                    .unwrap_or_default()
+            };
+            for d in items(&["get", "deployments", "-A", "-o", "json"]) {
+                let (name, ns) = (&d["metadata"]["name"], &d["metadata"]["namespace"]);
+                let ns = ns.as_str().unwrap_or("default");
+                let _ = self.pier(&[
+                    "delete",
+                    "deployment",
+                    name.as_str().unwrap_or_default(),
+                    "-n",
+                    ns,
+                ]);
+            }
+            for c in items(&["ps", "-a", "-o", "json"]) {
+                let _ = self.pier(&["rm", "-f", c["id"].as_str().unwrap_or_default()]);
+            }
+        }
+        self.daemon.take();
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.bridge])
+            .status();
+    }
+}
+
+pub(crate) fn privileged(test: &str) -> bool {
+    if !is_root() {
+        skip(&format!("{test}: the container engine needs root"));
+        return false;
+    }
+    if !have("ip") || !have("curl") {
+        skip(&format!("{test}: needs ip (iproute2) and curl"));
+        return false;
+    }
+    // The test dials pod addresses: from a network namespace of its own, where the daemon's
+    // bridge lives too, so nothing can leave the machine if a route is missing.
+    private_netns();
+    true
+}
+
+pub(crate) fn curl(url: &str) -> Option<Value> {
+    let o = Command::new("curl")
+        .args(["-s", "-m", "3", url])
+        .output()
+        .ok()?;
+    serde_json::from_slice(&o.stdout).ok()
+}
+
+pub(crate) fn wait_for(what: &str, secs: u64, f: impl FnMut() -> bool) {
+    pier_testkit::wait_for(what, Duration::from_secs(secs), f);
+}
+
+pub(crate) fn leftovers(id: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    if mounts.contains(id) {
+        found.push("rootfs mount".into());
+    }
+    if Path::new("/var/run/netns")
+        .join(format!("pier-{}", &id[..12]))
+        .exists()
+    {
+        found.push("netns".into());
+    }
+    // In the test's network namespace (sysfs would show the host's).
+    let veth = Command::new("ip")
+        .args(["link", "show", &format!("pv{}", &id[..12])])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if veth {
+        found.push("veth".into());
+    }
+    for base in ["memory", "pids", "cpu,cpuacct"] {
+        if Path::new("/sys/fs/cgroup")
+            .join(base)
+            .join("pier")
+            .join(id)
+            .exists()
+        {
+            found.push(format!("{base} cgroup"));
+        }
+    }
+    found
+}
