@@ -136,6 +136,17 @@ pub fn parse_in(
     }
 }
 
+/// The objects of a YAML manifest, for tests that start from one.
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+pub(crate) fn test_objects(yaml: &str) -> Vec<crate::model::Object> {
+    parse("test", yaml)
+        .unwrap()
+        .into_iter()
+        .map(|m| m.parsed.object)
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -170,13 +170,7 @@ mod tests {
     use super::*;
     use crate::store::StoreConfig;
 
-    fn objs(yaml: &str) -> Vec<Object> {
-        crate::manifest::parse("t", yaml)
-            .unwrap()
-            .into_iter()
-            .map(|m| m.parsed.object)
-            .collect()
-    }
+    use crate::manifest::test_objects as objs;
 
     fn pods(store: &Store) -> Vec<Pod> {
         store

@@ -242,13 +242,7 @@ mod tests {
     use super::*;
     use crate::store::StoreConfig;
 
-    fn objs(yaml: &str) -> Vec<Object> {
-        crate::manifest::parse("t", yaml)
-            .unwrap()
-            .into_iter()
-            .map(|m| m.parsed.object)
-            .collect()
-    }
+    use crate::manifest::test_objects as objs;
 
     async fn slices(store: &Arc<Store>, want: usize) -> Vec<Object> {
         for _ in 0..200 {

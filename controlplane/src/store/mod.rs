@@ -268,11 +268,7 @@ impl Store {
         selector: Option<&SelectorQuery>,
     ) -> Result<(Vec<Object>, u64)> {
         let read = self.db.begin_read()?;
-        let revision = read
-            .open_table(META)?
-            .get(REVISION)?
-            .map(|v| v.value())
-            .unwrap_or(0);
+        let revision = meta_value(&read, REVISION, 0)?;
         let objects = read.open_table(OBJECTS)?;
         let (lo, hi) = kind_range(kind, namespace);
         let mut out = Vec::new();
@@ -295,25 +291,15 @@ impl Store {
         self.events.subscribe()
     }
 
-    /// Reads stored events with revision in `from..=to`.
     /// The oldest revision the event log still holds.
     pub(crate) fn oldest_event(&self) -> Result<u64> {
-        let read = self.db.begin_read()?;
-        let oldest = read
-            .open_table(META)?
-            .get(OLDEST_EVENT)?
-            .map(|v| v.value())
-            .unwrap_or(1);
-        Ok(oldest)
+        meta_value(&self.db.begin_read()?, OLDEST_EVENT, 1)
     }
 
+    /// Reads stored events with revision in `from..=to`.
     pub(crate) fn history(&self, from: u64, to: u64) -> Result<Vec<Arc<Event>>> {
         let read = self.db.begin_read()?;
-        let oldest = read
-            .open_table(META)?
-            .get(OLDEST_EVENT)?
-            .map(|v| v.value())
-            .unwrap_or(1);
+        let oldest = meta_value(&read, OLDEST_EVENT, 1)?;
         if from < oldest && from <= to {
             return Err(Error::Compacted {
                 requested: from,
@@ -339,6 +325,15 @@ fn kind_range(kind: Kind, namespace: Option<&str>) -> (String, String) {
         ),
         None => (format!("{}/", kind.as_str()), format!("{}0", kind.as_str())),
     }
+}
+
+/// A counter of the `meta` table as a read transaction sees it, or `default` when unset.
+fn meta_value(read: &redb::ReadTransaction, key: &str, default: u64) -> Result<u64> {
+    Ok(read
+        .open_table(META)?
+        .get(key)?
+        .map(|v| v.value())
+        .unwrap_or(default))
 }
 
 fn decode_object(bytes: &[u8]) -> Result<Object> {

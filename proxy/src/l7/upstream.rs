@@ -44,7 +44,9 @@ impl Http {
         let Some(req) = h2_request(parts, Some(client), member, body) else {
             return Outcome::Broken("request target cannot be sent over HTTP/2".into());
         };
-        match self.h2.send(member.addr, connect_timeout, req).await {
+        // Boxed: h2c groups are rare, and the HTTP/2 handshake inline would make every
+        // attempt's future (one per request) several kilobytes larger.
+        match Box::pin(self.h2.send(member.addr, connect_timeout, req)).await {
             Ok(resp) => {
                 let (mut head, body) = resp.into_parts();
                 headers::strip_hop_by_hop(&mut head.headers);
