@@ -10,7 +10,7 @@ use pier_controlplane::api::Client;
 use pier_runtime::container::{ContainerConfig, Publish, Volume};
 use pier_runtime::node::api::RunRequest;
 
-use super::output::{age, print_value, table, Format};
+use super::output::{age, items, print_value, table, Format};
 
 /// `pier run` flags.
 #[derive(clap::Args, Debug)]
@@ -202,7 +202,7 @@ pub(crate) async fn ps(client: &Client, all: bool, quiet: bool, format: Format) 
         .call(Method::GET, &format!("/v1/containers?all={all}"), None)
         .await?;
     if quiet {
-        for c in list["items"].as_array().into_iter().flatten() {
+        for c in items(&list) {
             let id = c["id"].as_str().unwrap_or_default();
             println!("{}", id.get(..12).unwrap_or(id));
         }
@@ -212,9 +212,7 @@ pub(crate) async fn ps(client: &Client, all: bool, quiet: bool, format: Format) 
         return print_value(&list, format);
     }
     let empty = Vec::new();
-    let rows: Vec<Vec<String>> = list["items"]
-        .as_array()
-        .unwrap_or(&empty)
+    let rows: Vec<Vec<String>> = items(&list)
         .iter()
         .map(|c| {
             let ports: Vec<String> = c["ports"]

@@ -9,7 +9,7 @@ use pier_controlplane::api::encode;
 use pier_controlplane::api::Client;
 use serde_json::{json, Value};
 
-use super::output::{age, print_value, table, Format};
+use super::output::{age, items, print_value, table, Format};
 
 /// `pier images`.
 pub(crate) async fn images(client: &Client, format: Format) -> Result<()> {
@@ -17,10 +17,7 @@ pub(crate) async fn images(client: &Client, format: Format) -> Result<()> {
     if matches!(format, Format::Json | Format::Yaml) {
         return print_value(&list, format);
     }
-    let empty = Vec::new();
-    let rows: Vec<Vec<String>> = list["items"]
-        .as_array()
-        .unwrap_or(&empty)
+    let rows: Vec<Vec<String>> = items(&list)
         .iter()
         .map(|i| {
             let reference = i["reference"].as_str().unwrap_or("");

@@ -75,6 +75,11 @@ pub(crate) fn print_value(value: &Value, format: Format) -> Result<()> {
     Ok(())
 }
 
+/// The `items` of a list the API returned (none when it has no such array).
+pub(crate) fn items(list: &Value) -> &[Value] {
+    list["items"].as_array().map_or(&[], Vec::as_slice)
+}
+
 /// A string field or `""`.
 pub(crate) fn s<'a>(v: &'a Value, pointer: &str) -> &'a str {
     v.pointer(pointer).and_then(Value::as_str).unwrap_or("")
