@@ -2,10 +2,10 @@
 //! ignores, and survive a store round trip.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use pier_controlplane::manifest;
-use pier_controlplane::model::{Kind, Object};
-use pier_controlplane::snapshot::SnapshotBuilder;
 use pier_controlplane::store::{Store, StoreConfig};
+use pier_model::manifest;
+use pier_model::snapshot::SnapshotBuilder;
+use pier_model::{Kind, Object};
 use pier_snapshot::PortMode;
 
 const KUBECTL: &str = include_str!("fixtures/kubectl-get.yaml");

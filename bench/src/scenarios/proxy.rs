@@ -160,11 +160,11 @@ async fn start_pier(dir: &Path, backends: &[u16], deadline: Instant) -> Result<(
     }
     client.apply(objects).await?;
     let web = client
-        .get(pier_controlplane::model::Kind::Service, "bench", "web")
+        .get(pier_model::Kind::Service, "bench", "web")
         .await?
         .context("web service")?;
     let tcp = client
-        .get(pier_controlplane::model::Kind::Service, "bench", "tcp")
+        .get(pier_model::Kind::Service, "bench", "tcp")
         .await?
         .context("tcp service")?;
     let loopback = |svc: &serde_json::Value, port: u16| -> Result<String> {

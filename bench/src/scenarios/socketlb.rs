@@ -260,7 +260,7 @@ pub(crate) async fn run(p: Params) -> Result<()> {
     let mut vips = Vec::new();
     for name in ["web", "bulk"] {
         let svc = client
-            .get(pier_controlplane::model::Kind::Service, "bench", name)
+            .get(pier_model::Kind::Service, "bench", name)
             .await?
             .context("service")?;
         let ip: std::net::Ipv4Addr = svc["spec"]["clusterIP"]

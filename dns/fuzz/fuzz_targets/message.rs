@@ -5,8 +5,9 @@ use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
-use pier_controlplane::model::Object;
-use pier_controlplane::snapshot::{diff, NodeSnapshot, SnapshotBuilder};
+use pier_model::Object;
+use pier_model::snapshot::SnapshotBuilder;
+use pier_snapshot::{diff, NodeSnapshot};
 use pier_dns::cache::{Cache, CacheConfig};
 use pier_dns::forward::Forwarder;
 use pier_dns::metrics::DnsMetrics;

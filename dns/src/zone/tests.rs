@@ -1,8 +1,8 @@
 use std::sync::Arc;
 
 use hickory_proto::rr::{RData, RecordType};
-use pier_controlplane::model::Object;
-use pier_controlplane::snapshot::SnapshotBuilder;
+use pier_model::snapshot::SnapshotBuilder;
+use pier_model::Object;
 use pier_snapshot::{diff, NodeSnapshot};
 use serde_json::json;
 
@@ -13,12 +13,7 @@ fn object(v: serde_json::Value) -> Arc<Object> {
 }
 
 fn snapshot(objects: &[Arc<Object>]) -> NodeSnapshot {
-    let mut b = SnapshotBuilder::new();
-    for o in objects {
-        b.upsert(o);
-    }
-    b.set_revision(7);
-    b.build()
+    SnapshotBuilder::from_objects(objects.iter().map(Arc::as_ref), 7)
 }
 
 fn fixture() -> Vec<Arc<Object>> {

@@ -9,14 +9,14 @@ use std::time::Duration;
 
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query};
 use hickory_proto::rr::{Name, RData, RecordType};
-use pier_controlplane::model::Object;
-use pier_controlplane::snapshot::SnapshotBuilder;
 use pier_dns::cache::{Cache, CacheConfig};
 use pier_dns::forward::Forwarder;
 use pier_dns::metrics::DnsMetrics;
 use pier_dns::ratelimit::RateLimiter;
 use pier_dns::zone::{Zone, ZoneConfig};
 use pier_dns::{server, DnsConsumer, Resolver};
+use pier_model::snapshot::SnapshotBuilder;
+use pier_model::Object;
 use pier_snapshot::{follow, ConsumerObserver, NodeSnapshot, SnapshotHandle};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -75,12 +75,7 @@ pub(crate) fn chain(m: &Message) -> Vec<String> {
 }
 
 pub(crate) fn snapshot(objects: &[Arc<Object>], revision: u64) -> NodeSnapshot {
-    let mut b = SnapshotBuilder::new();
-    for o in objects {
-        b.upsert(o);
-    }
-    b.set_revision(revision);
-    b.build()
+    SnapshotBuilder::from_objects(objects.iter().map(Arc::as_ref), revision)
 }
 
 pub(crate) struct NoopObserver;

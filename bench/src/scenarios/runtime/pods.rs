@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use pier_controlplane::api::Client;
-use pier_controlplane::model::Kind;
+use pier_model::Kind;
 use serde_json::{json, Value};
 
 use crate::harness::{self, quantile, Better, Row};

@@ -2,11 +2,11 @@
 
 use std::collections::HashSet;
 
-use crate::model::deployment::Deployment;
-use crate::model::meta::IntOrString;
-use crate::model::pod::{Container, Pod, PodSpec, Probe};
-use crate::model::report::{FieldPath, Report};
-use crate::model::syntax::{dns1123_label, dns1123_subdomain, iana_svc_name};
+use crate::deployment::Deployment;
+use crate::meta::IntOrString;
+use crate::pod::{Container, Pod, PodSpec, Probe};
+use crate::report::{FieldPath, Report};
+use crate::syntax::{dns1123_label, dns1123_subdomain, iana_svc_name};
 
 use super::{label_selector, metadata, target_port};
 

@@ -1,4 +1,5 @@
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use proptest::prelude::*;
 use serde_json::json;
@@ -6,8 +7,8 @@ use serde_json::json;
 use pier_snapshot::{diff, PortMode, Protocol, ServiceChange};
 
 use super::*;
-use crate::model::Object;
-use crate::store::{Event, EventType};
+use crate::{Event, EventType};
+use crate::{Kind, Object};
 
 fn object(v: serde_json::Value) -> Object {
     Object::from_value(v).unwrap().object

@@ -10,6 +10,7 @@ use super::service::Service;
 use super::syntax::{dns1035_label, dns1123_label, dns1123_subdomain, iana_svc_name};
 use super::traffic_policy;
 
+mod cluster;
 mod route;
 mod workload;
 
@@ -79,6 +80,7 @@ pub(crate) fn service(svc: &Service, r: &mut Report) {
     } else if svc.spec.ports.is_empty() && !svc.is_headless() {
         r.error(&spec.field("ports"), "required value");
     }
+    traffic_policies(svc, &spec, r);
     match svc.spec.session_affinity.as_str() {
         "" | "None" | "ClientIP" => {}
         other => r.one_of(&spec.field("sessionAffinity"), other, &["None", "ClientIP"]),
@@ -222,6 +224,8 @@ pub(super) fn label_selector(path: &FieldPath, sel: &LabelSelector, r: &mut Repo
     }
 }
 
+pub(crate) use cluster::{lease, node};
+
 pub(crate) fn namespace(ns: &Namespace, r: &mut Report) {
     // A namespace's name is a DNS label, and it lives in no namespace itself.
     metadata(&ns.metadata, dns1123_label, r);
@@ -235,6 +239,32 @@ pub(crate) fn namespace(ns: &Namespace, r: &mut Report) {
 
 pub(crate) fn service_account(account: &ServiceAccount, r: &mut Report) {
     metadata(&account.metadata, dns1123_subdomain, r);
+}
+
+/// `internalTrafficPolicy` and `externalTrafficPolicy`: `Cluster` or `Local`, the external one
+/// only on Services reachable from outside (NodePort, LoadBalancer), as Kubernetes has it.
+fn traffic_policies(svc: &Service, spec: &FieldPath, r: &mut Report) {
+    if let Some(p) = &svc.spec.internal_traffic_policy {
+        r.one_of(
+            &spec.field("internalTrafficPolicy"),
+            p,
+            &["Cluster", "Local"],
+        );
+    }
+    if let Some(p) = &svc.spec.external_traffic_policy {
+        let path = spec.field("externalTrafficPolicy");
+        r.one_of(&path, p, &["Cluster", "Local"]);
+        if !svc.wants_node_ports() {
+            r.error(
+                &path,
+                format!(
+                    "may only be set for externally-accessible services (type NodePort or \
+                     LoadBalancer), not type {}",
+                    svc.service_type()
+                ),
+            );
+        }
+    }
 }
 
 /// `clusterIPs`, `ipFamilies` and `ipFamilyPolicy`, as far as they can be checked without the

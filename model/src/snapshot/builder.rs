@@ -8,8 +8,8 @@ use imbl::OrdMap;
 use pier_snapshot::{HttpRouteView, L4RouteView, NodeSnapshot, ServiceKey};
 
 use super::views::{http_route_view, l4_route_view, service_view};
-use crate::model::{Kind, Object};
-use crate::store::{Event, EventType};
+use crate::{Event, EventType};
+use crate::{Kind, Object};
 
 type ObjectId = (Kind, String, String);
 
@@ -113,7 +113,9 @@ impl SnapshotBuilder {
             Object::Pod(_)
             | Object::Deployment(_)
             | Object::Namespace(_)
-            | Object::ServiceAccount(_) => {}
+            | Object::ServiceAccount(_)
+            | Object::Node(_)
+            | Object::Lease(_) => {}
         }
     }
 
@@ -131,7 +133,12 @@ impl SnapshotBuilder {
             Kind::HttpRoute | Kind::TcpRoute | Kind::UdpRoute => {
                 self.set_route((object.kind(), ns, name), None)
             }
-            Kind::Pod | Kind::Deployment | Kind::Namespace | Kind::ServiceAccount => {}
+            Kind::Pod
+            | Kind::Deployment
+            | Kind::Namespace
+            | Kind::ServiceAccount
+            | Kind::Node
+            | Kind::Lease => {}
         }
     }
 

@@ -18,8 +18,6 @@ const SERVICE_SPEC: &[&str] = &[
     "loadBalancerIP",
     "loadBalancerSourceRanges",
     "loadBalancerClass",
-    "externalTrafficPolicy",
-    "internalTrafficPolicy",
     "healthCheckNodePort",
     "allocateLoadBalancerNodePorts",
     "trafficDistribution",
@@ -101,8 +99,6 @@ const POD_STATUS: &[&str] = &[
     "resourceClaimStatuses",
     "conditions[].lastProbeTime",
     "conditions[].lastTransitionTime",
-    "conditions[].reason",
-    "conditions[].message",
     "conditions[].observedGeneration",
 ];
 
@@ -125,6 +121,23 @@ const ENDPOINT_SLICE: &[&str] = &[
     "endpoints[].targetRef.resourceVersion",
     "endpoints[].targetRef.fieldPath",
 ];
+
+const NODE_SPEC: &[&str] = &["providerID", "externalID", "configSource"];
+
+const NODE_STATUS: &[&str] = &[
+    "phase",
+    "daemonEndpoints",
+    "images",
+    "volumesInUse",
+    "volumesAttached",
+    "config",
+    "runtimeHandlers",
+    "features",
+];
+
+const NODE_INFO: &[&str] = &["kubeProxyVersion", "swap"];
+
+const LEASE_SPEC: &[&str] = &["strategy", "preferredHolder"];
 
 fn under(prefix: &str, names: &[&str], path: &str) -> bool {
     path.strip_prefix(prefix)
@@ -162,6 +175,12 @@ pub(crate) fn is_known_ignored(kind: Kind, path: &str) -> bool {
         }
         Kind::HttpRoute => HTTP_ROUTE.contains(&path),
         Kind::TcpRoute | Kind::UdpRoute => L4_ROUTE.contains(&path),
+        Kind::Node => {
+            under("spec", NODE_SPEC, path)
+                || under("status", NODE_STATUS, path)
+                || under("status.nodeInfo", NODE_INFO, path)
+        }
+        Kind::Lease => under("spec", LEASE_SPEC, path),
         // A stored Namespace or ServiceAccount carries every field it maps.
         Kind::Namespace | Kind::ServiceAccount => false,
     }
@@ -173,7 +192,9 @@ mod tests {
 
     #[test]
     fn patterns() {
-        assert!(is_known_ignored(
+        assert!(is_known_ignored(Kind::Service, "spec.healthCheckNodePort"));
+        // Traffic policies are acted on, not ignored.
+        assert!(!is_known_ignored(
             Kind::Service,
             "spec.internalTrafficPolicy"
         ));

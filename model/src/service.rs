@@ -63,6 +63,12 @@ pub struct ServiceSpec {
     /// Publish endpoints in DNS before they are ready.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub publish_not_ready_addresses: bool,
+    /// `Cluster` (default) or `Local`: ClusterIP traffic from a node only to that node's endpoints.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub internal_traffic_policy: Option<String>,
+    /// `Cluster` (default) or `Local`: NodePort traffic from outside only to the node's endpoints.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_traffic_policy: Option<String>,
 }
 
 /// One port a Service exposes.
@@ -119,6 +125,16 @@ impl Service {
     /// Whether the type asks for node ports.
     pub fn wants_node_ports(&self) -> bool {
         matches!(self.service_type(), "NodePort" | "LoadBalancer")
+    }
+
+    /// `internalTrafficPolicy: Local`.
+    pub fn internal_traffic_local(&self) -> bool {
+        self.spec.internal_traffic_policy.as_deref() == Some("Local")
+    }
+
+    /// `externalTrafficPolicy: Local` (only NodePort and LoadBalancer Services take it).
+    pub fn external_traffic_local(&self) -> bool {
+        self.spec.external_traffic_policy.as_deref() == Some("Local")
     }
 
     /// Whether the service is headless (`clusterIP: None`).

@@ -5,7 +5,7 @@ use std::fmt;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::model::{Object, Parsed};
+use crate::{Object, Parsed};
 
 /// A problem in one document of a manifest.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -115,7 +115,7 @@ pub fn parse_in(
             let cluster_scoped = item
                 .get("kind")
                 .and_then(Value::as_str)
-                .and_then(crate::model::Kind::from_kind_field)
+                .and_then(crate::Kind::from_kind_field)
                 .is_some_and(|k| !k.namespaced());
             if let Some(ns) = namespace.filter(|_| !cluster_scoped) {
                 if let Err(e) = place(&mut item, ns) {
@@ -136,21 +136,18 @@ pub fn parse_in(
     }
 }
 
-/// The objects of a YAML manifest, for tests that start from one.
-#[cfg(test)]
-#[allow(clippy::unwrap_used)]
-pub(crate) fn test_objects(yaml: &str) -> Vec<crate::model::Object> {
-    parse("test", yaml)
-        .unwrap()
+/// The objects of a manifest, without where each came from.
+pub fn objects(source: &str, text: &str) -> Result<Vec<crate::Object>, Vec<ManifestError>> {
+    Ok(parse(source, text)?
         .into_iter()
         .map(|m| m.parsed.object)
-        .collect()
+        .collect())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::Kind;
+    use crate::Kind;
 
     #[test]
     fn multi_document_with_list_and_json() {
@@ -214,6 +211,32 @@ spec:
         )
         .unwrap_err();
         assert!(clash[0].message.contains("does not match -n"), "{clash:?}");
+    }
+
+    #[test]
+    fn traffic_policies_are_checked_and_external_only_on_node_ports() {
+        let svc = |spec: &str| {
+            format!("apiVersion: v1\nkind: Service\nmetadata: {{name: s}}\nspec: {{ports: [{{port: 80}}], {spec}}}\n")
+        };
+        let ok = parse(
+            "f",
+            &svc("type: NodePort, internalTrafficPolicy: Local, externalTrafficPolicy: Local"),
+        )
+        .unwrap();
+        let Object::Service(s) = &ok[0].parsed.object else {
+            panic!("not a service");
+        };
+        assert!(s.internal_traffic_local() && s.external_traffic_local());
+        let msg = parse("f", &svc("internalTrafficPolicy: local")).unwrap_err()[0].to_string();
+        assert!(
+            msg.contains("spec.internalTrafficPolicy: unsupported value \"local\""),
+            "{msg}"
+        );
+        let msg = parse("f", &svc("externalTrafficPolicy: Local")).unwrap_err()[0].to_string();
+        assert!(
+            msg.contains("spec.externalTrafficPolicy: may only be set for externally-accessible"),
+            "{msg}"
+        );
     }
 
     #[test]

@@ -229,9 +229,34 @@ pub struct PodCondition {
     pub condition_type: String,
     /// `True`, `False` or `Unknown`.
     pub status: String,
+    /// Machine-readable reason (`Unschedulable`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// For people.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }
 
 impl Pod {
+    /// Sets the condition of `condition_type`, replacing the one there was.
+    pub fn set_condition(
+        &mut self,
+        condition_type: &str,
+        status: &str,
+        reason: Option<&str>,
+        message: Option<String>,
+    ) {
+        self.status
+            .conditions
+            .retain(|c| c.condition_type != condition_type);
+        self.status.conditions.push(PodCondition {
+            condition_type: condition_type.into(),
+            status: status.into(),
+            reason: reason.map(str::to_string),
+            message,
+        });
+    }
+
     /// Whether the pod's `Ready` condition is `True`.
     pub fn is_ready(&self) -> bool {
         self.status

@@ -16,7 +16,7 @@ use super::report::{FieldError, Report};
 use super::route::{HttpRoute, L4Route};
 use super::service::Service;
 use super::validation;
-use super::{Namespace, ServiceAccount};
+use super::{Lease, Namespace, Node, ServiceAccount};
 
 /// The kinds of object pier understands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -39,11 +39,15 @@ pub enum Kind {
     Namespace,
     /// `v1/ServiceAccount`.
     ServiceAccount,
+    /// `v1/Node` (cluster-scoped).
+    Node,
+    /// `coordination.k8s.io/v1/Lease`.
+    Lease,
 }
 
 impl Kind {
     /// Every kind.
-    pub const ALL: [Kind; 9] = [
+    pub const ALL: [Kind; 11] = [
         Kind::Service,
         Kind::EndpointSlice,
         Kind::Pod,
@@ -53,11 +57,13 @@ impl Kind {
         Kind::UdpRoute,
         Kind::Namespace,
         Kind::ServiceAccount,
+        Kind::Node,
+        Kind::Lease,
     ];
 
-    /// Whether objects of this kind live in a namespace (all but Namespace).
+    /// Whether objects of this kind live in a namespace (all but Namespace and Node).
     pub fn namespaced(self) -> bool {
-        self != Kind::Namespace
+        !matches!(self, Kind::Namespace | Kind::Node)
     }
 
     /// The `kind` field value.
@@ -72,6 +78,8 @@ impl Kind {
             Kind::UdpRoute => "UDPRoute",
             Kind::Namespace => "Namespace",
             Kind::ServiceAccount => "ServiceAccount",
+            Kind::Node => "Node",
+            Kind::Lease => "Lease",
         }
     }
 
@@ -87,13 +95,18 @@ impl Kind {
             Kind::UdpRoute => "udproutes",
             Kind::Namespace => "namespaces",
             Kind::ServiceAccount => "serviceaccounts",
+            Kind::Node => "nodes",
+            Kind::Lease => "leases",
         }
     }
 
     /// The apiVersions accepted for this kind; the first is the one pier writes.
     pub fn api_versions(self) -> &'static [&'static str] {
         match self {
-            Kind::Service | Kind::Pod | Kind::Namespace | Kind::ServiceAccount => &["v1"],
+            Kind::Service | Kind::Pod | Kind::Namespace | Kind::ServiceAccount | Kind::Node => {
+                &["v1"]
+            }
+            Kind::Lease => &["coordination.k8s.io/v1"],
             Kind::EndpointSlice => &["discovery.k8s.io/v1"],
             Kind::Deployment => &["apps/v1"],
             Kind::HttpRoute => &[
@@ -135,6 +148,8 @@ impl FromStr for Kind {
             "udproute" | "udproutes" => Kind::UdpRoute,
             "namespace" | "namespaces" | "ns" => Kind::Namespace,
             "serviceaccount" | "serviceaccounts" | "sa" => Kind::ServiceAccount,
+            "node" | "nodes" | "no" => Kind::Node,
+            "lease" | "leases" => Kind::Lease,
             _ => {
                 let known: Vec<&str> = Kind::ALL.iter().map(|k| k.plural()).collect();
                 return Err(format!(
@@ -171,6 +186,10 @@ pub enum Object {
     Namespace(Namespace),
     /// A ServiceAccount.
     ServiceAccount(ServiceAccount),
+    /// A Node.
+    Node(Node),
+    /// A Lease.
+    Lease(Lease),
 }
 
 /// Why a value could not become an object.
@@ -349,6 +368,8 @@ impl Object {
             Kind::ServiceAccount => {
                 typed(value, kind).map(|(o, i, e)| (Object::ServiceAccount(o), i, e))
             }
+            Kind::Node => typed(value, kind).map(|(o, i, e)| (Object::Node(o), i, e)),
+            Kind::Lease => typed(value, kind).map(|(o, i, e)| (Object::Lease(o), i, e)),
         }
         .map_err(with_label)?;
         let mut report = Report { errors, ignored };
@@ -382,6 +403,8 @@ impl Object {
             Object::TcpRoute(r) | Object::UdpRoute(r) => validation::l4_route(r, report),
             Object::Namespace(n) => validation::namespace(n, report),
             Object::ServiceAccount(a) => validation::service_account(a, report),
+            Object::Node(n) => validation::node(n, report),
+            Object::Lease(l) => validation::lease(l, report),
         }
     }
 
@@ -397,6 +420,8 @@ impl Object {
             Object::UdpRoute(_) => Kind::UdpRoute,
             Object::Namespace(_) => Kind::Namespace,
             Object::ServiceAccount(_) => Kind::ServiceAccount,
+            Object::Node(_) => Kind::Node,
+            Object::Lease(_) => Kind::Lease,
         }
     }
 
@@ -411,6 +436,8 @@ impl Object {
             Object::TcpRoute(o) | Object::UdpRoute(o) => &o.metadata,
             Object::Namespace(o) => &o.metadata,
             Object::ServiceAccount(o) => &o.metadata,
+            Object::Node(o) => &o.metadata,
+            Object::Lease(o) => &o.metadata,
         }
     }
 
@@ -425,6 +452,8 @@ impl Object {
             Object::TcpRoute(o) | Object::UdpRoute(o) => &mut o.metadata,
             Object::Namespace(o) => &mut o.metadata,
             Object::ServiceAccount(o) => &mut o.metadata,
+            Object::Node(o) => &mut o.metadata,
+            Object::Lease(o) => &mut o.metadata,
         }
     }
 
@@ -442,6 +471,8 @@ impl Object {
             Object::TcpRoute(o) | Object::UdpRoute(o) => v(o),
             Object::Namespace(o) => v(o),
             Object::ServiceAccount(o) => v(o),
+            Object::Node(o) => v(o),
+            Object::Lease(o) => v(o),
         }
     }
 

@@ -1,6 +1,6 @@
 //! Kubernetes resource quantities: `128Mi`, `1G`, `500m`, `0.5`.
 
-use pier_controlplane::model::meta::IntOrString;
+use crate::meta::IntOrString;
 
 /// Bytes in a memory quantity (`64Mi`, `1G`, `1048576`).
 pub fn bytes(q: &IntOrString) -> Result<u64, String> {

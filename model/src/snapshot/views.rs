@@ -8,10 +8,10 @@ use pier_snapshot::{
     L4RouteView, PortMode, PortView, Protocol, ServiceKey, ServiceView, TargetPort,
 };
 
-use crate::model::route::ParentReference;
-use crate::model::syntax::gateway_duration;
-use crate::model::traffic_policy;
-use crate::model::{BackendRef, EndpointSlice, HttpRoute, IntOrString, L4Route, Service};
+use crate::route::ParentReference;
+use crate::syntax::gateway_duration;
+use crate::traffic_policy;
+use crate::{BackendRef, EndpointSlice, HttpRoute, IntOrString, L4Route, Service};
 
 fn attachments(route_ns: &str, refs: &[ParentReference]) -> Vec<Attachment> {
     refs.iter()
@@ -198,6 +198,8 @@ pub(super) fn service_view<'a>(
         external_name: Some(svc.spec.external_name.clone()).filter(|n| !n.is_empty()),
         affinity_timeout,
         publish_not_ready: svc.spec.publish_not_ready_addresses,
+        internal_local: svc.internal_traffic_local(),
+        external_local: svc.external_traffic_local(),
         ports,
         endpoints: slices.flat_map(endpoints_of).collect(),
         http_routes,

@@ -1,8 +1,8 @@
 //! Rules for Gateway API routes: parents, backends, HTTPRoute matches, TCPRoute/UDPRoute.
 
-use crate::model::report::{FieldPath, Report};
-use crate::model::route::{BackendRef, HttpRoute, L4Route, ParentReference};
-use crate::model::syntax::{dns1035_label, dns1123_label, dns1123_subdomain, gateway_duration};
+use crate::report::{FieldPath, Report};
+use crate::route::{BackendRef, HttpRoute, L4Route, ParentReference};
+use crate::syntax::{dns1035_label, dns1123_label, dns1123_subdomain, gateway_duration};
 
 use super::metadata;
 

@@ -1,23 +1,32 @@
-//! Kubernetes-compatible object model: types, parsing and validation.
+//! pier's Kubernetes-compatible object model: types, manifests, validation, object events, and
+//! the views of the node snapshot built from objects. No store, no server: the dataplane's tests
+//! and tools can build snapshots from manifests without the control plane.
 
 pub mod deployment;
 pub mod endpointslice;
+pub mod event;
 mod ignored;
+pub mod manifest;
 pub mod meta;
 pub mod namespace;
+pub mod node;
 pub mod object;
 pub mod pod;
+pub mod quantity;
 pub mod report;
 pub mod route;
 pub mod service;
+pub mod snapshot;
 pub mod syntax;
 pub mod traffic_policy;
 mod validation;
 
 pub use deployment::Deployment;
 pub use endpointslice::{Endpoint, EndpointConditions, EndpointPort, EndpointSlice};
+pub use event::{Event, EventType};
 pub use meta::{IntOrString, LabelSelector, ObjectMeta, ObjectReference, SelectorQuery};
 pub use namespace::{Namespace, ServiceAccount};
+pub use node::{Lease, Node};
 pub use object::{Kind, Object, ObjectError, Parsed};
 pub use pod::Pod;
 pub use route::{BackendRef, HttpRoute, L4Route, ParentReference};

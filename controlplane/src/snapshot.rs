@@ -1,17 +1,14 @@
 //! The node snapshot: an immutable, versioned view of every Service, published to the dataplane.
 
-mod builder;
-mod views;
-
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-pub use builder::SnapshotBuilder;
+use pier_model::snapshot::SnapshotBuilder;
 use pier_snapshot::SnapshotHandle;
 
 use crate::error::Result;
-use crate::model::Kind;
 use crate::store::Store;
+use pier_model::Kind;
 
 /// Observes snapshot builds (for metrics).
 pub trait BuildObserver: Send + Sync {
@@ -26,10 +23,9 @@ pub async fn run(
     observer: Arc<dyn BuildObserver>,
 ) -> Result<()> {
     let start = Instant::now();
-    let (mut builder, revision) = {
-        let store = Arc::clone(&store);
-        tokio::task::spawn_blocking(move || -> Result<(SnapshotBuilder, u64)> {
-            let revision = store.revision();
+    let (mut builder, revision) = store
+        .blocking("listing objects for the first snapshot", |s| {
+            let revision = s.revision();
             let mut builder = SnapshotBuilder::new();
             for kind in [
                 Kind::Service,
@@ -38,16 +34,14 @@ pub async fn run(
                 Kind::TcpRoute,
                 Kind::UdpRoute,
             ] {
-                for object in store.list(kind, None, None)?.0 {
+                for object in s.list(kind, None, None)?.0 {
                     builder.upsert(&Arc::new(object));
                 }
             }
             builder.set_revision(revision);
             Ok((builder, revision))
         })
-        .await
-        .map_err(|e| crate::Error::store_from("listing objects for the first snapshot", e))??
-    };
+        .await?;
     let snapshot = builder.build();
     observer.built(snapshot.revision, start.elapsed(), snapshot.services.len());
     handle.publish(snapshot);
@@ -65,6 +59,3 @@ pub async fn run(
         handle.publish(snapshot);
     }
 }
-
-#[cfg(test)]
-mod tests;
