@@ -1,6 +1,6 @@
 //! The control plane's error type.
 
-use crate::model::report::FieldError;
+use pier_model::report::FieldError;
 
 /// Everything that can go wrong in the control plane.
 #[derive(Debug, thiserror::Error)]

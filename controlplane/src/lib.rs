@@ -1,11 +1,11 @@
-//! pier's control plane: object model, embedded store, controllers, node snapshot and control API.
+//! pier's control plane: embedded store, controllers, snapshot publisher and control API, over
+//! the object model in `pier-model`.
 
 pub mod api;
+pub mod cluster;
 pub mod controllers;
 pub mod error;
-pub mod manifest;
 pub mod metrics;
-pub mod model;
 pub mod snapshot;
 pub mod store;
 

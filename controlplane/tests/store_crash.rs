@@ -5,8 +5,8 @@ use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use pier_controlplane::model::{Kind, Object};
 use pier_controlplane::store::{Store, StoreConfig};
+use pier_model::{Kind, Object};
 
 const STORE_ENV: &str = "PIER_CRASH_STORE";
 

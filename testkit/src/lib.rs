@@ -1,13 +1,15 @@
 //! What pier's integration tests and benchmarks share, so each is written once: the
 //! privilege check and skip (`PIER_REQUIRE_PRIVILEGED` turns a skip into a failure), network
 //! namespaces that keep a test's traffic on the machine, free ports, and waiting for a
-//! condition with a deadline. A dev-only crate: nothing pier ships depends on it.
+//! condition with a deadline, and real etcd members. A dev-only crate: nothing pier ships depends on it.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod etcd;
 mod netns;
 mod privilege;
 mod wait;
 
+pub use etcd::{Etcd, EtcdTls};
 pub use netns::{private_netns, Netns};
 pub use privilege::{have, is_root, skip};
 pub use wait::wait_for;

@@ -7,16 +7,11 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::ops::RangeInclusive;
 
-use ipnet::{Ipv4Net, Ipv6Net};
-use redb::{ReadableTable, Table, TableDefinition};
-
 use super::families::{self, Family};
+use super::txn::{Cursor, Slot, Txn};
 use crate::error::{Error, Result};
-use crate::model::Service;
-
-pub(crate) const IPS: TableDefinition<u32, &str> = TableDefinition::new("alloc_cluster_ips");
-pub(crate) const IPS6: TableDefinition<u128, &str> = TableDefinition::new("alloc_cluster_ips6");
-pub(crate) const NODE_PORTS: TableDefinition<u16, &str> = TableDefinition::new("alloc_node_ports");
+use ipnet::{Ipv4Net, Ipv6Net};
+use pier_model::{Object, Service};
 
 /// Where allocations come from.
 #[derive(Debug, Clone)]
@@ -29,6 +24,10 @@ pub struct AllocConfig {
     pub ipv6_primary: bool,
     /// NodePort range.
     pub node_ports: RangeInclusive<u16>,
+    /// The cluster's pod network, from which each Node gets a range; none: Nodes get none.
+    pub pod_cidr: Option<Ipv4Net>,
+    /// The prefix length of each Node's pod range (24: a /24 per node).
+    pub node_cidr_prefix: u8,
 }
 
 impl Default for AllocConfig {
@@ -38,6 +37,8 @@ impl Default for AllocConfig {
             service_cidr_v6: None,
             ipv6_primary: false,
             node_ports: 30000..=32767,
+            pod_cidr: None,
+            node_cidr_prefix: 24,
         }
     }
 }
@@ -56,47 +57,54 @@ impl AllocConfig {
 /// Most IPv6 ClusterIPs one range is searched for (its first 2^32 hosts).
 const MAX_V6_HOSTS: u128 = 1 << 32;
 
-/// Allocation work for one write transaction.
-pub(crate) struct Allocator<'a, 'txn> {
+/// Allocation work inside one write transaction.
+pub(crate) struct Allocator<'a> {
     pub(crate) config: &'a AllocConfig,
-    pub(crate) ips: Table<'txn, u32, &'static str>,
-    pub(crate) ips6: Table<'txn, u128, &'static str>,
-    pub(crate) ports: Table<'txn, u16, &'static str>,
-    pub(crate) ip_cursor: u64,
-    pub(crate) ip6_cursor: u64,
-    pub(crate) port_cursor: u64,
+    pub(crate) txn: &'a mut dyn Txn,
 }
 
 fn owner(svc: &Service) -> String {
     format!("{}/{}", svc.metadata.namespace(), svc.metadata.name)
 }
 
-impl Allocator<'_, '_> {
+impl Allocator<'_> {
+    /// Gives `object` what its kind allocates (a Service its addresses and NodePorts, a Node
+    /// its pod range), keeping what `existing` held: the one place that says which objects
+    /// hold allocations.
+    pub(crate) fn assign_object(
+        &mut self,
+        object: &mut Object,
+        existing: Option<&Object>,
+    ) -> Result<()> {
+        match (object, existing) {
+            (Object::Service(svc), Some(Object::Service(old))) => self.assign(svc, Some(old)),
+            (Object::Service(svc), _) => self.assign(svc, None),
+            (Object::Node(node), Some(Object::Node(old))) => self.assign_pod_cidr(node, Some(old)),
+            (Object::Node(node), _) => self.assign_pod_cidr(node, None),
+            _ => Ok(()),
+        }
+    }
+
+    /// Frees what a deleted `object` held.
+    pub(crate) fn release_object(&mut self, object: &Object) -> Result<()> {
+        match object {
+            Object::Service(svc) => self.release(svc),
+            Object::Node(node) => self.release_pod_cidr(node),
+            _ => Ok(()),
+        }
+    }
+
     /// Who holds `ip`, if anyone.
-    fn holder(&self, ip: IpAddr) -> Result<Option<String>> {
-        Ok(match ip {
-            IpAddr::V4(v4) => self.ips.get(u32::from(v4))?.map(|h| h.value().to_string()),
-            IpAddr::V6(v6) => self
-                .ips6
-                .get(u128::from(v6))?
-                .map(|h| h.value().to_string()),
-        })
+    fn holder(&mut self, ip: IpAddr) -> Result<Option<String>> {
+        self.txn.holder(Slot::Ip(ip))
     }
 
     fn hold(&mut self, ip: IpAddr, who: &str) -> Result<()> {
-        match ip {
-            IpAddr::V4(v4) => self.ips.insert(u32::from(v4), who)?,
-            IpAddr::V6(v6) => self.ips6.insert(u128::from(v6), who)?,
-        };
-        Ok(())
+        self.txn.hold(Slot::Ip(ip), who)
     }
 
     fn release_ip(&mut self, ip: IpAddr) -> Result<()> {
-        match ip {
-            IpAddr::V4(v4) => self.ips.remove(u32::from(v4))?,
-            IpAddr::V6(v6) => self.ips6.remove(u128::from(v6))?,
-        };
-        Ok(())
+        self.txn.free(Slot::Ip(ip))
     }
 
     /// Takes a requested `ip` after checking it is in its family's service range.
@@ -167,10 +175,11 @@ impl Allocator<'_, '_> {
                 )
             }
         };
-        let cursor = match family {
-            Family::V4 => self.ip_cursor,
-            Family::V6 => self.ip6_cursor,
+        let which = match family {
+            Family::V4 => Cursor::Ip,
+            Family::V6 => Cursor::Ip6,
         };
+        let cursor = self.txn.cursor(which)?;
         for i in 0..size {
             let offset = (u128::from(cursor) + i) % size;
             let candidate = base + 1 + offset;
@@ -181,10 +190,7 @@ impl Allocator<'_, '_> {
             if self.holder(ip)?.is_none() {
                 self.hold(ip, who)?;
                 let next = u64::try_from((offset + 1) % size).unwrap_or(0);
-                match family {
-                    Family::V4 => self.ip_cursor = next,
-                    Family::V6 => self.ip6_cursor = next,
-                }
+                self.txn.set_cursor(which, next)?;
                 return Ok(ip);
             }
         }
@@ -205,17 +211,15 @@ impl Allocator<'_, '_> {
                 ),
             ));
         }
-        if let Some(holder) = self.ports.get(port)? {
-            if holder.value() != who {
+        if let Some(holder) = self.txn.holder(Slot::NodePort(port))? {
+            if holder != who {
                 return Err(Error::Conflict(format!(
-                    "{label}: {path}: node port {port} is already allocated to service {}",
-                    holder.value()
+                    "{label}: {path}: node port {port} is already allocated to service {holder}"
                 )));
             }
             return Ok(());
         }
-        self.ports.insert(port, who)?;
-        Ok(())
+        self.txn.hold(Slot::NodePort(port), who)
     }
 
     fn next_port(&mut self, who: &str) -> Result<u16> {
@@ -224,12 +228,13 @@ impl Allocator<'_, '_> {
             *self.config.node_ports.end(),
         );
         let size = u64::from(hi - lo) + 1;
+        let cursor = self.txn.cursor(Cursor::NodePort)?;
         for i in 0..size {
-            let offset = (self.port_cursor + i) % size;
+            let offset = (cursor + i) % size;
             let candidate = lo + offset as u16;
-            if self.ports.get(candidate)?.is_none() {
-                self.ports.insert(candidate, who)?;
-                self.port_cursor = (offset + 1) % size;
+            if self.txn.holder(Slot::NodePort(candidate))?.is_none() {
+                self.txn.hold(Slot::NodePort(candidate), who)?;
+                self.txn.set_cursor(Cursor::NodePort, (offset + 1) % size)?;
                 return Ok(candidate);
             }
         }
@@ -240,7 +245,7 @@ impl Allocator<'_, '_> {
 
     /// Fills `svc`'s ClusterIPs (one per family) and node ports, keeping what `old` held, and
     /// releases what it no longer needs.
-    pub(crate) fn assign(&mut self, svc: &mut Service, old: Option<&Service>) -> Result<()> {
+    fn assign(&mut self, svc: &mut Service, old: Option<&Service>) -> Result<()> {
         let who = owner(svc);
         let label = format!("Service {who}");
         let old_ips = old
@@ -344,20 +349,20 @@ impl Allocator<'_, '_> {
         }
         for (_, _, _, np) in old_ports {
             if !kept.contains(&np) {
-                self.ports.remove(np)?;
+                self.txn.free(Slot::NodePort(np))?;
             }
         }
         Ok(())
     }
 
     /// Releases everything `svc` holds.
-    pub(crate) fn release(&mut self, svc: &Service) -> Result<()> {
+    fn release(&mut self, svc: &Service) -> Result<()> {
         for ip in families::current_ips(&svc.spec) {
             self.release_ip(ip)?;
         }
         for p in &svc.spec.ports {
             if let Some(np) = p.node_port.and_then(|n| u16::try_from(n).ok()) {
-                self.ports.remove(np)?;
+                self.txn.free(Slot::NodePort(np))?;
             }
         }
         Ok(())

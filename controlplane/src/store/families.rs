@@ -4,7 +4,7 @@
 
 use std::net::IpAddr;
 
-use crate::model::service::ServiceSpec;
+use pier_model::service::ServiceSpec;
 
 /// An IP family.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,14 +1,21 @@
-//! The embedded store: one redb file, a global revision, conditional writes and ordered watch.
+//! The store: a global revision, a resourceVersion per object, conditional writes,
+//! all-or-nothing multi-object writes and an ordered watch from a revision, on one of two
+//! backends: an embedded redb file (the default, one node) or an etcd cluster (many nodes).
 //!
-//! Every call to [`Store::write`] is one fsynced redb transaction: either all of its
-//! operations are durable when it returns, or none are. Each object written gets its
-//! own revision; events are kept in the file (bounded history) so watchers can resume.
+//! A write is one backend transaction (one fsynced redb transaction, or one etcd
+//! transaction comparing what it read): either all of its operations are durable when it
+//! returns, or none are. The write's logic (validation, allocations, namespace rules) is the
+//! same for both (`write.rs` over `txn.rs`).
 
 mod alloc;
+mod etcd;
 mod event;
 mod families;
 mod namespaces;
+mod pod_cidrs;
 mod prepare;
+mod redb;
+mod txn;
 mod watch;
 mod write;
 
@@ -18,30 +25,18 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::SystemTime;
 
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
 pub use alloc::AllocConfig;
+pub use etcd::EtcdConfig;
 pub use watch::Watch;
 
+use self::etcd::EtcdStore;
+use self::redb::RedbStore;
 use crate::error::{Error, Result};
-use crate::model::{Kind, Object, SelectorQuery};
-use alloc::{IPS, IPS6, NODE_PORTS};
-pub use event::{Event, EventType};
-
-const OBJECTS: TableDefinition<&str, &[u8]> = TableDefinition::new("objects");
-const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
-const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
-
-const REVISION: &str = "revision";
-const OLDEST_EVENT: &str = "oldest_event";
-const IP_CURSOR: &str = "ip_cursor";
-const PORT_CURSOR: &str = "node_port_cursor";
-const IP6_CURSOR: &str = "ip6_cursor";
-/// The store's identity (a UUID, as two halves), made when the file is created.
-const ID_HIGH: &str = "store_id_high";
-const ID_LOW: &str = "store_id_low";
+pub use pier_model::{Event, EventType};
+use pier_model::{Kind, Object, SelectorQuery};
 
 /// Store settings.
 #[derive(Debug, Clone)]
@@ -50,7 +45,7 @@ pub struct StoreConfig {
     pub alloc: AllocConfig,
     /// How many past events are kept for watchers resuming from a revision.
     pub event_history: u64,
-    /// redb page cache size in bytes.
+    /// redb page cache size in bytes (the redb backend).
     pub cache_bytes: usize,
 }
 
@@ -70,6 +65,8 @@ impl Default for StoreConfig {
 pub enum Op {
     /// Create or replace; conditional when `metadata.resourceVersion` is set.
     Put(Object),
+    /// Create; a conflict when the object exists (Kubernetes' POST).
+    Create(Object),
     /// Delete; conditional when `resource_version` is set; `must_exist` makes a missing object an error.
     Delete {
         /// Kind.
@@ -110,15 +107,23 @@ pub struct Written {
     pub object: Option<Object>,
 }
 
-/// The embedded store.
+/// The store, on its backend.
 pub struct Store {
-    db: Database,
+    backend: Backend,
     config: StoreConfig,
-    revision: AtomicU64,
     id: uuid::Uuid,
+    /// The last committed revision (redb; etcd's backend tracks its own).
+    revision: AtomicU64,
+    /// Objects per kind (redb; etcd counts on request).
     counts: Mutex<BTreeMap<Kind, u64>>,
-    writer: Mutex<()>,
+    /// Committed changes for live watchers (redb; etcd watches are etcd's).
     events: broadcast::Sender<Arc<Event>>,
+}
+
+/// Where the store keeps its objects.
+enum Backend {
+    Redb(RedbStore),
+    Etcd(Arc<EtcdStore>),
 }
 
 /// `Kind/namespace/name` (`Kind//name` when cluster-scoped): sorts by kind, then namespace,
@@ -137,96 +142,111 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Store {
-    /// Opens (creating if needed) the store file at `path`.
+    /// Opens (creating if needed) the embedded store file at `path`.
     pub fn open(path: &Path, config: StoreConfig) -> Result<Arc<Store>> {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| Error::store_from(format!("creating {}", dir.display()), e))?;
-        }
-        let db = Database::builder()
-            .set_cache_size(config.cache_bytes)
-            .create(path)
-            .map_err(|e| match e {
-                redb::DatabaseError::DatabaseAlreadyOpen => Error::store(format!(
-                    "{} is in use by another process (another pier daemon with the same --state-dir?)",
-                    path.display()
-                )),
-                other => other.into(),
-            })?;
-        let txn = db.begin_write()?;
-        let revision;
-        let id;
-        {
-            txn.open_table(OBJECTS)?;
-            txn.open_table(EVENTS)?;
-            txn.open_table(IPS)?;
-            txn.open_table(IPS6)?;
-            txn.open_table(NODE_PORTS)?;
-            let mut meta = txn.open_table(META)?;
-            revision = meta.get(REVISION)?.map(|v| v.value()).unwrap_or(0);
-            let high = meta.get(ID_HIGH)?.map(|v| v.value());
-            let low = meta.get(ID_LOW)?.map(|v| v.value());
-            id = match (high, low) {
-                (Some(high), Some(low)) => uuid::Uuid::from_u64_pair(high, low),
-                _ => {
-                    let made = uuid::Uuid::new_v4();
-                    let (high, low) = made.as_u64_pair();
-                    meta.insert(ID_HIGH, high)?;
-                    meta.insert(ID_LOW, low)?;
-                    made
-                }
-            };
-        }
-        txn.commit()?;
-        let mut counts = BTreeMap::new();
-        {
-            let read = db.begin_read()?;
-            let objects = read.open_table(OBJECTS)?;
-            for kind in Kind::ALL {
-                let (lo, hi) = kind_range(kind, None);
-                let n = objects.range(lo.as_str()..hi.as_str())?.count() as u64;
-                counts.insert(kind, n);
-            }
-        }
+        let opened = RedbStore::open(path, &config)?;
+        Store::start(
+            Backend::Redb(opened.store),
+            config,
+            opened.id,
+            opened.revision,
+            opened.counts,
+        )
+    }
+
+    /// Connects to an etcd cluster that holds (or will hold) the store.
+    pub fn connect(etcd: EtcdConfig, config: StoreConfig) -> Result<Arc<Store>> {
+        let (backend, id) = EtcdStore::connect(etcd)?;
+        Store::start(Backend::Etcd(backend), config, id, 0, BTreeMap::new())
+    }
+
+    fn start(
+        backend: Backend,
+        config: StoreConfig,
+        id: uuid::Uuid,
+        revision: u64,
+        counts: BTreeMap<Kind, u64>,
+    ) -> Result<Arc<Store>> {
         let (events, _) = broadcast::channel(4096);
         let store = Arc::new(Store {
-            db,
+            backend,
             config,
-            revision: AtomicU64::new(revision),
             id,
+            revision: AtomicU64::new(revision),
             counts: Mutex::new(counts),
-            writer: Mutex::new(()),
             events,
         });
         // The built-in namespaces exist in every store, as in a Kubernetes cluster.
-        let missing = {
-            let read = store.db.begin_read()?;
-            namespaces::missing_built_ins(&read.open_table(OBJECTS)?)?
-        };
+        let missing = namespaces::missing_built_ins(&store)?;
         if !missing.is_empty() {
             store.apply(missing)?;
         }
         Ok(store)
     }
 
-    /// The store's identity, made when its file was created and kept for its life.
+    /// Runs store calls off the async threads (the store's API blocks: redb does file I/O,
+    /// etcd a network round trip).
+    pub async fn blocking<T: Send + 'static>(
+        self: &Arc<Self>,
+        what: &'static str,
+        f: impl FnOnce(&Store) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let store = Arc::clone(self);
+        tokio::task::spawn_blocking(move || f(&store))
+            .await
+            .map_err(|e| Error::store_from(what, e))?
+    }
+
+    /// The store's identity, made when it was created and kept for its life.
     pub fn id(&self) -> uuid::Uuid {
         self.id
     }
 
-    /// The revision of the last committed write.
+    /// The revision of the last committed write this node knows of.
     pub fn revision(&self) -> u64 {
-        self.revision.load(Ordering::Acquire)
+        match &self.backend {
+            Backend::Redb(_) => self.revision.load(Ordering::Acquire),
+            Backend::Etcd(etcd) => etcd.revision(),
+        }
     }
 
     /// Number of stored objects per kind.
     pub fn counts(&self) -> BTreeMap<Kind, u64> {
-        lock(&self.counts).clone()
+        match &self.backend {
+            Backend::Redb(_) => lock(&self.counts).clone(),
+            Backend::Etcd(etcd) => etcd.counts(),
+        }
     }
 
     /// Creates or replaces objects in one transaction.
     pub fn apply(&self, objects: Vec<Object>) -> Result<Vec<Written>> {
         self.write(objects.into_iter().map(Op::Put).collect())
+    }
+
+    /// Runs a batch of operations as one durable transaction; on any error nothing is written.
+    pub fn write(&self, ops: Vec<Op>) -> Result<Vec<Written>> {
+        let done = match &self.backend {
+            Backend::Redb(redb) => redb.write(&self.config, ops, |done| self.publish(done))?,
+            Backend::Etcd(etcd) => etcd.write(&self.config, ops)?,
+        };
+        Ok(done.results)
+    }
+
+    /// After a redb commit: the revision, the per-kind counts, and the events for live
+    /// watchers.
+    fn publish(&self, done: &write::Done) {
+        self.revision.store(done.revision, Ordering::Release);
+        {
+            let mut counts = lock(&self.counts);
+            for (kind, delta) in &done.count_delta {
+                let c = counts.entry(*kind).or_default();
+                *c = c.saturating_add_signed(*delta);
+            }
+        }
+        for event in &done.events {
+            // No receiver is fine: watchers read history from the log.
+            let _no_receiver = self.events.send(Arc::clone(event));
+        }
     }
 
     /// Deletes one object.
@@ -252,11 +272,9 @@ impl Store {
 
     /// Reads one object.
     pub fn get(&self, kind: Kind, namespace: &str, name: &str) -> Result<Option<Object>> {
-        let read = self.db.begin_read()?;
-        let objects = read.open_table(OBJECTS)?;
-        match objects.get(object_key(kind, namespace, name).as_str())? {
-            Some(bytes) => Ok(Some(decode_object(bytes.value())?)),
-            None => Ok(None),
+        match &self.backend {
+            Backend::Redb(redb) => redb.get(kind, namespace, name),
+            Backend::Etcd(etcd) => etcd.get(kind, namespace, name),
         }
     }
 
@@ -267,24 +285,32 @@ impl Store {
         namespace: Option<&str>,
         selector: Option<&SelectorQuery>,
     ) -> Result<(Vec<Object>, u64)> {
-        let read = self.db.begin_read()?;
-        let revision = meta_value(&read, REVISION, 0)?;
-        let objects = read.open_table(OBJECTS)?;
-        let (lo, hi) = kind_range(kind, namespace);
-        let mut out = Vec::new();
-        for entry in objects.range(lo.as_str()..hi.as_str())? {
-            let (_, bytes) = entry?;
-            let object = decode_object(bytes.value())?;
-            if selector.is_none_or(|s| s.matches(&object.meta().labels)) {
-                out.push(object);
-            }
+        let (mut objects, revision) = match &self.backend {
+            Backend::Redb(redb) => redb.list(kind, namespace)?,
+            Backend::Etcd(etcd) => etcd.list(kind, namespace)?,
+        };
+        if let Some(selector) = selector {
+            objects.retain(|o| selector.matches(&o.meta().labels));
         }
-        Ok((out, revision))
+        Ok((objects, revision))
     }
 
     /// Watches every change with revision `>= from`, in order.
     pub fn watch(self: &Arc<Self>, from: u64) -> Result<Watch> {
-        Watch::new(Arc::clone(self), from)
+        match &self.backend {
+            Backend::Redb(_) => Watch::log(Arc::clone(self), from),
+            Backend::Etcd(etcd) => Ok(Watch::etcd(etcd.watch(from))),
+        }
+    }
+
+    /// The embedded backend, which keeps its own event log for watchers.
+    fn redb(&self) -> Result<&RedbStore> {
+        match &self.backend {
+            Backend::Redb(redb) => Ok(redb),
+            Backend::Etcd(_) => Err(Error::store(
+                "the etcd backend keeps no event log of its own",
+            )),
+        }
     }
 
     pub(crate) fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
@@ -293,26 +319,17 @@ impl Store {
 
     /// The oldest revision the event log still holds.
     pub(crate) fn oldest_event(&self) -> Result<u64> {
-        meta_value(&self.db.begin_read()?, OLDEST_EVENT, 1)
+        self.redb()?.oldest_event()
     }
 
-    /// Reads stored events with revision in `from..=to`.
+    /// Reads logged events with revision in `from..=to`.
     pub(crate) fn history(&self, from: u64, to: u64) -> Result<Vec<Arc<Event>>> {
-        let read = self.db.begin_read()?;
-        let oldest = meta_value(&read, OLDEST_EVENT, 1)?;
-        if from < oldest && from <= to {
-            return Err(Error::Compacted {
-                requested: from,
-                oldest,
-            });
-        }
-        let log = read.open_table(EVENTS)?;
-        let mut out = Vec::new();
-        for entry in log.range(from..=to)? {
-            let (rev, bytes) = entry?;
-            out.push(Arc::new(Event::decode(rev.value(), bytes.value())?));
-        }
-        Ok(out)
+        Ok(self
+            .redb()?
+            .history(from, to)?
+            .into_iter()
+            .map(Arc::new)
+            .collect())
     }
 }
 
@@ -325,19 +342,6 @@ fn kind_range(kind: Kind, namespace: Option<&str>) -> (String, String) {
         ),
         None => (format!("{}/", kind.as_str()), format!("{}0", kind.as_str())),
     }
-}
-
-/// A counter of the `meta` table as a read transaction sees it, or `default` when unset.
-fn meta_value(read: &redb::ReadTransaction, key: &str, default: u64) -> Result<u64> {
-    Ok(read
-        .open_table(META)?
-        .get(key)?
-        .map(|v| v.value())
-        .unwrap_or(default))
-}
-
-fn decode_object(bytes: &[u8]) -> Result<Object> {
-    Object::from_stored(bytes).map_err(|e| Error::store(format!("corrupt object: {e}")))
 }
 
 #[cfg(test)]

@@ -2,23 +2,17 @@
 //! object goes only into a namespace that exists, and deleting a namespace deletes what is in
 //! it (in the same transaction).
 
-use redb::ReadableTable;
-
-use super::{kind_range, object_key, Op};
+use super::txn::Txn;
+use super::{kind_range, object_key, Op, Store};
 use crate::error::{Error, Result};
-use crate::model::namespace::BUILT_IN;
-use crate::model::{Kind, Namespace, Object};
+use pier_model::namespace::BUILT_IN;
+use pier_model::{Kind, Namespace, Object};
 
 /// The built-in namespaces a store lacks, to create.
-pub(super) fn missing_built_ins(
-    objects: &impl ReadableTable<&'static str, &'static [u8]>,
-) -> Result<Vec<Object>> {
+pub(super) fn missing_built_ins(store: &Store) -> Result<Vec<Object>> {
     let mut out = Vec::new();
     for name in BUILT_IN {
-        if objects
-            .get(object_key(Kind::Namespace, "", name).as_str())?
-            .is_none()
-        {
+        if store.get(Kind::Namespace, "", name)?.is_none() {
             out.push(Object::Namespace(Namespace::named(name)));
         }
     }
@@ -26,18 +20,12 @@ pub(super) fn missing_built_ins(
 }
 
 /// An error unless `object`'s namespace exists (created earlier in the same write counts).
-pub(super) fn check_exists(
-    objects: &impl ReadableTable<&'static str, &'static [u8]>,
-    object: &Object,
-) -> Result<()> {
+pub(super) fn check_exists(txn: &mut dyn Txn, object: &Object) -> Result<()> {
     if !object.kind().namespaced() {
         return Ok(());
     }
     let ns = object.meta().namespace();
-    if objects
-        .get(object_key(Kind::Namespace, "", ns).as_str())?
-        .is_some()
-    {
+    if txn.object(&object_key(Kind::Namespace, "", ns))?.is_some() {
         return Ok(());
     }
     Err(Error::invalid(
@@ -63,16 +51,12 @@ pub(super) fn check_deletable(name: &str) -> Result<()> {
 }
 
 /// Deletes for every object in the namespace `name`.
-pub(super) fn contents(
-    objects: &impl ReadableTable<&'static str, &'static [u8]>,
-    name: &str,
-) -> Result<Vec<Op>> {
+pub(super) fn contents(txn: &mut dyn Txn, name: &str) -> Result<Vec<Op>> {
     let mut ops = Vec::new();
     for kind in Kind::ALL.into_iter().filter(|k| k.namespaced()) {
         let (lo, hi) = kind_range(kind, Some(name));
-        for entry in objects.range(lo.as_str()..hi.as_str())? {
-            let (key, _) = entry?;
-            let Some(object_name) = key.value().rsplit('/').next().map(str::to_string) else {
+        for key in txn.object_keys(&lo, &hi)? {
+            let Some(object_name) = key.rsplit('/').next().map(str::to_string) else {
                 continue;
             };
             ops.push(Op::Delete {

@@ -4,14 +4,14 @@
 use super::alloc::Allocator;
 use super::now_rfc3339;
 use crate::error::{Error, Result};
-use crate::model::report::Report;
-use crate::model::Object;
+use pier_model::report::Report;
+use pier_model::Object;
 
 /// Validates `object`, fills server-owned metadata and allocations; `None` when nothing changes.
 pub(super) fn prepare_put(
     mut object: Object,
     existing: Option<&Object>,
-    alloc: &mut Allocator<'_, '_>,
+    alloc: &mut Allocator<'_>,
     revision: u64,
 ) -> Result<Option<Object>> {
     let mut report = Report::default();
@@ -39,13 +39,7 @@ pub(super) fn prepare_put(
             )));
         }
     }
-    if let Object::Service(svc) = &mut object {
-        let old = match existing {
-            Some(Object::Service(s)) => Some(s),
-            _ => None,
-        };
-        alloc.assign(svc, old)?;
-    }
+    alloc.assign_object(&mut object, existing)?;
     let spec_changed = existing.is_none_or(|e| e.spec_value() != object.spec_value());
     let namespaced = object.kind().namespaced();
     let meta = object.meta_mut();

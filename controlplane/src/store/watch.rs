@@ -1,17 +1,55 @@
-//! Ordered watch over the store: stored history first, then live events, no gaps. History is
-//! read from the store off the async threads (`spawn_blocking`), when the watch starts and
-//! whenever it falls behind the live broadcast.
+//! Ordered watch over the store. On redb: the logged history first, then live events, no
+//! gaps; history is read off the async threads (`spawn_blocking`), when the watch starts and
+//! whenever it falls behind the live broadcast. On etcd: etcd's own watch (`etcd/watch.rs`).
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 
 use tokio::sync::broadcast::{self, error::RecvError};
 
+use super::etcd::EtcdWatch;
 use super::{Event, Store};
 use crate::error::Result;
 
-/// A stream of events with consecutive revisions, starting at a requested revision.
-pub struct Watch {
+/// A stream of events in revision order, starting at a requested revision.
+pub struct Watch(Inner);
+
+enum Inner {
+    Log(LogWatch),
+    Etcd(EtcdWatch),
+}
+
+impl Watch {
+    /// A watch over the redb event log.
+    pub(super) fn log(store: Arc<Store>, from: u64) -> Result<Watch> {
+        Ok(Watch(Inner::Log(LogWatch::new(store, from)?)))
+    }
+
+    /// A watch over etcd.
+    pub(super) fn etcd(watch: EtcdWatch) -> Watch {
+        Watch(Inner::Etcd(watch))
+    }
+
+    /// Waits for the next event.
+    pub async fn next(&mut self) -> Result<Arc<Event>> {
+        match &mut self.0 {
+            Inner::Log(w) => w.next().await,
+            Inner::Etcd(w) => w.next().await,
+        }
+    }
+
+    /// Returns the next event if one is ready now. A watch that must read history first says
+    /// none is; the next `next` reads it.
+    pub fn try_next(&mut self) -> Result<Option<Arc<Event>>> {
+        match &mut self.0 {
+            Inner::Log(w) => w.try_next(),
+            Inner::Etcd(w) => w.try_next(),
+        }
+    }
+}
+
+/// Events with consecutive revisions from the redb log and its live broadcast.
+struct LogWatch {
     store: Arc<Store>,
     live: broadcast::Receiver<Arc<Event>>,
     backlog: VecDeque<Arc<Event>>,
@@ -20,10 +58,10 @@ pub struct Watch {
     stale: bool,
 }
 
-impl Watch {
+impl LogWatch {
     /// A watch from revision `from`; `Compacted` if the log no longer reaches back that far.
     /// (The history itself is read by the first `next`.)
-    pub(super) fn new(store: Arc<Store>, from: u64) -> Result<Watch> {
+    fn new(store: Arc<Store>, from: u64) -> Result<LogWatch> {
         let from = from.max(1);
         let oldest = store.oldest_event()?;
         if from < oldest && from <= store.revision() {
@@ -32,7 +70,7 @@ impl Watch {
                 oldest,
             });
         }
-        Ok(Watch {
+        Ok(LogWatch {
             live: store.subscribe(),
             store,
             backlog: VecDeque::new(),
@@ -41,8 +79,7 @@ impl Watch {
         })
     }
 
-    /// Waits for the next event.
-    pub async fn next(&mut self) -> Result<Arc<Event>> {
+    async fn next(&mut self) -> Result<Arc<Event>> {
         loop {
             if self.stale {
                 self.refill().await?;
@@ -64,9 +101,7 @@ impl Watch {
         }
     }
 
-    /// Returns the next event if one is ready now. A watch that must read history first says
-    /// none is; the next `next` reads it.
-    pub fn try_next(&mut self) -> Result<Option<Arc<Event>>> {
+    fn try_next(&mut self) -> Result<Option<Arc<Event>>> {
         loop {
             if let Some(event) = self.pop_backlog() {
                 return Ok(Some(event));

@@ -1,55 +1,78 @@
+//! The store's contract, the same for every backend: `both!` runs each test on redb and on
+//! etcd.
+
+use std::sync::Arc;
 use std::time::Duration;
 
-use super::*;
-use crate::manifest;
+use super::{cluster_ip, objs, rv, svc, Backend, Opened};
+use crate::error::Error;
+use crate::store::{AllocConfig, EventType, Outcome, StoreConfig, Watch};
+use pier_model::{Kind, Object, SelectorQuery};
 
-fn store() -> (tempfile::TempDir, Arc<Store>) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&dir.path().join("pier.redb"), StoreConfig::default()).unwrap();
-    (dir, store)
+/// Runs each named test on both backends.
+macro_rules! both {
+    ($($name:ident),* $(,)?) => {
+        mod on_redb {
+            $( #[test] fn $name() { super::$name(super::Backend::Redb) } )*
+        }
+        mod on_etcd {
+            $( #[test] fn $name() { super::$name(super::Backend::Etcd) } )*
+        }
+    };
 }
 
-fn objs(yaml: &str) -> Vec<Object> {
-    manifest::parse("test", yaml)
+both!(
+    revisions_and_server_fields,
+    conditional_update_conflicts,
+    batch_is_all_or_nothing,
+    cluster_ip_allocation,
+    small_range_exhausts_and_reuses_after_release,
+    node_port_allocation,
+    list_by_namespace_and_selector,
+    watch_replays_history_then_follows_live,
+    reopen_keeps_everything,
+    namespaces_hold_their_objects,
+    dual_stack_services_get_one_address_per_family,
+    pod_cidrs_are_one_per_node,
+    create_refuses_what_exists,
+);
+
+fn open(backend: Backend) -> Option<Opened> {
+    Opened::new(backend, StoreConfig::default())
+}
+
+/// The next event, within five seconds.
+fn next(runtime: &tokio::runtime::Runtime, watch: &mut Watch) -> Arc<crate::store::Event> {
+    runtime
+        .block_on(async { tokio::time::timeout(Duration::from_secs(5), watch.next()).await })
         .unwrap()
-        .into_iter()
-        .map(|m| m.parsed.object)
-        .collect()
+        .unwrap()
 }
 
-fn svc(name: &str, extra: &str) -> Object {
-    objs(&format!(
-        "apiVersion: v1\nkind: Service\nmetadata: {{name: {name}}}\nspec:\n  ports: [{{port: 80}}]\n{extra}"
-    ))
-    .remove(0)
-}
-
-fn cluster_ip(o: &Object) -> String {
-    match o {
-        Object::Service(s) => s.spec.cluster_ip.clone(),
-        _ => panic!("not a service"),
-    }
-}
-
-/// The revision a new store starts at: its built-in namespaces are its first writes.
-const FIRST: u64 = crate::model::namespace::BUILT_IN.len() as u64;
-
-#[test]
-fn revisions_and_server_fields() {
-    let (_d, store) = store();
-    assert_eq!(store.revision(), FIRST, "the built-in namespaces");
+fn revisions_and_server_fields(backend: Backend) {
+    let Some(t) = open(backend) else { return };
+    let store = &t.store;
+    let base = store.revision();
+    assert!(base > 0, "the built-in namespaces were written");
     let w = store.apply(vec![svc("a", ""), svc("b", "")]).unwrap();
-    assert_eq!(store.revision(), FIRST + 2);
+    let after = store.revision();
+    assert!(after > base);
     let a = w[0].object.clone().unwrap();
-    assert_eq!(a.meta().resource_version, (FIRST + 1).to_string());
+    assert!(
+        rv(&a) > base && rv(&a) <= after,
+        "{} in {base}..={after}",
+        rv(&a)
+    );
     assert_eq!(a.meta().generation, 1);
     assert_eq!(a.meta().namespace, "default");
     assert!(!a.meta().uid.is_empty());
     assert!(a.meta().creation_timestamp.is_some());
+    let stored = store.get(Kind::Service, "default", "a").unwrap().unwrap();
+    assert_eq!(stored, a, "what a write returns is what a read gets");
     // Re-applying the same thing changes nothing and uses no revision.
     let again = store.apply(vec![svc("a", "")]).unwrap();
     assert_eq!(again[0].outcome, Outcome::Unchanged);
-    assert_eq!(store.revision(), FIRST + 2);
+    assert_eq!(store.revision(), after);
     // A spec change bumps generation, keeps uid and creation time.
     let changed = store
         .apply(vec![svc("a", "  sessionAffinity: ClientIP\n")])
@@ -58,7 +81,9 @@ fn revisions_and_server_fields() {
     assert_eq!(changed[0].outcome, Outcome::Configured);
     assert_eq!(c.meta().generation, 2);
     assert_eq!(c.meta().uid, a.meta().uid);
-    assert_eq!(c.meta().resource_version, (FIRST + 3).to_string());
+    assert_eq!(c.meta().creation_timestamp, a.meta().creation_timestamp);
+    assert_eq!(rv(&c), store.revision());
+    assert!(rv(&c) > after);
     assert_eq!(
         cluster_ip(&c),
         cluster_ip(&a),
@@ -66,23 +91,36 @@ fn revisions_and_server_fields() {
     );
 }
 
-#[test]
-fn conditional_update_conflicts() {
-    let (_d, store) = store();
-    store.apply(vec![svc("a", "")]).unwrap();
+fn conditional_update_conflicts(backend: Backend) {
+    let Some(t) = open(backend) else { return };
+    let store = &t.store;
+    let first = store.apply(vec![svc("a", "")]).unwrap()[0]
+        .object
+        .clone()
+        .unwrap();
     let mut stale = svc("a", "  sessionAffinity: ClientIP\n");
-    stale.meta_mut().resource_version = "99".into();
+    stale.meta_mut().resource_version = "99999".into();
     let err = store.apply(vec![stale]).unwrap_err();
     assert!(matches!(err, Error::Conflict(_)), "{err}");
     let mut fresh = svc("a", "  sessionAffinity: ClientIP\n");
-    fresh.meta_mut().resource_version = (FIRST + 1).to_string();
-    store.apply(vec![fresh]).unwrap();
+    fresh.meta_mut().resource_version = first.meta().resource_version.clone();
+    let second = store.apply(vec![fresh]).unwrap()[0].object.clone().unwrap();
     let err = store
-        .delete(Kind::Service, "default", "a", Some((FIRST + 1).to_string()))
+        .delete(
+            Kind::Service,
+            "default",
+            "a",
+            Some(first.meta().resource_version.clone()),
+        )
         .unwrap_err();
     assert!(matches!(err, Error::Conflict(_)));
     store
-        .delete(Kind::Service, "default", "a", Some((FIRST + 2).to_string()))
+        .delete(
+            Kind::Service,
+            "default",
+            "a",
+            Some(second.meta().resource_version.clone()),
+        )
         .unwrap();
     assert!(store.get(Kind::Service, "default", "a").unwrap().is_none());
     let err = store
@@ -91,22 +129,23 @@ fn conditional_update_conflicts() {
     assert!(matches!(err, Error::NotFound { .. }));
 }
 
-#[test]
-fn batch_is_all_or_nothing() {
-    let (_d, store) = store();
+fn batch_is_all_or_nothing(backend: Backend) {
+    let Some(t) = open(backend) else { return };
+    let store = &t.store;
+    let base = store.revision();
     let mut bad = svc("b", "");
     if let Object::Service(s) = &mut bad {
         s.spec.ports[0].port = 0;
     }
     let err = store.apply(vec![svc("a", ""), bad]).unwrap_err();
     assert!(err.to_string().contains("spec.ports[0].port"), "{err}");
-    assert_eq!(store.revision(), FIRST);
+    assert_eq!(store.revision(), base);
     assert!(store.list(Kind::Service, None, None).unwrap().0.is_empty());
 }
 
-#[test]
-fn cluster_ip_allocation() {
-    let (_d, store) = store();
+fn cluster_ip_allocation(backend: Backend) {
+    let Some(t) = open(backend) else { return };
+    let store = &t.store;
     let a = store.apply(vec![svc("a", "")]).unwrap()[0]
         .object
         .clone()
@@ -158,9 +197,7 @@ fn cluster_ip_allocation() {
     assert_eq!(cluster_ip(&h), "None");
 }
 
-#[test]
-fn small_range_exhausts_and_reuses_after_release() {
-    let dir = tempfile::tempdir().unwrap();
+fn small_range_exhausts_and_reuses_after_release(backend: Backend) {
     let config = StoreConfig {
         alloc: AllocConfig {
             service_cidr: "10.0.0.0/30".parse().unwrap(),
@@ -169,7 +206,10 @@ fn small_range_exhausts_and_reuses_after_release() {
         },
         ..StoreConfig::default()
     };
-    let store = Store::open(&dir.path().join("s.redb"), config).unwrap();
+    let Some(t) = Opened::new(backend, config) else {
+        return;
+    };
+    let store = &t.store;
     store.apply(vec![svc("a", ""), svc("b", "")]).unwrap();
     let err = store.apply(vec![svc("c", "")]).unwrap_err();
     assert!(matches!(err, Error::Exhausted(_)), "{err}");
@@ -181,9 +221,9 @@ fn small_range_exhausts_and_reuses_after_release() {
     assert_eq!(cluster_ip(&c), "10.0.0.1");
 }
 
-#[test]
-fn node_port_allocation() {
-    let (_d, store) = store();
+fn node_port_allocation(backend: Backend) {
+    let Some(t) = open(backend) else { return };
+    let store = &t.store;
     let a = store.apply(vec![svc("a", "  type: NodePort\n")]).unwrap()[0]
         .object
         .clone()
@@ -215,9 +255,9 @@ fn node_port_allocation() {
     assert_eq!(b[0].outcome, Outcome::Created);
 }
 
-#[test]
-fn list_by_namespace_and_selector() {
-    let (_d, store) = store();
+fn list_by_namespace_and_selector(backend: Backend) {
+    let Some(t) = open(backend) else { return };
+    let store = &t.store;
     store
         .apply(objs(
             "apiVersion: v1\nkind: Namespace\nmetadata: {name: prod}\n---\napiVersion: v1\nkind: Service\nmetadata: {name: a, labels: {app: web}}\nspec: {ports: [{port: 80}]}\n---\napiVersion: v1\nkind: Service\nmetadata: {name: b, namespace: prod, labels: {app: api}}\nspec: {ports: [{port: 80}]}\n---\napiVersion: v1\nkind: Service\nmetadata: {name: c, namespace: prod, labels: {app: web}}\nspec: {ports: [{port: 80}]}\n",
@@ -238,86 +278,63 @@ fn list_by_namespace_and_selector() {
         ["a", "c"]
     );
     assert!(store.list(Kind::Pod, None, None).unwrap().0.is_empty());
-    assert_eq!(store.counts()[&Kind::Service], 3);
+    // etcd counts in the background: the first answer may be the previous count.
+    pier_testkit::wait_for("3 services counted", Duration::from_secs(10), || {
+        store.counts().get(&Kind::Service) == Some(&3)
+    });
 }
 
-#[tokio::test]
-async fn watch_replays_history_then_follows_live() {
-    let (_d, store) = store();
-    store.apply(vec![svc("a", ""), svc("b", "")]).unwrap();
-    let mut watch = store.watch(FIRST + 2).unwrap();
-    let e = watch.next().await.unwrap();
-    assert_eq!((e.revision, e.event_type), (FIRST + 2, EventType::Added));
-    let s2 = Arc::clone(&store);
-    let writer = tokio::task::spawn_blocking(move || {
+fn watch_replays_history_then_follows_live(backend: Backend) {
+    let Some(t) = open(backend) else { return };
+    let store = &t.store;
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    store.apply(vec![svc("a", "")]).unwrap();
+    let b = store.apply(vec![svc("b", "")]).unwrap()[0]
+        .object
+        .clone()
+        .unwrap();
+    let mut watch = store.watch(rv(&b)).unwrap();
+    let e = next(&runtime, &mut watch);
+    assert_eq!(
+        (e.revision, e.event_type, e.object.meta().name.as_str()),
+        (rv(&b), EventType::Added, "b")
+    );
+    let s2 = Arc::clone(store);
+    let writer = std::thread::spawn(move || {
         s2.apply(vec![svc("c", "")]).unwrap();
         s2.delete(Kind::Service, "default", "a", None).unwrap();
     });
-    let e = tokio::time::timeout(Duration::from_secs(5), watch.next())
-        .await
-        .unwrap()
-        .unwrap();
+    let c = next(&runtime, &mut watch);
     assert_eq!(
-        (e.revision, e.event_type, e.object.meta().name.as_str()),
-        (FIRST + 3, EventType::Added, "c")
+        (c.event_type, c.object.meta().name.as_str()),
+        (EventType::Added, "c")
     );
-    let e = tokio::time::timeout(Duration::from_secs(5), watch.next())
-        .await
-        .unwrap()
-        .unwrap();
+    assert!(c.revision > e.revision);
+    assert_eq!(rv(&c.object), c.revision);
+    let d = next(&runtime, &mut watch);
     assert_eq!(
-        (e.revision, e.event_type, e.object.meta().name.as_str()),
-        (FIRST + 4, EventType::Deleted, "a")
+        (d.event_type, d.object.meta().name.as_str()),
+        (EventType::Deleted, "a")
     );
-    writer.await.unwrap();
+    assert!(d.revision > c.revision);
+    writer.join().unwrap();
+    assert_eq!(store.revision(), d.revision);
 }
 
-#[tokio::test]
-async fn watch_survives_lag() {
-    let (_d, store) = store();
-    let mut watch = store.watch(FIRST + 1).unwrap();
-    // More events than the live channel holds: the watch must catch up from the log.
-    let batch: Vec<Object> = (0..5000).map(|i| svc(&format!("s{i}"), "")).collect();
-    store.apply(batch).unwrap();
-    for rev in FIRST + 1..=FIRST + 5000 {
-        let e = watch.next().await.unwrap();
-        assert_eq!(e.revision, rev);
-    }
-    assert!(watch.try_next().unwrap().is_none());
-}
-
-#[test]
-fn compacted_history_is_reported() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = StoreConfig {
-        event_history: 10,
-        ..StoreConfig::default()
-    };
-    let store = Store::open(&dir.path().join("s.redb"), config).unwrap();
-    for i in 0..1100 {
-        store.apply(vec![svc(&format!("s{i}"), "")]).unwrap();
-    }
-    assert!(matches!(store.watch(1), Err(Error::Compacted { .. })));
-    assert!(store.watch(1095).is_ok());
-}
-
-#[test]
-fn reopen_keeps_everything() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("s.redb");
-    let ip = {
-        let store = Store::open(&path, StoreConfig::default()).unwrap();
-        let w = store.apply(vec![svc("a", "")]).unwrap();
-        cluster_ip(w[0].object.as_ref().unwrap())
-    };
-    let store = Store::open(&path, StoreConfig::default()).unwrap();
-    assert_eq!(
-        store.revision(),
-        FIRST + 1,
-        "reopening creates no namespace again"
-    );
+fn reopen_keeps_everything(backend: Backend) {
+    let Some(t) = open(backend) else { return };
+    let w = t.store.apply(vec![svc("a", "")]).unwrap();
+    let ip = cluster_ip(w[0].object.as_ref().unwrap());
+    let revision = t.store.revision();
+    let t = t.reopen();
+    let store = &t.store;
     let a = store.get(Kind::Service, "default", "a").unwrap().unwrap();
     assert_eq!(cluster_ip(&a), ip);
+    assert_eq!(
+        store.revision(),
+        revision,
+        "reopening creates no namespace again"
+    );
     let b = store.apply(vec![svc("b", "")]).unwrap()[0]
         .object
         .clone()
@@ -325,9 +342,9 @@ fn reopen_keeps_everything() {
     assert_eq!(cluster_ip(&b), "10.96.0.2", "allocation cursor persisted");
 }
 
-#[test]
-fn namespaces_hold_their_objects() {
-    let (_d, store) = store();
+fn namespaces_hold_their_objects(backend: Backend) {
+    let Some(t) = open(backend) else { return };
+    let store = &t.store;
     let names = |kind| {
         store
             .list(kind, None, None)
@@ -358,12 +375,29 @@ fn namespaces_hold_their_objects() {
     assert_eq!(ns.describe(), "Namespace shop");
     let cart = store.get(Kind::Service, "shop", "cart").unwrap().unwrap();
     let ip = cluster_ip(&cart);
-    // Deleting the namespace deletes what is in it, in the same revision range, and frees
-    // the Service's ClusterIP.
+    // Deleting the namespace deletes what is in it, in the same write, and frees the
+    // Service's ClusterIP.
     let before = store.revision();
+    let mut watch = store.watch(before + 1).unwrap();
     let deleted = store.delete(Kind::Namespace, "", "shop", None).unwrap();
     assert_eq!(deleted.describe(), "Namespace shop");
-    assert_eq!(store.revision(), before + 3);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let mut gone: Vec<String> = (0..3)
+        .map(|_| {
+            let e = next(&runtime, &mut watch);
+            assert_eq!(e.event_type, EventType::Deleted);
+            e.object.describe()
+        })
+        .collect();
+    gone.sort();
+    assert_eq!(
+        gone,
+        [
+            "Namespace shop",
+            "Service shop/cart",
+            "ServiceAccount shop/cart"
+        ]
+    );
     assert!(store.get(Kind::Service, "shop", "cart").unwrap().is_none());
     assert!(store
         .get(Kind::ServiceAccount, "shop", "cart")
@@ -384,9 +418,7 @@ fn namespaces_hold_their_objects() {
     assert!(err.to_string().contains("may not be deleted"), "{err}");
 }
 
-#[test]
-fn dual_stack_services_get_one_address_per_family() {
-    let dir = tempfile::tempdir().unwrap();
+fn dual_stack_services_get_one_address_per_family(backend: Backend) {
     let config = StoreConfig {
         alloc: AllocConfig {
             service_cidr_v6: Some("fd00:10:96::/112".parse().unwrap()),
@@ -394,7 +426,10 @@ fn dual_stack_services_get_one_address_per_family() {
         },
         ..StoreConfig::default()
     };
-    let store = Store::open(&dir.path().join("s.redb"), config).unwrap();
+    let Some(t) = Opened::new(backend, config) else {
+        return;
+    };
+    let store = &t.store;
     let spec = |o: &Object| match o {
         Object::Service(s) => s.spec.clone(),
         _ => panic!("not a service"),
@@ -435,10 +470,83 @@ fn dual_stack_services_get_one_address_per_family() {
         "{err}"
     );
     // RequireDualStack on a cluster without IPv6 fails, naming the field.
-    let v4_only = tempfile::tempdir().unwrap();
-    let plain = Store::open(&v4_only.path().join("s.redb"), StoreConfig::default()).unwrap();
-    let err = plain
+    let Some(v4_only) = open(backend) else { return };
+    let err = v4_only
+        .store
         .apply(vec![svc("web", "  ipFamilyPolicy: RequireDualStack\n")])
         .unwrap_err();
     assert!(err.to_string().contains("spec.ipFamilies"), "{err}");
+}
+
+fn node(name: &str, extra: &str) -> Object {
+    objs(&format!(
+        "apiVersion: v1\nkind: Node\nmetadata: {{name: {name}}}\n{extra}"
+    ))
+    .remove(0)
+}
+
+fn pod_cidr(o: &Object) -> String {
+    match o {
+        Object::Node(n) => n.spec.pod_cidr.clone().unwrap_or_default(),
+        _ => panic!("not a node"),
+    }
+}
+
+fn pod_cidrs_are_one_per_node(backend: Backend) {
+    let config = StoreConfig {
+        alloc: AllocConfig {
+            pod_cidr: Some("10.88.0.0/22".parse().unwrap()),
+            ..AllocConfig::default()
+        },
+        ..StoreConfig::default()
+    };
+    let Some(t) = Opened::new(backend, config) else {
+        return;
+    };
+    let store = &t.store;
+    let first = |w: Vec<crate::store::Written>| w[0].object.clone().unwrap();
+    let a = first(store.apply(vec![node("a", "")]).unwrap());
+    let b = first(store.apply(vec![node("b", "")]).unwrap());
+    assert_eq!(
+        (pod_cidr(&a).as_str(), pod_cidr(&b).as_str()),
+        ("10.88.0.0/24", "10.88.1.0/24")
+    );
+    // Re-registering keeps the range; asking for another is refused; a taken one conflicts.
+    let again = first(store.apply(vec![node("a", "")]).unwrap());
+    assert_eq!(pod_cidr(&again), "10.88.0.0/24");
+    let err = store
+        .apply(vec![node("a", "spec: {podCIDR: 10.88.3.0/24}\n")])
+        .unwrap_err();
+    assert!(err.to_string().contains("immutable"), "{err}");
+    let err = store
+        .apply(vec![node("c", "spec: {podCIDR: 10.88.1.0/24}\n")])
+        .unwrap_err();
+    assert!(err.to_string().contains("already given to node b"), "{err}");
+    let err = store
+        .apply(vec![node("c", "spec: {podCIDR: 10.99.0.0/24}\n")])
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("pod network 10.88.0.0/22"),
+        "{err}"
+    );
+    // Four /24s in a /22: the fifth node finds none; deleting one frees its range.
+    store.apply(vec![node("c", ""), node("d", "")]).unwrap();
+    let err = store.apply(vec![node("e", "")]).unwrap_err();
+    assert!(matches!(err, Error::Exhausted(_)), "{err}");
+    store.delete(Kind::Node, "", "b", None).unwrap();
+    let e = first(store.apply(vec![node("e", "")]).unwrap());
+    assert_eq!(pod_cidr(&e), "10.88.1.0/24");
+}
+
+fn create_refuses_what_exists(backend: Backend) {
+    let Some(t) = open(backend) else { return };
+    let store = &t.store;
+    store
+        .write(vec![crate::store::Op::Create(svc("a", ""))])
+        .unwrap();
+    let err = store
+        .write(vec![crate::store::Op::Create(svc("a", ""))])
+        .unwrap_err();
+    assert!(matches!(err, Error::Conflict(_)), "{err}");
+    assert!(err.to_string().contains("already exists"), "{err}");
 }

@@ -1,0 +1,190 @@
+//! An etcd watch over every object from a revision, as store events. The watch runs on the
+//! backend's runtime and hands events over a bounded channel; a compacted start revision,
+//! or a cancelled watch ends it with an error (the caller relists); a broken stream is resumed.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use etcd_client::{EventType as EtcdEventType, WatchOptions};
+use tokio::sync::mpsc;
+
+use super::{decode_object, EtcdStore, OBJECTS};
+use crate::error::{Error, Result};
+use pier_model::{Event, EventType};
+
+/// Events handed over but not yet taken, per watch.
+const BUFFER: usize = 1024;
+/// The first pause before resuming a broken watch, doubled up to `RESUME_MAX`.
+const RESUME_FIRST: Duration = Duration::from_millis(50);
+const RESUME_MAX: Duration = Duration::from_secs(2);
+
+/// A watch of every object change from a revision on.
+pub(in crate::store) struct EtcdWatch {
+    events: mpsc::Receiver<Result<Arc<Event>>>,
+    /// Dropping the watch stops its task.
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl EtcdWatch {
+    pub(super) fn start(store: Arc<EtcdStore>, from: u64) -> EtcdWatch {
+        let (tx, events) = mpsc::channel(BUFFER);
+        let (stop, stopped) = tokio::sync::oneshot::channel();
+        let runner = Arc::clone(&store);
+        store.spawn(async move {
+            tokio::select! {
+                () = follow(&runner, from, &tx) => {}
+                _ = stopped => {}
+            }
+        });
+        EtcdWatch {
+            events,
+            _stop: stop,
+        }
+    }
+
+    /// Waits for the next event.
+    pub(in crate::store) async fn next(&mut self) -> Result<Arc<Event>> {
+        match self.events.recv().await {
+            Some(event) => event,
+            None => Err(Error::store("the etcd watch stopped")),
+        }
+    }
+
+    /// The next event if one is ready now.
+    pub(in crate::store) fn try_next(&mut self) -> Result<Option<Arc<Event>>> {
+        match self.events.try_recv() {
+            Ok(event) => event.map(Some),
+            Err(mpsc::error::TryRecvError::Empty) => Ok(None),
+            Err(mpsc::error::TryRecvError::Disconnected) => {
+                Err(Error::store("the etcd watch stopped"))
+            }
+        }
+    }
+}
+
+/// Follows the watch until the receiver goes or it meets a failure a resumed watch cannot mend
+/// (compaction, cancellation), which is the last thing sent. A broken stream (a member went
+/// away) is resumed from the revision after the last one delivered, as etcd's own clients do:
+/// any member serves a watch from its own copy, so this needs no quorum.
+async fn follow(store: &EtcdStore, from: u64, tx: &mpsc::Sender<Result<Arc<Event>>>) {
+    let mut next = from;
+    let mut pause = RESUME_FIRST;
+    loop {
+        let delivered = next;
+        let e = match stream(store, &mut next, tx).await {
+            Ok(()) => return,
+            Err(Break::End(e)) => e,
+            Err(Break::Resume(e)) => {
+                if next > delivered {
+                    pause = RESUME_FIRST;
+                }
+                tracing::warn!(from = next, error = %crate::error::chain(&e), retry_in = ?pause, "resuming an etcd watch");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(RESUME_MAX);
+                continue;
+            }
+        };
+        if tx.send(Err(e)).await.is_err() {
+            tracing::debug!("an etcd watch ended after its reader went");
+        }
+        return;
+    }
+}
+
+/// Why a watch stream stopped.
+enum Break {
+    /// The stream broke; a new one from the next revision carries on.
+    Resume(Error),
+    /// The watch cannot go on (compacted, cancelled, undecodable): the reader relists.
+    End(Error),
+}
+
+/// Streams events from `*next` on, advancing it past every revision handed over.
+async fn stream(
+    store: &EtcdStore,
+    next: &mut u64,
+    tx: &mpsc::Sender<Result<Arc<Event>>>,
+) -> std::result::Result<(), Break> {
+    let from = *next;
+    let options = WatchOptions::new()
+        .with_prefix()
+        .with_prev_key()
+        .with_start_revision(i64::try_from(from.max(1)).unwrap_or(i64::MAX));
+    let mut watch = store
+        .client
+        .clone()
+        .watch(OBJECTS, Some(options))
+        .await
+        .map_err(|e| Break::Resume(store.error("starting a watch", e)))?;
+    loop {
+        let Some(response) = watch
+            .message()
+            .await
+            .map_err(|e| Break::Resume(store.error("following a watch", e)))?
+        else {
+            return Err(Break::Resume(Error::store(format!(
+                "{}: the watch stream ended",
+                store.config.describe()
+            ))));
+        };
+        if response.compact_revision() > 0 {
+            return Err(Break::End(Error::Compacted {
+                requested: from,
+                oldest: u64::try_from(response.compact_revision()).unwrap_or(0),
+            }));
+        }
+        if response.canceled() {
+            return Err(Break::End(Error::store(format!(
+                "{}: the watch was cancelled: {}",
+                store.config.describe(),
+                response.cancel_reason()
+            ))));
+        }
+        for event in response.events() {
+            let revision = event
+                .kv()
+                .map_or(0, |kv| u64::try_from(kv.mod_revision()).unwrap_or(0));
+            if let Some(event) = convert(event).map_err(Break::End)? {
+                if tx.send(Ok(Arc::new(event))).await.is_err() {
+                    return Ok(());
+                }
+            }
+            *next = (*next).max(revision + 1);
+        }
+        if let Some(h) = response.header() {
+            store.saw(h.revision());
+        }
+    }
+}
+
+/// A store event from an etcd event (`None` for a delete etcd kept no previous value of).
+fn convert(event: &etcd_client::Event) -> Result<Option<Event>> {
+    let Some(kv) = event.kv() else {
+        return Ok(None);
+    };
+    let revision = u64::try_from(kv.mod_revision()).unwrap_or(0);
+    let (event_type, object) = match event.event_type() {
+        EtcdEventType::Put => {
+            let ty = if kv.create_revision() == kv.mod_revision() {
+                EventType::Added
+            } else {
+                EventType::Modified
+            };
+            (ty, decode_object(kv)?)
+        }
+        EtcdEventType::Delete => {
+            let Some(prev) = event.prev_kv() else {
+                return Ok(None);
+            };
+            let mut object = decode_object(prev)?;
+            // As Kubernetes reports it: the last state, at the deletion's revision.
+            object.meta_mut().resource_version = revision.to_string();
+            (EventType::Deleted, object)
+        }
+    };
+    Ok(Some(Event {
+        revision,
+        event_type,
+        object: Arc::new(object),
+    }))
+}
