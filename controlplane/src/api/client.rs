@@ -10,7 +10,7 @@ use serde_json::Value;
 use tokio::net::UnixStream;
 
 use crate::error::Error;
-use crate::model::Kind;
+use pier_model::Kind;
 
 /// A client for one daemon's control socket.
 #[derive(Debug, Clone)]

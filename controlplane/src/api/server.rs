@@ -23,8 +23,8 @@ use tokio_stream::StreamExt;
 use super::routes::{self, Endpoint};
 use crate::error::Error;
 use crate::metrics::Metrics;
-use crate::model::{Kind, Object, SelectorQuery};
 use crate::store::{Op, Outcome, Store};
+use pier_model::{Kind, Object, SelectorQuery};
 use pier_snapshot::SnapshotHandle;
 
 /// Largest accepted request body.

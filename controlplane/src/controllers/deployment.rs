@@ -2,9 +2,9 @@
 //! template, replacing old ones by rolling update (`maxSurge` / `maxUnavailable`) or
 //! recreate. Pure functions; `deployment_controller.rs` applies them.
 
-use crate::model::deployment::Deployment;
-use crate::model::meta::IntOrString;
-use crate::model::Pod;
+use pier_model::deployment::Deployment;
+use pier_model::meta::IntOrString;
+use pier_model::Pod;
 
 /// Label naming a pod's Deployment.
 pub const DEPLOYMENT_LABEL: &str = "pier.dev/deployment";
@@ -149,7 +149,7 @@ mod tests {
         let mut d = Deployment::default();
         d.metadata.name = "web".into();
         d.spec.replicas = Some(replicas);
-        d.spec.template.spec.containers = vec![crate::model::pod::Container {
+        d.spec.template.spec.containers = vec![pier_model::pod::Container {
             name: "c".into(),
             image: image.into(),
             ..Default::default()
@@ -201,9 +201,9 @@ mod tests {
     fn rolling_update_without_surge_makes_room_first() {
         let v1 = dep(3, "v1");
         let mut v2 = dep(3, "v2");
-        v2.spec.strategy = Some(crate::model::deployment::DeploymentStrategy {
+        v2.spec.strategy = Some(pier_model::deployment::DeploymentStrategy {
             strategy_type: None,
-            rolling_update: Some(crate::model::deployment::RollingUpdate {
+            rolling_update: Some(pier_model::deployment::RollingUpdate {
                 max_surge: Some(IntOrString::Int(0)),
                 max_unavailable: Some(IntOrString::Int(1)),
             }),

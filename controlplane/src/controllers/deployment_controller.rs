@@ -8,8 +8,8 @@ use super::deployment::{
     new_pod, plan, template_hash, PodView, DEPLOYMENT_LABEL, TEMPLATE_HASH_LABEL,
 };
 use super::runner::{Reconciled, Reconciler};
-use crate::model::{Deployment, Kind, Object, Pod};
 use crate::store::{EventType, Op, Outcome, Store};
+use pier_model::{Deployment, Kind, Object, Pod};
 
 type Key = (String, String);
 
@@ -138,11 +138,10 @@ impl Reconciler for DeploymentController {
             if ops.is_empty() {
                 continue;
             }
-            let store = Arc::clone(&self.store);
-            let written = tokio::task::spawn_blocking(move || store.write(ops))
-                .await
-                .map_err(|e| crate::Error::store_from("writing a Deployment's pods", e))
-                .and_then(|r| r);
+            let written = self
+                .store
+                .blocking("writing a Deployment's pods", move |s| s.write(ops))
+                .await;
             match written {
                 Ok(written) => {
                     // Into the cache now, so a pass before the watch catches up counts them.
@@ -170,7 +169,7 @@ mod tests {
     use super::*;
     use crate::store::StoreConfig;
 
-    use crate::manifest::test_objects as objs;
+    use pier_model::manifest::objects;
 
     fn pods(store: &Store) -> Vec<Pod> {
         store
@@ -203,9 +202,10 @@ mod tests {
                 continue;
             }
             p.status.phase = Some("Running".into());
-            p.status.conditions = vec![crate::model::pod::PodCondition {
+            p.status.conditions = vec![pier_model::pod::PodCondition {
                 condition_type: "Ready".into(),
                 status: "True".into(),
+                ..Default::default()
             }];
             p.metadata.resource_version.clear();
             store.apply(vec![Object::Pod(p)]).unwrap();
@@ -219,7 +219,9 @@ mod tests {
         let deployment = |image: &str, replicas: u32| {
             format!("apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: web}}\nspec:\n  replicas: {replicas}\n  selector: {{matchLabels: {{app: web}}}}\n  template:\n    metadata: {{labels: {{app: web}}}}\n    spec: {{containers: [{{name: c, image: {image}}}]}}\n")
         };
-        store.apply(objs(&deployment("v1", 3))).unwrap();
+        store
+            .apply(objects("test", &deployment("v1", 3)).unwrap())
+            .unwrap();
         let task = tokio::spawn(super::super::runner::run(
             Arc::clone(&store),
             DeploymentController::new(Arc::clone(&store)),
@@ -233,7 +235,9 @@ mod tests {
         make_ready(&store);
 
         // A new template: one surge pod first; old ones go only as new ones turn ready.
-        store.apply(objs(&deployment("v2", 3))).unwrap();
+        store
+            .apply(objects("test", &deployment("v2", 3)).unwrap())
+            .unwrap();
         until("a surge pod", &store, |p| p.len() == 4).await;
         for _ in 0..20 {
             make_ready(&store);

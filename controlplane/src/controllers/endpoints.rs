@@ -3,9 +3,9 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::hash::{Hash, Hasher};
 
-use crate::model::endpointslice::{MANAGED_BY_LABEL, MANAGED_BY_PIER, SERVICE_NAME_LABEL};
-use crate::model::meta::OwnerReference;
-use crate::model::{
+use pier_model::endpointslice::{MANAGED_BY_LABEL, MANAGED_BY_PIER, SERVICE_NAME_LABEL};
+use pier_model::meta::OwnerReference;
+use pier_model::{
     Endpoint, EndpointConditions, EndpointPort, EndpointSlice, IntOrString, ObjectMeta,
     ObjectReference, Pod, Service,
 };
@@ -42,13 +42,20 @@ fn resolve_ports(svc: &Service, pod: &Pod) -> Vec<EndpointPort> {
         .collect()
 }
 
-fn endpoint_for(svc: &Service, pod: &Pod) -> Option<Endpoint> {
+/// The endpoint `pod` gives `svc`; a pod on a node that is not Ready (`down`) serves nothing,
+/// as Kubernetes marks such pods not ready.
+fn endpoint_for(svc: &Service, pod: &Pod, down: &BTreeSet<String>) -> Option<Endpoint> {
     let ip = pod.status.pod_ip.as_ref().filter(|ip| !ip.is_empty())?;
     if matches!(pod.status.phase.as_deref(), Some("Succeeded" | "Failed")) {
         return None;
     }
     let terminating = pod.is_terminating();
-    let serving = pod.is_ready() || svc.spec.publish_not_ready_addresses;
+    let node_down = pod
+        .spec
+        .node_name
+        .as_ref()
+        .is_some_and(|n| down.contains(n));
+    let serving = (pod.is_ready() && !node_down) || svc.spec.publish_not_ready_addresses;
     let hostname = match (&pod.spec.hostname, &pod.spec.subdomain) {
         (Some(h), Some(sub)) if *sub == svc.metadata.name => Some(h.clone()),
         _ => None,
@@ -128,13 +135,15 @@ fn new_slice(
     }
 }
 
-/// Computes the slice changes for `svc` given the pods of its namespace and its current managed slices.
+/// Computes the slice changes for `svc` given the pods of its namespace, the nodes that are
+/// not Ready, and its current managed slices.
 ///
 /// Endpoints stay in the slice they are in; new ones fill slices with room before new slices
 /// are made, so a pod change rewrites one slice, not all of them.
 pub fn reconcile<'a>(
     svc: &Service,
     pods: impl Iterator<Item = &'a Pod>,
+    down: &BTreeSet<String>,
     existing: &[EndpointSlice],
 ) -> SliceChanges {
     // Desired endpoints, grouped by (address type, resolved ports).
@@ -142,10 +151,10 @@ pub fn reconcile<'a>(
         BTreeMap::new();
     if !svc.spec.selector.is_empty() {
         for pod in pods {
-            if !crate::model::meta::map_selects(&svc.spec.selector, &pod.metadata.labels) {
+            if !pier_model::meta::map_selects(&svc.spec.selector, &pod.metadata.labels) {
                 continue;
             }
-            if let Some(ep) = endpoint_for(svc, pod) {
+            if let Some(ep) = endpoint_for(svc, pod, down) {
                 let group = (address_type(&ep).to_string(), resolve_ports(svc, pod));
                 desired
                     .entry(group)
@@ -221,7 +230,7 @@ pub fn reconcile<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::Object;
+    use pier_model::Object;
     use serde_json::json;
 
     fn svc(target: serde_json::Value) -> Service {
@@ -260,7 +269,7 @@ mod tests {
             pod("b", "10.88.0.3", false, "web", 8080),
             pod("c", "10.88.0.4", true, "web", 9090),
         ];
-        let changes = reconcile(&s, pods.iter(), &[]);
+        let changes = reconcile(&s, pods.iter(), &BTreeSet::new(), &[]);
         assert!(changes.delete.is_empty());
         assert_eq!(changes.put.len(), 2, "two port groups: 8080 and 9090");
         let s8080 = changes
@@ -287,7 +296,7 @@ mod tests {
                 )
             })
             .collect();
-        let first = reconcile(&s, pods.iter(), &[]);
+        let first = reconcile(&s, pods.iter(), &BTreeSet::new(), &[]);
         assert_eq!(first.put.len(), 3);
         assert!(first
             .put
@@ -296,7 +305,7 @@ mod tests {
         // Removing one pod rewrites only the slice that held it.
         let existing = first.put.clone();
         let fewer: Vec<&Pod> = pods.iter().filter(|p| p.metadata.name != "p005").collect();
-        let second = reconcile(&s, fewer.into_iter(), &existing);
+        let second = reconcile(&s, fewer.into_iter(), &BTreeSet::new(), &existing);
         assert_eq!(second.put.len(), 1);
         assert!(second.delete.is_empty());
         // Adding it back fills the slice with room instead of creating one.
@@ -309,10 +318,10 @@ mod tests {
                 *slot = put.clone();
             }
         }
-        let third = reconcile(&s, pods.iter(), &after);
+        let third = reconcile(&s, pods.iter(), &BTreeSet::new(), &after);
         assert_eq!(third.put.len(), 1);
         assert_eq!(
-            reconcile(&s, pods.iter(), &first.put),
+            reconcile(&s, pods.iter(), &BTreeSet::new(), &first.put),
             SliceChanges::default(),
             "steady state writes nothing"
         );
@@ -322,8 +331,8 @@ mod tests {
     fn no_matching_pods_deletes_slices() {
         let s = svc(json!(8080));
         let pods = [pod("a", "10.88.0.2", true, "x", 1)];
-        let first = reconcile(&s, pods.iter(), &[]);
-        let gone = reconcile(&s, std::iter::empty(), &first.put);
+        let first = reconcile(&s, pods.iter(), &BTreeSet::new(), &[]);
+        let gone = reconcile(&s, std::iter::empty(), &BTreeSet::new(), &first.put);
         assert_eq!(gone.delete, vec![first.put[0].metadata.name.clone()]);
     }
 }

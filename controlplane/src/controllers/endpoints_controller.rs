@@ -1,15 +1,15 @@
 //! The endpoints controller: Services with selectors and the Pods they select become
-//! EndpointSlices (`endpoints.rs` plans the slices of one Service). Runs on the controller
-//! runner, keyed by Service.
+//! EndpointSlices (`endpoints.rs` plans the slices of one Service); pods on a node that is
+//! not Ready are not ready endpoints. Runs on the controller runner, keyed by Service.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use super::endpoints;
 use super::runner::{Reconciled, Reconciler};
-use crate::model::endpointslice::{MANAGED_BY_LABEL, MANAGED_BY_PIER};
-use crate::model::{EndpointSlice, Kind, Object, Pod, Service};
 use crate::store::{EventType, Op, Outcome, Store};
+use pier_model::endpointslice::{MANAGED_BY_LABEL, MANAGED_BY_PIER};
+use pier_model::{EndpointSlice, Kind, Object, Pod, Service};
 
 type Key = (String, String);
 
@@ -19,6 +19,8 @@ pub(crate) struct Cache {
     services: HashMap<Key, Service>,
     pods: HashMap<String, BTreeMap<String, Pod>>,
     slices: HashMap<Key, BTreeMap<String, EndpointSlice>>,
+    /// Nodes that exist and are not Ready: their pods serve nothing.
+    down: BTreeSet<String>,
 }
 
 fn rv(o: &Object) -> u64 {
@@ -61,7 +63,7 @@ impl Cache {
         for ((sns, name), svc) in &self.services {
             if sns == ns
                 && !svc.spec.selector.is_empty()
-                && crate::model::meta::map_selects(&svc.spec.selector, &pod.metadata.labels)
+                && pier_model::meta::map_selects(&svc.spec.selector, &pod.metadata.labels)
             {
                 out.insert((sns.clone(), name.clone()));
             }
@@ -110,6 +112,17 @@ impl Cache {
                 }
                 self.services_selecting(p, dirty);
             }
+            Object::Node(node) => {
+                let is_down = !deleted && !node.is_ready();
+                let changed = if is_down {
+                    self.down.insert(name.clone())
+                } else {
+                    self.down.remove(&name)
+                };
+                if changed {
+                    self.services_on_node(&name, dirty);
+                }
+            }
             Object::EndpointSlice(s) => {
                 if let Some(svc) = managed(s) {
                     let key = (ns, svc.to_string());
@@ -127,6 +140,19 @@ impl Cache {
         }
     }
 
+    /// Marks the services selecting any pod on `node`.
+    fn services_on_node(&self, node: &str, dirty: &mut BTreeSet<Key>) {
+        let on_node: Vec<&Pod> = self
+            .pods
+            .values()
+            .flat_map(BTreeMap::values)
+            .filter(|p| p.spec.node_name.as_deref() == Some(node))
+            .collect();
+        for pod in on_node {
+            self.services_selecting(pod, dirty);
+        }
+    }
+
     fn ops_for(&self, key: &Key) -> Vec<Op> {
         let existing: Vec<EndpointSlice> = self
             .slices
@@ -136,7 +162,7 @@ impl Cache {
         let changes = match self.services.get(key) {
             Some(svc) if !svc.spec.selector.is_empty() => {
                 let pods = self.pods.get(&key.0).into_iter().flat_map(|m| m.values());
-                endpoints::reconcile(svc, pods, &existing)
+                endpoints::reconcile(svc, pods, &self.down, &existing)
             }
             // Deleted service, or one without selector: its managed slices go.
             _ => endpoints::SliceChanges {
@@ -184,7 +210,7 @@ impl Reconciler for EndpointsController {
     }
 
     fn kinds(&self) -> &'static [Kind] {
-        &[Kind::Service, Kind::Pod, Kind::EndpointSlice]
+        &[Kind::Service, Kind::Pod, Kind::EndpointSlice, Kind::Node]
     }
 
     fn observe(&mut self, event_type: EventType, object: &Object, dirty: &mut BTreeSet<Key>) {
@@ -204,11 +230,10 @@ impl Reconciler for EndpointsController {
             return Reconciled::default();
         }
         let count = ops.len();
-        let store = Arc::clone(&self.store);
-        let written = tokio::task::spawn_blocking(move || store.write(ops))
-            .await
-            .map_err(|e| crate::Error::store_from("writing EndpointSlices", e))
-            .and_then(|r| r);
+        let written = self
+            .store
+            .blocking("writing EndpointSlices", move |s| s.write(ops))
+            .await;
         match written {
             Ok(written) => {
                 for w in written {
@@ -242,7 +267,7 @@ mod tests {
     use super::*;
     use crate::store::StoreConfig;
 
-    use crate::manifest::test_objects as objs;
+    use pier_model::manifest::objects;
 
     async fn slices(store: &Arc<Store>, want: usize) -> Vec<Object> {
         for _ in 0..200 {
@@ -267,9 +292,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("s.redb"), StoreConfig::default()).unwrap();
         store
-            .apply(objs(
+            .apply(objects("test", 
                 "apiVersion: v1\nkind: Service\nmetadata: {name: web}\nspec: {selector: {app: web}, ports: [{port: 80, targetPort: 8080}]}\n",
-            ))
+            ).unwrap())
             .unwrap();
         let task = tokio::spawn(super::super::runner::run(
             Arc::clone(&store),
@@ -278,8 +303,12 @@ mod tests {
         let pod = |name: &str, ip: &str| {
             format!("apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, labels: {{app: web}}}}\nspec: {{containers: [{{name: c, image: x}}]}}\nstatus: {{podIP: {ip}, conditions: [{{type: Ready, status: 'True'}}]}}\n")
         };
-        store.apply(objs(&pod("a", "10.88.0.2"))).unwrap();
-        store.apply(objs(&pod("b", "10.88.0.3"))).unwrap();
+        store
+            .apply(objects("test", &pod("a", "10.88.0.2")).unwrap())
+            .unwrap();
+        store
+            .apply(objects("test", &pod("b", "10.88.0.3")).unwrap())
+            .unwrap();
         let list = slices(&store, 2).await;
         assert_eq!(list.len(), 1);
         store.delete(Kind::Pod, "default", "a", None).unwrap();

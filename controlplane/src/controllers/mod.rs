@@ -1,13 +1,17 @@
 //! Controllers: loops over store events that write derived objects back to the store, all run
 //! by `runner.rs`. `endpoints_controller.rs` turns Services and Pods into EndpointSlices
 //! (planned by `endpoints.rs`); `deployment_controller.rs` keeps a Deployment's Pods
-//! (planned by `deployment.rs`).
+//! (planned by `deployment.rs`); `scheduler_controller.rs` binds pods to nodes (placed by
+//! `scheduling.rs`).
 
 pub mod deployment;
 mod deployment_controller;
 pub mod endpoints;
 mod endpoints_controller;
 pub mod runner;
+mod scheduler_controller;
+pub mod scheduling;
 
 pub use deployment_controller::DeploymentController;
 pub use endpoints_controller::EndpointsController;
+pub use scheduler_controller::Scheduler;

@@ -13,8 +13,8 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::error::Result;
-use crate::model::{Kind, Object};
 use crate::store::{Event, EventType, Store};
+use pier_model::{Kind, Object};
 
 /// First wait before a failed key is reconciled again; it doubles per failure.
 pub const BACKOFF_FIRST: Duration = Duration::from_millis(100);
@@ -108,17 +108,16 @@ async fn list_into<R: Reconciler>(
     dirty: &mut BTreeSet<R::Key>,
 ) -> Result<u64> {
     let kinds = controller.kinds();
-    let listing = Arc::clone(store);
-    let (objects, revision) = tokio::task::spawn_blocking(move || -> Result<(Vec<Object>, u64)> {
-        let revision = listing.revision();
-        let mut all = Vec::new();
-        for kind in kinds {
-            all.extend(listing.list(*kind, None, None)?.0);
-        }
-        Ok((all, revision))
-    })
-    .await
-    .map_err(|e| crate::Error::store_from("listing for a controller", e))??;
+    let (objects, revision) = store
+        .blocking("listing for a controller", move |s| {
+            let revision = s.revision();
+            let mut all = Vec::new();
+            for kind in kinds {
+                all.extend(s.list(*kind, None, None)?.0);
+            }
+            Ok((all, revision))
+        })
+        .await?;
     for object in &objects {
         controller.observe(EventType::Added, object, dirty);
     }
