@@ -30,11 +30,12 @@ pub type Steer = Arc<dyn Fn(IpAddr, u16) -> Option<SocketAddr> + Send + Sync>;
 
 /// Endpoints of `svc` serving `port` in the VIP's address family that may take new
 /// connections: ready ones, or if none is ready, serving-but-terminating ones (as kube-proxy
-/// does).
-fn endpoints(svc: &ServiceView, port: &PortView, v6: bool) -> Vec<SocketAddr> {
+/// does); with `node`, only that node's.
+fn endpoints(svc: &ServiceView, port: &PortView, v6: bool, node: Option<&str>) -> Vec<SocketAddr> {
     let pick = |want_ready: bool| -> Vec<SocketAddr> {
         svc.endpoints
             .iter()
+            .filter(|e| node.is_none_or(|n| e.on_node(n)))
             .filter(|e| {
                 if want_ready {
                     e.ready && !e.terminating
@@ -84,17 +85,28 @@ fn proto(p: Protocol) -> u8 {
     }
 }
 
+/// What one node's socket-LB writes: where L7 ports are steered, and the node's name (a
+/// Service with `internalTrafficPolicy: Local` sends its ClusterIP traffic to that node's
+/// endpoints only; with no name, to none).
+#[derive(Clone, Default)]
+pub struct Local {
+    /// Steering of L7 ports to the proxy, in loopback mode.
+    pub steer: Option<Steer>,
+    /// This node's name.
+    pub node: Option<String>,
+}
+
 /// The socket-LB entries of one service, and the backend services its routes use.
 pub fn desired(
     svc: &ServiceView,
     snapshot: &NodeSnapshot,
-    steer: Option<&Steer>,
+    local: &Local,
 ) -> (Vec<Entry>, Vec<ServiceKey>) {
     let mut entries = Vec::new();
     let mut uses = Vec::new();
     // A dual-stack Service has a VIP per family, each balanced over that family's endpoints.
     for &vip in &svc.cluster_ips {
-        let (e, u) = desired_for_vip(svc, vip, snapshot, steer);
+        let (e, u) = desired_for_vip(svc, vip, snapshot, local);
         entries.extend(e);
         uses.extend(u);
     }
@@ -115,12 +127,20 @@ fn steered(addr: ServiceAddr, steer: Option<&Steer>, vip: IpAddr, port: u16) -> 
 }
 
 /// The entries of one of a service's VIPs (and its family's NodePorts).
+///
+/// A NodePort the socket-LB translates is dialled from this node, and kube-proxy sends traffic
+/// from the node itself to every endpoint whatever `externalTrafficPolicy` says, so only the
+/// VIP's entry follows `internalTrafficPolicy`.
 fn desired_for_vip(
     svc: &ServiceView,
     vip: IpAddr,
     snapshot: &NodeSnapshot,
-    steer: Option<&Steer>,
+    local: &Local,
 ) -> (Vec<Entry>, Vec<ServiceKey>) {
+    let steer = local.steer.as_ref();
+    let vip_node = svc
+        .internal_local
+        .then(|| local.node.as_deref().unwrap_or_default());
     let mut entries = Vec::new();
     let mut uses = Vec::new();
     let v6 = vip.is_ipv6();
@@ -156,22 +176,31 @@ fn desired_for_vip(
             entries.extend(steered(addr, steer, vip, port.port));
             continue;
         }
-        let mut groups = Vec::new();
-        for b in &backends {
-            if b.service != svc.key {
-                uses.push(b.service.clone());
-            }
-            let eps = snapshot
-                .services
-                .get(&b.service)
-                .and_then(|s| {
-                    let p = s.ports.iter().find(|p| p.port == b.port)?;
-                    Some(endpoints(s, p, v6))
-                })
-                .unwrap_or_default();
-            groups.push((eps, b.weight));
-        }
-        let backends = weighted(groups);
+        uses.extend(
+            backends
+                .iter()
+                .filter(|b| b.service != svc.key)
+                .map(|b| b.service.clone()),
+        );
+        let balanced = |node: Option<&str>| {
+            weighted(
+                backends
+                    .iter()
+                    .map(|b| {
+                        let eps = snapshot
+                            .services
+                            .get(&b.service)
+                            .and_then(|s| {
+                                let p = s.ports.iter().find(|p| p.port == b.port)?;
+                                Some(endpoints(s, p, v6, node))
+                            })
+                            .unwrap_or_default();
+                        (eps, b.weight)
+                    })
+                    .collect(),
+            )
+        };
+        let backends = balanced(None);
         if let Some(node_port) = port.node_port {
             // NodePorts are keyed with the family's unspecified address: any node address
             // (and loopback) of that family matches.
@@ -191,7 +220,11 @@ fn desired_for_vip(
         }
         entries.push(Entry {
             addr,
-            backends,
+            backends: if vip_node.is_some() {
+                balanced(vip_node)
+            } else {
+                backends
+            },
             affinity,
         });
     }
@@ -201,7 +234,7 @@ fn desired_for_vip(
 /// Keeps a [`SocketLb`] in step with the snapshot.
 pub struct EbpfConsumer {
     lb: SocketLb,
-    steer: Option<Steer>,
+    local: Local,
     installed: HashMap<ServiceKey, Vec<Entry>>,
     /// Backend service -> frontend services whose routes use it.
     used_by: HashMap<ServiceKey, HashSet<ServiceKey>>,
@@ -210,11 +243,12 @@ pub struct EbpfConsumer {
 }
 
 impl EbpfConsumer {
-    /// A consumer writing to `lb`, naming its service ports in the lb's inventory.
-    pub fn new(lb: SocketLb, steer: Option<Steer>) -> Self {
+    /// A consumer writing to `lb` what `local` says this node serves, naming its service ports
+    /// in the lb's inventory.
+    pub fn new(lb: SocketLb, local: Local) -> Self {
         Self {
             lb,
-            steer,
+            local,
             installed: HashMap::new(),
             used_by: HashMap::new(),
             swept: false,
@@ -223,7 +257,7 @@ impl EbpfConsumer {
 
     fn sync_service(&mut self, key: &ServiceKey, snapshot: &NodeSnapshot) -> crate::Result<()> {
         let (entries, uses) = match snapshot.services.get(key) {
-            Some(view) => desired(view, snapshot, self.steer.as_ref()),
+            Some(view) => desired(view, snapshot, &self.local),
             None => (Vec::new(), Vec::new()),
         };
         for b in uses {

@@ -49,8 +49,9 @@ impl Proxy {
             match change {
                 ServiceChange::Upsert(view) => {
                     let mut list = Vec::new();
-                    for (key, i) in self.listener_keys(view) {
-                        let fe = frontend::build(view, &view.ports[i], &mut set, &self.metrics)
+                    for (key, i, node) in self.listener_keys(view) {
+                        let port = &view.ports[i];
+                        let fe = frontend::build(view, port, &node, &mut set, &self.metrics)
                             .map_err(Error::Route)?;
                         list.push((key, fe));
                     }

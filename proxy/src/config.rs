@@ -22,6 +22,9 @@ pub struct ProxyConfig {
     pub vip_mode: VipMode,
     /// Address NodePorts listen on.
     pub node_address: IpAddr,
+    /// This node's name: the endpoints of a Service with a `Local` traffic policy are those
+    /// whose `nodeName` it is (with none set, such a Service has no endpoints here).
+    pub node_name: Option<String>,
     /// Longest time a client may take to send request headers (slowloris guard).
     pub header_read_timeout: Duration,
     /// Largest request head accepted, bytes.
@@ -46,6 +49,7 @@ impl ProxyConfig {
         Self {
             vip_mode,
             node_address,
+            node_name: None,
             header_read_timeout: Duration::from_secs(10),
             max_header_bytes: 64 * 1024,
             http_idle_timeout: Duration::from_secs(60),

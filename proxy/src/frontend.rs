@@ -97,6 +97,10 @@ pub(crate) struct ClusterSet<'a> {
     pub metrics: &'a Arc<ProxyMetrics>,
 }
 
+/// Whose endpoints a listener's groups balance over: the cluster's, or (a `Local` traffic
+/// policy) this node's.
+pub(crate) type Locality = Option<Arc<str>>;
+
 impl ClusterSet<'_> {
     fn get(&mut self, key: ClusterKey, l7: bool) -> Arc<Cluster> {
         if let Some(c) = self.existing.get(&key).or_else(|| self.created.get(&key)) {
@@ -107,7 +111,13 @@ impl ClusterSet<'_> {
         c
     }
 
-    fn groups(&mut self, frontend: &ServiceKey, backends: &[BackendView], l7: bool) -> Groups {
+    fn groups(
+        &mut self,
+        frontend: &ServiceKey,
+        backends: &[BackendView],
+        l7: bool,
+        node: &Locality,
+    ) -> Groups {
         Groups::new(
             backends
                 .iter()
@@ -116,6 +126,7 @@ impl ClusterSet<'_> {
                         frontend: frontend.clone(),
                         backend: b.service.clone(),
                         port: b.port,
+                        node: node.clone(),
                     };
                     let cluster = b.unresolved.is_none().then(|| self.get(key, l7));
                     (cluster, b.weight)
@@ -125,10 +136,12 @@ impl ClusterSet<'_> {
     }
 }
 
-/// Builds the frontend of one port of `svc`; errors describe a route that cannot be compiled.
+/// Builds the frontend of one port of `svc`, balancing over the endpoints `node` allows;
+/// errors describe a route that cannot be compiled.
 pub(crate) fn build(
     svc: &ServiceView,
     port: &PortView,
+    node: &Locality,
     clusters: &mut ClusterSet<'_>,
     metrics: &Arc<ProxyMetrics>,
 ) -> Result<Frontend, String> {
@@ -145,7 +158,7 @@ pub(crate) fn build(
                     continue;
                 }
                 for (i, rule) in route.rules.iter().enumerate() {
-                    let groups = clusters.groups(&svc.key, &rule.backends, true);
+                    let groups = clusters.groups(&svc.key, &rule.backends, true, node);
                     let r = Rule::compile(rule, groups).map_err(|e| {
                         format!("HTTPRoute {}/{} rule {i}: {e}", route.namespace, route.name)
                     })?;
@@ -154,7 +167,7 @@ pub(crate) fn build(
             }
             let default = rules
                 .is_empty()
-                .then(|| clusters.groups(&svc.key, &[own()], true));
+                .then(|| clusters.groups(&svc.key, &[own()], true, node));
             Mode::L7(HttpRouter::new(rules, default))
         }
         PortMode::L4 => {
@@ -168,7 +181,7 @@ pub(crate) fn build(
                 Some(r) => r.backends.clone(),
                 None => vec![own()],
             };
-            Mode::L4(clusters.groups(&svc.key, &backends, false))
+            Mode::L4(clusters.groups(&svc.key, &backends, false, node))
         }
     };
     Ok(Frontend {

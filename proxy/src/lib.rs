@@ -30,7 +30,7 @@ use tokio::task::JoinHandle;
 use balance::{Cluster, ClusterKey};
 pub use config::{ProxyConfig, VipMode};
 pub use error::{Error, Result};
-use frontend::{Frontend, Mode};
+use frontend::{Frontend, Locality, Mode};
 use l7::Http;
 pub use metrics::ProxyMetrics;
 use vip::VipInterface;
@@ -114,11 +114,18 @@ impl Proxy {
         keys
     }
 
-    fn listener_keys(&self, svc: &ServiceView) -> Vec<(ListenerKey, usize)> {
+    /// Where each port of `svc` is listened on, and whose endpoints serve there: a VIP follows
+    /// `internalTrafficPolicy`, a NodePort (traffic from outside the node) `externalTrafficPolicy`.
+    fn listener_keys(&self, svc: &ServiceView) -> Vec<(ListenerKey, usize, Locality)> {
         let mut out = Vec::new();
         if svc.headless || svc.external_name.is_some() {
             return out;
         }
+        let node: Locality = self.config.node_name.as_deref().map(Arc::from);
+        let local = |on: bool| -> Locality {
+            // With no node name, a Local policy matches no endpoint.
+            on.then(|| node.clone().unwrap_or_else(|| Arc::from("")))
+        };
         for (i, port) in svc.ports.iter().enumerate() {
             let protocol = port.protocol;
             for addr in svc
@@ -126,11 +133,11 @@ impl Proxy {
                 .iter()
                 .filter_map(|ip| self.config.vip_listen_addr(*ip, port.port))
             {
-                out.push((ListenerKey { addr, protocol }, i));
+                out.push((ListenerKey { addr, protocol }, i, local(svc.internal_local)));
             }
             if let Some(np) = port.node_port {
                 let addr = SocketAddr::new(self.config.node_address, np);
-                out.push((ListenerKey { addr, protocol }, i));
+                out.push((ListenerKey { addr, protocol }, i, local(svc.external_local)));
             }
         }
         out

@@ -202,6 +202,8 @@ mod tests {
             external_name: None,
             affinity_timeout: None,
             publish_not_ready: false,
+            internal_local: false,
+            external_local: false,
             ports: Vec::new(),
             endpoints: Vec::new(),
             http_routes: Vec::new(),

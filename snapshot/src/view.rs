@@ -151,6 +151,12 @@ pub struct EndpointView {
 }
 
 impl EndpointView {
+    /// Whether the endpoint runs on `node` (one without a node name runs on none, as kube-proxy
+    /// counts it).
+    pub fn on_node(&self, node: &str) -> bool {
+        self.node_name.as_deref() == Some(node)
+    }
+
     /// The endpoint's port for a service port, matched by name and protocol.
     pub fn port_for(&self, port: &PortView) -> Option<u16> {
         self.ports
@@ -274,6 +280,11 @@ pub struct ServiceView {
     pub affinity_timeout: Option<Duration>,
     /// Publish not-ready endpoints in DNS.
     pub publish_not_ready: bool,
+    /// `internalTrafficPolicy: Local`: traffic to a VIP goes only to the node's own endpoints.
+    pub internal_local: bool,
+    /// `externalTrafficPolicy: Local`: traffic from outside to a NodePort goes only to the
+    /// node's own endpoints.
+    pub external_local: bool,
     /// Ports.
     pub ports: Vec<PortView>,
     /// Endpoints from every slice of the service, in slice-name order.

@@ -1,18 +1,17 @@
 use std::net::Ipv4Addr;
 
-use pier_controlplane::model::Object;
-use pier_controlplane::snapshot::SnapshotBuilder;
+use pier_model::snapshot::SnapshotBuilder;
+use pier_model::Object;
 use serde_json::json;
 
 use super::*;
 
 fn snapshot(objects: &[serde_json::Value]) -> NodeSnapshot {
-    let mut b = SnapshotBuilder::new();
-    for o in objects {
-        b.upsert(&Arc::new(Object::from_value(o.clone()).unwrap().object));
-    }
-    b.set_revision(1);
-    b.build()
+    let objects: Vec<Object> = objects
+        .iter()
+        .map(|o| Object::from_value(o.clone()).unwrap().object)
+        .collect();
+    SnapshotBuilder::from_objects(&objects, 1)
 }
 
 fn service(name: &str, ip: &str, extra: serde_json::Value) -> serde_json::Value {
@@ -38,7 +37,11 @@ fn slice(svc: &str, eps: &[(&str, bool, bool)], port: u16) -> serde_json::Value 
 }
 
 fn entries_of(snap: &NodeSnapshot, name: &str, steer: Option<&Steer>) -> Vec<Entry> {
-    desired(snap.service("default", name).unwrap(), snap, steer).0
+    let local = Local {
+        steer: steer.cloned(),
+        node: None,
+    };
+    desired(snap.service("default", name).unwrap(), snap, &local).0
 }
 
 fn sa(s: &str) -> SocketAddr {
@@ -90,7 +93,11 @@ fn tcp_route_weights_spread_over_group_endpoints() {
                 "rules": [{"backendRefs": [{"name": "db-v1", "port": 80, "weight": 90},
                                            {"name": "db-v2", "port": 80, "weight": 10}]}]}}),
     ]);
-    let (e, uses) = desired(snap.service("default", "db").unwrap(), &snap, None);
+    let (e, uses) = desired(
+        snap.service("default", "db").unwrap(),
+        &snap,
+        &Local::default(),
+    );
     assert_eq!(
         e[0].backends,
         vec![
@@ -151,6 +158,51 @@ fn node_ports_get_a_wildcard_entry() {
     let addrs: Vec<SocketAddr> = e.iter().map(|e| e.addr.addr).collect();
     assert_eq!(addrs, vec![sa("0.0.0.0:30080"), sa("10.96.0.1:80")]);
     assert_eq!(e[0].backends, e[1].backends);
+}
+
+#[test]
+fn internal_traffic_policy_local_keeps_the_vip_on_the_nodes_own_endpoints() {
+    let mut eps = slice(
+        "np",
+        &[
+            ("10.88.1.1", true, false),
+            ("10.88.2.1", true, false),
+            ("10.88.2.2", false, true),
+        ],
+        8080,
+    );
+    for (i, node) in ["n1", "n2", "n2"].iter().enumerate() {
+        eps["endpoints"][i]["nodeName"] = json!(node);
+    }
+    let snap = snapshot(&[
+        service(
+            "np",
+            "10.96.0.1",
+            json!({"type": "NodePort", "internalTrafficPolicy": "Local",
+                   "externalTrafficPolicy": "Local",
+                   "ports": [{"name": "p", "port": 80, "nodePort": 30080}]}),
+        ),
+        eps,
+    ]);
+    let on = |node: &str| {
+        let local = Local {
+            steer: None,
+            node: Some(node.into()),
+        };
+        desired(snap.service("default", "np").unwrap(), &snap, &local).0
+    };
+    let e = on("n1");
+    assert_eq!(e[1].addr.addr, sa("10.96.0.1:80"));
+    assert_eq!(e[1].backends, vec![(sa("10.88.1.1:8080"), 1000)]);
+    // The NodePort is dialled from this node: every endpoint, as kube-proxy does.
+    assert_eq!(e[0].addr.addr, sa("0.0.0.0:30080"));
+    assert_eq!(
+        e[0].backends,
+        vec![(sa("10.88.1.1:8080"), 500), (sa("10.88.2.1:8080"), 500)]
+    );
+    assert_eq!(on("n2")[1].backends, vec![(sa("10.88.2.1:8080"), 1000)]);
+    // A node with no endpoint of its own has nothing to send the VIP's connections to.
+    assert!(on("n3")[1].backends.is_empty());
 }
 
 #[test]

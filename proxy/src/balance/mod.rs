@@ -107,7 +107,8 @@ impl Members {
     }
 }
 
-/// Identifies a group: frontend service, backend service and backend port.
+/// Identifies a group: frontend service, backend service and backend port, and whether only
+/// one node's endpoints serve.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub(crate) struct ClusterKey {
     /// The service clients addressed.
@@ -116,6 +117,8 @@ pub(crate) struct ClusterKey {
     pub backend: ServiceKey,
     /// Port of the backend service.
     pub port: u16,
+    /// Only the endpoints on this node (a `Local` traffic policy); `None`: every endpoint.
+    pub node: Option<Arc<str>>,
 }
 
 /// A backend group: what one weighted backendRef (or a plain service port) balances over.
@@ -181,7 +184,10 @@ impl Cluster {
             return;
         };
         let mut list: Vec<Arc<Member>> = Vec::with_capacity(svc.endpoints.len());
-        for ep in &svc.endpoints {
+        let here = |ep: &pier_snapshot::EndpointView| {
+            self.key.node.as_deref().is_none_or(|n| ep.on_node(n))
+        };
+        for ep in svc.endpoints.iter().filter(|ep| here(ep)) {
             let Some(target) = target_port(port, ep) else {
                 continue;
             };

@@ -19,6 +19,8 @@ pub(crate) fn service(
         external_name: None,
         affinity_timeout: None,
         publish_not_ready: false,
+        internal_local: false,
+        external_local: false,
         ports: vec![PortView {
             name: String::new(),
             protocol: Protocol::Tcp,
@@ -49,12 +51,17 @@ pub(crate) fn service(
 }
 
 fn cluster(svc: &ServiceView) -> Cluster {
+    cluster_on(svc, None)
+}
+
+fn cluster_on(svc: &ServiceView, node: Option<&str>) -> Cluster {
     let metrics = Arc::new(ProxyMetrics::register(&prometheus::Registry::new()).unwrap());
     let c = Cluster::new(
         ClusterKey {
             frontend: svc.key.clone(),
             backend: svc.key.clone(),
             port: 80,
+            node: node.map(Arc::from),
         },
         false,
         &metrics,
@@ -87,6 +94,40 @@ fn round_robin_over_ready_only() {
     let got = counts(&c, 100);
     assert_eq!(got.len(), 2);
     assert!(got.values().all(|n| *n == 50), "{got:?}");
+}
+
+#[test]
+fn a_node_local_group_balances_over_that_nodes_endpoints_only() {
+    let mut svc = service(
+        "a",
+        TrafficPolicy::default(),
+        &[
+            ("10.0.0.1", true, false),
+            ("10.0.0.2", true, false),
+            ("10.0.0.3", true, false),
+            ("10.0.0.4", false, true),
+        ],
+    );
+    for (ep, node) in svc.endpoints.iter_mut().zip(["n1", "n2", "n1", "n2"]) {
+        ep.node_name = Some(node.into());
+    }
+    let local = cluster_on(&svc, Some("n1"));
+    let got = counts(&local, 10);
+    let want: HashMap<SocketAddr, usize> = HashMap::from([
+        ("10.0.0.1:8080".parse().unwrap(), 5),
+        ("10.0.0.3:8080".parse().unwrap(), 5),
+    ]);
+    assert_eq!(got, want);
+    // Only a terminating endpoint on n2: it drains there, and n1's ready ones are not used.
+    let on_n2 = cluster_on(&svc, Some("n2"));
+    assert_eq!(
+        counts(&on_n2, 4).keys().collect::<Vec<_>>(),
+        vec![&"10.0.0.2:8080".parse().unwrap()]
+    );
+    // No endpoint on the node: nothing to pick, however many the cluster has.
+    let elsewhere = cluster_on(&svc, Some("n3"));
+    assert_eq!(elsewhere.pick(0, &[]).err(), Some(NoEndpoint::Empty));
+    assert_eq!(cluster(&svc).members().pool.len(), 3);
 }
 
 #[test]
