@@ -6,6 +6,7 @@ pub mod error;
 pub mod image;
 pub mod metrics;
 pub mod network;
+pub mod routes;
 
 pub use container::{ContainerConfig, ContainerRecord, Engine, EngineConfig, RestartPolicy, State};
 pub use error::{Error, Result};

@@ -30,7 +30,7 @@ impl Default for NetworkConfig {
 }
 
 /// Runs `ip` with commands on stdin; the error carries what it printed.
-fn ip_batch(netns: Option<&str>, commands: &str) -> Result<()> {
+pub(crate) fn ip_batch(netns: Option<&str>, commands: &str) -> Result<()> {
     let mut cmd = Command::new("ip");
     if let Some(ns) = netns {
         cmd.args(["-n", ns]);
@@ -73,11 +73,29 @@ pub struct Network {
     config: NetworkConfig,
     /// Set once the bridge is known to be up, so containers after the first spawn no `ip` for it.
     bridge_up: std::sync::atomic::AtomicBool,
+    /// Held while the bridge is made: pods starting together would race to create it.
+    making_bridge: std::sync::Mutex<()>,
 }
 
 /// Names of a container's network objects.
 pub fn netns_name(id: &str) -> String {
     format!("pier-{}", &id[..id.len().min(12)])
+}
+
+/// The bridge's hardware address: locally administered, unique per gateway address (so per
+/// node in a cluster).
+fn bridge_mac(gateway: Ipv4Addr) -> String {
+    let [a, b, c, d] = gateway.octets();
+    format!("02:70:{a:02x}:{b:02x}:{c:02x}:{d:02x}")
+}
+
+/// A pod's hardware address, derived from its IP as Kubernetes' CNI plugins do (`0a:58:` and
+/// the address): a pod that gets the address of one just removed also gets its MAC, so the
+/// node's and other pods' neighbour entries for that address stay right instead of pointing
+/// at a veth that is gone (seen as a new pod unreachable for ~30 s).
+fn pod_mac(ip: Ipv4Addr) -> String {
+    let [a, b, c, d] = ip.octets();
+    format!("0a:58:{a:02x}:{b:02x}:{c:02x}:{d:02x}")
 }
 
 fn host_veth(id: &str) -> String {
@@ -90,6 +108,7 @@ impl Network {
         Self {
             config,
             bridge_up: false.into(),
+            making_bridge: std::sync::Mutex::new(()),
         }
     }
 
@@ -111,8 +130,21 @@ impl Network {
         if self.bridge_up.load(Ordering::Acquire) && link_exists(br) {
             return Ok(());
         }
+        let _making = self
+            .making_bridge
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if !link_exists(br) {
-            ip_batch(None, &format!("link add {br} type bridge\n"))?;
+            // A fixed address: a bridge otherwise takes the lowest of its ports' addresses,
+            // which changes as pods come and go and leaves their neighbours' caches pointing
+            // at an address the gateway no longer has.
+            ip_batch(
+                None,
+                &format!(
+                    "link add {br} address {} type bridge\n",
+                    bridge_mac(self.gateway())
+                ),
+            )?;
         }
         let cidr = format!("{}/{}", self.gateway(), self.config.subnet.prefix_len());
         let has_addr = Command::new("ip")
@@ -156,7 +188,8 @@ impl Network {
             ip_batch(
                 None,
                 &format!(
-                    "link add {veth} type veth peer name eth0 netns {ns}\nlink set {veth} master {br}\nlink set {veth} up\n"
+                    "link add {veth} type veth peer name eth0 address {} netns {ns}\nlink set {veth} master {br}\nlink set {veth} up\n",
+                    pod_mac(ip)
                 ),
             )?;
             ip_batch(
@@ -175,6 +208,13 @@ impl Network {
         Ok(())
     }
 
+    /// Whether the container's namespace is there and plugged into this node's bridge (its
+    /// host end exists here): after a reboot, or a node whose namespace was remade, the
+    /// namespace may be gone, or left with its veth gone with the old bridge.
+    pub fn attached(&self, id: &str) -> bool {
+        Self::netns_path(id).exists() && link_exists(&host_veth(id))
+    }
+
     /// Removes the namespace and veth of a container (missing ones are fine).
     pub fn detach(&self, id: &str) -> Result<()> {
         let veth = host_veth(id);
@@ -191,6 +231,12 @@ impl Network {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_bridge_address_is_local_unicast_and_follows_the_gateway() {
+        assert_eq!(bridge_mac(Ipv4Addr::new(10, 88, 3, 1)), "02:70:0a:58:03:01");
+        assert_eq!(pod_mac(Ipv4Addr::new(10, 88, 3, 7)), "0a:58:0a:58:03:07");
+    }
 
     #[test]
     fn allocation_skips_gateway_and_used() {

@@ -14,7 +14,6 @@ use super::{
 };
 use crate::error::{Error, IoContext, Result};
 use crate::metrics::{self, Report};
-use crate::network::Network;
 
 impl Engine {
     /// Starts a created or exited container.
@@ -47,7 +46,7 @@ impl Engine {
             .or_else(|_| self.images.resolve(&record.image))?;
         self.mount_rootfs(&dir, &self.images.layer_dirs(&image)?)?;
         if let Some(ip) = record.ip {
-            if !Network::netns_path(&id).exists() {
+            if !self.network.attached(&id) {
                 self.network.attach(&id, ip)?;
             }
         }

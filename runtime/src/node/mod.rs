@@ -5,7 +5,6 @@ pub mod api;
 
 pub mod grpc_probe;
 pub mod probe;
-pub mod quantity;
 
 mod pod;
 pub mod pod_sync;
@@ -16,8 +15,8 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use pier_controlplane::model::{Kind, Object, Pod};
 use pier_controlplane::store::Store;
+use pier_model::{Kind, Object, Pod};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -46,6 +45,9 @@ pub struct NodeConfig {
     pub initial_backoff: Duration,
     /// Longest pause between restarts.
     pub max_backoff: Duration,
+    /// Run pods bound to no node too (the only node of an embedded store); in a cluster the
+    /// scheduler binds every pod and a node runs only its own.
+    pub run_unbound: bool,
 }
 
 impl Default for NodeConfig {
@@ -55,6 +57,7 @@ impl Default for NodeConfig {
             drain_delay: Duration::from_secs(1),
             initial_backoff: Duration::from_secs(1),
             max_backoff: Duration::from_secs(60),
+            run_unbound: true,
         }
     }
 }

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use pier_controlplane::model::{Kind, Pod};
+use pier_model::{Kind, Pod};
 use tokio::sync::{oneshot, watch};
 
 use super::pod_work::{set_ready, PodWork};

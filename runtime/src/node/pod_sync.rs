@@ -6,8 +6,8 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use pier_controlplane::controllers::runner::{Reconciled, Reconciler};
-use pier_controlplane::model::{Kind, Object, Pod};
 use pier_controlplane::store::EventType;
+use pier_model::{Kind, Object, Pod};
 
 use super::{blocking, Node, PodKey};
 
@@ -26,13 +26,12 @@ impl PodSync {
         }
     }
 
-    /// Whether this node runs `pod`: bound here, or bound nowhere (one node runs every pod
-    /// until a scheduler binds them).
+    /// Whether this node runs `pod`: bound here, or (the only node) bound nowhere.
     fn ours(&self, pod: &Pod) -> bool {
-        pod.spec
-            .node_name
-            .as_deref()
-            .is_none_or(|n| n.is_empty() || n == self.node.config.name)
+        match pod.spec.node_name.as_deref() {
+            Some(n) if !n.is_empty() => n == self.node.config.name,
+            _ => self.node.config.run_unbound,
+        }
     }
 
     async fn sync(&self, key: &PodKey) -> Result<(), String> {

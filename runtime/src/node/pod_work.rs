@@ -3,14 +3,14 @@
 
 use std::collections::BTreeMap;
 
-use pier_controlplane::model::pod::PodCondition;
-use pier_controlplane::model::Pod;
+use pier_model::Pod;
 use tokio::sync::oneshot;
 
 use super::probe::ProbeSpec;
-use super::{quantity, POD_LABEL};
+use super::POD_LABEL;
 use crate::container::{ContainerConfig, ContainerRecord, RestartPolicy};
 use crate::error::{Error, Result};
+use pier_model::quantity;
 
 /// What a worker runs.
 pub(crate) struct PodWork {
@@ -25,14 +25,7 @@ pub(crate) struct PodWork {
 
 /// Sets the pod's `Ready` condition.
 pub(crate) fn set_ready(pod: &mut Pod, ready: bool) {
-    let status = if ready { "True" } else { "False" };
-    pod.status
-        .conditions
-        .retain(|c| c.condition_type != "Ready");
-    pod.status.conditions.push(PodCondition {
-        condition_type: "Ready".into(),
-        status: status.into(),
-    });
+    pod.set_condition("Ready", if ready { "True" } else { "False" }, None, None);
 }
 
 /// The container name a pod runs under in the engine.
@@ -60,13 +53,13 @@ pub(crate) fn pod_for_container(config: &ContainerConfig, namespace: &str) -> Po
         .filter(|(k, _)| k.as_str() != POD_LABEL)
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
-    pod.spec.containers = vec![pier_controlplane::model::pod::Container {
+    pod.spec.containers = vec![pier_model::pod::Container {
         name: config.name.clone(),
         image: config.image.clone(),
         ports: config
             .publish
             .iter()
-            .map(|p| pier_controlplane::model::pod::ContainerPort {
+            .map(|p| pier_model::pod::ContainerPort {
                 name: None,
                 container_port: i64::from(p.container_port),
                 protocol: None,
@@ -97,7 +90,7 @@ impl PodWork {
         let Some(c) = pod.spec.containers.first() else {
             return Ok((None, None));
         };
-        let read = |p: &Option<pier_controlplane::model::pod::Probe>, which: &str| {
+        let read = |p: &Option<pier_model::pod::Probe>, which: &str| {
             p.as_ref()
                 .map(|p| ProbeSpec::from_pod(c, p))
                 .transpose()
@@ -149,8 +142,8 @@ impl PodWork {
         let pids = limits
             .and_then(|l| l.get("pids"))
             .map(|q| match q {
-                pier_controlplane::model::meta::IntOrString::Int(n) => Ok(*n),
-                pier_controlplane::model::meta::IntOrString::String(s) => {
+                pier_model::meta::IntOrString::Int(n) => Ok(*n),
+                pier_model::meta::IntOrString::String(s) => {
                     s.parse().map_err(|_| format!("{s:?} is not a number"))
                 }
             })

@@ -5,8 +5,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use pier_controlplane::model::meta::IntOrString;
-use pier_controlplane::model::pod::{Container, Probe};
+use pier_model::meta::IntOrString;
+use pier_model::pod::{Container, Probe};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// How to run one probe.
