@@ -13,8 +13,16 @@ use serde::Deserialize;
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct FileConfig {
-    /// Store directory.
+    /// State directory (the redb store file, the engine's state).
     pub state_dir: Option<PathBuf>,
+    /// `redb` (default) or `etcd://HOST:PORT[,HOST:PORT...]`.
+    pub store: Option<String>,
+    /// etcd client settings, with `store = "etcd://..."`.
+    #[serde(default)]
+    pub etcd: EtcdFileConfig,
+    /// This node's place in the cluster.
+    #[serde(default)]
+    pub cluster: ClusterFileConfig,
     /// Control socket path.
     pub socket: Option<PathBuf>,
     /// Admin listener address.
@@ -37,6 +45,62 @@ pub(crate) struct FileConfig {
     /// Container engine settings.
     #[serde(default)]
     pub runtime: RuntimeFileConfig,
+}
+
+/// `[cluster]` section of the config file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ClusterFileConfig {
+    /// This node's name.
+    pub node_name: Option<String>,
+    /// This node's address.
+    pub node_ip: Option<std::net::IpAddr>,
+    /// The cluster's pod network.
+    pub pod_cidr: Option<Ipv4Net>,
+    /// Heartbeat period.
+    #[serde(default, deserialize_with = "duration")]
+    pub heartbeat: Option<std::time::Duration>,
+    /// How long a silent node stays Ready.
+    #[serde(default, deserialize_with = "duration")]
+    pub node_grace: Option<std::time::Duration>,
+    /// The controllers' leader lease.
+    #[serde(default, deserialize_with = "duration")]
+    pub leader_lease: Option<std::time::Duration>,
+    /// How long a node stays not Ready before its pods are replaced.
+    #[serde(default, deserialize_with = "duration")]
+    pub pod_eviction_timeout: Option<std::time::Duration>,
+}
+
+/// `[etcd]` section of the config file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct EtcdFileConfig {
+    /// PEM CA bundle of the members.
+    pub ca: Option<PathBuf>,
+    /// PEM client certificate.
+    pub cert: Option<PathBuf>,
+    /// PEM client key.
+    pub key: Option<PathBuf>,
+    /// The members' --max-txn-ops.
+    pub max_txn_ops: Option<usize>,
+}
+
+/// Where the daemon's store is.
+#[derive(Debug, Clone)]
+pub(crate) enum StoreLocation {
+    /// The embedded redb file.
+    Redb(PathBuf),
+    /// An etcd cluster.
+    Etcd(pier_controlplane::store::EtcdConfig),
+}
+
+impl std::fmt::Display for StoreLocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreLocation::Redb(path) => write!(f, "{}", path.display()),
+            StoreLocation::Etcd(etcd) => write!(f, "etcd://{}", etcd.endpoints.join(",")),
+        }
+    }
 }
 
 /// `[ebpf]` section of the config file.
@@ -121,7 +185,13 @@ pub(crate) struct DnsFileConfig {
 /// Effective daemon settings.
 #[derive(Debug, Clone)]
 pub(crate) struct DaemonConfig {
-    /// Where the store file lives.
+    /// Where the store is.
+    pub store: StoreLocation,
+    /// This node's place in the cluster.
+    pub cluster: pier_controlplane::cluster::ClusterConfig,
+    /// The cluster's pod network, from which each Node gets its range.
+    pub cluster_pod_cidr: Ipv4Net,
+    /// The state directory.
     pub state_dir: PathBuf,
     /// Control socket.
     pub socket: PathBuf,
@@ -194,6 +264,8 @@ pub(crate) struct RuntimeConfig {
     pub root: PathBuf,
     /// This node's name on its pods.
     pub node_name: String,
+    /// Run pods bound to no node (the only node of an embedded store).
+    pub run_unbound: bool,
     /// Pod network.
     pub network: pier_runtime::NetworkConfig,
     /// Registries pulled from over plain HTTP (loopback ones always are).
@@ -299,6 +371,25 @@ pub(crate) const DEFAULT_ADMIN: SocketAddr =
     SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 9464);
 
 /// The default state directory: `/var/lib/pier` for root, else `$XDG_STATE_HOME/pier` or `~/.local/state/pier`.
+/// The cluster's default pod network, as Kubernetes' common `10.88.0.0/16` (the engine's).
+pub(crate) fn default_cluster_pod_cidr() -> Ipv4Net {
+    pier_runtime::NetworkConfig::default().subnet
+}
+
+/// The first IPv4 address of an interface that is up and not loopback, if any.
+pub(crate) fn first_ipv4() -> Option<std::net::IpAddr> {
+    let addrs = nix::ifaddrs::getifaddrs().ok()?;
+    addrs
+        .filter(|a| {
+            a.flags.contains(nix::net::if_::InterfaceFlags::IFF_UP)
+                && !a
+                    .flags
+                    .contains(nix::net::if_::InterfaceFlags::IFF_LOOPBACK)
+        })
+        .find_map(|a| a.address.and_then(|s| s.as_sockaddr_in().map(|v4| v4.ip())))
+        .map(std::net::IpAddr::V4)
+}
+
 pub(crate) fn default_state_dir() -> PathBuf {
     if current_uid() == 0 {
         return PathBuf::from("/var/lib/pier");

@@ -8,16 +8,15 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use pier_controlplane::api::{self, ApiContext};
 use pier_controlplane::metrics::Metrics;
-use pier_controlplane::snapshot;
 use pier_controlplane::store::{AllocConfig, Store, StoreConfig};
-use pier_controlplane::{controllers, Error};
+use pier_controlplane::Error;
 use pier_snapshot::SnapshotHandle;
 use prometheus::Registry;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::admin::{self, Admin};
-use crate::config::DaemonConfig;
+use crate::config::{DaemonConfig, StoreLocation};
 use crate::parts::{self, Parts};
 
 /// A running daemon.
@@ -48,7 +47,7 @@ where
             tokio::select! {
                 result = f() => match result {
                     Ok(()) => return,
-                    Err(e) => tracing::error!(task = name, error = %e, retry_in = ?backoff, "background task failed"),
+                    Err(e) => tracing::error!(task = name, error = %pier_controlplane::error::chain(&e), retry_in = ?backoff, "background task failed"),
                 },
                 _ = shutdown.changed() => return,
             }
@@ -61,23 +60,28 @@ where
     })
 }
 
-/// Opens the store (off the async threads: redb reads and may repair the file).
+/// Opens the store (off the async threads: redb reads and may repair the file; etcd is a
+/// network round trip).
 async fn open_store(config: &DaemonConfig) -> Result<Arc<Store>> {
-    let path = config.state_dir.join("pier.redb");
     let store_config = StoreConfig {
         alloc: AllocConfig {
             service_cidr: config.service_cidrs.v4,
             service_cidr_v6: config.service_cidrs.v6,
             ipv6_primary: config.service_cidrs.ipv6_primary,
             node_ports: config.node_ports.clone(),
+            pod_cidr: Some(config.cluster_pod_cidr),
+            ..AllocConfig::default()
         },
         event_history: config.event_history,
         ..StoreConfig::default()
     };
-    let opened = path.clone();
-    let store = tokio::task::spawn_blocking(move || Store::open(&opened, store_config))
-        .await?
-        .with_context(|| format!("opening store {}", path.display()))?;
+    let location = config.store.clone();
+    let store = tokio::task::spawn_blocking(move || match location {
+        StoreLocation::Redb(path) => Store::open(&path, store_config),
+        StoreLocation::Etcd(etcd) => Store::connect(etcd, store_config),
+    })
+    .await?
+    .with_context(|| format!("opening store {}", config.store))?;
     Ok(store)
 }
 
@@ -104,38 +108,6 @@ async fn start_admin(
         }
     }));
     Ok((admin, bound))
-}
-
-/// The loops that follow the store: the snapshot publisher and the controllers.
-fn start_control_loops(parts: &mut Parts) {
-    let (store, handle, observer) = (
-        Arc::clone(&parts.store),
-        Arc::clone(&parts.snapshot),
-        Arc::clone(&parts.metrics),
-    );
-    parts
-        .tasks
-        .push(supervise("snapshot", parts.shutdown.clone(), move || {
-            snapshot::run(Arc::clone(&store), Arc::clone(&handle), observer.clone())
-        }));
-    let store = Arc::clone(&parts.store);
-    parts.tasks.push(supervise(
-        "endpoints-controller",
-        parts.shutdown.clone(),
-        move || {
-            let controller = controllers::EndpointsController::new(Arc::clone(&store));
-            controllers::runner::run(Arc::clone(&store), controller)
-        },
-    ));
-    let store = Arc::clone(&parts.store);
-    parts.tasks.push(supervise(
-        "deployment-controller",
-        parts.shutdown.clone(),
-        move || {
-            let controller = controllers::DeploymentController::new(Arc::clone(&store));
-            controllers::runner::run(Arc::clone(&store), controller)
-        },
-    ));
 }
 
 /// Serves the control API on its Unix socket.
@@ -181,7 +153,13 @@ impl Daemon {
             tasks: Vec::new(),
         };
         let (admin, admin_addr) = start_admin(&mut parts, config.admin).await?;
-        start_control_loops(&mut parts);
+        let pod_cidr = parts::control::register(&parts, &config.cluster)
+            .await
+            .context("registering this node")?;
+        // Routes to other nodes' pods belong to pod networking, which the engine owns: a node
+        // without it (or without root) leaves the machine's routing table alone.
+        let routes = config.runtime.is_some() && pier_controlplane::api::current_uid() == 0;
+        parts::control::start(&mut parts, &config.cluster, routes);
         let dns_addrs = match &config.dns {
             Some(dns) => parts::dns::start(&mut parts, dns).await?,
             None => Vec::new(),
@@ -190,12 +168,24 @@ impl Daemon {
             parts::proxy::start(&mut parts, proxy)?;
         }
         if config.ebpf.enabled {
-            parts::ebpf::start(&mut parts, &config.ebpf, config.proxy.as_ref());
+            parts::ebpf::start(
+                &mut parts,
+                &config.ebpf,
+                config.proxy.as_ref(),
+                &config.cluster.node_name,
+            );
         } else {
             parts::ebpf::detach_leftover(&config.ebpf.pin_dir)?;
             tracing::info!("eBPF socket-LB off (--no-ebpf); the userspace proxy serves every port");
         }
-        let node = match &config.runtime {
+        let runtime = config.runtime.clone().map(|mut rt| {
+            // In a cluster each node's pods take its own range, which other nodes route to.
+            if let (false, Some(cidr)) = (config.cluster.sole, pod_cidr) {
+                rt.network.subnet = cidr;
+            }
+            rt
+        });
+        let node = match &runtime {
             Some(rt) => parts::runtime::start(&mut parts, rt, config.dns.as_ref()).await,
             None => None,
         };
@@ -226,6 +216,7 @@ impl Daemon {
             socket = %config.socket.display(),
             admin = %admin_addr,
             state = %config.state_dir.display(),
+            store = %config.store,
             revision = parts.store.revision(),
             "pier daemon ready"
         );

@@ -9,7 +9,8 @@ use clap::Args;
 use ipnet::Ipv4Net;
 use pier_controlplane::api::default_socket_path;
 
-use pier_controlplane::store::{AllocConfig, StoreConfig};
+use pier_controlplane::cluster::ClusterConfig;
+use pier_controlplane::store::{AllocConfig, EtcdConfig, StoreConfig};
 
 use crate::config::{self, default_state_dir, parse_port_range, DaemonConfig};
 
@@ -19,9 +20,49 @@ pub(crate) struct DaemonArgs {
     /// TOML config file; flags override it.
     #[arg(long)]
     pub(crate) config: Option<PathBuf>,
-    /// Directory of the store file.
+    /// Directory of the store file (and the engine's state).
     #[arg(long)]
     pub(crate) state_dir: Option<PathBuf>,
+    /// Where the cluster's objects live: `redb` (a file in the state dir; one node, the
+    /// default) or `etcd://HOST:PORT[,HOST:PORT...]` (an etcd cluster many nodes share).
+    #[arg(long)]
+    pub(crate) store: Option<String>,
+    /// PEM CA bundle that signs the etcd members' certificates (TLS to etcd).
+    #[arg(long)]
+    pub(crate) etcd_ca: Option<PathBuf>,
+    /// PEM client certificate for etcd (with --etcd-key).
+    #[arg(long, requires = "etcd_key")]
+    pub(crate) etcd_cert: Option<PathBuf>,
+    /// PEM private key of the etcd client certificate.
+    #[arg(long, requires = "etcd_cert")]
+    pub(crate) etcd_key: Option<PathBuf>,
+    /// The etcd members' --max-txn-ops (default 128): the most operations one apply may need.
+    #[arg(long)]
+    pub(crate) etcd_max_txn_ops: Option<usize>,
+    /// This node's name in the cluster (default: the host name).
+    #[arg(long)]
+    pub(crate) node_name: Option<String>,
+    /// The address other nodes reach this one at (default: the first non-loopback IPv4
+    /// address of the machine).
+    #[arg(long)]
+    pub(crate) node_ip: Option<std::net::IpAddr>,
+    /// The cluster's pod network; each Node gets a /24 of it (default 10.88.0.0/16).
+    #[arg(long)]
+    pub(crate) cluster_pod_cidr: Option<Ipv4Net>,
+    /// How often a node renews its heartbeat lease (default 2s).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub(crate) node_heartbeat: Option<std::time::Duration>,
+    /// How long a node that stopped renewing stays Ready (default 10s).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub(crate) node_grace: Option<std::time::Duration>,
+    /// How long the controllers' leader holds its lease unrenewed before another node takes
+    /// over (default 5s).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub(crate) leader_lease: Option<std::time::Duration>,
+    /// How long a node stays not Ready before its Deployments' pods are replaced elsewhere
+    /// (default 30s).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub(crate) pod_eviction_timeout: Option<std::time::Duration>,
     /// Admin listener (metrics, health, snapshot).
     #[arg(long)]
     pub(crate) admin: Option<SocketAddr>,
@@ -102,6 +143,32 @@ pub(crate) struct DaemonArgs {
     pub(crate) insecure_registry: Vec<String>,
 }
 
+/// Where the store is: flags, then the file's `store` and `[etcd]`, then redb in the state dir.
+fn store_location(
+    args: &DaemonArgs,
+    file: &config::FileConfig,
+    state_dir: &std::path::Path,
+) -> Result<config::StoreLocation> {
+    let url = args.store.clone().or_else(|| file.store.clone());
+    let url = match url.as_deref() {
+        None | Some("redb") => return Ok(config::StoreLocation::Redb(state_dir.join("pier.redb"))),
+        Some(url) => url,
+    };
+    let mut etcd = EtcdConfig::from_url(url).context("--store")?;
+    etcd.ca = args.etcd_ca.clone().or_else(|| file.etcd.ca.clone());
+    let cert = args.etcd_cert.clone().or_else(|| file.etcd.cert.clone());
+    let key = args.etcd_key.clone().or_else(|| file.etcd.key.clone());
+    etcd.client_cert = match (cert, key) {
+        (Some(cert), Some(key)) => Some((cert, key)),
+        (None, None) => None,
+        _ => anyhow::bail!("[etcd] cert and key go together: give both or neither"),
+    };
+    if let Some(ops) = args.etcd_max_txn_ops.or(file.etcd.max_txn_ops) {
+        etcd.max_txn_ops = ops;
+    }
+    Ok(config::StoreLocation::Etcd(etcd))
+}
+
 /// The effective settings: flags, then the config file, then the defaults.
 pub(crate) fn daemon_config(args: &DaemonArgs, socket: Option<PathBuf>) -> Result<DaemonConfig> {
     let file = match &args.config {
@@ -125,11 +192,20 @@ pub(crate) fn daemon_config(args: &DaemonArgs, socket: Option<PathBuf>) -> Resul
     let state_dir = args
         .state_dir
         .clone()
-        .or(file.state_dir)
+        .or(file.state_dir.clone())
         .unwrap_or_else(default_state_dir);
+    let store = store_location(args, &file, &state_dir)?;
+    let cluster = cluster_config(args, &file.cluster, &store);
+    let cluster_pod_cidr = args
+        .cluster_pod_cidr
+        .or(file.cluster.pod_cidr)
+        .unwrap_or_else(config::default_cluster_pod_cidr);
     let network = pod_network(args, &file.runtime);
     let zone = pier_dns::zone::ZoneConfig::default();
     Ok(DaemonConfig {
+        store,
+        cluster: cluster.clone(),
+        cluster_pod_cidr,
         state_dir: state_dir.clone(),
         socket: socket.or(file.socket).unwrap_or_else(default_socket_path),
         admin: args.admin.or(file.admin).unwrap_or(config::DEFAULT_ADMIN),
@@ -172,6 +248,7 @@ pub(crate) fn daemon_config(args: &DaemonArgs, socket: Option<PathBuf>) -> Resul
             if let Some(t) = args.proxy_header_timeout.or(file.proxy.header_timeout) {
                 proxy.header_read_timeout = t;
             }
+            proxy.node_name = Some(cluster.node_name.clone());
             Some(proxy)
         },
         ebpf: config::EbpfConfig {
@@ -194,7 +271,8 @@ pub(crate) fn daemon_config(args: &DaemonArgs, socket: Option<PathBuf>) -> Resul
                     .clone()
                     .or(file.runtime.dir)
                     .unwrap_or_else(|| state_dir.join("runtime")),
-                node_name: nix_hostname(),
+                node_name: cluster.node_name.clone(),
+                run_unbound: cluster.sole,
                 network,
                 insecure_registries: non_empty(args.insecure_registry.clone())
                     .or(file.runtime.insecure_registries)
@@ -214,6 +292,40 @@ fn pod_network(args: &DaemonArgs, file: &config::RuntimeFileConfig) -> pier_runt
             .clone()
             .or_else(|| file.bridge.clone())
             .unwrap_or(defaults.bridge),
+    }
+}
+
+/// This node's place in the cluster: flags, then `[cluster]`, then the defaults.
+fn cluster_config(
+    args: &DaemonArgs,
+    file: &config::ClusterFileConfig,
+    store: &config::StoreLocation,
+) -> ClusterConfig {
+    let defaults = ClusterConfig::default();
+    ClusterConfig {
+        node_name: args
+            .node_name
+            .clone()
+            .or_else(|| file.node_name.clone())
+            .unwrap_or_else(nix_hostname),
+        node_ip: args.node_ip.or(file.node_ip).or_else(config::first_ipv4),
+        heartbeat: args
+            .node_heartbeat
+            .or(file.heartbeat)
+            .unwrap_or(defaults.heartbeat),
+        node_grace: args
+            .node_grace
+            .or(file.node_grace)
+            .unwrap_or(defaults.node_grace),
+        leader_lease: args
+            .leader_lease
+            .or(file.leader_lease)
+            .unwrap_or(defaults.leader_lease),
+        pod_eviction_timeout: args
+            .pod_eviction_timeout
+            .or(file.pod_eviction_timeout)
+            .unwrap_or(defaults.pod_eviction_timeout),
+        sole: matches!(store, config::StoreLocation::Redb(_)),
     }
 }
 

@@ -15,7 +15,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use pier_controlplane::api::{default_socket_path, Client};
-use pier_controlplane::model::Kind;
+use pier_model::Kind;
 
 use cli::output::Format;
 use daemon_args::{daemon_config, DaemonArgs};
@@ -54,6 +54,27 @@ enum EbpfCommand {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Mark a node unschedulable: no new pods go there.
+    Cordon {
+        /// Node name.
+        node: String,
+    },
+    /// Mark a node schedulable again.
+    Uncordon {
+        /// Node name.
+        node: String,
+    },
+    /// Cordon a node and delete its pods gracefully, waiting until they are gone.
+    Drain {
+        /// Node name.
+        node: String,
+        /// Also delete pods no controller would replace.
+        #[arg(long)]
+        force: bool,
+        /// How long to wait for the pods to go.
+        #[arg(long, value_parser = humantime::parse_duration, default_value = "2m")]
+        timeout: std::time::Duration,
+    },
     /// Run the daemon: store, controllers, snapshot, control API, admin listener.
     Daemon(DaemonArgs),
     /// Run a container (as a pod of the same name).
@@ -237,6 +258,13 @@ async fn run(cli: Cli) -> Result<()> {
             raise_fd_limit();
             up::run(config, files).await
         }
+        Command::Cordon { node } => cli::nodes::cordon(&client(), &node, true).await,
+        Command::Uncordon { node } => cli::nodes::cordon(&client(), &node, false).await,
+        Command::Drain {
+            node,
+            force,
+            timeout,
+        } => cli::nodes::drain(&client(), &node, force, timeout).await,
         Command::Apply { files, namespace } => {
             cli::apply(&client(), &files, namespace.as_deref()).await
         }

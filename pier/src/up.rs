@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::Result;
 use hyper::Method;
 use pier_controlplane::api::Client;
-use pier_controlplane::model::{Kind, Object};
+use pier_model::{Kind, Object};
 use pier_snapshot::{BackendView, NodeSnapshot, PortMode, Protocol, ServiceView};
 
 use crate::cli::{self, output::table};

@@ -231,9 +231,10 @@ fn admin_endpoints_and_watch() {
     d.pier(&["get", "svc"]);
     let (code, metrics) = d.admin("/metrics");
     assert_eq!(code, 200);
-    // Revisions 1-4 are the built-in namespaces.
+    // Revisions 1-4 are the built-in namespaces, 5 this node's registration.
     for needle in [
-        "pier_store_revision 5",
+        "pier_store_revision 6",
+        "pier_store_objects{kind=\"Node\"} 1",
         "pier_store_objects{kind=\"Service\"} 1",
         "pier_store_objects{kind=\"Namespace\"} 4",
         "pier_api_requests_total{code=\"200\",verb=\"apply\"} 1",
@@ -243,9 +244,9 @@ fn admin_endpoints_and_watch() {
     ] {
         assert!(metrics.contains(needle), "missing {needle} in\n{metrics}");
     }
-    // Watch from revision 5 replays the create; the stream stays open for live events.
+    // Watch from revision 6 replays the create; the stream stays open for live events.
     let mut s = UnixStream::connect(d.socket()).unwrap();
-    write!(s, "GET /v1/watch?from=5 HTTP/1.1\r\nHost: pier\r\n\r\n").unwrap();
+    write!(s, "GET /v1/watch?from=6 HTTP/1.1\r\nHost: pier\r\n\r\n").unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let mut reader = BufReader::new(s);
     d.pier(&["delete", "svc", "a"]);
@@ -262,7 +263,7 @@ fn admin_endpoints_and_watch() {
         }
     }
     assert_eq!(events[0]["type"], "ADDED");
-    assert_eq!(events[0]["revision"], 5);
+    assert_eq!(events[0]["revision"], 6);
     assert_eq!(events[1]["type"], "DELETED");
     assert_eq!(events[1]["object"]["metadata"]["name"], "a");
     let (code, body) = d.api("GET", "/v1/watch?from=abc");

@@ -1,6 +1,6 @@
 //! Table columns per kind, as kubectl prints them.
 
-use pier_controlplane::model::Kind;
+use pier_model::Kind;
 use serde_json::Value;
 
 use super::output::{age, s};
@@ -103,6 +103,48 @@ pub(crate) fn key_values(v: &Value, pointer: &str) -> String {
     join_or_none(parts)
 }
 
+/// `Ready`, `NotReady` or `Unknown` (kubectl's words), `,SchedulingDisabled` when cordoned.
+fn node_status(v: &Value) -> String {
+    let ready = items(v, "/status/conditions")
+        .into_iter()
+        .find(|c| s(c, "/type") == "Ready");
+    let mut status = match ready.as_ref().map(|c| s(c, "/status")) {
+        Some("True") => "Ready",
+        Some("False") => "NotReady",
+        _ => "Unknown",
+    }
+    .to_string();
+    if v.pointer("/spec/unschedulable").and_then(Value::as_bool) == Some(true) {
+        status.push_str(",SchedulingDisabled");
+    }
+    status
+}
+
+/// The roles a node's `node-role.kubernetes.io/<role>` labels give it.
+fn node_roles(v: &Value) -> String {
+    let roles: Vec<String> = v
+        .pointer("/metadata/labels")
+        .and_then(Value::as_object)
+        .map(|labels| {
+            labels
+                .keys()
+                .filter_map(|k| k.strip_prefix(pier_model::node::ROLE_LABEL_PREFIX))
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default();
+    join_or_none(roles)
+}
+
+/// A node's address of `kind`, or `<none>`.
+fn node_address(v: &Value, kind: &str) -> String {
+    items(v, "/status/addresses")
+        .iter()
+        .find(|a| s(a, "/type") == kind)
+        .map(|a| s(a, "/address").to_string())
+        .unwrap_or_else(|| "<none>".into())
+}
+
 /// Headers and one row per object for `kind`.
 pub(crate) fn rows(
     kind: Kind,
@@ -125,9 +167,13 @@ pub(crate) fn rows(
         Kind::TcpRoute | Kind::UdpRoute => vec!["NAME", "PARENTS", "BACKENDS", "AGE"],
         Kind::Namespace => vec!["NAME", "STATUS", "AGE"],
         Kind::ServiceAccount => vec!["NAME", "SECRETS", "AGE"],
+        Kind::Node => vec!["NAME", "STATUS", "ROLES", "AGE", "VERSION", "INTERNAL-IP"],
+        Kind::Lease => vec!["NAME", "HOLDER", "AGE"],
     };
-    if wide && kind == Kind::Service {
-        headers.push("SELECTOR");
+    match kind {
+        Kind::Service if wide => headers.push("SELECTOR"),
+        Kind::Pod if wide => headers.push("NODE"),
+        _ => {}
     }
     let rows = objects
         .iter()
@@ -189,7 +235,14 @@ pub(crate) fn rows(
                         "" => "<none>",
                         ip => ip,
                     };
-                    vec![name, ready.into(), status.into(), ip.into(), created]
+                    let mut row = vec![name, ready.into(), status.into(), ip.into(), created];
+                    if wide {
+                        row.push(match s(v, "/spec/nodeName") {
+                            "" => "<none>".into(),
+                            node => node.into(),
+                        });
+                    }
+                    row
                 }
                 Kind::Deployment => {
                     let images: Vec<String> = items(v, "/spec/template/spec/containers")
@@ -221,6 +274,15 @@ pub(crate) fn rows(
                     let secrets = items(v, "/secrets").len();
                     vec![name, secrets.to_string(), created]
                 }
+                Kind::Node => vec![
+                    name,
+                    node_status(v),
+                    node_roles(v),
+                    created,
+                    s(v, "/status/nodeInfo/kubeletVersion").to_string(),
+                    node_address(v, "InternalIP"),
+                ],
+                Kind::Lease => vec![name, s(v, "/spec/holderIdentity").to_string(), created],
             }
         })
         .collect();

@@ -4,7 +4,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use pier_controlplane::manifest::{self, ManifestObject};
+use pier_model::manifest::{self, ManifestObject};
 
 /// One manifest file's parsed objects.
 pub(crate) struct ManifestFile {

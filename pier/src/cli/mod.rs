@@ -4,13 +4,14 @@ pub(crate) mod columns;
 pub(crate) mod containers;
 pub(crate) mod images;
 pub(crate) mod manifests;
+pub(crate) mod nodes;
 pub(crate) mod output;
 
 use std::path::PathBuf;
 
 use anyhow::{bail, Result};
 use pier_controlplane::api::Client;
-use pier_controlplane::model::Kind;
+use pier_model::Kind;
 use serde_json::Value;
 
 use output::{print_value, s, table, Format};

@@ -36,6 +36,7 @@ pub(crate) fn start(
     parts: &mut Parts,
     config: &crate::config::EbpfConfig,
     proxy: Option<&pier_proxy::ProxyConfig>,
+    node_name: &str,
 ) {
     let owner = parts.store.id();
     let loaded = (|| -> Result<(pier_ebpf::SocketLb, Vec<std::net::IpAddr>)> {
@@ -79,7 +80,11 @@ pub(crate) fn start(
     {
         tracing::warn!(error = %e, "eBPF metrics not registered");
     }
-    parts.follow(pier_ebpf::sync::EbpfConsumer::new(lb, steer));
+    let local = pier_ebpf::sync::Local {
+        steer,
+        node: Some(node_name.to_string()),
+    };
+    parts.follow(pier_ebpf::sync::EbpfConsumer::new(lb, local));
     parts.tasks.push(tokio::spawn(follow_node_ips(
         config.pin_dir.clone(),
         node_ips,

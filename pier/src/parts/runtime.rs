@@ -59,6 +59,7 @@ pub(crate) async fn start(
         Arc::clone(&parts.store),
         pier_runtime::NodeConfig {
             name: config.node_name.clone(),
+            run_unbound: config.run_unbound,
             ..Default::default()
         },
     );

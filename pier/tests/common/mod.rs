@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub(crate) mod cluster;
 pub(crate) mod proxy;
 pub(crate) mod runtime;
 

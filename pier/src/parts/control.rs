@@ -1,0 +1,138 @@
+//! The loops that follow the store: the snapshot publisher (every node), this node's
+//! membership (its Node and heartbeat Lease) and its routes to other nodes' pods (host-gw),
+//! the leader election, and the controllers, which run only while this node leads (always, on
+//! the embedded store).
+
+use std::future::Future;
+use std::sync::Arc;
+
+use pier_controlplane::cluster::{self, ClusterConfig, Leadership, NodeFacts};
+use pier_controlplane::controllers::{self, runner::Reconciler};
+use pier_controlplane::{snapshot, Error};
+
+use super::Parts;
+use crate::daemon::supervise;
+
+/// Registers this node's Node (before anything else writes, so a new store's first revisions
+/// are the same on every start: the built-in namespaces, then the Node); returns its pod range.
+pub(crate) async fn register(
+    parts: &Parts,
+    cluster: &ClusterConfig,
+) -> Result<Option<ipnet::Ipv4Net>, Error> {
+    let (config, facts) = (cluster.clone(), NodeFacts::of_this_machine());
+    let node = parts
+        .store
+        .blocking("registering the node", move |s| {
+            cluster::register(s, &config, &facts)
+        })
+        .await?;
+    Ok(node.spec.pod_cidr.and_then(|c| c.parse().ok()))
+}
+
+/// Starts every control loop; `routes` when this node's engine runs pods (and so owns pod
+/// networking, routes to other nodes' pods included).
+pub(crate) fn start(parts: &mut Parts, cluster: &ClusterConfig, routes: bool) {
+    let (store, handle, observer) = (
+        Arc::clone(&parts.store),
+        Arc::clone(&parts.snapshot),
+        Arc::clone(&parts.metrics),
+    );
+    parts
+        .tasks
+        .push(supervise("snapshot", parts.shutdown.clone(), move || {
+            snapshot::run(Arc::clone(&store), Arc::clone(&handle), observer.clone())
+        }));
+    if !cluster.sole && routes {
+        let (store, me, cluster_ip) = (
+            Arc::clone(&parts.store),
+            cluster.node_name.clone(),
+            cluster.node_ip,
+        );
+        parts
+            .tasks
+            .push(supervise("pod-routes", parts.shutdown.clone(), move || {
+                let routes = pier_runtime::routes::PodRoutes::new(&me, cluster_ip);
+                controllers::runner::run(Arc::clone(&store), routes)
+            }));
+    }
+    if !cluster.sole {
+        let (store, config) = (Arc::clone(&parts.store), cluster.clone());
+        let facts = NodeFacts::of_this_machine();
+        parts
+            .tasks
+            .push(supervise("membership", parts.shutdown.clone(), move || {
+                cluster::run_membership(Arc::clone(&store), config.clone(), facts.clone())
+            }));
+    }
+    let leadership = if cluster.sole {
+        Leadership::always()
+    } else {
+        let (leadership, election) = cluster::elect(
+            Arc::clone(&parts.store),
+            cluster.node_name.clone(),
+            cluster.leader_lease,
+        );
+        parts.spawn_until_shutdown(election);
+        leadership
+    };
+    let store = Arc::clone(&parts.store);
+    lead(parts, "endpoints-controller", &leadership, move || {
+        controllers::EndpointsController::new(Arc::clone(&store))
+    });
+    let store = Arc::clone(&parts.store);
+    lead(parts, "deployment-controller", &leadership, move || {
+        controllers::DeploymentController::new(Arc::clone(&store))
+    });
+    if !cluster.sole {
+        let (store, grace, eviction) = (
+            Arc::clone(&parts.store),
+            cluster.node_grace,
+            cluster.pod_eviction_timeout,
+        );
+        lead(parts, "node-lifecycle-controller", &leadership, move || {
+            cluster::NodeLifecycle::new(Arc::clone(&store), grace, eviction)
+        });
+        let store = Arc::clone(&parts.store);
+        lead(parts, "scheduler", &leadership, move || {
+            controllers::Scheduler::new(Arc::clone(&store))
+        });
+    }
+}
+
+/// Runs a controller on the runner while this node leads, restarting it with backoff when it
+/// fails; it stops when leadership is lost and starts afresh (a new list) when regained.
+fn lead<R: Reconciler>(
+    parts: &mut Parts,
+    name: &'static str,
+    leadership: &Leadership,
+    make: impl Fn() -> R + Send + Sync + 'static,
+) {
+    let (store, leadership, make) = (Arc::clone(&parts.store), leadership.clone(), Arc::new(make));
+    parts
+        .tasks
+        .push(supervise(name, parts.shutdown.clone(), move || {
+            let (store, leadership, make) =
+                (Arc::clone(&store), leadership.clone(), Arc::clone(&make));
+            while_leading(name, leadership, move || {
+                controllers::runner::run(Arc::clone(&store), make())
+            })
+        }));
+}
+
+/// Runs what `run` makes whenever this node leads, until it fails.
+async fn while_leading<Fut: Future<Output = Result<(), Error>>>(
+    name: &'static str,
+    mut leadership: Leadership,
+    run: impl Fn() -> Fut,
+) -> Result<(), Error> {
+    loop {
+        leadership.until(true).await;
+        tracing::info!(controller = name, "leading: controller started");
+        tokio::select! {
+            result = run() => return result,
+            () = leadership.until(false) => {
+                tracing::info!(controller = name, "no longer leading: controller stopped");
+            }
+        }
+    }
+}

@@ -1,0 +1,680 @@
+//! Three pier nodes running real containers, each node in a network namespace of its own on a
+//! bridge (the LAN, the test's own namespace, where a three-member etcd listens), each with its
+//! own state dir, cgroup and BPF filesystem. A Deployment of six spreads two per node; from a
+//! pod on every node the Service's name resolves and its ClusterIP (through that node's
+//! socket-LB) reaches pods on all three nodes; a NodePort on n1 reaches a pod only n3 runs.
+//! kill -9 of the leader hands the controllers over with no pod restarted; removing a whole
+//! node takes its endpoints out of every other node's dataplane within `--node-grace` and
+//! runs its replicas elsewhere; the node coming back removes the containers that were replaced.
+//! Needs root, cgroup2, bpffs, etcd, curl and nsenter; skips with the reason otherwise.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use common::cluster::{lan, ClusterNode, LAN_IP};
+use pier_testkit::{wait_for, Etcd};
+use serde_json::Value;
+
+/// Heartbeat, grace, eviction and lease short enough for a test.
+const GRACE: Duration = Duration::from_secs(5);
+const EVICTION: Duration = Duration::from_secs(5);
+const TIMINGS: [&str; 8] = [
+    "--node-heartbeat",
+    "500ms",
+    "--node-grace",
+    "5s",
+    "--pod-eviction-timeout",
+    "5s",
+    "--leader-lease",
+    "2s",
+];
+
+const WEB: &str = "apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  replicas: 6
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      terminationGracePeriodSeconds: 2
+      containers:
+      - name: web
+        image: pier/echo:v1
+        args: [echo, --http, '0.0.0.0:8080', --name, web]
+        ports: [{name: http, containerPort: 8080}]
+        readinessProbe: {httpGet: {path: /readyz, port: http}, periodSeconds: 1}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec:
+  selector: {app: web}
+  ports: [{name: http, port: 80, targetPort: http}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: only3, labels: {app: only3}}
+spec:
+  nodeName: n3
+  containers:
+  - name: c
+    image: pier/echo:v1
+    args: [echo, --http, '0.0.0.0:8080', --name, only3]
+    ports: [{containerPort: 8080}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: only3}
+spec:
+  type: NodePort
+  selector: {app: only3}
+  ports: [{port: 80, targetPort: 8080}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web-local}
+spec:
+  internalTrafficPolicy: Local
+  selector: {app: web}
+  ports: [{name: http, port: 80, targetPort: http}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: only3-local}
+spec:
+  type: NodePort
+  externalTrafficPolicy: Local
+  selector: {app: only3}
+  ports: [{port: 80, targetPort: 8080}]
+";
+
+fn privileged() -> bool {
+    let why = if !common::is_root() {
+        "needs root (namespaces, containers, BPF)"
+    } else if pier_ebpf::cgroup2_root().is_none() {
+        "no cgroup2 mount"
+    } else if !Etcd::available() {
+        "etcd is not installed (scripts/deps test installs etcd-server)"
+    } else if !common::have("curl") || !common::have("nsenter") || !common::have("ip") {
+        "needs curl, nsenter (util-linux) and ip (iproute2)"
+    } else {
+        common::private_netns();
+        return true;
+    };
+    common::skip(why);
+    false
+}
+
+/// Pod name -> node name, of the Running pods labelled `app=web`.
+fn web_pods(node: &ClusterNode) -> BTreeMap<String, String> {
+    node.get_json(&["pods", "-l", "app=web"])["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|p| {
+            p["status"]["phase"] == "Running" && p["metadata"]["deletionTimestamp"].is_null()
+        })
+        .map(|p| {
+            (
+                p["metadata"]["name"].as_str().unwrap().to_string(),
+                p["spec"]["nodeName"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+            )
+        })
+        .collect()
+}
+
+/// The nodes of the ready endpoints of `service` in the snapshot `node`'s dataplane serves.
+fn served_endpoint_nodes(node: &ClusterNode, service: &str) -> Vec<String> {
+    let snapshot = node.snapshot();
+    let mut nodes: Vec<String> = snapshot["services"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|s| s["key"]["name"] == service)
+        .flat_map(|s| s["endpoints"].as_array().cloned().unwrap_or_default())
+        .filter(|e| e["ready"] == true)
+        .map(|e| e["nodeName"].as_str().unwrap_or_default().to_string())
+        .collect();
+    nodes.sort();
+    nodes
+}
+
+/// Runs `curl args` in a pod on `on` (restartPolicy Never) and returns its output once done.
+fn curl_from_pod(on: &ClusterNode, name: &str, args: &[&str], within: Duration) -> String {
+    let args: Vec<String> = args.iter().map(|a| format!("{a:?}")).collect();
+    on.apply(&format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec:\n  nodeName: {}\n  restartPolicy: Never\n  containers: [{{name: c, image: 'pier/curl:1', args: [{}]}}]\n",
+        on.name,
+        args.join(", ")
+    ));
+    wait_for(&format!("pod {name} to finish"), within, || {
+        let phase = &on.get_json(&["pod", name])["status"]["phase"];
+        phase == "Succeeded" || phase == "Failed"
+    });
+    let logs = on.ok(&["logs", name]);
+    on.ok(&["delete", "pod", name]);
+    logs
+}
+
+/// The `hostname` of each echo answer in `output` (one JSON object per line).
+fn answered_by(output: &str) -> Vec<String> {
+    output
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter_map(|v| v["hostname"].as_str().map(str::to_string))
+        .collect()
+}
+
+/// (id, restart count) of every running container on `nodes`.
+fn containers(nodes: &[&ClusterNode]) -> BTreeSet<(String, i64)> {
+    nodes
+        .iter()
+        .flat_map(|n| n.containers())
+        .filter(|c| c["state"] == "running")
+        .map(|c| {
+            (
+                c["id"].as_str().unwrap().to_string(),
+                c["restartCount"].as_i64().unwrap_or(-1),
+            )
+        })
+        .collect()
+}
+
+fn leader(node: &ClusterNode) -> Option<String> {
+    node.ok(&["get", "nodes"])
+        .lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .find(|cols| cols.get(2) == Some(&"leader"))
+        .map(|cols| cols[0].to_string())
+}
+
+#[test]
+fn three_nodes_run_spread_pods_reach_each_other_and_survive_a_lost_leader_and_node() {
+    if !privileged() {
+        return;
+    }
+    lan();
+    let mut etcd = Etcd::start_on(3, LAN_IP);
+    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let mut nodes: Vec<ClusterNode> = dirs
+        .iter()
+        .zip(1u8..)
+        .map(|(dir, i)| ClusterNode::start(dir.path(), i, &etcd.store_url(), &TIMINGS))
+        .collect();
+    wait_for(
+        "three Ready nodes and a leader",
+        Duration::from_secs(20),
+        || {
+            nodes[0].ok(&["get", "nodes"]).matches(" Ready ").count() == 3
+                && leader(&nodes[0]).is_some()
+        },
+    );
+    for node in &nodes {
+        node.build_images();
+    }
+
+    // Six replicas, two per node; every pod ready in every node's dataplane.
+    nodes[0].apply(WEB);
+    wait_for(
+        "six web pods served everywhere",
+        Duration::from_secs(60),
+        || {
+            web_pods(&nodes[0]).len() == 6
+                && nodes
+                    .iter()
+                    .all(|n| served_endpoint_nodes(n, "web").len() == 6)
+        },
+    );
+    let per_node: BTreeMap<String, usize> =
+        web_pods(&nodes[0])
+            .values()
+            .fold(BTreeMap::new(), |mut m, n| {
+                *m.entry(n.clone()).or_default() += 1;
+                m
+            });
+    assert_eq!(
+        per_node,
+        BTreeMap::from([("n1".into(), 2), ("n2".into(), 2), ("n3".into(), 2)]),
+        "spread two per node"
+    );
+
+    // From a pod on each node: the name resolves through the search path, and new connections
+    // to the ClusterIP reach pods on all three nodes; those to `web-local`
+    // (internalTrafficPolicy: Local) only the node's own two.
+    let pod_node = web_pods(&nodes[0]);
+    for node in &nodes {
+        let mut args = vec!["-sS", "-m", "2", "-w", "\\n", "-H", "Connection: close"];
+        args.extend(std::iter::repeat_n("http://web/", 30));
+        args.extend(std::iter::repeat_n("http://web-local/", 20));
+        let out = curl_from_pod(
+            node,
+            &format!("client-{}", node.name),
+            &args,
+            Duration::from_secs(60),
+        );
+        let answered = answered_by(&out);
+        assert_eq!(answered.len(), 50, "from {}: {out}", node.name);
+        let reached = |answers: &[String]| -> BTreeSet<String> {
+            answers
+                .iter()
+                .filter_map(|pod| pod_node.get(pod).cloned())
+                .collect()
+        };
+        assert_eq!(
+            reached(&answered[..30]),
+            BTreeSet::from(["n1".into(), "n2".into(), "n3".into()]),
+            "from {} through the ClusterIP: {answered:?}",
+            node.name
+        );
+        let local: BTreeSet<&String> = answered[30..].iter().collect();
+        assert_eq!(
+            reached(&answered[30..]),
+            BTreeSet::from([node.name.clone()]),
+            "from {} through web-local's ClusterIP: {local:?}",
+            node.name
+        );
+        assert_eq!(local.len(), 2, "both local pods take turns: {local:?}");
+    }
+
+    // A NodePort on n1 reaches the pod only n3 runs (from the LAN).
+    let node_port = nodes[0].get_json(&["svc", "only3"])["spec"]["ports"][0]["nodePort"]
+        .as_i64()
+        .unwrap();
+    let url = format!("http://{}:{node_port}/", nodes[0].ip);
+    wait_for(
+        "the NodePort on n1 to answer",
+        Duration::from_secs(20),
+        || {
+            let out = std::process::Command::new("curl")
+                .args(["-s", "-m", "2", &url])
+                .output()
+                .unwrap();
+            answered_by(&String::from_utf8_lossy(&out.stdout)) == ["only3"]
+        },
+    );
+
+    external_traffic_policy_local(&nodes);
+
+    // kill -9 of the leader: another node leads within 10 s, takes writes, no pod restarts.
+    let before = containers(&nodes.iter().collect::<Vec<_>>());
+    let old = leader(&nodes[0]).unwrap();
+    let i = nodes.iter().position(|n| n.name == old).unwrap();
+    let survivor = (i + 1) % 3;
+    nodes[i].kill_daemon();
+    let killed = Instant::now();
+    wait_for("another leader", Duration::from_secs(10), || {
+        leader(&nodes[survivor]).is_some_and(|l| l != old)
+    });
+    println!(
+        "leader {old} killed; {} leads after {:?}",
+        leader(&nodes[survivor]).unwrap(),
+        killed.elapsed()
+    );
+    nodes[survivor].apply(
+        "apiVersion: v1\nkind: Service\nmetadata: {name: after}\nspec:\n  ports: [{port: 80}]\n",
+    );
+    let ip = nodes[survivor].get_json(&["svc", "after"])["spec"]["clusterIP"].clone();
+    assert!(
+        ip.as_str().is_some_and(|ip| ip.starts_with("10.96.")),
+        "{ip}"
+    );
+    nodes[i].start_daemon();
+    assert_eq!(
+        containers(&nodes.iter().collect::<Vec<_>>()),
+        before,
+        "the same containers, none restarted"
+    );
+
+    // Remove a whole node (not n1, where a client loop sends requests through the ClusterIP,
+    // and not the leader, whose loss would add the lease to the time taken).
+    // The holder of the controllers' Lease (the leader label follows it a moment later).
+    let leading = nodes[0].get_json(&["lease", "pier-controllers", "-n", "kube-system"])["spec"]
+        ["holderIdentity"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let v = if leading == "n2" { 2 } else { 1 };
+    let victim = nodes[v].name.clone();
+    let victim_pods: BTreeSet<String> = web_pods(&nodes[0])
+        .into_iter()
+        .filter(|(_, n)| *n == victim)
+        .map(|(pod, _)| pod)
+        .collect();
+    // A pod bound to the victim and owned by no controller: it stays bound there, and must
+    // run and be reachable again when the node comes back (as after a reboot).
+    nodes[0].apply(&format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: pinned}}\nspec:\n  nodeName: {victim}\n  containers:\n  - {{name: c, image: 'pier/echo:v1', args: [echo, --http, '0.0.0.0:8080', --name, pinned]}}\n"
+    ));
+    wait_for("the pinned pod to run", Duration::from_secs(20), || {
+        nodes[0].get_json(&["pod", "pinned"])["status"]["phase"] == "Running"
+    });
+    let mut args = vec![
+        "-sS",
+        "-m",
+        "1",
+        "-w",
+        "\\n",
+        "-H",
+        "Connection: close",
+        "--rate",
+        "5/s",
+    ];
+    args.extend(std::iter::repeat_n("http://web/", 150));
+    let loop_pod = {
+        let args: Vec<String> = args.iter().map(|a| format!("{a:?}")).collect();
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: loop}}\nspec:\n  nodeName: n1\n  restartPolicy: Never\n  containers: [{{name: c, image: 'pier/curl:1', args: [{}]}}]\n",
+            args.join(", ")
+        )
+    };
+    nodes[0].apply(&loop_pod);
+    wait_for("the client loop to run", Duration::from_secs(20), || {
+        nodes[0].get_json(&["pod", "loop"])["status"]["phase"] == "Running"
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    nodes[v].remove();
+    let removed = Instant::now();
+    for node in nodes.iter().filter(|n| n.name != victim) {
+        wait_for(
+            &format!("{victim}'s endpoints to leave {}'s dataplane", node.name),
+            GRACE + Duration::from_secs(2),
+            || !served_endpoint_nodes(node, "web").contains(&victim),
+        );
+    }
+    let gone_after = removed.elapsed();
+    // The target is grace + eviction + 10 s (about 10 s is typical here). About one run in
+    // ten on this 2-core machine has taken longer, cause not found yet (issue 16): the test
+    // allows 15 s more, and says so when the target was missed, with what the pods were doing.
+    let target = GRACE + EVICTION + Duration::from_secs(10);
+    let back = |nodes: &[ClusterNode]| {
+        let pods = web_pods(&nodes[0]);
+        pods.len() == 6
+            && !pods.values().any(|n| *n == victim)
+            && served_endpoint_nodes(&nodes[0], "web").len() == 6
+    };
+    let deadline = removed + target + Duration::from_secs(15);
+    let mut reported = false;
+    while !back(&nodes) {
+        if !reported && removed.elapsed() > target {
+            println!(
+                "SLOWER THAN TARGET: replicas not back {target:?} after {victim} was removed:\n{}",
+                nodes[0].ok(&["get", "pods", "-o", "wide"])
+            );
+            reported = true;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "six replicas not back, none on {victim}:\n{}",
+            nodes[0].ok(&["get", "pods", "-o", "wide"])
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    println!(
+        "{victim} removed: its endpoints out of every dataplane after {gone_after:?}, six replicas again after {:?} (target {target:?})",
+        removed.elapsed()
+    );
+    wait_for("the client loop to finish", Duration::from_secs(60), || {
+        nodes[0].get_json(&["pod", "loop"])["status"]["phase"] == "Succeeded"
+    });
+    let out = nodes[0].ok(&["logs", "loop"]);
+    // One line per request: an echo answer, or curl's error.
+    let results: Vec<bool> = out
+        .lines()
+        .filter_map(|l| {
+            if l.starts_with("curl: (") {
+                Some(false)
+            } else {
+                serde_json::from_str::<Value>(l)
+                    .ok()
+                    .map(|v| v["hostname"].is_string())
+            }
+        })
+        .collect();
+    let failed = results.iter().filter(|ok| !**ok).count();
+    println!(
+        "client loop on n1 while {victim} went: {} ok, {failed} failed (requests to {victim}'s pods until its endpoints left)",
+        results.len() - failed
+    );
+    assert_eq!(results.len(), 150, "{out}");
+    // Failures are requests sent to the lost node's two pods before their endpoints left (5
+    // per second for at most the grace period and a little more), never after.
+    assert!(failed <= 30, "{failed} failed:\n{out}");
+    assert!(
+        results[100..].iter().all(|ok| *ok),
+        "failures after {victim}'s endpoints left:\n{out}"
+    );
+
+    // The node comes back: the containers of its replaced pods are removed.
+    nodes[v].rejoin();
+    wait_for(
+        &format!("{victim} back, without its replaced containers"),
+        Duration::from_secs(30),
+        || {
+            !nodes[v]
+                .containers()
+                .iter()
+                .any(|c| c["name"].as_str().is_some_and(|n| victim_pods.contains(n)))
+        },
+    );
+    wait_for(
+        &format!("{victim} Ready again"),
+        Duration::from_secs(10),
+        || {
+            nodes[0]
+                .ok(&["get", "nodes"])
+                .lines()
+                .any(|l| l.starts_with(&format!("{victim} ")) && l.contains(" Ready "))
+        },
+    );
+    wait_for(
+        "the pinned pod to answer again from n1",
+        Duration::from_secs(20),
+        || {
+            let ip = nodes[0].get_json(&["pod", "pinned"])["status"]["podIP"].clone();
+            let out = nodes[0].in_ns(&[
+                "curl",
+                "-s",
+                "-m",
+                "1",
+                &format!("http://{}:8080/", ip.as_str().unwrap_or("0.0.0.0")),
+            ]);
+            answered_by(&String::from_utf8_lossy(&out.stdout)) == ["pinned"]
+        },
+    );
+
+    // Two of three etcd members down: writes fail naming etcd; every node keeps answering
+    // DNS, its socket-LB keeps translating and its NodePort keeps forwarding.
+    let vip = nodes[0].get_json(&["svc", "web"])["spec"]["clusterIP"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    wait_for(
+        "every node to serve web and only3",
+        Duration::from_secs(30),
+        || serving(&nodes, &vip, node_port).is_ok(),
+    );
+    etcd.stop_member(0);
+    etcd.stop_member(1);
+    let out = common::pier_cli(&nodes[0].socket(), &["apply", "-f", "-"], &service("late"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("etcd") && err.contains("quorum"),
+        "{err}"
+    );
+    if let Err(e) = serving(&nodes, &vip, node_port) {
+        panic!("without etcd quorum: {e}");
+    }
+    etcd.start_member(0);
+    etcd.start_member(1);
+    etcd.wait_healthy(0);
+    etcd.wait_healthy(1);
+    wait_for("writes to work again", Duration::from_secs(30), || {
+        common::pier_cli(&nodes[0].socket(), &["apply", "-f", "-"], &service("late"))
+            .status
+            .success()
+    });
+    let late = nodes[0].get_json(&["svc", "late"])["spec"]["clusterIP"].clone();
+    for node in &nodes {
+        wait_for(
+            &format!("{} to catch up", node.name),
+            Duration::from_secs(30),
+            || node.resolve("late.default.svc.cluster.local") == [late.as_str().unwrap()],
+        );
+    }
+
+    // n3 cut off from etcd by nftables in its namespace: it keeps serving and misses what is
+    // written meanwhile; healed, it catches up without a restart.
+    let cut = &nodes[2];
+    // Both ways (a watch's data would still come in), and only etcd's ports: the test asks
+    // the node's DNS from the LAN's address.
+    let etcd_ports = etcd
+        .store_url()
+        .trim_start_matches("etcd://")
+        .split(',')
+        .filter_map(|hp| hp.rsplit(':').next())
+        .collect::<Vec<_>>()
+        .join(", ");
+    for rule in [
+        "add table inet pier-test-cut",
+        "add chain inet pier-test-cut out { type filter hook output priority 0 ; }",
+        &format!(
+            "add rule inet pier-test-cut out ip daddr {LAN_IP} tcp dport {{ {etcd_ports} }} drop"
+        ),
+        "add chain inet pier-test-cut in { type filter hook input priority 0 ; }",
+        &format!(
+            "add rule inet pier-test-cut in ip saddr {LAN_IP} tcp sport {{ {etcd_ports} }} drop"
+        ),
+    ] {
+        let out = cut.in_ns(&["nft", rule]);
+        assert!(
+            out.status.success(),
+            "nft {rule}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    nodes[0].apply(&service("while-cut"));
+    let while_cut = nodes[0].get_json(&["svc", "while-cut"])["spec"]["clusterIP"].clone();
+    wait_for("n1 to serve while-cut", Duration::from_secs(10), || {
+        nodes[0].resolve("while-cut.default.svc.cluster.local") == [while_cut.as_str().unwrap()]
+    });
+    assert!(
+        cut.resolve("while-cut.default.svc.cluster.local")
+            .is_empty(),
+        "n3 is cut off"
+    );
+    // Under a loaded machine the NodePort of the pod on n3 itself has once answered a reset
+    // here (not yet explained; see issue 16): it is given a few seconds, and said so.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match serving(std::slice::from_ref(cut), &vip, node_port) {
+            Ok(()) => break,
+            Err(e) if Instant::now() < deadline => {
+                eprintln!(
+                    "cut off from etcd, retrying: {e}; n3 serves only3 on {:?}",
+                    served_endpoint_nodes(cut, "only3")
+                );
+                std::thread::sleep(Duration::from_millis(250));
+            }
+            Err(e) => panic!("cut off from etcd: {e}"),
+        }
+    }
+    let out = cut.in_ns(&["nft", "delete table inet pier-test-cut"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let healed = Instant::now();
+    wait_for(
+        "n3 to catch up after the cut",
+        Duration::from_secs(30),
+        || cut.resolve("while-cut.default.svc.cluster.local") == [while_cut.as_str().unwrap()],
+    );
+    println!(
+        "n3 caught up {:?} after its cut was healed",
+        healed.elapsed()
+    );
+    drop(nodes);
+    drop(etcd);
+}
+
+/// `only3-local` (externalTrafficPolicy: Local) answers on n3's NodePort, where its pod runs,
+/// and refuses on n1's and n2's, which have no endpoint of their own: from the LAN, so the
+/// nodes' proxies serve it.
+fn external_traffic_policy_local(nodes: &[ClusterNode]) {
+    let node_port = nodes[0].get_json(&["svc", "only3-local"])["spec"]["ports"][0]["nodePort"]
+        .as_i64()
+        .unwrap();
+    let curl = |node: &ClusterNode| curl_node_port(node, node_port);
+    wait_for(
+        "only3-local's NodePort on n3 to answer",
+        Duration::from_secs(20),
+        || curl(&nodes[2]).0 == ["only3"],
+    );
+    for node in &nodes[..2] {
+        for _ in 0..3 {
+            let (answered, error) = curl(node);
+            assert!(
+                answered.is_empty() && !error.is_empty(),
+                "{}'s NodePort of an externalTrafficPolicy: Local service with no local \
+                 endpoint answered {answered:?}",
+                node.name
+            );
+        }
+        println!(
+            "{}'s NodePort of only3-local refuses: {}",
+            node.name,
+            curl(node).1
+        );
+    }
+}
+
+/// Who answered a request from the LAN to `node_port` on `node`, and curl's error if any.
+fn curl_node_port(node: &ClusterNode, node_port: i64) -> (Vec<String>, String) {
+    let out = std::process::Command::new("curl")
+        .args([
+            "-sS",
+            "-m",
+            "2",
+            &format!("http://{}:{node_port}/", node.ip),
+        ])
+        .output()
+        .unwrap();
+    (
+        answered_by(&String::from_utf8_lossy(&out.stdout)),
+        String::from_utf8_lossy(&out.stderr).trim().to_string(),
+    )
+}
+
+fn service(name: &str) -> String {
+    format!("apiVersion: v1\nkind: Service\nmetadata: {{name: {name}}}\nspec:\n  ports: [{{port: 80}}]\n")
+}
+
+/// Whether every node in `nodes` answers DNS for `web`, translates its ClusterIP `vip` for a
+/// client on the node, and forwards its NodePort of `only3` to the pod on n3; what fails if not.
+fn serving(nodes: &[ClusterNode], vip: &str, node_port: i64) -> Result<(), String> {
+    for node in nodes {
+        let answers = node.resolve("web.default.svc.cluster.local");
+        if answers != [vip] {
+            return Err(format!("{}'s DNS answers {answers:?} for web", node.name));
+        }
+        let through_vip = node.curl_on_node(&format!("http://{vip}/"));
+        if answered_by(&through_vip).is_empty() {
+            return Err(format!("{}'s socket-LB: {through_vip:?}", node.name));
+        }
+        let (answered, error) = curl_node_port(node, node_port);
+        if answered != ["only3"] {
+            return Err(format!("{}'s NodePort: {error}", node.name));
+        }
+    }
+    Ok(())
+}
