@@ -20,7 +20,7 @@ metadata:
   name: db
   labels: {tier: data}
 spec:
-  internalTrafficPolicy: Cluster
+  trafficDistribution: PreferClose
   ports:
   - {name: pg, port: 5432, targetPort: 5432}
 ---
@@ -54,7 +54,7 @@ fn apply_get_restart_keeps_cluster_ip_and_objects() {
         "service/db created\nendpointslice/db-1 created\n"
     );
     assert!(
-        stderr(&out).contains("spec.internalTrafficPolicy is accepted but ignored"),
+        stderr(&out).contains("spec.trafficDistribution is accepted but ignored"),
         "{}",
         stderr(&out)
     );
