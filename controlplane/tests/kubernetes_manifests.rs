@@ -35,13 +35,10 @@ fn kubectl_output_parses_with_ignored_fields_reported() {
         ]
     );
     let ignored = |i: usize| objects[i].parsed.ignored.clone();
-    assert!(
-        ignored(0).contains(&"spec.internalTrafficPolicy".to_string()),
-        "{:?}",
-        ignored(0)
-    );
-    // kubectl's dual-stack fields are read, not ignored.
-    assert!(!ignored(0).contains(&"spec.ipFamilyPolicy".to_string()));
+    // kubectl's dual-stack fields and the traffic policies are read, not ignored.
+    for read in ["spec.ipFamilyPolicy", "spec.internalTrafficPolicy"] {
+        assert!(!ignored(0).contains(&read.to_string()), "{:?}", ignored(0));
+    }
     assert!(ignored(0).contains(&"metadata.managedFields".to_string()));
     assert!(ignored(0).contains(&"status".to_string()));
     assert!(
