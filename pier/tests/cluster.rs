@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{stderr, Daemon};
+use common::{dig_a, stderr, Daemon};
 use pier_testkit::{free_udp_port, wait_for, Etcd};
 
 /// A node: a daemon on the shared etcd, and the port its DNS answers on.
@@ -83,23 +83,7 @@ fn leader(node: &Node) -> Option<String> {
 
 /// The A records `name` has on `node`'s DNS (empty when none, or no answer).
 fn resolve(node: &Node, name: &str) -> Vec<String> {
-    let out = Command::new("dig")
-        .args([
-            "@127.0.0.1",
-            "-p",
-            &node.dns.to_string(),
-            "+short",
-            "+time=1",
-            "+tries=1",
-        ])
-        .arg(name)
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|l| l.parse::<std::net::Ipv4Addr>().is_ok())
-        .map(str::to_string)
-        .collect()
+    dig_a("127.0.0.1", node.dns, name)
 }
 
 fn service(name: &str) -> String {

@@ -14,8 +14,14 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
+#[path = "cluster_pods/outages.rs"]
+mod outages;
+#[path = "cluster_pods/probe.rs"]
+mod probe;
+
 use common::cluster::{lan, ClusterNode, LAN_IP};
 use pier_testkit::{wait_for, Etcd};
+use probe::*;
 use serde_json::Value;
 
 /// Heartbeat, grace, eviction and lease short enough for a test.
@@ -110,93 +116,6 @@ fn privileged() -> bool {
     false
 }
 
-/// Pod name -> node name, of the Running pods labelled `app=web`.
-fn web_pods(node: &ClusterNode) -> BTreeMap<String, String> {
-    node.get_json(&["pods", "-l", "app=web"])["items"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|p| {
-            p["status"]["phase"] == "Running" && p["metadata"]["deletionTimestamp"].is_null()
-        })
-        .map(|p| {
-            (
-                p["metadata"]["name"].as_str().unwrap().to_string(),
-                p["spec"]["nodeName"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_string(),
-            )
-        })
-        .collect()
-}
-
-/// The nodes of the ready endpoints of `service` in the snapshot `node`'s dataplane serves.
-fn served_endpoint_nodes(node: &ClusterNode, service: &str) -> Vec<String> {
-    let snapshot = node.snapshot();
-    let mut nodes: Vec<String> = snapshot["services"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|s| s["key"]["name"] == service)
-        .flat_map(|s| s["endpoints"].as_array().cloned().unwrap_or_default())
-        .filter(|e| e["ready"] == true)
-        .map(|e| e["nodeName"].as_str().unwrap_or_default().to_string())
-        .collect();
-    nodes.sort();
-    nodes
-}
-
-/// Runs `curl args` in a pod on `on` (restartPolicy Never) and returns its output once done.
-fn curl_from_pod(on: &ClusterNode, name: &str, args: &[&str], within: Duration) -> String {
-    let args: Vec<String> = args.iter().map(|a| format!("{a:?}")).collect();
-    on.apply(&format!(
-        "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec:\n  nodeName: {}\n  restartPolicy: Never\n  containers: [{{name: c, image: 'pier/curl:1', args: [{}]}}]\n",
-        on.name,
-        args.join(", ")
-    ));
-    wait_for(&format!("pod {name} to finish"), within, || {
-        let phase = &on.get_json(&["pod", name])["status"]["phase"];
-        phase == "Succeeded" || phase == "Failed"
-    });
-    let logs = on.ok(&["logs", name]);
-    on.ok(&["delete", "pod", name]);
-    logs
-}
-
-/// The `hostname` of each echo answer in `output` (one JSON object per line).
-fn answered_by(output: &str) -> Vec<String> {
-    output
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter_map(|v| v["hostname"].as_str().map(str::to_string))
-        .collect()
-}
-
-/// (id, restart count) of every running container on `nodes`.
-fn containers(nodes: &[&ClusterNode]) -> BTreeSet<(String, i64)> {
-    nodes
-        .iter()
-        .flat_map(|n| n.containers())
-        .filter(|c| c["state"] == "running")
-        .map(|c| {
-            (
-                c["id"].as_str().unwrap().to_string(),
-                c["restartCount"].as_i64().unwrap_or(-1),
-            )
-        })
-        .collect()
-}
-
-fn leader(node: &ClusterNode) -> Option<String> {
-    node.ok(&["get", "nodes"])
-        .lines()
-        .skip(1)
-        .map(|l| l.split_whitespace().collect::<Vec<_>>())
-        .find(|cols| cols.get(2) == Some(&"leader"))
-        .map(|cols| cols[0].to_string())
-}
-
 #[test]
 fn three_nodes_run_spread_pods_reach_each_other_and_survive_a_lost_leader_and_node() {
     if !privileged() {
@@ -222,7 +141,25 @@ fn three_nodes_run_spread_pods_reach_each_other_and_survive_a_lost_leader_and_no
         node.build_images();
     }
 
-    // Six replicas, two per node; every pod ready in every node's dataplane.
+    six_replicas_spread_two_per_node(&nodes);
+    pods_reach_every_node_and_local_services_stay_local(&nodes);
+    let node_port = a_node_port_reaches_a_pod_on_another_node(&nodes);
+    external_traffic_policy_local(&nodes);
+    a_killed_leader_hands_over_without_restarts(&mut nodes);
+    let (v, replaced) = a_removed_node_is_replaced_while_clients_lose_little(&mut nodes);
+    the_node_back_removes_what_was_replaced(&mut nodes, v, &replaced);
+    let vip = nodes[0].get_json(&["svc", "web"])["spec"]["clusterIP"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    outages::every_node_serves_without_etcd_quorum(&mut etcd, &nodes, &vip, node_port);
+    outages::a_node_cut_off_from_etcd_serves_and_catches_up(&etcd, &nodes, &vip, node_port);
+    drop(nodes);
+    drop(etcd);
+}
+
+/// Six replicas of `web`, two per node, every pod ready in every node's dataplane.
+fn six_replicas_spread_two_per_node(nodes: &[ClusterNode]) {
     nodes[0].apply(WEB);
     wait_for(
         "six web pods served everywhere",
@@ -246,12 +183,14 @@ fn three_nodes_run_spread_pods_reach_each_other_and_survive_a_lost_leader_and_no
         BTreeMap::from([("n1".into(), 2), ("n2".into(), 2), ("n3".into(), 2)]),
         "spread two per node"
     );
+}
 
-    // From a pod on each node: the name resolves through the search path, and new connections
-    // to the ClusterIP reach pods on all three nodes; those to `web-local`
-    // (internalTrafficPolicy: Local) only the node's own two.
+/// From a pod on each node: the name resolves through the search path, and new connections
+/// to the ClusterIP reach pods on all three nodes; those to `web-local`
+/// (internalTrafficPolicy: Local) only the node's own two.
+fn pods_reach_every_node_and_local_services_stay_local(nodes: &[ClusterNode]) {
     let pod_node = web_pods(&nodes[0]);
-    for node in &nodes {
+    for node in nodes {
         let mut args = vec!["-sS", "-m", "2", "-w", "\\n", "-H", "Connection: close"];
         args.extend(std::iter::repeat_n("http://web/", 30));
         args.extend(std::iter::repeat_n("http://web-local/", 20));
@@ -284,8 +223,10 @@ fn three_nodes_run_spread_pods_reach_each_other_and_survive_a_lost_leader_and_no
         );
         assert_eq!(local.len(), 2, "both local pods take turns: {local:?}");
     }
+}
 
-    // A NodePort on n1 reaches the pod only n3 runs (from the LAN).
+/// A NodePort on n1 reaches the pod only n3 runs (from the LAN); returns the NodePort.
+fn a_node_port_reaches_a_pod_on_another_node(nodes: &[ClusterNode]) -> i64 {
     let node_port = nodes[0].get_json(&["svc", "only3"])["spec"]["ports"][0]["nodePort"]
         .as_i64()
         .unwrap();
@@ -301,10 +242,11 @@ fn three_nodes_run_spread_pods_reach_each_other_and_survive_a_lost_leader_and_no
             answered_by(&String::from_utf8_lossy(&out.stdout)) == ["only3"]
         },
     );
+    node_port
+}
 
-    external_traffic_policy_local(&nodes);
-
-    // kill -9 of the leader: another node leads within 10 s, takes writes, no pod restarts.
+/// kill -9 of the leader: another node leads within 10 s, takes writes, no pod restarts.
+fn a_killed_leader_hands_over_without_restarts(nodes: &mut [ClusterNode]) {
     let before = containers(&nodes.iter().collect::<Vec<_>>());
     let old = leader(&nodes[0]).unwrap();
     let i = nodes.iter().position(|n| n.name == old).unwrap();
@@ -333,9 +275,15 @@ fn three_nodes_run_spread_pods_reach_each_other_and_survive_a_lost_leader_and_no
         before,
         "the same containers, none restarted"
     );
+}
 
-    // Remove a whole node (not n1, where a client loop sends requests through the ClusterIP,
-    // and not the leader, whose loss would add the lease to the time taken).
+/// Removes a whole node (not n1, where a client loop sends requests through the ClusterIP,
+/// and not the leader, whose loss would add the lease to the time taken): its endpoints leave
+/// every other dataplane within the grace, its replicas run elsewhere, and the client loop
+/// loses only requests sent before its endpoints left. Returns the node and its replaced pods.
+fn a_removed_node_is_replaced_while_clients_lose_little(
+    nodes: &mut [ClusterNode],
+) -> (usize, BTreeSet<String>) {
     // The holder of the controllers' Lease (the leader label follows it a moment later).
     let leading = nodes[0].get_json(&["lease", "pier-controllers", "-n", "kube-system"])["spec"]
         ["holderIdentity"]
@@ -403,7 +351,7 @@ fn three_nodes_run_spread_pods_reach_each_other_and_survive_a_lost_leader_and_no
     };
     let deadline = removed + target + Duration::from_secs(15);
     let mut reported = false;
-    while !back(&nodes) {
+    while !back(nodes) {
         if !reported && removed.elapsed() > target {
             println!(
                 "SLOWER THAN TARGET: replicas not back {target:?} after {victim} was removed:\n{}",
@@ -422,10 +370,16 @@ fn three_nodes_run_spread_pods_reach_each_other_and_survive_a_lost_leader_and_no
         "{victim} removed: its endpoints out of every dataplane after {gone_after:?}, six replicas again after {:?} (target {target:?})",
         removed.elapsed()
     );
+    the_client_loop_failed_only_before_the_endpoints_left(&nodes[0], &victim);
+    (v, victim_pods)
+}
+
+/// Requests of the client loop on n1 failed only while `victim`'s endpoints were served.
+fn the_client_loop_failed_only_before_the_endpoints_left(n1: &ClusterNode, victim: &str) {
     wait_for("the client loop to finish", Duration::from_secs(60), || {
-        nodes[0].get_json(&["pod", "loop"])["status"]["phase"] == "Succeeded"
+        n1.get_json(&["pod", "loop"])["status"]["phase"] == "Succeeded"
     });
-    let out = nodes[0].ok(&["logs", "loop"]);
+    let out = n1.ok(&["logs", "loop"]);
     // One line per request: an echo answer, or curl's error.
     let results: Vec<bool> = out
         .lines()
@@ -452,8 +406,16 @@ fn three_nodes_run_spread_pods_reach_each_other_and_survive_a_lost_leader_and_no
         results[100..].iter().all(|ok| *ok),
         "failures after {victim}'s endpoints left:\n{out}"
     );
+}
 
-    // The node comes back: the containers of its replaced pods are removed.
+/// The removed node comes back: the containers of its replaced pods are removed, and the pod
+/// bound to it runs and answers again.
+fn the_node_back_removes_what_was_replaced(
+    nodes: &mut [ClusterNode],
+    v: usize,
+    victim_pods: &BTreeSet<String>,
+) {
+    let victim = nodes[v].name.clone();
     nodes[v].rejoin();
     wait_for(
         &format!("{victim} back, without its replaced containers"),
@@ -490,121 +452,6 @@ fn three_nodes_run_spread_pods_reach_each_other_and_survive_a_lost_leader_and_no
             answered_by(&String::from_utf8_lossy(&out.stdout)) == ["pinned"]
         },
     );
-
-    // Two of three etcd members down: writes fail naming etcd; every node keeps answering
-    // DNS, its socket-LB keeps translating and its NodePort keeps forwarding.
-    let vip = nodes[0].get_json(&["svc", "web"])["spec"]["clusterIP"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    wait_for(
-        "every node to serve web and only3",
-        Duration::from_secs(30),
-        || serving(&nodes, &vip, node_port).is_ok(),
-    );
-    etcd.stop_member(0);
-    etcd.stop_member(1);
-    let out = common::pier_cli(&nodes[0].socket(), &["apply", "-f", "-"], &service("late"));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        !out.status.success() && err.contains("etcd") && err.contains("quorum"),
-        "{err}"
-    );
-    if let Err(e) = serving(&nodes, &vip, node_port) {
-        panic!("without etcd quorum: {e}");
-    }
-    etcd.start_member(0);
-    etcd.start_member(1);
-    etcd.wait_healthy(0);
-    etcd.wait_healthy(1);
-    wait_for("writes to work again", Duration::from_secs(30), || {
-        common::pier_cli(&nodes[0].socket(), &["apply", "-f", "-"], &service("late"))
-            .status
-            .success()
-    });
-    let late = nodes[0].get_json(&["svc", "late"])["spec"]["clusterIP"].clone();
-    for node in &nodes {
-        wait_for(
-            &format!("{} to catch up", node.name),
-            Duration::from_secs(30),
-            || node.resolve("late.default.svc.cluster.local") == [late.as_str().unwrap()],
-        );
-    }
-
-    // n3 cut off from etcd by nftables in its namespace: it keeps serving and misses what is
-    // written meanwhile; healed, it catches up without a restart.
-    let cut = &nodes[2];
-    // Both ways (a watch's data would still come in), and only etcd's ports: the test asks
-    // the node's DNS from the LAN's address.
-    let etcd_ports = etcd
-        .store_url()
-        .trim_start_matches("etcd://")
-        .split(',')
-        .filter_map(|hp| hp.rsplit(':').next())
-        .collect::<Vec<_>>()
-        .join(", ");
-    for rule in [
-        "add table inet pier-test-cut",
-        "add chain inet pier-test-cut out { type filter hook output priority 0 ; }",
-        &format!(
-            "add rule inet pier-test-cut out ip daddr {LAN_IP} tcp dport {{ {etcd_ports} }} drop"
-        ),
-        "add chain inet pier-test-cut in { type filter hook input priority 0 ; }",
-        &format!(
-            "add rule inet pier-test-cut in ip saddr {LAN_IP} tcp sport {{ {etcd_ports} }} drop"
-        ),
-    ] {
-        let out = cut.in_ns(&["nft", rule]);
-        assert!(
-            out.status.success(),
-            "nft {rule}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    nodes[0].apply(&service("while-cut"));
-    let while_cut = nodes[0].get_json(&["svc", "while-cut"])["spec"]["clusterIP"].clone();
-    wait_for("n1 to serve while-cut", Duration::from_secs(10), || {
-        nodes[0].resolve("while-cut.default.svc.cluster.local") == [while_cut.as_str().unwrap()]
-    });
-    assert!(
-        cut.resolve("while-cut.default.svc.cluster.local")
-            .is_empty(),
-        "n3 is cut off"
-    );
-    // Under a loaded machine the NodePort of the pod on n3 itself has once answered a reset
-    // here (not yet explained; see issue 16): it is given a few seconds, and said so.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        match serving(std::slice::from_ref(cut), &vip, node_port) {
-            Ok(()) => break,
-            Err(e) if Instant::now() < deadline => {
-                eprintln!(
-                    "cut off from etcd, retrying: {e}; n3 serves only3 on {:?}",
-                    served_endpoint_nodes(cut, "only3")
-                );
-                std::thread::sleep(Duration::from_millis(250));
-            }
-            Err(e) => panic!("cut off from etcd: {e}"),
-        }
-    }
-    let out = cut.in_ns(&["nft", "delete table inet pier-test-cut"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let healed = Instant::now();
-    wait_for(
-        "n3 to catch up after the cut",
-        Duration::from_secs(30),
-        || cut.resolve("while-cut.default.svc.cluster.local") == [while_cut.as_str().unwrap()],
-    );
-    println!(
-        "n3 caught up {:?} after its cut was healed",
-        healed.elapsed()
-    );
-    drop(nodes);
-    drop(etcd);
 }
 
 /// `only3-local` (externalTrafficPolicy: Local) answers on n3's NodePort, where its pod runs,
@@ -636,45 +483,4 @@ fn external_traffic_policy_local(nodes: &[ClusterNode]) {
             curl(node).1
         );
     }
-}
-
-/// Who answered a request from the LAN to `node_port` on `node`, and curl's error if any.
-fn curl_node_port(node: &ClusterNode, node_port: i64) -> (Vec<String>, String) {
-    let out = std::process::Command::new("curl")
-        .args([
-            "-sS",
-            "-m",
-            "2",
-            &format!("http://{}:{node_port}/", node.ip),
-        ])
-        .output()
-        .unwrap();
-    (
-        answered_by(&String::from_utf8_lossy(&out.stdout)),
-        String::from_utf8_lossy(&out.stderr).trim().to_string(),
-    )
-}
-
-fn service(name: &str) -> String {
-    format!("apiVersion: v1\nkind: Service\nmetadata: {{name: {name}}}\nspec:\n  ports: [{{port: 80}}]\n")
-}
-
-/// Whether every node in `nodes` answers DNS for `web`, translates its ClusterIP `vip` for a
-/// client on the node, and forwards its NodePort of `only3` to the pod on n3; what fails if not.
-fn serving(nodes: &[ClusterNode], vip: &str, node_port: i64) -> Result<(), String> {
-    for node in nodes {
-        let answers = node.resolve("web.default.svc.cluster.local");
-        if answers != [vip] {
-            return Err(format!("{}'s DNS answers {answers:?} for web", node.name));
-        }
-        let through_vip = node.curl_on_node(&format!("http://{vip}/"));
-        if answered_by(&through_vip).is_empty() {
-            return Err(format!("{}'s socket-LB: {through_vip:?}", node.name));
-        }
-        let (answered, error) = curl_node_port(node, node_port);
-        if answered != ["only3"] {
-            return Err(format!("{}'s NodePort: {error}", node.name));
-        }
-    }
-    Ok(())
 }

@@ -272,22 +272,8 @@ impl ClusterNode {
 
     /// Builds `pier/echo:v1` (the pier binary) and `pier/curl:1` (Debian's curl) here.
     pub(crate) fn build_images(&self) {
-        self.ok(&[
-            "image",
-            "build",
-            "-t",
-            "pier/echo:v1",
-            "--binary",
-            PIER,
-            "--path-in-image",
-            "/usr/local/bin/pier",
-            "--expose",
-            "8080",
-            "--",
-            "echo",
-            "--http",
-            "0.0.0.0:8080",
-        ]);
+        let echo = super::echo_image_args("v1");
+        self.ok(&echo.iter().map(String::as_str).collect::<Vec<_>>());
         self.ok(&[
             "image",
             "build",
@@ -347,21 +333,7 @@ impl ClusterNode {
 
     /// The A records of `name` from this node's DNS (asked from the LAN).
     pub(crate) fn resolve(&self, name: &str) -> Vec<String> {
-        let out = Command::new("dig")
-            .args([
-                &format!("@{}", self.ip),
-                "+short",
-                "+time=1",
-                "+tries=2",
-                name,
-            ])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter(|l| l.parse::<std::net::Ipv4Addr>().is_ok())
-            .map(str::to_string)
-            .collect()
+        super::dig_a(&self.ip, 53, name)
     }
 
     /// The last lines of the daemon's log.

@@ -286,3 +286,50 @@ pub(crate) fn stderr(o: &Output) -> String {
 pub(crate) fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).to_string()
 }
+
+/// The `pier image build` arguments for `pier/echo:<tag>`: the pier binary under test serving
+/// `pier echo` on port 8080 and reporting `tag` as its version.
+pub(crate) fn echo_image_args(tag: &str) -> Vec<String> {
+    let image = format!("pier/echo:{tag}");
+    [
+        "image",
+        "build",
+        "-t",
+        &image,
+        "--binary",
+        PIER,
+        "--path-in-image",
+        "/usr/local/bin/pier",
+        "--expose",
+        "8080",
+        "--",
+        "echo",
+        "--http",
+        "0.0.0.0:8080",
+        "--version",
+        tag,
+    ]
+    .map(str::to_string)
+    .to_vec()
+}
+
+/// The A records `dig` gets for `name` from the DNS server at `server` (`dig`'s `@` argument).
+pub(crate) fn dig_a(server: &str, port: u16, name: &str) -> Vec<String> {
+    let out = Command::new("dig")
+        .args([
+            &format!("@{server}"),
+            "-p",
+            &port.to_string(),
+            "+short",
+            "+time=1",
+            "+tries=2",
+            name,
+        ])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.parse::<std::net::Ipv4Addr>().is_ok())
+        .map(str::to_string)
+        .collect()
+}

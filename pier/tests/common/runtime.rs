@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::{have, is_root, private_netns, skip, Daemon, PIER};
+use super::{echo_image_args, have, is_root, private_netns, skip, Daemon};
 
 /// A daemon running containers on its own bridge and pod network; on drop every container
 /// is removed, the daemon killed and the bridge deleted.
@@ -103,24 +103,8 @@ impl Node {
 
     /// Builds `pier/echo:<tag>` from the pier binary under test.
     pub(crate) fn build_echo(&self, tag: &str) {
-        self.ok(&[
-            "image",
-            "build",
-            "-t",
-            &format!("pier/echo:{tag}"),
-            "--binary",
-            PIER,
-            "--path-in-image",
-            "/usr/local/bin/pier",
-            "--expose",
-            "8080",
-            "--",
-            "echo",
-            "--http",
-            "0.0.0.0:8080",
-            "--version",
-            tag,
-        ]);
+        let args = echo_image_args(tag);
+        self.ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
     }
 
     /// kill -9 of the daemon and a fresh start on the same state (containers keep running).
