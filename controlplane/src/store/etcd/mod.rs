@@ -337,10 +337,12 @@ fn unreached(e: &etcd_client::Error) -> bool {
         etcd_client::Error::TransportError(_) => true,
         // Unavailable covers a member that is down and "leader changed" while a new leader
         // is elected; without quorum the retries run out and the caller gets the error.
-        etcd_client::Error::GRpcStatus(status) => matches!(
-            status.code(),
-            tonic::Code::Unavailable | tonic::Code::Unknown
-        ),
+        // Cancelled with a transport error underneath: the member went away mid-call.
+        etcd_client::Error::GRpcStatus(status) => match status.code() {
+            tonic::Code::Unavailable | tonic::Code::Unknown => true,
+            tonic::Code::Cancelled => std::error::Error::source(status).is_some(),
+            _ => false,
+        },
         _ => false,
     }
 }
