@@ -1,6 +1,6 @@
 //! Control-plane Prometheus metrics (`pier_` prefix).
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -32,6 +32,7 @@ pub struct Metrics {
     dataplane_rejected: IntCounterVec,
     dataplane_apply: HistogramVec,
     recent_builds: Mutex<VecDeque<f64>>,
+    applied: Mutex<BTreeMap<&'static str, u64>>,
 }
 
 impl Metrics {
@@ -88,6 +89,7 @@ impl Metrics {
                 &["part"],
             )?,
             recent_builds: Mutex::new(VecDeque::with_capacity(RECENT_BUILDS)),
+            applied: Mutex::new(BTreeMap::new()),
         };
         registry.register(Box::new(m.api_requests.clone()))?;
         registry.register(Box::new(m.apply_seconds.clone()))?;
@@ -99,6 +101,11 @@ impl Metrics {
         registry.register(Box::new(m.dataplane_apply.clone()))?;
         registry.register(Box::new(StoreCollector::new(store)?))?;
         Ok(Arc::new(m))
+    }
+
+    /// The snapshot revision each dataplane part serves now, by part name.
+    pub fn applied_revisions(&self) -> BTreeMap<&'static str, u64> {
+        self.applied.lock().map(|a| a.clone()).unwrap_or_default()
     }
 
     /// Durations (seconds) of the most recent snapshot builds, oldest first.
@@ -135,6 +142,9 @@ impl ConsumerObserver for Metrics {
         self.dataplane_apply
             .with_label_values(&[part])
             .observe(seconds);
+        if let Ok(mut applied) = self.applied.lock() {
+            applied.insert(part, revision);
+        }
     }
 
     fn rejected(&self, part: &'static str, _revision: u64, _kept: u64) {

@@ -1,4 +1,5 @@
-//! Admin listener: `/metrics`, `/healthz`, `/readyz`, `/snapshot`, `/snapshot/builds`.
+//! Admin listener: `/metrics`, `/healthz`, `/readyz`, `/snapshot`, `/snapshot/applied` (the
+//! revision each dataplane part serves), `/snapshot/builds`.
 
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -70,6 +71,16 @@ fn handle(admin: &Admin, req: &Request<Incoming>) -> Response<Full<Bytes>> {
             "application/json",
             admin.snapshot.load().to_json().to_string(),
         ),
+        "/snapshot/applied" => {
+            let parts: serde_json::Map<String, serde_json::Value> = admin
+                .metrics
+                .applied_revisions()
+                .into_iter()
+                .map(|(part, revision)| (part.to_string(), json!(revision)))
+                .collect();
+            let body = json!({"revision": admin.snapshot.load().revision, "parts": parts});
+            respond(StatusCode::OK, "application/json", body.to_string())
+        }
         "/snapshot/builds" => {
             let secs = admin.metrics.recent_builds();
             let body = json!({"count": secs.len(), "seconds": secs});

@@ -85,6 +85,15 @@ fn apply_get_restart_keeps_cluster_ip_and_objects() {
     let snap: Value = serde_json::from_str(&snap).unwrap();
     assert_eq!(snap["services"][0]["clusterIp"], Value::String(ip.clone()));
     assert_eq!(snap["services"][0]["endpoints"][0]["address"], "127.0.0.1");
+    // Each running dataplane part (DNS here: no proxy, no socket-LB) says what it serves.
+    pier_testkit::wait_for("DNS to serve the snapshot", Duration::from_secs(5), || {
+        let (code, applied) = d.admin("/snapshot/applied");
+        let applied: Value = serde_json::from_str(&applied).unwrap();
+        code == 200
+            && applied["revision"] == snap["revision"]
+            && applied["parts"]["dns"] == snap["revision"]
+            && applied["parts"].get("proxy").is_none()
+    });
 
     let before = d.get_json(&["endpointslices", "db-1"]);
     d.stop();
