@@ -19,7 +19,7 @@ mod outages;
 #[path = "cluster_pods/probe.rs"]
 mod probe;
 
-use common::cluster::{lan, ClusterNode, LAN_IP};
+use common::cluster::{lan, start_node, ClusterNode, LAN_IP};
 use pier_testkit::{wait_for, Etcd};
 use probe::*;
 use serde_json::Value;
@@ -127,7 +127,7 @@ fn three_nodes_run_spread_pods_reach_each_other_and_survive_a_lost_leader_and_no
     let mut nodes: Vec<ClusterNode> = dirs
         .iter()
         .zip(1u8..)
-        .map(|(dir, i)| ClusterNode::start(dir.path(), i, &etcd.store_url(), &TIMINGS))
+        .map(|(dir, i)| start_node(dir.path(), i, &etcd.store_url(), &TIMINGS))
         .collect();
     wait_for(
         "three Ready nodes and a leader",

@@ -1,7 +1,7 @@
 //! Helpers shared by the end-to-end tests: a daemon process and raw HTTP over its sockets.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::TcpStream;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -16,21 +16,7 @@ pub(crate) mod runtime;
 
 /// Runs `pier args` against the daemon at `socket`, with `stdin` as its input.
 pub(crate) fn pier_cli(socket: &Path, args: &[&str], stdin: &str) -> Output {
-    let mut child = Command::new(PIER)
-        .args(args)
-        .env("PIER_SOCKET", socket)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
+    pier_testkit::pier::pier_cli(Path::new(PIER), socket, args, stdin)
 }
 
 /// Applies a manifest through `pier apply -f -`, asserting it was accepted.
@@ -241,43 +227,9 @@ impl Drop for Daemon {
     }
 }
 
-pub(crate) fn read_response(s: &mut impl Read) -> (u16, String) {
-    let mut raw = Vec::new();
-    let _ = s.read_to_end(&mut raw);
-    let text = String::from_utf8_lossy(&raw).to_string();
-    let code = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    let body = if text
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        dechunk(&body)
-    } else {
-        body
-    };
-    (code, body)
-}
-
-pub(crate) fn dechunk(body: &str) -> String {
-    let mut out = String::new();
-    let mut rest = body;
-    while let Some((size, after)) = rest.split_once("\r\n") {
-        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
-        if n == 0 || after.len() < n {
-            break;
-        }
-        out.push_str(&after[..n]);
-        rest = after[n..].trim_start_matches("\r\n");
-    }
-    out
-}
+// Each test binary uses some of these.
+#[allow(unused_imports)]
+pub(crate) use pier_testkit::pier::{dechunk, dig_a, read_response};
 
 pub(crate) fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).to_string()
@@ -287,49 +239,7 @@ pub(crate) fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).to_string()
 }
 
-/// The `pier image build` arguments for `pier/echo:<tag>`: the pier binary under test serving
-/// `pier echo` on port 8080 and reporting `tag` as its version.
+/// The `pier image build` arguments for `pier/echo:<tag>` from the pier binary under test.
 pub(crate) fn echo_image_args(tag: &str) -> Vec<String> {
-    let image = format!("pier/echo:{tag}");
-    [
-        "image",
-        "build",
-        "-t",
-        &image,
-        "--binary",
-        PIER,
-        "--path-in-image",
-        "/usr/local/bin/pier",
-        "--expose",
-        "8080",
-        "--",
-        "echo",
-        "--http",
-        "0.0.0.0:8080",
-        "--version",
-        tag,
-    ]
-    .map(str::to_string)
-    .to_vec()
-}
-
-/// The A records `dig` gets for `name` from the DNS server at `server` (`dig`'s `@` argument).
-pub(crate) fn dig_a(server: &str, port: u16, name: &str) -> Vec<String> {
-    let out = Command::new("dig")
-        .args([
-            &format!("@{server}"),
-            "-p",
-            &port.to_string(),
-            "+short",
-            "+time=1",
-            "+tries=2",
-            name,
-        ])
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|l| l.parse::<std::net::Ipv4Addr>().is_ok())
-        .map(str::to_string)
-        .collect()
+    pier_testkit::pier::echo_image_args(Path::new(PIER), tag)
 }
