@@ -105,9 +105,11 @@ pub(crate) fn a_node_cut_off_from_etcd_serves_and_catches_up(
         match serving(std::slice::from_ref(cut), vip, node_port) {
             Ok(()) => break,
             Err(e) if Instant::now() < deadline => {
+                let listening = cut.in_ns(&["ss", "-ltnH"]);
                 eprintln!(
-                    "cut off from etcd, retrying: {e}; n3 serves only3 on {:?}",
-                    served_endpoint_nodes(cut, "only3")
+                    "cut off from etcd, retrying: {e}; n3 serves only3 on {:?}; n3 listens on:\n{}",
+                    served_endpoint_nodes(cut, "only3"),
+                    String::from_utf8_lossy(&listening.stdout)
                 );
                 std::thread::sleep(Duration::from_millis(250));
             }
