@@ -257,13 +257,18 @@ pub(crate) struct Row {
 /// Prints rows side by side; `reference` names the peer (or "target").
 pub(crate) fn print_table(title: &str, reference: &str, rows: &[Row]) {
     println!("\n{title}");
+    let labels: Vec<String> = rows
+        .iter()
+        .map(|r| format!("{} ({})", r.metric, r.unit))
+        .collect();
+    let width = labels.iter().map(String::len).max().unwrap_or(0).max(44);
     let header = format!(
-        "{:<44} {:>14} {:>14} {:>9}  {}",
+        "{:<width$} {:>14} {:>14} {:>9}  {}",
         "metric", "pier", reference, "ratio", "verdict"
     );
     println!("{header}");
     println!("{}", "-".repeat(header.len()));
-    for r in rows {
+    for (r, label) in rows.iter().zip(labels) {
         let (refs, ratio, verdict) = match r.reference {
             Some(v) if v != 0.0 => {
                 let ratio = r.pier / v;
@@ -277,8 +282,7 @@ pub(crate) fn print_table(title: &str, reference: &str, rows: &[Row]) {
             _ => ("-".into(), "-".into(), ""),
         };
         println!(
-            "{:<44} {:>14} {:>14} {:>9}  {}",
-            format!("{} ({})", r.metric, r.unit),
+            "{label:<width$} {:>14} {:>14} {:>9}  {}",
             fmt(r.pier),
             refs,
             ratio,

@@ -69,6 +69,22 @@ enum Scenario {
         #[arg(long, default_value_t = 10)]
         pods: usize,
     },
+    /// Cluster: 3 nodes in network namespaces on etcd: one endpoint change until every node's
+    /// socket-LB, proxy and DNS serve it; a 4th node joining N services x M endpoints; RSS.
+    Cluster {
+        /// Endpoint changes timed.
+        #[arg(long, default_value_t = 1000)]
+        changes: usize,
+        /// Services loaded before the 4th node joins.
+        #[arg(long, default_value_t = 10_000)]
+        services: usize,
+        /// Endpoints per loaded service.
+        #[arg(long, default_value_t = 10)]
+        endpoints: usize,
+        /// Upper bound for the run, in seconds.
+        #[arg(long, default_value_t = 900)]
+        timeout: u64,
+    },
     /// Proxy: pier vs HAProxy in front of nginx, wrk and h2load, HTTP/1.1, h2c and TCP mode.
     Proxy {
         /// Seconds per measured run.
@@ -88,7 +104,10 @@ enum Scenario {
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
-    harness::pin_self(harness::LOAD_CPU)?;
+    // The cluster's three daemons and etcd members share the machine's CPUs: nothing pinned.
+    if !matches!(cli.scenario, Scenario::Cluster { .. }) {
+        harness::pin_self(harness::LOAD_CPU)?;
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -134,6 +153,22 @@ fn main() -> Result<()> {
         }
         Scenario::Runtime { rounds, pods } => {
             scenarios::runtime::run_all(scenarios::runtime::Params { rounds, pods })
+        }
+        Scenario::Cluster {
+            changes,
+            services,
+            endpoints,
+            timeout,
+        } => {
+            // It dials ClusterIPs: only from a network namespace of its own (the LAN).
+            scenarios::cluster::install()?;
+            harness::private_netns()?;
+            runtime.block_on(scenarios::cluster::run(scenarios::cluster::Params {
+                changes,
+                services,
+                endpoints,
+                timeout: Duration::from_secs(timeout),
+            }))
         }
         Scenario::Proxy {
             seconds,

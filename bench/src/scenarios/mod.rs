@@ -1,5 +1,6 @@
 //! Benchmark scenarios.
 
+pub(crate) mod cluster;
 pub(crate) mod controlplane;
 pub(crate) mod dns;
 pub(crate) mod proxy;
