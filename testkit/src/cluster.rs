@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::pier::{dig_a, echo_image_args, http_get, pier_cli};
+use crate::pier::{dig_a, echo_image_args, http_get, pier_cli, remove_workloads};
 use crate::Netns;
 
 /// The LAN's address in the test's namespace (etcd listens there).
@@ -374,26 +374,7 @@ impl Drop for ClusterNode {
             );
         }
         if self.daemon.is_some() {
-            let items = |args: &[&str]| -> Vec<Value> {
-                serde_json::from_slice::<Value>(&self.pier(args).stdout)
-                    .ok()
-                    .and_then(|v| v["items"].as_array().cloned())
-                    .unwrap_or_default()
-            };
-            // Deployments first, or their pods would be replaced as they are removed.
-            for d in items(&["get", "deployments", "-A", "-o", "json"]) {
-                let (name, ns) = (&d["metadata"]["name"], &d["metadata"]["namespace"]);
-                let _ = self.pier(&[
-                    "delete",
-                    "deployment",
-                    name.as_str().unwrap_or_default(),
-                    "-n",
-                    ns.as_str().unwrap_or("default"),
-                ]);
-            }
-            for c in items(&["ps", "-a", "-o", "json"]) {
-                let _ = self.pier(&["rm", "-f", c["id"].as_str().unwrap_or_default()]);
-            }
+            remove_workloads(&self.pier, &self.socket());
             if let Some(child) = &self.daemon {
                 let _ = Command::new("kill")
                     .args(["-TERM", &child.id().to_string()])

@@ -123,3 +123,49 @@ pub fn dig_a(server: &str, port: u16, name: &str) -> Vec<String> {
         .map(str::to_string)
         .collect()
 }
+
+/// Removes every Deployment, then every container, from the daemon at `socket`, so a test's
+/// daemon leaves nothing running. Never panics (a test may be unwinding); failures are printed.
+pub fn remove_workloads(pier: &Path, socket: &Path) {
+    let run = |args: &[&str]| -> Option<Output> {
+        match Command::new(pier)
+            .args(args)
+            .env("PIER_SOCKET", socket)
+            .stdin(Stdio::null())
+            .output()
+        {
+            Ok(out) if out.status.success() => Some(out),
+            Ok(out) => {
+                eprintln!(
+                    "cleanup: pier {args:?}: {}",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                );
+                None
+            }
+            Err(e) => {
+                eprintln!("cleanup: running pier {args:?}: {e}");
+                None
+            }
+        }
+    };
+    let items = |args: &[&str]| -> Vec<serde_json::Value> {
+        run(args)
+            .and_then(|o| serde_json::from_slice::<serde_json::Value>(&o.stdout).ok())
+            .and_then(|v| v["items"].as_array().cloned())
+            .unwrap_or_default()
+    };
+    // Deployments first, or their controller would replace the containers removed after.
+    for d in items(&["get", "deployments", "-A", "-o", "json"]) {
+        let meta = &d["metadata"];
+        run(&[
+            "delete",
+            "deployment",
+            meta["name"].as_str().unwrap_or_default(),
+            "-n",
+            meta["namespace"].as_str().unwrap_or("default"),
+        ]);
+    }
+    for c in items(&["ps", "-a", "-o", "json"]) {
+        run(&["rm", "-f", c["id"].as_str().unwrap_or_default()]);
+    }
+}

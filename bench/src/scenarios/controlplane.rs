@@ -1,7 +1,6 @@
 //! Control-plane scale: N services × M endpoints applied through the API, then single-endpoint
 //! changes; reports snapshot rebuild time, change-to-snapshot latency, daemon CPU and RSS.
 
-use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
@@ -51,19 +50,14 @@ fn slice(i: usize, endpoints: usize, not_ready: Option<usize>) -> Value {
     })
 }
 
+/// `GET path` on the admin listener at `addr`: the body of a 200 answer.
 fn http_get(addr: &str, path: &str) -> Result<String> {
-    let mut s = TcpStream::connect(addr).with_context(|| format!("connecting to admin {addr}"))?;
+    let s = TcpStream::connect(addr).with_context(|| format!("connecting to admin {addr}"))?;
     s.set_read_timeout(Some(Duration::from_secs(30)))?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: pier\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut raw = String::new();
-    s.read_to_string(&mut raw)?;
-    Ok(raw
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default())
+    match pier_testkit::pier::http_get(s, path) {
+        (200, body) => Ok(body),
+        (code, body) => bail!("GET {path} on {addr}: {code} {body}"),
+    }
 }
 
 async fn snapshot_revision(client: &Client) -> Result<(u64, u64)> {

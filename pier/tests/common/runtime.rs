@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::{echo_image_args, have, is_root, private_netns, skip, Daemon};
+use super::{echo_image_args, have, is_root, private_netns, skip, Daemon, PIER};
 
 /// A daemon running containers on its own bridge and pod network; on drop every container
 /// is removed, the daemon killed and the bridge deleted.
@@ -122,29 +122,9 @@ impl Node {
 
 impl Drop for Node {
     fn drop(&mut self) {
-        if self.daemon.is_some() {
-            // Nothing here may panic (the test may be unwinding already). Deployments go
-            // first, or their controller would replace the containers removed after.
-            let items = |args: &[&str]| -> Vec<Value> {
-                serde_json::from_slice::<Value>(&self.pier(args).stdout)
-                    .ok()
-                    .and_then(|v| v["items"].as_array().cloned())
-                    .unwrap_or_default()
-            };
-            for d in items(&["get", "deployments", "-A", "-o", "json"]) {
-                let (name, ns) = (&d["metadata"]["name"], &d["metadata"]["namespace"]);
-                let ns = ns.as_str().unwrap_or("default");
-                let _ = self.pier(&[
-                    "delete",
-                    "deployment",
-                    name.as_str().unwrap_or_default(),
-                    "-n",
-                    ns,
-                ]);
-            }
-            for c in items(&["ps", "-a", "-o", "json"]) {
-                let _ = self.pier(&["rm", "-f", c["id"].as_str().unwrap_or_default()]);
-            }
+        if let Some(d) = &self.daemon {
+            // Nothing here may panic (the test may be unwinding already).
+            pier_testkit::pier::remove_workloads(Path::new(PIER), &d.socket());
         }
         self.daemon.take();
         let _ = Command::new("ip")
