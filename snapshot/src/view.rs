@@ -144,8 +144,6 @@ pub struct EndpointView {
     pub serving: bool,
     /// Shutting down.
     pub terminating: bool,
-    /// The pod behind it.
-    pub target_ref: Option<ObjectReference>,
     /// Ports, shared by every endpoint of a slice.
     pub ports: Arc<[EndpointPortView]>,
 }

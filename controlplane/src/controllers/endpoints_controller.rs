@@ -13,7 +13,8 @@ use pier_model::{EndpointSlice, Kind, Object, Pod, Service};
 
 type Key = (String, String);
 
-/// What the endpoints controller knows of the store: services, pods and the slices it manages.
+/// What the endpoints controller knows of the store: services with selectors, pods and the
+/// slices it manages.
 #[derive(Default)]
 pub(crate) struct Cache {
     services: HashMap<Key, Service>,
@@ -89,7 +90,9 @@ impl Cache {
         let name = object.meta().name.clone();
         match object {
             Object::Service(s) => {
-                if deleted {
+                // A Service without a selector gets no slices from here (its own are kept
+                // by whoever wrote them), so it is not kept either.
+                if deleted || s.spec.selector.is_empty() {
                     self.services.remove(&(ns.clone(), name.clone()));
                 } else {
                     self.services.insert((ns.clone(), name.clone()), s.clone());
@@ -160,7 +163,7 @@ impl Cache {
             .map(|m| m.values().cloned().collect())
             .unwrap_or_default();
         let changes = match self.services.get(key) {
-            Some(svc) if !svc.spec.selector.is_empty() => {
+            Some(svc) => {
                 let pods = self.pods.get(&key.0).into_iter().flat_map(|m| m.values());
                 endpoints::reconcile(svc, pods, &self.down, &existing)
             }
@@ -319,6 +322,26 @@ mod tests {
             .delete(Kind::EndpointSlice, "default", &name, None)
             .unwrap();
         slices(&store, 1).await;
+        // The selector removed: the controller's slices go; the Service is no longer its.
+        store
+            .apply(objects("test",
+                "apiVersion: v1\nkind: Service\nmetadata: {name: web}\nspec: {ports: [{port: 80, targetPort: 8080}]}\n",
+            ).unwrap())
+            .unwrap();
+        slices(&store, 0).await;
+        // A hand-written slice of the selector-less Service stays.
+        store
+            .apply(objects("test",
+                "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {name: web-manual, labels: {kubernetes.io/service-name: web}}\naddressType: IPv4\nendpoints: [{addresses: [10.1.0.9]}]\nports: [{port: 8080}]\n",
+            ).unwrap())
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let list = slices(&store, 1).await;
+        assert_eq!(list.len(), 1, "{list:?}");
+        assert_eq!(list[0].meta().name, "web-manual");
+        store
+            .delete(Kind::EndpointSlice, "default", "web-manual", None)
+            .unwrap();
         store.delete(Kind::Service, "default", "web", None).unwrap();
         slices(&store, 0).await;
         for _ in 0..100 {

@@ -45,7 +45,8 @@ pub struct StoreConfig {
     pub alloc: AllocConfig,
     /// How many past events are kept for watchers resuming from a revision.
     pub event_history: u64,
-    /// redb page cache size in bytes (the redb backend).
+    /// redb page cache size in bytes (the redb backend). Reads past it come from the kernel's
+    /// page cache: the snapshot and the controllers keep what they need in memory anyway.
     pub cache_bytes: usize,
 }
 
@@ -54,7 +55,7 @@ impl Default for StoreConfig {
         Self {
             alloc: AllocConfig::default(),
             event_history: 100_000,
-            cache_bytes: 32 << 20,
+            cache_bytes: 8 << 20,
         }
     }
 }

@@ -119,10 +119,15 @@ fn endpoints_of(slice: &EndpointSlice) -> impl Iterator<Item = EndpointView> + '
             ready: ep.conditions.is_ready(),
             serving: ep.conditions.is_serving(),
             terminating: ep.conditions.is_terminating(),
-            target_ref: ep.target_ref.clone(),
             ports: Arc::clone(&ports),
         })
     })
+}
+
+/// `v` without spare capacity: views live as long as their snapshot, one per Service.
+fn exact<T>(mut v: Vec<T>) -> Vec<T> {
+    v.shrink_to_fit();
+    v
 }
 
 /// Builds the view of `svc` from its slices and the routes attached to it.
@@ -201,7 +206,7 @@ pub(super) fn service_view<'a>(
         internal_local: svc.internal_traffic_local(),
         external_local: svc.external_traffic_local(),
         ports,
-        endpoints: slices.flat_map(endpoints_of).collect(),
+        endpoints: exact(slices.flat_map(endpoints_of).collect()),
         http_routes,
         l4_routes,
         // Validated at apply time; an object stored before a rule existed falls back to defaults.

@@ -34,8 +34,9 @@ const MAX_EJECTION: Duration = Duration::from_secs(600);
 pub(crate) struct EndpointState {
     /// Idle HTTP/1.1 connections.
     pub idle: IdlePool,
-    /// Metric handles, resolved on first use (see [`Cluster::metrics_of`]).
-    metrics: OnceLock<EndpointMetrics>,
+    /// Metric handles, resolved on first use (see [`Cluster::metrics_of`]); boxed, so an
+    /// endpoint that never took traffic costs one pointer.
+    metrics: OnceLock<Box<EndpointMetrics>>,
     /// Requests or connections in flight.
     pub active: AtomicU32,
     unhealthy: AtomicBool,
@@ -308,8 +309,11 @@ impl Cluster {
     /// The metric handles of `member`, resolved on first use.
     pub(crate) fn metrics_of<'a>(&self, member: &'a Member) -> &'a EndpointMetrics {
         member.state.metrics.get_or_init(|| {
-            self.proxy_metrics
-                .endpoint(&self.frontend_label, &self.backend_label, member.addr)
+            Box::new(self.proxy_metrics.endpoint(
+                &self.frontend_label,
+                &self.backend_label,
+                member.addr,
+            ))
         })
     }
 

@@ -40,7 +40,6 @@ pub(crate) fn service(
                 ready: *ready,
                 serving: true,
                 terminating: *terminating,
-                target_ref: None,
                 ports: Arc::from(Vec::new()),
             })
             .collect(),
