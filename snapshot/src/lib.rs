@@ -22,8 +22,7 @@ use tokio::sync::watch;
 pub use follow::{follow, ApplyError, ConsumerObserver, SnapshotConsumer, RETRY_FIRST, RETRY_MAX};
 pub use view::{
     Attachment, BackendView, EndpointPortView, EndpointView, HttpRouteView, HttpRuleView,
-    L4RouteView, ObjectReference, PortMode, PortView, Protocol, ServiceKey, ServiceView,
-    TargetPort,
+    L4RouteView, PortMode, PortView, Protocol, ServiceKey, ServiceView, TargetPort,
 };
 
 /// Every Service on the node as of a store revision. Cloning is cheap; unchanged services are shared.

@@ -6,8 +6,6 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use serde::Deserialize;
-
 use crate::policy::TrafficPolicy;
 use crate::route::HttpRouteMatch;
 
@@ -105,24 +103,6 @@ pub struct EndpointPortView {
     pub protocol: Protocol,
     /// Port number.
     pub port: u16,
-}
-
-/// A reference to another object, as in `EndpointSlice.endpoints[].targetRef`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ObjectReference {
-    /// Referent kind.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub kind: String,
-    /// Referent namespace.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub namespace: String,
-    /// Referent name.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub name: String,
-    /// Referent uid.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub uid: String,
 }
 
 /// One endpoint.
