@@ -103,7 +103,8 @@ fn kubectl_output_round_trips_through_the_store_and_snapshot() {
     let web = snap.service("default", "web").unwrap();
     assert_eq!(web.ports[0].mode, PortMode::L7);
     assert_eq!(web.endpoints.len(), 2);
-    assert!(web.endpoints[1].terminating && web.endpoints[1].serving && !web.endpoints[1].ready);
+    let second = web.endpoints.get(1).expect("a second endpoint");
+    assert!(second.terminating && second.serving && !second.ready);
     let rule = &web.http_routes[0].rules[1];
     assert_eq!(
         rule.request_timeout,

@@ -148,6 +148,7 @@ mod tests {
 
     use super::*;
     use crate::policy::TrafficPolicy;
+    use crate::Endpoints;
     use crate::{ServiceKey, ServiceView};
 
     #[derive(Default)]
@@ -205,7 +206,7 @@ mod tests {
             internal_local: false,
             external_local: false,
             ports: Vec::new(),
-            endpoints: Vec::new(),
+            endpoints: Endpoints::default(),
             http_routes: Vec::new(),
             l4_routes: Vec::new(),
             policy: Arc::new(TrafficPolicy::default()),

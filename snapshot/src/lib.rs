@@ -5,6 +5,7 @@
 //! carry, the diff between two snapshots, and the loop that drives a dataplane part, and
 //! nothing that reaches the store.
 
+mod endpoints;
 mod follow;
 pub mod policy;
 pub mod route;
@@ -19,6 +20,7 @@ use imbl::OrdMap;
 use serde::Serialize;
 use tokio::sync::watch;
 
+pub use endpoints::Endpoints;
 pub use follow::{follow, ApplyError, ConsumerObserver, SnapshotConsumer, RETRY_FIRST, RETRY_MAX};
 pub use view::{
     Attachment, BackendView, EndpointPortView, EndpointView, HttpRouteView, HttpRuleView,

@@ -1,6 +1,7 @@
 //! Per-Service proxy settings as the dataplane applies them (parsed from `pier.dev/*`
 //! annotations by the control plane).
 
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -88,6 +89,24 @@ pub struct TrafficPolicy {
     pub idle_timeout: Duration,
     /// Extra attempts after a failed one (connect failure, or 5xx for idempotent requests).
     pub retries: u32,
+}
+
+impl TrafficPolicy {
+    /// The default policy, one allocation shared by every Service that sets none.
+    pub fn shared_default() -> Arc<TrafficPolicy> {
+        static DEFAULT: OnceLock<Arc<TrafficPolicy>> = OnceLock::new();
+        Arc::clone(DEFAULT.get_or_init(Default::default))
+    }
+
+    /// `self` in an `Arc`, the shared one when it is the default.
+    pub fn shared(self) -> Arc<TrafficPolicy> {
+        let default = Self::shared_default();
+        if *default == self {
+            default
+        } else {
+            Arc::new(self)
+        }
+    }
 }
 
 impl Default for TrafficPolicy {

@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use crate::policy::TrafficPolicy;
 use crate::route::HttpRouteMatch;
+use crate::Endpoints;
 
 /// `namespace/name` of a Service.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -266,7 +267,7 @@ pub struct ServiceView {
     /// Ports.
     pub ports: Vec<PortView>,
     /// Endpoints from every slice of the service, in slice-name order.
-    pub endpoints: Vec<EndpointView>,
+    pub endpoints: Endpoints,
     /// HTTPRoutes attached to this service.
     pub http_routes: Vec<Arc<HttpRouteView>>,
     /// TCPRoutes and UDPRoutes attached to this service.

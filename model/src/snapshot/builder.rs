@@ -5,9 +5,11 @@ use std::sync::Arc;
 
 use imbl::OrdMap;
 
-use pier_snapshot::{HttpRouteView, L4RouteView, NodeSnapshot, ServiceKey};
+use pier_snapshot::{
+    EndpointView, Endpoints, HttpRouteView, L4RouteView, NodeSnapshot, ServiceKey, ServiceView,
+};
 
-use super::views::{http_route_view, l4_route_view, service_view};
+use super::views::{endpoints_of, http_route_view, l4_route_view, refreshed, service_view};
 use crate::{Event, EventType};
 use crate::{Kind, Object};
 
@@ -29,12 +31,14 @@ impl RouteEntry {
     }
 }
 
-/// Indexes of the objects a snapshot is made of, plus the last built service map.
+/// What a snapshot is made of, kept as views rather than stored objects: the last built
+/// service map, each slice's endpoints (shared with the views), the routes.
 #[derive(Debug, Default, Clone)]
 pub struct SnapshotBuilder {
-    // Objects are shared with the store events they came from, never copied.
-    services: HashMap<ServiceKey, Arc<Object>>,
-    slices: HashMap<ServiceKey, BTreeMap<String, Arc<Object>>>,
+    /// Services changed since the last build: the new object, or `None` once deleted. An
+    /// unchanged Service is rebuilt from its last view.
+    changed: HashMap<ServiceKey, Option<Arc<Object>>>,
+    slices: HashMap<ServiceKey, BTreeMap<String, Arc<[EndpointView]>>>,
     slice_owner: HashMap<(String, String), ServiceKey>,
     routes: HashMap<ObjectId, RouteEntry>,
     routes_by_parent: HashMap<ServiceKey, BTreeSet<ObjectId>>,
@@ -83,17 +87,18 @@ impl SnapshotBuilder {
         match object.as_ref() {
             Object::Service(_) => {
                 let key = ServiceKey::new(&ns, &name);
-                self.services.insert(key.clone(), Arc::clone(object));
+                self.changed.insert(key.clone(), Some(Arc::clone(object)));
                 self.dirty.insert(key);
             }
             Object::EndpointSlice(slice) => {
                 self.remove_slice(&ns, &name);
                 if let Some(svc) = slice.service_name() {
                     let key = ServiceKey::new(&ns, svc);
+                    let endpoints: Vec<EndpointView> = endpoints_of(slice).collect();
                     self.slices
                         .entry(key.clone())
                         .or_default()
-                        .insert(name.clone(), Arc::clone(object));
+                        .insert(name.clone(), Arc::from(endpoints));
                     self.slice_owner.insert((ns, name), key.clone());
                     self.dirty.insert(key);
                 }
@@ -126,7 +131,7 @@ impl SnapshotBuilder {
         match object.kind() {
             Kind::Service => {
                 let key = ServiceKey::new(&ns, &name);
-                self.services.remove(&key);
+                self.changed.insert(key.clone(), None);
                 self.dirty.insert(key);
             }
             Kind::EndpointSlice => self.remove_slice(&ns, &name),
@@ -181,34 +186,47 @@ impl SnapshotBuilder {
     /// Recomputes the dirty services and returns the new snapshot (sharing everything else).
     pub fn build(&mut self) -> NodeSnapshot {
         for key in std::mem::take(&mut self.dirty) {
-            let Some(Object::Service(svc)) = self.services.get(&key).map(AsRef::as_ref) else {
-                self.views.remove(&key);
-                continue;
+            match self.rebuild(&key) {
+                Some(view) => self.views.insert(key, Arc::new(view)),
+                None => self.views.remove(&key),
             };
-            let mut http = Vec::new();
-            let mut l4 = Vec::new();
-            for id in self.routes_by_parent.get(&key).into_iter().flatten() {
-                match self.routes.get(id) {
-                    Some(RouteEntry::Http(r)) => http.push(Arc::clone(r)),
-                    Some(RouteEntry::L4(r)) => l4.push(Arc::clone(r)),
-                    None => {}
-                }
-            }
-            let slices = self
-                .slices
-                .get(&key)
-                .into_iter()
-                .flat_map(|m| m.values())
-                .filter_map(|o| match o.as_ref() {
-                    Object::EndpointSlice(s) => Some(s),
-                    _ => None,
-                });
-            let view = service_view(svc, slices, http, l4);
-            self.views.insert(key, Arc::new(view));
         }
         NodeSnapshot {
             revision: self.revision,
             services: self.views.clone(),
         }
+    }
+
+    /// The view of `key` from its latest Service (the new object, else its last view), its
+    /// slices and its routes; `None` when there is no such Service.
+    fn rebuild(&mut self, key: &ServiceKey) -> Option<ServiceView> {
+        let (http, l4) = self.routes_of(key);
+        let endpoints = Endpoints::from_chunks(
+            self.slices
+                .get(key)
+                .into_iter()
+                .flat_map(|m| m.values().cloned()),
+        );
+        match self.changed.remove(key) {
+            Some(Some(object)) => match object.as_ref() {
+                Object::Service(svc) => Some(service_view(svc, endpoints, http, l4)),
+                _ => None,
+            },
+            Some(None) => None,
+            None => Some(refreshed(self.views.get(key)?, endpoints, http, l4)),
+        }
+    }
+
+    fn routes_of(&self, key: &ServiceKey) -> (Vec<Arc<HttpRouteView>>, Vec<Arc<L4RouteView>>) {
+        let mut http = Vec::new();
+        let mut l4 = Vec::new();
+        for id in self.routes_by_parent.get(key).into_iter().flatten() {
+            match self.routes.get(id) {
+                Some(RouteEntry::Http(r)) => http.push(Arc::clone(r)),
+                Some(RouteEntry::L4(r)) => l4.push(Arc::clone(r)),
+                None => {}
+            }
+        }
+        (http, l4)
     }
 }

@@ -160,9 +160,10 @@ fn modes_routes_and_endpoints() {
     assert_eq!(s0.http_routes[0].rules[0].backends[0].weight, 90);
     let s1 = snap.service("default", "s1").unwrap();
     assert_eq!(s1.ports[0].mode, PortMode::L4);
-    assert_eq!(s1.endpoints.len(), 2);
-    assert!(s1.endpoints[0].ready && !s1.endpoints[1].ready);
-    assert_eq!(s1.endpoints[0].port_for(&s1.ports[0]), Some(8080));
+    let endpoints: Vec<_> = s1.endpoints.iter().collect();
+    assert_eq!(endpoints.len(), 2);
+    assert!(endpoints[0].ready && !endpoints[1].ready);
+    assert_eq!(endpoints[0].port_for(&s1.ports[0]), Some(8080));
     assert_eq!(
         snap.service("default", "s2").unwrap().ports[0].mode,
         PortMode::L7,

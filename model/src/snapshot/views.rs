@@ -4,8 +4,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use pier_snapshot::{
-    Attachment, BackendView, EndpointPortView, EndpointView, HttpRouteView, HttpRuleView,
-    L4RouteView, PortMode, PortView, Protocol, ServiceKey, ServiceView, TargetPort,
+    Attachment, BackendView, EndpointPortView, EndpointView, Endpoints, HttpRouteView,
+    HttpRuleView, L4RouteView, PortMode, PortView, Protocol, ServiceKey, ServiceView, TargetPort,
 };
 
 use crate::route::ParentReference;
@@ -96,7 +96,8 @@ pub(super) fn l4_route_view(route: &L4Route) -> L4RouteView {
     }
 }
 
-fn endpoints_of(slice: &EndpointSlice) -> impl Iterator<Item = EndpointView> + '_ {
+/// The endpoints a slice lists, with the ports it gives them.
+pub(super) fn endpoints_of(slice: &EndpointSlice) -> impl Iterator<Item = EndpointView> + '_ {
     let ports: Arc<[EndpointPortView]> = slice
         .ports
         .iter()
@@ -124,16 +125,10 @@ fn endpoints_of(slice: &EndpointSlice) -> impl Iterator<Item = EndpointView> + '
     })
 }
 
-/// `v` without spare capacity: views live as long as their snapshot, one per Service.
-fn exact<T>(mut v: Vec<T>) -> Vec<T> {
-    v.shrink_to_fit();
-    v
-}
-
-/// Builds the view of `svc` from its slices and the routes attached to it.
-pub(super) fn service_view<'a>(
+/// Builds the view of `svc` from its endpoints and the routes attached to it.
+pub(super) fn service_view(
     svc: &Service,
-    slices: impl Iterator<Item = &'a EndpointSlice>,
+    endpoints: Endpoints,
     http_routes: Vec<Arc<HttpRouteView>>,
     l4_routes: Vec<Arc<L4RouteView>>,
 ) -> ServiceView {
@@ -162,18 +157,7 @@ pub(super) fn service_view<'a>(
                 app_protocol: p.app_protocol.clone(),
                 mode: PortMode::L4,
             };
-            let http_app = matches!(
-                view.app_protocol.as_deref(),
-                Some("http" | "kubernetes.io/h2c")
-            );
-            let routed = view.protocol == Protocol::Tcp
-                && http_routes
-                    .iter()
-                    .flat_map(|r| &r.parents)
-                    .any(|a| a.service == key && a.covers(&view));
-            if http_app || routed {
-                view.mode = PortMode::L7;
-            }
+            view.mode = port_mode(&view, &key, &http_routes);
             view
         })
         .collect();
@@ -206,11 +190,55 @@ pub(super) fn service_view<'a>(
         internal_local: svc.internal_traffic_local(),
         external_local: svc.external_traffic_local(),
         ports,
-        endpoints: exact(slices.flat_map(endpoints_of).collect()),
+        endpoints,
         http_routes,
         l4_routes,
         // Validated at apply time; an object stored before a rule existed falls back to defaults.
-        policy: Arc::new(traffic_policy::parse(&svc.metadata.annotations).unwrap_or_default()),
+        policy: traffic_policy::parse(&svc.metadata.annotations)
+            .unwrap_or_default()
+            .shared(),
         key,
+    }
+}
+
+/// `old` with new endpoints and routes (the Service itself unchanged).
+pub(super) fn refreshed(
+    old: &ServiceView,
+    endpoints: Endpoints,
+    http_routes: Vec<Arc<HttpRouteView>>,
+    l4_routes: Vec<Arc<L4RouteView>>,
+) -> ServiceView {
+    let mut view = ServiceView {
+        endpoints,
+        http_routes,
+        l4_routes,
+        ..old.clone()
+    };
+    let modes: Vec<PortMode> = view
+        .ports
+        .iter()
+        .map(|p| port_mode(p, &view.key, &view.http_routes))
+        .collect();
+    for (port, mode) in view.ports.iter_mut().zip(modes) {
+        port.mode = mode;
+    }
+    view
+}
+
+/// L7 for a port that speaks HTTP by its appProtocol or that an HTTPRoute attaches to.
+fn port_mode(port: &PortView, key: &ServiceKey, http_routes: &[Arc<HttpRouteView>]) -> PortMode {
+    let http_app = matches!(
+        port.app_protocol.as_deref(),
+        Some("http" | "kubernetes.io/h2c")
+    );
+    let routed = port.protocol == Protocol::Tcp
+        && http_routes
+            .iter()
+            .flat_map(|r| &r.parents)
+            .any(|a| a.service == *key && a.covers(port));
+    if http_app || routed {
+        PortMode::L7
+    } else {
+        PortMode::L4
     }
 }

@@ -99,7 +99,7 @@ impl Members {
     fn empty() -> Self {
         Self {
             list: Vec::new(),
-            policy: Arc::new(TrafficPolicy::default()),
+            policy: TrafficPolicy::shared_default(),
             lb: LoadBalancer::RoundRobin,
             h2c: false,
             pool: Vec::new(),

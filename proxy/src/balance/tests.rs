@@ -107,9 +107,15 @@ fn a_node_local_group_balances_over_that_nodes_endpoints_only() {
             ("10.0.0.4", false, true),
         ],
     );
-    for (ep, node) in svc.endpoints.iter_mut().zip(["n1", "n2", "n1", "n2"]) {
-        ep.node_name = Some(node.into());
-    }
+    svc.endpoints = svc
+        .endpoints
+        .iter()
+        .zip(["n1", "n2", "n1", "n2"])
+        .map(|(ep, node)| EndpointView {
+            node_name: Some(node.into()),
+            ..ep.clone()
+        })
+        .collect();
     let local = cluster_on(&svc, Some("n1"));
     let got = counts(&local, 10);
     let want: HashMap<SocketAddr, usize> = HashMap::from([
