@@ -1,6 +1,8 @@
 //! The node lifecycle controller (on the leader): a node whose heartbeat Lease has not been
 //! renewed for `node_grace` is marked `Ready=Unknown`, so every node's endpoints controller
-//! takes its pods out of service at once; once it has been not Ready for
+//! takes its pods out of service at once, and its pods' `Ready` conditions turn False (as
+//! Kubernetes' MarkPodsNotReady; the node agent sets them back when it returns); once it has
+//! been not Ready for
 //! `pod_eviction_timeout`, the pods a controller owns there (a Deployment's) are deleted, so
 //! their controller makes replacements that the scheduler puts on Ready nodes (the node, if
 //! it comes back, stops what was replaced). Times are taken on this controller's own clock
@@ -19,7 +21,7 @@ use crate::controllers::runner::{Reconciled, Reconciler};
 use crate::error::Error;
 use crate::store::{EventType, Op, Store};
 use pier_model::node::{NodeCondition, NODE_LEASE_NAMESPACE};
-use pier_model::{Kind, Node, Object};
+use pier_model::{Kind, Node, Object, Pod};
 
 /// The node lifecycle controller.
 pub struct NodeLifecycle {
@@ -32,9 +34,12 @@ pub struct NodeLifecycle {
     eviction: Duration,
     /// When each node was first seen not Ready.
     unready: BTreeMap<String, Instant>,
-    /// Controller-owned pods per node.
-    owned: BTreeMap<String, BTreeSet<(String, String)>>,
+    /// The pods bound to each node, by `(namespace, name)`.
+    pods: BTreeMap<String, BTreeMap<(String, String), Pod>>,
 }
+
+/// How soon a node's pods are looked at again after a write of one of them conflicted.
+const RETRY: Duration = Duration::from_secs(1);
 
 impl NodeLifecycle {
     /// A controller that gives nodes `grace` to renew, and evicts owned pods from a node not
@@ -48,18 +53,19 @@ impl NodeLifecycle {
             started: Instant::now(),
             eviction,
             unready: BTreeMap::new(),
-            owned: BTreeMap::new(),
+            pods: BTreeMap::new(),
         }
     }
 
     /// Deletes the controller-owned pods on `node`; the rest stay until it returns.
     async fn evict(&mut self, node: &str) -> Result<usize, Error> {
         let pods: Vec<(String, String)> = self
-            .owned
+            .pods
             .get(node)
             .into_iter()
             .flatten()
-            .cloned()
+            .filter(|(_, pod)| crate::controllers::scheduling::owner(pod).is_some())
+            .map(|(key, _)| key.clone())
             .collect();
         if pods.is_empty() {
             return Ok(0);
@@ -79,6 +85,36 @@ impl NodeLifecycle {
             .blocking("evicting pods", move |s| s.write(ops))
             .await?;
         Ok(count)
+    }
+
+    /// Sets the `Ready` condition of the pods on `node` that still say True to False; the
+    /// number written, or `None` when a pod changed meanwhile (its event brings the news).
+    async fn mark_pods_not_ready(&self, node: &str) -> Result<Option<usize>, Error> {
+        let marked: Vec<Pod> = self
+            .pods
+            .get(node)
+            .into_iter()
+            .flat_map(BTreeMap::values)
+            .filter(|pod| pod.is_ready())
+            .map(|pod| not_ready(pod.clone(), node))
+            .collect();
+        let count = marked.len();
+        let mut conflicted = false;
+        for pod in marked {
+            // Conditional on the resourceVersion seen, so a fresher write by the node wins.
+            let written = self
+                .store
+                .blocking("marking a pod not Ready", move |s| {
+                    s.apply(vec![Object::Pod(pod)])
+                })
+                .await;
+            match written {
+                Ok(_) => {}
+                Err(Error::Conflict(_) | Error::NotFound { .. }) => conflicted = true,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok((!conflicted).then_some(count))
     }
 
     fn last_renewal(&self, node: &str) -> Instant {
@@ -127,14 +163,17 @@ impl Reconciler for NodeLifecycle {
             }
             Object::Pod(pod) => {
                 let key = (pod.metadata.namespace().to_string(), name);
-                for pods in self.owned.values_mut() {
+                for pods in self.pods.values_mut() {
                     pods.remove(&key);
                 }
-                let owned = crate::controllers::scheduling::owner(pod).is_some();
-                if let (false, true, Some(node)) =
-                    (event_type == EventType::Deleted, owned, &pod.spec.node_name)
-                {
-                    self.owned.entry(node.clone()).or_default().insert(key);
+                match &pod.spec.node_name {
+                    Some(node) if event_type != EventType::Deleted && !node.is_empty() => {
+                        self.pods
+                            .entry(node.clone())
+                            .or_default()
+                            .insert(key, pod.clone());
+                    }
+                    _ => {}
                 }
             }
             Object::Lease(_)
@@ -165,6 +204,14 @@ impl Reconciler for NodeLifecycle {
                 continue;
             }
             if !node.is_ready() {
+                match self.mark_pods_not_ready(&name).await {
+                    Ok(Some(0)) => {}
+                    Ok(Some(n)) => {
+                        tracing::warn!(node = %name, pods = n, "node not Ready: its pods marked not Ready")
+                    }
+                    Ok(None) => result.requeue.push((name.clone(), RETRY)),
+                    Err(e) => result.failed.push((name.clone(), crate::error::chain(&e))),
+                }
                 let down_for = self
                     .unready
                     .get(&name)
@@ -191,6 +238,7 @@ impl Reconciler for NodeLifecycle {
                 .await;
             match marked {
                 Ok(_) => {
+                    // Its pods are marked when the node's event brings it back here.
                     tracing::warn!(node = %name, quiet_secs, "node stopped renewing its lease: Ready=Unknown")
                 }
                 // The node wrote meanwhile (it may be back): the next event says.
@@ -226,4 +274,15 @@ fn unknown(mut node: Node, quiet_secs: u64) -> Node {
     node.status.conditions.retain(|c| c.type_ != "Ready");
     node.status.conditions.push(condition);
     node
+}
+
+/// `pod` with its `Ready` condition False because `node` is not Ready.
+fn not_ready(mut pod: Pod, node: &str) -> Pod {
+    pod.set_condition(
+        "Ready",
+        "False",
+        Some("NodeNotReady"),
+        Some(format!("node {node} is not Ready")),
+    );
+    pod
 }

@@ -53,6 +53,32 @@ fn ready_status(store: &Store, name: &str) -> String {
         .unwrap_or_default()
 }
 
+/// A running pod bound to `node`, Ready.
+fn ready_pod(name: &str, node: &str) -> Object {
+    Object::from_value(serde_json::json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name},
+        "spec": {"nodeName": node, "containers": [{"name": "c", "image": "x"}]},
+        "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}
+    }))
+    .unwrap()
+    .object
+}
+
+/// The status and reason of a pod's Ready condition.
+fn pod_ready(store: &Store, name: &str) -> (String, Option<String>) {
+    match store.get(Kind::Pod, "default", name).unwrap() {
+        Some(Object::Pod(p)) => p
+            .status
+            .conditions
+            .iter()
+            .find(|c| c.condition_type == "Ready")
+            .map(|c| (c.status.clone(), c.reason.clone()))
+            .unwrap_or_default(),
+        _ => Default::default(),
+    }
+}
+
 /// Two nodes: one leads; when its election stops (the process died), the other takes over
 /// within the lease, and the leader role label moves with it.
 #[test]
@@ -111,8 +137,8 @@ fn one_leader_and_a_takeover_when_it_dies() {
     assert_eq!(lease.spec.lease_transitions, Some(1));
 }
 
-/// A node that stops renewing its lease is marked Ready=Unknown after the grace; when it
-/// renews again it marks itself Ready.
+/// A node that stops renewing its lease is marked Ready=Unknown after the grace, and its
+/// pods not Ready; when it renews again it marks itself Ready.
 #[test]
 fn a_silent_node_goes_unknown_and_comes_back_ready() {
     let Some(etcd) = etcd() else { return };
@@ -137,12 +163,19 @@ fn a_silent_node_goes_unknown_and_comes_back_ready() {
         )
         .await
     });
+    leader
+        .apply(vec![
+            ready_pod("on-worker", "worker"),
+            ready_pod("elsewhere", "leader"),
+        ])
+        .unwrap();
     std::thread::sleep(Duration::from_millis(2000));
     assert_eq!(
         ready_status(&leader, "worker"),
         "True",
         "renewing: stays Ready"
     );
+    assert_eq!(pod_ready(&leader, "on-worker"), ("True".into(), None));
     heartbeat.abort();
     wait_for("worker Unknown", Duration::from_secs(10), || {
         ready_status(&leader, "worker") == "Unknown"
@@ -150,6 +183,15 @@ fn a_silent_node_goes_unknown_and_comes_back_ready() {
     let reason =
         node(&leader, "worker").and_then(|n| n.ready_condition().and_then(|c| c.reason.clone()));
     assert_eq!(reason.as_deref(), Some("NodeStatusUnknown"));
+    // Its pods are marked not Ready, as Kubernetes' MarkPodsNotReady does; others are not.
+    wait_for("the worker's pod not Ready", Duration::from_secs(5), || {
+        pod_ready(&leader, "on-worker").0 == "False"
+    });
+    assert_eq!(
+        pod_ready(&leader, "on-worker").1.as_deref(),
+        Some("NodeNotReady")
+    );
+    assert_eq!(pod_ready(&leader, "elsewhere"), ("True".into(), None));
     // The node writes a fresh Ready (as registering does, before it renews its Lease): that
     // is a heartbeat, so it is not flipped back to Unknown while the Lease is on its way.
     let mut back = node(&worker, "worker").unwrap();

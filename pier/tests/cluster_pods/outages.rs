@@ -116,6 +116,13 @@ pub(crate) fn a_node_cut_off_from_etcd_serves_and_catches_up(
             Err(e) => panic!("cut off from etcd: {e}"),
         }
     }
+    // Past the grace, n3 is not Ready for the others, and its pods not Ready either (the
+    // only3 pod is bound there and owned by no controller: never evicted).
+    wait_for(
+        "n3's only3 pod marked not Ready",
+        super::GRACE + Duration::from_secs(5),
+        || pod_ready(&nodes[0], "only3") == ("False".into(), "NodeNotReady".into()),
+    );
     let out = cut.in_ns(&["nft", "delete table inet pier-test-cut"]);
     assert!(
         out.status.success(),
@@ -132,6 +139,29 @@ pub(crate) fn a_node_cut_off_from_etcd_serves_and_catches_up(
         "n3 caught up {:?} after its cut was healed",
         healed.elapsed()
     );
+    // n3 is back: it sets its pod's readiness back to what it sees (Ready: no probe, running).
+    wait_for(
+        "n3's only3 pod Ready again",
+        Duration::from_secs(15),
+        || pod_ready(&nodes[0], "only3").0 == "True",
+    );
+}
+
+/// The status and reason of the pod's Ready condition, as the API shows it.
+fn pod_ready(node: &ClusterNode, pod: &str) -> (String, String) {
+    let conditions = node.get_json(&["pod", pod])["status"]["conditions"].clone();
+    conditions
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["type"] == "Ready")
+        .map(|c| {
+            (
+                c["status"].as_str().unwrap_or_default().to_string(),
+                c["reason"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .unwrap_or_default()
 }
 
 fn service(name: &str) -> String {

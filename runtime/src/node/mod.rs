@@ -67,6 +67,8 @@ pub type PodKey = (String, String);
 
 struct PodHandle {
     terminate: watch::Sender<bool>,
+    /// The `Ready` status this node last wrote for the pod.
+    written_ready: Option<bool>,
 }
 
 /// The node agent.
@@ -209,6 +211,15 @@ impl Node {
     async fn write(&self, pod: &Pod) -> Result<()> {
         let mut pod = pod.clone();
         pod.metadata.resource_version.clear();
+        let key = (
+            pod.metadata.namespace().to_string(),
+            pod.metadata.name.clone(),
+        );
+        // Recorded first: an event of an earlier write that comes in meanwhile must not
+        // look like someone else's change (see `restore_ready`).
+        if let Some(handle) = lock(&self.pods).get_mut(&key) {
+            handle.written_ready = Some(pod.is_ready());
+        }
         let store = Arc::clone(&self.store);
         blocking(move || {
             if pod.metadata.deletion_timestamp.is_none() {
@@ -222,6 +233,32 @@ impl Node {
         })
         .await?;
         Ok(())
+    }
+
+    /// Writes back the `Ready` status this node last wrote for `stored` when someone else
+    /// changed it (the node lifecycle controller marks the pods of a node it lost not Ready;
+    /// the node, back, knows better). True when it wrote.
+    pub(crate) async fn restore_ready(&self, stored: &Pod) -> Result<bool> {
+        let key = (
+            stored.metadata.namespace().to_string(),
+            stored.metadata.name.clone(),
+        );
+        let written = lock(&self.pods).get(&key).and_then(|h| h.written_ready);
+        let Some(ready) = written.filter(|r| *r != stored.is_ready()) else {
+            return Ok(false);
+        };
+        if stored.is_terminating() {
+            return Ok(false);
+        }
+        let mut pod = stored.clone();
+        pod_work::set_ready(&mut pod, ready);
+        let store = Arc::clone(&self.store);
+        // Conditional on the stored resourceVersion: a write in between is newer news.
+        match blocking(move || store.apply(vec![Object::Pod(pod)])).await {
+            Ok(_) => Ok(true),
+            Err(Error::Store(pier_controlplane::Error::Conflict(_))) => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 
     /// Runs a pod from its spec (a Deployment's template).
@@ -269,7 +306,13 @@ impl Node {
     /// Starts a pod's worker; the handle ends once the pod is gone from this node.
     fn spawn_worker(self: &Arc<Self>, key: PodKey, work: pod_work::PodWork) -> JoinHandle<()> {
         let (tx, rx) = watch::channel(false);
-        lock(&self.pods).insert(key.clone(), PodHandle { terminate: tx });
+        lock(&self.pods).insert(
+            key.clone(),
+            PodHandle {
+                terminate: tx,
+                written_ready: None,
+            },
+        );
         let node = Arc::clone(self);
         tokio::spawn(async move {
             pod::worker(Arc::clone(&node), work, rx).await;

@@ -46,6 +46,14 @@ impl PodSync {
                 self.node.terminate(&key.0, &key.1);
                 Ok(())
             }
+            (Some(pod), true) => match self.node.restore_ready(pod).await {
+                Ok(true) => {
+                    tracing::info!(pod = %format!("{}/{}", key.0, key.1), ready = !pod.is_ready(), "pod readiness set back to what the node sees");
+                    Ok(())
+                }
+                Ok(false) => Ok(()),
+                Err(e) => Err(e.to_string()),
+            },
             (None, true) => {
                 tracing::info!(pod = %format!("{}/{}", key.0, key.1), "pod deleted; stopping it");
                 self.node.terminate(&key.0, &key.1);
