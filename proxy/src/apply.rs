@@ -189,14 +189,8 @@ impl Proxy {
         for (key, cluster) in created {
             cluster.update(snapshot.services.get(&key.backend).map(AsRef::as_ref));
             health::ensure_checker(&cluster, &self.http);
-            self.by_backend
-                .entry(key.backend.clone())
-                .or_default()
-                .insert(key.clone());
-            self.by_frontend
-                .entry(key.frontend.clone())
-                .or_default()
-                .insert(key.clone());
+            self.by_backend.add(&key.backend, &key);
+            self.by_frontend.add(&key.frontend, &key);
             self.clusters.insert(key, cluster);
         }
         for change in &diff.changes {
@@ -205,7 +199,7 @@ impl Proxy {
                 ServiceChange::Remove(k) => k,
             };
             // Groups whose endpoints changed.
-            for key in self.by_backend.get(svc).into_iter().flatten() {
+            for key in self.by_backend.get(svc) {
                 if let Some(cluster) = self.clusters.get(key) {
                     cluster.update(snapshot.services.get(svc).map(AsRef::as_ref));
                     health::ensure_checker(cluster, &self.http);
@@ -231,8 +225,6 @@ impl Proxy {
             let unused: Vec<ClusterKey> = self
                 .by_frontend
                 .get(svc)
-                .into_iter()
-                .flatten()
                 .filter(|k| !in_use.contains(k))
                 .cloned()
                 .collect();
@@ -240,18 +232,8 @@ impl Proxy {
                 if let Some(cluster) = self.clusters.remove(&key) {
                     cluster.update(None);
                 }
-                if let Some(set) = self.by_backend.get_mut(&key.backend) {
-                    set.remove(&key);
-                    if set.is_empty() {
-                        self.by_backend.remove(&key.backend);
-                    }
-                }
-                if let Some(set) = self.by_frontend.get_mut(&key.frontend) {
-                    set.remove(&key);
-                    if set.is_empty() {
-                        self.by_frontend.remove(&key.frontend);
-                    }
-                }
+                self.by_backend.remove(&key.backend, &key);
+                self.by_frontend.remove(&key.frontend, &key);
             }
         }
     }

@@ -6,6 +6,7 @@ mod balance;
 mod config;
 pub mod error;
 mod frontend;
+mod group_index;
 mod health;
 mod io;
 mod l4;
@@ -14,7 +15,7 @@ mod metrics;
 mod route;
 mod vip;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
@@ -31,6 +32,7 @@ use balance::{Cluster, ClusterKey};
 pub use config::{ProxyConfig, VipMode};
 pub use error::{Error, Result};
 use frontend::{Frontend, Locality, Mode};
+use group_index::GroupIndex;
 use l7::Http;
 pub use metrics::ProxyMetrics;
 use vip::VipInterface;
@@ -79,9 +81,9 @@ pub struct Proxy {
     by_service: HashMap<ServiceKey, Vec<ListenerKey>>,
     clusters: HashMap<ClusterKey, Arc<Cluster>>,
     /// Groups by backend service: which to update when its endpoints change.
-    by_backend: HashMap<ServiceKey, HashSet<ClusterKey>>,
+    by_backend: GroupIndex,
     /// Groups by frontend service: which may become unused when it changes.
-    by_frontend: HashMap<ServiceKey, HashSet<ClusterKey>>,
+    by_frontend: GroupIndex,
     vip: Option<VipInterface>,
 }
 
@@ -101,8 +103,8 @@ impl Proxy {
             listeners: HashMap::new(),
             by_service: HashMap::new(),
             clusters: HashMap::new(),
-            by_backend: HashMap::new(),
-            by_frontend: HashMap::new(),
+            by_backend: GroupIndex::default(),
+            by_frontend: GroupIndex::default(),
             vip,
         })
     }

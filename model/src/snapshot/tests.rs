@@ -197,3 +197,16 @@ fn endpoint_change_touches_only_its_service() {
         ));
     }
 }
+
+#[test]
+fn the_builder_keeps_no_object_once_built() {
+    let svc = Arc::new(service(1, false, false, false));
+    let sl = Arc::new(slice(1, 1, &[(1, true), (2, true)]));
+    let mut b = SnapshotBuilder::new();
+    b.upsert(&svc);
+    b.upsert(&sl);
+    let snap = b.build();
+    assert_eq!(snap.services.len(), 1);
+    assert_eq!(Arc::strong_count(&svc), 1, "service kept");
+    assert_eq!(Arc::strong_count(&sl), 1, "slice kept");
+}
