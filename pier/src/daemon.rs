@@ -160,6 +160,7 @@ impl Daemon {
         // without it (or without root) leaves the machine's routing table alone.
         let routes = config.runtime.is_some() && pier_controlplane::api::current_uid() == 0;
         parts::control::start(&mut parts, &config.cluster, routes);
+        parts::memory::start(&mut parts);
         let dns_addrs = match &config.dns {
             Some(dns) => parts::dns::start(&mut parts, dns).await?,
             None => Vec::new(),

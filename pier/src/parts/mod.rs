@@ -1,11 +1,12 @@
 //! The daemon's parts, one file each: `control.rs` (the snapshot publisher, this node's
 //! membership, the leader election and the controllers), `dns.rs`, `proxy.rs`, `ebpf.rs` (the
-//! socket-LB) and `runtime.rs` (the container engine and node agent). Each starts from a
-//! [`Parts`] context.
+//! socket-LB), `runtime.rs` (the container engine and node agent) and `memory.rs` (freed
+//! memory back to the kernel after a burst). Each starts from a [`Parts`] context.
 
 pub(crate) mod control;
 pub(crate) mod dns;
 pub(crate) mod ebpf;
+pub(crate) mod memory;
 pub(crate) mod proxy;
 pub(crate) mod runtime;
 
