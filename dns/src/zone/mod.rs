@@ -49,7 +49,9 @@ pub enum Answer {
     NotAuthoritative,
 }
 
-type Key = (String, RecordType);
+/// A record owner name (shared by the zone's maps and the contribution that put it there)
+/// and a type.
+type Key = (Arc<str>, RecordType);
 
 /// Everything at one name: (type, owning service, records), sorted. Nearly always one owner.
 type NameRecords = Arc<[(RecordType, ServiceKey, Arc<[Record]>)]>;
@@ -80,7 +82,7 @@ fn replace_owner(
 #[derive(Debug, Default)]
 struct Contribution {
     records: Vec<(Key, Arc<[Record]>)>,
-    names: Vec<String>,
+    names: Vec<Arc<str>>,
 }
 
 /// An immutable zone version; updates return a new one sharing unchanged parts.
@@ -92,8 +94,8 @@ pub struct Zone {
     pod_suffix: String,
     soa: Record,
     // Keyed by name alone so a lookup borrows the query's name instead of building a key.
-    records: HashMap<String, NameRecords>,
-    names: HashMap<String, u32>,
+    records: HashMap<Arc<str>, NameRecords>,
+    names: HashMap<Arc<str>, u32>,
     contributions: HashMap<ServiceKey, Arc<Contribution>>,
     /// Services whose records DNS cannot carry (a name over 255 bytes, say), with why:
     /// left out of the zone so that every other service still updates.
@@ -153,9 +155,11 @@ impl Zone {
         }
         let mut static_part = b.finish();
         for sub in ["svc", "pod"] {
-            static_part.names.push(format!("{sub}.{}", zone.origin));
+            static_part
+                .names
+                .push(format!("{sub}.{}", zone.origin).into());
         }
-        static_part.names.push(zone.origin.clone());
+        static_part.names.push(zone.origin.as_str().into());
         zone.insert(ServiceKey::new("", ""), Arc::new(static_part));
         Ok(zone)
     }
@@ -182,12 +186,12 @@ impl Zone {
     fn insert(&mut self, key: ServiceKey, c: Arc<Contribution>) {
         for ((owner, rtype), recs) in &c.records {
             if let Some(next) = replace_owner(self.records.get(owner), *rtype, &key, Some(recs)) {
-                self.records.insert(owner.clone(), next);
+                self.records.insert(Arc::clone(owner), next);
             }
         }
         for n in &c.names {
             let count = self.names.get(n).copied().unwrap_or(0);
-            self.names.insert(n.clone(), count + 1);
+            self.names.insert(Arc::clone(n), count + 1);
         }
         self.contributions.insert(key, c);
     }
@@ -199,7 +203,7 @@ impl Zone {
         for ((owner, rtype), _) in &c.records {
             match replace_owner(self.records.get(owner), *rtype, key, None) {
                 Some(rest) => {
-                    self.records.insert(owner.clone(), rest);
+                    self.records.insert(Arc::clone(owner), rest);
                 }
                 None => {
                     self.records.remove(owner);
@@ -212,7 +216,7 @@ impl Zone {
                     self.names.remove(n);
                 }
                 Some(count) => {
-                    self.names.insert(n.clone(), count - 1);
+                    self.names.insert(Arc::clone(n), count - 1);
                 }
             }
         }

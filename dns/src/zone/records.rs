@@ -63,7 +63,7 @@ pub(super) fn address_type(ip: IpAddr) -> RecordType {
 pub(super) struct Builder<'a> {
     pub(super) ttl: u32,
     pub(super) suffix: &'a str,
-    pub(super) records: std::collections::BTreeMap<Key, Vec<Record>>,
+    pub(super) records: std::collections::BTreeMap<(String, RecordType), Vec<Record>>,
 }
 
 impl Builder<'_> {
@@ -81,12 +81,26 @@ impl Builder<'_> {
     }
 
     pub(super) fn finish(self) -> Contribution {
-        let mut names: Vec<String> = Vec::new();
-        for (owner, _) in self.records.keys() {
+        // One allocation per distinct name, shared by the records and the name list.
+        let mut interned: std::collections::BTreeMap<String, Arc<str>> = Default::default();
+        let mut intern = |name: &str| -> Arc<str> {
+            Arc::clone(
+                interned
+                    .entry(name.to_string())
+                    .or_insert_with(|| Arc::from(name)),
+            )
+        };
+        let records: Vec<(Key, Arc<[Record]>)> = self
+            .records
+            .into_iter()
+            .map(|((owner, rtype), v)| ((intern(&owner), rtype), Arc::from(v)))
+            .collect();
+        let mut names: Vec<Arc<str>> = Vec::new();
+        for ((owner, _), _) in &records {
             // The owner and every ancestor inside the cluster zone exist (empty non-terminals answer NODATA).
-            let mut n = owner.as_str();
+            let mut n: &str = owner;
             loop {
-                names.push(n.to_string());
+                names.push(intern(n));
                 if !n.ends_with(self.suffix) || n.len() <= self.suffix.len() {
                     break;
                 }
@@ -98,14 +112,8 @@ impl Builder<'_> {
         }
         names.sort();
         names.dedup();
-        Contribution {
-            records: self
-                .records
-                .into_iter()
-                .map(|(k, v)| (k, Arc::from(v)))
-                .collect(),
-            names,
-        }
+        names.shrink_to_fit();
+        Contribution { records, names }
     }
 }
 
