@@ -1,6 +1,6 @@
 //! Backend groups indexed by a Service (the one whose endpoints they balance, or the one
 //! whose frontends use them): a Service has one group per port and backend, so each entry is
-//! a short list, not a hash set (a one-element hash set holds four buckets).
+//! a short list grown exactly, not a hash set (a one-element hash set holds four buckets).
 
 use std::collections::HashMap;
 
@@ -17,6 +17,8 @@ impl GroupIndex {
     pub(crate) fn add(&mut self, svc: &ServiceKey, group: &ClusterKey) {
         let groups = self.0.entry(svc.clone()).or_default();
         if !groups.contains(group) {
+            // Exact growth: a first push would otherwise reserve room for four groups.
+            groups.reserve_exact(1);
             groups.push(group.clone());
         }
     }
@@ -58,6 +60,7 @@ mod tests {
         index.add(&svc, &group(80));
         index.add(&svc, &group(443));
         assert_eq!(index.get(&svc).count(), 2);
+        assert_eq!(index.0[&svc].capacity(), 2, "grown exactly");
         index.remove(&svc, &group(80));
         assert_eq!(index.get(&svc).collect::<Vec<_>>(), [&group(443)]);
         index.remove(&svc, &group(443));
