@@ -24,8 +24,8 @@ impl Endpoints {
     }
 
     /// Every endpoint, chunk after chunk.
-    pub fn iter(&self) -> impl Iterator<Item = &EndpointView> + '_ {
-        self.chunks.iter().flat_map(|c| c.iter())
+    pub fn iter(&self) -> EndpointsIter<'_> {
+        self.chunks.iter().flat_map(chunk_iter)
     }
 
     /// The `index`th endpoint.
@@ -71,12 +71,24 @@ impl FromIterator<EndpointView> for Endpoints {
     }
 }
 
+/// An iterator over every endpoint, chunk after chunk (named, so `for ep in &endpoints`
+/// needs no allocation).
+pub type EndpointsIter<'a> = std::iter::FlatMap<
+    std::slice::Iter<'a, Arc<[EndpointView]>>,
+    std::slice::Iter<'a, EndpointView>,
+    fn(&'a Arc<[EndpointView]>) -> std::slice::Iter<'a, EndpointView>,
+>;
+
+fn chunk_iter(chunk: &Arc<[EndpointView]>) -> std::slice::Iter<'_, EndpointView> {
+    chunk.iter()
+}
+
 impl<'a> IntoIterator for &'a Endpoints {
     type Item = &'a EndpointView;
-    type IntoIter = Box<dyn Iterator<Item = &'a EndpointView> + 'a>;
+    type IntoIter = EndpointsIter<'a>;
 
     fn into_iter(self) -> Self::IntoIter {
-        Box::new(self.iter())
+        self.iter()
     }
 }
 

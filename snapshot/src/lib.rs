@@ -20,7 +20,7 @@ use imbl::OrdMap;
 use serde::Serialize;
 use tokio::sync::watch;
 
-pub use endpoints::Endpoints;
+pub use endpoints::{Endpoints, EndpointsIter};
 pub use follow::{follow, ApplyError, ConsumerObserver, SnapshotConsumer, RETRY_FIRST, RETRY_MAX};
 pub use view::{
     Attachment, BackendView, EndpointPortView, EndpointView, HttpRouteView, HttpRuleView,

@@ -201,28 +201,29 @@ pub(super) fn service_view(
     }
 }
 
-/// `old` with new endpoints and routes (the Service itself unchanged).
+/// `old` with new endpoints and routes (the Service itself unchanged): its ports' modes
+/// follow the routes.
 pub(super) fn refreshed(
     old: &ServiceView,
     endpoints: Endpoints,
     http_routes: Vec<Arc<HttpRouteView>>,
     l4_routes: Vec<Arc<L4RouteView>>,
 ) -> ServiceView {
-    let mut view = ServiceView {
+    let ports = old
+        .ports
+        .iter()
+        .map(|p| PortView {
+            mode: port_mode(p, &old.key, &http_routes),
+            ..p.clone()
+        })
+        .collect();
+    ServiceView {
+        ports,
         endpoints,
         http_routes,
         l4_routes,
         ..old.clone()
-    };
-    let modes: Vec<PortMode> = view
-        .ports
-        .iter()
-        .map(|p| port_mode(p, &view.key, &view.http_routes))
-        .collect();
-    for (port, mode) in view.ports.iter_mut().zip(modes) {
-        port.mode = mode;
     }
-    view
 }
 
 /// L7 for a port that speaks HTTP by its appProtocol or that an HTTPRoute attaches to.
