@@ -12,7 +12,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::{dig_a, stderr, Daemon};
-use pier_testkit::{free_udp_port, wait_for, Etcd};
+use pier_testkit::{free_port, wait_for, Etcd};
 
 /// A node: a daemon on the shared etcd, and the port its DNS answers on.
 struct Node {
@@ -24,13 +24,13 @@ fn start_node(dir: &Path, etcd: &Etcd) -> Node {
     start_named(
         dir,
         etcd,
-        &format!("node-{}", free_udp_port("127.0.0.1").unwrap()),
+        &format!("node-{}", free_port("127.0.0.1").unwrap()),
     )
 }
 
 /// A node named `name`, with short heartbeat, grace and leader lease so the test is quick.
 fn start_named(dir: &Path, etcd: &Etcd, name: &str) -> Node {
-    let dns = free_udp_port("127.0.0.1").unwrap();
+    let dns = free_port("127.0.0.1").unwrap();
     let daemon = Daemon::start_with(
         dir,
         &[

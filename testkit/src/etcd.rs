@@ -231,6 +231,11 @@ impl Etcd {
         let client = format!("{scheme}://{host}:{}", m.client);
         let peer = format!("http://{host}:{}", m.peer);
         let state = if m.dir.exists() { "existing" } else { "new" };
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(m.dir.with_extension("log"))
+            .expect("opening the etcd member's log");
         let mut command = Command::new("etcd");
         if let Some(tls) = &self.tls {
             command
@@ -268,7 +273,7 @@ impl Etcd {
             .args(["--heartbeat-interval", "50", "--election-timeout", "500"])
             .args(["--log-level", "error", "--logger", "zap"])
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(log)
             .spawn()
             .expect("starting etcd");
         m.child = Some(child);
@@ -286,14 +291,27 @@ impl Etcd {
         }
     }
 
-    /// Waits until member `i` answers its health check.
-    pub fn wait_healthy(&self, i: usize) {
+    /// Waits until member `i` answers its health check; fails with its log if it exits or
+    /// stays unhealthy for a minute (a loaded 2-core machine starting several members and
+    /// daemons at once can take tens of seconds).
+    pub fn wait_healthy(&mut self, i: usize) {
         let port = self.members[i].client;
-        wait_for(
-            &format!("etcd member {i} to be healthy"),
-            Duration::from_secs(20),
-            || health(&self.host, port),
-        );
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while !health(&self.host, port) {
+            let exited = self.members[i]
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten());
+            if exited.is_some() || std::time::Instant::now() > deadline {
+                let log = std::fs::read_to_string(self.members[i].dir.with_extension("log"))
+                    .unwrap_or_default();
+                panic!(
+                    "etcd member {i} on {}:{port} is not healthy (exit: {exited:?}); its log:\n{log}",
+                    self.host
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 }
 

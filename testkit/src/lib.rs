@@ -9,25 +9,12 @@ pub mod cluster;
 mod etcd;
 mod netns;
 pub mod pier;
+mod ports;
 mod privilege;
 mod wait;
 
 pub use etcd::{Etcd, EtcdTls};
 pub use netns::{private_netns, Netns};
+pub use ports::free_port;
 pub use privilege::{have, is_root, skip};
 pub use wait::wait_for;
-
-/// A port nothing listens on at `host` (`127.0.0.1`, `[::1]`) right now (bound to port 0,
-/// then released).
-pub fn free_port(host: &str) -> std::io::Result<u16> {
-    Ok(std::net::TcpListener::bind(format!("{host}:0"))?
-        .local_addr()?
-        .port())
-}
-
-/// A UDP port nothing is bound to at `host` right now.
-pub fn free_udp_port(host: &str) -> std::io::Result<u16> {
-    Ok(std::net::UdpSocket::bind(format!("{host}:0"))?
-        .local_addr()?
-        .port())
-}

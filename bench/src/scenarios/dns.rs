@@ -63,7 +63,7 @@ fn fresh_dir(dir: &Path, sub: &str) -> Result<PathBuf> {
 }
 
 fn free_port() -> Result<u16> {
-    Ok(pier_testkit::free_udp_port("127.0.0.1")?)
+    Ok(pier_testkit::free_port("127.0.0.1")?)
 }
 
 /// A wire-format A query for `name` (for readiness probes).
