@@ -1,12 +1,18 @@
-//! The cluster zone: Kubernetes DNS records (spec 1.1.0) built from the node snapshot, by diff.
+//! The cluster zone: Kubernetes DNS records (spec 1.1.0) answered from the node snapshot's
+//! Service views, kept up to date by diff.
+//!
+//! The zone holds the views themselves, keyed by the labels a query names them with
+//! (`name.namespace`), and an index from address to PTR target; records are made from the
+//! view when a query asks (see `names`), so ten thousand Services cost the zone little more
+//! than the index.
 
 use std::net::IpAddr;
 use std::sync::Arc;
 
 use hickory_proto::rr::rdata::{NS, SOA, TXT};
-use hickory_proto::rr::{RData, Record, RecordType};
+use hickory_proto::rr::{RData, Record};
 use imbl::HashMap;
-use pier_snapshot::{ServiceChange, ServiceKey, SnapshotDiff};
+use pier_snapshot::{ServiceChange, ServiceKey, ServiceView, SnapshotDiff};
 
 /// The Kubernetes DNS specification version served in `dns-version.<zone>`.
 pub const SCHEMA_VERSION: &str = "1.1.0";
@@ -49,54 +55,26 @@ pub enum Answer {
     NotAuthoritative,
 }
 
-/// A record owner name (shared by the zone's maps and the contribution that put it there)
-/// and a type.
-type Key = (Arc<str>, RecordType);
-
-/// Everything at one name: (type, owning service, records), sorted. Nearly always one owner.
-type NameRecords = Arc<[(RecordType, ServiceKey, Arc<[Record]>)]>;
-
-/// `entries` without `(rtype, owner)`, plus `add` for it if given; `None` when nothing is left.
-fn replace_owner(
-    entries: Option<&NameRecords>,
-    rtype: RecordType,
-    owner: &ServiceKey,
-    add: Option<&Arc<[Record]>>,
-) -> Option<NameRecords> {
-    let mut next: Vec<(RecordType, ServiceKey, Arc<[Record]>)> = entries
-        .map(|e| {
-            e.iter()
-                .filter(|(t, o, _)| !(*t == rtype && o == owner))
-                .cloned()
-                .collect()
-        })
-        .unwrap_or_default();
-    if let Some(recs) = add {
-        next.push((rtype, owner.clone(), Arc::clone(recs)));
-        next.sort_by(|a, b| (u16::from(a.0), &a.1).cmp(&(u16::from(b.0), &b.1)));
-    }
-    (!next.is_empty()).then(|| next.into())
-}
-
-/// What one Service put into the zone, so a change can take it out again.
-#[derive(Debug, Default)]
-struct Contribution {
-    records: Vec<(Key, Arc<[Record]>)>,
-    names: Vec<Arc<str>>,
-}
-
 /// An immutable zone version; updates return a new one sharing unchanged parts.
 #[derive(Debug, Clone)]
 pub struct Zone {
     config: Arc<ZoneConfig>,
+    /// `cluster.local.`
     origin: String,
+    /// `.cluster.local.`
     suffix: String,
+    /// `.svc.cluster.local.`
+    svc_suffix: String,
+    /// `.pod.cluster.local.`
     pod_suffix: String,
     soa: Record,
-    // Keyed by name alone so a lookup borrows the query's name instead of building a key.
-    records: HashMap<Arc<str>, NameRecords>,
-    names: HashMap<Arc<str>, u32>,
-    contributions: HashMap<ServiceKey, Arc<Contribution>>,
+    statics: Arc<Statics>,
+    /// Services that have names, by `name.namespace`.
+    services: HashMap<Arc<str>, Arc<ServiceView>>,
+    /// Namespaces with such Services, and how many: `<ns>.svc.<zone>` exists while any do.
+    namespaces: HashMap<Arc<str>, u32>,
+    /// Addresses of Services and headless endpoints, and where their PTR records point.
+    reverse: HashMap<IpAddr, Arc<[Pointer]>>,
     /// Services whose records DNS cannot carry (a name over 255 bytes, say), with why:
     /// left out of the zone so that every other service still updates.
     skipped: HashMap<ServiceKey, Arc<str>>,
@@ -110,9 +88,8 @@ impl Zone {
             "{}.",
             config.domain.trim_end_matches('.').to_ascii_lowercase()
         );
-        let origin_name = name(&origin)?;
         let soa = Record::from_rdata(
-            origin_name.clone(),
+            name(&origin)?,
             config.negative_ttl,
             RData::SOA(SOA::new(
                 name(&format!("ns.dns.{origin}"))?,
@@ -124,44 +101,36 @@ impl Zone {
                 config.negative_ttl,
             )),
         );
-        let mut zone = Zone {
-            suffix: format!(".{origin}"),
+        let suffix = format!(".{origin}");
+        let mut statics = Statics::default();
+        statics.add(
+            &format!("dns-version.{origin}"),
+            RData::TXT(TXT::new(vec![SCHEMA_VERSION.to_string()])),
+            &suffix,
+        )?;
+        // The apex names its nameserver, as CoreDNS's kubernetes plugin does.
+        let ns = format!("ns.dns.{origin}");
+        statics.add(&origin, RData::NS(NS(name(&ns)?)), &suffix)?;
+        for ip in &config.nameserver_addresses {
+            statics.add(&ns, address_rdata(*ip), &suffix)?;
+        }
+        for sub in ["svc", "pod"] {
+            statics.exists(&format!("{sub}.{origin}"));
+        }
+        Ok(Zone {
+            svc_suffix: format!(".svc.{origin}"),
             pod_suffix: format!(".pod.{origin}"),
+            suffix,
             origin,
             config: Arc::new(config),
             soa,
-            records: HashMap::new(),
-            names: HashMap::new(),
-            contributions: HashMap::new(),
+            statics: Arc::new(statics),
+            services: HashMap::new(),
+            namespaces: HashMap::new(),
+            reverse: HashMap::new(),
             skipped: HashMap::new(),
             revision: 0,
-        };
-        // Static records: the schema version, and the svc/pod subtrees.
-        let suffix = zone.suffix.clone();
-        let mut b = Builder {
-            ttl: zone.config.ttl,
-            suffix: &suffix,
-            records: Default::default(),
-        };
-        b.add(
-            &format!("dns-version.{}", zone.origin),
-            RData::TXT(TXT::new(vec![SCHEMA_VERSION.to_string()])),
-        )?;
-        // The apex names its nameserver, as CoreDNS's kubernetes plugin does.
-        let ns = format!("ns.dns.{}", zone.origin);
-        b.add(&zone.origin, RData::NS(NS(name(&ns)?)))?;
-        for ip in &zone.config.nameserver_addresses {
-            b.add(&ns, address_rdata(*ip))?;
-        }
-        let mut static_part = b.finish();
-        for sub in ["svc", "pod"] {
-            static_part
-                .names
-                .push(format!("{sub}.{}", zone.origin).into());
-        }
-        static_part.names.push(zone.origin.as_str().into());
-        zone.insert(ServiceKey::new("", ""), Arc::new(static_part));
-        Ok(zone)
+        })
     }
 
     /// The SOA record (authority section of negative answers).
@@ -183,45 +152,6 @@ impl Zone {
         self.revision
     }
 
-    fn insert(&mut self, key: ServiceKey, c: Arc<Contribution>) {
-        for ((owner, rtype), recs) in &c.records {
-            if let Some(next) = replace_owner(self.records.get(owner), *rtype, &key, Some(recs)) {
-                self.records.insert(Arc::clone(owner), next);
-            }
-        }
-        for n in &c.names {
-            let count = self.names.get(n).copied().unwrap_or(0);
-            self.names.insert(Arc::clone(n), count + 1);
-        }
-        self.contributions.insert(key, c);
-    }
-
-    fn remove(&mut self, key: &ServiceKey) {
-        let Some(c) = self.contributions.remove(key) else {
-            return;
-        };
-        for ((owner, rtype), _) in &c.records {
-            match replace_owner(self.records.get(owner), *rtype, key, None) {
-                Some(rest) => {
-                    self.records.insert(Arc::clone(owner), rest);
-                }
-                None => {
-                    self.records.remove(owner);
-                }
-            }
-        }
-        for n in &c.names {
-            match self.names.get(n).copied() {
-                Some(1) | None => {
-                    self.names.remove(n);
-                }
-                Some(count) => {
-                    self.names.insert(Arc::clone(n), count - 1);
-                }
-            }
-        }
-    }
-
     /// A new zone with `diff` applied. A service whose records cannot exist in DNS is left
     /// out (see [`Zone::skipped`]) instead of holding back every other change.
     pub fn apply(&self, diff: &SnapshotDiff) -> Zone {
@@ -230,14 +160,9 @@ impl Zone {
             match change {
                 ServiceChange::Upsert(view) => {
                     next.remove(&view.key);
-                    match self.contribution(view) {
-                        Ok(c) => {
-                            next.skipped.remove(&view.key);
-                            next.insert(view.key.clone(), Arc::new(c));
-                        }
-                        Err(e) => {
-                            next.skipped.insert(view.key.clone(), e.into());
-                        }
+                    next.skipped.remove(&view.key);
+                    if let Err(e) = next.insert(view) {
+                        next.skipped.insert(view.key.clone(), e.into());
                     }
                 }
                 ServiceChange::Remove(key) => {
@@ -248,6 +173,62 @@ impl Zone {
         }
         next.revision = diff.to_revision;
         next
+    }
+
+    /// The name `name.namespace.svc.<zone>` of the Service with zone key `key`.
+    fn base(&self, key: &str) -> String {
+        format!("{key}{}", self.svc_suffix)
+    }
+
+    fn insert(&mut self, view: &Arc<ServiceView>) -> Result<(), String> {
+        if !names::has_names(view) {
+            return Ok(());
+        }
+        let key = names::key(&view.key);
+        names::validate(view, &self.base(&key))?;
+        for (ip, pointer) in names::pointers(view, &key) {
+            let mut at: Vec<Pointer> = self
+                .reverse
+                .get(&ip)
+                .map(|p| p.to_vec())
+                .unwrap_or_default();
+            at.push(pointer);
+            at.sort();
+            self.reverse.insert(ip, at.into());
+        }
+        let namespace: Arc<str> = view.key.namespace.to_ascii_lowercase().into();
+        let count = self.namespaces.get(&namespace).copied().unwrap_or(0);
+        self.namespaces.insert(namespace, count + 1);
+        self.services.insert(key, Arc::clone(view));
+        Ok(())
+    }
+
+    fn remove(&mut self, service: &ServiceKey) {
+        let key = names::key(service);
+        let Some(view) = self.services.remove(&key) else {
+            return;
+        };
+        for (ip, pointer) in names::pointers(&view, &key) {
+            let rest: Vec<Pointer> = self
+                .reverse
+                .get(&ip)
+                .map(|at| at.iter().filter(|p| **p != pointer).cloned().collect())
+                .unwrap_or_default();
+            if rest.is_empty() {
+                self.reverse.remove(&ip);
+            } else {
+                self.reverse.insert(ip, rest.into());
+            }
+        }
+        let namespace: &str = &service.namespace.to_ascii_lowercase();
+        match self.namespaces.get(namespace).copied() {
+            Some(1) | None => {
+                self.namespaces.remove(namespace);
+            }
+            Some(count) => {
+                self.namespaces.insert(namespace.into(), count - 1);
+            }
+        }
     }
 
     /// Why the service `key` has no records, when the zone could not hold them.
@@ -262,9 +243,11 @@ impl Zone {
 }
 
 mod lookup;
+mod names;
 mod records;
 
-use records::{address_rdata, name, Builder};
+use names::Pointer;
+use records::{address_rdata, name, Statics};
 pub use records::{dashed, reverse_name};
 
 #[cfg(test)]

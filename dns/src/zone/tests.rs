@@ -295,8 +295,15 @@ fn diffs_add_and_remove_exactly() {
     let full = empty.apply(&diff(&NodeSnapshot::default(), &full_snap));
     // Removing everything again yields the empty zone's answers.
     let none = full.apply(&diff(&full_snap, &NodeSnapshot::default()));
-    assert_eq!(none.names, empty.names);
-    assert_eq!(none.records.len(), empty.records.len());
+    assert!(none.services.is_empty() && none.namespaces.is_empty() && none.reverse.is_empty());
+    assert_eq!(
+        none.lookup("prod.svc.cluster.local.", RecordType::A),
+        Answer::NxDomain
+    );
+    assert_eq!(
+        none.lookup("10.0.96.10.in-addr.arpa.", RecordType::PTR),
+        Answer::NotAuthoritative
+    );
     // Scaling the headless service down to one endpoint updates its records and nothing else.
     let mut fewer = objs.clone();
     fewer[2] = object(
@@ -339,4 +346,153 @@ fn custom_domain() {
         z.lookup("web.prod.svc.cluster.local.", RecordType::A),
         Answer::NotAuthoritative
     );
+}
+
+#[test]
+fn names_between_and_beside_a_services_records() {
+    let z = zone();
+    for (qname, qtype, want) in [
+        ("svc.cluster.local.", RecordType::A, Answer::NoData),
+        ("pod.cluster.local.", RecordType::A, Answer::NoData),
+        ("cluster.local.", RecordType::A, Answer::NoData),
+        ("default.svc.cluster.local.", RecordType::A, Answer::NoData),
+        (
+            "nowhere.svc.cluster.local.",
+            RecordType::A,
+            Answer::NxDomain,
+        ),
+        (
+            "_udp.web.prod.svc.cluster.local.",
+            RecordType::SRV,
+            Answer::NoData,
+        ),
+        (
+            "_sctp.web.prod.svc.cluster.local.",
+            RecordType::SRV,
+            Answer::NxDomain,
+        ),
+        (
+            "_http._udp.web.prod.svc.cluster.local.",
+            RecordType::SRV,
+            Answer::NxDomain,
+        ),
+        (
+            "x._http._tcp.web.prod.svc.cluster.local.",
+            RecordType::SRV,
+            Answer::NxDomain,
+        ),
+        (
+            "db-0.web.prod.svc.cluster.local.",
+            RecordType::A,
+            Answer::NxDomain,
+        ),
+        (
+            "10-88-0-7.db.default.svc.cluster.local.",
+            RecordType::A,
+            Answer::NxDomain,
+        ),
+        (
+            "db-0.db.default.svc.cluster.local.",
+            RecordType::AAAA,
+            Answer::NoData,
+        ),
+        (
+            "_tcp.db.default.svc.cluster.local.",
+            RecordType::A,
+            Answer::NoData,
+        ),
+        (
+            "x.ext.default.svc.cluster.local.",
+            RecordType::A,
+            Answer::NxDomain,
+        ),
+        ("dns.cluster.local.", RecordType::A, Answer::NxDomain),
+        (
+            "7.0.88.10.in-addr.arpa.",
+            RecordType::PTR,
+            Answer::NotAuthoritative,
+        ),
+        (
+            "010.0.96.10.in-addr.arpa.",
+            RecordType::PTR,
+            Answer::NotAuthoritative,
+        ),
+    ] {
+        assert_eq!(z.lookup(qname, qtype), want, "{qname} {qtype}");
+    }
+    assert_eq!(
+        rdata(z.lookup("web.prod.svc.cluster.local.", RecordType::ANY)),
+        ["10.96.0.10"]
+    );
+    assert_eq!(
+        rdata(z.lookup("ext.default.svc.cluster.local.", RecordType::SRV)),
+        ["example.com."],
+        "a CNAME answers any type"
+    );
+    assert_eq!(
+        rdata(z.lookup("cluster.local.", RecordType::NS)),
+        ["ns.dns.cluster.local."]
+    );
+}
+
+#[test]
+fn a_nameserver_address_is_a_name_and_its_parent_an_empty_non_terminal() {
+    let z = Zone::new(ZoneConfig {
+        nameserver_addresses: vec!["10.96.0.53".parse().unwrap()],
+        ..ZoneConfig::default()
+    })
+    .unwrap();
+    assert_eq!(
+        rdata(z.lookup("ns.dns.cluster.local.", RecordType::A)),
+        ["10.96.0.53"]
+    );
+    assert_eq!(
+        z.lookup("dns.cluster.local.", RecordType::A),
+        Answer::NoData
+    );
+}
+
+#[test]
+fn two_services_on_one_address_both_answer_its_ptr_until_one_leaves() {
+    let web = |name: &str| {
+        object(
+            json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": name},
+            "spec": {"clusterIP": "10.96.0.20", "ports": [{"port": 80}]}}),
+        )
+    };
+    let both = snapshot(&[web("a"), web("b")]);
+    let one = snapshot(&[web("b")]);
+    let empty = Zone::new(ZoneConfig::default()).unwrap();
+    let z = empty.apply(&diff(&NodeSnapshot::default(), &both));
+    assert_eq!(
+        rdata(z.lookup("20.0.96.10.in-addr.arpa.", RecordType::PTR)),
+        [
+            "a.default.svc.cluster.local.",
+            "b.default.svc.cluster.local."
+        ]
+    );
+    let z = z.apply(&diff(&both, &one));
+    assert_eq!(
+        rdata(z.lookup("20.0.96.10.in-addr.arpa.", RecordType::PTR)),
+        ["b.default.svc.cluster.local."]
+    );
+    assert_eq!(
+        z.lookup("a.default.svc.cluster.local.", RecordType::A),
+        Answer::NxDomain
+    );
+}
+
+proptest::proptest! {
+    #[test]
+    fn reverse_names_parse_back_to_their_address(v4: [u8; 4], v6: [u8; 16], junk in "[0-9a-f.]{0,40}") {
+        for ip in [IpAddr::from(v4), IpAddr::from(v6)] {
+            proptest::prop_assert_eq!(records::reverse_address(&reverse_name(ip)), Some(ip));
+        }
+        for suffix in ["in-addr.arpa.", "ip6.arpa."] {
+            let qname = format!("{junk}.{suffix}");
+            if let Some(ip) = records::reverse_address(&qname) {
+                proptest::prop_assert_eq!(reverse_name(ip), qname);
+            }
+        }
+    }
 }
