@@ -187,7 +187,7 @@ impl Proxy {
         snapshot: &NodeSnapshot,
     ) {
         for (key, cluster) in created {
-            cluster.update(snapshot.services.get(&key.backend).map(AsRef::as_ref));
+            cluster.update(snapshot.services.get(&key.backend));
             health::ensure_checker(&cluster, &self.http);
             self.by_backend.add(&key.backend, &key);
             self.by_frontend.add(&key.frontend, &key);
@@ -201,7 +201,7 @@ impl Proxy {
             // Groups whose endpoints changed.
             for key in self.by_backend.get(svc) {
                 if let Some(cluster) = self.clusters.get(key) {
-                    cluster.update(snapshot.services.get(svc).map(AsRef::as_ref));
+                    cluster.update(snapshot.services.get(svc));
                     health::ensure_checker(cluster, &self.http);
                 }
             }

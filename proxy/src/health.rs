@@ -14,7 +14,7 @@ use crate::l7::Http;
 /// Starts the checker of `cluster` unless it runs already; it stops when the group is dropped
 /// or its Service no longer asks for checks.
 pub(crate) fn ensure_checker(cluster: &Arc<Cluster>, http: &Arc<Http>) {
-    if cluster.members().policy.health_check.is_none() {
+    if !cluster.wants_health_checks() {
         return;
     }
     if cluster.checker_running.swap(true, Ordering::AcqRel) {

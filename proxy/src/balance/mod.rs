@@ -6,7 +6,7 @@ mod pool;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
@@ -131,6 +131,14 @@ pub(crate) struct Cluster {
     /// `namespace/name` of the backend, for metric labels.
     pub backend_label: Arc<str>,
     members: ArcSwap<Members>,
+    /// The backend's latest view while `members` is not yet built from it: a group builds
+    /// its endpoints when traffic first needs them, so thousands of Services nobody calls
+    /// cost one pointer each. Once used, a group builds on every update.
+    pending: Mutex<Option<Arc<ServiceView>>>,
+    /// `pending` holds a view newer than `members`.
+    stale: AtomicBool,
+    /// Traffic has asked for this group's endpoints.
+    used: AtomicBool,
     rr: AtomicU64,
     /// Per-group metrics.
     pub metrics: Lazy<GroupMetrics>,
@@ -161,6 +169,9 @@ impl Cluster {
             backend_label,
             key,
             members: ArcSwap::from_pointee(Members::empty()),
+            pending: Mutex::new(None),
+            stale: AtomicBool::new(false),
+            used: AtomicBool::new(false),
             rr: AtomicU64::new(0),
             proxy_metrics: Arc::clone(metrics),
             l7,
@@ -168,15 +179,47 @@ impl Cluster {
         }
     }
 
-    /// Current endpoints.
+    /// Current endpoints (built from the latest view first, if it has not been yet).
     pub(crate) fn members(&self) -> arc_swap::Guard<Arc<Members>> {
+        if !self.used.load(Ordering::Relaxed) {
+            self.used.store(true, Ordering::Relaxed);
+        }
+        if self.stale.load(Ordering::Acquire) {
+            let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some(view) = pending.take() {
+                self.stale.store(false, Ordering::Release);
+                self.build(Some(&view));
+            }
+        }
         self.members.load()
+    }
+
+    /// Whether the group's Service asks for active health checks.
+    pub(crate) fn wants_health_checks(&self) -> bool {
+        // A group whose Service asks for checks is never left unbuilt (see `update`).
+        !self.stale.load(Ordering::Acquire) && self.members.load().policy.health_check.is_some()
+    }
+
+    /// Takes the backend service's latest view (or none if it is gone): builds the endpoint
+    /// list from it now if the group has taken traffic or is health-checked, otherwise when
+    /// traffic first asks for it.
+    pub(crate) fn update(&self, backend: Option<&Arc<ServiceView>>) {
+        let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
+        let checked = backend.is_some_and(|b| b.policy.health_check.is_some());
+        if let Some(view) = backend.filter(|_| !checked && !self.used.load(Ordering::Relaxed)) {
+            *pending = Some(Arc::clone(view));
+            self.stale.store(true, Ordering::Release);
+            return;
+        }
+        *pending = None;
+        self.stale.store(false, Ordering::Release);
+        self.build(backend.map(AsRef::as_ref));
     }
 
     /// Rebuilds the endpoint list from the backend service's view (or none if it is gone).
     ///
     /// Endpoints that stay keep their load, health and ejection state.
-    pub(crate) fn update(&self, backend: Option<&ServiceView>) {
+    fn build(&self, backend: Option<&ServiceView>) {
         let old = self.members.load_full();
         let port = backend.and_then(|s| s.ports.iter().find(|p| p.port == self.key.port));
         let (Some(svc), Some(port)) = (backend, port) else {
@@ -252,7 +295,7 @@ impl Cluster {
 
     /// Picks an endpoint for new traffic, skipping `tried`; `hash` drives Maglev.
     pub(crate) fn pick(&self, hash: u64, tried: &[SocketAddr]) -> Result<Arc<Member>, NoEndpoint> {
-        let m = self.members.load();
+        let m = self.members();
         let pool = &m.pool;
         if pool.is_empty() {
             return Err(NoEndpoint::Empty);

@@ -65,7 +65,7 @@ fn cluster_on(svc: &ServiceView, node: Option<&str>) -> Cluster {
         false,
         &metrics,
     );
-    c.update(Some(svc));
+    c.update(Some(&Arc::new(svc.clone())));
     c
 }
 
@@ -148,13 +148,13 @@ fn draining_endpoints_only_when_nothing_is_ready() {
         vec![&"10.0.0.2:8080".parse().unwrap()]
     );
     let svc = service("a", TrafficPolicy::default(), &[("10.0.0.1", false, true)]);
-    c.update(Some(&svc));
+    c.update(Some(&Arc::new(svc.clone())));
     assert_eq!(
         c.pick(0, &[]).unwrap().addr,
         "10.0.0.1:8080".parse().unwrap()
     );
     let svc = service("a", TrafficPolicy::default(), &[("10.0.0.1", false, false)]);
-    c.update(Some(&svc));
+    c.update(Some(&Arc::new(svc.clone())));
     assert_eq!(c.pick(0, &[]).err(), Some(NoEndpoint::Empty));
 }
 
@@ -176,7 +176,7 @@ fn ejection_after_consecutive_failures_and_state_survives_updates() {
     for _ in 0..5 {
         c.failure(&bad);
     }
-    c.update(Some(&svc));
+    c.update(Some(&Arc::new(svc.clone())));
     let got = counts(&c, 20);
     assert_eq!(got.len(), 1, "{got:?}");
     // The other endpoint may not be ejected too: 50% at most.
@@ -223,4 +223,50 @@ fn maglev_is_sticky_per_hash() {
         *seen.entry(a).or_insert(0) += 1;
     }
     assert_eq!(seen.len(), 5);
+}
+
+#[test]
+fn a_group_builds_its_endpoints_when_traffic_first_needs_them_then_on_every_update() {
+    let one = service("a", TrafficPolicy::default(), &[("10.0.0.1", true, false)]);
+    let two = service(
+        "a",
+        TrafficPolicy::default(),
+        &[("10.0.0.1", true, false), ("10.0.0.2", true, false)],
+    );
+    let c = cluster(&one);
+    assert!(
+        c.members.load().list.is_empty(),
+        "nothing built before traffic"
+    );
+    c.update(Some(&Arc::new(two.clone())));
+    assert_eq!(
+        counts(&c, 10).len(),
+        2,
+        "the latest view is built on first use"
+    );
+    c.update(Some(&Arc::new(one.clone())));
+    assert_eq!(
+        c.members.load().list.len(),
+        1,
+        "a used group builds at once, so removed endpoints' metrics go with the update"
+    );
+    c.update(None);
+    assert_eq!(c.pick(0, &[]).err(), Some(NoEndpoint::Empty));
+}
+
+#[test]
+fn a_health_checked_group_is_built_at_once() {
+    let policy = TrafficPolicy {
+        health_check: Some(pier_snapshot::policy::HealthCheck {
+            probe: pier_snapshot::policy::HealthProbe::Tcp,
+            interval: Duration::from_secs(1),
+            timeout: Duration::from_secs(1),
+            healthy_threshold: 1,
+            unhealthy_threshold: 1,
+        }),
+        ..TrafficPolicy::default()
+    };
+    let c = cluster(&service("a", policy, &[("10.0.0.1", true, false)]));
+    assert_eq!(c.members.load().list.len(), 1);
+    assert!(c.wants_health_checks());
 }
