@@ -230,22 +230,32 @@ impl Daemon {
         })
     }
 
-    /// Stops every part and waits (bounded) for them to finish.
+    /// Stops every part and waits for them to finish, 5 s in all: parts still busy then (one
+    /// waiting on an unreachable etcd, say) are aborted, so a stop never takes longer.
     pub(crate) async fn stop(self) {
         if self.shutdown.send(true).is_err() {
             tracing::debug!("no part was listening for shutdown");
         }
+        let deadline = tokio::time::Instant::now() + STOP_GRACE;
+        let mut aborted = 0;
         for task in self.tasks {
             let abort = task.abort_handle();
-            if tokio::time::timeout(Duration::from_secs(5), task)
-                .await
-                .is_err()
-            {
+            if tokio::time::timeout_at(deadline, task).await.is_err() {
                 abort.abort();
+                aborted += 1;
             }
+        }
+        if aborted > 0 {
+            tracing::warn!(
+                aborted,
+                "parts still busy {STOP_GRACE:?} after shutdown were aborted"
+            );
         }
     }
 }
+
+/// How long the daemon's parts get to finish after shutdown, together.
+const STOP_GRACE: Duration = Duration::from_secs(5);
 
 /// SIGTERM/SIGINT handlers, installed before start-up so no signal is lost to the default action.
 pub(crate) struct Signals {
