@@ -382,6 +382,7 @@ fn main() -> ExitCode {
     if let Some(code) = single_threaded_entry() {
         return code;
     }
+    parts::memory::purge_freed_pages_at_once();
     let cli = Cli::parse();
     init_logging(&cli.log_format);
     if let Command::Exec {

@@ -1,8 +1,12 @@
-//! Returns memory freed by a burst of changes to the kernel once the node settles. mimalloc
-//! purges freed pages lazily, on its next allocations, so a daemon that goes quiet after
-//! applying 10,000 Services kept tens of MB it no longer used. A zero purge delay would do it
-//! too, but on every proxied request's frees; a purge after the burst leaves the hot path as
-//! it is.
+//! Keeps the daemon's memory close to what it uses. mimalloc frees pages back to the kernel
+//! only after a delay, and only when the thread that freed them allocates again, so a daemon
+//! that goes quiet after applying 10,000 Services kept tens of MB it no longer used. Two
+//! measures: a zero purge delay (set before any thread starts), and a full collection once a
+//! burst of snapshots settles, for what idle threads still hold.
+//!
+//! Measured with `pier-bench cluster` at 10,000 Services x 10 endpoints: the leader's RSS
+//! 164 -> 146-149 MB with the zero delay, followers 142-148 -> 135-142 MB; `pier-bench proxy`
+//! in interleaved rounds showed no cost outside its round-to-round noise.
 
 use std::time::Duration;
 
@@ -13,6 +17,23 @@ use super::Parts;
 const SETTLED: Duration = Duration::from_secs(2);
 /// A second purge this long after the first catches what slow consumers freed later.
 const AGAIN: Duration = Duration::from_secs(10);
+
+/// mimalloc's `mi_option_purge_delay` (the same index in its v2 and v3 headers).
+const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+
+/// Makes mimalloc hand freed pages back at once instead of after its 10 ms default, unless
+/// `MIMALLOC_PURGE_DELAY` says otherwise. Call it before any other thread starts: mimalloc's
+/// options are not synchronised.
+pub(crate) fn purge_freed_pages_at_once() {
+    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_some() {
+        return;
+    }
+    // SAFETY: takes no pointers; called while the process has one thread (see above).
+    #[allow(unsafe_code)]
+    unsafe {
+        libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 0);
+    }
+}
 
 /// Starts the purge that follows each burst of snapshots.
 pub(crate) fn start(parts: &mut Parts) {
