@@ -13,7 +13,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::error::Result;
-use crate::store::{Event, EventType, Store};
+use crate::store::{EventType, Store};
 use pier_model::{Kind, Object};
 
 /// First wait before a failed key is reconciled again; it doubles per failure.
@@ -71,9 +71,8 @@ pub async fn run<R: Reconciler>(store: Arc<Store>, mut controller: R) -> Result<
     let mut queue = Queue::default();
     let revision = list_into(&store, &mut controller, &mut queue.dirty).await?;
     queue.dirty.extend(controller.resync_keys());
-    let mut watch = store.watch(revision + 1)?;
     let kinds = controller.kinds();
-    let follows = |e: &Event| kinds.contains(&e.object.kind());
+    let mut watch = store.watch_kinds(revision + 1, kinds)?;
     loop {
         let ready = queue.take_ready(Instant::now());
         if !ready.is_empty() {
@@ -87,15 +86,11 @@ pub async fn run<R: Reconciler>(store: Arc<Store>, mut controller: R) -> Result<
         };
         if let Some(event) = event {
             let event = event?;
-            if follows(&event) {
-                controller.observe(event.event_type, &event.object, &mut queue.dirty);
-            }
+            controller.observe(event.event_type, &event.object, &mut queue.dirty);
         }
         // Coalesce what is already committed into the same pass.
         while let Some(event) = watch.try_next()? {
-            if follows(&event) {
-                controller.observe(event.event_type, &event.object, &mut queue.dirty);
-            }
+            controller.observe(event.event_type, &event.object, &mut queue.dirty);
         }
     }
 }

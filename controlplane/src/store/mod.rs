@@ -298,9 +298,19 @@ impl Store {
 
     /// Watches every change with revision `>= from`, in order.
     pub fn watch(self: &Arc<Self>, from: u64) -> Result<Watch> {
+        self.watch_of(from, None)
+    }
+
+    /// A watch of changes to objects of `kinds` from `from` on: what a controller follows.
+    /// On etcd, changes to other kinds are skipped before they are decoded.
+    pub fn watch_kinds(self: &Arc<Self>, from: u64, kinds: &'static [Kind]) -> Result<Watch> {
+        self.watch_of(from, Some(kinds))
+    }
+
+    fn watch_of(self: &Arc<Self>, from: u64, kinds: Option<&'static [Kind]>) -> Result<Watch> {
         match &self.backend {
-            Backend::Redb(_) => Watch::log(Arc::clone(self), from),
-            Backend::Etcd(etcd) => Ok(Watch::etcd(etcd.watch(from))),
+            Backend::Redb(_) => Watch::log(Arc::clone(self), from, kinds),
+            Backend::Etcd(etcd) => Ok(Watch::etcd(etcd.watch(from, kinds), kinds)),
         }
     }
 

@@ -10,9 +10,14 @@ use tokio::sync::broadcast::{self, error::RecvError};
 use super::etcd::EtcdWatch;
 use super::{Event, Store};
 use crate::error::Result;
+use pier_model::Kind;
 
-/// A stream of events in revision order, starting at a requested revision.
-pub struct Watch(Inner);
+/// A stream of events in revision order, starting at a requested revision (of some kinds
+/// only, if asked).
+pub struct Watch {
+    inner: Inner,
+    kinds: Option<&'static [Kind]>,
+}
 
 enum Inner {
     Log(LogWatch),
@@ -21,29 +26,55 @@ enum Inner {
 
 impl Watch {
     /// A watch over the redb event log.
-    pub(super) fn log(store: Arc<Store>, from: u64) -> Result<Watch> {
-        Ok(Watch(Inner::Log(LogWatch::new(store, from)?)))
+    pub(super) fn log(
+        store: Arc<Store>,
+        from: u64,
+        kinds: Option<&'static [Kind]>,
+    ) -> Result<Watch> {
+        Ok(Watch {
+            inner: Inner::Log(LogWatch::new(store, from)?),
+            kinds,
+        })
     }
 
     /// A watch over etcd.
-    pub(super) fn etcd(watch: EtcdWatch) -> Watch {
-        Watch(Inner::Etcd(watch))
+    pub(super) fn etcd(watch: EtcdWatch, kinds: Option<&'static [Kind]>) -> Watch {
+        Watch {
+            inner: Inner::Etcd(watch),
+            kinds,
+        }
+    }
+
+    fn wanted(&self, event: &Event) -> bool {
+        self.kinds
+            .is_none_or(|kinds| kinds.contains(&event.object.kind()))
     }
 
     /// Waits for the next event.
     pub async fn next(&mut self) -> Result<Arc<Event>> {
-        match &mut self.0 {
-            Inner::Log(w) => w.next().await,
-            Inner::Etcd(w) => w.next().await,
+        loop {
+            let event = match &mut self.inner {
+                Inner::Log(w) => w.next().await,
+                Inner::Etcd(w) => w.next().await,
+            }?;
+            if self.wanted(&event) {
+                return Ok(event);
+            }
         }
     }
 
     /// Returns the next event if one is ready now. A watch that must read history first says
     /// none is; the next `next` reads it.
     pub fn try_next(&mut self) -> Result<Option<Arc<Event>>> {
-        match &mut self.0 {
-            Inner::Log(w) => w.try_next(),
-            Inner::Etcd(w) => w.try_next(),
+        loop {
+            let event = match &mut self.inner {
+                Inner::Log(w) => w.try_next(),
+                Inner::Etcd(w) => w.try_next(),
+            }?;
+            match event {
+                Some(event) if !self.wanted(&event) => continue,
+                other => return Ok(other),
+            }
         }
     }
 }

@@ -302,9 +302,9 @@ impl EtcdStore {
         )))
     }
 
-    /// A watch of every object change from `from` on.
-    pub(super) fn watch(self: &Arc<Self>, from: u64) -> EtcdWatch {
-        EtcdWatch::start(Arc::clone(self), from)
+    /// A watch of every object change from `from` on (to objects of `kinds` only, if given).
+    pub(super) fn watch(self: &Arc<Self>, from: u64, kinds: Option<&'static [Kind]>) -> EtcdWatch {
+        EtcdWatch::start(Arc::clone(self), from, kinds)
     }
 }
 

@@ -10,7 +10,7 @@ use tokio::sync::mpsc;
 
 use super::{decode_object, EtcdStore, OBJECTS};
 use crate::error::{Error, Result};
-use pier_model::{Event, EventType};
+use pier_model::{Event, EventType, Kind};
 
 /// Events handed over but not yet taken, per watch.
 const BUFFER: usize = 1024;
@@ -26,13 +26,17 @@ pub(in crate::store) struct EtcdWatch {
 }
 
 impl EtcdWatch {
-    pub(super) fn start(store: Arc<EtcdStore>, from: u64) -> EtcdWatch {
+    pub(super) fn start(
+        store: Arc<EtcdStore>,
+        from: u64,
+        kinds: Option<&'static [Kind]>,
+    ) -> EtcdWatch {
         let (tx, events) = mpsc::channel(BUFFER);
         let (stop, stopped) = tokio::sync::oneshot::channel();
         let runner = Arc::clone(&store);
         store.spawn(async move {
             tokio::select! {
-                () = follow(&runner, from, &tx) => {}
+                () = follow(&runner, from, kinds, &tx) => {}
                 _ = stopped => {}
             }
         });
@@ -66,12 +70,17 @@ impl EtcdWatch {
 /// (compaction, cancellation), which is the last thing sent. A broken stream (a member went
 /// away) is resumed from the revision after the last one delivered, as etcd's own clients do:
 /// any member serves a watch from its own copy, so this needs no quorum.
-async fn follow(store: &EtcdStore, from: u64, tx: &mpsc::Sender<Result<Arc<Event>>>) {
+async fn follow(
+    store: &EtcdStore,
+    from: u64,
+    kinds: Option<&'static [Kind]>,
+    tx: &mpsc::Sender<Result<Arc<Event>>>,
+) {
     let mut next = from;
     let mut pause = RESUME_FIRST;
     loop {
         let delivered = next;
-        let e = match stream(store, &mut next, tx).await {
+        let e = match stream(store, &mut next, kinds, tx).await {
             Ok(()) => return,
             Err(Break::End(e)) => e,
             Err(Break::Resume(e)) => {
@@ -103,6 +112,7 @@ enum Break {
 async fn stream(
     store: &EtcdStore,
     next: &mut u64,
+    kinds: Option<&'static [Kind]>,
     tx: &mpsc::Sender<Result<Arc<Event>>>,
 ) -> std::result::Result<(), Break> {
     let from = *next;
@@ -144,6 +154,12 @@ async fn stream(
             let revision = event
                 .kv()
                 .map_or(0, |kv| u64::try_from(kv.mod_revision()).unwrap_or(0));
+            let wanted =
+                kinds.is_none_or(|kinds| event.kv().is_some_and(|kv| of_kinds(kv.key(), kinds)));
+            if !wanted {
+                *next = (*next).max(revision + 1);
+                continue;
+            }
             if let Some(event) = convert(event).map_err(Break::End)? {
                 if tx.send(Ok(Arc::new(event))).await.is_err() {
                     return Ok(());
@@ -155,6 +171,14 @@ async fn stream(
             store.saw(h.revision());
         }
     }
+}
+
+/// Whether the etcd key of an object (`/pier/Kind/namespace/name`) is of one of `kinds`.
+fn of_kinds(key: &[u8], kinds: &[Kind]) -> bool {
+    let kind = key
+        .strip_prefix(OBJECTS.as_bytes())
+        .and_then(|rest| rest.split(|b| *b == b'/').next());
+    kind.is_some_and(|kind| kinds.iter().any(|k| k.as_str().as_bytes() == kind))
 }
 
 /// A store event from an etcd event (`None` for a delete etcd kept no previous value of).

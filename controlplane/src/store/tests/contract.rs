@@ -30,6 +30,7 @@ both!(
     node_port_allocation,
     list_by_namespace_and_selector,
     watch_replays_history_then_follows_live,
+    a_watch_of_some_kinds_skips_the_rest,
     reopen_keeps_everything,
     namespaces_hold_their_objects,
     dual_stack_services_get_one_address_per_family,
@@ -319,6 +320,38 @@ fn watch_replays_history_then_follows_live(backend: Backend) {
     assert!(d.revision > c.revision);
     writer.join().unwrap();
     assert_eq!(store.revision(), d.revision);
+}
+
+fn a_watch_of_some_kinds_skips_the_rest(backend: Backend) {
+    let Some(t) = open(backend) else { return };
+    let store = &t.store;
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let from = store.revision() + 1;
+    let account = |name: &str| {
+        objs(&format!(
+            "apiVersion: v1\nkind: ServiceAccount\nmetadata: {{name: {name}}}\n"
+        ))
+    };
+    // History: a Service between ServiceAccounts; then live, the same again.
+    store.apply(account("x")).unwrap();
+    store.apply(vec![svc("a", "")]).unwrap();
+    store.apply(account("y")).unwrap();
+    let mut watch = store.watch_kinds(from, &[Kind::Service]).unwrap();
+    let a = next(&runtime, &mut watch);
+    assert_eq!(a.object.describe(), "Service default/a");
+    let s2 = Arc::clone(store);
+    let writer = std::thread::spawn(move || {
+        s2.apply(account("z")).unwrap();
+        s2.delete(Kind::Service, "default", "a", None).unwrap();
+    });
+    let gone = next(&runtime, &mut watch);
+    assert_eq!(
+        (gone.event_type, gone.object.describe()),
+        (EventType::Deleted, "Service default/a".to_string())
+    );
+    assert!(gone.revision > a.revision + 1, "the skipped revisions lie between");
+    writer.join().unwrap();
+    assert!(watch.try_next().unwrap().is_none(), "nothing else was a Service");
 }
 
 fn reopen_keeps_everything(backend: Backend) {
