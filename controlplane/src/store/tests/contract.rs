@@ -349,9 +349,15 @@ fn a_watch_of_some_kinds_skips_the_rest(backend: Backend) {
         (gone.event_type, gone.object.describe()),
         (EventType::Deleted, "Service default/a".to_string())
     );
-    assert!(gone.revision > a.revision + 1, "the skipped revisions lie between");
+    assert!(
+        gone.revision > a.revision + 1,
+        "the skipped revisions lie between"
+    );
     writer.join().unwrap();
-    assert!(watch.try_next().unwrap().is_none(), "nothing else was a Service");
+    assert!(
+        watch.try_next().unwrap().is_none(),
+        "nothing else was a Service"
+    );
 }
 
 fn reopen_keeps_everything(backend: Backend) {
