@@ -6,6 +6,8 @@
 //! The store's API is synchronous (the daemon calls it off the async threads, and tests call
 //! it directly), so every call runs on the backend's own small runtime and the caller waits.
 
+mod hub;
+mod stream;
 mod txn;
 mod watch;
 
@@ -95,6 +97,8 @@ pub(super) struct EtcdStore {
     counts: std::sync::Mutex<Counted>,
     /// A count is under way.
     counting: std::sync::atomic::AtomicBool,
+    /// The node's one watch, shared by its readers.
+    hub: Arc<hub::Hub>,
 }
 
 impl EtcdStore {
@@ -119,6 +123,7 @@ impl EtcdStore {
             seen: AtomicU64::new(0),
             counts: std::sync::Mutex::new(Counted::default()),
             counting: std::sync::atomic::AtomicBool::new(false),
+            hub: Arc::default(),
         });
         let id = store.identity()?;
         Ok((store, id))
@@ -304,7 +309,7 @@ impl EtcdStore {
 
     /// A watch of every object change from `from` on (to objects of `kinds` only, if given).
     pub(super) fn watch(self: &Arc<Self>, from: u64, kinds: Option<&'static [Kind]>) -> EtcdWatch {
-        EtcdWatch::start(Arc::clone(self), from, kinds)
+        EtcdWatch::start(Arc::clone(self), &self.hub, from, kinds)
     }
 }
 

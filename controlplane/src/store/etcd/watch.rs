@@ -1,214 +1,229 @@
-//! An etcd watch over every object from a revision, as store events. The watch runs on the
-//! backend's runtime and hands events over a bounded channel; a compacted start revision,
-//! or a cancelled watch ends it with an error (the caller relists); a broken stream is resumed.
+//! One reader's watch of every object change from a revision on: from the node's shared feed
+//! (`hub.rs`) when it holds what the reader needs, otherwise from a stream of the reader's own
+//! (`stream.rs`), handed over a bounded channel. A reader that falls behind the shared feed
+//! carries on alone, exactly after the last event it took, even in the middle of a
+//! transaction's events.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::Duration;
 
-use etcd_client::{EventType as EtcdEventType, WatchOptions};
-use tokio::sync::mpsc;
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
+use tokio::sync::{mpsc, oneshot};
 
-use super::{decode_object, EtcdStore, OBJECTS};
+use super::hub::{Hub, Item, Joined};
+use super::{stream, EtcdStore};
 use crate::error::{Error, Result};
-use pier_model::{Event, EventType, Kind};
+use pier_model::{Event, Kind};
 
-/// Events handed over but not yet taken, per watch.
+/// Events handed over but not yet taken, per reader of its own stream.
 const BUFFER: usize = 1024;
-/// The first pause before resuming a broken watch, doubled up to `RESUME_MAX`.
-const RESUME_FIRST: Duration = Duration::from_millis(50);
-const RESUME_MAX: Duration = Duration::from_secs(2);
 
-/// A watch of every object change from a revision on.
+/// A watch of object changes from a revision on.
 pub(in crate::store) struct EtcdWatch {
-    events: mpsc::Receiver<Result<Arc<Event>>>,
-    /// Dropping the watch stops its task.
-    _stop: tokio::sync::oneshot::Sender<()>,
+    store: Arc<EtcdStore>,
+    /// Kinds a stream of its own may skip undecoded (the caller filters shared events).
+    kinds: Option<&'static [Kind]>,
+    source: Source,
+    /// Where the reader is: the events it took of the newest revision it took any of.
+    at: Position,
+}
+
+enum Source {
+    Shared {
+        hub: Arc<Hub>,
+        generation: u64,
+        backlog: VecDeque<Arc<Event>>,
+        live: tokio::sync::broadcast::Receiver<Item>,
+    },
+    Own {
+        events: mpsc::Receiver<Result<Arc<Event>>>,
+        /// Dropping it stops the stream's task.
+        _stop: oneshot::Sender<()>,
+    },
+}
+
+/// The newest revision a reader took events of, how many of that revision it took, and how
+/// many of them a source it just switched to will repeat.
+#[derive(Debug, Clone, Copy)]
+struct Position {
+    revision: u64,
+    taken: usize,
+    skip: usize,
+}
+
+impl Position {
+    /// Before revision `from`: every event of the revision before it counts as taken.
+    fn before(from: u64) -> Position {
+        Position {
+            revision: from.saturating_sub(1),
+            taken: usize::MAX,
+            skip: usize::MAX,
+        }
+    }
+
+    /// A new source starts again at `revision`: the events of it already taken come again.
+    fn restart(&mut self) {
+        self.skip = self.taken;
+    }
+
+    /// The revision a new stream of the reader's own starts at.
+    fn resume_from(&self) -> u64 {
+        if self.skip == usize::MAX {
+            self.revision + 1
+        } else {
+            self.revision
+        }
+    }
+
+    /// Whether `event` is new to the reader; if so it is counted as taken.
+    fn take(&mut self, event: &Event) -> bool {
+        if event.revision < self.revision {
+            return false;
+        }
+        if event.revision == self.revision {
+            if self.skip > 0 {
+                self.skip -= 1;
+                return false;
+            }
+            self.taken = self.taken.saturating_add(1);
+            return true;
+        }
+        *self = Position {
+            revision: event.revision,
+            taken: 1,
+            skip: 0,
+        };
+        true
+    }
 }
 
 impl EtcdWatch {
     pub(super) fn start(
         store: Arc<EtcdStore>,
+        hub: &Arc<Hub>,
         from: u64,
         kinds: Option<&'static [Kind]>,
     ) -> EtcdWatch {
-        let (tx, events) = mpsc::channel(BUFFER);
-        let (stop, stopped) = tokio::sync::oneshot::channel();
-        let runner = Arc::clone(&store);
-        store.spawn(async move {
-            tokio::select! {
-                () = follow(&runner, from, kinds, &tx) => {}
-                _ = stopped => {}
-            }
-        });
+        let at = Position::before(from);
+        let source = match hub.join(&store, from.max(1)) {
+            Some(joined) => shared(hub, joined),
+            None => own(&store, at.resume_from(), kinds),
+        };
         EtcdWatch {
-            events,
-            _stop: stop,
+            store,
+            kinds,
+            source,
+            at,
         }
     }
 
     /// Waits for the next event.
     pub(in crate::store) async fn next(&mut self) -> Result<Arc<Event>> {
-        match self.events.recv().await {
-            Some(event) => event,
-            None => Err(Error::store("the etcd watch stopped")),
+        loop {
+            let event = match &mut self.source {
+                Source::Shared { backlog, live, .. } => match backlog.pop_front() {
+                    Some(event) => event,
+                    None => match live.recv().await {
+                        Ok(item) => item.map_err(|ended| ended.error())?,
+                        Err(RecvError::Lagged(_)) => {
+                            self.fell_behind();
+                            continue;
+                        }
+                        Err(RecvError::Closed) => return Err(stopped()),
+                    },
+                },
+                Source::Own { events, .. } => events.recv().await.ok_or_else(stopped)??,
+            };
+            if self.at.take(&event) {
+                return Ok(event);
+            }
         }
     }
 
     /// The next event if one is ready now.
     pub(in crate::store) fn try_next(&mut self) -> Result<Option<Arc<Event>>> {
-        match self.events.try_recv() {
-            Ok(event) => event.map(Some),
-            Err(mpsc::error::TryRecvError::Empty) => Ok(None),
-            Err(mpsc::error::TryRecvError::Disconnected) => {
-                Err(Error::store("the etcd watch stopped"))
+        loop {
+            let event = match &mut self.source {
+                Source::Shared { backlog, live, .. } => match backlog.pop_front() {
+                    Some(event) => event,
+                    None => match live.try_recv() {
+                        Ok(item) => item.map_err(|ended| ended.error())?,
+                        Err(TryRecvError::Lagged(_)) => {
+                            self.fell_behind();
+                            continue;
+                        }
+                        Err(TryRecvError::Empty) => return Ok(None),
+                        Err(TryRecvError::Closed) => return Err(stopped()),
+                    },
+                },
+                Source::Own { events, .. } => match events.try_recv() {
+                    Ok(event) => event?,
+                    Err(mpsc::error::TryRecvError::Empty) => return Ok(None),
+                    Err(mpsc::error::TryRecvError::Disconnected) => return Err(stopped()),
+                },
+            };
+            if self.at.take(&event) {
+                return Ok(Some(event));
             }
         }
     }
-}
 
-/// Follows the watch until the receiver goes or it meets a failure a resumed watch cannot mend
-/// (compaction, cancellation), which is the last thing sent. A broken stream (a member went
-/// away) is resumed from the revision after the last one delivered, as etcd's own clients do:
-/// any member serves a watch from its own copy, so this needs no quorum.
-async fn follow(
-    store: &EtcdStore,
-    from: u64,
-    kinds: Option<&'static [Kind]>,
-    tx: &mpsc::Sender<Result<Arc<Event>>>,
-) {
-    let mut next = from;
-    let mut pause = RESUME_FIRST;
-    loop {
-        let delivered = next;
-        let e = match stream(store, &mut next, kinds, tx).await {
-            Ok(()) => return,
-            Err(Break::End(e)) => e,
-            Err(Break::Resume(e)) => {
-                if next > delivered {
-                    pause = RESUME_FIRST;
-                }
-                tracing::warn!(from = next, error = %crate::error::chain(&e), retry_in = ?pause, "resuming an etcd watch");
-                tokio::time::sleep(pause).await;
-                pause = (pause * 2).min(RESUME_MAX);
-                continue;
-            }
-        };
-        if tx.send(Err(e)).await.is_err() {
-            tracing::debug!("an etcd watch ended after its reader went");
-        }
-        return;
-    }
-}
-
-/// Why a watch stream stopped.
-enum Break {
-    /// The stream broke; a new one from the next revision carries on.
-    Resume(Error),
-    /// The watch cannot go on (compacted, cancelled, undecodable): the reader relists.
-    End(Error),
-}
-
-/// Streams events from `*next` on, advancing it past every revision handed over.
-async fn stream(
-    store: &EtcdStore,
-    next: &mut u64,
-    kinds: Option<&'static [Kind]>,
-    tx: &mpsc::Sender<Result<Arc<Event>>>,
-) -> std::result::Result<(), Break> {
-    let from = *next;
-    let options = WatchOptions::new()
-        .with_prefix()
-        .with_prev_key()
-        .with_start_revision(i64::try_from(from.max(1)).unwrap_or(i64::MAX));
-    let mut watch = store
-        .client
-        .clone()
-        .watch(OBJECTS, Some(options))
-        .await
-        .map_err(|e| Break::Resume(store.error("starting a watch", e)))?;
-    loop {
-        let Some(response) = watch
-            .message()
-            .await
-            .map_err(|e| Break::Resume(store.error("following a watch", e)))?
+    /// The shared feed moved on without this reader (further behind than the hub keeps):
+    /// it leaves the feed and follows etcd alone from where it is.
+    fn fell_behind(&mut self) {
+        let Source::Shared {
+            hub, generation, ..
+        } = &self.source
         else {
-            return Err(Break::Resume(Error::store(format!(
-                "{}: the watch stream ended",
-                store.config.describe()
-            ))));
+            return;
         };
-        if response.compact_revision() > 0 {
-            return Err(Break::End(Error::Compacted {
-                requested: from,
-                oldest: u64::try_from(response.compact_revision()).unwrap_or(0),
-            }));
-        }
-        if response.canceled() {
-            return Err(Break::End(Error::store(format!(
-                "{}: the watch was cancelled: {}",
-                store.config.describe(),
-                response.cancel_reason()
-            ))));
-        }
-        for event in response.events() {
-            let revision = event
-                .kv()
-                .map_or(0, |kv| u64::try_from(kv.mod_revision()).unwrap_or(0));
-            let wanted =
-                kinds.is_none_or(|kinds| event.kv().is_some_and(|kv| of_kinds(kv.key(), kinds)));
-            if !wanted {
-                *next = (*next).max(revision + 1);
-                continue;
-            }
-            if let Some(event) = convert(event).map_err(Break::End)? {
-                if tx.send(Ok(Arc::new(event))).await.is_err() {
-                    return Ok(());
-                }
-            }
-            *next = (*next).max(revision + 1);
-        }
-        if let Some(h) = response.header() {
-            store.saw(h.revision());
+        tracing::debug!(
+            at = self.at.revision,
+            "a watch reader fell behind the shared feed; it follows etcd alone"
+        );
+        hub.leave(*generation);
+        self.at.restart();
+        self.source = own(&self.store, self.at.resume_from(), self.kinds);
+    }
+}
+
+impl Drop for EtcdWatch {
+    fn drop(&mut self) {
+        if let Source::Shared {
+            hub, generation, ..
+        } = &self.source
+        {
+            hub.leave(*generation);
         }
     }
 }
 
-/// Whether the etcd key of an object (`/pier/Kind/namespace/name`) is of one of `kinds`.
-fn of_kinds(key: &[u8], kinds: &[Kind]) -> bool {
-    let kind = key
-        .strip_prefix(OBJECTS.as_bytes())
-        .and_then(|rest| rest.split(|b| *b == b'/').next());
-    kind.is_some_and(|kind| kinds.iter().any(|k| k.as_str().as_bytes() == kind))
+fn shared(hub: &Arc<Hub>, joined: Joined) -> Source {
+    Source::Shared {
+        hub: Arc::clone(hub),
+        generation: joined.generation,
+        backlog: joined.backlog,
+        live: joined.live,
+    }
 }
 
-/// A store event from an etcd event (`None` for a delete etcd kept no previous value of).
-fn convert(event: &etcd_client::Event) -> Result<Option<Event>> {
-    let Some(kv) = event.kv() else {
-        return Ok(None);
-    };
-    let revision = u64::try_from(kv.mod_revision()).unwrap_or(0);
-    let (event_type, object) = match event.event_type() {
-        EtcdEventType::Put => {
-            let ty = if kv.create_revision() == kv.mod_revision() {
-                EventType::Added
-            } else {
-                EventType::Modified
-            };
-            (ty, decode_object(kv)?)
+/// A stream of the reader's own from revision `from`.
+fn own(store: &Arc<EtcdStore>, from: u64, kinds: Option<&'static [Kind]>) -> Source {
+    let (tx, events) = mpsc::channel(BUFFER);
+    let (stop, stopped) = oneshot::channel();
+    let runner = Arc::clone(store);
+    store.spawn(async move {
+        tokio::select! {
+            () = stream::follow(&runner, from, kinds, &tx) => {}
+            _ = stopped => {}
         }
-        EtcdEventType::Delete => {
-            let Some(prev) = event.prev_kv() else {
-                return Ok(None);
-            };
-            let mut object = decode_object(prev)?;
-            // As Kubernetes reports it: the last state, at the deletion's revision.
-            object.meta_mut().resource_version = revision.to_string();
-            (EventType::Deleted, object)
-        }
-    };
-    Ok(Some(Event {
-        revision,
-        event_type,
-        object: Arc::new(object),
-    }))
+    });
+    Source::Own {
+        events,
+        _stop: stop,
+    }
+}
+
+fn stopped() -> Error {
+    Error::store("the etcd watch stopped")
 }

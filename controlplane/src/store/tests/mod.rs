@@ -11,6 +11,7 @@ use super::{EtcdConfig, Store, StoreConfig};
 
 mod contract;
 mod etcd;
+mod etcd_watch;
 mod redb;
 
 /// Which backend a contract test runs on.
