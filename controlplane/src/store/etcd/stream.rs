@@ -112,6 +112,10 @@ async fn stream(
                 response.cancel_reason()
             ))));
         }
+        // Noted first, so a reader holding an event knows the store has seen its revision.
+        if let Some(h) = response.header() {
+            store.saw(h.revision());
+        }
         for event in response.events() {
             let revision = event
                 .kv()
@@ -128,9 +132,6 @@ async fn stream(
                 }
             }
             *next = (*next).max(revision + 1);
-        }
-        if let Some(h) = response.header() {
-            store.saw(h.revision());
         }
     }
 }

@@ -139,7 +139,7 @@ fn readers_starting_behind_the_feed_see_every_event_from_their_start() {
     let mut first = other.watch(start).unwrap();
     let names = write(&t.store, "e", 8, 5);
     assert_eq!(take(&runtime, &mut first, 40), names);
-    let head = other.revision();
+    let head = t.store.revision();
     let mut recent = other.watch(head - 1).unwrap();
     let mut old = other.watch(start).unwrap();
     assert_eq!(take(&runtime, &mut recent, 10), names[30..]);
