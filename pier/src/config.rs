@@ -197,6 +197,8 @@ pub(crate) struct DaemonConfig {
     pub socket: PathBuf,
     /// Admin listener address.
     pub admin: SocketAddr,
+    /// The API's TCP listener; `None` keeps the API on the control socket only.
+    pub api: Option<ApiListen>,
     /// ClusterIP ranges.
     pub service_cidrs: ServiceCidrs,
     /// NodePort range.
@@ -211,6 +213,15 @@ pub(crate) struct DaemonConfig {
     pub ebpf: EbpfConfig,
     /// Container engine settings; `None` (`--no-runtime`) runs no containers.
     pub runtime: Option<RuntimeConfig>,
+}
+
+/// The API's TCP listener (`--api-listen`).
+#[derive(Debug, Clone)]
+pub(crate) struct ApiListen {
+    /// Where it listens.
+    pub listen: SocketAddr,
+    /// The certificate chain and key given, else pier's own CA signs one.
+    pub cert: Option<(PathBuf, PathBuf)>,
 }
 
 /// The ClusterIP ranges: IPv4 always, IPv6 when given (dual-stack Services).

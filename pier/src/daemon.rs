@@ -110,18 +110,6 @@ async fn start_admin(
     Ok((admin, bound))
 }
 
-/// Serves the control API on its Unix socket.
-fn start_api(parts: &mut Parts, api: ApiContext, socket: &std::path::Path) -> Result<()> {
-    let listener = api::bind(socket)?;
-    let (rx, socket, api) = (parts.shutdown.clone(), socket.to_path_buf(), Arc::new(api));
-    parts.tasks.push(tokio::spawn(async move {
-        if let Err(e) = api::serve(api, listener, &socket, rx).await {
-            tracing::error!(error = %e, "control API stopped");
-        }
-    }));
-    Ok(())
-}
-
 /// Waits until a snapshot reflecting the store as opened is published.
 async fn first_snapshot(parts: &Parts) -> Result<()> {
     let mut published = parts.snapshot.subscribe();
@@ -197,6 +185,18 @@ impl Daemon {
             )) as Arc<dyn api::Extension>),
             _ => None,
         };
+        let tcp = match &config.api {
+            Some(listen) => Some(
+                parts::api::bind_tcp(
+                    listen,
+                    &config.state_dir,
+                    config.cluster.node_ip,
+                    &config.cluster.node_name,
+                )
+                .await?,
+            ),
+            None => None,
+        };
         let api = ApiContext {
             store: Arc::clone(&parts.store),
             snapshot: Arc::clone(&parts.snapshot),
@@ -204,8 +204,10 @@ impl Daemon {
             admin_addr: Some(admin_addr),
             dns_addrs,
             extension,
+            tokens: Some(parts::api::tokens(&config.state_dir)?),
+            api_listener: tcp.as_ref().map(|t| t.reported.clone()),
         };
-        start_api(&mut parts, api, &config.socket)?;
+        parts::api::start(&mut parts, api, &config.socket, tcp)?;
         if let Err(e) = first_snapshot(&parts).await {
             if shutdown.send(true).is_err() {
                 tracing::debug!("no part was listening for shutdown");

@@ -66,6 +66,17 @@ pub(crate) struct DaemonArgs {
     /// Admin listener (metrics, health, snapshot).
     #[arg(long)]
     pub(crate) admin: Option<SocketAddr>,
+    /// Also serve the API (pier's and the Kubernetes API) on this TCP address, with TLS and
+    /// bearer tokens (`pier kubeconfig`); off unless given.
+    #[arg(long)]
+    pub(crate) api_listen: Option<SocketAddr>,
+    /// PEM certificate chain for the TCP API (default: one signed by a CA pier makes under
+    /// the state dir).
+    #[arg(long, requires = "api_key")]
+    pub(crate) api_cert: Option<PathBuf>,
+    /// PEM private key of `--api-cert`.
+    #[arg(long, requires = "api_cert")]
+    pub(crate) api_key: Option<PathBuf>,
     /// ClusterIP range: one IPv4 and/or one IPv6 CIDR, repeated or comma-separated (the
     /// first is the default family); an IPv6 range enables dual-stack Services.
     #[arg(long)]
@@ -209,6 +220,10 @@ pub(crate) fn daemon_config(args: &DaemonArgs, socket: Option<PathBuf>) -> Resul
         state_dir: state_dir.clone(),
         socket: socket.or(file.socket).unwrap_or_else(default_socket_path),
         admin: args.admin.or(file.admin).unwrap_or(config::DEFAULT_ADMIN),
+        api: args.api_listen.map(|listen| config::ApiListen {
+            listen,
+            cert: args.api_cert.clone().zip(args.api_key.clone()),
+        }),
         service_cidrs,
         node_ports,
         event_history: file

@@ -43,6 +43,22 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
+enum TokenCommand {
+    /// Make a token and print it (it is shown only this once).
+    Create {
+        /// Its name, for `list` and `revoke`.
+        name: String,
+    },
+    /// List token names and when they were made.
+    List,
+    /// Revoke every token of a name.
+    Revoke {
+        /// The name.
+        name: String,
+    },
+}
+
+#[derive(Subcommand)]
 enum EbpfCommand {
     /// Detach the socket-LB hooks and remove their pinned maps and links (uninstall).
     Detach {
@@ -77,6 +93,20 @@ enum Command {
     },
     /// Run the daemon: store, controllers, snapshot, control API, admin listener.
     Daemon(DaemonArgs),
+    /// Print a kubeconfig for the daemon's TCP API (`--api-listen`), with a new token.
+    Kubeconfig {
+        /// Name of the token (and kubeconfig user) it makes.
+        #[arg(long, default_value = "kubeconfig")]
+        name: String,
+        /// Server URL to write instead of the listener's address (e.g. a name clients resolve).
+        #[arg(long)]
+        server: Option<String>,
+    },
+    /// Manage the bearer tokens of the daemon's TCP API.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
     /// Run a container (as a pod of the same name).
     Run(Box<cli::containers::RunArgs>),
     /// List containers.
@@ -258,6 +288,14 @@ async fn run(cli: Cli) -> Result<()> {
             raise_fd_limit();
             up::run(config, files).await
         }
+        Command::Kubeconfig { name, server } => {
+            cli::access::kubeconfig(&client(), &name, server.as_deref()).await
+        }
+        Command::Token { command } => match command {
+            TokenCommand::Create { name } => cli::access::create(&client(), &name).await,
+            TokenCommand::List => cli::access::list(&client()).await,
+            TokenCommand::Revoke { name } => cli::access::revoke(&client(), &name).await,
+        },
         Command::Cordon { node } => cli::nodes::cordon(&client(), &node, true).await,
         Command::Uncordon { node } => cli::nodes::cordon(&client(), &node, false).await,
         Command::Drain {

@@ -7,15 +7,26 @@
 //! - `GET|DELETE /v1/{resource}/{namespace}/{name}[?resourceVersion=RV]`: read, delete
 //! - `GET /v1/watch?from=REV`: newline-delimited events from a revision on
 //! - `GET /v1/snapshot`: the published node snapshot
+//! - `GET|POST /v1/tokens`, `DELETE /v1/tokens/{name}`: bearer tokens for the TCP listener
+//! - `/version`, `/api/...`, `/apis/...`: the Kubernetes API (`crate::kube`)
+//!
+//! With `--api-listen`, the same routes are served on TCP with TLS, to bearer tokens only.
 
+mod access;
 mod client;
 mod routes;
 mod server;
+mod tcp;
+mod tls;
+mod tokens;
 
 use std::path::PathBuf;
 
 pub use client::{encode, Client};
 pub use server::{bind, serve, ApiContext, Extension, ExtensionFuture, ExtensionResponse};
+pub use tcp::{bind_tcp, serve_tcp};
+pub use tls::ApiTls;
+pub use tokens::{TokenInfo, Tokens};
 
 /// The default control socket: `/run/pier/pier.sock` for root, else under `$XDG_RUNTIME_DIR`.
 pub fn default_socket_path() -> PathBuf {

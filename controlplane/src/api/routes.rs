@@ -36,6 +36,10 @@ pub(crate) enum Endpoint {
     /// `/v1/<resource>/...` of a resource another part of the daemon serves: the decoded
     /// segments after `/v1/`.
     Extension(Vec<String>),
+    /// `GET|POST /v1/tokens`: list or create the TCP listener's bearer tokens.
+    Tokens,
+    /// `DELETE /v1/tokens/<name>`.
+    RevokeToken { name: String },
     /// Nothing here.
     NotFound,
 }
@@ -52,6 +56,8 @@ impl Endpoint {
             Endpoint::Get { .. } => "get",
             Endpoint::Delete { .. } => "delete",
             Endpoint::Extension(_) => "extension",
+            Endpoint::Tokens => "tokens",
+            Endpoint::RevokeToken { .. } => "revoke-token",
             Endpoint::NotFound => "other",
         }
     }
@@ -65,6 +71,8 @@ enum Path {
     Watch,
     Collection,
     Object,
+    Tokens,
+    Token,
 }
 
 static ROUTER: LazyLock<matchit::Router<Path>> = LazyLock::new(|| {
@@ -74,6 +82,8 @@ static ROUTER: LazyLock<matchit::Router<Path>> = LazyLock::new(|| {
         ("/v1/snapshot", Path::Snapshot),
         ("/v1/apply", Path::Apply),
         ("/v1/watch", Path::Watch),
+        ("/v1/tokens", Path::Tokens),
+        ("/v1/tokens/{name}", Path::Token),
         ("/v1/{resource}", Path::Collection),
         ("/v1/{resource}/{namespace}/{name}", Path::Object),
     ] {
@@ -111,6 +121,10 @@ pub(crate) fn resolve(method: &Method, path: &str, extension: impl Fn(&str) -> b
         (Path::Object, &Method::GET) => Endpoint::Get {
             resource: param("resource"),
             namespace: param("namespace"),
+            name: param("name"),
+        },
+        (Path::Tokens, &Method::GET | &Method::POST) => Endpoint::Tokens,
+        (Path::Token, &Method::DELETE) => Endpoint::RevokeToken {
             name: param("name"),
         },
         (Path::Object, &Method::DELETE) => Endpoint::Delete {

@@ -30,7 +30,8 @@ use pier_snapshot::SnapshotHandle;
 /// Largest accepted request body.
 const MAX_BODY: usize = 64 << 20;
 
-type Body = BoxBody<Bytes, Infallible>;
+/// A response body.
+pub(crate) type Body = BoxBody<Bytes, Infallible>;
 
 /// What API handlers need.
 pub struct ApiContext {
@@ -46,6 +47,10 @@ pub struct ApiContext {
     pub dns_addrs: Vec<SocketAddr>,
     /// Routes another part of the daemon serves (the container engine).
     pub extension: Option<Arc<dyn Extension>>,
+    /// Bearer tokens for the TCP listener, managed through `/v1/tokens`.
+    pub tokens: Option<Arc<super::tokens::Tokens>>,
+    /// The TCP listener, when there is one: its address and the CA clients should trust.
+    pub api_listener: Option<(SocketAddr, String)>,
 }
 
 /// What an [`Extension`] answers.
@@ -92,7 +97,25 @@ async fn extension(
     }
 }
 
-fn full(status: StatusCode, body: Value) -> Response<Body> {
+fn not_found(req: &Request<Incoming>) -> Response<Body> {
+    full(
+        StatusCode::NOT_FOUND,
+        json!({"error": format!("no route for {} {}", req.method(), req.uri().path()), "reason": "NotFound", "code": 404}),
+    )
+}
+
+/// A request's body as JSON, refused past `limit` bytes.
+pub(crate) async fn json_body(req: Request<Incoming>, limit: usize) -> Result<Value, Error> {
+    let bytes = Limited::new(req.into_body(), limit)
+        .collect()
+        .await
+        .map_err(|e| Error::BadRequest(format!("reading body: {e}")))?
+        .to_bytes();
+    serde_json::from_slice(&bytes).map_err(|e| Error::BadRequest(format!("invalid JSON: {e}")))
+}
+
+/// A JSON response.
+pub(crate) fn full(status: StatusCode, body: Value) -> Response<Body> {
     let mut resp = Response::new(Full::new(Bytes::from(body.to_string())).boxed());
     *resp.status_mut() = status;
     resp.headers_mut().insert(
@@ -127,7 +150,7 @@ fn error_response(e: &Error) -> Response<Body> {
     )
 }
 
-async fn blocking<T: Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, Error> + Send + 'static,
 ) -> Result<T, Error> {
     tokio::task::spawn_blocking(f)
@@ -270,17 +293,13 @@ async fn route(
                 "snapshotRevision": ctx.snapshot.load().revision,
                 "adminAddress": ctx.admin_addr.map(|a| a.to_string()),
                 "dnsAddresses": ctx.dns_addrs.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                "apiAddress": ctx.api_listener.as_ref().map(|(a, _)| a.to_string()),
+                "apiCa": ctx.api_listener.as_ref().map(|(_, ca)| ca.clone()),
             }),
         )),
         Endpoint::Snapshot => Ok(full(StatusCode::OK, ctx.snapshot.load().to_json())),
         Endpoint::Apply => {
-            let bytes = Limited::new(req.into_body(), MAX_BODY)
-                .collect()
-                .await
-                .map_err(|e| Error::BadRequest(format!("reading body: {e}")))?
-                .to_bytes();
-            let body: Value = serde_json::from_slice(&bytes)
-                .map_err(|e| Error::BadRequest(format!("invalid JSON: {e}")))?;
+            let body = json_body(req, MAX_BODY).await?;
             apply(ctx, body).await
         }
         Endpoint::Watch => {
@@ -349,15 +368,41 @@ async fn route(
                 .map(|o| o.to_value());
             Ok(full(StatusCode::OK, json!({"deleted": object})))
         }
+        Endpoint::Tokens => super::access::tokens(&ctx, req).await,
+        Endpoint::RevokeToken { name } => super::access::revoke(&ctx, &name).await,
         Endpoint::NotFound => Ok(not_found(&req)),
     }
 }
 
-fn not_found(req: &Request<Incoming>) -> Response<Body> {
-    full(
-        StatusCode::NOT_FOUND,
-        json!({"error": format!("no route for {} {}", req.method(), req.uri().path()), "reason": "NotFound", "code": 404}),
-    )
+/// Answers one request on either listener: the Kubernetes API's paths, or pier's own.
+pub(crate) async fn handle_request(
+    ctx: Arc<ApiContext>,
+    req: Request<Incoming>,
+    shutdown: watch::Receiver<bool>,
+) -> Response<Body> {
+    let path = req.uri().path().to_string();
+    if crate::kube::is_api_path(&path) {
+        let q = routes::query(req.uri().query());
+        let (status, body) = crate::kube::handle(&ctx.store, req.method(), &path, &q).await;
+        ctx.metrics
+            .api_requests
+            .with_label_values(&["kubernetes", status.as_str()])
+            .inc();
+        return full(status, body);
+    }
+    let endpoint = routes::resolve(req.method(), &path, |r| {
+        ctx.extension.as_ref().is_some_and(|e| e.handles(r))
+    });
+    let verb = endpoint.verb();
+    let metrics = Arc::clone(&ctx.metrics);
+    let resp = route(ctx, req, endpoint, shutdown)
+        .await
+        .unwrap_or_else(|e| error_response(&e));
+    metrics
+        .api_requests
+        .with_label_values(&[verb, resp.status().as_str()])
+        .inc();
+    resp
 }
 
 /// Binds the control socket: mode 0600, parent directory 0700 when created, a stale socket replaced.
@@ -414,23 +459,8 @@ pub async fn serve(
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-                let ctx = Arc::clone(&ctx);
-                let shutdown = shutdown.clone();
-                async move {
-                    let endpoint = routes::resolve(req.method(), req.uri().path(), |r| {
-                        ctx.extension.as_ref().is_some_and(|e| e.handles(r))
-                    });
-                    let verb = endpoint.verb();
-                    let metrics = Arc::clone(&ctx.metrics);
-                    let resp = route(ctx, req, endpoint, shutdown)
-                        .await
-                        .unwrap_or_else(|e| error_response(&e));
-                    metrics
-                        .api_requests
-                        .with_label_values(&[verb, resp.status().as_str()])
-                        .inc();
-                    Ok::<_, Infallible>(resp)
-                }
+                let (ctx, shutdown) = (Arc::clone(&ctx), shutdown.clone());
+                async move { Ok::<_, Infallible>(handle_request(ctx, req, shutdown).await) }
             });
             let conn = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service);

@@ -1,5 +1,6 @@
 //! Client commands: `apply`, `get`, `describe`, `delete`.
 
+pub(crate) mod access;
 pub(crate) mod columns;
 pub(crate) mod containers;
 pub(crate) mod images;

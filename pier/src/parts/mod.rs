@@ -3,6 +3,7 @@
 //! socket-LB), `runtime.rs` (the container engine and node agent) and `memory.rs` (freed
 //! memory back to the kernel after a burst). Each starts from a [`Parts`] context.
 
+pub(crate) mod api;
 pub(crate) mod control;
 pub(crate) mod dns;
 pub(crate) mod ebpf;

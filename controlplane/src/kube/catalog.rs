@@ -1,0 +1,130 @@
+//! The resources pier serves on the Kubernetes API: for each stored kind, its API group and
+//! versions, plural and singular names, short names and scope, as a real cluster names them.
+//! The one place discovery and request paths learn what exists.
+
+use pier_model::Kind;
+
+/// The verbs every served resource answers.
+pub(crate) const VERBS: &[&str] = &["get", "list"];
+
+/// One resource at one group version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Resource {
+    pub(crate) kind: Kind,
+    /// API group, empty for the core group.
+    pub(crate) group: &'static str,
+    pub(crate) version: &'static str,
+    pub(crate) plural: &'static str,
+    pub(crate) singular: &'static str,
+    pub(crate) short_names: &'static [&'static str],
+    pub(crate) namespaced: bool,
+}
+
+impl Resource {
+    /// `v1` or `group/version`, as `apiVersion` fields write it.
+    pub(crate) fn api_version(&self) -> String {
+        if self.group.is_empty() {
+            self.version.to_string()
+        } else {
+            format!("{}/{}", self.group, self.version)
+        }
+    }
+}
+
+/// Every resource at every version served, preferred version first within a group.
+pub(crate) fn resources() -> impl Iterator<Item = Resource> {
+    Kind::ALL.into_iter().flat_map(|kind| {
+        kind.api_versions().iter().map(move |api_version| {
+            let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
+            Resource {
+                kind,
+                group,
+                version,
+                plural: kind.plural(),
+                singular: singular(kind),
+                short_names: short_names(kind),
+                namespaced: kind.namespaced(),
+            }
+        })
+    })
+}
+
+/// The resource named `plural` at `group`/`version`.
+pub(crate) fn find(group: &str, version: &str, plural: &str) -> Option<Resource> {
+    resources().find(|r| r.group == group && r.version == version && r.plural == plural)
+}
+
+/// The API groups (not the core group), each with its versions, preferred first.
+pub(crate) fn groups() -> Vec<(&'static str, Vec<&'static str>)> {
+    let mut groups: Vec<(&'static str, Vec<&'static str>)> = Vec::new();
+    for r in resources().filter(|r| !r.group.is_empty()) {
+        match groups.iter_mut().find(|(g, _)| *g == r.group) {
+            Some((_, versions)) if !versions.contains(&r.version) => versions.push(r.version),
+            Some(_) => {}
+            None => groups.push((r.group, vec![r.version])),
+        }
+    }
+    groups
+}
+
+fn singular(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Service => "service",
+        Kind::EndpointSlice => "endpointslice",
+        Kind::Pod => "pod",
+        Kind::Deployment => "deployment",
+        Kind::HttpRoute => "httproute",
+        Kind::TcpRoute => "tcproute",
+        Kind::UdpRoute => "udproute",
+        Kind::Namespace => "namespace",
+        Kind::ServiceAccount => "serviceaccount",
+        Kind::Node => "node",
+        Kind::Lease => "lease",
+    }
+}
+
+/// Short names as a real cluster's discovery lists them.
+fn short_names(kind: Kind) -> &'static [&'static str] {
+    match kind {
+        Kind::Service => &["svc"],
+        Kind::Pod => &["po"],
+        Kind::Deployment => &["deploy"],
+        Kind::Namespace => &["ns"],
+        Kind::ServiceAccount => &["sa"],
+        Kind::Node => &["no"],
+        Kind::EndpointSlice | Kind::HttpRoute | Kind::TcpRoute | Kind::UdpRoute | Kind::Lease => {
+            &[]
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_is_served_where_kubernetes_serves_it() {
+        let svc = find("", "v1", "services").unwrap();
+        assert_eq!((svc.kind, svc.namespaced), (Kind::Service, true));
+        assert_eq!(
+            find("apps", "v1", "deployments").unwrap().kind,
+            Kind::Deployment
+        );
+        assert!(!find("", "v1", "nodes").unwrap().namespaced);
+        assert_eq!(
+            find("discovery.k8s.io", "v1", "endpointslices")
+                .unwrap()
+                .api_version(),
+            "discovery.k8s.io/v1"
+        );
+        assert!(find("apps", "v1", "services").is_none());
+        let gateway = groups()
+            .into_iter()
+            .find(|(g, _)| *g == "gateway.networking.k8s.io")
+            .unwrap();
+        assert_eq!(gateway.1, vec!["v1", "v1beta1", "v1alpha2"]);
+        for kind in Kind::ALL {
+            assert!(resources().any(|r| r.kind == kind), "{kind} is served");
+        }
+    }
+}
