@@ -2,6 +2,7 @@
 //! the views of the node snapshot built from objects. No store, no server: the dataplane's tests
 //! and tools can build snapshots from manifests without the control plane.
 
+pub mod columns;
 pub mod deployment;
 pub mod endpointslice;
 pub mod event;

@@ -6,6 +6,9 @@ use serde::{Deserialize, Serialize};
 
 use super::meta::{IntOrString, ObjectMeta};
 
+/// Annotation holding how many times a pod's container was restarted (the engine writes it).
+pub const RESTARTS_ANNOTATION: &str = "pier.dev/restarts";
+
 /// A running group of containers (`v1/Pod`); written by the engine, or by hand for now.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

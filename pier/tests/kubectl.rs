@@ -201,10 +201,35 @@ fn kubectl_reads_objects() {
     assert_eq!(slice, "127.0.0.1");
     let namespaces = names(&kubectl.ok(&["get", "ns", "-o", "json"]));
     assert!(namespaces.contains(&"shop".to_string()), "{namespaces:?}");
-    let nodes = kubectl.ok(&["get", "nodes", "-o", "name"]);
-    assert!(nodes.starts_with("node/"), "{nodes}");
-    let table = kubectl.ok(&["get", "svc"]);
-    assert!(table.contains("web") && table.contains("db"), "{table}");
+    let node_names = kubectl.ok(&["get", "nodes", "-o", "name"]);
+    assert!(node_names.starts_with("node/"), "{node_names}");
+    let table = kubectl.ok(&["get", "svc", "-A"]);
+    let header: Vec<&str> = table.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        header,
+        [
+            "NAMESPACE",
+            "NAME",
+            "TYPE",
+            "CLUSTER-IP",
+            "EXTERNAL-IP",
+            "PORT(S)",
+            "AGE"
+        ],
+        "{table}"
+    );
+    let db = table.lines().find(|l| l.contains(" db ")).unwrap();
+    assert!(db.contains("NodePort") && db.contains("5432:3"), "{db}");
+    let wide = kubectl.ok(&["get", "svc", "web", "-o", "wide"]);
+    assert!(
+        wide.contains("SELECTOR") && wide.contains("app=web"),
+        "{wide}"
+    );
+    let nodes = kubectl.ok(&["get", "nodes"]);
+    assert!(
+        nodes.contains("Ready") && nodes.contains("leader"),
+        "{nodes}"
+    );
     let missing = kubectl.fails(&["get", "svc", "nope"]);
     assert!(missing.contains("services \"nope\" not found"), "{missing}");
     let bad = kubectl.fails(&["get", "svc", "--field-selector", "spec.nodeName=x"]);

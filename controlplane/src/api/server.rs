@@ -383,7 +383,17 @@ pub(crate) async fn handle_request(
     let path = req.uri().path().to_string();
     if crate::kube::is_api_path(&path) {
         let q = routes::query(req.uri().query());
-        let (status, body) = crate::kube::handle(&ctx.store, req.method(), &path, &q).await;
+        let accept = req
+            .headers()
+            .get(hyper::header::ACCEPT)
+            .and_then(|v| v.to_str().ok());
+        let request = crate::kube::Request {
+            method: req.method(),
+            path: &path,
+            query: &q,
+            accept,
+        };
+        let (status, body) = crate::kube::handle(&ctx.store, &request).await;
         ctx.metrics
             .api_requests
             .with_label_values(&["kubernetes", status.as_str()])

@@ -7,6 +7,7 @@ mod catalog;
 mod discovery;
 mod read;
 mod status;
+mod table;
 
 use std::sync::Arc;
 
@@ -25,25 +26,25 @@ pub(crate) fn is_api_path(path: &str) -> bool {
         || path.starts_with("/apis/")
 }
 
+/// One Kubernetes API request, as the handlers need it.
+pub(crate) struct Request<'a> {
+    pub(crate) method: &'a Method,
+    pub(crate) path: &'a str,
+    pub(crate) query: &'a std::collections::HashMap<String, String>,
+    /// The `Accept` header: a Table, or plain JSON.
+    pub(crate) accept: Option<&'a str>,
+}
+
 /// Answers one Kubernetes API request: its status code and JSON body.
-pub(crate) async fn handle(
-    store: &Arc<Store>,
-    method: &Method,
-    path: &str,
-    query: &std::collections::HashMap<String, String>,
-) -> (StatusCode, Value) {
-    match answer(store, method, path, query).await {
+pub(crate) async fn handle(store: &Arc<Store>, req: &Request<'_>) -> (StatusCode, Value) {
+    match answer(store, req).await {
         Ok(body) => (StatusCode::OK, body),
         Err(failure) => (failure.code, failure.body),
     }
 }
 
-async fn answer(
-    store: &Arc<Store>,
-    method: &Method,
-    path: &str,
-    query: &std::collections::HashMap<String, String>,
-) -> Result<Value, Failure> {
+async fn answer(store: &Arc<Store>, req: &Request<'_>) -> Result<Value, Failure> {
+    let (method, path, query) = (req.method, req.path, req.query);
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     let not_found = || {
         status::failure(
@@ -89,22 +90,33 @@ async fn answer(
     if namespace.is_some() && !resource.namespaced {
         return Err(not_found());
     }
+    let include = query.get("includeObject").map(String::as_str);
     match rest.as_slice() {
         [_] => {
-            read::list(
+            let list = read::list(
                 store,
                 resource,
                 namespace,
                 query.get("labelSelector").map(String::as_str),
                 query.get("fieldSelector").map(String::as_str),
             )
-            .await
+            .await?;
+            if !table::wanted(req.accept) {
+                return Ok(list);
+            }
+            let items = list["items"].as_array().map_or(&[][..], Vec::as_slice);
+            let rv = list["metadata"]["resourceVersion"].as_str();
+            Ok(table::of(resource.kind, items, rv, include))
         }
         [_, name] => {
             if resource.namespaced && namespace.is_none() {
                 return Err(not_found());
             }
-            read::get(store, resource, namespace.unwrap_or(""), name).await
+            let object = read::get(store, resource, namespace.unwrap_or(""), name).await?;
+            if !table::wanted(req.accept) {
+                return Ok(object);
+            }
+            Ok(table::of(resource.kind, &[object], None, include))
         }
         _ => Err(not_found()),
     }

@@ -1,7 +1,6 @@
 //! Client commands: `apply`, `get`, `describe`, `delete`.
 
 pub(crate) mod access;
-pub(crate) mod columns;
 pub(crate) mod containers;
 pub(crate) mod images;
 pub(crate) mod manifests;
@@ -12,7 +11,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Result};
 use pier_controlplane::api::Client;
-use pier_model::Kind;
+use pier_model::{columns, Kind};
 use serde_json::Value;
 
 use output::{print_value, s, table, Format};
@@ -115,8 +114,7 @@ pub(crate) async fn get(
                 }
                 return Ok(());
             }
-            let (mut headers, mut rows) =
-                columns::rows(kind, &objects, opts.format == Format::Wide);
+            let (mut headers, mut rows) = table_rows(kind, &objects, opts.format == Format::Wide);
             if opts.all_namespaces && kind.namespaced() {
                 headers.insert(0, "NAMESPACE");
                 for (row, obj) in rows.iter_mut().zip(&objects) {
@@ -356,4 +354,31 @@ pub(crate) async fn delete_files(
         })
         .collect();
     delete_each(client, targets).await
+}
+
+/// Headers and rows of `kind`'s columns (the wide ones too with `wide`).
+fn table_rows(kind: Kind, objects: &[Value], wide: bool) -> (Vec<&'static str>, Vec<Vec<String>>) {
+    let now = std::time::SystemTime::now();
+    let shown: Vec<bool> = columns::columns(kind)
+        .iter()
+        .map(|c| wide || c.priority == 0)
+        .collect();
+    let headers = columns::columns(kind)
+        .into_iter()
+        .zip(&shown)
+        .filter(|(_, show)| **show)
+        .map(|(c, _)| c.name)
+        .collect();
+    let rows = objects
+        .iter()
+        .map(|v| {
+            columns::row(kind, v, now)
+                .into_iter()
+                .zip(&shown)
+                .filter(|(_, show)| **show)
+                .map(|(cell, _)| cell)
+                .collect()
+        })
+        .collect();
+    (headers, rows)
 }

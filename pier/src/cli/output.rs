@@ -49,21 +49,9 @@ pub(crate) fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
-/// kubectl-style age of an RFC 3339 timestamp (`45s`, `12m`, `3h`, `5d`).
+/// kubectl-style age of an RFC 3339 timestamp, now.
 pub(crate) fn age(timestamp: Option<&str>) -> String {
-    let Some(created) = timestamp.and_then(|t| humantime::parse_rfc3339(t).ok()) else {
-        return "<unknown>".into();
-    };
-    let secs = SystemTime::now()
-        .duration_since(created)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    match secs {
-        s if s < 120 => format!("{s}s"),
-        s if s < 7200 => format!("{}m", s / 60),
-        s if s < 172_800 => format!("{}h", s / 3600),
-        s => format!("{}d", s / 86400),
-    }
+    pier_model::columns::age(timestamp, SystemTime::now())
 }
 
 /// Prints a value as JSON or YAML.
@@ -80,10 +68,7 @@ pub(crate) fn items(list: &Value) -> &[Value] {
     list["items"].as_array().map_or(&[], Vec::as_slice)
 }
 
-/// A string field or `""`.
-pub(crate) fn s<'a>(v: &'a Value, pointer: &str) -> &'a str {
-    v.pointer(pointer).and_then(Value::as_str).unwrap_or("")
-}
+pub(crate) use pier_model::columns::s;
 
 #[cfg(test)]
 mod tests {

@@ -26,8 +26,7 @@ use crate::metrics::Report;
 
 /// Annotation holding the ID of the container that runs a pod.
 pub const CONTAINER_ANNOTATION: &str = "pier.dev/container-id";
-/// Annotation holding how many times a pod's container was restarted.
-pub const RESTARTS_ANNOTATION: &str = "pier.dev/restarts";
+pub use pier_model::pod::RESTARTS_ANNOTATION;
 /// Annotation naming the node agent that runs a pod.
 pub const NODE_ANNOTATION: &str = "pier.dev/node";
 /// Container label naming its pod (`namespace/name`).
