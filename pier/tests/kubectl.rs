@@ -278,3 +278,136 @@ fn the_tcp_api_wants_a_valid_token() {
     let revoked = kubectl.fails(&["get", "ns"]);
     assert!(revoked.contains("Unauthorized"), "{revoked}");
 }
+
+/// `kubectl get -w` prints a change as it happens; a raw watch from a revision streams the
+/// events after it with bookmarks; one from a compacted revision ends with a 410 `Expired`
+/// event, and a watch without a revision starts from the current objects.
+#[test]
+fn watches_follow_changes_and_expire_like_the_api_server() {
+    let dir = tempfile::tempdir().unwrap();
+    if !have("kubectl") {
+        skip("kubectl is not installed");
+        return;
+    }
+    let config = dir.path().join("pier.toml");
+    std::fs::write(&config, "event_history = 8\n").unwrap();
+    let config = config.to_str().unwrap().to_string();
+    let daemon = Daemon::start_with(
+        dir.path(),
+        &[
+            "--no-proxy",
+            "--api-listen",
+            "127.0.0.1:0",
+            "--config",
+            &config,
+        ],
+    );
+    let out = daemon.pier(&["kubeconfig"]);
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(&kubeconfig, &out.stdout).unwrap();
+    let kubectl = Kubectl {
+        kubeconfig,
+        cache: dir.path().join("kube-cache"),
+    };
+    let mut watching = Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(&kubectl.kubeconfig)
+        .args(["get", "svc", "-w", "--request-timeout", "20s"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(800));
+    apply_yaml(&daemon.socket(), OBJECTS);
+    let mut stdout = std::io::BufReader::new(watching.stdout.take().unwrap());
+    let mut seen = String::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !(seen.contains("web") && seen.contains("db")) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "kubectl -w printed:\n{seen}"
+        );
+        let mut line = String::new();
+        if std::io::BufRead::read_line(&mut stdout, &mut line).unwrap() == 0 {
+            break;
+        }
+        seen.push_str(&line);
+    }
+    watching.kill().unwrap();
+    watching.wait().unwrap();
+    assert!(seen.starts_with("NAME"), "{seen}");
+    assert!(
+        !seen.contains("cart"),
+        "another namespace's service: {seen}"
+    );
+
+    let status = daemon.try_status().unwrap();
+    let address = status["apiAddress"].as_str().unwrap().to_string();
+    let token = std::fs::read_to_string(dir.path().join("kubeconfig"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("token: ").map(str::to_string))
+        .unwrap();
+    let curl = |query: &str, seconds: &str| -> Vec<Value> {
+        let out = Command::new("curl")
+            .args(["-sk", "-m", seconds, "-H"])
+            .arg(format!("Authorization: Bearer {token}"))
+            .arg(format!(
+                "https://{address}/api/v1/namespaces/default/services?{query}"
+            ))
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        if !query.contains("watch") {
+            return vec![serde_json::from_str(&text).unwrap()];
+        }
+        text.lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let current = curl("watch=true&timeoutSeconds=1", "5");
+    let added: Vec<&str> = current
+        .iter()
+        .map(|e| e["object"]["metadata"]["name"].as_str().unwrap())
+        .collect();
+    assert!(current.iter().all(|e| e["type"] == "ADDED"), "{current:?}");
+    assert_eq!(added.len(), 2, "{added:?}");
+    let list = &curl("", "5")[0];
+    let rv = list["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(rv.parse::<u64>().unwrap() > 0, "{list}");
+    apply_yaml(
+        &daemon.socket(),
+        "apiVersion: v1\nkind: Service\nmetadata: {name: web, labels: {app: web, tier: front, v: '2'}}\nspec:\n  selector: {app: web}\n  ports: [{name: http, port: 80, targetPort: 8080}]\n",
+    );
+    let events = curl(
+        &format!("watch=1&resourceVersion={rv}&allowWatchBookmarks=true&timeoutSeconds=7"),
+        "12",
+    );
+    assert_eq!(events[0]["type"], "MODIFIED", "{events:?}");
+    assert_eq!(events[0]["object"]["metadata"]["labels"]["v"], "2");
+    let bookmark = events
+        .iter()
+        .find(|e| e["type"] == "BOOKMARK")
+        .expect("a bookmark");
+    assert!(
+        bookmark["object"]["metadata"]["resourceVersion"]
+            .as_str()
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+            >= rv.parse().unwrap()
+    );
+    // The log is trimmed 1024 events at a time: one write of 1100 objects goes past it.
+    let churn: String = (0..1100)
+        .map(|i| format!("apiVersion: v1\nkind: Namespace\nmetadata: {{name: churn-{i}}}\n---\n"))
+        .collect();
+    apply_yaml(&daemon.socket(), &churn);
+    let expired = curl("watch=true&resourceVersion=2", "5");
+    assert_eq!(expired.len(), 1, "{expired:?}");
+    assert_eq!(expired[0]["type"], "ERROR");
+    assert_eq!(expired[0]["object"]["code"], 410);
+    assert_eq!(expired[0]["object"]["reason"], "Expired");
+}

@@ -264,11 +264,20 @@ async fn watch_stream(
 
 /// A streamed newline-delimited JSON response fed by `rx`.
 fn ndjson(rx: tokio::sync::mpsc::Receiver<Bytes>) -> Response<Body> {
+    streamed(rx, "application/x-ndjson")
+}
+
+/// A Kubernetes watch response: JSON events, one per line, fed by `rx`.
+fn json_stream(rx: tokio::sync::mpsc::Receiver<Bytes>) -> Response<Body> {
+    streamed(rx, "application/json")
+}
+
+fn streamed(rx: tokio::sync::mpsc::Receiver<Bytes>, content_type: &'static str) -> Response<Body> {
     let stream = ReceiverStream::new(rx).map(|b| Ok::<_, Infallible>(Frame::data(b)));
     let mut resp = Response::new(BodyExt::boxed(StreamBody::new(stream)));
     resp.headers_mut().insert(
         hyper::header::CONTENT_TYPE,
-        hyper::header::HeaderValue::from_static("application/x-ndjson"),
+        hyper::header::HeaderValue::from_static(content_type),
     );
     resp
 }
@@ -392,13 +401,17 @@ pub(crate) async fn handle_request(
             path: &path,
             query: &q,
             accept,
+            shutdown,
         };
-        let (status, body) = crate::kube::handle(&ctx.store, &request).await;
+        let resp = match crate::kube::handle(&ctx.store, &request).await {
+            crate::kube::Answer::Json(status, body) => full(status, body),
+            crate::kube::Answer::Stream(rx) => json_stream(rx),
+        };
         ctx.metrics
             .api_requests
-            .with_label_values(&["kubernetes", status.as_str()])
+            .with_label_values(&["kubernetes", resp.status().as_str()])
             .inc();
-        return full(status, body);
+        return resp;
     }
     let endpoint = routes::resolve(req.method(), &path, |r| {
         ctx.extension.as_ref().is_some_and(|e| e.handles(r))

@@ -112,30 +112,60 @@ pub(crate) async fn get(
     }
 }
 
-/// `GET` a collection: every object of the kind, in `namespace` if given, that both
+/// The label and field selectors of a request.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Selectors {
+    labels: Option<SelectorQuery>,
+    fields: Option<FieldSelector>,
+}
+
+impl Selectors {
+    /// Reads `labelSelector` and `fieldSelector` for `kind`; a malformed one is a `400`.
+    pub(crate) fn parse(
+        kind: Kind,
+        query: &std::collections::HashMap<String, String>,
+    ) -> Result<Selectors, Failure> {
+        let labels = query
+            .get("labelSelector")
+            .filter(|s| !s.is_empty())
+            .map(|s| SelectorQuery::parse(s))
+            .transpose()
+            .map_err(|e| bad(format!("labelSelector: {e}")))?;
+        let fields = query
+            .get("fieldSelector")
+            .map(|f| FieldSelector::parse(kind, f))
+            .transpose()?;
+        Ok(Selectors { labels, fields })
+    }
+
+    /// Whether `object` (and its wire form) is selected.
+    pub(crate) fn selects(&self, object: &Object, wire: &Value) -> bool {
+        self.labels
+            .as_ref()
+            .is_none_or(|l| l.matches(&object.meta().labels))
+            && self.fields.as_ref().is_none_or(|f| f.matches(wire))
+    }
+}
+
+/// `GET` a collection: every object of the kind, in `namespace` if given, that the
 /// selectors select.
 pub(crate) async fn list(
     store: &Arc<Store>,
     resource: Resource,
     namespace: Option<&str>,
-    labels: Option<&str>,
-    fields: Option<&str>,
+    selectors: &Selectors,
 ) -> Result<Value, Failure> {
-    let labels = labels
-        .filter(|s| !s.is_empty())
-        .map(SelectorQuery::parse)
-        .transpose()
-        .map_err(|e| bad(format!("labelSelector: {e}")))?;
-    let fields = fields
-        .map(|f| FieldSelector::parse(resource.kind, f))
-        .transpose()?;
-    let (store, ns) = (Arc::clone(store), namespace.map(str::to_string));
+    let (store, ns, labels) = (
+        Arc::clone(store),
+        namespace.map(str::to_string),
+        selectors.labels.clone(),
+    );
     let (objects, revision) =
         blocking(move || store.list(resource.kind, ns.as_deref(), labels.as_ref())).await?;
     let items: Vec<Value> = objects
         .iter()
         .map(|o| wire(&resource, o))
-        .filter(|v| fields.as_ref().is_none_or(|f| f.matches(v)))
+        .filter(|v| selectors.fields.as_ref().is_none_or(|f| f.matches(v)))
         .collect();
     Ok(json!({
         "apiVersion": resource.api_version(),
