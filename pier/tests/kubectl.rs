@@ -411,3 +411,83 @@ fn watches_follow_changes_and_expire_like_the_api_server() {
     assert_eq!(expired[0]["object"]["code"], 410);
     assert_eq!(expired[0]["object"]["reason"], "Expired");
 }
+
+/// kubectl's write path: apply creates, diff shows a change first, a re-apply updates in
+/// place (built-in kinds by strategic merge patch, Gateway routes by merge patch), create of
+/// an existing object is AlreadyExists, label and annotate patch, an unknown field is
+/// refused naming it, and delete -f removes everything.
+#[test]
+fn kubectl_applies_diffs_and_deletes() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some((_daemon, kubectl)) = start(dir.path()) else {
+        return;
+    };
+    let quickstart = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/quickstart.yaml");
+    let created = kubectl.ok(&["apply", "-f", quickstart]);
+    assert!(created.contains("service/web created"), "{created}");
+    assert!(
+        created.contains("deployment.apps/web-v1 created"),
+        "{created}"
+    );
+    assert!(
+        created.contains("httproute.gateway.networking.k8s.io/web-canary created"),
+        "{created}"
+    );
+    let changed = std::fs::read_to_string(quickstart)
+        .unwrap()
+        .replace("replicas: 2", "replicas: 3")
+        .replace("name: db\n", "name: db\n  labels: {tier: data}\n");
+    let changed_path = dir.path().join("changed.yaml");
+    std::fs::write(&changed_path, &changed).unwrap();
+    let changed_path = changed_path.to_str().unwrap();
+    let diff = kubectl.run(&["diff", "-f", changed_path]);
+    let diff_text = String::from_utf8_lossy(&diff.stdout);
+    assert_eq!(
+        diff.status.code(),
+        Some(1),
+        "diff exits 1 on a difference: {diff_text}"
+    );
+    assert!(diff_text.contains("+  replicas: 3"), "{diff_text}");
+    assert!(diff_text.contains("+    tier: data"), "{diff_text}");
+    let replicas = kubectl.ok(&["get", "deploy", "web-v1", "-o", "jsonpath={.spec.replicas}"]);
+    assert_eq!(replicas, "2", "diff changed nothing");
+    let applied = kubectl.ok(&["apply", "-f", changed_path]);
+    assert!(
+        applied.contains("deployment.apps/web-v1 configured"),
+        "{applied}"
+    );
+    assert!(applied.contains("service/web unchanged"), "{applied}");
+    let replicas = kubectl.ok(&["get", "deploy", "web-v1", "-o", "jsonpath={.spec.replicas}"]);
+    assert_eq!(replicas, "3");
+    let ip_before = kubectl.ok(&["get", "svc", "db", "-o", "jsonpath={.spec.clusterIP}"]);
+    assert!(
+        ip_before.starts_with("10.96."),
+        "the ClusterIP survives the patch: {ip_before}"
+    );
+
+    let again = kubectl.fails(&["create", "-f", changed_path]);
+    assert!(
+        again.contains("AlreadyExists") || again.contains("already exists"),
+        "{again}"
+    );
+    kubectl.ok(&["label", "svc", "web", "team=checkout"]);
+    kubectl.ok(&["annotate", "svc", "web", "owner=ops"]);
+    let web: Value =
+        serde_json::from_str(&kubectl.ok(&["get", "svc", "web", "-o", "json"])).unwrap();
+    assert_eq!(web["metadata"]["labels"]["team"], "checkout");
+    assert_eq!(web["metadata"]["annotations"]["owner"], "ops");
+
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(
+        &bad,
+        "apiVersion: v1\nkind: Service\nmetadata: {name: bad}\nspec:\n  ports: [{port: 80}]\n  bogus: 1\n",
+    )
+    .unwrap();
+    let refused = kubectl.fails(&["apply", "-f", bad.to_str().unwrap()]);
+    assert!(refused.contains("bogus"), "{refused}");
+
+    let deleted = kubectl.ok(&["delete", "-f", changed_path]);
+    assert!(deleted.contains("service \"web\" deleted"), "{deleted}");
+    let left = kubectl.ok(&["get", "svc", "-o", "name"]);
+    assert!(left.trim().is_empty(), "{left}");
+}

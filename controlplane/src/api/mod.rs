@@ -14,6 +14,7 @@
 
 mod access;
 mod client;
+mod kubernetes;
 mod routes;
 mod server;
 mod tcp;

@@ -28,7 +28,7 @@ use pier_model::{Kind, Object, SelectorQuery};
 use pier_snapshot::SnapshotHandle;
 
 /// Largest accepted request body.
-const MAX_BODY: usize = 64 << 20;
+pub(crate) const MAX_BODY: usize = 64 << 20;
 
 /// A response body.
 pub(crate) type Body = BoxBody<Bytes, Infallible>;
@@ -125,7 +125,7 @@ pub(crate) fn full(status: StatusCode, body: Value) -> Response<Body> {
     resp
 }
 
-fn error_response(e: &Error) -> Response<Body> {
+pub(crate) fn error_response(e: &Error) -> Response<Body> {
     let (status, reason) = match e {
         Error::Invalid { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "Invalid"),
         Error::Conflict(_) => (StatusCode::CONFLICT, "Conflict"),
@@ -268,7 +268,7 @@ fn ndjson(rx: tokio::sync::mpsc::Receiver<Bytes>) -> Response<Body> {
 }
 
 /// A Kubernetes watch response: JSON events, one per line, fed by `rx`.
-fn json_stream(rx: tokio::sync::mpsc::Receiver<Bytes>) -> Response<Body> {
+pub(crate) fn json_stream(rx: tokio::sync::mpsc::Receiver<Bytes>) -> Response<Body> {
     streamed(rx, "application/json")
 }
 
@@ -391,27 +391,7 @@ pub(crate) async fn handle_request(
 ) -> Response<Body> {
     let path = req.uri().path().to_string();
     if crate::kube::is_api_path(&path) {
-        let q = routes::query(req.uri().query());
-        let accept = req
-            .headers()
-            .get(hyper::header::ACCEPT)
-            .and_then(|v| v.to_str().ok());
-        let request = crate::kube::Request {
-            method: req.method(),
-            path: &path,
-            query: &q,
-            accept,
-            shutdown,
-        };
-        let resp = match crate::kube::handle(&ctx.store, &request).await {
-            crate::kube::Answer::Json(status, body) => full(status, body),
-            crate::kube::Answer::Stream(rx) => json_stream(rx),
-        };
-        ctx.metrics
-            .api_requests
-            .with_label_values(&["kubernetes", resp.status().as_str()])
-            .inc();
-        return resp;
+        return super::kubernetes::serve(ctx, req, &path, shutdown).await;
     }
     let endpoint = routes::resolve(req.method(), &path, |r| {
         ctx.extension.as_ref().is_some_and(|e| e.handles(r))

@@ -5,7 +5,9 @@
 use pier_model::Kind;
 
 /// The verbs every served resource answers.
-pub(crate) const VERBS: &[&str] = &["get", "list"];
+pub(crate) const VERBS: &[&str] = &[
+    "create", "delete", "get", "list", "patch", "update", "watch",
+];
 
 /// One resource at one group version.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

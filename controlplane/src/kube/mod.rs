@@ -5,10 +5,13 @@
 
 mod catalog;
 mod discovery;
+mod openapi;
+mod patch;
 mod read;
 mod status;
 mod table;
 mod watch;
+mod write;
 
 use std::sync::Arc;
 
@@ -21,6 +24,8 @@ pub(crate) use status::{unauthorized, Failure};
 /// Whether `path` belongs to the Kubernetes API (rather than pier's own `/v1/...`).
 pub(crate) fn is_api_path(path: &str) -> bool {
     path == "/version"
+        || path == "/openapi/v3"
+        || path.starts_with("/openapi/v3/")
         || path == "/api"
         || path == "/apis"
         || path.starts_with("/api/")
@@ -36,12 +41,16 @@ pub(crate) struct Request<'a> {
     pub(crate) accept: Option<&'a str>,
     /// Turns true when the daemon stops (ends watches).
     pub(crate) shutdown: tokio::sync::watch::Receiver<bool>,
+    /// The `Content-Type` header (which patch format).
+    pub(crate) content_type: Option<&'a str>,
+    /// The request body (empty for reads).
+    pub(crate) body: &'a [u8],
 }
 
 /// What a Kubernetes API request gets.
 pub(crate) enum Answer {
-    /// A status code and a JSON body.
-    Json(StatusCode, Value),
+    /// A status code, a JSON body and `Warning` headers.
+    Json(StatusCode, Value, Vec<String>),
     /// A watch: JSON events, one per line, as they come.
     Stream(tokio::sync::mpsc::Receiver<bytes::Bytes>),
 }
@@ -50,7 +59,7 @@ pub(crate) enum Answer {
 pub(crate) async fn handle(store: &Arc<Store>, req: &Request<'_>) -> Answer {
     match answer(store, req).await {
         Ok(answer) => answer,
-        Err(failure) => Answer::Json(failure.code, failure.body),
+        Err(failure) => Answer::Json(failure.code, failure.body, Vec::new()),
     }
 }
 
@@ -65,18 +74,15 @@ fn not_found() -> Failure {
 
 async fn answer(store: &Arc<Store>, req: &Request<'_>) -> Result<Answer, Failure> {
     let (method, path, query) = (req.method, req.path, req.query);
-    let ok = |body| Ok(Answer::Json(StatusCode::OK, body));
-    if method != Method::GET {
-        return Err(status::failure(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "MethodNotAllowed",
-            format!("{method} is not served on {path} yet; pier's API answers get, list and watch"),
-            None,
-        ));
-    }
+    let ok = |body| Ok(Answer::Json(StatusCode::OK, body, Vec::new()));
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     let (group, version, rest) = match segments.as_slice() {
+        _ if method != Method::GET && segments.len() < 3 => return Err(not_allowed(method, path)),
         ["version"] => return ok(discovery::version()),
+        ["openapi", "v3"] => return ok(openapi::index()),
+        ["openapi", "v3", gv @ ..] => {
+            return openapi::document(&gv.join("/")).map_or_else(|| Err(not_found()), ok)
+        }
         ["api"] => return ok(discovery::core_versions()),
         ["apis"] => return ok(discovery::groups()),
         ["apis", group] => return discovery::group(group).map_or_else(|| Err(not_found()), ok),
@@ -97,13 +103,19 @@ async fn answer(store: &Arc<Store>, req: &Request<'_>) -> Result<Answer, Failure
     }
     let include = query.get("includeObject").map(String::as_str);
     let table = table::wanted(req.accept);
-    match rest.as_slice() {
-        [_] if query.get("watch").is_some_and(|w| w == "true" || w == "1") => {
+    let target = write::Target {
+        resource,
+        namespace,
+        dry_run: query.get("dryRun").is_some_and(|d| d == "All"),
+    };
+    let written = |w: write::Written| Ok(Answer::Json(w.code, w.body, w.warnings));
+    match (rest.as_slice(), method) {
+        ([_], &Method::GET) if query.get("watch").is_some_and(|w| w == "true" || w == "1") => {
             let request = watch::WatchRequest::parse(resource, namespace, query, table)?;
             let events = watch::start(store, request, req.shutdown.clone()).await?;
             Ok(Answer::Stream(events))
         }
-        [_] => {
+        ([_], &Method::GET) => {
             let selectors = read::Selectors::parse(resource.kind, query)?;
             let list = read::list(store, resource, namespace, &selectors).await?;
             if !table {
@@ -113,16 +125,33 @@ async fn answer(store: &Arc<Store>, req: &Request<'_>) -> Result<Answer, Failure
             let rv = list["metadata"]["resourceVersion"].as_str();
             ok(table::of(resource.kind, items, rv, include))
         }
-        [_, name] => {
-            if resource.namespaced && namespace.is_none() {
-                return Err(not_found());
-            }
+        ([_], &Method::POST) => written(write::create(store, &target, req.body).await?),
+        ([_, _], _) if resource.namespaced && namespace.is_none() => Err(not_found()),
+        ([_, name], &Method::GET) => {
             let object = read::get(store, resource, namespace.unwrap_or(""), name).await?;
             if !table {
                 return ok(object);
             }
             ok(table::of(resource.kind, &[object], None, include))
         }
+        ([_, name], &Method::PUT) => written(write::update(store, &target, name, req.body).await?),
+        ([_, name], &Method::PATCH) => {
+            let content_type = req.content_type.unwrap_or("");
+            written(write::patch(store, &target, name, content_type, req.body).await?)
+        }
+        ([_, name], &Method::DELETE) => {
+            written(write::delete(store, &target, name, req.body).await?)
+        }
+        ([_] | [_, _], _) => Err(not_allowed(method, path)),
         _ => Err(not_found()),
     }
+}
+
+fn not_allowed(method: &Method, path: &str) -> Failure {
+    status::failure(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "MethodNotAllowed",
+        format!("{method} is not supported on {path}"),
+        None,
+    )
 }

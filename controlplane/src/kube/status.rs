@@ -50,6 +50,26 @@ pub(crate) fn not_found(plural: &str, name: &str) -> Failure {
     )
 }
 
+/// `422 Invalid` about `kind` `name`, one cause per field.
+pub(crate) fn invalid(
+    kind: &str,
+    name: &str,
+    message: &str,
+    causes: &[(String, String)],
+) -> Failure {
+    let mut failure = failure(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "Invalid",
+        format!("{kind} \"{name}\" is invalid: {message}"),
+        Some((kind, name)),
+    );
+    failure.body["details"]["causes"] = causes
+        .iter()
+        .map(|(field, message)| serde_json::json!({"reason": "FieldValueInvalid", "field": field, "message": message}))
+        .collect();
+    failure
+}
+
 /// `401 Unauthorized`.
 pub(crate) fn unauthorized() -> Failure {
     failure(

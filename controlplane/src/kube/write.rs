@@ -1,0 +1,296 @@
+//! Writes on the Kubernetes API: create (`POST`), update (`PUT`, a conflict when the
+//! resourceVersion given is stale), patch (`PATCH`: JSON patch, merge patch and strategic
+//! merge patch, see `patch.rs`) and delete, each with `dryRun=All` (validated, not stored).
+//! Every object is read as `pier apply` reads it: unknown fields are errors naming the field,
+//! whatever `fieldValidation` asks, and fields pier accepts but does not act on come back as
+//! `Warning` headers.
+
+use std::sync::Arc;
+
+use hyper::StatusCode;
+use serde_json::Value;
+
+use super::catalog::Resource;
+use super::patch;
+use super::read::wire;
+use super::status::{self, Failure};
+use crate::store::{Op, Outcome, Store};
+use pier_model::report::Report;
+use pier_model::Object;
+
+/// What a write answers: its status, the object, and warnings for ignored fields.
+pub(crate) struct Written {
+    pub(crate) code: StatusCode,
+    pub(crate) body: Value,
+    pub(crate) warnings: Vec<String>,
+}
+
+/// Where a write goes and how.
+pub(crate) struct Target<'a> {
+    pub(crate) resource: Resource,
+    pub(crate) namespace: Option<&'a str>,
+    pub(crate) dry_run: bool,
+}
+
+/// `POST` to a collection.
+pub(crate) async fn create(
+    store: &Arc<Store>,
+    t: &Target<'_>,
+    body: &[u8],
+) -> Result<Written, Failure> {
+    let value = json(body)?;
+    let parsed = parse(t, value, None)?;
+    let name = parsed.object.meta().name.clone();
+    if t.dry_run {
+        return Ok(answer(
+            StatusCode::CREATED,
+            t,
+            &parsed.object,
+            parsed.ignored,
+        ));
+    }
+    let op = Op::Create(parsed.object);
+    match write(store, op).await {
+        Ok(object) => Ok(answer(StatusCode::CREATED, t, &object, parsed.ignored)),
+        Err(crate::Error::Conflict(_)) => Err(status::failure(
+            StatusCode::CONFLICT,
+            "AlreadyExists",
+            format!("{} \"{name}\" already exists", t.resource.plural),
+            Some((t.resource.plural, &name)),
+        )),
+        Err(e) => Err(status::from_error(&e)),
+    }
+}
+
+/// `PUT` to an object: replaces it; a stale `metadata.resourceVersion` is a `409`.
+pub(crate) async fn update(
+    store: &Arc<Store>,
+    t: &Target<'_>,
+    name: &str,
+    body: &[u8],
+) -> Result<Written, Failure> {
+    let parsed = parse(t, json(body)?, Some(name))?;
+    if t.dry_run {
+        return Ok(answer(StatusCode::OK, t, &parsed.object, parsed.ignored));
+    }
+    let object = write(store, Op::Put(parsed.object))
+        .await
+        .map_err(|e| conflict_or(&e, t.resource.plural, name))?;
+    Ok(answer(StatusCode::OK, t, &object, parsed.ignored))
+}
+
+/// `PATCH` an object: the stored object with the patch applied, written back on the condition
+/// that nothing changed it meanwhile (tried again, as the API server does, if something did).
+pub(crate) async fn patch(
+    store: &Arc<Store>,
+    t: &Target<'_>,
+    name: &str,
+    content_type: &str,
+    body: &[u8],
+) -> Result<Written, Failure> {
+    let patch_doc = json(body)?;
+    for _ in 0..5 {
+        let current = super::read::get(store, t.resource, t.namespace.unwrap_or(""), name).await?;
+        let patched = patch::apply(content_type, &current, &patch_doc)?;
+        let parsed = parse(t, patched, Some(name))?;
+        if t.dry_run {
+            return Ok(answer(StatusCode::OK, t, &parsed.object, parsed.ignored));
+        }
+        match write(store, Op::Put(parsed.object)).await {
+            Ok(object) => return Ok(answer(StatusCode::OK, t, &object, parsed.ignored)),
+            Err(crate::Error::Conflict(_)) => continue,
+            Err(e) => return Err(status::from_error(&e)),
+        }
+    }
+    Err(status::failure(
+        StatusCode::CONFLICT,
+        "Conflict",
+        format!(
+            "{} \"{name}\" kept changing while it was patched; try again",
+            t.resource.plural
+        ),
+        Some((t.resource.plural, name)),
+    ))
+}
+
+/// `DELETE` an object (conditional on `preconditions.resourceVersion` if the body has one);
+/// answers the object as it was.
+pub(crate) async fn delete(
+    store: &Arc<Store>,
+    t: &Target<'_>,
+    name: &str,
+    body: &[u8],
+) -> Result<Written, Failure> {
+    let options = if body.is_empty() {
+        Value::Null
+    } else {
+        json(body)?
+    };
+    let resource_version = options
+        .pointer("/preconditions/resourceVersion")
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    let current = super::read::get(store, t.resource, t.namespace.unwrap_or(""), name).await?;
+    if t.dry_run {
+        return Ok(Written {
+            code: StatusCode::OK,
+            body: current,
+            warnings: Vec::new(),
+        });
+    }
+    let op = Op::Delete {
+        kind: t.resource.kind,
+        namespace: t.namespace.unwrap_or("").to_string(),
+        name: name.to_string(),
+        resource_version,
+        must_exist: true,
+    };
+    let (store, plural) = (Arc::clone(store), t.resource.plural);
+    let written = tokio::task::spawn_blocking(move || store.write(vec![op]))
+        .await
+        .map_err(|e| status::from_error(&crate::Error::store_from("an API worker", e)))?
+        .map_err(|e| conflict_or(&e, plural, name))?;
+    let deleted = written
+        .into_iter()
+        .find(|w| w.outcome == Outcome::Deleted)
+        .and_then(|w| w.object)
+        .map_or(current, |o| wire(&t.resource, &o));
+    Ok(Written {
+        code: StatusCode::OK,
+        body: deleted,
+        warnings: Vec::new(),
+    })
+}
+
+/// Reads a body as JSON (kubectl sends JSON; YAML bodies are JSON's superset and read too).
+fn json(body: &[u8]) -> Result<Value, Failure> {
+    serde_json::from_slice(body)
+        .or_else(|_| serde_yaml_ng::from_slice(body))
+        .map_err(|e| {
+            status::failure(
+                StatusCode::BAD_REQUEST,
+                "BadRequest",
+                format!("the request body is not JSON or YAML: {e}"),
+                None,
+            )
+        })
+}
+
+/// The object a write carries, checked against where it is written: kind, namespace and (for
+/// an existing object) name must agree with the path; unknown fields and invalid values are
+/// `422 Invalid` with each field named.
+fn parse(
+    t: &Target<'_>,
+    mut value: Value,
+    name: Option<&str>,
+) -> Result<pier_model::Parsed, Failure> {
+    let invalid =
+        |message: String| status::failure(StatusCode::BAD_REQUEST, "BadRequest", message, None);
+    if value.get("kind").and_then(Value::as_str) != Some(t.resource.kind.as_str()) {
+        return Err(invalid(format!(
+            "the object's kind is not {}",
+            t.resource.kind
+        )));
+    }
+    if let (Some(ns), Some(meta)) = (
+        t.namespace,
+        value.get_mut("metadata").and_then(Value::as_object_mut),
+    ) {
+        match meta.get("namespace").and_then(Value::as_str) {
+            None | Some("") => {
+                meta.insert("namespace".into(), Value::String(ns.to_string()));
+            }
+            Some(given) if given != ns => {
+                return Err(invalid(
+                    "the namespace of the provided object does not match the namespace sent on the request".into(),
+                ));
+            }
+            Some(_) => {}
+        }
+    }
+    if let Some(name) = name {
+        if value.pointer("/metadata/name").and_then(Value::as_str) != Some(name) {
+            return Err(invalid(
+                "the name of the object does not match the name on the URL".into(),
+            ));
+        }
+    }
+    let parsed = Object::from_value(value).map_err(|e| {
+        let causes: Vec<(String, String)> = e
+            .errors
+            .iter()
+            .map(|f| (f.path.clone(), f.message.clone()))
+            .collect();
+        status::invalid(
+            t.resource.kind.as_str(),
+            e.object.as_deref().unwrap_or(""),
+            &e.to_string(),
+            &causes,
+        )
+    })?;
+    let mut report = Report::default();
+    parsed.object.validate(&mut report);
+    if !report.errors.is_empty() {
+        let causes: Vec<(String, String)> = report
+            .errors
+            .iter()
+            .map(|f| (f.path.clone(), f.message.clone()))
+            .collect();
+        let message = report
+            .errors
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; ");
+        return Err(status::invalid(
+            t.resource.kind.as_str(),
+            &parsed.object.meta().name,
+            &message,
+            &causes,
+        ));
+    }
+    Ok(parsed)
+}
+
+async fn write(store: &Arc<Store>, op: Op) -> crate::Result<Object> {
+    let store = Arc::clone(store);
+    let written = tokio::task::spawn_blocking(move || store.write(vec![op]))
+        .await
+        .map_err(|e| crate::Error::store_from("an API worker", e))??;
+    written
+        .into_iter()
+        .next()
+        .and_then(|w| w.object)
+        .ok_or_else(|| crate::Error::store("the write returned no object"))
+}
+
+fn conflict_or(e: &crate::Error, plural: &str, name: &str) -> Failure {
+    match e {
+        crate::Error::Conflict(_) => status::failure(
+            StatusCode::CONFLICT,
+            "Conflict",
+            format!(
+                "Operation cannot be fulfilled on {plural} \"{name}\": the object has been modified; please apply your changes to the latest version and try again"
+            ),
+            Some((plural, name)),
+        ),
+        other => status::from_error(other),
+    }
+}
+
+fn answer(code: StatusCode, t: &Target<'_>, object: &Object, ignored: Vec<String>) -> Written {
+    let warnings = ignored
+        .into_iter()
+        .map(|path| {
+            format!(
+                "{}: {path} is accepted but pier does not act on it",
+                object.describe()
+            )
+        })
+        .collect();
+    Written {
+        code,
+        body: wire(&t.resource, object),
+        warnings,
+    }
+}
