@@ -1,0 +1,129 @@
+//! kube-rs, the Rust Kubernetes client, against pier's Kubernetes API: from a kubeconfig that
+//! `pier kubeconfig` printed, it lists with a label selector, creates, patches (merge and
+//! strategic), follows a watcher (kube-runtime's, which lists and then watches), and sees a
+//! NotFound error as one.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Service;
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::runtime::watcher::{self, Event};
+use serde_json::json;
+
+mod common;
+use common::*;
+
+async fn client(daemon: &Daemon) -> kube::Client {
+    let out = daemon.pier(&["kubeconfig", "--name", "kube-rs"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let kubeconfig: Kubeconfig = serde_yaml_ng::from_slice(&out.stdout).unwrap();
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .unwrap();
+    kube::Client::try_from(config).unwrap()
+}
+
+fn service(name: &str, tier: &str) -> Service {
+    serde_json::from_value(json!({
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": name, "labels": {"tier": tier}},
+        "spec": {"selector": {"app": name}, "ports": [{"name": "http", "port": 80, "targetPort": 8080}]},
+    }))
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kube_rs_lists_creates_patches_and_watches() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start_with(dir.path(), &["--no-proxy", "--api-listen", "127.0.0.1:0"]);
+    let client = client(&daemon).await;
+    let services: Api<Service> = Api::namespaced(client, "default");
+
+    let mut watch = watcher::watcher(services.clone(), watcher::Config::default()).boxed();
+    let post = PostParams::default();
+    services
+        .create(&post, &service("web", "front"))
+        .await
+        .unwrap();
+    services
+        .create(&post, &service("db", "data"))
+        .await
+        .unwrap();
+    let front = services
+        .list(&ListParams::default().labels("tier=front"))
+        .await
+        .unwrap();
+    let names: Vec<String> = front
+        .items
+        .iter()
+        .filter_map(|s| s.metadata.name.clone())
+        .collect();
+    assert_eq!(names, ["web"]);
+    let ip = front.items[0]
+        .spec
+        .as_ref()
+        .unwrap()
+        .cluster_ip
+        .clone()
+        .unwrap();
+    assert!(ip.starts_with("10.96."), "{ip}");
+
+    let merged = services
+        .patch(
+            "web",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {"v": "2"}}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(merged.metadata.labels.unwrap()["v"], "2");
+    let strategic = services
+        .patch(
+            "web",
+            &PatchParams::default(),
+            &Patch::Strategic(json!({"spec": {"ports": [{"name": "admin", "port": 9090}]}})),
+        )
+        .await
+        .unwrap();
+    let ports: Vec<i32> = strategic
+        .spec
+        .unwrap()
+        .ports
+        .unwrap()
+        .iter()
+        .map(|p| p.port)
+        .collect();
+    assert_eq!(ports, [80, 9090], "ports merge by their key");
+
+    let err = services.get("nope").await.unwrap_err();
+    match err {
+        kube::Error::Api(status) => {
+            assert_eq!(status.code, 404);
+            assert_eq!(status.reason, "NotFound");
+        }
+        other => panic!("not an API error: {other}"),
+    }
+
+    let mut seen_patch = false;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while !seen_patch {
+        let event = tokio::time::timeout_at(deadline, watch.next())
+            .await
+            .expect("the watcher saw the patch within 15 s")
+            .unwrap()
+            .unwrap();
+        if let Event::Apply(svc) | Event::InitApply(svc) = event {
+            let labels = svc.metadata.labels.unwrap_or_default();
+            let ports = svc.spec.and_then(|s| s.ports).map_or(0, |p| p.len());
+            seen_patch = labels.get("v").map(String::as_str) == Some("2") && ports == 2;
+        }
+    }
+}
