@@ -87,11 +87,18 @@ impl Kubectl {
 }
 
 fn start(dir: &Path) -> Option<(Daemon, Kubectl)> {
+    start_with(dir, &[])
+}
+
+/// A daemon with the API on TCP (and `extra` flags), and kubectl configured for it.
+fn start_with(dir: &Path, extra: &[&str]) -> Option<(Daemon, Kubectl)> {
     if !have("kubectl") {
         skip("kubectl is not installed");
         return None;
     }
-    let daemon = Daemon::start_with(dir, &["--no-proxy", "--api-listen", "127.0.0.1:0"]);
+    let mut flags = vec!["--no-proxy", "--api-listen", "127.0.0.1:0"];
+    flags.extend_from_slice(extra);
+    let daemon = Daemon::start_with(dir, &flags);
     let out = daemon.pier(&["kubeconfig", "--name", "tester"]);
     assert!(
         out.status.success(),
@@ -490,4 +497,66 @@ fn kubectl_applies_diffs_and_deletes() {
     assert!(deleted.contains("service \"web\" deleted"), "{deleted}");
     let left = kubectl.ok(&["get", "svc", "-o", "name"]);
     assert!(left.trim().is_empty(), "{left}");
+}
+
+/// `kubectl scale` goes through the Deployment's `scale` subresource: the desired replicas
+/// change, and the Scale's status counts the pods the controller then makes.
+#[test]
+fn kubectl_scales_a_deployment() {
+    let dir = tempfile::tempdir().unwrap();
+    // The pods stay objects: the Scale counts them, no engine needs to run them.
+    let Some((daemon, kubectl)) = start_with(dir.path(), &["--no-runtime"]) else {
+        return;
+    };
+    apply_yaml(
+        &daemon.socket(),
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\nspec:\n  replicas: 1\n  selector: {matchLabels: {app: web}}\n  template:\n    metadata: {labels: {app: web}}\n    spec: {containers: [{name: app, image: example.invalid/app:1}]}\n",
+    );
+    let resources = kubectl.ok(&["api-resources", "--api-group", "apps", "-o", "name"]);
+    assert!(resources.contains("deployments.apps"), "{resources}");
+    let out = kubectl.ok(&["scale", "deploy", "web", "--replicas=3"]);
+    assert!(out.contains("deployment.apps/web scaled"), "{out}");
+    assert_eq!(
+        kubectl.ok(&["get", "deploy", "web", "-o", "jsonpath={.spec.replicas}"]),
+        "3"
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let scale: Value = serde_json::from_str(&kubectl.ok(&[
+            "get",
+            "--raw",
+            "/apis/apps/v1/namespaces/default/deployments/web/scale",
+        ]))
+        .unwrap();
+        assert_eq!(scale["kind"], "Scale");
+        assert_eq!(scale["spec"]["replicas"], 3);
+        assert_eq!(scale["status"]["selector"], "app=web");
+        if scale["status"]["replicas"] == 3 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{scale}");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let stale = dir.path().join("stale-scale.json");
+    std::fs::write(
+        &stale,
+        r#"{"kind":"Scale","apiVersion":"autoscaling/v1","metadata":{"name":"web","namespace":"default","resourceVersion":"1"},"spec":{"replicas":5}}"#,
+    )
+    .unwrap();
+    let refused = kubectl.fails(&[
+        "replace",
+        "--raw",
+        "/apis/apps/v1/namespaces/default/deployments/web/scale",
+        "-f",
+        stale.to_str().unwrap(),
+    ]);
+    assert!(
+        refused.contains("the object has been modified"),
+        "{refused}"
+    );
+    kubectl.ok(&["scale", "deploy", "web", "--replicas=0"]);
+    assert_eq!(
+        kubectl.ok(&["get", "deploy", "web", "-o", "jsonpath={.spec.replicas}"]),
+        "0"
+    );
 }

@@ -58,7 +58,7 @@ pub(crate) fn group(name: &str) -> Option<Value> {
 
 /// `GET /api/v1` or `/apis/<group>/<version>`, if pier serves that group version.
 pub(crate) fn resources(group: &str, version: &str) -> Option<Value> {
-    let resources: Vec<APIResource> = catalog::resources()
+    let mut resources: Vec<APIResource> = catalog::resources()
         .filter(|r| r.group == group && r.version == version)
         .map(|r| APIResource {
             name: r.plural.into(),
@@ -74,6 +74,24 @@ pub(crate) fn resources(group: &str, version: &str) -> Option<Value> {
         .collect();
     if resources.is_empty() {
         return None;
+    }
+    let scalable: Vec<String> = catalog::resources()
+        .filter(|r| r.group == group && r.version == version && super::scale::scalable(r.kind))
+        .map(|r| r.plural.to_string())
+        .collect();
+    for plural in scalable {
+        resources.push(APIResource {
+            name: format!("{plural}/scale"),
+            namespaced: true,
+            group: Some("autoscaling".into()),
+            version: Some("v1".into()),
+            kind: "Scale".into(),
+            verbs: ["get", "patch", "update"]
+                .iter()
+                .map(|v| (*v).to_string())
+                .collect(),
+            ..APIResource::default()
+        });
     }
     let group_version = if group.is_empty() {
         version.to_string()

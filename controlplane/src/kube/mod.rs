@@ -8,6 +8,7 @@ mod discovery;
 mod openapi;
 mod patch;
 mod read;
+mod scale;
 mod status;
 mod table;
 mod watch;
@@ -142,6 +143,15 @@ async fn answer(store: &Arc<Store>, req: &Request<'_>) -> Result<Answer, Failure
         ([_, name], &Method::DELETE) => {
             written(write::delete(store, &target, name, req.body).await?)
         }
+        ([_, name, "scale"], _) if scale::scalable(resource.kind) => match *method {
+            Method::GET => ok(scale::get(store, &target, name).await?),
+            Method::PUT => written(scale::set(store, &target, name, None, req.body).await?),
+            Method::PATCH => {
+                let content_type = req.content_type.unwrap_or("");
+                written(scale::set(store, &target, name, Some(content_type), req.body).await?)
+            }
+            _ => Err(not_allowed(method, path)),
+        },
         ([_] | [_, _], _) => Err(not_allowed(method, path)),
         _ => Err(not_found()),
     }
