@@ -484,3 +484,38 @@ fn a_whole_demo_app_applies_into_its_namespace_and_goes_with_it() {
         stderr(&out)
     );
 }
+
+/// A Deployment whose image is missing keeps its pods, Pending and retried with backoff, as
+/// the kubelet keeps a pod it cannot pull for; they are not replaced in a loop.
+#[test]
+fn a_deployment_with_a_missing_image_keeps_its_pods_pending() {
+    if !is_root() {
+        skip("the container engine needs root");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start(dir.path());
+    apply_yaml(
+        &d.socket(),
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: typo}\nspec:\n  replicas: 2\n  selector: {matchLabels: {app: typo}}\n  template:\n    metadata: {labels: {app: typo}}\n    spec: {containers: [{name: app, image: example.invalid/no-such-image:1}]}\n",
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    let before = d.try_status().unwrap()["revision"].as_u64().unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    let after = d.try_status().unwrap()["revision"].as_u64().unwrap();
+    assert!(
+        after - before < 20,
+        "{} writes in 2 s: pods churn",
+        after - before
+    );
+    let pods = d.get_json(&["pods"]);
+    let items = pods["items"].as_array().unwrap();
+    assert_eq!(items.len(), 2, "{pods}");
+    for pod in items {
+        assert_eq!(pod["status"]["phase"], "Pending", "{pod}");
+        let error = pod["metadata"]["annotations"]["pier.dev/error"]
+            .as_str()
+            .unwrap_or("");
+        assert!(error.contains("no-such-image"), "{pod}");
+    }
+}

@@ -95,9 +95,13 @@ async fn pause(d: Duration, term: &mut watch::Receiver<bool>) -> bool {
     }
 }
 
+/// Records that the pod's container could not be started: the pod stays `Pending` and not
+/// ready while it is tried again with backoff, as the kubelet keeps a pod whose image or
+/// container cannot be made (`ErrImagePull`, `CreateContainerError`), so its Deployment
+/// waits for it instead of replacing it in a loop.
 async fn fail(node: &Node, work: &mut PodWork, e: &Error) {
-    tracing::warn!(pod = %work.pod.metadata.name, error = %e, "pod failed");
-    work.pod.status.phase = Some("Failed".into());
+    tracing::warn!(pod = %work.pod.metadata.name, error = %e, "pod's container cannot start; trying again with backoff");
+    work.pod.status.phase = Some("Pending".into());
     set_ready(&mut work.pod, false);
     work.pod
         .metadata
