@@ -53,7 +53,16 @@ pub fn columns(kind: Kind) -> Vec<Column> {
             wide("IP"),
             wide("NODE"),
         ],
-        Kind::Deployment => vec![col("NAME"), col("REPLICAS"), col("IMAGES"), col("AGE")],
+        Kind::Deployment => vec![
+            col("NAME"),
+            col("READY"),
+            col("UP-TO-DATE"),
+            col("AVAILABLE"),
+            col("AGE"),
+            wide("CONTAINERS"),
+            wide("IMAGES"),
+            wide("SELECTOR"),
+        ],
         Kind::HttpRoute => vec![
             col("NAME"),
             col("HOSTNAMES"),
@@ -123,15 +132,34 @@ pub fn row(kind: Kind, v: &Value, now: SystemTime) -> Vec<String> {
             ]
         }
         Kind::Deployment => {
-            let images: Vec<String> = items(v, "/spec/template/spec/containers")
+            let containers = items(v, "/spec/template/spec/containers");
+            let names: Vec<String> = containers
+                .iter()
+                .map(|c| s(c, "/name").to_string())
+                .collect();
+            let images: Vec<String> = containers
                 .iter()
                 .map(|c| s(c, "/image").to_string())
                 .collect();
-            let replicas = v
+            let desired = v
                 .pointer("/spec/replicas")
                 .and_then(Value::as_i64)
                 .unwrap_or(1);
-            vec![name, replicas.to_string(), join_or_none(images), created]
+            let count = |field: &str| {
+                v.pointer(&format!("/status/{field}"))
+                    .and_then(Value::as_i64)
+                    .unwrap_or(0)
+            };
+            vec![
+                name,
+                format!("{}/{desired}", count("readyReplicas")),
+                count("updatedReplicas").to_string(),
+                count("availableReplicas").to_string(),
+                created,
+                join_or_none(names),
+                join_or_none(images),
+                key_values(v, "/spec/selector/matchLabels"),
+            ]
         }
         Kind::HttpRoute => {
             let hosts: Vec<String> = items(v, "/spec/hostnames")

@@ -19,6 +19,59 @@ pub struct Deployment {
     /// Desired state.
     #[serde(default)]
     pub spec: DeploymentSpec,
+    /// What the Deployment controller last saw of its pods (written only by it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<DeploymentStatus>,
+}
+
+/// Observed state of a Deployment, as Kubernetes' Deployment controller reports it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeploymentStatus {
+    /// The generation these counts are about.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<u64>,
+    /// Pods that exist and are not being deleted.
+    #[serde(default)]
+    pub replicas: i64,
+    /// Of those, pods of the current template.
+    #[serde(default)]
+    pub updated_replicas: i64,
+    /// Pods that are ready.
+    #[serde(default)]
+    pub ready_replicas: i64,
+    /// Pods that are available (ready).
+    #[serde(default)]
+    pub available_replicas: i64,
+    /// Desired pods not yet available.
+    #[serde(default)]
+    pub unavailable_replicas: i64,
+    /// `Available` and `Progressing`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<DeploymentCondition>,
+}
+
+/// A Deployment condition.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeploymentCondition {
+    /// `Available` or `Progressing`.
+    #[serde(rename = "type")]
+    pub condition_type: String,
+    /// `True`, `False` or `Unknown`.
+    pub status: String,
+    /// Why, in one word.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Why, in a sentence.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// When the status last changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_transition_time: Option<String>,
+    /// When the condition was last written with a change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_update_time: Option<String>,
 }
 
 /// Desired state of a Deployment.

@@ -476,6 +476,22 @@ impl Object {
         }
     }
 
+    /// Whether this object's status is written apart from the rest (Kubernetes' `status`
+    /// subresource): writes of the object keep the stored status, status writes keep the rest.
+    pub fn has_status_subresource(&self) -> bool {
+        matches!(self, Object::Deployment(_))
+    }
+
+    /// Takes `from`'s status (for kinds with a status subresource; `None` clears it).
+    pub fn set_status_from(&mut self, from: Option<&Object>) {
+        if let Object::Deployment(d) = self {
+            d.status = match from {
+                Some(Object::Deployment(f)) => f.status.clone(),
+                _ => None,
+            };
+        }
+    }
+
     /// The spec-like part whose change bumps `generation` (everything but metadata and status).
     pub fn spec_value(&self) -> Value {
         let mut v = self.to_value();

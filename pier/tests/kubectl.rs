@@ -560,3 +560,69 @@ fn kubectl_scales_a_deployment() {
         "0"
     );
 }
+
+/// `kubectl rollout status` waits on the Deployment's status, which the controller keeps from
+/// its pods; here the pods are made ready by hand (no engine runs), as a node agent would.
+#[test]
+fn kubectl_rollout_status_returns_once_the_pods_are_ready() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some((daemon, kubectl)) = start_with(dir.path(), &["--no-runtime"]) else {
+        return;
+    };
+    apply_yaml(
+        &daemon.socket(),
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\nspec:\n  replicas: 2\n  selector: {matchLabels: {app: web}}\n  template:\n    metadata: {labels: {app: web}}\n    spec: {containers: [{name: app, image: example.invalid/app:1}]}\n",
+    );
+    let mut waiting = Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(&kubectl.kubeconfig)
+        .args(["rollout", "status", "deploy/web", "--timeout=30s"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert!(
+        waiting.try_wait().unwrap().is_none(),
+        "rollout status returned before the pods were ready"
+    );
+    let table = kubectl.ok(&["get", "deploy", "web"]);
+    assert!(table.contains("0/2"), "{table}");
+    let ready = r#"{"status":{"phase":"Running","conditions":[{"type":"Ready","status":"True"}]}}"#;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let pods: Value =
+            serde_json::from_str(&kubectl.ok(&["get", "pods", "-o", "json"])).unwrap();
+        let names: Vec<String> = pods["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["metadata"]["name"].as_str().unwrap().to_string())
+            .collect();
+        if names.len() == 2 {
+            for name in &names {
+                kubectl.ok(&["patch", "pod", name, "--type=merge", "-p", ready]);
+            }
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{pods}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let out = waiting.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("successfully rolled out"), "{stdout}");
+    let table = kubectl.ok(&["get", "deploy", "web"]);
+    let header: Vec<&str> = table.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(header, ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"]);
+    assert!(table.contains("2/2"), "{table}");
+    let status: Value =
+        serde_json::from_str(&kubectl.ok(&["get", "deploy", "web", "-o", "jsonpath={.status}"]))
+            .unwrap();
+    assert_eq!(status["observedGeneration"], 1);
+    assert_eq!(status["availableReplicas"], 2);
+}

@@ -22,7 +22,7 @@ pub fn template_hash(d: &Deployment) -> String {
 }
 
 /// Resolves `25%` or `1` against `replicas`, rounding up or down.
-fn scaled(v: Option<&IntOrString>, replicas: i64, round_up: bool) -> i64 {
+pub(super) fn scaled(v: Option<&IntOrString>, replicas: i64, round_up: bool) -> i64 {
     let pct = match v {
         Some(IntOrString::Int(n)) => return (*n).max(0),
         Some(IntOrString::String(s)) => s.trim_end_matches('%').parse().unwrap_or(25),

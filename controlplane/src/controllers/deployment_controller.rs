@@ -7,6 +7,7 @@ use std::sync::Arc;
 use super::deployment::{
     new_pod, plan, template_hash, PodView, DEPLOYMENT_LABEL, TEMPLATE_HASH_LABEL,
 };
+use super::deployment_status::status_of;
 use super::runner::{Reconciled, Reconciler};
 use crate::store::{EventType, Op, Outcome, Store};
 use pier_model::{Deployment, Kind, Object, Pod};
@@ -45,20 +46,19 @@ impl DeploymentController {
         dirty.insert(key);
     }
 
-    /// The writes that take `key` one step: new pods, and old ones marked for graceful
-    /// deletion (the node agent drains and stops them, then deletes them).
-    fn ops_for(&self, key: &Key) -> Vec<Op> {
-        let pods = self.pods.get(key);
-        let live: Vec<&Pod> = pods
+    /// The live (not terminating) pods of `key`.
+    fn live(&self, key: &Key) -> Vec<&Pod> {
+        self.pods
+            .get(key)
             .into_iter()
             .flat_map(BTreeMap::values)
             .filter(|p| !p.is_terminating())
-            .collect();
-        let Some(d) = self.deployments.get(key) else {
-            // Deleted: every pod it left goes.
-            return live.into_iter().map(terminating).collect();
-        };
-        let views: Vec<PodView> = live
+            .collect()
+    }
+
+    /// How the planner sees `key`'s live pods.
+    fn views(&self, key: &Key) -> Vec<PodView> {
+        self.live(key)
             .iter()
             .map(|p| PodView {
                 name: p.metadata.name.clone(),
@@ -74,7 +74,32 @@ impl DeploymentController {
                 },
                 ready: p.is_ready(),
             })
-            .collect();
+            .collect()
+    }
+
+    /// The status write for `key`, when its pods give it a status other than the stored one;
+    /// conditional on the Deployment as cached.
+    fn status_op(&self, key: &Key) -> Option<Op> {
+        let d = self.deployments.get(key)?;
+        let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+        let status = status_of(d, &self.views(key), &now);
+        if d.status.as_ref() == Some(&status) {
+            return None;
+        }
+        let mut updated = d.clone();
+        updated.status = Some(status);
+        Some(Op::PutStatus(Object::Deployment(updated)))
+    }
+
+    /// The writes that take `key` one step: new pods, and old ones marked for graceful
+    /// deletion (the node agent drains and stops them, then deletes them).
+    fn ops_for(&self, key: &Key) -> Vec<Op> {
+        let live = self.live(key);
+        let Some(d) = self.deployments.get(key) else {
+            // Deleted: every pod it left goes.
+            return live.into_iter().map(terminating).collect();
+        };
+        let views = self.views(key);
         let step = plan(d, &views);
         let hash = template_hash(d);
         let mut ops: Vec<Op> = live
@@ -91,6 +116,33 @@ impl DeploymentController {
             tracing::info!(deployment = %d.metadata.name, pod = %name, "terminating pod");
         }
         ops
+    }
+}
+
+impl DeploymentController {
+    /// Writes `key`'s status if it changed; a conflict (the Deployment changed meanwhile)
+    /// waits for the change's event, which marks the key again.
+    async fn write_status(&mut self, key: &Key, result: &mut Reconciled<Key>) {
+        let Some(op) = self.status_op(key) else {
+            return;
+        };
+        let written = self
+            .store
+            .blocking("writing a Deployment's status", move |s| s.write(vec![op]))
+            .await;
+        match written {
+            Ok(written) => {
+                for w in written {
+                    if let Some(Object::Deployment(d)) = w.object {
+                        self.deployments.insert(key.clone(), d);
+                    }
+                }
+            }
+            Err(crate::Error::Conflict(e)) => {
+                tracing::debug!(deployment = %key.1, error = %e, "status not written: the Deployment changed");
+            }
+            Err(e) => result.failed.push((key.clone(), crate::error::chain(&e))),
+        }
     }
 }
 
@@ -134,6 +186,7 @@ impl Reconciler for DeploymentController {
     async fn reconcile(&mut self, keys: BTreeSet<Key>) -> Reconciled<Key> {
         let mut result = Reconciled::default();
         for key in keys {
+            self.write_status(&key, &mut result).await;
             let ops = self.ops_for(&key);
             if ops.is_empty() {
                 continue;

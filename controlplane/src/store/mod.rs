@@ -68,6 +68,9 @@ pub enum Op {
     Put(Object),
     /// Create; a conflict when the object exists (Kubernetes' POST).
     Create(Object),
+    /// Replace only the status of an existing object (Kubernetes' `status` subresource);
+    /// conditional when `metadata.resourceVersion` is set.
+    PutStatus(Object),
     /// Delete; conditional when `resource_version` is set; `must_exist` makes a missing object an error.
     Delete {
         /// Kind.

@@ -60,6 +60,7 @@ pub(super) fn apply(
         let change = match op {
             Op::Put(object) => batch.put(object, false)?,
             Op::Create(object) => batch.put(object, true)?,
+            Op::PutStatus(object) => batch.put_status(object)?,
             Op::Delete {
                 kind,
                 namespace,
@@ -106,6 +107,44 @@ impl Batch<'_> {
                 object.describe()
             )));
         }
+        // The status of such a kind is written only through `PutStatus`.
+        let mut object = object;
+        if object.has_status_subresource() {
+            object.set_status_from(existing.as_ref());
+        }
+        self.put_prepared(object, existing)
+    }
+
+    /// Replaces the status of an existing object, keeping the rest as stored.
+    fn put_status(&mut self, object: Object) -> Result<Option<Change>> {
+        let key = object_key(
+            object.kind(),
+            object.meta().namespace(),
+            &object.meta().name,
+        );
+        let Some(existing) = self.txn.object(&key)? else {
+            return Err(Error::NotFound {
+                kind: object.kind().to_string(),
+                namespace: object.meta().namespace().to_string(),
+                name: object.meta().name.clone(),
+            });
+        };
+        let mut updated = existing.clone();
+        updated.set_status_from(Some(&object));
+        updated
+            .meta_mut()
+            .resource_version
+            .clone_from(&object.meta().resource_version);
+        self.put_prepared(updated, Some(existing))
+    }
+
+    /// Writes `object` over `existing` (prepared: validated, allocated, stamped).
+    fn put_prepared(&mut self, object: Object, existing: Option<Object>) -> Result<Option<Change>> {
+        let key = object_key(
+            object.kind(),
+            object.meta().namespace(),
+            &object.meta().name,
+        );
         let mut alloc = Allocator {
             config: self.alloc,
             txn: &mut *self.txn,
