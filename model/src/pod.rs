@@ -6,6 +6,9 @@ use serde::{Deserialize, Serialize};
 
 use super::meta::{IntOrString, ObjectMeta};
 
+/// Annotation holding the ID of the container that runs a pod (the engine writes it).
+pub const CONTAINER_ANNOTATION: &str = "pier.dev/container-id";
+
 /// Annotation holding how many times a pod's container was restarted (the engine writes it).
 pub const RESTARTS_ANNOTATION: &str = "pier.dev/restarts";
 

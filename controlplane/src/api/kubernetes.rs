@@ -22,6 +22,14 @@ pub(crate) async fn serve(
     shutdown: watch::Receiver<bool>,
 ) -> Response<Body> {
     let q = routes::query(req.uri().query());
+    if let (Some((namespace, name)), &Method::GET) = (super::pod_log::path(path), req.method()) {
+        let resp = super::pod_log::serve(&ctx, namespace, name, &q).await;
+        ctx.metrics
+            .api_requests
+            .with_label_values(&["kubernetes", resp.status().as_str()])
+            .inc();
+        return resp;
+    }
     let header = |name| {
         req.headers()
             .get(name)

@@ -15,6 +15,7 @@
 mod access;
 mod client;
 mod kubernetes;
+mod pod_log;
 mod routes;
 mod server;
 mod tcp;

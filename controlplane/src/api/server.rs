@@ -272,7 +272,10 @@ pub(crate) fn json_stream(rx: tokio::sync::mpsc::Receiver<Bytes>) -> Response<Bo
     streamed(rx, "application/json")
 }
 
-fn streamed(rx: tokio::sync::mpsc::Receiver<Bytes>, content_type: &'static str) -> Response<Body> {
+pub(crate) fn streamed(
+    rx: tokio::sync::mpsc::Receiver<Bytes>,
+    content_type: &'static str,
+) -> Response<Body> {
     let stream = ReceiverStream::new(rx).map(|b| Ok::<_, Infallible>(Frame::data(b)));
     let mut resp = Response::new(BodyExt::boxed(StreamBody::new(stream)));
     resp.headers_mut().insert(

@@ -20,7 +20,7 @@ use hyper::{Method, StatusCode};
 use serde_json::Value;
 
 use crate::store::Store;
-pub(crate) use status::{unauthorized, Failure};
+pub(crate) use status::{failure, unauthorized, Failure};
 
 /// Whether `path` belongs to the Kubernetes API (rather than pier's own `/v1/...`).
 pub(crate) fn is_api_path(path: &str) -> bool {

@@ -30,8 +30,13 @@ impl Node {
     /// `n` picks the bridge `pier-rtN`, pods in `10.(240+n).0.0/16`, ClusterIPs in
     /// `10.(140+n).0.0/16` served on loopback with port offset 21000.
     pub(crate) fn start(dir: &Path, n: u8) -> Node {
+        Self::start_with(dir, n, &[])
+    }
+
+    /// As `start`, with `extra` daemon flags.
+    pub(crate) fn start_with(dir: &Path, n: u8, extra: &[&str]) -> Node {
         let bridge = format!("pier-rt{n}");
-        let flags: Vec<String> = [
+        let mut flags: Vec<String> = [
             "--bridge",
             &bridge,
             "--pod-cidr",
@@ -46,6 +51,7 @@ impl Node {
         .iter()
         .map(|s| s.to_string())
         .collect();
+        flags.extend(extra.iter().map(|s| s.to_string()));
         let refs: Vec<&str> = flags.iter().map(String::as_str).collect();
         let daemon = Daemon::start_with(dir, &refs);
         Node {

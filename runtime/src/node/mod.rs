@@ -24,8 +24,7 @@ use crate::container::{ContainerConfig, Engine};
 use crate::error::{Error, Result};
 use crate::metrics::Report;
 
-/// Annotation holding the ID of the container that runs a pod.
-pub const CONTAINER_ANNOTATION: &str = "pier.dev/container-id";
+pub use pier_model::pod::CONTAINER_ANNOTATION;
 pub use pier_model::pod::RESTARTS_ANNOTATION;
 /// Annotation naming the node agent that runs a pod.
 pub const NODE_ANNOTATION: &str = "pier.dev/node";
