@@ -625,4 +625,45 @@ fn kubectl_rollout_status_returns_once_the_pods_are_ready() {
             .unwrap();
     assert_eq!(status["observedGeneration"], 1);
     assert_eq!(status["availableReplicas"], 2);
+
+    // rollout restart patches the template: a new generation, and pods of a new template.
+    let restarted = kubectl.ok(&["rollout", "restart", "deploy/web"]);
+    assert!(
+        restarted.contains("deployment.apps/web restarted"),
+        "{restarted}"
+    );
+    let annotation = kubectl.ok(&[
+        "get",
+        "deploy",
+        "web",
+        "-o",
+        "jsonpath={.spec.template.metadata.annotations}",
+    ]);
+    assert!(
+        annotation.contains("kubectl.kubernetes.io/restartedAt"),
+        "{annotation}"
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let hashes = kubectl.ok(&[
+            "get",
+            "pods",
+            "-o",
+            "jsonpath={.items[*].metadata.labels.pod-template-hash}",
+        ]);
+        let distinct: std::collections::BTreeSet<&str> = hashes.split_whitespace().collect();
+        if distinct.len() == 2 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{hashes}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let generation = kubectl.ok(&[
+        "get",
+        "deploy",
+        "web",
+        "-o",
+        "jsonpath={.metadata.generation}",
+    ]);
+    assert_eq!(generation, "2");
 }
