@@ -7,6 +7,7 @@
 use std::time::Duration;
 
 use futures::StreamExt;
+use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Service;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
@@ -126,4 +127,80 @@ async fn kube_rs_lists_creates_patches_and_watches() {
             seen_patch = labels.get("v").map(String::as_str) == Some("2") && ports == 2;
         }
     }
+}
+
+/// The status subresource through kube-rs: a write of the Deployment leaves its status alone,
+/// a status patch changes only the status.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kube_rs_writes_status_apart_from_spec() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start_with(
+        dir.path(),
+        &["--no-proxy", "--no-runtime", "--api-listen", "127.0.0.1:0"],
+    );
+    let client = client(&daemon).await;
+    let deployments: Api<Deployment> = Api::namespaced(client, "default");
+    let deployment: Deployment = serde_json::from_value(json!({
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "web"},
+        "spec": {
+            "replicas": 2,
+            "selector": {"matchLabels": {"app": "web"}},
+            "template": {"metadata": {"labels": {"app": "web"}},
+                         "spec": {"containers": [{"name": "app", "image": "example.invalid/app:1"}]}},
+        },
+    }))
+    .unwrap();
+    deployments
+        .create(&PostParams::default(), &deployment)
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    let counted = loop {
+        let d = deployments.get_status("web").await.unwrap();
+        if let Some(status) = d.status.filter(|s| s.replicas == Some(2)) {
+            break status;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no status from the controller"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(counted.observed_generation, Some(1));
+
+    let spec_write = deployments
+        .patch(
+            "web",
+            &PatchParams::default(),
+            &Patch::Merge(
+                json!({"metadata": {"labels": {"team": "a"}}, "status": {"replicas": 99}}),
+            ),
+        )
+        .await
+        .unwrap();
+    assert_eq!(spec_write.metadata.labels.unwrap()["team"], "a");
+    assert_ne!(
+        spec_write.status.unwrap().replicas,
+        Some(99),
+        "status is not written through the object"
+    );
+
+    let status_write = deployments
+        .patch_status(
+            "web",
+            &PatchParams::default(),
+            &Patch::Merge(
+                json!({"status": {"replicas": 99}, "metadata": {"labels": {"team": "b"}}}),
+            ),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status_write.status.unwrap().replicas, Some(99));
+    assert_eq!(
+        status_write.metadata.labels.unwrap()["team"],
+        "a",
+        "only the status changed"
+    );
 }

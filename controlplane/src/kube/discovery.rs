@@ -79,6 +79,18 @@ pub(crate) fn resources(group: &str, version: &str) -> Option<Value> {
         .filter(|r| r.group == group && r.version == version && super::scale::scalable(r.kind))
         .map(|r| r.plural.to_string())
         .collect();
+    for plural in &scalable {
+        resources.push(APIResource {
+            name: format!("{plural}/status"),
+            namespaced: true,
+            kind: "Deployment".into(),
+            verbs: ["get", "patch", "update"]
+                .iter()
+                .map(|v| (*v).to_string())
+                .collect(),
+            ..APIResource::default()
+        });
+    }
     for plural in scalable {
         resources.push(APIResource {
             name: format!("{plural}/scale"),

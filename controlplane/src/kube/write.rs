@@ -113,6 +113,39 @@ pub(crate) async fn patch(
     ))
 }
 
+/// `PUT` or `PATCH` (with `content_type`) of an object's `status` subresource: only the
+/// status changes; a stale resourceVersion in a PUT is a `409`, a patch is retried on one.
+pub(crate) async fn status(
+    store: &Arc<Store>,
+    t: &Target<'_>,
+    name: &str,
+    content_type: Option<&str>,
+    body: &[u8],
+) -> Result<Written, Failure> {
+    let request = json(body)?;
+    for _ in 0..5 {
+        let current = super::read::get(store, t.resource, t.namespace.unwrap_or(""), name).await?;
+        let desired = match content_type {
+            Some(media) => patch::apply(media, &current, &request)?,
+            None => request.clone(),
+        };
+        let parsed = parse(t, desired, Some(name))?;
+        if t.dry_run {
+            return Ok(answer(StatusCode::OK, t, &parsed.object, parsed.ignored));
+        }
+        match write(store, Op::PutStatus(parsed.object)).await {
+            Ok(object) => return Ok(answer(StatusCode::OK, t, &object, parsed.ignored)),
+            Err(crate::Error::Conflict(_)) if content_type.is_some() => continue,
+            Err(e) => return Err(conflict_or(&e, t.resource.plural, name)),
+        }
+    }
+    Err(conflict_or(
+        &crate::Error::Conflict(String::new()),
+        t.resource.plural,
+        name,
+    ))
+}
+
 /// `DELETE` an object (conditional on `preconditions.resourceVersion` if the body has one);
 /// answers the object as it was.
 pub(crate) async fn delete(
