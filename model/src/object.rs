@@ -476,6 +476,13 @@ impl Object {
         }
     }
 
+    /// Fills the fields the API server defaults on a write (for Services; other kinds as given).
+    pub fn set_defaults(&mut self) {
+        if let Object::Service(s) = self {
+            s.set_defaults();
+        }
+    }
+
     /// Whether this object's status is written apart from the rest (Kubernetes' `status`
     /// subresource): writes of the object keep the stored status, status writes keep the rest.
     pub fn has_status_subresource(&self) -> bool {

@@ -113,6 +113,35 @@ pub struct ClientIpConfig {
 }
 
 impl Service {
+    /// Fills what the API server defaults when a Service is written (`SetDefaults_Service`):
+    /// `type: ClusterIP`, `sessionAffinity: None`, each port's `protocol: TCP` and
+    /// `targetPort` (its `port`), and the traffic policies (`Cluster`).
+    pub fn set_defaults(&mut self) {
+        let spec = &mut self.spec;
+        if spec.service_type.is_empty() {
+            spec.service_type = "ClusterIP".into();
+        }
+        if spec.session_affinity.is_empty() {
+            spec.session_affinity = "None".into();
+        }
+        for port in &mut spec.ports {
+            if port.protocol.is_empty() {
+                port.protocol = "TCP".into();
+            }
+            if port.target_port.is_none() {
+                port.target_port = Some(IntOrString::Int(port.port));
+            }
+        }
+        if spec.service_type != "ExternalName" && spec.internal_traffic_policy.is_none() {
+            spec.internal_traffic_policy = Some("Cluster".into());
+        }
+        if matches!(spec.service_type.as_str(), "NodePort" | "LoadBalancer")
+            && spec.external_traffic_policy.is_none()
+        {
+            spec.external_traffic_policy = Some("Cluster".into());
+        }
+    }
+
     /// The effective service type.
     pub fn service_type(&self) -> &str {
         if self.spec.service_type.is_empty() {
@@ -151,5 +180,43 @@ impl ServicePort {
         } else {
             &self.protocol
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn service(yaml: &str) -> Service {
+        serde_yaml_ng::from_str(yaml).unwrap()
+    }
+
+    #[test]
+    fn defaults_are_the_api_servers() {
+        let mut s = service("apiVersion: v1\nkind: Service\nmetadata: {name: web}\nspec: {ports: [{port: 80}, {port: 53, protocol: UDP, targetPort: dns}]}\n");
+        s.set_defaults();
+        assert_eq!(s.spec.service_type, "ClusterIP");
+        assert_eq!(s.spec.session_affinity, "None");
+        assert_eq!(s.spec.ports[0].protocol, "TCP");
+        assert_eq!(s.spec.ports[0].target_port, Some(IntOrString::Int(80)));
+        assert_eq!(s.spec.ports[1].protocol, "UDP");
+        assert_eq!(
+            s.spec.ports[1].target_port,
+            Some(IntOrString::String("dns".into()))
+        );
+        assert_eq!(s.spec.internal_traffic_policy.as_deref(), Some("Cluster"));
+        assert_eq!(
+            s.spec.external_traffic_policy, None,
+            "only for NodePort and LoadBalancer"
+        );
+        let again = s.clone();
+        s.set_defaults();
+        assert_eq!(s, again, "defaulting twice changes nothing");
+        let mut np = service("apiVersion: v1\nkind: Service\nmetadata: {name: np}\nspec: {type: NodePort, externalTrafficPolicy: Local, ports: [{port: 80}]}\n");
+        np.set_defaults();
+        assert_eq!(np.spec.external_traffic_policy.as_deref(), Some("Local"));
+        let mut ext = service("apiVersion: v1\nkind: Service\nmetadata: {name: e}\nspec: {type: ExternalName, externalName: example.com}\n");
+        ext.set_defaults();
+        assert_eq!(ext.spec.internal_traffic_policy, None);
     }
 }

@@ -237,6 +237,23 @@ fn kubectl_reads_objects() {
         nodes.contains("Ready") && nodes.contains("leader"),
         "{nodes}"
     );
+    let described = kubectl.ok(&["describe", "svc", "web"]);
+    let words: Vec<String> = described
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect();
+    for line in [
+        "Type: ClusterIP",
+        "Port: http 80/TCP",
+        "TargetPort: 8080/TCP",
+        "Session Affinity: None",
+        "Internal Traffic Policy: Cluster",
+    ] {
+        assert!(
+            words.iter().any(|w| w == line),
+            "{line:?} not in:\n{described}"
+        );
+    }
     let missing = kubectl.fails(&["get", "svc", "nope"]);
     assert!(missing.contains("services \"nope\" not found"), "{missing}");
     let bad = kubectl.fails(&["get", "svc", "--field-selector", "spec.nodeName=x"]);

@@ -248,7 +248,7 @@ fn parse(
             ));
         }
     }
-    let parsed = Object::from_value(value).map_err(|e| {
+    let mut parsed = Object::from_value(value).map_err(|e| {
         let causes: Vec<(String, String)> = e
             .errors
             .iter()
@@ -261,6 +261,8 @@ fn parse(
             &causes,
         )
     })?;
+    // As the store will (dry runs show what would be stored).
+    parsed.object.set_defaults();
     let mut report = Report::default();
     parsed.object.validate(&mut report);
     if !report.errors.is_empty() {

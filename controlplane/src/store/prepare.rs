@@ -14,6 +14,7 @@ pub(super) fn prepare_put(
     alloc: &mut Allocator<'_>,
     revision: u64,
 ) -> Result<Option<Object>> {
+    object.set_defaults();
     let mut report = Report::default();
     object.validate(&mut report);
     if !report.errors.is_empty() {
