@@ -187,8 +187,10 @@ impl Cluster {
         if self.stale.load(Ordering::Acquire) {
             let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
             if let Some(view) = pending.take() {
-                self.stale.store(false, Ordering::Release);
+                // Built before it is marked fresh: a request that then skips the lock must
+                // find the endpoints, not the empty list from before.
                 self.build(Some(&view));
+                self.stale.store(false, Ordering::Release);
             }
         }
         self.members.load()
@@ -212,8 +214,8 @@ impl Cluster {
             return;
         }
         *pending = None;
-        self.stale.store(false, Ordering::Release);
         self.build(backend.map(AsRef::as_ref));
+        self.stale.store(false, Ordering::Release);
     }
 
     /// Rebuilds the endpoint list from the backend service's view (or none if it is gone).
