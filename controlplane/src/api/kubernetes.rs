@@ -21,14 +21,23 @@ pub(crate) async fn serve(
     path: &str,
     shutdown: watch::Receiver<bool>,
 ) -> Response<Body> {
+    let resp = answer(&ctx, req, path, shutdown).await;
+    ctx.metrics
+        .api_requests
+        .with_label_values(&["kubernetes", resp.status().as_str()])
+        .inc();
+    resp
+}
+
+async fn answer(
+    ctx: &Arc<ApiContext>,
+    req: Request<Incoming>,
+    path: &str,
+    shutdown: watch::Receiver<bool>,
+) -> Response<Body> {
     let q = routes::query(req.uri().query());
     if let (Some((namespace, name)), &Method::GET) = (super::pod_log::path(path), req.method()) {
-        let resp = super::pod_log::serve(&ctx, namespace, name, &q).await;
-        ctx.metrics
-            .api_requests
-            .with_label_values(&["kubernetes", resp.status().as_str()])
-            .inc();
-        return resp;
+        return super::pod_log::serve(ctx, namespace, name, &q).await;
     }
     let header = |name| {
         req.headers()
@@ -58,7 +67,7 @@ pub(crate) async fn serve(
         content_type: content_type.as_deref(),
         body: &body,
     };
-    let resp = match crate::kube::handle(&ctx.store, &request).await {
+    match crate::kube::handle(&ctx.store, &request).await {
         crate::kube::Answer::Json(status, body, warnings) => {
             let mut resp = full(status, body);
             for warning in warnings {
@@ -70,10 +79,5 @@ pub(crate) async fn serve(
             resp
         }
         crate::kube::Answer::Stream(rx) => json_stream(rx),
-    };
-    ctx.metrics
-        .api_requests
-        .with_label_values(&["kubernetes", resp.status().as_str()])
-        .inc();
-    resp
+    }
 }

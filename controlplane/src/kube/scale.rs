@@ -33,14 +33,7 @@ pub(crate) async fn set(
     content_type: Option<&str>,
     body: &[u8],
 ) -> Result<Written, Failure> {
-    let request: Value = serde_json::from_slice(body).map_err(|e| {
-        status::failure(
-            StatusCode::BAD_REQUEST,
-            "BadRequest",
-            format!("the request body is not JSON: {e}"),
-            None,
-        )
-    })?;
+    let request = write::json(body)?;
     let current = get(store, t, name).await?;
     let wanted = match content_type {
         Some(media) => super::patch::apply(media, &current, &request)?,

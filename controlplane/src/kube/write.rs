@@ -14,7 +14,7 @@ use super::catalog::Resource;
 use super::patch;
 use super::read::wire;
 use super::status::{self, Failure};
-use crate::store::{Op, Outcome, Store};
+use crate::store::{Op, Store};
 use pier_model::report::Report;
 use pier_model::Object;
 
@@ -178,16 +178,10 @@ pub(crate) async fn delete(
         resource_version,
         must_exist: true,
     };
-    let (store, plural) = (Arc::clone(store), t.resource.plural);
-    let written = tokio::task::spawn_blocking(move || store.write(vec![op]))
-        .await
-        .map_err(|e| status::from_error(&crate::Error::store_from("an API worker", e)))?
-        .map_err(|e| conflict_or(&e, plural, name))?;
-    let deleted = written
-        .into_iter()
-        .find(|w| w.outcome == Outcome::Deleted)
-        .and_then(|w| w.object)
-        .map_or(current, |o| wire(&t.resource, &o));
+    let deleted = write(store, op).await.map_or_else(
+        |e| Err(conflict_or(&e, t.resource.plural, name)),
+        |o| Ok(wire(&t.resource, &o)),
+    )?;
     Ok(Written {
         code: StatusCode::OK,
         body: deleted,
@@ -196,7 +190,7 @@ pub(crate) async fn delete(
 }
 
 /// Reads a body as JSON (kubectl sends JSON; YAML bodies are JSON's superset and read too).
-fn json(body: &[u8]) -> Result<Value, Failure> {
+pub(crate) fn json(body: &[u8]) -> Result<Value, Failure> {
     serde_json::from_slice(body)
         .or_else(|_| serde_yaml_ng::from_slice(body))
         .map_err(|e| {
