@@ -39,7 +39,9 @@ fn kubectl_output_parses_with_ignored_fields_reported() {
     for read in ["spec.ipFamilyPolicy", "spec.internalTrafficPolicy"] {
         assert!(!ignored(0).contains(&read.to_string()), "{:?}", ignored(0));
     }
-    assert!(ignored(0).contains(&"metadata.managedFields".to_string()));
+    let owners = &objects[0].parsed.object.meta().managed_fields;
+    assert_eq!(owners[0].manager, "kubectl-client-side-apply", "{owners:?}");
+    assert!(owners[0].fields_v1.get("f:spec").is_some(), "{owners:?}");
     assert!(ignored(0).contains(&"status".to_string()));
     assert!(
         ignored(1).contains(&"endpoints[0].hints".to_string()),

@@ -10,7 +10,6 @@ const META: &[&str] = &[
     "selfLink",
     "deletionGracePeriodSeconds",
     "finalizers",
-    "managedFields",
 ];
 
 const SERVICE_SPEC: &[&str] = &[
@@ -200,7 +199,6 @@ mod tests {
         ));
         // Dual-stack fields are acted on, not ignored.
         assert!(!is_known_ignored(Kind::Service, "spec.ipFamilyPolicy"));
-        assert!(is_known_ignored(Kind::Service, "metadata.managedFields"));
         assert!(!is_known_ignored(Kind::Service, "spec.prots"));
         assert!(is_known_ignored(
             Kind::Deployment,

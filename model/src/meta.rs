@@ -38,6 +38,40 @@ pub struct ObjectMeta {
     /// Objects this one belongs to.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub owner_references: Vec<OwnerReference>,
+    /// Which field manager owns which fields, as the Kubernetes API's server-side apply keeps it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub managed_fields: Vec<ManagedFieldsEntry>,
+}
+
+/// The fields one manager owns through one kind of operation (`metav1.ManagedFieldsEntry`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ManagedFieldsEntry {
+    /// The manager's name (`kubectl`, `kubectl-client-side-apply`, ...).
+    #[serde(default)]
+    pub manager: String,
+    /// `Apply` or `Update`.
+    #[serde(default)]
+    pub operation: String,
+    /// The API version the fields are named in.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub api_version: String,
+    /// RFC 3339 time the manager's set last changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time: Option<String>,
+    /// The format of `fieldsV1` (always `FieldsV1`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub fields_type: String,
+    /// The owned fields as a FieldsV1 tree (`{"f:spec": {"f:replicas": {}}}`).
+    #[serde(
+        default,
+        rename = "fieldsV1",
+        skip_serializing_if = "serde_json::Value::is_null"
+    )]
+    pub fields_v1: serde_json::Value,
+    /// The subresource the operation wrote (`scale`, `status`), empty for the object.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub subresource: String,
 }
 
 fn is_zero(v: &u64) -> bool {

@@ -215,6 +215,9 @@ enum Command {
         /// Output format.
         #[arg(short, long, value_enum, default_value = "table")]
         output: Format,
+        /// Keep `metadata.managedFields` in JSON and YAML output (left out by default, as kubectl does).
+        #[arg(long)]
+        show_managed_fields: bool,
     },
     /// Show an object in detail.
     Describe {
@@ -313,12 +316,14 @@ async fn run(cli: Cli) -> Result<()> {
             all_namespaces,
             selector,
             output,
+            show_managed_fields,
         } => {
             let opts = cli::GetOptions {
                 namespace: &namespace,
                 all_namespaces,
                 selector: selector.as_deref(),
                 format: output,
+                show_managed_fields,
             };
             cli::get(&client(), kind, name.as_deref(), &opts).await
         }

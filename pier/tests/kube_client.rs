@@ -104,6 +104,31 @@ async fn kube_rs_lists_creates_patches_and_watches() {
         .collect();
     assert_eq!(ports, [80, 9090], "ports merge by their key");
 
+    let apply = PatchParams::apply("pier-test");
+    let config = json!({"apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "cache", "labels": {"tier": "cache"}},
+        "spec": {"ports": [{"port": 6379}]}});
+    let applied = services
+        .patch("cache", &apply, &Patch::Apply(&config))
+        .await
+        .unwrap();
+    let owners = applied.metadata.managed_fields.unwrap();
+    assert_eq!(owners[0].manager.as_deref(), Some("pier-test"));
+    assert_eq!(owners[0].operation.as_deref(), Some("Apply"));
+    let conflict = services
+        .patch(
+            "cache",
+            &PatchParams::apply("someone-else"),
+            &Patch::Apply(json!({"apiVersion": "v1", "kind": "Service",
+                "metadata": {"name": "cache", "labels": {"tier": "other"}}})),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&conflict, kube::Error::Api(s) if s.code == 409 && s.reason == "Conflict"),
+        "{conflict}"
+    );
+
     let err = services.get("nope").await.unwrap_err();
     match err {
         kube::Error::Api(status) => {

@@ -3,12 +3,12 @@
 //! it; requests without a valid token are refused.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
 use serde_json::Value;
 
 mod common;
+use common::kubectl::*;
 use common::*;
 
 const OBJECTS: &str = r#"
@@ -48,83 +48,6 @@ endpoints:
 ports:
 - {port: 5432, protocol: TCP}
 "#;
-
-/// kubectl with the test's kubeconfig and a discovery cache of its own.
-struct Kubectl {
-    kubeconfig: PathBuf,
-    cache: PathBuf,
-}
-
-impl Kubectl {
-    fn run(&self, args: &[&str]) -> Output {
-        Command::new("kubectl")
-            .arg("--kubeconfig")
-            .arg(&self.kubeconfig)
-            .arg("--cache-dir")
-            .arg(&self.cache)
-            .args(args)
-            .output()
-            .unwrap()
-    }
-
-    /// Runs kubectl, which must succeed; its stdout.
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "kubectl {args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    }
-
-    /// Runs kubectl, which must fail; its stderr.
-    fn fails(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(!out.status.success(), "kubectl {args:?} succeeded");
-        String::from_utf8(out.stderr).unwrap()
-    }
-}
-
-fn start(dir: &Path) -> Option<(Daemon, Kubectl)> {
-    start_with(dir, &[])
-}
-
-/// A daemon with the API on TCP (and `extra` flags), and kubectl configured for it.
-fn start_with(dir: &Path, extra: &[&str]) -> Option<(Daemon, Kubectl)> {
-    if !have("kubectl") {
-        skip("kubectl is not installed");
-        return None;
-    }
-    let mut flags = vec!["--no-proxy", "--api-listen", "127.0.0.1:0"];
-    flags.extend_from_slice(extra);
-    let daemon = Daemon::start_with(dir, &flags);
-    let out = daemon.pier(&["kubeconfig", "--name", "tester"]);
-    assert!(
-        out.status.success(),
-        "pier kubeconfig: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let kubeconfig = dir.join("kubeconfig");
-    std::fs::write(&kubeconfig, &out.stdout).unwrap();
-    let kubectl = Kubectl {
-        kubeconfig,
-        cache: dir.join("kube-cache"),
-    };
-    Some((daemon, kubectl))
-}
-
-fn names(list_json: &str) -> Vec<String> {
-    let list: Value = serde_json::from_str(list_json).unwrap();
-    let mut names: Vec<String> = list["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| i["metadata"]["name"].as_str().unwrap().to_string())
-        .collect();
-    names.sort();
-    names
-}
 
 /// Discovery, version and the resource list as kubectl prints them.
 #[test]
@@ -434,86 +357,6 @@ fn watches_follow_changes_and_expire_like_the_api_server() {
     assert_eq!(expired[0]["type"], "ERROR");
     assert_eq!(expired[0]["object"]["code"], 410);
     assert_eq!(expired[0]["object"]["reason"], "Expired");
-}
-
-/// kubectl's write path: apply creates, diff shows a change first, a re-apply updates in
-/// place (built-in kinds by strategic merge patch, Gateway routes by merge patch), create of
-/// an existing object is AlreadyExists, label and annotate patch, an unknown field is
-/// refused naming it, and delete -f removes everything.
-#[test]
-fn kubectl_applies_diffs_and_deletes() {
-    let dir = tempfile::tempdir().unwrap();
-    let Some((_daemon, kubectl)) = start(dir.path()) else {
-        return;
-    };
-    let quickstart = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/quickstart.yaml");
-    let created = kubectl.ok(&["apply", "-f", quickstart]);
-    assert!(created.contains("service/web created"), "{created}");
-    assert!(
-        created.contains("deployment.apps/web-v1 created"),
-        "{created}"
-    );
-    assert!(
-        created.contains("httproute.gateway.networking.k8s.io/web-canary created"),
-        "{created}"
-    );
-    let changed = std::fs::read_to_string(quickstart)
-        .unwrap()
-        .replace("replicas: 2", "replicas: 3")
-        .replace("name: db\n", "name: db\n  labels: {tier: data}\n");
-    let changed_path = dir.path().join("changed.yaml");
-    std::fs::write(&changed_path, &changed).unwrap();
-    let changed_path = changed_path.to_str().unwrap();
-    let diff = kubectl.run(&["diff", "-f", changed_path]);
-    let diff_text = String::from_utf8_lossy(&diff.stdout);
-    assert_eq!(
-        diff.status.code(),
-        Some(1),
-        "diff exits 1 on a difference: {diff_text}"
-    );
-    assert!(diff_text.contains("+  replicas: 3"), "{diff_text}");
-    assert!(diff_text.contains("+    tier: data"), "{diff_text}");
-    let replicas = kubectl.ok(&["get", "deploy", "web-v1", "-o", "jsonpath={.spec.replicas}"]);
-    assert_eq!(replicas, "2", "diff changed nothing");
-    let applied = kubectl.ok(&["apply", "-f", changed_path]);
-    assert!(
-        applied.contains("deployment.apps/web-v1 configured"),
-        "{applied}"
-    );
-    assert!(applied.contains("service/web unchanged"), "{applied}");
-    let replicas = kubectl.ok(&["get", "deploy", "web-v1", "-o", "jsonpath={.spec.replicas}"]);
-    assert_eq!(replicas, "3");
-    let ip_before = kubectl.ok(&["get", "svc", "db", "-o", "jsonpath={.spec.clusterIP}"]);
-    assert!(
-        ip_before.starts_with("10.96."),
-        "the ClusterIP survives the patch: {ip_before}"
-    );
-
-    let again = kubectl.fails(&["create", "-f", changed_path]);
-    assert!(
-        again.contains("AlreadyExists") || again.contains("already exists"),
-        "{again}"
-    );
-    kubectl.ok(&["label", "svc", "web", "team=checkout"]);
-    kubectl.ok(&["annotate", "svc", "web", "owner=ops"]);
-    let web: Value =
-        serde_json::from_str(&kubectl.ok(&["get", "svc", "web", "-o", "json"])).unwrap();
-    assert_eq!(web["metadata"]["labels"]["team"], "checkout");
-    assert_eq!(web["metadata"]["annotations"]["owner"], "ops");
-
-    let bad = dir.path().join("bad.yaml");
-    std::fs::write(
-        &bad,
-        "apiVersion: v1\nkind: Service\nmetadata: {name: bad}\nspec:\n  ports: [{port: 80}]\n  bogus: 1\n",
-    )
-    .unwrap();
-    let refused = kubectl.fails(&["apply", "-f", bad.to_str().unwrap()]);
-    assert!(refused.contains("bogus"), "{refused}");
-
-    let deleted = kubectl.ok(&["delete", "-f", changed_path]);
-    assert!(deleted.contains("service \"web\" deleted"), "{deleted}");
-    let left = kubectl.ok(&["get", "svc", "-o", "name"]);
-    assert!(left.trim().is_empty(), "{left}");
 }
 
 /// `kubectl scale` goes through the Deployment's `scale` subresource: the desired replicas

@@ -45,9 +45,10 @@ async fn answer(
             .and_then(|v: &hyper::header::HeaderValue| v.to_str().ok())
             .map(str::to_string)
     };
-    let (accept, content_type) = (
+    let (accept, content_type, user_agent) = (
         header(hyper::header::ACCEPT),
         header(hyper::header::CONTENT_TYPE),
+        header(hyper::header::USER_AGENT),
     );
     let method = req.method().clone();
     let body = if method == Method::GET {
@@ -65,6 +66,7 @@ async fn answer(
         accept: accept.as_deref(),
         shutdown,
         content_type: content_type.as_deref(),
+        user_agent: user_agent.as_deref(),
         body: &body,
     };
     match crate::kube::handle(&ctx.store, &request).await {

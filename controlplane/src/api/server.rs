@@ -175,7 +175,13 @@ async fn apply(ctx: Arc<ApiContext>, body: Value) -> Result<Response<Body>, Erro
     let mut errors = Vec::new();
     for (i, item) in items.into_iter().enumerate() {
         match Object::from_value(item) {
-            Ok(parsed) => {
+            Ok(mut parsed) => {
+                // Field ownership is the Kubernetes API's to record (`kube/managed.rs`); a
+                // manifest exported from a cluster carries that cluster's, which mean nothing here.
+                if !parsed.object.meta().managed_fields.is_empty() {
+                    parsed.object.meta_mut().managed_fields.clear();
+                    parsed.ignored.push("metadata.managedFields".into());
+                }
                 for path in parsed.ignored {
                     ignored.push(json!({"object": parsed.object.describe(), "field": path}));
                 }

@@ -3,8 +3,12 @@
 //! `discovery.rs` describes them, `read.rs` serves get and list, `watch.rs` watches,
 //! `table.rs` answers kubectl's Table requests, `status.rs` words failures as `metav1.Status`.
 
+mod apply;
 mod catalog;
 mod discovery;
+mod fields;
+mod keys;
+mod managed;
 mod openapi;
 mod patch;
 mod read;
@@ -44,6 +48,8 @@ pub(crate) struct Request<'a> {
     pub(crate) shutdown: tokio::sync::watch::Receiver<bool>,
     /// The `Content-Type` header (which patch format).
     pub(crate) content_type: Option<&'a str>,
+    /// The `User-Agent` header (the field manager of a write that names none).
+    pub(crate) user_agent: Option<&'a str>,
     /// The request body (empty for reads).
     pub(crate) body: &'a [u8],
 }
@@ -104,10 +110,13 @@ async fn answer(store: &Arc<Store>, req: &Request<'_>) -> Result<Answer, Failure
     }
     let include = query.get("includeObject").map(String::as_str);
     let table = table::wanted(req.accept);
+    let manager = field_manager(req);
     let target = write::Target {
         resource,
         namespace,
         dry_run: query.get("dryRun").is_some_and(|d| d == "All"),
+        manager: &manager,
+        subresource: "",
     };
     let written = |w: write::Written| Ok(Answer::Json(w.code, w.body, w.warnings));
     match (rest.as_slice(), method) {
@@ -136,6 +145,10 @@ async fn answer(store: &Arc<Store>, req: &Request<'_>) -> Result<Answer, Failure
             ok(table::of(resource.kind, &[object], None, include))
         }
         ([_, name], &Method::PUT) => written(write::update(store, &target, name, req.body).await?),
+        ([_, name], &Method::PATCH) if apply::is_apply(req.content_type) => {
+            let force = query.get("force").is_some_and(|f| f == "true");
+            written(apply::server_side(store, &target, name, req.body, force).await?)
+        }
         ([_, name], &Method::PATCH) => {
             let content_type = req.content_type.unwrap_or("");
             written(write::patch(store, &target, name, content_type, req.body).await?)
@@ -143,15 +156,13 @@ async fn answer(store: &Arc<Store>, req: &Request<'_>) -> Result<Answer, Failure
         ([_, name], &Method::DELETE) => {
             written(write::delete(store, &target, name, req.body).await?)
         }
-        ([_, name, "scale"], _) if scale::scalable(resource.kind) => match *method {
-            Method::GET => ok(scale::get(store, &target, name).await?),
-            Method::PUT => written(scale::set(store, &target, name, None, req.body).await?),
-            Method::PATCH => {
-                let content_type = req.content_type.unwrap_or("");
-                written(scale::set(store, &target, name, Some(content_type), req.body).await?)
-            }
-            _ => Err(not_allowed(method, path)),
-        },
+        ([_, name, "scale"], _) if scale::scalable(resource.kind) => {
+            let target = write::Target {
+                subresource: "scale",
+                ..target
+            };
+            scale(store, req, &target, name).await
+        }
         ([_, name, "status"], _) if resource.kind == pier_model::Kind::Deployment => {
             match *method {
                 Method::GET => ok(read::get(store, resource, namespace.unwrap_or(""), name).await?),
@@ -165,6 +176,43 @@ async fn answer(store: &Arc<Store>, req: &Request<'_>) -> Result<Answer, Failure
         }
         ([_] | [_, _], _) => Err(not_allowed(method, path)),
         _ => Err(not_found()),
+    }
+}
+
+/// `GET`, `PUT` or `PATCH` of a Deployment's `scale` subresource.
+async fn scale(
+    store: &Arc<Store>,
+    req: &Request<'_>,
+    target: &write::Target<'_>,
+    name: &str,
+) -> Result<Answer, Failure> {
+    let written = |w: write::Written| Ok(Answer::Json(w.code, w.body, w.warnings));
+    match *req.method {
+        Method::GET => Ok(Answer::Json(
+            StatusCode::OK,
+            scale::get(store, target, name).await?,
+            Vec::new(),
+        )),
+        Method::PUT => written(scale::set(store, target, name, None, req.body).await?),
+        Method::PATCH => {
+            let content_type = req.content_type.unwrap_or("");
+            written(scale::set(store, target, name, Some(content_type), req.body).await?)
+        }
+        _ => Err(not_allowed(req.method, req.path)),
+    }
+}
+
+/// The field manager of a write: `?fieldManager=`, else the client's name from its
+/// `User-Agent` (`kubectl/v1.32.0 (linux/amd64)` → `kubectl`), as the API server does.
+fn field_manager(req: &Request<'_>) -> String {
+    if let Some(named) = req.query.get("fieldManager").filter(|m| !m.is_empty()) {
+        return named.clone();
+    }
+    let agent = req.user_agent.unwrap_or("").split('/').next().unwrap_or("");
+    if agent.trim().is_empty() {
+        "unknown".into()
+    } else {
+        agent.trim().to_string()
     }
 }
 

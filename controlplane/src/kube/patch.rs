@@ -7,6 +7,7 @@
 use hyper::StatusCode;
 use serde_json::{Map, Value};
 
+use super::keys::merge_key;
 use super::status::{self, Failure};
 
 /// `current` with `patch` applied, by the format `content_type` names.
@@ -36,28 +37,10 @@ pub(crate) fn apply(content_type: &str, current: &Value, patch: &Value) -> Resul
     }
 }
 
-/// The merge key of the list at `path` (field names from the object's root), as the
-/// Kubernetes types declare `patchMergeKey`; `None` for a list that is replaced whole.
-fn merge_key(path: &[String]) -> Option<&'static str> {
-    let field = path.last()?.as_str();
-    let parent = path.len().checked_sub(2).map(|i| path[i].as_str());
-    match field {
-        "containers"
-        | "initContainers"
-        | "ephemeralContainers"
-        | "env"
-        | "volumes"
-        | "imagePullSecrets"
-        | "secrets" => Some("name"),
-        "volumeMounts" => Some("mountPath"),
-        "volumeDevices" => Some("devicePath"),
-        "conditions" => Some("type"),
-        "hostAliases" => Some("ip"),
-        "topologySpreadConstraints" => Some("topologyKey"),
-        "ports" if matches!(parent, Some("spec")) && path.len() == 2 => Some("port"),
-        "ports" if path.iter().any(|p| p.ends_with("ontainers")) => Some("containerPort"),
-        _ => None,
-    }
+/// `applied` merged into `current` as server-side apply merges: maps field by field, keyed
+/// lists element by element, everything else replaced.
+pub(crate) fn merge(current: &Value, applied: &Value) -> Result<Value, Failure> {
+    strategic(current, applied, &mut Vec::new())
 }
 
 /// Strategic merge of `patch` into `current` at `path`.

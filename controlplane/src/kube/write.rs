@@ -11,6 +11,7 @@ use hyper::StatusCode;
 use serde_json::Value;
 
 use super::catalog::Resource;
+use super::managed::{self, Writer};
 use super::patch;
 use super::read::wire;
 use super::status::{self, Failure};
@@ -30,6 +31,21 @@ pub(crate) struct Target<'a> {
     pub(crate) resource: Resource,
     pub(crate) namespace: Option<&'a str>,
     pub(crate) dry_run: bool,
+    /// The field manager the write is recorded under.
+    pub(crate) manager: &'a str,
+    /// The subresource written (`scale`), empty for the object itself.
+    pub(crate) subresource: &'static str,
+}
+
+impl Target<'_> {
+    /// Who writes, for field ownership.
+    pub(crate) fn writer(&self) -> Writer<'_> {
+        Writer {
+            manager: self.manager,
+            subresource: self.subresource,
+            api_version: self.resource.api_version(),
+        }
+    }
 }
 
 /// `POST` to a collection.
@@ -39,7 +55,8 @@ pub(crate) async fn create(
     body: &[u8],
 ) -> Result<Written, Failure> {
     let value = json(body)?;
-    let parsed = parse(t, value, None)?;
+    let mut parsed = parse(t, value, None)?;
+    track(t, None, &mut parsed.object);
     let name = parsed.object.meta().name.clone();
     if t.dry_run {
         return Ok(answer(
@@ -69,7 +86,13 @@ pub(crate) async fn update(
     name: &str,
     body: &[u8],
 ) -> Result<Written, Failure> {
-    let parsed = parse(t, json(body)?, Some(name))?;
+    let mut parsed = parse(t, json(body)?, Some(name))?;
+    let live = match super::read::get(store, t.resource, t.namespace.unwrap_or(""), name).await {
+        Ok(live) => Some(live),
+        Err(failure) if failure.code == StatusCode::NOT_FOUND => None,
+        Err(failure) => return Err(failure),
+    };
+    track(t, live.as_ref(), &mut parsed.object);
     if t.dry_run {
         return Ok(answer(StatusCode::OK, t, &parsed.object, parsed.ignored));
     }
@@ -92,7 +115,8 @@ pub(crate) async fn patch(
     for _ in 0..5 {
         let current = super::read::get(store, t.resource, t.namespace.unwrap_or(""), name).await?;
         let patched = patch::apply(content_type, &current, &patch_doc)?;
-        let parsed = parse(t, patched, Some(name))?;
+        let mut parsed = parse(t, patched, Some(name))?;
+        track(t, Some(&current), &mut parsed.object);
         if t.dry_run {
             return Ok(answer(StatusCode::OK, t, &parsed.object, parsed.ignored));
         }
@@ -206,7 +230,7 @@ pub(crate) fn json(body: &[u8]) -> Result<Value, Failure> {
 /// The object a write carries, checked against where it is written: kind, namespace and (for
 /// an existing object) name must agree with the path; unknown fields and invalid values are
 /// `422 Invalid` with each field named.
-fn parse(
+pub(crate) fn parse(
     t: &Target<'_>,
     mut value: Value,
     name: Option<&str>,
@@ -281,7 +305,23 @@ fn parse(
     Ok(parsed)
 }
 
-async fn write(store: &Arc<Store>, op: Op) -> crate::Result<Object> {
+/// Records an update's field ownership on `object`, which replaces `live` (`None`: creates).
+fn track(t: &Target<'_>, live: Option<&Value>, object: &mut Object) {
+    let new = wire(&t.resource, object);
+    let entries = live.map(managed_fields).unwrap_or_default();
+    object.meta_mut().managed_fields = managed::update(live, &new, &entries, &t.writer());
+}
+
+/// The `metadata.managedFields` of an object in wire form (as the store wrote them).
+pub(crate) fn managed_fields(object: &Value) -> Vec<pier_model::meta::ManagedFieldsEntry> {
+    object
+        .pointer("/metadata/managedFields")
+        .and_then(|m| serde_json::from_value(m.clone()).ok())
+        .unwrap_or_default()
+}
+
+/// Writes one op, answering the object stored.
+pub(crate) async fn write(store: &Arc<Store>, op: Op) -> crate::Result<Object> {
     let store = Arc::clone(store);
     let written = tokio::task::spawn_blocking(move || store.write(vec![op]))
         .await
@@ -293,7 +333,7 @@ async fn write(store: &Arc<Store>, op: Op) -> crate::Result<Object> {
         .ok_or_else(|| crate::Error::store("the write returned no object"))
 }
 
-fn conflict_or(e: &crate::Error, plural: &str, name: &str) -> Failure {
+pub(crate) fn conflict_or(e: &crate::Error, plural: &str, name: &str) -> Failure {
     match e {
         crate::Error::Conflict(_) => status::failure(
             StatusCode::CONFLICT,
@@ -307,7 +347,13 @@ fn conflict_or(e: &crate::Error, plural: &str, name: &str) -> Failure {
     }
 }
 
-fn answer(code: StatusCode, t: &Target<'_>, object: &Object, ignored: Vec<String>) -> Written {
+/// The answer to a write of `object`, with warnings for the fields pier ignores.
+pub(crate) fn answer(
+    code: StatusCode,
+    t: &Target<'_>,
+    object: &Object,
+    ignored: Vec<String>,
+) -> Written {
     let warnings = ignored
         .into_iter()
         .map(|path| {

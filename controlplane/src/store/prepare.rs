@@ -56,6 +56,10 @@ pub(super) fn prepare_put(
             meta.creation_timestamp.clone_from(&em.creation_timestamp);
             meta.generation = em.generation + u64::from(spec_changed);
             meta.resource_version.clone_from(&em.resource_version);
+            // Field ownership is the Kubernetes API's to change; other writers keep it.
+            if meta.managed_fields.is_empty() {
+                meta.managed_fields.clone_from(&em.managed_fields);
+            }
             if *e == object {
                 return Ok(None);
             }

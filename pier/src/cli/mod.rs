@@ -71,6 +71,8 @@ pub(crate) struct GetOptions<'a> {
     pub selector: Option<&'a str>,
     /// Output format.
     pub format: Format,
+    /// Keep `metadata.managedFields` in JSON and YAML.
+    pub show_managed_fields: bool,
 }
 
 /// `pier get KIND [NAME]`.
@@ -100,6 +102,14 @@ pub(crate) async fn get(
     };
     match opts.format {
         Format::Json | Format::Yaml => {
+            let mut objects = objects;
+            if !opts.show_managed_fields {
+                for object in &mut objects {
+                    if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) {
+                        meta.remove("managedFields");
+                    }
+                }
+            }
             let value = match (name, objects.as_slice()) {
                 (Some(_), [one]) => one.clone(),
                 _ => serde_json::json!({"apiVersion": "v1", "kind": "List", "items": objects}),

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 pub(crate) mod cluster;
+pub(crate) mod kubectl;
 pub(crate) mod proxy;
 pub(crate) mod runtime;
 
