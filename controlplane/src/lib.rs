@@ -5,6 +5,7 @@ pub mod api;
 pub mod cluster;
 pub mod controllers;
 pub mod error;
+pub mod events;
 mod kube;
 pub mod metrics;
 pub mod snapshot;

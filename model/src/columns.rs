@@ -84,6 +84,18 @@ pub fn columns(kind: Kind) -> Vec<Column> {
             col("INTERNAL-IP"),
         ],
         Kind::Lease => vec![col("NAME"), col("HOLDER"), col("AGE")],
+        Kind::Event => vec![
+            col("LAST SEEN"),
+            col("TYPE"),
+            col("REASON"),
+            col("OBJECT"),
+            wide("SUBOBJECT"),
+            wide("SOURCE"),
+            col("MESSAGE"),
+            wide("FIRST SEEN"),
+            wide("COUNT"),
+            wide("NAME"),
+        ],
     }
 }
 
@@ -180,7 +192,36 @@ pub fn row(kind: Kind, v: &Value, now: SystemTime) -> Vec<String> {
             node_address(v, "InternalIP"),
         ],
         Kind::Lease => vec![name, s(v, "/spec/holderIdentity").to_string(), created],
+        Kind::Event => event_row(v, name, now),
     }
+}
+
+/// An Event's cells, as the API server prints them: ages of its first and last occurrence,
+/// `kind/name` of its object, `component, host` of its source.
+fn event_row(v: &Value, name: String, now: SystemTime) -> Vec<String> {
+    let when = |pointer: &str| v.pointer(pointer).and_then(Value::as_str);
+    let first = when("/firstTimestamp").or_else(|| when("/eventTime"));
+    let last = when("/lastTimestamp").or(first);
+    let object = match (s(v, "/involvedObject/kind"), s(v, "/involvedObject/name")) {
+        (kind, "") => kind.to_lowercase(),
+        (kind, name) => format!("{}/{name}", kind.to_lowercase()),
+    };
+    let source: Vec<&str> = [s(v, "/source/component"), s(v, "/source/host")]
+        .into_iter()
+        .filter(|p| !p.is_empty())
+        .collect();
+    vec![
+        age(last, now),
+        s(v, "/type").to_string(),
+        s(v, "/reason").to_string(),
+        object,
+        s(v, "/involvedObject/fieldPath").to_string(),
+        source.join(", "),
+        s(v, "/message").trim().to_string(),
+        age(first, now),
+        v["count"].as_i64().unwrap_or(1).max(1).to_string(),
+        name,
+    ]
 }
 
 /// kubectl's age of an RFC 3339 timestamp at `now` (`45s`, `12m`, `3h`, `5d`).

@@ -113,13 +113,7 @@ const HTTP_ROUTE: &[&str] = &[
 
 const L4_ROUTE: &[&str] = &["status", "spec.useDefaultGateways"];
 
-const ENDPOINT_SLICE: &[&str] = &[
-    "endpoints[].hints",
-    "endpoints[].deprecatedTopology",
-    "endpoints[].targetRef.apiVersion",
-    "endpoints[].targetRef.resourceVersion",
-    "endpoints[].targetRef.fieldPath",
-];
+const ENDPOINT_SLICE: &[&str] = &["endpoints[].hints", "endpoints[].deprecatedTopology"];
 
 const NODE_SPEC: &[&str] = &["providerID", "externalID", "configSource"];
 
@@ -137,6 +131,8 @@ const NODE_STATUS: &[&str] = &[
 const NODE_INFO: &[&str] = &["kubeProxyVersion", "swap"];
 
 const LEASE_SPEC: &[&str] = &["strategy", "preferredHolder"];
+
+const EVENT: &[&str] = &["series", "related"];
 
 fn under(prefix: &str, names: &[&str], path: &str) -> bool {
     path.strip_prefix(prefix)
@@ -180,6 +176,7 @@ pub(crate) fn is_known_ignored(kind: Kind, path: &str) -> bool {
                 || under("status.nodeInfo", NODE_INFO, path)
         }
         Kind::Lease => under("spec", LEASE_SPEC, path),
+        Kind::Event => EVENT.contains(&path),
         // A stored Namespace or ServiceAccount carries every field it maps.
         Kind::Namespace | Kind::ServiceAccount => false,
     }

@@ -3,6 +3,7 @@
 //! and tools can build snapshots from manifests without the control plane.
 
 pub mod columns;
+pub mod core_event;
 pub mod deployment;
 pub mod endpointslice;
 pub mod event;
@@ -22,6 +23,7 @@ pub mod syntax;
 pub mod traffic_policy;
 mod validation;
 
+pub use core_event::CoreEvent;
 pub use deployment::Deployment;
 pub use endpointslice::{Endpoint, EndpointConditions, EndpointPort, EndpointSlice};
 pub use event::{Event, EventType};

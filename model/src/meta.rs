@@ -270,6 +270,9 @@ fn parse_set(s: &str) -> Result<Vec<String>, String> {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ObjectReference {
+    /// Referent apiVersion.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub api_version: String,
     /// Referent kind.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub kind: String,
@@ -282,6 +285,12 @@ pub struct ObjectReference {
     /// Referent uid.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub uid: String,
+    /// Referent resourceVersion.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub resource_version: String,
+    /// The part of the referent meant (`spec.containers{web}`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub field_path: String,
 }
 
 #[cfg(test)]

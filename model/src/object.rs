@@ -16,7 +16,7 @@ use super::report::{FieldError, Report};
 use super::route::{HttpRoute, L4Route};
 use super::service::Service;
 use super::validation;
-use super::{Lease, Namespace, Node, ServiceAccount};
+use super::{CoreEvent, Lease, Namespace, Node, ServiceAccount};
 
 /// The kinds of object pier understands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -43,11 +43,13 @@ pub enum Kind {
     Node,
     /// `coordination.k8s.io/v1/Lease`.
     Lease,
+    /// `v1/Event`.
+    Event,
 }
 
 impl Kind {
     /// Every kind.
-    pub const ALL: [Kind; 11] = [
+    pub const ALL: [Kind; 12] = [
         Kind::Service,
         Kind::EndpointSlice,
         Kind::Pod,
@@ -59,6 +61,7 @@ impl Kind {
         Kind::ServiceAccount,
         Kind::Node,
         Kind::Lease,
+        Kind::Event,
     ];
 
     /// Whether objects of this kind live in a namespace (all but Namespace and Node).
@@ -80,6 +83,7 @@ impl Kind {
             Kind::ServiceAccount => "ServiceAccount",
             Kind::Node => "Node",
             Kind::Lease => "Lease",
+            Kind::Event => "Event",
         }
     }
 
@@ -97,15 +101,19 @@ impl Kind {
             Kind::ServiceAccount => "serviceaccounts",
             Kind::Node => "nodes",
             Kind::Lease => "leases",
+            Kind::Event => "events",
         }
     }
 
     /// The apiVersions accepted for this kind; the first is the one pier writes.
     pub fn api_versions(self) -> &'static [&'static str] {
         match self {
-            Kind::Service | Kind::Pod | Kind::Namespace | Kind::ServiceAccount | Kind::Node => {
-                &["v1"]
-            }
+            Kind::Service
+            | Kind::Pod
+            | Kind::Namespace
+            | Kind::ServiceAccount
+            | Kind::Node
+            | Kind::Event => &["v1"],
             Kind::Lease => &["coordination.k8s.io/v1"],
             Kind::EndpointSlice => &["discovery.k8s.io/v1"],
             Kind::Deployment => &["apps/v1"],
@@ -150,6 +158,7 @@ impl FromStr for Kind {
             "serviceaccount" | "serviceaccounts" | "sa" => Kind::ServiceAccount,
             "node" | "nodes" | "no" => Kind::Node,
             "lease" | "leases" => Kind::Lease,
+            "event" | "events" | "ev" => Kind::Event,
             _ => {
                 let known: Vec<&str> = Kind::ALL.iter().map(|k| k.plural()).collect();
                 return Err(format!(
@@ -190,6 +199,8 @@ pub enum Object {
     Node(Node),
     /// A Lease.
     Lease(Lease),
+    /// An Event.
+    Event(CoreEvent),
 }
 
 /// Why a value could not become an object.
@@ -370,6 +381,7 @@ impl Object {
             }
             Kind::Node => typed(value, kind).map(|(o, i, e)| (Object::Node(o), i, e)),
             Kind::Lease => typed(value, kind).map(|(o, i, e)| (Object::Lease(o), i, e)),
+            Kind::Event => typed(value, kind).map(|(o, i, e)| (Object::Event(o), i, e)),
         }
         .map_err(with_label)?;
         let mut report = Report { errors, ignored };
@@ -405,6 +417,7 @@ impl Object {
             Object::ServiceAccount(a) => validation::service_account(a, report),
             Object::Node(n) => validation::node(n, report),
             Object::Lease(l) => validation::lease(l, report),
+            Object::Event(e) => validation::event(e, report),
         }
     }
 
@@ -422,6 +435,7 @@ impl Object {
             Object::ServiceAccount(_) => Kind::ServiceAccount,
             Object::Node(_) => Kind::Node,
             Object::Lease(_) => Kind::Lease,
+            Object::Event(_) => Kind::Event,
         }
     }
 
@@ -438,6 +452,7 @@ impl Object {
             Object::ServiceAccount(o) => &o.metadata,
             Object::Node(o) => &o.metadata,
             Object::Lease(o) => &o.metadata,
+            Object::Event(o) => &o.metadata,
         }
     }
 
@@ -454,6 +469,7 @@ impl Object {
             Object::ServiceAccount(o) => &mut o.metadata,
             Object::Node(o) => &mut o.metadata,
             Object::Lease(o) => &mut o.metadata,
+            Object::Event(o) => &mut o.metadata,
         }
     }
 
@@ -473,6 +489,7 @@ impl Object {
             Object::ServiceAccount(o) => v(o),
             Object::Node(o) => v(o),
             Object::Lease(o) => v(o),
+            Object::Event(o) => v(o),
         }
     }
 

@@ -360,7 +360,8 @@ fn watches_follow_changes_and_expire_like_the_api_server() {
 }
 
 /// `kubectl scale` goes through the Deployment's `scale` subresource: the desired replicas
-/// change, and the Scale's status counts the pods the controller then makes.
+/// change, the Scale's status counts the pods the controller then makes, and `kubectl
+/// describe` shows the controller's Events for them.
 #[test]
 fn kubectl_scales_a_deployment() {
     let dir = tempfile::tempdir().unwrap();
@@ -419,6 +420,20 @@ fn kubectl_scales_a_deployment() {
         kubectl.ok(&["get", "deploy", "web", "-o", "jsonpath={.spec.replicas}"]),
         "0"
     );
+    // The controller's Events tell the story in `kubectl describe`.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let described = kubectl.ok(&["describe", "deploy", "web"]);
+        let events = described.split("Events:").nth(1).unwrap_or("");
+        let created = events.matches("Created pod: web-").count();
+        if created == 3 && events.matches("Deleted pod: web-").count() == 3 {
+            assert!(events.contains("SuccessfulCreate"), "{described}");
+            assert!(events.contains("deployment-controller"), "{described}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{described}");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
 }
 
 /// `kubectl rollout status` waits on the Deployment's status, which the controller keeps from

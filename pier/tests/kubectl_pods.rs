@@ -1,5 +1,6 @@
 //! kubectl against pods the engine runs: `kubectl logs` (whole, `--tail`, `-f`, a wrong
-//! container) through the pod `log` subresource. Needs root.
+//! container) through the pod `log` subresource, and the engine's Events as `kubectl
+//! describe pod` and `kubectl get events` show them. Needs root.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -19,11 +20,14 @@ spec:
   - name: web
     image: pier/echo:v1
     args: [echo, --http, '0.0.0.0:8080', --name, web]
+    readinessProbe:
+      tcpSocket: {port: 9999}
+      periodSeconds: 1
 ";
 
 #[test]
-fn kubectl_logs_reads_a_pods_container_log() {
-    if !privileged("kubectl_logs_reads_a_pods_container_log") {
+fn kubectl_reads_a_pods_logs_and_events() {
+    if !privileged("kubectl_reads_a_pods_logs_and_events") {
         return;
     }
     if !have("kubectl") {
@@ -91,4 +95,58 @@ fn kubectl_logs_reads_a_pods_container_log() {
     assert!(follow.try_wait().unwrap().is_none(), "-f keeps following");
     follow.kill().unwrap();
     follow.wait().unwrap();
+
+    // The engine's story of the pod, with the failing readiness probe's repeats counted.
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let described = loop {
+        let out = kubectl(&["describe", "pod", "web"]);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let events = text.split("Events:").nth(1).unwrap_or("").to_string();
+        let counted = events
+            .lines()
+            .any(|l| l.contains("Unhealthy") && l.contains("(x"));
+        if ["Pulled", "Created", "Started"]
+            .iter()
+            .all(|r| events.contains(r))
+            && counted
+        {
+            break events;
+        }
+        assert!(Instant::now() < deadline, "{text}");
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert!(described.contains("kubelet"), "{described}");
+    assert!(
+        described.contains("Readiness probe failed: TCP connect to :9999 failed"),
+        "{described}"
+    );
+    let warnings = kubectl(&[
+        "get",
+        "events",
+        "--field-selector",
+        "involvedObject.name=web,type=Warning",
+        "-o",
+        "jsonpath={.items[*].reason}",
+    ]);
+    assert_eq!(
+        String::from_utf8_lossy(&warnings.stdout),
+        "Unhealthy",
+        "{}",
+        out_text(&warnings)
+    );
+    let deleted = kubectl(&["delete", "pod", "web"]);
+    assert!(deleted.status.success(), "{}", out_text(&deleted));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let table = kubectl(&["get", "events"]);
+        let text = String::from_utf8_lossy(&table.stdout).into_owned();
+        if text.contains("Killing") {
+            assert!(text.starts_with("LAST SEEN"), "{text}");
+            assert!(text.contains("pod/web"), "{text}");
+            assert!(text.contains("Stopping container web"), "{text}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "{text}");
+        std::thread::sleep(Duration::from_millis(300));
+    }
 }

@@ -9,6 +9,7 @@ use super::deployment::{
 };
 use super::deployment_status::status_of;
 use super::runner::{Reconciled, Reconciler};
+use crate::events::Recorder;
 use crate::store::{EventType, Op, Outcome, Store};
 use pier_model::{Deployment, Kind, Object, Pod};
 
@@ -17,16 +18,18 @@ type Key = (String, String);
 /// The Deployment controller.
 pub struct DeploymentController {
     store: Arc<Store>,
+    events: Recorder,
     deployments: HashMap<Key, Deployment>,
     /// Pods by the Deployment they belong to, then by name.
     pods: HashMap<Key, BTreeMap<String, Pod>>,
 }
 
 impl DeploymentController {
-    /// A controller writing to `store`.
-    pub fn new(store: Arc<Store>) -> Self {
+    /// A controller writing to `store`, reporting the pods it creates and deletes to `events`.
+    pub fn new(store: Arc<Store>, events: Recorder) -> Self {
         Self {
             store,
+            events,
             deployments: HashMap::new(),
             pods: HashMap::new(),
         }
@@ -120,6 +123,23 @@ impl DeploymentController {
 }
 
 impl DeploymentController {
+    /// Reports a pod written for Deployment `key` as the ReplicaSet controller does:
+    /// `SuccessfulCreate` or `SuccessfulDelete` on the Deployment.
+    fn report(&self, key: &Key, outcome: Outcome, pod: &Pod) {
+        let Some(d) = self.deployments.get(key) else {
+            return;
+        };
+        let owner = Object::Deployment(d.clone());
+        let name = &pod.metadata.name;
+        if outcome == Outcome::Created {
+            self.events
+                .normal(&owner, "SuccessfulCreate", format!("Created pod: {name}"));
+        } else if pod.is_terminating() {
+            self.events
+                .normal(&owner, "SuccessfulDelete", format!("Deleted pod: {name}"));
+        }
+    }
+
     /// Writes `key`'s status if it changed; a conflict (the Deployment changed meanwhile)
     /// waits for the change's event, which marks the key again.
     async fn write_status(&mut self, key: &Key, result: &mut Reconciled<Key>) {
@@ -200,6 +220,7 @@ impl Reconciler for DeploymentController {
                     // Into the cache now, so a pass before the watch catches up counts them.
                     for w in written {
                         if let Some(Object::Pod(p)) = &w.object {
+                            self.report(&key, w.outcome, p);
                             self.observe_pod(
                                 w.outcome == Outcome::Deleted,
                                 p,
@@ -277,7 +298,15 @@ mod tests {
             .unwrap();
         let task = tokio::spawn(super::super::runner::run(
             Arc::clone(&store),
-            DeploymentController::new(Arc::clone(&store)),
+            DeploymentController::new(
+                Arc::clone(&store),
+                Recorder::start(
+                    Arc::clone(&store),
+                    "deployment-controller",
+                    "test",
+                    crate::events::DEFAULT_TTL,
+                ),
+            ),
         ));
         let first = until("three pods", &store, |p| p.len() == 3).await;
         assert!(first

@@ -75,6 +75,7 @@ fn endpoint_for(svc: &Service, pod: &Pod, down: &BTreeSet<String>) -> Option<End
             namespace: pod.metadata.namespace().to_string(),
             name: pod.metadata.name.clone(),
             uid: pod.metadata.uid.clone(),
+            ..ObjectReference::default()
         }),
     })
 }

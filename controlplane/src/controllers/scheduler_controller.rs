@@ -9,6 +9,7 @@ use std::sync::Arc;
 use super::runner::{Reconciled, Reconciler};
 use super::scheduling::{self, Usage};
 use crate::error::Error;
+use crate::events::Recorder;
 use crate::store::{EventType, Store};
 use pier_model::{Kind, Node, Object, Pod};
 
@@ -17,16 +18,18 @@ type Key = (String, String);
 /// The scheduler.
 pub struct Scheduler {
     store: Arc<Store>,
+    events: Recorder,
     nodes: BTreeMap<String, Node>,
     pods: BTreeMap<Key, Pod>,
     usage: BTreeMap<String, Usage>,
 }
 
 impl Scheduler {
-    /// A scheduler binding pods in `store`.
-    pub fn new(store: Arc<Store>) -> Self {
+    /// A scheduler binding pods in `store`, reporting bindings and failures to `events`.
+    pub fn new(store: Arc<Store>, events: Recorder) -> Self {
         Self {
             store,
+            events,
             nodes: BTreeMap::new(),
             pods: BTreeMap::new(),
             usage: BTreeMap::new(),
@@ -125,12 +128,16 @@ impl Reconciler for Scheduler {
             let Some(pod) = self.pods.get(&key).filter(|p| waiting(p)).cloned() else {
                 continue;
             };
-            let update = match scheduling::place(&pod, self.nodes.values(), &self.usage) {
+            let (update, event) = match scheduling::place(&pod, self.nodes.values(), &self.usage) {
                 Ok(node) => {
                     let mut bound = scheduled(pod.clone(), "True", None, None);
                     bound.spec.node_name = Some(node.clone());
                     tracing::info!(pod = %format!("{}/{}", key.0, key.1), node = %node, "scheduled");
-                    bound
+                    let message = format!("Successfully assigned {}/{} to {node}", key.0, key.1);
+                    (
+                        bound,
+                        (pier_model::core_event::NORMAL, "Scheduled", message),
+                    )
                 }
                 Err(why) => {
                     let known = pod.status.conditions.iter().any(|c| {
@@ -140,7 +147,15 @@ impl Reconciler for Scheduler {
                         continue;
                     }
                     tracing::info!(pod = %format!("{}/{}", key.0, key.1), reason = %why, "unschedulable");
-                    scheduled(pod.clone(), "False", Some("Unschedulable"), Some(why))
+                    let failed = (
+                        pier_model::core_event::WARNING,
+                        "FailedScheduling",
+                        why.clone(),
+                    );
+                    (
+                        scheduled(pod.clone(), "False", Some("Unschedulable"), Some(why)),
+                        failed,
+                    )
                 }
             };
             let written = self
@@ -150,6 +165,9 @@ impl Reconciler for Scheduler {
             match written {
                 Ok(mut w) => {
                     if let Some(Object::Pod(stored)) = w.pop().and_then(|w| w.object) {
+                        let (event_type, reason, message) = event;
+                        let about = crate::events::reference(&Object::Pod(stored.clone()));
+                        self.events.report(about, event_type, reason, message);
                         self.track(key, Some(stored));
                     }
                 }

@@ -82,6 +82,7 @@ fn singular(kind: Kind) -> &'static str {
         Kind::ServiceAccount => "serviceaccount",
         Kind::Node => "node",
         Kind::Lease => "lease",
+        Kind::Event => "event",
     }
 }
 
@@ -94,6 +95,7 @@ fn short_names(kind: Kind) -> &'static [&'static str] {
         Kind::Namespace => &["ns"],
         Kind::ServiceAccount => &["sa"],
         Kind::Node => &["no"],
+        Kind::Event => &["ev"],
         Kind::EndpointSlice | Kind::HttpRoute | Kind::TcpRoute | Kind::UdpRoute | Kind::Lease => {
             &[]
         }

@@ -38,6 +38,12 @@ impl FieldSelector {
                     kind.plural()
                 )));
             }
+            // The API server's `source` selects on the reporting component.
+            let field = if kind == Kind::Event && field == "source" {
+                "source.component"
+            } else {
+                field
+            };
             terms.push((field.to_string(), equal, value.trim().to_string()));
         }
         Ok(FieldSelector(terms))
@@ -79,6 +85,20 @@ fn supported(kind: Kind, field: &str) -> bool {
         Kind::Node => field == "spec.unschedulable",
         Kind::Namespace => field == "status.phase",
         Kind::Service => matches!(field, "spec.type" | "spec.clusterIP"),
+        Kind::Event => matches!(
+            field,
+            "involvedObject.kind"
+                | "involvedObject.namespace"
+                | "involvedObject.name"
+                | "involvedObject.uid"
+                | "involvedObject.apiVersion"
+                | "involvedObject.resourceVersion"
+                | "involvedObject.fieldPath"
+                | "reason"
+                | "reportingComponent"
+                | "source"
+                | "type"
+        ),
         _ => false,
     }
 }
@@ -201,6 +221,17 @@ mod tests {
         assert!(!sel.matches(&pod));
         let unset = FieldSelector::parse(Kind::Pod, "status.podIP=").unwrap();
         assert!(unset.matches(&pod), "an unset field selects as empty");
+        let event = json!({"involvedObject": {"kind": "Pod", "name": "a", "uid": "u1"},
+                           "source": {"component": "kubelet"}, "type": "Warning"});
+        let sel = FieldSelector::parse(
+            Kind::Event,
+            "involvedObject.kind=Pod,involvedObject.name=a,involvedObject.uid=u1,source=kubelet",
+        )
+        .unwrap();
+        assert!(sel.matches(&event));
+        assert!(!FieldSelector::parse(Kind::Event, "type=Normal")
+            .unwrap()
+            .matches(&event));
         let err = FieldSelector::parse(Kind::Service, "spec.nodeName=n1").unwrap_err();
         assert_eq!(err.code, hyper::StatusCode::BAD_REQUEST);
         assert!(FieldSelector::parse(Kind::Pod, "nonsense").is_err());

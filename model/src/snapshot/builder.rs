@@ -120,7 +120,8 @@ impl SnapshotBuilder {
             | Object::Namespace(_)
             | Object::ServiceAccount(_)
             | Object::Node(_)
-            | Object::Lease(_) => {}
+            | Object::Lease(_)
+            | Object::Event(_) => {}
         }
     }
 
@@ -143,7 +144,8 @@ impl SnapshotBuilder {
             | Kind::Namespace
             | Kind::ServiceAccount
             | Kind::Node
-            | Kind::Lease => {}
+            | Kind::Lease
+            | Kind::Event => {}
         }
     }
 

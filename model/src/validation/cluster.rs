@@ -1,6 +1,7 @@
-//! Rules for the cluster's own objects: Nodes and Leases.
+//! Rules for the cluster's own objects: Nodes, Leases and Events.
 
 use super::metadata;
+use crate::core_event::{CoreEvent, NORMAL, WARNING};
 use crate::node::{Lease, Node};
 use crate::report::{FieldPath, Report};
 use crate::syntax::dns1123_subdomain;
@@ -55,5 +56,30 @@ pub(crate) fn lease(lease: &Lease, r: &mut Report) {
                 "must be greater than 0",
             );
         }
+    }
+}
+
+pub(crate) fn event(event: &CoreEvent, r: &mut Report) {
+    metadata(&event.metadata, dns1123_subdomain, r);
+    let involved = FieldPath::root().field("involvedObject");
+    if event.involved_object.name.is_empty() {
+        r.error(&involved.field("name"), "required value");
+    }
+    if event.involved_object.kind.is_empty() {
+        r.error(&involved.field("kind"), "required value");
+    }
+    let namespace = &event.involved_object.namespace;
+    if !namespace.is_empty() && namespace != event.metadata.namespace() {
+        r.error(
+            &involved.field("namespace"),
+            "does not match the event's namespace",
+        );
+    }
+    if !event.event_type.is_empty() {
+        r.one_of(
+            &FieldPath::root().field("type"),
+            &event.event_type,
+            &[NORMAL, WARNING],
+        );
     }
 }

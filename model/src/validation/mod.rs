@@ -224,7 +224,7 @@ pub(super) fn label_selector(path: &FieldPath, sel: &LabelSelector, r: &mut Repo
     }
 }
 
-pub(crate) use cluster::{lease, node};
+pub(crate) use cluster::{event, lease, node};
 
 pub(crate) fn namespace(ns: &Namespace, r: &mut Report) {
     // A namespace's name is a DNS label, and it lives in no namespace itself.

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use pier_controlplane::cluster::{self, ClusterConfig, Leadership, NodeFacts};
 use pier_controlplane::controllers::{self, runner::Reconciler};
+use pier_controlplane::events::{self, Recorder};
 use pier_controlplane::{snapshot, Error};
 
 use super::Parts;
@@ -80,8 +81,14 @@ pub(crate) fn start(parts: &mut Parts, cluster: &ClusterConfig, routes: bool) {
         controllers::EndpointsController::new(Arc::clone(&store))
     });
     let store = Arc::clone(&parts.store);
+    let events = Recorder::start(
+        Arc::clone(&store),
+        "deployment-controller",
+        &cluster.node_name,
+        events::DEFAULT_TTL,
+    );
     lead(parts, "deployment-controller", &leadership, move || {
-        controllers::DeploymentController::new(Arc::clone(&store))
+        controllers::DeploymentController::new(Arc::clone(&store), events.clone())
     });
     if !cluster.sole {
         let (store, grace, eviction) = (
@@ -93,8 +100,14 @@ pub(crate) fn start(parts: &mut Parts, cluster: &ClusterConfig, routes: bool) {
             cluster::NodeLifecycle::new(Arc::clone(&store), grace, eviction)
         });
         let store = Arc::clone(&parts.store);
+        let events = Recorder::start(
+            Arc::clone(&store),
+            "default-scheduler",
+            &cluster.node_name,
+            events::DEFAULT_TTL,
+        );
         lead(parts, "scheduler", &leadership, move || {
-            controllers::Scheduler::new(Arc::clone(&store))
+            controllers::Scheduler::new(Arc::clone(&store), events.clone())
         });
     }
 }

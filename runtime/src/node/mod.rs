@@ -76,6 +76,8 @@ pub struct Node {
     config: NodeConfig,
     pods: Mutex<HashMap<PodKey, PodHandle>>,
     ip_lock: tokio::sync::Mutex<()>,
+    /// Events about the pods, reported as the kubelet reports them.
+    events: pier_controlplane::events::Recorder,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -95,9 +97,16 @@ pub(crate) async fn blocking<T: Send + 'static>(
 impl Node {
     /// A node agent over `engine` and `store`; call [`Node::start`] to adopt what runs.
     pub fn new(engine: Arc<Engine>, store: Arc<Store>, config: NodeConfig) -> Arc<Self> {
+        let events = pier_controlplane::events::Recorder::start(
+            Arc::clone(&store),
+            "kubelet",
+            &config.name,
+            pier_controlplane::events::DEFAULT_TTL,
+        );
         Arc::new(Self {
             engine,
             store,
+            events,
             config,
             pods: Mutex::new(HashMap::new()),
             ip_lock: tokio::sync::Mutex::new(()),

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use pier_model::core_event::{NORMAL, WARNING};
 use pier_model::{Kind, Pod};
 use tokio::sync::{oneshot, watch};
 
@@ -63,6 +64,9 @@ async fn supervise(
             () = tokio::time::sleep_until(next_ready.unwrap_or(far)) => {
                 if let Some(spec) = &work.readiness {
                     let ok = probe::run(spec, &target, "readiness").await;
+                    if !ok {
+                        report(node, work, WARNING, "Unhealthy", format!("Readiness probe failed: {}", spec.check.describe()));
+                    }
                     let before = work.pod.is_ready();
                     let now = ready.record(ok, spec);
                     if now != before {
@@ -76,8 +80,13 @@ async fn supervise(
             () = tokio::time::sleep_until(next_live.unwrap_or(far)) => {
                 if let Some(spec) = &work.liveness {
                     let ok = probe::run(spec, &target, "liveness").await;
+                    if !ok {
+                        report(node, work, WARNING, "Unhealthy", format!("Liveness probe failed: {}", spec.check.describe()));
+                    }
                     if !live.record(ok, spec) {
                         tracing::warn!(pod = %work.pod.metadata.name, "liveness probe failed; restarting the container");
+                        let container = container(work);
+                        report(node, work, NORMAL, "Killing", format!("Container {container} failed liveness probe, will be restarted"));
                         return Outcome::Unhealthy;
                     }
                     next_live = Some(tokio::time::Instant::now() + spec.period);
@@ -101,6 +110,7 @@ async fn pause(d: Duration, term: &mut watch::Receiver<bool>) -> bool {
 /// waits for it instead of replacing it in a loop.
 async fn fail(node: &Node, work: &mut PodWork, e: &Error) {
     tracing::warn!(pod = %work.pod.metadata.name, error = %e, "pod's container cannot start; trying again with backoff");
+    report(node, work, WARNING, "Failed", format!("Error: {e}"));
     work.pod.status.phase = Some("Pending".into());
     set_ready(&mut work.pod, false);
     work.pod
@@ -108,6 +118,22 @@ async fn fail(node: &Node, work: &mut PodWork, e: &Error) {
         .annotations
         .insert("pier.dev/error".into(), e.to_string());
     write_status(node, work).await;
+}
+
+/// The name of the pod's container, as its spec gives it.
+fn container(work: &PodWork) -> String {
+    work.pod
+        .spec
+        .containers
+        .first()
+        .map_or_else(|| work.config.name.clone(), |c| c.name.clone())
+}
+
+/// Reports an event about the pod's container, as the kubelet does.
+fn report(node: &Node, work: &PodWork, event_type: &'static str, reason: &str, message: String) {
+    let mut about = pier_controlplane::events::reference_to(Kind::Pod, &work.pod.metadata);
+    about.field_path = format!("spec.containers{{{}}}", container(work));
+    node.events.report(about, event_type, reason, message);
 }
 
 /// Writes the pod's status (phase, readiness, annotations) to the store; a failure is logged
@@ -149,6 +175,11 @@ pub(crate) async fn worker(node: Arc<Node>, mut work: PodWork, mut term: watch::
                         .metadata
                         .annotations
                         .insert(CONTAINER_ANNOTATION.into(), record.id.clone());
+                    let image = &work.config.image;
+                    let present = format!("Container image {image:?} already present on machine");
+                    report(&node, &work, NORMAL, "Pulled", present);
+                    let created = format!("Created container: {}", container(&work));
+                    report(&node, &work, NORMAL, "Created", created);
                     Some(record.id)
                 }
                 Err(e) => {
@@ -203,6 +234,13 @@ async fn run_loop(
             let engine = Arc::clone(&node.engine);
             match engine.start(id).await {
                 Ok(record) => {
+                    report(
+                        node,
+                        work,
+                        NORMAL,
+                        "Started",
+                        format!("Started container {}", container(work)),
+                    );
                     if let Some(tx) = created.take() {
                         answer(tx, Ok(record));
                     }
@@ -264,6 +302,14 @@ async fn run_loop(
         if started.elapsed() > Duration::from_secs(60) {
             backoff = node.config.initial_backoff;
         }
+        let back_off = format!(
+            "Back-off restarting failed container {} in pod {}_{}({})",
+            container(work),
+            work.pod.metadata.name,
+            work.pod.metadata.namespace(),
+            work.pod.metadata.uid
+        );
+        report(node, work, WARNING, "BackOff", back_off);
         if !pause(backoff, term).await {
             return;
         }
@@ -283,6 +329,13 @@ async fn terminate(node: &Node, work: &mut PodWork, id: &str) {
         tracing::warn!(pod = %work.pod.metadata.name, error = %e, "marking pod terminating");
     }
     tokio::time::sleep(node.config.drain_delay).await;
+    report(
+        node,
+        work,
+        NORMAL,
+        "Killing",
+        format!("Stopping container {}", container(work)),
+    );
     let grace = work.config.stop_grace_seconds.map(Duration::from_secs);
     if let Err(e) = node.engine.stop(id, grace).await {
         tracing::debug!(pod = %work.pod.metadata.name, error = %e, "stopping");

@@ -41,6 +41,20 @@ pub enum Check {
 }
 
 impl Check {
+    /// What the check tried, for an `Unhealthy` event (`HTTP GET :8080/healthz`).
+    pub fn describe(&self) -> String {
+        match self {
+            Check::Http { port, path, .. } => {
+                format!("HTTP GET :{port}{path} did not answer 2xx or 3xx")
+            }
+            Check::Tcp { port } => format!("TCP connect to :{port} failed"),
+            Check::Grpc { port, service } => {
+                format!("gRPC health check of {service:?} on :{port} was not SERVING")
+            }
+            Check::Exec { command } => format!("command {command:?} did not exit 0"),
+        }
+    }
+
     /// The handler's name as a pod spec writes it (`httpGet`, `tcpSocket`, `grpc`, `exec`).
     pub fn handler(&self) -> &'static str {
         match self {
