@@ -396,7 +396,10 @@ mod tests {
                     _ => None,
                 })
                 .collect();
-            if events.iter().any(|e| e.reason == "Unhealthy" && e.count == 3) {
+            if events
+                .iter()
+                .any(|e| e.reason == "Unhealthy" && e.count == 3)
+            {
                 break events;
             }
             assert!(Instant::now() < deadline, "{events:?}");

@@ -415,7 +415,10 @@ fn single_threaded_entry() -> Option<ExitCode> {
                 args[4..].to_vec(),
                 Default::default(),
             );
-            Some(code(result.unwrap_or(126)))
+            Some(code(result.unwrap_or_else(|e| {
+                eprintln!("pier exec: {e}");
+                126
+            })))
         }
         _ => None,
     }

@@ -18,7 +18,7 @@ metadata: {name: web}
 spec:
   containers:
   - name: web
-    image: pier/echo:v1
+    image: pier/shell:v1
     args: [echo, --http, '0.0.0.0:8080', --name, web]
     readinessProbe:
       tcpSocket: {port: 9999}
@@ -36,7 +36,15 @@ fn kubectl_reads_a_pods_logs_and_events() {
     }
     let tmp = tempfile::tempdir().unwrap();
     let node = Node::start_with(tmp.path(), 7, &["--api-listen", "127.0.0.1:0"]);
-    node.build_echo("v1");
+    if !have("umoci") {
+        skip("umoci is not installed (scripts/deps test installs it)");
+        return;
+    }
+    // The echo server, with a shell and cat to exec.
+    let shell = [("/usr/bin/dash", "/bin/sh"), ("/usr/bin/cat", "/bin/cat")];
+    let layout = umoci_layout(tmp.path(), &shell);
+    let layout = layout.to_str().unwrap();
+    node.ok(&["image", "import", layout, "--tag", "pier/shell:v1"]);
     let kubeconfig = tmp.path().join("kubeconfig");
     let out = node.pier(&["kubeconfig"]);
     assert!(out.status.success(), "{}", out_text(&out));
@@ -84,17 +92,70 @@ fn kubectl_reads_a_pods_logs_and_events() {
         .arg(&kubeconfig)
         .args(["logs", "-f", "web"])
         .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let mut first = String::new();
-    std::io::BufReader::new(follow.stdout.take().unwrap())
-        .read_line(&mut first)
-        .unwrap();
+    // Kept open until kubectl is stopped: a closed pipe would end it with SIGPIPE.
+    let mut followed = std::io::BufReader::new(follow.stdout.take().unwrap());
+    followed.read_line(&mut first).unwrap();
     assert!(first.contains("http 0.0.0.0:8080"), "{first}");
     std::thread::sleep(Duration::from_millis(300));
-    assert!(follow.try_wait().unwrap().is_none(), "-f keeps following");
+    if let Some(ended) = follow.try_wait().unwrap() {
+        let mut why = String::new();
+        if let Some(mut err) = follow.stderr.take() {
+            std::io::Read::read_to_string(&mut err, &mut why).unwrap();
+        }
+        let pod = kubectl(&["get", "pod", "web", "-o", "yaml"]);
+        panic!(
+            "-f keeps following, but kubectl ended ({ended}): {why}\n{}",
+            out_text(&pod)
+        );
+    }
     follow.kill().unwrap();
     follow.wait().unwrap();
+    drop(followed);
+
+    // exec over WebSocket (v5.channel.k8s.io): output, stdin to its end, exit codes.
+    let hostname = kubectl(&["exec", "web", "--", "cat", "/etc/hostname"]);
+    assert!(hostname.status.success(), "{}", out_text(&hostname));
+    assert_eq!(String::from_utf8_lossy(&hostname.stdout).trim(), "web");
+    let mut cat = Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(&kubeconfig)
+        .args(["exec", "-i", "web", "--", "sh", "-c", "cat; echo done >&2"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = cat.stdin.take().unwrap();
+    std::io::Write::write_all(&mut stdin, b"line one\nline two\n").unwrap();
+    drop(stdin);
+    let cat = cat.wait_with_output().unwrap();
+    assert!(cat.status.success(), "{}", out_text(&cat));
+    assert_eq!(String::from_utf8_lossy(&cat.stdout), "line one\nline two\n");
+    assert_eq!(String::from_utf8_lossy(&cat.stderr).trim(), "done");
+    let failed = kubectl(&["exec", "web", "--", "sh", "-c", "exit 3"]);
+    assert_eq!(failed.status.code(), Some(3), "{}", out_text(&failed));
+    let missing = kubectl(&["exec", "web", "--", "/nope"]);
+    assert!(!missing.status.success());
+    // With -t the command gets a terminal (script(1) gives kubectl one).
+    let tty = Command::new("script")
+        .args(["-qec"])
+        .arg(format!(
+            "kubectl --kubeconfig {} exec -it web -- sh -c 'test -t 0 && test -t 1 && echo on a terminal'",
+            kubeconfig.display()
+        ))
+        .arg("/dev/null")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&tty.stdout).contains("on a terminal"),
+        "{}",
+        out_text(&tty)
+    );
 
     // The engine's story of the pod, with the failing readiness probe's repeats counted.
     let deadline = Instant::now() + Duration::from_secs(40);

@@ -60,74 +60,6 @@ fn start_registry(dir: &Path) -> Registry {
     r
 }
 
-fn run_ok(cmd: &mut Command) {
-    let o = cmd.output().unwrap();
-    assert!(o.status.success(), "{cmd:?}: {}", out_text(&o));
-}
-
-/// An OCI layout made by umoci holding the pier binary and its libraries.
-fn umoci_layout(dir: &Path) -> PathBuf {
-    let layout = dir.join("layout");
-    let bundle = dir.join("bundle");
-    run_ok(
-        Command::new("umoci")
-            .args(["init", "--layout"])
-            .arg(&layout),
-    );
-    run_ok(
-        Command::new("umoci")
-            .args(["new", "--image"])
-            .arg(format!("{}:v1", layout.display())),
-    );
-    run_ok(
-        Command::new("umoci")
-            .args(["unpack", "--image"])
-            .arg(format!("{}:v1", layout.display()))
-            .arg(&bundle),
-    );
-    let rootfs = bundle.join("rootfs");
-    let ldd = Command::new("ldd").arg(PIER).output().unwrap();
-    let mut files = vec![(PathBuf::from(PIER), rootfs.join("usr/local/bin/pier"))];
-    for line in String::from_utf8_lossy(&ldd.stdout).lines() {
-        let path = line
-            .split("=>")
-            .last()
-            .unwrap_or("")
-            .split(" (")
-            .next()
-            .unwrap_or("")
-            .trim();
-        if path.starts_with('/') {
-            files.push((
-                PathBuf::from(path),
-                rootfs.join(path.trim_start_matches('/')),
-            ));
-        }
-    }
-    for (from, to) in files {
-        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
-        std::fs::copy(&from, &to).unwrap();
-    }
-    run_ok(
-        Command::new("umoci")
-            .args(["repack", "--image"])
-            .arg(format!("{}:v1", layout.display()))
-            .arg(&bundle),
-    );
-    run_ok(
-        Command::new("umoci")
-            .args(["config", "--image"])
-            .arg(format!("{}:v1", layout.display()))
-            .args([
-                "--config.entrypoint=/usr/local/bin/pier",
-                "--config.cmd=echo",
-                "--config.cmd=--http",
-                "--config.cmd=0.0.0.0:8080",
-            ]),
-    );
-    layout
-}
-
 #[test]
 fn pull_from_a_registry_verifies_digests_and_import_reads_layouts() {
     if !privileged("pull_from_a_registry_verifies_digests_and_import_reads_layouts") {
@@ -146,7 +78,7 @@ fn pull_from_a_registry_verifies_digests_and_import_reads_layouts() {
     }
     let tmp = tempfile::tempdir().unwrap();
     let registry = start_registry(tmp.path());
-    let layout = umoci_layout(tmp.path());
+    let layout = umoci_layout(tmp.path(), &[]);
     let image = format!("{}/test/echo:v1", registry.addr);
     run_ok(
         Command::new("skopeo")

@@ -36,8 +36,14 @@ async fn answer(
     shutdown: watch::Receiver<bool>,
 ) -> Response<Body> {
     let q = routes::query(req.uri().query());
-    if let (Some((namespace, name)), &Method::GET) = (super::pod_log::path(path), req.method()) {
+    if let (Some((namespace, name)), &Method::GET) = (
+        super::pod_container::subresource_path(path, "log"),
+        req.method(),
+    ) {
         return super::pod_log::serve(ctx, namespace, name, &q).await;
+    }
+    if let Some((namespace, name)) = super::pod_container::subresource_path(path, "exec") {
+        return super::pod_exec::serve(ctx, req, namespace, name).await;
     }
     let header = |name| {
         req.headers()

@@ -14,7 +14,10 @@
 
 mod access;
 mod client;
+mod exec_stream;
 mod kubernetes;
+mod pod_container;
+mod pod_exec;
 mod pod_log;
 mod routes;
 mod server;

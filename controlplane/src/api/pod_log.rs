@@ -5,28 +5,13 @@
 //! saying so.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use bytes::Bytes;
-use hyper::{Method, Response, StatusCode};
+use hyper::{Method, Response};
 
+use super::pod_container::{self, bad};
 use super::server::{full, ApiContext, Body, ExtensionResponse};
-use crate::kube::{failure, Failure};
-use pier_model::pod::CONTAINER_ANNOTATION;
-use pier_model::{Kind, Object};
-
-/// The namespace and pod name of a pod log path.
-pub(crate) fn path(path: &str) -> Option<(&str, &str)> {
-    match path
-        .trim_matches('/')
-        .split('/')
-        .collect::<Vec<_>>()
-        .as_slice()
-    {
-        ["api", "v1", "namespaces", ns, "pods", name, "log"] => Some((ns, name)),
-        _ => None,
-    }
-}
+use crate::kube::Failure;
 
 /// Answers a pod log request.
 pub(crate) async fn serve(
@@ -47,47 +32,19 @@ async fn stream(
     name: &str,
     query: &HashMap<String, String>,
 ) -> Result<tokio::sync::mpsc::Receiver<Bytes>, Failure> {
-    let bad = |m: String| failure(StatusCode::BAD_REQUEST, "BadRequest", m, None);
-    let store = Arc::clone(&ctx.store);
-    let (ns, n) = (namespace.to_string(), name.to_string());
-    let found = tokio::task::spawn_blocking(move || store.get(Kind::Pod, &ns, &n))
-        .await
-        .map_err(|e| bad(format!("reading the pod: {e}")))?
-        .map_err(|e| bad(crate::error::chain(&e)))?;
-    let Some(Object::Pod(pod)) = found else {
-        return Err(failure(
-            StatusCode::NOT_FOUND,
-            "NotFound",
-            format!("pods \"{name}\" not found"),
-            Some(("pods", name)),
-        ));
-    };
-    let containers: Vec<&str> = pod
-        .spec
-        .containers
-        .iter()
-        .map(|c| c.name.as_str())
-        .collect();
-    let container = match query.get("container") {
-        Some(c) if !containers.contains(&c.as_str()) => {
-            return Err(bad(format!("container {c} is not valid for pod {name}")))
-        }
-        Some(c) => c.clone(),
-        None => containers
-            .first()
-            .map(|c| (*c).to_string())
-            .unwrap_or_default(),
-    };
+    let found = pod_container::find(
+        ctx,
+        namespace,
+        name,
+        query.get("container").map(String::as_str),
+    )
+    .await?;
     if query.get("previous").is_some_and(|p| p == "true") {
         return Err(bad(format!(
-            "previous terminated container \"{container}\" in pod \"{name}\" not found: pier keeps one log per container across restarts"
+            "previous terminated container \"{}\" in pod \"{name}\" not found: pier keeps one log per container across restarts",
+            found.name
         )));
     }
-    let Some(id) = pod.metadata.annotations.get(CONTAINER_ANNOTATION) else {
-        return Err(bad(format!(
-            "container \"{container}\" in pod \"{name}\" is waiting to start"
-        )));
-    };
     let Some(engine) = ctx.extension.as_ref() else {
         return Err(bad("this daemon runs no containers (--no-runtime)".into()));
     };
@@ -101,24 +58,19 @@ async fn stream(
     if let Some(tail) = query.get("tailLines") {
         engine_query.insert("tail".to_string(), tail.clone());
     }
-    let path = vec!["containers".to_string(), id.clone(), "logs".to_string()];
+    let path = vec![
+        "containers".to_string(),
+        found.id.clone(),
+        "logs".to_string(),
+    ];
     match engine
         .handle(Method::GET, path, engine_query, Bytes::new())
         .await
     {
         ExtensionResponse::Stream(rx) => Ok(rx),
-        ExtensionResponse::Json(status, body) => {
-            let message = body["error"]
-                .as_str()
-                .unwrap_or("the engine refused")
-                .to_string();
-            let node = pod.spec.node_name.as_deref().unwrap_or("another node");
-            Err(failure(
-                if status == StatusCode::NOT_FOUND { StatusCode::NOT_FOUND } else { StatusCode::BAD_REQUEST },
-                "NotFound",
-                format!("the log of pod \"{name}\" is not on this node (its container runs on {node}): {message}"),
-                Some(("pods", name)),
-            ))
+        ExtensionResponse::Json(_, body) => {
+            let message = body["error"].as_str().unwrap_or("the engine refused");
+            Err(pod_container::elsewhere(&found, "log", message))
         }
     }
 }

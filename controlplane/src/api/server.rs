@@ -77,6 +77,9 @@ pub trait Extension: Send + Sync {
         query: HashMap<String, String>,
         body: Bytes,
     ) -> ExtensionFuture;
+    /// A command that runs `argv` inside running container `id` with the stdio it is given
+    /// (pod `exec`); an error saying why when the container does not run here.
+    fn exec_command(&self, id: &str, argv: &[String]) -> Result<tokio::process::Command, String>;
 }
 
 async fn extension(
@@ -475,7 +478,8 @@ pub async fn serve(
                 async move { Ok::<_, Infallible>(handle_request(ctx, req, shutdown).await) }
             });
             let conn = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service);
+                .serve_connection(TokioIo::new(stream), service)
+                .with_upgrades();
             if let Err(e) = conn.await {
                 tracing::debug!(error = %e, "control connection ended");
             }

@@ -66,7 +66,8 @@ pub async fn serve_tcp(
                 async move { Ok::<_, Infallible>(authorized(ctx, &tokens, req, shutdown, peer).await) }
             });
             let conn = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service);
+                .serve_connection(TokioIo::new(stream), service)
+                .with_upgrades();
             if let Err(e) = conn.await {
                 tracing::debug!(%peer, error = %e, "API connection ended");
             }

@@ -198,3 +198,83 @@ pub(crate) fn leftovers(id: &str) -> Vec<String> {
     }
     found
 }
+
+pub(crate) fn run_ok(cmd: &mut Command) {
+    let o = cmd.output().unwrap();
+    assert!(o.status.success(), "{cmd:?}: {}", out_text(&o));
+}
+
+/// An OCI layout made by umoci holding the pier binary, the host binaries `extra` (host
+/// path, path in the image) and the libraries they load; it runs `pier echo` on :8080.
+pub(crate) fn umoci_layout(dir: &Path, extra: &[(&str, &str)]) -> PathBuf {
+    let layout = dir.join("layout");
+    let bundle = dir.join("bundle");
+    run_ok(
+        Command::new("umoci")
+            .args(["init", "--layout"])
+            .arg(&layout),
+    );
+    run_ok(
+        Command::new("umoci")
+            .args(["new", "--image"])
+            .arg(format!("{}:v1", layout.display())),
+    );
+    run_ok(
+        Command::new("umoci")
+            .args(["unpack", "--image"])
+            .arg(format!("{}:v1", layout.display()))
+            .arg(&bundle),
+    );
+    let rootfs = bundle.join("rootfs");
+    let mut files = vec![(PathBuf::from(PIER), rootfs.join("usr/local/bin/pier"))];
+    let mut binaries = vec![PIER];
+    for (host, in_image) in extra {
+        files.push((
+            PathBuf::from(host),
+            rootfs.join(in_image.trim_start_matches('/')),
+        ));
+        binaries.push(host);
+    }
+    let ldd = Command::new("ldd").args(&binaries).output().unwrap();
+    for line in String::from_utf8_lossy(&ldd.stdout).lines() {
+        let path = line
+            .split("=>")
+            .last()
+            .unwrap_or("")
+            .split(" (")
+            .next()
+            .unwrap_or("")
+            .trim();
+        // With several binaries ldd heads each one's list with `path:`.
+        if path.starts_with('/') && !line.trim_end().ends_with(':') {
+            files.push((
+                PathBuf::from(path),
+                rootfs.join(path.trim_start_matches('/')),
+            ));
+        }
+    }
+    files.sort();
+    files.dedup();
+    for (from, to) in files {
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::fs::copy(&from, &to).unwrap();
+    }
+    run_ok(
+        Command::new("umoci")
+            .args(["repack", "--image"])
+            .arg(format!("{}:v1", layout.display()))
+            .arg(&bundle),
+    );
+    run_ok(
+        Command::new("umoci")
+            .args(["config", "--image"])
+            .arg(format!("{}:v1", layout.display()))
+            .args([
+                "--config.entrypoint=/usr/local/bin/pier",
+                "--config.cmd=echo",
+                "--config.cmd=--http",
+                "--config.cmd=0.0.0.0:8080",
+            ]),
+    );
+    layout
+}

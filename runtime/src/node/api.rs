@@ -145,6 +145,25 @@ impl Extension for EngineApi {
                 .unwrap_or_else(|e| error(&e))
         })
     }
+
+    fn exec_command(&self, id: &str, argv: &[String]) -> Result<tokio::process::Command, String> {
+        let engine = self.node.engine();
+        let record = engine.get(id).map_err(|e| e.to_string())?;
+        if record.state != crate::container::State::Running {
+            return Err(format!("container {id} is not running"));
+        }
+        if argv.is_empty() {
+            return Err("give a command to run".into());
+        }
+        let mut command = tokio::process::Command::new(engine.shim_exe());
+        command
+            .arg("exec-helper")
+            .arg(engine.state_root())
+            .arg(id)
+            .args(argv)
+            .kill_on_drop(true);
+        Ok(command)
+    }
 }
 
 /// A boolean query parameter (`true` or `1`).
