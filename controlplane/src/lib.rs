@@ -6,6 +6,7 @@ pub mod cluster;
 pub mod controllers;
 pub mod error;
 pub mod events;
+pub mod follower;
 mod kube;
 pub mod metrics;
 pub mod snapshot;

@@ -213,6 +213,9 @@ pub(crate) struct DaemonConfig {
     pub ebpf: EbpfConfig,
     /// Container engine settings; `None` (`--no-runtime`) runs no containers.
     pub runtime: Option<RuntimeConfig>,
+    /// The Kubernetes API server followed (`--kubeconfig`, `--in-cluster`); `None` runs pier's
+    /// own controllers.
+    pub follow: Option<pier_controlplane::follower::KubeSource>,
 }
 
 /// The API's TCP listener (`--api-listen`).

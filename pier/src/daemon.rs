@@ -147,7 +147,10 @@ impl Daemon {
         // Routes to other nodes' pods belong to pod networking, which the engine owns: a node
         // without it (or without root) leaves the machine's routing table alone.
         let routes = config.runtime.is_some() && pier_controlplane::api::current_uid() == 0;
-        parts::control::start(&mut parts, &config.cluster, routes);
+        parts::control::start(&mut parts, &config.cluster, routes, config.follow.is_none());
+        if let Some(source) = &config.follow {
+            parts::follower::start(&mut parts, source, &config.cluster.node_name).await?;
+        }
         parts::memory::start(&mut parts);
         let dns_addrs = match &config.dns {
             Some(dns) => parts::dns::start(&mut parts, dns).await?,

@@ -42,6 +42,13 @@ pub(crate) struct DaemonArgs {
     /// This node's name in the cluster (default: the host name).
     #[arg(long)]
     pub(crate) node_name: Option<String>,
+    /// Follow the Kubernetes API server this kubeconfig names: serve its Services and DNS as
+    /// kube-proxy + CoreDNS would, and run no controllers and no containers.
+    #[arg(long, conflicts_with = "in_cluster")]
+    pub(crate) kubeconfig: Option<PathBuf>,
+    /// Follow the Kubernetes API server of the cluster this pod runs in (its service account).
+    #[arg(long)]
+    pub(crate) in_cluster: bool,
     /// The address other nodes reach this one at (default: the first non-loopback IPv4
     /// address of the machine).
     #[arg(long)]
@@ -213,7 +220,13 @@ pub(crate) fn daemon_config(args: &DaemonArgs, socket: Option<PathBuf>) -> Resul
         .unwrap_or_else(config::default_cluster_pod_cidr);
     let network = pod_network(args, &file.runtime);
     let zone = pier_dns::zone::ZoneConfig::default();
+    let follow = match (&args.kubeconfig, args.in_cluster) {
+        (Some(path), _) => Some(pier_controlplane::follower::KubeSource::File(path.clone())),
+        (None, true) => Some(pier_controlplane::follower::KubeSource::InCluster),
+        (None, false) => None,
+    };
     Ok(DaemonConfig {
+        follow: follow.clone(),
         store,
         cluster: cluster.clone(),
         cluster_pod_cidr,
@@ -279,8 +292,9 @@ pub(crate) fn daemon_config(args: &DaemonArgs, socket: Option<PathBuf>) -> Resul
                 .or(file.ebpf.pin_dir)
                 .unwrap_or_else(config::default_ebpf_pin_dir),
         },
-        runtime: (!args.no_runtime && file.runtime.disabled != Some(true)).then(|| {
-            config::RuntimeConfig {
+        // A follower runs the dataplane only: the cluster it follows runs the pods.
+        runtime: (follow.is_none() && !args.no_runtime && file.runtime.disabled != Some(true))
+            .then(|| config::RuntimeConfig {
                 root: args
                     .runtime_dir
                     .clone()
@@ -292,8 +306,7 @@ pub(crate) fn daemon_config(args: &DaemonArgs, socket: Option<PathBuf>) -> Resul
                 insecure_registries: non_empty(args.insecure_registry.clone())
                     .or(file.runtime.insecure_registries)
                     .unwrap_or_default(),
-            }
-        }),
+            }),
     })
 }
 

@@ -108,6 +108,17 @@ async fn answer(store: &Arc<Store>, req: &Request<'_>) -> Result<Answer, Failure
     if namespace.is_some() && !resource.namespaced {
         return Err(not_found());
     }
+    if req
+        .content_type
+        .is_some_and(|c| c.starts_with("application/vnd.kubernetes.protobuf"))
+    {
+        return Err(status::failure(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "UnsupportedMediaType",
+            "pier's API reads JSON and YAML bodies, not protobuf (application/vnd.kubernetes.protobuf)",
+            None,
+        ));
+    }
     let include = query.get("includeObject").map(String::as_str);
     let table = table::wanted(req.accept);
     let manager = field_manager(req);

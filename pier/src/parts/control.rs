@@ -31,8 +31,9 @@ pub(crate) async fn register(
 }
 
 /// Starts every control loop; `routes` when this node's engine runs pods (and so owns pod
-/// networking, routes to other nodes' pods included).
-pub(crate) fn start(parts: &mut Parts, cluster: &ClusterConfig, routes: bool) {
+/// networking, routes to other nodes' pods included); without `controllers` (a follower of a
+/// Kubernetes API server) only the snapshot publisher.
+pub(crate) fn start(parts: &mut Parts, cluster: &ClusterConfig, routes: bool, controllers: bool) {
     let (store, handle, observer) = (
         Arc::clone(&parts.store),
         Arc::clone(&parts.snapshot),
@@ -43,6 +44,9 @@ pub(crate) fn start(parts: &mut Parts, cluster: &ClusterConfig, routes: bool) {
         .push(supervise("snapshot", parts.shutdown.clone(), move || {
             snapshot::run(Arc::clone(&store), Arc::clone(&handle), observer.clone())
         }));
+    if !controllers {
+        return;
+    }
     if !cluster.sole && routes {
         let (store, me, cluster_ip) = (
             Arc::clone(&parts.store),

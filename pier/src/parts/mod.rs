@@ -1,12 +1,14 @@
 //! The daemon's parts, one file each: `control.rs` (the snapshot publisher, this node's
 //! membership, the leader election and the controllers), `dns.rs`, `proxy.rs`, `ebpf.rs` (the
-//! socket-LB), `runtime.rs` (the container engine and node agent) and `memory.rs` (freed
+//! socket-LB), `runtime.rs` (the container engine and node agent), `follower.rs` (following a Kubernetes
+//! API server instead of running controllers) and `memory.rs` (freed
 //! memory back to the kernel after a burst). Each starts from a [`Parts`] context.
 
 pub(crate) mod api;
 pub(crate) mod control;
 pub(crate) mod dns;
 pub(crate) mod ebpf;
+pub(crate) mod follower;
 pub(crate) mod memory;
 pub(crate) mod proxy;
 pub(crate) mod runtime;
