@@ -129,6 +129,25 @@ async fn kube_rs_lists_creates_patches_and_watches() {
         "{conflict}"
     );
 
+    // deletecollection: what the selector selects goes, the rest stays.
+    let gone = services
+        .delete_collection(
+            &kube::api::DeleteParams::default(),
+            &ListParams::default().labels("tier=data"),
+        )
+        .await
+        .unwrap();
+    let gone: Vec<String> = gone
+        .left()
+        .expect("the deleted objects")
+        .items
+        .iter()
+        .filter_map(|s| s.metadata.name.clone())
+        .collect();
+    assert_eq!(gone, ["db"]);
+    assert!(services.get_opt("db").await.unwrap().is_none());
+    assert!(services.get_opt("web").await.unwrap().is_some());
+
     let err = services.get("nope").await.unwrap_err();
     match err {
         kube::Error::Api(status) => {

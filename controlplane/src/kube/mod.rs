@@ -147,6 +147,10 @@ async fn answer(store: &Arc<Store>, req: &Request<'_>) -> Result<Answer, Failure
             ok(table::of(resource.kind, items, rv, include))
         }
         ([_], &Method::POST) => written(write::create(store, &target, req.body).await?),
+        ([_], &Method::DELETE) => {
+            let selectors = read::Selectors::parse(resource.kind, query)?;
+            written(write::delete_collection(store, &target, &selectors).await?)
+        }
         ([_, _], _) if resource.namespaced && namespace.is_none() => Err(not_found()),
         ([_, name], &Method::GET) => {
             let object = read::get(store, resource, namespace.unwrap_or(""), name).await?;

@@ -27,6 +27,7 @@ pub(crate) struct Written {
 }
 
 /// Where a write goes and how.
+#[derive(Clone, Copy)]
 pub(crate) struct Target<'a> {
     pub(crate) resource: Resource,
     pub(crate) namespace: Option<&'a str>,
@@ -209,6 +210,42 @@ pub(crate) async fn delete(
     Ok(Written {
         code: StatusCode::OK,
         body: deleted,
+        warnings: Vec::new(),
+    })
+}
+
+/// `DELETE` a collection (deletecollection): every object the selectors select, each deleted
+/// on its own as the API server does; answers the list of what was deleted.
+pub(crate) async fn delete_collection(
+    store: &Arc<Store>,
+    t: &Target<'_>,
+    selectors: &super::read::Selectors,
+) -> Result<Written, Failure> {
+    let mut list = super::read::list(store, t.resource, t.namespace, selectors).await?;
+    let items = list["items"].as_array().cloned().unwrap_or_default();
+    let mut deleted = Vec::with_capacity(items.len());
+    for item in items {
+        let (Some(name), namespace) = (
+            item.pointer("/metadata/name").and_then(Value::as_str),
+            item.pointer("/metadata/namespace").and_then(Value::as_str),
+        ) else {
+            continue;
+        };
+        let one = Target {
+            namespace: namespace.or(t.namespace),
+            ..*t
+        };
+        match delete(store, &one, name, &[]).await {
+            Ok(w) => deleted.push(w.body),
+            // Gone meanwhile: what the caller wanted.
+            Err(f) if f.code == StatusCode::NOT_FOUND => {}
+            Err(f) => return Err(f),
+        }
+    }
+    list["items"] = Value::Array(deleted);
+    Ok(Written {
+        code: StatusCode::OK,
+        body: list,
         warnings: Vec::new(),
     })
 }
