@@ -147,8 +147,9 @@ pub struct NodeSystemInfo {
     /// `pier://VERSION`.
     #[serde(default)]
     pub container_runtime_version: String,
-    /// `/etc/machine-id`.
-    #[serde(default)]
+    /// `/etc/machine-id`. (Stores written before the field took the API's name have it as
+    /// `machineId`.)
+    #[serde(default, rename = "machineID", alias = "machineId")]
     pub machine_id: String,
     /// The boot's id.
     #[serde(default, rename = "bootID")]

@@ -249,3 +249,101 @@ mod tests {
         assert_eq!(parsed.object.meta().name, "web");
     }
 }
+
+#[cfg(test)]
+mod real_cluster {
+    use super::*;
+    use serde_json::json;
+
+    /// A Node as a v1.33 kubelet registers it, every status field included.
+    fn kubelet_node() -> Value {
+        json!({
+            "apiVersion": "v1", "kind": "Node",
+            "metadata": {"name": "worker-1", "uid": "u", "resourceVersion": "991",
+                "labels": {"kubernetes.io/hostname": "worker-1", "kubernetes.io/os": "linux"},
+                "annotations": {"node.alpha.kubernetes.io/ttl": "0",
+                                "volumes.kubernetes.io/controller-managed-attach-detach": "true"}},
+            "spec": {"podCIDR": "10.244.1.0/24", "podCIDRs": ["10.244.1.0/24"],
+                     "providerID": "kind://docker/kind/worker-1",
+                     "taints": [{"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"}]},
+            "status": {
+                "addresses": [{"type": "InternalIP", "address": "172.18.0.3"}, {"type": "Hostname", "address": "worker-1"}],
+                "allocatable": {"cpu": "8", "memory": "32Gi", "pods": "110", "ephemeral-storage": "100Gi", "hugepages-2Mi": "0"},
+                "capacity": {"cpu": "8", "memory": "32Gi", "pods": "110", "ephemeral-storage": "100Gi", "hugepages-2Mi": "0"},
+                "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
+                    "message": "kubelet is posting ready status", "lastHeartbeatTime": "2026-12-01T10:00:00Z",
+                    "lastTransitionTime": "2026-12-01T09:00:00Z"}],
+                "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
+                "images": [{"names": ["registry.k8s.io/pause:3.10"], "sizeBytes": 320_368}],
+                "nodeInfo": {"architecture": "amd64", "bootID": "b", "containerRuntimeVersion": "containerd://2.0.3",
+                    "kernelVersion": "6.8.0", "kubeProxyVersion": "", "kubeletVersion": "v1.33.1",
+                    "machineID": "m", "operatingSystem": "linux", "osImage": "Debian GNU/Linux 12 (bookworm)",
+                    "systemUUID": "s", "swap": {}},
+                "runtimeHandlers": [{"name": "runc", "features": {"recursiveReadOnlyMounts": true, "userNamespaces": true}}],
+                "features": {"supplementalGroupsPolicy": true},
+                "config": {"active": {}},
+                "volumesInUse": [], "volumesAttached": []
+            }
+        })
+    }
+
+    #[test]
+    fn a_kubelets_node_is_mirrored() {
+        let mut node = kubelet_node();
+        local_form(&mut node, "https://k8s:6443/");
+        let parsed = Object::from_value(node).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(parsed.object.meta().name, "worker-1");
+    }
+
+    #[test]
+    fn a_clusters_services_slices_and_namespaces_are_mirrored() {
+        let objects = [
+            json!({"apiVersion": "v1", "kind": "Namespace",
+                "metadata": {"name": "kube-system", "uid": "n", "resourceVersion": "4",
+                             "labels": {"kubernetes.io/metadata.name": "kube-system"}},
+                "spec": {"finalizers": ["kubernetes"]}, "status": {"phase": "Active"}}),
+            json!({"apiVersion": "v1", "kind": "Service",
+                "metadata": {"name": "kube-dns", "namespace": "kube-system", "uid": "s", "resourceVersion": "260",
+                    "labels": {"k8s-app": "kube-dns", "kubernetes.io/cluster-service": "true"},
+                    "annotations": {"prometheus.io/port": "9153", "prometheus.io/scrape": "true"}},
+                "spec": {"clusterIP": "10.96.0.10", "clusterIPs": ["10.96.0.10"], "internalTrafficPolicy": "Cluster",
+                    "ipFamilies": ["IPv4"], "ipFamilyPolicy": "SingleStack", "selector": {"k8s-app": "kube-dns"},
+                    "ports": [{"name": "dns", "port": 53, "protocol": "UDP", "targetPort": 53},
+                              {"name": "dns-tcp", "port": 53, "protocol": "TCP", "targetPort": 53},
+                              {"name": "metrics", "port": 9153, "protocol": "TCP", "targetPort": 9153}],
+                    "sessionAffinity": "None", "type": "ClusterIP"},
+                "status": {"loadBalancer": {}}}),
+            json!({"apiVersion": "v1", "kind": "Service",
+                "metadata": {"name": "shop", "namespace": "default", "uid": "l", "resourceVersion": "7"},
+                "spec": {"type": "LoadBalancer", "clusterIP": "10.96.3.4", "clusterIPs": ["10.96.3.4"],
+                    "allocateLoadBalancerNodePorts": true, "externalTrafficPolicy": "Local",
+                    "healthCheckNodePort": 31234, "internalTrafficPolicy": "Cluster",
+                    "ipFamilies": ["IPv4"], "ipFamilyPolicy": "SingleStack",
+                    "ports": [{"port": 80, "nodePort": 30080, "protocol": "TCP", "targetPort": 8080}],
+                    "selector": {"app": "shop"}, "sessionAffinity": "ClientIP",
+                    "sessionAffinityConfig": {"clientIP": {"timeoutSeconds": 10800}}},
+                "status": {"loadBalancer": {"ingress": [{"ip": "203.0.113.7", "ipMode": "VIP"}]}}}),
+            json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+                "metadata": {"name": "kube-dns-x7k2p", "namespace": "kube-system", "uid": "e", "resourceVersion": "300",
+                    "generateName": "kube-dns-", "generation": 3,
+                    "labels": {"endpointslice.kubernetes.io/managed-by": "endpointslice-controller.k8s.io",
+                               "kubernetes.io/service-name": "kube-dns"},
+                    "annotations": {"endpoints.kubernetes.io/last-change-trigger-time": "2026-12-01T10:00:00Z"},
+                    "ownerReferences": [{"apiVersion": "v1", "kind": "Service", "name": "kube-dns", "uid": "s",
+                                         "controller": true, "blockOwnerDeletion": true}]},
+                "addressType": "IPv4",
+                "endpoints": [{"addresses": ["10.244.0.3"],
+                    "conditions": {"ready": true, "serving": true, "terminating": false},
+                    "nodeName": "worker-1", "zone": "z1", "hints": {"forZones": [{"name": "z1"}]},
+                    "targetRef": {"kind": "Pod", "namespace": "kube-system", "name": "coredns-1", "uid": "p"}}],
+                "ports": [{"name": "dns", "port": 53, "protocol": "UDP"}, {"name": "dns-tcp", "port": 53, "protocol": "TCP"}]}),
+        ];
+        for mut object in objects {
+            local_form(&mut object, "https://k8s:6443/");
+            let text = object.to_string();
+            if let Err(e) = Object::from_value(object) {
+                panic!("{e}: {text}");
+            }
+        }
+    }
+}
