@@ -199,6 +199,22 @@ pub fn row(kind: Kind, v: &Value, now: SystemTime) -> Vec<String> {
 /// An Event's cells, as the API server prints them: ages of its first and last occurrence,
 /// `kind/name` of its object, `component, host` of its source.
 fn event_row(v: &Value, name: String, now: SystemTime) -> Vec<String> {
+    // events.k8s.io/v1 names the same fields otherwise: read whichever the Event has.
+    let field = |core: &str, new: &str| match v.pointer(core) {
+        Some(value) => value.clone(),
+        None => v.pointer(new).cloned().unwrap_or(Value::Null),
+    };
+    let v = &serde_json::json!({
+        "involvedObject": field("/involvedObject", "/regarding"),
+        "message": field("/message", "/note"),
+        "source": field("/source", "/deprecatedSource"),
+        "firstTimestamp": field("/firstTimestamp", "/deprecatedFirstTimestamp"),
+        "lastTimestamp": field("/lastTimestamp", "/deprecatedLastTimestamp"),
+        "count": field("/count", "/deprecatedCount"),
+        "eventTime": field("/eventTime", "/eventTime"),
+        "type": field("/type", "/type"),
+        "reason": field("/reason", "/reason"),
+    });
     let when = |pointer: &str| v.pointer(pointer).and_then(Value::as_str);
     let first = when("/firstTimestamp").or_else(|| when("/eventTime"));
     let last = when("/lastTimestamp").or(first);

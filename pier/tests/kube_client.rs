@@ -248,3 +248,49 @@ async fn kube_rs_writes_status_apart_from_spec() {
         "only the status changed"
     );
 }
+
+/// kube-rs's event Recorder writes `events.k8s.io/v1` Events (a create, then a merge patch
+/// for a repeat); they read back as `v1` Events about the object, as kubectl describe reads them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kube_rs_records_events_that_describe_reads() {
+    use kube::runtime::events::{Event as Report, EventType, Recorder, Reporter};
+    use kube::Resource;
+
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start_with(dir.path(), &["--no-proxy", "--api-listen", "127.0.0.1:0"]);
+    let client = client(&daemon).await;
+    let services: Api<Service> = Api::namespaced(client.clone(), "default");
+    let web = services
+        .create(&PostParams::default(), &service("web", "front"))
+        .await
+        .unwrap();
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: "pier-test".into(),
+            instance: None,
+        },
+    );
+    let report = Report {
+        type_: EventType::Warning,
+        reason: "Checked".into(),
+        note: Some("looked at it".into()),
+        action: "Checking".into(),
+        secondary: None,
+    };
+    let reference = web.object_ref(&());
+    recorder.publish(&report, &reference).await.unwrap();
+    recorder.publish(&report, &reference).await.unwrap();
+
+    let events: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(client, "default");
+    let about_web = events
+        .list(&ListParams::default().fields("involvedObject.kind=Service,involvedObject.name=web"))
+        .await
+        .unwrap();
+    assert_eq!(about_web.items.len(), 1, "{:?}", about_web.items);
+    let event = &about_web.items[0];
+    assert_eq!(event.reason.as_deref(), Some("Checked"));
+    assert_eq!(event.message.as_deref(), Some("looked at it"));
+    assert_eq!(event.type_.as_deref(), Some("Warning"));
+    assert_eq!(event.reporting_component.as_deref(), Some("pier-test"));
+}

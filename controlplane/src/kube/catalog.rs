@@ -35,6 +35,20 @@ impl Resource {
 
 /// Every resource at every version served, preferred version first within a group.
 pub(crate) fn resources() -> impl Iterator<Item = Resource> {
+    // Events are served in the core group and, under other field names, in events.k8s.io.
+    let events = Resource {
+        kind: Kind::Event,
+        group: super::events_v1::GROUP,
+        version: "v1",
+        plural: Kind::Event.plural(),
+        singular: singular(Kind::Event),
+        short_names: short_names(Kind::Event),
+        namespaced: true,
+    };
+    stored_kinds().chain(std::iter::once(events))
+}
+
+fn stored_kinds() -> impl Iterator<Item = Resource> {
     Kind::ALL.into_iter().flat_map(|kind| {
         kind.api_versions().iter().map(move |api_version| {
             let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));

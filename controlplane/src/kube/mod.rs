@@ -6,6 +6,7 @@
 mod apply;
 mod catalog;
 mod discovery;
+mod events_v1;
 mod fields;
 mod keys;
 mod managed;

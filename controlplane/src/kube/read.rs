@@ -94,7 +94,12 @@ fn supported(kind: Kind, field: &str) -> bool {
                 | "involvedObject.apiVersion"
                 | "involvedObject.resourceVersion"
                 | "involvedObject.fieldPath"
+                | "regarding.kind"
+                | "regarding.namespace"
+                | "regarding.name"
+                | "regarding.uid"
                 | "reason"
+                | "reportingController"
                 | "reportingComponent"
                 | "source"
                 | "type"
@@ -113,6 +118,9 @@ pub(crate) fn wire(resource: &Resource, object: &Object) -> Value {
     if let Some(map) = value.as_object_mut() {
         map.insert("apiVersion".into(), json!(resource.api_version()));
         map.insert("kind".into(), json!(resource.kind.as_str()));
+    }
+    if resource.group == super::events_v1::GROUP {
+        return super::events_v1::from_core(value);
     }
     value
 }

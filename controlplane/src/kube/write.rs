@@ -274,6 +274,9 @@ pub(crate) fn parse(
 ) -> Result<pier_model::Parsed, Failure> {
     let invalid =
         |message: String| status::failure(StatusCode::BAD_REQUEST, "BadRequest", message, None);
+    if t.resource.group == super::events_v1::GROUP {
+        value = super::events_v1::to_core(value);
+    }
     if value.get("kind").and_then(Value::as_str) != Some(t.resource.kind.as_str()) {
         return Err(invalid(format!(
             "the object's kind is not {}",
