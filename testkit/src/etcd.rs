@@ -279,6 +279,17 @@ impl Etcd {
         m.child = Some(child);
     }
 
+    /// Waits until member `i` has applied `revision` (it may hold a committed entry it does
+    /// not yet know is committed until the leader tells it).
+    pub fn wait_applied(&self, i: usize, revision: u64) {
+        let port = self.members[i].client;
+        crate::wait_for(
+            &format!("etcd member {i} to apply revision {revision}"),
+            Duration::from_secs(20),
+            || applied_revision(&self.host, port).is_some_and(|r| r >= revision),
+        );
+    }
+
     /// Kills member `i` (SIGKILL) and waits for it to exit.
     pub fn stop_member(&mut self, i: usize) {
         if let Some(mut child) = self.members[i].child.take() {
@@ -313,6 +324,26 @@ impl Etcd {
             std::thread::sleep(Duration::from_millis(100));
         }
     }
+}
+
+/// The revision member `i` has applied, as its own serializable read reports it (no
+/// quorum needed); `None` when it does not answer.
+fn applied_revision(host: &str, port: u16) -> Option<u64> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect((host, port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    // key "\0" (base64 AA==): any key will do, the header carries the revision.
+    let body = r#"{"key":"AA==","serializable":true}"#;
+    let request = format!(
+        "POST /v3/kv/range HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(request.as_bytes()).ok()?;
+    let mut response = String::new();
+    s.read_to_string(&mut response).ok()?;
+    let json = response.split("\r\n\r\n").nth(1)?;
+    let value: serde_json::Value = serde_json::from_str(json.trim()).ok()?;
+    value["header"]["revision"].as_str()?.parse().ok()
 }
 
 /// Whether the member on `host:port` says it is healthy (`GET /health`).

@@ -199,9 +199,20 @@ fn a_watch_resumes_on_another_member() {
         etcd.start_member(member);
         etcd.wait_healthy(member);
     }
-    // Committed by two members, then one of them goes too: the last one still tells.
+    // Committed by two members, then one of them goes too: the last one still tells, once
+    // it has applied the entry (raft lets a follower hold a committed entry it has not yet
+    // heard is committed; if the leader dies first, no lone member can ever apply it).
     etcd.stop_member(0);
-    writer.apply(vec![svc("last-with-quorum", "")]).unwrap();
+    let written = writer.apply(vec![svc("last-with-quorum", "")]).unwrap();
+    let revision = written[0]
+        .object
+        .as_ref()
+        .unwrap()
+        .meta()
+        .resource_version
+        .parse()
+        .unwrap();
+    etcd.wait_applied(2, revision);
     etcd.stop_member(1);
     next("last-with-quorum");
 }
