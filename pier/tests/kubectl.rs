@@ -105,6 +105,20 @@ fn kubectl_reads_objects() {
         names(&kubectl.ok(&["get", "svc", "-n", "shop", "-o", "json"])),
         ["cart"]
     );
+    // Chunked lists (limit and continue) come back whole, in pages.
+    let paged = kubectl.run(&["get", "svc", "-A", "--chunk-size=1", "-o", "name", "-v=6"]);
+    let asked = String::from_utf8_lossy(&paged.stderr);
+    assert_eq!(asked.matches("continue=").count(), 2, "{asked}");
+    let mut paged: Vec<&str> = std::str::from_utf8(&paged.stdout)
+        .unwrap()
+        .lines()
+        .collect();
+    paged.sort_unstable();
+    assert_eq!(paged, ["service/cart", "service/db", "service/web"]);
+    let page: Value =
+        serde_json::from_str(&kubectl.ok(&["get", "--raw", "/api/v1/services?limit=2"])).unwrap();
+    assert_eq!(page["items"].as_array().unwrap().len(), 2);
+    assert_eq!(page["metadata"]["remainingItemCount"], 1);
     assert_eq!(
         names(&kubectl.ok(&["get", "svc", "-A", "-l", "tier=front", "-o", "json"])),
         ["cart", "web"]

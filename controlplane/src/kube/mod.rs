@@ -11,6 +11,7 @@ mod fields;
 mod keys;
 mod managed;
 mod openapi;
+mod page;
 mod patch;
 mod read;
 mod scale;
@@ -139,13 +140,21 @@ async fn answer(store: &Arc<Store>, req: &Request<'_>) -> Result<Answer, Failure
         }
         ([_], &Method::GET) => {
             let selectors = read::Selectors::parse(resource.kind, query)?;
-            let list = read::list(store, resource, namespace, &selectors).await?;
+            let page = page::Page::parse(query)?;
+            let mut list = read::list(store, resource, namespace, &selectors).await?;
+            page.cut(&mut list);
             if !table {
                 return ok(list);
             }
             let items = list["items"].as_array().map_or(&[][..], Vec::as_slice);
             let rv = list["metadata"]["resourceVersion"].as_str();
-            ok(table::of(resource.kind, items, rv, include))
+            let mut rows = table::of(resource.kind, items, rv, include);
+            for paging in ["continue", "remainingItemCount"] {
+                if let Some(v) = list["metadata"].get(paging) {
+                    rows["metadata"][paging] = v.clone();
+                }
+            }
+            ok(rows)
         }
         ([_], &Method::POST) => written(write::create(store, &target, req.body).await?),
         ([_], &Method::DELETE) => {

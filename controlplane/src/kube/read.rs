@@ -1,8 +1,7 @@
 //! Reads on the Kubernetes API: get one object, list a kind (in a namespace or across all),
 //! with label selectors and the field selectors a real API server supports for the kind.
-//! Objects go out in their wire form, at the group version the request named. `limit` is
-//! not honoured (the API lets a server return everything in one page), so no `continue`
-//! token is ever handed out.
+//! Objects go out in their wire form, at the group version the request named; `page.rs`
+//! cuts lists into pages.
 
 use std::sync::Arc;
 
