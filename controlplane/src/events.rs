@@ -312,13 +312,11 @@ impl Writer {
                     .iter()
                     .filter_map(|o| match o {
                         Object::Event(e) if e.source == source && older(e, cutoff) => {
-                            Some(Op::Delete {
-                                kind: Kind::Event,
-                                namespace: e.metadata.namespace().to_string(),
-                                name: e.metadata.name.clone(),
-                                resource_version: None,
-                                must_exist: false,
-                            })
+                            Some(Op::remove(
+                                Kind::Event,
+                                e.metadata.namespace(),
+                                e.metadata.name.clone(),
+                            ))
                         }
                         _ => None,
                     })

@@ -8,6 +8,7 @@ pub mod deployment;
 pub mod endpointslice;
 pub mod event;
 mod ignored;
+pub mod kind;
 pub mod manifest;
 pub mod meta;
 pub mod namespace;

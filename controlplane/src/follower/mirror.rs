@@ -141,13 +141,7 @@ impl Mirror {
         if self.kind == Kind::Node && name == self.node_name {
             return;
         }
-        let op = Op::Delete {
-            kind: self.kind,
-            namespace,
-            name: name.clone(),
-            resource_version: None,
-            must_exist: false,
-        };
+        let op = Op::remove(self.kind, namespace, name.clone());
         if let Err(e) = self
             .store
             .blocking("removing a mirrored object", move |s| s.write(vec![op]))
@@ -172,13 +166,7 @@ impl Mirror {
                         let meta = o.meta();
                         !seen.contains(&(meta.namespace.clone(), meta.name.clone()))
                     })
-                    .map(|o| Op::Delete {
-                        kind,
-                        namespace: o.meta().namespace.clone(),
-                        name: o.meta().name.clone(),
-                        resource_version: None,
-                        must_exist: false,
-                    })
+                    .map(|o| Op::remove(kind, o.meta().namespace.clone(), o.meta().name.clone()))
                     .collect();
                 let count = ops.len();
                 if count > 0 {

@@ -34,11 +34,7 @@ pub(crate) async fn server_side(
     let applied = configuration(t, body)?;
     for _ in 0..5 {
         let namespace = t.namespace.unwrap_or("");
-        let live = match super::read::get(store, t.resource, namespace, name).await {
-            Ok(live) => Some(live),
-            Err(failure) if failure.code == StatusCode::NOT_FOUND => None,
-            Err(failure) => return Err(failure),
-        };
+        let live = super::read::find(store, t.resource, namespace, name).await?;
         let base = live.clone().unwrap_or_else(|| json!({}));
         let entries = write::managed_fields(&base);
         let (merged, owners) = managed::apply(&base, &applied, &entries, &t.writer(), force)

@@ -251,7 +251,7 @@ impl Owners {
 
     /// The entries to store: empty ones dropped, `me` stamped when its set changed.
     fn finish(self, me: usize, writer: &Writer<'_>) -> Vec<ManagedFieldsEntry> {
-        let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+        let now = crate::store::now_rfc3339();
         self.list
             .into_iter()
             .enumerate()

@@ -46,47 +46,44 @@ impl Page {
     /// Cuts `list` (all items, in key order) to this page, with `continue` and
     /// `remainingItemCount` when more follow.
     pub(crate) fn cut(&self, list: &mut Value) {
-        let Some(items) = list["items"].as_array_mut() else {
-            return;
-        };
-        let key = |item: &Value| {
-            let meta = &item["metadata"];
-            (
-                meta["namespace"].as_str().unwrap_or("").to_string(),
-                meta["name"].as_str().unwrap_or("").to_string(),
-            )
-        };
         if self.limit.is_none() && self.after.is_none() {
             return;
         }
-        // Pages cut by (namespace, name), whatever order the store lists in.
-        items.sort_by_key(|item| key(item));
-        if let Some((_, last)) = &self.after {
-            items.retain(|item| key(item) > *last);
-        }
-        let mut metadata = json!({});
-        if let Some((revision, _)) = &self.after {
-            metadata["resourceVersion"] = json!(revision);
-        } else {
-            metadata["resourceVersion"] = list["metadata"]["resourceVersion"].clone();
-        }
+        let revision = match &self.after {
+            Some((revision, _)) => revision.clone(),
+            None => list["metadata"]["resourceVersion"]
+                .as_str()
+                .unwrap_or("")
+                .to_string(),
+        };
         let Some(items) = list["items"].as_array_mut() else {
             return;
         };
+        // Pages cut by (namespace, name), whatever order the store lists in.
+        items.sort_by_key(key);
+        if let Some((_, last)) = &self.after {
+            items.retain(|item| key(item) > *last);
+        }
+        let mut metadata = json!({ "resourceVersion": revision });
         if let Some(limit) = self.limit.filter(|l| items.len() > *l) {
             let remaining = items.len() - limit;
             items.truncate(limit);
             if let Some(last) = items.last() {
-                let revision = metadata["resourceVersion"]
-                    .as_str()
-                    .unwrap_or("")
-                    .to_string();
                 metadata["continue"] = json!(encode(&revision, &key(last)));
                 metadata["remainingItemCount"] = json!(remaining);
             }
         }
         list["metadata"] = metadata;
     }
+}
+
+/// Where an item sits in page order.
+fn key(item: &Value) -> (String, String) {
+    let meta = &item["metadata"];
+    (
+        meta["namespace"].as_str().unwrap_or("").to_string(),
+        meta["name"].as_str().unwrap_or("").to_string(),
+    )
 }
 
 fn encode(revision: &str, (namespace, name): &(String, String)) -> String {

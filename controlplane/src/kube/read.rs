@@ -131,12 +131,21 @@ pub(crate) async fn get(
     namespace: &str,
     name: &str,
 ) -> Result<Value, Failure> {
+    find(store, resource, namespace, name)
+        .await?
+        .ok_or_else(|| status::not_found(resource.plural, name))
+}
+
+/// One object in its wire form, or `None` when there is none (a write's live object).
+pub(crate) async fn find(
+    store: &Arc<Store>,
+    resource: Resource,
+    namespace: &str,
+    name: &str,
+) -> Result<Option<Value>, Failure> {
     let (store, ns, n) = (Arc::clone(store), namespace.to_string(), name.to_string());
     let found = blocking(move || store.get(resource.kind, &ns, &n)).await?;
-    match found {
-        Some(object) => Ok(wire(&resource, &object)),
-        None => Err(status::not_found(resource.plural, name)),
-    }
+    Ok(found.map(|object| wire(&resource, &object)))
 }
 
 /// The label and field selectors of a request.

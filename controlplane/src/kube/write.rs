@@ -88,11 +88,7 @@ pub(crate) async fn update(
     body: &[u8],
 ) -> Result<Written, Failure> {
     let mut parsed = parse(t, json(body)?, Some(name))?;
-    let live = match super::read::get(store, t.resource, t.namespace.unwrap_or(""), name).await {
-        Ok(live) => Some(live),
-        Err(failure) if failure.code == StatusCode::NOT_FOUND => None,
-        Err(failure) => return Err(failure),
-    };
+    let live = super::read::find(store, t.resource, t.namespace.unwrap_or(""), name).await?;
     track(t, live.as_ref(), &mut parsed.object);
     if t.dry_run {
         return Ok(answer(StatusCode::OK, t, &parsed.object, parsed.ignored));

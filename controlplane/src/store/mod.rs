@@ -86,6 +86,19 @@ pub enum Op {
     },
 }
 
+impl Op {
+    /// Deletes `kind` `namespace`/`name` whatever its version, and is no error when it is gone.
+    pub fn remove(kind: Kind, namespace: impl Into<String>, name: impl Into<String>) -> Op {
+        Op::Delete {
+            kind,
+            namespace: namespace.into(),
+            name: name.into(),
+            resource_version: None,
+            must_exist: false,
+        }
+    }
+}
+
 /// What a write did to one object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -137,7 +150,8 @@ fn object_key(kind: Kind, namespace: &str, name: &str) -> String {
     format!("{}/{}/{}", kind.as_str(), namespace, name)
 }
 
-fn now_rfc3339() -> String {
+/// Now, as RFC 3339 with seconds (how metadata times are written).
+pub(crate) fn now_rfc3339() -> String {
     humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
 }
 

@@ -1,0 +1,158 @@
+//! The kinds of object pier stores: their `kind` and `apiVersion` values, plural names and
+//! scope, and the names the CLI accepts for them.
+
+use std::fmt;
+use std::str::FromStr;
+
+/// The kinds of object pier understands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Kind {
+    /// `v1/Service`.
+    Service,
+    /// `discovery.k8s.io/v1/EndpointSlice`.
+    EndpointSlice,
+    /// `v1/Pod`.
+    Pod,
+    /// `apps/v1/Deployment`.
+    Deployment,
+    /// `gateway.networking.k8s.io/v1/HTTPRoute`.
+    HttpRoute,
+    /// `gateway.networking.k8s.io/v1alpha2/TCPRoute`.
+    TcpRoute,
+    /// `gateway.networking.k8s.io/v1alpha2/UDPRoute`.
+    UdpRoute,
+    /// `v1/Namespace` (cluster-scoped).
+    Namespace,
+    /// `v1/ServiceAccount`.
+    ServiceAccount,
+    /// `v1/Node` (cluster-scoped).
+    Node,
+    /// `coordination.k8s.io/v1/Lease`.
+    Lease,
+    /// `v1/Event`.
+    Event,
+}
+
+impl Kind {
+    /// Every kind.
+    pub const ALL: [Kind; 12] = [
+        Kind::Service,
+        Kind::EndpointSlice,
+        Kind::Pod,
+        Kind::Deployment,
+        Kind::HttpRoute,
+        Kind::TcpRoute,
+        Kind::UdpRoute,
+        Kind::Namespace,
+        Kind::ServiceAccount,
+        Kind::Node,
+        Kind::Lease,
+        Kind::Event,
+    ];
+
+    /// Whether objects of this kind live in a namespace (all but Namespace and Node).
+    pub fn namespaced(self) -> bool {
+        !matches!(self, Kind::Namespace | Kind::Node)
+    }
+
+    /// The `kind` field value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Service => "Service",
+            Kind::EndpointSlice => "EndpointSlice",
+            Kind::Pod => "Pod",
+            Kind::Deployment => "Deployment",
+            Kind::HttpRoute => "HTTPRoute",
+            Kind::TcpRoute => "TCPRoute",
+            Kind::UdpRoute => "UDPRoute",
+            Kind::Namespace => "Namespace",
+            Kind::ServiceAccount => "ServiceAccount",
+            Kind::Node => "Node",
+            Kind::Lease => "Lease",
+            Kind::Event => "Event",
+        }
+    }
+
+    /// Lowercase plural resource name (`services`), as in kubectl and API paths.
+    pub fn plural(self) -> &'static str {
+        match self {
+            Kind::Service => "services",
+            Kind::EndpointSlice => "endpointslices",
+            Kind::Pod => "pods",
+            Kind::Deployment => "deployments",
+            Kind::HttpRoute => "httproutes",
+            Kind::TcpRoute => "tcproutes",
+            Kind::UdpRoute => "udproutes",
+            Kind::Namespace => "namespaces",
+            Kind::ServiceAccount => "serviceaccounts",
+            Kind::Node => "nodes",
+            Kind::Lease => "leases",
+            Kind::Event => "events",
+        }
+    }
+
+    /// The apiVersions accepted for this kind; the first is the one pier writes.
+    pub fn api_versions(self) -> &'static [&'static str] {
+        match self {
+            Kind::Service
+            | Kind::Pod
+            | Kind::Namespace
+            | Kind::ServiceAccount
+            | Kind::Node
+            | Kind::Event => &["v1"],
+            Kind::Lease => &["coordination.k8s.io/v1"],
+            Kind::EndpointSlice => &["discovery.k8s.io/v1"],
+            Kind::Deployment => &["apps/v1"],
+            Kind::HttpRoute => &[
+                "gateway.networking.k8s.io/v1",
+                "gateway.networking.k8s.io/v1beta1",
+            ],
+            Kind::TcpRoute | Kind::UdpRoute => &[
+                "gateway.networking.k8s.io/v1alpha2",
+                "gateway.networking.k8s.io/v1",
+            ],
+        }
+    }
+
+    /// Resolves a `kind` field value.
+    pub fn from_kind_field(kind: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|k| k.as_str() == kind)
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Kind {
+    type Err = String;
+
+    /// Parses a CLI kind name: singular, plural, short name or Kind, any case.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let lower = s.to_ascii_lowercase();
+        let kind = match lower.as_str() {
+            "service" | "services" | "svc" => Kind::Service,
+            "endpointslice" | "endpointslices" | "eps" => Kind::EndpointSlice,
+            "pod" | "pods" | "po" => Kind::Pod,
+            "deployment" | "deployments" | "deploy" => Kind::Deployment,
+            "httproute" | "httproutes" => Kind::HttpRoute,
+            "tcproute" | "tcproutes" => Kind::TcpRoute,
+            "udproute" | "udproutes" => Kind::UdpRoute,
+            "namespace" | "namespaces" | "ns" => Kind::Namespace,
+            "serviceaccount" | "serviceaccounts" | "sa" => Kind::ServiceAccount,
+            "node" | "nodes" | "no" => Kind::Node,
+            "lease" | "leases" => Kind::Lease,
+            "event" | "events" | "ev" => Kind::Event,
+            _ => {
+                let known: Vec<&str> = Kind::ALL.iter().map(|k| k.plural()).collect();
+                return Err(format!(
+                    "unknown resource type {s:?}; known: {}",
+                    known.join(", ")
+                ));
+            }
+        };
+        Ok(kind)
+    }
+}
