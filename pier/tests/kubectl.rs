@@ -49,7 +49,7 @@ ports:
 - {port: 5432, protocol: TCP}
 "#;
 
-/// Discovery, version and the resource list as kubectl prints them.
+/// Discovery, version, the resource list and explain as kubectl prints them.
 #[test]
 fn kubectl_discovers_pier() {
     let dir = tempfile::tempdir().unwrap();
@@ -79,6 +79,20 @@ fn kubectl_discovers_pier() {
         assert!(line.contains(group), "{line}");
         assert!(short.is_empty() || line.contains(short), "{line}");
     }
+    // explain reads the reference schemas: field types, descriptions, nested fields.
+    let ports = kubectl.ok(&["explain", "service.spec.ports"]);
+    assert!(ports.contains("FIELD: ports <[]ServicePort>"), "{ports}");
+    assert!(ports.contains("targetPort\t<IntOrString>"), "{ports}");
+    assert!(ports.contains("port\t<integer> -required-"), "{ports}");
+    let image = kubectl.ok(&["explain", "deploy.spec.template.spec.containers.image"]);
+    assert!(image.contains("GROUP:      apps") && image.contains("Container image name"));
+    let recursive = kubectl.ok(&["explain", "endpointslices", "--recursive"]);
+    assert!(
+        recursive.contains("addressType\t<string> -required-"),
+        "{recursive}"
+    );
+    let missing = kubectl.fails(&["explain", "service.spec.nope"]);
+    assert!(missing.contains("nope"), "{missing}");
 }
 
 /// get and list through kubectl: one object, every namespace, jsonpath, label and field

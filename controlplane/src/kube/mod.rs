@@ -15,6 +15,7 @@ mod page;
 mod patch;
 mod read;
 mod scale;
+mod schemas;
 mod status;
 mod table;
 mod watch;

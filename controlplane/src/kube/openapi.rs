@@ -5,12 +5,15 @@
 //! itself (pier always does, strictly), so `kubectl create` and `apply` need no
 //! `--validate=false`. The PATCH operations leave out strategic merge patch on purpose:
 //! kubectl then computes strategic patches from its own built-in types, with their merge keys,
-//! which pier applies (`patch.rs`). Object schemas are open (`x-kubernetes-preserve-unknown-
-//! fields`); pier's own decoding is the schema that rejects unknown fields.
+//! which pier applies (`patch.rs`). Object schemas come from `schemas.rs`. Documents are built
+//! once and kept: kubectl fetches one before every write.
+
+use std::sync::OnceLock;
 
 use serde_json::{json, Map, Value};
 
 use super::catalog::{self, Resource};
+use super::schemas;
 
 /// `GET /openapi/v3`: the group versions and where their documents are.
 pub(crate) fn index() -> Value {
@@ -27,14 +30,28 @@ pub(crate) fn index() -> Value {
 
 /// `GET /openapi/v3/<api/v1 | apis/group/version>`, if pier serves that group version.
 pub(crate) fn document(gv: &str) -> Option<Value> {
-    let (group, version) = group_versions()
-        .into_iter()
-        .find(|(g, v)| gv_path(g, v) == gv)?;
+    static DOCUMENTS: OnceLock<Vec<(String, Value)>> = OnceLock::new();
+    let documents = DOCUMENTS.get_or_init(|| {
+        group_versions()
+            .into_iter()
+            .map(|(group, version)| (gv_path(group, version), build(group, version)))
+            .collect()
+    });
+    documents
+        .iter()
+        .find(|(path, _)| path == gv)
+        .map(|(_, doc)| doc.clone())
+}
+
+/// The document of one group version.
+fn build(group: &str, version: &str) -> Value {
+    let resources: Vec<Resource> = catalog::resources()
+        .filter(|r| r.group == group && r.version == version)
+        .collect();
     let mut paths = Map::new();
-    let mut schemas = Map::new();
-    for r in catalog::resources().filter(|r| r.group == group && r.version == version) {
+    for r in resources.iter().copied() {
         let prefix = format!("/{}", gv_path(group, version));
-        let gvk = json!({"group": r.group, "version": r.version, "kind": r.kind.as_str()});
+        let gvk = schemas::gvk(&r);
         let scoped = if r.namespaced {
             format!("{prefix}/namespaces/{{namespace}}/{}", r.plural)
         } else {
@@ -62,29 +79,20 @@ pub(crate) fn document(gv: &str) -> Option<Value> {
                 "delete": operation("delete", &gvk, &r, &["dryRun"]),
             }),
         );
-        schemas.insert(
-            schema_name(&r),
-            json!({
-                "type": "object",
-                "description": format!("{} ({}), as pier stores it.", r.kind.as_str(), r.api_version()),
-                "x-kubernetes-group-version-kind": [gvk],
-                "x-kubernetes-preserve-unknown-fields": true,
-            }),
-        );
     }
-    Some(json!({
+    json!({
         "openapi": "3.0.0",
         "info": {"title": "pier", "version": env!("CARGO_PKG_VERSION")},
         "paths": paths,
-        "components": {"schemas": schemas},
-    }))
+        "components": {"schemas": schemas::components(&resources)},
+    })
 }
 
 /// The query parameters every write takes.
 const WRITE_PARAMS: &[&str] = &["dryRun", "fieldManager", "fieldValidation"];
 
 fn operation(action: &str, gvk: &Value, r: &Resource, params: &[&str]) -> Value {
-    let schema = json!({"$ref": format!("#/components/schemas/{}", schema_name(r))});
+    let schema = json!({"$ref": format!("#/components/schemas/{}", schemas::name(r))});
     json!({
         "operationId": format!("{action}{}", r.kind.as_str()),
         "x-kubernetes-action": action,
@@ -101,12 +109,6 @@ fn with_body(mut op: Value, media: &[&str]) -> Value {
         .collect();
     op["requestBody"] = json!({ "content": content, "required": true });
     op
-}
-
-/// `io.pier.<group or core>.<version>.<Kind>`: where a kind's schema is kept.
-fn schema_name(r: &Resource) -> String {
-    let group = if r.group.is_empty() { "core" } else { r.group };
-    format!("io.pier.{group}.{}.{}", r.version, r.kind.as_str())
 }
 
 fn group_versions() -> Vec<(&'static str, &'static str)> {
