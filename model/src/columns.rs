@@ -63,6 +63,16 @@ pub fn columns(kind: Kind) -> Vec<Column> {
             wide("IMAGES"),
             wide("SELECTOR"),
         ],
+        Kind::ReplicaSet => vec![
+            col("NAME"),
+            col("DESIRED"),
+            col("CURRENT"),
+            col("READY"),
+            col("AGE"),
+            wide("CONTAINERS"),
+            wide("IMAGES"),
+            wide("SELECTOR"),
+        ],
         Kind::HttpRoute => vec![
             col("NAME"),
             col("HOSTNAMES"),
@@ -143,7 +153,7 @@ pub fn row(kind: Kind, v: &Value, now: SystemTime) -> Vec<String> {
                 or(s(v, "/spec/nodeName"), "<none>"),
             ]
         }
-        Kind::Deployment => {
+        Kind::Deployment | Kind::ReplicaSet => {
             let containers = items(v, "/spec/template/spec/containers");
             let names: Vec<String> = containers
                 .iter()
@@ -162,16 +172,28 @@ pub fn row(kind: Kind, v: &Value, now: SystemTime) -> Vec<String> {
                     .and_then(Value::as_i64)
                     .unwrap_or(0)
             };
-            vec![
-                name,
-                format!("{}/{desired}", count("readyReplicas")),
-                count("updatedReplicas").to_string(),
-                count("availableReplicas").to_string(),
+            let counts = if kind == Kind::Deployment {
+                vec![
+                    format!("{}/{desired}", count("readyReplicas")),
+                    count("updatedReplicas").to_string(),
+                    count("availableReplicas").to_string(),
+                ]
+            } else {
+                vec![
+                    desired.to_string(),
+                    count("replicas").to_string(),
+                    count("readyReplicas").to_string(),
+                ]
+            };
+            let mut row = vec![name];
+            row.extend(counts);
+            row.extend([
                 created,
                 join_or_none(names),
                 join_or_none(images),
                 key_values(v, "/spec/selector/matchLabels"),
-            ]
+            ]);
+            row
         }
         Kind::HttpRoute => {
             let hosts: Vec<String> = items(v, "/spec/hostnames")

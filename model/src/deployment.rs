@@ -93,6 +93,9 @@ pub struct DeploymentSpec {
     /// Seconds a pod must be ready to count as available.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_ready_seconds: Option<i64>,
+    /// Old ReplicaSets (revisions) kept for undo; Kubernetes' default is 10.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision_history_limit: Option<i64>,
 }
 
 /// Template of the pods a Deployment creates.

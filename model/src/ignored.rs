@@ -101,7 +101,7 @@ const POD_STATUS: &[&str] = &[
     "conditions[].observedGeneration",
 ];
 
-const DEPLOYMENT_SPEC: &[&str] = &["revisionHistoryLimit", "progressDeadlineSeconds", "paused"];
+const DEPLOYMENT_SPEC: &[&str] = &["progressDeadlineSeconds", "paused"];
 
 const HTTP_ROUTE: &[&str] = &[
     "status",
@@ -165,6 +165,11 @@ pub(crate) fn is_known_ignored(kind: Kind, path: &str) -> bool {
         Kind::Deployment => {
             path == "status"
                 || under("spec", DEPLOYMENT_SPEC, path)
+                || under("spec.template.metadata", META, path)
+                || pod_spec_field("spec.template.spec", path)
+        }
+        Kind::ReplicaSet => {
+            path == "status"
                 || under("spec.template.metadata", META, path)
                 || pod_spec_field("spec.template.spec", path)
         }

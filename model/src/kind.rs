@@ -15,6 +15,8 @@ pub enum Kind {
     Pod,
     /// `apps/v1/Deployment`.
     Deployment,
+    /// `apps/v1/ReplicaSet` (one revision of a Deployment).
+    ReplicaSet,
     /// `gateway.networking.k8s.io/v1/HTTPRoute`.
     HttpRoute,
     /// `gateway.networking.k8s.io/v1alpha2/TCPRoute`.
@@ -35,11 +37,12 @@ pub enum Kind {
 
 impl Kind {
     /// Every kind.
-    pub const ALL: [Kind; 12] = [
+    pub const ALL: [Kind; 13] = [
         Kind::Service,
         Kind::EndpointSlice,
         Kind::Pod,
         Kind::Deployment,
+        Kind::ReplicaSet,
         Kind::HttpRoute,
         Kind::TcpRoute,
         Kind::UdpRoute,
@@ -62,6 +65,7 @@ impl Kind {
             Kind::EndpointSlice => "EndpointSlice",
             Kind::Pod => "Pod",
             Kind::Deployment => "Deployment",
+            Kind::ReplicaSet => "ReplicaSet",
             Kind::HttpRoute => "HTTPRoute",
             Kind::TcpRoute => "TCPRoute",
             Kind::UdpRoute => "UDPRoute",
@@ -80,6 +84,7 @@ impl Kind {
             Kind::EndpointSlice => "endpointslices",
             Kind::Pod => "pods",
             Kind::Deployment => "deployments",
+            Kind::ReplicaSet => "replicasets",
             Kind::HttpRoute => "httproutes",
             Kind::TcpRoute => "tcproutes",
             Kind::UdpRoute => "udproutes",
@@ -102,7 +107,7 @@ impl Kind {
             | Kind::Event => &["v1"],
             Kind::Lease => &["coordination.k8s.io/v1"],
             Kind::EndpointSlice => &["discovery.k8s.io/v1"],
-            Kind::Deployment => &["apps/v1"],
+            Kind::Deployment | Kind::ReplicaSet => &["apps/v1"],
             Kind::HttpRoute => &[
                 "gateway.networking.k8s.io/v1",
                 "gateway.networking.k8s.io/v1beta1",
@@ -137,6 +142,7 @@ impl FromStr for Kind {
             "endpointslice" | "endpointslices" | "eps" => Kind::EndpointSlice,
             "pod" | "pods" | "po" => Kind::Pod,
             "deployment" | "deployments" | "deploy" => Kind::Deployment,
+            "replicaset" | "replicasets" | "rs" => Kind::ReplicaSet,
             "httproute" | "httproutes" => Kind::HttpRoute,
             "tcproute" | "tcproutes" => Kind::TcpRoute,
             "udproute" | "udproutes" => Kind::UdpRoute,

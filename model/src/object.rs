@@ -12,6 +12,7 @@ use super::ignored::is_known_ignored;
 pub use super::kind::Kind;
 use super::meta::ObjectMeta;
 use super::pod::Pod;
+use super::replica_set::ReplicaSet;
 use super::report::{FieldError, Report};
 use super::route::{HttpRoute, L4Route};
 use super::service::Service;
@@ -32,6 +33,8 @@ pub enum Object {
     Pod(Pod),
     /// A Deployment.
     Deployment(Deployment),
+    /// A ReplicaSet.
+    ReplicaSet(ReplicaSet),
     /// An HTTPRoute.
     HttpRoute(HttpRoute),
     /// A TCPRoute.
@@ -219,6 +222,7 @@ impl Object {
             }
             Kind::Pod => typed(value, kind).map(|(o, i, e)| (Object::Pod(o), i, e)),
             Kind::Deployment => typed(value, kind).map(|(o, i, e)| (Object::Deployment(o), i, e)),
+            Kind::ReplicaSet => typed(value, kind).map(|(o, i, e)| (Object::ReplicaSet(o), i, e)),
             Kind::HttpRoute => typed(value, kind).map(|(o, i, e)| (Object::HttpRoute(o), i, e)),
             Kind::TcpRoute => typed(value, kind).map(|(o, i, e)| (Object::TcpRoute(o), i, e)),
             Kind::UdpRoute => typed(value, kind).map(|(o, i, e)| (Object::UdpRoute(o), i, e)),
@@ -258,6 +262,7 @@ impl Object {
             Object::EndpointSlice(s) => validation::endpoint_slice(s, report),
             Object::Pod(p) => validation::pod(p, report),
             Object::Deployment(d) => validation::deployment(d, report),
+            Object::ReplicaSet(r) => validation::replica_set(r, report),
             Object::HttpRoute(r) => validation::http_route(r, report),
             Object::TcpRoute(r) | Object::UdpRoute(r) => validation::l4_route(r, report),
             Object::Namespace(n) => validation::namespace(n, report),
@@ -275,6 +280,7 @@ impl Object {
             Object::EndpointSlice(_) => Kind::EndpointSlice,
             Object::Pod(_) => Kind::Pod,
             Object::Deployment(_) => Kind::Deployment,
+            Object::ReplicaSet(_) => Kind::ReplicaSet,
             Object::HttpRoute(_) => Kind::HttpRoute,
             Object::TcpRoute(_) => Kind::TcpRoute,
             Object::UdpRoute(_) => Kind::UdpRoute,
@@ -293,6 +299,7 @@ impl Object {
             Object::EndpointSlice(o) => &o.metadata,
             Object::Pod(o) => &o.metadata,
             Object::Deployment(o) => &o.metadata,
+            Object::ReplicaSet(o) => &o.metadata,
             Object::HttpRoute(o) => &o.metadata,
             Object::TcpRoute(o) | Object::UdpRoute(o) => &o.metadata,
             Object::Namespace(o) => &o.metadata,
@@ -310,6 +317,7 @@ impl Object {
             Object::EndpointSlice(o) => &mut o.metadata,
             Object::Pod(o) => &mut o.metadata,
             Object::Deployment(o) => &mut o.metadata,
+            Object::ReplicaSet(o) => &mut o.metadata,
             Object::HttpRoute(o) => &mut o.metadata,
             Object::TcpRoute(o) | Object::UdpRoute(o) => &mut o.metadata,
             Object::Namespace(o) => &mut o.metadata,
@@ -330,6 +338,7 @@ impl Object {
             Object::EndpointSlice(o) => v(o),
             Object::Pod(o) => v(o),
             Object::Deployment(o) => v(o),
+            Object::ReplicaSet(o) => v(o),
             Object::HttpRoute(o) => v(o),
             Object::TcpRoute(o) | Object::UdpRoute(o) => v(o),
             Object::Namespace(o) => v(o),

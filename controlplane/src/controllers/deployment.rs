@@ -12,13 +12,31 @@ pub const DEPLOYMENT_LABEL: &str = "pier.dev/deployment";
 pub const TEMPLATE_HASH_LABEL: &str = "pod-template-hash";
 
 /// Hash of a pod template (FNV-1a of its JSON, as 10 hex digits): pods with another hash are
-/// from an older version.
+/// from an older version. Empty objects are left out first, so a template that went through
+/// a Go client (`resources: {}` where none was written, as `kubectl rollout undo` sends it)
+/// hashes as it did before.
 pub fn template_hash(d: &Deployment) -> String {
-    let json = serde_json::to_vec(&d.spec.template).unwrap_or_default();
+    let mut template = serde_json::to_value(&d.spec.template).unwrap_or_default();
+    drop_empty_objects(&mut template);
+    let json = serde_json::to_vec(&template).unwrap_or_default();
     let hash = json.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
         (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
     });
     format!("{hash:016x}")[..10].to_string()
+}
+
+/// Removes, depth first, every object member whose value is (or becomes) `{}`.
+fn drop_empty_objects(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::Object(map) => {
+            for member in map.values_mut() {
+                drop_empty_objects(member);
+            }
+            map.retain(|_, m| !m.as_object().is_some_and(serde_json::Map::is_empty));
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(drop_empty_objects),
+        _ => {}
+    }
 }
 
 /// Resolves `25%` or `1` against `replicas`, rounding up or down.
@@ -155,6 +173,19 @@ mod tests {
             ..Default::default()
         }];
         d
+    }
+
+    #[test]
+    fn empty_objects_do_not_change_the_hash() {
+        let plain = dep(1, "v1");
+        let mut from_go = plain.clone();
+        from_go.spec.template.spec.containers[0].resources = serde_json::from_str("{}").unwrap();
+        assert_ne!(
+            serde_json::to_string(&plain.spec.template).unwrap(),
+            serde_json::to_string(&from_go.spec.template).unwrap()
+        );
+        assert_eq!(template_hash(&plain), template_hash(&from_go));
+        assert_ne!(template_hash(&plain), template_hash(&dep(1, "v2")));
     }
 
     fn pods(hash: &str, n: usize, ready: bool, prefix: &str) -> Vec<PodView> {

@@ -1,5 +1,6 @@
 //! The Deployment controller: keeps each Deployment's Pods in the store as `deployment.rs`
-//! plans; the node agent runs them. Runs on the controller runner, keyed by Deployment.
+//! plans (the node agent runs them), and its revisions as ReplicaSets as
+//! `deployment_revisions.rs` plans. Runs on the controller runner, keyed by Deployment.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -7,11 +8,12 @@ use std::sync::Arc;
 use super::deployment::{
     new_pod, plan, template_hash, PodView, DEPLOYMENT_LABEL, TEMPLATE_HASH_LABEL,
 };
+use super::deployment_revisions::revision_ops;
 use super::deployment_status::status_of;
 use super::runner::{Reconciled, Reconciler};
 use crate::events::Recorder;
 use crate::store::{EventType, Op, Outcome, Store};
-use pier_model::{Deployment, Kind, Object, Pod};
+use pier_model::{Deployment, Kind, Object, Pod, ReplicaSet};
 
 type Key = (String, String);
 
@@ -22,6 +24,8 @@ pub struct DeploymentController {
     deployments: HashMap<Key, Deployment>,
     /// Pods by the Deployment they belong to, then by name.
     pods: HashMap<Key, BTreeMap<String, Pod>>,
+    /// ReplicaSets (revisions) by the Deployment that controls them, then by name.
+    sets: HashMap<Key, BTreeMap<String, ReplicaSet>>,
 }
 
 impl DeploymentController {
@@ -32,6 +36,44 @@ impl DeploymentController {
             events,
             deployments: HashMap::new(),
             pods: HashMap::new(),
+            sets: HashMap::new(),
+        }
+    }
+
+    fn observe_set(&mut self, deleted: bool, rs: &ReplicaSet, dirty: &mut BTreeSet<Key>) {
+        let Some(owner) = rs
+            .metadata
+            .owner_references
+            .iter()
+            .find(|o| o.kind == "Deployment" && o.controller == Some(true))
+        else {
+            return;
+        };
+        let key = (rs.metadata.namespace().to_string(), owner.name.clone());
+        let sets = self.sets.entry(key.clone()).or_default();
+        if deleted {
+            sets.remove(&rs.metadata.name);
+        } else {
+            sets.insert(rs.metadata.name.clone(), rs.clone());
+        }
+        dirty.insert(key);
+    }
+
+    /// The ReplicaSet writes for `key`: its revisions kept true to its pods, or, once the
+    /// Deployment is gone, deleted.
+    fn set_ops(&self, key: &Key) -> Vec<Op> {
+        let sets: Vec<&ReplicaSet> = self
+            .sets
+            .get(key)
+            .into_iter()
+            .flat_map(BTreeMap::values)
+            .collect();
+        match self.deployments.get(key) {
+            Some(d) => revision_ops(d, &sets, &self.views(key)),
+            None => sets
+                .iter()
+                .map(|rs| Op::remove(Kind::ReplicaSet, &key.0, &rs.metadata.name))
+                .collect(),
         }
     }
 
@@ -140,26 +182,38 @@ impl DeploymentController {
         }
     }
 
-    /// Writes `key`'s status if it changed; a conflict (the Deployment changed meanwhile)
-    /// waits for the change's event, which marks the key again.
-    async fn write_status(&mut self, key: &Key, result: &mut Reconciled<Key>) {
-        let Some(op) = self.status_op(key) else {
+    /// Writes `ops` for `key` in one transaction and takes what was written into the cache at
+    /// once, so a pass before the watch catches up counts it. A conflict on a write that the
+    /// conflicting change's own event will redo (`redone_by_event`: status, ReplicaSets)
+    /// waits for that event; any other failure retries `key`.
+    async fn write(
+        &mut self,
+        key: &Key,
+        what: &'static str,
+        ops: Vec<Op>,
+        redone_by_event: bool,
+        result: &mut Reconciled<Key>,
+    ) {
+        if ops.is_empty() {
             return;
-        };
-        let written = self
-            .store
-            .blocking("writing a Deployment's status", move |s| s.write(vec![op]))
-            .await;
-        match written {
+        }
+        match self.store.blocking(what, move |s| s.write(ops)).await {
             Ok(written) => {
                 for w in written {
-                    if let Some(Object::Deployment(d)) = w.object {
-                        self.deployments.insert(key.clone(), d);
+                    let Some(object) = &w.object else { continue };
+                    if let Object::Pod(p) = object {
+                        self.report(key, w.outcome, p);
                     }
+                    let event = if w.outcome == Outcome::Deleted {
+                        EventType::Deleted
+                    } else {
+                        EventType::Modified
+                    };
+                    self.observe(event, object, &mut BTreeSet::new());
                 }
             }
-            Err(crate::Error::Conflict(e)) => {
-                tracing::debug!(deployment = %key.1, error = %e, "status not written: the Deployment changed");
+            Err(crate::Error::Conflict(e)) if redone_by_event => {
+                tracing::debug!(deployment = %key.1, error = %e, "{what}: waiting for the change that conflicted");
             }
             Err(e) => result.failed.push((key.clone(), crate::error::chain(&e))),
         }
@@ -182,7 +236,7 @@ impl Reconciler for DeploymentController {
     }
 
     fn kinds(&self) -> &'static [Kind] {
-        &[Kind::Deployment, Kind::Pod]
+        &[Kind::Deployment, Kind::Pod, Kind::ReplicaSet]
     }
 
     fn observe(&mut self, event_type: EventType, object: &Object, dirty: &mut BTreeSet<Key>) {
@@ -198,39 +252,43 @@ impl Reconciler for DeploymentController {
                 dirty.insert(key);
             }
             Object::Pod(p) => self.observe_pod(deleted, p, dirty),
+            Object::ReplicaSet(rs) => self.observe_set(deleted, rs, dirty),
             _ => {}
         }
     }
 
-    /// One transaction per Deployment, so one that cannot be written does not hold up others.
+    /// A Deployment at a time, in three transactions (status, ReplicaSets, pods), so one that
+    /// cannot be written does not hold up the others.
     async fn reconcile(&mut self, keys: BTreeSet<Key>) -> Reconciled<Key> {
         let mut result = Reconciled::default();
         for key in keys {
-            self.write_status(&key, &mut result).await;
-            let ops = self.ops_for(&key);
-            if ops.is_empty() {
-                continue;
-            }
-            let written = self
-                .store
-                .blocking("writing a Deployment's pods", move |s| s.write(ops))
-                .await;
-            match written {
-                Ok(written) => {
-                    // Into the cache now, so a pass before the watch catches up counts them.
-                    for w in written {
-                        if let Some(Object::Pod(p)) = &w.object {
-                            self.report(&key, w.outcome, p);
-                            self.observe_pod(
-                                w.outcome == Outcome::Deleted,
-                                p,
-                                &mut BTreeSet::new(),
-                            );
-                        }
-                    }
-                }
-                Err(e) => result.failed.push((key, crate::error::chain(&e))),
-            }
+            let status: Vec<Op> = self.status_op(&key).into_iter().collect();
+            self.write(
+                &key,
+                "writing a Deployment's status",
+                status,
+                true,
+                &mut result,
+            )
+            .await;
+            let sets = self.set_ops(&key);
+            self.write(
+                &key,
+                "writing a Deployment's ReplicaSets",
+                sets,
+                true,
+                &mut result,
+            )
+            .await;
+            let pods = self.ops_for(&key);
+            self.write(
+                &key,
+                "writing a Deployment's pods",
+                pods,
+                false,
+                &mut result,
+            )
+            .await;
         }
         result
     }

@@ -1,11 +1,13 @@
 //! Controllers: loops over store events that write derived objects back to the store, all run
 //! by `runner.rs`. `endpoints_controller.rs` turns Services and Pods into EndpointSlices
 //! (planned by `endpoints.rs`); `deployment_controller.rs` keeps a Deployment's Pods
-//! (planned by `deployment.rs`) and its status (`deployment_status.rs`); `scheduler_controller.rs` binds pods to nodes (placed by
+//! (planned by `deployment.rs`), its status (`deployment_status.rs`) and its revisions as
+//! ReplicaSets (`deployment_revisions.rs`); `scheduler_controller.rs` binds pods to nodes (placed by
 //! `scheduling.rs`).
 
 pub mod deployment;
 mod deployment_controller;
+mod deployment_revisions;
 mod deployment_status;
 pub mod endpoints;
 mod endpoints_controller;

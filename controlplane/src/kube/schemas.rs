@@ -78,6 +78,7 @@ fn reference(r: &Resource) -> Option<(String, Generate)> {
         (Kind::Event, _) => of::<core::v1::Event>(),
         (Kind::EndpointSlice, _) => of::<discovery::v1::EndpointSlice>(),
         (Kind::Deployment, _) => of::<apps::v1::Deployment>(),
+        (Kind::ReplicaSet, _) => of::<apps::v1::ReplicaSet>(),
         (Kind::Lease, _) => of::<coordination::v1::Lease>(),
         (Kind::HttpRoute | Kind::TcpRoute | Kind::UdpRoute, _) => None,
     }

@@ -117,6 +117,7 @@ impl SnapshotBuilder {
             }
             Object::Pod(_)
             | Object::Deployment(_)
+            | Object::ReplicaSet(_)
             | Object::Namespace(_)
             | Object::ServiceAccount(_)
             | Object::Node(_)
@@ -141,6 +142,7 @@ impl SnapshotBuilder {
             }
             Kind::Pod
             | Kind::Deployment
+            | Kind::ReplicaSet
             | Kind::Namespace
             | Kind::ServiceAccount
             | Kind::Node

@@ -15,7 +15,7 @@ mod route;
 mod workload;
 
 pub(crate) use route::{http_route, l4_route};
-pub(crate) use workload::{deployment, pod};
+pub(crate) use workload::{deployment, pod, replica_set};
 pub(super) fn metadata(
     meta: &ObjectMeta,
     name_rule: fn(&str) -> Result<(), String>,

@@ -1,10 +1,11 @@
-//! Rules for pods and Deployments: containers, probes, pod specs, selectors.
+//! Rules for pods, Deployments and ReplicaSets: containers, probes, pod specs, selectors.
 
 use std::collections::HashSet;
 
-use crate::deployment::Deployment;
-use crate::meta::IntOrString;
+use crate::deployment::{Deployment, PodTemplateSpec};
+use crate::meta::{IntOrString, LabelSelector};
 use crate::pod::{Container, Pod, PodSpec, Probe};
+use crate::replica_set::ReplicaSet;
 use crate::report::{FieldPath, Report};
 use crate::syntax::{dns1123_label, dns1123_subdomain, iana_svc_name};
 
@@ -119,16 +120,28 @@ pub(crate) fn pod(pod: &Pod, r: &mut Report) {
     }
 }
 
-pub(crate) fn deployment(d: &Deployment, r: &mut Report) {
-    metadata(&d.metadata, dns1123_subdomain, r);
-    let spec = FieldPath::root().field("spec");
-    if let Some(n) = d.spec.replicas.filter(|n| *n < 0) {
+/// A ReplicaSet: only as the Deployment controller writes them, a revision of a Deployment;
+/// pier runs no ReplicaSet of its own.
+pub(crate) fn replica_set(rs: &ReplicaSet, r: &mut Report) {
+    metadata(&rs.metadata, dns1123_subdomain, r);
+    let owned = rs
+        .metadata
+        .owner_references
+        .iter()
+        .any(|o| o.kind == "Deployment" && o.controller == Some(true));
+    if !owned {
         r.error(
-            &spec.field("replicas"),
-            format!("invalid value {n}: must be at least 0"),
+            &FieldPath::root().field("metadata").field("ownerReferences"),
+            "a ReplicaSet must be controlled by a Deployment: pier keeps ReplicaSets as a \
+             Deployment's revisions and runs none on its own; write a Deployment instead",
         );
     }
-    let sel = &d.spec.selector;
+    let spec = FieldPath::root().field("spec");
+    pod_template(&spec, &rs.spec.selector, &rs.spec.template, r);
+}
+
+/// The selector and pod template of a Deployment or ReplicaSet `spec`.
+fn pod_template(spec: &FieldPath, sel: &LabelSelector, template: &PodTemplateSpec, r: &mut Report) {
     if sel.match_labels.is_empty() && sel.match_expressions.is_empty() {
         r.error(
             &spec.field("selector"),
@@ -136,19 +149,36 @@ pub(crate) fn deployment(d: &Deployment, r: &mut Report) {
         );
     } else {
         label_selector(&spec.field("selector"), sel, r);
-        if !sel.matches(&d.spec.template.metadata.labels) {
+        if !sel.matches(&template.metadata.labels) {
             r.error(
                 &spec.field("template").field("metadata").field("labels"),
                 "`selector` does not match template `labels`",
             );
         }
     }
-    let template = spec.field("template");
+    let path = spec.field("template");
     r.labels(
-        &template.field("metadata").field("labels"),
-        &d.spec.template.metadata.labels,
+        &path.field("metadata").field("labels"),
+        &template.metadata.labels,
     );
-    pod_spec(&template.field("spec"), &d.spec.template.spec, r);
+    pod_spec(&path.field("spec"), &template.spec, r);
+}
+
+pub(crate) fn deployment(d: &Deployment, r: &mut Report) {
+    metadata(&d.metadata, dns1123_subdomain, r);
+    let spec = FieldPath::root().field("spec");
+    for (field, value) in [
+        ("replicas", d.spec.replicas),
+        ("revisionHistoryLimit", d.spec.revision_history_limit),
+    ] {
+        if let Some(n) = value.filter(|n| *n < 0) {
+            r.error(
+                &spec.field(field),
+                format!("invalid value {n}: must be at least 0"),
+            );
+        }
+    }
+    pod_template(&spec, &d.spec.selector, &d.spec.template, r);
     if let Some(strategy) = &d.spec.strategy {
         let p = spec.field("strategy");
         if let Some(t) = &strategy.strategy_type {

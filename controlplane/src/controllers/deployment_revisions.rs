@@ -1,0 +1,304 @@
+//! A Deployment's revisions as ReplicaSets, kept the way Kubernetes keeps them: one per pod
+//! template the Deployment has run, named `<deployment>-<pod-template-hash>`, controlled by
+//! the Deployment, numbered by the `deployment.kubernetes.io/revision` annotation (a template
+//! that comes back, as after an undo, takes the next number), counting its pods, and pruned
+//! to `revisionHistoryLimit` once it has none. `kubectl rollout history|undo` and
+//! `pier rollout` read them. Pure: `deployment_controller.rs` writes what this plans.
+
+use pier_model::meta::OwnerReference;
+use pier_model::replica_set::{
+    ReplicaSetSpec, ReplicaSetStatus, CHANGE_CAUSE_ANNOTATION, REVISION_ANNOTATION,
+};
+use pier_model::{Deployment, Kind, Object, ReplicaSet};
+
+use super::deployment::{template_hash, PodView, DEPLOYMENT_LABEL, TEMPLATE_HASH_LABEL};
+use crate::store::Op;
+
+/// Old revisions kept when a Deployment does not say (Kubernetes' default).
+const DEFAULT_HISTORY: usize = 10;
+
+/// Deployment annotations a ReplicaSet does not take (Kubernetes' skip list, and kubectl's
+/// record of the last applied manifest).
+const NOT_COPIED: &[&str] = &[
+    "kubectl.kubernetes.io/last-applied-configuration",
+    REVISION_ANNOTATION,
+    "deployment.kubernetes.io/revision-history",
+    "deployment.kubernetes.io/desired-replicas",
+    "deployment.kubernetes.io/max-replicas",
+];
+
+/// The writes that bring `d`'s ReplicaSets (`sets`, as stored) in line with its template
+/// and live pods: the current revision created or renumbered, every revision's counts, and
+/// old empty revisions beyond the history limit deleted.
+pub(super) fn revision_ops(d: &Deployment, sets: &[&ReplicaSet], pods: &[PodView]) -> Vec<Op> {
+    let hash = template_hash(d);
+    let name = format!("{}-{hash}", d.metadata.name);
+    let mut ops = Vec::new();
+    let current = sets.iter().find(|rs| rs.metadata.name == name).copied();
+    let wanted = current_revision(d, &hash, &name, current, sets, pods);
+    if current != Some(&wanted) {
+        ops.push(Op::Put(Object::ReplicaSet(wanted)));
+    }
+    let mut empty = Vec::new();
+    for rs in sets.iter().filter(|rs| rs.metadata.name != name) {
+        let counted = counted(rs, pods);
+        if counted.status.as_ref().is_some_and(|s| s.replicas == 0) {
+            empty.push(*rs);
+        }
+        if counted != **rs {
+            ops.push(Op::Put(Object::ReplicaSet(counted)));
+        }
+    }
+    let limit = d
+        .spec
+        .revision_history_limit
+        .map_or(DEFAULT_HISTORY, |n| usize::try_from(n).unwrap_or(0));
+    empty.sort_by_key(|rs| std::cmp::Reverse(rs.revision()));
+    for rs in empty.into_iter().skip(limit) {
+        ops.retain(|op| !matches!(op, Op::Put(Object::ReplicaSet(r)) if r.metadata.name == rs.metadata.name));
+        ops.push(Op::remove(
+            Kind::ReplicaSet,
+            rs.metadata.namespace(),
+            &rs.metadata.name,
+        ));
+    }
+    ops
+}
+
+/// The ReplicaSet of `d`'s current template, as it should be stored: the stored one (keeping
+/// its identity) with the Deployment's template, annotations and replicas, and a revision
+/// number above every other revision's.
+fn current_revision(
+    d: &Deployment,
+    hash: &str,
+    name: &str,
+    stored: Option<&ReplicaSet>,
+    sets: &[&ReplicaSet],
+    pods: &[PodView],
+) -> ReplicaSet {
+    let mut rs = stored.cloned().unwrap_or_else(|| ReplicaSet {
+        api_version: "apps/v1".into(),
+        kind: "ReplicaSet".into(),
+        ..Default::default()
+    });
+    rs.metadata.name = name.to_string();
+    rs.metadata.namespace = d.metadata.namespace().to_string();
+    let highest_other = sets
+        .iter()
+        .filter(|s| s.metadata.name != name)
+        .map(|s| s.revision())
+        .max()
+        .unwrap_or(0);
+    let revision = match stored.map(ReplicaSet::revision) {
+        Some(r) if r > highest_other => r,
+        _ => highest_other + 1,
+    };
+    let mut annotations: std::collections::BTreeMap<String, String> = d
+        .metadata
+        .annotations
+        .iter()
+        .filter(|(k, _)| !NOT_COPIED.contains(&k.as_str()))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    // A change cause belongs to the revision it was given for: a later template without one
+    // does not inherit it, an earlier revision keeps its own.
+    if !d.metadata.annotations.contains_key(CHANGE_CAUSE_ANNOTATION) {
+        if let Some(cause) = rs.metadata.annotations.get(CHANGE_CAUSE_ANNOTATION) {
+            annotations.insert(CHANGE_CAUSE_ANNOTATION.into(), cause.clone());
+        }
+    }
+    annotations.insert(REVISION_ANNOTATION.into(), revision.to_string());
+    rs.metadata.annotations = annotations;
+    let mut labels = d.spec.template.metadata.labels.clone();
+    labels.insert(TEMPLATE_HASH_LABEL.into(), hash.to_string());
+    labels.insert(DEPLOYMENT_LABEL.into(), d.metadata.name.clone());
+    rs.metadata.labels = labels;
+    rs.metadata.owner_references = vec![OwnerReference {
+        api_version: "apps/v1".into(),
+        kind: "Deployment".into(),
+        name: d.metadata.name.clone(),
+        uid: d.metadata.uid.clone(),
+        controller: Some(true),
+        block_owner_deletion: Some(true),
+    }];
+    let mut spec = ReplicaSetSpec {
+        replicas: Some(d.spec.replicas.unwrap_or(1)),
+        selector: d.spec.selector.clone(),
+        template: d.spec.template.clone(),
+        min_ready_seconds: d.spec.min_ready_seconds,
+    };
+    spec.selector
+        .match_labels
+        .insert(TEMPLATE_HASH_LABEL.into(), hash.to_string());
+    spec.template
+        .metadata
+        .labels
+        .insert(TEMPLATE_HASH_LABEL.into(), hash.to_string());
+    rs.spec = spec;
+    rs.status = Some(status(hash, pods));
+    rs
+}
+
+/// An old revision with its replicas and status set to the pods of its template still alive.
+fn counted(rs: &ReplicaSet, pods: &[PodView]) -> ReplicaSet {
+    let hash = rs
+        .metadata
+        .labels
+        .get(TEMPLATE_HASH_LABEL)
+        .cloned()
+        .unwrap_or_default();
+    let mut out = rs.clone();
+    let status = status(&hash, pods);
+    out.spec.replicas = Some(status.replicas);
+    out.status = Some(status);
+    out
+}
+
+/// Counts of the live pods of template `hash`.
+fn status(hash: &str, pods: &[PodView]) -> ReplicaSetStatus {
+    let ours: Vec<&PodView> = pods.iter().filter(|p| p.hash == hash).collect();
+    let replicas = ours.len() as i64;
+    let ready = ours.iter().filter(|p| p.ready).count() as i64;
+    ReplicaSetStatus {
+        replicas,
+        fully_labeled_replicas: replicas,
+        ready_replicas: ready,
+        available_replicas: ready,
+        observed_generation: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dep(image: &str) -> Deployment {
+        let mut d = Deployment::default();
+        d.metadata.name = "web".into();
+        d.metadata.uid = "u1".into();
+        d.spec.replicas = Some(2);
+        d.spec
+            .selector
+            .match_labels
+            .insert("app".into(), "web".into());
+        d.spec
+            .template
+            .metadata
+            .labels
+            .insert("app".into(), "web".into());
+        d.spec.template.spec.containers = vec![pier_model::pod::Container {
+            name: "c".into(),
+            image: image.into(),
+            ..Default::default()
+        }];
+        d
+    }
+
+    fn puts(ops: &[Op]) -> Vec<ReplicaSet> {
+        ops.iter()
+            .filter_map(|op| match op {
+                Op::Put(Object::ReplicaSet(rs)) => Some(rs.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn pod(hash: &str, ready: bool) -> PodView {
+        PodView {
+            name: format!("p-{hash}"),
+            hash: hash.into(),
+            ready,
+        }
+    }
+
+    #[test]
+    fn the_first_template_is_revision_one_controlled_by_its_deployment() {
+        let d = dep("v1");
+        let h = template_hash(&d);
+        let ops = revision_ops(&d, &[], &[pod(&h, true)]);
+        let rs = &puts(&ops)[0];
+        assert_eq!(rs.metadata.name, format!("web-{h}"));
+        assert_eq!(rs.revision(), 1);
+        assert_eq!(rs.metadata.owner_references[0].uid, "u1");
+        assert_eq!(rs.metadata.owner_references[0].controller, Some(true));
+        assert_eq!(rs.spec.selector.match_labels[TEMPLATE_HASH_LABEL], h);
+        assert_eq!(rs.spec.template.metadata.labels[TEMPLATE_HASH_LABEL], h);
+        assert_eq!(rs.spec.replicas, Some(2));
+        assert_eq!(rs.status.as_ref().unwrap().ready_replicas, 1);
+        // Stored as planned: nothing more to write.
+        assert!(revision_ops(&d, &[rs], &[pod(&h, true)]).is_empty());
+    }
+
+    #[test]
+    fn a_template_that_comes_back_takes_the_next_revision() {
+        let (v1, v2) = (dep("v1"), dep("v2"));
+        let first = puts(&revision_ops(&v1, &[], &[]))[0].clone();
+        let second = puts(&revision_ops(&v2, &[&first], &[]))[0].clone();
+        assert_eq!(second.revision(), 2);
+        let back = puts(&revision_ops(&v1, &[&first, &second], &[]));
+        let again = back
+            .iter()
+            .find(|rs| rs.metadata.name == first.metadata.name)
+            .unwrap();
+        assert_eq!(again.revision(), 3);
+    }
+
+    #[test]
+    fn old_revisions_count_their_pods_and_empty_ones_beyond_the_limit_go() {
+        let mut d = dep("v9");
+        d.spec.revision_history_limit = Some(1);
+        let mut old = Vec::new();
+        for (i, image) in ["v1", "v2", "v3"].iter().enumerate() {
+            let mut rs = puts(&revision_ops(&dep(image), &[], &[]))[0].clone();
+            rs.metadata
+                .annotations
+                .insert(REVISION_ANNOTATION.into(), (i + 1).to_string());
+            rs.status = Some(ReplicaSetStatus::default());
+            rs.spec.replicas = Some(0);
+            old.push(rs);
+        }
+        let v1_hash = template_hash(&dep("v1"));
+        let refs: Vec<&ReplicaSet> = old.iter().collect();
+        let ops = revision_ops(&d, &refs, &[pod(&v1_hash, true)]);
+        let deleted: Vec<&str> = ops
+            .iter()
+            .filter_map(|op| match op {
+                Op::Delete { name, .. } => Some(name.as_str()),
+                _ => None,
+            })
+            .collect();
+        // v1 still has a pod; of the empty v2 and v3 only the newest is kept.
+        assert_eq!(deleted, vec![old[1].metadata.name.as_str()]);
+        let written = puts(&ops);
+        let v1 = written
+            .iter()
+            .find(|rs| rs.metadata.name == old[0].metadata.name)
+            .unwrap();
+        assert_eq!(v1.spec.replicas, Some(1));
+        let current = written.iter().find(|rs| rs.revision() == 4).unwrap();
+        assert_eq!(current.spec.template.spec.containers[0].image, "v9");
+    }
+
+    #[test]
+    fn a_change_cause_stays_with_its_revision() {
+        let mut v1 = dep("v1");
+        v1.metadata
+            .annotations
+            .insert(CHANGE_CAUSE_ANNOTATION.into(), "first".into());
+        v1.metadata.annotations.insert(
+            "kubectl.kubernetes.io/last-applied-configuration".into(),
+            "{}".into(),
+        );
+        let first = puts(&revision_ops(&v1, &[], &[]))[0].clone();
+        assert_eq!(first.metadata.annotations[CHANGE_CAUSE_ANNOTATION], "first");
+        assert!(!first
+            .metadata
+            .annotations
+            .contains_key("kubectl.kubernetes.io/last-applied-configuration"));
+        let second = puts(&revision_ops(&dep("v2"), &[&first], &[]));
+        assert!(!second[0]
+            .metadata
+            .annotations
+            .contains_key(CHANGE_CAUSE_ANNOTATION));
+    }
+}
