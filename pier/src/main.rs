@@ -70,6 +70,11 @@ enum EbpfCommand {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Watch, list, undo or restart a Deployment's rollouts.
+    Rollout {
+        #[command(subcommand)]
+        command: cli::rollout::RolloutCommand,
+    },
     /// Mark a node unschedulable: no new pods go there.
     Cordon {
         /// Node name.
@@ -299,6 +304,7 @@ async fn run(cli: Cli) -> Result<()> {
             TokenCommand::List => cli::access::list(&client()).await,
             TokenCommand::Revoke { name } => cli::access::revoke(&client(), &name).await,
         },
+        Command::Rollout { command } => cli::rollout::run(&client(), command).await,
         Command::Cordon { node } => cli::nodes::cordon(&client(), &node, true).await,
         Command::Uncordon { node } => cli::nodes::cordon(&client(), &node, false).await,
         Command::Drain {

@@ -136,7 +136,8 @@ fn until(kubectl: &Kubectl, args: &[&str], done: impl Fn(&str) -> bool) -> Strin
 /// Every revision a Deployment ran is a ReplicaSet numbered by its revision annotation;
 /// `rollout history` lists them with their change causes, `rollout undo` puts an earlier
 /// template back (a template that comes back takes the next number), and the history keeps
-/// `revisionHistoryLimit` old revisions. Deleting the Deployment deletes its ReplicaSets.
+/// `revisionHistoryLimit` old revisions; `pier rollout history|undo` read and write the same
+/// revisions. Deleting the Deployment deletes its ReplicaSets.
 #[test]
 fn kubectl_rollout_history_and_undo_restore_earlier_templates() {
     let dir = tempfile::tempdir().unwrap();
@@ -273,6 +274,49 @@ fn kubectl_rollout_history_and_undo_restore_earlier_templates() {
     .unwrap();
     let lone = kubectl.fails(&["create", "-f", file.to_str().unwrap()]);
     assert!(lone.contains("ownerReferences"), "{lone}");
+
+    // pier rollout reads and writes the same revisions.
+    let pier = |args: &[&str]| {
+        let out = daemon.pier(args);
+        assert!(out.status.success(), "pier {args:?}: {}", stderr(&out));
+        stdout(&out)
+    };
+    let history = pier(&["rollout", "history", "deploy/web"]);
+    let numbers: Vec<&str> = history
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|n| n.parse::<u32>().is_ok())
+        .collect();
+    assert_eq!(numbers, ["4", "5", "6"], "{history}");
+    let undone = pier(&["rollout", "undo", "deploy/web", "--to-revision", "4"]);
+    assert!(undone.contains("rolled back to revision 4"), "{undone}");
+    let image = kubectl.ok(&[
+        "get",
+        "deploy",
+        "web",
+        "-o",
+        "jsonpath={.spec.template.spec.containers[0].image}",
+    ]);
+    assert_eq!(image, "example.invalid/app:4");
+    until(&kubectl, &["rollout", "history", "deploy/web"], |out| {
+        out.lines().any(|l| l.starts_with('7'))
+    });
+    let template = pier(&[
+        "rollout",
+        "history",
+        "deploy/web",
+        "--revision",
+        "7",
+        "-o",
+        "json",
+    ]);
+    let template: Value = serde_json::from_str(template.split_once('\n').unwrap().1).unwrap();
+    assert_eq!(
+        template["spec"]["containers"][0]["image"],
+        "example.invalid/app:4"
+    );
+    let wrong = daemon.pier(&["rollout", "undo", "svc/web"]);
+    assert!(!wrong.status.success() && stderr(&wrong).contains("deployments"));
 
     kubectl.ok(&["delete", "deploy", "web"]);
     until(&kubectl, &["get", "rs", "-o", "name"], str::is_empty);

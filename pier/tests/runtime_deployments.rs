@@ -1,5 +1,6 @@
 //! Deployments on the engine: pods behind a service, healing, rolling updates without a lost
-//! request, and a daemon killed and restarted. Needs root.
+//! request, a daemon killed and restarted, and `pier rollout undo` back to the first
+//! revision. Needs root.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -202,6 +203,35 @@ fn deployment_heals_rolls_out_without_loss_and_survives_a_daemon_crash() {
             .any(|c| c["restartCount"] == 1 && c["state"] == "running")
             && ready_endpoints(&node).len() == 3
     });
+
+    // The rollout's revisions: undo puts v1's image and args back on running pods, as
+    // revision 3, and rollout status returns once they serve.
+    let history = node.ok(&["rollout", "history", "deploy/web"]);
+    let revisions: Vec<&str> = history
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|r| r.parse::<u32>().is_ok())
+        .collect();
+    assert_eq!(revisions, ["1", "2"], "{history}");
+    let undone = node.ok(&["rollout", "undo", "deploy/web"]);
+    assert!(undone.contains("rolled back to revision 1"), "{undone}");
+    let status = node.ok(&["rollout", "status", "deploy/web", "--timeout", "90s"]);
+    assert!(status.contains("successfully rolled out"), "{status}");
+    wait_for("v1 serving again", 30, || {
+        ready_endpoints(&node).len() == 3 && curl(&url).is_some_and(|v| v["version"] == "v1")
+    });
+    let pods = node.d().get_json(&["pods"]);
+    assert!(pods["items"].as_array().unwrap().iter().all(|p| {
+        p["spec"]["containers"][0]["image"] == "pier/echo:v1"
+            && p["spec"]["containers"][0]["args"]
+                .as_array()
+                .unwrap()
+                .last()
+                .unwrap()
+                == "v1"
+    }));
+    let history = node.ok(&["rollout", "history", "deploy/web"]);
+    assert!(history.lines().any(|l| l.starts_with('3')), "{history}");
 
     // Deleting the Deployment drains and removes its pods and containers.
     node.ok(&["delete", "deployment", "web"]);

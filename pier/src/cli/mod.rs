@@ -6,6 +6,7 @@ pub(crate) mod images;
 pub(crate) mod manifests;
 pub(crate) mod nodes;
 pub(crate) mod output;
+pub(crate) mod rollout;
 
 use std::path::PathBuf;
 

@@ -1,0 +1,392 @@
+//! `pier rollout status|history|undo|restart` for Deployments, as kubectl's: history and undo
+//! read the revisions the Deployment controller keeps as ReplicaSets; undo writes an earlier
+//! revision's template back into the Deployment (a conditional write, tried again if the
+//! Deployment changed meanwhile); restart stamps the template so every pod is replaced;
+//! status waits until the controller reports the rollout done.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use pier_controlplane::api::Client;
+use pier_model::deployment::PodTemplateSpec;
+use pier_model::replica_set::{CHANGE_CAUSE_ANNOTATION, REVISION_ANNOTATION};
+use pier_model::{Kind, ReplicaSet};
+use serde_json::Value;
+
+use super::output::{table, Format};
+
+/// `pier rollout` subcommands; each takes `deploy/NAME` (or a bare NAME).
+#[derive(clap::Subcommand)]
+pub(crate) enum RolloutCommand {
+    /// Wait until a rollout is done, printing its progress.
+    Status {
+        /// `deploy/NAME`.
+        target: String,
+        /// Namespace.
+        #[arg(short, long, default_value = "default")]
+        namespace: String,
+        /// How long to wait.
+        #[arg(long, value_parser = humantime::parse_duration, default_value = "5m")]
+        timeout: Duration,
+    },
+    /// List the revisions, or show one's pod template.
+    History {
+        /// `deploy/NAME`.
+        target: String,
+        /// Namespace.
+        #[arg(short, long, default_value = "default")]
+        namespace: String,
+        /// Show this revision's pod template.
+        #[arg(long)]
+        revision: Option<u64>,
+        /// Output format of `--revision`: yaml (default) or json.
+        #[arg(short, long, value_enum, default_value = "yaml")]
+        output: Format,
+    },
+    /// Go back to the previous revision, or to `--to-revision`.
+    Undo {
+        /// `deploy/NAME`.
+        target: String,
+        /// Namespace.
+        #[arg(short, long, default_value = "default")]
+        namespace: String,
+        /// The revision to go back to.
+        #[arg(long)]
+        to_revision: Option<u64>,
+    },
+    /// Replace every pod, one rolling update at a time.
+    Restart {
+        /// `deploy/NAME`.
+        target: String,
+        /// Namespace.
+        #[arg(short, long, default_value = "default")]
+        namespace: String,
+    },
+}
+
+/// Runs one `pier rollout` subcommand.
+pub(crate) async fn run(client: &Client, command: RolloutCommand) -> Result<()> {
+    match command {
+        RolloutCommand::Status {
+            target,
+            namespace,
+            timeout,
+        } => status(client, &namespace, deployment_name(&target)?, timeout).await,
+        RolloutCommand::History {
+            target,
+            namespace,
+            revision,
+            output,
+        } => {
+            history(
+                client,
+                &namespace,
+                deployment_name(&target)?,
+                revision,
+                output,
+            )
+            .await
+        }
+        RolloutCommand::Undo {
+            target,
+            namespace,
+            to_revision,
+        } => undo(client, &namespace, deployment_name(&target)?, to_revision).await,
+        RolloutCommand::Restart { target, namespace } => {
+            restart(client, &namespace, deployment_name(&target)?).await
+        }
+    }
+}
+
+/// The label that tells one revision's pods from another's.
+const HASH_LABEL: &str = "pod-template-hash";
+/// The template annotation `restart` sets (kubectl's).
+const RESTARTED_AT: &str = "kubectl.kubernetes.io/restartedAt";
+
+/// Parses `deploy/NAME` (any of kubectl's names for Deployments) or a bare `NAME`.
+fn deployment_name(target: &str) -> Result<&str> {
+    match target.split_once('/') {
+        None => Ok(target),
+        Some((kind, name)) => match kind.parse::<Kind>() {
+            Ok(Kind::Deployment) if !name.is_empty() => Ok(name),
+            _ => bail!("{target:?}: pier rollout works on deployments (deploy/NAME)"),
+        },
+    }
+}
+
+/// `pier rollout history`: the revisions, or one revision's pod template.
+async fn history(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    revision: Option<u64>,
+    format: Format,
+) -> Result<()> {
+    let deployment = deployment(client, namespace, name).await?;
+    let sets = revisions(client, &deployment).await?;
+    if let Some(n) = revision {
+        let rs = sets
+            .iter()
+            .find(|rs| rs.revision() == n)
+            .ok_or_else(|| anyhow!("deployment {name} has no revision {n}"))?;
+        println!("deployment/{name} with revision #{n}");
+        let template = serde_json::to_value(&rs.spec.template)?;
+        return super::output::print_value(&template, format_or_yaml(format));
+    }
+    println!("deployment/{name}");
+    let rows: Vec<Vec<String>> = sets
+        .iter()
+        .map(|rs| {
+            let cause = rs
+                .metadata
+                .annotations
+                .get(CHANGE_CAUSE_ANNOTATION)
+                .map_or("<none>", String::as_str);
+            vec![rs.revision().to_string(), cause.to_string()]
+        })
+        .collect();
+    print!("{}", table(&["REVISION", "CHANGE-CAUSE"], &rows));
+    Ok(())
+}
+
+/// `pier rollout undo`: back to revision `to` (or the one before the current).
+async fn undo(client: &Client, namespace: &str, name: &str, to: Option<u64>) -> Result<()> {
+    for _ in 0..5 {
+        let mut deployment = deployment(client, namespace, name).await?;
+        let sets = revisions(client, &deployment).await?;
+        let target = match to {
+            Some(n) => sets.iter().find(|rs| rs.revision() == n),
+            // The newest is the current template; the one before it is where undo goes.
+            None => sets.iter().rev().nth(1),
+        };
+        let Some(rs) = target else {
+            bail!(match to {
+                Some(n) => format!("deployment {name} has no revision {n}"),
+                None => format!("deployment {name} has no earlier revision to go back to"),
+            });
+        };
+        let mut template = rs.spec.template.clone();
+        template.metadata.labels.remove(HASH_LABEL);
+        let current: PodTemplateSpec =
+            serde_json::from_value(deployment["spec"]["template"].clone())
+                .context("reading the deployment's template")?;
+        if current == template {
+            println!(
+                "deployment/{name} skipped rollback (current template already matches revision {})",
+                rs.revision()
+            );
+            return Ok(());
+        }
+        deployment["spec"]["template"] = serde_json::to_value(&template)?;
+        set_change_cause(
+            &mut deployment["metadata"],
+            rs.metadata.annotations.get(CHANGE_CAUSE_ANNOTATION),
+        );
+        match client.apply(vec![deployment]).await {
+            Ok(_) => {
+                println!(
+                    "deployment/{name} rolled back to revision {}",
+                    rs.revision()
+                );
+                return Ok(());
+            }
+            Err(pier_controlplane::Error::Conflict(_)) => continue,
+            Err(e) => return Err(e).with_context(|| format!("updating deployment {name}")),
+        }
+    }
+    bail!("deployment {name} kept changing while it was being rolled back; try again")
+}
+
+/// Gives `metadata` the change cause of the revision it goes back to, or none.
+fn set_change_cause(metadata: &mut Value, cause: Option<&String>) {
+    match cause {
+        Some(cause) => {
+            if !metadata["annotations"].is_object() {
+                metadata["annotations"] = Value::Object(Default::default());
+            }
+            metadata["annotations"][CHANGE_CAUSE_ANNOTATION] = Value::String(cause.clone());
+        }
+        None => {
+            if let Some(map) = metadata
+                .get_mut("annotations")
+                .and_then(Value::as_object_mut)
+            {
+                map.remove(CHANGE_CAUSE_ANNOTATION);
+            }
+        }
+    }
+}
+
+/// `pier rollout restart`: a new template annotation, so every pod is replaced.
+async fn restart(client: &Client, namespace: &str, name: &str) -> Result<()> {
+    for _ in 0..5 {
+        let mut deployment = deployment(client, namespace, name).await?;
+        let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+        let metadata = &mut deployment["spec"]["template"]["metadata"];
+        if !metadata["annotations"].is_object() {
+            metadata["annotations"] = Value::Object(Default::default());
+        }
+        metadata["annotations"][RESTARTED_AT] = Value::String(now);
+        match client.apply(vec![deployment]).await {
+            Ok(_) => {
+                println!("deployment/{name} restarted");
+                return Ok(());
+            }
+            Err(pier_controlplane::Error::Conflict(_)) => continue,
+            Err(e) => return Err(e).with_context(|| format!("updating deployment {name}")),
+        }
+    }
+    bail!("deployment {name} kept changing while it was being restarted; try again")
+}
+
+/// `pier rollout status`: prints progress until every replica runs the current template
+/// and is available, or fails after `timeout`.
+async fn status(client: &Client, namespace: &str, name: &str, timeout: Duration) -> Result<()> {
+    let deadline = Instant::now() + timeout;
+    let mut last = String::new();
+    loop {
+        let d = deployment(client, namespace, name).await?;
+        let (message, done) = progress(&d, name);
+        if message != last {
+            println!("{message}");
+            last = message;
+        }
+        if done {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            bail!("timed out after {timeout:?} waiting for deployment {name:?} to roll out");
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// What kubectl's rollout status says of a Deployment, and whether the rollout is done.
+fn progress(d: &Value, name: &str) -> (String, bool) {
+    let n = |p: &str| d.pointer(p).and_then(Value::as_i64).unwrap_or(0);
+    let generation = n("/metadata/generation");
+    let observed = n("/status/observedGeneration");
+    let desired = d
+        .pointer("/spec/replicas")
+        .and_then(Value::as_i64)
+        .unwrap_or(1);
+    let (updated, replicas, available) = (
+        n("/status/updatedReplicas"),
+        n("/status/replicas"),
+        n("/status/availableReplicas"),
+    );
+    if observed < generation {
+        return (
+            "Waiting for deployment spec update to be observed...".into(),
+            false,
+        );
+    }
+    if updated < desired {
+        return (
+            format!("Waiting for deployment {name:?} rollout to finish: {updated} out of {desired} new replicas have been updated..."),
+            false,
+        );
+    }
+    if replicas > updated {
+        return (
+            format!("Waiting for deployment {name:?} rollout to finish: {} old replicas are pending termination...", replicas - updated),
+            false,
+        );
+    }
+    if available < updated {
+        return (
+            format!("Waiting for deployment {name:?} rollout to finish: {available} of {updated} updated replicas are available..."),
+            false,
+        );
+    }
+    (format!("deployment {name:?} successfully rolled out"), true)
+}
+
+async fn deployment(client: &Client, namespace: &str, name: &str) -> Result<Value> {
+    client
+        .get(Kind::Deployment, namespace, name)
+        .await?
+        .ok_or_else(|| anyhow!("deployment {namespace}/{name} not found"))
+}
+
+/// The ReplicaSets `deployment` controls, oldest revision first.
+async fn revisions(client: &Client, deployment: &Value) -> Result<Vec<ReplicaSet>> {
+    let namespace = deployment
+        .pointer("/metadata/namespace")
+        .and_then(Value::as_str)
+        .unwrap_or("default");
+    let uid = deployment.pointer("/metadata/uid").and_then(Value::as_str);
+    let mut sets: Vec<ReplicaSet> = client
+        .list(Kind::ReplicaSet, Some(namespace), None)
+        .await?
+        .into_iter()
+        .filter_map(|v| serde_json::from_value::<ReplicaSet>(v).ok())
+        .filter(|rs| {
+            rs.metadata
+                .owner_references
+                .iter()
+                .any(|o| o.controller == Some(true) && Some(o.uid.as_str()) == uid)
+                && rs.metadata.annotations.contains_key(REVISION_ANNOTATION)
+        })
+        .collect();
+    sets.sort_by_key(ReplicaSet::revision);
+    Ok(sets)
+}
+
+/// A pod template prints as YAML unless JSON was asked for.
+fn format_or_yaml(format: Format) -> Format {
+    match format {
+        Format::Json => Format::Json,
+        _ => Format::Yaml,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_name_deployments_only() {
+        assert_eq!(deployment_name("deploy/web").unwrap(), "web");
+        assert_eq!(deployment_name("deployments/web").unwrap(), "web");
+        assert_eq!(deployment_name("web").unwrap(), "web");
+        assert!(deployment_name("svc/web").is_err());
+        assert!(deployment_name("deploy/").is_err());
+    }
+
+    #[test]
+    fn a_change_cause_follows_the_revision_and_never_leaves_a_null() {
+        let mut bare = serde_json::json!({"name": "web"});
+        set_change_cause(&mut bare, None);
+        assert_eq!(bare, serde_json::json!({"name": "web"}));
+        set_change_cause(&mut bare, Some(&"v1".to_string()));
+        assert_eq!(bare["annotations"][CHANGE_CAUSE_ANNOTATION], "v1");
+        set_change_cause(&mut bare, None);
+        assert_eq!(bare["annotations"], serde_json::json!({}));
+    }
+
+    #[test]
+    fn progress_reads_like_kubectl() {
+        let d = |gen: i64, obs: i64, updated: i64, replicas: i64, available: i64| {
+            serde_json::json!({
+                "metadata": {"generation": gen},
+                "spec": {"replicas": 2},
+                "status": {"observedGeneration": obs, "updatedReplicas": updated, "replicas": replicas, "availableReplicas": available},
+            })
+        };
+        assert!(!progress(&d(2, 1, 2, 2, 2), "w").1);
+        assert!(progress(&d(2, 2, 1, 3, 1), "w")
+            .0
+            .contains("1 out of 2 new replicas"));
+        assert!(progress(&d(2, 2, 2, 3, 2), "w")
+            .0
+            .contains("1 old replicas are pending"));
+        assert!(progress(&d(2, 2, 2, 2, 1), "w")
+            .0
+            .contains("1 of 2 updated replicas"));
+        assert_eq!(
+            progress(&d(2, 2, 2, 2, 2), "w"),
+            ("deployment \"w\" successfully rolled out".into(), true)
+        );
+    }
+}
