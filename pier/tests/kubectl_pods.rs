@@ -6,6 +6,7 @@
 mod common;
 
 use std::io::BufRead;
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -41,7 +42,16 @@ fn kubectl_reads_a_pods_logs_and_events() {
         return;
     }
     // The echo server, with a shell and cat to exec.
-    let shell = [("/usr/bin/dash", "/bin/sh"), ("/usr/bin/cat", "/bin/cat")];
+    // (/bin and /usr/bin are one directory on a merged-/usr install, two on others.)
+    let host = |name: &str| {
+        ["/usr/bin", "/bin"]
+            .iter()
+            .map(|dir| format!("{dir}/{name}"))
+            .find(|path| Path::new(path).exists())
+            .unwrap_or_else(|| panic!("{name} is not on this machine"))
+    };
+    let (dash, cat) = (host("dash"), host("cat"));
+    let shell = [(dash.as_str(), "/bin/sh"), (cat.as_str(), "/bin/cat")];
     let layout = umoci_layout(tmp.path(), &shell);
     let layout = layout.to_str().unwrap();
     node.ok(&["image", "import", layout, "--tag", "pier/shell:v1"]);

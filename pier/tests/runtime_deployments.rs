@@ -217,19 +217,19 @@ fn deployment_heals_rolls_out_without_loss_and_survives_a_daemon_crash() {
     assert!(undone.contains("rolled back to revision 1"), "{undone}");
     let status = node.ok(&["rollout", "status", "deploy/web", "--timeout", "90s"]);
     assert!(status.contains("successfully rolled out"), "{status}");
-    wait_for("v1 serving again", 30, || {
-        ready_endpoints(&node).len() == 3 && curl(&url).is_some_and(|v| v["version"] == "v1")
+    wait_for("v1's image and args on every pod, serving", 60, || {
+        let pods = node.d().get_json(&["pods"]);
+        let items = pods["items"].as_array().cloned().unwrap_or_default();
+        items.len() == 3
+            && items.iter().all(|p| {
+                let c = &p["spec"]["containers"][0];
+                c["image"] == "pier/echo:v1"
+                    && c["args"].as_array().and_then(|a| a.last()) == Some(&Value::from("v1"))
+                    && p["metadata"]["deletionTimestamp"].is_null()
+            })
+            && ready_endpoints(&node).len() == 3
+            && curl(&url).is_some_and(|v| v["version"] == "v1")
     });
-    let pods = node.d().get_json(&["pods"]);
-    assert!(pods["items"].as_array().unwrap().iter().all(|p| {
-        p["spec"]["containers"][0]["image"] == "pier/echo:v1"
-            && p["spec"]["containers"][0]["args"]
-                .as_array()
-                .unwrap()
-                .last()
-                .unwrap()
-                == "v1"
-    }));
     let history = node.ok(&["rollout", "history", "deploy/web"]);
     assert!(history.lines().any(|l| l.starts_with('3')), "{history}");
 
