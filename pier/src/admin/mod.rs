@@ -1,5 +1,8 @@
 //! Admin listener: `/metrics`, `/healthz`, `/readyz`, `/snapshot`, `/snapshot/applied` (the
-//! revision each dataplane part serves), `/snapshot/builds`.
+//! revision each dataplane part serves), `/snapshot/builds`, and the live dashboard at `/ui`
+//! (`ui.rs`).
+
+mod ui;
 
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -86,6 +89,12 @@ fn handle(admin: &Admin, req: &Request<Incoming>) -> Response<Full<Bytes>> {
             let body = json!({"count": secs.len(), "seconds": secs});
             respond(StatusCode::OK, "application/json", body.to_string())
         }
+        "/ui" | "/ui/" => respond(StatusCode::OK, "text/html; charset=utf-8", ui::PAGE),
+        "/ui/state" => respond(
+            StatusCode::OK,
+            "application/json",
+            ui::state(&admin.snapshot.load().to_json(), &admin.registry).to_string(),
+        ),
         _ => respond(StatusCode::NOT_FOUND, "text/plain", "not found\n"),
     }
 }

@@ -1,0 +1,229 @@
+//! The live dashboard at `/ui`: one page (`ui.html`: HTML, CSS and a small script, nothing to
+//! build) that asks `/ui/state` every second and redraws in place. The state is what this node
+//! serves: its snapshot's Services (VIPs, ports, endpoints and their readiness), the routes in
+//! front of them with each backend's share of the weight, and this node's cumulative traffic
+//! counters per frontend Service and backend group (the page turns them into rates).
+
+use std::collections::BTreeMap;
+
+use prometheus::proto::MetricFamily;
+use prometheus::Registry;
+use serde_json::{json, Value};
+
+/// The page.
+pub(crate) const PAGE: &str = include_str!("ui.html");
+
+/// `GET /ui/state`: services, routes and traffic counters, from `snapshot` (the snapshot's
+/// JSON) and `registry`.
+pub(crate) fn state(snapshot: &Value, registry: &Registry) -> Value {
+    let families = registry.gather();
+    json!({
+        "revision": snapshot["revision"],
+        "services": snapshot["services"]
+            .as_array()
+            .map(|s| s.iter().map(service).collect::<Vec<_>>())
+            .unwrap_or_default(),
+        "traffic": traffic(&families),
+        "socketLb": socket_lb(&families),
+    })
+}
+
+/// What the page shows of one Service view.
+fn service(s: &Value) -> Value {
+    let ports: Vec<Value> = s["ports"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|p| {
+            json!({"port": p["port"], "protocol": p["protocol"], "mode": p["mode"],
+                   "nodePort": p["nodePort"]})
+        })
+        .collect();
+    let endpoints: Vec<Value> = s["endpoints"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| {
+            json!({"address": e["address"], "ready": e["ready"], "serving": e["serving"],
+                   "terminating": e["terminating"], "node": e["nodeName"]})
+        })
+        .collect();
+    let mut routes: Vec<Value> = s["httpRoutes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|r| {
+            let rules: Vec<Value> = r["rules"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|rule| json!({"matches": rule["matches"], "backends": backends(&rule["backends"])}))
+                .collect();
+            json!({"kind": "HTTPRoute", "namespace": r["namespace"], "name": r["name"], "rules": rules})
+        })
+        .collect();
+    routes.extend(s["l4Routes"].as_array().into_iter().flatten().map(|r| {
+        let kind = if r["protocol"] == "Udp" {
+            "UDPRoute"
+        } else {
+            "TCPRoute"
+        };
+        json!({"kind": kind, "namespace": r["namespace"], "name": r["name"],
+               "rules": [{"matches": [], "backends": backends(&r["backends"])}]})
+    }));
+    json!({
+        "namespace": s["key"]["namespace"],
+        "name": s["key"]["name"],
+        "type": s["serviceType"],
+        "clusterIp": s["clusterIp"],
+        "headless": s["headless"],
+        "ports": ports,
+        "endpoints": endpoints,
+        "routes": routes,
+    })
+}
+
+/// A rule's backends with each one's share of the rule's weight, in percent.
+fn backends(list: &Value) -> Vec<Value> {
+    let items = list.as_array().map_or(&[][..], Vec::as_slice);
+    let total: u64 = items.iter().filter_map(|b| b["weight"].as_u64()).sum();
+    items
+        .iter()
+        .map(|b| {
+            let weight = b["weight"].as_u64().unwrap_or(0);
+            let share = if total == 0 { 0.0 } else { weight as f64 * 100.0 / total as f64 };
+            json!({
+                "service": format!("{}/{}", s(&b["service"]["namespace"]), s(&b["service"]["name"])),
+                "port": b["port"],
+                "weight": weight,
+                "percent": share,
+            })
+        })
+        .collect()
+}
+
+fn s(v: &Value) -> &str {
+    v.as_str().unwrap_or("")
+}
+
+/// Requests, server errors (5xx and failed attempts) and connections, summed over endpoints,
+/// per frontend Service and backend group, from the proxy's counters.
+fn traffic(families: &[MetricFamily]) -> Vec<Value> {
+    #[derive(Default)]
+    struct Group {
+        requests: f64,
+        errors: f64,
+        connections: f64,
+    }
+    let mut groups: BTreeMap<(String, String), Group> = BTreeMap::new();
+    for (family, metric) in samples(families, "pier_proxy_requests_total") {
+        let code = label(metric, "code");
+        let group = groups.entry(group_key(metric)).or_default();
+        group.requests += value(family, metric);
+        if code == "5xx" || code == "error" {
+            group.errors += value(family, metric);
+        }
+    }
+    for (family, metric) in samples(families, "pier_proxy_connections_total") {
+        groups.entry(group_key(metric)).or_default().connections += value(family, metric);
+    }
+    groups
+        .into_iter()
+        .map(|((service, backend), g)| {
+            json!({"service": service, "backend": backend, "requests": g.requests,
+                   "errors": g.errors, "connections": g.connections})
+        })
+        .collect()
+}
+
+/// Connections and datagrams the socket-LB sent to each backend address.
+fn socket_lb(families: &[MetricFamily]) -> Vec<Value> {
+    samples(families, "pier_ebpf_backend_connections_total")
+        .map(|(family, metric)| json!({"backend": label(metric, "backend"), "connections": value(family, metric)}))
+        .collect()
+}
+
+/// The samples of the family named `name`.
+fn samples<'a>(
+    families: &'a [MetricFamily],
+    name: &'a str,
+) -> impl Iterator<Item = (&'a MetricFamily, &'a prometheus::proto::Metric)> {
+    families
+        .iter()
+        .filter(move |f| f.name() == name)
+        .flat_map(|f| f.get_metric().iter().map(move |m| (f, m)))
+}
+
+fn group_key(metric: &prometheus::proto::Metric) -> (String, String) {
+    (
+        label(metric, "service").to_string(),
+        label(metric, "backend").to_string(),
+    )
+}
+
+fn label<'a>(metric: &'a prometheus::proto::Metric, name: &str) -> &'a str {
+    metric
+        .get_label()
+        .iter()
+        .find(|l| l.name() == name)
+        .map_or("", |l| l.value())
+}
+
+fn value(family: &MetricFamily, metric: &prometheus::proto::Metric) -> f64 {
+    match family.get_field_type() {
+        prometheus::proto::MetricType::GAUGE => metric.get_gauge().get_value(),
+        _ => metric.get_counter().get_value(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use prometheus::{IntCounterVec, Opts};
+
+    #[test]
+    fn state_sums_traffic_per_group_and_shares_weights() {
+        let registry = Registry::new();
+        let requests = IntCounterVec::new(
+            Opts::new("pier_proxy_requests_total", "h"),
+            &["service", "backend", "endpoint", "code"],
+        )
+        .unwrap();
+        registry.register(Box::new(requests.clone())).unwrap();
+        requests
+            .with_label_values(&["default/web", "default/web-v1", "a", "2xx"])
+            .inc_by(7);
+        requests
+            .with_label_values(&["default/web", "default/web-v1", "b", "5xx"])
+            .inc_by(2);
+        requests
+            .with_label_values(&["default/web", "default/web-v2", "c", "error"])
+            .inc_by(1);
+        let snapshot = json!({"revision": 4, "services": [{
+            "key": {"namespace": "default", "name": "web"}, "serviceType": "ClusterIP",
+            "clusterIp": "10.96.0.1", "headless": false,
+            "ports": [{"port": 80, "protocol": "Tcp", "mode": "L7", "nodePort": null}],
+            "endpoints": [{"address": "10.88.0.2", "ready": true, "serving": true, "terminating": false, "nodeName": null}],
+            "httpRoutes": [{"namespace": "default", "name": "split", "rules": [{"matches": [], "backends": [
+                {"service": {"namespace": "default", "name": "web-v1"}, "port": 80, "weight": 90},
+                {"service": {"namespace": "default", "name": "web-v2"}, "port": 80, "weight": 10}]}]}],
+            "l4Routes": [],
+        }]});
+        let state = state(&snapshot, &registry);
+        let web = &state["services"][0];
+        assert_eq!(web["clusterIp"], "10.96.0.1");
+        let shares = &web["routes"][0]["rules"][0]["backends"];
+        assert_eq!(shares[0]["percent"], 90.0);
+        assert_eq!(shares[1]["service"], "default/web-v2");
+        let traffic = state["traffic"].as_array().unwrap();
+        assert_eq!(traffic[0]["backend"], "default/web-v1");
+        assert_eq!(
+            (
+                traffic[0]["requests"].as_f64(),
+                traffic[0]["errors"].as_f64()
+            ),
+            (Some(9.0), Some(2.0))
+        );
+        assert_eq!(traffic[1]["errors"], 1.0);
+    }
+}
