@@ -1,5 +1,8 @@
 //! `pier echo`: a small server for demos, tests and benchmarks. HTTP (1.1 and h2c) answers with
-//! its name, version and hostname; TCP and UDP echo what they receive.
+//! its name, version and hostname; TCP and UDP echo what they receive. It can also play a bad
+//! release: `--fail-percent` answers that share of requests with 500 (probes still pass, as a
+//! bad canary's do) and `--reset-percent` resets that share of TCP connections; `POST
+//! /fail-percent/<n>` and `/reset-percent/<n>` change the shares while it runs.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -38,6 +41,43 @@ pub(crate) struct EchoConfig {
     /// Send the name and a newline first on every TCP connection.
     #[arg(long)]
     pub tcp_banner: bool,
+    /// Answer this share of HTTP requests (0-100, every n-th exactly) with 500, except the
+    /// `/readyz` and `/healthz` probes.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=100))]
+    pub fail_percent: u8,
+    /// Reset this share of TCP connections (0-100) instead of echoing.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=100))]
+    pub reset_percent: u8,
+}
+
+/// Picks exactly `percent` of a stream of events, spread evenly (every n-th, as a line is
+/// drawn), so a share holds over a few requests and tests need no luck.
+#[derive(Default)]
+struct Share {
+    percent: std::sync::atomic::AtomicU8,
+    seen: std::sync::atomic::AtomicU64,
+}
+
+impl Share {
+    fn new(percent: u8) -> Self {
+        Share {
+            percent: percent.min(100).into(),
+            seen: 0.into(),
+        }
+    }
+
+    fn set(&self, percent: u8) {
+        self.percent
+            .store(percent.min(100), std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether this event is one of the share.
+    fn pick(&self) -> bool {
+        use std::sync::atomic::Ordering;
+        let p = u64::from(self.percent.load(Ordering::Relaxed));
+        let n = self.seen.fetch_add(1, Ordering::Relaxed) + 1;
+        n * p / 100 != (n - 1) * p / 100
+    }
 }
 
 struct Identity {
@@ -46,6 +86,10 @@ struct Identity {
     hostname: String,
     /// What `/readyz` answers; `POST /readyz/disable` and `/readyz/enable` flip it (podinfo's API).
     ready: std::sync::atomic::AtomicBool,
+    /// HTTP requests answered with 500.
+    fail: Share,
+    /// TCP connections reset.
+    reset: Arc<Share>,
 }
 
 fn hostname() -> String {
@@ -64,6 +108,19 @@ async fn answer(id: Arc<Identity>, req: Request<Incoming>) -> Response<Full<Byte
         (_, "/readyz") if !id.ready.load(Ordering::Relaxed) => {
             status = StatusCode::SERVICE_UNAVAILABLE;
         }
+        (true, p) if p.starts_with("/fail-percent/") || p.starts_with("/reset-percent/") => {
+            let (share, n) = p
+                .trim_start_matches('/')
+                .split_once('/')
+                .unwrap_or_default();
+            match n.parse::<u8>() {
+                Ok(n) if n <= 100 && share == "fail-percent" => id.fail.set(n),
+                Ok(n) if n <= 100 => id.reset.set(n),
+                _ => status = StatusCode::BAD_REQUEST,
+            }
+        }
+        (_, "/readyz" | "/healthz") => {}
+        _ if id.fail.pick() => status = StatusCode::INTERNAL_SERVER_ERROR,
         _ => {}
     }
     if let Some(code) = path.strip_prefix("/status/") {
@@ -148,12 +205,20 @@ async fn serve_http(listener: TcpListener, id: Arc<Identity>) {
     }
 }
 
-async fn serve_tcp(listener: TcpListener, banner: Option<Arc<str>>) {
+async fn serve_tcp(listener: TcpListener, banner: Option<Arc<str>>, reset: Arc<Share>) {
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             tokio::time::sleep(Duration::from_millis(20)).await;
             continue;
         };
+        if reset.pick() {
+            // Linger 0: the close sends a reset, as a crashing server's kernel would.
+            if let Err(e) = stream.set_zero_linger() {
+                tracing::debug!(error = %e, "linger not set: the connection closes without a reset");
+            }
+            drop(stream);
+            continue;
+        }
         let banner = banner.clone();
         tokio::spawn(async move {
             let (mut r, mut w) = stream.into_split();
@@ -196,6 +261,8 @@ pub(crate) async fn run(config: EchoConfig) -> Result<()> {
         version: config.version,
         hostname: hostname(),
         ready: true.into(),
+        fail: Share::new(config.fail_percent),
+        reset: Arc::new(Share::new(config.reset_percent)),
     });
     let mut tasks = Vec::new();
     for addr in config.http {
@@ -211,7 +278,7 @@ pub(crate) async fn run(config: EchoConfig) -> Result<()> {
             .with_context(|| format!("binding TCP {addr}"))?;
         announce(&format!("tcp {}", l.local_addr()?));
         let banner = config.tcp_banner.then(|| Arc::from(config.name.as_str()));
-        tasks.push(tokio::spawn(serve_tcp(l, banner)));
+        tasks.push(tokio::spawn(serve_tcp(l, banner, Arc::clone(&id.reset))));
     }
     for addr in config.udp {
         let s = UdpSocket::bind(addr)
@@ -233,4 +300,23 @@ pub(crate) async fn run(config: EchoConfig) -> Result<()> {
         _ = tokio::signal::ctrl_c() => {}
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_share_picks_exactly_its_percent_spread_out() {
+        for percent in [0u8, 1, 30, 50, 99, 100] {
+            let share = Share::new(percent);
+            let picked = (0..1000).filter(|_| share.pick()).count();
+            assert_eq!(picked, usize::from(percent) * 10, "{percent}%");
+        }
+        let third = Share::new(30);
+        let first_ten = (0..10).filter(|_| third.pick()).count();
+        assert_eq!(first_ten, 3, "spread, not bunched");
+        third.set(0);
+        assert!(!(0..100).any(|_| third.pick()));
+    }
 }
