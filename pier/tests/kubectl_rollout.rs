@@ -1,7 +1,8 @@
 //! kubectl's rollout verbs on Deployments: `rollout status` waits on the status the controller
 //! keeps, `rollout restart` replaces the pods, and `rollout history` and `undo` read and
-//! restore the revisions the controller keeps as ReplicaSets. No engine runs: pods are made
-//! ready by hand, as a node agent would.
+//! restore the revisions the controller keeps as ReplicaSets, and `delete --cascade` decides
+//! what happens to the pods. No engine runs: pods are made ready by hand, as a node agent
+//! would.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::process::Command;
@@ -320,4 +321,76 @@ fn kubectl_rollout_history_and_undo_restore_earlier_templates() {
 
     kubectl.ok(&["delete", "deploy", "web"]);
     until(&kubectl, &["get", "rs", "-o", "name"], str::is_empty);
+}
+
+/// `kubectl delete --cascade`: orphan leaves the pods running without their Deployment (and
+/// takes the ReplicaSets, which are its records), background (the default) has the
+/// controller terminate them, and foreground is refused with the reason.
+#[test]
+fn kubectl_delete_cascades_as_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some((daemon, kubectl)) = start_with(dir.path(), &["--no-runtime"]) else {
+        return;
+    };
+    let deployment = |name: &str| {
+        format!("apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: {name}}}\nspec:\n  replicas: 2\n  selector: {{matchLabels: {{app: {name}}}}}\n  template:\n    metadata: {{labels: {{app: {name}}}}}\n    spec: {{containers: [{{name: app, image: example.invalid/app:1}}]}}\n")
+    };
+    apply_yaml(&daemon.socket(), &deployment("kept"));
+    apply_yaml(&daemon.socket(), &deployment("gone"));
+    for app in ["kept", "gone"] {
+        let selector = format!("app={app}");
+        until(
+            &kubectl,
+            &["get", "pods", "-l", &selector, "-o", "name"],
+            |out| out.lines().count() == 2,
+        );
+        until(
+            &kubectl,
+            &["get", "rs", "-l", &selector, "-o", "name"],
+            |out| out.lines().count() == 1,
+        );
+    }
+
+    let refused = kubectl.fails(&["delete", "deploy", "kept", "--cascade=foreground"]);
+    assert!(refused.contains("Foreground is not supported"), "{refused}");
+
+    kubectl.ok(&["delete", "deploy", "kept", "--cascade=orphan"]);
+    let pods = |app: &str| -> Vec<Value> {
+        let list: Value = serde_json::from_str(&kubectl.ok(&[
+            "get",
+            "pods",
+            "-l",
+            &format!("app={app}"),
+            "-o",
+            "json",
+        ]))
+        .unwrap();
+        list["items"].as_array().unwrap().clone()
+    };
+    std::thread::sleep(Duration::from_secs(1));
+    let kept = pods("kept");
+    assert_eq!(kept.len(), 2);
+    for pod in &kept {
+        assert!(pod["metadata"]["deletionTimestamp"].is_null(), "{pod}");
+        assert!(
+            pod["metadata"]["labels"]["pier.dev/deployment"].is_null(),
+            "{pod}"
+        );
+    }
+    until(
+        &kubectl,
+        &["get", "rs", "-l", "app=kept", "-o", "name"],
+        str::is_empty,
+    );
+
+    kubectl.ok(&["delete", "deploy", "gone", "--wait=false"]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !pods("gone")
+        .iter()
+        .all(|p| !p["metadata"]["deletionTimestamp"].is_null())
+    {
+        assert!(Instant::now() < deadline, "{:?}", pods("gone"));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(pods("kept").len(), 2, "the orphans are untouched");
 }

@@ -24,6 +24,9 @@ pub struct DeploymentController {
     deployments: HashMap<Key, Deployment>,
     /// Pods by the Deployment they belong to, then by name.
     pods: HashMap<Key, BTreeMap<String, Pod>>,
+    /// The Deployment each cached pod was filed under (namespace, pod name) -> key, so a pod
+    /// that loses its label (orphaned) leaves its old Deployment's cache.
+    pod_owner: HashMap<Key, Key>,
     /// ReplicaSets (revisions) by the Deployment that controls them, then by name.
     sets: HashMap<Key, BTreeMap<String, ReplicaSet>>,
 }
@@ -36,6 +39,7 @@ impl DeploymentController {
             events,
             deployments: HashMap::new(),
             pods: HashMap::new(),
+            pod_owner: HashMap::new(),
             sets: HashMap::new(),
         }
     }
@@ -78,15 +82,27 @@ impl DeploymentController {
     }
 
     fn observe_pod(&mut self, deleted: bool, pod: &Pod, dirty: &mut BTreeSet<Key>) {
-        let Some(owner) = pod.metadata.labels.get(DEPLOYMENT_LABEL) else {
+        let namespace = pod.metadata.namespace().to_string();
+        let id = (namespace.clone(), pod.metadata.name.clone());
+        let owner = pod.metadata.labels.get(DEPLOYMENT_LABEL);
+        let key = owner.map(|o| (namespace, o.clone()));
+        if let Some(before) = self.pod_owner.remove(&id) {
+            if Some(&before) != key.as_ref() {
+                if let Some(pods) = self.pods.get_mut(&before) {
+                    pods.remove(&pod.metadata.name);
+                }
+                dirty.insert(before);
+            }
+        }
+        let Some(key) = key else {
             return;
         };
-        let key = (pod.metadata.namespace().to_string(), owner.clone());
         let pods = self.pods.entry(key.clone()).or_default();
         if deleted {
             pods.remove(&pod.metadata.name);
         } else {
             pods.insert(pod.metadata.name.clone(), pod.clone());
+            self.pod_owner.insert(id, key.clone());
         }
         dirty.insert(key);
     }

@@ -4,6 +4,7 @@
 //! `table.rs` answers kubectl's Table requests, `status.rs` words failures as `metav1.Status`.
 
 mod apply;
+mod cascade;
 mod catalog;
 mod discovery;
 mod events_v1;

@@ -167,8 +167,9 @@ pub(crate) async fn status(
     ))
 }
 
-/// `DELETE` an object (conditional on `preconditions.resourceVersion` if the body has one);
-/// answers the object as it was.
+/// `DELETE` an object (conditional on `preconditions.resourceVersion` if the body has one),
+/// with what its `propagationPolicy` does to dependents (`cascade.rs`); answers the object as
+/// it was.
 pub(crate) async fn delete(
     store: &Arc<Store>,
     t: &Target<'_>,
@@ -192,6 +193,7 @@ pub(crate) async fn delete(
             warnings: Vec::new(),
         });
     }
+    let policy = super::cascade::policy(&options)?;
     let op = Op::Delete {
         kind: t.resource.kind,
         namespace: t.namespace.unwrap_or("").to_string(),
@@ -199,7 +201,28 @@ pub(crate) async fn delete(
         resource_version,
         must_exist: true,
     };
-    let deleted = write(store, op).await.map_or_else(
+    let (kind, namespace, owner) = (
+        t.resource.kind,
+        t.namespace.unwrap_or("").to_string(),
+        name.to_string(),
+    );
+    let store = Arc::clone(store);
+    let written = tokio::task::spawn_blocking(move || {
+        // Dependents first: a controller that sees the owner go has already seen them leave.
+        let mut ops = super::cascade::dependents(&store, kind, &namespace, &owner, policy)?;
+        ops.push(op);
+        store.write(ops)
+    })
+    .await
+    .map_err(|e| crate::Error::store_from("an API worker", e))
+    .and_then(|r| r)
+    .and_then(|w| {
+        w.into_iter()
+            .last()
+            .and_then(|w| w.object)
+            .ok_or_else(|| crate::Error::store("the delete returned no object"))
+    });
+    let deleted = written.map_or_else(
         |e| Err(conflict_or(&e, t.resource.plural, name)),
         |o| Ok(wire(&t.resource, &o)),
     )?;
