@@ -96,6 +96,9 @@ pub struct DeploymentSpec {
     /// Old ReplicaSets (revisions) kept for undo; Kubernetes' default is 10.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revision_history_limit: Option<i64>,
+    /// While true, a new template is not rolled out (replicas still scale).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paused: Option<bool>,
 }
 
 /// Template of the pods a Deployment creates.

@@ -101,7 +101,7 @@ const POD_STATUS: &[&str] = &[
     "conditions[].observedGeneration",
 ];
 
-const DEPLOYMENT_SPEC: &[&str] = &["progressDeadlineSeconds", "paused"];
+const DEPLOYMENT_SPEC: &[&str] = &["progressDeadlineSeconds"];
 
 const HTTP_ROUTE: &[&str] = &[
     "status",

@@ -394,3 +394,73 @@ fn kubectl_delete_cascades_as_asked() {
     }
     assert_eq!(pods("kept").len(), 2, "the orphans are untouched");
 }
+
+/// A paused Deployment scales but holds a new template back: `kubectl rollout pause`, a new
+/// image, a scale to 3 (three pods of the old image, no new revision, `DeploymentPaused`), then
+/// `pier rollout resume` rolls the held template out.
+#[test]
+fn a_paused_deployment_scales_but_rolls_out_only_when_resumed() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some((daemon, kubectl)) = start_with(dir.path(), &["--no-runtime"]) else {
+        return;
+    };
+    apply_yaml(
+        &daemon.socket(),
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\nspec:\n  replicas: 2\n  selector: {matchLabels: {app: web}}\n  template:\n    metadata: {labels: {app: web}}\n    spec: {containers: [{name: app, image: example.invalid/app:1}]}\n",
+    );
+    let images =
+        |out: &str| -> Vec<String> { out.split_whitespace().map(str::to_string).collect() };
+    let pod_images = [
+        "get",
+        "pods",
+        "-o",
+        "jsonpath={.items[*].spec.containers[0].image}",
+    ];
+    until(&kubectl, &pod_images, |out| images(out).len() == 2);
+    until(&kubectl, &["get", "rs", "-o", "name"], |out| {
+        out.lines().count() == 1
+    });
+
+    let paused = kubectl.ok(&["rollout", "pause", "deploy/web"]);
+    assert!(paused.contains("paused"), "{paused}");
+    kubectl.ok(&["set", "image", "deploy/web", "app=example.invalid/app:2"]);
+    kubectl.ok(&["scale", "deploy/web", "--replicas=3"]);
+    let held = until(&kubectl, &pod_images, |out| images(out).len() == 3);
+    assert!(
+        images(&held).iter().all(|i| i == "example.invalid/app:1"),
+        "{held}"
+    );
+    let condition = until(
+        &kubectl,
+        &[
+            "get",
+            "deploy",
+            "web",
+            "-o",
+            "jsonpath={.status.conditions[?(@.type==\"Progressing\")].reason}",
+        ],
+        |out| out == "DeploymentPaused",
+    );
+    assert_eq!(condition, "DeploymentPaused");
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(kubectl.ok(&["get", "rs", "-o", "name"]).lines().count(), 1);
+    let again = daemon.pier(&["rollout", "pause", "deploy/web"]);
+    assert!(
+        stdout(&again).contains("already paused"),
+        "{}",
+        stdout(&again)
+    );
+
+    let resumed = daemon.pier(&["rollout", "resume", "deploy/web"]);
+    assert!(
+        stdout(&resumed).contains("deployment/web resumed"),
+        "{}",
+        stderr(&resumed)
+    );
+    until(&kubectl, &["get", "rs", "-o", "name"], |out| {
+        out.lines().count() == 2
+    });
+    until(&kubectl, &pod_images, |out| {
+        images(out).iter().any(|i| i == "example.invalid/app:2")
+    });
+}

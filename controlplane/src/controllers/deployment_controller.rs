@@ -8,7 +8,7 @@ use std::sync::Arc;
 use super::deployment::{
     new_pod, plan, template_hash, PodView, DEPLOYMENT_LABEL, TEMPLATE_HASH_LABEL,
 };
-use super::deployment_revisions::revision_ops;
+use super::deployment_revisions::{effective, revision_ops};
 use super::deployment_status::status_of;
 use super::runner::{Reconciled, Reconciler};
 use crate::events::Recorder;
@@ -66,14 +66,11 @@ impl DeploymentController {
     /// The ReplicaSet writes for `key`: its revisions kept true to its pods, or, once the
     /// Deployment is gone, deleted.
     fn set_ops(&self, key: &Key) -> Vec<Op> {
-        let sets: Vec<&ReplicaSet> = self
-            .sets
-            .get(key)
-            .into_iter()
-            .flat_map(BTreeMap::values)
-            .collect();
+        let sets = self.sets_of(key);
         match self.deployments.get(key) {
-            Some(d) => revision_ops(d, &sets, &self.views(key)),
+            Some(d) => effective(d, &sets)
+                .map(|d| revision_ops(&d, &sets, &self.views(key)))
+                .unwrap_or_default(),
             None => sets
                 .iter()
                 .map(|rs| Op::remove(Kind::ReplicaSet, &key.0, &rs.metadata.name))
@@ -105,6 +102,15 @@ impl DeploymentController {
             self.pod_owner.insert(id, key.clone());
         }
         dirty.insert(key);
+    }
+
+    /// The ReplicaSets (revisions) of `key`.
+    fn sets_of(&self, key: &Key) -> Vec<&ReplicaSet> {
+        self.sets
+            .get(key)
+            .into_iter()
+            .flat_map(BTreeMap::values)
+            .collect()
     }
 
     /// The live (not terminating) pods of `key`.
@@ -160,6 +166,10 @@ impl DeploymentController {
             // Deleted: every pod it left goes.
             return live.into_iter().map(terminating).collect();
         };
+        let Some(d) = effective(d, &self.sets_of(key)) else {
+            return Vec::new();
+        };
+        let d = d.as_ref();
         let views = self.views(key);
         let step = plan(d, &views);
         let hash = template_hash(d);

@@ -5,6 +5,8 @@
 //! to `revisionHistoryLimit` once it has none. `kubectl rollout history|undo` and
 //! `pier rollout` read them. Pure: `deployment_controller.rs` writes what this plans.
 
+use std::borrow::Cow;
+
 use pier_model::meta::OwnerReference;
 use pier_model::replica_set::{
     ReplicaSetSpec, ReplicaSetStatus, CHANGE_CAUSE_ANNOTATION, REVISION_ANNOTATION,
@@ -26,6 +28,32 @@ const NOT_COPIED: &[&str] = &[
     "deployment.kubernetes.io/desired-replicas",
     "deployment.kubernetes.io/max-replicas",
 ];
+
+/// The Deployment the planners act on. A paused Deployment scales but does not roll out: while
+/// its template has no revision yet, it runs its newest revision's template; paused before its
+/// first revision, it runs nothing (`None`) until resumed.
+pub(super) fn effective<'a>(
+    d: &'a Deployment,
+    sets: &[&ReplicaSet],
+) -> Option<Cow<'a, Deployment>> {
+    if d.spec.paused != Some(true) {
+        return Some(Cow::Borrowed(d));
+    }
+    let name = format!("{}-{}", d.metadata.name, template_hash(d));
+    if sets.iter().any(|rs| rs.metadata.name == name) {
+        return Some(Cow::Borrowed(d));
+    }
+    let newest = sets.iter().max_by_key(|rs| rs.revision())?;
+    let mut running = d.clone();
+    running.spec.template = newest.spec.template.clone();
+    running
+        .spec
+        .template
+        .metadata
+        .labels
+        .remove(TEMPLATE_HASH_LABEL);
+    Some(Cow::Owned(running))
+}
 
 /// The writes that bring `d`'s ReplicaSets (`sets`, as stored) in line with its template
 /// and live pods: the current revision created or renumbered, every revision's counts, and
@@ -277,6 +305,35 @@ mod tests {
         assert_eq!(v1.spec.replicas, Some(1));
         let current = written.iter().find(|rs| rs.revision() == 4).unwrap();
         assert_eq!(current.spec.template.spec.containers[0].image, "v9");
+    }
+
+    #[test]
+    fn a_paused_deployment_keeps_running_its_newest_revision() {
+        let first = puts(&revision_ops(&dep("v1"), &[], &[]))[0].clone();
+        let mut v2 = dep("v2");
+        v2.spec.paused = Some(true);
+        let running = effective(&v2, &[&first]).unwrap();
+        assert_eq!(running.spec.template.spec.containers[0].image, "v1");
+        assert_eq!(template_hash(&running), template_hash(&dep("v1")));
+        assert!(
+            revision_ops(&running, &[&first], &[]).is_empty(),
+            "no new revision while paused"
+        );
+        assert!(
+            effective(&v2, &[]).is_none(),
+            "paused before any revision: nothing runs"
+        );
+        v2.spec.paused = Some(false);
+        assert_eq!(
+            effective(&v2, &[&first])
+                .unwrap()
+                .spec
+                .template
+                .spec
+                .containers[0]
+                .image,
+            "v2"
+        );
     }
 
     #[test]

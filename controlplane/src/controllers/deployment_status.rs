@@ -42,7 +42,13 @@ pub(super) fn status_of(d: &Deployment, pods: &[PodView], now: &str) -> Deployme
         )
     };
     let complete = updated == desired && replicas == desired && updated_available == desired;
-    let progressing = if complete {
+    let progressing = if d.spec.paused == Some(true) {
+        (
+            "Unknown",
+            "DeploymentPaused",
+            "Deployment is paused".to_string(),
+        )
+    } else if complete {
         (
             "True",
             "NewReplicaSetAvailable",

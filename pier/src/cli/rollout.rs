@@ -1,8 +1,9 @@
-//! `pier rollout status|history|undo|restart` for Deployments, as kubectl's: history and undo
-//! read the revisions the Deployment controller keeps as ReplicaSets; undo writes an earlier
-//! revision's template back into the Deployment (a conditional write, tried again if the
-//! Deployment changed meanwhile); restart stamps the template so every pod is replaced;
-//! status waits until the controller reports the rollout done.
+//! `pier rollout status|history|undo|pause|resume|restart` for Deployments, as kubectl's:
+//! history and undo read the revisions the Deployment controller keeps as ReplicaSets; undo
+//! writes an earlier revision's template back into the Deployment; pause and resume set
+//! `spec.paused`; restart stamps the template so every pod is replaced (each a conditional
+//! write, tried again if the Deployment changed meanwhile); status waits until the controller
+//! reports the rollout done.
 
 use std::time::{Duration, Instant};
 
@@ -54,6 +55,22 @@ pub(crate) enum RolloutCommand {
         #[arg(long)]
         to_revision: Option<u64>,
     },
+    /// Hold new templates back: the Deployment scales but does not roll out.
+    Pause {
+        /// `deploy/NAME`.
+        target: String,
+        /// Namespace.
+        #[arg(short, long, default_value = "default")]
+        namespace: String,
+    },
+    /// Roll out again, starting with any template held back while paused.
+    Resume {
+        /// `deploy/NAME`.
+        target: String,
+        /// Namespace.
+        #[arg(short, long, default_value = "default")]
+        namespace: String,
+    },
     /// Replace every pod, one rolling update at a time.
     Restart {
         /// `deploy/NAME`.
@@ -93,7 +110,56 @@ pub(crate) async fn run(client: &Client, command: RolloutCommand) -> Result<()> 
             to_revision,
         } => undo(client, &namespace, deployment_name(&target)?, to_revision).await,
         RolloutCommand::Restart { target, namespace } => {
-            restart(client, &namespace, deployment_name(&target)?).await
+            let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+            update(
+                client,
+                &namespace,
+                deployment_name(&target)?,
+                "restarted",
+                |d| {
+                    let metadata = &mut d["spec"]["template"]["metadata"];
+                    if !metadata["annotations"].is_object() {
+                        metadata["annotations"] = Value::Object(Default::default());
+                    }
+                    metadata["annotations"][RESTARTED_AT] = Value::String(now.clone());
+                    Ok(())
+                },
+            )
+            .await
+        }
+        RolloutCommand::Pause { target, namespace } => {
+            update(
+                client,
+                &namespace,
+                deployment_name(&target)?,
+                "paused",
+                |d| {
+                    if d["spec"]["paused"] == Value::Bool(true) {
+                        return Err("is already paused".into());
+                    }
+                    d["spec"]["paused"] = Value::Bool(true);
+                    Ok(())
+                },
+            )
+            .await
+        }
+        RolloutCommand::Resume { target, namespace } => {
+            update(
+                client,
+                &namespace,
+                deployment_name(&target)?,
+                "resumed",
+                |d| {
+                    let was = d["spec"]
+                        .as_object_mut()
+                        .and_then(|spec| spec.remove("paused"));
+                    match was {
+                        Some(Value::Bool(true)) => Ok(()),
+                        _ => Err("is not paused".into()),
+                    }
+                },
+            )
+            .await
         }
     }
 }
@@ -151,50 +217,36 @@ async fn history(
 
 /// `pier rollout undo`: back to revision `to` (or the one before the current).
 async fn undo(client: &Client, namespace: &str, name: &str, to: Option<u64>) -> Result<()> {
-    for _ in 0..5 {
-        let mut deployment = deployment(client, namespace, name).await?;
-        let sets = revisions(client, &deployment).await?;
-        let target = match to {
-            Some(n) => sets.iter().find(|rs| rs.revision() == n),
-            // The newest is the current template; the one before it is where undo goes.
-            None => sets.iter().rev().nth(1),
-        };
-        let Some(rs) = target else {
-            bail!(match to {
-                Some(n) => format!("deployment {name} has no revision {n}"),
-                None => format!("deployment {name} has no earlier revision to go back to"),
-            });
-        };
-        let mut template = rs.spec.template.clone();
-        template.metadata.labels.remove(HASH_LABEL);
-        let current: PodTemplateSpec =
-            serde_json::from_value(deployment["spec"]["template"].clone())
-                .context("reading the deployment's template")?;
-        if current == template {
-            println!(
-                "deployment/{name} skipped rollback (current template already matches revision {})",
-                rs.revision()
-            );
-            return Ok(());
+    let sets = revisions(client, &deployment(client, namespace, name).await?).await?;
+    let target = match to {
+        Some(n) => sets.iter().find(|rs| rs.revision() == n),
+        // The newest is the current template; the one before it is where undo goes.
+        None => sets.iter().rev().nth(1),
+    };
+    let Some(rs) = target else {
+        bail!(match to {
+            Some(n) => format!("deployment {name} has no revision {n}"),
+            None => format!("deployment {name} has no earlier revision to go back to"),
+        });
+    };
+    let revision = rs.revision();
+    let mut template = rs.spec.template.clone();
+    template.metadata.labels.remove(HASH_LABEL);
+    let template_value = serde_json::to_value(&template)?;
+    let cause = rs.metadata.annotations.get(CHANGE_CAUSE_ANNOTATION);
+    let done = format!("rolled back to revision {revision}");
+    update(client, namespace, name, &done, |d| {
+        let current = serde_json::from_value::<PodTemplateSpec>(d["spec"]["template"].clone());
+        if current.is_ok_and(|c| c == template) {
+            return Err(format!(
+                "skipped rollback (current template already matches revision {revision})"
+            ));
         }
-        deployment["spec"]["template"] = serde_json::to_value(&template)?;
-        set_change_cause(
-            &mut deployment["metadata"],
-            rs.metadata.annotations.get(CHANGE_CAUSE_ANNOTATION),
-        );
-        match client.apply(vec![deployment]).await {
-            Ok(_) => {
-                println!(
-                    "deployment/{name} rolled back to revision {}",
-                    rs.revision()
-                );
-                return Ok(());
-            }
-            Err(pier_controlplane::Error::Conflict(_)) => continue,
-            Err(e) => return Err(e).with_context(|| format!("updating deployment {name}")),
-        }
-    }
-    bail!("deployment {name} kept changing while it was being rolled back; try again")
+        d["spec"]["template"] = template_value.clone();
+        set_change_cause(&mut d["metadata"], cause);
+        Ok(())
+    })
+    .await
 }
 
 /// Gives `metadata` the change cause of the revision it goes back to, or none.
@@ -217,26 +269,32 @@ fn set_change_cause(metadata: &mut Value, cause: Option<&String>) {
     }
 }
 
-/// `pier rollout restart`: a new template annotation, so every pod is replaced.
-async fn restart(client: &Client, namespace: &str, name: &str) -> Result<()> {
+/// Changes deployment `name` with `change` and writes it back, conditional on the version
+/// read and tried again if it changed meanwhile; prints `deployment/NAME <done>`, or why
+/// nothing was to be done (`change`'s `Err`).
+async fn update(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    done: &str,
+    change: impl Fn(&mut Value) -> std::result::Result<(), String>,
+) -> Result<()> {
     for _ in 0..5 {
         let mut deployment = deployment(client, namespace, name).await?;
-        let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
-        let metadata = &mut deployment["spec"]["template"]["metadata"];
-        if !metadata["annotations"].is_object() {
-            metadata["annotations"] = Value::Object(Default::default());
+        if let Err(nothing) = change(&mut deployment) {
+            println!("deployment/{name} {nothing}");
+            return Ok(());
         }
-        metadata["annotations"][RESTARTED_AT] = Value::String(now);
         match client.apply(vec![deployment]).await {
             Ok(_) => {
-                println!("deployment/{name} restarted");
+                println!("deployment/{name} {done}");
                 return Ok(());
             }
             Err(pier_controlplane::Error::Conflict(_)) => continue,
             Err(e) => return Err(e).with_context(|| format!("updating deployment {name}")),
         }
     }
-    bail!("deployment {name} kept changing while it was being restarted; try again")
+    bail!("deployment {name} kept changing while it was being updated; try again")
 }
 
 /// `pier rollout status`: prints progress until every replica runs the current template
