@@ -68,6 +68,7 @@ impl DeploymentController {
     fn set_ops(&self, key: &Key) -> Vec<Op> {
         let sets = self.sets_of(key);
         match self.deployments.get(key) {
+            Some(d) if d.metadata.deletion_timestamp.is_some() => Vec::new(),
             Some(d) => effective(d, &sets)
                 .map(|d| revision_ops(&d, &sets, &self.views(key)))
                 .unwrap_or_default(),
@@ -166,6 +167,10 @@ impl DeploymentController {
             // Deleted: every pod it left goes.
             return live.into_iter().map(terminating).collect();
         };
+        // Being deleted with its pods orphaned (`kube/cascade.rs`): hands off.
+        if d.metadata.deletion_timestamp.is_some() {
+            return Vec::new();
+        }
         let Some(d) = effective(d, &self.sets_of(key)) else {
             return Vec::new();
         };

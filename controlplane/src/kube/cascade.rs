@@ -4,7 +4,11 @@
 //! pods of a Deployment that is gone and deletes its ReplicaSets). `Orphan` leaves them be: a
 //! Deployment's pods lose the label that ties them to it in the same transaction as the delete,
 //! so they keep running with no controller; its ReplicaSets, records of its revisions, go with
-//! it. `Foreground` waits on finalizers, which pier does not keep: it is refused with that
+//! it. The orphaning is two writes, as the API server's garbage collector does it: the
+//! Deployment is first marked for deletion (`deletionTimestamp`), which stops its controller,
+//! then its pods are released and it is deleted in one transaction; a controller pass between
+//! any two events sees a Deployment that is going, and neither replaces nor terminates pods.
+//! `Foreground` waits on finalizers, which pier does not keep: it is refused with that
 //! reason rather than carried out as another policy.
 
 use hyper::StatusCode;
@@ -45,6 +49,30 @@ pub(crate) fn policy(options: &Value) -> Result<Policy, Failure> {
             None,
         )),
     }
+}
+
+/// The object marked as being deleted, to write before its dependents are released (an
+/// orphaning delete of a Deployment), with the version it was read at; `None` when the
+/// delete needs no such step.
+pub(crate) fn mark(
+    store: &Store,
+    kind: Kind,
+    namespace: &str,
+    name: &str,
+    policy: Policy,
+) -> crate::Result<Option<Object>> {
+    if policy != Policy::Orphan || kind != Kind::Deployment {
+        return Ok(None);
+    }
+    let Some(mut object) = store.get(kind, namespace, name)? else {
+        return Ok(None);
+    };
+    if object.meta().deletion_timestamp.is_some() {
+        return Ok(None);
+    }
+    object.meta_mut().deletion_timestamp =
+        Some(humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string());
+    Ok(Some(object))
 }
 
 /// The writes that go with deleting `kind` `namespace`/`name` under `policy`, in the same

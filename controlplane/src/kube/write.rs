@@ -194,13 +194,6 @@ pub(crate) async fn delete(
         });
     }
     let policy = super::cascade::policy(&options)?;
-    let op = Op::Delete {
-        kind: t.resource.kind,
-        namespace: t.namespace.unwrap_or("").to_string(),
-        name: name.to_string(),
-        resource_version,
-        must_exist: true,
-    };
     let (kind, namespace, owner) = (
         t.resource.kind,
         t.namespace.unwrap_or("").to_string(),
@@ -208,9 +201,24 @@ pub(crate) async fn delete(
     );
     let store = Arc::clone(store);
     let written = tokio::task::spawn_blocking(move || {
-        // Dependents first: a controller that sees the owner go has already seen them leave.
+        // Marked first (under the caller's precondition), so its controller stands still
+        // while the dependents are released; then the dependents, so a controller that sees
+        // the owner go has seen them leave.
+        let mut resource_version = resource_version;
+        if let Some(mut marked) = super::cascade::mark(&store, kind, &namespace, &owner, policy)? {
+            if let Some(rv) = resource_version.take() {
+                marked.meta_mut().resource_version = rv;
+            }
+            store.write(vec![Op::Put(marked)])?;
+        }
         let mut ops = super::cascade::dependents(&store, kind, &namespace, &owner, policy)?;
-        ops.push(op);
+        ops.push(Op::Delete {
+            kind,
+            namespace,
+            name: owner,
+            resource_version,
+            must_exist: true,
+        });
         store.write(ops)
     })
     .await
