@@ -168,27 +168,25 @@ fn http_get(addr: &str, path: &str) -> (u16, String) {
                     .flatten()
             });
             if length.is_some_and(|n| body.len() >= n) {
-                let code = head
-                    .split_whitespace()
-                    .nth(1)
-                    .and_then(|c| c.parse().ok())
-                    .unwrap_or(0);
-                return (code, body.to_string());
+                return (status_code(head), body.to_string());
             }
         }
         match s.read(&mut chunk) {
             Ok(0) | Err(_) => {
                 let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-                let code = head
-                    .split_whitespace()
-                    .nth(1)
-                    .and_then(|c| c.parse().ok())
-                    .unwrap_or(0);
-                return (code, body.to_string());
+                return (status_code(head), body.to_string());
             }
             Ok(n) => raw.extend_from_slice(&chunk[..n]),
         }
     }
+}
+
+/// The status code of a response head; 0 when it has none.
+fn status_code(head: &str) -> u16 {
+    head.split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
 }
 
 fn split(v1: u32, v2: u32) -> String {

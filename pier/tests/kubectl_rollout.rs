@@ -14,6 +14,12 @@ mod common;
 use common::kubectl::*;
 use common::*;
 
+/// A Deployment `name` of 2 replicas of `example.invalid/app:1` (labelled `app: name`), with
+/// `spec_extra` as one more spec line and `container_extra` added to its container.
+fn deployment(name: &str, spec_extra: &str, container_extra: &str) -> String {
+    format!("apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: {name}}}\nspec:\n  replicas: 2\n  {spec_extra}\n  selector: {{matchLabels: {{app: {name}}}}}\n  template:\n    metadata: {{labels: {{app: {name}}}}}\n    spec: {{containers: [{{name: app, image: example.invalid/app:1{container_extra}}}]}}\n")
+}
+
 /// `kubectl rollout status` waits on the Deployment's status, which the controller keeps from
 /// its pods; here the pods are made ready by hand (no engine runs), as a node agent would.
 #[test]
@@ -22,10 +28,7 @@ fn kubectl_rollout_status_returns_once_the_pods_are_ready() {
     let Some((daemon, kubectl)) = start_with(dir.path(), &["--no-runtime"]) else {
         return;
     };
-    apply_yaml(
-        &daemon.socket(),
-        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\nspec:\n  replicas: 2\n  selector: {matchLabels: {app: web}}\n  template:\n    metadata: {labels: {app: web}}\n    spec: {containers: [{name: app, image: example.invalid/app:1}]}\n",
-    );
+    apply_yaml(&daemon.socket(), &deployment("web", "", ""));
     let mut waiting = Command::new("kubectl")
         .arg("--kubeconfig")
         .arg(&kubectl.kubeconfig)
@@ -147,7 +150,7 @@ fn kubectl_rollout_history_and_undo_restore_earlier_templates() {
     };
     apply_yaml(
         &daemon.socket(),
-        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\nspec:\n  replicas: 2\n  revisionHistoryLimit: 2\n  selector: {matchLabels: {app: web}}\n  template:\n    metadata: {labels: {app: web}}\n    spec: {containers: [{name: app, image: example.invalid/app:1, args: [serve, --v1]}]}\n",
+        &deployment("web", "revisionHistoryLimit: 2", ", args: [serve, --v1]"),
     );
     let revisions = |n: usize| {
         move |out: &str| {
@@ -332,11 +335,8 @@ fn kubectl_delete_cascades_as_asked() {
     let Some((daemon, kubectl)) = start_with(dir.path(), &["--no-runtime"]) else {
         return;
     };
-    let deployment = |name: &str| {
-        format!("apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: {name}}}\nspec:\n  replicas: 2\n  selector: {{matchLabels: {{app: {name}}}}}\n  template:\n    metadata: {{labels: {{app: {name}}}}}\n    spec: {{containers: [{{name: app, image: example.invalid/app:1}}]}}\n")
-    };
-    apply_yaml(&daemon.socket(), &deployment("kept"));
-    apply_yaml(&daemon.socket(), &deployment("gone"));
+    apply_yaml(&daemon.socket(), &deployment("kept", "", ""));
+    apply_yaml(&daemon.socket(), &deployment("gone", "", ""));
     for app in ["kept", "gone"] {
         let selector = format!("app={app}");
         until(
@@ -404,10 +404,7 @@ fn a_paused_deployment_scales_but_rolls_out_only_when_resumed() {
     let Some((daemon, kubectl)) = start_with(dir.path(), &["--no-runtime"]) else {
         return;
     };
-    apply_yaml(
-        &daemon.socket(),
-        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\nspec:\n  replicas: 2\n  selector: {matchLabels: {app: web}}\n  template:\n    metadata: {labels: {app: web}}\n    spec: {containers: [{name: app, image: example.invalid/app:1}]}\n",
-    );
+    apply_yaml(&daemon.socket(), &deployment("web", "", ""));
     let images =
         |out: &str| -> Vec<String> { out.split_whitespace().map(str::to_string).collect() };
     let pod_images = [
