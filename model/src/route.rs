@@ -153,12 +153,18 @@ pub struct L4RouteRule {
     pub backend_refs: Vec<BackendRef>,
 }
 
+/// Whether `group` names the core API group: empty, as Gateway API writes it, or `core`,
+/// as Linkerd's and Argo's examples do.
+pub fn is_core_group(group: &str) -> bool {
+    group.is_empty() || group == "core"
+}
+
 impl BackendRef {
     /// `group/Kind` when the reference is not to a Service (pier cannot resolve it).
     pub fn unsupported_kind(&self) -> Option<String> {
         let group = self.group.as_deref().unwrap_or("");
         let kind = self.kind.as_deref().unwrap_or("Service");
-        (!group.is_empty() || kind != "Service").then(|| format!("{group}/{kind}"))
+        (!is_core_group(group) || kind != "Service").then(|| format!("{group}/{kind}"))
     }
 
     /// Effective weight.

@@ -16,7 +16,8 @@ use crate::{BackendRef, EndpointSlice, HttpRoute, IntOrString, L4Route, Service}
 fn attachments(route_ns: &str, refs: &[ParentReference]) -> Vec<Attachment> {
     refs.iter()
         .filter(|p| {
-            p.group.as_deref().unwrap_or("").is_empty() && p.kind.as_deref() == Some("Service")
+            crate::route::is_core_group(p.group.as_deref().unwrap_or(""))
+                && p.kind.as_deref() == Some("Service")
         })
         .map(|p| Attachment {
             service: ServiceKey::new(p.namespace.as_deref().unwrap_or(route_ns), &p.name),

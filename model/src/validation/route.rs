@@ -24,7 +24,7 @@ fn parent_refs(path: &FieldPath, refs: &[ParentReference], r: &mut Report) {
         let pp = path.index(i);
         let group = p.group.as_deref().unwrap_or("");
         let kind = p.kind.as_deref().unwrap_or("Gateway");
-        if group.is_empty() && kind == "Service" {
+        if crate::route::is_core_group(group) && kind == "Service" {
             r.check(&pp.field("name"), dns1035_label(&p.name));
         } else {
             r.ignored.push(format!(
