@@ -73,6 +73,17 @@ pub fn columns(kind: Kind) -> Vec<Column> {
             wide("IMAGES"),
             wide("SELECTOR"),
         ],
+        Kind::Rollout => vec![
+            col("NAME"),
+            col("DESIRED"),
+            col("CURRENT"),
+            col("UP-TO-DATE"),
+            col("AVAILABLE"),
+            col("AGE"),
+            wide("STATUS"),
+            wide("STEP"),
+            wide("WEIGHT"),
+        ],
         Kind::HttpRoute => vec![
             col("NAME"),
             col("HOSTNAMES"),
@@ -195,6 +206,7 @@ pub fn row(kind: Kind, v: &Value, now: SystemTime) -> Vec<String> {
             ]);
             row
         }
+        Kind::Rollout => rollout_row(v, name, created),
         Kind::HttpRoute => {
             let hosts: Vec<String> = items(v, "/spec/hostnames")
                 .iter()
@@ -220,6 +232,40 @@ pub fn row(kind: Kind, v: &Value, now: SystemTime) -> Vec<String> {
 
 /// An Event's cells, as the API server prints them: ages of its first and last occurrence,
 /// `kind/name` of its object, `component, host` of its source.
+/// A Rollout's row: Argo's printer columns, then its phase, step and canary weight.
+fn rollout_row(v: &Value, name: String, created: String) -> Vec<String> {
+    let count = |field: &str| {
+        v.pointer(&format!("/status/{field}"))
+            .and_then(Value::as_i64)
+            .unwrap_or(0)
+            .to_string()
+    };
+    let desired = v
+        .pointer("/spec/replicas")
+        .and_then(Value::as_i64)
+        .unwrap_or(1);
+    let steps = items(v, "/spec/strategy/canary/steps").len();
+    let step = v
+        .pointer("/status/currentStepIndex")
+        .and_then(Value::as_i64)
+        .map_or("-".to_string(), |i| format!("{i}/{steps}"));
+    let weight = v
+        .pointer("/status/canary/weights/canary/weight")
+        .and_then(Value::as_i64)
+        .unwrap_or(0);
+    vec![
+        name,
+        desired.to_string(),
+        count("replicas"),
+        count("updatedReplicas"),
+        count("availableReplicas"),
+        created,
+        or(s(v, "/status/phase"), "<unknown>"),
+        step,
+        weight.to_string(),
+    ]
+}
+
 fn event_row(v: &Value, name: String, now: SystemTime) -> Vec<String> {
     // events.k8s.io/v1 names the same fields otherwise: read whichever the Event has.
     let field = |core: &str, new: &str| match v.pointer(core) {

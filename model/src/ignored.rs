@@ -134,6 +134,39 @@ const LEASE_SPEC: &[&str] = &["strategy", "preferredHolder"];
 
 const EVENT: &[&str] = &["series", "related"];
 
+const ROLLOUT_SPEC: &[&str] = &[
+    "progressDeadlineSeconds",
+    "progressDeadlineAbort",
+    "restartAt",
+    "rollbackWindow",
+    "analysis",
+];
+
+const CANARY: &[&str] = &[
+    "canaryMetadata",
+    "stableMetadata",
+    "antiAffinity",
+    "scaleDownDelayRevisionLimit",
+    "minPodsPerReplicaSet",
+    "pingPong",
+];
+
+const TRAFFIC_ROUTING: &[&str] = &[
+    "istio",
+    "nginx",
+    "alb",
+    "smi",
+    "ambassador",
+    "appMesh",
+    "traefik",
+    "apisix",
+    "maxTrafficWeight",
+];
+
+const CANARY_STEP: &[&str] = &["experiment", "setMirrorRoute", "plugin"];
+
+const ANALYSIS: &[&str] = &["dryRun", "measurementRetention", "analysisRunMetadata"];
+
 fn under(prefix: &str, names: &[&str], path: &str) -> bool {
     path.strip_prefix(prefix)
         .and_then(|rest| rest.strip_prefix('.'))
@@ -151,6 +184,19 @@ fn pod_spec_field(prefix: &str, path: &str) -> bool {
     ["livenessProbe", "readinessProbe"]
         .iter()
         .any(|p| under(&format!("{container}.{p}"), PROBE, path))
+}
+
+fn rollout_field(path: &str) -> bool {
+    const CANARY_PATH: &str = "spec.strategy.canary";
+    path == "status"
+        || under("spec", ROLLOUT_SPEC, path)
+        || under("spec.template.metadata", META, path)
+        || pod_spec_field("spec.template.spec", path)
+        || under(CANARY_PATH, CANARY, path)
+        || under("spec.strategy.canary.trafficRouting", TRAFFIC_ROUTING, path)
+        || under("spec.strategy.canary.steps[]", CANARY_STEP, path)
+        || under("spec.strategy.canary.analysis", ANALYSIS, path)
+        || under("spec.strategy.canary.steps[].analysis", ANALYSIS, path)
 }
 
 /// Whether `path` (indexes written `[]`) is a Kubernetes field of `kind` that pier ignores.
@@ -173,6 +219,7 @@ pub(crate) fn is_known_ignored(kind: Kind, path: &str) -> bool {
                 || under("spec.template.metadata", META, path)
                 || pod_spec_field("spec.template.spec", path)
         }
+        Kind::Rollout => rollout_field(path),
         Kind::HttpRoute => HTTP_ROUTE.contains(&path),
         Kind::TcpRoute | Kind::UdpRoute => L4_ROUTE.contains(&path),
         Kind::Node => {

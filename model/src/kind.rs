@@ -33,11 +33,13 @@ pub enum Kind {
     Lease,
     /// `v1/Event`.
     Event,
+    /// `argoproj.io/v1alpha1/Rollout`.
+    Rollout,
 }
 
 impl Kind {
     /// Every kind.
-    pub const ALL: [Kind; 13] = [
+    pub const ALL: [Kind; 14] = [
         Kind::Service,
         Kind::EndpointSlice,
         Kind::Pod,
@@ -51,6 +53,7 @@ impl Kind {
         Kind::Node,
         Kind::Lease,
         Kind::Event,
+        Kind::Rollout,
     ];
 
     /// Whether objects of this kind live in a namespace (all but Namespace and Node).
@@ -74,6 +77,7 @@ impl Kind {
             Kind::Node => "Node",
             Kind::Lease => "Lease",
             Kind::Event => "Event",
+            Kind::Rollout => "Rollout",
         }
     }
 
@@ -93,6 +97,7 @@ impl Kind {
             Kind::Node => "nodes",
             Kind::Lease => "leases",
             Kind::Event => "events",
+            Kind::Rollout => "rollouts",
         }
     }
 
@@ -108,6 +113,7 @@ impl Kind {
             Kind::Lease => &["coordination.k8s.io/v1"],
             Kind::EndpointSlice => &["discovery.k8s.io/v1"],
             Kind::Deployment | Kind::ReplicaSet => &["apps/v1"],
+            Kind::Rollout => &["argoproj.io/v1alpha1"],
             Kind::HttpRoute => &[
                 "gateway.networking.k8s.io/v1",
                 "gateway.networking.k8s.io/v1beta1",
@@ -117,6 +123,11 @@ impl Kind {
                 "gateway.networking.k8s.io/v1",
             ],
         }
+    }
+
+    /// Whether the kind's status is written apart from its spec (the `status` subresource).
+    pub fn has_status_subresource(self) -> bool {
+        matches!(self, Kind::Deployment | Kind::Rollout)
     }
 
     /// Resolves a `kind` field value.
@@ -151,6 +162,7 @@ impl FromStr for Kind {
             "node" | "nodes" | "no" => Kind::Node,
             "lease" | "leases" => Kind::Lease,
             "event" | "events" | "ev" => Kind::Event,
+            "rollout" | "rollouts" | "ro" => Kind::Rollout,
             _ => {
                 let known: Vec<&str> = Kind::ALL.iter().map(|k| k.plural()).collect();
                 return Err(format!(

@@ -14,6 +14,7 @@ use super::meta::ObjectMeta;
 use super::pod::Pod;
 use super::replica_set::ReplicaSet;
 use super::report::{FieldError, Report};
+use super::rollout::Rollout;
 use super::route::{HttpRoute, L4Route};
 use super::service::Service;
 use super::validation;
@@ -35,6 +36,8 @@ pub enum Object {
     Deployment(Deployment),
     /// A ReplicaSet.
     ReplicaSet(ReplicaSet),
+    /// An Argo Rollout.
+    Rollout(Rollout),
     /// An HTTPRoute.
     HttpRoute(HttpRoute),
     /// A TCPRoute.
@@ -223,6 +226,7 @@ impl Object {
             Kind::Pod => typed(value, kind).map(|(o, i, e)| (Object::Pod(o), i, e)),
             Kind::Deployment => typed(value, kind).map(|(o, i, e)| (Object::Deployment(o), i, e)),
             Kind::ReplicaSet => typed(value, kind).map(|(o, i, e)| (Object::ReplicaSet(o), i, e)),
+            Kind::Rollout => typed(value, kind).map(|(o, i, e)| (Object::Rollout(o), i, e)),
             Kind::HttpRoute => typed(value, kind).map(|(o, i, e)| (Object::HttpRoute(o), i, e)),
             Kind::TcpRoute => typed(value, kind).map(|(o, i, e)| (Object::TcpRoute(o), i, e)),
             Kind::UdpRoute => typed(value, kind).map(|(o, i, e)| (Object::UdpRoute(o), i, e)),
@@ -263,6 +267,7 @@ impl Object {
             Object::Pod(p) => validation::pod(p, report),
             Object::Deployment(d) => validation::deployment(d, report),
             Object::ReplicaSet(r) => validation::replica_set(r, report),
+            Object::Rollout(r) => validation::rollout(r, report),
             Object::HttpRoute(r) => validation::http_route(r, report),
             Object::TcpRoute(r) | Object::UdpRoute(r) => validation::l4_route(r, report),
             Object::Namespace(n) => validation::namespace(n, report),
@@ -281,6 +286,7 @@ impl Object {
             Object::Pod(_) => Kind::Pod,
             Object::Deployment(_) => Kind::Deployment,
             Object::ReplicaSet(_) => Kind::ReplicaSet,
+            Object::Rollout(_) => Kind::Rollout,
             Object::HttpRoute(_) => Kind::HttpRoute,
             Object::TcpRoute(_) => Kind::TcpRoute,
             Object::UdpRoute(_) => Kind::UdpRoute,
@@ -300,6 +306,7 @@ impl Object {
             Object::Pod(o) => &o.metadata,
             Object::Deployment(o) => &o.metadata,
             Object::ReplicaSet(o) => &o.metadata,
+            Object::Rollout(o) => &o.metadata,
             Object::HttpRoute(o) => &o.metadata,
             Object::TcpRoute(o) | Object::UdpRoute(o) => &o.metadata,
             Object::Namespace(o) => &o.metadata,
@@ -318,6 +325,7 @@ impl Object {
             Object::Pod(o) => &mut o.metadata,
             Object::Deployment(o) => &mut o.metadata,
             Object::ReplicaSet(o) => &mut o.metadata,
+            Object::Rollout(o) => &mut o.metadata,
             Object::HttpRoute(o) => &mut o.metadata,
             Object::TcpRoute(o) | Object::UdpRoute(o) => &mut o.metadata,
             Object::Namespace(o) => &mut o.metadata,
@@ -339,6 +347,7 @@ impl Object {
             Object::Pod(o) => v(o),
             Object::Deployment(o) => v(o),
             Object::ReplicaSet(o) => v(o),
+            Object::Rollout(o) => v(o),
             Object::HttpRoute(o) => v(o),
             Object::TcpRoute(o) | Object::UdpRoute(o) => v(o),
             Object::Namespace(o) => v(o),
@@ -359,16 +368,25 @@ impl Object {
     /// Whether this object's status is written apart from the rest (Kubernetes' `status`
     /// subresource): writes of the object keep the stored status, status writes keep the rest.
     pub fn has_status_subresource(&self) -> bool {
-        matches!(self, Object::Deployment(_))
+        self.kind().has_status_subresource()
     }
 
     /// Takes `from`'s status (for kinds with a status subresource; `None` clears it).
     pub fn set_status_from(&mut self, from: Option<&Object>) {
-        if let Object::Deployment(d) = self {
-            d.status = match from {
-                Some(Object::Deployment(f)) => f.status.clone(),
-                _ => None,
-            };
+        match self {
+            Object::Deployment(d) => {
+                d.status = match from {
+                    Some(Object::Deployment(f)) => f.status.clone(),
+                    _ => None,
+                };
+            }
+            Object::Rollout(r) => {
+                r.status = match from {
+                    Some(Object::Rollout(f)) => f.status.clone(),
+                    _ => None,
+                };
+            }
+            _ => {}
         }
     }
 

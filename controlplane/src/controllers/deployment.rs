@@ -2,7 +2,7 @@
 //! template, replacing old ones by rolling update (`maxSurge` / `maxUnavailable`) or
 //! recreate. Pure functions; `deployment_controller.rs` applies them.
 
-use pier_model::deployment::Deployment;
+use pier_model::deployment::{Deployment, PodTemplateSpec};
 use pier_model::meta::IntOrString;
 use pier_model::Pod;
 
@@ -16,7 +16,12 @@ pub const TEMPLATE_HASH_LABEL: &str = "pod-template-hash";
 /// a Go client (`resources: {}` where none was written, as `kubectl rollout undo` sends it)
 /// hashes as it did before.
 pub fn template_hash(d: &Deployment) -> String {
-    let mut template = serde_json::to_value(&d.spec.template).unwrap_or_default();
+    hash_template(&d.spec.template)
+}
+
+/// The hash `template_hash` gives a pod template, whoever owns it.
+pub fn hash_template(template: &PodTemplateSpec) -> String {
+    let mut template = serde_json::to_value(template).unwrap_or_default();
     drop_empty_objects(&mut template);
     let json = serde_json::to_vec(&template).unwrap_or_default();
     let hash = json.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
@@ -139,23 +144,41 @@ pub fn plan(d: &Deployment, pods: &[PodView]) -> Plan {
 /// A new pod of `d`'s current template (named `<deployment>-<hash>-<5 random>`), for the
 /// node agent to run.
 pub fn new_pod(d: &Deployment, hash: &str) -> Pod {
+    pod_of_template(
+        &d.metadata.name,
+        d.metadata.namespace(),
+        &d.spec.template,
+        [
+            (DEPLOYMENT_LABEL, &d.metadata.name),
+            (TEMPLATE_HASH_LABEL, hash),
+        ],
+        hash,
+    )
+}
+
+/// A new pod of `template` named `<owner>-<hash>-<5 random>` in `namespace`, with the
+/// template's labels plus `labels`.
+pub fn pod_of_template(
+    owner: &str,
+    namespace: &str,
+    template: &PodTemplateSpec,
+    labels: [(&str, &str); 2],
+    hash: &str,
+) -> Pod {
     let suffix: String = uuid::Uuid::new_v4().simple().to_string()[..5].to_string();
     let mut pod = Pod {
         api_version: "v1".into(),
         kind: "Pod".into(),
         ..Default::default()
     };
-    pod.metadata.name = format!("{}-{hash}-{suffix}", d.metadata.name);
-    pod.metadata.namespace = d.metadata.namespace().to_string();
-    pod.metadata.labels = d.spec.template.metadata.labels.clone();
-    pod.metadata
-        .labels
-        .insert(DEPLOYMENT_LABEL.into(), d.metadata.name.clone());
-    pod.metadata
-        .labels
-        .insert(TEMPLATE_HASH_LABEL.into(), hash.to_string());
-    pod.metadata.annotations = d.spec.template.metadata.annotations.clone();
-    pod.spec = d.spec.template.spec.clone();
+    pod.metadata.name = format!("{owner}-{hash}-{suffix}");
+    pod.metadata.namespace = namespace.to_string();
+    pod.metadata.labels = template.metadata.labels.clone();
+    for (k, v) in labels {
+        pod.metadata.labels.insert(k.into(), v.into());
+    }
+    pod.metadata.annotations = template.metadata.annotations.clone();
+    pod.spec = template.spec.clone();
     pod
 }
 

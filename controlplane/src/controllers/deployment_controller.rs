@@ -10,6 +10,7 @@ use super::deployment::{
 };
 use super::deployment_revisions::{effective, revision_ops};
 use super::deployment_status::status_of;
+use super::owned_pods::{terminating, view};
 use super::runner::{Reconciled, Reconciler};
 use crate::events::Recorder;
 use crate::store::{EventType, Op, Outcome, Store};
@@ -127,21 +128,8 @@ impl DeploymentController {
     /// How the planner sees `key`'s live pods.
     fn views(&self, key: &Key) -> Vec<PodView> {
         self.live(key)
-            .iter()
-            .map(|p| PodView {
-                name: p.metadata.name.clone(),
-                // A failed pod is replaced: it counts as old and not ready.
-                hash: if p.status.phase.as_deref() == Some("Failed") {
-                    String::new()
-                } else {
-                    p.metadata
-                        .labels
-                        .get(TEMPLATE_HASH_LABEL)
-                        .cloned()
-                        .unwrap_or_default()
-                },
-                ready: p.is_ready(),
-            })
+            .into_iter()
+            .map(|p| view(p, TEMPLATE_HASH_LABEL))
             .collect()
     }
 
@@ -249,14 +237,6 @@ impl DeploymentController {
             Err(e) => result.failed.push((key.clone(), crate::error::chain(&e))),
         }
     }
-}
-
-/// `pod` marked for graceful deletion, written only if nothing changed it since it was read.
-fn terminating(pod: &Pod) -> Op {
-    let mut pod = pod.clone();
-    pod.metadata.deletion_timestamp =
-        Some(humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string());
-    Op::Put(Object::Pod(pod))
 }
 
 impl Reconciler for DeploymentController {

@@ -2,8 +2,9 @@
 //! by `runner.rs`. `endpoints_controller.rs` turns Services and Pods into EndpointSlices
 //! (planned by `endpoints.rs`); `deployment_controller.rs` keeps a Deployment's Pods
 //! (planned by `deployment.rs`), its status (`deployment_status.rs`) and its revisions as
-//! ReplicaSets (`deployment_revisions.rs`); `scheduler_controller.rs` binds pods to nodes (placed by
-//! `scheduling.rs`).
+//! ReplicaSets (`deployment_revisions.rs`); `rollout_controller.rs` runs Argo Rollouts' canaries
+//! (planned by `rollout.rs`, moving traffic as `rollout_traffic.rs` edits it);
+//! `scheduler_controller.rs` binds pods to nodes (placed by `scheduling.rs`).
 
 pub mod deployment;
 mod deployment_controller;
@@ -11,10 +12,17 @@ mod deployment_revisions;
 mod deployment_status;
 pub mod endpoints;
 mod endpoints_controller;
+mod owned_pods;
+pub mod rollout;
+mod rollout_controller;
+#[cfg(test)]
+mod rollout_tests;
+pub mod rollout_traffic;
 pub mod runner;
 mod scheduler_controller;
 pub mod scheduling;
 
 pub use deployment_controller::DeploymentController;
 pub use endpoints_controller::EndpointsController;
+pub use rollout_controller::{RolloutController, ROLLOUT_LABEL};
 pub use scheduler_controller::Scheduler;

@@ -75,15 +75,12 @@ pub(crate) fn resources(group: &str, version: &str) -> Option<Value> {
     if resources.is_empty() {
         return None;
     }
-    let scalable: Vec<String> = catalog::resources()
-        .filter(|r| r.group == group && r.version == version && super::scale::scalable(r.kind))
-        .map(|r| r.plural.to_string())
-        .collect();
-    for plural in &scalable {
+    let here = |r: &catalog::Resource| r.group == group && r.version == version;
+    for r in catalog::resources().filter(|r| here(r) && r.kind.has_status_subresource()) {
         resources.push(APIResource {
-            name: format!("{plural}/status"),
-            namespaced: true,
-            kind: "Deployment".into(),
+            name: format!("{}/status", r.plural),
+            namespaced: r.namespaced,
+            kind: r.kind.as_str().into(),
             verbs: ["get", "patch", "update"]
                 .iter()
                 .map(|v| (*v).to_string())
@@ -91,6 +88,10 @@ pub(crate) fn resources(group: &str, version: &str) -> Option<Value> {
             ..APIResource::default()
         });
     }
+    let scalable: Vec<String> = catalog::resources()
+        .filter(|r| here(r) && super::scale::scalable(r.kind))
+        .map(|r| r.plural.to_string())
+        .collect();
     for plural in scalable {
         resources.push(APIResource {
             name: format!("{plural}/scale"),

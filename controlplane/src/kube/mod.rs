@@ -190,17 +190,15 @@ async fn answer(store: &Arc<Store>, req: &Request<'_>) -> Result<Answer, Failure
             };
             scale(store, req, &target, name).await
         }
-        ([_, name, "status"], _) if resource.kind == pier_model::Kind::Deployment => {
-            match *method {
-                Method::GET => ok(read::get(store, resource, namespace.unwrap_or(""), name).await?),
-                Method::PUT => written(write::status(store, &target, name, None, req.body).await?),
-                Method::PATCH => {
-                    let media = req.content_type.unwrap_or("");
-                    written(write::status(store, &target, name, Some(media), req.body).await?)
-                }
-                _ => Err(not_allowed(method, path)),
+        ([_, name, "status"], _) if resource.kind.has_status_subresource() => match *method {
+            Method::GET => ok(read::get(store, resource, namespace.unwrap_or(""), name).await?),
+            Method::PUT => written(write::status(store, &target, name, None, req.body).await?),
+            Method::PATCH => {
+                let media = req.content_type.unwrap_or("");
+                written(write::status(store, &target, name, Some(media), req.body).await?)
             }
-        }
+            _ => Err(not_allowed(method, path)),
+        },
         ([_] | [_, _], _) => Err(not_allowed(method, path)),
         _ => Err(not_found()),
     }

@@ -118,6 +118,7 @@ impl SnapshotBuilder {
             Object::Pod(_)
             | Object::Deployment(_)
             | Object::ReplicaSet(_)
+            | Object::Rollout(_)
             | Object::Namespace(_)
             | Object::ServiceAccount(_)
             | Object::Node(_)
@@ -143,6 +144,7 @@ impl SnapshotBuilder {
             Kind::Pod
             | Kind::Deployment
             | Kind::ReplicaSet
+            | Kind::Rollout
             | Kind::Namespace
             | Kind::ServiceAccount
             | Kind::Node

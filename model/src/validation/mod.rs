@@ -11,9 +11,11 @@ use super::syntax::{dns1035_label, dns1123_label, dns1123_subdomain, iana_svc_na
 use super::traffic_policy;
 
 mod cluster;
+mod rollout;
 mod route;
 mod workload;
 
+pub(crate) use rollout::rollout;
 pub(crate) use route::{http_route, l4_route};
 pub(crate) use workload::{deployment, pod, replica_set};
 pub(super) fn metadata(

@@ -140,8 +140,32 @@ pub(crate) fn replica_set(rs: &ReplicaSet, r: &mut Report) {
     pod_template(&spec, &rs.spec.selector, &rs.spec.template, r);
 }
 
-/// The selector and pod template of a Deployment or ReplicaSet `spec`.
-fn pod_template(spec: &FieldPath, sel: &LabelSelector, template: &PodTemplateSpec, r: &mut Report) {
+/// A pod count: a number at least 0 or a percentage up to 100% (`maxSurge`, `maxUnavailable`).
+pub(super) fn count_or_percent(path: &FieldPath, v: Option<&IntOrString>, r: &mut Report) {
+    match v {
+        Some(IntOrString::Int(n)) if *n < 0 => {
+            r.error(path, format!("invalid value {n}: must be at least 0"))
+        }
+        Some(IntOrString::String(s)) => {
+            let pct = s.strip_suffix('%').and_then(|n| n.parse::<u32>().ok());
+            if pct.is_none_or(|p| p > 100) {
+                r.error(
+                    path,
+                    format!("{s:?} must be a number or a percentage such as \"25%\""),
+                );
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The selector and pod template of a Deployment, ReplicaSet or Rollout `spec`.
+pub(super) fn pod_template(
+    spec: &FieldPath,
+    sel: &LabelSelector,
+    template: &PodTemplateSpec,
+    r: &mut Report,
+) {
     if sel.match_labels.is_empty() && sel.match_expressions.is_empty() {
         r.error(
             &spec.field("selector"),
@@ -189,22 +213,7 @@ pub(crate) fn deployment(d: &Deployment, r: &mut Report) {
                 ("maxSurge", &ru.max_surge),
                 ("maxUnavailable", &ru.max_unavailable),
             ] {
-                let path = p.field("rollingUpdate").field(name);
-                match v {
-                    Some(IntOrString::Int(n)) if *n < 0 => {
-                        r.error(&path, format!("invalid value {n}: must be at least 0"))
-                    }
-                    Some(IntOrString::String(s)) => {
-                        let pct = s.strip_suffix('%').and_then(|n| n.parse::<u32>().ok());
-                        if pct.is_none_or(|p| p > 100) {
-                            r.error(
-                                &path,
-                                format!("{s:?} must be a number or a percentage such as \"25%\""),
-                            );
-                        }
-                    }
-                    _ => {}
-                }
+                count_or_percent(&p.field("rollingUpdate").field(name), v.as_ref(), r);
             }
         }
     }

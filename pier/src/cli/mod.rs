@@ -7,6 +7,7 @@ pub(crate) mod manifests;
 pub(crate) mod nodes;
 pub(crate) mod output;
 pub(crate) mod rollout;
+mod rollout_canary;
 
 use std::path::PathBuf;
 

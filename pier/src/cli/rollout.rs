@@ -1,4 +1,5 @@
-//! `pier rollout status|history|undo|pause|resume|restart` for Deployments, as kubectl's:
+//! `pier rollout status|history|undo|pause|resume|restart` for Deployments, as kubectl's
+//! (Rollouts, `ro/NAME`, go to `rollout_canary.rs`, which also promotes, aborts and retries):
 //! history and undo read the revisions the Deployment controller keeps as ReplicaSets; undo
 //! writes an earlier revision's template back into the Deployment; pause and resume set
 //! `spec.paused`; restart stamps the template so every pod is replaced (each a conditional
@@ -71,6 +72,33 @@ pub(crate) enum RolloutCommand {
         #[arg(short, long, default_value = "default")]
         namespace: String,
     },
+    /// Go on past a Rollout's pause or current step (`--full`: past every step).
+    Promote {
+        /// `ro/NAME` (or a bare NAME).
+        target: String,
+        /// Namespace.
+        #[arg(short, long, default_value = "default")]
+        namespace: String,
+        /// Skip every remaining step.
+        #[arg(long)]
+        full: bool,
+    },
+    /// Send all of a Rollout's traffic back to stable and scale the canary down.
+    Abort {
+        /// `ro/NAME` (or a bare NAME).
+        target: String,
+        /// Namespace.
+        #[arg(short, long, default_value = "default")]
+        namespace: String,
+    },
+    /// Start an aborted Rollout again from its first step.
+    Retry {
+        /// `ro/NAME` (or a bare NAME).
+        target: String,
+        /// Namespace.
+        #[arg(short, long, default_value = "default")]
+        namespace: String,
+    },
     /// Replace every pod, one rolling update at a time.
     Restart {
         /// `deploy/NAME`.
@@ -83,7 +111,40 @@ pub(crate) enum RolloutCommand {
 
 /// Runs one `pier rollout` subcommand.
 pub(crate) async fn run(client: &Client, command: RolloutCommand) -> Result<()> {
+    use super::rollout_canary::{act, Action};
     match command {
+        RolloutCommand::Promote {
+            target,
+            namespace,
+            full,
+        } => {
+            act(
+                client,
+                &namespace,
+                rollout_name(&target)?,
+                Action::Promote { full },
+            )
+            .await
+        }
+        RolloutCommand::Abort { target, namespace } => {
+            act(client, &namespace, rollout_name(&target)?, Action::Abort).await
+        }
+        RolloutCommand::Retry { target, namespace } => {
+            act(client, &namespace, rollout_name(&target)?, Action::Retry).await
+        }
+        RolloutCommand::Status {
+            target,
+            namespace,
+            timeout,
+        } if is_rollout(&target) => {
+            super::rollout_canary::status(client, &namespace, rollout_name(&target)?, timeout).await
+        }
+        RolloutCommand::Pause { target, namespace } if is_rollout(&target) => {
+            act(client, &namespace, rollout_name(&target)?, Action::Pause).await
+        }
+        RolloutCommand::Resume { target, namespace } if is_rollout(&target) => {
+            act(client, &namespace, rollout_name(&target)?, Action::Resume).await
+        }
         RolloutCommand::Status {
             target,
             namespace,
@@ -169,13 +230,35 @@ const HASH_LABEL: &str = "pod-template-hash";
 /// The template annotation `restart` sets (kubectl's).
 const RESTARTED_AT: &str = "kubectl.kubernetes.io/restartedAt";
 
+/// Whether `target` names a Rollout (`ro/NAME`, `rollout/NAME`, `rollouts/NAME`).
+fn is_rollout(target: &str) -> bool {
+    target
+        .split_once('/')
+        .is_some_and(|(kind, _)| kind.parse::<Kind>() == Ok(Kind::Rollout))
+}
+
+/// Parses `ro/NAME` (any of Argo's names for Rollouts) or a bare `NAME`.
+fn rollout_name(target: &str) -> Result<&str> {
+    match target.split_once('/') {
+        None => Ok(target),
+        Some((kind, name)) => match kind.parse::<Kind>() {
+            Ok(Kind::Rollout) if !name.is_empty() => Ok(name),
+            _ => bail!("{target:?}: promote, abort and retry work on rollouts (ro/NAME)"),
+        },
+    }
+}
+
 /// Parses `deploy/NAME` (any of kubectl's names for Deployments) or a bare `NAME`.
 fn deployment_name(target: &str) -> Result<&str> {
     match target.split_once('/') {
         None => Ok(target),
         Some((kind, name)) => match kind.parse::<Kind>() {
             Ok(Kind::Deployment) if !name.is_empty() => Ok(name),
-            _ => bail!("{target:?}: pier rollout works on deployments (deploy/NAME)"),
+            Ok(Kind::Rollout) => bail!(
+                "{target:?}: history, undo and restart of Argo Rollouts are not served yet; \
+                 status, promote, abort, retry, pause and resume are"
+            ),
+            _ => bail!("{target:?}: pier rollout works on deployments (deploy/NAME) and rollouts (ro/NAME)"),
         },
     }
 }

@@ -94,6 +94,16 @@ pub(crate) fn start(parts: &mut Parts, cluster: &ClusterConfig, routes: bool, co
     lead(parts, "deployment-controller", &leadership, move || {
         controllers::DeploymentController::new(Arc::clone(&store), events.clone())
     });
+    let store = Arc::clone(&parts.store);
+    let events = Recorder::start(
+        Arc::clone(&store),
+        "rollouts-controller",
+        &cluster.node_name,
+        events::DEFAULT_TTL,
+    );
+    lead(parts, "rollout-controller", &leadership, move || {
+        controllers::RolloutController::new(Arc::clone(&store), events.clone())
+    });
     if !cluster.sole {
         let (store, grace, eviction) = (
             Arc::clone(&parts.store),

@@ -1,0 +1,473 @@
+//! The Rollout controller: runs each Argo Rollout's canary as `rollout.rs` plans it, keeping
+//! its pods (labelled with their template hash), its Services' pins and its routes' weights
+//! (`rollout_traffic.rs`) and its status in the store. Leader work on the controller runner,
+//! keyed by Rollout.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use super::deployment::{hash_template, pod_of_template, PodView};
+use super::owned_pods::{terminating, view};
+use super::rollout::{plan, Input, Plan};
+use super::rollout_traffic::{pinned, route_names, weighted_http, weighted_l4};
+use super::runner::{Reconciled, Reconciler};
+use crate::events::Recorder;
+use crate::store::{EventType, Op, Store};
+use pier_model::deployment::PodTemplateSpec;
+use pier_model::rollout::ROLLOUT_HASH_LABEL;
+use pier_model::{
+    Deployment, EndpointSlice, HttpRoute, Kind, L4Route, Object, Pod, Rollout, Service,
+};
+
+/// Label naming a pod's Rollout.
+pub const ROLLOUT_LABEL: &str = "pier.dev/rollout";
+
+type Key = (String, String);
+
+/// The Rollout controller.
+pub struct RolloutController {
+    store: Arc<Store>,
+    events: Recorder,
+    rollouts: HashMap<Key, Rollout>,
+    /// Pods by the Rollout they belong to, then by name.
+    pods: HashMap<Key, BTreeMap<String, Pod>>,
+    services: HashMap<Key, Service>,
+    /// EndpointSlices by the Service they serve, then by name.
+    slices: HashMap<Key, BTreeMap<String, EndpointSlice>>,
+    http_routes: HashMap<Key, HttpRoute>,
+    l4_routes: HashMap<(Kind, String, String), L4Route>,
+    deployments: HashMap<Key, Deployment>,
+}
+
+impl RolloutController {
+    /// A controller writing to `store`, reporting what it does to `events`.
+    pub fn new(store: Arc<Store>, events: Recorder) -> Self {
+        Self {
+            store,
+            events,
+            rollouts: HashMap::new(),
+            pods: HashMap::new(),
+            services: HashMap::new(),
+            slices: HashMap::new(),
+            http_routes: HashMap::new(),
+            l4_routes: HashMap::new(),
+            deployments: HashMap::new(),
+        }
+    }
+
+    /// Marks every rollout of `namespace` dirty: Services, slices, routes and Deployments
+    /// are few, and a rollout's plan reads them by name.
+    fn namespace_dirty(&self, namespace: &str, dirty: &mut BTreeSet<Key>) {
+        dirty.extend(self.rollouts.keys().filter(|k| k.0 == namespace).cloned());
+    }
+
+    fn observe_pod(&mut self, deleted: bool, pod: &Pod, dirty: &mut BTreeSet<Key>) {
+        let Some(owner) = pod.metadata.labels.get(ROLLOUT_LABEL) else {
+            return;
+        };
+        let key = (pod.metadata.namespace().to_string(), owner.clone());
+        let pods = self.pods.entry(key.clone()).or_default();
+        if deleted {
+            pods.remove(&pod.metadata.name);
+        } else {
+            pods.insert(pod.metadata.name.clone(), pod.clone());
+        }
+        dirty.insert(key);
+    }
+
+    /// The pod template `ro` runs: its own, or its `workloadRef` Deployment's.
+    fn template<'a>(&'a self, ro: &'a Rollout) -> Result<&'a PodTemplateSpec, String> {
+        let Some(w) = &ro.spec.workload_ref else {
+            return Ok(&ro.spec.template);
+        };
+        let key = (ro.metadata.namespace().to_string(), w.name.clone());
+        self.deployments
+            .get(&key)
+            .map(|d| &d.spec.template)
+            .ok_or_else(|| format!("workloadRef: Deployment {:?} not found", w.name))
+    }
+
+    fn live(&self, key: &Key) -> Vec<&Pod> {
+        self.pods
+            .get(key)
+            .into_iter()
+            .flat_map(BTreeMap::values)
+            .filter(|p| !p.is_terminating())
+            .collect()
+    }
+
+    fn views(&self, key: &Key) -> Vec<PodView> {
+        self.live(key)
+            .into_iter()
+            .map(|p| view(p, ROLLOUT_HASH_LABEL))
+            .collect()
+    }
+
+    /// Ready endpoints `service` lists among `key`'s pods of `hash`; with no Service, the
+    /// ready pods of `hash`.
+    fn serving(&self, key: &Key, service: Option<&str>, hash: &str) -> i64 {
+        let of_hash: BTreeSet<&str> = self
+            .live(key)
+            .into_iter()
+            .filter(|p| {
+                p.metadata
+                    .labels
+                    .get(ROLLOUT_HASH_LABEL)
+                    .map(String::as_str)
+                    == Some(hash)
+            })
+            .filter(|p| service.is_some() || p.is_ready())
+            .map(|p| p.metadata.name.as_str())
+            .collect();
+        let Some(service) = service else {
+            return of_hash.len() as i64;
+        };
+        let slices = self.slices.get(&(key.0.clone(), service.to_string()));
+        slices
+            .into_iter()
+            .flat_map(BTreeMap::values)
+            .flat_map(|s| &s.endpoints)
+            .filter(|e| e.conditions.is_ready())
+            .filter(|e| {
+                e.target_ref
+                    .as_ref()
+                    .is_some_and(|t| t.kind == "Pod" && of_hash.contains(t.name.as_str()))
+            })
+            .count() as i64
+    }
+
+    /// The Services and routes `plan` changes, in one transaction's worth of writes.
+    fn traffic_ops(&self, ro: &Rollout, plan: &Plan) -> Vec<Op> {
+        let ns = ro.metadata.namespace().to_string();
+        let canary = ro.canary();
+        let mut ops = Vec::new();
+        let (Some(stable_svc), Some(canary_svc)) = (&canary.stable_service, &canary.canary_service)
+        else {
+            return ops;
+        };
+        for (svc, hash) in [(stable_svc, &plan.stable), (canary_svc, &plan.canary)] {
+            if let Some(s) = self.services.get(&(ns.clone(), svc.clone())) {
+                if let Some(s) = pinned(s, &ro.metadata.name, hash) {
+                    ops.push(Op::Put(Object::Service(s)));
+                }
+            }
+        }
+        let names = route_names(ro);
+        let managed: Vec<String> = if names.header_routes {
+            canary
+                .traffic_routing
+                .iter()
+                .flat_map(|t| &t.managed_routes)
+                .map(|m| m.name.clone())
+                .collect()
+        } else {
+            Vec::new()
+        };
+        for id in &names.http {
+            if let Some(r) = self.http_routes.get(id) {
+                if let Some(r) = weighted_http(r, stable_svc, canary_svc, plan, &managed) {
+                    ops.push(Op::Put(Object::HttpRoute(r)));
+                }
+            }
+        }
+        for (kind, ids) in [(Kind::TcpRoute, &names.tcp), (Kind::UdpRoute, &names.udp)] {
+            for (rns, name) in ids {
+                if let Some(r) = self.l4_routes.get(&(kind, rns.clone(), name.clone())) {
+                    if let Some(r) = weighted_l4(r, stable_svc, canary_svc, plan.weight) {
+                        let object = if kind == Kind::TcpRoute {
+                            Object::TcpRoute(r)
+                        } else {
+                            Object::UdpRoute(r)
+                        };
+                        ops.push(Op::Put(object));
+                    }
+                }
+            }
+        }
+        ops
+    }
+
+    /// Pod writes: pods of each wanted hash up to their count, the rest marked for graceful
+    /// deletion (unready ones first).
+    fn pod_ops(&self, key: &Key, ro: &Rollout, template: &PodTemplateSpec, plan: &Plan) -> Vec<Op> {
+        let mut ops = Vec::new();
+        let mut by_hash: BTreeMap<String, Vec<&Pod>> = BTreeMap::new();
+        for p in self.live(key) {
+            let hash = p
+                .metadata
+                .labels
+                .get(ROLLOUT_HASH_LABEL)
+                .cloned()
+                .unwrap_or_default();
+            let failed = p.status.phase.as_deref() == Some("Failed");
+            if failed {
+                ops.push(terminating(p));
+            } else {
+                by_hash.entry(hash).or_default().push(p);
+            }
+        }
+        let current = plan.status.current_pod_hash.clone().unwrap_or_default();
+        for (hash, want) in &plan.desired {
+            let have = by_hash.get(hash).map_or(0, Vec::len) as i64;
+            // Only the current template can be made; an older one is kept, not rebuilt.
+            if *hash == current {
+                for _ in have..*want {
+                    let pod = pod_of_template(
+                        &ro.metadata.name,
+                        &key.0,
+                        template,
+                        [
+                            (ROLLOUT_LABEL, &ro.metadata.name),
+                            (ROLLOUT_HASH_LABEL, hash),
+                        ],
+                        hash,
+                    );
+                    tracing::info!(rollout = %key.1, pod = %pod.metadata.name, "creating pod");
+                    ops.push(Op::Put(Object::Pod(pod)));
+                }
+            }
+        }
+        for (hash, mut pods) in by_hash {
+            let want = plan.desired.get(&hash).copied().unwrap_or(0).max(0) as usize;
+            pods.sort_by_key(|p| p.is_ready());
+            let extra = pods.len().saturating_sub(want);
+            for p in pods.into_iter().take(extra) {
+                tracing::info!(rollout = %key.1, pod = %p.metadata.name, "terminating pod");
+                ops.push(terminating(p));
+            }
+        }
+        ops
+    }
+
+    async fn write(
+        &mut self,
+        key: &Key,
+        what: &'static str,
+        ops: Vec<Op>,
+        result: &mut Reconciled<Key>,
+    ) -> bool {
+        if ops.is_empty() {
+            return true;
+        }
+        match self.store.blocking(what, move |s| s.write(ops)).await {
+            Ok(written) => {
+                for w in written {
+                    if let Some(object) = &w.object {
+                        let event = if w.outcome == crate::store::Outcome::Deleted {
+                            EventType::Deleted
+                        } else {
+                            EventType::Modified
+                        };
+                        self.observe(event, object, &mut BTreeSet::new());
+                    }
+                }
+                true
+            }
+            Err(crate::Error::Conflict(e)) => {
+                // The change that conflicted brings its own event, and a pass with it.
+                tracing::debug!(rollout = %key.1, error = %e, "{what}: waiting for the change that conflicted");
+                false
+            }
+            Err(e) => {
+                result.failed.push((key.clone(), crate::error::chain(&e)));
+                false
+            }
+        }
+    }
+
+    /// One rollout's pass: plan, then traffic, status and pods, each in its own transaction.
+    async fn reconcile_one(&mut self, key: Key, result: &mut Reconciled<Key>) {
+        let Some(ro) = self.rollouts.get(&key).cloned() else {
+            // Deleted: every pod it left goes.
+            let ops = self.live(&key).into_iter().map(terminating).collect();
+            self.write(&key, "removing a deleted Rollout's pods", ops, result)
+                .await;
+            return;
+        };
+        let template = match self.template(&ro) {
+            Ok(t) => t.clone(),
+            Err(message) => {
+                self.write_failure(&key, &ro, message, result).await;
+                return;
+            }
+        };
+        let views = self.views(&key);
+        let serving = |svc: Option<&str>, hash: &str| self.serving(&key, svc, hash);
+        let plan = plan(&Input {
+            rollout: &ro,
+            hash: hash_template(&template),
+            pods: &views,
+            serving: &serving,
+            now: SystemTime::now(),
+        });
+        let before = ro.status.clone().unwrap_or_default();
+        self.report(&ro, &before, &plan);
+        let traffic = self.traffic_ops(&ro, &plan);
+        if !self
+            .write(&key, "moving a Rollout's traffic", traffic, result)
+            .await
+        {
+            return;
+        }
+        if ro.status.as_ref() != Some(&plan.status) {
+            let mut updated = ro.clone();
+            updated.status = Some(plan.status.clone());
+            let op = vec![Op::PutStatus(Object::Rollout(updated))];
+            if !self
+                .write(&key, "writing a Rollout's status", op, result)
+                .await
+            {
+                return;
+            }
+        }
+        let pods = self.pod_ops(&key, &ro, &template, &plan);
+        self.write(&key, "writing a Rollout's pods", pods, result)
+            .await;
+        if let Some(after) = plan.requeue {
+            result.requeue.push((key, after));
+        }
+    }
+
+    /// Records why `ro` cannot run (its status `Degraded`), and looks again later.
+    async fn write_failure(
+        &mut self,
+        key: &Key,
+        ro: &Rollout,
+        message: String,
+        result: &mut Reconciled<Key>,
+    ) {
+        let mut status = ro.status.clone().unwrap_or_default();
+        if status.message.as_deref() != Some(&message) {
+            status.phase = Some("Degraded".into());
+            status.message = Some(message);
+            let mut updated = ro.clone();
+            updated.status = Some(status);
+            let op = vec![Op::PutStatus(Object::Rollout(updated))];
+            self.write(key, "writing a Rollout's status", op, result)
+                .await;
+        }
+        result
+            .requeue
+            .push((key.clone(), std::time::Duration::from_secs(5)));
+    }
+
+    /// Events for what changed: a step reached, a weight set, a pause, an abort, a promotion.
+    fn report(&self, ro: &Rollout, before: &pier_model::rollout::RolloutStatus, plan: &Plan) {
+        let object = Object::Rollout(ro.clone());
+        let after = &plan.status;
+        let weight = |s: &pier_model::rollout::RolloutStatus| {
+            s.canary.weights.as_ref().map(|w| w.canary.weight)
+        };
+        if after.current_step_index != before.current_step_index {
+            if let Some(i) = after.current_step_index {
+                self.events.normal(
+                    &object,
+                    "RolloutStepCompleted",
+                    format!("Rollout step {i} of {} reached", ro.canary().steps.len()),
+                );
+            }
+        }
+        if weight(after) != weight(before) {
+            self.events.normal(
+                &object,
+                "TrafficWeightUpdated",
+                format!("Traffic weight updated to {}% canary", plan.weight),
+            );
+        }
+        if after.abort && !before.abort {
+            self.events.warning(
+                &object,
+                "RolloutAborted",
+                after.message.clone().unwrap_or_default(),
+            );
+        }
+        if after.stable_rs != before.stable_rs && before.stable_rs.is_some() {
+            self.events.normal(
+                &object,
+                "RolloutCompleted",
+                format!(
+                    "Rollout completed: {} is stable",
+                    after.stable_rs.clone().unwrap_or_default()
+                ),
+            );
+        }
+    }
+}
+
+impl Reconciler for RolloutController {
+    type Key = Key;
+
+    fn name(&self) -> &'static str {
+        "rollout"
+    }
+
+    fn kinds(&self) -> &'static [Kind] {
+        &[
+            Kind::Rollout,
+            Kind::Pod,
+            Kind::Service,
+            Kind::EndpointSlice,
+            Kind::HttpRoute,
+            Kind::TcpRoute,
+            Kind::UdpRoute,
+            Kind::Deployment,
+        ]
+    }
+
+    fn observe(&mut self, event_type: EventType, object: &Object, dirty: &mut BTreeSet<Key>) {
+        let deleted = event_type == EventType::Deleted;
+        let meta = object.meta();
+        let key = (meta.namespace().to_string(), meta.name.clone());
+        fn keep<T: Clone>(map: &mut HashMap<Key, T>, key: Key, deleted: bool, value: &T) {
+            if deleted {
+                map.remove(&key);
+            } else {
+                map.insert(key, value.clone());
+            }
+        }
+        match object {
+            Object::Rollout(ro) => {
+                keep(&mut self.rollouts, key.clone(), deleted, ro);
+                dirty.insert(key);
+                return;
+            }
+            Object::Pod(p) => return self.observe_pod(deleted, p, dirty),
+            Object::Service(s) => keep(&mut self.services, key.clone(), deleted, s),
+            Object::HttpRoute(r) => keep(&mut self.http_routes, key.clone(), deleted, r),
+            Object::Deployment(d) => keep(&mut self.deployments, key.clone(), deleted, d),
+            Object::TcpRoute(r) | Object::UdpRoute(r) => {
+                let id = (object.kind(), key.0.clone(), key.1.clone());
+                if deleted {
+                    self.l4_routes.remove(&id);
+                } else {
+                    self.l4_routes.insert(id, r.clone());
+                }
+            }
+            Object::EndpointSlice(s) => {
+                let Some(service) = s.metadata.labels.get("kubernetes.io/service-name") else {
+                    return;
+                };
+                let slices = self
+                    .slices
+                    .entry((key.0.clone(), service.clone()))
+                    .or_default();
+                if deleted {
+                    slices.remove(&key.1);
+                } else {
+                    slices.insert(key.1.clone(), s.clone());
+                }
+            }
+            _ => return,
+        }
+        self.namespace_dirty(&key.0, dirty);
+    }
+
+    async fn reconcile(&mut self, keys: BTreeSet<Key>) -> Reconciled<Key> {
+        let mut result = Reconciled::default();
+        for key in keys {
+            self.reconcile_one(key, &mut result).await;
+        }
+        result
+    }
+}

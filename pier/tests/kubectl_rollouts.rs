@@ -1,0 +1,231 @@
+//! Argo Rollouts through kubectl: the Gateway API plugin's example manifests apply unchanged,
+//! `kubectl get rollouts` prints Argo's columns, and the controller pins the Services, moves
+//! the weights of an HTTPRoute or a TCPRoute and adds and removes header routes as the steps
+//! say. No engine runs: pods are made ready by hand, as a node agent would.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+mod common;
+use common::kubectl::*;
+
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/argo");
+
+/// Waits until `f` holds of `kubectl get <args> -o json`; the last answer.
+fn until(kubectl: &Kubectl, args: &[&str], f: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let mut all = vec!["get"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["-o", "json"]);
+        let v: Value = serde_json::from_str(&kubectl.ok(&all)).unwrap();
+        if f(&v) {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "kubectl get {args:?}: {v:#}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Marks every live pod running and ready with an address, as the node agent would.
+fn make_ready(kubectl: &Kubectl) {
+    let pods: Value = serde_json::from_str(&kubectl.ok(&["get", "pods", "-o", "json"])).unwrap();
+    for (i, p) in pods["items"].as_array().unwrap().iter().enumerate() {
+        let ready = p["status"]["conditions"].as_array().is_some_and(|c| {
+            c.iter()
+                .any(|c| c["type"] == "Ready" && c["status"] == "True")
+        });
+        if ready || !p["metadata"]["deletionTimestamp"].is_null() {
+            continue;
+        }
+        let name = p["metadata"]["name"].as_str().unwrap();
+        let patch = format!(
+            r#"{{"status":{{"phase":"Running","podIP":"10.99.{}.{}","conditions":[{{"type":"Ready","status":"True"}}]}}}}"#,
+            i / 200,
+            i % 200 + 1
+        );
+        kubectl.ok(&["patch", "pod", name, "--type=merge", "-p", &patch]);
+    }
+}
+
+fn weights(route: &Value, rule: usize) -> Vec<(String, i64)> {
+    route["spec"]["rules"][rule]["backendRefs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| {
+            (
+                b["name"].as_str().unwrap().to_string(),
+                b["weight"].as_i64().unwrap_or(1),
+            )
+        })
+        .collect()
+}
+
+fn pin(kubectl: &Kubectl, svc: &str) -> String {
+    kubectl.ok(&[
+        "get",
+        "svc",
+        svc,
+        "-o",
+        "jsonpath={.spec.selector.rollouts-pod-template-hash}",
+    ])
+}
+
+#[test]
+fn argo_examples_apply_unchanged_and_their_header_routes_and_weights_move() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some((_daemon, kubectl)) = start_with(dir.path(), &["--no-runtime"]) else {
+        return;
+    };
+    let applied = kubectl.ok(&["apply", "-f", &format!("{FIXTURES}/header-based")]);
+    assert!(
+        applied.contains("rollout.argoproj.io/rollouts-demo created"),
+        "{applied}"
+    );
+    assert!(
+        applied.contains("httproute.gateway.networking.k8s.io/argo-rollouts-http-route created"),
+        "{applied}"
+    );
+    let table = kubectl.ok(&["get", "ro"]);
+    let header: Vec<&str> = table.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        header,
+        [
+            "NAME",
+            "DESIRED",
+            "CURRENT",
+            "UP-TO-DATE",
+            "AVAILABLE",
+            "AGE"
+        ]
+    );
+
+    // The first template is stable at once: five pods, both Services pinned to it, all
+    // traffic on stable.
+    until(&kubectl, &["pods"], |v| {
+        v["items"].as_array().is_some_and(|p| p.len() == 5)
+    });
+    make_ready(&kubectl);
+    let ro = until(&kubectl, &["ro", "rollouts-demo"], |v| {
+        v["status"]["phase"] == "Healthy"
+    });
+    let stable = ro["status"]["stableRS"].as_str().unwrap().to_string();
+    assert_eq!(pin(&kubectl, "argo-rollouts-stable-service"), stable);
+    assert_eq!(pin(&kubectl, "argo-rollouts-canary-service"), stable);
+    let route = until(&kubectl, &["httproute", "argo-rollouts-http-route"], |r| {
+        r["spec"]["rules"][0]["backendRefs"][0]["weight"] == 100
+    });
+    assert_eq!(
+        weights(&route, 0),
+        [
+            ("argo-rollouts-stable-service".to_string(), 100),
+            ("argo-rollouts-canary-service".to_string(), 0)
+        ]
+    );
+
+    // A new image: paused at the first step, the canary Service pinned to the new pods.
+    kubectl.ok(&["patch", "ro", "rollouts-demo", "--type=json", "-p",
+        r#"[{"op":"replace","path":"/spec/template/spec/containers/0/image","value":"argoproj/rollouts-demo:blue"}]"#]);
+    let ro = until(&kubectl, &["ro", "rollouts-demo"], |v| {
+        v["status"]["phase"] == "Paused" && v["status"]["currentStepIndex"] == 0
+    });
+    let canary = ro["status"]["currentPodHash"].as_str().unwrap().to_string();
+    assert_ne!(canary, stable);
+    assert_eq!(pin(&kubectl, "argo-rollouts-canary-service"), canary);
+    let wide = kubectl.ok(&["get", "ro", "-o", "wide"]);
+    assert!(wide.contains("Paused"), "{wide}");
+
+    // Promoted: setCanaryScale makes one canary pod; once it serves, the header route
+    // sends X-Test: test to the canary alone, and the next pause holds.
+    let promoted = common::stdout(&_daemon.pier(&["rollout", "promote", "ro/rollouts-demo"]));
+    assert!(promoted.contains("promoted"), "{promoted}");
+    until(
+        &kubectl,
+        &[
+            "pods",
+            "-l",
+            &format!("rollouts-pod-template-hash={canary}"),
+        ],
+        |v| v["items"].as_array().is_some_and(|p| p.len() == 1),
+    );
+    make_ready(&kubectl);
+    until(&kubectl, &["ro", "rollouts-demo"], |v| {
+        v["status"]["currentStepIndex"] == 3
+    });
+    let route = until(&kubectl, &["httproute", "argo-rollouts-http-route"], |r| {
+        r["spec"]["rules"]
+            .as_array()
+            .is_some_and(|rules| rules.len() == 2)
+    });
+    let rule = &route["spec"]["rules"][1];
+    assert_eq!(rule["name"], "argo-rollouts");
+    assert_eq!(rule["matches"][0]["headers"][0]["name"], "X-Test");
+    assert_eq!(rule["matches"][0]["headers"][0]["value"], "test");
+    assert_eq!(
+        weights(&route, 1),
+        [("argo-rollouts-canary-service".to_string(), 1)]
+    );
+    assert_eq!(
+        weights(&route, 0)[1].1,
+        0,
+        "no weighted traffic on the canary"
+    );
+
+    // Promoted again: the header route goes.
+    _daemon.pier(&["rollout", "promote", "ro/rollouts-demo"]);
+    until(&kubectl, &["httproute", "argo-rollouts-http-route"], |r| {
+        r["spec"]["rules"]
+            .as_array()
+            .is_some_and(|rules| rules.len() == 1)
+    });
+
+    // The TCPRoute example: weights per connection, moved by setWeight once the canary serves.
+    kubectl.ok(&[
+        "delete",
+        "-f",
+        &format!("{FIXTURES}/header-based/rollout.yaml"),
+    ]);
+    let applied = kubectl.ok(&["apply", "-f", &format!("{FIXTURES}/tcproute")]);
+    assert!(
+        applied.contains("tcproute.gateway.networking.k8s.io/argo-rollouts-tcp-route created"),
+        "{applied}"
+    );
+    until(&kubectl, &["tcproute", "argo-rollouts-tcp-route"], |r| {
+        r["spec"]["rules"][0]["backendRefs"][0]["weight"] == 100
+    });
+    make_ready(&kubectl);
+    until(&kubectl, &["ro", "rollouts-demo"], |v| {
+        v["status"]["phase"] == "Healthy"
+    });
+    kubectl.ok(&["patch", "ro", "rollouts-demo", "--type=json", "-p",
+        r#"[{"op":"replace","path":"/spec/template/spec/containers/0/image","value":"argoproj/rollouts-demo:blue"}]"#]);
+    // 30% of 5 replicas: two canary pods, and no traffic until they serve.
+    until(&kubectl, &["pods"], |v| {
+        let blue = v["items"].as_array().into_iter().flatten().filter(|p| {
+            p["spec"]["containers"][0]["image"] == "argoproj/rollouts-demo:blue"
+                && p["metadata"]["deletionTimestamp"].is_null()
+        });
+        blue.count() == 2
+    });
+    let route: Value = serde_json::from_str(&kubectl.ok(&[
+        "get",
+        "tcproute",
+        "argo-rollouts-tcp-route",
+        "-o",
+        "json",
+    ]))
+    .unwrap();
+    assert_eq!(weights(&route, 0)[1].1, 0);
+    make_ready(&kubectl);
+    let route = until(&kubectl, &["tcproute", "argo-rollouts-tcp-route"], |r| {
+        r["spec"]["rules"][0]["backendRefs"][1]["weight"] == 30
+    });
+    assert_eq!(weights(&route, 0)[0].1, 70);
+    let ro = until(&kubectl, &["ro", "rollouts-demo"], |v| {
+        v["status"]["phase"] == "Paused"
+    });
+    assert_eq!(ro["status"]["canary"]["weights"]["canary"]["weight"], 30);
+}
