@@ -197,6 +197,11 @@ fn split(v1: u32, v2: u32) -> String {
     )
 }
 
+/// A basic canary Rollout (no route: the split is by pods) of image tag `tag`.
+fn rollout(tag: &str) -> String {
+    format!("apiVersion: argoproj.io/v1alpha1\nkind: Rollout\nmetadata: {{name: site}}\nspec:\n  replicas: 4\n  selector: {{matchLabels: {{app: site}}}}\n  template:\n    metadata: {{labels: {{app: site}}}}\n    spec: {{containers: [{{name: app, image: example.invalid/site:{tag}}}]}}\n  strategy:\n    canary:\n      steps: [{{setWeight: 25}}, {{pause: {{}}}}, {{setWeight: 75}}, {{pause: {{}}}}]\n")
+}
+
 #[test]
 fn dashboard_shows_weights_and_traffic_and_follows_changes_without_a_reload() {
     if !have("chromium") {
@@ -283,6 +288,23 @@ fn dashboard_shows_weights_and_traffic_and_follows_changes_without_a_reload() {
     );
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     assert!(traffic.join().unwrap() > 0);
+
+    // A Rollout: its phase, step and canary weight, redrawn as it moves.
+    apply(&daemon, &rollout("1"));
+    let row = "document.querySelector('[data-rollout=\"default/site\"]')?.innerText";
+    browser.until_text(row, "4 of 4");
+    apply(&daemon, &rollout("2"));
+    browser.until_text(row, "0 of 4");
+    let promoted = daemon.pier(&["rollout", "promote", "ro/site"]);
+    assert!(promoted.status.success(), "{}", stderr(&promoted));
+    let text = browser.until_text(row, "1 of 4");
+    assert!(text.contains("Paused"), "{text}");
+    assert!(text.contains("canary 25%"), "{text}");
+    assert_eq!(
+        browser.eval("window.pierLoadedAt"),
+        loaded,
+        "the page reloaded"
+    );
 
     // A screenshot, for a person to look at when the test is run by hand.
     let shot = browser.call("Page.captureScreenshot", json!({"format": "png"}));

@@ -77,7 +77,7 @@ fn pin(kubectl: &Kubectl, svc: &str) -> String {
 #[test]
 fn argo_examples_apply_unchanged_and_their_header_routes_and_weights_move() {
     let dir = tempfile::tempdir().unwrap();
-    let Some((_daemon, kubectl)) = start_with(dir.path(), &["--no-runtime"]) else {
+    let Some((daemon, kubectl)) = start_with(dir.path(), &["--no-runtime"]) else {
         return;
     };
     let applied = kubectl.ok(&["apply", "-f", &format!("{FIXTURES}/header-based")]);
@@ -140,7 +140,7 @@ fn argo_examples_apply_unchanged_and_their_header_routes_and_weights_move() {
 
     // Promoted: setCanaryScale makes one canary pod; once it serves, the header route
     // sends X-Test: test to the canary alone, and the next pause holds.
-    let promoted = common::stdout(&_daemon.pier(&["rollout", "promote", "ro/rollouts-demo"]));
+    let promoted = common::stdout(&daemon.pier(&["rollout", "promote", "ro/rollouts-demo"]));
     assert!(promoted.contains("promoted"), "{promoted}");
     until(
         &kubectl,
@@ -175,7 +175,7 @@ fn argo_examples_apply_unchanged_and_their_header_routes_and_weights_move() {
     );
 
     // Promoted again: the header route goes.
-    _daemon.pier(&["rollout", "promote", "ro/rollouts-demo"]);
+    daemon.pier(&["rollout", "promote", "ro/rollouts-demo"]);
     until(&kubectl, &["httproute", "argo-rollouts-http-route"], |r| {
         r["spec"]["rules"]
             .as_array()
@@ -228,4 +228,20 @@ fn argo_examples_apply_unchanged_and_their_header_routes_and_weights_move() {
         v["status"]["phase"] == "Paused"
     });
     assert_eq!(ro["status"]["canary"]["weights"]["canary"]["weight"], 30);
+
+    // The same in Prometheus' terms.
+    let (_, metrics) = daemon.admin("/metrics");
+    for line in [
+        r#"pier_rollout_canary_weight{namespace="default",rollout="rollouts-demo"} 30"#,
+        r#"pier_rollout_info{namespace="default",phase="Paused",rollout="rollouts-demo"} 1"#,
+        r#"pier_rollout_step{namespace="default",rollout="rollouts-demo"} 1"#,
+        r#"pier_rollout_steps{namespace="default",rollout="rollouts-demo"} 8"#,
+        r#"pier_rollout_replicas{namespace="default",rollout="rollouts-demo",state="desired"} 5"#,
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line} in\n{metrics}");
+    }
+    assert!(
+        !metrics.contains(r#"phase="Healthy",rollout="rollouts-demo""#),
+        "{metrics}"
+    );
 }

@@ -3,7 +3,8 @@
 //! (planned by `endpoints.rs`); `deployment_controller.rs` keeps a Deployment's Pods
 //! (planned by `deployment.rs`), its status (`deployment_status.rs`) and its revisions as
 //! ReplicaSets (`deployment_revisions.rs`); `rollout_controller.rs` runs Argo Rollouts' canaries
-//! (planned by `rollout.rs`, moving traffic as `rollout_traffic.rs` edits it);
+//! (planned by `rollout.rs`, moving traffic as `rollout_traffic.rs` edits it), and
+//! `rollout_metrics.rs` keeps their `pier_rollout_*` gauges on every node;
 //! `scheduler_controller.rs` binds pods to nodes (placed by `scheduling.rs`).
 
 pub mod deployment;
@@ -15,6 +16,7 @@ mod endpoints_controller;
 mod owned_pods;
 pub mod rollout;
 mod rollout_controller;
+mod rollout_metrics;
 #[cfg(test)]
 mod rollout_tests;
 pub mod rollout_traffic;
@@ -25,4 +27,5 @@ pub mod scheduling;
 pub use deployment_controller::DeploymentController;
 pub use endpoints_controller::EndpointsController;
 pub use rollout_controller::{RolloutController, ROLLOUT_LABEL};
+pub use rollout_metrics::RolloutMetrics;
 pub use scheduler_controller::Scheduler;

@@ -2,7 +2,8 @@
 //! build) that asks `/ui/state` every second and redraws in place. The state is what this node
 //! serves: its snapshot's Services (VIPs, ports, endpoints and their readiness), the routes in
 //! front of them with each backend's share of the weight, and this node's cumulative traffic
-//! counters per frontend Service and backend group (the page turns them into rates).
+//! counters per frontend Service and backend group (the page turns them into rates), and the
+//! Rollouts with their phase, step and canary weight (from the `pier_rollout_*` gauges).
 
 use std::collections::BTreeMap;
 
@@ -25,7 +26,43 @@ pub(crate) fn state(snapshot: &Value, registry: &Registry) -> Value {
             .unwrap_or_default(),
         "traffic": traffic(&families),
         "socketLb": socket_lb(&families),
+        "rollouts": rollouts(&families),
     })
+}
+
+/// Each Rollout's phase, step, canary weight and pods, from the `pier_rollout_*` gauges.
+fn rollouts(families: &[MetricFamily]) -> Vec<Value> {
+    let mut out: BTreeMap<(String, String), Value> = BTreeMap::new();
+    let id = |m: &prometheus::proto::Metric| {
+        (
+            label(m, "namespace").to_string(),
+            label(m, "rollout").to_string(),
+        )
+    };
+    for (_, m) in samples(families, "pier_rollout_info") {
+        let (namespace, name) = id(m);
+        out.insert(
+            (namespace.clone(), name.clone()),
+            json!({"namespace": namespace, "name": name, "phase": label(m, "phase")}),
+        );
+    }
+    for (family, field) in [
+        ("pier_rollout_step", "step"),
+        ("pier_rollout_steps", "steps"),
+        ("pier_rollout_canary_weight", "weight"),
+    ] {
+        for (f, m) in samples(families, family) {
+            if let Some(r) = out.get_mut(&id(m)) {
+                r[field] = json!(value(f, m));
+            }
+        }
+    }
+    for (f, m) in samples(families, "pier_rollout_replicas") {
+        if let Some(r) = out.get_mut(&id(m)) {
+            r[label(m, "state")] = json!(value(f, m));
+        }
+    }
+    out.into_values().collect()
 }
 
 /// What the page shows of one Service view.
@@ -225,5 +262,51 @@ mod tests {
             (Some(9.0), Some(2.0))
         );
         assert_eq!(traffic[1]["errors"], 1.0);
+    }
+
+    #[test]
+    fn state_lists_rollouts_from_their_gauges() {
+        let registry = Registry::new();
+        let gauge = |name: &str, labels: &[&str]| {
+            let g = prometheus::IntGaugeVec::new(Opts::new(name, "h"), labels).unwrap();
+            registry.register(Box::new(g.clone())).unwrap();
+            g
+        };
+        let ids = ["namespace", "rollout"];
+        gauge("pier_rollout_info", &["namespace", "rollout", "phase"])
+            .with_label_values(&["default", "web", "Paused"])
+            .set(1);
+        gauge("pier_rollout_step", &ids)
+            .with_label_values(&["default", "web"])
+            .set(1);
+        gauge("pier_rollout_steps", &ids)
+            .with_label_values(&["default", "web"])
+            .set(4);
+        gauge("pier_rollout_canary_weight", &ids)
+            .with_label_values(&["default", "web"])
+            .set(20);
+        gauge("pier_rollout_replicas", &["namespace", "rollout", "state"])
+            .with_label_values(&["default", "web", "desired"])
+            .set(5);
+        let state = state(&json!({"revision": 1, "services": []}), &registry);
+        let r = &state["rollouts"][0];
+        assert_eq!(
+            (
+                &r["name"],
+                &r["phase"],
+                &r["step"],
+                &r["steps"],
+                &r["weight"],
+                &r["desired"]
+            ),
+            (
+                &json!("web"),
+                &json!("Paused"),
+                &json!(1.0),
+                &json!(4.0),
+                &json!(20.0),
+                &json!(5.0)
+            )
+        );
     }
 }

@@ -44,6 +44,17 @@ pub(crate) fn start(parts: &mut Parts, cluster: &ClusterConfig, routes: bool, co
         .push(supervise("snapshot", parts.shutdown.clone(), move || {
             snapshot::run(Arc::clone(&store), Arc::clone(&handle), observer.clone())
         }));
+    match controllers::RolloutMetrics::register(&parts.registry) {
+        Ok(metrics) => {
+            let store = Arc::clone(&parts.store);
+            parts.tasks.push(supervise(
+                "rollout-metrics",
+                parts.shutdown.clone(),
+                move || controllers::runner::run(Arc::clone(&store), metrics.clone()),
+            ));
+        }
+        Err(e) => tracing::error!(error = %e, "registering the rollout metrics"),
+    }
     if !controllers {
         return;
     }
