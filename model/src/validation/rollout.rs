@@ -250,3 +250,59 @@ fn analysis(path: &FieldPath, a: &RolloutAnalysis, r: &mut Report) {
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::manifest::{objects, parse};
+
+    const BASE: &str = "apiVersion: argoproj.io/v1alpha1\nkind: Rollout\nmetadata: {name: web}\nspec:\n  selector: {matchLabels: {app: web}}\n  template:\n    metadata: {labels: {app: web}}\n    spec: {containers: [{name: c, image: x}]}\n  strategy:\n";
+
+    /// The errors (joined) of a Rollout with `strategy` under `spec.strategy`.
+    fn errors(strategy: &str) -> String {
+        match objects("t", &format!("{BASE}{strategy}")) {
+            Ok(_) => String::new(),
+            Err(e) => e
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("\n"),
+        }
+    }
+
+    #[test]
+    fn a_good_canary_passes_and_unacted_fields_are_warned() {
+        let ok = "    canary:\n      stableService: s\n      canaryService: c\n      canaryMetadata: {labels: {role: canary}}\n      trafficRouting:\n        plugins:\n          argoproj-labs/gatewayAPI: {httpRoute: r}\n          acme/mesh: {x: 1}\n      steps: [{setWeight: 20}, {pause: {duration: 1h}}, {setCanaryScale: {replicas: 1}}]\n";
+        assert_eq!(errors(ok), "");
+        let parsed = parse("t", &format!("{BASE}{ok}")).unwrap();
+        let ignored = &parsed[0].parsed.ignored;
+        assert!(
+            ignored
+                .iter()
+                .any(|i| i == "spec.strategy.canary.canaryMetadata"),
+            "{ignored:?}"
+        );
+        assert!(
+            ignored.iter().any(|i| i.contains("acme/mesh")),
+            "{ignored:?}"
+        );
+    }
+
+    #[test]
+    fn bad_steps_and_routing_name_their_field() {
+        for (strategy, want) in [
+            ("    blueGreen: {activeService: a}\n", "spec.strategy.blueGreen"),
+            ("    canary:\n      steps: [{setWeight: 120}]\n", "spec.strategy.canary.steps[0].setWeight"),
+            ("    canary:\n      steps: [{setWeight: 10, pause: {}}]\n", "exactly one of setWeight"),
+            ("    canary:\n      steps: [{pause: {duration: 2d}}]\n", "steps[0].pause.duration"),
+            ("    canary:\n      steps: [{setHeaderRoute: {name: h}}]\n", "not listed in trafficRouting.managedRoutes"),
+            ("    canary:\n      steps: [{analysis: {templates: []}}]\n", "steps[0].analysis.templates"),
+            ("    canary:\n      stableService: s\n", "canaryService and stableService go together"),
+            ("    canary:\n      stableService: s\n      canaryService: s\n", "must differ"),
+            ("    canary:\n      stableService: s\n      canaryService: c\n      trafficRouting: {plugins: {argoproj-labs/gatewayAPI: {namespace: x}}}\n", "names no route"),
+            ("    canary:\n      trafficRouting: {plugins: {argoproj-labs/gatewayAPI: {httpRoute: r}}}\n", "required with trafficRouting"),
+        ] {
+            let e = errors(strategy);
+            assert!(e.contains(want), "{strategy}: want {want:?} in {e:?}");
+        }
+    }
+}
