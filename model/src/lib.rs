@@ -19,6 +19,7 @@ pub mod quantity;
 pub mod replica_set;
 pub mod report;
 pub mod rollout;
+pub mod rollout_status;
 pub mod route;
 pub mod service;
 pub mod snapshot;
