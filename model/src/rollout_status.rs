@@ -128,25 +128,6 @@ pub struct AnalysisRunStatusRef {
     pub message: Option<String>,
 }
 
-/// A rollout condition.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct RolloutCondition {
-    /// `Progressing`, `Available`, `Paused`, `Healthy`.
-    #[serde(rename = "type")]
-    pub condition_type: String,
-    /// `True`, `False` or `Unknown`.
-    pub status: String,
-    /// One-word reason.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-    /// What happened.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub message: Option<String>,
-    /// When the status last changed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_transition_time: Option<String>,
-    /// When the condition was last written.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_update_time: Option<String>,
-}
+/// A rollout condition: `Completed`, `Progressing`, `Available`, `Paused`, `Healthy`; the same
+/// fields as a Deployment's.
+pub type RolloutCondition = super::deployment::DeploymentCondition;

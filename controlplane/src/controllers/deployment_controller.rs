@@ -10,7 +10,7 @@ use super::deployment::{
 };
 use super::deployment_revisions::{effective, revision_ops};
 use super::deployment_status::status_of;
-use super::owned_pods::{terminating, view};
+use super::owned_pods::{live, terminating, view};
 use super::runner::{Reconciled, Reconciler};
 use crate::events::Recorder;
 use crate::store::{EventType, Op, Outcome, Store};
@@ -117,12 +117,7 @@ impl DeploymentController {
 
     /// The live (not terminating) pods of `key`.
     fn live(&self, key: &Key) -> Vec<&Pod> {
-        self.pods
-            .get(key)
-            .into_iter()
-            .flat_map(BTreeMap::values)
-            .filter(|p| !p.is_terminating())
-            .collect()
+        live(self.pods.get(key))
     }
 
     /// How the planner sees `key`'s live pods.

@@ -81,7 +81,9 @@ pub(super) fn status_of(d: &Deployment, pods: &[PodView], now: &str) -> Deployme
 }
 
 /// A condition, keeping the stored one's times when nothing about it changed.
-fn condition(
+/// Condition `kind` as it stands now: its times kept while its status (and, for the update
+/// time, its words) stay the same.
+pub(super) fn condition(
     kind: &str,
     (status, reason, message): (&str, &str, String),
     previous: &[DeploymentCondition],

@@ -1,11 +1,20 @@
 //! What the workload controllers (Deployments, Rollouts) share about the pods they own: how
 //! a planner sees one, and how one is let go.
 
+use std::collections::BTreeMap;
 use std::time::SystemTime;
 
 use super::deployment::PodView;
 use crate::store::Op;
 use pier_model::{Object, Pod};
+
+/// The live (not terminating) pods of one owner's cache entry.
+pub(super) fn live(pods: Option<&BTreeMap<String, Pod>>) -> Vec<&Pod> {
+    pods.into_iter()
+        .flat_map(BTreeMap::values)
+        .filter(|p| !p.is_terminating())
+        .collect()
+}
 
 /// How a planner sees `pod`, its template hash read from label `hash_label`; a failed pod
 /// is replaced, so it counts as of no template and not ready.

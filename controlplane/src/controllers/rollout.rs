@@ -7,11 +7,12 @@ use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
 use pier_model::rollout::{
-    CanaryStep, HeaderRoutingMatch, PauseCondition, Rollout, RolloutCondition, RolloutStatus,
-    TrafficWeights, WeightDestination,
+    CanaryStep, HeaderRoutingMatch, PauseCondition, Rollout, RolloutStatus, TrafficWeights,
+    WeightDestination,
 };
 
 use super::deployment::PodView;
+use super::deployment_status::condition;
 
 /// Argo's default for `abortScaleDownDelaySeconds` and `scaleDownDelaySeconds`.
 const DEFAULT_SCALE_DOWN_DELAY: i64 = 30;
@@ -435,23 +436,11 @@ fn set_phase(st: &mut RolloutStatus, phase: &str, message: Option<String>) {
 
 /// Sets condition `kind`, moving its transition time only when its status changes.
 fn set_condition(st: &mut RolloutStatus, kind: &str, status: &str, reason: &str, now: SystemTime) {
-    let now = rfc3339(now);
+    let words = (status, reason, format!("{kind} is {status}: {reason}"));
+    let c = condition(kind, words, &st.conditions, &rfc3339(now));
     match st.conditions.iter_mut().find(|c| c.condition_type == kind) {
-        Some(c) if c.status == status => {}
-        Some(c) => {
-            c.status = status.into();
-            c.reason = Some(reason.into());
-            c.last_transition_time = Some(now.clone());
-            c.last_update_time = Some(now);
-        }
-        None => st.conditions.push(RolloutCondition {
-            condition_type: kind.into(),
-            status: status.into(),
-            reason: Some(reason.into()),
-            message: None,
-            last_transition_time: Some(now.clone()),
-            last_update_time: Some(now),
-        }),
+        Some(slot) => *slot = c,
+        None => st.conditions.push(c),
     }
 }
 

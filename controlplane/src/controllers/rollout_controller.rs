@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use super::deployment::{hash_template, pod_of_template, PodView};
-use super::owned_pods::{terminating, view};
+use super::owned_pods::{live, terminating, view};
 use super::rollout::{plan, Input, Plan};
 use super::rollout_traffic::{pinned, route_names, weighted_http, weighted_l4};
 use super::runner::{Reconciled, Reconciler};
@@ -89,12 +89,7 @@ impl RolloutController {
     }
 
     fn live(&self, key: &Key) -> Vec<&Pod> {
-        self.pods
-            .get(key)
-            .into_iter()
-            .flat_map(BTreeMap::values)
-            .filter(|p| !p.is_terminating())
-            .collect()
+        live(self.pods.get(key))
     }
 
     fn views(&self, key: &Key) -> Vec<PodView> {

@@ -39,10 +39,16 @@ pub(crate) async fn act(
     match action {
         Action::Promote { full } => {
             let done = if full { "fully promoted" } else { "promoted" };
+            let held = rollout(client, namespace, name).await?["spec"]["paused"] == true;
             write(client, namespace, name, true, done, move |ro| {
                 promote(ro, full)
             })
-            .await
+            .await?;
+            // Promote also lets go of a rollout held by `pier rollout pause`, as Argo's does.
+            if held {
+                write(client, namespace, name, false, "resumed", resume).await?;
+            }
+            Ok(())
         }
         Action::Abort => {
             write(client, namespace, name, true, "aborted", |ro| {
@@ -75,16 +81,7 @@ pub(crate) async fn act(
             })
             .await
         }
-        Action::Resume => {
-            write(client, namespace, name, false, "resumed", |ro| {
-                let was = ro["spec"].as_object_mut().and_then(|s| s.remove("paused"));
-                match was {
-                    Some(Value::Bool(true)) => Ok(()),
-                    _ => Err("is not paused".into()),
-                }
-            })
-            .await
-        }
+        Action::Resume => write(client, namespace, name, false, "resumed", resume).await,
     }
 }
 
@@ -119,10 +116,16 @@ fn promote(ro: &mut Value, full: bool) -> std::result::Result<(), String> {
     } else {
         return Err("has no step left to promote past".into());
     }
-    if let Some(spec) = ro["spec"].as_object_mut() {
-        spec.remove("paused");
-    }
     Ok(())
+}
+
+/// Lets go of a rollout held by `spec.paused`.
+fn resume(ro: &mut Value) -> std::result::Result<(), String> {
+    let was = ro["spec"].as_object_mut().and_then(|s| s.remove("paused"));
+    match was {
+        Some(Value::Bool(true)) => Ok(()),
+        _ => Err("is not paused".into()),
+    }
 }
 
 /// Removes `fields` from object `v` (nothing when it is not an object).
@@ -146,7 +149,6 @@ async fn write(
 ) -> Result<()> {
     for _ in 0..5 {
         let mut ro = rollout(client, namespace, name).await?;
-        let spec_paused = ro["spec"]["paused"].clone();
         if let Err(nothing) = change(&mut ro) {
             println!("rollout '{name}' {nothing}");
             return Ok(());
@@ -171,17 +173,6 @@ async fn write(
             }
         };
         result.with_context(|| format!("updating rollout {name}"))?;
-        // Promote also unpauses a rollout held by `pier rollout pause`.
-        if status && spec_paused == Value::Bool(true) && ro["spec"]["paused"].is_null() {
-            let mut fresh = rollout(client, namespace, name).await?;
-            if let Some(spec) = fresh["spec"].as_object_mut() {
-                spec.remove("paused");
-            }
-            client
-                .apply(vec![fresh])
-                .await
-                .context("resuming the rollout")?;
-        }
         println!("rollout '{name}' {done}");
         return Ok(());
     }
