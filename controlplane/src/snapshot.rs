@@ -50,8 +50,9 @@ pub async fn run(
         let first = watch.next().await?;
         let start = Instant::now();
         builder.apply(&first);
-        // Coalesce whatever else is already committed into the same snapshot.
-        while let Some(event) = watch.try_next()? {
+        // Coalesce the rest of its transaction, and whatever else is committed, into the same
+        // snapshot: a multi-object write (an abort's pins and weights) is never half applied.
+        for event in watch.committed().await? {
             builder.apply(&event);
         }
         let snapshot = builder.build();

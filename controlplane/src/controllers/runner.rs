@@ -88,8 +88,8 @@ pub async fn run<R: Reconciler>(store: Arc<Store>, mut controller: R) -> Result<
             let event = event?;
             controller.observe(event.event_type, &event.object, &mut queue.dirty);
         }
-        // Coalesce what is already committed into the same pass.
-        while let Some(event) = watch.try_next()? {
+        // Coalesce what is already committed (whole transactions) into the same pass.
+        for event in watch.committed().await? {
             controller.observe(event.event_type, &event.object, &mut queue.dirty);
         }
     }

@@ -63,6 +63,28 @@ impl Watch {
         }
     }
 
+    /// Every event already committed and not yet taken: the rest of the transaction the last
+    /// event came from, and any after it. On redb, events a writer is still publishing are
+    /// waited for, so a reader that applies them together never sees half a transaction; on
+    /// etcd, what the stream has delivered.
+    pub async fn committed(&mut self) -> Result<Vec<Arc<Event>>> {
+        let mut events = Vec::new();
+        loop {
+            let event = match &mut self.inner {
+                Inner::Log(w) if w.behind() => w.next().await?,
+                Inner::Log(_) => break,
+                Inner::Etcd(w) => match w.try_next()? {
+                    Some(event) => event,
+                    None => break,
+                },
+            };
+            if self.wanted(&event) {
+                events.push(event);
+            }
+        }
+        Ok(events)
+    }
+
     /// Returns the next event if one is ready now. A watch that must read history first says
     /// none is; the next `next` reads it.
     pub fn try_next(&mut self) -> Result<Option<Arc<Event>>> {
@@ -130,6 +152,12 @@ impl LogWatch {
                 }
             }
         }
+    }
+
+    /// Whether a committed revision has not been taken yet (it is in the backlog, the log,
+    /// or on its way through the broadcast: the revision is published before its events).
+    fn behind(&self) -> bool {
+        self.next <= self.store.revision()
     }
 
     fn try_next(&mut self) -> Result<Option<Arc<Event>>> {

@@ -36,3 +36,33 @@ fn compacted_history_is_reported() {
     assert!(matches!(store.watch(1), Err(Error::Compacted { .. })));
     assert!(store.watch(store.revision() - 5).is_ok());
 }
+
+/// A reader taking `next` and then `committed` always holds whole transactions, even while a
+/// writer on another thread is still publishing one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn committed_never_splits_a_transaction() {
+    let t = Opened::new(Backend::Redb, StoreConfig::default()).unwrap();
+    let store = std::sync::Arc::clone(&t.store);
+    let mut watch = store.watch(store.revision() + 1).unwrap();
+    const BATCHES: usize = 300;
+    let writer = std::thread::spawn(move || {
+        for b in 0..BATCHES {
+            let batch = (0..3).map(|i| svc(&format!("b{b}-{i}"), "")).collect();
+            store.apply(batch).unwrap();
+        }
+    });
+    let mut taken = 0;
+    while taken < BATCHES * 3 {
+        let first = watch.next().await.unwrap();
+        let rest = watch.committed().await.unwrap();
+        let pass = 1 + rest.len();
+        assert_eq!(
+            pass % 3,
+            0,
+            "a pass from revision {} held {pass} events",
+            first.revision
+        );
+        taken += pass;
+    }
+    writer.join().unwrap();
+}
