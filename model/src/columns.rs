@@ -84,6 +84,8 @@ pub fn columns(kind: Kind) -> Vec<Column> {
             wide("STEP"),
             wide("WEIGHT"),
         ],
+        Kind::AnalysisTemplate | Kind::ClusterAnalysisTemplate => vec![col("NAME"), col("AGE")],
+        Kind::AnalysisRun => vec![col("NAME"), col("STATUS"), col("AGE"), wide("MESSAGE")],
         Kind::HttpRoute => vec![
             col("NAME"),
             col("HOSTNAMES"),
@@ -207,6 +209,13 @@ pub fn row(kind: Kind, v: &Value, now: SystemTime) -> Vec<String> {
             row
         }
         Kind::Rollout => rollout_row(v, name, created),
+        Kind::AnalysisTemplate | Kind::ClusterAnalysisTemplate => vec![name, created],
+        Kind::AnalysisRun => vec![
+            name,
+            s(v, "/status/phase").to_string(),
+            created,
+            s(v, "/status/message").to_string(),
+        ],
         Kind::HttpRoute => {
             let hosts: Vec<String> = items(v, "/spec/hostnames")
                 .iter()

@@ -167,6 +167,31 @@ const CANARY_STEP: &[&str] = &["experiment", "setMirrorRoute", "plugin"];
 
 const ANALYSIS: &[&str] = &["dryRun", "measurementRetention", "analysisRunMetadata"];
 
+/// Analysis fields pier accepts but does not act on, and the providers it does not run.
+const ANALYSIS_SPEC: &[&str] = &["dryRun", "measurementRetention"];
+const METRIC: &[&str] = &["dryRun"];
+const PROVIDERS: &[&str] = &[
+    "job",
+    "kayenta",
+    "datadog",
+    "newRelic",
+    "wavefront",
+    "cloudWatch",
+    "graphite",
+    "influxdb",
+    "skywalking",
+];
+const PROMETHEUS: &[&str] = &["insecure", "authentication", "rangeQuery"];
+
+fn analysis_field(path: &str) -> bool {
+    const METRICS: &str = "spec.metrics[]";
+    path == "status"
+        || under("spec", ANALYSIS_SPEC, path)
+        || under(METRICS, METRIC, path)
+        || under("spec.metrics[].provider", PROVIDERS, path)
+        || under("spec.metrics[].provider.prometheus", PROMETHEUS, path)
+}
+
 fn under(prefix: &str, names: &[&str], path: &str) -> bool {
     path.strip_prefix(prefix)
         .and_then(|rest| rest.strip_prefix('.'))
@@ -220,6 +245,9 @@ pub(crate) fn is_known_ignored(kind: Kind, path: &str) -> bool {
                 || pod_spec_field("spec.template.spec", path)
         }
         Kind::Rollout => rollout_field(path),
+        Kind::AnalysisTemplate | Kind::ClusterAnalysisTemplate | Kind::AnalysisRun => {
+            analysis_field(path)
+        }
         Kind::HttpRoute => HTTP_ROUTE.contains(&path),
         Kind::TcpRoute | Kind::UdpRoute => L4_ROUTE.contains(&path),
         Kind::Node => {

@@ -35,11 +35,17 @@ pub enum Kind {
     Event,
     /// `argoproj.io/v1alpha1/Rollout`.
     Rollout,
+    /// `argoproj.io/v1alpha1/AnalysisTemplate`.
+    AnalysisTemplate,
+    /// `argoproj.io/v1alpha1/ClusterAnalysisTemplate` (cluster-scoped).
+    ClusterAnalysisTemplate,
+    /// `argoproj.io/v1alpha1/AnalysisRun`.
+    AnalysisRun,
 }
 
 impl Kind {
     /// Every kind.
-    pub const ALL: [Kind; 14] = [
+    pub const ALL: [Kind; 17] = [
         Kind::Service,
         Kind::EndpointSlice,
         Kind::Pod,
@@ -54,11 +60,18 @@ impl Kind {
         Kind::Lease,
         Kind::Event,
         Kind::Rollout,
+        Kind::AnalysisTemplate,
+        Kind::ClusterAnalysisTemplate,
+        Kind::AnalysisRun,
     ];
 
-    /// Whether objects of this kind live in a namespace (all but Namespace and Node).
+    /// Whether objects of this kind live in a namespace (all but Namespace, Node and
+    /// ClusterAnalysisTemplate).
     pub fn namespaced(self) -> bool {
-        !matches!(self, Kind::Namespace | Kind::Node)
+        !matches!(
+            self,
+            Kind::Namespace | Kind::Node | Kind::ClusterAnalysisTemplate
+        )
     }
 
     /// The `kind` field value.
@@ -78,6 +91,9 @@ impl Kind {
             Kind::Lease => "Lease",
             Kind::Event => "Event",
             Kind::Rollout => "Rollout",
+            Kind::AnalysisTemplate => "AnalysisTemplate",
+            Kind::ClusterAnalysisTemplate => "ClusterAnalysisTemplate",
+            Kind::AnalysisRun => "AnalysisRun",
         }
     }
 
@@ -98,6 +114,9 @@ impl Kind {
             Kind::Lease => "leases",
             Kind::Event => "events",
             Kind::Rollout => "rollouts",
+            Kind::AnalysisTemplate => "analysistemplates",
+            Kind::ClusterAnalysisTemplate => "clusteranalysistemplates",
+            Kind::AnalysisRun => "analysisruns",
         }
     }
 
@@ -113,7 +132,10 @@ impl Kind {
             Kind::Lease => &["coordination.k8s.io/v1"],
             Kind::EndpointSlice => &["discovery.k8s.io/v1"],
             Kind::Deployment | Kind::ReplicaSet => &["apps/v1"],
-            Kind::Rollout => &["argoproj.io/v1alpha1"],
+            Kind::Rollout
+            | Kind::AnalysisTemplate
+            | Kind::ClusterAnalysisTemplate
+            | Kind::AnalysisRun => &["argoproj.io/v1alpha1"],
             Kind::HttpRoute => &[
                 "gateway.networking.k8s.io/v1",
                 "gateway.networking.k8s.io/v1beta1",
@@ -127,7 +149,7 @@ impl Kind {
 
     /// Whether the kind's status is written apart from its spec (the `status` subresource).
     pub fn has_status_subresource(self) -> bool {
-        matches!(self, Kind::Deployment | Kind::Rollout)
+        matches!(self, Kind::Deployment | Kind::Rollout | Kind::AnalysisRun)
     }
 
     /// Resolves a `kind` field value.
@@ -163,6 +185,11 @@ impl FromStr for Kind {
             "lease" | "leases" => Kind::Lease,
             "event" | "events" | "ev" => Kind::Event,
             "rollout" | "rollouts" | "ro" => Kind::Rollout,
+            "analysistemplate" | "analysistemplates" | "at" => Kind::AnalysisTemplate,
+            "clusteranalysistemplate" | "clusteranalysistemplates" | "cat" => {
+                Kind::ClusterAnalysisTemplate
+            }
+            "analysisrun" | "analysisruns" | "ar" => Kind::AnalysisRun,
             _ => {
                 let known: Vec<&str> = Kind::ALL.iter().map(|k| k.plural()).collect();
                 return Err(format!(

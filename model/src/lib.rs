@@ -2,7 +2,9 @@
 //! the views of the node snapshot built from objects. No store, no server: the dataplane's tests
 //! and tools can build snapshots from manifests without the control plane.
 
+pub mod analysis;
 pub mod columns;
+pub mod condition;
 pub mod core_event;
 pub mod deployment;
 pub mod endpointslice;

@@ -6,6 +6,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
 
+use super::analysis::{AnalysisRun, AnalysisTemplate};
 use super::deployment::Deployment;
 use super::endpointslice::EndpointSlice;
 use super::ignored::is_known_ignored;
@@ -38,6 +39,12 @@ pub enum Object {
     ReplicaSet(ReplicaSet),
     /// An Argo Rollout.
     Rollout(Rollout),
+    /// An Argo AnalysisTemplate.
+    AnalysisTemplate(AnalysisTemplate),
+    /// An Argo ClusterAnalysisTemplate.
+    ClusterAnalysisTemplate(AnalysisTemplate),
+    /// An Argo AnalysisRun.
+    AnalysisRun(AnalysisRun),
     /// An HTTPRoute.
     HttpRoute(HttpRoute),
     /// A TCPRoute.
@@ -227,6 +234,13 @@ impl Object {
             Kind::Deployment => typed(value, kind).map(|(o, i, e)| (Object::Deployment(o), i, e)),
             Kind::ReplicaSet => typed(value, kind).map(|(o, i, e)| (Object::ReplicaSet(o), i, e)),
             Kind::Rollout => typed(value, kind).map(|(o, i, e)| (Object::Rollout(o), i, e)),
+            Kind::AnalysisTemplate => {
+                typed(value, kind).map(|(o, i, e)| (Object::AnalysisTemplate(o), i, e))
+            }
+            Kind::ClusterAnalysisTemplate => {
+                typed(value, kind).map(|(o, i, e)| (Object::ClusterAnalysisTemplate(o), i, e))
+            }
+            Kind::AnalysisRun => typed(value, kind).map(|(o, i, e)| (Object::AnalysisRun(o), i, e)),
             Kind::HttpRoute => typed(value, kind).map(|(o, i, e)| (Object::HttpRoute(o), i, e)),
             Kind::TcpRoute => typed(value, kind).map(|(o, i, e)| (Object::TcpRoute(o), i, e)),
             Kind::UdpRoute => typed(value, kind).map(|(o, i, e)| (Object::UdpRoute(o), i, e)),
@@ -268,6 +282,10 @@ impl Object {
             Object::Deployment(d) => validation::deployment(d, report),
             Object::ReplicaSet(r) => validation::replica_set(r, report),
             Object::Rollout(r) => validation::rollout(r, report),
+            Object::AnalysisTemplate(t) | Object::ClusterAnalysisTemplate(t) => {
+                validation::analysis_template(t, report)
+            }
+            Object::AnalysisRun(run) => validation::analysis_run(run, report),
             Object::HttpRoute(r) => validation::http_route(r, report),
             Object::TcpRoute(r) | Object::UdpRoute(r) => validation::l4_route(r, report),
             Object::Namespace(n) => validation::namespace(n, report),
@@ -287,6 +305,9 @@ impl Object {
             Object::Deployment(_) => Kind::Deployment,
             Object::ReplicaSet(_) => Kind::ReplicaSet,
             Object::Rollout(_) => Kind::Rollout,
+            Object::AnalysisTemplate(_) => Kind::AnalysisTemplate,
+            Object::ClusterAnalysisTemplate(_) => Kind::ClusterAnalysisTemplate,
+            Object::AnalysisRun(_) => Kind::AnalysisRun,
             Object::HttpRoute(_) => Kind::HttpRoute,
             Object::TcpRoute(_) => Kind::TcpRoute,
             Object::UdpRoute(_) => Kind::UdpRoute,
@@ -307,6 +328,8 @@ impl Object {
             Object::Deployment(o) => &o.metadata,
             Object::ReplicaSet(o) => &o.metadata,
             Object::Rollout(o) => &o.metadata,
+            Object::AnalysisTemplate(o) | Object::ClusterAnalysisTemplate(o) => &o.metadata,
+            Object::AnalysisRun(o) => &o.metadata,
             Object::HttpRoute(o) => &o.metadata,
             Object::TcpRoute(o) | Object::UdpRoute(o) => &o.metadata,
             Object::Namespace(o) => &o.metadata,
@@ -326,6 +349,8 @@ impl Object {
             Object::Deployment(o) => &mut o.metadata,
             Object::ReplicaSet(o) => &mut o.metadata,
             Object::Rollout(o) => &mut o.metadata,
+            Object::AnalysisTemplate(o) | Object::ClusterAnalysisTemplate(o) => &mut o.metadata,
+            Object::AnalysisRun(o) => &mut o.metadata,
             Object::HttpRoute(o) => &mut o.metadata,
             Object::TcpRoute(o) | Object::UdpRoute(o) => &mut o.metadata,
             Object::Namespace(o) => &mut o.metadata,
@@ -348,6 +373,8 @@ impl Object {
             Object::Deployment(o) => v(o),
             Object::ReplicaSet(o) => v(o),
             Object::Rollout(o) => v(o),
+            Object::AnalysisTemplate(o) | Object::ClusterAnalysisTemplate(o) => v(o),
+            Object::AnalysisRun(o) => v(o),
             Object::HttpRoute(o) => v(o),
             Object::TcpRoute(o) | Object::UdpRoute(o) => v(o),
             Object::Namespace(o) => v(o),
@@ -383,6 +410,12 @@ impl Object {
             Object::Rollout(r) => {
                 r.status = match from {
                     Some(Object::Rollout(f)) => f.status.clone(),
+                    _ => None,
+                };
+            }
+            Object::AnalysisRun(run) => {
+                run.status = match from {
+                    Some(Object::AnalysisRun(f)) => f.status.clone(),
                     _ => None,
                 };
             }

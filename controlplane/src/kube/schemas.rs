@@ -80,7 +80,16 @@ fn reference(r: &Resource) -> Option<(String, Generate)> {
         (Kind::Deployment, _) => of::<apps::v1::Deployment>(),
         (Kind::ReplicaSet, _) => of::<apps::v1::ReplicaSet>(),
         (Kind::Lease, _) => of::<coordination::v1::Lease>(),
-        (Kind::HttpRoute | Kind::TcpRoute | Kind::UdpRoute | Kind::Rollout, _) => None,
+        (
+            Kind::HttpRoute
+            | Kind::TcpRoute
+            | Kind::UdpRoute
+            | Kind::Rollout
+            | Kind::AnalysisTemplate
+            | Kind::ClusterAnalysisTemplate
+            | Kind::AnalysisRun,
+            _,
+        ) => None,
     }
 }
 

@@ -119,6 +119,9 @@ impl SnapshotBuilder {
             | Object::Deployment(_)
             | Object::ReplicaSet(_)
             | Object::Rollout(_)
+            | Object::AnalysisTemplate(_)
+            | Object::ClusterAnalysisTemplate(_)
+            | Object::AnalysisRun(_)
             | Object::Namespace(_)
             | Object::ServiceAccount(_)
             | Object::Node(_)
@@ -145,6 +148,9 @@ impl SnapshotBuilder {
             | Kind::Deployment
             | Kind::ReplicaSet
             | Kind::Rollout
+            | Kind::AnalysisTemplate
+            | Kind::ClusterAnalysisTemplate
+            | Kind::AnalysisRun
             | Kind::Namespace
             | Kind::ServiceAccount
             | Kind::Node

@@ -10,11 +10,13 @@ use super::service::Service;
 use super::syntax::{dns1035_label, dns1123_label, dns1123_subdomain, iana_svc_name};
 use super::traffic_policy;
 
+mod analysis;
 mod cluster;
 mod rollout;
 mod route;
 mod workload;
 
+pub(crate) use analysis::{analysis_run, analysis_template};
 pub(crate) use rollout::rollout;
 pub(crate) use route::{http_route, l4_route};
 pub(crate) use workload::{deployment, pod, replica_set};
