@@ -14,6 +14,7 @@ use tokio::sync::mpsc;
 
 use crate::store::{Op, Store};
 use pier_model::core_event::{EventSource, NORMAL, WARNING};
+use pier_model::time::{parse_rfc3339, rfc3339};
 use pier_model::{CoreEvent, Kind, Object, ObjectMeta, ObjectReference};
 
 /// How long an Event is kept after its last occurrence, unless configured.
@@ -352,12 +353,7 @@ fn older(event: &CoreEvent, cutoff: SystemTime) -> bool {
         .as_deref()
         .or(event.event_time.as_deref())
         .or(event.metadata.creation_timestamp.as_deref());
-    last.and_then(|t| humantime::parse_rfc3339_weak(t).ok())
-        .is_some_and(|t| t < cutoff)
-}
-
-fn rfc3339(at: SystemTime) -> String {
-    humantime::format_rfc3339_seconds(at).to_string()
+    last.and_then(parse_rfc3339).is_some_and(|t| t < cutoff)
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! pier's control plane: embedded store, controllers, snapshot publisher and control API, over
 //! the object model in `pier-model`.
 
+pub mod analysis;
 pub mod api;
 pub mod cluster;
 pub mod controllers;

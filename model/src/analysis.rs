@@ -224,8 +224,6 @@ pub enum PierMeasure {
     ConnectFailures,
     /// Share of TCP connection attempts that failed (NaN with none).
     ConnectFailureRate,
-    /// Container restarts of the Service's pods during the window.
-    Restarts,
     /// Pods selected by the Service that are not ready, at the window's end.
     NotReady,
 }

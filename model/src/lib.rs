@@ -26,6 +26,7 @@ pub mod route;
 pub mod service;
 pub mod snapshot;
 pub mod syntax;
+pub mod time;
 pub mod traffic_policy;
 mod validation;
 

@@ -39,6 +39,7 @@ impl<T> Deref for Lazy<T> {
 pub struct ProxyMetrics {
     requests: IntCounterVec,
     connections: IntCounterVec,
+    connect_failures: IntCounterVec,
     bytes: IntCounterVec,
     upstream_duration: HistogramVec,
     active_connections: IntGaugeVec,
@@ -63,6 +64,8 @@ pub struct EndpointMetrics {
     requests: [IntCounter; 6],
     /// L4 connections (or UDP flows) opened to the endpoint.
     pub connections: IntCounter,
+    /// L4 connections to the endpoint that failed (refused, reset or timed out).
+    pub connect_failures: IntCounter,
     /// Ejections of the endpoint.
     pub ejections: IntCounter,
     /// 1 while the active health check passes.
@@ -122,6 +125,11 @@ impl ProxyMetrics {
                 "L4 connections and UDP flows by frontend service, backend group and endpoint",
                 &["service", "backend", "endpoint"],
             )?,
+            connect_failures: counter(
+                "pier_proxy_connect_failures_total",
+                "L4 connects that failed (refused, reset or timed out) by frontend service, backend group and endpoint",
+                &["service", "backend", "endpoint"],
+            )?,
             bytes: counter(
                 "pier_proxy_bytes_total",
                 "Bytes relayed by frontend service and direction (in = from clients)",
@@ -179,6 +187,7 @@ impl ProxyMetrics {
         };
         registry.register(Box::new(m.requests.clone()))?;
         registry.register(Box::new(m.connections.clone()))?;
+        registry.register(Box::new(m.connect_failures.clone()))?;
         registry.register(Box::new(m.bytes.clone()))?;
         registry.register(Box::new(m.upstream_duration.clone()))?;
         registry.register(Box::new(m.active_connections.clone()))?;
@@ -220,6 +229,7 @@ impl ProxyMetrics {
                     .with_label_values(&[service, backend, ep.as_str(), c])
             }),
             connections: self.connections.with_label_values(&labels),
+            connect_failures: self.connect_failures.with_label_values(&labels),
             ejections: self.ejections.with_label_values(&labels),
             healthy,
         }

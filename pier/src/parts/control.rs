@@ -6,6 +6,7 @@
 use std::future::Future;
 use std::sync::Arc;
 
+use pier_controlplane::analysis::{AnalysisController, Providers};
 use pier_controlplane::cluster::{self, ClusterConfig, Leadership, NodeFacts};
 use pier_controlplane::controllers::{self, runner::Reconciler};
 use pier_controlplane::events::{self, Recorder};
@@ -115,6 +116,21 @@ pub(crate) fn start(parts: &mut Parts, cluster: &ClusterConfig, routes: bool, co
     lead(parts, "rollout-controller", &leadership, move || {
         controllers::RolloutController::new(Arc::clone(&store), events.clone())
     });
+    match Providers::new(Arc::clone(&parts.store), parts.registry.clone()) {
+        Ok(providers) => {
+            let store = Arc::clone(&parts.store);
+            let events = Recorder::start(
+                Arc::clone(&store),
+                "analysis-controller",
+                &cluster.node_name,
+                events::DEFAULT_TTL,
+            );
+            lead(parts, "analysis-controller", &leadership, move || {
+                AnalysisController::new(Arc::clone(&store), providers.clone(), events.clone())
+            });
+        }
+        Err(e) => tracing::error!(error = %e, "analysis cannot run"),
+    }
     if !cluster.sole {
         let (store, grace, eviction) = (
             Arc::clone(&parts.store),

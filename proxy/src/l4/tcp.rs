@@ -46,10 +46,12 @@ pub(crate) async fn connect(
             }
             Ok(Err(e)) => {
                 tracing::debug!(endpoint = %member.addr, error = %e, "connect failed");
+                cluster.metrics_of(&member).connect_failures.inc();
                 cluster.failure(&member);
             }
             Err(_) => {
                 tracing::debug!(endpoint = %member.addr, "connect timed out");
+                cluster.metrics_of(&member).connect_failures.inc();
                 cluster.failure(&member);
             }
         }

@@ -1,0 +1,282 @@
+//! pier's own metric provider (`plugin: {pier.dev/metrics: ...}`): what this process's proxy
+//! relayed to a Service's endpoints as a backend group over a window, read from its metrics
+//! registry in process (no Prometheus), and its pods' readiness from the store.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use pier_model::analysis::{PierMeasure, PierMetric};
+use pier_model::condition::Measured;
+use pier_model::meta::map_selects;
+use pier_model::{Kind, Object};
+use prometheus::proto::{MetricFamily, MetricType};
+use prometheus::Registry;
+
+use crate::store::Store;
+
+/// Quantile of `latency` when none is given.
+const DEFAULT_QUANTILE: f64 = 0.99;
+
+/// The counters of one backend group at one moment, summed over frontends and endpoints.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct Sample {
+    /// HTTP responses by class (`2xx`, `5xx`, `error` for none).
+    requests: BTreeMap<String, f64>,
+    /// L4 connections made.
+    connections: f64,
+    /// L4 connects that failed.
+    connect_failures: f64,
+    /// Upstream latency histogram: (upper bound, cumulative count).
+    buckets: Vec<(f64, f64)>,
+}
+
+impl Sample {
+    /// Reads `backend`'s counters (`namespace/name`) from `registry`.
+    pub(crate) fn read(registry: &Registry, backend: &str) -> Sample {
+        let mut s = Sample::default();
+        for family in registry.gather() {
+            fold(&mut s, &family, backend);
+        }
+        s
+    }
+
+    /// What happened between `self` (earlier) and `later`.
+    fn delta(&self, later: &Sample) -> Sample {
+        let requests = later
+            .requests
+            .iter()
+            .map(|(code, n)| (code.clone(), n - self.requests.get(code).unwrap_or(&0.0)))
+            .collect();
+        let buckets = later
+            .buckets
+            .iter()
+            .map(|(le, n)| {
+                let before = self
+                    .buckets
+                    .iter()
+                    .find(|(b, _)| b == le)
+                    .map_or(0.0, |(_, c)| *c);
+                (*le, n - before)
+            })
+            .collect();
+        Sample {
+            requests,
+            connections: later.connections - self.connections,
+            connect_failures: later.connect_failures - self.connect_failures,
+            buckets,
+        }
+    }
+
+    fn total_requests(&self) -> f64 {
+        self.requests.values().sum()
+    }
+
+    fn failed_requests(&self) -> f64 {
+        ["5xx", "error"]
+            .iter()
+            .map(|c| self.requests.get(*c).unwrap_or(&0.0))
+            .sum()
+    }
+
+    /// The latency at quantile `q`, interpolated in its bucket as `histogram_quantile` does.
+    fn quantile(&self, q: f64) -> f64 {
+        let Some(&(_, total)) = self.buckets.last() else {
+            return f64::NAN;
+        };
+        if total <= 0.0 {
+            return f64::NAN;
+        }
+        let rank = q * total;
+        let mut lower = (0.0, 0.0);
+        for &(le, count) in &self.buckets {
+            if count >= rank {
+                if le.is_infinite() {
+                    return lower.0;
+                }
+                let share = if count > lower.1 {
+                    (rank - lower.1) / (count - lower.1)
+                } else {
+                    1.0
+                };
+                return lower.0 + (le - lower.0) * share;
+            }
+            lower = (le, count);
+        }
+        lower.0
+    }
+}
+
+/// Adds `family`'s series of `backend` to `s`.
+fn fold(s: &mut Sample, family: &MetricFamily, backend: &str) {
+    let series = family
+        .get_metric()
+        .iter()
+        .filter(|m| label(m, "backend") == backend);
+    match family.name() {
+        "pier_proxy_requests_total" => {
+            for m in series {
+                *s.requests.entry(label(m, "code").to_string()).or_default() +=
+                    m.get_counter().get_value();
+            }
+        }
+        "pier_proxy_connections_total" => {
+            s.connections += series.map(|m| m.get_counter().get_value()).sum::<f64>();
+        }
+        "pier_proxy_connect_failures_total" => {
+            s.connect_failures += series.map(|m| m.get_counter().get_value()).sum::<f64>();
+        }
+        "pier_proxy_upstream_duration_seconds"
+            if family.get_field_type() == MetricType::HISTOGRAM =>
+        {
+            let mut sums: BTreeMap<u64, (f64, f64)> = BTreeMap::new();
+            for m in series {
+                let h = m.get_histogram();
+                for b in h.get_bucket() {
+                    let e = sums
+                        .entry(b.upper_bound().to_bits())
+                        .or_insert((b.upper_bound(), 0.0));
+                    e.1 += b.cumulative_count() as f64;
+                }
+                let e = sums
+                    .entry(f64::INFINITY.to_bits())
+                    .or_insert((f64::INFINITY, 0.0));
+                e.1 += h.get_sample_count() as f64;
+            }
+            let mut buckets: Vec<(f64, f64)> = sums.into_values().collect();
+            buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+            s.buckets = buckets;
+        }
+        _ => {}
+    }
+}
+
+fn label<'a>(m: &'a prometheus::proto::Metric, name: &str) -> &'a str {
+    m.get_label()
+        .iter()
+        .find(|l| l.name() == name)
+        .map_or("", |l| l.value())
+}
+
+/// Takes the measure `cfg` names over `window`.
+pub(super) async fn measure(
+    store: &Arc<Store>,
+    registry: &Registry,
+    namespace: &str,
+    cfg: &PierMetric,
+    window: Duration,
+) -> Result<Measured, String> {
+    let namespace = cfg.namespace.as_deref().unwrap_or(namespace).to_string();
+    let backend = format!("{namespace}/{}", cfg.service);
+    if cfg.measure == PierMeasure::NotReady {
+        tokio::time::sleep(window).await;
+        return not_ready(store, &namespace, &cfg.service).await;
+    }
+    let before = Sample::read(registry, &backend);
+    tokio::time::sleep(window).await;
+    let d = before.delta(&Sample::read(registry, &backend));
+    Ok(Measured::Number(value(cfg, &d)))
+}
+
+/// The measure over a window's counters (NaN for a share of nothing).
+fn value(cfg: &PierMetric, d: &Sample) -> f64 {
+    let share = |part: f64, whole: f64| if whole > 0.0 { part / whole } else { f64::NAN };
+    let attempts = d.connections + d.connect_failures;
+    match cfg.measure {
+        PierMeasure::SuccessRate => {
+            share(d.total_requests() - d.failed_requests(), d.total_requests())
+        }
+        PierMeasure::ErrorRate => share(d.failed_requests(), d.total_requests()),
+        PierMeasure::Requests => d.total_requests(),
+        PierMeasure::Latency => d.quantile(cfg.quantile.unwrap_or(DEFAULT_QUANTILE)),
+        PierMeasure::ConnectFailures => d.connect_failures,
+        PierMeasure::ConnectFailureRate => share(d.connect_failures, attempts),
+        PierMeasure::NotReady => f64::NAN,
+    }
+}
+
+/// Pods the Service selects that are not ready (and not on their way out).
+async fn not_ready(store: &Arc<Store>, namespace: &str, service: &str) -> Result<Measured, String> {
+    let (ns, name) = (namespace.to_string(), service.to_string());
+    let count = store
+        .blocking("reading a Service's pods", move |s| {
+            let Some(Object::Service(svc)) = s.get(Kind::Service, &ns, &name)? else {
+                return Ok(None);
+            };
+            let pods = s.list(Kind::Pod, Some(&ns), None)?.0;
+            let n = pods
+                .iter()
+                .filter_map(|o| match o {
+                    Object::Pod(p) => Some(p),
+                    _ => None,
+                })
+                .filter(|p| p.metadata.deletion_timestamp.is_none())
+                .filter(|p| map_selects(&svc.spec.selector, &p.metadata.labels))
+                .filter(|p| !p.is_ready())
+                .count();
+            Ok(Some(n))
+        })
+        .await
+        .map_err(|e| crate::error::chain(&e))?;
+    count
+        .map(|n| Measured::Number(n as f64))
+        .ok_or_else(|| format!("Service {namespace}/{service} not found"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts};
+
+    #[test]
+    fn a_window_of_traffic_gives_rates_and_quantiles() {
+        let registry = Registry::new();
+        let requests = IntCounterVec::new(
+            Opts::new("pier_proxy_requests_total", "r"),
+            &["service", "backend", "endpoint", "code"],
+        )
+        .unwrap();
+        let latency = HistogramVec::new(
+            HistogramOpts::new("pier_proxy_upstream_duration_seconds", "l")
+                .buckets(vec![0.01, 0.1, 1.0]),
+            &["service", "backend"],
+        )
+        .unwrap();
+        registry.register(Box::new(requests.clone())).unwrap();
+        registry.register(Box::new(latency.clone())).unwrap();
+        let ok = requests.with_label_values(&["d/web", "d/canary", "a", "2xx"]);
+        let bad = requests.with_label_values(&["d/web", "d/canary", "a", "5xx"]);
+        let other = requests.with_label_values(&["d/web", "d/stable", "b", "5xx"]);
+        ok.inc_by(100);
+        let before = Sample::read(&registry, "d/canary");
+        ok.inc_by(70);
+        bad.inc_by(30);
+        other.inc_by(1000);
+        for _ in 0..90 {
+            latency
+                .with_label_values(&["d/web", "d/canary"])
+                .observe(0.005);
+        }
+        for _ in 0..10 {
+            latency
+                .with_label_values(&["d/web", "d/canary"])
+                .observe(0.5);
+        }
+        let d = before.delta(&Sample::read(&registry, "d/canary"));
+        let cfg = |measure, quantile| PierMetric {
+            service: "canary".into(),
+            namespace: None,
+            measure,
+            quantile,
+            window: None,
+        };
+        assert_eq!(value(&cfg(PierMeasure::SuccessRate, None), &d), 0.7);
+        assert_eq!(value(&cfg(PierMeasure::Requests, None), &d), 100.0);
+        let p50 = value(&cfg(PierMeasure::Latency, Some(0.5)), &d);
+        assert!(p50 > 0.0 && p50 <= 0.01, "{p50}");
+        let p95 = value(&cfg(PierMeasure::Latency, Some(0.95)), &d);
+        assert!(p95 > 0.1 && p95 <= 1.0, "{p95}");
+        let none = Sample::default().delta(&Sample::default());
+        assert!(value(&cfg(PierMeasure::SuccessRate, None), &none).is_nan());
+    }
+}
