@@ -5,48 +5,13 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-
-use common::proxy::{load, Tally};
+use common::canary::{front_url, services_and_route};
+use common::clients::Clients;
 use common::runtime::*;
 use serde_json::Value;
 
-/// The Services and HTTPRoute as the Gateway API plugin's examples write them (a front
-/// Service the route attaches to, GAMMA style, and stable and canary Services behind it),
-/// and the Rollout whose template runs `pier/echo:VERSION`.
-const MANIFESTS: &str = "apiVersion: v1
-kind: Service
-metadata: {name: web}
-spec:
-  selector: {app: web}
-  ports: [{name: http, port: 80, targetPort: http, appProtocol: http}]
----
-apiVersion: v1
-kind: Service
-metadata: {name: web-stable}
-spec:
-  selector: {app: web}
-  ports: [{name: http, port: 80, targetPort: http, appProtocol: http}]
----
-apiVersion: v1
-kind: Service
-metadata: {name: web-canary}
-spec:
-  selector: {app: web}
-  ports: [{name: http, port: 80, targetPort: http, appProtocol: http}]
----
-apiVersion: gateway.networking.k8s.io/v1beta1
-kind: HTTPRoute
-metadata: {name: web-route}
-spec:
-  parentRefs: [{group: core, kind: Service, name: web, port: 80}]
-  rules:
-  - backendRefs:
-    - {group: core, kind: Service, name: web-stable, port: 80}
-    - {group: core, kind: Service, name: web-canary, port: 80}
----
-apiVersion: argoproj.io/v1alpha1
+/// The Rollout whose template runs `pier/echo:VERSION` (behind `services_and_route("web")`).
+const MANIFESTS: &str = "apiVersion: argoproj.io/v1alpha1
 kind: Rollout
 metadata: {name: web}
 spec:
@@ -93,75 +58,6 @@ fn wait_step(node: &Node, index: i64, phase: &str) {
     });
 }
 
-/// The client loop through the front Service: runs in the background across transitions,
-/// and at each pause alone for a measured window, so the split it sees is exact. Failures
-/// and totals of every request are kept.
-struct Clients {
-    rt: tokio::runtime::Runtime,
-    url: String,
-    running: Option<(Arc<AtomicBool>, tokio::task::JoinHandle<Tally>)>,
-    total: usize,
-    failures: Vec<String>,
-}
-
-impl Clients {
-    fn new(url: String) -> Clients {
-        Clients {
-            rt: tokio::runtime::Runtime::new().unwrap(),
-            url,
-            running: None,
-            total: 0,
-            failures: Vec::new(),
-        }
-    }
-
-    fn keep(&mut self, t: &Tally) {
-        self.total += t.total();
-        self.failures.extend(t.failures.iter().cloned());
-    }
-
-    /// Starts the background loop.
-    fn start(&mut self) {
-        let stop = Arc::new(AtomicBool::new(false));
-        let task = self.rt.spawn(load(
-            self.url.clone(),
-            2,
-            1_000_000,
-            Arc::clone(&stop),
-            None,
-        ));
-        self.running = Some((stop, task));
-    }
-
-    /// Stops the background loop, keeping its tally.
-    fn stop(&mut self) {
-        if let Some((stop, task)) = self.running.take() {
-            stop.store(true, Ordering::Relaxed);
-            let t = self.rt.block_on(task).unwrap();
-            self.keep(&t);
-        }
-    }
-
-    /// `n` requests with nothing else running; the percent that `version` answered.
-    fn share(&mut self, version: &str, n: usize) -> f64 {
-        let background = self.running.is_some();
-        self.stop();
-        let t = self.rt.block_on(load(
-            self.url.clone(),
-            4,
-            n,
-            Arc::new(AtomicBool::new(false)),
-            None,
-        ));
-        self.keep(&t);
-        assert!(t.failures.is_empty(), "{:?}", t.failures);
-        if background {
-            self.start();
-        }
-        t.share(version) * 100.0
-    }
-}
-
 #[test]
 fn a_canary_steps_aborts_retries_and_promotes_under_load() {
     if !privileged("a_canary_steps_aborts_retries_and_promotes_under_load") {
@@ -173,22 +69,16 @@ fn a_canary_steps_aborts_retries_and_promotes_under_load() {
         node.build_echo(v);
     }
     let apply = |v: &str| {
-        let out = node
-            .d()
-            .pier_stdin(&["apply", "-f", "-"], &MANIFESTS.replace("VERSION", v));
+        let out = node.d().pier_stdin(
+            &["apply", "-f", "-"],
+            &(services_and_route("web") + "---\n" + MANIFESTS).replace("VERSION", v),
+        );
         assert!(out.status.success(), "{}", out_text(&out));
     };
     apply("v1");
     let first = node.ok(&["rollout", "status", "ro/web", "--timeout", "90s"]);
     assert!(first.contains("Healthy"), "{first}");
-    let url = {
-        let vip = node.d().get_json(&["svc", "web"])["spec"]["clusterIP"]
-            .as_str()
-            .unwrap()
-            .to_string();
-        let o: Vec<&str> = vip.split('.').collect();
-        format!("http://127.{}.{}.{}:21080/", o[1], o[2], o[3])
-    };
+    let url = front_url(&node, "web");
     let mut clients = Clients::new(url);
     assert_eq!(clients.share("v1", 50), 100.0);
 

@@ -15,8 +15,10 @@ pub mod endpoints;
 mod endpoints_controller;
 mod owned_pods;
 pub mod rollout;
+pub mod rollout_analysis;
 mod rollout_controller;
 mod rollout_metrics;
+mod rollout_runs;
 #[cfg(test)]
 mod rollout_tests;
 pub mod rollout_traffic;

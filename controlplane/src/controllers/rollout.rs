@@ -13,12 +13,14 @@ use pier_model::rollout::{
 
 use super::deployment::PodView;
 use super::deployment_status::condition;
+use super::rollout_analysis::{self as analysis, Runs, Verdict, WantedRun};
+use pier_model::time::{parse_rfc3339, rfc3339};
 
 /// Argo's default for `abortScaleDownDelaySeconds` and `scaleDownDelaySeconds`.
 const DEFAULT_SCALE_DOWN_DELAY: i64 = 30;
 /// Pause reason of a pause step.
 pub const PAUSE_STEP: &str = "CanaryPauseStep";
-/// Pause reason while an analysis step waits (pier does not run analyses yet).
+/// Pause reason after an inconclusive analysis.
 pub const PAUSE_ANALYSIS: &str = "InconclusiveAnalysisRun";
 /// Condition type whose transition time marks the last promotion.
 const COMPLETED: &str = "Completed";
@@ -33,6 +35,8 @@ pub struct Input<'a> {
     pub pods: &'a [PodView],
     /// Ready endpoints that `service` has among pods of `hash` (no Services: ready pods).
     pub serving: &'a dyn Fn(Option<&str>, &str) -> i64,
+    /// Its AnalysisRuns.
+    pub runs: &'a Runs,
     /// The time of this pass.
     pub now: SystemTime,
 }
@@ -63,6 +67,10 @@ pub struct Plan {
     pub header_routes: Vec<HeaderRoute>,
     /// When to look again although nothing changes (a pause or a delay ending).
     pub requeue: Option<Duration>,
+    /// AnalysisRuns that should exist; a running one not listed is terminated.
+    pub runs: Vec<WantedRun>,
+    /// AnalysisRuns of an earlier attempt, to delete before they are made again.
+    pub stale_runs: Vec<String>,
 }
 
 /// Plans one pass for `input`.
@@ -84,6 +92,8 @@ pub fn plan(input: &Input) -> Plan {
         canary: stable.clone(),
         header_routes: Vec::new(),
         requeue: None,
+        runs: Vec::new(),
+        stale_runs: Vec::new(),
     };
     if stable == input.hash {
         settled(input, &mut st, &mut p, replicas);
@@ -91,7 +101,23 @@ pub fn plan(input: &Input) -> Plan {
         aborted(input, &mut st, &mut p, replicas);
     } else {
         p.canary = input.hash.clone();
+        if st.aborted_at.take().is_some() {
+            // Retried (abort cleared, as Argo's plugin and pier's do): the aborted attempt's
+            // analysis runs are stale, and new ones are made.
+            st.canary.current_step_analysis_run_status = None;
+            st.canary.current_background_analysis_run_status = None;
+        }
         progress(input, &mut st, &mut p, replicas, steps);
+        if st.abort {
+            // An analysis failed: this very pass sends everything back to stable.
+            p.canary = stable.clone();
+            p.weight = 0;
+            p.header_routes.clear();
+            p.desired.clear();
+            p.requeue = None;
+            p.runs.clear();
+            aborted(input, &mut st, &mut p, replicas);
+        }
     }
     st.current_step_index.get_or_insert(steps.len() as i64);
     counts(input, &mut st);
@@ -231,6 +257,11 @@ fn progress(
     set_condition(st, COMPLETED, "False", "RolloutProgressing", input.now);
     let user_paused = ro.spec.paused == Some(true);
     let mut held: Option<String> = None;
+    match analysis::background(input, st, p, i) {
+        Verdict::Abort(message) => return abort(st, message),
+        Verdict::Pause => held = Some("the background analysis was inconclusive".into()),
+        Verdict::Go | Verdict::Wait(_) => {}
+    }
     while i < n && held.is_none() && !user_paused {
         let step = &steps[i];
         if step.set_weight.is_some() || step.set_canary_scale.is_some() {
@@ -251,13 +282,19 @@ fn progress(
                     continue;
                 }
             }
-        } else if step.analysis.is_some()
-            && pause_done(st, PAUSE_ANALYSIS, None, input.now).is_err()
-        {
-            held = Some(format!(
-                "step {i} is an analysis, which this pier does not run yet; `pier rollout promote` goes on"
-            ));
-            continue;
+        } else if let Some(a) = &step.analysis {
+            match analysis::step(input, st, p, i, a) {
+                Verdict::Go => {}
+                Verdict::Wait(why) => {
+                    held = Some(why);
+                    continue;
+                }
+                Verdict::Pause => {
+                    held = Some(format!("the analysis of step {i} was inconclusive"));
+                    continue;
+                }
+                Verdict::Abort(message) => return abort(st, message),
+            }
         }
         i += 1;
     }
@@ -311,10 +348,16 @@ fn progress(
     settled(input, st, p, replicas);
 }
 
+/// Marks the rollout aborted with `message` (the planner then plans the abort).
+fn abort(st: &mut RolloutStatus, message: String) {
+    st.abort = true;
+    st.message = Some(message);
+}
+
 /// Whether the pause of `reason` is over: a timed one once its time is up, an open one
 /// once promoted (its condition removed after the controller set it). `Err` holds how long
 /// to wait, if known; the pause is recorded on the way.
-fn pause_done(
+pub(super) fn pause_done(
     st: &mut RolloutStatus,
     reason: &str,
     duration: Option<Duration>,
@@ -464,12 +507,4 @@ fn steps_hash(steps: &[CanaryStep]) -> String {
         (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
     });
     format!("{hash:016x}")[..10].to_string()
-}
-
-fn rfc3339(t: SystemTime) -> String {
-    humantime::format_rfc3339_seconds(t).to_string()
-}
-
-fn parse_rfc3339(s: &str) -> Option<SystemTime> {
-    humantime::parse_rfc3339_weak(s).ok()
 }

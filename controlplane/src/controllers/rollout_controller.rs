@@ -10,10 +10,13 @@ use std::time::SystemTime;
 use super::deployment::{hash_template, pod_of_template, PodView};
 use super::owned_pods::{live, terminating, view};
 use super::rollout::{plan, Input, Plan};
+use super::rollout_analysis::{RunState, Runs};
+use super::rollout_runs::{run_ops, Templates};
 use super::rollout_traffic::{pinned, route_names, weighted_http, weighted_l4};
 use super::runner::{Reconciled, Reconciler};
 use crate::events::Recorder;
 use crate::store::{EventType, Op, Store};
+use pier_model::analysis::{AnalysisRun, AnalysisTemplate};
 use pier_model::deployment::PodTemplateSpec;
 use pier_model::rollout::ROLLOUT_HASH_LABEL;
 use pier_model::{
@@ -38,6 +41,10 @@ pub struct RolloutController {
     http_routes: HashMap<Key, HttpRoute>,
     l4_routes: HashMap<(Kind, String, String), L4Route>,
     deployments: HashMap<Key, Deployment>,
+    /// AnalysisRuns by the Rollout they belong to, then by name.
+    runs: HashMap<Key, BTreeMap<String, AnalysisRun>>,
+    templates: HashMap<Key, AnalysisTemplate>,
+    cluster_templates: HashMap<String, AnalysisTemplate>,
 }
 
 impl RolloutController {
@@ -53,6 +60,9 @@ impl RolloutController {
             http_routes: HashMap::new(),
             l4_routes: HashMap::new(),
             deployments: HashMap::new(),
+            runs: HashMap::new(),
+            templates: HashMap::new(),
+            cluster_templates: HashMap::new(),
         }
     }
 
@@ -74,6 +84,37 @@ impl RolloutController {
             pods.insert(pod.metadata.name.clone(), pod.clone());
         }
         dirty.insert(key);
+    }
+
+    fn observe_run(&mut self, deleted: bool, run: &AnalysisRun, dirty: &mut BTreeSet<Key>) {
+        let Some(owner) = run.metadata.labels.get(ROLLOUT_LABEL) else {
+            return;
+        };
+        let key = (run.metadata.namespace().to_string(), owner.clone());
+        let runs = self.runs.entry(key.clone()).or_default();
+        if deleted {
+            runs.remove(&run.metadata.name);
+        } else {
+            runs.insert(run.metadata.name.clone(), run.clone());
+        }
+        dirty.insert(key);
+    }
+
+    /// What the planner reads of `key`'s AnalysisRuns.
+    fn run_states(&self, key: &Key) -> Runs {
+        self.runs
+            .get(key)
+            .into_iter()
+            .flatten()
+            .map(|(name, run)| {
+                let status = run.status.as_ref();
+                let state = RunState {
+                    phase: status.map(|s| s.phase.clone()).unwrap_or_default(),
+                    message: status.and_then(|s| s.message.clone()),
+                };
+                (name.clone(), state)
+            })
+            .collect()
     }
 
     /// The pod template `ro` runs: its own, or its `workloadRef` Deployment's.
@@ -274,8 +315,11 @@ impl RolloutController {
     /// One rollout's pass: plan, then traffic, status and pods, each in its own transaction.
     async fn reconcile_one(&mut self, key: Key, result: &mut Reconciled<Key>) {
         let Some(ro) = self.rollouts.get(&key).cloned() else {
-            // Deleted: every pod it left goes.
-            let ops = self.live(&key).into_iter().map(terminating).collect();
+            // Deleted: every pod and AnalysisRun it left goes.
+            let mut ops: Vec<Op> = self.live(&key).into_iter().map(terminating).collect();
+            for name in self.runs.get(&key).into_iter().flat_map(BTreeMap::keys) {
+                ops.push(Op::remove(Kind::AnalysisRun, &key.0, name));
+            }
             self.write(&key, "removing a deleted Rollout's pods", ops, result)
                 .await;
             return;
@@ -289,11 +333,13 @@ impl RolloutController {
         };
         let views = self.views(&key);
         let serving = |svc: Option<&str>, hash: &str| self.serving(&key, svc, hash);
+        let runs = self.run_states(&key);
         let plan = plan(&Input {
             rollout: &ro,
             hash: hash_template(&template),
             pods: &views,
             serving: &serving,
+            runs: &runs,
             now: SystemTime::now(),
         });
         let before = ro.status.clone().unwrap_or_default();
@@ -304,6 +350,24 @@ impl RolloutController {
             .await
         {
             return;
+        }
+        let templates = Templates {
+            namespaced: &self.templates,
+            cluster: &self.cluster_templates,
+        };
+        match run_ops(&ro, &plan, self.runs.get(&key), &templates) {
+            Ok(ops) => {
+                if !self
+                    .write(&key, "writing a Rollout's analysis runs", ops, result)
+                    .await
+                {
+                    return;
+                }
+            }
+            Err(message) => {
+                self.write_failure(&key, &ro, message, result).await;
+                return;
+            }
         }
         if ro.status.as_ref() != Some(&plan.status) {
             let mut updated = ro.clone();
@@ -407,6 +471,9 @@ impl Reconciler for RolloutController {
             Kind::TcpRoute,
             Kind::UdpRoute,
             Kind::Deployment,
+            Kind::AnalysisRun,
+            Kind::AnalysisTemplate,
+            Kind::ClusterAnalysisTemplate,
         ]
     }
 
@@ -428,6 +495,17 @@ impl Reconciler for RolloutController {
                 return;
             }
             Object::Pod(p) => return self.observe_pod(deleted, p, dirty),
+            Object::AnalysisRun(run) => return self.observe_run(deleted, run, dirty),
+            Object::AnalysisTemplate(t) => keep(&mut self.templates, key.clone(), deleted, t),
+            Object::ClusterAnalysisTemplate(t) => {
+                if deleted {
+                    self.cluster_templates.remove(&key.1);
+                } else {
+                    self.cluster_templates.insert(key.1.clone(), t.clone());
+                }
+                dirty.extend(self.rollouts.keys().cloned());
+                return;
+            }
             Object::Service(s) => keep(&mut self.services, key.clone(), deleted, s),
             Object::HttpRoute(r) => keep(&mut self.http_routes, key.clone(), deleted, r),
             Object::Deployment(d) => keep(&mut self.deployments, key.clone(), deleted, d),

@@ -169,6 +169,8 @@ mod tests {
             canary: "c".into(),
             header_routes,
             requeue: None,
+            runs: Vec::new(),
+            stale_runs: Vec::new(),
         }
     }
 

@@ -65,7 +65,8 @@ pub(crate) async fn act(
                 if ro["status"]["abort"] != Value::Bool(true) {
                     return Err("is not aborted".into());
                 }
-                remove(&mut ro["status"], &["abort", "abortedAt", "message"]);
+                // abortedAt stays: it tells the controller this attempt is a retry.
+                remove(&mut ro["status"], &["abort", "message"]);
                 ro["status"]["currentStepIndex"] = Value::from(0);
                 Ok(())
             })

@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub(crate) mod canary;
+pub(crate) mod clients;
 pub(crate) mod cluster;
 pub(crate) mod kubectl;
 pub(crate) mod proxy;

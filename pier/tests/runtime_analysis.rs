@@ -1,0 +1,178 @@
+//! Argo Rollouts' analysis run by pier on real containers under continuous load: a good
+//! canary passes its analysis steps (pier's own success rate, read in process) and promotes
+//! itself with no failed request; a bad one (`pier echo --fail-percent 30`) fails its
+//! analysis and is aborted, all traffic back on stable. Needs root.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::canary::{front_url, services_and_route};
+use common::clients::Clients;
+use common::runtime::*;
+use serde_json::Value;
+
+/// Analysis interval of the test's template.
+const INTERVAL: Duration = Duration::from_secs(2);
+
+/// An AnalysisTemplate on pier's own metrics, and a Rollout that analyses each step (its echo
+/// fails FAIL% of requests), behind `services_and_route("shop")`.
+const MANIFESTS: &str = "apiVersion: argoproj.io/v1alpha1
+kind: AnalysisTemplate
+metadata: {name: success-rate}
+spec:
+  args:
+  - name: service-name
+  metrics:
+  - name: success-rate
+    interval: 2s
+    count: 2
+    successCondition: isNaN(result) || result >= 0.95
+    failureLimit: 0
+    provider:
+      plugin:
+        pier.dev/metrics:
+          service: '{{args.service-name}}'
+          measure: successRate
+---
+apiVersion: argoproj.io/v1alpha1
+kind: Rollout
+metadata: {name: shop}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: shop}}
+  strategy:
+    canary:
+      canaryService: shop-canary
+      stableService: shop-stable
+      abortScaleDownDelaySeconds: 2
+      scaleDownDelaySeconds: 2
+      trafficRouting:
+        plugins:
+          argoproj-labs/gatewayAPI: {httpRoute: shop-route, namespace: default}
+      steps:
+      - setWeight: 20
+      - analysis:
+          templates: [{templateName: success-rate}]
+          args: [{name: service-name, value: shop-canary}]
+      - setWeight: 50
+      - analysis:
+          templates: [{templateName: success-rate}]
+          args: [{name: service-name, value: shop-canary}]
+  template:
+    metadata: {labels: {app: shop}}
+    spec:
+      terminationGracePeriodSeconds: 5
+      containers:
+      - name: shop
+        image: pier/echo:VERSION
+        args: [echo, --http, '0.0.0.0:8080', --name, VERSION, --version, VERSION, --fail-percent, 'FAIL']
+        ports: [{name: http, containerPort: 8080}]
+        readinessProbe: {httpGet: {path: /readyz, port: http}, periodSeconds: 1, failureThreshold: 1}
+";
+
+fn rollout(node: &Node) -> Value {
+    node.d().get_json(&["rollout", "shop"])
+}
+
+#[test]
+fn analysis_promotes_a_good_canary_and_aborts_a_bad_one() {
+    if !privileged("analysis_promotes_a_good_canary_and_aborts_a_bad_one") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let node = Node::start(tmp.path(), 9);
+    for v in ["v1", "v2", "v3"] {
+        node.build_echo(v);
+    }
+    let apply = |v: &str, fail: u8| {
+        let yaml = (services_and_route("shop") + "---\n" + MANIFESTS)
+            .replace("VERSION", v)
+            .replace("FAIL", &fail.to_string());
+        let out = node.d().pier_stdin(&["apply", "-f", "-"], &yaml);
+        assert!(out.status.success(), "{}", out_text(&out));
+    };
+    apply("v1", 0);
+    let first = node.ok(&["rollout", "status", "ro/shop", "--timeout", "90s"]);
+    assert!(first.contains("Healthy"), "{first}");
+    let url = front_url(&node, "shop");
+    let mut clients = Clients::new(url);
+    assert_eq!(clients.share("v1", 50), 100.0);
+
+    // A good canary: each analysis passes and the rollout promotes itself, no request lost.
+    clients.start();
+    apply("v2", 0);
+    let done = node.ok(&["rollout", "status", "ro/shop", "--timeout", "120s"]);
+    assert!(done.contains("Healthy"), "{done}");
+    let status = &rollout(&node)["status"];
+    assert_eq!(status["stableRS"], status["currentPodHash"]);
+    let runs = node.ok(&["get", "analysisruns"]);
+    println!("{runs}");
+    assert_eq!(runs.matches("Successful").count(), 2, "{runs}");
+    clients.stop();
+    println!(
+        "good release v1 -> v2 through two analyses: {} requests, {} failed",
+        clients.total,
+        clients.failures.len()
+    );
+    assert!(clients.total > 500, "the load ran: {}", clients.total);
+    assert!(
+        clients.failures.is_empty(),
+        "{:?}",
+        &clients.failures[..clients.failures.len().min(5)]
+    );
+
+    // A bad canary: 30% of its answers are 500s; its first analysis fails and the rollout
+    // is aborted, every request back on stable.
+    let (before_total, before_failed) = (clients.total, clients.failures.len());
+    clients.start();
+    let started = Instant::now();
+    apply("v3", 30);
+    wait_for("the canary to take 20% of the traffic", 90, || {
+        rollout(&node)["status"]["canary"]["weights"]["canary"]["weight"] == 20
+    });
+    let shifted = Instant::now();
+    wait_for("the analysis to abort the rollout", 30, || {
+        rollout(&node)["status"]["phase"] == "Degraded"
+    });
+    let detected = shifted.elapsed();
+    clients.stop();
+    let requests = clients.total - before_total;
+    let failed = clients.failures.len() - before_failed;
+    let rate = requests as f64 / started.elapsed().as_secs_f64();
+    let bound = 0.2 * rate * INTERVAL.as_secs_f64();
+    println!(
+        "bad release v3 (30% 500s): aborted {:.2}s after it took 20% of traffic (interval {}s); \
+         {failed} failed client requests of {requests} ({rate:.0}/s); \
+         weight x rate x interval = {bound:.0}",
+        detected.as_secs_f64(),
+        INTERVAL.as_secs()
+    );
+    let message = rollout(&node)["status"]["message"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    assert!(message.contains("RolloutAborted"), "{message}");
+    assert!(
+        message.contains("Metric \"success-rate\" assessed Failed"),
+        "{message}"
+    );
+    assert!(
+        detected <= INTERVAL + Duration::from_millis(1500),
+        "the first failing window ends an interval after the shift: {detected:?}"
+    );
+    assert!(
+        (failed as f64) <= bound,
+        "{failed} failed requests, more than the canary's share of one interval ({bound:.0})"
+    );
+    assert_eq!(
+        clients.share("v2", 200),
+        100.0,
+        "all traffic back on stable"
+    );
+    let runs = node.ok(&["get", "ar"]);
+    assert!(runs.contains("Failed"), "{runs}");
+    let events = node.ok(&["get", "events"]);
+    assert!(events.contains("AnalysisRunFailed"), "{events}");
+}
