@@ -87,6 +87,18 @@ pub fn run_spec(
     })
 }
 
+/// `metric` with the run's own arguments filled in (a run made by hand may still hold
+/// `{{args.NAME}}`, as Argo allows).
+pub fn with_args(metric: &Metric, args: &[AnalysisArgument]) -> Result<Metric, String> {
+    let values: BTreeMap<String, String> = args
+        .iter()
+        .filter_map(|a| Some((a.name.clone(), a.value.clone()?)))
+        .collect();
+    substitute(vec![metric.clone()], &values)?
+        .pop()
+        .ok_or_else(|| format!("metric {:?} vanished", metric.name))
+}
+
 /// A rollout argument's value: as given, a template hash, or a field of the Rollout.
 fn argument_value(arg: &AnalysisArgument, ro: &Rollout, hashes: &Hashes) -> Result<String, String> {
     if let Some(v) = &arg.value {

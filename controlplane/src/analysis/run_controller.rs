@@ -10,6 +10,7 @@ use tokio::task::JoinSet;
 
 use super::assess::{assess, measurement, next_due, record};
 use super::providers::Providers;
+use super::resolve::with_args;
 use crate::controllers::runner::{Reconciled, Reconciler};
 use crate::events::Recorder;
 use crate::store::{EventType, Op, Store};
@@ -145,10 +146,14 @@ impl AnalysisController {
             Arc::clone(&self.in_flight),
         );
         let namespace = run.metadata.namespace().to_string();
+        let args = run.spec.args.clone();
         tracing::debug!(run = %flight.0 .1, metric = %flight.2, "measuring");
         self.tasks.spawn(async move {
             let started = SystemTime::now();
-            let outcome = providers.measure(&namespace, &metric).await;
+            let outcome = match with_args(&metric, &args) {
+                Ok(metric) => providers.measure(&namespace, &metric).await,
+                Err(e) => Err(e),
+            };
             let m = measurement(&metric, outcome, started, SystemTime::now());
             if let Err(e) = write_measurement(&store, &flight, m).await {
                 tracing::warn!(run = %flight.0 .1, metric = %flight.2, error = %e, "a measurement was not recorded");
