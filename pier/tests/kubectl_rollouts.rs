@@ -245,3 +245,90 @@ fn argo_examples_apply_unchanged_and_their_header_routes_and_weights_move() {
         "{metrics}"
     );
 }
+
+#[test]
+fn argo_analysis_examples_apply_and_run_in_the_background() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some((daemon, kubectl)) = start_with(dir.path(), &["--no-runtime"]) else {
+        return;
+    };
+    for f in [
+        "header-based/services.yaml",
+        "header-based/httproute.yaml",
+        "analysis",
+    ] {
+        kubectl.ok(&["apply", "-f", &format!("{FIXTURES}/{f}")]);
+    }
+    let templates = kubectl.ok(&["get", "analysistemplates"]);
+    assert!(templates.contains("success-rate"), "{templates}");
+    let cluster = kubectl.ok(&["get", "cat"]);
+    assert!(cluster.contains("web-check"), "{cluster}");
+    until(&kubectl, &["pods"], |v| {
+        v["items"].as_array().is_some_and(|p| p.len() == 5)
+    });
+    make_ready(&kubectl);
+    until(&kubectl, &["ro", "guestbook"], |v| {
+        v["status"]["phase"] == "Healthy"
+    });
+
+    // A new image: 20%, then a ten-minute pause, promoted past; at 40% the background
+    // analysis starts with both templates and the argument filled in.
+    kubectl.ok(&["patch", "ro", "guestbook", "--type=json", "-p",
+        r#"[{"op":"replace","path":"/spec/template/spec/containers/0/image","value":"argoproj/rollouts-demo:blue"}]"#]);
+    let ro = until(&kubectl, &["ro", "guestbook"], |v| {
+        v["status"]["currentStepIndex"] == 0
+    });
+    let hash = ro["status"]["currentPodHash"].as_str().unwrap().to_string();
+    until(&kubectl, &["pods"], |v| {
+        v["items"].as_array().is_some_and(|p| p.len() == 6)
+    });
+    make_ready(&kubectl);
+    until(&kubectl, &["ro", "guestbook"], |v| {
+        v["status"]["currentStepIndex"] == 1
+    });
+    daemon.pier(&["rollout", "promote", "ro/guestbook"]);
+    until(&kubectl, &["pods"], |v| {
+        v["items"].as_array().is_some_and(|p| p.len() == 7)
+    });
+    make_ready(&kubectl);
+    let name = format!("guestbook-{hash}");
+    let run = until(&kubectl, &["ar", &name], |r| {
+        r["status"]["metricResults"][0]["measurements"][0]["phase"] == "Error"
+    });
+    let query = run["spec"]["metrics"][0]["provider"]["prometheus"]["query"]
+        .as_str()
+        .unwrap();
+    assert!(
+        query.contains(r#"destination_service=~"guestbook-svc.default.svc.cluster.local""#),
+        "{query}"
+    );
+    let url = run["spec"]["metrics"][1]["provider"]["web"]["url"]
+        .as_str()
+        .unwrap();
+    assert!(
+        url.ends_with("?service=guestbook-svc.default.svc.cluster.local"),
+        "{url}"
+    );
+    assert_eq!(
+        run["status"]["phase"], "Running",
+        "one error is within the limit"
+    );
+    assert_eq!(run["metadata"]["ownerReferences"][0]["kind"], "Rollout");
+    let ro = until(&kubectl, &["ro", "guestbook"], |v| {
+        v["status"]["currentStepIndex"] == 3
+    });
+    assert_eq!(
+        ro["status"]["canary"]["currentBackgroundAnalysisRunStatus"]["name"],
+        name.as_str()
+    );
+    let table = kubectl.ok(&["get", "ar"]);
+    assert!(table.lines().next().unwrap().contains("STATUS"), "{table}");
+
+    // Aborted: the background run is terminated and ends as Argo ends it.
+    daemon.pier(&["rollout", "abort", "ro/guestbook"]);
+    let run = until(&kubectl, &["ar", &name], |r| {
+        r["status"]["phase"] == "Successful"
+    });
+    assert_eq!(run["spec"]["terminate"], true);
+    assert_eq!(run["status"]["message"], "Run Terminated");
+}
