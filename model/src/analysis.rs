@@ -224,6 +224,10 @@ pub enum PierMeasure {
     ConnectFailures,
     /// Share of TCP connection attempts that failed (NaN with none).
     ConnectFailureRate,
+    /// TCP connections the Service's endpoints reset once connected.
+    Resets,
+    /// Share of TCP connections the endpoints reset (NaN with none).
+    ResetRate,
     /// Pods selected by the Service that are not ready, at the window's end.
     NotReady,
 }

@@ -176,3 +176,162 @@ fn analysis_promotes_a_good_canary_and_aborts_a_bad_one() {
     let events = node.ok(&["get", "events"]);
     assert!(events.contains("AnalysisRunFailed"), "{events}");
 }
+
+/// The L4 release: a TCPRoute split per connection, analysed on the share of connections
+/// the canary's endpoints reset.
+const TCP_MANIFESTS: &str = "apiVersion: v1
+kind: Service
+metadata: {name: tshop}
+spec:
+  selector: {app: tshop}
+  ports: [{name: tcp, port: 9000, targetPort: tcp}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: tshop-stable}
+spec:
+  selector: {app: tshop}
+  ports: [{name: tcp, port: 9000, targetPort: tcp}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: tshop-canary}
+spec:
+  selector: {app: tshop}
+  ports: [{name: tcp, port: 9000, targetPort: tcp}]
+---
+apiVersion: gateway.networking.k8s.io/v1alpha2
+kind: TCPRoute
+metadata: {name: tshop-route}
+spec:
+  parentRefs: [{group: core, kind: Service, name: tshop, port: 9000}]
+  rules:
+  - backendRefs:
+    - {name: tshop-stable, port: 9000}
+    - {name: tshop-canary, port: 9000}
+---
+apiVersion: argoproj.io/v1alpha1
+kind: AnalysisTemplate
+metadata: {name: resets}
+spec:
+  args: [{name: service-name}]
+  metrics:
+  - name: reset-rate
+    interval: 2s
+    count: 2
+    successCondition: isNaN(result) || result <= 0.05
+    provider:
+      plugin:
+        pier.dev/metrics: {service: '{{args.service-name}}', measure: resetRate}
+---
+apiVersion: argoproj.io/v1alpha1
+kind: Rollout
+metadata: {name: tshop}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: tshop}}
+  strategy:
+    canary:
+      canaryService: tshop-canary
+      stableService: tshop-stable
+      abortScaleDownDelaySeconds: 2
+      scaleDownDelaySeconds: 2
+      trafficRouting:
+        plugins:
+          argoproj-labs/gatewayAPI: {tcpRoute: tshop-route, namespace: default}
+      steps:
+      - setWeight: 30
+      - analysis:
+          templates: [{templateName: resets}]
+          args: [{name: service-name, value: tshop-canary}]
+  template:
+    metadata: {labels: {app: tshop}}
+    spec:
+      terminationGracePeriodSeconds: 5
+      containers:
+      - name: tshop
+        image: pier/echo:VERSION
+        args: [echo, --tcp, '0.0.0.0:9000', --tcp-banner, --name, VERSION, --reset-percent, 'RESET']
+        ports: [{name: tcp, containerPort: 9000}]
+        readinessProbe: {tcpSocket: {port: tcp}, periodSeconds: 1, failureThreshold: 1}
+";
+
+#[test]
+fn analysis_rolls_back_an_l4_canary_that_resets_connections() {
+    if !privileged("analysis_rolls_back_an_l4_canary_that_resets_connections") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let node = Node::start(tmp.path(), 10);
+    for v in ["v1", "v2"] {
+        node.build_echo(v);
+    }
+    let apply = |v: &str, reset: u8| {
+        let yaml = TCP_MANIFESTS
+            .replace("VERSION", v)
+            .replace("RESET", &reset.to_string());
+        let out = node.d().pier_stdin(&["apply", "-f", "-"], &yaml);
+        assert!(out.status.success(), "{}", out_text(&out));
+    };
+    apply("v1", 0);
+    let first = node.ok(&["rollout", "status", "ro/tshop", "--timeout", "90s"]);
+    assert!(first.contains("Healthy"), "{first}");
+    let addr: std::net::SocketAddr = {
+        let vip = node.d().get_json(&["svc", "tshop"])["spec"]["clusterIP"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let o: Vec<&str> = vip.split('.').collect();
+        format!("127.{}.{}.{}:30000", o[1], o[2], o[3])
+            .parse()
+            .unwrap()
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let stop = || std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let warm = rt.block_on(common::proxy::tcp_load(addr, 2, 50, stop()));
+    assert_eq!(warm.share("v1"), 1.0, "{:?}", warm.failures);
+
+    // v2 resets 30% of its connections: at 30% of the connections, its analysis fails and
+    // every new connection goes to stable again.
+    let flag = stop();
+    let load = rt.spawn(common::proxy::tcp_load(addr, 2, 1_000_000, flag.clone()));
+    apply("v2", 30);
+    wait_for("the canary to take 30% of the connections", 90, || {
+        node.d().get_json(&["rollout", "tshop"])["status"]["canary"]["weights"]["canary"]["weight"]
+            == 30
+    });
+    let shifted = Instant::now();
+    wait_for("the analysis to abort the rollout", 30, || {
+        node.d().get_json(&["rollout", "tshop"])["status"]["phase"] == "Degraded"
+    });
+    let detected = shifted.elapsed();
+    flag.store(true, std::sync::atomic::Ordering::Relaxed);
+    let during = rt.block_on(load).unwrap();
+    let message = node.d().get_json(&["rollout", "tshop"])["status"]["message"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    println!(
+        "L4 canary resetting 30% of connections: aborted {:.2}s after it took 30% (interval {}s); \
+         {} of {} client connections failed",
+        detected.as_secs_f64(),
+        INTERVAL.as_secs(),
+        during.failures.len(),
+        during.total()
+    );
+    assert!(
+        message.contains("Metric \"reset-rate\" assessed Failed"),
+        "{message}"
+    );
+    assert!(
+        detected <= INTERVAL + Duration::from_millis(1500),
+        "{detected:?}"
+    );
+    let after = rt.block_on(common::proxy::tcp_load(addr, 2, 200, stop()));
+    assert_eq!(
+        after.share("v1"),
+        1.0,
+        "all connections on stable: {:?}",
+        after.by_name
+    );
+}

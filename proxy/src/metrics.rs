@@ -40,6 +40,7 @@ pub struct ProxyMetrics {
     requests: IntCounterVec,
     connections: IntCounterVec,
     connect_failures: IntCounterVec,
+    resets: IntCounterVec,
     bytes: IntCounterVec,
     upstream_duration: HistogramVec,
     active_connections: IntGaugeVec,
@@ -66,6 +67,8 @@ pub struct EndpointMetrics {
     pub connections: IntCounter,
     /// L4 connections to the endpoint that failed (refused, reset or timed out).
     pub connect_failures: IntCounter,
+    /// L4 connections the endpoint reset (or aborted) once connected.
+    pub resets: IntCounter,
     /// Ejections of the endpoint.
     pub ejections: IntCounter,
     /// 1 while the active health check passes.
@@ -130,6 +133,11 @@ impl ProxyMetrics {
                 "L4 connects that failed (refused, reset or timed out) by frontend service, backend group and endpoint",
                 &["service", "backend", "endpoint"],
             )?,
+            resets: counter(
+                "pier_proxy_upstream_resets_total",
+                "L4 connections the endpoint reset once connected, by frontend service, backend group and endpoint",
+                &["service", "backend", "endpoint"],
+            )?,
             bytes: counter(
                 "pier_proxy_bytes_total",
                 "Bytes relayed by frontend service and direction (in = from clients)",
@@ -188,6 +196,7 @@ impl ProxyMetrics {
         registry.register(Box::new(m.requests.clone()))?;
         registry.register(Box::new(m.connections.clone()))?;
         registry.register(Box::new(m.connect_failures.clone()))?;
+        registry.register(Box::new(m.resets.clone()))?;
         registry.register(Box::new(m.bytes.clone()))?;
         registry.register(Box::new(m.upstream_duration.clone()))?;
         registry.register(Box::new(m.active_connections.clone()))?;
@@ -230,6 +239,7 @@ impl ProxyMetrics {
             }),
             connections: self.connections.with_label_values(&labels),
             connect_failures: self.connect_failures.with_label_values(&labels),
+            resets: self.resets.with_label_values(&labels),
             ejections: self.ejections.with_label_values(&labels),
             healthy,
         }

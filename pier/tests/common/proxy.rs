@@ -259,3 +259,51 @@ pub(crate) fn canary(v1: &Echo, v2: &Echo, w1: u32, w2: u32) -> String {
     ));
     y
 }
+
+/// Opens TCP connections to `addr` from `workers` tasks until `count` are done or `stop` is
+/// set (bounded by 60 s); each must greet with a banner line, tallied by its text.
+pub(crate) async fn tcp_load(
+    addr: SocketAddr,
+    workers: usize,
+    count: usize,
+    stop: Arc<AtomicBool>,
+) -> Tally {
+    use tokio::io::AsyncBufReadExt;
+    let done = Arc::new(AtomicUsize::new(0));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut tasks = Vec::new();
+    for _ in 0..workers {
+        let (done, stop) = (Arc::clone(&done), Arc::clone(&stop));
+        tasks.push(tokio::spawn(async move {
+            let mut t = Tally::default();
+            while done.fetch_add(1, Ordering::Relaxed) < count
+                && !stop.load(Ordering::Relaxed)
+                && Instant::now() < deadline
+            {
+                let greeted = tokio::time::timeout(Duration::from_secs(2), async {
+                    let s = tokio::net::TcpStream::connect(addr).await?;
+                    let mut line = String::new();
+                    tokio::io::BufReader::new(s).read_line(&mut line).await?;
+                    Ok::<String, std::io::Error>(line.trim().to_string())
+                })
+                .await;
+                match greeted {
+                    Ok(Ok(name)) if !name.is_empty() => *t.by_name.entry(name).or_default() += 1,
+                    Ok(Ok(_)) => t.failures.push("closed without a banner".into()),
+                    Ok(Err(e)) => t.failures.push(e.to_string()),
+                    Err(_) => t.failures.push("timed out".into()),
+                }
+            }
+            t
+        }));
+    }
+    let mut all = Tally::default();
+    for task in tasks {
+        let t = task.await.unwrap();
+        for (k, v) in t.by_name {
+            *all.by_name.entry(k).or_default() += v;
+        }
+        all.failures.extend(t.failures);
+    }
+    all
+}

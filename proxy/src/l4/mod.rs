@@ -1,5 +1,6 @@
 //! Per-connection (TCP) and per-flow (UDP) balancing.
 
+mod resets;
 pub(crate) mod tcp;
 pub(crate) mod udp;
 

@@ -11,13 +11,14 @@ use crate::balance::{Cluster, InFlight};
 use crate::frontend::{Frontend, Mode};
 use crate::io::{Activity, Tracked};
 use crate::l4::affinity_hash;
+use crate::l4::resets::ResetCounted;
 
 /// Connects to an endpoint of `cluster`, trying up to `1 + retries` endpoints.
 pub(crate) async fn connect(
     frontend: &Frontend,
     cluster: &Cluster,
     hash: u64,
-) -> Option<(TcpStream, InFlight)> {
+) -> Option<(TcpStream, InFlight, prometheus::IntCounter)> {
     let mut tried: Vec<SocketAddr> = Vec::new();
     for attempt in 0..=frontend.policy.retries {
         let member = match cluster.pick(hash, &tried) {
@@ -41,8 +42,9 @@ pub(crate) async fn connect(
                     .metrics
                     .upstream_duration
                     .observe(started.elapsed().as_secs_f64());
-                cluster.metrics_of(&member).connections.inc();
-                return Some((stream, guard));
+                let metrics = cluster.metrics_of(&member);
+                metrics.connections.inc();
+                return Some((stream, guard, metrics.resets.clone()));
             }
             Ok(Err(e)) => {
                 tracing::debug!(endpoint = %member.addr, error = %e, "connect failed");
@@ -70,7 +72,7 @@ pub(crate) async fn serve(client: TcpStream, peer: SocketAddr, frontend: Arc<Fro
         Some(cluster) => connect(&frontend, cluster, hash.unwrap_or_else(rand::random)).await,
         None => None,
     };
-    let Some((upstream, _in_flight)) = upstream else {
+    let Some((upstream, _in_flight, resets)) = upstream else {
         frontend.metrics.no_endpoint.inc();
         // Reset rather than close, as kube-proxy's REJECT does: the client fails fast.
         if let Err(e) = socket2::SockRef::from(&client).set_linger(Some(std::time::Duration::ZERO))
@@ -84,6 +86,7 @@ pub(crate) async fn serve(client: TcpStream, peer: SocketAddr, frontend: Arc<Fro
             tracing::debug!(error = %e, "TCP_NODELAY not set");
         }
     }
+    let upstream = ResetCounted::new(upstream, resets);
     let activity = Activity::new();
     let mut a = Tracked::new(
         client,

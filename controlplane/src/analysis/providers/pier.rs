@@ -27,6 +27,8 @@ pub(crate) struct Sample {
     connections: f64,
     /// L4 connects that failed.
     connect_failures: f64,
+    /// L4 connections the endpoints reset.
+    resets: f64,
     /// Upstream latency histogram: (upper bound, cumulative count).
     buckets: Vec<(f64, f64)>,
 }
@@ -64,6 +66,7 @@ impl Sample {
             requests,
             connections: later.connections - self.connections,
             connect_failures: later.connect_failures - self.connect_failures,
+            resets: later.resets - self.resets,
             buckets,
         }
     }
@@ -125,6 +128,9 @@ fn fold(s: &mut Sample, family: &MetricFamily, backend: &str) {
         }
         "pier_proxy_connect_failures_total" => {
             s.connect_failures += series.map(|m| m.get_counter().get_value()).sum::<f64>();
+        }
+        "pier_proxy_upstream_resets_total" => {
+            s.resets += series.map(|m| m.get_counter().get_value()).sum::<f64>();
         }
         "pier_proxy_upstream_duration_seconds"
             if family.get_field_type() == MetricType::HISTOGRAM =>
@@ -191,6 +197,8 @@ fn value(cfg: &PierMetric, d: &Sample) -> f64 {
         PierMeasure::Latency => d.quantile(cfg.quantile.unwrap_or(DEFAULT_QUANTILE)),
         PierMeasure::ConnectFailures => d.connect_failures,
         PierMeasure::ConnectFailureRate => share(d.connect_failures, attempts),
+        PierMeasure::Resets => d.resets,
+        PierMeasure::ResetRate => share(d.resets, d.connections),
         PierMeasure::NotReady => f64::NAN,
     }
 }
