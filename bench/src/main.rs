@@ -85,6 +85,13 @@ enum Scenario {
         #[arg(long, default_value_t = 900)]
         timeout: u64,
     },
+    /// Rollback: from a canary's failed analysis to every new request (HTTPRoute) and
+    /// connection (TCPRoute) on stable, against a 1 s target; no root needed.
+    Rollout {
+        /// Rounds (fail, measure, retry); figures are medians.
+        #[arg(long, default_value_t = 5)]
+        rounds: usize,
+    },
     /// Proxy: pier vs HAProxy in front of nginx, wrk and h2load, HTTP/1.1, h2c and TCP mode.
     Proxy {
         /// Seconds per measured run.
@@ -168,6 +175,11 @@ fn main() -> Result<()> {
                 services,
                 endpoints,
                 timeout: Duration::from_secs(timeout),
+            }))
+        }
+        Scenario::Rollout { rounds } => {
+            runtime.block_on(scenarios::rollout::run(scenarios::rollout::Params {
+                rounds,
             }))
         }
         Scenario::Proxy {

@@ -332,3 +332,89 @@ fn argo_analysis_examples_apply_and_run_in_the_background() {
     assert_eq!(run["spec"]["terminate"], true);
     assert_eq!(run["status"]["message"], "Run Terminated");
 }
+
+#[test]
+fn a_rollout_naming_no_route_gets_one_managed_in_front_of_its_stable_service() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some((daemon, kubectl)) = start_with(dir.path(), &["--no-runtime"]) else {
+        return;
+    };
+    kubectl.ok(&[
+        "apply",
+        "-f",
+        &format!("{FIXTURES}/header-based/services.yaml"),
+    ]);
+    let rollout = "apiVersion: argoproj.io/v1alpha1
+kind: Rollout
+metadata: {name: demo}
+spec:
+  replicas: 4
+  selector: {matchLabels: {app: rollouts-demo}}
+  template:
+    metadata: {labels: {app: rollouts-demo}}
+    spec:
+      containers: [{name: demo, image: 'argoproj/rollouts-demo:red', ports: [{name: http, containerPort: 8080}]}]
+  strategy:
+    canary:
+      stableService: argo-rollouts-stable-service
+      canaryService: argo-rollouts-canary-service
+      steps: [{setWeight: 25}, {pause: {}}]
+";
+    let file = dir.path().join("rollout.yaml");
+    std::fs::write(&file, rollout).unwrap();
+    kubectl.ok(&["apply", "-f", file.to_str().unwrap()]);
+    until(&kubectl, &["pods"], |v| {
+        v["items"].as_array().is_some_and(|p| p.len() == 4)
+    });
+    make_ready(&kubectl);
+    let route = until(&kubectl, &["tcproute", "demo-managed"], |r| {
+        r["spec"]["rules"][0]["backendRefs"][0]["weight"] == 100
+    });
+    assert_eq!(
+        route["spec"]["parentRefs"][0]["name"],
+        "argo-rollouts-stable-service"
+    );
+    assert_eq!(route["metadata"]["ownerReferences"][0]["name"], "demo");
+    std::fs::write(&file, rollout.replace(":red", ":blue")).unwrap();
+    kubectl.ok(&["apply", "-f", file.to_str().unwrap()]);
+    until(&kubectl, &["pods"], |v| {
+        v["items"].as_array().is_some_and(|p| p.len() == 5)
+    });
+    make_ready(&kubectl);
+    let route = until(&kubectl, &["tcproute", "demo-managed"], |r| {
+        r["spec"]["rules"][0]["backendRefs"][1]["weight"] == 25
+    });
+    assert_eq!(
+        weights(&route, 0),
+        [
+            ("argo-rollouts-stable-service".to_string(), 75),
+            ("argo-rollouts-canary-service".to_string(), 25)
+        ]
+    );
+    // The dataplane serves the split at the stable Service's address.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, snapshot) = daemon.admin("/snapshot");
+        if snapshot.contains("\"weight\":25") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the split is not in the snapshot:\n{snapshot}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    kubectl.ok(&["delete", "ro", "demo"]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while kubectl
+        .run(&["get", "tcproute", "demo-managed"])
+        .status
+        .success()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the managed route outlived its Rollout"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

@@ -4,5 +4,6 @@ pub(crate) mod cluster;
 pub(crate) mod controlplane;
 pub(crate) mod dns;
 pub(crate) mod proxy;
+pub(crate) mod rollout;
 pub(crate) mod runtime;
 pub(crate) mod socketlb;

@@ -17,6 +17,7 @@ mod owned_pods;
 pub mod rollout;
 pub mod rollout_analysis;
 mod rollout_controller;
+mod rollout_managed_route;
 mod rollout_metrics;
 mod rollout_runs;
 #[cfg(test)]

@@ -14,6 +14,7 @@ use pier_model::rollout::{
 use super::deployment::PodView;
 use super::deployment_status::condition;
 use super::rollout_analysis::{self as analysis, Runs, Verdict, WantedRun};
+use super::rollout_managed_route::wants_managed_route;
 use pier_model::time::{parse_rfc3339, rfc3339};
 
 /// Argo's default for `abortScaleDownDelaySeconds` and `scaleDownDelaySeconds`.
@@ -174,11 +175,12 @@ fn settled(input: &Input, st: &mut RolloutStatus, p: &mut Plan, replicas: i64) {
     // Behind a route the old stable pods stay a while for requests under way; without one
     // they went as the canary grew.
     let canary = input.rollout.canary();
-    let delay = match canary.traffic_routing {
-        Some(_) => canary
+    let delay = if routed(input.rollout) {
+        canary
             .scale_down_delay_seconds
-            .unwrap_or(DEFAULT_SCALE_DOWN_DELAY),
-        None => 0,
+            .unwrap_or(DEFAULT_SCALE_DOWN_DELAY)
+    } else {
+        0
     };
     set_condition(st, COMPLETED, "True", "RolloutCompleted", input.now);
     let promoted = condition_time(st, COMPLETED);
@@ -303,7 +305,7 @@ fn progress(
     p.header_routes = header_routes(steps, i);
     // Behind a route the stable pods stay whole (unless dynamicStableScale); without one the
     // split is by pod counts, as Argo's basic canary does it.
-    let routed = canary.traffic_routing.is_some();
+    let routed = routed(ro);
     let stable_count = if routed && canary.dynamic_stable_scale != Some(true) {
         replicas
     } else {
@@ -346,6 +348,12 @@ fn progress(
     p.header_routes.clear();
     p.desired.clear();
     settled(input, st, p, replicas);
+}
+
+/// Whether traffic is split by a route (its own, or the one pier manages) rather than by
+/// pod counts.
+fn routed(ro: &Rollout) -> bool {
+    ro.canary().traffic_routing.is_some() || wants_managed_route(ro)
 }
 
 /// Marks the rollout aborted with `message` (the planner then plans the abort).

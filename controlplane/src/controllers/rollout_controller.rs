@@ -11,6 +11,7 @@ use super::deployment::{hash_template, pod_of_template, PodView};
 use super::owned_pods::{live, terminating, view};
 use super::rollout::{plan, Input, Plan};
 use super::rollout_analysis::{RunState, Runs};
+use super::rollout_managed_route::{managed_route, managed_route_name, wants_managed_route};
 use super::rollout_runs::{run_ops, Templates};
 use super::rollout_traffic::{pinned, route_names, weighted_http, weighted_l4};
 use super::runner::{Reconciled, Reconciler};
@@ -207,6 +208,9 @@ impl RolloutController {
                 }
             }
         }
+        if let Some(op) = self.managed_route_op(ro, stable_svc, canary_svc, plan.weight) {
+            ops.push(op);
+        }
         for (kind, ids) in [(Kind::TcpRoute, &names.tcp), (Kind::UdpRoute, &names.udp)] {
             for (rns, name) in ids {
                 if let Some(r) = self.l4_routes.get(&(kind, rns.clone(), name.clone())) {
@@ -222,6 +226,45 @@ impl RolloutController {
             }
         }
         ops
+    }
+
+    /// The write that keeps the route pier manages for `ro` (if it has one) at `weight`.
+    fn managed_route_op(
+        &self,
+        ro: &Rollout,
+        stable: &str,
+        canary: &str,
+        weight: i64,
+    ) -> Option<Op> {
+        if !wants_managed_route(ro) {
+            return None;
+        }
+        let ns = ro.metadata.namespace().to_string();
+        let svc = self.services.get(&(ns.clone(), stable.to_string()))?;
+        let mut want = managed_route(ro, svc, canary, weight)?;
+        let name = managed_route_name(&ro.metadata.name);
+        let have: Option<Object> = match &want {
+            Object::HttpRoute(_) => self
+                .http_routes
+                .get(&(ns.clone(), name.clone()))
+                .cloned()
+                .map(Object::HttpRoute),
+            other => self
+                .l4_routes
+                .get(&(other.kind(), ns.clone(), name.clone()))
+                .cloned()
+                .map(|r| match other.kind() {
+                    Kind::UdpRoute => Object::UdpRoute(r),
+                    _ => Object::TcpRoute(r),
+                }),
+        };
+        if let Some(have) = have {
+            if have.spec_value() == want.spec_value() {
+                return None;
+            }
+            *want.meta_mut() = have.meta().clone();
+        }
+        Some(Op::Put(want))
     }
 
     /// Pod writes: pods of each wanted hash up to their count, the rest marked for graceful
@@ -319,6 +362,10 @@ impl RolloutController {
             let mut ops: Vec<Op> = self.live(&key).into_iter().map(terminating).collect();
             for name in self.runs.get(&key).into_iter().flat_map(BTreeMap::keys) {
                 ops.push(Op::remove(Kind::AnalysisRun, &key.0, name));
+            }
+            let route = managed_route_name(&key.1);
+            for kind in [Kind::HttpRoute, Kind::TcpRoute, Kind::UdpRoute] {
+                ops.push(Op::remove(kind, &key.0, &route));
             }
             self.write(&key, "removing a deleted Rollout's pods", ops, result)
                 .await;
