@@ -3,7 +3,9 @@
 //! (planned by `endpoints.rs`); `deployment_controller.rs` keeps a Deployment's Pods
 //! (planned by `deployment.rs`), its status (`deployment_status.rs`) and its revisions as
 //! ReplicaSets (`deployment_revisions.rs`); `rollout_controller.rs` runs Argo Rollouts' canaries
-//! (planned by `rollout.rs`, moving traffic as `rollout_traffic.rs` edits it), and
+//! (planned by `rollout.rs` with `rollout_steps.rs` and `rollout_analysis.rs`, moving traffic as
+//! `rollout_traffic.rs` and `rollout_managed_route.rs` edit it, making the AnalysisRuns
+//! `rollout_runs.rs` lists; its writes in `rollout_controller/ops.rs`), and
 //! `rollout_metrics.rs` keeps their `pier_rollout_*` gauges on every node;
 //! `scheduler_controller.rs` binds pods to nodes (placed by `scheduling.rs`).
 
@@ -20,6 +22,7 @@ mod rollout_controller;
 mod rollout_managed_route;
 mod rollout_metrics;
 mod rollout_runs;
+mod rollout_steps;
 #[cfg(test)]
 mod rollout_tests;
 pub mod rollout_traffic;
