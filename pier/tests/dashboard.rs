@@ -299,7 +299,11 @@ fn dashboard_shows_weights_and_traffic_and_follows_changes_without_a_reload() {
     assert!(promoted.status.success(), "{}", stderr(&promoted));
     let text = browser.until_text(row, "1 of 4");
     assert!(text.contains("Paused"), "{text}");
-    assert!(text.contains("canary 25%"), "{text}");
+    // The narrow canary side shows its share alone; the stable side is named.
+    assert!(
+        text.contains("stable 75%") && text.contains("25%"),
+        "{text}"
+    );
     assert_eq!(
         browser.eval("window.pierLoadedAt"),
         loaded,

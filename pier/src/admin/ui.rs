@@ -30,7 +30,8 @@ pub(crate) fn state(snapshot: &Value, registry: &Registry) -> Value {
     })
 }
 
-/// Each Rollout's phase, step, canary weight and pods, from the `pier_rollout_*` gauges.
+/// Each Rollout's phase, step, canary weight, pods and AnalysisRuns, from the
+/// `pier_rollout_*` and `pier_analysis_run_info` gauges.
 fn rollouts(families: &[MetricFamily]) -> Vec<Value> {
     let mut out: BTreeMap<(String, String), Value> = BTreeMap::new();
     let id = |m: &prometheus::proto::Metric| {
@@ -60,6 +61,15 @@ fn rollouts(families: &[MetricFamily]) -> Vec<Value> {
     for (f, m) in samples(families, "pier_rollout_replicas") {
         if let Some(r) = out.get_mut(&id(m)) {
             r[label(m, "state")] = json!(value(f, m));
+        }
+    }
+    for (_, m) in samples(families, "pier_analysis_run_info") {
+        if let Some(r) = out.get_mut(&id(m)) {
+            let run = json!({"run": label(m, "run"), "phase": label(m, "phase")});
+            match r["analysis"].as_array_mut() {
+                Some(runs) => runs.push(run),
+                None => r["analysis"] = json!([run]),
+            }
         }
     }
     out.into_values().collect()
@@ -288,7 +298,17 @@ mod tests {
         gauge("pier_rollout_replicas", &["namespace", "rollout", "state"])
             .with_label_values(&["default", "web", "desired"])
             .set(5);
+        gauge(
+            "pier_analysis_run_info",
+            &["namespace", "run", "rollout", "phase"],
+        )
+        .with_label_values(&["default", "web-abc-1", "web", "Running"])
+        .set(1);
         let state = state(&json!({"revision": 1, "services": []}), &registry);
+        assert_eq!(
+            state["rollouts"][0]["analysis"],
+            json!([{"run": "web-abc-1", "phase": "Running"}])
+        );
         let r = &state["rollouts"][0];
         assert_eq!(
             (

@@ -6,7 +6,7 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use pier_controlplane::analysis::{AnalysisController, Providers};
+use pier_controlplane::analysis::{AnalysisController, AnalysisMetrics, Providers};
 use pier_controlplane::cluster::{self, ClusterConfig, Leadership, NodeFacts};
 use pier_controlplane::controllers::{self, runner::Reconciler};
 use pier_controlplane::events::{self, Recorder};
@@ -55,6 +55,17 @@ pub(crate) fn start(parts: &mut Parts, cluster: &ClusterConfig, routes: bool, co
             ));
         }
         Err(e) => tracing::error!(error = %e, "registering the rollout metrics"),
+    }
+    match AnalysisMetrics::register(&parts.registry) {
+        Ok(metrics) => {
+            let store = Arc::clone(&parts.store);
+            parts.tasks.push(supervise(
+                "analysis-metrics",
+                parts.shutdown.clone(),
+                move || controllers::runner::run(Arc::clone(&store), metrics.clone()),
+            ));
+        }
+        Err(e) => tracing::error!(error = %e, "registering the analysis metrics"),
     }
     if !controllers {
         return;
