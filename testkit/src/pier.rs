@@ -154,16 +154,19 @@ pub fn remove_workloads(pier: &Path, socket: &Path) {
             .and_then(|v| v["items"].as_array().cloned())
             .unwrap_or_default()
     };
-    // Deployments first, or their controller would replace the containers removed after.
-    for d in items(&["get", "deployments", "-A", "-o", "json"]) {
-        let meta = &d["metadata"];
-        run(&[
-            "delete",
-            "deployment",
-            meta["name"].as_str().unwrap_or_default(),
-            "-n",
-            meta["namespace"].as_str().unwrap_or("default"),
-        ]);
+    // Workload controllers first (Deployments and Rollouts), or they would replace the
+    // containers removed after.
+    for kind in ["deployment", "rollout"] {
+        for d in items(&["get", kind, "-A", "-o", "json"]) {
+            let meta = &d["metadata"];
+            run(&[
+                "delete",
+                kind,
+                meta["name"].as_str().unwrap_or_default(),
+                "-n",
+                meta["namespace"].as_str().unwrap_or("default"),
+            ]);
+        }
     }
     for c in items(&["ps", "-a", "-o", "json"]) {
         run(&["rm", "-f", c["id"].as_str().unwrap_or_default()]);
