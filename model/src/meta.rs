@@ -99,6 +99,21 @@ pub struct OwnerReference {
     pub block_owner_deletion: Option<bool>,
 }
 
+impl OwnerReference {
+    /// A reference to `owner` (of `kind` at `api_version`) as the controller that manages the
+    /// object, which its deletion waits for.
+    pub fn controller(api_version: &str, kind: &str, owner: &ObjectMeta) -> Self {
+        Self {
+            api_version: api_version.into(),
+            kind: kind.into(),
+            name: owner.name.clone(),
+            uid: owner.uid.clone(),
+            controller: Some(true),
+            block_owner_deletion: Some(true),
+        }
+    }
+}
+
 impl ObjectMeta {
     /// The namespace, with the empty namespace read as `default`.
     pub fn namespace(&self) -> &str {

@@ -8,7 +8,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::canary::{front_url, services_and_route};
+use common::canary::{front_addr, front_url, services_and_route};
 use common::clients::Clients;
 use common::runtime::*;
 use serde_json::Value;
@@ -276,16 +276,7 @@ fn analysis_rolls_back_an_l4_canary_that_resets_connections() {
     apply("v1", 0);
     let first = node.ok(&["rollout", "status", "ro/tshop", "--timeout", "90s"]);
     assert!(first.contains("Healthy"), "{first}");
-    let addr: std::net::SocketAddr = {
-        let vip = node.d().get_json(&["svc", "tshop"])["spec"]["clusterIP"]
-            .as_str()
-            .unwrap()
-            .to_string();
-        let o: Vec<&str> = vip.split('.').collect();
-        format!("127.{}.{}.{}:30000", o[1], o[2], o[3])
-            .parse()
-            .unwrap()
-    };
+    let addr = front_addr(&node, "tshop", 9000);
     let rt = tokio::runtime::Runtime::new().unwrap();
     let stop = || std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let warm = rt.block_on(common::proxy::tcp_load(addr, 2, 50, stop()));

@@ -98,13 +98,14 @@ impl AnalysisController {
             .and_then(parse_rfc3339)
             .unwrap_or(now);
         let mut wake: Option<Duration> = None;
+        let mut wake_within = |d: Duration| wake = Some(wake.map_or(d, |w| w.min(d)));
         for metric in &run.spec.metrics {
             let Some(res) = status.metric_results.iter().find(|r| r.name == metric.name) else {
                 continue;
             };
             let flight = (key.clone(), run.metadata.uid.clone(), metric.name.clone());
             if self.flying(&flight) {
-                wake = Some(wake.map_or(IN_FLIGHT_RECHECK, |w| w.min(IN_FLIGHT_RECHECK)));
+                wake_within(IN_FLIGHT_RECHECK);
                 continue;
             }
             let Some(due) = next_due(metric, res, started_at) else {
@@ -112,11 +113,11 @@ impl AnalysisController {
             };
             match due.duration_since(now) {
                 Ok(left) if !left.is_zero() => {
-                    wake = Some(wake.map_or(left, |w| w.min(left)));
+                    wake_within(left);
                 }
                 _ => {
                     self.launch(&run, flight);
-                    wake = Some(wake.map_or(IN_FLIGHT_RECHECK, |w| w.min(IN_FLIGHT_RECHECK)));
+                    wake_within(IN_FLIGHT_RECHECK);
                 }
             }
         }

@@ -141,14 +141,11 @@ fn current_revision(
     labels.insert(TEMPLATE_HASH_LABEL.into(), hash.to_string());
     labels.insert(DEPLOYMENT_LABEL.into(), d.metadata.name.clone());
     rs.metadata.labels = labels;
-    rs.metadata.owner_references = vec![OwnerReference {
-        api_version: "apps/v1".into(),
-        kind: "Deployment".into(),
-        name: d.metadata.name.clone(),
-        uid: d.metadata.uid.clone(),
-        controller: Some(true),
-        block_owner_deletion: Some(true),
-    }];
+    rs.metadata.owner_references = vec![OwnerReference::controller(
+        "apps/v1",
+        "Deployment",
+        &d.metadata,
+    )];
     let mut spec = ReplicaSetSpec {
         replicas: Some(d.spec.replicas.unwrap_or(1)),
         selector: d.spec.selector.clone(),

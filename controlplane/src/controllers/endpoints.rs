@@ -120,14 +120,7 @@ fn new_slice(
             name,
             namespace: svc.metadata.namespace().to_string(),
             labels,
-            owner_references: vec![OwnerReference {
-                api_version: "v1".into(),
-                kind: "Service".into(),
-                name: svc.metadata.name.clone(),
-                uid: svc.metadata.uid.clone(),
-                controller: Some(true),
-                block_owner_deletion: Some(true),
-            }],
+            owner_references: vec![OwnerReference::controller("v1", "Service", &svc.metadata)],
             ..ObjectMeta::default()
         },
         address_type: address_type.into(),

@@ -65,13 +65,7 @@ pub(super) fn step(
     let name = step_run_name(&input.rollout.metadata.name, &input.hash, i);
     let slot = &mut st.canary.current_step_analysis_run_status;
     let verdict = judge(input, slot, p, &name, analysis);
-    if verdict == Verdict::Pause {
-        return match pause_done(st, PAUSE_ANALYSIS, None, input.now) {
-            Ok(()) => Verdict::Go,
-            Err(_) => Verdict::Pause,
-        };
-    }
-    verdict
+    until_promoted(verdict, st, input)
 }
 
 /// The background analysis while at step `i`; it does not hold the steps back.
@@ -85,12 +79,17 @@ pub(super) fn background(input: &Input, st: &mut RolloutStatus, p: &mut Plan, i:
     }
     let name = background_run_name(&input.rollout.metadata.name, &input.hash);
     let slot = &mut st.canary.current_background_analysis_run_status;
-    match judge(input, slot, p, &name, analysis) {
-        Verdict::Pause => match pause_done(st, PAUSE_ANALYSIS, None, input.now) {
-            Ok(()) => Verdict::Go,
-            Err(_) => Verdict::Pause,
-        },
+    let verdict = judge(input, slot, p, &name, analysis);
+    match until_promoted(verdict, st, input) {
         Verdict::Wait(_) => Verdict::Go,
+        other => other,
+    }
+}
+
+/// An inconclusive verdict holds (the pause recorded) until the rollout is promoted past it.
+fn until_promoted(verdict: Verdict, st: &mut RolloutStatus, input: &Input) -> Verdict {
+    match verdict {
+        Verdict::Pause if pause_done(st, PAUSE_ANALYSIS, None, input.now).is_ok() => Verdict::Go,
         other => other,
     }
 }

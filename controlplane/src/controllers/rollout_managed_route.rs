@@ -53,14 +53,11 @@ pub(super) fn managed_route(
         name: managed_route_name(&ro.metadata.name),
         namespace: ro.metadata.namespace().to_string(),
         labels: BTreeMap::from([(ROLLOUT_LABEL.to_string(), ro.metadata.name.clone())]),
-        owner_references: vec![OwnerReference {
-            api_version: "argoproj.io/v1alpha1".into(),
-            kind: "Rollout".into(),
-            name: ro.metadata.name.clone(),
-            uid: ro.metadata.uid.clone(),
-            controller: Some(true),
-            block_owner_deletion: Some(true),
-        }],
+        owner_references: vec![OwnerReference::controller(
+            "argoproj.io/v1alpha1",
+            "Rollout",
+            &ro.metadata,
+        )],
         ..ObjectMeta::default()
     };
     let http = matches!(

@@ -104,14 +104,11 @@ fn make_run(
             name: name.to_string(),
             namespace: ns,
             labels,
-            owner_references: vec![OwnerReference {
-                api_version: "argoproj.io/v1alpha1".into(),
-                kind: "Rollout".into(),
-                name: ro.metadata.name.clone(),
-                uid: ro.metadata.uid.clone(),
-                controller: Some(true),
-                block_owner_deletion: Some(true),
-            }],
+            owner_references: vec![OwnerReference::controller(
+                "argoproj.io/v1alpha1",
+                "Rollout",
+                &ro.metadata,
+            )],
             ..Default::default()
         },
         spec,

@@ -44,10 +44,17 @@ spec:
 
 /// The URL of Service `name`'s port 80 as the test node's loopback maps it.
 pub(crate) fn front_url(node: &Node, name: &str) -> String {
+    format!("http://{}/", front_addr(node, name, 80))
+}
+
+/// Service `name`'s `port` as the test node's loopback maps it (`127.b.c.d`, port + 21000).
+pub(crate) fn front_addr(node: &Node, name: &str, port: u16) -> std::net::SocketAddr {
     let vip = node.d().get_json(&["svc", name])["spec"]["clusterIP"]
         .as_str()
         .unwrap()
         .to_string();
     let o: Vec<&str> = vip.split('.').collect();
-    format!("http://127.{}.{}.{}:21080/", o[1], o[2], o[3])
+    format!("127.{}.{}.{}:{}", o[1], o[2], o[3], 21000 + u32::from(port))
+        .parse()
+        .unwrap()
 }
