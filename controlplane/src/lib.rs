@@ -3,6 +3,7 @@
 
 pub mod analysis;
 pub mod api;
+pub mod autoscaling;
 pub mod cluster;
 pub mod controllers;
 pub mod error;

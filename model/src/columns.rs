@@ -8,6 +8,8 @@ use serde_json::Value;
 
 use crate::Kind;
 
+mod hpa;
+
 /// One column: its header as kubectl prints it, and whether only `-o wide` shows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Column {
@@ -86,6 +88,15 @@ pub fn columns(kind: Kind) -> Vec<Column> {
         ],
         Kind::AnalysisTemplate | Kind::ClusterAnalysisTemplate => vec![col("NAME"), col("AGE")],
         Kind::AnalysisRun => vec![col("NAME"), col("STATUS"), col("AGE"), wide("MESSAGE")],
+        Kind::HorizontalPodAutoscaler => vec![
+            col("NAME"),
+            col("REFERENCE"),
+            col("TARGETS"),
+            col("MINPODS"),
+            col("MAXPODS"),
+            col("REPLICAS"),
+            col("AGE"),
+        ],
         Kind::HttpRoute => vec![
             col("NAME"),
             col("HOSTNAMES"),
@@ -208,6 +219,7 @@ pub fn row(kind: Kind, v: &Value, now: SystemTime) -> Vec<String> {
             ]);
             row
         }
+        Kind::HorizontalPodAutoscaler => hpa::row(v, name, created),
         Kind::Rollout => rollout_row(v, name, created),
         Kind::AnalysisTemplate | Kind::ClusterAnalysisTemplate => vec![name, created],
         Kind::AnalysisRun => vec![

@@ -244,6 +244,12 @@ pub(crate) fn is_known_ignored(kind: Kind, path: &str) -> bool {
                 || under("spec.template.metadata", META, path)
                 || pod_spec_field("spec.template.spec", path)
         }
+        // Kubernetes 1.33's alpha per-direction tolerance; pier keeps the 10% default.
+        Kind::HorizontalPodAutoscaler => {
+            path == "status"
+                || path == "spec.behavior.scaleUp.tolerance"
+                || path == "spec.behavior.scaleDown.tolerance"
+        }
         Kind::Rollout => rollout_field(path),
         Kind::AnalysisTemplate | Kind::ClusterAnalysisTemplate | Kind::AnalysisRun => {
             analysis_field(path)

@@ -33,6 +33,8 @@ pub enum Kind {
     Lease,
     /// `v1/Event`.
     Event,
+    /// `autoscaling/v2/HorizontalPodAutoscaler`.
+    HorizontalPodAutoscaler,
     /// `argoproj.io/v1alpha1/Rollout`.
     Rollout,
     /// `argoproj.io/v1alpha1/AnalysisTemplate`.
@@ -45,7 +47,7 @@ pub enum Kind {
 
 impl Kind {
     /// Every kind.
-    pub const ALL: [Kind; 17] = [
+    pub const ALL: [Kind; 18] = [
         Kind::Service,
         Kind::EndpointSlice,
         Kind::Pod,
@@ -59,6 +61,7 @@ impl Kind {
         Kind::Node,
         Kind::Lease,
         Kind::Event,
+        Kind::HorizontalPodAutoscaler,
         Kind::Rollout,
         Kind::AnalysisTemplate,
         Kind::ClusterAnalysisTemplate,
@@ -90,6 +93,7 @@ impl Kind {
             Kind::Node => "Node",
             Kind::Lease => "Lease",
             Kind::Event => "Event",
+            Kind::HorizontalPodAutoscaler => "HorizontalPodAutoscaler",
             Kind::Rollout => "Rollout",
             Kind::AnalysisTemplate => "AnalysisTemplate",
             Kind::ClusterAnalysisTemplate => "ClusterAnalysisTemplate",
@@ -113,6 +117,7 @@ impl Kind {
             Kind::Node => "nodes",
             Kind::Lease => "leases",
             Kind::Event => "events",
+            Kind::HorizontalPodAutoscaler => "horizontalpodautoscalers",
             Kind::Rollout => "rollouts",
             Kind::AnalysisTemplate => "analysistemplates",
             Kind::ClusterAnalysisTemplate => "clusteranalysistemplates",
@@ -132,6 +137,7 @@ impl Kind {
             Kind::Lease => &["coordination.k8s.io/v1"],
             Kind::EndpointSlice => &["discovery.k8s.io/v1"],
             Kind::Deployment | Kind::ReplicaSet => &["apps/v1"],
+            Kind::HorizontalPodAutoscaler => &["autoscaling/v2"],
             Kind::Rollout
             | Kind::AnalysisTemplate
             | Kind::ClusterAnalysisTemplate
@@ -149,7 +155,10 @@ impl Kind {
 
     /// Whether the kind's status is written apart from its spec (the `status` subresource).
     pub fn has_status_subresource(self) -> bool {
-        matches!(self, Kind::Deployment | Kind::Rollout | Kind::AnalysisRun)
+        matches!(
+            self,
+            Kind::Deployment | Kind::Rollout | Kind::AnalysisRun | Kind::HorizontalPodAutoscaler
+        )
     }
 
     /// Resolves a `kind` field value.
@@ -184,6 +193,9 @@ impl FromStr for Kind {
             "node" | "nodes" | "no" => Kind::Node,
             "lease" | "leases" => Kind::Lease,
             "event" | "events" | "ev" => Kind::Event,
+            "horizontalpodautoscaler" | "horizontalpodautoscalers" | "hpa" => {
+                Kind::HorizontalPodAutoscaler
+            }
             "rollout" | "rollouts" | "ro" => Kind::Rollout,
             "analysistemplate" | "analysistemplates" | "at" => Kind::AnalysisTemplate,
             "clusteranalysistemplate" | "clusteranalysistemplates" | "cat" => {

@@ -9,6 +9,7 @@ use serde_json::Value;
 use super::analysis::{AnalysisRun, AnalysisTemplate};
 use super::deployment::Deployment;
 use super::endpointslice::EndpointSlice;
+use super::hpa::HorizontalPodAutoscaler;
 use super::ignored::is_known_ignored;
 pub use super::kind::Kind;
 use super::meta::ObjectMeta;
@@ -37,6 +38,8 @@ pub enum Object {
     Deployment(Deployment),
     /// A ReplicaSet.
     ReplicaSet(ReplicaSet),
+    /// A horizontal pod autoscaler.
+    HorizontalPodAutoscaler(HorizontalPodAutoscaler),
     /// An Argo Rollout.
     Rollout(Rollout),
     /// An Argo AnalysisTemplate.
@@ -233,6 +236,9 @@ impl Object {
             Kind::Pod => typed(value, kind).map(|(o, i, e)| (Object::Pod(o), i, e)),
             Kind::Deployment => typed(value, kind).map(|(o, i, e)| (Object::Deployment(o), i, e)),
             Kind::ReplicaSet => typed(value, kind).map(|(o, i, e)| (Object::ReplicaSet(o), i, e)),
+            Kind::HorizontalPodAutoscaler => {
+                typed(value, kind).map(|(o, i, e)| (Object::HorizontalPodAutoscaler(o), i, e))
+            }
             Kind::Rollout => typed(value, kind).map(|(o, i, e)| (Object::Rollout(o), i, e)),
             Kind::AnalysisTemplate => {
                 typed(value, kind).map(|(o, i, e)| (Object::AnalysisTemplate(o), i, e))
@@ -281,6 +287,7 @@ impl Object {
             Object::Pod(p) => validation::pod(p, report),
             Object::Deployment(d) => validation::deployment(d, report),
             Object::ReplicaSet(r) => validation::replica_set(r, report),
+            Object::HorizontalPodAutoscaler(h) => validation::hpa(h, report),
             Object::Rollout(r) => validation::rollout(r, report),
             Object::AnalysisTemplate(t) | Object::ClusterAnalysisTemplate(t) => {
                 validation::analysis_template(t, report)
@@ -304,6 +311,7 @@ impl Object {
             Object::Pod(_) => Kind::Pod,
             Object::Deployment(_) => Kind::Deployment,
             Object::ReplicaSet(_) => Kind::ReplicaSet,
+            Object::HorizontalPodAutoscaler(_) => Kind::HorizontalPodAutoscaler,
             Object::Rollout(_) => Kind::Rollout,
             Object::AnalysisTemplate(_) => Kind::AnalysisTemplate,
             Object::ClusterAnalysisTemplate(_) => Kind::ClusterAnalysisTemplate,
@@ -327,6 +335,7 @@ impl Object {
             Object::Pod(o) => &o.metadata,
             Object::Deployment(o) => &o.metadata,
             Object::ReplicaSet(o) => &o.metadata,
+            Object::HorizontalPodAutoscaler(o) => &o.metadata,
             Object::Rollout(o) => &o.metadata,
             Object::AnalysisTemplate(o) | Object::ClusterAnalysisTemplate(o) => &o.metadata,
             Object::AnalysisRun(o) => &o.metadata,
@@ -348,6 +357,7 @@ impl Object {
             Object::Pod(o) => &mut o.metadata,
             Object::Deployment(o) => &mut o.metadata,
             Object::ReplicaSet(o) => &mut o.metadata,
+            Object::HorizontalPodAutoscaler(o) => &mut o.metadata,
             Object::Rollout(o) => &mut o.metadata,
             Object::AnalysisTemplate(o) | Object::ClusterAnalysisTemplate(o) => &mut o.metadata,
             Object::AnalysisRun(o) => &mut o.metadata,
@@ -372,6 +382,7 @@ impl Object {
             Object::Pod(o) => v(o),
             Object::Deployment(o) => v(o),
             Object::ReplicaSet(o) => v(o),
+            Object::HorizontalPodAutoscaler(o) => v(o),
             Object::Rollout(o) => v(o),
             Object::AnalysisTemplate(o) | Object::ClusterAnalysisTemplate(o) => v(o),
             Object::AnalysisRun(o) => v(o),
@@ -410,6 +421,12 @@ impl Object {
             Object::Rollout(r) => {
                 r.status = match from {
                     Some(Object::Rollout(f)) => f.status.clone(),
+                    _ => None,
+                };
+            }
+            Object::HorizontalPodAutoscaler(h) => {
+                h.status = match from {
+                    Some(Object::HorizontalPodAutoscaler(f)) => f.status.clone(),
                     _ => None,
                 };
             }

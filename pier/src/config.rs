@@ -69,6 +69,9 @@ pub(crate) struct ClusterFileConfig {
     /// How long a node stays not Ready before its pods are replaced.
     #[serde(default, deserialize_with = "duration")]
     pub pod_eviction_timeout: Option<std::time::Duration>,
+    /// How often autoscalers measure and rescale.
+    #[serde(default, deserialize_with = "duration")]
+    pub hpa_sync_period: Option<std::time::Duration>,
 }
 
 /// `[etcd]` section of the config file.

@@ -147,7 +147,8 @@ impl Daemon {
         // Routes to other nodes' pods belong to pod networking, which the engine owns: a node
         // without it (or without root) leaves the machine's routing table alone.
         let routes = config.runtime.is_some() && pier_controlplane::api::current_uid() == 0;
-        parts::control::start(&mut parts, &config.cluster, routes, config.follow.is_none());
+        let leadership =
+            parts::control::start(&mut parts, &config.cluster, routes, config.follow.is_none());
         if let Some(source) = &config.follow {
             parts::follower::start(&mut parts, source, &config.cluster.node_name).await?;
         }
@@ -181,6 +182,12 @@ impl Daemon {
             Some(rt) => parts::runtime::start(&mut parts, rt, config.dns.as_ref()).await,
             None => None,
         };
+        if let Some(leadership) = &leadership {
+            let usage = node.as_ref().map(|n| {
+                Arc::clone(n.engine()) as Arc<dyn pier_controlplane::autoscaling::UsageSource>
+            });
+            parts::control::autoscale(&mut parts, &config.cluster, leadership, usage);
+        }
         let extension = match (&node, &config.runtime) {
             (Some(node), Some(rt)) => Some(Arc::new(pier_runtime::node::api::EngineApi::new(
                 Arc::clone(node),

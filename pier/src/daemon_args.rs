@@ -70,6 +70,10 @@ pub(crate) struct DaemonArgs {
     /// (default 30s).
     #[arg(long, value_parser = humantime::parse_duration)]
     pub(crate) pod_eviction_timeout: Option<std::time::Duration>,
+    /// How often each HorizontalPodAutoscaler measures and rescales (default 15s, as
+    /// Kubernetes' --horizontal-pod-autoscaler-sync-period).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub(crate) hpa_sync_period: Option<std::time::Duration>,
     /// Admin listener (metrics, health, snapshot).
     #[arg(long)]
     pub(crate) admin: Option<SocketAddr>,
@@ -353,6 +357,11 @@ fn cluster_config(
             .pod_eviction_timeout
             .or(file.pod_eviction_timeout)
             .unwrap_or(defaults.pod_eviction_timeout),
+        hpa_sync_period: args
+            .hpa_sync_period
+            .or(file.hpa_sync_period)
+            .filter(|d| !d.is_zero())
+            .unwrap_or(defaults.hpa_sync_period),
         sole: matches!(store, config::StoreLocation::Redb(_)),
     }
 }

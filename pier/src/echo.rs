@@ -2,7 +2,8 @@
 //! its name, version and hostname; TCP and UDP echo what they receive. It can also play a bad
 //! release: `--fail-percent` answers that share of requests with 500 (probes still pass, as a
 //! bad canary's do) and `--reset-percent` resets that share of TCP connections; `POST
-//! /fail-percent/<n>` and `/reset-percent/<n>` change the shares while it runs.
+//! /fail-percent/<n>` and `/reset-percent/<n>` change the shares while it runs. `/delay/<ms>`
+//! waits and `/busy/<ms>` spins a core that long before answering (CPU load for autoscaling).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -92,6 +93,17 @@ struct Identity {
     reset: Arc<Share>,
 }
 
+/// Keeps a core busy for `spin` of wall time.
+fn spin_for(spin: Duration) {
+    let start = std::time::Instant::now();
+    let mut x: u64 = 1;
+    while start.elapsed() < spin {
+        for _ in 0..10_000 {
+            x = std::hint::black_box(x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1));
+        }
+    }
+}
+
 fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
@@ -136,6 +148,16 @@ async fn answer(id: Arc<Identity>, req: Request<Incoming>) -> Response<Full<Byte
         .and_then(|(_, rest)| rest.split('/').next()?.parse::<u64>().ok());
     if let Some(ms) = delay {
         tokio::time::sleep(Duration::from_millis(ms.min(60_000))).await;
+    }
+    // `/busy/<ms>` anywhere in the path: that much CPU time spent (at most a second).
+    let busy = path
+        .split_once("/busy/")
+        .and_then(|(_, rest)| rest.split('/').next()?.parse::<u64>().ok());
+    if let Some(ms) = busy {
+        let spin = Duration::from_millis(ms.min(1000));
+        if let Err(e) = tokio::task::spawn_blocking(move || spin_for(spin)).await {
+            tracing::warn!(error = %e, "busy request");
+        }
     }
     let method = req.method().clone();
     let request_headers = req.headers().clone();

@@ -32,6 +32,9 @@ pub struct ClusterConfig {
     pub leader_lease: Duration,
     /// How long a node stays not Ready before its controller-owned pods are replaced.
     pub pod_eviction_timeout: Duration,
+    /// How often each HorizontalPodAutoscaler measures and decides (Kubernetes'
+    /// `--horizontal-pod-autoscaler-sync-period`).
+    pub hpa_sync_period: Duration,
     /// The only node there is (the embedded store): it leads without an election.
     pub sole: bool,
 }
@@ -45,6 +48,7 @@ impl Default for ClusterConfig {
             node_grace: Duration::from_secs(10),
             leader_lease: Duration::from_secs(5),
             pod_eviction_timeout: Duration::from_secs(30),
+            hpa_sync_period: Duration::from_secs(15),
             sole: true,
         }
     }

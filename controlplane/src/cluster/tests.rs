@@ -36,6 +36,7 @@ fn config(name: &str) -> ClusterConfig {
         node_grace: Duration::from_secs(1),
         leader_lease: Duration::from_secs(1),
         pod_eviction_timeout: Duration::from_secs(60),
+        hpa_sync_period: Duration::from_secs(15),
         sole: false,
     }
 }

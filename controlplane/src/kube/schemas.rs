@@ -7,7 +7,7 @@
 //! them. No schema here says a list merges by key: kubectl builds its strategic patches from
 //! its built-in types (see `openapi.rs`).
 
-use k8s_openapi::api::{apps, coordination, core, discovery, events};
+use k8s_openapi::api::{apps, autoscaling, coordination, core, discovery, events};
 use pier_model::Kind;
 use schemars::generate::{SchemaGenerator, SchemaSettings};
 use schemars::{JsonSchema, Schema};
@@ -80,6 +80,7 @@ fn reference(r: &Resource) -> Option<(String, Generate)> {
         (Kind::Deployment, _) => of::<apps::v1::Deployment>(),
         (Kind::ReplicaSet, _) => of::<apps::v1::ReplicaSet>(),
         (Kind::Lease, _) => of::<coordination::v1::Lease>(),
+        (Kind::HorizontalPodAutoscaler, _) => of::<autoscaling::v2::HorizontalPodAutoscaler>(),
         (
             Kind::HttpRoute
             | Kind::TcpRoute

@@ -118,6 +118,7 @@ impl SnapshotBuilder {
             Object::Pod(_)
             | Object::Deployment(_)
             | Object::ReplicaSet(_)
+            | Object::HorizontalPodAutoscaler(_)
             | Object::Rollout(_)
             | Object::AnalysisTemplate(_)
             | Object::ClusterAnalysisTemplate(_)
@@ -147,6 +148,7 @@ impl SnapshotBuilder {
             Kind::Pod
             | Kind::Deployment
             | Kind::ReplicaSet
+            | Kind::HorizontalPodAutoscaler
             | Kind::Rollout
             | Kind::AnalysisTemplate
             | Kind::ClusterAnalysisTemplate

@@ -12,11 +12,13 @@ use super::traffic_policy;
 
 mod analysis;
 mod cluster;
+mod hpa;
 mod rollout;
 mod route;
 mod workload;
 
 pub(crate) use analysis::{analysis_run, analysis_template};
+pub(crate) use hpa::hpa;
 pub(crate) use rollout::rollout;
 pub(crate) use route::{http_route, l4_route};
 pub(crate) use workload::{deployment, pod, replica_set};

@@ -7,6 +7,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use pier_controlplane::analysis::{AnalysisController, AnalysisMetrics, Providers};
+use pier_controlplane::autoscaling::{HpaController, HpaMetrics, UsageSource};
 use pier_controlplane::cluster::{self, ClusterConfig, Leadership, NodeFacts};
 use pier_controlplane::controllers::{self, runner::Reconciler};
 use pier_controlplane::events::{self, Recorder};
@@ -33,8 +34,14 @@ pub(crate) async fn register(
 
 /// Starts every control loop; `routes` when this node's engine runs pods (and so owns pod
 /// networking, routes to other nodes' pods included); without `controllers` (a follower of a
-/// Kubernetes API server) only the snapshot publisher.
-pub(crate) fn start(parts: &mut Parts, cluster: &ClusterConfig, routes: bool, controllers: bool) {
+/// Kubernetes API server) only the snapshot publisher. Returns the leadership the controllers
+/// follow (`None` without them).
+pub(crate) fn start(
+    parts: &mut Parts,
+    cluster: &ClusterConfig,
+    routes: bool,
+    controllers: bool,
+) -> Option<Leadership> {
     let (store, handle, observer) = (
         Arc::clone(&parts.store),
         Arc::clone(&parts.snapshot),
@@ -67,8 +74,19 @@ pub(crate) fn start(parts: &mut Parts, cluster: &ClusterConfig, routes: bool, co
         }
         Err(e) => tracing::error!(error = %e, "registering the analysis metrics"),
     }
+    match HpaMetrics::register(&parts.registry) {
+        Ok(metrics) => {
+            let store = Arc::clone(&parts.store);
+            parts.tasks.push(supervise(
+                "hpa-metrics",
+                parts.shutdown.clone(),
+                move || controllers::runner::run(Arc::clone(&store), metrics.clone()),
+            ));
+        }
+        Err(e) => tracing::error!(error = %e, "registering the autoscaler metrics"),
+    }
     if !controllers {
-        return;
+        return None;
     }
     if !cluster.sole && routes {
         let (store, me, cluster_ip) = (
@@ -162,6 +180,37 @@ pub(crate) fn start(parts: &mut Parts, cluster: &ClusterConfig, routes: bool, co
             controllers::Scheduler::new(Arc::clone(&store), events.clone())
         });
     }
+    Some(leadership)
+}
+
+/// Starts the HorizontalPodAutoscaler controller (leader work), reading containers' use
+/// through `usage` when this node runs an engine.
+pub(crate) fn autoscale(
+    parts: &mut Parts,
+    cluster: &ClusterConfig,
+    leadership: &Leadership,
+    usage: Option<Arc<dyn UsageSource>>,
+) {
+    let (store, registry, period) = (
+        Arc::clone(&parts.store),
+        parts.registry.clone(),
+        cluster.hpa_sync_period,
+    );
+    let events = Recorder::start(
+        Arc::clone(&store),
+        "horizontal-pod-autoscaler",
+        &cluster.node_name,
+        events::DEFAULT_TTL,
+    );
+    lead(parts, "hpa-controller", leadership, move || {
+        HpaController::new(
+            Arc::clone(&store),
+            events.clone(),
+            usage.clone(),
+            registry.clone(),
+            period,
+        )
+    });
 }
 
 /// Runs a controller on the runner while this node leads, restarting it with backoff when it

@@ -17,6 +17,7 @@ pub mod spec;
 mod start;
 mod state;
 mod stop;
+mod usage;
 pub mod users;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
