@@ -202,6 +202,11 @@ fn rollout(tag: &str) -> String {
     format!("apiVersion: argoproj.io/v1alpha1\nkind: Rollout\nmetadata: {{name: site}}\nspec:\n  replicas: 4\n  selector: {{matchLabels: {{app: site}}}}\n  template:\n    metadata: {{labels: {{app: site}}}}\n    spec: {{containers: [{{name: app, image: example.invalid/site:{tag}}}]}}\n  strategy:\n    canary:\n      steps: [{{setWeight: 25}}, {{pause: {{}}}}, {{setWeight: 75}}, {{pause: {{}}}}]\n")
 }
 
+/// An autoscaler of Rollout `site` on CPU, between 4 and `max` replicas.
+fn autoscaler(max: u32) -> String {
+    format!("apiVersion: autoscaling/v2\nkind: HorizontalPodAutoscaler\nmetadata: {{name: site}}\nspec:\n  scaleTargetRef: {{apiVersion: argoproj.io/v1alpha1, kind: Rollout, name: site}}\n  minReplicas: {min}\n  maxReplicas: {max}\n  metrics:\n  - type: Resource\n    resource: {{name: cpu, target: {{type: Utilization, averageUtilization: 70}}}}\n", min = max.min(4))
+}
+
 #[test]
 fn dashboard_shows_weights_and_traffic_and_follows_changes_without_a_reload() {
     if !have("chromium") {
@@ -304,6 +309,22 @@ fn dashboard_shows_weights_and_traffic_and_follows_changes_without_a_reload() {
         text.contains("stable 75%") && text.contains("25%"),
         "{text}"
     );
+    assert_eq!(
+        browser.eval("window.pierLoadedAt"),
+        loaded,
+        "the page reloaded"
+    );
+
+    // An autoscaler of the Rollout: its replicas and targets; lowering its maximum below the
+    // Rollout's replicas scales the Rollout down, and the row follows.
+    apply(&daemon, &autoscaler(6));
+    let row = "document.querySelector('[data-hpa=\"default/site\"]')?.innerText";
+    let text = browser.until_text(row, "4 – 6");
+    assert!(text.contains("cpu: unknown / 70%"), "{text}");
+    apply(&daemon, &autoscaler(3));
+    browser.until_text(row, "→ 3");
+    let replicas = daemon.get_json(&["ro", "site"])["spec"]["replicas"].clone();
+    assert_eq!(replicas, 3);
     assert_eq!(
         browser.eval("window.pierLoadedAt"),
         loaded,

@@ -172,7 +172,7 @@ fn load_scales_a_deployment_up_and_the_window_brings_it_back() {
     let (_, metrics) = node.d().admin("/metrics");
     for series in [
         "pier_hpa_replicas{hpa=\"busy\",kind=\"desired\",namespace=\"default\"} 1",
-        "pier_hpa_metric_target{hpa=\"busy\",metric=\"cpu\",namespace=\"default\"} 50",
+        "pier_hpa_metric_target{hpa=\"busy\",metric=\"cpu\",namespace=\"default\",target_type=\"Utilization\"} 50",
     ] {
         assert!(metrics.contains(series), "{series} not in the metrics");
     }

@@ -242,17 +242,19 @@ fn request(pod: &Pod, resource: &str, container: Option<&str>) -> Option<f64> {
     (total > 0.0).then_some(total)
 }
 
-/// A metric's label in `pier_hpa_*` series and its target in the same unit as the value.
-pub(crate) fn metric_label(spec: &MetricSpec) -> (String, Option<f64>) {
+/// A metric's `metric` and `target_type` labels in `pier_hpa_*` series, and its target in the
+/// same unit as the value (percent for a `Utilization`).
+pub(crate) fn metric_label(spec: &MetricSpec) -> (String, String, Option<f64>) {
     let target = |t: &MetricTarget| match goal(t) {
         Ok(Target::Utilization(u)) => Some(u),
         Ok(Target::AverageValue(v)) => Some(v),
         Err(_) => None,
     };
-    match (&spec.resource, &spec.container_resource, &spec.pods) {
-        (Some(r), _, _) => (r.name.clone(), target(&r.target)),
-        (_, Some(r), _) => (format!("{}/{}", r.container, r.name), target(&r.target)),
-        (_, _, Some(p)) => (p.metric.name.clone(), target(&p.target)),
-        _ => (spec.type_.to_ascii_lowercase(), None),
-    }
+    let (name, t) = match (&spec.resource, &spec.container_resource, &spec.pods) {
+        (Some(r), _, _) => (r.name.clone(), &r.target),
+        (_, Some(r), _) => (format!("{}/{}", r.container, r.name), &r.target),
+        (_, _, Some(p)) => (p.metric.name.clone(), &p.target),
+        _ => return (spec.type_.to_ascii_lowercase(), String::new(), None),
+    };
+    (name, t.type_.clone(), target(t))
 }

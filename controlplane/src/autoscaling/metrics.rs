@@ -14,8 +14,9 @@ use pier_model::{Kind, Object};
 
 type Key = (String, String);
 
-/// The metric labels and `(condition, status)` pairs an autoscaler's series carry.
-type Series = (Vec<String>, Vec<(String, String)>);
+/// The `(metric, target_type)` and `(condition, status)` label pairs an autoscaler's series
+/// carry.
+type Series = (Vec<(String, String)>, Vec<(String, String)>);
 
 /// The autoscaler gauges.
 #[derive(Clone)]
@@ -37,7 +38,8 @@ impl HpaMetrics {
             Ok::<_, prometheus::Error>(g)
         };
         let floats = |name: &str, help: &str| {
-            let g = GaugeVec::new(Opts::new(name, help), &["namespace", "hpa", "metric"])?;
+            let labels = ["namespace", "hpa", "metric", "target_type"];
+            let g = GaugeVec::new(Opts::new(name, help), &labels)?;
             registry.register(Box::new(g.clone()))?;
             Ok::<_, prometheus::Error>(g)
         };
@@ -78,9 +80,10 @@ impl HpaMetrics {
         }
         let mut metrics = Vec::new();
         for (i, spec) in hpa.spec.metrics.iter().enumerate() {
-            let (label, want) = metric_label(spec);
+            let (label, type_, want) = metric_label(spec);
+            let labels = [ns, name, label.as_str(), type_.as_str()];
             if let Some(want) = want {
-                self.target.with_label_values(&[ns, name, &label]).set(want);
+                self.target.with_label_values(&labels).set(want);
             }
             let now = st.current_metrics.get(i).and_then(|m| {
                 let current = m
@@ -98,9 +101,9 @@ impl HpaMetrics {
                 }
             });
             if let Some(now) = now {
-                self.value.with_label_values(&[ns, name, &label]).set(now);
+                self.value.with_label_values(&labels).set(now);
             }
-            metrics.push(label);
+            metrics.push((label, type_));
         }
         let mut conditions = Vec::new();
         for c in &st.conditions {
@@ -120,9 +123,9 @@ impl HpaMetrics {
         for kind in ["current", "desired", "min", "max"] {
             drop_series(self.replicas.remove_label_values(&[ns, name, kind]));
         }
-        for m in &metrics {
-            drop_series(self.value.remove_label_values(&[ns, name, m]));
-            drop_series(self.target.remove_label_values(&[ns, name, m]));
+        for (m, t) in &metrics {
+            drop_series(self.value.remove_label_values(&[ns, name, m, t]));
+            drop_series(self.target.remove_label_values(&[ns, name, m, t]));
         }
         for (c, s) in &conditions {
             drop_series(self.condition.remove_label_values(&[ns, name, c, s]));

@@ -27,6 +27,7 @@ pub(crate) fn state(snapshot: &Value, registry: &Registry) -> Value {
         "traffic": traffic(&families),
         "socketLb": socket_lb(&families),
         "rollouts": rollouts(&families),
+        "autoscalers": autoscalers(&families),
     })
 }
 
@@ -70,6 +71,47 @@ fn rollouts(families: &[MetricFamily]) -> Vec<Value> {
                 Some(runs) => runs.push(run),
                 None => r["analysis"] = json!([run]),
             }
+        }
+    }
+    out.into_values().collect()
+}
+
+/// Each HorizontalPodAutoscaler's replicas (current, desired, min, max), its metrics' values
+/// against their targets and its conditions, from the `pier_hpa_*` gauges.
+fn autoscalers(families: &[MetricFamily]) -> Vec<Value> {
+    let mut out: BTreeMap<(String, String), Value> = BTreeMap::new();
+    for (f, m) in samples(families, "pier_hpa_replicas") {
+        let (namespace, name) = (label(m, "namespace"), label(m, "hpa"));
+        let a = out
+            .entry((namespace.to_string(), name.to_string()))
+            .or_insert_with(
+                || json!({"namespace": namespace, "name": name, "metrics": {}, "conditions": {}}),
+            );
+        a[label(m, "kind")] = json!(value(f, m));
+    }
+    for (family, field) in [
+        ("pier_hpa_metric_value", "current"),
+        ("pier_hpa_metric_target", "target"),
+    ] {
+        for (f, m) in samples(families, family) {
+            let key = (
+                label(m, "namespace").to_string(),
+                label(m, "hpa").to_string(),
+            );
+            if let Some(a) = out.get_mut(&key) {
+                let metric = &mut a["metrics"][label(m, "metric")];
+                metric[field] = json!(value(f, m));
+                metric["type"] = json!(label(m, "target_type"));
+            }
+        }
+    }
+    for (_, m) in samples(families, "pier_hpa_condition") {
+        let key = (
+            label(m, "namespace").to_string(),
+            label(m, "hpa").to_string(),
+        );
+        if let Some(a) = out.get_mut(&key) {
+            a["conditions"][label(m, "condition")] = json!(label(m, "status"));
         }
     }
     out.into_values().collect()
@@ -328,5 +370,46 @@ mod tests {
                 &json!(5.0)
             )
         );
+    }
+
+    #[test]
+    fn state_lists_autoscalers_from_their_gauges() {
+        let registry = Registry::new();
+        let replicas = prometheus::IntGaugeVec::new(
+            Opts::new("pier_hpa_replicas", "h"),
+            &["namespace", "hpa", "kind"],
+        )
+        .unwrap();
+        let value = prometheus::GaugeVec::new(
+            Opts::new("pier_hpa_metric_value", "h"),
+            &["namespace", "hpa", "metric", "target_type"],
+        )
+        .unwrap();
+        let condition = prometheus::IntGaugeVec::new(
+            Opts::new("pier_hpa_condition", "h"),
+            &["namespace", "hpa", "condition", "status"],
+        )
+        .unwrap();
+        registry.register(Box::new(replicas.clone())).unwrap();
+        registry.register(Box::new(value.clone())).unwrap();
+        registry.register(Box::new(condition.clone())).unwrap();
+        for (kind, n) in [("current", 1), ("desired", 3), ("min", 1), ("max", 5)] {
+            replicas.with_label_values(&["default", "web", kind]).set(n);
+        }
+        value
+            .with_label_values(&["default", "web", "cpu", "Utilization"])
+            .set(471.0);
+        condition
+            .with_label_values(&["default", "web", "ScalingLimited", "False"])
+            .set(1);
+        let state = state(&json!({"revision": 1, "services": []}), &registry);
+        let a = &state["autoscalers"][0];
+        assert_eq!(
+            (&a["name"], &a["current"], &a["desired"]),
+            (&json!("web"), &json!(1.0), &json!(3.0))
+        );
+        assert_eq!(a["metrics"]["cpu"]["current"], 471.0);
+        assert_eq!(a["metrics"]["cpu"]["type"], "Utilization");
+        assert_eq!(a["conditions"]["ScalingLimited"], "False");
     }
 }
