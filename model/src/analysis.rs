@@ -230,6 +230,9 @@ pub enum PierMeasure {
     ResetRate,
     /// Pods selected by the Service that are not ready, at the window's end.
     NotReady,
+    /// Container restarts of the pods the Service selects, within the window (a pod that
+    /// appeared in it counts all its restarts).
+    Restarts,
 }
 
 impl PierMetric {

@@ -3,7 +3,8 @@
 //! release: `--fail-percent` answers that share of requests with 500 (probes still pass, as a
 //! bad canary's do) and `--reset-percent` resets that share of TCP connections; `POST
 //! /fail-percent/<n>` and `/reset-percent/<n>` change the shares while it runs. `/delay/<ms>`
-//! waits and `/busy/<ms>` spins a core that long before answering (CPU load for autoscaling).
+//! waits and `/busy/<ms>` spins a core that long before answering (CPU load for autoscaling);
+//! `--crash-after` exits with an error, so its container restarts.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -49,6 +50,10 @@ pub(crate) struct EchoConfig {
     /// Reset this share of TCP connections (0-100) instead of echoing.
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=100))]
     pub reset_percent: u8,
+    /// Exit with status 1 this long after starting (`5s`, `500ms`): a release whose process
+    /// crashes, so its container restarts.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub crash_after: Option<Duration>,
 }
 
 /// Picks exactly `percent` of a stream of events, spread evenly (every n-th, as a line is
@@ -316,10 +321,17 @@ pub(crate) async fn run(config: EchoConfig) -> Result<()> {
     // SIGTERM ends it at once: as a container's init it would otherwise be ignored.
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let all = futures_util::future::join_all(tasks);
+    let crash = async {
+        match config.crash_after {
+            Some(after) => tokio::time::sleep(after).await,
+            None => std::future::pending().await,
+        }
+    };
     tokio::select! {
         _ = all => {}
         _ = term.recv() => {}
         _ = tokio::signal::ctrl_c() => {}
+        () = crash => anyhow::bail!("crashing, as --crash-after asked"),
     }
     Ok(())
 }

@@ -326,3 +326,93 @@ fn analysis_rolls_back_an_l4_canary_that_resets_connections() {
         after.by_name
     );
 }
+
+/// A release whose process crashes a few seconds after it starts: analysed on the restarts of
+/// the canary's pods.
+const CRASH_MANIFESTS: &str = "apiVersion: argoproj.io/v1alpha1
+kind: AnalysisTemplate
+metadata: {name: restarts}
+spec:
+  args: [{name: service-name}]
+  metrics:
+  - name: restarts
+    interval: 2s
+    count: 3
+    successCondition: result == 0
+    provider:
+      plugin:
+        pier.dev/metrics: {service: '{{args.service-name}}', measure: restarts}
+---
+apiVersion: argoproj.io/v1alpha1
+kind: Rollout
+metadata: {name: shop}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: shop}}
+  strategy:
+    canary:
+      canaryService: shop-canary
+      stableService: shop-stable
+      abortScaleDownDelaySeconds: 2
+      scaleDownDelaySeconds: 2
+      trafficRouting:
+        plugins:
+          argoproj-labs/gatewayAPI: {httpRoute: shop-route, namespace: default}
+      steps:
+      - setWeight: 50
+      - analysis:
+          templates: [{templateName: restarts}]
+          args: [{name: service-name, value: shop-canary}]
+  template:
+    metadata: {labels: {app: shop}}
+    spec:
+      terminationGracePeriodSeconds: 2
+      containers:
+      - name: shop
+        image: pier/echo:VERSION
+        args: [echo, --http, '0.0.0.0:8080', --name, VERSION, CRASH]
+        ports: [{name: http, containerPort: 8080}]
+        readinessProbe: {httpGet: {path: /readyz, port: http}, periodSeconds: 1, failureThreshold: 1}
+";
+
+#[test]
+fn analysis_rolls_back_a_canary_whose_pods_restart() {
+    if !privileged("analysis_rolls_back_a_canary_whose_pods_restart") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let node = Node::start(tmp.path(), 11);
+    for v in ["v1", "v2"] {
+        node.build_echo(v);
+    }
+    let apply = |v: &str, crash: &str| {
+        let yaml = (services_and_route("shop") + "---\n" + CRASH_MANIFESTS)
+            .replace("VERSION", v)
+            .replace("CRASH", crash);
+        let out = node.d().pier_stdin(&["apply", "-f", "-"], &yaml);
+        assert!(out.status.success(), "{}", out_text(&out));
+    };
+    apply("v1", "--tcp-banner");
+    let first = node.ok(&["rollout", "status", "ro/shop", "--timeout", "90s"]);
+    assert!(first.contains("Healthy"), "{first}");
+    // v2 serves, then crashes 3 s after each start: its restarts fail the analysis.
+    apply("v2", "--crash-after=3s");
+    wait_for("the analysis to abort the rollout", 90, || {
+        rollout(&node)["status"]["phase"] == "Degraded"
+    });
+    let message = rollout(&node)["status"]["message"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    println!("{message}");
+    assert!(
+        message.contains("Metric \"restarts\" assessed Failed"),
+        "{message}"
+    );
+    let mut clients = Clients::new(front_url(&node, "shop"));
+    assert_eq!(
+        clients.share("v1", 100),
+        100.0,
+        "all traffic back on stable"
+    );
+}

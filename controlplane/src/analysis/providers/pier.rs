@@ -9,6 +9,7 @@ use std::time::Duration;
 use pier_model::analysis::{PierMeasure, PierMetric};
 use pier_model::condition::Measured;
 use pier_model::meta::map_selects;
+use pier_model::pod::RESTARTS_ANNOTATION;
 use pier_model::{Kind, Object};
 use prometheus::proto::{MetricFamily, MetricType};
 use prometheus::Registry;
@@ -174,9 +175,21 @@ pub(super) async fn measure(
 ) -> Result<Measured, String> {
     let namespace = cfg.namespace.as_deref().unwrap_or(namespace).to_string();
     let backend = format!("{namespace}/{}", cfg.service);
-    if cfg.measure == PierMeasure::NotReady {
-        tokio::time::sleep(window).await;
-        return not_ready(store, &namespace, &cfg.service).await;
+    match cfg.measure {
+        PierMeasure::NotReady => {
+            tokio::time::sleep(window).await;
+            let pods = pods(store, &namespace, &cfg.service).await?;
+            return Ok(Measured::Number(
+                pods.iter().filter(|p| !p.ready).count() as f64
+            ));
+        }
+        PierMeasure::Restarts => {
+            let before = pods(store, &namespace, &cfg.service).await?;
+            tokio::time::sleep(window).await;
+            let after = pods(store, &namespace, &cfg.service).await?;
+            return Ok(Measured::Number(restarts_between(&before, &after)));
+        }
+        _ => {}
     }
     let before = Sample::read(registry, &backend);
     tokio::time::sleep(window).await;
@@ -199,20 +212,42 @@ fn value(cfg: &PierMetric, d: &Sample) -> f64 {
         PierMeasure::ConnectFailureRate => share(d.connect_failures, attempts),
         PierMeasure::Resets => d.resets,
         PierMeasure::ResetRate => share(d.resets, d.connections),
-        PierMeasure::NotReady => f64::NAN,
+        PierMeasure::NotReady | PierMeasure::Restarts => f64::NAN,
     }
 }
 
-/// Pods the Service selects that are not ready (and not on their way out).
-async fn not_ready(store: &Arc<Store>, namespace: &str, service: &str) -> Result<Measured, String> {
+/// What the pod measures read of one pod.
+#[derive(Debug, Clone, PartialEq)]
+struct PodState {
+    uid: String,
+    ready: bool,
+    restarts: u64,
+}
+
+/// Restarts between two readings of a Service's pods: each pod's growth, all of a new pod's.
+fn restarts_between(before: &[PodState], after: &[PodState]) -> f64 {
+    after
+        .iter()
+        .map(|p| {
+            let earlier = before
+                .iter()
+                .find(|b| b.uid == p.uid)
+                .map_or(0, |b| b.restarts);
+            p.restarts.saturating_sub(earlier) as f64
+        })
+        .sum()
+}
+
+/// The pods the Service selects (not on their way out): readiness and restarts.
+async fn pods(store: &Arc<Store>, namespace: &str, service: &str) -> Result<Vec<PodState>, String> {
     let (ns, name) = (namespace.to_string(), service.to_string());
-    let count = store
+    let pods = store
         .blocking("reading a Service's pods", move |s| {
             let Some(Object::Service(svc)) = s.get(Kind::Service, &ns, &name)? else {
                 return Ok(None);
             };
             let pods = s.list(Kind::Pod, Some(&ns), None)?.0;
-            let n = pods
+            let states = pods
                 .iter()
                 .filter_map(|o| match o {
                     Object::Pod(p) => Some(p),
@@ -220,15 +255,22 @@ async fn not_ready(store: &Arc<Store>, namespace: &str, service: &str) -> Result
                 })
                 .filter(|p| p.metadata.deletion_timestamp.is_none())
                 .filter(|p| map_selects(&svc.spec.selector, &p.metadata.labels))
-                .filter(|p| !p.is_ready())
-                .count();
-            Ok(Some(n))
+                .map(|p| PodState {
+                    uid: p.metadata.uid.clone(),
+                    ready: p.is_ready(),
+                    restarts: p
+                        .metadata
+                        .annotations
+                        .get(RESTARTS_ANNOTATION)
+                        .and_then(|n| n.parse().ok())
+                        .unwrap_or(0),
+                })
+                .collect::<Vec<_>>();
+            Ok(Some(states))
         })
         .await
         .map_err(|e| crate::error::chain(&e))?;
-    count
-        .map(|n| Measured::Number(n as f64))
-        .ok_or_else(|| format!("Service {namespace}/{service} not found"))
+    pods.ok_or_else(|| format!("Service {namespace}/{service} not found"))
 }
 
 #[cfg(test)]
@@ -286,5 +328,18 @@ mod tests {
         assert!(p95 > 0.1 && p95 <= 1.0, "{p95}");
         let none = Sample::default().delta(&Sample::default());
         assert!(value(&cfg(PierMeasure::SuccessRate, None), &none).is_nan());
+    }
+
+    #[test]
+    fn restarts_count_growth_and_new_pods() {
+        let pod = |uid: &str, restarts| PodState {
+            uid: uid.into(),
+            ready: true,
+            restarts,
+        };
+        let before = [pod("a", 2), pod("b", 0)];
+        let after = [pod("a", 3), pod("c", 1)];
+        assert_eq!(restarts_between(&before, &after), 2.0);
+        assert_eq!(restarts_between(&after, &after), 0.0);
     }
 }
