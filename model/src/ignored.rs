@@ -137,7 +137,6 @@ const EVENT: &[&str] = &["series", "related"];
 const ROLLOUT_SPEC: &[&str] = &[
     "progressDeadlineSeconds",
     "progressDeadlineAbort",
-    "restartAt",
     "rollbackWindow",
     "analysis",
 ];

@@ -12,6 +12,8 @@ pub const REVISION_ANNOTATION: &str = "deployment.kubernetes.io/revision";
 
 /// Annotation a user sets on a Deployment to say why it changed; its ReplicaSets keep it.
 pub const CHANGE_CAUSE_ANNOTATION: &str = "kubernetes.io/change-cause";
+/// A Rollout's revision number on its ReplicaSets (Argo Rollouts' name).
+pub const ROLLOUT_REVISION_ANNOTATION: &str = "rollout.argoproj.io/revision";
 
 /// A set of pods of one template (`apps/v1/ReplicaSet`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -72,11 +74,12 @@ pub struct ReplicaSetStatus {
 }
 
 impl ReplicaSet {
-    /// Its revision, from the annotation; 0 when missing or malformed.
+    /// Its revision, from the Deployment's or the Rollout's annotation; 0 when missing or
+    /// malformed.
     pub fn revision(&self) -> u64 {
-        self.metadata
-            .annotations
-            .get(REVISION_ANNOTATION)
+        let a = &self.metadata.annotations;
+        a.get(REVISION_ANNOTATION)
+            .or_else(|| a.get(ROLLOUT_REVISION_ANNOTATION))
             .and_then(|r| r.parse().ok())
             .unwrap_or(0)
     }

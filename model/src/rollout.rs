@@ -66,6 +66,10 @@ pub struct RolloutSpec {
     /// Holds the rollout at its current step while true (`pier rollout pause`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub paused: Option<bool>,
+    /// Pods created before this time (RFC 3339) are replaced, one at a time
+    /// (`pier rollout restart`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restart_at: Option<String>,
     /// How a new template is released.
     #[serde(default)]
     pub strategy: RolloutStrategy,

@@ -64,6 +64,9 @@ pub struct RolloutStatus {
     /// Conditions (`Progressing`, `Available`, `Paused`, `Healthy`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<RolloutCondition>,
+    /// The `spec.restartAt` whose restart finished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restarted_at: Option<String>,
 }
 
 /// Why a rollout is paused.

@@ -13,43 +13,6 @@ use common::kubectl::*;
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/argo");
 
-/// Waits until `f` holds of `kubectl get <args> -o json`; the last answer.
-fn until(kubectl: &Kubectl, args: &[&str], f: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let mut all = vec!["get"];
-        all.extend_from_slice(args);
-        all.extend_from_slice(&["-o", "json"]);
-        let v: Value = serde_json::from_str(&kubectl.ok(&all)).unwrap();
-        if f(&v) {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "kubectl get {args:?}: {v:#}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// Marks every live pod running and ready with an address, as the node agent would.
-fn make_ready(kubectl: &Kubectl) {
-    let pods: Value = serde_json::from_str(&kubectl.ok(&["get", "pods", "-o", "json"])).unwrap();
-    for (i, p) in pods["items"].as_array().unwrap().iter().enumerate() {
-        let ready = p["status"]["conditions"].as_array().is_some_and(|c| {
-            c.iter()
-                .any(|c| c["type"] == "Ready" && c["status"] == "True")
-        });
-        if ready || !p["metadata"]["deletionTimestamp"].is_null() {
-            continue;
-        }
-        let name = p["metadata"]["name"].as_str().unwrap();
-        let patch = format!(
-            r#"{{"status":{{"phase":"Running","podIP":"10.99.{}.{}","conditions":[{{"type":"Ready","status":"True"}}]}}}}"#,
-            i / 200,
-            i % 200 + 1
-        );
-        kubectl.ok(&["patch", "pod", name, "--type=merge", "-p", &patch]);
-    }
-}
-
 fn weights(route: &Value, rule: usize) -> Vec<(String, i64)> {
     route["spec"]["rules"][rule]["backendRefs"]
         .as_array()

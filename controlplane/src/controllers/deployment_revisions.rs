@@ -1,33 +1,89 @@
-//! A Deployment's revisions as ReplicaSets, kept the way Kubernetes keeps them: one per pod
-//! template the Deployment has run, named `<deployment>-<pod-template-hash>`, controlled by
-//! the Deployment, numbered by the `deployment.kubernetes.io/revision` annotation (a template
-//! that comes back, as after an undo, takes the next number), counting its pods, and pruned
-//! to `revisionHistoryLimit` once it has none. `kubectl rollout history|undo` and
-//! `pier rollout` read them. Pure: `deployment_controller.rs` writes what this plans.
+//! A Deployment's or a Rollout's revisions as ReplicaSets, kept the way Kubernetes and Argo
+//! Rollouts keep them: one per pod template the workload has run, named
+//! `<workload>-<template-hash>`, controlled by the workload, numbered by the
+//! `deployment.kubernetes.io/revision` (or `rollout.argoproj.io/revision`) annotation (a
+//! template that comes back, as after an undo, takes the next number), counting its pods, and
+//! pruned to `revisionHistoryLimit` once it has none. `kubectl rollout history|undo` and
+//! `pier rollout` read them. Pure: the workload controllers write what this plans.
 
 use std::borrow::Cow;
 
+use pier_model::deployment::PodTemplateSpec;
 use pier_model::meta::OwnerReference;
 use pier_model::replica_set::{
     ReplicaSetSpec, ReplicaSetStatus, CHANGE_CAUSE_ANNOTATION, REVISION_ANNOTATION,
+    ROLLOUT_REVISION_ANNOTATION,
 };
-use pier_model::{Deployment, Kind, Object, ReplicaSet};
+use pier_model::rollout::ROLLOUT_HASH_LABEL;
+use pier_model::{Deployment, Kind, LabelSelector, Object, ObjectMeta, ReplicaSet, Rollout};
 
 use super::deployment::{template_hash, PodView, DEPLOYMENT_LABEL, TEMPLATE_HASH_LABEL};
+use super::rollout_controller::ROLLOUT_LABEL;
 use crate::store::Op;
 
 /// Old revisions kept when a Deployment does not say (Kubernetes' default).
 const DEFAULT_HISTORY: usize = 10;
 
-/// Deployment annotations a ReplicaSet does not take (Kubernetes' skip list, and kubectl's
+/// Workload annotations a ReplicaSet does not take (Kubernetes' skip list, and kubectl's
 /// record of the last applied manifest).
 const NOT_COPIED: &[&str] = &[
     "kubectl.kubernetes.io/last-applied-configuration",
     REVISION_ANNOTATION,
+    ROLLOUT_REVISION_ANNOTATION,
     "deployment.kubernetes.io/revision-history",
     "deployment.kubernetes.io/desired-replicas",
     "deployment.kubernetes.io/max-replicas",
 ];
+
+/// A workload whose templates are kept as revisions.
+pub(super) struct Workload<'a> {
+    meta: &'a ObjectMeta,
+    template: &'a PodTemplateSpec,
+    selector: &'a LabelSelector,
+    replicas: i64,
+    min_ready_seconds: Option<i64>,
+    history_limit: Option<i64>,
+    hash: String,
+    /// `(apiVersion, kind)` of the owner reference.
+    owner: (&'static str, &'static str),
+    /// The template-hash label and the label naming the workload on its pods.
+    labels: (&'static str, &'static str),
+    revision_annotation: &'static str,
+}
+
+impl<'a> Workload<'a> {
+    /// A Deployment's revisions.
+    pub(super) fn deployment(d: &'a Deployment) -> Self {
+        Self {
+            meta: &d.metadata,
+            template: &d.spec.template,
+            selector: &d.spec.selector,
+            replicas: d.spec.replicas.unwrap_or(1),
+            min_ready_seconds: d.spec.min_ready_seconds,
+            history_limit: d.spec.revision_history_limit,
+            hash: template_hash(d),
+            owner: ("apps/v1", "Deployment"),
+            labels: (TEMPLATE_HASH_LABEL, DEPLOYMENT_LABEL),
+            revision_annotation: REVISION_ANNOTATION,
+        }
+    }
+
+    /// A Rollout's revisions, of the `template` it runs (its own or its workloadRef's).
+    pub(super) fn rollout(ro: &'a Rollout, template: &'a PodTemplateSpec, hash: String) -> Self {
+        Self {
+            meta: &ro.metadata,
+            template,
+            selector: &ro.spec.selector,
+            replicas: ro.spec.replicas.unwrap_or(1),
+            min_ready_seconds: ro.spec.min_ready_seconds,
+            history_limit: ro.spec.revision_history_limit,
+            hash,
+            owner: ("argoproj.io/v1alpha1", "Rollout"),
+            labels: (ROLLOUT_HASH_LABEL, ROLLOUT_LABEL),
+            revision_annotation: ROLLOUT_REVISION_ANNOTATION,
+        }
+    }
+}
 
 /// The Deployment the planners act on. A paused Deployment scales but does not roll out: while
 /// its template has no revision yet, it runs its newest revision's template; paused before its
@@ -59,17 +115,25 @@ pub(super) fn effective<'a>(
 /// and live pods: the current revision created or renumbered, every revision's counts, and
 /// old empty revisions beyond the history limit deleted.
 pub(super) fn revision_ops(d: &Deployment, sets: &[&ReplicaSet], pods: &[PodView]) -> Vec<Op> {
-    let hash = template_hash(d);
-    let name = format!("{}-{hash}", d.metadata.name);
+    workload_revision_ops(&Workload::deployment(d), sets, pods)
+}
+
+/// As [`revision_ops`], for any workload.
+pub(super) fn workload_revision_ops(
+    d: &Workload<'_>,
+    sets: &[&ReplicaSet],
+    pods: &[PodView],
+) -> Vec<Op> {
+    let name = format!("{}-{}", d.meta.name, d.hash);
     let mut ops = Vec::new();
     let current = sets.iter().find(|rs| rs.metadata.name == name).copied();
-    let wanted = current_revision(d, &hash, &name, current, sets, pods);
+    let wanted = current_revision(d, &name, current, sets, pods);
     if current != Some(&wanted) {
         ops.push(Op::Put(Object::ReplicaSet(wanted)));
     }
     let mut empty = Vec::new();
     for rs in sets.iter().filter(|rs| rs.metadata.name != name) {
-        let counted = counted(rs, pods);
+        let counted = counted(rs, d.labels.0, pods);
         if counted.status.as_ref().is_some_and(|s| s.replicas == 0) {
             empty.push(*rs);
         }
@@ -78,8 +142,7 @@ pub(super) fn revision_ops(d: &Deployment, sets: &[&ReplicaSet], pods: &[PodView
         }
     }
     let limit = d
-        .spec
-        .revision_history_limit
+        .history_limit
         .map_or(DEFAULT_HISTORY, |n| usize::try_from(n).unwrap_or(0));
     empty.sort_by_key(|rs| std::cmp::Reverse(rs.revision()));
     for rs in empty.into_iter().skip(limit) {
@@ -97,8 +160,7 @@ pub(super) fn revision_ops(d: &Deployment, sets: &[&ReplicaSet], pods: &[PodView
 /// its identity) with the Deployment's template, annotations and replicas, and a revision
 /// number above every other revision's.
 fn current_revision(
-    d: &Deployment,
-    hash: &str,
+    d: &Workload<'_>,
     name: &str,
     stored: Option<&ReplicaSet>,
     sets: &[&ReplicaSet],
@@ -110,7 +172,7 @@ fn current_revision(
         ..Default::default()
     });
     rs.metadata.name = name.to_string();
-    rs.metadata.namespace = d.metadata.namespace().to_string();
+    rs.metadata.namespace = d.meta.namespace().to_string();
     let highest_other = sets
         .iter()
         .filter(|s| s.metadata.name != name)
@@ -122,7 +184,7 @@ fn current_revision(
         _ => highest_other + 1,
     };
     let mut annotations: std::collections::BTreeMap<String, String> = d
-        .metadata
+        .meta
         .annotations
         .iter()
         .filter(|(k, _)| !NOT_COPIED.contains(&k.as_str()))
@@ -130,46 +192,43 @@ fn current_revision(
         .collect();
     // A change cause belongs to the revision it was given for: a later template without one
     // does not inherit it, an earlier revision keeps its own.
-    if !d.metadata.annotations.contains_key(CHANGE_CAUSE_ANNOTATION) {
+    if !d.meta.annotations.contains_key(CHANGE_CAUSE_ANNOTATION) {
         if let Some(cause) = rs.metadata.annotations.get(CHANGE_CAUSE_ANNOTATION) {
             annotations.insert(CHANGE_CAUSE_ANNOTATION.into(), cause.clone());
         }
     }
-    annotations.insert(REVISION_ANNOTATION.into(), revision.to_string());
+    annotations.insert(d.revision_annotation.into(), revision.to_string());
     rs.metadata.annotations = annotations;
-    let mut labels = d.spec.template.metadata.labels.clone();
-    labels.insert(TEMPLATE_HASH_LABEL.into(), hash.to_string());
-    labels.insert(DEPLOYMENT_LABEL.into(), d.metadata.name.clone());
+    let (hash_label, owner_label) = d.labels;
+    let mut labels = d.template.metadata.labels.clone();
+    labels.insert(hash_label.into(), d.hash.clone());
+    labels.insert(owner_label.into(), d.meta.name.clone());
     rs.metadata.labels = labels;
-    rs.metadata.owner_references = vec![OwnerReference::controller(
-        "apps/v1",
-        "Deployment",
-        &d.metadata,
-    )];
+    rs.metadata.owner_references = vec![OwnerReference::controller(d.owner.0, d.owner.1, d.meta)];
     let mut spec = ReplicaSetSpec {
-        replicas: Some(d.spec.replicas.unwrap_or(1)),
-        selector: d.spec.selector.clone(),
-        template: d.spec.template.clone(),
-        min_ready_seconds: d.spec.min_ready_seconds,
+        replicas: Some(d.replicas),
+        selector: d.selector.clone(),
+        template: d.template.clone(),
+        min_ready_seconds: d.min_ready_seconds,
     };
     spec.selector
         .match_labels
-        .insert(TEMPLATE_HASH_LABEL.into(), hash.to_string());
+        .insert(hash_label.into(), d.hash.clone());
     spec.template
         .metadata
         .labels
-        .insert(TEMPLATE_HASH_LABEL.into(), hash.to_string());
+        .insert(hash_label.into(), d.hash.clone());
     rs.spec = spec;
-    rs.status = Some(status(hash, pods));
+    rs.status = Some(status(&d.hash, pods));
     rs
 }
 
 /// An old revision with its replicas and status set to the pods of its template still alive.
-fn counted(rs: &ReplicaSet, pods: &[PodView]) -> ReplicaSet {
+fn counted(rs: &ReplicaSet, hash_label: &str, pods: &[PodView]) -> ReplicaSet {
     let hash = rs
         .metadata
         .labels
-        .get(TEMPLATE_HASH_LABEL)
+        .get(hash_label)
         .cloned()
         .unwrap_or_default();
     let mut out = rs.clone();

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use super::deployment::{hash_template, PodView};
+use super::deployment_revisions::{workload_revision_ops, Workload};
 use super::owned_pods::{live, terminating, view};
 use super::rollout::{plan, Input, Plan};
 use super::rollout_analysis::{RunState, Runs};
@@ -20,13 +21,16 @@ use pier_model::analysis::{AnalysisRun, AnalysisTemplate};
 use pier_model::deployment::PodTemplateSpec;
 use pier_model::rollout::ROLLOUT_HASH_LABEL;
 use pier_model::{
-    Deployment, EndpointSlice, HttpRoute, Kind, L4Route, Object, Pod, Rollout, Service,
+    Deployment, EndpointSlice, HttpRoute, Kind, L4Route, Object, Pod, ReplicaSet, Rollout, Service,
 };
 
 /// Label naming a pod's Rollout.
 pub const ROLLOUT_LABEL: &str = "pier.dev/rollout";
 
 mod ops;
+mod restart;
+
+use restart::Restart;
 
 type Key = (String, String);
 
@@ -47,6 +51,8 @@ pub struct RolloutController {
     runs: HashMap<Key, BTreeMap<String, AnalysisRun>>,
     templates: HashMap<Key, AnalysisTemplate>,
     cluster_templates: HashMap<String, AnalysisTemplate>,
+    /// ReplicaSets (revisions) by the Rollout that controls them, then by name.
+    sets: HashMap<Key, BTreeMap<String, ReplicaSet>>,
 }
 
 impl RolloutController {
@@ -65,7 +71,27 @@ impl RolloutController {
             runs: HashMap::new(),
             templates: HashMap::new(),
             cluster_templates: HashMap::new(),
+            sets: HashMap::new(),
         }
+    }
+
+    fn observe_set(&mut self, deleted: bool, rs: &ReplicaSet, dirty: &mut BTreeSet<Key>) {
+        let Some(owner) = rs
+            .metadata
+            .owner_references
+            .iter()
+            .find(|o| o.kind == "Rollout" && o.controller == Some(true))
+        else {
+            return;
+        };
+        let key = (rs.metadata.namespace().to_string(), owner.name.clone());
+        let sets = self.sets.entry(key.clone()).or_default();
+        if deleted {
+            sets.remove(&rs.metadata.name);
+        } else {
+            sets.insert(rs.metadata.name.clone(), rs.clone());
+        }
+        dirty.insert(key);
     }
 
     /// Marks every rollout of `namespace` dirty: Services, slices, routes and Deployments
@@ -223,6 +249,9 @@ impl RolloutController {
             for kind in [Kind::HttpRoute, Kind::TcpRoute, Kind::UdpRoute] {
                 ops.push(Op::remove(kind, &key.0, &route));
             }
+            for name in self.sets.get(&key).into_iter().flat_map(BTreeMap::keys) {
+                ops.push(Op::remove(Kind::ReplicaSet, &key.0, name));
+            }
             self.write(&key, "removing a deleted Rollout's pods", ops, result)
                 .await;
             return;
@@ -237,14 +266,25 @@ impl RolloutController {
         let views = self.views(&key);
         let serving = |svc: Option<&str>, hash: &str| self.serving(&key, svc, hash);
         let runs = self.run_states(&key);
-        let plan = plan(&Input {
+        let hash = hash_template(&template);
+        let mut plan = plan(&Input {
             rollout: &ro,
-            hash: hash_template(&template),
+            hash: hash.clone(),
             pods: &views,
             serving: &serving,
             runs: &runs,
             now: SystemTime::now(),
         });
+        let (restart, restart_after) = match restart::step(&ro, &self.live(&key), SystemTime::now())
+        {
+            Restart::Next(p) => (Some((p.metadata.name.clone(), terminating(p))), None),
+            Restart::Done => {
+                plan.status.restarted_at = ro.spec.restart_at.clone();
+                (None, None)
+            }
+            Restart::Later(after) => (None, Some(after)),
+            Restart::Idle | Restart::Waiting => (None, None),
+        };
         let before = ro.status.clone().unwrap_or_default();
         self.report(&ro, &before, &plan);
         let traffic = self.traffic_ops(&ro, &plan);
@@ -283,11 +323,41 @@ impl RolloutController {
                 return;
             }
         }
-        let pods = self.pod_ops(&key, &ro, &template, &plan);
-        self.write(&key, "writing a Rollout's pods", pods, result)
+        let mut pods = self.pod_ops(&key, &ro, &template, &plan);
+        // A restart replaces one pod at a time, and only while the rest is settled.
+        if let (true, Some((name, op))) = (pods.is_empty(), restart) {
+            tracing::info!(rollout = %key.1, pod = %name, "restarting pod");
+            self.events.normal(
+                &Object::Rollout(ro.clone()),
+                "RolloutRestarted",
+                format!(
+                    "Restarted pod {name} (restartAt {})",
+                    ro.spec.restart_at.as_deref().unwrap_or("")
+                ),
+            );
+            pods.push(op);
+        }
+        if !self
+            .write(&key, "writing a Rollout's pods", pods, result)
+            .await
+        {
+            return;
+        }
+        let sets: Vec<&ReplicaSet> = self
+            .sets
+            .get(&key)
+            .into_iter()
+            .flat_map(BTreeMap::values)
+            .collect();
+        let revisions = workload_revision_ops(
+            &Workload::rollout(&ro, &template, hash),
+            &sets,
+            &self.views(&key),
+        );
+        self.write(&key, "writing a Rollout's revisions", revisions, result)
             .await;
-        if let Some(after) = plan.requeue {
-            result.requeue.push((key, after));
+        for after in plan.requeue.into_iter().chain(restart_after) {
+            result.requeue.push((key.clone(), after));
         }
     }
 
@@ -377,6 +447,7 @@ impl Reconciler for RolloutController {
             Kind::AnalysisRun,
             Kind::AnalysisTemplate,
             Kind::ClusterAnalysisTemplate,
+            Kind::ReplicaSet,
         ]
     }
 
@@ -398,6 +469,7 @@ impl Reconciler for RolloutController {
                 return;
             }
             Object::Pod(p) => return self.observe_pod(deleted, p, dirty),
+            Object::ReplicaSet(rs) => return self.observe_set(deleted, rs, dirty),
             Object::AnalysisRun(run) => return self.observe_run(deleted, run, dirty),
             Object::AnalysisTemplate(t) => keep(&mut self.templates, key.clone(), deleted, t),
             Object::ClusterAnalysisTemplate(t) => {

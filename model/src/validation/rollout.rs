@@ -27,6 +27,14 @@ pub(crate) fn rollout(ro: &Rollout, r: &mut Report) {
             );
         }
     }
+    if let Some(at) = &ro.spec.restart_at {
+        if crate::time::parse_rfc3339(at).is_none() {
+            r.error(
+                &spec.field("restartAt"),
+                format!("invalid value {at:?}: must be an RFC 3339 time"),
+            );
+        }
+    }
     match &ro.spec.workload_ref {
         Some(w) => {
             let p = spec.field("workloadRef");

@@ -120,20 +120,19 @@ pub(crate) fn pod(pod: &Pod, r: &mut Report) {
     }
 }
 
-/// A ReplicaSet: only as the Deployment controller writes them, a revision of a Deployment;
-/// pier runs no ReplicaSet of its own.
+/// A ReplicaSet: only as the workload controllers write them, a revision of a Deployment or
+/// a Rollout; pier runs no ReplicaSet of its own.
 pub(crate) fn replica_set(rs: &ReplicaSet, r: &mut Report) {
     metadata(&rs.metadata, dns1123_subdomain, r);
-    let owned = rs
-        .metadata
-        .owner_references
-        .iter()
-        .any(|o| o.kind == "Deployment" && o.controller == Some(true));
+    let owned =
+        rs.metadata.owner_references.iter().any(|o| {
+            matches!(o.kind.as_str(), "Deployment" | "Rollout") && o.controller == Some(true)
+        });
     if !owned {
         r.error(
             &FieldPath::root().field("metadata").field("ownerReferences"),
-            "a ReplicaSet must be controlled by a Deployment: pier keeps ReplicaSets as a \
-             Deployment's revisions and runs none on its own; write a Deployment instead",
+            "a ReplicaSet must be controlled by a Deployment or a Rollout: pier keeps \
+             ReplicaSets as their revisions and runs none on its own; write a Deployment instead",
         );
     }
     let spec = FieldPath::root().field("spec");

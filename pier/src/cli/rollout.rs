@@ -1,28 +1,30 @@
-//! `pier rollout status|history|undo|pause|resume|restart` for Deployments, as kubectl's
-//! (Rollouts, `ro/NAME`, go to `rollout_canary.rs`, which also promotes, aborts and retries):
-//! history and undo read the revisions the Deployment controller keeps as ReplicaSets; undo
-//! writes an earlier revision's template back into the Deployment; pause and resume set
-//! `spec.paused`; restart stamps the template so every pod is replaced (each a conditional
-//! write, tried again if the Deployment changed meanwhile); status waits until the controller
-//! reports the rollout done.
+//! `pier rollout status|history|undo|pause|resume|restart` for Deployments, as kubectl's, and
+//! `history|undo|restart` for Rollouts (`ro/NAME`; their status, pause, resume, promote, abort
+//! and retry go to `rollout_canary.rs`): history and undo read the revisions the workload
+//! controllers keep as ReplicaSets; undo writes an earlier revision's template back into the
+//! workload; pause and resume set a Deployment's `spec.paused`; restart stamps a Deployment's
+//! template so every pod is replaced, or sets a Rollout's `spec.restartAt` as Argo's plugin
+//! does (each a conditional write, tried again if the workload changed meanwhile); status
+//! waits until the controller reports the rollout done.
 
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use pier_controlplane::api::Client;
 use pier_model::deployment::PodTemplateSpec;
-use pier_model::replica_set::{CHANGE_CAUSE_ANNOTATION, REVISION_ANNOTATION};
+use pier_model::replica_set::CHANGE_CAUSE_ANNOTATION;
+use pier_model::rollout::ROLLOUT_HASH_LABEL;
 use pier_model::{Kind, ReplicaSet};
 use serde_json::Value;
 
 use super::output::{table, Format};
 
-/// `pier rollout` subcommands; each takes `deploy/NAME` (or a bare NAME).
+/// `pier rollout` subcommands; each takes `deploy/NAME`, `ro/NAME` or a bare NAME (a Deployment).
 #[derive(clap::Subcommand)]
 pub(crate) enum RolloutCommand {
     /// Wait until a rollout is done, printing its progress.
     Status {
-        /// `deploy/NAME`.
+        /// `deploy/NAME` or `ro/NAME`.
         target: String,
         /// Namespace.
         #[arg(short, long, default_value = "default")]
@@ -33,7 +35,7 @@ pub(crate) enum RolloutCommand {
     },
     /// List the revisions, or show one's pod template.
     History {
-        /// `deploy/NAME`.
+        /// `deploy/NAME` or `ro/NAME`.
         target: String,
         /// Namespace.
         #[arg(short, long, default_value = "default")]
@@ -47,7 +49,7 @@ pub(crate) enum RolloutCommand {
     },
     /// Go back to the previous revision, or to `--to-revision`.
     Undo {
-        /// `deploy/NAME`.
+        /// `deploy/NAME` or `ro/NAME`.
         target: String,
         /// Namespace.
         #[arg(short, long, default_value = "default")]
@@ -58,7 +60,7 @@ pub(crate) enum RolloutCommand {
     },
     /// Hold new templates back: the Deployment scales but does not roll out.
     Pause {
-        /// `deploy/NAME`.
+        /// `deploy/NAME` or `ro/NAME`.
         target: String,
         /// Namespace.
         #[arg(short, long, default_value = "default")]
@@ -66,7 +68,7 @@ pub(crate) enum RolloutCommand {
     },
     /// Roll out again, starting with any template held back while paused.
     Resume {
-        /// `deploy/NAME`.
+        /// `deploy/NAME` or `ro/NAME`.
         target: String,
         /// Namespace.
         #[arg(short, long, default_value = "default")]
@@ -99,9 +101,9 @@ pub(crate) enum RolloutCommand {
         #[arg(short, long, default_value = "default")]
         namespace: String,
     },
-    /// Replace every pod, one rolling update at a time.
+    /// Replace every pod: a Deployment by a rolling update, a Rollout one pod at a time.
     Restart {
-        /// `deploy/NAME`.
+        /// `deploy/NAME` or `ro/NAME`.
         target: String,
         /// Namespace.
         #[arg(short, long, default_value = "default")]
@@ -149,83 +151,61 @@ pub(crate) async fn run(client: &Client, command: RolloutCommand) -> Result<()> 
             target,
             namespace,
             timeout,
-        } => status(client, &namespace, deployment_name(&target)?, timeout).await,
+        } => status(client, &namespace, workload(&target)?.name, timeout).await,
         RolloutCommand::History {
             target,
             namespace,
             revision,
             output,
-        } => {
-            history(
-                client,
-                &namespace,
-                deployment_name(&target)?,
-                revision,
-                output,
-            )
-            .await
-        }
+        } => history(client, &namespace, workload(&target)?, revision, output).await,
         RolloutCommand::Undo {
             target,
             namespace,
             to_revision,
-        } => undo(client, &namespace, deployment_name(&target)?, to_revision).await,
+        } => undo(client, &namespace, workload(&target)?, to_revision).await,
         RolloutCommand::Restart { target, namespace } => {
             let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
-            update(
-                client,
-                &namespace,
-                deployment_name(&target)?,
-                "restarted",
-                |d| {
-                    let metadata = &mut d["spec"]["template"]["metadata"];
-                    if !metadata["annotations"].is_object() {
-                        metadata["annotations"] = Value::Object(Default::default());
-                    }
-                    metadata["annotations"][RESTARTED_AT] = Value::String(now.clone());
-                    Ok(())
-                },
-            )
+            let target = workload(&target)?;
+            update(client, &namespace, target, "restarted", |d| {
+                if target.kind == Kind::Rollout {
+                    d["spec"]["restartAt"] = Value::String(now.clone());
+                    return Ok(());
+                }
+                let metadata = &mut d["spec"]["template"]["metadata"];
+                if !metadata["annotations"].is_object() {
+                    metadata["annotations"] = Value::Object(Default::default());
+                }
+                metadata["annotations"][RESTARTED_AT] = Value::String(now.clone());
+                Ok(())
+            })
             .await
         }
         RolloutCommand::Pause { target, namespace } => {
-            update(
-                client,
-                &namespace,
-                deployment_name(&target)?,
-                "paused",
-                |d| {
-                    if d["spec"]["paused"] == Value::Bool(true) {
-                        return Err("is already paused".into());
-                    }
-                    d["spec"]["paused"] = Value::Bool(true);
-                    Ok(())
-                },
-            )
+            update(client, &namespace, deployment(&target)?, "paused", |d| {
+                if d["spec"]["paused"] == Value::Bool(true) {
+                    return Err("is already paused".into());
+                }
+                d["spec"]["paused"] = Value::Bool(true);
+                Ok(())
+            })
             .await
         }
         RolloutCommand::Resume { target, namespace } => {
-            update(
-                client,
-                &namespace,
-                deployment_name(&target)?,
-                "resumed",
-                |d| {
-                    let was = d["spec"]
-                        .as_object_mut()
-                        .and_then(|spec| spec.remove("paused"));
-                    match was {
-                        Some(Value::Bool(true)) => Ok(()),
-                        _ => Err("is not paused".into()),
-                    }
-                },
-            )
+            update(client, &namespace, deployment(&target)?, "resumed", |d| {
+                let was = d["spec"]
+                    .as_object_mut()
+                    .and_then(|spec| spec.remove("paused"));
+                match was {
+                    Some(Value::Bool(true)) => Ok(()),
+                    _ => Err("is not paused".into()),
+                }
+            })
             .await
         }
     }
 }
 
-/// The label that tells one revision's pods from another's.
+/// The label that tells one revision of a Deployment's pods from another's.
 const HASH_LABEL: &str = "pod-template-hash";
 /// The template annotation `restart` sets (kubectl's).
 const RESTARTED_AT: &str = "kubectl.kubernetes.io/restartedAt";
@@ -248,41 +228,68 @@ fn rollout_name(target: &str) -> Result<&str> {
     }
 }
 
-/// Parses `deploy/NAME` (any of kubectl's names for Deployments) or a bare `NAME`.
-fn deployment_name(target: &str) -> Result<&str> {
-    match target.split_once('/') {
-        None => Ok(target),
-        Some((kind, name)) => match kind.parse::<Kind>() {
-            Ok(Kind::Deployment) if !name.is_empty() => Ok(name),
-            Ok(Kind::Rollout) => bail!(
-                "{target:?}: history, undo and restart of Argo Rollouts are not served yet; \
-                 status, promote, abort, retry, pause and resume are"
-            ),
-            _ => bail!("{target:?}: pier rollout works on deployments (deploy/NAME) and rollouts (ro/NAME)"),
-        },
+/// A workload `pier rollout` acts on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Target<'a> {
+    kind: Kind,
+    name: &'a str,
+}
+
+impl Target<'_> {
+    /// `deployment/NAME` or `rollout/NAME`, as messages name it.
+    fn label(&self) -> String {
+        format!("{}/{}", self.kind.as_str().to_ascii_lowercase(), self.name)
     }
+}
+
+/// Parses `deploy/NAME`, `ro/NAME` (any of their names) or a bare `NAME` (a Deployment).
+fn workload(target: &str) -> Result<Target<'_>> {
+    let Some((kind, name)) = target.split_once('/') else {
+        return Ok(Target {
+            kind: Kind::Deployment,
+            name: target,
+        });
+    };
+    match kind.parse::<Kind>() {
+        Ok(kind @ (Kind::Deployment | Kind::Rollout)) if !name.is_empty() => {
+            Ok(Target { kind, name })
+        }
+        _ => bail!(
+            "{target:?}: pier rollout works on deployments (deploy/NAME) and rollouts (ro/NAME)"
+        ),
+    }
+}
+
+/// As [`workload`], for what only Deployments have (`pause`, `resume` of `spec.paused`).
+fn deployment(target: &str) -> Result<Target<'_>> {
+    let t = workload(target)?;
+    if t.kind != Kind::Deployment {
+        bail!("{target:?}: expected a deployment (deploy/NAME)");
+    }
+    Ok(t)
 }
 
 /// `pier rollout history`: the revisions, or one revision's pod template.
 async fn history(
     client: &Client,
     namespace: &str,
-    name: &str,
+    target: Target<'_>,
     revision: Option<u64>,
     format: Format,
 ) -> Result<()> {
-    let deployment = deployment(client, namespace, name).await?;
-    let sets = revisions(client, &deployment).await?;
+    let object = object(client, namespace, target).await?;
+    let sets = revisions(client, &object).await?;
+    let label = target.label();
     if let Some(n) = revision {
         let rs = sets
             .iter()
             .find(|rs| rs.revision() == n)
-            .ok_or_else(|| anyhow!("deployment {name} has no revision {n}"))?;
-        println!("deployment/{name} with revision #{n}");
+            .ok_or_else(|| anyhow!("{label} has no revision {n}"))?;
+        println!("{label} with revision #{n}");
         let template = serde_json::to_value(&rs.spec.template)?;
         return super::output::print_value(&template, format_or_yaml(format));
     }
-    println!("deployment/{name}");
+    println!("{label}");
     let rows: Vec<Vec<String>> = sets
         .iter()
         .map(|rs| {
@@ -299,8 +306,21 @@ async fn history(
 }
 
 /// `pier rollout undo`: back to revision `to` (or the one before the current).
-async fn undo(client: &Client, namespace: &str, name: &str, to: Option<u64>) -> Result<()> {
-    let sets = revisions(client, &deployment(client, namespace, name).await?).await?;
+async fn undo(
+    client: &Client,
+    namespace: &str,
+    workload: Target<'_>,
+    to: Option<u64>,
+) -> Result<()> {
+    let object = object(client, namespace, workload).await?;
+    if object.pointer("/spec/workloadRef").is_some() {
+        bail!(
+            "{} runs its workloadRef's template: undo that Deployment instead",
+            workload.label()
+        );
+    }
+    let sets = revisions(client, &object).await?;
+    let label = workload.label();
     let target = match to {
         Some(n) => sets.iter().find(|rs| rs.revision() == n),
         // The newest is the current template; the one before it is where undo goes.
@@ -308,17 +328,18 @@ async fn undo(client: &Client, namespace: &str, name: &str, to: Option<u64>) -> 
     };
     let Some(rs) = target else {
         bail!(match to {
-            Some(n) => format!("deployment {name} has no revision {n}"),
-            None => format!("deployment {name} has no earlier revision to go back to"),
+            Some(n) => format!("{label} has no revision {n}"),
+            None => format!("{label} has no earlier revision to go back to"),
         });
     };
     let revision = rs.revision();
     let mut template = rs.spec.template.clone();
     template.metadata.labels.remove(HASH_LABEL);
+    template.metadata.labels.remove(ROLLOUT_HASH_LABEL);
     let template_value = serde_json::to_value(&template)?;
     let cause = rs.metadata.annotations.get(CHANGE_CAUSE_ANNOTATION);
     let done = format!("rolled back to revision {revision}");
-    update(client, namespace, name, &done, |d| {
+    update(client, namespace, workload, &done, |d| {
         let current = serde_json::from_value::<PodTemplateSpec>(d["spec"]["template"].clone());
         if current.is_ok_and(|c| c == template) {
             return Err(format!(
@@ -352,32 +373,33 @@ fn set_change_cause(metadata: &mut Value, cause: Option<&String>) {
     }
 }
 
-/// Changes deployment `name` with `change` and writes it back, conditional on the version
-/// read and tried again if it changed meanwhile; prints `deployment/NAME <done>`, or why
-/// nothing was to be done (`change`'s `Err`).
+/// Changes the workload with `change` and writes it back, conditional on the version read and
+/// tried again if it changed meanwhile; prints `deployment/NAME <done>`, or why nothing was to
+/// be done (`change`'s `Err`).
 async fn update(
     client: &Client,
     namespace: &str,
-    name: &str,
+    target: Target<'_>,
     done: &str,
     change: impl Fn(&mut Value) -> std::result::Result<(), String>,
 ) -> Result<()> {
+    let label = target.label();
     for _ in 0..5 {
-        let mut deployment = deployment(client, namespace, name).await?;
-        if let Err(nothing) = change(&mut deployment) {
-            println!("deployment/{name} {nothing}");
+        let mut object = object(client, namespace, target).await?;
+        if let Err(nothing) = change(&mut object) {
+            println!("{label} {nothing}");
             return Ok(());
         }
-        match client.apply(vec![deployment]).await {
+        match client.apply(vec![object]).await {
             Ok(_) => {
-                println!("deployment/{name} {done}");
+                println!("{label} {done}");
                 return Ok(());
             }
             Err(pier_controlplane::Error::Conflict(_)) => continue,
-            Err(e) => return Err(e).with_context(|| format!("updating deployment {name}")),
+            Err(e) => return Err(e).with_context(|| format!("updating {label}")),
         }
     }
-    bail!("deployment {name} kept changing while it was being updated; try again")
+    bail!("{label} kept changing while it was being updated; try again")
 }
 
 /// `pier rollout status`: prints progress until every replica runs the current template
@@ -385,8 +407,12 @@ async fn update(
 async fn status(client: &Client, namespace: &str, name: &str, timeout: Duration) -> Result<()> {
     let deadline = Instant::now() + timeout;
     let mut last = String::new();
+    let target = Target {
+        kind: Kind::Deployment,
+        name,
+    };
     loop {
-        let d = deployment(client, namespace, name).await?;
+        let d = object(client, namespace, target).await?;
         let (message, done) = progress(&d, name);
         if message != last {
             println!("{message}");
@@ -443,20 +469,20 @@ fn progress(d: &Value, name: &str) -> (String, bool) {
     (format!("deployment {name:?} successfully rolled out"), true)
 }
 
-async fn deployment(client: &Client, namespace: &str, name: &str) -> Result<Value> {
+async fn object(client: &Client, namespace: &str, target: Target<'_>) -> Result<Value> {
     client
-        .get(Kind::Deployment, namespace, name)
+        .get(target.kind, namespace, target.name)
         .await?
-        .ok_or_else(|| anyhow!("deployment {namespace}/{name} not found"))
+        .ok_or_else(|| anyhow!("{} not found in namespace {namespace}", target.label()))
 }
 
-/// The ReplicaSets `deployment` controls, oldest revision first.
-async fn revisions(client: &Client, deployment: &Value) -> Result<Vec<ReplicaSet>> {
-    let namespace = deployment
+/// The ReplicaSets `workload` controls, oldest revision first.
+async fn revisions(client: &Client, workload: &Value) -> Result<Vec<ReplicaSet>> {
+    let namespace = workload
         .pointer("/metadata/namespace")
         .and_then(Value::as_str)
         .unwrap_or("default");
-    let uid = deployment.pointer("/metadata/uid").and_then(Value::as_str);
+    let uid = workload.pointer("/metadata/uid").and_then(Value::as_str);
     let mut sets: Vec<ReplicaSet> = client
         .list(Kind::ReplicaSet, Some(namespace), None)
         .await?
@@ -467,7 +493,7 @@ async fn revisions(client: &Client, deployment: &Value) -> Result<Vec<ReplicaSet
                 .owner_references
                 .iter()
                 .any(|o| o.controller == Some(true) && Some(o.uid.as_str()) == uid)
-                && rs.metadata.annotations.contains_key(REVISION_ANNOTATION)
+                && rs.revision() > 0
         })
         .collect();
     sets.sort_by_key(ReplicaSet::revision);
@@ -487,12 +513,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn targets_name_deployments_only() {
-        assert_eq!(deployment_name("deploy/web").unwrap(), "web");
-        assert_eq!(deployment_name("deployments/web").unwrap(), "web");
-        assert_eq!(deployment_name("web").unwrap(), "web");
-        assert!(deployment_name("svc/web").is_err());
-        assert!(deployment_name("deploy/").is_err());
+    fn targets_name_deployments_and_rollouts() {
+        assert_eq!(workload("deploy/web").unwrap().name, "web");
+        assert_eq!(workload("deployments/web").unwrap().kind, Kind::Deployment);
+        assert_eq!(workload("web").unwrap().kind, Kind::Deployment);
+        assert_eq!(workload("ro/web").unwrap().label(), "rollout/web");
+        assert!(workload("svc/web").is_err());
+        assert!(workload("deploy/").is_err());
+        assert!(deployment("ro/web").is_err());
     }
 
     #[test]
