@@ -88,7 +88,7 @@ pub struct WorkloadRef {
     /// The Deployment's name, in the rollout's namespace.
     #[serde(default)]
     pub name: String,
-    /// What happens to the Deployment (`never`, `onsuccess`, `progressively`); not acted on.
+    /// What happens to the Deployment: `never` (default), `onsuccess`, `progressively`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scale_down: Option<String>,
 }

@@ -381,3 +381,60 @@ spec:
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// A Rollout taking its template from a Deployment (`workloadRef`) with `scaleDown:
+/// onsuccess`: once the Rollout is Healthy, the Deployment is scaled to zero, as Argo does.
+#[test]
+fn a_workload_ref_deployment_is_scaled_down_once_the_rollout_is_healthy() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some((_daemon, kubectl)) = start_with(dir.path(), &["--no-runtime"]) else {
+        return;
+    };
+    let manifests = "apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec: {containers: [{name: web, image: 'argoproj/rollouts-demo:red'}]}
+---
+apiVersion: argoproj.io/v1alpha1
+kind: Rollout
+metadata: {name: web}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: web}}
+  workloadRef: {apiVersion: apps/v1, kind: Deployment, name: web, scaleDown: onsuccess}
+  strategy:
+    canary:
+      steps: [{setWeight: 50}]
+";
+    let file = dir.path().join("workload-ref.yaml");
+    std::fs::write(&file, manifests).unwrap();
+    kubectl.ok(&["apply", "-f", file.to_str().unwrap()]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        make_ready(&kubectl);
+        let replicas = kubectl.ok(&["get", "deploy", "web", "-o", "jsonpath={.spec.replicas}"]);
+        let phase = kubectl.ok(&["get", "ro", "web", "-o", "jsonpath={.status.phase}"]);
+        if replicas == "0" {
+            assert_eq!(phase, "Healthy");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "deployment at {replicas}, rollout {phase}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(
+        &bad,
+        manifests.replace("scaleDown: onsuccess", "scaleDown: sometimes"),
+    )
+    .unwrap();
+    let refused = kubectl.fails(&["apply", "-f", bad.to_str().unwrap()]);
+    assert!(refused.contains("spec.workloadRef.scaleDown"), "{refused}");
+}

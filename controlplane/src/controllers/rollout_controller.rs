@@ -29,6 +29,7 @@ pub const ROLLOUT_LABEL: &str = "pier.dev/rollout";
 
 mod ops;
 mod restart;
+mod workload_ref;
 
 use restart::Restart;
 
@@ -321,6 +322,18 @@ impl RolloutController {
                 .await
             {
                 return;
+            }
+        }
+        if let Some(w) = &ro.spec.workload_ref {
+            let d = self.deployments.get(&(key.0.clone(), w.name.clone()));
+            if let Some(d) = d.and_then(|d| workload_ref::scaled_deployment(&ro, &plan.status, d)) {
+                let op = vec![Op::Put(Object::Deployment(d))];
+                if !self
+                    .write(&key, "scaling a Rollout's workloadRef down", op, result)
+                    .await
+                {
+                    return;
+                }
             }
         }
         let mut pods = self.pod_ops(&key, &ro, &template, &plan);

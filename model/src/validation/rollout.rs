@@ -45,6 +45,13 @@ pub(crate) fn rollout(ro: &Rollout, r: &mut Report) {
                 );
             }
             r.check(&p.field("name"), dns1123_subdomain(&w.name));
+            if let Some(policy) = &w.scale_down {
+                r.one_of(
+                    &p.field("scaleDown"),
+                    policy,
+                    &["never", "onsuccess", "progressively"],
+                );
+            }
             if !ro.spec.template.spec.containers.is_empty() {
                 r.error(
                     &spec.field("template"),
