@@ -354,11 +354,37 @@ spec:
             ("argo-rollouts-canary-service".to_string(), 25)
         ]
     );
-    // The dataplane serves the split at the stable Service's address.
+    // The dataplane serves the split at the stable Service's address: the stable Service's
+    // view carries the managed TCPRoute with both backends weighted.
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let (_, snapshot) = daemon.admin("/snapshot");
-        if snapshot.contains("\"weight\":25") {
+        let snapshot: Value = serde_json::from_str(&snapshot).unwrap();
+        let stable = snapshot["services"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["key"]["name"] == "argo-rollouts-stable-service")
+            .cloned()
+            .unwrap_or_default();
+        let split: Vec<(String, u64)> = stable["l4Routes"][0]["backends"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|b| {
+                (
+                    b["service"]["name"].as_str().unwrap_or("").to_string(),
+                    b["weight"].as_u64().unwrap_or(0),
+                )
+            })
+            .collect();
+        if split
+            == [
+                ("argo-rollouts-stable-service".to_string(), 75),
+                ("argo-rollouts-canary-service".to_string(), 25),
+            ]
+        {
+            assert_eq!(stable["l4Routes"][0]["name"], "demo-managed");
             break;
         }
         assert!(
