@@ -199,7 +199,12 @@ fn split(v1: u32, v2: u32) -> String {
 
 /// A basic canary Rollout (no route: the split is by pods) of image tag `tag`.
 fn rollout(tag: &str) -> String {
-    format!("apiVersion: argoproj.io/v1alpha1\nkind: Rollout\nmetadata: {{name: site}}\nspec:\n  replicas: 4\n  selector: {{matchLabels: {{app: site}}}}\n  template:\n    metadata: {{labels: {{app: site}}}}\n    spec: {{containers: [{{name: app, image: example.invalid/site:{tag}}}]}}\n  strategy:\n    canary:\n      steps: [{{setWeight: 25}}, {{pause: {{}}}}, {{setWeight: 75}}, {{pause: {{}}}}]\n")
+    format!("apiVersion: argoproj.io/v1alpha1\nkind: Rollout\nmetadata: {{name: site}}\nspec:\n  replicas: 4\n  selector: {{matchLabels: {{app: site}}}}\n  template:\n    metadata: {{labels: {{app: site}}}}\n    spec: {{containers: [{{name: app, image: example.invalid/site:{tag}}}]}}\n  strategy:\n    canary:\n      analysis: {{templates: [{{templateName: revision}}]}}\n      steps: [{{setWeight: 25}}, {{pause: {{}}}}, {{setWeight: 75}}, {{pause: {{}}}}]\n")
+}
+
+/// A template measuring the snapshot revision the dashboard reports, every second.
+fn analysis_template(admin: &str) -> String {
+    format!("apiVersion: argoproj.io/v1alpha1\nkind: AnalysisTemplate\nmetadata: {{name: revision}}\nspec:\n  metrics:\n  - name: revision\n    interval: 1s\n    count: 600\n    successCondition: result > 0\n    provider:\n      web: {{url: 'http://{admin}/ui/state', jsonPath: '{{$.revision}}'}}\n")
 }
 
 /// An autoscaler of Rollout `site` on CPU, between 4 and `max` replicas.
@@ -294,12 +299,26 @@ fn dashboard_shows_weights_and_traffic_and_follows_changes_without_a_reload() {
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     assert!(traffic.join().unwrap() > 0);
 
-    // A Rollout: its phase, step and canary weight, redrawn as it moves.
+    // A Rollout: its phase, step and canary weight, redrawn as it moves; its background
+    // analysis (a web metric reading this page's own state) shows each value as it comes.
+    apply(&daemon, &analysis_template(&admin));
     apply(&daemon, &rollout("1"));
     let row = "document.querySelector('[data-rollout=\"default/site\"]')?.innerText";
     browser.until_text(row, "4 of 4");
     apply(&daemon, &rollout("2"));
     browser.until_text(row, "0 of 4");
+    let measured = browser.until_text(
+        "document.querySelector('[data-rollout=\"default/site\"] .measured')?.innerText",
+        "revision ",
+    );
+    assert!(
+        measured
+            .trim_start_matches("revision ")
+            .trim()
+            .parse::<f64>()
+            .is_ok(),
+        "{measured}"
+    );
     let promoted = daemon.pier(&["rollout", "promote", "ro/site"]);
     assert!(promoted.status.success(), "{}", stderr(&promoted));
     let text = browser.until_text(row, "1 of 4");

@@ -64,9 +64,30 @@ fn rollouts(families: &[MetricFamily]) -> Vec<Value> {
             r[label(m, "state")] = json!(value(f, m));
         }
     }
+    // Each run's metrics' last values, for the page to chart over time.
+    let mut values: BTreeMap<(String, String), serde_json::Map<String, Value>> = BTreeMap::new();
+    for (f, m) in samples(families, "pier_analysis_metric_value") {
+        let v = value(f, m);
+        values
+            .entry((
+                label(m, "namespace").to_string(),
+                label(m, "run").to_string(),
+            ))
+            .or_default()
+            .insert(
+                label(m, "metric").to_string(),
+                if v.is_finite() { json!(v) } else { Value::Null },
+            );
+    }
     for (_, m) in samples(families, "pier_analysis_run_info") {
         if let Some(r) = out.get_mut(&id(m)) {
-            let run = json!({"run": label(m, "run"), "phase": label(m, "phase")});
+            let key = (
+                label(m, "namespace").to_string(),
+                label(m, "run").to_string(),
+            );
+            let metrics = values.remove(&key).unwrap_or_default();
+            let run =
+                json!({"run": label(m, "run"), "phase": label(m, "phase"), "metrics": metrics});
             match r["analysis"].as_array_mut() {
                 Some(runs) => runs.push(run),
                 None => r["analysis"] = json!([run]),
@@ -346,10 +367,19 @@ mod tests {
         )
         .with_label_values(&["default", "web-abc-1", "web", "Running"])
         .set(1);
+        let value = prometheus::GaugeVec::new(
+            Opts::new("pier_analysis_metric_value", "h"),
+            &["namespace", "run", "metric"],
+        )
+        .unwrap();
+        registry.register(Box::new(value.clone())).unwrap();
+        value
+            .with_label_values(&["default", "web-abc-1", "success-rate"])
+            .set(0.97);
         let state = state(&json!({"revision": 1, "services": []}), &registry);
         assert_eq!(
             state["rollouts"][0]["analysis"],
-            json!([{"run": "web-abc-1", "phase": "Running"}])
+            json!([{"run": "web-abc-1", "phase": "Running", "metrics": {"success-rate": 0.97}}])
         );
         let r = &state["rollouts"][0];
         assert_eq!(
