@@ -28,6 +28,9 @@ pub struct Event {
     pub event_type: EventType,
     /// The object after the change (before it, for deletes).
     pub object: Arc<Object>,
+    /// Whether this is the last change of its transaction (on etcd the changes of one
+    /// transaction share a revision; on redb each has its own and this is always true).
+    pub ends_transaction: bool,
 }
 
 impl Event {

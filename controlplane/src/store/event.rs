@@ -24,6 +24,7 @@ pub(super) fn decode(revision: u64, bytes: &[u8]) -> Result<Event> {
         revision,
         event_type: stored.event_type,
         object: Arc::new(object),
+        ends_transaction: true,
     })
 }
 

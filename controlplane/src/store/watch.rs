@@ -17,6 +17,8 @@ use pier_model::Kind;
 pub struct Watch {
     inner: Inner,
     kinds: Option<&'static [Kind]>,
+    /// The last event taken did not end its transaction: the rest of it is on its way.
+    open: bool,
 }
 
 enum Inner {
@@ -34,6 +36,7 @@ impl Watch {
         Ok(Watch {
             inner: Inner::Log(LogWatch::new(store, from)?),
             kinds,
+            open: false,
         })
     }
 
@@ -42,6 +45,7 @@ impl Watch {
         Watch {
             inner: Inner::Etcd(watch),
             kinds,
+            open: false,
         }
     }
 
@@ -57,6 +61,7 @@ impl Watch {
                 Inner::Log(w) => w.next().await,
                 Inner::Etcd(w) => w.next().await,
             }?;
+            self.open = !event.ends_transaction;
             if self.wanted(&event) {
                 return Ok(event);
             }
@@ -64,20 +69,22 @@ impl Watch {
     }
 
     /// Every event already committed and not yet taken: the rest of the transaction the last
-    /// event came from, and any after it. On redb, events a writer is still publishing are
-    /// waited for, so a reader that applies them together never sees half a transaction; on
-    /// etcd, what the stream has delivered.
+    /// event came from, and any after it, so a reader that applies them together never sees
+    /// half a transaction. On redb, events a writer is still publishing are waited for; on
+    /// etcd, the rest of a transaction the stream is still delivering.
     pub async fn committed(&mut self) -> Result<Vec<Arc<Event>>> {
         let mut events = Vec::new();
         loop {
             let event = match &mut self.inner {
                 Inner::Log(w) if w.behind() => w.next().await?,
                 Inner::Log(_) => break,
+                Inner::Etcd(w) if self.open => w.next().await?,
                 Inner::Etcd(w) => match w.try_next()? {
                     Some(event) => event,
                     None => break,
                 },
             };
+            self.open = !event.ends_transaction;
             if self.wanted(&event) {
                 events.push(event);
             }
@@ -93,6 +100,9 @@ impl Watch {
                 Inner::Log(w) => w.try_next(),
                 Inner::Etcd(w) => w.try_next(),
             }?;
+            if let Some(event) = &event {
+                self.open = !event.ends_transaction;
+            }
             match event {
                 Some(event) if !self.wanted(&event) => continue,
                 other => return Ok(other),

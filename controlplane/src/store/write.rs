@@ -228,6 +228,7 @@ impl Batch<'_> {
             revision: self.revision,
             event_type,
             object: Arc::new(object),
+            ends_transaction: true,
         }));
         if reported {
             self.results.push(written);

@@ -115,10 +115,10 @@ proptest! {
                 Op::Put(o) => {
                     let existed = state.insert(id(o), o.clone()).is_some();
                     let event_type = if existed { EventType::Modified } else { EventType::Added };
-                    Event { revision, event_type, object: Arc::new(o.clone()) }
+                    Event { revision, event_type, object: Arc::new(o.clone()), ends_transaction: true }
                 }
                 Op::Delete(o) => match state.remove(&id(o)) {
-                    Some(old) => Event { revision, event_type: EventType::Deleted, object: Arc::new(old) },
+                    Some(old) => Event { revision, event_type: EventType::Deleted, object: Arc::new(old), ends_transaction: true },
                     None => continue,
                 },
             };

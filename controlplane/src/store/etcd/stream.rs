@@ -116,21 +116,30 @@ async fn stream(
         if let Some(h) = response.header() {
             store.saw(h.revision());
         }
+        // One transaction's events share a revision and come in one response; the last of
+        // them sent says so, for readers that take whole transactions.
+        let mut batch: Vec<Event> = Vec::new();
         for event in response.events() {
-            let revision = event
-                .kv()
-                .map_or(0, |kv| u64::try_from(kv.mod_revision()).unwrap_or(0));
             let wanted =
                 kinds.is_none_or(|kinds| event.kv().is_some_and(|kv| of_kinds(kv.key(), kinds)));
-            if !wanted {
-                *next = (*next).max(revision + 1);
-                continue;
-            }
-            if let Some(event) = convert(event).map_err(Break::End)? {
-                if !tx.send(Ok(Arc::new(event))).await {
-                    return Ok(());
+            if wanted {
+                if let Some(event) = convert(event).map_err(Break::End)? {
+                    if let Some(before) = batch.last_mut() {
+                        before.ends_transaction = before.revision != event.revision;
+                    }
+                    batch.push(event);
                 }
             }
+        }
+        for event in batch {
+            let revision = event.revision;
+            if !tx.send(Ok(Arc::new(event))).await {
+                return Ok(());
+            }
+            *next = (*next).max(revision + 1);
+        }
+        if let Some(last) = response.events().last().and_then(|e| e.kv()) {
+            let revision = u64::try_from(last.mod_revision()).unwrap_or(0);
             *next = (*next).max(revision + 1);
         }
     }
@@ -173,5 +182,6 @@ fn convert(event: &etcd_client::Event) -> Result<Option<Event>> {
         revision,
         event_type,
         object: Arc::new(object),
+        ends_transaction: true,
     }))
 }

@@ -150,3 +150,40 @@ fn readers_starting_behind_the_feed_see_every_event_from_their_start() {
         quiet(&runtime, reader);
     }
 }
+
+/// A reader taking `next` and then `committed` always holds whole transactions: the events
+/// of one etcd transaction share a revision, and all but the last say more follow.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn committed_never_splits_a_transaction() {
+    let Some(t) = open() else {
+        return;
+    };
+    let store = std::sync::Arc::clone(&t.store);
+    let mut watch = store.watch(store.revision() + 1).unwrap();
+    const BATCHES: usize = 100;
+    let writer = std::thread::spawn(move || write(&store, "whole", BATCHES, 3));
+    let mut taken = 0;
+    while taken < BATCHES * 3 {
+        let first = tokio::time::timeout(Duration::from_secs(10), watch.next())
+            .await
+            .expect("an event within 10 s")
+            .unwrap();
+        assert!(
+            !first.ends_transaction,
+            "revision {} began a pass",
+            first.revision
+        );
+        let rest = watch.committed().await.unwrap();
+        assert_eq!(
+            rest.len() % 3,
+            2,
+            "a pass from revision {} held {} events",
+            first.revision,
+            1 + rest.len()
+        );
+        assert!(rest.iter().all(|e| e.revision >= first.revision));
+        assert!(rest.last().unwrap().ends_transaction);
+        taken += 1 + rest.len();
+    }
+    assert_eq!(writer.join().unwrap().len(), BATCHES * 3);
+}
