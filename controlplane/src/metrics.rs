@@ -202,3 +202,13 @@ impl Collector for StoreCollector {
         out
     }
 }
+
+/// Removes the series of `vec` with `labels`; one that was never set is nothing to remove.
+pub(crate) fn remove_series<T: prometheus::core::MetricVecBuilder>(
+    vec: &prometheus::core::MetricVec<T>,
+    labels: &[&str],
+) {
+    if let Err(e) = vec.remove_label_values(labels) {
+        tracing::trace!(?labels, error = %e, "no series to remove");
+    }
+}

@@ -46,19 +46,7 @@ pub fn bytes(q: &IntOrString) -> Result<u64, String> {
 pub fn cores(q: &IntOrString) -> Result<f64, String> {
     let v = match q {
         IntOrString::Int(n) => *n as f64,
-        IntOrString::String(s) => {
-            let s = s.trim();
-            match s.strip_suffix('m') {
-                Some(m) => {
-                    m.parse::<f64>()
-                        .map_err(|_| format!("cpu {s:?} is not a quantity"))?
-                        / 1000.0
-                }
-                None => s
-                    .parse::<f64>()
-                    .map_err(|_| format!("cpu {s:?} is not a quantity"))?,
-            }
-        }
+        IntOrString::String(s) => decimal(s).map_err(|e| format!("cpu {e}"))?,
     };
     if v.is_finite() && v > 0.0 {
         Ok(v)

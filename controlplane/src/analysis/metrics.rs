@@ -8,6 +8,7 @@ use prometheus::{GaugeVec, IntGaugeVec, Opts, Registry};
 
 use crate::controllers::runner::{Reconciled, Reconciler};
 use crate::controllers::ROLLOUT_LABEL;
+use crate::metrics::remove_series;
 use crate::store::EventType;
 use pier_model::analysis::{AnalysisRun, MetricResult};
 use pier_model::{Kind, Object};
@@ -95,12 +96,9 @@ impl AnalysisMetrics {
     fn drop_results(&mut self, key: &Key) {
         let (ns, name) = (key.0.as_str(), key.1.as_str());
         for metric in self.metrics.remove(key).unwrap_or_default() {
-            gone(self.value.remove_label_values(&[ns, name, &metric]));
+            remove_series(&self.value, &[ns, name, &metric]);
             for result in RESULTS {
-                gone(
-                    self.results
-                        .remove_label_values(&[ns, name, &metric, result]),
-                );
+                remove_series(&self.results, &[ns, name, &metric, result]);
             }
         }
     }
@@ -132,9 +130,7 @@ impl AnalysisMetrics {
 
     fn drop_series(&self, labels: &[String; 4]) {
         let refs: Vec<&str> = labels.iter().map(String::as_str).collect();
-        if let Err(e) = self.info.remove_label_values(&refs) {
-            tracing::debug!(?labels, error = %e, "no analysis series to remove");
-        }
+        remove_series(&self.info, &refs);
     }
 }
 
@@ -150,13 +146,6 @@ fn last_value(m: &MetricResult) -> Option<f64> {
     match first {
         "NaN" => Some(f64::NAN),
         other => other.parse().ok(),
-    }
-}
-
-/// A series that was never set is nothing to remove.
-fn gone(result: prometheus::Result<()>) {
-    if let Err(e) = result {
-        tracing::trace!(error = %e, "no analysis series to remove");
     }
 }
 

@@ -12,7 +12,7 @@ use prometheus::Registry;
 
 use super::behavior::{Behavior, History, Limit};
 use super::evaluate::{evaluate, Evaluated, Failure, Measuring};
-use super::measure::{Sampler, UsageSource};
+use super::measure::{ProxyCounts, Sampler, UsageSource};
 use crate::controllers::runner::{Reconciled, Reconciler};
 use crate::events::Recorder;
 use crate::store::{EventType, Op, Store};
@@ -60,35 +60,35 @@ impl HpaController {
 }
 
 /// A scaled workload as read.
-enum Workload {
+enum ScaleTarget {
     Deployment(Box<pier_model::Deployment>),
     Rollout(Box<pier_model::Rollout>),
 }
 
-impl Workload {
+impl ScaleTarget {
     fn replicas(&self) -> i64 {
         match self {
-            Workload::Deployment(d) => d.spec.replicas.unwrap_or(1),
-            Workload::Rollout(r) => r.spec.replicas.unwrap_or(1),
+            ScaleTarget::Deployment(d) => d.spec.replicas.unwrap_or(1),
+            ScaleTarget::Rollout(r) => r.spec.replicas.unwrap_or(1),
         }
     }
 
     fn selector(&self) -> &LabelSelector {
         match self {
-            Workload::Deployment(d) => &d.spec.selector,
-            Workload::Rollout(r) => &r.spec.selector,
+            ScaleTarget::Deployment(d) => &d.spec.selector,
+            ScaleTarget::Rollout(r) => &r.spec.selector,
         }
     }
 
     /// The workload with `replicas`, written on the condition that it did not change.
     fn scaled(&self, replicas: i64) -> Object {
         match self {
-            Workload::Deployment(d) => {
+            ScaleTarget::Deployment(d) => {
                 let mut d = (**d).clone();
                 d.spec.replicas = Some(replicas);
                 Object::Deployment(d)
             }
-            Workload::Rollout(r) => {
+            ScaleTarget::Rollout(r) => {
                 let mut r = (**r).clone();
                 r.spec.replicas = Some(replicas);
                 Object::Rollout(r)
@@ -106,7 +106,11 @@ struct Decision {
 }
 
 impl HpaController {
-    async fn reconcile_one(&mut self, key: &Key) -> Result<Option<Duration>, String> {
+    async fn reconcile_one(
+        &mut self,
+        key: &Key,
+        counts: &ProxyCounts,
+    ) -> Result<Option<Duration>, String> {
         let Some(hpa) = self.hpas.get(key).cloned() else {
             self.histories.remove(key);
             return Ok(None);
@@ -133,7 +137,7 @@ impl HpaController {
                 return Ok(Some(self.period));
             }
         };
-        let mut decision = self.decide(key, &hpa, &workload, &pods);
+        let mut decision = self.decide(key, &hpa, &workload, &pods, counts);
         let current = workload.replicas();
         if decision.desired != current {
             let object = workload.scaled(decision.desired);
@@ -199,7 +203,7 @@ impl HpaController {
     async fn read(
         &self,
         hpa: &HorizontalPodAutoscaler,
-    ) -> Result<Result<(Workload, Vec<Pod>), String>, String> {
+    ) -> Result<Result<(ScaleTarget, Vec<Pod>), String>, String> {
         let ns = hpa.metadata.namespace().to_string();
         let target = hpa.spec.scale_target_ref.clone();
         self.store
@@ -210,8 +214,8 @@ impl HpaController {
                     other => return Ok(Err(format!("cannot scale a {other}"))),
                 };
                 let workload = match s.get(kind, &ns, &target.name)? {
-                    Some(Object::Deployment(d)) => Workload::Deployment(Box::new(d)),
-                    Some(Object::Rollout(r)) => Workload::Rollout(Box::new(r)),
+                    Some(Object::Deployment(d)) => ScaleTarget::Deployment(Box::new(d)),
+                    Some(Object::Rollout(r)) => ScaleTarget::Rollout(Box::new(r)),
                     _ => {
                         return Ok(Err(format!(
                             "the HPA controller was unable to get the target's current scale: {} {:?} not found",
@@ -245,8 +249,9 @@ impl HpaController {
         &mut self,
         key: &Key,
         hpa: &HorizontalPodAutoscaler,
-        workload: &Workload,
+        workload: &ScaleTarget,
         pods: &[Pod],
+        counts: &ProxyCounts,
     ) -> Decision {
         let now_text = rfc3339(SystemTime::now());
         let current = workload.replicas();
@@ -264,11 +269,10 @@ impl HpaController {
         );
         let metrics = metrics_of(hpa);
         let owner = format!("{}/{}", key.0, key.1);
-        let counts = self.sampler.proxy();
         let mut measuring = Measuring {
             owner: &owner,
             sampler: &mut self.sampler,
-            counts: &counts,
+            counts,
             now: Instant::now(),
         };
         let live: Vec<&Pod> = pods.iter().collect();
@@ -513,8 +517,10 @@ impl Reconciler for HpaController {
 
     async fn reconcile(&mut self, keys: BTreeSet<Key>) -> Reconciled<Key> {
         let mut result = Reconciled::default();
+        // The proxy's counters, read once for every autoscaler of this pass.
+        let counts = self.sampler.proxy();
         for key in keys {
-            match self.reconcile_one(&key).await {
+            match self.reconcile_one(&key, &counts).await {
                 Ok(Some(after)) => result.requeue.push((key, after)),
                 Ok(None) => {}
                 Err(e) => result.failed.push((key, e)),

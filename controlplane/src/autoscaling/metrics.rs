@@ -7,6 +7,7 @@ use prometheus::{GaugeVec, IntGaugeVec, Opts, Registry};
 
 use super::evaluate::metric_label;
 use crate::controllers::runner::{Reconciled, Reconciler};
+use crate::metrics::remove_series;
 use crate::store::EventType;
 use pier_model::hpa::HorizontalPodAutoscaler;
 use pier_model::quantity;
@@ -121,22 +122,15 @@ impl HpaMetrics {
             return;
         };
         for kind in ["current", "desired", "min", "max"] {
-            drop_series(self.replicas.remove_label_values(&[ns, name, kind]));
+            remove_series(&self.replicas, &[ns, name, kind]);
         }
         for (m, t) in &metrics {
-            drop_series(self.value.remove_label_values(&[ns, name, m, t]));
-            drop_series(self.target.remove_label_values(&[ns, name, m, t]));
+            remove_series(&self.value, &[ns, name, m, t]);
+            remove_series(&self.target, &[ns, name, m, t]);
         }
         for (c, s) in &conditions {
-            drop_series(self.condition.remove_label_values(&[ns, name, c, s]));
+            remove_series(&self.condition, &[ns, name, c, s]);
         }
-    }
-}
-
-/// A series that was never set is nothing to remove.
-fn drop_series(result: prometheus::Result<()>) {
-    if let Err(e) = result {
-        tracing::trace!(error = %e, "no autoscaler series to remove");
     }
 }
 

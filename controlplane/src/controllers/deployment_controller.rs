@@ -1,6 +1,6 @@
 //! The Deployment controller: keeps each Deployment's Pods in the store as `deployment.rs`
 //! plans (the node agent runs them), and its revisions as ReplicaSets as
-//! `deployment_revisions.rs` plans. Runs on the controller runner, keyed by Deployment.
+//! `workload_revisions.rs` plans. Runs on the controller runner, keyed by Deployment.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -8,13 +8,13 @@ use std::sync::Arc;
 use super::deployment::{
     new_pod, plan, template_hash, PodView, DEPLOYMENT_LABEL, TEMPLATE_HASH_LABEL,
 };
-use super::deployment_revisions::{effective, revision_ops};
 use super::deployment_status::status_of;
 use super::owned_pods::{live, terminating, view};
 use super::runner::{Reconciled, Reconciler};
+use super::workload_revisions::{effective, revision_ops, Revisions};
 use crate::events::Recorder;
 use crate::store::{EventType, Op, Outcome, Store};
-use pier_model::{Deployment, Kind, Object, Pod, ReplicaSet};
+use pier_model::{Deployment, Kind, Object, Pod};
 
 type Key = (String, String);
 
@@ -29,7 +29,7 @@ pub struct DeploymentController {
     /// that loses its label (orphaned) leaves its old Deployment's cache.
     pod_owner: HashMap<Key, Key>,
     /// ReplicaSets (revisions) by the Deployment that controls them, then by name.
-    sets: HashMap<Key, BTreeMap<String, ReplicaSet>>,
+    sets: Revisions,
 }
 
 impl DeploymentController {
@@ -41,33 +41,14 @@ impl DeploymentController {
             deployments: HashMap::new(),
             pods: HashMap::new(),
             pod_owner: HashMap::new(),
-            sets: HashMap::new(),
+            sets: Revisions::new("Deployment"),
         }
-    }
-
-    fn observe_set(&mut self, deleted: bool, rs: &ReplicaSet, dirty: &mut BTreeSet<Key>) {
-        let Some(owner) = rs
-            .metadata
-            .owner_references
-            .iter()
-            .find(|o| o.kind == "Deployment" && o.controller == Some(true))
-        else {
-            return;
-        };
-        let key = (rs.metadata.namespace().to_string(), owner.name.clone());
-        let sets = self.sets.entry(key.clone()).or_default();
-        if deleted {
-            sets.remove(&rs.metadata.name);
-        } else {
-            sets.insert(rs.metadata.name.clone(), rs.clone());
-        }
-        dirty.insert(key);
     }
 
     /// The ReplicaSet writes for `key`: its revisions kept true to its pods, or, once the
     /// Deployment is gone, deleted.
     fn set_ops(&self, key: &Key) -> Vec<Op> {
-        let sets = self.sets_of(key);
+        let sets = self.sets.of(key);
         match self.deployments.get(key) {
             Some(d) if d.metadata.deletion_timestamp.is_some() => Vec::new(),
             Some(d) => effective(d, &sets)
@@ -104,15 +85,6 @@ impl DeploymentController {
             self.pod_owner.insert(id, key.clone());
         }
         dirty.insert(key);
-    }
-
-    /// The ReplicaSets (revisions) of `key`.
-    fn sets_of(&self, key: &Key) -> Vec<&ReplicaSet> {
-        self.sets
-            .get(key)
-            .into_iter()
-            .flat_map(BTreeMap::values)
-            .collect()
     }
 
     /// The live (not terminating) pods of `key`.
@@ -154,7 +126,7 @@ impl DeploymentController {
         if d.metadata.deletion_timestamp.is_some() {
             return Vec::new();
         }
-        let Some(d) = effective(d, &self.sets_of(key)) else {
+        let Some(d) = effective(d, &self.sets.of(key)) else {
             return Vec::new();
         };
         let d = d.as_ref();
@@ -258,7 +230,7 @@ impl Reconciler for DeploymentController {
                 dirty.insert(key);
             }
             Object::Pod(p) => self.observe_pod(deleted, p, dirty),
-            Object::ReplicaSet(rs) => self.observe_set(deleted, rs, dirty),
+            Object::ReplicaSet(rs) => self.sets.observe(deleted, rs, dirty),
             _ => {}
         }
     }

@@ -2,7 +2,7 @@
 //! by `runner.rs`. `endpoints_controller.rs` turns Services and Pods into EndpointSlices
 //! (planned by `endpoints.rs`); `deployment_controller.rs` keeps a Deployment's Pods
 //! (planned by `deployment.rs`), its status (`deployment_status.rs`) and its revisions as
-//! ReplicaSets (`deployment_revisions.rs`); `rollout_controller.rs` runs Argo Rollouts' canaries
+//! ReplicaSets (`workload_revisions.rs`); `rollout_controller.rs` runs Argo Rollouts' canaries
 //! (planned by `rollout.rs` with `rollout_steps.rs` and `rollout_analysis.rs`, moving traffic as
 //! `rollout_traffic.rs` and `rollout_managed_route.rs` edit it, making the AnalysisRuns
 //! `rollout_runs.rs` lists; its writes in `rollout_controller/ops.rs`), and
@@ -11,7 +11,6 @@
 
 pub mod deployment;
 mod deployment_controller;
-mod deployment_revisions;
 mod deployment_status;
 pub mod endpoints;
 mod endpoints_controller;
@@ -29,6 +28,7 @@ pub mod rollout_traffic;
 pub mod runner;
 mod scheduler_controller;
 pub mod scheduling;
+mod workload_revisions;
 
 pub use deployment_controller::DeploymentController;
 pub use endpoints_controller::EndpointsController;

@@ -8,20 +8,20 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use super::deployment::{hash_template, PodView};
-use super::deployment_revisions::{workload_revision_ops, Workload};
 use super::owned_pods::{live, terminating, view};
 use super::rollout::{plan, Input, Plan};
 use super::rollout_analysis::{RunState, Runs};
 use super::rollout_managed_route::managed_route_name;
 use super::rollout_runs::{run_ops, Templates};
 use super::runner::{Reconciled, Reconciler};
+use super::workload_revisions::{workload_revision_ops, Revisions, Workload};
 use crate::events::Recorder;
 use crate::store::{EventType, Op, Store};
 use pier_model::analysis::{AnalysisRun, AnalysisTemplate};
 use pier_model::deployment::PodTemplateSpec;
 use pier_model::rollout::ROLLOUT_HASH_LABEL;
 use pier_model::{
-    Deployment, EndpointSlice, HttpRoute, Kind, L4Route, Object, Pod, ReplicaSet, Rollout, Service,
+    Deployment, EndpointSlice, HttpRoute, Kind, L4Route, Object, Pod, Rollout, Service,
 };
 
 /// Label naming a pod's Rollout.
@@ -53,7 +53,7 @@ pub struct RolloutController {
     templates: HashMap<Key, AnalysisTemplate>,
     cluster_templates: HashMap<String, AnalysisTemplate>,
     /// ReplicaSets (revisions) by the Rollout that controls them, then by name.
-    sets: HashMap<Key, BTreeMap<String, ReplicaSet>>,
+    sets: Revisions,
 }
 
 impl RolloutController {
@@ -72,27 +72,8 @@ impl RolloutController {
             runs: HashMap::new(),
             templates: HashMap::new(),
             cluster_templates: HashMap::new(),
-            sets: HashMap::new(),
+            sets: Revisions::new("Rollout"),
         }
-    }
-
-    fn observe_set(&mut self, deleted: bool, rs: &ReplicaSet, dirty: &mut BTreeSet<Key>) {
-        let Some(owner) = rs
-            .metadata
-            .owner_references
-            .iter()
-            .find(|o| o.kind == "Rollout" && o.controller == Some(true))
-        else {
-            return;
-        };
-        let key = (rs.metadata.namespace().to_string(), owner.name.clone());
-        let sets = self.sets.entry(key.clone()).or_default();
-        if deleted {
-            sets.remove(&rs.metadata.name);
-        } else {
-            sets.insert(rs.metadata.name.clone(), rs.clone());
-        }
-        dirty.insert(key);
     }
 
     /// Marks every rollout of `namespace` dirty: Services, slices, routes and Deployments
@@ -250,8 +231,8 @@ impl RolloutController {
             for kind in [Kind::HttpRoute, Kind::TcpRoute, Kind::UdpRoute] {
                 ops.push(Op::remove(kind, &key.0, &route));
             }
-            for name in self.sets.get(&key).into_iter().flat_map(BTreeMap::keys) {
-                ops.push(Op::remove(Kind::ReplicaSet, &key.0, name));
+            for rs in self.sets.of(&key) {
+                ops.push(Op::remove(Kind::ReplicaSet, &key.0, &rs.metadata.name));
             }
             self.write(&key, "removing a deleted Rollout's pods", ops, result)
                 .await;
@@ -356,12 +337,7 @@ impl RolloutController {
         {
             return;
         }
-        let sets: Vec<&ReplicaSet> = self
-            .sets
-            .get(&key)
-            .into_iter()
-            .flat_map(BTreeMap::values)
-            .collect();
+        let sets = self.sets.of(&key);
         let revisions = workload_revision_ops(
             &Workload::rollout(&ro, &template, hash),
             &sets,
@@ -482,7 +458,7 @@ impl Reconciler for RolloutController {
                 return;
             }
             Object::Pod(p) => return self.observe_pod(deleted, p, dirty),
-            Object::ReplicaSet(rs) => return self.observe_set(deleted, rs, dirty),
+            Object::ReplicaSet(rs) => return self.sets.observe(deleted, rs, dirty),
             Object::AnalysisRun(run) => return self.observe_run(deleted, run, dirty),
             Object::AnalysisTemplate(t) => keep(&mut self.templates, key.clone(), deleted, t),
             Object::ClusterAnalysisTemplate(t) => {

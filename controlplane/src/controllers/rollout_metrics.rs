@@ -6,6 +6,7 @@ use std::collections::{BTreeSet, HashMap};
 use prometheus::{IntGaugeVec, Opts, Registry};
 
 use super::runner::{Reconciled, Reconciler};
+use crate::metrics::remove_series;
 use crate::store::EventType;
 use pier_model::{Kind, Object, Rollout};
 
@@ -64,7 +65,7 @@ impl RolloutMetrics {
         let phase = st.phase.clone().unwrap_or_else(|| "Progressing".into());
         if let Some(before) = self.phases.insert(key.clone(), phase.clone()) {
             if before != phase {
-                self.drop_series(&self.info, &[ns, name, &before]);
+                remove_series(&self.info, &[ns, name, &before]);
             }
         }
         self.info.with_label_values(&[ns, name, &phase]).set(1);
@@ -88,19 +89,13 @@ impl RolloutMetrics {
     fn remove(&mut self, key: &Key) {
         let (ns, name) = (key.0.as_str(), key.1.as_str());
         if let Some(phase) = self.phases.remove(key) {
-            self.drop_series(&self.info, &[ns, name, &phase]);
+            remove_series(&self.info, &[ns, name, &phase]);
         }
         for g in [&self.step, &self.steps, &self.weight] {
-            self.drop_series(g, &[ns, name]);
+            remove_series(g, &[ns, name]);
         }
         for state in ["desired", "current", "updated", "available"] {
-            self.drop_series(&self.replicas, &[ns, name, state]);
-        }
-    }
-
-    fn drop_series(&self, g: &IntGaugeVec, labels: &[&str]) {
-        if let Err(e) = g.remove_label_values(labels) {
-            tracing::debug!(?labels, error = %e, "no rollout series to remove");
+            remove_series(&self.replicas, &[ns, name, state]);
         }
     }
 }

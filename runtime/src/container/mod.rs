@@ -2,8 +2,10 @@
 //! `create.rs` (rootfs, `/etc` files, network, OCI spec), `start.rs` (through the shim
 //! launcher, and the exit watch), `stop.rs` (stop, signal, remove, teardown), `state.rs`
 //! (`state.json` and re-adoption of running shims), `rootfs.rs` (the overlay mount),
-//! `publish.rs` (port forwarders).
+//! `publish.rs` (port forwarders), `usage.rs` (resource use for autoscaling); `cgroup.rs` says
+//! where a container's cgroups are.
 
+mod cgroup;
 mod config;
 mod create;
 pub mod exec;

@@ -131,20 +131,11 @@ impl LineBuffer {
 
 fn oom_killed(id: &str) -> bool {
     // cgroup v1 memory controller: under_oom / oom_kill counter; v2: memory.events.
-    let v1 = Path::new("/sys/fs/cgroup/memory/pier")
-        .join(id)
-        .join("memory.oom_control");
-    let v2 = Path::new("/sys/fs/cgroup/pier")
-        .join(id)
-        .join("memory.events");
+    let v1 = super::cgroup::dir("memory", id).join("memory.oom_control");
+    let v2 = super::cgroup::dir("", id).join("memory.events");
     [v1, v2].iter().any(|p| {
-        fs::read_to_string(p).is_ok_and(|s| {
-            s.lines().any(|l| {
-                l.strip_prefix("oom_kill ")
-                    .and_then(|n| n.trim().parse::<u64>().ok())
-                    .is_some_and(|n| n > 0)
-            })
-        })
+        fs::read_to_string(p)
+            .is_ok_and(|s| super::cgroup::stat(&s, "oom_kill").is_some_and(|n| n > 0.0))
     })
 }
 

@@ -205,7 +205,7 @@ pub fn build(
         "hostname": hostname,
         "mounts": mounts,
         "linux": {
-            "cgroupsPath": format!("/pier/{id}"),
+            "cgroupsPath": super::cgroup::spec_path(id),
             "resources": resources,
             "namespaces": namespaces,
             "maskedPaths": MASKED,

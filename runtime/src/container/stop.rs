@@ -112,14 +112,14 @@ pub fn delete_state(state_root: &Path, id: &str) {
         metrics::cleanup(fs::remove_dir_all(&root), "remove-runtime-state", &root);
     }
     // libcontainer removes the cgroups it made; leftovers of a crash go here.
-    for base in ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"] {
-        if let Ok(entries) = fs::read_dir(base) {
+    for base in ["", "unified"] {
+        if let Ok(entries) = fs::read_dir(Path::new(super::cgroup::ROOT).join(base)) {
             for e in entries.flatten().filter(|e| e.path().is_dir()) {
-                let dir = e.path().join("pier").join(id);
+                let dir = super::cgroup::dir(Path::new(base).join(e.file_name()), id);
                 metrics::cleanup(fs::remove_dir(&dir), "remove-cgroup", &dir);
             }
         }
-        let dir = Path::new(base).join("pier").join(id);
+        let dir = super::cgroup::dir(base, id);
         metrics::cleanup(fs::remove_dir(&dir), "remove-cgroup", &dir);
     }
 }

@@ -3,31 +3,15 @@
 //! (usage less inactive page cache, as the kubelet counts it) from the memory controller.
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use pier_controlplane::autoscaling::{ContainerUsage, UsageSource};
 
+use super::cgroup::{dir, stat};
 use super::Engine;
-
-/// Where cgroup hierarchies are mounted.
-const CGROUP_ROOT: &str = "/sys/fs/cgroup";
-
-/// `id`'s cgroup under hierarchy `controller` (`""` for a cgroup v2 root at the mount point).
-fn dir(controller: &str, id: &str) -> PathBuf {
-    Path::new(CGROUP_ROOT)
-        .join(controller)
-        .join("pier")
-        .join(id)
-}
 
 fn read(path: &Path) -> Option<String> {
     fs::read_to_string(path).ok()
-}
-
-/// `key value` lines (`cpu.stat`, `memory.stat`): the value of `key`.
-fn stat(text: &str, key: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|l| l.strip_prefix(key)?.strip_prefix(' ')?.trim().parse().ok())
 }
 
 /// CPU seconds: v1 `cpuacct.usage` (ns), else v2 `cpu.stat` `usage_usec` (at the mount point,
@@ -76,21 +60,5 @@ impl UsageSource for Engine {
             cpu_seconds: cpu_seconds(id)?,
             memory_bytes: memory_bytes(id).unwrap_or(0.0),
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn stat_lines() {
-        let text = "usage_usec 2500000\nuser_usec 2000000\nsystem_usec 500000\n";
-        assert_eq!(stat(text, "usage_usec"), Some(2_500_000.0));
-        assert_eq!(stat(text, "user"), None);
-        assert_eq!(
-            stat("total_inactive_file 4096\n", "total_inactive_file"),
-            Some(4096.0)
-        );
     }
 }

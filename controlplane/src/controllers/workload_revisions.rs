@@ -7,6 +7,7 @@
 //! `pier rollout` read them. Pure: the workload controllers write what this plans.
 
 use std::borrow::Cow;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use pier_model::deployment::PodTemplateSpec;
 use pier_model::meta::OwnerReference;
@@ -20,6 +21,58 @@ use pier_model::{Deployment, Kind, LabelSelector, Object, ObjectMeta, ReplicaSet
 use super::deployment::{template_hash, PodView, DEPLOYMENT_LABEL, TEMPLATE_HASH_LABEL};
 use super::rollout_controller::ROLLOUT_LABEL;
 use crate::store::Op;
+
+/// The ReplicaSets (revisions) a workload controller has seen, by the workload (of one kind)
+/// controlling them, then by name.
+pub(super) struct Revisions {
+    owner_kind: &'static str,
+    sets: HashMap<(String, String), BTreeMap<String, ReplicaSet>>,
+}
+
+impl Revisions {
+    /// Revisions controlled by workloads of `owner_kind` (`Deployment`, `Rollout`).
+    pub(super) fn new(owner_kind: &'static str) -> Self {
+        Self {
+            owner_kind,
+            sets: HashMap::new(),
+        }
+    }
+
+    /// Keeps `rs` (or forgets it, `deleted`) if a workload of this kind controls it, and marks
+    /// that workload dirty.
+    pub(super) fn observe(
+        &mut self,
+        deleted: bool,
+        rs: &ReplicaSet,
+        dirty: &mut BTreeSet<(String, String)>,
+    ) {
+        let Some(owner) = rs
+            .metadata
+            .owner_references
+            .iter()
+            .find(|o| o.kind == self.owner_kind && o.controller == Some(true))
+        else {
+            return;
+        };
+        let key = (rs.metadata.namespace().to_string(), owner.name.clone());
+        let sets = self.sets.entry(key.clone()).or_default();
+        if deleted {
+            sets.remove(&rs.metadata.name);
+        } else {
+            sets.insert(rs.metadata.name.clone(), rs.clone());
+        }
+        dirty.insert(key);
+    }
+
+    /// The revisions of workload `key`.
+    pub(super) fn of(&self, key: &(String, String)) -> Vec<&ReplicaSet> {
+        self.sets
+            .get(key)
+            .into_iter()
+            .flat_map(BTreeMap::values)
+            .collect()
+    }
+}
 
 /// Old revisions kept when a Deployment does not say (Kubernetes' default).
 const DEFAULT_HISTORY: usize = 10;
