@@ -327,8 +327,8 @@ fn analysis_rolls_back_an_l4_canary_that_resets_connections() {
     );
 }
 
-/// A release whose process crashes a few seconds after it starts: analysed on the restarts of
-/// the canary's pods.
+/// A release whose process crashes a few seconds after it starts: analysed in the background
+/// on the restarts of the canary's pods.
 const CRASH_MANIFESTS: &str = "apiVersion: argoproj.io/v1alpha1
 kind: AnalysisTemplate
 metadata: {name: restarts}
@@ -337,7 +337,7 @@ spec:
   metrics:
   - name: restarts
     interval: 2s
-    count: 3
+    count: 15
     successCondition: result == 0
     provider:
       plugin:
@@ -358,11 +358,14 @@ spec:
       trafficRouting:
         plugins:
           argoproj-labs/gatewayAPI: {httpRoute: shop-route, namespace: default}
+      # In the background from the first step: a crashing canary may never stay ready
+      # long enough for its weight to move, and its restarts are counted all the same.
+      analysis:
+        templates: [{templateName: restarts}]
+        args: [{name: service-name, value: shop-canary}]
       steps:
       - setWeight: 50
-      - analysis:
-          templates: [{templateName: restarts}]
-          args: [{name: service-name, value: shop-canary}]
+      - pause: {}
   template:
     metadata: {labels: {app: shop}}
     spec:
