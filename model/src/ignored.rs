@@ -267,9 +267,63 @@ pub(crate) fn is_known_ignored(kind: Kind, path: &str) -> bool {
     }
 }
 
+/// Whether the ignored field at `path` (as `spec.ports[0].name`) in `object` holds its type's
+/// zero value (`false`, `0`, `""`, empty, or an object of zeros), which Kubernetes reads as unset:
+/// pier already behaves as asked, so it is not worth a warning. Protobuf bodies carry every such
+/// field.
+pub(crate) fn is_unset(object: &serde_json::Value, path: &str) -> bool {
+    let mut at = object;
+    for part in path.split('.') {
+        let (key, indexes) = part.split_once('[').unwrap_or((part, ""));
+        let Some(next) = at.get(key) else {
+            return false;
+        };
+        at = next;
+        for index in indexes.split('[').filter(|i| !i.is_empty()) {
+            let Some(next) = index
+                .trim_end_matches(']')
+                .parse::<usize>()
+                .ok()
+                .and_then(|i| at.get(i))
+            else {
+                return false;
+            };
+            at = next;
+        }
+    }
+    is_zero(at)
+}
+
+fn is_zero(value: &serde_json::Value) -> bool {
+    use serde_json::Value;
+    match value {
+        Value::Null => true,
+        Value::Bool(b) => !b,
+        Value::Number(n) => n.as_f64() == Some(0.0),
+        Value::String(s) => s.is_empty(),
+        Value::Array(items) => items.is_empty(),
+        Value::Object(fields) => fields.values().all(is_zero),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn zero_values_read_as_unset() {
+        let object = serde_json::json!({
+            "spec": {"hostNetwork": false, "ports": [{"hostPort": 0}, {"hostPort": 8080}],
+                     "status": {"loadBalancer": {}}, "tty": true}
+        });
+        assert!(is_unset(&object, "spec.hostNetwork"));
+        assert!(is_unset(&object, "spec.ports[0].hostPort"));
+        assert!(!is_unset(&object, "spec.ports[1].hostPort"));
+        assert!(is_unset(&object, "spec.status"));
+        assert!(!is_unset(&object, "spec.tty"));
+        assert!(!is_unset(&object, "spec.missing"));
+        assert!(!is_unset(&object, "spec.ports[7].hostPort"));
+    }
 
     #[test]
     fn patterns() {

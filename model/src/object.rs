@@ -10,7 +10,7 @@ use super::analysis::{AnalysisRun, AnalysisTemplate};
 use super::deployment::Deployment;
 use super::endpointslice::EndpointSlice;
 use super::hpa::HorizontalPodAutoscaler;
-use super::ignored::is_known_ignored;
+use super::ignored::{is_known_ignored, is_unset};
 pub use super::kind::Kind;
 use super::meta::ObjectMeta;
 use super::pod::Pod;
@@ -101,6 +101,7 @@ type TypedParse<T> = (T, Vec<String>, Vec<FieldError>);
 
 fn typed<T: DeserializeOwned>(value: Value, kind: Kind) -> Result<TypedParse<T>, Vec<FieldError>> {
     let mut unused = Vec::new();
+    let original = value.clone();
     let result = {
         let mut record = |path: serde_ignored::Path<'_>| unused.push(render_path(&path));
         let de = serde_ignored::Deserializer::new(value, &mut record);
@@ -117,7 +118,9 @@ fn typed<T: DeserializeOwned>(value: Value, kind: Kind) -> Result<TypedParse<T>,
     let mut errors = Vec::new();
     for path in unused {
         if is_known_ignored(kind, &normalize(&path)) {
-            ignored.push(path);
+            if !is_unset(&original, &path) {
+                ignored.push(path);
+            }
         } else {
             errors.push(FieldError {
                 path,

@@ -45,7 +45,18 @@ pub(crate) fn resources() -> impl Iterator<Item = Resource> {
         short_names: short_names(Kind::Event),
         namespaced: true,
     };
-    stored_kinds().chain(std::iter::once(events))
+    // Autoscalers are stored as autoscaling/v2 and served as v1 too (kubectl before 1.32
+    // creates them there).
+    let autoscalers_v1 = Resource {
+        kind: Kind::HorizontalPodAutoscaler,
+        group: "autoscaling",
+        version: super::hpa_v1::VERSION,
+        plural: Kind::HorizontalPodAutoscaler.plural(),
+        singular: singular(Kind::HorizontalPodAutoscaler),
+        short_names: short_names(Kind::HorizontalPodAutoscaler),
+        namespaced: true,
+    };
+    stored_kinds().chain([events, autoscalers_v1])
 }
 
 fn stored_kinds() -> impl Iterator<Item = Resource> {

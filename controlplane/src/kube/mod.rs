@@ -6,14 +6,17 @@
 mod apply;
 mod cascade;
 mod catalog;
+mod convert;
 mod discovery;
 mod events_v1;
 mod fields;
+mod hpa_v1;
 mod keys;
 mod managed;
 mod openapi;
 mod page;
 mod patch;
+mod protobuf;
 mod read;
 mod scale;
 mod schemas;
@@ -68,10 +71,39 @@ pub(crate) enum Answer {
 
 /// Answers one Kubernetes API request.
 pub(crate) async fn handle(store: &Arc<Store>, req: &Request<'_>) -> Answer {
+    let transcoded;
+    let req = match req.content_type.filter(|c| protobuf::is_protobuf(c)) {
+        Some(_) => match from_protobuf(req.body) {
+            Ok(json) => {
+                transcoded = json;
+                &Request {
+                    content_type: Some("application/json"),
+                    body: &transcoded,
+                    shutdown: req.shutdown.clone(),
+                    ..*req
+                }
+            }
+            Err(failure) => return Answer::Json(failure.code, failure.body, Vec::new()),
+        },
+        None => req,
+    };
     match answer(store, req).await {
         Ok(answer) => answer,
         Err(failure) => Answer::Json(failure.code, failure.body, Vec::new()),
     }
+}
+
+/// A protobuf body (kubectl's typed clients) as the JSON the handlers read.
+fn from_protobuf(body: &[u8]) -> Result<Vec<u8>, Failure> {
+    let bad = |message: String| {
+        let message = format!(
+            "the protobuf body ({}) is invalid: {message}",
+            protobuf::MEDIA_TYPE
+        );
+        status::failure(StatusCode::BAD_REQUEST, "BadRequest", message, None)
+    };
+    let json = protobuf::to_json(body).map_err(bad)?;
+    serde_json::to_vec(&json).map_err(|e| bad(e.to_string()))
 }
 
 fn not_found() -> Failure {
@@ -111,17 +143,6 @@ async fn answer(store: &Arc<Store>, req: &Request<'_>) -> Result<Answer, Failure
     let resource = catalog::find(group, version, rest[0]).ok_or_else(not_found)?;
     if namespace.is_some() && !resource.namespaced {
         return Err(not_found());
-    }
-    if req
-        .content_type
-        .is_some_and(|c| c.starts_with("application/vnd.kubernetes.protobuf"))
-    {
-        return Err(status::failure(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "UnsupportedMediaType",
-            "pier's API reads JSON and YAML bodies, not protobuf (application/vnd.kubernetes.protobuf)",
-            None,
-        ));
     }
     let include = query.get("includeObject").map(String::as_str);
     let table = table::wanted(req.accept);

@@ -118,10 +118,7 @@ pub(crate) fn wire(resource: &Resource, object: &Object) -> Value {
         map.insert("apiVersion".into(), json!(resource.api_version()));
         map.insert("kind".into(), json!(resource.kind.as_str()));
     }
-    if resource.group == super::events_v1::GROUP {
-        return super::events_v1::from_core(value);
-    }
-    value
+    super::convert::to_served(resource, value)
 }
 
 /// `GET` one object.

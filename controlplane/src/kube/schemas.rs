@@ -14,7 +14,7 @@ use schemars::{JsonSchema, Schema};
 use serde_json::{json, Map, Value};
 
 use super::catalog::Resource;
-use super::events_v1;
+use super::{events_v1, hpa_v1};
 
 /// The schemas of `resources` and of every type they refer to, keyed by schema name.
 pub(crate) fn components(resources: &[Resource]) -> Map<String, Value> {
@@ -80,6 +80,9 @@ fn reference(r: &Resource) -> Option<(String, Generate)> {
         (Kind::Deployment, _) => of::<apps::v1::Deployment>(),
         (Kind::ReplicaSet, _) => of::<apps::v1::ReplicaSet>(),
         (Kind::Lease, _) => of::<coordination::v1::Lease>(),
+        (Kind::HorizontalPodAutoscaler, _) if r.version == hpa_v1::VERSION => {
+            of::<autoscaling::v1::HorizontalPodAutoscaler>()
+        }
         (Kind::HorizontalPodAutoscaler, _) => of::<autoscaling::v2::HorizontalPodAutoscaler>(),
         (
             Kind::HttpRoute

@@ -301,9 +301,7 @@ pub(crate) fn parse(
 ) -> Result<pier_model::Parsed, Failure> {
     let invalid =
         |message: String| status::failure(StatusCode::BAD_REQUEST, "BadRequest", message, None);
-    if t.resource.group == super::events_v1::GROUP {
-        value = super::events_v1::to_core(value);
-    }
+    value = super::convert::to_stored(&t.resource, value).map_err(invalid)?;
     if value.get("kind").and_then(Value::as_str) != Some(t.resource.kind.as_str()) {
         return Err(invalid(format!(
             "the object's kind is not {}",
