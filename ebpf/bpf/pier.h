@@ -99,6 +99,12 @@ struct pier_svc_stats {
 	__u64 refused;    /* refused: no backend */
 };
 
+/* Per-CPU counters of how a backend's translated TCP connections ended badly. */
+struct pier_backend_fails {
+	__u64 connect_failures; /* never established: refused (RST) or timed out */
+	__u64 resets;           /* established, then closed at once by a reset */
+};
+
 /* The identity of the store whose snapshots wrote the pinned maps: a daemon adopts pins only
  * when it is the same store's, and replaces them otherwise. Written by userspace only. */
 struct pier_owner {

@@ -92,6 +92,14 @@ struct {
 } pier_backend_stats SEC(".maps");
 
 struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, 262144);
+	__type(key, struct pier_backend);	/* the backend's address */
+	__type(value, struct pier_backend_fails);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} pier_backend_fails SEC(".maps");
+
+struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 1);
 	__type(key, __u32);
@@ -416,6 +424,55 @@ int pier_sock_release(struct bpf_sock *ctx)
 	if (slot && slot->cookie == cookie)
 		__sync_val_compare_and_swap(&slot->cookie, cookie, 0);
 	return 1;
+}
+
+/* TCP states, as include/net/tcp_states.h numbers them. */
+#define PIER_TCP_ESTABLISHED 1
+#define PIER_TCP_SYN_SENT 2
+#define PIER_TCP_CLOSE 7
+
+struct sock;
+
+/* Counts how a translated TCP connection to a backend ended badly, for pier's analysis and
+ * metrics (the socket-LB sends no traffic through the proxy, so nothing else sees it):
+ * SYN_SENT -> CLOSE never connected (refused or timed out); ESTABLISHED -> CLOSE was reset (a
+ * clean close passes through FIN_WAIT or CLOSE_WAIT). Only sockets this object translated
+ * count: their translation is in the connected-socket table or their own storage, so the
+ * machine's other connections and another daemon's never do. */
+SEC("tp_btf/inet_sock_set_state")
+int pier_sock_state(__u64 *ctx)
+{
+	struct sock *sk = (struct sock *)ctx[0];
+	int old = (int)ctx[1];
+	int new = (int)ctx[2];
+	if (!sk || new != PIER_TCP_CLOSE || (old != PIER_TCP_SYN_SENT && old != PIER_TCP_ESTABLISHED))
+		return 0;
+	__u64 cookie = bpf_get_socket_cookie(sk);
+	struct pier_sock_nat *nat = 0;
+	struct pier_conn_nat *slot = conn_slot(cookie);
+	if (slot && slot->cookie == cookie)
+		nat = &slot->nat;
+	else
+		nat = bpf_sk_storage_get(&pier_sock_nat, sk, 0, 0);
+	if (!nat)
+		return 0;
+	struct pier_backend key = {
+		.addr = nat->backend,
+		.port = nat->backend_port,
+	};
+	struct pier_backend_fails *f = bpf_map_lookup_elem(&pier_backend_fails, &key);
+	if (!f) {
+		struct pier_backend_fails zero = {};
+		bpf_map_update_elem(&pier_backend_fails, &key, &zero, BPF_NOEXIST);
+		f = bpf_map_lookup_elem(&pier_backend_fails, &key);
+		if (!f)
+			return 0;
+	}
+	if (old == PIER_TCP_SYN_SENT)
+		f->connect_failures += 1;
+	else
+		f->resets += 1;
+	return 0;
 }
 
 char LICENSE[] SEC("license") = "GPL";

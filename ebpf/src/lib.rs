@@ -39,7 +39,7 @@ static OBJECT: &[u8] = aya::include_bytes_aligned!("../bpf/sock.bpf.o");
 
 /// Program names, in the order they are attached: the release hook first, so no socket holds
 /// a connected-socket slot that its release would not free.
-pub const PROGRAMS: [&str; 9] = [
+pub const PROGRAMS: [&str; 10] = [
     "pier_sock_release",
     "pier_connect4",
     "pier_sendmsg4",
@@ -49,7 +49,12 @@ pub const PROGRAMS: [&str; 9] = [
     "pier_sendmsg6",
     "pier_recvmsg6",
     "pier_getpeername6",
+    STATE_PROGRAM,
 ];
+
+/// The program counting how translated connections end, and the tracepoint it attaches to.
+const STATE_PROGRAM: &str = "pier_sock_state";
+const STATE_TRACEPOINT: &str = "inet_sock_set_state";
 
 /// What can go wrong loading, attaching or updating.
 #[derive(Debug, thiserror::Error)]
@@ -92,6 +97,10 @@ pub enum Error {
     /// The object lacks a program or map this crate expects.
     #[error("the BPF object has no {0}")]
     Missing(&'static str),
+    /// The kernel's type information (/sys/kernel/btf/vmlinux), which the connection-state
+    /// tracepoint needs, could not be read.
+    #[error("reading the kernel's BTF: {0}")]
+    Btf(String),
 }
 
 /// Result with this crate's error.
@@ -204,12 +213,45 @@ fn attach_hook(
                 .map_err(program_err)?;
             FdLink::try_from(p.take_link(id).map_err(program_err)?).map_err(|e| pin_err(pin, e))
         }
+        // The tracepoint is the machine's, not the cgroup's: it counts only sockets the
+        // cgroup's connect hooks translated.
+        Program::BtfTracePoint(p) => {
+            let id = p.attach().map_err(program_err)?;
+            Ok(FdLink::from(p.take_link(id).map_err(program_err)?))
+        }
         _ => Err(Error::Missing(name)),
+    }
+}
+
+/// Loads the connection-state tracepoint, which needs the kernel's BTF; without it the
+/// socket-LB still balances, but counts no connect failures or resets (logged once).
+fn load_state_tracepoint(p: &mut aya::programs::BtfTracePoint) -> bool {
+    let loaded = aya::Btf::from_sys_fs()
+        .map_err(|e| Error::Btf(e.to_string()))
+        .and_then(|btf| {
+            p.load(STATE_TRACEPOINT, &btf)
+                .map_err(|source| Error::Program {
+                    name: STATE_PROGRAM,
+                    source,
+                })
+        });
+    match loaded {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::warn!(
+                error = %e,
+                "the socket-LB counts no connect failures or resets per backend (pier's \
+                 analysis sees its connections only)"
+            );
+            false
+        }
     }
 }
 
 /// The loaded programs and their maps.
 pub struct SocketLb {
+    /// Whether the connection-state tracepoint loaded (it needs the kernel's BTF).
+    counts_fails: bool,
     ebpf: Ebpf,
     pin_dir: PathBuf,
     services: HashMap<ServiceAddr, Installed>,
@@ -237,15 +279,21 @@ impl SocketLb {
         let mut ebpf = EbpfLoader::new()
             .default_map_pin_directory(pin_dir)
             .load(OBJECT)?;
+        let mut counts_fails = true;
         for name in PROGRAMS {
             let loaded = match ebpf.program_mut(name).ok_or(Error::Missing(name))? {
                 Program::CgroupSockAddr(p) => p.load(),
                 Program::CgroupSock(p) => p.load(),
+                Program::BtfTracePoint(p) => {
+                    counts_fails = load_state_tracepoint(p);
+                    Ok(())
+                }
                 _ => return Err(Error::Missing(name)),
             };
             loaded.map_err(|source| Error::Program { name, source })?;
         }
         let mut lb = Self {
+            counts_fails,
             ebpf,
             pin_dir: pin_dir.to_path_buf(),
             services: HashMap::new(),
@@ -311,6 +359,9 @@ impl SocketLb {
             source,
         })?;
         for name in PROGRAMS {
+            if name == STATE_PROGRAM && !self.counts_fails {
+                continue;
+            }
             let path = link_path(&self.pin_dir, name);
             let staged = staged_link_path(&path);
             // Left by a run that died between pinning and renaming.

@@ -118,6 +118,27 @@ impl From<SocketAddr> for Backend {
     }
 }
 
+impl Backend {
+    /// The address and port.
+    pub fn socket_addr(&self) -> SocketAddr {
+        SocketAddr::new(
+            self.addr.to_ip_addr().to_canonical(),
+            u16::from_be(self.port),
+        )
+    }
+}
+
+/// `struct pier_backend_fails` (one per CPU): how a backend's translated TCP connections ended
+/// badly.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct BackendFails {
+    /// Never established (refused or timed out).
+    pub connect_failures: u64,
+    /// Established, then reset.
+    pub resets: u64,
+}
+
 /// `struct pier_svc_stats` (one per CPU).
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -140,6 +161,8 @@ unsafe impl aya::Pod for SlotKey {}
 unsafe impl aya::Pod for Backend {}
 // SAFETY: as above.
 unsafe impl aya::Pod for SvcStats {}
+// SAFETY: as above.
+unsafe impl aya::Pod for BackendFails {}
 
 #[cfg(test)]
 mod tests {
@@ -153,6 +176,9 @@ mod tests {
         assert_eq!(std::mem::size_of::<SlotKey>(), 8);
         assert_eq!(std::mem::size_of::<Backend>(), 20);
         assert_eq!(std::mem::size_of::<SvcStats>(), 16);
+        assert_eq!(std::mem::size_of::<BackendFails>(), 16);
+        let backend = Backend::from("10.0.0.7:8080".parse::<SocketAddr>().unwrap());
+        assert_eq!(backend.socket_addr().to_string(), "10.0.0.7:8080");
         // Network order in memory, as the sock_addr context holds it; IPv4 is v4-mapped.
         let bytes =
             |k: &SvcKey| -> Vec<u8> { k.vip.a.iter().flat_map(|w| w.to_ne_bytes()).collect() };

@@ -12,7 +12,7 @@ use prometheus::core::{Collector, Desc};
 use prometheus::proto::MetricFamily;
 use prometheus::{IntCounterVec, IntGaugeVec, Opts, Registry};
 
-use crate::maps::{SvcKey, SvcStats, PROTO_TCP};
+use crate::maps::{Backend, BackendFails, SvcKey, SvcStats, PROTO_TCP};
 use crate::Inventory;
 
 /// The socket-LB's metrics, read from its pinned maps when scraped.
@@ -22,6 +22,8 @@ pub struct EbpfMetrics {
     connects: IntCounterVec,
     refused: IntCounterVec,
     backend_connects: IntCounterVec,
+    connect_failures: IntCounterVec,
+    resets: IntCounterVec,
     entries: IntGaugeVec,
     run_ns: IntCounterVec,
     runs: IntCounterVec,
@@ -65,6 +67,17 @@ impl EbpfMetrics {
             backend_connects: counter(
                 "pier_ebpf_backend_connections_total",
                 "Connects and datagrams the socket-LB sent to each backend",
+                &["backend"],
+            )?,
+            connect_failures: counter(
+                "pier_ebpf_backend_connect_failures_total",
+                "Translated TCP connects to each backend that never established (refused or \
+                 timed out)",
+                &["backend"],
+            )?,
+            resets: counter(
+                "pier_ebpf_backend_resets_total",
+                "Translated TCP connections to each backend that were reset once established",
                 &["backend"],
             )?,
             entries: IntGaugeVec::new(
@@ -151,6 +164,7 @@ impl EbpfMetrics {
                 }
             }
         }
+        self.refresh_fails();
         for info in aya::programs::loaded_programs().filter_map(|r| r.ok()) {
             let Some(name) = info.name_as_str() else {
                 continue;
@@ -169,11 +183,33 @@ impl EbpfMetrics {
 }
 
 impl EbpfMetrics {
-    fn parts(&self) -> [&dyn Collector; 6] {
+    /// How backends' translated connections ended badly, by backend address.
+    fn refresh_fails(&self) {
+        let Some(data) = open(&self.pin_dir, "pier_backend_fails") else {
+            return;
+        };
+        let Ok(fails) =
+            PerCpuHashMap::<_, Backend, BackendFails>::try_from(Map::PerCpuHashMap(data))
+        else {
+            return;
+        };
+        for (backend, per_cpu) in fails.iter().filter_map(|r| r.ok()) {
+            let (failed, reset) = per_cpu
+                .iter()
+                .fold((0, 0), |(f, r), s| (f + s.connect_failures, r + s.resets));
+            let label = backend.socket_addr().to_string();
+            self.advance(5, &self.connect_failures, &[&label], failed);
+            self.advance(6, &self.resets, &[&label], reset);
+        }
+    }
+
+    fn parts(&self) -> [&dyn Collector; 8] {
         [
             &self.connects,
             &self.refused,
             &self.backend_connects,
+            &self.connect_failures,
+            &self.resets,
             &self.entries,
             &self.run_ns,
             &self.runs,

@@ -11,7 +11,7 @@ use crate::{pin_err, Result};
 
 /// Key and value sizes of every map the object pins. A pinned map from an older pier with
 /// another layout cannot be reused: [`SocketLb::load`] replaces it (and the programs using it).
-pub const MAP_LAYOUTS: [(&str, usize, usize); 11] = [
+pub const MAP_LAYOUTS: [(&str, usize, usize); 12] = [
     (
         "pier_services",
         std::mem::size_of::<SvcKey>(),
@@ -30,6 +30,11 @@ pub const MAP_LAYOUTS: [(&str, usize, usize); 11] = [
         std::mem::size_of::<maps::SvcStats>(),
     ),
     ("pier_backend_stats", 4, 8),
+    (
+        "pier_backend_fails",
+        std::mem::size_of::<Backend>(),
+        std::mem::size_of::<maps::BackendFails>(),
+    ),
     ("pier_owner", 4, OWNER_LEN),
 ];
 

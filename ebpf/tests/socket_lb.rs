@@ -291,3 +291,61 @@ fn connected_sockets_hold_a_slot_until_closed_or_use_their_own_storage() {
     );
     assert_eq!(run_child(&cleanup.cgroup, vip, 20), [20, 0, 20, 0]);
 }
+
+/// How translated connections end, per backend: connects to a backend nothing listens on are
+/// counted as connect failures, connections a backend resets as resets, clean ones as
+/// neither; the counters reach `pier_ebpf_backend_*` metrics. Connections this cgroup's hooks
+/// did not translate are never counted, though the tracepoint sees the whole machine.
+#[test]
+fn refused_and_reset_connections_are_counted_per_backend() {
+    let Some(root) = privileged() else { return };
+    let id = std::process::id();
+    let cleanup = Cleanup::new(&root, "pier-test-fails");
+    let stop = Arc::clone(&cleanup.stop);
+    let good = backend(b'a', Arc::clone(&stop));
+    let resetting = resetting_backend_on("127.0.0.1", Arc::clone(&stop));
+    let dead: SocketAddr = format!("127.0.0.1:{}", unused_port("127.0.0.1"))
+        .parse()
+        .unwrap();
+    let vip = |n: u8| SocketAddr::new(Ipv4Addr::new(10, 249, (id % 250) as u8, n).into(), 80);
+    let mut lb = cleanup.attached();
+    let registry = prometheus::Registry::new();
+    pier_ebpf::metrics::EbpfMetrics::register(&registry, &cleanup.pin, lb.inventory()).unwrap();
+    for (n, backend) in [(1, good), (2, resetting), (3, dead)] {
+        lb.set_service(tcp(vip(n)), &[(backend, 1)], 0).unwrap();
+    }
+    let outcomes = |n: u8| run_child_counts(&cleanup.cgroup, vip(n), 20, "tcp-outcomes");
+    assert_eq!(outcomes(1), [20, 0, 0, 0, 0], "answered");
+    assert_eq!(outcomes(2), [0, 0, 20, 0, 0], "reset");
+    assert_eq!(outcomes(3), [0, 20, 0, 0, 0], "refused");
+    // Outside the cgroup nothing is translated or counted, even to the same backends.
+    for _ in 0..5 {
+        assert!(std::net::TcpStream::connect(dead).is_err());
+    }
+
+    let counter = |name: &str, backend: SocketAddr| -> u64 {
+        registry
+            .gather()
+            .iter()
+            .filter(|f| f.name() == name)
+            .flat_map(|f| f.get_metric())
+            .filter(|m| {
+                m.get_label()
+                    .iter()
+                    .any(|l| l.value() == backend.to_string())
+            })
+            .map(|m| m.get_counter().get_value() as u64)
+            .sum()
+    };
+    let failures = "pier_ebpf_backend_connect_failures_total";
+    let resets = "pier_ebpf_backend_resets_total";
+    assert_eq!(counter(failures, dead), 20);
+    assert_eq!(counter(resets, dead), 0);
+    assert_eq!(counter(resets, resetting), 20);
+    assert_eq!(counter(failures, resetting), 0);
+    assert_eq!(counter(failures, good) + counter(resets, good), 0);
+    assert_eq!(
+        counter("pier_ebpf_backend_connections_total", resetting),
+        20
+    );
+}

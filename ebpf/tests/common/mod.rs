@@ -107,6 +107,50 @@ pub(crate) fn backend_on(host: &str, name: u8, stop: Arc<AtomicBool>) -> SocketA
     addr
 }
 
+/// A backend on `host` that accepts each connection and resets it at once (`SO_LINGER` 0).
+pub(crate) fn resetting_backend_on(host: &str, stop: Arc<AtomicBool>) -> SocketAddr {
+    let l = TcpListener::bind(format!("{host}:0")).unwrap();
+    let addr = l.local_addr().unwrap();
+    l.set_nonblocking(true).unwrap();
+    std::thread::spawn(move || {
+        while !stop.load(Ordering::Relaxed) {
+            match l.accept() {
+                Ok((s, _)) => {
+                    socket2::SockRef::from(&s)
+                        .set_linger(Some(Duration::ZERO))
+                        .unwrap();
+                    // Let the client see the connection established before the reset.
+                    std::thread::sleep(Duration::from_millis(5));
+                    drop(s);
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(1)),
+            }
+        }
+    });
+    addr
+}
+
+/// Connects `n` times and reports how each ended: answered, refused, reset.
+pub(crate) fn outcomes_client(vip: SocketAddr, n: usize) {
+    let (mut answered, mut refused, mut reset) = (0, 0, 0);
+    for _ in 0..n {
+        match TcpStream::connect_timeout(&vip, Duration::from_secs(2)) {
+            Ok(mut s) => {
+                s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+                let mut byte = [0u8; 1];
+                match s.read(&mut byte) {
+                    Ok(1) => answered += 1,
+                    Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => reset += 1,
+                    other => panic!("read: {other:?}"),
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => refused += 1,
+            Err(e) => panic!("connect: {e}"),
+        }
+    }
+    println!("RESULT {answered} {refused} {reset} 0");
+}
+
 /// Slots of the connected-socket table held by a socket (a nonzero cookie).
 pub(crate) fn held_slots(pin: &Path) -> usize {
     let map = aya::maps::MapData::from_pin(pin.join("pier_conn_nat")).unwrap();
@@ -245,6 +289,9 @@ pub(crate) fn child_client() {
     std::fs::write(Path::new(cgroup).join("cgroup.procs"), "0").unwrap();
     if let Some(pin) = mode.strip_prefix("tcp-hold:") {
         return hold_client(vip, n, Path::new(pin));
+    }
+    if mode == "tcp-outcomes" {
+        return outcomes_client(vip, n);
     }
     if mode != "tcp" {
         return udp_client(vip, n, mode == "udp-connected");
