@@ -12,7 +12,7 @@ use prometheus::Registry;
 
 use super::behavior::{Behavior, History, Limit};
 use super::evaluate::{evaluate, Evaluated, Failure, Measuring};
-use super::measure::{ProxyCounts, Sampler, UsageSource};
+use super::measure::{Sampler, TrafficCounts, UsageSource};
 use crate::controllers::runner::{Reconciled, Reconciler};
 use crate::events::Recorder;
 use crate::store::{EventType, Op, Store};
@@ -109,7 +109,7 @@ impl HpaController {
     async fn reconcile_one(
         &mut self,
         key: &Key,
-        counts: &ProxyCounts,
+        counts: &TrafficCounts,
     ) -> Result<Option<Duration>, String> {
         let Some(hpa) = self.hpas.get(key).cloned() else {
             self.histories.remove(key);
@@ -251,7 +251,7 @@ impl HpaController {
         hpa: &HorizontalPodAutoscaler,
         workload: &ScaleTarget,
         pods: &[Pod],
-        counts: &ProxyCounts,
+        counts: &TrafficCounts,
     ) -> Decision {
         let now_text = rfc3339(SystemTime::now());
         let current = workload.replicas();
@@ -518,7 +518,7 @@ impl Reconciler for HpaController {
     async fn reconcile(&mut self, keys: BTreeSet<Key>) -> Reconciled<Key> {
         let mut result = Reconciled::default();
         // The proxy's counters, read once for every autoscaler of this pass.
-        let counts = self.sampler.proxy();
+        let counts = self.sampler.traffic();
         for key in keys {
             match self.reconcile_one(&key, &counts).await {
                 Ok(Some(after)) => result.requeue.push((key, after)),

@@ -10,7 +10,7 @@ use pier_model::hpa::{
 use pier_model::quantity;
 use pier_model::{IntOrString, Pod};
 
-use super::measure::{ProxyCounts, Sampler};
+use super::measure::{Sampler, TrafficCounts};
 use super::replicas::{propose, PodReading, Proposal, Target};
 
 /// Why a metric gave no proposal: the condition reason and the message.
@@ -33,7 +33,7 @@ pub(crate) struct Measuring<'a> {
     /// Readings kept between passes.
     pub(crate) sampler: &'a mut Sampler,
     /// The proxy's counters, read once per pass.
-    pub(crate) counts: &'a ProxyCounts,
+    pub(crate) counts: &'a TrafficCounts,
     /// This pass's moment.
     pub(crate) now: Instant,
 }

@@ -38,16 +38,17 @@ enum Series {
     Connections,
 }
 
-/// Requests and connections the proxy sent to each endpoint address, summed.
+/// Requests and connections sent to each endpoint address, summed: the proxy's, and the
+/// socket-LB's connections (which bypass the proxy).
 #[derive(Debug, Default)]
-pub(crate) struct ProxyCounts {
+pub(crate) struct TrafficCounts {
     by_ip: HashMap<IpAddr, (f64, f64)>,
 }
 
-impl ProxyCounts {
+impl TrafficCounts {
     /// Reads the proxy's counters from `registry`.
-    pub(crate) fn read(registry: &Registry) -> ProxyCounts {
-        let mut counts = ProxyCounts::default();
+    pub(crate) fn read(registry: &Registry) -> TrafficCounts {
+        let mut counts = TrafficCounts::default();
         for family in registry.gather() {
             counts.fold(&family);
         }
@@ -55,16 +56,17 @@ impl ProxyCounts {
     }
 
     fn fold(&mut self, family: &MetricFamily) {
-        let requests = match family.name() {
-            "pier_proxy_requests_total" => true,
-            "pier_proxy_connections_total" => false,
+        let (requests, address) = match family.name() {
+            "pier_proxy_requests_total" => (true, "endpoint"),
+            "pier_proxy_connections_total" => (false, "endpoint"),
+            "pier_ebpf_backend_connections_total" => (false, "backend"),
             _ => return,
         };
         for m in family.get_metric() {
             let endpoint = m
                 .get_label()
                 .iter()
-                .find(|l| l.name() == "endpoint")
+                .find(|l| l.name() == address)
                 .and_then(|l| l.value().parse::<SocketAddr>().ok());
             let Some(addr) = endpoint else { continue };
             let entry = self.by_ip.entry(addr.ip()).or_default();
@@ -96,9 +98,9 @@ impl Sampler {
         }
     }
 
-    /// The proxy's counters now.
-    pub(crate) fn proxy(&self) -> ProxyCounts {
-        ProxyCounts::read(&self.registry)
+    /// The proxy's and the socket-LB's counters now.
+    pub(crate) fn traffic(&self) -> TrafficCounts {
+        TrafficCounts::read(&self.registry)
     }
 
     fn container(&self, pod: &Pod) -> Option<ContainerUsage> {
@@ -125,7 +127,7 @@ impl Sampler {
         owner: &str,
         pod: &Pod,
         name: &str,
-        counts: &ProxyCounts,
+        counts: &TrafficCounts,
         now: Instant,
     ) -> Option<f64> {
         let series = match name {
@@ -200,7 +202,7 @@ mod tests {
         let mut sampler = Sampler::new(None, registry);
         let (a, b) = (pod("a", "10.0.0.1"), pod("b", "10.0.0.2"));
         let t0 = Instant::now();
-        let counts = sampler.proxy();
+        let counts = sampler.traffic();
         assert_eq!(
             sampler.pod_metric("h", &a, REQUESTS_PER_SECOND, &counts, t0),
             None
@@ -214,7 +216,7 @@ mod tests {
                 .with_label_values(&[svc, svc, "10.0.0.1:80", code])
                 .inc_by(10);
         }
-        let counts = sampler.proxy();
+        let counts = sampler.traffic();
         let t1 = t0 + Duration::from_secs(2);
         assert_eq!(
             sampler.pod_metric("h", &a, REQUESTS_PER_SECOND, &counts, t1),
@@ -227,6 +229,42 @@ mod tests {
         assert_eq!(
             sampler.pod_metric("h", &a, "queue-depth", &counts, t1),
             None
+        );
+    }
+
+    #[test]
+    fn connection_rate_per_pod_counts_the_socket_lbs_connections() {
+        let registry = Registry::new();
+        let proxied = IntCounterVec::new(
+            Opts::new("pier_proxy_connections_total", "c"),
+            &["service", "backend", "endpoint"],
+        )
+        .unwrap();
+        let direct = IntCounterVec::new(
+            Opts::new("pier_ebpf_backend_connections_total", "c"),
+            &["backend"],
+        )
+        .unwrap();
+        registry.register(Box::new(proxied.clone())).unwrap();
+        registry.register(Box::new(direct.clone())).unwrap();
+        let mut sampler = Sampler::new(None, registry);
+        let a = pod("a", "10.0.0.1");
+        let t0 = Instant::now();
+        let counts = sampler.traffic();
+        assert_eq!(
+            sampler.pod_metric("h", &a, CONNECTIONS_PER_SECOND, &counts, t0),
+            None
+        );
+        proxied
+            .with_label_values(&["web", "web", "10.0.0.1:80"])
+            .inc_by(4);
+        direct.with_label_values(&["10.0.0.1:80"]).inc_by(16);
+        direct.with_label_values(&["10.0.0.2:80"]).inc_by(100);
+        let counts = sampler.traffic();
+        let t1 = t0 + Duration::from_secs(2);
+        assert_eq!(
+            sampler.pod_metric("h", &a, CONNECTIONS_PER_SECOND, &counts, t1),
+            Some(10.0)
         );
     }
 }

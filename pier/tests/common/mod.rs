@@ -16,6 +16,7 @@ pub(crate) mod cluster;
 pub(crate) mod kubectl;
 pub(crate) mod proxy;
 pub(crate) mod runtime;
+pub(crate) mod socket_lb;
 
 /// Runs `pier args` against the daemon at `socket`, with `stdin` as its input.
 pub(crate) fn pier_cli(socket: &Path, args: &[&str], stdin: &str) -> Output {

@@ -1,8 +1,10 @@
 //! pier's own metric provider (`plugin: {pier.dev/metrics: ...}`): what this process's proxy
-//! relayed to a Service's endpoints as a backend group over a window, read from its metrics
-//! registry in process (no Prometheus), and its pods' readiness from the store.
+//! relayed to a Service's endpoints as a backend group over a window, and how the socket-LB's
+//! connections to those endpoints ended (it sends no traffic through the proxy), read from its
+//! metrics registry in process (no Prometheus); and its pods' readiness from the store.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -34,12 +36,20 @@ pub(crate) struct Sample {
     buckets: Vec<(f64, f64)>,
 }
 
+/// The backend group a measure reads: its name as the proxy labels it (`namespace/name`) and
+/// its endpoints' addresses as the socket-LB labels them (`ip:port`).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Group {
+    name: String,
+    endpoints: BTreeSet<String>,
+}
+
 impl Sample {
-    /// Reads `backend`'s counters (`namespace/name`) from `registry`.
-    pub(crate) fn read(registry: &Registry, backend: &str) -> Sample {
+    /// Reads `group`'s counters from `registry`.
+    pub(crate) fn read(registry: &Registry, group: &Group) -> Sample {
         let mut s = Sample::default();
         for family in registry.gather() {
-            fold(&mut s, &family, backend);
+            fold(&mut s, &family, group);
         }
         s
     }
@@ -111,8 +121,29 @@ impl Sample {
     }
 }
 
-/// Adds `family`'s series of `backend` to `s`.
-fn fold(s: &mut Sample, family: &MetricFamily, backend: &str) {
+/// Adds `family`'s series of `group` to `s`.
+fn fold(s: &mut Sample, family: &MetricFamily, group: &Group) {
+    let sum = |name: &str| -> f64 {
+        family
+            .get_metric()
+            .iter()
+            .filter(|m| match name {
+                "endpoint" => group.endpoints.contains(label(m, "backend")),
+                _ => label(m, "backend") == group.name,
+            })
+            .map(|m| m.get_counter().get_value())
+            .sum()
+    };
+    match family.name() {
+        "pier_ebpf_backend_connections_total" => s.connections += sum("endpoint"),
+        "pier_ebpf_backend_connect_failures_total" => s.connect_failures += sum("endpoint"),
+        "pier_ebpf_backend_resets_total" => s.resets += sum("endpoint"),
+        _ => fold_proxy(s, family, &group.name),
+    }
+}
+
+/// Adds `family`'s proxy series of the backend group `backend` to `s`.
+fn fold_proxy(s: &mut Sample, family: &MetricFamily, backend: &str) {
     let series = family
         .get_metric()
         .iter()
@@ -191,10 +222,60 @@ pub(super) async fn measure(
         }
         _ => {}
     }
-    let before = Sample::read(registry, &backend);
+    let mut group = Group {
+        name: backend,
+        endpoints: endpoints(store, &namespace, &cfg.service).await?,
+    };
+    let before = Sample::read(registry, &group);
     tokio::time::sleep(window).await;
-    let d = before.delta(&Sample::read(registry, &backend));
+    // Endpoints that came during the window count too (their counters started after `before`).
+    group
+        .endpoints
+        .extend(endpoints(store, &namespace, &cfg.service).await?);
+    let d = before.delta(&Sample::read(registry, &group));
     Ok(Measured::Number(value(cfg, &d)))
+}
+
+/// The addresses (`ip:port`) of a Service's endpoints, from its EndpointSlices.
+async fn endpoints(
+    store: &Arc<Store>,
+    namespace: &str,
+    service: &str,
+) -> Result<BTreeSet<String>, String> {
+    let (ns, name) = (namespace.to_string(), service.to_string());
+    store
+        .blocking("reading a Service's endpoints", move |s| {
+            let slices = s.list(Kind::EndpointSlice, Some(&ns), None)?.0;
+            let addresses = slices
+                .iter()
+                .filter_map(|o| match o {
+                    Object::EndpointSlice(e) if e.service_name() == Some(name.as_str()) => Some(e),
+                    _ => None,
+                })
+                .flat_map(|slice| {
+                    let ports: Vec<u16> = slice
+                        .ports
+                        .iter()
+                        .filter_map(|p| p.port.and_then(|n| u16::try_from(n).ok()))
+                        .collect();
+                    slice
+                        .endpoints
+                        .iter()
+                        .flat_map(|e| e.addresses.iter())
+                        .filter_map(|a| a.parse::<IpAddr>().ok())
+                        .flat_map(move |ip| {
+                            ports
+                                .clone()
+                                .into_iter()
+                                .map(move |port| SocketAddr::new(ip, port).to_string())
+                        })
+                        .collect::<Vec<_>>()
+                })
+                .collect();
+            Ok(addresses)
+        })
+        .await
+        .map_err(|e| crate::error::chain(&e))
 }
 
 /// The measure over a window's counters (NaN for a share of nothing).
@@ -298,7 +379,11 @@ mod tests {
         let bad = requests.with_label_values(&["d/web", "d/canary", "a", "5xx"]);
         let other = requests.with_label_values(&["d/web", "d/stable", "b", "5xx"]);
         ok.inc_by(100);
-        let before = Sample::read(&registry, "d/canary");
+        let canary = Group {
+            name: "d/canary".into(),
+            endpoints: BTreeSet::new(),
+        };
+        let before = Sample::read(&registry, &canary);
         ok.inc_by(70);
         bad.inc_by(30);
         other.inc_by(1000);
@@ -312,7 +397,7 @@ mod tests {
                 .with_label_values(&["d/web", "d/canary"])
                 .observe(0.5);
         }
-        let d = before.delta(&Sample::read(&registry, "d/canary"));
+        let d = before.delta(&Sample::read(&registry, &canary));
         let cfg = |measure, quantile| PierMetric {
             service: "canary".into(),
             namespace: None,
@@ -328,6 +413,56 @@ mod tests {
         assert!(p95 > 0.1 && p95 <= 1.0, "{p95}");
         let none = Sample::default().delta(&Sample::default());
         assert!(value(&cfg(PierMeasure::SuccessRate, None), &none).is_nan());
+    }
+
+    /// Connections the socket-LB made straight to the group's endpoints count with the
+    /// proxy's, by endpoint address; other endpoints' do not.
+    #[test]
+    fn socket_lb_connections_count_by_endpoint_address() {
+        let registry = Registry::new();
+        let counter = |name: &str| {
+            let c = IntCounterVec::new(Opts::new(name, "c"), &["backend"]).unwrap();
+            registry.register(Box::new(c.clone())).unwrap();
+            c
+        };
+        let connections = counter("pier_ebpf_backend_connections_total");
+        let resets = counter("pier_ebpf_backend_resets_total");
+        let failures = counter("pier_ebpf_backend_connect_failures_total");
+        let proxied = IntCounterVec::new(
+            Opts::new("pier_proxy_connections_total", "c"),
+            &["service", "backend", "endpoint"],
+        )
+        .unwrap();
+        registry.register(Box::new(proxied.clone())).unwrap();
+        let canary = Group {
+            name: "d/canary".into(),
+            endpoints: ["10.0.0.1:80".to_string(), "[fd00::1]:80".to_string()].into(),
+        };
+        let before = Sample::read(&registry, &canary);
+        connections.with_label_values(&["10.0.0.1:80"]).inc_by(60);
+        connections.with_label_values(&["[fd00::1]:80"]).inc_by(20);
+        resets.with_label_values(&["10.0.0.1:80"]).inc_by(24);
+        failures.with_label_values(&["[fd00::1]:80"]).inc_by(5);
+        connections.with_label_values(&["10.0.0.2:80"]).inc_by(1000);
+        resets.with_label_values(&["10.0.0.2:80"]).inc_by(1000);
+        proxied
+            .with_label_values(&["d/web", "d/canary", "10.0.0.1:80"])
+            .inc_by(20);
+        let d = before.delta(&Sample::read(&registry, &canary));
+        let cfg = |measure| PierMetric {
+            service: "canary".into(),
+            namespace: None,
+            measure,
+            quantile: None,
+            window: None,
+        };
+        assert_eq!(value(&cfg(PierMeasure::ResetRate), &d), 0.24);
+        assert_eq!(value(&cfg(PierMeasure::Resets), &d), 24.0);
+        assert_eq!(value(&cfg(PierMeasure::ConnectFailures), &d), 5.0);
+        assert_eq!(
+            value(&cfg(PierMeasure::ConnectFailureRate), &d),
+            5.0 / 105.0
+        );
     }
 
     #[test]
