@@ -5,12 +5,7 @@
 
 use super::object::Kind;
 
-const META: &[&str] = &[
-    "generateName",
-    "selfLink",
-    "deletionGracePeriodSeconds",
-    "finalizers",
-];
+const META: &[&str] = &["generateName", "selfLink", "deletionGracePeriodSeconds"];
 
 const SERVICE_SPEC: &[&str] = &[
     "externalIPs",

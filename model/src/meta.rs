@@ -35,6 +35,11 @@ pub struct ObjectMeta {
     /// RFC 3339 time the object started terminating.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deletion_timestamp: Option<String>,
+    /// What must happen before a deleted object goes: it stays, marked by
+    /// `deletion_timestamp`, until each is removed (`foregroundDeletion`: its dependents are
+    /// gone).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub finalizers: Vec<String>,
     /// Objects this one belongs to.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub owner_references: Vec<OwnerReference>,
@@ -114,7 +119,16 @@ impl OwnerReference {
     }
 }
 
+/// The finalizer of a foreground cascading delete: the object goes once its dependents have.
+pub const FOREGROUND_DELETION: &str = "foregroundDeletion";
+
 impl ObjectMeta {
+    /// Whether the object is being deleted in the foreground (waiting for its dependents).
+    pub fn deleting_in_foreground(&self) -> bool {
+        self.deletion_timestamp.is_some()
+            && self.finalizers.iter().any(|f| f == FOREGROUND_DELETION)
+    }
+
     /// The namespace, with the empty namespace read as `default`.
     pub fn namespace(&self) -> &str {
         if self.namespace.is_empty() {

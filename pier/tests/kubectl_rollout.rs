@@ -328,7 +328,7 @@ fn kubectl_rollout_history_and_undo_restore_earlier_templates() {
 
 /// `kubectl delete --cascade`: orphan leaves the pods running without their Deployment (and
 /// takes the ReplicaSets, which are its records), background (the default) has the
-/// controller terminate them, and foreground is refused with the reason.
+/// controller terminate them (foreground, which waits for them, is in `kubectl_delete.rs`).
 #[test]
 fn kubectl_delete_cascades_as_asked() {
     let dir = tempfile::tempdir().unwrap();
@@ -350,9 +350,6 @@ fn kubectl_delete_cascades_as_asked() {
             |out| out.lines().count() == 1,
         );
     }
-
-    let refused = kubectl.fails(&["delete", "deploy", "kept", "--cascade=foreground"]);
-    assert!(refused.contains("Foreground is not supported"), "{refused}");
 
     kubectl.ok(&["delete", "deploy", "kept", "--cascade=orphan"]);
     let pods = |app: &str| -> Vec<Value> {

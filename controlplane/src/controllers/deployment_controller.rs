@@ -49,7 +49,11 @@ impl DeploymentController {
     /// Deployment is gone, deleted.
     fn set_ops(&self, key: &Key) -> Vec<Op> {
         let sets = self.sets.of(key);
-        match self.deployments.get(key) {
+        match self
+            .deployments
+            .get(key)
+            .filter(|d| !d.metadata.deleting_in_foreground())
+        {
             Some(d) if d.metadata.deletion_timestamp.is_some() => Vec::new(),
             Some(d) => effective(d, &sets)
                 .map(|d| revision_ops(&d, &sets, &self.views(key)))
@@ -118,8 +122,13 @@ impl DeploymentController {
     /// deletion (the node agent drains and stops them, then deletes them).
     fn ops_for(&self, key: &Key) -> Vec<Op> {
         let live = self.live(key);
-        let Some(d) = self.deployments.get(key) else {
-            // Deleted: every pod it left goes.
+        // Deleted, or deleted in the foreground (which waits for its pods to go): every pod
+        // it left goes.
+        let Some(d) = self
+            .deployments
+            .get(key)
+            .filter(|d| !d.metadata.deleting_in_foreground())
+        else {
             return live.into_iter().map(terminating).collect();
         };
         // Being deleted with its pods orphaned (`kube/cascade.rs`): hands off.

@@ -92,7 +92,9 @@ impl Cache {
             Object::Service(s) => {
                 // A Service without a selector gets no slices from here (its own are kept
                 // by whoever wrote them), so it is not kept either.
-                if deleted || s.spec.selector.is_empty() {
+                // Being deleted (a foreground delete waits for its slices): treated as gone.
+                if deleted || s.spec.selector.is_empty() || s.metadata.deletion_timestamp.is_some()
+                {
                     self.services.remove(&(ns.clone(), name.clone()));
                 } else {
                     self.services.insert((ns.clone(), name.clone()), s.clone());

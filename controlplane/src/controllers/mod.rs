@@ -7,13 +7,15 @@
 //! `rollout_traffic.rs` and `rollout_managed_route.rs` edit it, making the AnalysisRuns
 //! `rollout_runs.rs` lists; its writes in `rollout_controller/ops.rs`), and
 //! `rollout_metrics.rs` keeps their `pier_rollout_*` gauges on every node;
-//! `scheduler_controller.rs` binds pods to nodes (placed by `scheduling.rs`).
+//! `scheduler_controller.rs` binds pods to nodes (placed by `scheduling.rs`);
+//! `foreground.rs` finishes foreground cascading deletes once an owner's dependents are gone.
 
 pub mod deployment;
 mod deployment_controller;
 mod deployment_status;
 pub mod endpoints;
 mod endpoints_controller;
+mod foreground;
 mod owned_pods;
 pub mod rollout;
 pub mod rollout_analysis;
@@ -32,6 +34,7 @@ mod workload_revisions;
 
 pub use deployment_controller::DeploymentController;
 pub use endpoints_controller::EndpointsController;
+pub use foreground::ForegroundDeletion;
 pub use rollout_controller::{RolloutController, ROLLOUT_LABEL};
 pub use rollout_metrics::RolloutMetrics;
 pub use scheduler_controller::Scheduler;

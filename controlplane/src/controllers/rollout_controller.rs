@@ -453,7 +453,9 @@ impl Reconciler for RolloutController {
         }
         match object {
             Object::Rollout(ro) => {
-                keep(&mut self.rollouts, key.clone(), deleted, ro);
+                // Being deleted (a foreground delete waits for its pods): treated as gone.
+                let going = deleted || ro.metadata.deletion_timestamp.is_some();
+                keep(&mut self.rollouts, key.clone(), going, ro);
                 dirty.insert(key);
                 return;
             }

@@ -8,14 +8,21 @@
 //! Deployment is first marked for deletion (`deletionTimestamp`), which stops its controller,
 //! then its pods are released and it is deleted in one transaction; a controller pass between
 //! any two events sees a Deployment that is going, and neither replaces nor terminates pods.
-//! `Foreground` waits on finalizers, which pier does not keep: it is refused with that
-//! reason rather than carried out as another policy.
+//! `Foreground` marks the object (`deletionTimestamp` and the `foregroundDeletion`
+//! finalizer) and leaves it to `controllers/foreground.rs`, which deletes it once its
+//! dependents are gone. An object with finalizers of its own is only marked, whatever the
+//! policy: it goes when the last is removed (`write.rs`).
+
+use std::sync::Arc;
 
 use hyper::StatusCode;
+use pier_model::meta::FOREGROUND_DELETION;
 use pier_model::{Kind, Object};
 use serde_json::Value;
 
+use super::read::wire;
 use super::status::{self, Failure};
+use super::write::{conflict_or, write, Target, Written};
 use crate::controllers::deployment::DEPLOYMENT_LABEL;
 use crate::store::{Op, Store};
 
@@ -26,6 +33,8 @@ pub(crate) enum Policy {
     Background,
     /// Delete the object; its dependents stay, without an owner.
     Orphan,
+    /// Delete the dependents first, then the object.
+    Foreground,
 }
 
 /// The policy a DeleteOptions body asks for.
@@ -35,13 +44,7 @@ pub(crate) fn policy(options: &Value) -> Result<Policy, Failure> {
         None if orphan == Some(true) => Ok(Policy::Orphan),
         None | Some("Background") => Ok(Policy::Background),
         Some("Orphan") => Ok(Policy::Orphan),
-        Some("Foreground") => Err(status::failure(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "Invalid",
-            "propagationPolicy: Foreground is not supported: pier keeps no finalizers to hold the \
-             object until its dependents are gone; use Background (the default) or Orphan",
-            None,
-        )),
+        Some("Foreground") => Ok(Policy::Foreground),
         Some(other) => Err(status::failure(
             StatusCode::BAD_REQUEST,
             "BadRequest",
@@ -73,6 +76,27 @@ pub(crate) fn mark(
     object.meta_mut().deletion_timestamp =
         Some(humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string());
     Ok(Some(object))
+}
+
+/// The object marked for a deletion that does not happen at once: a foreground delete (with
+/// the `foregroundDeletion` finalizer added), or any delete of an object with finalizers;
+/// `None` when the object can go now. Pods are never held (the node agent deletes them once
+/// their containers stop).
+pub(crate) fn held(mut object: Object, policy: Policy) -> Option<Object> {
+    let kind = object.kind();
+    let meta = object.meta_mut();
+    let foreground = policy == Policy::Foreground && kind != Kind::Pod;
+    if foreground && !meta.finalizers.iter().any(|f| f == FOREGROUND_DELETION) {
+        meta.finalizers.push(FOREGROUND_DELETION.to_string());
+    }
+    if meta.finalizers.is_empty() || kind == Kind::Pod {
+        return None;
+    }
+    if meta.deletion_timestamp.is_none() {
+        meta.deletion_timestamp =
+            Some(humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string());
+    }
+    Some(object)
 }
 
 /// The writes that go with deleting `kind` `namespace`/`name` under `policy`, in the same
@@ -116,6 +140,43 @@ pub(crate) fn dependents(
     Ok(ops)
 }
 
+/// A delete that marks rather than removes (a foreground delete, or an object with
+/// finalizers): the object as marked, answered 200 as the API server answers it; `None` when
+/// the object can go now.
+pub(crate) async fn hold(
+    store: &Arc<Store>,
+    t: &Target<'_>,
+    name: &str,
+    policy: Policy,
+    resource_version: Option<&str>,
+) -> Result<Option<Written>, Failure> {
+    let (kind, namespace, owner) = (
+        t.resource.kind,
+        t.namespace.unwrap_or("").to_string(),
+        name.to_string(),
+    );
+    let found = store
+        .blocking("reading an object to delete", move |s| {
+            s.get(kind, &namespace, &owner)
+        })
+        .await
+        .map_err(|e| status::from_error(&e))?;
+    let Some(mut held) = found.and_then(|o| held(o, policy)) else {
+        return Ok(None);
+    };
+    if let Some(rv) = resource_version {
+        held.meta_mut().resource_version = rv.to_string();
+    }
+    let marked = write(store, Op::Put(held))
+        .await
+        .map_err(|e| conflict_or(&e, t.resource.plural, name))?;
+    Ok(Some(Written {
+        code: StatusCode::OK,
+        body: wire(&t.resource, &marked),
+        warnings: Vec::new(),
+    }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -136,8 +197,10 @@ mod tests {
             policy(&json!({"orphanDependents": true})).unwrap(),
             Policy::Orphan
         );
-        let foreground = policy(&json!({"propagationPolicy": "Foreground"})).unwrap_err();
-        assert_eq!(foreground.code, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(
+            policy(&json!({"propagationPolicy": "Foreground"})).unwrap(),
+            Policy::Foreground
+        );
         assert_eq!(
             policy(&json!({"propagationPolicy": "Later"}))
                 .unwrap_err()

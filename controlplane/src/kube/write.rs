@@ -17,7 +17,7 @@ use super::read::wire;
 use super::status::{self, Failure};
 use crate::store::{Op, Store};
 use pier_model::report::Report;
-use pier_model::Object;
+use pier_model::{Kind, Object};
 
 /// What a write answers: its status, the object, and warnings for ignored fields.
 pub(crate) struct Written {
@@ -194,6 +194,11 @@ pub(crate) async fn delete(
         });
     }
     let policy = super::cascade::policy(&options)?;
+    if let Some(held) =
+        super::cascade::hold(store, t, name, policy, resource_version.as_deref()).await?
+    {
+        return Ok(held);
+    }
     let (kind, namespace, owner) = (
         t.resource.kind,
         t.namespace.unwrap_or("").to_string(),
@@ -385,12 +390,35 @@ pub(crate) fn managed_fields(object: &Value) -> Vec<pier_model::meta::ManagedFie
         .unwrap_or_default()
 }
 
-/// Writes one op, answering the object stored.
+/// Writes one op, answering the object stored. An object being deleted that the write left
+/// without finalizers is deleted then (the last finalizer removed lets it go), except a pod,
+/// which the node agent deletes once its containers stop.
 pub(crate) async fn write(store: &Arc<Store>, op: Op) -> crate::Result<Object> {
     let store = Arc::clone(store);
-    let written = tokio::task::spawn_blocking(move || store.write(vec![op]))
-        .await
-        .map_err(|e| crate::Error::store_from("an API worker", e))??;
+    tokio::task::spawn_blocking(move || {
+        let written = one(store.write(vec![op])?)?;
+        let meta = written.meta();
+        if written.kind() == Kind::Pod
+            || meta.deletion_timestamp.is_none()
+            || !meta.finalizers.is_empty()
+        {
+            return Ok(written);
+        }
+        one(store.write(vec![Op::Delete {
+            kind: written.kind(),
+            namespace: meta.namespace().to_string(),
+            name: meta.name.clone(),
+            resource_version: Some(meta.resource_version.clone()),
+            must_exist: false,
+        }])?)
+        .or(Ok(written))
+    })
+    .await
+    .map_err(|e| crate::Error::store_from("an API worker", e))?
+}
+
+/// The object a one-op write answered.
+fn one(written: Vec<crate::store::Written>) -> crate::Result<Object> {
     written
         .into_iter()
         .next()

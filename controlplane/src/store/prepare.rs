@@ -54,6 +54,10 @@ pub(super) fn prepare_put(
             let em = e.meta();
             meta.uid.clone_from(&em.uid);
             meta.creation_timestamp.clone_from(&em.creation_timestamp);
+            // A delete, once begun, is not taken back by a later write.
+            if em.deletion_timestamp.is_some() {
+                meta.deletion_timestamp.clone_from(&em.deletion_timestamp);
+            }
             meta.generation = em.generation + u64::from(spec_changed);
             meta.resource_version.clone_from(&em.resource_version);
             // Field ownership is the Kubernetes API's to change; other writers keep it.

@@ -7,7 +7,9 @@ use super::meta::{IntOrString, LabelSelector, ObjectMeta};
 use super::namespace::{Namespace, ServiceAccount};
 use super::report::{FieldPath, Report};
 use super::service::Service;
-use super::syntax::{dns1035_label, dns1123_label, dns1123_subdomain, iana_svc_name};
+use super::syntax::{
+    dns1035_label, dns1123_label, dns1123_subdomain, iana_svc_name, qualified_name,
+};
 use super::traffic_policy;
 
 mod analysis;
@@ -38,6 +40,9 @@ pub(super) fn metadata(
     }
     r.labels(&p.field("labels"), &meta.labels);
     r.annotation_keys(&p.field("annotations"), &meta.annotations);
+    for (i, finalizer) in meta.finalizers.iter().enumerate() {
+        r.check(&p.field("finalizers").index(i), qualified_name(finalizer));
+    }
 }
 
 pub(super) fn target_port(path: &FieldPath, port: &IntOrString, r: &mut Report) {

@@ -126,6 +126,10 @@ pub(crate) fn start(
         controllers::EndpointsController::new(Arc::clone(&store))
     });
     let store = Arc::clone(&parts.store);
+    lead(parts, "foreground-deletion", &leadership, move || {
+        controllers::ForegroundDeletion::new(Arc::clone(&store))
+    });
+    let store = Arc::clone(&parts.store);
     let events = Recorder::start(
         Arc::clone(&store),
         "deployment-controller",
