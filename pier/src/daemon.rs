@@ -100,6 +100,7 @@ async fn start_admin(
         metrics: Arc::clone(&parts.metrics),
         snapshot: Arc::clone(&parts.snapshot),
         ready: false.into(),
+        store: Arc::clone(&parts.store),
     });
     let (served, rx) = (Arc::clone(&admin), parts.shutdown.clone());
     parts.tasks.push(tokio::spawn(async move {

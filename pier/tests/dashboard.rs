@@ -350,6 +350,17 @@ fn dashboard_shows_weights_and_traffic_and_follows_changes_without_a_reload() {
         "the page reloaded"
     );
 
+    // An aborted Rollout reads Degraded, with the reason beside it.
+    let aborted = daemon.pier(&["rollout", "abort", "ro/site"]);
+    assert!(aborted.status.success(), "{}", stderr(&aborted));
+    let row = "document.querySelector('[data-rollout=\"default/site\"]')?.innerText";
+    let text = browser.until_text(row, "Degraded");
+    let message = browser.until_text(
+        "document.querySelector('[data-rollout=\"default/site\"] .message')?.innerText",
+        "RolloutAborted",
+    );
+    assert!(message.contains("aborted"), "{message} in {text}");
+
     // A screenshot, for a person to look at when the test is run by hand.
     let shot = browser.call("Page.captureScreenshot", json!({"format": "png"}));
     let png = base64::Engine::decode(

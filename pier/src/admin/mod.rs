@@ -31,6 +31,8 @@ pub(crate) struct Admin {
     pub snapshot: Arc<SnapshotHandle>,
     /// Set once the first snapshot is published and the API is listening.
     pub ready: AtomicBool,
+    /// The store, for what the dashboard shows beyond the snapshot (Rollouts' messages).
+    pub store: Arc<pier_controlplane::store::Store>,
 }
 
 fn respond(
@@ -90,13 +92,26 @@ fn handle(admin: &Admin, req: &Request<Incoming>) -> Response<Full<Bytes>> {
             respond(StatusCode::OK, "application/json", body.to_string())
         }
         "/ui" | "/ui/" => respond(StatusCode::OK, "text/html; charset=utf-8", ui::PAGE),
-        "/ui/state" => respond(
-            StatusCode::OK,
-            "application/json",
-            ui::state(&admin.snapshot.load().to_json(), &admin.registry).to_string(),
-        ),
         _ => respond(StatusCode::NOT_FOUND, "text/plain", "not found\n"),
     }
+}
+
+/// `GET /ui/state`: the dashboard's state, with the Rollouts' status messages from the store
+/// (a failed read leaves them out and is logged).
+async fn ui_state(admin: &Admin) -> Response<Full<Bytes>> {
+    let messages = admin
+        .store
+        .blocking("reading Rollouts for the dashboard", |s| {
+            s.list(pier_model::Kind::Rollout, None, None)
+        })
+        .await
+        .map(|(rollouts, _)| ui::messages(&rollouts))
+        .unwrap_or_else(|e| {
+            tracing::warn!(error = %pier_controlplane::error::chain(&e), "dashboard: Rollouts unread");
+            Default::default()
+        });
+    let state = ui::state(&admin.snapshot.load().to_json(), &admin.registry, &messages);
+    respond(StatusCode::OK, "application/json", state.to_string())
 }
 
 /// Serves the admin endpoints on `listener` until `shutdown` turns true.
@@ -113,8 +128,14 @@ pub(crate) async fn serve(
         let admin = Arc::clone(&admin);
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-                let resp = handle(&admin, &req);
-                async move { Ok::<_, Infallible>(resp) }
+                let admin = Arc::clone(&admin);
+                async move {
+                    let resp = match req.uri().path() {
+                        "/ui/state" => ui_state(&admin).await,
+                        _ => handle(&admin, &req),
+                    };
+                    Ok::<_, Infallible>(resp)
+                }
             });
             if let Err(e) = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service)

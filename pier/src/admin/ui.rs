@@ -14,9 +14,34 @@ use serde_json::{json, Value};
 /// The page.
 pub(crate) const PAGE: &str = include_str!("ui.html");
 
+/// Each Rollout's `status.message` (why it is degraded or paused), by namespace and name.
+pub(crate) type Messages = BTreeMap<(String, String), String>;
+
+/// The status messages of `rollouts`.
+pub(crate) fn messages(rollouts: &[pier_model::Object]) -> Messages {
+    rollouts
+        .iter()
+        .filter_map(|o| match o {
+            pier_model::Object::Rollout(r) => {
+                let message = r
+                    .status
+                    .as_ref()?
+                    .message
+                    .clone()
+                    .filter(|m| !m.is_empty())?;
+                Some((
+                    (r.metadata.namespace().to_string(), r.metadata.name.clone()),
+                    message,
+                ))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
 /// `GET /ui/state`: services, routes and traffic counters, from `snapshot` (the snapshot's
-/// JSON) and `registry`.
-pub(crate) fn state(snapshot: &Value, registry: &Registry) -> Value {
+/// JSON) and `registry`, and the Rollouts' `messages`.
+pub(crate) fn state(snapshot: &Value, registry: &Registry, messages: &Messages) -> Value {
     let families = registry.gather();
     json!({
         "revision": snapshot["revision"],
@@ -26,7 +51,19 @@ pub(crate) fn state(snapshot: &Value, registry: &Registry) -> Value {
             .unwrap_or_default(),
         "traffic": traffic(&families),
         "socketLb": socket_lb(&families),
-        "rollouts": rollouts(&families),
+        "rollouts": rollouts(&families)
+            .into_iter()
+            .map(|mut r| {
+                let id = (
+                    r["namespace"].as_str().unwrap_or_default().to_string(),
+                    r["name"].as_str().unwrap_or_default().to_string(),
+                );
+                if let Some(message) = messages.get(&id) {
+                    r["message"] = json!(message);
+                }
+                r
+            })
+            .collect::<Vec<_>>(),
         "autoscalers": autoscalers(&families),
     })
 }
@@ -319,7 +356,7 @@ mod tests {
                 {"service": {"namespace": "default", "name": "web-v2"}, "port": 80, "weight": 10}]}]}],
             "l4Routes": [],
         }]});
-        let state = state(&snapshot, &registry);
+        let state = state(&snapshot, &registry, &Messages::new());
         let web = &state["services"][0];
         assert_eq!(web["clusterIp"], "10.96.0.1");
         let shares = &web["routes"][0]["rules"][0]["backends"];
@@ -376,7 +413,19 @@ mod tests {
         value
             .with_label_values(&["default", "web-abc-1", "success-rate"])
             .set(0.97);
-        let state = state(&json!({"revision": 1, "services": []}), &registry);
+        let messages = Messages::from([(
+            ("default".to_string(), "web".to_string()),
+            "RolloutAborted: Rollout aborted update to revision 2".to_string(),
+        )]);
+        let state = state(
+            &json!({"revision": 1, "services": []}),
+            &registry,
+            &messages,
+        );
+        assert_eq!(
+            state["rollouts"][0]["message"],
+            "RolloutAborted: Rollout aborted update to revision 2"
+        );
         assert_eq!(
             state["rollouts"][0]["analysis"],
             json!([{"run": "web-abc-1", "phase": "Running", "metrics": {"success-rate": 0.97}}])
@@ -432,7 +481,11 @@ mod tests {
         condition
             .with_label_values(&["default", "web", "ScalingLimited", "False"])
             .set(1);
-        let state = state(&json!({"revision": 1, "services": []}), &registry);
+        let state = state(
+            &json!({"revision": 1, "services": []}),
+            &registry,
+            &Messages::new(),
+        );
         let a = &state["autoscalers"][0];
         assert_eq!(
             (&a["name"], &a["current"], &a["desired"]),
