@@ -38,7 +38,7 @@ ports: [{port: 80}]
 #[test]
 fn finalizers_hold_a_delete_and_foreground_waits_for_dependents() {
     let dir = tempfile::tempdir().unwrap();
-    let Some((_daemon, kubectl)) = start_with(dir.path(), &["--no-runtime"]) else {
+    let Some((daemon, kubectl)) = start_with(dir.path(), &["--no-runtime"]) else {
         return;
     };
     let file = dir.path().join("held.yaml");
@@ -66,6 +66,17 @@ fn finalizers_hold_a_delete_and_foreground_waits_for_dependents() {
     ]);
     let gone = kubectl.fails(&["get", "svc", "held"]);
     assert!(gone.contains("NotFound"), "{gone}");
+    // pier's own delete is held the same way.
+    kubectl.ok(&["apply", "-f", file.to_str().unwrap()]);
+    assert!(daemon.pier(&["delete", "svc", "held"]).status.success());
+    let marked = kubectl.ok(&[
+        "get",
+        "svc",
+        "held",
+        "-o",
+        "jsonpath={.metadata.deletionTimestamp}",
+    ]);
+    assert!(marked.starts_with("20"), "{marked}");
 
     // A Service's EndpointSlice that names it as owner goes before it does.
     let (svc, slice) = rest.split_once("---\n").unwrap();

@@ -23,7 +23,7 @@ use tokio_stream::StreamExt;
 use super::routes::{self, Endpoint};
 use crate::error::Error;
 use crate::metrics::Metrics;
-use crate::store::{Op, Outcome, Store};
+use crate::store::{Op, Store};
 use pier_model::{Kind, Object, SelectorQuery};
 use pier_snapshot::SnapshotHandle;
 
@@ -373,18 +373,36 @@ async fn route(
             namespace,
             name,
         } => {
-            let op = Op::Delete {
-                kind: resource(&res)?,
-                namespace,
-                name,
-                resource_version: q.get("resourceVersion").cloned(),
-                must_exist: true,
-            };
+            let kind = resource(&res)?;
+            let resource_version = q.get("resourceVersion").cloned();
             let store = Arc::clone(&ctx.store);
-            let written = blocking(move || store.write(vec![op])).await?;
+            let written = blocking(move || {
+                // Finalizers hold an object: it is only marked, and goes when the last is
+                // removed.
+                let held = store
+                    .get(kind, &namespace, &name)?
+                    .and_then(crate::kube::held_by_finalizers);
+                let op = match held {
+                    Some(mut marked) => {
+                        if let Some(rv) = resource_version {
+                            marked.meta_mut().resource_version = rv;
+                        }
+                        Op::Put(marked)
+                    }
+                    None => Op::Delete {
+                        kind,
+                        namespace,
+                        name,
+                        resource_version,
+                        must_exist: true,
+                    },
+                };
+                store.write(vec![op])
+            })
+            .await?;
             let object = written
                 .into_iter()
-                .find(|w| w.outcome == Outcome::Deleted)
+                .next()
                 .and_then(|w| w.object)
                 .map(|o| o.to_value());
             Ok(full(StatusCode::OK, json!({"deleted": object})))

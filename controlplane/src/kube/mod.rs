@@ -33,6 +33,12 @@ use serde_json::Value;
 use crate::store::Store;
 pub(crate) use status::{failure, unauthorized, Failure};
 
+/// `object` marked for deletion when its finalizers hold it there (pier's own API deletes as
+/// the Kubernetes API does); `None` when it can go now.
+pub(crate) fn held_by_finalizers(object: pier_model::Object) -> Option<pier_model::Object> {
+    cascade::held(object, cascade::Policy::Background)
+}
+
 /// Whether `path` belongs to the Kubernetes API (rather than pier's own `/v1/...`).
 pub(crate) fn is_api_path(path: &str) -> bool {
     path == "/version"
