@@ -109,6 +109,7 @@ pub fn columns(kind: Kind) -> Vec<Column> {
         }
         Kind::Namespace => vec![col("NAME"), col("STATUS"), col("AGE")],
         Kind::ServiceAccount => vec![col("NAME"), col("SECRETS"), col("AGE")],
+        Kind::ConfigMap => vec![col("NAME"), col("DATA"), col("AGE")],
         Kind::Node => vec![
             col("NAME"),
             col("STATUS"),
@@ -238,6 +239,15 @@ pub fn row(kind: Kind, v: &Value, now: SystemTime) -> Vec<String> {
         Kind::TcpRoute | Kind::UdpRoute => vec![name, created, parents(v), backends(v)],
         Kind::Namespace => vec![name, or(s(v, "/status/phase"), "Active"), created],
         Kind::ServiceAccount => vec![name, items(v, "/secrets").len().to_string(), created],
+        Kind::ConfigMap => {
+            let keys = |p: &str| {
+                v.pointer(p)
+                    .and_then(Value::as_object)
+                    .map_or(0, |m| m.len())
+            };
+            let count = keys("/data") + keys("/binaryData");
+            vec![name, count.to_string(), created]
+        }
         Kind::Node => vec![
             name,
             node_status(v),

@@ -257,8 +257,8 @@ pub(crate) fn is_known_ignored(kind: Kind, path: &str) -> bool {
         }
         Kind::Lease => under("spec", LEASE_SPEC, path),
         Kind::Event => EVENT.contains(&path),
-        // A stored Namespace or ServiceAccount carries every field it maps.
-        Kind::Namespace | Kind::ServiceAccount => false,
+        // A stored Namespace, ServiceAccount or ConfigMap carries every field it maps.
+        Kind::Namespace | Kind::ServiceAccount | Kind::ConfigMap => false,
     }
 }
 

@@ -43,11 +43,13 @@ pub enum Kind {
     ClusterAnalysisTemplate,
     /// `argoproj.io/v1alpha1/AnalysisRun`.
     AnalysisRun,
+    /// `v1/ConfigMap`.
+    ConfigMap,
 }
 
 impl Kind {
     /// Every kind.
-    pub const ALL: [Kind; 18] = [
+    pub const ALL: [Kind; 19] = [
         Kind::Service,
         Kind::EndpointSlice,
         Kind::Pod,
@@ -66,6 +68,7 @@ impl Kind {
         Kind::AnalysisTemplate,
         Kind::ClusterAnalysisTemplate,
         Kind::AnalysisRun,
+        Kind::ConfigMap,
     ];
 
     /// Whether objects of this kind live in a namespace (all but Namespace, Node and
@@ -90,6 +93,7 @@ impl Kind {
             Kind::UdpRoute => "UDPRoute",
             Kind::Namespace => "Namespace",
             Kind::ServiceAccount => "ServiceAccount",
+            Kind::ConfigMap => "ConfigMap",
             Kind::Node => "Node",
             Kind::Lease => "Lease",
             Kind::Event => "Event",
@@ -114,6 +118,7 @@ impl Kind {
             Kind::UdpRoute => "udproutes",
             Kind::Namespace => "namespaces",
             Kind::ServiceAccount => "serviceaccounts",
+            Kind::ConfigMap => "configmaps",
             Kind::Node => "nodes",
             Kind::Lease => "leases",
             Kind::Event => "events",
@@ -132,6 +137,7 @@ impl Kind {
             | Kind::Pod
             | Kind::Namespace
             | Kind::ServiceAccount
+            | Kind::ConfigMap
             | Kind::Node
             | Kind::Event => &["v1"],
             Kind::Lease => &["coordination.k8s.io/v1"],
@@ -190,6 +196,7 @@ impl FromStr for Kind {
             "udproute" | "udproutes" => Kind::UdpRoute,
             "namespace" | "namespaces" | "ns" => Kind::Namespace,
             "serviceaccount" | "serviceaccounts" | "sa" => Kind::ServiceAccount,
+            "configmap" | "configmaps" | "cm" => Kind::ConfigMap,
             "node" | "nodes" | "no" => Kind::Node,
             "lease" | "leases" => Kind::Lease,
             "event" | "events" | "ev" => Kind::Event,

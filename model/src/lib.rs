@@ -5,6 +5,7 @@
 pub mod analysis;
 pub mod columns;
 pub mod condition;
+pub mod config_map;
 pub mod core_event;
 pub mod deployment;
 pub mod endpointslice;
@@ -31,6 +32,7 @@ pub mod time;
 pub mod traffic_policy;
 mod validation;
 
+pub use config_map::ConfigMap;
 pub use core_event::CoreEvent;
 pub use deployment::Deployment;
 pub use endpointslice::{Endpoint, EndpointConditions, EndpointPort, EndpointSlice};

@@ -184,7 +184,7 @@ spec:
 
     #[test]
     fn errors_label_objects_with_the_effective_namespace_and_name_unsupported_kinds() {
-        let text = "apiVersion: v1\nkind: Service\nmetadata: {name: bad}\nspec:\n  ports:\n  - port: 70000\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings}\ndata: {a: b}\n";
+        let text = "apiVersion: v1\nkind: Service\nmetadata: {name: bad}\nspec:\n  ports:\n  - port: 70000\n---\napiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {name: settings}\nspec: {}\n";
         let errs = parse_in("f.yaml", text, Some("other")).unwrap_err();
         let msgs: Vec<String> = errs.iter().map(ToString::to_string).collect();
         assert!(
@@ -193,7 +193,7 @@ spec:
         );
         assert!(
             msgs[1].starts_with(
-                "f.yaml: document 2: ConfigMap other/settings: kind: unsupported kind"
+                "f.yaml: document 2: PersistentVolumeClaim other/settings: kind: unsupported kind"
             ),
             "{msgs:?}"
         );

@@ -7,6 +7,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::analysis::{AnalysisRun, AnalysisTemplate};
+use super::config_map::ConfigMap;
 use super::deployment::Deployment;
 use super::endpointslice::EndpointSlice;
 use super::hpa::HorizontalPodAutoscaler;
@@ -58,6 +59,8 @@ pub enum Object {
     Namespace(Namespace),
     /// A ServiceAccount.
     ServiceAccount(ServiceAccount),
+    /// A ConfigMap.
+    ConfigMap(ConfigMap),
     /// A Node.
     Node(Node),
     /// A Lease.
@@ -257,6 +260,7 @@ impl Object {
             Kind::ServiceAccount => {
                 typed(value, kind).map(|(o, i, e)| (Object::ServiceAccount(o), i, e))
             }
+            Kind::ConfigMap => typed(value, kind).map(|(o, i, e)| (Object::ConfigMap(o), i, e)),
             Kind::Node => typed(value, kind).map(|(o, i, e)| (Object::Node(o), i, e)),
             Kind::Lease => typed(value, kind).map(|(o, i, e)| (Object::Lease(o), i, e)),
             Kind::Event => typed(value, kind).map(|(o, i, e)| (Object::Event(o), i, e)),
@@ -300,6 +304,7 @@ impl Object {
             Object::TcpRoute(r) | Object::UdpRoute(r) => validation::l4_route(r, report),
             Object::Namespace(n) => validation::namespace(n, report),
             Object::ServiceAccount(a) => validation::service_account(a, report),
+            Object::ConfigMap(c) => validation::config_map(c, report),
             Object::Node(n) => validation::node(n, report),
             Object::Lease(l) => validation::lease(l, report),
             Object::Event(e) => validation::event(e, report),
@@ -324,6 +329,7 @@ impl Object {
             Object::UdpRoute(_) => Kind::UdpRoute,
             Object::Namespace(_) => Kind::Namespace,
             Object::ServiceAccount(_) => Kind::ServiceAccount,
+            Object::ConfigMap(_) => Kind::ConfigMap,
             Object::Node(_) => Kind::Node,
             Object::Lease(_) => Kind::Lease,
             Object::Event(_) => Kind::Event,
@@ -346,6 +352,7 @@ impl Object {
             Object::TcpRoute(o) | Object::UdpRoute(o) => &o.metadata,
             Object::Namespace(o) => &o.metadata,
             Object::ServiceAccount(o) => &o.metadata,
+            Object::ConfigMap(o) => &o.metadata,
             Object::Node(o) => &o.metadata,
             Object::Lease(o) => &o.metadata,
             Object::Event(o) => &o.metadata,
@@ -368,6 +375,7 @@ impl Object {
             Object::TcpRoute(o) | Object::UdpRoute(o) => &mut o.metadata,
             Object::Namespace(o) => &mut o.metadata,
             Object::ServiceAccount(o) => &mut o.metadata,
+            Object::ConfigMap(o) => &mut o.metadata,
             Object::Node(o) => &mut o.metadata,
             Object::Lease(o) => &mut o.metadata,
             Object::Event(o) => &mut o.metadata,
@@ -393,6 +401,7 @@ impl Object {
             Object::TcpRoute(o) | Object::UdpRoute(o) => v(o),
             Object::Namespace(o) => v(o),
             Object::ServiceAccount(o) => v(o),
+            Object::ConfigMap(o) => v(o),
             Object::Node(o) => v(o),
             Object::Lease(o) => v(o),
             Object::Event(o) => v(o),

@@ -111,6 +111,7 @@ fn singular(kind: Kind) -> &'static str {
         Kind::UdpRoute => "udproute",
         Kind::Namespace => "namespace",
         Kind::ServiceAccount => "serviceaccount",
+        Kind::ConfigMap => "configmap",
         Kind::Node => "node",
         Kind::Lease => "lease",
         Kind::Event => "event",
@@ -131,6 +132,7 @@ fn short_names(kind: Kind) -> &'static [&'static str] {
         Kind::AnalysisRun => &["ar"],
         Kind::Namespace => &["ns"],
         Kind::ServiceAccount => &["sa"],
+        Kind::ConfigMap => &["cm"],
         Kind::Node => &["no"],
         Kind::Event => &["ev"],
         Kind::EndpointSlice | Kind::HttpRoute | Kind::TcpRoute | Kind::UdpRoute | Kind::Lease => {

@@ -73,6 +73,7 @@ fn reference(r: &Resource) -> Option<(String, Generate)> {
         (Kind::Pod, _) => of::<core::v1::Pod>(),
         (Kind::Namespace, _) => of::<core::v1::Namespace>(),
         (Kind::ServiceAccount, _) => of::<core::v1::ServiceAccount>(),
+        (Kind::ConfigMap, _) => of::<core::v1::ConfigMap>(),
         (Kind::Node, _) => of::<core::v1::Node>(),
         (Kind::Event, events_v1::GROUP) => of::<events::v1::Event>(),
         (Kind::Event, _) => of::<core::v1::Event>(),

@@ -23,6 +23,7 @@ pub(super) fn prepare_put(
             errors: report.errors,
         });
     }
+    immutable_contents(&object, existing)?;
     let requested_rv = std::mem::take(&mut object.meta_mut().resource_version);
     if !requested_rv.is_empty() {
         let current = existing
@@ -76,4 +77,28 @@ pub(super) fn prepare_put(
     }
     object.meta_mut().resource_version = revision.to_string();
     Ok(Some(object))
+}
+
+/// An immutable ConfigMap's contents, and its immutability, stay as they are.
+fn immutable_contents(object: &Object, existing: Option<&Object>) -> Result<()> {
+    let (Object::ConfigMap(new), Some(Object::ConfigMap(old))) = (object, existing) else {
+        return Ok(());
+    };
+    if !old.is_immutable() {
+        return Ok(());
+    }
+    let field = if !new.is_immutable() {
+        "immutable"
+    } else if new.data != old.data {
+        "data"
+    } else if new.binary_data != old.binary_data {
+        "binaryData"
+    } else {
+        return Ok(());
+    };
+    Err(Error::invalid(
+        object.describe(),
+        field,
+        "field is immutable when `immutable` is set",
+    ))
 }

@@ -125,6 +125,7 @@ impl SnapshotBuilder {
             | Object::AnalysisRun(_)
             | Object::Namespace(_)
             | Object::ServiceAccount(_)
+            | Object::ConfigMap(_)
             | Object::Node(_)
             | Object::Lease(_)
             | Object::Event(_) => {}
@@ -155,6 +156,7 @@ impl SnapshotBuilder {
             | Kind::AnalysisRun
             | Kind::Namespace
             | Kind::ServiceAccount
+            | Kind::ConfigMap
             | Kind::Node
             | Kind::Lease
             | Kind::Event => {}

@@ -14,12 +14,14 @@ use super::traffic_policy;
 
 mod analysis;
 mod cluster;
+mod config;
 mod hpa;
 mod rollout;
 mod route;
 mod workload;
 
 pub(crate) use analysis::{analysis_run, analysis_template};
+pub(crate) use config::config_map;
 pub(crate) use hpa::hpa;
 pub(crate) use rollout::rollout;
 pub(crate) use route::{http_route, l4_route};
