@@ -61,6 +61,13 @@ pub(crate) fn a_node_cut_off_from_etcd_serves_and_catches_up(
     node_port: i64,
 ) {
     let cut = &nodes[2];
+    // What it serves when cut off is what it last knew: on a loaded machine the only3 pod's
+    // readiness can have flapped just before, so the cut waits until n3 serves it again.
+    wait_for(
+        "n3 to serve only3 before the cut",
+        Duration::from_secs(30),
+        || !served_endpoint_nodes(cut, "only3").is_empty(),
+    );
     // Both ways (a watch's data would still come in), and only etcd's ports: the test asks
     // the node's DNS from the LAN's address.
     let etcd_ports = etcd
