@@ -104,10 +104,10 @@ type TypedParse<T> = (T, Vec<String>, Vec<FieldError>);
 
 fn typed<T: DeserializeOwned>(value: Value, kind: Kind) -> Result<TypedParse<T>, Vec<FieldError>> {
     let mut unused = Vec::new();
-    let original = value.clone();
     let result = {
         let mut record = |path: serde_ignored::Path<'_>| unused.push(render_path(&path));
-        let de = serde_ignored::Deserializer::new(value, &mut record);
+        // Read by reference: the value is still needed to tell unset ignored fields apart.
+        let de = serde_ignored::Deserializer::new(&value, &mut record);
         serde_path_to_error::deserialize::<_, T>(de)
     };
     let parsed = result.map_err(|e| {
@@ -121,7 +121,7 @@ fn typed<T: DeserializeOwned>(value: Value, kind: Kind) -> Result<TypedParse<T>,
     let mut errors = Vec::new();
     for path in unused {
         if is_known_ignored(kind, &normalize(&path)) {
-            if !is_unset(&original, &path) {
+            if !is_unset(&value, &path) {
                 ignored.push(path);
             }
         } else {

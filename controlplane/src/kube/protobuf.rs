@@ -115,18 +115,11 @@ fn object_of(message: &DynamicMessage) -> Json {
     }
     let mut map = Map::new();
     for (field, value) in message.fields() {
-        let json = match value {
-            // Go writes every non-pointer string, set or not; an empty one means unset.
-            Value::String(s) if s.is_empty() => continue,
-            Value::List(items) => Json::Array(items.iter().map(json_of).collect()),
-            Value::Map(entries) => Json::Object(
-                entries
-                    .iter()
-                    .map(|(k, v)| (key_of(k), json_of(v)))
-                    .collect(),
-            ),
-            other => json_of(other),
-        };
+        // Go writes every non-pointer string, set or not; an empty one means unset.
+        if matches!(value, Value::String(s) if s.is_empty()) {
+            continue;
+        }
+        let json = json_of(value);
         if !json.is_null() {
             map.insert(field.name().to_owned(), json);
         }

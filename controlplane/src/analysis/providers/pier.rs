@@ -123,21 +123,19 @@ impl Sample {
 
 /// Adds `family`'s series of `group` to `s`.
 fn fold(s: &mut Sample, family: &MetricFamily, group: &Group) {
-    let sum = |name: &str| -> f64 {
+    // The socket-LB labels its series by endpoint address (`backend="ip:port"`).
+    let by_endpoint = || -> f64 {
         family
             .get_metric()
             .iter()
-            .filter(|m| match name {
-                "endpoint" => group.endpoints.contains(label(m, "backend")),
-                _ => label(m, "backend") == group.name,
-            })
+            .filter(|m| group.endpoints.contains(label(m, "backend")))
             .map(|m| m.get_counter().get_value())
             .sum()
     };
     match family.name() {
-        "pier_ebpf_backend_connections_total" => s.connections += sum("endpoint"),
-        "pier_ebpf_backend_connect_failures_total" => s.connect_failures += sum("endpoint"),
-        "pier_ebpf_backend_resets_total" => s.resets += sum("endpoint"),
+        "pier_ebpf_backend_connections_total" => s.connections += by_endpoint(),
+        "pier_ebpf_backend_connect_failures_total" => s.connect_failures += by_endpoint(),
+        "pier_ebpf_backend_resets_total" => s.resets += by_endpoint(),
         _ => fold_proxy(s, family, &group.name),
     }
 }
