@@ -43,6 +43,23 @@ impl ConfigMap {
         self.data.len() + self.binary_data.len()
     }
 
+    /// Every key with its value as bytes; a `binaryData` value that is not base64 (which
+    /// validation refuses) is left out.
+    pub fn values(&self) -> BTreeMap<String, Vec<u8>> {
+        use base64::Engine as _;
+        let mut values: BTreeMap<String, Vec<u8>> = self
+            .data
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone().into_bytes()))
+            .collect();
+        for (k, v) in &self.binary_data {
+            if let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(v) {
+                values.insert(k.clone(), bytes);
+            }
+        }
+        values
+    }
+
     /// Whether it holds no key.
     pub fn is_empty(&self) -> bool {
         self.len() == 0

@@ -18,7 +18,6 @@ const SERVICE_SPEC: &[&str] = &[
 ];
 
 const POD_SPEC: &[&str] = &[
-    "volumes",
     "initContainers",
     "ephemeralContainers",
     "activeDeadlineSeconds",
@@ -55,8 +54,6 @@ const POD_SPEC: &[&str] = &[
 ];
 
 const CONTAINER: &[&str] = &[
-    "envFrom",
-    "volumeMounts",
     "volumeDevices",
     "startupProbe",
     "lifecycle",
@@ -69,10 +66,11 @@ const CONTAINER: &[&str] = &[
     "tty",
     "resizePolicy",
     "restartPolicy",
-    "env[].valueFrom",
     "ports[].hostPort",
     "ports[].hostIP",
     "resources.claims",
+    "volumeMounts[].mountPropagation",
+    "volumeMounts[].recursiveReadOnly",
 ];
 
 const PROBE: &[&str] = &["terminationGracePeriodSeconds", "httpGet.host"];
@@ -86,8 +84,6 @@ const POD_STATUS: &[&str] = &[
     "initContainerStatuses",
     "ephemeralContainerStatuses",
     "qosClass",
-    "message",
-    "reason",
     "nominatedNodeName",
     "resize",
     "resourceClaimStatuses",

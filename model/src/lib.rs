@@ -9,6 +9,7 @@ pub mod config_map;
 pub mod core_event;
 pub mod deployment;
 pub mod endpointslice;
+pub mod env;
 pub mod event;
 pub mod hpa;
 mod ignored;
@@ -31,6 +32,7 @@ pub mod syntax;
 pub mod time;
 pub mod traffic_policy;
 mod validation;
+pub mod volume;
 
 pub use config_map::ConfigMap;
 pub use core_event::CoreEvent;

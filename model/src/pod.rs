@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::meta::{IntOrString, ObjectMeta};
+pub use crate::env::{EnvFromSource, EnvVar};
+use crate::volume::{Volume, VolumeMount};
 
 /// Annotation holding the ID of the container that runs a pod (the engine writes it).
 pub const CONTAINER_ANNOTATION: &str = "pier.dev/container-id";
@@ -53,6 +55,9 @@ pub struct PodSpec {
     /// Grace period for stopping.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub termination_grace_period_seconds: Option<i64>,
+    /// Volumes the containers can mount.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub volumes: Vec<Volume>,
 }
 
 /// One container.
@@ -76,6 +81,12 @@ pub struct Container {
     /// Environment variables.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub env: Vec<EnvVar>,
+    /// Whole ConfigMaps and Secrets as environment variables (`env` wins on a clash).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env_from: Vec<EnvFromSource>,
+    /// The pod's volumes this container mounts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub volume_mounts: Vec<VolumeMount>,
     /// Exposed ports; named ports resolve Service `targetPort` names.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ports: Vec<ContainerPort>,
@@ -88,17 +99,6 @@ pub struct Container {
     /// Keep the endpoint out of load balancing until this succeeds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub readiness_probe: Option<Probe>,
-}
-
-/// An environment variable.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct EnvVar {
-    /// Name.
-    pub name: String,
-    /// Value.
-    #[serde(default)]
-    pub value: String,
 }
 
 /// A container port.
@@ -224,6 +224,12 @@ pub struct PodStatus {
     /// Conditions such as `Ready`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<PodCondition>,
+    /// Why the pod is in its state, when it is stuck (`CreateContainerConfigError`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// For people: what the reason is about.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }
 
 /// A pod condition.

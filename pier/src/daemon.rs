@@ -180,7 +180,10 @@ impl Daemon {
             rt
         });
         let node = match &runtime {
-            Some(rt) => parts::runtime::start(&mut parts, rt, config.dns.as_ref()).await,
+            Some(rt) => {
+                parts::runtime::start(&mut parts, rt, config.dns.as_ref(), config.cluster.node_ip)
+                    .await
+            }
             None => None,
         };
         if let Some(leadership) = &leadership {

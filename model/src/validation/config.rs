@@ -7,7 +7,7 @@ use crate::report::{FieldPath, Report};
 use crate::syntax::dns1123_subdomain;
 
 /// A key of `data` or `binaryData`: a file name pods can mount it as.
-fn config_key(key: &str) -> Result<(), String> {
+pub(super) fn config_key(key: &str) -> Result<(), String> {
     if key.is_empty() || key.len() > 253 {
         return Err("must be 1 to 253 characters".into());
     }

@@ -16,6 +16,7 @@ mod analysis;
 mod cluster;
 mod config;
 mod hpa;
+mod pod_inputs;
 mod rollout;
 mod route;
 mod workload;

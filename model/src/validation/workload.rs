@@ -9,7 +9,7 @@ use crate::replica_set::ReplicaSet;
 use crate::report::{FieldPath, Report};
 use crate::syntax::{dns1123_label, dns1123_subdomain, iana_svc_name};
 
-use super::{label_selector, metadata, target_port};
+use super::{label_selector, metadata, pod_inputs, target_port};
 
 fn probe(path: &FieldPath, probe: &Probe, r: &mut Report) {
     let actions = [
@@ -63,14 +63,7 @@ fn container(path: &FieldPath, c: &Container, r: &mut Report) {
             }
         }
     }
-    for (i, e) in c.env.iter().enumerate() {
-        if e.name.is_empty() || e.name.contains('=') {
-            r.error(
-                &path.field("env").index(i).field("name"),
-                "must be non-empty and not contain '='",
-            );
-        }
-    }
+    pod_inputs::env(path, c, r);
     if let Some(p) = &c.liveness_probe {
         probe(&path.field("livenessProbe"), p, r);
     }
@@ -96,7 +89,9 @@ fn pod_spec(path: &FieldPath, spec: &PodSpec, r: &mut Report) {
             );
         }
         container(&p, c, r);
+        pod_inputs::mounts(&p, c, spec, r);
     }
+    pod_inputs::volumes(path, spec, r);
     if let Some(h) = &spec.hostname {
         r.check(&path.field("hostname"), dns1123_label(h));
     }

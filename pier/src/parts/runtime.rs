@@ -12,6 +12,7 @@ pub(crate) async fn start(
     parts: &mut Parts,
     config: &RuntimeConfig,
     dns: Option<&DnsConfig>,
+    node_ip: Option<std::net::IpAddr>,
 ) -> Option<Arc<pier_runtime::Node>> {
     if pier_controlplane::api::current_uid() != 0 {
         tracing::info!("container engine off: it needs root (pier run, Deployments)");
@@ -60,6 +61,7 @@ pub(crate) async fn start(
         pier_runtime::NodeConfig {
             name: config.node_name.clone(),
             run_unbound: config.run_unbound,
+            host_ip: node_ip,
             ..Default::default()
         },
     );

@@ -13,6 +13,7 @@ pub mod launcher;
 mod publish;
 mod record;
 mod rootfs;
+pub(crate) use rootfs::is_mounted;
 pub mod seccomp;
 pub mod shim;
 pub mod spec;
@@ -112,6 +113,11 @@ impl Engine {
     /// A receiver that turns `Some` when the running container `id` exits; `None` if not running.
     pub fn exited(&self, id: &str) -> Option<watch::Receiver<Option<ExitStatus>>> {
         lock(&self.running).get(id).cloned()
+    }
+
+    /// The engine's state directory.
+    pub fn root(&self) -> &Path {
+        &self.config.root
     }
 
     /// libcontainer's state root (for `exec`).

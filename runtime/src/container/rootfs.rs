@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use super::Engine;
 use crate::error::{Result, SysContext};
 
-pub(super) fn is_mounted(path: &Path) -> bool {
+pub(crate) fn is_mounted(path: &Path) -> bool {
     let p = path.to_string_lossy();
     fs::read_to_string("/proc/self/mountinfo")
         .is_ok_and(|m| m.lines().any(|l| l.split(' ').nth(4) == Some(&p)))

@@ -6,6 +6,7 @@ pub mod api;
 pub mod grpc_probe;
 pub mod probe;
 
+mod inputs;
 mod pod;
 pub mod pod_sync;
 mod pod_work;
@@ -46,6 +47,8 @@ pub struct NodeConfig {
     /// Run pods bound to no node too (the only node of an embedded store); in a cluster the
     /// scheduler binds every pod and a node runs only its own.
     pub run_unbound: bool,
+    /// This node's address, which pods see as `status.hostIP`.
+    pub host_ip: Option<IpAddr>,
 }
 
 impl Default for NodeConfig {
@@ -56,6 +59,7 @@ impl Default for NodeConfig {
             initial_backoff: Duration::from_secs(1),
             max_backoff: Duration::from_secs(60),
             run_unbound: true,
+            host_ip: None,
         }
     }
 }
@@ -78,6 +82,13 @@ pub struct Node {
     ip_lock: tokio::sync::Mutex<()>,
     /// Events about the pods, reported as the kubelet reports them.
     events: pier_controlplane::events::Recorder,
+    /// The ConfigMaps and Secrets pods take values from.
+    sources: inputs::Sources,
+    /// This machine's cores and memory bytes.
+    allocatable: (f64, u64),
+    /// Held while a pod's volumes are written or removed: a worker making them and the sync
+    /// loop refreshing them must not interleave.
+    volume_writes: Mutex<()>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -110,6 +121,12 @@ impl Node {
             config,
             pods: Mutex::new(HashMap::new()),
             ip_lock: tokio::sync::Mutex::new(()),
+            sources: inputs::Sources::default(),
+            volume_writes: Mutex::new(()),
+            allocatable: {
+                let facts = pier_controlplane::cluster::NodeFacts::of_this_machine();
+                (facts.cpus as f64, facts.memory_bytes)
+            },
         })
     }
 
@@ -142,6 +159,7 @@ impl Node {
                 _ => None,
             })
             .collect();
+        let mut kept = BTreeSet::new();
         for record in self.engine.list() {
             let Some((ns, name)) = record
                 .config
@@ -152,7 +170,9 @@ impl Node {
                 continue;
             };
             let key = (ns.to_string(), name.to_string());
-            match by_key.remove(&key) {
+            let pod = by_key.remove(&key);
+            kept.extend(pod.as_ref().map(inputs::volumes::pod_dir_name));
+            match pod {
                 Some(pod) if pod.metadata.deletion_timestamp.is_none() => {
                     tracing::info!(pod = %format!("{ns}/{name}"), "re-adopting pod");
                     let work =
@@ -175,6 +195,7 @@ impl Node {
                 }
             }
         }
+        self.remove_volumes_except(&kept);
         for ((ns, name), _) in by_key {
             tracing::info!(pod = %format!("{ns}/{name}"), "pod lost its container; deleting it");
             let store = Arc::clone(&self.store);
@@ -184,6 +205,20 @@ impl Node {
                 .report("delete-pod", &pod);
         }
         Ok(())
+    }
+
+    /// Removes the volume directories of pods this node no longer runs.
+    fn remove_volumes_except(&self, kept: &BTreeSet<String>) {
+        let dir = inputs::volumes::pods_dir(self.engine.root());
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            if !kept.contains(entry.file_name().to_string_lossy().as_ref()) {
+                tracing::info!(dir = %entry.path().display(), "removing the volumes of a pod gone");
+                inputs::volumes::remove_dir(&entry.path());
+            }
+        }
     }
 
     /// Allocates an address and writes the pod as Pending with it, so the address is held in

@@ -7,6 +7,7 @@ use pier_model::core_event::{NORMAL, WARNING};
 use pier_model::{Kind, Pod};
 use tokio::sync::{oneshot, watch};
 
+use super::inputs::{self, volumes::PodVolumes};
 use super::pod_work::{set_ready, PodWork};
 use super::probe::{self, Tracker};
 use super::{blocking, Node, CONTAINER_ANNOTATION, RESTARTS_ANNOTATION};
@@ -166,11 +167,16 @@ pub(crate) async fn worker(node: Arc<Node>, mut work: PodWork, mut term: watch::
         None => {
             let made = async {
                 let ip = node.register(&mut work.pod).await?;
-                node.engine.create(work.config.clone(), Some(ip))
+                if !await_inputs(&node, &mut work, &mut term).await {
+                    return Ok(None);
+                }
+                node.engine.create(work.config.clone(), Some(ip)).map(Some)
             }
             .await;
             match made {
-                Ok(record) => {
+                // Deleted while it waited for its inputs.
+                Ok(None) => None,
+                Ok(Some(record)) => {
                     work.pod
                         .metadata
                         .annotations
@@ -203,7 +209,48 @@ pub(crate) async fn worker(node: Arc<Node>, mut work: PodWork, mut term: watch::
     } else {
         terminated(&mut term).await;
     }
+    {
+        let _writing = super::lock(&node.volume_writes);
+        PodVolumes::of(node.engine.root(), &work.pod).remove();
+    }
     delete_pod(&node, &work.pod).await;
+}
+
+/// The kubelet's reason for a pod whose container's inputs cannot be resolved.
+const CONFIG_ERROR: &str = "CreateContainerConfigError";
+
+/// Resolves the environment and volumes of a pod's container into its config. While an
+/// object they need is missing the pod stays `Pending` with the kubelet's
+/// `CreateContainerConfigError`, and is tried again whenever a ConfigMap or Secret changes;
+/// false when the pod is terminated first.
+async fn await_inputs(node: &Node, work: &mut PodWork, term: &mut watch::Receiver<bool>) -> bool {
+    if !work.from_spec {
+        return true;
+    }
+    let mut changed = node.sources.subscribe();
+    loop {
+        changed.borrow_and_update();
+        let error = match inputs::resolve(node, &work.pod) {
+            Ok(resolved) => {
+                resolved.apply(&mut work.config);
+                return true;
+            }
+            Err(e) => e.to_string(),
+        };
+        if work.pod.status.message.as_deref() != Some(error.as_str()) {
+            tracing::warn!(pod = %work.pod.metadata.name, error = %error, "pod waits for the objects its container needs");
+            report(node, work, WARNING, "Failed", format!("Error: {error}"));
+            work.pod.status.reason = Some(CONFIG_ERROR.into());
+            work.pod.status.message = Some(error);
+            write_status(node, work).await;
+        }
+        tokio::select! {
+            _ = changed.changed() => {}
+            () = terminated(term) => return false,
+            // A missed change (the sync loop restarted) is caught up with all the same.
+            () = tokio::time::sleep(Duration::from_secs(10)) => {}
+        }
+    }
 }
 
 async fn delete_pod(node: &Node, pod: &Pod) {
@@ -264,6 +311,8 @@ async fn run_loop(
         let restarts = node.engine.get(id).map_or(0, |r| r.restart_count);
         work.pod.status.phase = Some("Running".into());
         work.pod.metadata.annotations.remove("pier.dev/error");
+        work.pod.status.reason = None;
+        work.pod.status.message = None;
         work.pod
             .metadata
             .annotations

@@ -1,6 +1,7 @@
 //! The kubelet's sync loop: Pods in the store that are this node's (bound to it, or to no
 //! node while pier runs one) get a worker; a Pod marked for deletion, or deleted, has its
-//! worker drain and stop it. Runs on the control plane's controller runner, keyed by Pod.
+//! worker drain and stop it; a changed ConfigMap or Secret rewrites the volumes of the pods
+//! that mount it. Runs on the control plane's controller runner, keyed by Pod.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -9,6 +10,7 @@ use pier_controlplane::controllers::runner::{Reconciled, Reconciler};
 use pier_controlplane::store::EventType;
 use pier_model::{Kind, Object, Pod};
 
+use super::inputs::{self, volumes::PodVolumes};
 use super::{blocking, Node, PodKey};
 
 /// This node's side of the Pods in the store.
@@ -34,6 +36,39 @@ impl PodSync {
         }
     }
 
+    /// Writes a running pod's ConfigMap and Secret volumes again from the objects as they are.
+    fn refresh_volumes(&self, pod: &Pod) {
+        // A pod without a container yet gets its volumes made whole when it is created.
+        let created = pod
+            .metadata
+            .annotations
+            .contains_key(super::CONTAINER_ANNOTATION);
+        if !created || pod.is_terminating() || pod.spec.volumes.is_empty() {
+            return;
+        }
+        let volumes = PodVolumes::of(self.node.engine.root(), pod);
+        let changed = {
+            let _writing = super::lock(&self.node.volume_writes);
+            volumes.refresh(pod, &self.node.sources)
+        };
+        for name in changed {
+            tracing::info!(pod = %pod.metadata.name, volume = %name, "volume files updated");
+        }
+    }
+
+    /// Sets the stored readiness back to what this node sees, if someone else changed it.
+    async fn restore(&self, pod: &Pod) -> Result<(), String> {
+        match self.node.restore_ready(pod).await {
+            Ok(true) => {
+                let key = format!("{}/{}", pod.metadata.namespace(), pod.metadata.name);
+                tracing::info!(pod = %key, ready = !pod.is_ready(), "pod readiness set back to what the node sees");
+                Ok(())
+            }
+            Ok(false) => Ok(()),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
     async fn sync(&self, key: &PodKey) -> Result<(), String> {
         let stored = self.pods.get(key).filter(|p| self.ours(p));
         let running = self.node.has_worker(key);
@@ -46,14 +81,10 @@ impl PodSync {
                 self.node.terminate(&key.0, &key.1);
                 Ok(())
             }
-            (Some(pod), true) => match self.node.restore_ready(pod).await {
-                Ok(true) => {
-                    tracing::info!(pod = %format!("{}/{}", key.0, key.1), ready = !pod.is_ready(), "pod readiness set back to what the node sees");
-                    Ok(())
-                }
-                Ok(false) => Ok(()),
-                Err(e) => Err(e.to_string()),
-            },
+            (Some(pod), true) => {
+                self.refresh_volumes(pod);
+                self.restore(pod).await
+            }
             (None, true) => {
                 tracing::info!(pod = %format!("{}/{}", key.0, key.1), "pod deleted; stopping it");
                 self.node.terminate(&key.0, &key.1);
@@ -84,11 +115,17 @@ impl Reconciler for PodSync {
     }
 
     fn kinds(&self) -> &'static [Kind] {
-        &[Kind::Pod]
+        &[Kind::Pod, Kind::ConfigMap]
     }
 
     fn observe(&mut self, event_type: EventType, object: &Object, dirty: &mut BTreeSet<PodKey>) {
-        let Object::Pod(pod) = object else { return };
+        let Object::Pod(pod) = object else {
+            if let Some(source) = self.node.sources.observe(event_type, object) {
+                let users = self.pods.iter().filter(|(_, p)| inputs::uses(p, &source));
+                dirty.extend(users.map(|(k, _)| k.clone()));
+            }
+            return;
+        };
         let key = (
             pod.metadata.namespace().to_string(),
             pod.metadata.name.clone(),

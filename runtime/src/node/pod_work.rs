@@ -19,6 +19,9 @@ pub(crate) struct PodWork {
     pub(crate) readiness: Option<ProbeSpec>,
     pub(crate) liveness: Option<ProbeSpec>,
     pub(crate) adopt: Option<String>,
+    /// Whether the container's environment and mounts still come from the pod's spec and the
+    /// objects it names (not for `pier run`, whose config says them).
+    pub(crate) from_spec: bool,
     /// Told once the container first runs (or fails to), for `pier run`.
     pub(crate) created: Option<oneshot::Sender<Result<ContainerRecord>>>,
 }
@@ -165,11 +168,6 @@ impl PodWork {
             image: c.image.clone(),
             command: (!c.command.is_empty()).then(|| c.command.clone()),
             args: (!c.args.is_empty()).then(|| c.args.clone()),
-            env: c
-                .env
-                .iter()
-                .map(|e| (e.name.clone(), e.value.clone()))
-                .collect(),
             working_dir: c.working_dir.clone(),
             memory,
             cpus,
@@ -190,6 +188,7 @@ impl PodWork {
             readiness,
             liveness,
             adopt: None,
+            from_spec: true,
             created: None,
         })
     }
@@ -206,6 +205,7 @@ impl PodWork {
             readiness: None,
             liveness: None,
             adopt: None,
+            from_spec: false,
             created: None,
         }
     }
@@ -219,6 +219,7 @@ impl PodWork {
             readiness,
             liveness,
             adopt: Some(id),
+            from_spec: false,
             created: None,
         }
     }

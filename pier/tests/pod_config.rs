@@ -1,0 +1,291 @@
+//! Pods that take configuration from the store, through kubectl, as the kubelet gives it:
+//! ConfigMap keys as environment (`valueFrom`, `envFrom` with a prefix, `optional`), pod
+//! fields (`fieldRef`) and `$(NAME)` expansion; ConfigMaps as files (every key, `items` with
+//! a mode, `subPath`, `optional`) updated in place within seconds of a change; `emptyDir`;
+//! a pod that waits (`CreateContainerConfigError`) until the ConfigMap it needs exists; and
+//! the volumes gone with the pod. Needs root.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use common::runtime::*;
+use common::{have, skip};
+
+const CONFIG: &str = "apiVersion: v1
+kind: ConfigMap
+metadata: {name: app}
+data:
+  LOG_LEVEL: debug
+  app.properties: |
+    color=blue
+binaryData:
+  greeting.bin: aGk=
+";
+
+const READER: &str = "apiVersion: v1
+kind: Pod
+metadata: {name: reader}
+spec:
+  volumes:
+  - {name: config, configMap: {name: app}}
+  - name: picked
+    configMap:
+      name: app
+      items: [{key: app.properties, path: conf/app.properties, mode: 0400}]
+  - {name: scratch, emptyDir: {}}
+  - {name: later, configMap: {name: later, optional: true}}
+  containers:
+  - name: reader
+    image: pier/shell:v1
+    args: [echo, --http, '0.0.0.0:8080', --name, $(POD_NAME)]
+    env:
+    - name: LEVEL
+      valueFrom: {configMapKeyRef: {name: app, key: LOG_LEVEL}}
+    - name: POD_NAME
+      valueFrom: {fieldRef: {fieldPath: metadata.name}}
+    - name: POD_IP
+      valueFrom: {fieldRef: {fieldPath: status.podIP}}
+    - name: GREETING
+      value: hello $(POD_NAME) at $(LEVEL), $$(LEVEL) stays
+    - name: ABSENT
+      valueFrom: {configMapKeyRef: {name: app, key: nope, optional: true}}
+    envFrom:
+    - {prefix: CFG_, configMapRef: {name: app}}
+    volumeMounts:
+    - {name: config, mountPath: /etc/app}
+    - {name: picked, mountPath: /etc/picked}
+    - {name: scratch, mountPath: /scratch}
+    - {name: later, mountPath: /etc/later}
+    - {name: config, mountPath: /etc/level, subPath: LOG_LEVEL}
+";
+
+const WAITER: &str = "apiVersion: v1
+kind: Pod
+metadata: {name: waiter}
+spec:
+  containers:
+  - name: waiter
+    image: pier/shell:v1
+    args: [echo, --http, '0.0.0.0:8080']
+    env:
+    - name: MODE
+      valueFrom: {configMapKeyRef: {name: absent, key: mode}}
+";
+
+struct Kubectl(std::path::PathBuf);
+
+impl Kubectl {
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(&self.0)
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(out.status.success(), "kubectl {args:?}: {}", out_text(&out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn apply(&self, dir: &Path, yaml: &str) -> Output {
+        let file = dir.join("apply.yaml");
+        std::fs::write(&file, yaml).unwrap();
+        self.run(&["apply", "-f", file.to_str().unwrap()])
+    }
+
+    fn exec(&self, pod: &str, script: &str) -> String {
+        self.ok(&["exec", pod, "--", "sh", "-c", script])
+    }
+
+    /// Waits up to `limit` for `check` to hold; how long it took.
+    fn until(&self, limit: Duration, what: &str, check: impl Fn() -> bool) -> Duration {
+        let start = Instant::now();
+        while !check() {
+            assert!(start.elapsed() < limit, "timed out: {what}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        start.elapsed()
+    }
+
+    fn running(&self, pod: &str) {
+        self.until(Duration::from_secs(60), &format!("{pod} running"), || {
+            self.run(&["get", "pod", pod, "-o", "jsonpath={.status.phase}"])
+                .stdout
+                == b"Running"
+        });
+    }
+}
+
+fn shell_image(node: &Node, dir: &Path) {
+    let host = |name: &str| {
+        ["/usr/bin", "/bin"]
+            .iter()
+            .map(|d| format!("{d}/{name}"))
+            .find(|p| Path::new(p).exists())
+            .unwrap_or_else(|| panic!("{name} is not on this machine"))
+    };
+    let (dash, cat) = (host("dash"), host("cat"));
+    let layout = umoci_layout(
+        dir,
+        &[(dash.as_str(), "/bin/sh"), (cat.as_str(), "/bin/cat")],
+    );
+    node.ok(&[
+        "image",
+        "import",
+        layout.to_str().unwrap(),
+        "--tag",
+        "pier/shell:v1",
+    ]);
+}
+
+#[test]
+fn pods_read_configmaps_as_env_and_files() {
+    if !privileged("pods_read_configmaps_as_env_and_files") {
+        return;
+    }
+    if !have("kubectl") || !have("umoci") {
+        skip("kubectl and umoci are needed (scripts/deps test installs umoci)");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let node = Node::start_with(tmp.path(), 13, &["--api-listen", "127.0.0.1:0"]);
+    shell_image(&node, tmp.path());
+    let kubeconfig = tmp.path().join("kubeconfig");
+    let out = node.pier(&["kubeconfig"]);
+    assert!(out.status.success(), "{}", out_text(&out));
+    std::fs::write(&kubeconfig, &out.stdout).unwrap();
+    let k = Kubectl(kubeconfig);
+
+    // A volume pier does not provide is refused, naming the field.
+    let host_path = READER.replace(
+        "{name: scratch, emptyDir: {}}",
+        "{name: scratch, hostPath: {path: /tmp}}",
+    );
+    let refused = k.apply(tmp.path(), &host_path);
+    assert!(!refused.status.success());
+    assert!(
+        out_text(&refused).contains("spec.volumes[2].hostPath"),
+        "{}",
+        out_text(&refused)
+    );
+
+    assert!(k.apply(tmp.path(), CONFIG).status.success());
+    assert!(k.apply(tmp.path(), READER).status.success());
+    k.running("reader");
+
+    // Environment: a key, pod fields, expansion, an optional key left out, a prefixed envFrom.
+    let ip = k.ok(&["get", "pod", "reader", "-o", "jsonpath={.status.podIP}"]);
+    let env = k.exec(
+        "reader",
+        r#"echo "$LEVEL|$POD_NAME|$POD_IP|$GREETING|${ABSENT-unset}|$CFG_LOG_LEVEL""#,
+    );
+    assert_eq!(
+        env.trim(),
+        format!("debug|reader|{ip}|hello reader at debug, $(LEVEL) stays|unset|debug")
+    );
+    let cmdline = k.exec("reader", "cat /proc/1/cmdline");
+    assert!(
+        cmdline.contains("--name\0reader"),
+        "args expanded: {cmdline:?}"
+    );
+
+    // Files: every key (binaryData decoded), an item at its path with its mode, a subPath.
+    let files = k.exec(
+        "reader",
+        "cat /etc/app/LOG_LEVEL; echo; cat /etc/app/app.properties /etc/app/greeting.bin; echo; cat /etc/picked/conf/app.properties /etc/level",
+    );
+    assert_eq!(files, "debug\ncolor=blue\nhi\ncolor=blue\ndebug");
+    let uid = k.ok(&["get", "pod", "reader", "-o", "jsonpath={.metadata.uid}"]);
+    let picked = tmp
+        .path()
+        .join("state/runtime/pods")
+        .join(&uid)
+        .join("volumes/picked/conf/app.properties");
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&picked).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o400, "{}", picked.display());
+    let written = k.run(&["exec", "reader", "--", "sh", "-c", "echo x > /etc/app/new"]);
+    assert!(!written.status.success(), "a configMap volume is read-only");
+    assert_eq!(
+        k.exec("reader", "echo kept > /scratch/f && cat /scratch/f"),
+        "kept\n"
+    );
+    assert_eq!(
+        k.exec("reader", "cat /etc/later/* 2>/dev/null || echo empty"),
+        "empty\n"
+    );
+
+    // A change reaches the files in place (the environment keeps what the container started with).
+    let changed = CONFIG.replace("LOG_LEVEL: debug", "LOG_LEVEL: info");
+    assert!(k.apply(tmp.path(), &changed).status.success());
+    let took = k.until(
+        Duration::from_secs(10),
+        "the file follows the ConfigMap",
+        || {
+            k.run(&["exec", "reader", "--", "cat", "/etc/app/LOG_LEVEL"])
+                .stdout
+                == b"info"
+        },
+    );
+    println!(
+        "configMap volume updated {:.2}s after the change",
+        took.as_secs_f64()
+    );
+    assert_eq!(k.exec("reader", "echo $LEVEL"), "debug\n");
+    assert_eq!(
+        k.exec("reader", "cat /etc/level"),
+        "debug",
+        "a subPath mount is not updated, as in Kubernetes"
+    );
+    let later = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: later}\ndata: {x: arrived}\n";
+    assert!(k.apply(tmp.path(), later).status.success());
+    k.until(
+        Duration::from_secs(10),
+        "an optional ConfigMap that appears is mounted",
+        || {
+            k.run(&["exec", "reader", "--", "cat", "/etc/later/x"])
+                .stdout
+                == b"arrived"
+        },
+    );
+
+    // A pod needing a ConfigMap that does not exist waits, saying why, and starts once it does.
+    assert!(k.apply(tmp.path(), WAITER).status.success());
+    k.until(
+        Duration::from_secs(30),
+        "waiter shows CreateContainerConfigError",
+        || {
+            String::from_utf8_lossy(&k.run(&["get", "pod", "waiter"]).stdout)
+                .contains("CreateContainerConfigError")
+        },
+    );
+    let events = k.ok(&[
+        "get",
+        "events",
+        "--field-selector",
+        "involvedObject.name=waiter",
+    ]);
+    assert!(
+        events.contains(r#"configmap "absent" not found"#),
+        "{events}"
+    );
+    let absent = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: absent}\ndata: {mode: fast}\n";
+    assert!(k.apply(tmp.path(), absent).status.success());
+    k.running("waiter");
+    assert_eq!(k.exec("waiter", "echo $MODE"), "fast\n");
+
+    // The pods' volumes go with them.
+    let pods_dir = tmp.path().join("state/runtime/pods");
+    assert!(std::fs::read_dir(&pods_dir).unwrap().count() >= 1);
+    k.ok(&["delete", "pod", "reader", "waiter", "--timeout=60s"]);
+    k.until(Duration::from_secs(10), "volumes removed", || {
+        std::fs::read_dir(&pods_dir).unwrap().count() == 0
+    });
+}
