@@ -53,10 +53,22 @@ fn kubectl_output_parses_with_ignored_fields_reported() {
         "{:?}",
         ignored(1)
     );
+    // env[].valueFrom is read; fields pier leaves to the API server's defaults are reported.
     assert!(
-        ignored(2).contains(&"spec.template.spec.containers[0].env[1].valueFrom".to_string()),
+        !ignored(2).iter().any(|p| p.contains("valueFrom")),
         "{:?}",
         ignored(2)
+    );
+    assert!(
+        ignored(2).contains(&"spec.template.spec.dnsPolicy".to_string()),
+        "{:?}",
+        ignored(2)
+    );
+    // A real pod's projected service-account volume is kept and reported.
+    assert!(
+        ignored(3).contains(&"spec.volumes[0].projected".to_string()),
+        "{:?}",
+        ignored(3)
     );
     assert!(
         ignored(3).contains(&"status.containerStatuses".to_string()),
@@ -75,6 +87,8 @@ fn kubectl_output_parses_with_ignored_fields_reported() {
             let c = &d.spec.template.spec.containers[0];
             assert_eq!(c.readiness_probe.as_ref().unwrap().period_seconds, Some(5));
             assert_eq!(c.env[0].value, "v2");
+            let from = c.env[1].value_from.as_ref().unwrap().field_ref.as_ref();
+            assert_eq!(from.unwrap().field_path, "metadata.name");
         }
         other => panic!("{other:?}"),
     }

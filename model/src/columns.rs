@@ -110,6 +110,7 @@ pub fn columns(kind: Kind) -> Vec<Column> {
         Kind::Namespace => vec![col("NAME"), col("STATUS"), col("AGE")],
         Kind::ServiceAccount => vec![col("NAME"), col("SECRETS"), col("AGE")],
         Kind::ConfigMap => vec![col("NAME"), col("DATA"), col("AGE")],
+        Kind::Secret => vec![col("NAME"), col("TYPE"), col("DATA"), col("AGE")],
         Kind::Node => vec![
             col("NAME"),
             col("STATUS"),
@@ -247,6 +248,14 @@ pub fn row(kind: Kind, v: &Value, now: SystemTime) -> Vec<String> {
             };
             let count = keys("/data") + keys("/binaryData");
             vec![name, count.to_string(), created]
+        }
+        Kind::Secret => {
+            let count = v
+                .pointer("/data")
+                .and_then(Value::as_object)
+                .map_or(0, |m| m.len());
+            let kind = or(s(v, "/type"), "Opaque");
+            vec![name, kind, count.to_string(), created]
         }
         Kind::Node => vec![
             name,

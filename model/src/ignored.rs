@@ -253,8 +253,8 @@ pub(crate) fn is_known_ignored(kind: Kind, path: &str) -> bool {
         }
         Kind::Lease => under("spec", LEASE_SPEC, path),
         Kind::Event => EVENT.contains(&path),
-        // A stored Namespace, ServiceAccount or ConfigMap carries every field it maps.
-        Kind::Namespace | Kind::ServiceAccount | Kind::ConfigMap => false,
+        // A stored Namespace, ServiceAccount, ConfigMap or Secret carries every field it maps.
+        Kind::Namespace | Kind::ServiceAccount | Kind::ConfigMap | Kind::Secret => false,
     }
 }
 

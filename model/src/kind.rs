@@ -45,11 +45,13 @@ pub enum Kind {
     AnalysisRun,
     /// `v1/ConfigMap`.
     ConfigMap,
+    /// `v1/Secret`.
+    Secret,
 }
 
 impl Kind {
     /// Every kind.
-    pub const ALL: [Kind; 19] = [
+    pub const ALL: [Kind; 20] = [
         Kind::Service,
         Kind::EndpointSlice,
         Kind::Pod,
@@ -69,6 +71,7 @@ impl Kind {
         Kind::ClusterAnalysisTemplate,
         Kind::AnalysisRun,
         Kind::ConfigMap,
+        Kind::Secret,
     ];
 
     /// Whether objects of this kind live in a namespace (all but Namespace, Node and
@@ -94,6 +97,7 @@ impl Kind {
             Kind::Namespace => "Namespace",
             Kind::ServiceAccount => "ServiceAccount",
             Kind::ConfigMap => "ConfigMap",
+            Kind::Secret => "Secret",
             Kind::Node => "Node",
             Kind::Lease => "Lease",
             Kind::Event => "Event",
@@ -119,6 +123,7 @@ impl Kind {
             Kind::Namespace => "namespaces",
             Kind::ServiceAccount => "serviceaccounts",
             Kind::ConfigMap => "configmaps",
+            Kind::Secret => "secrets",
             Kind::Node => "nodes",
             Kind::Lease => "leases",
             Kind::Event => "events",
@@ -138,6 +143,7 @@ impl Kind {
             | Kind::Namespace
             | Kind::ServiceAccount
             | Kind::ConfigMap
+            | Kind::Secret
             | Kind::Node
             | Kind::Event => &["v1"],
             Kind::Lease => &["coordination.k8s.io/v1"],
@@ -197,6 +203,7 @@ impl FromStr for Kind {
             "namespace" | "namespaces" | "ns" => Kind::Namespace,
             "serviceaccount" | "serviceaccounts" | "sa" => Kind::ServiceAccount,
             "configmap" | "configmaps" | "cm" => Kind::ConfigMap,
+            "secret" | "secrets" => Kind::Secret,
             "node" | "nodes" | "no" => Kind::Node,
             "lease" | "leases" => Kind::Lease,
             "event" | "events" | "ev" => Kind::Event,

@@ -19,6 +19,7 @@ use super::replica_set::ReplicaSet;
 use super::report::{FieldError, Report};
 use super::rollout::Rollout;
 use super::route::{HttpRoute, L4Route};
+use super::secret::Secret;
 use super::service::Service;
 use super::validation;
 use super::{CoreEvent, Lease, Namespace, Node, ServiceAccount};
@@ -61,6 +62,8 @@ pub enum Object {
     ServiceAccount(ServiceAccount),
     /// A ConfigMap.
     ConfigMap(ConfigMap),
+    /// A Secret.
+    Secret(Secret),
     /// A Node.
     Node(Node),
     /// A Lease.
@@ -261,6 +264,7 @@ impl Object {
                 typed(value, kind).map(|(o, i, e)| (Object::ServiceAccount(o), i, e))
             }
             Kind::ConfigMap => typed(value, kind).map(|(o, i, e)| (Object::ConfigMap(o), i, e)),
+            Kind::Secret => typed(value, kind).map(|(o, i, e)| (Object::Secret(o), i, e)),
             Kind::Node => typed(value, kind).map(|(o, i, e)| (Object::Node(o), i, e)),
             Kind::Lease => typed(value, kind).map(|(o, i, e)| (Object::Lease(o), i, e)),
             Kind::Event => typed(value, kind).map(|(o, i, e)| (Object::Event(o), i, e)),
@@ -305,6 +309,7 @@ impl Object {
             Object::Namespace(n) => validation::namespace(n, report),
             Object::ServiceAccount(a) => validation::service_account(a, report),
             Object::ConfigMap(c) => validation::config_map(c, report),
+            Object::Secret(c) => validation::secret(c, report),
             Object::Node(n) => validation::node(n, report),
             Object::Lease(l) => validation::lease(l, report),
             Object::Event(e) => validation::event(e, report),
@@ -330,6 +335,7 @@ impl Object {
             Object::Namespace(_) => Kind::Namespace,
             Object::ServiceAccount(_) => Kind::ServiceAccount,
             Object::ConfigMap(_) => Kind::ConfigMap,
+            Object::Secret(_) => Kind::Secret,
             Object::Node(_) => Kind::Node,
             Object::Lease(_) => Kind::Lease,
             Object::Event(_) => Kind::Event,
@@ -353,6 +359,7 @@ impl Object {
             Object::Namespace(o) => &o.metadata,
             Object::ServiceAccount(o) => &o.metadata,
             Object::ConfigMap(o) => &o.metadata,
+            Object::Secret(o) => &o.metadata,
             Object::Node(o) => &o.metadata,
             Object::Lease(o) => &o.metadata,
             Object::Event(o) => &o.metadata,
@@ -376,6 +383,7 @@ impl Object {
             Object::Namespace(o) => &mut o.metadata,
             Object::ServiceAccount(o) => &mut o.metadata,
             Object::ConfigMap(o) => &mut o.metadata,
+            Object::Secret(o) => &mut o.metadata,
             Object::Node(o) => &mut o.metadata,
             Object::Lease(o) => &mut o.metadata,
             Object::Event(o) => &mut o.metadata,
@@ -402,16 +410,20 @@ impl Object {
             Object::Namespace(o) => v(o),
             Object::ServiceAccount(o) => v(o),
             Object::ConfigMap(o) => v(o),
+            Object::Secret(o) => v(o),
             Object::Node(o) => v(o),
             Object::Lease(o) => v(o),
             Object::Event(o) => v(o),
         }
     }
 
-    /// Fills the fields the API server defaults on a write (for Services; other kinds as given).
+    /// Fills the fields the API server defaults on a write (Services' defaults, a Secret's
+    /// `stringData` folded into `data`; other kinds as given).
     pub fn set_defaults(&mut self) {
-        if let Object::Service(s) = self {
-            s.set_defaults();
+        match self {
+            Object::Service(s) => s.set_defaults(),
+            Object::Secret(s) => *s = std::mem::take(s).folded(),
+            _ => {}
         }
     }
 

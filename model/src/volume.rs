@@ -1,5 +1,6 @@
 //! A pod's volumes and where its containers mount them. pier provides `configMap`, `secret`
-//! and `emptyDir` volumes; any other source is kept as written and refused by validation.
+//! and `emptyDir` volumes; any other source is kept as written, warned about when applied, and refused by
+//! the node that would run the pod.
 
 use std::collections::BTreeMap;
 

@@ -33,6 +33,8 @@ pub(crate) struct FileConfig {
     pub node_port_range: Option<String>,
     /// Watch history kept in the store.
     pub event_history: Option<u64>,
+    /// Key file Secrets are sealed with at rest.
+    pub encryption_key_file: Option<PathBuf>,
     /// DNS settings.
     #[serde(default)]
     pub dns: DnsFileConfig,
@@ -208,6 +210,9 @@ pub(crate) struct DaemonConfig {
     pub node_ports: RangeInclusive<u16>,
     /// Watch history kept in the store.
     pub event_history: u64,
+    /// Key file Secrets are sealed with at rest (`None`: `secrets.key` in the state dir, made
+    /// on first start).
+    pub encryption_key_file: Option<PathBuf>,
     /// DNS server settings; `None` turns it off.
     pub dns: Option<DnsConfig>,
     /// Userspace proxy settings; `None` turns it off.

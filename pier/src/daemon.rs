@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use pier_controlplane::api::{self, ApiContext};
 use pier_controlplane::metrics::Metrics;
-use pier_controlplane::store::{AllocConfig, Store, StoreConfig};
+use pier_controlplane::store::{AllocConfig, Keyring, Store, StoreConfig};
 use pier_controlplane::Error;
 use pier_snapshot::SnapshotHandle;
 use prometheus::Registry;
@@ -63,6 +63,11 @@ where
 /// Opens the store (off the async threads: redb reads and may repair the file; etcd is a
 /// network round trip).
 async fn open_store(config: &DaemonConfig) -> Result<Arc<Store>> {
+    let keyring = match &config.encryption_key_file {
+        Some(path) => Keyring::load(path),
+        None => Keyring::load_or_create(&config.state_dir.join("secrets.key")),
+    }
+    .context("loading the key for Secrets at rest")?;
     let store_config = StoreConfig {
         alloc: AllocConfig {
             service_cidr: config.service_cidrs.v4,
@@ -73,6 +78,7 @@ async fn open_store(config: &DaemonConfig) -> Result<Arc<Store>> {
             ..AllocConfig::default()
         },
         event_history: config.event_history,
+        keyring: Arc::new(keyring),
         ..StoreConfig::default()
     };
     let location = config.store.clone();

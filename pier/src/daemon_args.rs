@@ -36,6 +36,11 @@ pub(crate) struct DaemonArgs {
     /// PEM private key of the etcd client certificate.
     #[arg(long, requires = "etcd_cert")]
     pub(crate) etcd_key: Option<PathBuf>,
+    /// Key file Secrets are sealed with at rest (AES-256-GCM; lines of NAME:BASE64-KEY, the
+    /// first seals, all open). Default: `secrets.key` in the state dir, made on first start.
+    /// Every node of an etcd cluster needs the same file.
+    #[arg(long)]
+    pub(crate) encryption_key_file: Option<PathBuf>,
     /// The etcd members' --max-txn-ops (default 128): the most operations one apply may need.
     #[arg(long)]
     pub(crate) etcd_max_txn_ops: Option<usize>,
@@ -246,6 +251,10 @@ pub(crate) fn daemon_config(args: &DaemonArgs, socket: Option<PathBuf>) -> Resul
         event_history: file
             .event_history
             .unwrap_or(StoreConfig::default().event_history),
+        encryption_key_file: args
+            .encryption_key_file
+            .clone()
+            .or(file.encryption_key_file.clone()),
         dns: (!args.no_dns && file.dns.disabled != Some(true)).then(|| config::DnsConfig {
             listen: non_empty(args.dns_listen.clone())
                 .or(file.dns.listen)

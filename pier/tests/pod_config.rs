@@ -1,9 +1,11 @@
 //! Pods that take configuration from the store, through kubectl, as the kubelet gives it:
-//! ConfigMap keys as environment (`valueFrom`, `envFrom` with a prefix, `optional`), pod
-//! fields (`fieldRef`) and `$(NAME)` expansion; ConfigMaps as files (every key, `items` with
-//! a mode, `subPath`, `optional`) updated in place within seconds of a change; `emptyDir`;
-//! a pod that waits (`CreateContainerConfigError`) until the ConfigMap it needs exists; and
-//! the volumes gone with the pod. Needs root.
+//! ConfigMap and Secret keys as environment (`valueFrom`, `envFrom` with a prefix,
+//! `optional`), pod fields (`fieldRef`) and `$(NAME)` expansion; ConfigMaps and Secrets as
+//! files (every key, `items` with a mode, `defaultMode`, `subPath`, `optional`; a Secret's on
+//! a tmpfs) updated in place within seconds of a change; `emptyDir`; Secrets kept sealed in
+//! the store file and never shown in tables; a pod that waits (`CreateContainerConfigError`)
+//! until the ConfigMap it needs exists, and one whose volume pier does not provide; and the
+//! volumes gone with the pod. Needs root.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -38,6 +40,7 @@ spec:
       items: [{key: app.properties, path: conf/app.properties, mode: 0400}]
   - {name: scratch, emptyDir: {}}
   - {name: later, configMap: {name: later, optional: true}}
+  - {name: creds, secret: {secretName: db, defaultMode: 0400}}
   containers:
   - name: reader
     image: pier/shell:v1
@@ -53,14 +56,27 @@ spec:
       value: hello $(POD_NAME) at $(LEVEL), $$(LEVEL) stays
     - name: ABSENT
       valueFrom: {configMapKeyRef: {name: app, key: nope, optional: true}}
+    - name: PASSWORD
+      valueFrom: {secretKeyRef: {name: db, key: password}}
     envFrom:
     - {prefix: CFG_, configMapRef: {name: app}}
+    - {prefix: SEC_, secretRef: {name: db}}
     volumeMounts:
     - {name: config, mountPath: /etc/app}
     - {name: picked, mountPath: /etc/picked}
     - {name: scratch, mountPath: /scratch}
     - {name: later, mountPath: /etc/later}
     - {name: config, mountPath: /etc/level, subPath: LOG_LEVEL}
+    - {name: creds, mountPath: /etc/creds}
+";
+
+/// The Secret's password, which must never be in the store file or a table.
+const PASSWORD: &str = "hunter2-s3cret";
+
+const ROTATED: &str = "apiVersion: v1
+kind: Secret
+metadata: {name: db}
+stringData: {password: rotated-pw, token: t0k3n}
 ";
 
 const WAITER: &str = "apiVersion: v1
@@ -123,6 +139,35 @@ impl Kubectl {
     }
 }
 
+/// The Secret's values are in no table and not in the store file, which holds it sealed.
+fn secret_kept_sealed(k: &Kubectl, node: &Node, dir: &Path) {
+    use base64::Engine as _;
+    let encoded = base64::engine::general_purpose::STANDARD.encode(PASSWORD);
+    let table = k.ok(&["get", "secret", "db"]);
+    assert!(table.contains("Opaque") && table.contains(" 2 "), "{table}");
+    let out = node.pier(&["get", "secret", "db"]);
+    let pier_table = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success() && pier_table.contains("db"),
+        "{}",
+        out_text(&out)
+    );
+    for shown in [&table, &pier_table] {
+        assert!(
+            !shown.contains(PASSWORD) && !shown.contains(&encoded),
+            "{shown}"
+        );
+    }
+    let stored = std::fs::read(dir.join("state/pier.redb")).unwrap();
+    let holds = |needle: &[u8]| stored.windows(needle.len()).any(|w| w == needle);
+    assert!(holds(b"k8s:enc:aesgcm:v1:"), "the Secret is stored sealed");
+    assert!(!holds(PASSWORD.as_bytes()), "plaintext in the store file");
+    assert!(
+        !holds(encoded.as_bytes()),
+        "base64 plaintext in the store file"
+    );
+}
+
 fn shell_image(node: &Node, dir: &Path) {
     let host = |name: &str| {
         ["/usr/bin", "/bin"]
@@ -163,20 +208,16 @@ fn pods_read_configmaps_as_env_and_files() {
     std::fs::write(&kubeconfig, &out.stdout).unwrap();
     let k = Kubectl(kubeconfig);
 
-    // A volume pier does not provide is refused, naming the field.
-    let host_path = READER.replace(
-        "{name: scratch, emptyDir: {}}",
-        "{name: scratch, hostPath: {path: /tmp}}",
-    );
-    let refused = k.apply(tmp.path(), &host_path);
-    assert!(!refused.status.success());
-    assert!(
-        out_text(&refused).contains("spec.volumes[2].hostPath"),
-        "{}",
-        out_text(&refused)
-    );
-
     assert!(k.apply(tmp.path(), CONFIG).status.success());
+    k.ok(&[
+        "create",
+        "secret",
+        "generic",
+        "db",
+        &format!("--from-literal=password={PASSWORD}"),
+        "--from-literal=token=t0k3n",
+    ]);
+    secret_kept_sealed(&k, &node, tmp.path());
     assert!(k.apply(tmp.path(), READER).status.success());
     k.running("reader");
 
@@ -184,11 +225,13 @@ fn pods_read_configmaps_as_env_and_files() {
     let ip = k.ok(&["get", "pod", "reader", "-o", "jsonpath={.status.podIP}"]);
     let env = k.exec(
         "reader",
-        r#"echo "$LEVEL|$POD_NAME|$POD_IP|$GREETING|${ABSENT-unset}|$CFG_LOG_LEVEL""#,
+        r#"echo "$LEVEL|$POD_NAME|$POD_IP|$GREETING|${ABSENT-unset}|$CFG_LOG_LEVEL|$PASSWORD|$SEC_token""#,
     );
     assert_eq!(
         env.trim(),
-        format!("debug|reader|{ip}|hello reader at debug, $(LEVEL) stays|unset|debug")
+        format!(
+            "debug|reader|{ip}|hello reader at debug, $(LEVEL) stays|unset|debug|{PASSWORD}|t0k3n"
+        )
     );
     let cmdline = k.exec("reader", "cat /proc/1/cmdline");
     assert!(
@@ -211,6 +254,32 @@ fn pods_read_configmaps_as_env_and_files() {
     let mode =
         std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&picked).unwrap().permissions());
     assert_eq!(mode & 0o777, 0o400, "{}", picked.display());
+    assert_eq!(
+        k.exec("reader", "cat /etc/creds/password /etc/creds/token"),
+        format!("{PASSWORD}t0k3n")
+    );
+    let creds = picked
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("creds");
+    let creds_mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(creds.join("password"))
+            .unwrap()
+            .permissions(),
+    );
+    assert_eq!(creds_mode & 0o777, 0o400, "defaultMode");
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(
+        mounts
+            .lines()
+            .any(|l| l.split(' ').nth(4) == creds.to_str() && l.contains(" - tmpfs ")),
+        "a secret volume is a tmpfs: {}",
+        creds.display()
+    );
     let written = k.run(&["exec", "reader", "--", "sh", "-c", "echo x > /etc/app/new"]);
     assert!(!written.status.success(), "a configMap volume is read-only");
     assert_eq!(
@@ -239,6 +308,22 @@ fn pods_read_configmaps_as_env_and_files() {
         took.as_secs_f64()
     );
     assert_eq!(k.exec("reader", "echo $LEVEL"), "debug\n");
+    let rotated = k.apply(tmp.path(), ROTATED);
+    assert!(rotated.status.success(), "{}", out_text(&rotated));
+    let took = k.until(
+        Duration::from_secs(10),
+        "the file follows the Secret",
+        || {
+            k.run(&["exec", "reader", "--", "cat", "/etc/creds/password"])
+                .stdout
+                == b"rotated-pw"
+        },
+    );
+    println!(
+        "secret volume updated {:.2}s after the change",
+        took.as_secs_f64()
+    );
+    assert_eq!(k.exec("reader", "echo $PASSWORD"), format!("{PASSWORD}\n"));
     assert_eq!(
         k.exec("reader", "cat /etc/level"),
         "debug",
@@ -254,6 +339,20 @@ fn pods_read_configmaps_as_env_and_files() {
                 .stdout
                 == b"arrived"
         },
+    );
+
+    // A volume pier does not provide is kept with a warning naming the field; the pod waits,
+    // saying why.
+    let host_path = READER.replace("{name: reader}", "{name: hosted}").replace(
+        "{name: scratch, emptyDir: {}}",
+        "{name: scratch, hostPath: {path: /tmp}}",
+    );
+    let warned = k.apply(tmp.path(), &host_path);
+    assert!(warned.status.success(), "{}", out_text(&warned));
+    assert!(
+        out_text(&warned).contains("spec.volumes[2].hostPath"),
+        "{}",
+        out_text(&warned)
     );
 
     // A pod needing a ConfigMap that does not exist waits, saying why, and starts once it does.
@@ -276,6 +375,26 @@ fn pods_read_configmaps_as_env_and_files() {
         events.contains(r#"configmap "absent" not found"#),
         "{events}"
     );
+    k.until(
+        Duration::from_secs(30),
+        "hosted shows why it cannot start",
+        || {
+            String::from_utf8_lossy(
+                &k.run(&[
+                    "get",
+                    "events",
+                    "--field-selector",
+                    "involvedObject.name=hosted",
+                ])
+                .stdout,
+            )
+            .contains("hostPath volumes are not provided by pier")
+        },
+    );
+    assert!(
+        String::from_utf8_lossy(&k.run(&["get", "pod", "hosted"]).stdout)
+            .contains("CreateContainerConfigError")
+    );
     let absent = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: absent}\ndata: {mode: fast}\n";
     assert!(k.apply(tmp.path(), absent).status.success());
     k.running("waiter");
@@ -284,7 +403,14 @@ fn pods_read_configmaps_as_env_and_files() {
     // The pods' volumes go with them.
     let pods_dir = tmp.path().join("state/runtime/pods");
     assert!(std::fs::read_dir(&pods_dir).unwrap().count() >= 1);
-    k.ok(&["delete", "pod", "reader", "waiter", "--timeout=60s"]);
+    k.ok(&[
+        "delete",
+        "pod",
+        "reader",
+        "waiter",
+        "hosted",
+        "--timeout=60s",
+    ]);
     k.until(Duration::from_secs(10), "volumes removed", || {
         std::fs::read_dir(&pods_dir).unwrap().count() == 0
     });

@@ -112,6 +112,7 @@ fn singular(kind: Kind) -> &'static str {
         Kind::Namespace => "namespace",
         Kind::ServiceAccount => "serviceaccount",
         Kind::ConfigMap => "configmap",
+        Kind::Secret => "secret",
         Kind::Node => "node",
         Kind::Lease => "lease",
         Kind::Event => "event",
@@ -133,6 +134,7 @@ fn short_names(kind: Kind) -> &'static [&'static str] {
         Kind::Namespace => &["ns"],
         Kind::ServiceAccount => &["sa"],
         Kind::ConfigMap => &["cm"],
+        Kind::Secret => &[],
         Kind::Node => &["no"],
         Kind::Event => &["ev"],
         Kind::EndpointSlice | Kind::HttpRoute | Kind::TcpRoute | Kind::UdpRoute | Kind::Lease => {

@@ -74,6 +74,7 @@ fn reference(r: &Resource) -> Option<(String, Generate)> {
         (Kind::Namespace, _) => of::<core::v1::Namespace>(),
         (Kind::ServiceAccount, _) => of::<core::v1::ServiceAccount>(),
         (Kind::ConfigMap, _) => of::<core::v1::ConfigMap>(),
+        (Kind::Secret, _) => of::<core::v1::Secret>(),
         (Kind::Node, _) => of::<core::v1::Node>(),
         (Kind::Event, events_v1::GROUP) => of::<events::v1::Event>(),
         (Kind::Event, _) => of::<core::v1::Event>(),

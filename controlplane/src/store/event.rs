@@ -5,6 +5,7 @@ use std::sync::Arc;
 use pier_model::{Event, EventType, Object};
 use serde::{Deserialize, Serialize};
 
+use super::Keyring;
 use crate::error::{Error, Result};
 
 #[derive(Serialize, Deserialize)]
@@ -15,8 +16,8 @@ struct StoredEvent {
 }
 
 /// Decodes the event stored for `revision`.
-pub(super) fn decode(revision: u64, bytes: &[u8]) -> Result<Event> {
-    let stored: StoredEvent = serde_json::from_slice(bytes)?;
+pub(super) fn decode(keyring: &Keyring, revision: u64, bytes: &[u8]) -> Result<Event> {
+    let stored: StoredEvent = serde_json::from_slice(&keyring.open(bytes)?)?;
     let object = Object::from_value(stored.object)
         .map_err(|e| Error::store(format!("corrupt event {revision}: {e}")))?
         .object;
@@ -28,10 +29,11 @@ pub(super) fn decode(revision: u64, bytes: &[u8]) -> Result<Event> {
     })
 }
 
-/// The log's record of a change.
-pub(super) fn encode(event_type: EventType, object: &Object) -> Result<Vec<u8>> {
-    Ok(serde_json::to_vec(&StoredEvent {
+/// The log's record of a change (sealed when the object is a Secret).
+pub(super) fn encode(keyring: &Keyring, event_type: EventType, object: &Object) -> Result<Vec<u8>> {
+    let plain = serde_json::to_vec(&StoredEvent {
         event_type,
         object: object.to_value(),
-    })?)
+    })?;
+    keyring.seal(object.kind(), plain)
 }

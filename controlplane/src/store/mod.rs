@@ -15,6 +15,7 @@ mod namespaces;
 mod pod_cidrs;
 mod prepare;
 mod redb;
+mod seal;
 mod txn;
 mod watch;
 mod write;
@@ -30,6 +31,7 @@ use tokio::sync::broadcast;
 
 pub use alloc::AllocConfig;
 pub use etcd::EtcdConfig;
+pub use seal::Keyring;
 pub use watch::Watch;
 
 use self::etcd::EtcdStore;
@@ -48,6 +50,8 @@ pub struct StoreConfig {
     /// redb page cache size in bytes (the redb backend). Reads past it come from the kernel's
     /// page cache: the snapshot and the controllers keep what they need in memory anyway.
     pub cache_bytes: usize,
+    /// The keys Secrets are sealed with at rest (none: stored as they are).
+    pub keyring: Arc<Keyring>,
 }
 
 impl Default for StoreConfig {
@@ -56,6 +60,7 @@ impl Default for StoreConfig {
             alloc: AllocConfig::default(),
             event_history: 100_000,
             cache_bytes: 8 << 20,
+            keyring: Arc::new(Keyring::none()),
         }
     }
 }
@@ -174,7 +179,7 @@ impl Store {
 
     /// Connects to an etcd cluster that holds (or will hold) the store.
     pub fn connect(etcd: EtcdConfig, config: StoreConfig) -> Result<Arc<Store>> {
-        let (backend, id) = EtcdStore::connect(etcd)?;
+        let (backend, id) = EtcdStore::connect(etcd, config.keyring.clone())?;
         Store::start(Backend::Etcd(backend), config, id, 0, BTreeMap::new())
     }
 

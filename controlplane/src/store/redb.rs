@@ -4,13 +4,13 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use redb::{Database, ReadableDatabase, ReadableTable, Table, TableDefinition, WriteTransaction};
 
 use super::txn::{Cursor, Slot, Txn};
 use super::write::{self, Done};
-use super::{event, kind_range, lock, object_key, Event, EventType, Op, StoreConfig};
+use super::{event, kind_range, lock, object_key, Event, EventType, Keyring, Op, StoreConfig};
 use crate::error::{Error, Result};
 use pier_model::{Kind, Object};
 
@@ -41,6 +41,7 @@ fn cursor_name(cursor: Cursor) -> &'static str {
 pub(super) struct RedbStore {
     db: Database,
     writer: Mutex<()>,
+    keyring: Arc<Keyring>,
 }
 
 /// What opening found: the backend, its revision, identity and object counts.
@@ -93,6 +94,7 @@ impl RedbStore {
             };
         }
         txn.commit()?;
+        reseal_stale(&db, &config.keyring)?;
         let mut counts = BTreeMap::new();
         {
             let read = db.begin_read()?;
@@ -106,6 +108,7 @@ impl RedbStore {
         let store = RedbStore {
             db,
             writer: Mutex::new(()),
+            keyring: config.keyring.clone(),
         };
         Ok(Opened {
             store,
@@ -120,7 +123,7 @@ impl RedbStore {
         let read = self.db.begin_read()?;
         let objects = read.open_table(OBJECTS)?;
         match objects.get(object_key(kind, namespace, name).as_str())? {
-            Some(bytes) => Ok(Some(decode_object(bytes.value())?)),
+            Some(bytes) => Ok(Some(decode_object(&self.keyring, bytes.value())?)),
             None => Ok(None),
         }
     }
@@ -133,7 +136,7 @@ impl RedbStore {
         let (lo, hi) = kind_range(kind, namespace);
         let mut out = Vec::new();
         for entry in objects.range(lo.as_str()..hi.as_str())? {
-            out.push(decode_object(entry?.1.value())?);
+            out.push(decode_object(&self.keyring, entry?.1.value())?);
         }
         Ok((out, revision))
     }
@@ -157,7 +160,7 @@ impl RedbStore {
         let mut out = Vec::new();
         for entry in log.range(from..=to)? {
             let (rev, bytes) = entry?;
-            out.push(event::decode(rev.value(), bytes.value())?);
+            out.push(event::decode(&self.keyring, rev.value(), bytes.value())?);
         }
         Ok(out)
     }
@@ -173,7 +176,7 @@ impl RedbStore {
         let _writer = lock(&self.writer);
         let txn = self.db.begin_write()?;
         let done = {
-            let mut tables = RedbTxn::open(&txn)?;
+            let mut tables = RedbTxn::open(&txn, &self.keyring)?;
             let base = tables.meta.get(REVISION)?.map(|v| v.value()).unwrap_or(0);
             let done = write::apply(&mut tables, &config.alloc, base, ops)?;
             if !done.events.is_empty() {
@@ -201,10 +204,11 @@ struct RedbTxn<'txn> {
     ips6: Table<'txn, u128, &'static str>,
     ports: Table<'txn, u16, &'static str>,
     pod_cidrs: Table<'txn, u32, &'static str>,
+    keyring: &'txn Keyring,
 }
 
 impl<'txn> RedbTxn<'txn> {
-    fn open(txn: &'txn WriteTransaction) -> Result<Self> {
+    fn open(txn: &'txn WriteTransaction, keyring: &'txn Keyring) -> Result<Self> {
         Ok(Self {
             objects: txn.open_table(OBJECTS)?,
             event_log: txn.open_table(EVENTS)?,
@@ -213,6 +217,7 @@ impl<'txn> RedbTxn<'txn> {
             ips6: txn.open_table(IPS6)?,
             ports: txn.open_table(NODE_PORTS)?,
             pod_cidrs: txn.open_table(POD_CIDRS)?,
+            keyring,
         })
     }
 
@@ -234,20 +239,21 @@ impl<'txn> RedbTxn<'txn> {
 impl Txn for RedbTxn<'_> {
     fn object(&mut self, key: &str) -> Result<Option<Object>> {
         match self.objects.get(key)? {
-            Some(bytes) => Ok(Some(decode_object(bytes.value())?)),
+            Some(bytes) => Ok(Some(decode_object(self.keyring, bytes.value())?)),
             None => Ok(None),
         }
     }
 
     fn put_object(&mut self, key: &str, object: &Object) -> Result<()> {
-        self.objects
-            .insert(key, serde_json::to_vec(&object.to_value())?.as_slice())?;
+        let plain = serde_json::to_vec(&object.to_value())?;
+        let stored = self.keyring.seal(object.kind(), plain)?;
+        self.objects.insert(key, stored.as_slice())?;
         Ok(())
     }
 
     fn remove_object(&mut self, key: &str) -> Result<Option<Object>> {
         match self.objects.remove(key)? {
-            Some(bytes) => Ok(Some(decode_object(bytes.value())?)),
+            Some(bytes) => Ok(Some(decode_object(self.keyring, bytes.value())?)),
             None => Ok(None),
         }
     }
@@ -307,8 +313,10 @@ impl Txn for RedbTxn<'_> {
     }
 
     fn record(&mut self, revision: u64, event_type: EventType, object: &Object) -> Result<()> {
-        self.event_log
-            .insert(revision, event::encode(event_type, object)?.as_slice())?;
+        self.event_log.insert(
+            revision,
+            event::encode(self.keyring, event_type, object)?.as_slice(),
+        )?;
         Ok(())
     }
 }
@@ -322,6 +330,58 @@ fn meta_value(read: &redb::ReadTransaction, key: &str, default: u64) -> Result<u
         .unwrap_or(default))
 }
 
-fn decode_object(bytes: &[u8]) -> Result<Object> {
-    Object::from_stored(bytes).map_err(|e| Error::store(format!("corrupt object: {e}")))
+fn decode_object(keyring: &Keyring, bytes: &[u8]) -> Result<Object> {
+    Object::from_stored(&keyring.open(bytes)?)
+        .map_err(|e| Error::store(format!("corrupt object: {e}")))
+}
+
+/// Seals again, under the keyring's first key, the Secrets (and their logged changes) sealed
+/// under an older one, so a rotated-out key can leave the key file.
+fn reseal_stale(db: &Database, keyring: &Keyring) -> Result<()> {
+    if keyring.primary().is_none() {
+        return Ok(());
+    }
+    let txn = db.begin_write()?;
+    let mut resealed = 0usize;
+    {
+        let mut objects = txn.open_table(OBJECTS)?;
+        let (lo, hi) = kind_range(Kind::Secret, None);
+        let mut stale = Vec::new();
+        for entry in objects.range(lo.as_str()..hi.as_str())? {
+            let (key, bytes) = entry?;
+            if keyring.stale(bytes.value()) {
+                stale.push((
+                    key.value().to_string(),
+                    keyring.open(bytes.value())?.into_owned(),
+                ));
+            }
+        }
+        for (key, plain) in stale {
+            objects.insert(key.as_str(), keyring.seal(Kind::Secret, plain)?.as_slice())?;
+            resealed += 1;
+        }
+        let mut log = txn.open_table(EVENTS)?;
+        let mut stale = Vec::new();
+        for entry in log.iter()? {
+            let (revision, bytes) = entry?;
+            if keyring.stale(bytes.value()) {
+                stale.push((revision.value(), keyring.open(bytes.value())?.into_owned()));
+            }
+        }
+        for (revision, plain) in stale {
+            log.insert(revision, keyring.seal(Kind::Secret, plain)?.as_slice())?;
+            resealed += 1;
+        }
+    }
+    if resealed == 0 {
+        txn.abort()?;
+        return Ok(());
+    }
+    txn.commit()?;
+    tracing::info!(
+        resealed,
+        key = keyring.primary().unwrap_or_default(),
+        "sealed stored Secrets again under the keyring's first key"
+    );
+    Ok(())
 }

@@ -126,6 +126,7 @@ impl SnapshotBuilder {
             | Object::Namespace(_)
             | Object::ServiceAccount(_)
             | Object::ConfigMap(_)
+            | Object::Secret(_)
             | Object::Node(_)
             | Object::Lease(_)
             | Object::Event(_) => {}
@@ -157,6 +158,7 @@ impl SnapshotBuilder {
             | Kind::Namespace
             | Kind::ServiceAccount
             | Kind::ConfigMap
+            | Kind::Secret
             | Kind::Node
             | Kind::Lease
             | Kind::Event => {}

@@ -19,6 +19,7 @@ mod hpa;
 mod pod_inputs;
 mod rollout;
 mod route;
+mod secret;
 mod workload;
 
 pub(crate) use analysis::{analysis_run, analysis_template};
@@ -26,6 +27,7 @@ pub(crate) use config::config_map;
 pub(crate) use hpa::hpa;
 pub(crate) use rollout::rollout;
 pub(crate) use route::{http_route, l4_route};
+pub(crate) use secret::secret;
 pub(crate) use workload::{deployment, pod, replica_set};
 pub(super) fn metadata(
     meta: &ObjectMeta,

@@ -115,7 +115,7 @@ impl Reconciler for PodSync {
     }
 
     fn kinds(&self) -> &'static [Kind] {
-        &[Kind::Pod, Kind::ConfigMap]
+        &[Kind::Pod, Kind::ConfigMap, Kind::Secret]
     }
 
     fn observe(&mut self, event_type: EventType, object: &Object, dirty: &mut BTreeSet<PodKey>) {

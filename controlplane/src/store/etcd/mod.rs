@@ -7,6 +7,7 @@
 //! it directly), so every call runs on the backend's own small runtime and the caller waits.
 
 mod hub;
+mod reseal;
 mod stream;
 mod txn;
 mod watch;
@@ -23,7 +24,7 @@ use etcd_client::{
 };
 
 use super::write::{self, Done};
-use super::{kind_range, object_key, Op, Outcome, StoreConfig};
+use super::{kind_range, object_key, Keyring, Op, Outcome, StoreConfig};
 use crate::error::{Error, Result};
 use pier_model::{Kind, Object};
 pub(super) use watch::EtcdWatch;
@@ -99,11 +100,16 @@ pub(super) struct EtcdStore {
     counting: std::sync::atomic::AtomicBool,
     /// The node's one watch, shared by its readers.
     hub: Arc<hub::Hub>,
+    /// The keys Secrets are sealed with.
+    keyring: Arc<Keyring>,
 }
 
 impl EtcdStore {
     /// Connects to the cluster and reads (or, the first time, makes) the store's identity.
-    pub(super) fn connect(config: EtcdConfig) -> Result<(Arc<EtcdStore>, uuid::Uuid)> {
+    pub(super) fn connect(
+        config: EtcdConfig,
+        keyring: Arc<Keyring>,
+    ) -> Result<(Arc<EtcdStore>, uuid::Uuid)> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("pier-etcd")
@@ -124,8 +130,10 @@ impl EtcdStore {
             counts: std::sync::Mutex::new(Counted::default()),
             counting: std::sync::atomic::AtomicBool::new(false),
             hub: Arc::default(),
+            keyring,
         });
         let id = store.identity()?;
+        store.reseal_stale()?;
         Ok((store, id))
     }
 
@@ -228,7 +236,11 @@ impl EtcdStore {
         if let Some(h) = response.header() {
             self.saw(h.revision());
         }
-        response.kvs().first().map(decode_object).transpose()
+        response
+            .kvs()
+            .first()
+            .map(|kv| decode_object(&self.keyring, kv))
+            .transpose()
     }
 
     /// Lists objects of a kind at one revision, with that revision, in pages of `PAGE`
@@ -251,7 +263,7 @@ impl EtcdStore {
             let revision = *at.get_or_insert(response.header().map_or(0, |h| h.revision()));
             self.saw(revision);
             for kv in response.kvs() {
-                out.push(decode_object(kv)?);
+                out.push(decode_object(&self.keyring, kv)?);
             }
             match response.kvs().last() {
                 // The next page starts just after the last key of this one.
@@ -431,8 +443,8 @@ fn object_etcd_key(key: &str) -> String {
 }
 
 /// An object as stored, its resourceVersion being the key's mod revision.
-fn decode_object(kv: &KeyValue) -> Result<Object> {
-    let mut object = Object::from_stored(kv.value()).map_err(|e| {
+fn decode_object(keyring: &Keyring, kv: &KeyValue) -> Result<Object> {
+    let mut object = Object::from_stored(&keyring.open(kv.value())?).map_err(|e| {
         Error::store(format!(
             "corrupt object at {}: {e}",
             String::from_utf8_lossy(kv.key())
@@ -442,8 +454,9 @@ fn decode_object(kv: &KeyValue) -> Result<Object> {
     Ok(object)
 }
 
-/// An object's stored bytes: its resourceVersion is etcd's, not part of the value.
-fn encode_object(object: &Object) -> Result<Vec<u8>> {
+/// An object's stored bytes (sealed when it is a Secret): its resourceVersion is etcd's, not
+/// part of the value.
+fn encode_object(keyring: &Keyring, object: &Object) -> Result<Vec<u8>> {
     let mut value = object.to_value();
     if let Some(meta) = value
         .get_mut("metadata")
@@ -451,5 +464,5 @@ fn encode_object(object: &Object) -> Result<Vec<u8>> {
     {
         meta.remove("resourceVersion");
     }
-    Ok(serde_json::to_vec(&value)?)
+    keyring.seal(object.kind(), serde_json::to_vec(&value)?)
 }

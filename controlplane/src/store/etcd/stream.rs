@@ -10,6 +10,7 @@ use etcd_client::{EventType as EtcdEventType, WatchOptions};
 
 use super::{decode_object, EtcdStore, OBJECTS};
 use crate::error::{Error, Result};
+use crate::store::Keyring;
 use pier_model::{Event, EventType, Kind};
 
 /// The first pause before resuming a broken watch, doubled up to `RESUME_MAX`.
@@ -123,7 +124,7 @@ async fn stream(
             let wanted =
                 kinds.is_none_or(|kinds| event.kv().is_some_and(|kv| of_kinds(kv.key(), kinds)));
             if wanted {
-                if let Some(event) = convert(event).map_err(Break::End)? {
+                if let Some(event) = convert(&store.keyring, event).map_err(Break::End)? {
                     if let Some(before) = batch.last_mut() {
                         before.ends_transaction = before.revision != event.revision;
                     }
@@ -154,7 +155,7 @@ fn of_kinds(key: &[u8], kinds: &[Kind]) -> bool {
 }
 
 /// A store event from an etcd event (`None` for a delete etcd kept no previous value of).
-fn convert(event: &etcd_client::Event) -> Result<Option<Event>> {
+fn convert(keyring: &Keyring, event: &etcd_client::Event) -> Result<Option<Event>> {
     let Some(kv) = event.kv() else {
         return Ok(None);
     };
@@ -166,13 +167,13 @@ fn convert(event: &etcd_client::Event) -> Result<Option<Event>> {
             } else {
                 EventType::Modified
             };
-            (ty, decode_object(kv)?)
+            (ty, decode_object(keyring, kv)?)
         }
         EtcdEventType::Delete => {
             let Some(prev) = event.prev_kv() else {
                 return Ok(None);
             };
-            let mut object = decode_object(prev)?;
+            let mut object = decode_object(keyring, prev)?;
             // As Kubernetes reports it: the last state, at the deletion's revision.
             object.meta_mut().resource_version = revision.to_string();
             (EventType::Deleted, object)

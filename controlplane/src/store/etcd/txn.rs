@@ -154,7 +154,7 @@ impl Txn for EtcdTxn<'_> {
         let Some(bytes) = self.value(&key)? else {
             return Ok(None);
         };
-        let mut object = Object::from_stored(&bytes)
+        let mut object = Object::from_stored(&self.store.keyring.open(&bytes)?)
             .map_err(|e| Error::store(format!("corrupt object at {key}: {e}")))?;
         // What this batch wrote has no revision yet; what etcd holds has its mod revision.
         if !self.writes.contains_key(&key) {
@@ -166,8 +166,10 @@ impl Txn for EtcdTxn<'_> {
     }
 
     fn put_object(&mut self, key: &str, object: &Object) -> Result<()> {
-        self.writes
-            .insert(super::object_etcd_key(key), Some(encode_object(object)?));
+        self.writes.insert(
+            super::object_etcd_key(key),
+            Some(encode_object(&self.store.keyring, object)?),
+        );
         Ok(())
     }
 

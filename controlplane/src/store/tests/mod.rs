@@ -13,6 +13,7 @@ mod contract;
 mod etcd;
 mod etcd_watch;
 mod redb;
+mod secrets;
 mod status;
 
 /// Which backend a contract test runs on.

@@ -73,6 +73,14 @@ impl Sources {
                 ),
                 cm.values(),
             ),
+            Object::Secret(s) => (
+                (
+                    SourceKind::Secret,
+                    s.metadata.namespace().to_string(),
+                    s.metadata.name.clone(),
+                ),
+                s.values(),
+            ),
             _ => return None,
         };
         {

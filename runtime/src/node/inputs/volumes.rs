@@ -8,7 +8,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use pier_model::pod::Container;
-use pier_model::volume::{KeyToPath, Volume, DEFAULT_MODE};
+use pier_model::volume::{KeyToPath, Volume, DEFAULT_MODE, SOURCES};
 use pier_model::{quantity, Pod};
 
 use super::atomic::{self, File, Payload};
@@ -178,6 +178,13 @@ impl PodVolumes {
     pub(crate) fn prepare(&self, pod: &Pod, sources: &Sources) -> Result<(), ConfigError> {
         let ns = pod.metadata.namespace();
         for v in &pod.spec.volumes {
+            if let Some(other) = v.other.keys().next() {
+                return Err(ConfigError(format!(
+                    "volume {:?}: {other} volumes are not provided by pier (it provides {})",
+                    v.name,
+                    SOURCES.join(", ")
+                )));
+            }
             let dir = self.volume_dir(&v.name);
             fs::create_dir_all(&dir).map_err(|e| io("creating", &dir, e))?;
             if let Some(p) = Projection::of(v) {
