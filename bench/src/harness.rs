@@ -107,6 +107,7 @@ pub(crate) async fn start_pier(
             pins.to_str().context("path")?,
         ]);
     }
+    args.extend(pier_testkit::pier::LOOPBACK_REGISTRIES);
     args.extend_from_slice(flags);
     let daemon = Proc(spawn_pinned(SUT_CPU, &pier_binary()?, &args)?);
     let client = pier_controlplane::api::Client::new(&socket);

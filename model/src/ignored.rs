@@ -33,7 +33,6 @@ const POD_SPEC: &[&str] = &[
     "hostUsers",
     "shareProcessNamespace",
     "securityContext",
-    "imagePullSecrets",
     "affinity",
     "schedulerName",
     "tolerations",
@@ -59,7 +58,6 @@ const CONTAINER: &[&str] = &[
     "lifecycle",
     "terminationMessagePath",
     "terminationMessagePolicy",
-    "imagePullPolicy",
     "securityContext",
     "stdin",
     "stdinOnce",
@@ -329,7 +327,7 @@ mod tests {
         assert!(!is_known_ignored(Kind::Service, "spec.prots"));
         assert!(is_known_ignored(
             Kind::Deployment,
-            "spec.template.spec.containers[].imagePullPolicy"
+            "spec.template.spec.containers[].stdin"
         ));
         assert!(is_known_ignored(
             Kind::Deployment,

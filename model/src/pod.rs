@@ -58,6 +58,9 @@ pub struct PodSpec {
     /// Volumes the containers can mount.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub volumes: Vec<Volume>,
+    /// `kubernetes.io/dockerconfigjson` Secrets that authenticate image pulls.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub image_pull_secrets: Vec<crate::namespace::LocalObjectReference>,
 }
 
 /// One container.
@@ -69,6 +72,10 @@ pub struct Container {
     /// Image reference.
     #[serde(default)]
     pub image: String,
+    /// `Always`, `IfNotPresent` or `Never`; unset, `Always` for an untagged or `:latest`
+    /// image and `IfNotPresent` otherwise, as Kubernetes defaults it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_pull_policy: Option<String>,
     /// Entrypoint override.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub command: Vec<String>,
@@ -99,6 +106,23 @@ pub struct Container {
     /// Keep the endpoint out of load balancing until this succeeds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub readiness_probe: Option<Probe>,
+}
+
+impl Container {
+    /// The pull policy in force: the one set, or Kubernetes' default for the image.
+    pub fn pull_policy(&self) -> &str {
+        if let Some(p) = &self.image_pull_policy {
+            return p;
+        }
+        let name = self.image.rsplit('/').next().unwrap_or("");
+        if self.image.contains('@') {
+            return "IfNotPresent";
+        }
+        match name.split_once(':') {
+            Some((_, tag)) if tag != "latest" => "IfNotPresent",
+            _ => "Always",
+        }
+    }
 }
 
 /// A container port.
@@ -293,5 +317,29 @@ impl Pod {
                     && p.protocol.as_deref().unwrap_or("TCP") == protocol
             })
             .map(|p| p.container_port)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Container;
+
+    fn policy(image: &str, set: Option<&str>) -> String {
+        let c = Container {
+            image: image.into(),
+            image_pull_policy: set.map(str::to_string),
+            ..Default::default()
+        };
+        c.pull_policy().to_string()
+    }
+
+    #[test]
+    fn pull_policy_defaults_as_kubernetes_does() {
+        assert_eq!(policy("nginx", None), "Always");
+        assert_eq!(policy("nginx:latest", None), "Always");
+        assert_eq!(policy("127.0.0.1:5000/app", None), "Always");
+        assert_eq!(policy("127.0.0.1:5000/app:v1", None), "IfNotPresent");
+        assert_eq!(policy("app@sha256:0123", None), "IfNotPresent");
+        assert_eq!(policy("nginx", Some("Never")), "Never");
     }
 }

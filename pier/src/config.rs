@@ -134,6 +134,8 @@ pub(crate) struct RuntimeFileConfig {
     pub bridge: Option<String>,
     /// Registries reached over plain HTTP.
     pub insecure_registries: Option<Vec<String>>,
+    /// The only registries images may be pulled from.
+    pub allowed_registries: Option<Vec<String>>,
 }
 
 /// `[proxy]` section of the config file.
@@ -292,6 +294,8 @@ pub(crate) struct RuntimeConfig {
     pub network: pier_runtime::NetworkConfig,
     /// Registries pulled from over plain HTTP (loopback ones always are).
     pub insecure_registries: Vec<String>,
+    /// The only registries pulled from; empty, every one.
+    pub allowed_registries: Vec<String>,
 }
 
 /// Effective socket-LB settings.

@@ -199,9 +199,8 @@ impl Daemon {
             parts::control::autoscale(&mut parts, &config.cluster, leadership, usage);
         }
         let extension = match (&node, &config.runtime) {
-            (Some(node), Some(rt)) => Some(Arc::new(pier_runtime::node::api::EngineApi::new(
+            (Some(node), Some(_)) => Some(Arc::new(pier_runtime::node::api::EngineApi::new(
                 Arc::clone(node),
-                rt.insecure_registries.clone(),
             )) as Arc<dyn api::Extension>),
             _ => None,
         };

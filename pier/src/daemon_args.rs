@@ -168,6 +168,10 @@ pub(crate) struct DaemonArgs {
     /// Registry reached over plain HTTP (repeatable; loopback registries always are).
     #[arg(long)]
     pub(crate) insecure_registry: Vec<String>,
+    /// The only registry images may be pulled from (repeatable; `host` for any port, or
+    /// `host:port`); unset, every registry.
+    #[arg(long)]
+    pub(crate) allowed_registry: Vec<String>,
 }
 
 /// Where the store is: flags, then the file's `store` and `[etcd]`, then redb in the state dir.
@@ -318,6 +322,9 @@ pub(crate) fn daemon_config(args: &DaemonArgs, socket: Option<PathBuf>) -> Resul
                 network,
                 insecure_registries: non_empty(args.insecure_registry.clone())
                     .or(file.runtime.insecure_registries)
+                    .unwrap_or_default(),
+                allowed_registries: non_empty(args.allowed_registry.clone())
+                    .or(file.runtime.allowed_registries)
                     .unwrap_or_default(),
             }),
     })

@@ -139,7 +139,7 @@ fn load_scales_a_deployment_up_and_the_window_brings_it_back() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
-    let node = Node::start_with(tmp.path(), 7, &["--hpa-sync-period", "1s"]);
+    let node = Node::start_with(tmp.path(), 14, &["--hpa-sync-period", "1s"]);
     node.build_echo("v1");
     let out = node.d().pier_stdin(&["apply", "-f", "-"], WORKLOAD);
     assert!(out.status.success(), "{}", out_text(&out));

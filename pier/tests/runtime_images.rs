@@ -4,61 +4,12 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::PathBuf;
+use std::process::Command;
 
 use common::runtime::*;
 use common::*;
 use serde_json::Value;
-
-/// A `docker-registry` (the CNCF distribution server) on loopback, stopped on drop.
-struct Registry {
-    child: std::process::Child,
-    addr: String,
-    storage: PathBuf,
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_registry(dir: &Path) -> Registry {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let addr = format!("127.0.0.1:{port}");
-    let storage = dir.join("registry");
-    let config = dir.join("registry.yml");
-    std::fs::write(
-        &config,
-        format!(
-            "version: 0.1\nlog: {{level: error}}\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {addr}\n",
-            storage.display()
-        ),
-    )
-    .unwrap();
-    let child = Command::new("docker-registry")
-        .arg("serve")
-        .arg(&config)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let r = Registry {
-        child,
-        addr,
-        storage,
-    };
-    wait_for("the registry", 10, || {
-        std::net::TcpStream::connect(&r.addr).is_ok()
-    });
-    r
-}
 
 #[test]
 fn pull_from_a_registry_verifies_digests_and_import_reads_layouts() {
@@ -77,7 +28,7 @@ fn pull_from_a_registry_verifies_digests_and_import_reads_layouts() {
         }
     }
     let tmp = tempfile::tempdir().unwrap();
-    let registry = start_registry(tmp.path());
+    let registry = start_registry(tmp.path(), None);
     let layout = umoci_layout(tmp.path(), &[]);
     let image = format!("{}/test/echo:v1", registry.addr);
     run_ok(

@@ -156,6 +156,7 @@ impl ClusterNode {
             .arg(&self.pier)
             .args(["daemon", "--ebpf-cgroup"])
             .arg(&self.cgroup)
+            .args(crate::pier::LOOPBACK_REGISTRIES)
             .arg("--ebpf-pin-dir")
             .arg(self.bpffs.join("pier"))
             .arg("--state-dir")

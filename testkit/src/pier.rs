@@ -5,6 +5,17 @@ use std::io::{Read, Write};
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
+/// Daemon flags that keep image pulls on the machine: a pod whose image is missing may only
+/// be pulled from a loopback registry, never from one a test names but does not run.
+pub const LOOPBACK_REGISTRIES: [&str; 6] = [
+    "--allowed-registry",
+    "127.0.0.1",
+    "--allowed-registry",
+    "localhost",
+    "--allowed-registry",
+    "[::1]",
+];
+
 /// Runs `pier args` (the binary at `pier`) against the daemon at `socket`, `stdin` as input.
 pub fn pier_cli(pier: &Path, socket: &Path, args: &[&str], stdin: &str) -> Output {
     let mut child = Command::new(pier)

@@ -64,6 +64,13 @@ fn container(path: &FieldPath, c: &Container, r: &mut Report) {
         }
     }
     pod_inputs::env(path, c, r);
+    if let Some(policy) = &c.image_pull_policy {
+        r.one_of(
+            &path.field("imagePullPolicy"),
+            policy,
+            &["Always", "IfNotPresent", "Never"],
+        );
+    }
     if let Some(p) = &c.liveness_probe {
         probe(&path.field("livenessProbe"), p, r);
     }
@@ -92,6 +99,10 @@ fn pod_spec(path: &FieldPath, spec: &PodSpec, r: &mut Report) {
         pod_inputs::mounts(&p, c, spec, r);
     }
     pod_inputs::volumes(path, spec, r);
+    for (i, secret) in spec.image_pull_secrets.iter().enumerate() {
+        let p = path.field("imagePullSecrets").index(i).field("name");
+        r.check(&p, dns1123_subdomain(&secret.name));
+    }
     if let Some(h) = &spec.hostname {
         r.check(&path.field("hostname"), dns1123_label(h));
     }

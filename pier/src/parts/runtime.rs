@@ -62,6 +62,10 @@ pub(crate) async fn start(
             name: config.node_name.clone(),
             run_unbound: config.run_unbound,
             host_ip: node_ip,
+            registries: pier_runtime::image::pull::Registries {
+                insecure: config.insecure_registries.clone(),
+                allowed: config.allowed_registries.clone(),
+            },
             ..Default::default()
         },
     );

@@ -52,6 +52,7 @@ impl NetnsExt for Netns {
             .arg(dir.join("state"))
             .arg("--socket")
             .arg(&socket)
+            .args(pier_testkit::pier::LOOPBACK_REGISTRIES)
             .args(flags)
             .env("PIER_LOG", "warn");
         self.spawn(command);
@@ -119,6 +120,7 @@ impl Daemon {
             .arg(dir.join("ebpf-pins"))
             .arg("--state-dir")
             .arg(dir.join("state"))
+            .args(pier_testkit::pier::LOOPBACK_REGISTRIES)
             .args(extra)
             .arg("--socket")
             .arg(dir.join("pier.sock"))

@@ -278,3 +278,64 @@ pub(crate) fn umoci_layout(dir: &Path, extra: &[(&str, &str)]) -> PathBuf {
     );
     layout
 }
+
+/// A `docker-registry` (the CNCF distribution server) on loopback, stopped on drop.
+pub(crate) struct Registry {
+    child: std::process::Child,
+    pub(crate) addr: String,
+    pub(crate) storage: PathBuf,
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        if let Err(e) = self.child.kill() {
+            eprintln!("stopping the registry: {e}");
+        }
+        if let Err(e) = self.child.wait() {
+            eprintln!("reaping the registry: {e}");
+        }
+    }
+}
+
+/// A registry storing under `dir`; with `htpasswd`, it asks for the credentials that file
+/// holds (bcrypt, as `htpasswd -B` writes them).
+pub(crate) fn start_registry(dir: &Path, htpasswd: Option<&Path>) -> Registry {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let storage = dir.join("registry");
+    let config = dir.join("registry.yml");
+    let auth = htpasswd.map_or(String::new(), |file| {
+        format!(
+            "auth:\n  htpasswd:\n    realm: pier-test\n    path: {}\n",
+            file.display()
+        )
+    });
+    std::fs::write(
+        &config,
+        format!(
+            "version: 0.1\nlog: {{level: error}}\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {addr}\n{auth}",
+            storage.display()
+        ),
+    )
+    .unwrap();
+    let child = Command::new("docker-registry")
+        .arg("serve")
+        .arg(&config)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let r = Registry {
+        child,
+        addr,
+        storage,
+    };
+    wait_for("the registry", 10, || {
+        std::net::TcpStream::connect(&r.addr).is_ok()
+    });
+    r
+}

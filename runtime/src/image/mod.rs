@@ -1,6 +1,7 @@
 //! Images: a content-addressed blob store, unpacked layers shared by digest, and named images.
 
 pub mod build;
+pub mod docker_config;
 pub mod import;
 mod layer;
 pub mod oci;

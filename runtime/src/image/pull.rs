@@ -7,6 +7,7 @@ use oci_client::secrets::RegistryAuth;
 use oci_client::Client;
 use tokio::io::AsyncWriteExt;
 
+use super::docker_config::Credentials;
 use super::oci::{self, Index};
 use super::{sha256_hex, ImageRecord, ImageStore, Reference};
 use crate::error::{Error, IoContext, Result};
@@ -38,12 +39,53 @@ pub enum Progress {
     },
 }
 
+/// Which registries this node pulls from, and how.
+#[derive(Debug, Clone, Default)]
+pub struct Registries {
+    /// Reached over plain HTTP besides loopback ones (`host:port`).
+    pub insecure: Vec<String>,
+    /// The only registries pulls may reach (`host` for any port, or `host:port`); empty allows
+    /// every one.
+    pub allowed: Vec<String>,
+}
+
+impl Registries {
+    /// Refuses a registry the node is not allowed to pull from, naming the setting.
+    pub fn check_allowed(&self, registry: &str) -> Result<()> {
+        if self.allowed.is_empty() {
+            return Ok(());
+        }
+        let host = host_of(registry);
+        if self.allowed.iter().any(|a| a == registry || a == host) {
+            return Ok(());
+        }
+        Err(Error::Invalid(format!(
+            "registry {registry} is not one this node may pull from (allowed registries: {})",
+            self.allowed.join(", ")
+        )))
+    }
+}
+
+/// The host of `host[:port]`, brackets of an IPv6 address kept.
+fn host_of(registry: &str) -> &str {
+    registry
+        .rsplit_once(':')
+        .filter(|(h, port)| {
+            port.bytes().all(|b| b.is_ascii_digit()) && (!h.contains(':') || h.ends_with(']'))
+        })
+        .map_or(registry, |(h, _)| h)
+}
+
+/// The registry (`host[:port]`, `docker.io` by default) and repository an image is pulled from.
+pub fn source_of(name: &str) -> Result<(String, String)> {
+    let ours = Reference::parse(name)?;
+    let registry = ours.registry.clone().unwrap_or_else(|| "docker.io".into());
+    Ok((registry, ours.repository))
+}
+
 /// Whether a registry is reached over plain HTTP: loopback ones, as Docker does, and any listed.
 fn insecure(registry: &str, extra: &[String]) -> bool {
-    let host = registry
-        .rsplit_once(':')
-        .filter(|(_, port)| port.bytes().all(|b| b.is_ascii_digit()))
-        .map_or(registry, |(h, _)| h);
+    let host = host_of(registry);
     let host = host.trim_start_matches('[').trim_end_matches(']');
     host == "localhost"
         || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
@@ -54,16 +96,18 @@ fn registry_err(what: &str, e: impl std::fmt::Display) -> Error {
     Error::Registry(format!("{what}: {e}"))
 }
 
-/// Pulls `name` into the store.
+/// Pulls `name` into the store, as `credentials` when given.
 pub async fn pull(
     store: &ImageStore,
     name: &str,
-    insecure_registries: &[String],
+    registries: &Registries,
+    credentials: Option<&Credentials>,
     progress: &(dyn Fn(Progress) + Send + Sync),
 ) -> Result<ImageRecord> {
     let started = std::time::Instant::now();
     let ours = Reference::parse(name)?;
     let registry = ours.registry.clone().unwrap_or_else(|| "docker.io".into());
+    registries.check_allowed(&registry)?;
     let mut full = format!("{registry}/{}", ours.repository);
     if let Some(t) = &ours.tag {
         full.push(':');
@@ -76,7 +120,7 @@ pub async fn pull(
     let reference: oci_client::Reference = full
         .parse()
         .map_err(|e| Error::Invalid(format!("invalid image reference {name:?}: {e}")))?;
-    let protocol = if insecure(&registry, insecure_registries) {
+    let protocol = if insecure(&registry, &registries.insecure) {
         ClientProtocol::HttpsExcept(vec![registry.clone()])
     } else {
         ClientProtocol::Https
@@ -87,7 +131,9 @@ pub async fn pull(
         read_timeout: Some(std::time::Duration::from_secs(60)),
         ..Default::default()
     });
-    let auth = RegistryAuth::Anonymous;
+    let auth = credentials.map_or(RegistryAuth::Anonymous, |c| {
+        RegistryAuth::Basic(c.username.clone(), c.password.clone())
+    });
     let accepted = [
         oci::OCI_MANIFEST,
         oci::DOCKER_MANIFEST,
@@ -217,5 +263,24 @@ mod tests {
         assert!(insecure("[::1]:5000", &[]));
         assert!(!insecure("registry.example.com", &[]));
         assert!(insecure("registry.lan:5000", &["registry.lan:5000".into()]));
+    }
+
+    #[test]
+    fn allowed_registries_match_a_host_or_a_host_and_port() {
+        let open = Registries::default();
+        assert!(open.check_allowed("docker.io").is_ok());
+        let local = Registries {
+            allowed: vec!["127.0.0.1".into(), "[::1]".into(), "r.lan:5000".into()],
+            ..Default::default()
+        };
+        assert!(local.check_allowed("127.0.0.1:5000").is_ok());
+        assert!(local.check_allowed("[::1]:5000").is_ok());
+        assert!(local.check_allowed("r.lan:5000").is_ok());
+        assert!(local.check_allowed("r.lan:5001").is_err());
+        let e = local.check_allowed("docker.io").unwrap_err().to_string();
+        assert!(
+            e.contains("docker.io") && e.contains("allowed registries"),
+            "{e}"
+        );
     }
 }

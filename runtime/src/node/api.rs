@@ -21,17 +21,12 @@ use crate::image::pull::Progress;
 /// The engine's routes on the control API.
 pub struct EngineApi {
     node: Arc<Node>,
-    /// Registries reached over plain HTTP besides loopback ones.
-    pub insecure_registries: Vec<String>,
 }
 
 impl EngineApi {
     /// Routes backed by `node`.
-    pub fn new(node: Arc<Node>, insecure_registries: Vec<String>) -> Self {
-        Self {
-            node,
-            insecure_registries,
-        }
+    pub fn new(node: Arc<Node>) -> Self {
+        Self { node }
     }
 }
 
@@ -138,9 +133,8 @@ impl Extension for EngineApi {
         body: Bytes,
     ) -> ExtensionFuture {
         let node = Arc::clone(&self.node);
-        let insecure = self.insecure_registries.clone();
         Box::pin(async move {
-            route(node, insecure, method, &path, &query, &body)
+            route(node, method, &path, &query, &body)
                 .await
                 .unwrap_or_else(|e| error(&e))
         })
@@ -186,7 +180,6 @@ struct ImportRequest {
 
 async fn route(
     node: Arc<Node>,
-    insecure: Vec<String>,
     method: Method,
     path: &[String],
     query: &HashMap<String, String>,
@@ -266,7 +259,7 @@ async fn route(
         }
         (Method::POST, ["images", "pull"]) => {
             let name = query.get("name").cloned().unwrap_or_default();
-            Ok(pull(node, name, insecure))
+            Ok(pull(node, name))
         }
         (m, _) => Err(Error::NotFound(format!("route {m} /v1/{}", path.join("/")))),
     }
@@ -294,7 +287,7 @@ async fn remove(node: &Arc<Node>, key: &str, force: bool) -> Result<ExtensionRes
     Ok(ok(json!({"deleted": record.id})))
 }
 
-fn pull(node: Arc<Node>, name: String, insecure: Vec<String>) -> ExtensionResponse {
+fn pull(node: Arc<Node>, name: String) -> ExtensionResponse {
     let (tx, rx) = mpsc::channel::<Bytes>(256);
     tokio::spawn(async move {
         let progress_tx = tx.clone();
@@ -306,8 +299,9 @@ fn pull(node: Arc<Node>, name: String, insecure: Vec<String>) -> ExtensionRespon
                 }
             }
         };
-        let result =
-            crate::image::pull::pull(node.engine.images(), &name, &insecure, &report).await;
+        let registries = &node.config.registries;
+        let images = node.engine.images();
+        let result = crate::image::pull::pull(images, &name, registries, None, &report).await;
         let last = match result {
             Ok(image) => json!({"event": "done", "image": image}),
             Err(e) => json!({"event": "error", "error": pier_controlplane::error::chain(&e)}),

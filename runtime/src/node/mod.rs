@@ -6,6 +6,7 @@ pub mod api;
 pub mod grpc_probe;
 pub mod probe;
 
+mod image_pull;
 mod inputs;
 mod pod;
 pub mod pod_sync;
@@ -49,6 +50,8 @@ pub struct NodeConfig {
     pub run_unbound: bool,
     /// This node's address, which pods see as `status.hostIP`.
     pub host_ip: Option<IpAddr>,
+    /// The registries images are pulled from, for pods and `pier pull` alike.
+    pub registries: crate::image::pull::Registries,
 }
 
 impl Default for NodeConfig {
@@ -60,6 +63,7 @@ impl Default for NodeConfig {
             max_backoff: Duration::from_secs(60),
             run_unbound: true,
             host_ip: None,
+            registries: crate::image::pull::Registries::default(),
         }
     }
 }

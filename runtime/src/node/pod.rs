@@ -98,7 +98,7 @@ async fn supervise(
 }
 
 /// Sleeps, unless the pod is terminated first; false when it was.
-async fn pause(d: Duration, term: &mut watch::Receiver<bool>) -> bool {
+pub(super) async fn pause(d: Duration, term: &mut watch::Receiver<bool>) -> bool {
     tokio::select! {
         () = tokio::time::sleep(d) => true,
         () = terminated(term) => false,
@@ -131,7 +131,13 @@ fn container(work: &PodWork) -> String {
 }
 
 /// Reports an event about the pod's container, as the kubelet does.
-fn report(node: &Node, work: &PodWork, event_type: &'static str, reason: &str, message: String) {
+pub(super) fn report(
+    node: &Node,
+    work: &PodWork,
+    event_type: &'static str,
+    reason: &str,
+    message: String,
+) {
     let mut about = pier_controlplane::events::reference_to(Kind::Pod, &work.pod.metadata);
     about.field_path = format!("spec.containers{{{}}}", container(work));
     node.events.report(about, event_type, reason, message);
@@ -139,7 +145,7 @@ fn report(node: &Node, work: &PodWork, event_type: &'static str, reason: &str, m
 
 /// Writes the pod's status (phase, readiness, annotations) to the store; a failure is logged
 /// and counted, and the next change writes the whole status again.
-async fn write_status(node: &Node, work: &PodWork) {
+pub(super) async fn write_status(node: &Node, work: &PodWork) {
     node.write(&work.pod)
         .await
         .report("write-pod-status", &work.pod.metadata.name);
@@ -170,6 +176,12 @@ pub(crate) async fn worker(node: Arc<Node>, mut work: PodWork, mut term: watch::
                 if !await_inputs(&node, &mut work, &mut term).await {
                     return Ok(None);
                 }
+                // `pier run` names an image it has; a pod's is got as its policy says.
+                if work.from_spec
+                    && !super::image_pull::await_image(&node, &mut work, &mut term).await
+                {
+                    return Ok(None);
+                }
                 node.engine.create(work.config.clone(), Some(ip)).map(Some)
             }
             .await;
@@ -181,9 +193,12 @@ pub(crate) async fn worker(node: Arc<Node>, mut work: PodWork, mut term: watch::
                         .metadata
                         .annotations
                         .insert(CONTAINER_ANNOTATION.into(), record.id.clone());
-                    let image = &work.config.image;
-                    let present = format!("Container image {image:?} already present on machine");
-                    report(&node, &work, NORMAL, "Pulled", present);
+                    if !work.from_spec {
+                        let image = &work.config.image;
+                        let present =
+                            format!("Container image {image:?} already present on machine");
+                        report(&node, &work, NORMAL, "Pulled", present);
+                    }
                     let created = format!("Created container: {}", container(&work));
                     report(&node, &work, NORMAL, "Created", created);
                     Some(record.id)

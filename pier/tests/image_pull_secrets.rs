@@ -1,0 +1,240 @@
+//! Pods get their images as the kubelet does: from a registry that asks for credentials,
+//! with those of the pod's `imagePullSecrets` (a `kubectl create secret docker-registry`
+//! Secret); `ErrImagePull` then `ImagePullBackOff` without them, until the image is on the
+//! node; `imagePullPolicy: Never` on an absent image; and a registry the node may not pull
+//! from. Needs root.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::kubectl::Kubectl;
+use common::runtime::*;
+use common::{have, skip};
+use serde_json::Value;
+
+const USER: &str = "puller";
+const PASSWORD: &str = "pull-s3cret";
+
+fn pod(name: &str, image: &str, extra: &str) -> String {
+    format!(
+        "apiVersion: v1
+kind: Pod
+metadata: {{name: {name}}}
+spec:
+  containers:
+  - name: app
+    image: {image}
+{extra}"
+    )
+}
+
+fn apply(k: &Kubectl, dir: &Path, yaml: &str) {
+    let file = dir.join("apply.yaml");
+    std::fs::write(&file, yaml).unwrap();
+    k.ok(&["apply", "-f", file.to_str().unwrap()]);
+}
+
+/// Waits up to `secs` for the pod's JSON to satisfy `check`; the JSON.
+fn until(k: &Kubectl, pod: &str, secs: u64, what: &str, check: impl Fn(&Value) -> bool) -> Value {
+    let start = Instant::now();
+    loop {
+        let out = k.run(&["get", "pod", pod, "-o", "json"]);
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        if check(&v) {
+            return v;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(secs),
+            "timed out waiting for {pod}: {what}; last: {v}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn reason(v: &Value) -> &str {
+    v["status"]["reason"].as_str().unwrap_or("")
+}
+
+/// The reasons and messages of the events about `pod`, oldest first.
+fn events(k: &Kubectl, pod: &str) -> Vec<(String, String)> {
+    let list: Value = serde_json::from_str(&k.ok(&["get", "events", "-o", "json"])).unwrap();
+    list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["involvedObject"]["name"] == pod)
+        .map(|e| {
+            (
+                e["reason"].as_str().unwrap_or("").to_string(),
+                e["message"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn pods_pull_with_their_image_pull_secrets() {
+    if !privileged("pods_pull_with_their_image_pull_secrets") {
+        return;
+    }
+    for tool in ["kubectl", "docker-registry", "skopeo", "umoci", "htpasswd"] {
+        if !have(tool) {
+            skip(&format!(
+                "{tool} is not installed (scripts/deps test installs it)"
+            ));
+            return;
+        }
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let passwords = tmp.path().join("htpasswd");
+    run_ok(
+        Command::new("htpasswd")
+            .args(["-Bbc"])
+            .arg(&passwords)
+            .args([USER, PASSWORD]),
+    );
+    let registry = start_registry(tmp.path(), Some(&passwords));
+    let layout = umoci_layout(tmp.path(), &[]);
+    let image = format!("{}/team/echo:v1", registry.addr);
+    // Without credentials the registry refuses the push, so it does ask for them.
+    let refused = Command::new("skopeo")
+        .args(["copy", "--dest-tls-verify=false"])
+        .arg(format!("oci:{}:v1", layout.display()))
+        .arg(format!("docker://{image}"))
+        .output()
+        .unwrap();
+    assert!(!refused.status.success(), "{}", out_text(&refused));
+    run_ok(
+        Command::new("skopeo")
+            .args(["copy", "--dest-tls-verify=false", "--dest-creds"])
+            .arg(format!("{USER}:{PASSWORD}"))
+            .arg(format!("oci:{}:v1", layout.display()))
+            .arg(format!("docker://{image}")),
+    );
+
+    let node = Node::start_with(
+        &tmp.path().join("node"),
+        15,
+        &["--api-listen", "127.0.0.1:0"],
+    );
+    let kubeconfig = tmp.path().join("kubeconfig");
+    let out = node.pier(&["kubeconfig"]);
+    assert!(out.status.success(), "{}", out_text(&out));
+    std::fs::write(&kubeconfig, &out.stdout).unwrap();
+    let k = Kubectl {
+        kubeconfig,
+        cache: tmp.path().join("kube-cache"),
+    };
+
+    // No credentials: the pull fails on the registry's refusal and backs off.
+    apply(&k, tmp.path(), &pod("anonymous", &image, ""));
+    let v = until(&k, "anonymous", 30, "ImagePullBackOff", |v| {
+        reason(v) == "ImagePullBackOff"
+    });
+    assert_eq!(v["status"]["phase"], "Pending");
+    let message = v["status"]["message"].as_str().unwrap().to_lowercase();
+    assert!(
+        message.contains("failed to pull image") && message.contains("not authorized"),
+        "{message}"
+    );
+    let table = k.ok(&["get", "pod", "anonymous"]);
+    assert!(
+        table.contains("ImagePullBackOff") || table.contains("ErrImagePull"),
+        "{table}"
+    );
+    let seen = events(&k, "anonymous");
+    for want in ["Pulling", "Failed", "BackOff"] {
+        assert!(seen.iter().any(|(r, _)| r == want), "{want}: {seen:?}");
+    }
+    assert!(
+        seen.iter().any(|(_, m)| m == "Error: ErrImagePull"),
+        "{seen:?}"
+    );
+
+    // The Secret kubectl makes for a registry, named by the pod: pulled, run, reached.
+    k.ok(&[
+        "create",
+        "secret",
+        "docker-registry",
+        "regcred",
+        &format!("--docker-server={}", registry.addr),
+        &format!("--docker-username={USER}"),
+        &format!("--docker-password={PASSWORD}"),
+    ]);
+    let with_secret = "    imagePullPolicy: Always\n  imagePullSecrets:\n  - name: regcred\n";
+    apply(&k, tmp.path(), &pod("authed", &image, with_secret));
+    let v = until(&k, "authed", 60, "Running", |v| {
+        v["status"]["phase"] == "Running"
+    });
+    let ip = v["status"]["podIP"].as_str().unwrap().to_string();
+    let mut body = Value::Null;
+    wait_for("the pulled image's server", 10, || {
+        body = curl(&format!("http://{ip}:8080/")).unwrap_or(Value::Null);
+        !body.is_null()
+    });
+    assert_eq!(body["name"], "echo");
+    let seen = events(&k, "authed");
+    assert!(
+        seen.iter()
+            .any(|(r, m)| r == "Pulled" && m.starts_with("Successfully pulled image")),
+        "{seen:?}"
+    );
+    // The credentials are in no table or event.
+    for shown in [k.ok(&["get", "secret", "regcred"]), format!("{seen:?}")] {
+        assert!(!shown.contains(PASSWORD), "{shown}");
+    }
+    assert!(node.ok(&["images"]).contains("team/echo"));
+
+    // The image is on the node now, and the first pod's policy (IfNotPresent, for a tag)
+    // takes it on its next try.
+    until(&k, "anonymous", 60, "Running once the image is here", |v| {
+        v["status"]["phase"] == "Running"
+    });
+
+    // Never: an absent image is not pulled, and the pod says why.
+    let absent = format!("{}/team/absent:v1", registry.addr);
+    apply(
+        &k,
+        tmp.path(),
+        &pod("never", &absent, "    imagePullPolicy: Never\n"),
+    );
+    let v = until(&k, "never", 30, "ErrImageNeverPull", |v| {
+        reason(v) == "ErrImageNeverPull"
+    });
+    assert!(
+        v["status"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("pull policy of Never"),
+        "{v}"
+    );
+
+    // A registry this node may not reach (the tests allow loopback only).
+    apply(
+        &k,
+        tmp.path(),
+        &pod("elsewhere", "registry.invalid/team/echo:v1", ""),
+    );
+    let v = until(&k, "elsewhere", 30, "ErrImagePull", |v| {
+        matches!(reason(v), "ErrImagePull" | "ImagePullBackOff")
+    });
+    let message = v["status"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("registry.invalid") && message.contains("allowed registries"),
+        "{message}"
+    );
+
+    // A policy kubectl cannot mean is refused, naming the field.
+    let file = tmp.path().join("bad.yaml");
+    std::fs::write(
+        &file,
+        pod("bad", &image, "    imagePullPolicy: Sometimes\n"),
+    )
+    .unwrap();
+    let e = k.fails(&["apply", "-f", file.to_str().unwrap()]);
+    assert!(e.contains("imagePullPolicy"), "{e}");
+}
