@@ -88,6 +88,10 @@ impl EtcdConfig {
 /// The etcd backend.
 pub(super) struct EtcdStore {
     client: Client,
+    /// One client per member, for watches: a broken watch resumes on the next member in
+    /// turn, so it finds a live one after at most one try per dead member (the balanced
+    /// client may pick a dead member again and again).
+    members: Vec<Client>,
     /// Always present until drop, which shuts it down without waiting (drop may happen on an
     /// async thread, where a runtime may not block).
     runtime: Option<tokio::runtime::Runtime>,
@@ -118,12 +122,18 @@ impl EtcdStore {
             .map_err(|e| Error::store_from("starting the etcd client's runtime", e))?;
         let options = connect_options(&config)?;
         let endpoints = config.endpoints.clone();
-        let client = run_on(&runtime, async move {
-            Client::connect(endpoints, Some(options)).await
+        let (client, members) = run_on(&runtime, async move {
+            let client = Client::connect(&endpoints, Some(options.clone())).await?;
+            let mut members = Vec::with_capacity(endpoints.len());
+            for endpoint in &endpoints {
+                members.push(Client::connect([endpoint], Some(options.clone())).await?);
+            }
+            Ok::<_, etcd_client::Error>((client, members))
         })?
         .map_err(|e| Error::store_from(format!("connecting to {}", config.describe()), e))?;
         let store = Arc::new(EtcdStore {
             client,
+            members,
             runtime: Some(runtime),
             config,
             seen: AtomicU64::new(0),
@@ -174,6 +184,13 @@ impl EtcdStore {
     }
 
     /// An etcd failure, naming the cluster and what the store was doing.
+    /// The client of one member, counting round the cluster.
+    fn member(&self, n: usize) -> &Client {
+        self.members
+            .get(n % self.members.len().max(1))
+            .unwrap_or(&self.client)
+    }
+
     fn error(&self, what: &str, e: etcd_client::Error) -> Error {
         let hint = if unreached(&e) || timed_out(&e) {
             " (no etcd member answered in time: a quorum of members must be up and reachable)"

@@ -31,8 +31,8 @@ impl Sink for tokio::sync::mpsc::Sender<Result<Arc<Event>>> {
 
 /// Follows the watch until the receiver goes or it meets a failure a resumed watch cannot mend
 /// (compaction, cancellation), which is the last thing sent. A broken stream (a member went
-/// away) is resumed from the revision after the last one delivered, as etcd's own clients do:
-/// any member serves a watch from its own copy, so this needs no quorum.
+/// away) is resumed from the revision after the last one delivered, on the next member, as
+/// etcd's own clients do: any member serves a watch from its own copy, so this needs no quorum.
 pub(super) async fn follow(
     store: &EtcdStore,
     from: u64,
@@ -41,16 +41,20 @@ pub(super) async fn follow(
 ) {
     let mut next = from;
     let mut pause = RESUME_FIRST;
+    // Nodes start on different members, so one member does not carry every node's watch.
+    let mut member = std::process::id() as usize;
     loop {
         let delivered = next;
-        let e = match stream(store, &mut next, kinds, tx).await {
+        let client = store.member(member);
+        let e = match stream(store, client, &mut next, kinds, tx).await {
             Ok(()) => return,
             Err(Break::End(e)) => e,
             Err(Break::Resume(e)) => {
                 if next > delivered {
                     pause = RESUME_FIRST;
                 }
-                tracing::warn!(from = next, error = %crate::error::chain(&e), retry_in = ?pause, "resuming an etcd watch");
+                member = member.wrapping_add(1);
+                tracing::warn!(from = next, error = %crate::error::chain(&e), retry_in = ?pause, "resuming an etcd watch on the next member");
                 tokio::time::sleep(pause).await;
                 pause = (pause * 2).min(RESUME_MAX);
                 continue;
@@ -74,6 +78,7 @@ enum Break {
 /// Streams events from `*next` on, advancing it past every revision handed over.
 async fn stream(
     store: &EtcdStore,
+    client: &etcd_client::Client,
     next: &mut u64,
     kinds: Option<&'static [Kind]>,
     tx: &impl Sink,
@@ -83,8 +88,7 @@ async fn stream(
         .with_prefix()
         .with_prev_key()
         .with_start_revision(i64::try_from(from.max(1)).unwrap_or(i64::MAX));
-    let mut watch = store
-        .client
+    let mut watch = client
         .clone()
         .watch(OBJECTS, Some(options))
         .await
