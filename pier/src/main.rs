@@ -179,6 +179,10 @@ enum Command {
     Pull {
         /// Image reference, e.g. 127.0.0.1:5000/team/app:v1.
         image: String,
+        /// USER:PASSWORD for the registry; without it, the entry for the registry in Docker's
+        /// config file (`$DOCKER_CONFIG/config.json` or `~/.docker/config.json`), if any.
+        #[arg(long, value_name = "USER:PASSWORD")]
+        creds: Option<String>,
     },
     /// Build, import, list and remove images.
     Image {
@@ -362,7 +366,9 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Command::Exec { .. } => bail!("exec runs before the async runtime starts"),
         Command::Images { output } => cli::images::images(&client(), output).await,
-        Command::Pull { image } => cli::images::pull(&client(), &image).await,
+        Command::Pull { image, creds } => {
+            cli::images::pull(&client(), &image, creds.as_deref()).await
+        }
         Command::Image { command } => cli::images::image(&client(), command).await,
         Command::Describe {
             kind,

@@ -2,7 +2,7 @@
 //! with those of the pod's `imagePullSecrets` (a `kubectl create secret docker-registry`
 //! Secret); `ErrImagePull` then `ImagePullBackOff` without them, until the image is on the
 //! node; `imagePullPolicy: Never` on an absent image; and a registry the node may not pull
-//! from. Needs root.
+//! from; and `pier pull` with `--creds` or Docker's config file. Needs root.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -76,6 +76,36 @@ fn events(k: &Kubectl, pod: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+/// `pier pull` as `docker pull`: refused without credentials, pulled with `--creds` or with
+/// what `docker login` left in Docker's config file. The image is removed again after each.
+fn cli_pulls_with_credentials(node: &Node, dir: &Path, registry: &str, image: &str) {
+    let e = node.fails(&["pull", image]);
+    assert!(e.to_lowercase().contains("not authorized"), "{e}");
+    let e = node.fails(&["pull", "--creds", "nocolon", image]);
+    assert!(e.contains("USER:PASSWORD"), "{e}");
+    node.ok(&["pull", "--creds", &format!("{USER}:{PASSWORD}"), image]);
+    node.ok(&["image", "rm", image]);
+
+    use base64::Engine as _;
+    let docker = dir.join("docker");
+    std::fs::create_dir_all(&docker).unwrap();
+    let auth = base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{PASSWORD}"));
+    std::fs::write(
+        docker.join("config.json"),
+        format!(r#"{{"auths": {{"{registry}": {{"auth": "{auth}"}}, "docker.io": {{}}}}, "credsStore": "pass"}}"#),
+    )
+    .unwrap();
+    let pulled = Command::new(common::PIER)
+        .args(["pull", image])
+        .env("PIER_SOCKET", node.d().socket())
+        .env("DOCKER_CONFIG", &docker)
+        .output()
+        .unwrap();
+    assert!(pulled.status.success(), "{}", out_text(&pulled));
+    assert!(node.ok(&["images"]).contains("team/echo"));
+    node.ok(&["image", "rm", image]);
+}
+
 #[test]
 fn pods_pull_with_their_image_pull_secrets() {
     if !privileged("pods_pull_with_their_image_pull_secrets") {
@@ -121,6 +151,7 @@ fn pods_pull_with_their_image_pull_secrets() {
         15,
         &["--api-listen", "127.0.0.1:0"],
     );
+    cli_pulls_with_credentials(&node, tmp.path(), &registry.addr, &image);
     let kubeconfig = tmp.path().join("kubeconfig");
     let out = node.pier(&["kubeconfig"]);
     assert!(out.status.success(), "{}", out_text(&out));

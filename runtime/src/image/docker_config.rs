@@ -75,13 +75,18 @@ fn split_key(key: &str) -> (String, String) {
     (canonical_host(host), path.to_string())
 }
 
-fn credentials(key: &str, entry: Entry) -> Result<Credentials, String> {
+/// The entry's credentials; `None` for an empty entry (`docker login` with a credential
+/// helper leaves one, holding nothing).
+fn credentials(key: &str, entry: Entry) -> Result<Option<Credentials>, String> {
+    if entry.auth.is_none() && entry.username.is_none() && entry.password.is_none() {
+        return Ok(None);
+    }
     if let (Some(username), Some(password)) = (&entry.username, &entry.password) {
         if !username.is_empty() {
-            return Ok(Credentials {
+            return Ok(Some(Credentials {
                 username: username.clone(),
                 password: password.clone(),
-            });
+            }));
         }
     }
     let auth = entry
@@ -95,10 +100,10 @@ fn credentials(key: &str, entry: Entry) -> Result<Credentials, String> {
     let (username, password) = decoded
         .split_once(':')
         .ok_or_else(|| format!("auths[{key}].auth: not user:password"))?;
-    Ok(Credentials {
+    Ok(Some(Credentials {
         username: username.to_string(),
         password: password.to_string(),
-    })
+    }))
 }
 
 impl DockerConfig {
@@ -113,7 +118,9 @@ impl DockerConfig {
         .map_err(|e| format!("not a Docker config: {e}"))?;
         let mut entries = Vec::new();
         for (key, entry) in auths {
-            let creds = credentials(&key, entry)?;
+            let Some(creds) = credentials(&key, entry)? else {
+                continue;
+            };
             let (host, path) = split_key(&key);
             entries.push((host, path, creds));
         }
@@ -189,8 +196,14 @@ mod tests {
         assert!(config.find("registry.example", "x").is_some());
         let e = DockerConfig::parse(br#"{"auths": {"r": {"auth": "%%"}}}"#, false).unwrap_err();
         assert!(e.contains("auths[r].auth"), "{e}");
-        let e = DockerConfig::parse(br#"{"auths": {"r": {}}}"#, false).unwrap_err();
+        let e = DockerConfig::parse(br#"{"auths": {"r": {"username": "u"}}}"#, false).unwrap_err();
         assert!(e.contains("auths[r]"), "{e}");
+        // A credential helper's placeholder holds nothing and is passed over.
+        let helper = br#"{"auths": {"r": {}}, "credsStore": "pass"}"#;
+        assert!(DockerConfig::parse(helper, false)
+            .unwrap()
+            .find("r", "x")
+            .is_none());
         assert!(DockerConfig::parse(b"{", false).is_err());
         let hidden = format!(
             "{:?}",

@@ -16,6 +16,7 @@ use super::Node;
 use crate::container::{ContainerConfig, ContainerRecord, State};
 use crate::error::Error;
 use crate::image::build::BuildSpec;
+use crate::image::docker_config::Credentials;
 use crate::image::pull::Progress;
 
 /// The engine's routes on the control API.
@@ -178,6 +179,25 @@ struct ImportRequest {
     tag: Option<String>,
 }
 
+/// A pull's optional body: the registry credentials to pull with.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PullRequest {
+    #[serde(default)]
+    username: Option<String>,
+    #[serde(default)]
+    password: Option<String>,
+}
+
+impl PullRequest {
+    fn credentials(self) -> Option<Credentials> {
+        Some(Credentials {
+            username: self.username?,
+            password: self.password.unwrap_or_default(),
+        })
+    }
+}
+
 async fn route(
     node: Arc<Node>,
     method: Method,
@@ -259,7 +279,12 @@ async fn route(
         }
         (Method::POST, ["images", "pull"]) => {
             let name = query.get("name").cloned().unwrap_or_default();
-            Ok(pull(node, name))
+            let credentials = if body.is_empty() {
+                None
+            } else {
+                parse::<PullRequest>(body)?.credentials()
+            };
+            Ok(pull(node, name, credentials))
         }
         (m, _) => Err(Error::NotFound(format!("route {m} /v1/{}", path.join("/")))),
     }
@@ -287,7 +312,7 @@ async fn remove(node: &Arc<Node>, key: &str, force: bool) -> Result<ExtensionRes
     Ok(ok(json!({"deleted": record.id})))
 }
 
-fn pull(node: Arc<Node>, name: String) -> ExtensionResponse {
+fn pull(node: Arc<Node>, name: String, credentials: Option<Credentials>) -> ExtensionResponse {
     let (tx, rx) = mpsc::channel::<Bytes>(256);
     tokio::spawn(async move {
         let progress_tx = tx.clone();
@@ -301,7 +326,9 @@ fn pull(node: Arc<Node>, name: String) -> ExtensionResponse {
         };
         let registries = &node.config.registries;
         let images = node.engine.images();
-        let result = crate::image::pull::pull(images, &name, registries, None, &report).await;
+        let result =
+            crate::image::pull::pull(images, &name, registries, credentials.as_ref(), &report)
+                .await;
         let last = match result {
             Ok(image) => json!({"event": "done", "image": image}),
             Err(e) => json!({"event": "error", "error": pier_controlplane::error::chain(&e)}),
