@@ -13,6 +13,7 @@ mod l4;
 mod l7;
 mod metrics;
 mod route;
+pub mod tls;
 mod vip;
 
 use std::collections::HashMap;

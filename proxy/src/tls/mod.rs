@@ -1,0 +1,3 @@
+//! TLS for the proxy's listeners, with rustls.
+
+pub mod certs;
