@@ -2,51 +2,12 @@
 
 use std::sync::Arc;
 
-use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
 use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio_rustls::{TlsAcceptor, TlsConnector};
+use tokio_rustls::TlsAcceptor;
 
 use super::*;
-
-/// A test CA and leaf certificates it signs, as PEM.
-struct Ca {
-    pem: String,
-    issuer: Issuer<'static, KeyPair>,
-}
-
-impl Ca {
-    fn new() -> Ca {
-        let key = KeyPair::generate().unwrap();
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        let cert = params.self_signed(&key).unwrap();
-        Ca {
-            pem: cert.pem(),
-            issuer: Issuer::new(params, key),
-        }
-    }
-
-    /// (tls.crt, tls.key) for `names`.
-    fn leaf(&self, names: &[&str]) -> (String, String) {
-        let key = KeyPair::generate().unwrap();
-        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
-        let cert = CertificateParams::new(names)
-            .unwrap()
-            .signed_by(&key, &self.issuer)
-            .unwrap();
-        (cert.pem(), key.serialize_pem())
-    }
-
-    fn key(&self, secret: &str, names: &[&str]) -> Arc<CertifiedKey> {
-        let (crt, key) = self.leaf(names);
-        Arc::new(certified_key(secret, crt.as_bytes(), key.as_bytes()).unwrap())
-    }
-}
-
-fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
-}
+use crate::tls::test_ca::{connector, provider, Ca};
 
 fn acceptor(certs: Arc<Certificates>) -> TlsAcceptor {
     let config = rustls::ServerConfig::builder_with_provider(provider())
@@ -55,19 +16,6 @@ fn acceptor(certs: Arc<Certificates>) -> TlsAcceptor {
         .with_no_client_auth()
         .with_cert_resolver(certs);
     TlsAcceptor::from(Arc::new(config))
-}
-
-fn connector(ca: &Ca) -> TlsConnector {
-    let mut roots = rustls::RootCertStore::empty();
-    roots
-        .add(CertificateDer::from_pem_slice(ca.pem.as_bytes()).unwrap())
-        .unwrap();
-    let config = rustls::ClientConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    TlsConnector::from(Arc::new(config))
 }
 
 type Client = tokio_rustls::client::TlsStream<tokio::io::DuplexStream>;

@@ -1,3 +1,8 @@
-//! TLS for the proxy's listeners, with rustls.
+//! TLS for the proxy's edge listeners, with rustls.
 
+pub mod accept;
 pub mod certs;
+pub mod config;
+
+#[cfg(test)]
+mod test_ca;
