@@ -24,8 +24,6 @@ const POD_SPEC: &[&str] = &[
     "dnsPolicy",
     "dnsConfig",
     "nodeSelector",
-    "serviceAccountName",
-    "serviceAccount",
     "automountServiceAccountToken",
     "hostNetwork",
     "hostPID",

@@ -418,11 +418,17 @@ impl Object {
     }
 
     /// Fills the fields the API server defaults on a write (Services' defaults, a Secret's
-    /// `stringData` folded into `data`; other kinds as given).
+    /// `stringData` folded into `data`, a Pod's `serviceAccountName` from its deprecated
+    /// alias; other kinds as given).
     pub fn set_defaults(&mut self) {
         match self {
             Object::Service(s) => s.set_defaults(),
             Object::Secret(s) => *s = std::mem::take(s).folded(),
+            Object::Pod(p) if p.spec.service_account_name.is_none() => {
+                p.spec
+                    .service_account_name
+                    .clone_from(&p.spec.service_account);
+            }
             _ => {}
         }
     }

@@ -61,6 +61,12 @@ pub struct PodSpec {
     /// `kubernetes.io/dockerconfigjson` Secrets that authenticate image pulls.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub image_pull_secrets: Vec<crate::namespace::LocalObjectReference>,
+    /// The ServiceAccount the pod runs as (`default` when unset).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_account_name: Option<String>,
+    /// The deprecated alias of `serviceAccountName`, taken when that is unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_account: Option<String>,
 }
 
 /// One container.

@@ -1,6 +1,6 @@
 //! Pods get their images as the kubelet does: from a registry that asks for credentials,
 //! with those of the pod's `imagePullSecrets` (a `kubectl create secret docker-registry`
-//! Secret); `ErrImagePull` then `ImagePullBackOff` without them, until the image is on the
+//! Secret) or of its ServiceAccount; `ErrImagePull` then `ImagePullBackOff` without them, until the image is on the
 //! node; `imagePullPolicy: Never` on an absent image; and a registry the node may not pull
 //! from; and `pier pull` with `--creds` or Docker's config file. Needs root.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -219,6 +219,22 @@ fn pods_pull_with_their_image_pull_secrets() {
         assert!(!shown.contains(PASSWORD), "{shown}");
     }
     assert!(node.ok(&["images"]).contains("team/echo"));
+
+    // Given once, on a ServiceAccount: a pod running as it gets its pull secrets.
+    k.ok(&["create", "serviceaccount", "puller"]);
+    k.ok(&[
+        "patch",
+        "serviceaccount",
+        "puller",
+        "-p",
+        r#"{"imagePullSecrets": [{"name": "regcred"}]}"#,
+    ]);
+    let as_account = "    imagePullPolicy: Always\n  serviceAccountName: puller\n";
+    apply(&k, tmp.path(), &pod("via-account", &image, as_account));
+    let v = until(&k, "via-account", 60, "Running", |v| {
+        v["status"]["phase"] == "Running"
+    });
+    assert_eq!(v["spec"]["imagePullSecrets"][0]["name"], "regcred", "{v}");
 
     // The image is on the node now, and the first pod's policy (IfNotPresent, for a tag)
     // takes it on its next try.

@@ -16,6 +16,7 @@ mod pod_cidrs;
 mod prepare;
 mod redb;
 mod seal;
+mod service_accounts;
 mod txn;
 mod watch;
 mod write;

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use super::alloc::{AllocConfig, Allocator};
 use super::prepare::prepare_put;
 use super::txn::Txn;
-use super::{namespaces, object_key, Event, EventType, Op, Outcome, Written};
+use super::{namespaces, object_key, service_accounts, Event, EventType, Op, Outcome, Written};
 use crate::error::{Error, Result};
 use pier_model::{Kind, Object};
 
@@ -95,6 +95,8 @@ impl Batch<'_> {
     /// unchanged (reported, no event).
     fn put(&mut self, object: Object, create_only: bool) -> Result<Option<Change>> {
         namespaces::check_exists(self.txn, &object)?;
+        let mut object = object;
+        service_accounts::admit(self.txn, &mut object)?;
         let key = object_key(
             object.kind(),
             object.meta().namespace(),
@@ -108,7 +110,6 @@ impl Batch<'_> {
             )));
         }
         // The status of such a kind is written only through `PutStatus`.
-        let mut object = object;
         if object.has_status_subresource() {
             object.set_status_from(existing.as_ref());
         }

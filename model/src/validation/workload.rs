@@ -99,6 +99,14 @@ fn pod_spec(path: &FieldPath, spec: &PodSpec, r: &mut Report) {
         pod_inputs::mounts(&p, c, spec, r);
     }
     pod_inputs::volumes(path, spec, r);
+    for (field, account) in [
+        ("serviceAccountName", &spec.service_account_name),
+        ("serviceAccount", &spec.service_account),
+    ] {
+        if let Some(account) = account {
+            r.check(&path.field(field), dns1123_subdomain(account));
+        }
+    }
     for (i, secret) in spec.image_pull_secrets.iter().enumerate() {
         let p = path.field("imagePullSecrets").index(i).field("name");
         r.check(&p, dns1123_subdomain(&secret.name));

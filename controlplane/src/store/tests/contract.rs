@@ -36,6 +36,7 @@ both!(
     dual_stack_services_get_one_address_per_family,
     pod_cidrs_are_one_per_node,
     create_refuses_what_exists,
+    pods_get_their_service_accounts_pull_secrets,
 );
 
 fn open(backend: Backend) -> Option<Opened> {
@@ -588,4 +589,49 @@ fn create_refuses_what_exists(backend: Backend) {
         .unwrap_err();
     assert!(matches!(err, Error::Conflict(_)), "{err}");
     assert!(err.to_string().contains("already exists"), "{err}");
+}
+
+/// A pod that names no pull secrets gets its account's (`serviceAccountName`, else
+/// `default`), read in the same write; one that names its own keeps them.
+fn pods_get_their_service_accounts_pull_secrets(backend: Backend) {
+    let Some(t) = open(backend) else { return };
+    let store = &t.store;
+    let pod = |name: &str, extra: &str| {
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec:\n  containers: [{{name: c, image: r.lan/app:v1}}]\n{extra}"
+        )
+    };
+    let accounts = "apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: default}\nimagePullSecrets: [{name: team-cred}]\n---\napiVersion: v1\nkind: ServiceAccount\nmetadata: {name: builder}\nimagePullSecrets: [{name: ci-cred}, {name: mirror-cred}]\n";
+    let yaml = format!(
+        "{accounts}---\n{}---\n{}---\n{}---\n{}",
+        pod("plain", ""),
+        pod("built", "  serviceAccountName: builder\n"),
+        pod("legacy", "  serviceAccount: builder\n"),
+        pod(
+            "own",
+            "  serviceAccountName: builder\n  imagePullSecrets: [{name: mine}]\n"
+        ),
+    );
+    store.apply(objs(&yaml)).unwrap();
+    let secrets = |name: &str| match store.get(Kind::Pod, "default", name).unwrap() {
+        Some(Object::Pod(p)) => p
+            .spec
+            .image_pull_secrets
+            .iter()
+            .map(|s| s.name.clone())
+            .collect::<Vec<_>>(),
+        other => panic!("{name}: {other:?}"),
+    };
+    assert_eq!(secrets("plain"), ["team-cred"]);
+    assert_eq!(secrets("built"), ["ci-cred", "mirror-cred"]);
+    assert_eq!(secrets("legacy"), ["ci-cred", "mirror-cred"]);
+    assert_eq!(secrets("own"), ["mine"]);
+    // An account that does not exist gives nothing, and the pod is still taken.
+    store
+        .apply(objs(&pod("lonely", "  serviceAccountName: nobody\n")))
+        .unwrap();
+    assert!(secrets("lonely").is_empty());
+    // Applying the same pod again changes nothing.
+    let again = store.apply(objs(&pod("plain", ""))).unwrap();
+    assert_eq!(again[0].outcome, Outcome::Unchanged);
 }

@@ -173,7 +173,11 @@ fn field(cx: &Context<'_>, f: &FieldSelector) -> Result<String, ConfigError> {
         "metadata.namespace" => pod.metadata.namespace().to_string(),
         "metadata.uid" => pod.metadata.uid.clone(),
         "spec.nodeName" => pod.spec.node_name.clone().unwrap_or_default(),
-        "spec.serviceAccountName" => "default".into(),
+        "spec.serviceAccountName" => pod
+            .spec
+            .service_account_name
+            .clone()
+            .unwrap_or_else(|| "default".into()),
         "status.hostIP" | "status.hostIPs" => host_ip(),
         "status.podIP" | "status.podIPs" => pod.status.pod_ip.clone().unwrap_or_default(),
         other => {
