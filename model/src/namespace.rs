@@ -92,3 +92,19 @@ pub struct ServiceAccount {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub automount_service_account_token: Option<bool>,
 }
+
+impl ServiceAccount {
+    /// The `default` account Kubernetes gives every namespace.
+    pub fn default_in(namespace: &str) -> Self {
+        ServiceAccount {
+            api_version: "v1".into(),
+            kind: "ServiceAccount".into(),
+            metadata: ObjectMeta {
+                name: "default".into(),
+                namespace: namespace.into(),
+                ..ObjectMeta::default()
+            },
+            ..ServiceAccount::default()
+        }
+    }
+}

@@ -240,9 +240,11 @@ fn admin_endpoints_and_watch() {
     d.pier(&["get", "svc"]);
     let (code, metrics) = d.admin("/metrics");
     assert_eq!(code, 200);
-    // Revisions 1-4 are the built-in namespaces, 5 this node's registration.
+    // Revisions 1-8 are the built-in namespaces and their `default` ServiceAccounts, 9 this
+    // node's registration.
     for needle in [
-        "pier_store_revision 6",
+        "pier_store_revision 10",
+        "pier_store_objects{kind=\"ServiceAccount\"} 4",
         "pier_store_objects{kind=\"Node\"} 1",
         "pier_store_objects{kind=\"Service\"} 1",
         "pier_store_objects{kind=\"Namespace\"} 4",
@@ -253,9 +255,9 @@ fn admin_endpoints_and_watch() {
     ] {
         assert!(metrics.contains(needle), "missing {needle} in\n{metrics}");
     }
-    // Watch from revision 6 replays the create; the stream stays open for live events.
+    // Watch from revision 10 replays the create; the stream stays open for live events.
     let mut s = UnixStream::connect(d.socket()).unwrap();
-    write!(s, "GET /v1/watch?from=6 HTTP/1.1\r\nHost: pier\r\n\r\n").unwrap();
+    write!(s, "GET /v1/watch?from=10 HTTP/1.1\r\nHost: pier\r\n\r\n").unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let mut reader = BufReader::new(s);
     d.pier(&["delete", "svc", "a"]);
@@ -272,7 +274,7 @@ fn admin_endpoints_and_watch() {
         }
     }
     assert_eq!(events[0]["type"], "ADDED");
-    assert_eq!(events[0]["revision"], 6);
+    assert_eq!(events[0]["revision"], 10);
     assert_eq!(events[1]["type"], "DELETED");
     assert_eq!(events[1]["object"]["metadata"]["name"], "a");
     let (code, body) = d.api("GET", "/v1/watch?from=abc");

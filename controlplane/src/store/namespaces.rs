@@ -6,14 +6,17 @@ use super::txn::Txn;
 use super::{kind_range, object_key, Op, Store};
 use crate::error::{Error, Result};
 use pier_model::namespace::BUILT_IN;
-use pier_model::{Kind, Namespace, Object};
+use pier_model::{Kind, Namespace, Object, ServiceAccount};
 
-/// The built-in namespaces a store lacks, to create.
+/// The built-in namespaces a store lacks, to create (each then gets its `default`
+/// ServiceAccount), and the `default` accounts of existing ones made before accounts were.
 pub(super) fn missing_built_ins(store: &Store) -> Result<Vec<Object>> {
     let mut out = Vec::new();
     for name in BUILT_IN {
         if store.get(Kind::Namespace, "", name)?.is_none() {
             out.push(Object::Namespace(Namespace::named(name)));
+        } else if store.get(Kind::ServiceAccount, name, "default")?.is_none() {
+            out.push(Object::ServiceAccount(ServiceAccount::default_in(name)));
         }
     }
     Ok(out)

@@ -410,6 +410,11 @@ fn namespaces_hold_their_objects(backend: Backend) {
         "apiVersion: v1\nkind: Namespace\nmetadata: {{name: shop}}\n---\n{shop}---\napiVersion: v1\nkind: ServiceAccount\nmetadata: {{name: cart, namespace: shop}}\n"
     );
     store.apply(objs(&with_ns)).unwrap();
+    // A new namespace gets its `default` ServiceAccount in the same write.
+    assert!(store
+        .get(Kind::ServiceAccount, "shop", "default")
+        .unwrap()
+        .is_some());
     let ns = store.get(Kind::Namespace, "", "shop").unwrap().unwrap();
     assert_eq!(ns.meta().namespace, "", "cluster-scoped");
     assert_eq!(ns.describe(), "Namespace shop");
@@ -422,7 +427,7 @@ fn namespaces_hold_their_objects(backend: Backend) {
     let deleted = store.delete(Kind::Namespace, "", "shop", None).unwrap();
     assert_eq!(deleted.describe(), "Namespace shop");
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let mut gone: Vec<String> = (0..3)
+    let mut gone: Vec<String> = (0..4)
         .map(|_| {
             let e = next(&runtime, &mut watch);
             assert_eq!(e.event_type, EventType::Deleted);
@@ -435,7 +440,8 @@ fn namespaces_hold_their_objects(backend: Backend) {
         [
             "Namespace shop",
             "Service shop/cart",
-            "ServiceAccount shop/cart"
+            "ServiceAccount shop/cart",
+            "ServiceAccount shop/default"
         ]
     );
     assert!(store.get(Kind::Service, "shop", "cart").unwrap().is_none());
@@ -596,6 +602,16 @@ fn create_refuses_what_exists(backend: Backend) {
 fn pods_get_their_service_accounts_pull_secrets(backend: Backend) {
     let Some(t) = open(backend) else { return };
     let store = &t.store;
+    // Every built-in namespace has its `default` account.
+    for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
+        assert!(
+            store
+                .get(Kind::ServiceAccount, ns, "default")
+                .unwrap()
+                .is_some(),
+            "{ns}"
+        );
+    }
     let pod = |name: &str, extra: &str| {
         format!(
             "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec:\n  containers: [{{name: c, image: r.lan/app:v1}}]\n{extra}"
