@@ -270,11 +270,22 @@ fn a_killed_leader_hands_over_without_restarts(nodes: &mut [ClusterNode]) {
         "{ip}"
     );
     nodes[i].start_daemon();
-    assert_eq!(
-        containers(&nodes.iter().collect::<Vec<_>>()),
-        before,
-        "the same containers, none restarted"
-    );
+    let after = containers(&nodes.iter().collect::<Vec<_>>());
+    if after != before {
+        // Say why: every container in every state, and what the pods went through.
+        for n in nodes.iter() {
+            let ps = n.pier(&["ps", "-a"]);
+            let events = n.pier(&["get", "events"]);
+            eprintln!(
+                "{}: pier ps -a:\n{}\nevents:\n{}{}",
+                n.name,
+                String::from_utf8_lossy(&ps.stdout),
+                String::from_utf8_lossy(&events.stdout),
+                String::from_utf8_lossy(&events.stderr)
+            );
+        }
+    }
+    assert_eq!(after, before, "the same containers, none restarted");
 }
 
 /// Removes a whole node (not n1, where a client loop sends requests through the ClusterIP,
