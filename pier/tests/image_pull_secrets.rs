@@ -9,9 +9,8 @@ mod common;
 
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
 
-use common::kubectl::Kubectl;
+use common::kubectl::{self, Kubectl};
 use common::runtime::*;
 use common::{have, skip};
 use serde_json::Value;
@@ -39,34 +38,30 @@ fn apply(k: &Kubectl, dir: &Path, yaml: &str) {
 }
 
 /// Waits up to `secs` for the pod's JSON to satisfy `check`; the JSON.
-fn until(k: &Kubectl, pod: &str, secs: u64, what: &str, check: impl Fn(&Value) -> bool) -> Value {
-    let start = Instant::now();
-    loop {
-        let out = k.run(&["get", "pod", pod, "-o", "json"]);
-        let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
-        if check(&v) {
-            return v;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(secs),
-            "timed out waiting for {pod}: {what}; last: {v}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+fn until(k: &Kubectl, pod: &str, secs: u64, check: impl Fn(&Value) -> bool) -> Value {
+    kubectl::until_within(k, &["pod", pod], secs, check)
 }
 
 fn reason(v: &Value) -> &str {
     v["status"]["reason"].as_str().unwrap_or("")
 }
 
-/// The reasons and messages of the events about `pod`, oldest first.
+/// The reasons and messages of the events about `pod`.
 fn events(k: &Kubectl, pod: &str) -> Vec<(String, String)> {
-    let list: Value = serde_json::from_str(&k.ok(&["get", "events", "-o", "json"])).unwrap();
+    let selector = format!("involvedObject.name={pod}");
+    let list: Value = serde_json::from_str(&k.ok(&[
+        "get",
+        "events",
+        "--field-selector",
+        &selector,
+        "-o",
+        "json",
+    ]))
+    .unwrap();
     list["items"]
         .as_array()
         .unwrap()
         .iter()
-        .filter(|e| e["involvedObject"]["name"] == pod)
         .map(|e| {
             (
                 e["reason"].as_str().unwrap_or("").to_string(),
@@ -163,9 +158,7 @@ fn pods_pull_with_their_image_pull_secrets() {
 
     // No credentials: the pull fails on the registry's refusal and backs off.
     apply(&k, tmp.path(), &pod("anonymous", &image, ""));
-    let v = until(&k, "anonymous", 30, "ImagePullBackOff", |v| {
-        reason(v) == "ImagePullBackOff"
-    });
+    let v = until(&k, "anonymous", 30, |v| reason(v) == "ImagePullBackOff");
     assert_eq!(v["status"]["phase"], "Pending");
     let message = v["status"]["message"].as_str().unwrap().to_lowercase();
     assert!(
@@ -198,9 +191,7 @@ fn pods_pull_with_their_image_pull_secrets() {
     ]);
     let with_secret = "    imagePullPolicy: Always\n  imagePullSecrets:\n  - name: regcred\n";
     apply(&k, tmp.path(), &pod("authed", &image, with_secret));
-    let v = until(&k, "authed", 60, "Running", |v| {
-        v["status"]["phase"] == "Running"
-    });
+    let v = until(&k, "authed", 60, |v| v["status"]["phase"] == "Running");
     let ip = v["status"]["podIP"].as_str().unwrap().to_string();
     let mut body = Value::Null;
     wait_for("the pulled image's server", 10, || {
@@ -231,16 +222,12 @@ fn pods_pull_with_their_image_pull_secrets() {
     ]);
     let always = "    imagePullPolicy: Always\n";
     apply(&k, tmp.path(), &pod("via-account", &image, always));
-    let v = until(&k, "via-account", 60, "Running", |v| {
-        v["status"]["phase"] == "Running"
-    });
+    let v = until(&k, "via-account", 60, |v| v["status"]["phase"] == "Running");
     assert_eq!(v["spec"]["imagePullSecrets"][0]["name"], "regcred", "{v}");
 
     // The image is on the node now, and the first pod's policy (IfNotPresent, for a tag)
     // takes it on its next try.
-    until(&k, "anonymous", 60, "Running once the image is here", |v| {
-        v["status"]["phase"] == "Running"
-    });
+    until(&k, "anonymous", 60, |v| v["status"]["phase"] == "Running");
 
     // Never: an absent image is not pulled, and the pod says why.
     let absent = format!("{}/team/absent:v1", registry.addr);
@@ -249,9 +236,7 @@ fn pods_pull_with_their_image_pull_secrets() {
         tmp.path(),
         &pod("never", &absent, "    imagePullPolicy: Never\n"),
     );
-    let v = until(&k, "never", 30, "ErrImageNeverPull", |v| {
-        reason(v) == "ErrImageNeverPull"
-    });
+    let v = until(&k, "never", 30, |v| reason(v) == "ErrImageNeverPull");
     assert!(
         v["status"]["message"]
             .as_str()
@@ -266,7 +251,7 @@ fn pods_pull_with_their_image_pull_secrets() {
         tmp.path(),
         &pod("elsewhere", "registry.invalid/team/echo:v1", ""),
     );
-    let v = until(&k, "elsewhere", 30, "ErrImagePull", |v| {
+    let v = until(&k, "elsewhere", 30, |v| {
         matches!(reason(v), "ErrImagePull" | "ImagePullBackOff")
     });
     let message = v["status"]["message"].as_str().unwrap();

@@ -88,7 +88,17 @@ pub(crate) fn names(list_json: &str) -> Vec<String> {
 
 /// Waits until `f` holds of `kubectl get <args> -o json`; the last answer.
 pub(crate) fn until(kubectl: &Kubectl, args: &[&str], f: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(20);
+    until_within(kubectl, args, 20, f)
+}
+
+/// As `until`, for up to `secs` seconds.
+pub(crate) fn until_within(
+    kubectl: &Kubectl,
+    args: &[&str],
+    secs: u64,
+    f: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(secs);
     loop {
         let mut all = vec!["get"];
         all.extend_from_slice(args);

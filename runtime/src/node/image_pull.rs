@@ -62,6 +62,13 @@ async fn waiting(node: &Node, work: &mut PodWork, reason: &str, message: String)
     write_status(node, work).await;
 }
 
+/// The kubelet's event for an image it did not have to pull.
+pub(super) fn report_present(node: &Node, work: &PodWork) {
+    let image = &work.config.image;
+    let present = format!("Container image {image:?} already present on machine");
+    report(node, work, NORMAL, "Pulled", present);
+}
+
 /// Gets the pod's image as its policy says, retrying a failed pull with backoff; false when
 /// the pod is terminated first.
 pub(super) async fn await_image(
@@ -74,8 +81,7 @@ pub(super) async fn await_image(
     loop {
         match step(node, work) {
             Step::Present => {
-                let present = format!("Container image {image:?} already present on machine");
-                report(node, work, NORMAL, "Pulled", present);
+                report_present(node, work);
                 return true;
             }
             Step::NeverPull => {
@@ -157,8 +163,16 @@ fn credentials(
     repository: &str,
 ) -> Option<Credentials> {
     let ns = work.pod.metadata.namespace();
+    let warn = |message| {
+        report(
+            node,
+            work,
+            WARNING,
+            "FailedToRetrieveImagePullSecret",
+            message,
+        )
+    };
     let mut missing = Vec::new();
-    let mut found = None;
     for secret in &work.pod.spec.image_pull_secrets {
         let Some(keys) = node.sources.get(SourceKind::Secret, ns, &secret.name) else {
             missing.push(secret.name.clone());
@@ -172,34 +186,17 @@ fn credentials(
         match config {
             Ok(config) => {
                 if let Some((_, creds)) = config.find(registry, repository) {
-                    found = Some(creds.clone());
-                    break;
+                    return Some(creds.clone());
                 }
             }
-            Err(e) => {
-                let message = format!("image pull secret {:?}: {e}", secret.name);
-                report(
-                    node,
-                    work,
-                    WARNING,
-                    "FailedToRetrieveImagePullSecret",
-                    message,
-                );
-            }
+            Err(e) => warn(format!("image pull secret {:?}: {e}", secret.name)),
         }
     }
-    if !missing.is_empty() && found.is_none() {
-        let message = format!(
+    if !missing.is_empty() {
+        warn(format!(
             "Unable to retrieve some image pull secrets ({}); attempting to pull the image may not succeed.",
             missing.join(", ")
-        );
-        report(
-            node,
-            work,
-            WARNING,
-            "FailedToRetrieveImagePullSecret",
-            message,
-        );
+        ));
     }
-    found
+    None
 }

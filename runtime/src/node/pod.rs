@@ -194,10 +194,7 @@ pub(crate) async fn worker(node: Arc<Node>, mut work: PodWork, mut term: watch::
                         .annotations
                         .insert(CONTAINER_ANNOTATION.into(), record.id.clone());
                     if !work.from_spec {
-                        let image = &work.config.image;
-                        let present =
-                            format!("Container image {image:?} already present on machine");
-                        report(&node, &work, NORMAL, "Pulled", present);
+                        super::image_pull::report_present(&node, &work);
                     }
                     let created = format!("Created container: {}", container(&work));
                     report(&node, &work, NORMAL, "Created", created);
