@@ -9,6 +9,7 @@ use serde_json::Value;
 use crate::Kind;
 
 mod hpa;
+mod ingress;
 
 /// One column: its header as kubectl prints it, and whether only `-o wide` shows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -111,6 +112,20 @@ pub fn columns(kind: Kind) -> Vec<Column> {
         Kind::ServiceAccount => vec![col("NAME"), col("SECRETS"), col("AGE")],
         Kind::ConfigMap => vec![col("NAME"), col("DATA"), col("AGE")],
         Kind::Secret => vec![col("NAME"), col("TYPE"), col("DATA"), col("AGE")],
+        Kind::Ingress => vec![
+            col("NAME"),
+            col("CLASS"),
+            col("HOSTS"),
+            col("ADDRESS"),
+            col("PORTS"),
+            col("AGE"),
+        ],
+        Kind::IngressClass => vec![
+            col("NAME"),
+            col("CONTROLLER"),
+            col("PARAMETERS"),
+            col("AGE"),
+        ],
         Kind::Node => vec![
             col("NAME"),
             col("STATUS"),
@@ -249,6 +264,8 @@ pub fn row(kind: Kind, v: &Value, now: SystemTime) -> Vec<String> {
             let count = keys("/data") + keys("/binaryData");
             vec![name, count.to_string(), created]
         }
+        Kind::Ingress => ingress::ingress_row(v, name, created),
+        Kind::IngressClass => ingress::class_row(v, name, created),
         Kind::Secret => {
             let count = v
                 .pointer("/data")

@@ -250,7 +250,12 @@ pub(crate) fn is_known_ignored(kind: Kind, path: &str) -> bool {
         Kind::Lease => under("spec", LEASE_SPEC, path),
         Kind::Event => EVENT.contains(&path),
         // A stored Namespace, ServiceAccount, ConfigMap or Secret carries every field it maps.
-        Kind::Namespace | Kind::ServiceAccount | Kind::ConfigMap | Kind::Secret => false,
+        Kind::Namespace
+        | Kind::ServiceAccount
+        | Kind::ConfigMap
+        | Kind::Secret
+        | Kind::Ingress
+        | Kind::IngressClass => false,
     }
 }
 

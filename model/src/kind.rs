@@ -47,11 +47,15 @@ pub enum Kind {
     ConfigMap,
     /// `v1/Secret`.
     Secret,
+    /// `networking.k8s.io/v1/Ingress`.
+    Ingress,
+    /// `networking.k8s.io/v1/IngressClass` (cluster-scoped).
+    IngressClass,
 }
 
 impl Kind {
     /// Every kind.
-    pub const ALL: [Kind; 20] = [
+    pub const ALL: [Kind; 22] = [
         Kind::Service,
         Kind::EndpointSlice,
         Kind::Pod,
@@ -72,14 +76,16 @@ impl Kind {
         Kind::AnalysisRun,
         Kind::ConfigMap,
         Kind::Secret,
+        Kind::Ingress,
+        Kind::IngressClass,
     ];
 
-    /// Whether objects of this kind live in a namespace (all but Namespace, Node and
-    /// ClusterAnalysisTemplate).
+    /// Whether objects of this kind live in a namespace (all but Namespace, Node,
+    /// ClusterAnalysisTemplate and IngressClass).
     pub fn namespaced(self) -> bool {
         !matches!(
             self,
-            Kind::Namespace | Kind::Node | Kind::ClusterAnalysisTemplate
+            Kind::Namespace | Kind::Node | Kind::ClusterAnalysisTemplate | Kind::IngressClass
         )
     }
 
@@ -98,6 +104,8 @@ impl Kind {
             Kind::ServiceAccount => "ServiceAccount",
             Kind::ConfigMap => "ConfigMap",
             Kind::Secret => "Secret",
+            Kind::Ingress => "Ingress",
+            Kind::IngressClass => "IngressClass",
             Kind::Node => "Node",
             Kind::Lease => "Lease",
             Kind::Event => "Event",
@@ -124,6 +132,8 @@ impl Kind {
             Kind::ServiceAccount => "serviceaccounts",
             Kind::ConfigMap => "configmaps",
             Kind::Secret => "secrets",
+            Kind::Ingress => "ingresses",
+            Kind::IngressClass => "ingressclasses",
             Kind::Node => "nodes",
             Kind::Lease => "leases",
             Kind::Event => "events",
@@ -147,6 +157,7 @@ impl Kind {
             | Kind::Node
             | Kind::Event => &["v1"],
             Kind::Lease => &["coordination.k8s.io/v1"],
+            Kind::Ingress | Kind::IngressClass => &["networking.k8s.io/v1"],
             Kind::EndpointSlice => &["discovery.k8s.io/v1"],
             Kind::Deployment | Kind::ReplicaSet => &["apps/v1"],
             Kind::HorizontalPodAutoscaler => &["autoscaling/v2"],
@@ -169,7 +180,11 @@ impl Kind {
     pub fn has_status_subresource(self) -> bool {
         matches!(
             self,
-            Kind::Deployment | Kind::Rollout | Kind::AnalysisRun | Kind::HorizontalPodAutoscaler
+            Kind::Deployment
+                | Kind::Rollout
+                | Kind::AnalysisRun
+                | Kind::HorizontalPodAutoscaler
+                | Kind::Ingress
         )
     }
 
@@ -204,6 +219,8 @@ impl FromStr for Kind {
             "serviceaccount" | "serviceaccounts" | "sa" => Kind::ServiceAccount,
             "configmap" | "configmaps" | "cm" => Kind::ConfigMap,
             "secret" | "secrets" => Kind::Secret,
+            "ingress" | "ingresses" | "ing" => Kind::Ingress,
+            "ingressclass" | "ingressclasses" => Kind::IngressClass,
             "node" | "nodes" | "no" => Kind::Node,
             "lease" | "leases" => Kind::Lease,
             "event" | "events" | "ev" => Kind::Event,

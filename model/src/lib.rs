@@ -13,6 +13,8 @@ pub mod env;
 pub mod event;
 pub mod hpa;
 mod ignored;
+pub mod ingress;
+pub mod ingress_annotations;
 pub mod kind;
 pub mod manifest;
 pub mod meta;

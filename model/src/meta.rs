@@ -15,10 +15,18 @@ pub struct ObjectMeta {
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub namespace: String,
     /// Identifying labels.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_empty",
+        skip_serializing_if = "BTreeMap::is_empty"
+    )]
     pub labels: BTreeMap<String, String>,
     /// Non-identifying annotations.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_empty",
+        skip_serializing_if = "BTreeMap::is_empty"
+    )]
     pub annotations: BTreeMap<String, String>,
     /// Unique id assigned at creation.
     #[serde(default, skip_serializing_if = "String::is_empty")]
@@ -46,6 +54,16 @@ pub struct ObjectMeta {
     /// Which field manager owns which fields, as the Kubernetes API's server-side apply keeps it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub managed_fields: Vec<ManagedFieldsEntry>,
+}
+
+/// A map written as `null` (`annotations:` with nothing after it, as YAML manifests often
+/// have) is an empty one, as the API server reads it.
+fn null_as_empty<'de, D>(d: D) -> Result<BTreeMap<String, String>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    let map: Option<BTreeMap<String, String>> = serde::Deserialize::deserialize(d)?;
+    Ok(map.unwrap_or_default())
 }
 
 /// The fields one manager owns through one kind of operation (`metav1.ManagedFieldsEntry`).

@@ -12,6 +12,7 @@ use super::deployment::Deployment;
 use super::endpointslice::EndpointSlice;
 use super::hpa::HorizontalPodAutoscaler;
 use super::ignored::{is_known_ignored, is_unset};
+use super::ingress::{Ingress, IngressClass};
 pub use super::kind::Kind;
 use super::meta::ObjectMeta;
 use super::pod::Pod;
@@ -64,6 +65,10 @@ pub enum Object {
     ConfigMap(ConfigMap),
     /// A Secret.
     Secret(Secret),
+    /// An Ingress.
+    Ingress(Ingress),
+    /// An IngressClass.
+    IngressClass(IngressClass),
     /// A Node.
     Node(Node),
     /// A Lease.
@@ -265,6 +270,10 @@ impl Object {
             }
             Kind::ConfigMap => typed(value, kind).map(|(o, i, e)| (Object::ConfigMap(o), i, e)),
             Kind::Secret => typed(value, kind).map(|(o, i, e)| (Object::Secret(o), i, e)),
+            Kind::Ingress => typed(value, kind).map(|(o, i, e)| (Object::Ingress(o), i, e)),
+            Kind::IngressClass => {
+                typed(value, kind).map(|(o, i, e)| (Object::IngressClass(o), i, e))
+            }
             Kind::Node => typed(value, kind).map(|(o, i, e)| (Object::Node(o), i, e)),
             Kind::Lease => typed(value, kind).map(|(o, i, e)| (Object::Lease(o), i, e)),
             Kind::Event => typed(value, kind).map(|(o, i, e)| (Object::Event(o), i, e)),
@@ -310,6 +319,8 @@ impl Object {
             Object::ServiceAccount(a) => validation::service_account(a, report),
             Object::ConfigMap(c) => validation::config_map(c, report),
             Object::Secret(c) => validation::secret(c, report),
+            Object::Ingress(i) => validation::ingress(i, report),
+            Object::IngressClass(c) => validation::ingress_class(c, report),
             Object::Node(n) => validation::node(n, report),
             Object::Lease(l) => validation::lease(l, report),
             Object::Event(e) => validation::event(e, report),
@@ -336,6 +347,8 @@ impl Object {
             Object::ServiceAccount(_) => Kind::ServiceAccount,
             Object::ConfigMap(_) => Kind::ConfigMap,
             Object::Secret(_) => Kind::Secret,
+            Object::Ingress(_) => Kind::Ingress,
+            Object::IngressClass(_) => Kind::IngressClass,
             Object::Node(_) => Kind::Node,
             Object::Lease(_) => Kind::Lease,
             Object::Event(_) => Kind::Event,
@@ -360,6 +373,8 @@ impl Object {
             Object::ServiceAccount(o) => &o.metadata,
             Object::ConfigMap(o) => &o.metadata,
             Object::Secret(o) => &o.metadata,
+            Object::Ingress(o) => &o.metadata,
+            Object::IngressClass(o) => &o.metadata,
             Object::Node(o) => &o.metadata,
             Object::Lease(o) => &o.metadata,
             Object::Event(o) => &o.metadata,
@@ -384,6 +399,8 @@ impl Object {
             Object::ServiceAccount(o) => &mut o.metadata,
             Object::ConfigMap(o) => &mut o.metadata,
             Object::Secret(o) => &mut o.metadata,
+            Object::Ingress(o) => &mut o.metadata,
+            Object::IngressClass(o) => &mut o.metadata,
             Object::Node(o) => &mut o.metadata,
             Object::Lease(o) => &mut o.metadata,
             Object::Event(o) => &mut o.metadata,
@@ -411,6 +428,8 @@ impl Object {
             Object::ServiceAccount(o) => v(o),
             Object::ConfigMap(o) => v(o),
             Object::Secret(o) => v(o),
+            Object::Ingress(o) => v(o),
+            Object::IngressClass(o) => v(o),
             Object::Node(o) => v(o),
             Object::Lease(o) => v(o),
             Object::Event(o) => v(o),

@@ -219,6 +219,8 @@ pub(crate) struct DaemonConfig {
     pub dns: Option<DnsConfig>,
     /// Userspace proxy settings; `None` turns it off.
     pub proxy: Option<pier_proxy::ProxyConfig>,
+    /// Ingress listeners; `None` serves no Ingress (it rides on the proxy).
+    pub ingress: Option<pier_proxy::EdgeConfig>,
     /// eBPF socket-LB settings.
     pub ebpf: EbpfConfig,
     /// Container engine settings; `None` (`--no-runtime`) runs no containers.
@@ -343,6 +345,26 @@ pub(crate) struct DnsConfig {
 pub(crate) fn default_dns_listen() -> SocketAddr {
     let port = if current_uid() == 0 { 53 } else { 5353 };
     SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+/// The Ingress listeners: as given, else the well-known ports as root and high loopback ports
+/// otherwise.
+pub(crate) fn ingress_config(
+    http: Option<SocketAddr>,
+    https: Option<SocketAddr>,
+) -> pier_proxy::EdgeConfig {
+    let root = current_uid() == 0;
+    let default = |root_port: u16, user_port: u16| -> SocketAddr {
+        if root {
+            SocketAddr::from(([0, 0, 0, 0], root_port))
+        } else {
+            SocketAddr::from(([127, 0, 0, 1], user_port))
+        }
+    };
+    pier_proxy::EdgeConfig {
+        http: Some(http.unwrap_or_else(|| default(80, 10080))),
+        https: Some(https.unwrap_or_else(|| default(443, 10443))),
+    }
 }
 
 /// Builds the proxy settings: real VIPs on an interface as root, loopback stand-ins otherwise.

@@ -165,7 +165,7 @@ impl Daemon {
             None => Vec::new(),
         };
         if let Some(proxy) = &config.proxy {
-            parts::proxy::start(&mut parts, proxy)?;
+            parts::proxy::start(&mut parts, proxy, config.ingress.as_ref())?;
         }
         if config.ebpf.enabled {
             parts::ebpf::start(

@@ -144,6 +144,16 @@ pub(crate) struct DaemonArgs {
     /// Do not run the userspace proxy.
     #[arg(long)]
     pub(crate) no_proxy: bool,
+    /// Where Ingresses are served over HTTP, once one exists (default 0.0.0.0:80 as root,
+    /// else 127.0.0.1:10080).
+    #[arg(long)]
+    pub(crate) ingress_listen: Option<std::net::SocketAddr>,
+    /// Where Ingresses are served over HTTPS (default 0.0.0.0:443 as root, else 127.0.0.1:10443).
+    #[arg(long)]
+    pub(crate) ingress_tls_listen: Option<std::net::SocketAddr>,
+    /// Do not serve Ingresses.
+    #[arg(long)]
+    pub(crate) no_ingress: bool,
     /// Serve every port with the userspace proxy, never the eBPF socket-LB.
     #[arg(long)]
     pub(crate) no_ebpf: bool,
@@ -296,6 +306,8 @@ pub(crate) fn daemon_config(args: &DaemonArgs, socket: Option<PathBuf>) -> Resul
             proxy.node_name = Some(cluster.node_name.clone());
             Some(proxy)
         },
+        ingress: (!args.no_ingress && !args.no_proxy && file.proxy.disabled != Some(true))
+            .then(|| config::ingress_config(args.ingress_listen, args.ingress_tls_listen)),
         ebpf: config::EbpfConfig {
             enabled: !args.no_ebpf && file.ebpf.disabled != Some(true),
             cgroup: args

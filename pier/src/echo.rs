@@ -185,6 +185,8 @@ async fn answer(id: Arc<Identity>, req: Request<Incoming>) -> Response<Full<Byte
         "path": path,
         "host": header("host"),
         "xForwardedFor": header("x-forwarded-for"),
+        "xForwardedProto": header("x-forwarded-proto"),
+        "forwarded": header("forwarded"),
         "bodyBytes": body_bytes,
     });
     // `/bytes/<n>`: n bytes of payload instead of the JSON report (at most 64 MiB).

@@ -33,6 +33,9 @@ pub enum Error {
     /// The VIP interface could not be managed.
     #[error("VIP interface: {0}")]
     Vip(String),
+    /// The TLS configuration could not be made.
+    #[error("TLS: {0}")]
+    Tls(String),
     /// Metrics registration failed.
     #[error("metrics: {0}")]
     Metrics(#[from] prometheus::Error),
@@ -43,6 +46,17 @@ impl Error {
     /// VIP interface failing, may clear up; a conflict or a bad route will not.
     pub fn is_transient(&self) -> bool {
         matches!(self, Error::Bind { .. } | Error::Vip(_))
+    }
+}
+
+impl Error {
+    /// The error as a snapshot consumer reports it: retried when transient.
+    pub fn to_apply_error(&self) -> pier_snapshot::ApplyError {
+        if self.is_transient() {
+            pier_snapshot::ApplyError::Transient(self.to_string())
+        } else {
+            pier_snapshot::ApplyError::Invalid(self.to_string())
+        }
     }
 }
 

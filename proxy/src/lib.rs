@@ -4,6 +4,7 @@
 mod apply;
 mod balance;
 mod config;
+mod edge;
 pub mod error;
 mod frontend;
 mod group_index;
@@ -31,6 +32,7 @@ use tokio::task::JoinHandle;
 
 use balance::{Cluster, ClusterKey};
 pub use config::{ProxyConfig, VipMode};
+pub use edge::{Edge, EdgeConfig, EdgeConsumer};
 pub use error::{Error, Result};
 use frontend::{Frontend, Locality, Mode};
 use group_index::GroupIndex;
@@ -224,13 +226,9 @@ impl SnapshotConsumer for ProxyConsumer {
         diff: &SnapshotDiff,
         snapshot: &Arc<NodeSnapshot>,
     ) -> std::result::Result<(), ApplyError> {
-        self.0.apply_diff(diff, snapshot).map_err(|e| {
-            if e.is_transient() {
-                ApplyError::Transient(e.to_string())
-            } else {
-                ApplyError::Invalid(e.to_string())
-            }
-        })
+        self.0
+            .apply_diff(diff, snapshot)
+            .map_err(|e| e.to_apply_error())
     }
 }
 

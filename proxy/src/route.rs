@@ -13,14 +13,19 @@ use regex::Regex;
 use crate::balance::Cluster;
 use crate::frontend::Groups;
 
-enum PathMatch {
+/// A request path condition, as Gateway API and Ingress both have it.
+pub(crate) enum PathMatch {
+    /// The whole path.
     Exact(String),
+    /// Whole leading path elements (no trailing `/`; empty matches every path).
     Prefix(String),
+    /// A regular expression (anchored as the caller needs).
     Regex(Regex),
 }
 
 impl PathMatch {
-    fn matches(&self, path: &str) -> bool {
+    /// Whether `path` meets the condition.
+    pub(crate) fn matches(&self, path: &str) -> bool {
         match self {
             PathMatch::Exact(p) => path == p,
             // Prefixes match whole path elements: /foo matches /foo and /foo/bar, not /foobar.
@@ -212,6 +217,20 @@ impl HttpRouter {
                 groups,
                 request_timeout: None,
                 backend_timeout: None,
+            }),
+        }
+    }
+
+    /// A router that sends every request to `groups`, each attempt limited to `backend_timeout`.
+    pub(crate) fn single(groups: Groups, backend_timeout: Option<Duration>) -> Self {
+        Self {
+            order: Vec::new(),
+            rules: Vec::new(),
+            default: Some(Rule {
+                matches: Vec::new(),
+                groups,
+                request_timeout: None,
+                backend_timeout,
             }),
         }
     }

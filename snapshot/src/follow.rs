@@ -220,6 +220,7 @@ mod tests {
                 .iter()
                 .map(|n| (ServiceKey::new("default", n), svc(n)))
                 .collect(),
+            edge: Default::default(),
         }
     }
 

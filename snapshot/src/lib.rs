@@ -5,6 +5,7 @@
 //! carry, the diff between two snapshots, and the loop that drives a dataplane part, and
 //! nothing that reaches the store.
 
+pub mod edge;
 mod endpoints;
 mod follow;
 pub mod policy;
@@ -15,6 +16,7 @@ pub mod weights;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
+use edge::EdgeView;
 use imbl::ordmap::DiffItem;
 use imbl::OrdMap;
 use serde::Serialize;
@@ -34,6 +36,8 @@ pub struct NodeSnapshot {
     pub revision: u64,
     /// Services by key.
     pub services: OrdMap<ServiceKey, Arc<ServiceView>>,
+    /// What the edge listeners serve (Ingresses and their certificates).
+    pub edge: Arc<EdgeView>,
 }
 
 impl NodeSnapshot {
@@ -49,10 +53,12 @@ impl NodeSnapshot {
         struct Out<'a> {
             revision: u64,
             services: Vec<&'a ServiceView>,
+            edge: &'a EdgeView,
         }
         serde_json::to_value(Out {
             revision: self.revision,
             services: self.services.values().map(AsRef::as_ref).collect(),
+            edge: &self.edge,
         })
         .unwrap_or_default()
     }
@@ -76,6 +82,8 @@ pub struct SnapshotDiff {
     pub to_revision: u64,
     /// Changed services, in key order.
     pub changes: Vec<ServiceChange>,
+    /// The new edge view, when it changed.
+    pub edge: Option<Arc<EdgeView>>,
 }
 
 /// The changes that turn `old` into `new`; shared subtrees are skipped, so this is cheap after a small change.
@@ -95,6 +103,8 @@ pub fn diff(old: &NodeSnapshot, new: &NodeSnapshot) -> SnapshotDiff {
         from_revision: old.revision,
         to_revision: new.revision,
         changes,
+        edge: (!Arc::ptr_eq(&old.edge, &new.edge) && old.edge != new.edge)
+            .then(|| Arc::clone(&new.edge)),
     }
 }
 

@@ -112,6 +112,8 @@ fn singular(kind: Kind) -> &'static str {
         Kind::Namespace => "namespace",
         Kind::ServiceAccount => "serviceaccount",
         Kind::ConfigMap => "configmap",
+        Kind::Ingress => "ingress",
+        Kind::IngressClass => "ingressclass",
         Kind::Secret => "secret",
         Kind::Node => "node",
         Kind::Lease => "lease",
@@ -134,7 +136,8 @@ fn short_names(kind: Kind) -> &'static [&'static str] {
         Kind::Namespace => &["ns"],
         Kind::ServiceAccount => &["sa"],
         Kind::ConfigMap => &["cm"],
-        Kind::Secret => &[],
+        Kind::Ingress => &["ing"],
+        Kind::Secret | Kind::IngressClass => &[],
         Kind::Node => &["no"],
         Kind::Event => &["ev"],
         Kind::EndpointSlice | Kind::HttpRoute | Kind::TcpRoute | Kind::UdpRoute | Kind::Lease => {

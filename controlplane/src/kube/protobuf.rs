@@ -109,10 +109,27 @@ fn message_for(
         })
 }
 
+/// Fields Go embeds in their struct (`json:",inline"`): their message's fields are the
+/// parent's in JSON.
+const INLINE: &[(&str, &str)] = &[
+    ("k8s.io.api.networking.v1.IngressRule", "ingressRuleValue"),
+    ("k8s.io.api.core.v1.Volume", "volumeSource"),
+    ("k8s.io.api.core.v1.Probe", "handler"),
+    (
+        "k8s.io.api.core.v1.EphemeralContainer",
+        "ephemeralContainerCommon",
+    ),
+    (
+        "k8s.io.api.core.v1.PersistentVolumeSpec",
+        "persistentVolumeSource",
+    ),
+];
+
 fn object_of(message: &DynamicMessage) -> Json {
     if let Some(special) = special(message) {
         return special;
     }
+    let parent = message.descriptor();
     let mut map = Map::new();
     for (field, value) in message.fields() {
         // Go writes every non-pointer string, set or not; an empty one means unset.
@@ -120,8 +137,13 @@ fn object_of(message: &DynamicMessage) -> Json {
             continue;
         }
         let json = json_of(value);
-        if !json.is_null() {
-            map.insert(field.name().to_owned(), json);
+        let inline = INLINE.contains(&(parent.full_name(), field.name()));
+        match json {
+            Json::Null => {}
+            Json::Object(fields) if inline => map.extend(fields),
+            json => {
+                map.insert(field.name().to_owned(), json);
+            }
         }
     }
     Json::Object(map)

@@ -7,7 +7,7 @@
 //! them. No schema here says a list merges by key: kubectl builds its strategic patches from
 //! its built-in types (see `openapi.rs`).
 
-use k8s_openapi::api::{apps, autoscaling, coordination, core, discovery, events};
+use k8s_openapi::api::{apps, autoscaling, coordination, core, discovery, events, networking};
 use pier_model::Kind;
 use schemars::generate::{SchemaGenerator, SchemaSettings};
 use schemars::{JsonSchema, Schema};
@@ -74,6 +74,8 @@ fn reference(r: &Resource) -> Option<(String, Generate)> {
         (Kind::Namespace, _) => of::<core::v1::Namespace>(),
         (Kind::ServiceAccount, _) => of::<core::v1::ServiceAccount>(),
         (Kind::ConfigMap, _) => of::<core::v1::ConfigMap>(),
+        (Kind::Ingress, _) => of::<networking::v1::Ingress>(),
+        (Kind::IngressClass, _) => of::<networking::v1::IngressClass>(),
         (Kind::Secret, _) => of::<core::v1::Secret>(),
         (Kind::Node, _) => of::<core::v1::Node>(),
         (Kind::Event, events_v1::GROUP) => of::<events::v1::Event>(),

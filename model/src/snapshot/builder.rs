@@ -9,6 +9,7 @@ use pier_snapshot::{
     EndpointView, Endpoints, HttpRouteView, L4RouteView, NodeSnapshot, ServiceKey, ServiceView,
 };
 
+use super::edge::EdgeBuilder;
 use super::views::{endpoints_of, http_route_view, l4_route_view, refreshed, service_view};
 use crate::{Event, EventType};
 use crate::{Kind, Object};
@@ -45,6 +46,7 @@ pub struct SnapshotBuilder {
     dirty: BTreeSet<ServiceKey>,
     revision: u64,
     views: OrdMap<ServiceKey, Arc<pier_snapshot::ServiceView>>,
+    edge: EdgeBuilder,
 }
 
 impl SnapshotBuilder {
@@ -115,6 +117,9 @@ impl SnapshotBuilder {
                     Some(RouteEntry::L4(Arc::new(l4_route_view(r)))),
                 );
             }
+            Object::Ingress(i) => self.edge.ingress(&ns, &name, Some(i)),
+            Object::IngressClass(c) => self.edge.class(&name, Some(c)),
+            Object::Secret(s) => self.edge.secret(&ns, &name, Some(s)),
             Object::Pod(_)
             | Object::Deployment(_)
             | Object::ReplicaSet(_)
@@ -126,7 +131,6 @@ impl SnapshotBuilder {
             | Object::Namespace(_)
             | Object::ServiceAccount(_)
             | Object::ConfigMap(_)
-            | Object::Secret(_)
             | Object::Node(_)
             | Object::Lease(_)
             | Object::Event(_) => {}
@@ -147,6 +151,9 @@ impl SnapshotBuilder {
             Kind::HttpRoute | Kind::TcpRoute | Kind::UdpRoute => {
                 self.set_route((object.kind(), ns, name), None)
             }
+            Kind::Ingress => self.edge.ingress(&ns, &name, None),
+            Kind::IngressClass => self.edge.class(&name, None),
+            Kind::Secret => self.edge.secret(&ns, &name, None),
             Kind::Pod
             | Kind::Deployment
             | Kind::ReplicaSet
@@ -158,7 +165,6 @@ impl SnapshotBuilder {
             | Kind::Namespace
             | Kind::ServiceAccount
             | Kind::ConfigMap
-            | Kind::Secret
             | Kind::Node
             | Kind::Lease
             | Kind::Event => {}
@@ -212,6 +218,7 @@ impl SnapshotBuilder {
         NodeSnapshot {
             revision: self.revision,
             services: self.views.clone(),
+            edge: self.edge.build(),
         }
     }
 

@@ -147,6 +147,9 @@ pub(crate) struct Cluster {
     l7: bool,
     /// An active health checker runs for this group.
     pub checker_running: AtomicBool,
+    /// Speak HTTP/2 without TLS whatever the port's appProtocol says (an Ingress's
+    /// `backend-protocol: GRPC`).
+    h2c: AtomicBool,
 }
 
 /// Why nothing could be picked.
@@ -176,7 +179,13 @@ impl Cluster {
             proxy_metrics: Arc::clone(metrics),
             l7,
             checker_running: AtomicBool::new(false),
+            h2c: AtomicBool::new(false),
         }
+    }
+
+    /// Makes the group speak HTTP/2 without TLS to its endpoints (before its first update).
+    pub(crate) fn force_h2c(&self) {
+        self.h2c.store(true, Ordering::Relaxed);
     }
 
     /// Current endpoints (built from the latest view first, if it has not been yet).
@@ -275,7 +284,8 @@ impl Cluster {
             .flatten();
         self.members.store(Arc::new(Members {
             list,
-            h2c: port.app_protocol.as_deref() == Some("kubernetes.io/h2c"),
+            h2c: self.h2c.load(Ordering::Relaxed)
+                || port.app_protocol.as_deref() == Some("kubernetes.io/h2c"),
             policy,
             lb,
             pool,

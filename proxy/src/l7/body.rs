@@ -15,7 +15,7 @@ const REPLAY_LIMIT: u64 = 64 * 1024;
 pub(super) type BodyError = Box<dyn std::error::Error + Send + Sync>;
 
 /// A request body streamed from the client.
-pub(super) enum ClientRequestBody {
+pub(crate) enum ClientRequestBody {
     /// Read by hyper's HTTP/1.1 server.
     H1(Incoming),
     /// Read from an h2c stream.
@@ -116,7 +116,7 @@ impl Body for UpstreamBody {
 
 /// An h2c request body: DATA frames, then trailers. Each frame read gives its bytes back to the
 /// client's flow-control window, so a body that is not read stops the client, not the connection.
-pub(super) struct H2RequestBody {
+pub(crate) struct H2RequestBody {
     recv: h2::RecvStream,
     /// What is left of the request's content-length, when it had one.
     remaining: Option<u64>,

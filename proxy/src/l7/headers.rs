@@ -68,33 +68,48 @@ pub(super) fn strip_hop_by_hop(headers: &mut HeaderMap) {
 }
 
 /// Forwarding header values of one client, computed once per connection.
-pub(super) struct ClientHeaders {
+pub(crate) struct ClientHeaders {
     ip: String,
     xff: HeaderValue,
     forwarded: HeaderValue,
+    /// At the edge, the scheme the client used; earlier forwarding headers are the client's
+    /// own claims there, so they are replaced rather than kept.
+    edge_scheme: Option<HeaderValue>,
 }
 
 impl ClientHeaders {
-    /// Values for a client at `peer`.
-    pub(super) fn new(peer: SocketAddr) -> Self {
+    /// Values for a client at `peer`, inside the cluster (earlier proxies' headers are kept).
+    pub(crate) fn new(peer: SocketAddr) -> Self {
+        Self::with_scheme(peer, "http", None)
+    }
+
+    /// Values for a client of an edge listener, which reached it over `http` or `https`.
+    pub(crate) fn edge(peer: SocketAddr, https: bool) -> Self {
+        let scheme = if https { "https" } else { "http" };
+        Self::with_scheme(peer, scheme, Some(HeaderValue::from_static(scheme)))
+    }
+
+    fn with_scheme(peer: SocketAddr, scheme: &str, edge_scheme: Option<HeaderValue>) -> Self {
         let ip = peer.ip().to_string();
         let forwarded = if peer.is_ipv6() {
-            format!("for=\"[{ip}]\";proto=http")
+            format!("for=\"[{ip}]\";proto={scheme}")
         } else {
-            format!("for={ip};proto=http")
+            format!("for={ip};proto={scheme}")
         };
         Self {
             xff: HeaderValue::from_str(&ip).unwrap_or(HeaderValue::from_static("unknown")),
             forwarded: HeaderValue::from_str(&forwarded)
                 .unwrap_or(HeaderValue::from_static("for=unknown")),
             ip,
+            edge_scheme,
         }
     }
 
-    /// `x-forwarded-for`: the client appended to what earlier proxies wrote, as one line.
+    /// `x-forwarded-for`: the client appended to what earlier proxies wrote, as one line (at
+    /// the edge, the client alone).
     fn forwarded_for(&self, headers: &HeaderMap) -> HeaderValue {
         let mut prior = headers.get_all(X_FORWARDED_FOR).iter().peekable();
-        if prior.peek().is_none() {
+        if prior.peek().is_none() || self.edge_scheme.is_some() {
             return self.xff.clone();
         }
         let mut joined = Vec::with_capacity(64);
@@ -128,11 +143,13 @@ pub(super) fn upstream_request(
         Vec::new()
     };
     let mut has_proto = false;
+    let edge = client.is_some_and(|c| c.edge_scheme.is_some());
     for (name, value) in headers {
         if name == CONTENT_LENGTH
             || name == X_FORWARDED_FOR
             || is_hop_by_hop(name)
             || named.contains(name)
+            || (edge && (name == X_FORWARDED_PROTO || name == FORWARDED))
         {
             continue;
         }
@@ -149,8 +166,10 @@ pub(super) fn upstream_request(
     }
     if let Some(client) = client {
         emit(&X_FORWARDED_FOR, &client.forwarded_for(headers));
-        if !has_proto {
-            emit(&X_FORWARDED_PROTO, &HeaderValue::from_static("http"));
+        match &client.edge_scheme {
+            Some(scheme) => emit(&X_FORWARDED_PROTO, scheme),
+            None if !has_proto => emit(&X_FORWARDED_PROTO, &HeaderValue::from_static("http")),
+            None => {}
         }
         emit(&FORWARDED, &client.forwarded);
     }
@@ -240,6 +259,37 @@ mod tests {
                 .any(|n| n.as_str().starts_with("x-forwarded-for") || n == "forwarded"),
             "pier's own requests carry no forwarding headers"
         );
+    }
+
+    #[test]
+    fn the_edge_replaces_what_clients_claim() {
+        let mut headers = HeaderMap::new();
+        headers.append("x-forwarded-for", HeaderValue::from_static("192.0.2.1"));
+        headers.insert("x-forwarded-proto", HeaderValue::from_static("https"));
+        headers.insert(
+            "forwarded",
+            HeaderValue::from_static("for=192.0.2.1;proto=https"),
+        );
+        let uri: Uri = "/x".parse().unwrap();
+        let mut out: Vec<(String, String)> = Vec::new();
+        upstream_request(
+            &headers,
+            &uri,
+            Some(&ClientHeaders::edge(
+                "10.0.0.9:5000".parse().unwrap(),
+                false,
+            )),
+            |n, v| out.push((n.to_string(), v.to_str().unwrap().to_string())),
+        );
+        let get = |n: &str| -> Vec<&str> {
+            out.iter()
+                .filter(|(k, _)| k == n)
+                .map(|(_, v)| v.as_str())
+                .collect()
+        };
+        assert_eq!(get("x-forwarded-for"), ["10.0.0.9"]);
+        assert_eq!(get("x-forwarded-proto"), ["http"]);
+        assert_eq!(get("forwarded"), ["for=10.0.0.9;proto=http"]);
     }
 
     #[test]

@@ -5,12 +5,12 @@
 //! (`h1/` or `h2.rs` by the group's protocol); `headers.rs` is the header policy for both.
 
 mod attempt;
-mod body;
+pub(crate) mod body;
 pub(crate) mod budget;
 mod h1;
 mod h2;
 mod h2c;
-mod headers;
+pub(crate) mod headers;
 mod upstream;
 
 use std::convert::Infallible;
@@ -50,7 +50,7 @@ pub(crate) struct Http {
     idle: Duration,
 }
 
-fn error(status: StatusCode, text: &'static str) -> Response<ClientBody> {
+pub(crate) fn error(status: StatusCode, text: &'static str) -> Response<ClientBody> {
     let mut r = Response::new(Either::Right(Full::new(Bytes::from_static(
         text.as_bytes(),
     ))));
@@ -86,6 +86,11 @@ impl Http {
         }
     }
 
+    /// The time a client gets to send a request head; the edge gives TLS handshakes as long.
+    pub(crate) fn header_read_timeout(&self) -> Duration {
+        self.header_read_timeout
+    }
+
     /// Serves one client connection, HTTP/1.1 or h2c (told apart by the h2 preface); the
     /// frontend is re-read per request, so route changes apply to open connections too.
     pub(crate) async fn serve(
@@ -110,26 +115,39 @@ impl Http {
             };
         io.unread(prefix);
         let client = Arc::new(headers::ClientHeaders::new(peer));
-        if is_h2 {
-            let http = Arc::clone(&self);
-            let handler = move |req: Request<ClientRequestBody>| {
-                let fe = frontend.load_full();
-                let http = Arc::clone(&http);
-                let client = Arc::clone(&client);
-                async move { http.handle(req, &client, fe).await }
-            };
-            h2c::serve(io, self.h2c_limits, activity.idle(self.idle), handler).await;
-            return;
-        }
         let http = Arc::clone(&self);
-        let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+        let handler = move |req: Request<ClientRequestBody>| {
             let fe = frontend.load_full();
             let http = Arc::clone(&http);
             let client = Arc::clone(&client);
-            async move {
-                let req = req.map(ClientRequestBody::H1);
-                Ok::<_, Infallible>(http.handle(req, &client, fe).await)
-            }
+            async move { http.handle(req, &client, fe).await }
+        };
+        self.serve_connection(io, activity, peer, is_h2, handler)
+            .await;
+    }
+
+    /// Serves requests on an open connection with `handler` until the client leaves or it
+    /// stays idle: HTTP/2 (`h2`) on the h2 crate, else HTTP/1.1 on hyper.
+    pub(crate) async fn serve_connection<IO, H, F>(
+        &self,
+        io: IO,
+        activity: Activity,
+        peer: SocketAddr,
+        h2: bool,
+        handler: H,
+    ) where
+        IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+        H: Fn(Request<ClientRequestBody>) -> F + Send + Sync + 'static,
+        F: std::future::Future<Output = Response<ClientBody>> + Send + 'static,
+    {
+        if h2 {
+            h2c::serve(io, self.h2c_limits, activity.idle(self.idle), handler).await;
+            return;
+        }
+        let handler = Arc::new(handler);
+        let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+            let answer = handler(req.map(ClientRequestBody::H1));
+            async move { Ok::<_, Infallible>(answer.await) }
         });
         let conn = self.h1.serve_connection(TokioIo::new(io), service);
         tokio::pin!(conn);
@@ -150,7 +168,8 @@ impl Http {
         }
     }
 
-    async fn handle(
+    /// Answers one request of `fe`: route, group, attempts, timeouts.
+    pub(crate) async fn handle(
         &self,
         req: Request<ClientRequestBody>,
         client: &headers::ClientHeaders,

@@ -1,0 +1,199 @@
+//! The snapshot's edge view: which Ingresses pier serves (their class is pier's), as views,
+//! with the TLS Secrets they name.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use pier_snapshot::edge::{
+    BackendPort, CertificateView, EdgeView, IngressBackendView, IngressPathView, IngressRuleView,
+    IngressTlsView, IngressView,
+};
+use pier_snapshot::ServiceKey;
+
+use crate::ingress::{Ingress, IngressBackend, IngressClass, CLASS};
+use crate::ingress_annotations;
+use crate::secret::{Secret, TLS, TLS_CERT_KEY, TLS_PRIVATE_KEY_KEY};
+
+/// Ingresses, classes and TLS Secrets as they stand, and the last view built from them.
+#[derive(Debug, Default, Clone)]
+pub(super) struct EdgeBuilder {
+    ingresses: BTreeMap<(String, String), Arc<Ingress>>,
+    classes: BTreeMap<String, Arc<IngressClass>>,
+    certificates: BTreeMap<String, Arc<CertificateView>>,
+    dirty: bool,
+    view: Arc<EdgeView>,
+}
+
+impl EdgeBuilder {
+    /// Records an Ingress (or its removal).
+    pub(super) fn ingress(&mut self, ns: &str, name: &str, ingress: Option<&Ingress>) {
+        let key = (ns.to_string(), name.to_string());
+        match ingress {
+            Some(i) => self.ingresses.insert(key, Arc::new(i.clone())),
+            None => self.ingresses.remove(&key),
+        };
+        self.dirty = true;
+    }
+
+    /// Records an IngressClass (or its removal).
+    pub(super) fn class(&mut self, name: &str, class: Option<&IngressClass>) {
+        match class {
+            Some(c) => self.classes.insert(name.to_string(), Arc::new(c.clone())),
+            None => self.classes.remove(name),
+        };
+        self.dirty = true;
+    }
+
+    /// Records a Secret (or its removal); only TLS Secrets are kept, and only one an
+    /// Ingress names makes the view change.
+    pub(super) fn secret(&mut self, ns: &str, name: &str, secret: Option<&Secret>) {
+        let id = format!("{ns}/{name}");
+        let cert = secret.filter(|s| s.secret_type() == TLS).map(|s| {
+            Arc::new(CertificateView {
+                secret: id.clone(),
+                cert_pem: s.value(TLS_CERT_KEY).unwrap_or_default(),
+                key_pem: s.value(TLS_PRIVATE_KEY_KEY).unwrap_or_default(),
+            })
+        });
+        let changed = match cert {
+            Some(c) => {
+                self.certificates.insert(id.clone(), c);
+                true
+            }
+            None => self.certificates.remove(&id).is_some(),
+        };
+        if changed && self.names_secret(ns, name) {
+            self.dirty = true;
+        }
+    }
+
+    fn names_secret(&self, ns: &str, name: &str) -> bool {
+        self.ingresses.iter().any(|((ins, _), i)| {
+            ins == ns
+                && i.spec
+                    .tls
+                    .iter()
+                    .any(|t| t.secret_name.as_deref() == Some(name))
+        })
+    }
+
+    /// Whether pier serves `ingress`: its class is `pier` or one whose controller is pier's,
+    /// or it names none and pier's class is the default.
+    fn served(&self, ingress: &Ingress) -> bool {
+        match ingress.class_name() {
+            Some(CLASS) => true,
+            Some(class) => self.classes.get(class).is_some_and(|c| c.is_pier()),
+            None => self.classes.values().any(|c| c.is_pier() && c.is_default()),
+        }
+    }
+
+    /// The view, rebuilt when something it shows changed.
+    pub(super) fn build(&mut self) -> Arc<EdgeView> {
+        if std::mem::take(&mut self.dirty) {
+            let view = self.rebuild();
+            if view != *self.view {
+                self.view = Arc::new(view);
+            }
+        }
+        Arc::clone(&self.view)
+    }
+
+    fn rebuild(&self) -> EdgeView {
+        let mut served: Vec<&Arc<Ingress>> = self
+            .ingresses
+            .values()
+            .filter(|i| self.served(i) && i.metadata.deletion_timestamp.is_none())
+            .collect();
+        // Oldest first (RFC 3339 times in UTC sort as text), then by name.
+        served.sort_by(|a, b| {
+            (
+                &a.metadata.creation_timestamp,
+                a.metadata.namespace(),
+                &a.metadata.name,
+            )
+                .cmp(&(
+                    &b.metadata.creation_timestamp,
+                    b.metadata.namespace(),
+                    &b.metadata.name,
+                ))
+        });
+        let mut secrets = BTreeSet::new();
+        let ingresses = served
+            .into_iter()
+            .map(|i| {
+                let view = ingress_view(i);
+                secrets.extend(view.tls.iter().filter_map(|t| t.secret.clone()));
+                Arc::new(view)
+            })
+            .collect();
+        let certificates = secrets
+            .into_iter()
+            .filter_map(|id| Some((id.clone(), Arc::clone(self.certificates.get(&id)?))))
+            .collect();
+        EdgeView {
+            ingresses,
+            certificates,
+        }
+    }
+}
+
+fn backend_view(ns: &str, b: &IngressBackend) -> Option<IngressBackendView> {
+    let s = b.service.as_ref()?;
+    let port = match (&s.port.name, s.port.number()) {
+        (Some(n), _) => BackendPort::Name(n.clone()),
+        (None, Some(n)) => BackendPort::Number(u16::try_from(n).ok()?),
+        (None, None) => return None,
+    };
+    Some(IngressBackendView {
+        service: ServiceKey::new(ns, &s.name),
+        port,
+    })
+}
+
+/// An Ingress as the edge serves it (valid: validation has passed).
+pub fn ingress_view(i: &Ingress) -> IngressView {
+    let ns = i.metadata.namespace();
+    let rules = i
+        .spec
+        .rules
+        .iter()
+        .map(|r| IngressRuleView {
+            host: r.host.as_ref().map(|h| h.to_ascii_lowercase()),
+            paths: r
+                .http
+                .iter()
+                .flat_map(|h| &h.paths)
+                .filter_map(|p| {
+                    Some(IngressPathView {
+                        path: p.path.clone().unwrap_or_else(|| "/".into()),
+                        exact: p.path_type == "Exact",
+                        backend: backend_view(ns, &p.backend)?,
+                    })
+                })
+                .collect(),
+        })
+        .collect();
+    let tls = i
+        .spec
+        .tls
+        .iter()
+        .map(|t| IngressTlsView {
+            hosts: t.hosts.iter().map(|h| h.to_ascii_lowercase()).collect(),
+            secret: t.secret_name.as_ref().map(|s| format!("{ns}/{s}")),
+        })
+        .collect();
+    IngressView {
+        namespace: ns.to_string(),
+        name: i.metadata.name.clone(),
+        rules,
+        default_backend: i
+            .spec
+            .default_backend
+            .as_ref()
+            .and_then(|b| backend_view(ns, b)),
+        tls,
+        settings: ingress_annotations::read(&i.metadata.annotations)
+            .map(|r| r.settings)
+            .unwrap_or_default(),
+    }
+}

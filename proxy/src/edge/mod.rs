@@ -1,0 +1,285 @@
+//! The edge: north-south HTTP and HTTPS listeners serving the node snapshot's Ingresses.
+//!
+//! `table.rs` compiles the Ingresses into sites by host and their paths, `serve.rs` serves a
+//! connection (TLS by `crate::tls`) and its requests, `metrics.rs` counts both. Listeners are
+//! bound when the first Ingress appears; a new table and certificate set are swapped in whole,
+//! so open connections keep going and pick up the change on their next request or handshake.
+
+mod metrics;
+mod serve;
+mod table;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use pier_snapshot::edge::EdgeView;
+use pier_snapshot::{ApplyError, NodeSnapshot, ServiceChange, SnapshotConsumer, SnapshotDiff};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio::task::JoinHandle;
+use tokio_rustls::TlsAcceptor;
+
+use crate::balance::{Cluster, ClusterKey};
+use crate::tls::certs::{certified_key, CertTable, Certificates};
+use crate::{health, Proxy, ProxyMetrics};
+use metrics::EdgeMetrics;
+use serve::EdgeShared;
+use table::Compiler;
+
+/// Where the edge listens.
+#[derive(Debug, Clone, Default)]
+pub struct EdgeConfig {
+    /// Plain HTTP.
+    pub http: Option<SocketAddr>,
+    /// HTTPS.
+    pub https: Option<SocketAddr>,
+}
+
+/// The edge listeners and what they serve; feeds on the snapshot as a part of its own.
+pub struct Edge {
+    config: EdgeConfig,
+    shared: Arc<EdgeShared>,
+    certs: Arc<Certificates>,
+    acceptor: TlsAcceptor,
+    conn_limit: Arc<Semaphore>,
+    proxy_metrics: Arc<ProxyMetrics>,
+    listeners: Vec<JoinHandle<()>>,
+    clusters: HashMap<ClusterKey, Arc<Cluster>>,
+    view: Arc<EdgeView>,
+}
+
+impl Drop for Edge {
+    fn drop(&mut self) {
+        for l in &self.listeners {
+            l.abort();
+        }
+    }
+}
+
+impl Proxy {
+    /// The edge, sharing this proxy's HTTP machinery, connection limit and metrics.
+    pub fn edge(&self, config: EdgeConfig, registry: &prometheus::Registry) -> crate::Result<Edge> {
+        let certs = Arc::new(Certificates::default());
+        let tls =
+            crate::tls::config::server_config(Arc::clone(&certs)).map_err(crate::Error::Tls)?;
+        let shared = Arc::new(EdgeShared {
+            table: ArcSwap::from_pointee(table::EdgeTable::default()),
+            http: Arc::clone(&self.http),
+            metrics: EdgeMetrics::register(registry)?,
+            listener_metrics: self.metrics.lazy_frontend("ingress:listeners".into()),
+            https_port: config.https.map(|a| a.port()),
+        });
+        Ok(Edge {
+            config,
+            shared,
+            certs,
+            acceptor: TlsAcceptor::from(tls),
+            conn_limit: Arc::clone(&self.conn_limit),
+            proxy_metrics: Arc::clone(&self.metrics),
+            listeners: Vec::new(),
+            clusters: HashMap::new(),
+            view: Arc::default(),
+        })
+    }
+}
+
+impl Edge {
+    /// Applies a snapshot: binds the listeners once there is an Ingress, recompiles the table
+    /// when the Ingresses or a Service they name changed, and refreshes backend endpoints.
+    pub fn apply_diff(
+        &mut self,
+        diff: &SnapshotDiff,
+        snapshot: &NodeSnapshot,
+    ) -> crate::Result<()> {
+        if let Some(view) = &diff.edge {
+            self.view = Arc::clone(view);
+        }
+        if !self.view.is_empty() && self.listeners.is_empty() {
+            self.bind()?;
+        }
+        let named = |key: &pier_snapshot::ServiceKey| {
+            self.view.ingresses.iter().any(|i| {
+                i.rules
+                    .iter()
+                    .flat_map(|r| &r.paths)
+                    .map(|p| &p.backend)
+                    .chain(&i.default_backend)
+                    .any(|b| b.service == *key)
+            })
+        };
+        let ports_changed = diff.changes.iter().any(|c| match c {
+            ServiceChange::Upsert(v) => named(&v.key),
+            ServiceChange::Remove(k) => named(k),
+        });
+        if diff.edge.is_some() || ports_changed {
+            self.recompile(snapshot);
+        }
+        for change in &diff.changes {
+            let key = match change {
+                ServiceChange::Upsert(v) => &v.key,
+                ServiceChange::Remove(k) => k,
+            };
+            for cluster in self.clusters.values().filter(|c| c.key.backend == *key) {
+                cluster.update(snapshot.services.get(key));
+                health::ensure_checker(cluster, &self.shared.http);
+            }
+        }
+        Ok(())
+    }
+
+    fn bind(&mut self) -> crate::Result<()> {
+        let mut bound = Vec::new();
+        for (addr, tls) in [(self.config.http, false), (self.config.https, true)] {
+            let Some(addr) = addr else { continue };
+            let listener = std::net::TcpListener::bind(addr)
+                .and_then(|l| l.set_nonblocking(true).map(|()| l))
+                .map_err(|source| crate::Error::Bind {
+                    addr,
+                    proto: "tcp",
+                    service: "ingress".into(),
+                    source,
+                })?;
+            bound.push((listener, tls));
+        }
+        for (listener, tls) in bound {
+            let addr = listener.local_addr().ok();
+            let listener =
+                TcpListener::from_std(listener).map_err(|source| crate::Error::Bind {
+                    addr: addr.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0))),
+                    proto: "tcp",
+                    service: "ingress".into(),
+                    source,
+                })?;
+            let acceptor = tls.then(|| self.acceptor.clone());
+            tracing::info!(addr = ?addr, tls, "ingress listening");
+            self.listeners.push(tokio::spawn(accept_loop(
+                listener,
+                Arc::clone(&self.shared),
+                acceptor,
+                Arc::clone(&self.conn_limit),
+                Arc::clone(&self.proxy_metrics),
+            )));
+        }
+        Ok(())
+    }
+
+    /// Compiles the table and the certificates and swaps both in; groups no path uses any
+    /// more are dropped (their health checkers stop with them).
+    fn recompile(&mut self, snapshot: &NodeSnapshot) {
+        let mut compiler = Compiler {
+            snapshot,
+            existing: &self.clusters,
+            created: HashMap::new(),
+            metrics: &self.proxy_metrics,
+        };
+        let table = compiler.compile(&self.view);
+        for (_, cluster) in compiler.created {
+            cluster.update(snapshot.services.get(&cluster.key.backend));
+            health::ensure_checker(&cluster, &self.shared.http);
+        }
+        let used: HashMap<ClusterKey, Arc<Cluster>> = table
+            .clusters()
+            .into_iter()
+            .map(|c| (c.key.clone(), c))
+            .collect();
+        for (key, cluster) in &self.clusters {
+            if !used.contains_key(key) {
+                cluster.update(None);
+            }
+        }
+        self.clusters = used;
+        self.certs.replace(certificates(&self.view));
+        self.shared.table.store(Arc::new(table));
+    }
+}
+
+/// The certificate table: each TLS entry's Secret for its hosts (every rule host when it
+/// names none); the first entry without hosts is also the default. A Secret that is missing or
+/// does not parse is logged and left out, so the other hosts keep theirs.
+fn certificates(view: &EdgeView) -> CertTable {
+    let mut table = CertTable::default();
+    let mut has_default = false;
+    for ing in &view.ingresses {
+        for tls in &ing.tls {
+            let Some(id) = &tls.secret else { continue };
+            let Some(cert) = view.certificates.get(id) else {
+                tracing::warn!(ingress = %ing.id(), secret = %id, "TLS Secret not found (or not kubernetes.io/tls)");
+                continue;
+            };
+            let key = match certified_key(id, &cert.cert_pem, &cert.key_pem) {
+                Ok(k) => Arc::new(k),
+                Err(e) => {
+                    tracing::warn!(ingress = %ing.id(), error = %e, "TLS certificate left out");
+                    continue;
+                }
+            };
+            let hosts: Vec<&str> = if tls.hosts.is_empty() {
+                if !has_default {
+                    table.set_default(Arc::clone(&key));
+                    has_default = true;
+                }
+                ing.rules.iter().filter_map(|r| r.host.as_deref()).collect()
+            } else {
+                tls.hosts.iter().map(String::as_str).collect()
+            };
+            for host in hosts {
+                if let Err(e) = table.insert(host, Arc::clone(&key)) {
+                    tracing::warn!(ingress = %ing.id(), error = %e, "TLS host left out");
+                }
+            }
+        }
+    }
+    table
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    shared: Arc<EdgeShared>,
+    tls: Option<TlsAcceptor>,
+    limit: Arc<Semaphore>,
+    metrics: Arc<ProxyMetrics>,
+) {
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "ingress accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = Arc::clone(&limit).try_acquire_owned() else {
+            metrics.connections_refused.inc();
+            continue;
+        };
+        let shared = Arc::clone(&shared);
+        let tls = tls.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            shared.listener_metrics.active.inc();
+            serve::connection(Arc::clone(&shared), stream, peer, tls).await;
+            shared.listener_metrics.active.dec();
+        });
+    }
+}
+
+/// Feeds snapshots to the edge.
+pub struct EdgeConsumer(pub Edge);
+
+impl SnapshotConsumer for EdgeConsumer {
+    fn name(&self) -> &'static str {
+        "edge"
+    }
+
+    fn apply(
+        &mut self,
+        diff: &SnapshotDiff,
+        snapshot: &Arc<NodeSnapshot>,
+    ) -> std::result::Result<(), ApplyError> {
+        self.0
+            .apply_diff(diff, snapshot)
+            .map_err(|e| e.to_apply_error())
+    }
+}
