@@ -178,6 +178,37 @@ impl ServiceBackendPort {
 }
 
 impl Ingress {
+    /// Whether pier serves it, given the IngressClasses: its class is `pier` or one whose
+    /// controller is pier's, or it names none and pier's class is the default.
+    pub fn is_served_by_pier<'a>(
+        &self,
+        classes: impl IntoIterator<Item = &'a IngressClass>,
+    ) -> bool {
+        let mut classes = classes.into_iter();
+        match self.class_name() {
+            Some(CLASS) => true,
+            Some(name) => classes.any(|c| c.metadata.name == name && c.is_pier()),
+            None => classes.any(|c| c.is_pier() && c.is_default()),
+        }
+    }
+
+    /// Drops backend ports' `number: 0`, which Go clients send beside a name and the API
+    /// server does not keep.
+    pub fn set_defaults(&mut self) {
+        let paths = self
+            .spec
+            .rules
+            .iter_mut()
+            .filter_map(|r| r.http.as_mut())
+            .flat_map(|h| h.paths.iter_mut())
+            .map(|p| &mut p.backend);
+        for backend in paths.chain(self.spec.default_backend.as_mut()) {
+            if let Some(s) = backend.service.as_mut() {
+                s.port.number = s.port.number();
+            }
+        }
+    }
+
     /// The class it asks for: `spec.ingressClassName`, else the older annotation.
     pub fn class_name(&self) -> Option<&str> {
         self.spec.ingress_class_name.as_deref().or_else(|| {

@@ -438,10 +438,11 @@ impl Object {
 
     /// Fills the fields the API server defaults on a write (Services' defaults, a Secret's
     /// `stringData` folded into `data`, a Pod's `serviceAccountName` from its deprecated
-    /// alias; other kinds as given).
+    /// alias, an Ingress backend port's `number: 0` dropped; other kinds as given).
     pub fn set_defaults(&mut self) {
         match self {
             Object::Service(s) => s.set_defaults(),
+            Object::Ingress(i) => i.set_defaults(),
             Object::Secret(s) => *s = std::mem::take(s).folded(),
             Object::Pod(p) if p.spec.service_account_name.is_none() => {
                 p.spec
@@ -482,6 +483,12 @@ impl Object {
             Object::AnalysisRun(run) => {
                 run.status = match from {
                     Some(Object::AnalysisRun(f)) => f.status.clone(),
+                    _ => None,
+                };
+            }
+            Object::Ingress(i) => {
+                i.status = match from {
+                    Some(Object::Ingress(f)) => f.status.clone(),
                     _ => None,
                 };
             }

@@ -40,7 +40,20 @@ fn kubectl_creates_lists_and_describes_ingresses() {
         get("{.spec.rules[0].http.paths[1].backend.service.port.name}"),
         "http"
     );
+    // kubectl sends `number: 0` beside a name; like the API server, pier does not keep it.
+    assert_eq!(
+        get("{.spec.rules[0].http.paths[1].backend.service.port.number}"),
+        ""
+    );
     assert_eq!(get("{.spec.tls[0].secretName}"), "shop-tls");
+    // Served by pier: the node's address in the status, as kubectl shows it.
+    let shop = until(&kubectl, &["ingress", "shop"], |v| {
+        v.pointer("/status/loadBalancer/ingress/0/ip").is_some()
+    });
+    let ip = shop["status"]["loadBalancer"]["ingress"][0]["ip"]
+        .as_str()
+        .unwrap();
+    assert!(kubectl.ok(&["get", "ingress", "shop"]).contains(ip));
     let described = kubectl.ok(&["describe", "ingress", "shop"]);
     assert!(described.contains("shop.example.com"), "{described}");
 

@@ -8,7 +8,8 @@
 //! `rollout_runs.rs` lists; its writes in `rollout_controller/ops.rs`), and
 //! `rollout_metrics.rs` keeps their `pier_rollout_*` gauges on every node;
 //! `scheduler_controller.rs` binds pods to nodes (placed by `scheduling.rs`);
-//! `foreground.rs` finishes foreground cascading deletes once an owner's dependents are gone.
+//! `foreground.rs` finishes foreground cascading deletes once an owner's dependents are gone;
+//! `ingress_status.rs` writes the nodes' addresses into served Ingresses' status.
 
 pub mod deployment;
 mod deployment_controller;
@@ -16,6 +17,7 @@ mod deployment_status;
 pub mod endpoints;
 mod endpoints_controller;
 mod foreground;
+mod ingress_status;
 mod owned_pods;
 pub mod rollout;
 pub mod rollout_analysis;
@@ -35,6 +37,7 @@ mod workload_revisions;
 pub use deployment_controller::DeploymentController;
 pub use endpoints_controller::EndpointsController;
 pub use foreground::ForegroundDeletion;
+pub use ingress_status::IngressStatusController;
 pub use rollout_controller::{RolloutController, ROLLOUT_LABEL};
 pub use rollout_metrics::RolloutMetrics;
 pub use scheduler_controller::Scheduler;

@@ -10,7 +10,7 @@ use pier_snapshot::edge::{
 };
 use pier_snapshot::ServiceKey;
 
-use crate::ingress::{Ingress, IngressBackend, IngressClass, CLASS};
+use crate::ingress::{Ingress, IngressBackend, IngressClass};
 use crate::ingress_annotations;
 use crate::secret::{Secret, TLS, TLS_CERT_KEY, TLS_PRIVATE_KEY_KEY};
 
@@ -77,16 +77,6 @@ impl EdgeBuilder {
         })
     }
 
-    /// Whether pier serves `ingress`: its class is `pier` or one whose controller is pier's,
-    /// or it names none and pier's class is the default.
-    fn served(&self, ingress: &Ingress) -> bool {
-        match ingress.class_name() {
-            Some(CLASS) => true,
-            Some(class) => self.classes.get(class).is_some_and(|c| c.is_pier()),
-            None => self.classes.values().any(|c| c.is_pier() && c.is_default()),
-        }
-    }
-
     /// The view, rebuilt when something it shows changed.
     pub(super) fn build(&mut self) -> Arc<EdgeView> {
         if std::mem::take(&mut self.dirty) {
@@ -102,7 +92,10 @@ impl EdgeBuilder {
         let mut served: Vec<&Arc<Ingress>> = self
             .ingresses
             .values()
-            .filter(|i| self.served(i) && i.metadata.deletion_timestamp.is_none())
+            .filter(|i| {
+                i.is_served_by_pier(self.classes.values().map(AsRef::as_ref))
+                    && i.metadata.deletion_timestamp.is_none()
+            })
             .collect();
         // Oldest first (RFC 3339 times in UTC sort as text), then by name.
         served.sort_by(|a, b| {

@@ -56,11 +56,19 @@ pub(crate) async fn apply(
             .await
             .map_err(|e| anyhow::anyhow!("{}: {e}", file.source))?;
         for r in result["results"].as_array().into_iter().flatten() {
-            let resource = s(r, "/resource").trim_end_matches('s');
+            let plural = s(r, "/resource");
+            let resource = plural
+                .parse::<Kind>()
+                .map_or_else(|_| plural.to_string(), singular);
             println!("{resource}/{} {}", s(r, "/name"), s(r, "/outcome"));
         }
     }
     Ok(())
+}
+
+/// A kind as `pier apply` and `pier delete` name it, as kubectl does (`ingress/web created`).
+fn singular(kind: Kind) -> String {
+    kind.as_str().to_ascii_lowercase()
 }
 
 /// Options of `pier get`.
@@ -319,7 +327,7 @@ async fn delete_each(client: &Client, targets: Vec<(Kind, String, String)>) -> R
     let mut missing = Vec::new();
     for (kind, namespace, name) in targets {
         if client.delete(kind, &namespace, &name).await? {
-            println!("{}/{name} deleted", kind.plural().trim_end_matches('s'));
+            println!("{}/{name} deleted", singular(kind));
         } else {
             missing.push(format!(
                 "Error from server (NotFound): {} \"{name}\" not found in namespace {namespace:?}",

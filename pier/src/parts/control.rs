@@ -130,6 +130,10 @@ pub(crate) fn start(
         controllers::ForegroundDeletion::new(Arc::clone(&store))
     });
     let store = Arc::clone(&parts.store);
+    lead(parts, "ingress-status", &leadership, move || {
+        controllers::IngressStatusController::new(Arc::clone(&store))
+    });
+    let store = Arc::clone(&parts.store);
     let events = Recorder::start(
         Arc::clone(&store),
         "deployment-controller",
