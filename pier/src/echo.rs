@@ -165,6 +165,7 @@ async fn answer(id: Arc<Identity>, req: Request<Incoming>) -> Response<Full<Byte
         }
     }
     let method = req.method().clone();
+    let http_version = format!("{:?}", req.version());
     let request_headers = req.headers().clone();
     // Read the request body fully (so keep-alive connections stay usable) and report its size.
     let body_bytes = match req.into_body().collect().await {
@@ -182,6 +183,7 @@ async fn answer(id: Arc<Identity>, req: Request<Incoming>) -> Response<Full<Byte
         "version": id.version,
         "hostname": id.hostname,
         "method": method.as_str(),
+        "httpVersion": http_version,
         "path": path,
         "host": header("host"),
         "xForwardedFor": header("x-forwarded-for"),

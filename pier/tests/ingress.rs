@@ -496,3 +496,118 @@ impl TlsClient {
         v["name"].as_str().unwrap().to_string()
     }
 }
+
+#[test]
+fn paths_wildcards_rewrites_body_limits_and_h2c_backends() {
+    let tmp = tempfile::tempdir().unwrap();
+    let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let https = format!("127.0.0.1:{}", free_port());
+    let d = proxy_daemon(
+        tmp.path(),
+        &[
+            "--ingress-listen",
+            &http.to_string(),
+            "--ingress-tls-listen",
+            &https,
+        ],
+    );
+    let echoes = [
+        Echo::spawn("api"),
+        Echo::spawn("exact"),
+        Echo::spawn("web"),
+        Echo::spawn("wild"),
+        Echo::spawn("fallback"),
+        Echo::spawn("grpc"),
+    ];
+    let named: Vec<(&str, &Echo)> = ["api", "exact", "web", "wild", "fallback", "grpc"]
+        .into_iter()
+        .zip(&echoes)
+        .collect();
+    backends(&d, &named);
+    apply(
+        &d,
+        r#"
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {name: shop}
+spec:
+  ingressClassName: pier
+  defaultBackend: {service: {name: fallback, port: {number: 80}}}
+  rules:
+  - host: shop.example.com
+    http:
+      paths:
+      - {path: /api, pathType: Prefix, backend: {service: {name: api, port: {name: p}}}}
+      - {path: /api/v1/status, pathType: Exact, backend: {service: {name: exact, port: {number: 80}}}}
+      - {path: /, pathType: Prefix, backend: {service: {name: web, port: {number: 80}}}}
+  - host: "*.example.com"
+    http:
+      paths:
+      - {path: /, pathType: Prefix, backend: {service: {name: wild, port: {number: 80}}}}
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: rewrite
+  annotations:
+    nginx.ingress.kubernetes.io/rewrite-target: /$2
+    nginx.ingress.kubernetes.io/proxy-body-size: 1k
+    nginx.ingress.kubernetes.io/backend-protocol: GRPC
+spec:
+  ingressClassName: pier
+  rules:
+  - host: rw.example.com
+    http:
+      paths:
+      - {path: /something(/|$)(.*), pathType: ImplementationSpecific, backend: {service: {name: grpc, port: {number: 80}}}}
+"#,
+    );
+    until(http, "shop.example.com", "the shop answers", |s, _| {
+        s == 200
+    });
+    let answer = |host: &str, path: &str| {
+        let (status, head, body) = request(http, host, path, &[]);
+        assert_eq!(status, 200, "{host}{path}: {head}");
+        (body["name"].as_str().unwrap().to_string(), body)
+    };
+    for (host, path, want) in [
+        ("shop.example.com", "/api", "api"),
+        ("shop.example.com", "/api/v1/status", "exact"),
+        ("shop.example.com", "/api/v1/status/x", "api"),
+        ("shop.example.com", "/apix", "web"),
+        ("SHOP.example.com", "/", "web"),
+        ("a.example.com", "/x", "wild"),
+        ("a.b.example.com", "/x", "fallback"),
+        ("unknown.test", "/", "fallback"),
+    ] {
+        assert_eq!(answer(host, path).0, want, "{host}{path}");
+    }
+    let (name, body) = answer("rw.example.com", "/something/new/path?q=1");
+    assert_eq!(name, "grpc");
+    assert_eq!(body["path"], "/new/path", "{body}");
+    assert_eq!(body["httpVersion"], "HTTP/2.0", "backend-protocol GRPC: {body}");
+    let (_, body) = answer("rw.example.com", "/something");
+    assert_eq!(body["path"], "/", "{body}");
+
+    // proxy-body-size 1k: a bigger declared body is refused before it reaches the backend.
+    let mut s = TcpStream::connect(http).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let big = "x".repeat(2048);
+    write!(
+        s,
+        "POST /something/up HTTP/1.1\r\nHost: rw.example.com\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{big}",
+        big.len()
+    )
+    .unwrap();
+    let mut raw = String::new();
+    let _ = s.read_to_string(&mut raw);
+    assert!(raw.starts_with("HTTP/1.1 413"), "{raw}");
+
+    // pier's counters name the Ingress, host rule and backend.
+    let (_, metrics) = d.admin("/metrics");
+    assert!(
+        metrics.contains("pier_ingress_requests_total{backend=\"default/grpc:80\",code=\"200\",host=\"rw.example.com\",ingress=\"default/rewrite\"} 2"),
+        "{}",
+        metrics.lines().filter(|l| l.starts_with("pier_ingress_requests")).collect::<Vec<_>>().join("\n")
+    );
+}
