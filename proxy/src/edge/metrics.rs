@@ -1,8 +1,11 @@
 //! `pier_ingress_*` and `pier_tls_*` metrics of the edge listeners.
 
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
-use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
+use prometheus::{
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry,
+};
 
 use crate::tls::accept::{Failure, Handshake};
 
@@ -61,21 +64,14 @@ impl EdgeMetrics {
         })
     }
 
-    /// Counts one answered request.
-    pub(crate) fn request(
-        &self,
-        ingress: &str,
-        host: &str,
-        backend: &str,
-        code: u16,
-        took: Duration,
-    ) {
-        self.requests
-            .with_label_values(&[ingress, host, backend, &code.to_string()])
-            .inc();
-        self.duration
-            .with_label_values(&[ingress])
-            .observe(took.as_secs_f64());
+    /// The handles of one backend of an Ingress under one host rule, resolved once.
+    pub(crate) fn backend(&self, ingress: &str, host: &str, backend: &str) -> BackendCounters {
+        BackendCounters {
+            labels: [ingress.to_string(), host.to_string(), backend.to_string()],
+            requests: self.requests.clone(),
+            codes: Mutex::new(Vec::new()),
+            duration: self.duration.with_label_values(&[ingress]),
+        }
     }
 
     /// Counts a completed handshake.
@@ -91,5 +87,31 @@ impl EdgeMetrics {
         self.handshake_failures
             .with_label_values(&[f.reason()])
             .inc();
+    }
+}
+
+/// One backend's request counters (by status code, resolved on first use) and latency.
+pub(crate) struct BackendCounters {
+    labels: [String; 3],
+    requests: IntCounterVec,
+    codes: Mutex<Vec<(u16, IntCounter)>>,
+    duration: Histogram,
+}
+
+impl BackendCounters {
+    /// Counts one answered request.
+    pub(crate) fn observe(&self, code: u16, took: Duration) {
+        self.duration.observe(took.as_secs_f64());
+        let mut codes = self.codes.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((_, c)) = codes.iter().find(|(k, _)| *k == code) {
+            c.inc();
+            return;
+        }
+        let [ingress, host, backend] = &self.labels;
+        let c = self
+            .requests
+            .with_label_values(&[ingress, host, backend, &code.to_string()]);
+        c.inc();
+        codes.push((code, c));
     }
 }

@@ -170,6 +170,7 @@ impl Edge {
     fn recompile(&mut self, snapshot: &NodeSnapshot) {
         let mut compiler = Compiler {
             snapshot,
+            edge_metrics: &self.shared.metrics,
             existing: &self.clusters,
             created: HashMap::new(),
             metrics: &self.proxy_metrics,

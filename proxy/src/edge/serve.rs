@@ -56,42 +56,30 @@ pub(crate) async fn connection(
         m.bytes_out.clone(),
     );
     let http = Arc::clone(&shared.http);
+    let https = tls.is_some();
+    let client = Arc::new(ClientHeaders::edge(peer, https));
+    let metrics = shared.metrics.clone();
+    let handler = move |req| {
+        let shared = Arc::clone(&shared);
+        let client = Arc::clone(&client);
+        async move { request(&shared, req, &client, https).await }
+    };
     let Some(acceptor) = tls else {
-        let handler = handler(shared, peer, false);
         http.serve_connection(io, activity, peer, false, handler)
             .await;
         return;
     };
     match accept::accept(&acceptor, io, http.header_read_timeout()).await {
         Ok((tls, handshake)) => {
-            shared.metrics.handshake(&handshake);
+            metrics.handshake(&handshake);
             let h2 = handshake.alpn.as_deref() == Some(b"h2");
-            let handler = handler(shared, peer, true);
             http.serve_connection(tls, activity, peer, h2, handler)
                 .await;
         }
         Err(failure) => {
             tracing::debug!(%peer, reason = failure.reason(), "TLS handshake failed");
-            shared.metrics.handshake_failed(&failure);
+            metrics.handshake_failed(&failure);
         }
-    }
-}
-
-fn handler(
-    shared: Arc<EdgeShared>,
-    peer: SocketAddr,
-    https: bool,
-) -> impl Fn(
-    Request<ClientRequestBody>,
-) -> std::pin::Pin<Box<dyn std::future::Future<Output = Response<ClientBody>> + Send>>
-       + Send
-       + Sync
-       + 'static {
-    let client = Arc::new(ClientHeaders::edge(peer, https));
-    move |req| {
-        let shared = Arc::clone(&shared);
-        let client = Arc::clone(&client);
-        Box::pin(async move { request(&shared, req, &client, https).await })
     }
 }
 
@@ -156,13 +144,9 @@ async fn request(
         .http
         .handle(req, client, Arc::clone(&backend.frontend))
         .await;
-    shared.metrics.request(
-        &backend.ingress,
-        &site.name,
-        &backend.label,
-        response.status().as_u16(),
-        started.elapsed(),
-    );
+    backend
+        .counters
+        .observe(response.status().as_u16(), started.elapsed());
     response
 }
 

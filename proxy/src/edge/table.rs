@@ -14,6 +14,7 @@ use pier_snapshot::weights::SlotTable;
 use pier_snapshot::{NodeSnapshot, ServiceKey};
 use regex::Regex;
 
+use super::metrics::{BackendCounters, EdgeMetrics};
 use crate::balance::{Cluster, ClusterKey};
 use crate::frontend::{Frontend, Groups, Mode};
 use crate::l7::budget::RetryBudget;
@@ -22,10 +23,8 @@ use crate::route::{HttpRouter, PathMatch};
 
 /// Where one Ingress path sends: one Service port, as a frontend of its own.
 pub(crate) struct Backend {
-    /// `namespace/name` of the Ingress.
-    pub ingress: Arc<str>,
-    /// `namespace/service:port`, for metrics.
-    pub label: Arc<str>,
+    /// Its `pier_ingress_*` handles.
+    pub counters: BackendCounters,
     /// Answers requests (routing, retries, the read timeout).
     pub frontend: Arc<Frontend>,
 }
@@ -82,8 +81,6 @@ struct Route {
 /// One host's paths.
 #[derive(Default)]
 pub(crate) struct Site {
-    /// The host as the rules write it (`*` for the catch-all), for metrics.
-    pub name: Arc<str>,
     routes: Vec<Route>,
     fallback: Option<Target>,
     /// The host has a certificate (plain HTTP is redirected unless `ssl-redirect: "false"`).
@@ -142,23 +139,20 @@ impl EdgeTable {
     }
 
     fn site_mut(&mut self, host: Option<&str>) -> &mut Site {
-        let site = match host {
+        match host {
             None => &mut self.any,
             Some(h) => match h.strip_prefix("*.") {
                 Some(suffix) => self.wildcard.entry(suffix.to_string()).or_default(),
                 None => self.exact.entry(h.to_string()).or_default(),
             },
-        };
-        if site.name.is_empty() {
-            site.name = host.unwrap_or("*").into();
         }
-        site
     }
 }
 
 /// What compiling needs: the services (ports, policies) and the groups to reuse or create.
 pub(crate) struct Compiler<'a> {
     pub snapshot: &'a NodeSnapshot,
+    pub edge_metrics: &'a EdgeMetrics,
     pub existing: &'a HashMap<ClusterKey, Arc<Cluster>>,
     pub created: HashMap<ClusterKey, Arc<Cluster>>,
     pub metrics: &'a Arc<ProxyMetrics>,
@@ -168,7 +162,6 @@ impl Compiler<'_> {
     /// Compiles the view; an Ingress path whose pattern does not compile is left out and logged.
     pub(crate) fn compile(&mut self, view: &EdgeView) -> EdgeTable {
         let mut table = EdgeTable::default();
-        table.any.name = "*".into();
         let (canaries, mains): (Vec<_>, Vec<_>) = view
             .ingresses
             .iter()
@@ -229,7 +222,7 @@ impl Compiler<'_> {
                     PathMatch::Regex(r) => Some(r.clone()),
                     _ => None,
                 };
-                let target = self.target(ing, &path.backend, pattern);
+                let target = self.target(ing, host, &path.backend, pattern);
                 added.push(Route {
                     written,
                     rule: rule_of,
@@ -239,7 +232,7 @@ impl Compiler<'_> {
             let fallback = ing
                 .default_backend
                 .as_ref()
-                .map(|b| self.target(ing, b, None));
+                .map(|b| self.target(ing, host, b, None));
             let site = table.site_mut(host);
             site.routes.extend(added);
             site.tls |= host.is_some_and(|h| tls_hosts.contains(&h));
@@ -249,7 +242,7 @@ impl Compiler<'_> {
         }
         if let Some(b) = &ing.default_backend {
             if table.any.fallback.is_none() {
-                table.any.fallback = Some(self.target(ing, b, None));
+                table.any.fallback = Some(self.target(ing, None, b, None));
             }
         }
     }
@@ -260,7 +253,7 @@ impl Compiler<'_> {
         };
         for rule in &ing.rules {
             for path in &rule.paths {
-                let backend = self.backend(ing, &path.backend);
+                let backend = self.backend(ing, rule.host.as_deref(), &path.backend);
                 let site = table.site_mut(rule.host.as_deref());
                 let written = (path.exact, path.path.clone());
                 let Some(route) = site.routes.iter_mut().find(|r| r.written == written) else {
@@ -290,20 +283,27 @@ impl Compiler<'_> {
     fn target(
         &mut self,
         ing: &IngressView,
+        host: Option<&str>,
         b: &IngressBackendView,
         pattern: Option<Regex>,
     ) -> Target {
         let rewrite = pattern.zip(ing.settings.rewrite_target.clone());
         Target {
-            main: self.backend(ing, b),
+            main: self.backend(ing, host, b),
             settings: ing.settings.clone(),
             rewrite,
             canary: None,
         }
     }
 
-    /// A Service port as a frontend of its own: every attempt limited by the read timeout.
-    fn backend(&mut self, ing: &IngressView, b: &IngressBackendView) -> Backend {
+    /// A Service port as a frontend of its own: every attempt limited by the read timeout;
+    /// counted under the Ingress, its `host` rule (`*` for none) and the backend.
+    fn backend(
+        &mut self,
+        ing: &IngressView,
+        host: Option<&str>,
+        b: &IngressBackendView,
+    ) -> Backend {
         let svc = self.snapshot.services.get(&b.service);
         let port = match &b.port {
             BackendPort::Number(n) => Some(*n),
@@ -326,14 +326,14 @@ impl Compiler<'_> {
         });
         let policy = svc.map(|s| Arc::clone(&s.policy)).unwrap_or_default();
         let groups = Groups::new(vec![(cluster, 1)]);
-        let label: Arc<str> = match &b.port {
+        let label = match &b.port {
             BackendPort::Number(n) => format!("{}:{n}", b.service),
             BackendPort::Name(n) => format!("{}:{n}", b.service),
-        }
-        .into();
+        };
         Backend {
-            ingress: ing.id().into(),
-            label,
+            counters: self
+                .edge_metrics
+                .backend(&ing.id(), host.unwrap_or("*"), &label),
             frontend: Arc::new(Frontend {
                 policy,
                 client_affinity: false,
