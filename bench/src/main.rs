@@ -92,6 +92,22 @@ enum Scenario {
         #[arg(long, default_value_t = 5)]
         rounds: usize,
     },
+    /// TLS: pier's Ingress listener vs HAProxy (OpenSSL 3) terminating TLS 1.3 in front of
+    /// nginx: full and resumed handshakes per second, HTTPS keep-alive requests per second.
+    Tls {
+        /// Seconds per measured run.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Concurrent clients.
+        #[arg(long, default_value_t = 32)]
+        clients: usize,
+        /// Loads.
+        #[arg(long, value_delimiter = ',', default_value = "full,resumed,keepalive")]
+        modes: Vec<String>,
+        /// Rounds per load; figures are medians, ratios are medians of per-round ratios.
+        #[arg(long, default_value_t = 5)]
+        rounds: usize,
+    },
     /// Proxy: pier vs HAProxy in front of nginx, wrk and h2load, HTTP/1.1, h2c and TCP mode.
     Proxy {
         /// Seconds per measured run.
@@ -182,6 +198,17 @@ fn main() -> Result<()> {
                 rounds,
             }))
         }
+        Scenario::Tls {
+            seconds,
+            clients,
+            modes,
+            rounds,
+        } => runtime.block_on(scenarios::tls::run(scenarios::tls::Params {
+            seconds,
+            clients,
+            modes,
+            rounds,
+        })),
         Scenario::Proxy {
             seconds,
             connections,

@@ -1,7 +1,8 @@
 //! Ingress end to end: ingress-nginx's canary example applied unchanged (with an `nginx`
 //! IngressClass pointing at pier), its weight, header and cookie rules; two HTTPS hosts with
 //! their own certificates checked by curl against the test CA, HTTP/2 over TLS, redirects,
-//! a certificate rotation that open connections survive, and hostile TLS clients.
+//! a certificate rotation that open connections survive, and hostile TLS clients (stalled,
+//! garbage, an oversized ClientHello, an unknown name).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -379,12 +380,18 @@ spec:
     let location = format!("location: https://a.example.com:{port}/p?q=1");
     assert!(head.to_ascii_lowercase().contains(&location), "{head}");
 
-    // Hostile clients: a stalled handshake, garbage, an unknown name; others carry on.
+    // Hostile clients: a stalled handshake, garbage, an oversized ClientHello, an unknown
+    // name; others carry on.
     let mut stalled = TcpStream::connect(https).unwrap();
     let mut garbage = TcpStream::connect(https).unwrap();
     garbage
         .write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
         .unwrap();
+    // A ClientHello claiming 16 MiB: refused from its header, not buffered.
+    let mut huge = TcpStream::connect(https).unwrap();
+    let mut record = vec![0x16, 0x03, 0x01, 0x40, 0x00, 0x01, 0xff, 0xff, 0xff];
+    record.resize(5 + 0x4000, 0);
+    huge.write_all(&record).unwrap();
     let (ok, out) = curl(&[
         "--cacert",
         &ca_file,
@@ -403,6 +410,7 @@ spec:
     assert!(ok, "another client is served meanwhile: {out}");
     for (what, s) in [
         ("garbage", &mut garbage),
+        ("an oversized ClientHello", &mut huge),
         ("a stalled handshake", &mut stalled),
     ] {
         s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
@@ -585,7 +593,10 @@ spec:
     let (name, body) = answer("rw.example.com", "/something/new/path?q=1");
     assert_eq!(name, "grpc");
     assert_eq!(body["path"], "/new/path", "{body}");
-    assert_eq!(body["httpVersion"], "HTTP/2.0", "backend-protocol GRPC: {body}");
+    assert_eq!(
+        body["httpVersion"], "HTTP/2.0",
+        "backend-protocol GRPC: {body}"
+    );
     let (_, body) = answer("rw.example.com", "/something");
     assert_eq!(body["path"], "/", "{body}");
 

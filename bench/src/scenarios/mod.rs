@@ -7,3 +7,5 @@ pub(crate) mod proxy;
 pub(crate) mod rollout;
 pub(crate) mod runtime;
 pub(crate) mod socketlb;
+pub(crate) mod tls;
+mod tls_load;
