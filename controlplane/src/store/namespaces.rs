@@ -1,9 +1,9 @@
 //! Namespace rules of the store, as Kubernetes keeps them: the built-in namespaces exist, an
-//! object goes only into a namespace that exists, and deleting a namespace deletes what is in
-//! it (in the same transaction).
+//! object goes only into a namespace that exists, every namespace has its `default`
+//! ServiceAccount, and deleting a namespace deletes what is in it (in the same transaction).
 
 use super::txn::Txn;
-use super::{kind_range, object_key, Op, Store};
+use super::{kind_range, object_key, Op, Outcome, Store};
 use crate::error::{Error, Result};
 use pier_model::namespace::BUILT_IN;
 use pier_model::{Kind, Namespace, Object, ServiceAccount};
@@ -20,6 +20,27 @@ pub(super) fn missing_built_ins(store: &Store) -> Result<Vec<Object>> {
         }
     }
     Ok(out)
+}
+
+/// The `default` ServiceAccount a change calls for, as Kubernetes' ServiceAccount controller
+/// keeps one in every namespace: a new namespace's, or a fresh one for a `default` account
+/// deleted on its own (not by its namespace's deletion, whose cascade is not `reported`).
+pub(super) fn default_account_after(
+    object: &Object,
+    outcome: &Outcome,
+    reported: bool,
+) -> Option<ServiceAccount> {
+    match (object, outcome) {
+        (Object::Namespace(ns), Outcome::Created) => {
+            Some(ServiceAccount::default_in(&ns.metadata.name))
+        }
+        (Object::ServiceAccount(sa), Outcome::Deleted)
+            if reported && sa.metadata.name == "default" =>
+        {
+            Some(ServiceAccount::default_in(sa.metadata.namespace()))
+        }
+        _ => None,
+    }
 }
 
 /// An error unless `object`'s namespace exists (created earlier in the same write counts).

@@ -11,7 +11,7 @@ use super::prepare::prepare_put;
 use super::txn::Txn;
 use super::{namespaces, object_key, service_accounts, Event, EventType, Op, Outcome, Written};
 use crate::error::{Error, Result};
-use pier_model::{Kind, Object, ServiceAccount};
+use pier_model::{Kind, Object};
 
 /// The running state of one write.
 struct Batch<'a> {
@@ -79,10 +79,9 @@ pub(super) fn apply(
             }
         };
         if let Some(change) = change {
-            // A new namespace gets its `default` ServiceAccount in the same write, as
-            // Kubernetes' ServiceAccount controller gives it one.
-            if let (Object::Namespace(ns), Outcome::Created) = (&change.1, &change.2.outcome) {
-                let account = ServiceAccount::default_in(&ns.metadata.name);
+            if let Some(account) =
+                namespaces::default_account_after(&change.1, &change.2.outcome, reported)
+            {
                 queue.push_front((Op::Put(Object::ServiceAccount(account)), false));
             }
             batch.record(change, reported)?;

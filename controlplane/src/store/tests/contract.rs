@@ -37,6 +37,7 @@ both!(
     pod_cidrs_are_one_per_node,
     create_refuses_what_exists,
     pods_get_their_service_accounts_pull_secrets,
+    a_deleted_default_account_comes_back,
 );
 
 fn open(backend: Backend) -> Option<Opened> {
@@ -650,4 +651,43 @@ fn pods_get_their_service_accounts_pull_secrets(backend: Backend) {
     // Applying the same pod again changes nothing.
     let again = store.apply(objs(&pod("plain", ""))).unwrap();
     assert_eq!(again[0].outcome, Outcome::Unchanged);
+}
+
+/// Every namespace keeps a `default` ServiceAccount: deleted on its own, a fresh one (a new
+/// uid) takes its place in the same write; deleted with its namespace, it goes.
+fn a_deleted_default_account_comes_back(backend: Backend) {
+    let Some(t) = open(backend) else { return };
+    let store = &t.store;
+    store
+        .apply(objs(
+            "apiVersion: v1\nkind: Namespace\nmetadata: {name: shop}\n",
+        ))
+        .unwrap();
+    let uid = |ns: &str| {
+        store
+            .get(Kind::ServiceAccount, ns, "default")
+            .unwrap()
+            .map(|a| a.meta().uid.clone())
+    };
+    let before = uid("shop").expect("a new namespace's account");
+    store
+        .delete(Kind::ServiceAccount, "shop", "default", None)
+        .unwrap();
+    let after = uid("shop").expect("recreated");
+    assert_ne!(before, after);
+    // Another account stays deleted.
+    store
+        .apply(objs(
+            "apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: cart, namespace: shop}\n",
+        ))
+        .unwrap();
+    store
+        .delete(Kind::ServiceAccount, "shop", "cart", None)
+        .unwrap();
+    assert!(store
+        .get(Kind::ServiceAccount, "shop", "cart")
+        .unwrap()
+        .is_none());
+    store.delete(Kind::Namespace, "", "shop", None).unwrap();
+    assert!(uid("shop").is_none(), "gone with its namespace");
 }
