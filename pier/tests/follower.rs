@@ -1,7 +1,8 @@
 //! Follower mode: daemon B follows daemon A's Kubernetes API through a kubeconfig from `pier
 //! kubeconfig`, as pier follows a real cluster in place of kube-proxy + CoreDNS. B's DNS
 //! answers A's Services (a new one within a second), B's proxy balances to A's endpoints,
-//! and B writes nothing to A but its own Lease and Events.
+//! B serves A's Ingresses with their TLS Secrets (and follows no other Secret), and B writes
+//! nothing to A but its own Lease and Events.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;
@@ -38,6 +39,16 @@ fn versions(a: &Daemon) -> BTreeMap<String, String> {
     out
 }
 
+/// A self-signed certificate and key for `site.example.com` (PEM), made once.
+static SITE_CERT: std::sync::LazyLock<(String, String)> = std::sync::LazyLock::new(|| {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["site.example.com".to_string()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    (cert.pem(), key.serialize_pem())
+});
+
 /// B's DNS port, from its status.
 fn dns_port(d: &Daemon) -> u16 {
     let status = d.try_status().unwrap();
@@ -70,6 +81,17 @@ fn a_follower_serves_the_followed_apis_services_and_writes_only_its_own() {
         &a.socket(),
         &service_yaml("web", 80, "TCP", "", &[(echo.tcp.port(), true)]),
     );
+    // An Ingress with its TLS Secret, and a Secret of another type, which B does not take.
+    apply_yaml(
+        &a.socket(),
+        &format!(
+            "{}---\n{}---\napiVersion: v1\nkind: Secret\nmetadata: {{name: site-tls}}\ntype: kubernetes.io/tls\nstringData: {{tls.crt: {crt:?}, tls.key: {key:?}}}\n---\napiVersion: v1\nkind: Secret\nmetadata: {{name: password}}\nstringData: {{password: hunter2}}\n",
+            service_yaml("site", 80, "TCP", "", &[(echo.http.port(), true)]),
+            "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {name: site}\nspec:\n  ingressClassName: pier\n  tls: [{hosts: [site.example.com], secretName: site-tls}]\n  rules:\n  - host: site.example.com\n    http:\n      paths: [{path: /, pathType: Prefix, backend: {service: {name: site, port: {number: 80}}}}]\n",
+            crt = SITE_CERT.0,
+            key = SITE_CERT.1,
+        ),
+    );
     let kubeconfig = dir_b.path().join("kubeconfig");
     let out = a.pier(&["kubeconfig", "--name", "follower-b"]);
     assert!(
@@ -80,9 +102,21 @@ fn a_follower_serves_the_followed_apis_services_and_writes_only_its_own() {
     std::fs::write(&kubeconfig, &out.stdout).unwrap();
 
     let offset = PORT_OFFSET.to_string();
+    let ingress = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let ingress_tls = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
     let b = Daemon::start_with(
         dir_b.path(),
         &[
+            "--ingress-listen",
+            &ingress.to_string(),
+            "--ingress-tls-listen",
+            &ingress_tls.to_string(),
             "--kubeconfig",
             kubeconfig.to_str().unwrap(),
             "--node-name",
@@ -115,6 +149,33 @@ fn a_follower_serves_the_followed_apis_services_and_writes_only_its_own() {
     let mut banner = String::new();
     BufReader::new(conn).read_line(&mut banner).unwrap();
     assert!(banner.contains("on-a"), "{banner}");
+
+    // B serves A's Ingress: its TLS Secret followed, the other Secret not.
+    let secrets = b.get_json(&["secrets", "-A"]);
+    let names: Vec<&str> = secrets["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s["metadata"]["name"].as_str())
+        .collect();
+    assert!(
+        names.contains(&"site-tls") && !names.contains(&"password"),
+        "{names:?}"
+    );
+    wait_for("B's Ingress answers", Duration::from_secs(10), || {
+        let Ok(mut s) = TcpStream::connect(ingress) else {
+            return false;
+        };
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        std::io::Write::write_all(
+            &mut s,
+            b"GET / HTTP/1.1\r\nHost: site.example.com\r\nConnection: close\r\n\r\n",
+        )
+        .unwrap();
+        let (code, _) = read_response(&mut s);
+        // A host with a certificate is redirected to HTTPS, which B serves.
+        code == 308
+    });
 
     // A Service created on A is answered by B within a second.
     let before = versions(&a);

@@ -36,6 +36,15 @@ pub(super) struct Mirror {
     origin: String,
 }
 
+/// Which objects of `kind` are followed: all, but for Secrets only TLS ones (the edge's
+/// certificates; nothing else a follower serves reads a Secret).
+fn selection(kind: Kind) -> watcher::Config {
+    match kind {
+        Kind::Secret => watcher::Config::default().fields("type=kubernetes.io/tls"),
+        _ => watcher::Config::default(),
+    }
+}
+
 impl Mirror {
     pub(super) fn new(store: Arc<Store>, kind: Kind, node_name: String, origin: String) -> Mirror {
         Mirror {
@@ -57,7 +66,7 @@ impl Mirror {
         let gvk = GroupVersionKind::gvk(group, version, self.kind.as_str());
         let resource = ApiResource::from_gvk_with_plural(&gvk, self.kind.plural());
         let api: Api<DynamicObject> = Api::all_with(client, &resource);
-        let mut events = watcher::watcher(api, watcher::Config::default())
+        let mut events = watcher::watcher(api, selection(self.kind))
             .default_backoff()
             .boxed();
         let mut seen: BTreeSet<Key> = BTreeSet::new();

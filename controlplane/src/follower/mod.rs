@@ -1,6 +1,6 @@
 //! Follower mode: pier as kube-proxy + CoreDNS on a node of a Kubernetes cluster. kube-rs
-//! watchers follow the API server's Namespaces, Nodes, Services, EndpointSlices and Gateway
-//! API routes into the local store (`mirror.rs`), from which the snapshot feeds the
+//! watchers follow the API server's Namespaces, Nodes, Services, EndpointSlices, Gateway
+//! API routes, Ingresses with their classes and TLS Secrets into the local store (`mirror.rs`), from which the snapshot feeds the
 //! socket-LB, the proxy and DNS as on any node; no controller runs. The only writes to the
 //! API server are this node's own: its heartbeat Lease and its Events (`presence.rs`).
 
@@ -29,7 +29,8 @@ pub enum KubeSource {
 }
 
 /// The kinds followed; Namespaces first, as the store keeps objects only in namespaces it has.
-pub const KINDS: [Kind; 7] = [
+/// Of Secrets, only `kubernetes.io/tls` ones, which Ingresses name (`mirror::selection`).
+pub const KINDS: [Kind; 10] = [
     Kind::Namespace,
     Kind::Node,
     Kind::Service,
@@ -37,6 +38,9 @@ pub const KINDS: [Kind; 7] = [
     Kind::HttpRoute,
     Kind::TcpRoute,
     Kind::UdpRoute,
+    Kind::IngressClass,
+    Kind::Ingress,
+    Kind::Secret,
 ];
 
 /// A client for the API server `source` names, and that server's URL.

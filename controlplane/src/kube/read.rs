@@ -84,6 +84,7 @@ fn supported(kind: Kind, field: &str) -> bool {
         Kind::Node => field == "spec.unschedulable",
         Kind::Namespace => field == "status.phase",
         Kind::Service => matches!(field, "spec.type" | "spec.clusterIP"),
+        Kind::Secret => field == "type",
         Kind::Event => matches!(
             field,
             "involvedObject.kind"
