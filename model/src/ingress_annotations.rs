@@ -137,9 +137,7 @@ pub fn read(annotations: &BTreeMap<String, String>) -> Result<Read, Vec<(String,
                 s.rewrite_target = Some(value.clone());
                 Ok(())
             }
-            // rewrite-target already makes paths regular expressions; alone it changes nothing
-            // pier matches differently.
-            "use-regex" => flag(value).map(drop),
+            "use-regex" => flag(value).map(|b| s.use_regex = b),
             "backend-protocol" => protocol(value).map(|p| s.backend_protocol = p),
             "proxy-body-size" => size(value).map(|n| s.max_body = n),
             "proxy-read-timeout" => seconds(value).map(|d| s.read_timeout = d),

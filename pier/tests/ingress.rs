@@ -568,6 +568,19 @@ spec:
     http:
       paths:
       - {path: /something(/|$)(.*), pathType: ImplementationSpecific, backend: {service: {name: grpc, port: {number: 80}}}}
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: versions
+  annotations: {nginx.ingress.kubernetes.io/use-regex: "true"}
+spec:
+  ingressClassName: pier
+  rules:
+  - host: re.example.com
+    http:
+      paths:
+      - {path: "/v[0-9]+/", pathType: ImplementationSpecific, backend: {service: {name: api, port: {number: 80}}}}
 "#,
     );
     until(http, "shop.example.com", "the shop answers", |s, _| {
@@ -599,6 +612,13 @@ spec:
     );
     let (_, body) = answer("rw.example.com", "/something");
     assert_eq!(body["path"], "/", "{body}");
+    // use-regex: case-insensitive, from the start, the path passed on as it came.
+    let (name, body) = answer("re.example.com", "/V2/items");
+    assert_eq!(
+        (name.as_str(), body["path"].as_str()),
+        ("api", Some("/V2/items"))
+    );
+    assert_eq!(request(http, "re.example.com", "/vx/items", &[]).0, 404);
 
     // proxy-body-size 1k: a bigger declared body is refused before it reaches the backend.
     let mut s = TcpStream::connect(http).unwrap();

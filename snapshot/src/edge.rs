@@ -146,6 +146,8 @@ pub struct IngressSettings {
     pub force_ssl_redirect: bool,
     /// Path rewrite (`rewrite-target`; paths are then regular expressions).
     pub rewrite_target: Option<String>,
+    /// Paths are regular expressions (`use-regex`, or implied by `rewrite-target`).
+    pub use_regex: bool,
     /// `backend-protocol`.
     pub backend_protocol: BackendProtocol,
     /// Largest request body, bytes (`proxy-body-size`; 0 is no limit).
@@ -162,6 +164,7 @@ impl Default for IngressSettings {
             ssl_redirect: true,
             force_ssl_redirect: false,
             rewrite_target: None,
+            use_regex: false,
             backend_protocol: BackendProtocol::Http,
             max_body: 1024 * 1024,
             read_timeout: Duration::from_secs(60),

@@ -357,10 +357,11 @@ impl Compiler<'_> {
     }
 }
 
-/// A path as ingress-nginx matches it: with `rewrite-target`, a case-insensitive regular
-/// expression matched from the start; otherwise exact, or a prefix of whole path elements.
+/// A path as ingress-nginx matches it: with `use-regex` or `rewrite-target`, a
+/// case-insensitive regular expression matched from the start; otherwise exact, or a prefix
+/// of whole path elements.
 fn path_rule(path: &str, exact: bool, settings: &IngressSettings) -> Result<PathMatch, String> {
-    if settings.rewrite_target.is_some() {
+    if settings.use_regex || settings.rewrite_target.is_some() {
         return Regex::new(&format!("(?i)^{path}"))
             .map(PathMatch::Regex)
             .map_err(|e| format!("bad regular expression: {e}"));
