@@ -71,8 +71,9 @@ fn events(k: &Kubectl, pod: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-/// `pier pull` as `docker pull`: refused without credentials, pulled with `--creds` or with
-/// what `docker login` left in Docker's config file. The image is removed again after each.
+/// `pier pull` as `docker pull`: refused without credentials, pulled with `--creds`, with
+/// what `docker login` left in Docker's config file, or with a credential helper's answer.
+/// The image is removed again after each.
 fn cli_pulls_with_credentials(node: &Node, dir: &Path, registry: &str, image: &str) {
     let e = node.fails(&["pull", image]);
     assert!(e.to_lowercase().contains("not authorized"), "{e}");
@@ -99,6 +100,61 @@ fn cli_pulls_with_credentials(node: &Node, dir: &Path, registry: &str, image: &s
     assert!(pulled.status.success(), "{}", out_text(&pulled));
     assert!(node.ok(&["images"]).contains("team/echo"));
     node.ok(&["image", "rm", image]);
+
+    // A credential helper, run as Docker runs it (`get`, the server on stdin), named for the
+    // registry in credHelpers; a helper with nothing stored leaves the pull anonymous.
+    let bin = dir.join("helpers");
+    std::fs::create_dir_all(&bin).unwrap();
+    let helper = bin.join("docker-credential-pier-test");
+    std::fs::write(
+        &helper,
+        format!(
+            "#!/bin/sh\n[ \"$1\" = get ] || exit 2\nread server\nif [ \"$server\" = \"{registry}\" ]; then\n  printf '{{\"ServerURL\":\"%s\",\"Username\":\"{USER}\",\"Secret\":\"{PASSWORD}\"}}' \"$server\"\nelse\n  echo 'credentials not found in native keychain'; exit 1\nfi\n"
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let pull_with = |config: &str| {
+        std::fs::write(docker.join("config.json"), config).unwrap();
+        Command::new(common::PIER)
+            .args(["pull", image])
+            .env("PIER_SOCKET", node.d().socket())
+            .env("DOCKER_CONFIG", &docker)
+            .env("PATH", &path)
+            .output()
+            .unwrap()
+    };
+    let pulled = pull_with(&format!(
+        r#"{{"credHelpers": {{"{registry}": "pier-test"}}}}"#
+    ));
+    assert!(pulled.status.success(), "{}", out_text(&pulled));
+    node.ok(&["image", "rm", image]);
+    let pulled = pull_with(r#"{"credsStore": "pier-test"}"#);
+    assert!(pulled.status.success(), "{}", out_text(&pulled));
+    node.ok(&["image", "rm", image]);
+    let empty = bin.join("docker-credential-empty");
+    std::fs::write(
+        &empty,
+        "#!/bin/sh\necho 'credentials not found in native keychain'\nexit 1\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&empty, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let refused = pull_with(r#"{"credsStore": "empty"}"#);
+    assert!(!refused.status.success());
+    let text = out_text(&refused);
+    assert!(text.to_lowercase().contains("not authorized"), "{text}");
+    let missing = pull_with(&format!(r#"{{"credHelpers": {{"{registry}": "absent"}}}}"#));
+    assert!(
+        out_text(&missing).contains("docker-credential-absent"),
+        "{}",
+        out_text(&missing)
+    );
 }
 
 #[test]

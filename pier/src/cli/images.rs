@@ -7,8 +7,6 @@ use anyhow::{bail, Context, Result};
 use hyper::Method;
 use pier_controlplane::api::encode;
 use pier_controlplane::api::Client;
-use pier_runtime::image::docker_config::DockerConfig;
-use pier_runtime::image::pull::source_of;
 use serde_json::{json, Value};
 
 use super::output::{age, items, print_value, table, Format};
@@ -45,41 +43,13 @@ pub(crate) async fn images(client: &Client, format: Format) -> Result<()> {
     Ok(())
 }
 
-/// The credentials to pull `name` with: `--creds`, else the entry Docker's config file holds
-/// for its registry (as `docker login` wrote it), if any.
-fn credentials(name: &str, creds: Option<&str>) -> Result<Option<Value>> {
-    if let Some(creds) = creds {
-        let (username, password) = creds
-            .split_once(':')
-            .context("--creds: give USER:PASSWORD")?;
-        return Ok(Some(json!({"username": username, "password": password})));
-    }
-    let dir = match (std::env::var_os("DOCKER_CONFIG"), std::env::var_os("HOME")) {
-        (Some(dir), _) => PathBuf::from(dir),
-        (None, Some(home)) => PathBuf::from(home).join(".docker"),
-        (None, None) => return Ok(None),
-    };
-    let file = dir.join("config.json");
-    let bytes = match std::fs::read(&file) {
-        Ok(bytes) => bytes,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e).with_context(|| format!("reading {}", file.display())),
-    };
-    let config = DockerConfig::parse(&bytes, false)
-        .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
-    let (registry, repository) = source_of(name)?;
-    Ok(config
-        .find(&registry, &repository)
-        .map(|(_, c)| json!({"username": c.username, "password": c.password})))
-}
-
 /// `pier pull`: progress as a bar per layer on a terminal, one line per layer otherwise.
 pub(crate) async fn pull(client: &Client, name: &str, creds: Option<&str>) -> Result<()> {
     let tty = std::io::stderr().is_terminal();
     let mut failed: Option<String> = None;
     let mut done_image: Option<Value> = None;
     let path = format!("/v1/images/pull?name={}", encode(name));
-    let body = credentials(name, creds)?;
+    let body = super::credentials::for_pull(name, creds)?;
     client
         .stream_lines(Method::POST, &path, body.as_ref(), |line| {
             let Ok(v) = serde_json::from_str::<Value>(line) else {

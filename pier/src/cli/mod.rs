@@ -2,6 +2,7 @@
 
 pub(crate) mod access;
 pub(crate) mod containers;
+mod credentials;
 pub(crate) mod images;
 pub(crate) mod manifests;
 pub(crate) mod nodes;
