@@ -107,8 +107,9 @@ fn scale_cycle(node: &Node, url: &str, metric: &str) -> (f64, f64) {
     assert!(out.status.success(), "{}", out_text(&out));
     let started = Instant::now();
     let (stop, worker) = background_load(url.to_string());
+    // The autoscaler writes the Deployment's replicas, then its own status: wait for both.
     wait_for("the autoscaler to reach its maximum", PATIENCE, || {
-        replicas(node) == 3
+        replicas(node) == 3 && hpa(node)["status"]["desiredReplicas"] == 3
     });
     let up = started.elapsed().as_secs_f64();
     let status = hpa(node)["status"].clone();

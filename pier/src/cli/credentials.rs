@@ -83,9 +83,11 @@ fn helper_get(helper: &str, server: &str) -> Result<Option<Value>> {
             format!("running the credential helper {program} (Docker's config.json names it)")
         })?;
     if let Some(mut stdin) = child.stdin.take() {
-        stdin
-            .write_all(server.as_bytes())
-            .with_context(|| format!("{program}: writing the server name"))?;
+        match stdin.write_all(server.as_bytes()) {
+            // A helper that answers without reading (nothing stored) has closed its end.
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+            other => other.with_context(|| format!("{program}: writing the server name"))?,
+        }
     }
     let out = child
         .wait_with_output()
