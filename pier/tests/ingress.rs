@@ -161,6 +161,18 @@ fn metric(d: &Daemon, prefix: &str) -> f64 {
         .sum()
 }
 
+fn wait_for_metrics(d: &Daemon, check: impl Fn(&str) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, metrics) = d.admin("/metrics");
+        if check(&metrics) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "metrics within 10 s:\n{metrics}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 fn backends(d: &Daemon, echoes: &[(&str, &Echo)]) {
     let mut y = String::new();
     for (name, echo) in echoes {
@@ -640,5 +652,20 @@ spec:
         metrics.contains("pier_ingress_requests_total{backend=\"default/grpc:80\",code=\"200\",host=\"rw.example.com\",ingress=\"default/rewrite\"} 2"),
         "{}",
         metrics.lines().filter(|l| l.starts_with("pier_ingress_requests")).collect::<Vec<_>>().join("\n")
+    );
+
+    // A deleted Ingress takes its series with it; the others keep counting.
+    let (_, before) = d.admin("/metrics");
+    assert!(
+        before.contains("ingress=\"default/versions\""),
+        "counted first"
+    );
+    let out = d.pier(&["delete", "ingress", "versions"]);
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    wait_for_metrics(&d, |m| !m.contains("ingress=\"default/versions\""));
+    let (_, metrics) = d.admin("/metrics");
+    assert!(
+        metrics.contains("ingress=\"default/shop\""),
+        "the shop's series stay"
     );
 }

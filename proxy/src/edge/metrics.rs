@@ -74,6 +74,14 @@ impl EdgeMetrics {
         }
     }
 
+    /// Removes an Ingress's latency series (it serves no more).
+    pub(crate) fn forget_ingress(&self, ingress: &str) {
+        // Absent when it never answered a request.
+        self.duration
+            .remove_label_values(&[ingress])
+            .unwrap_or_default();
+    }
+
     /// Counts a completed handshake.
     pub(crate) fn handshake(&self, h: &Handshake) {
         let resumed = if h.resumed { "true" } else { "false" };
@@ -99,6 +107,24 @@ pub(crate) struct BackendCounters {
 }
 
 impl BackendCounters {
+    /// The Ingress, host rule and backend it counts for.
+    pub(crate) fn labels(&self) -> &[String; 3] {
+        &self.labels
+    }
+
+    /// Removes its series (the backend serves no more under this Ingress and host).
+    pub(crate) fn forget(&self) {
+        let codes = self.codes.lock().unwrap_or_else(PoisonError::into_inner);
+        let [ingress, host, backend] = &self.labels;
+        for (code, _) in codes.iter() {
+            let code = code.to_string();
+            // Absent only if a newer table removed it already.
+            self.requests
+                .remove_label_values(&[ingress, host, backend, &code])
+                .unwrap_or_default();
+        }
+    }
+
     /// Counts one answered request.
     pub(crate) fn observe(&self, code: u16, took: Duration) {
         self.duration.observe(took.as_secs_f64());

@@ -9,7 +9,7 @@ mod metrics;
 mod serve;
 mod table;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -26,7 +26,7 @@ use crate::tls::certs::{certified_key, CertTable, Certificates};
 use crate::{health, Proxy, ProxyMetrics};
 use metrics::EdgeMetrics;
 use serve::EdgeShared;
-use table::Compiler;
+use table::{Compiler, EdgeTable};
 
 /// Where the edge listens.
 #[derive(Debug, Clone, Default)]
@@ -168,9 +168,14 @@ impl Edge {
     /// Compiles the table and the certificates and swaps both in; groups no path uses any
     /// more are dropped (their health checkers stop with them).
     fn recompile(&mut self, snapshot: &NodeSnapshot) {
+        let old = self.shared.table.load_full();
         let mut compiler = Compiler {
             snapshot,
             edge_metrics: &self.shared.metrics,
+            counters: old
+                .backends()
+                .map(|b| (b.counters.labels().clone(), Arc::clone(&b.counters)))
+                .collect(),
             existing: &self.clusters,
             created: HashMap::new(),
             metrics: &self.proxy_metrics,
@@ -192,7 +197,26 @@ impl Edge {
         }
         self.clusters = used;
         self.certs.replace(certificates(&self.view));
-        self.shared.table.store(Arc::new(table));
+        let table = Arc::new(table);
+        self.shared.table.store(Arc::clone(&table));
+        forget_gone(&self.shared.metrics, &old, &table);
+    }
+}
+
+/// Removes the series of backends and Ingresses the new table no longer serves, so a churn of
+/// Ingresses does not grow `/metrics` without end.
+fn forget_gone(metrics: &EdgeMetrics, old: &EdgeTable, new: &EdgeTable) {
+    let kept: HashSet<&[String; 3]> = new.backends().map(|b| b.counters.labels()).collect();
+    let ingresses: HashSet<&String> = kept.iter().map(|[ingress, _, _]| ingress).collect();
+    let mut forgotten = HashSet::new();
+    for b in old.backends() {
+        let labels = b.counters.labels();
+        if !kept.contains(labels) && forgotten.insert(labels) {
+            b.counters.forget();
+            if !ingresses.contains(&labels[0]) {
+                metrics.forget_ingress(&labels[0]);
+            }
+        }
     }
 }
 

@@ -23,8 +23,8 @@ use crate::route::{HttpRouter, PathMatch};
 
 /// Where one Ingress path sends: one Service port, as a frontend of its own.
 pub(crate) struct Backend {
-    /// Its `pier_ingress_*` handles.
-    pub counters: BackendCounters,
+    /// Its `pier_ingress_*` handles, kept from table to table while it serves.
+    pub counters: Arc<BackendCounters>,
     /// Answers requests (routing, retries, the read timeout).
     pub frontend: Arc<Frontend>,
 }
@@ -120,22 +120,20 @@ impl EdgeTable {
 
     /// Every backend group, to keep and update.
     pub(crate) fn clusters(&self) -> Vec<Arc<Cluster>> {
-        let sites = self
-            .exact
+        self.backends()
+            .flat_map(|b| b.frontend.clusters().into_iter().cloned())
+            .collect()
+    }
+
+    /// Every backend of every path, main and canary.
+    pub(crate) fn backends(&self) -> impl Iterator<Item = &Backend> {
+        self.exact
             .values()
             .chain(self.wildcard.values())
-            .chain([&self.any]);
-        let mut out = Vec::new();
-        for site in sites {
-            let targets = site.routes.iter().map(|r| &r.target).chain(&site.fallback);
-            for t in targets {
-                let backends = [Some(&t.main), t.canary.as_ref().map(|c| &c.backend)];
-                for b in backends.into_iter().flatten() {
-                    out.extend(b.frontend.clusters().into_iter().cloned());
-                }
-            }
-        }
-        out
+            .chain([&self.any])
+            .flat_map(|site| site.routes.iter().map(|r| &r.target).chain(&site.fallback))
+            .flat_map(|t| [Some(&t.main), t.canary.as_ref().map(|c| &c.backend)])
+            .flatten()
     }
 
     fn site_mut(&mut self, host: Option<&str>) -> &mut Site {
@@ -153,6 +151,8 @@ impl EdgeTable {
 pub(crate) struct Compiler<'a> {
     pub snapshot: &'a NodeSnapshot,
     pub edge_metrics: &'a EdgeMetrics,
+    /// The last table's counters by their labels, to go on counting in.
+    pub counters: HashMap<[String; 3], Arc<BackendCounters>>,
     pub existing: &'a HashMap<ClusterKey, Arc<Cluster>>,
     pub created: HashMap<ClusterKey, Arc<Cluster>>,
     pub metrics: &'a Arc<ProxyMetrics>,
@@ -330,10 +330,18 @@ impl Compiler<'_> {
             BackendPort::Number(n) => format!("{}:{n}", b.service),
             BackendPort::Name(n) => format!("{}:{n}", b.service),
         };
+        let labels = [ing.id(), host.unwrap_or("*").to_string(), label];
+        let counters = match self.counters.get(&labels) {
+            Some(c) => Arc::clone(c),
+            None => {
+                let [ingress, host, backend] = &labels;
+                let c = Arc::new(self.edge_metrics.backend(ingress, host, backend));
+                self.counters.insert(labels, Arc::clone(&c));
+                c
+            }
+        };
         Backend {
-            counters: self
-                .edge_metrics
-                .backend(&ing.id(), host.unwrap_or("*"), &label),
+            counters,
             frontend: Arc::new(Frontend {
                 policy,
                 client_affinity: false,
