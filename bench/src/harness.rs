@@ -128,6 +128,20 @@ pub(crate) async fn start_pier(
     Ok((daemon, client))
 }
 
+/// Flags of a benchmark daemon serving VIPs on loopback stand-ins (ClusterIP a.b.c.d on
+/// 127.b.c.d, port + 20000) from `service_cidr`, without DNS.
+pub(crate) fn loopback_proxy(service_cidr: &str) -> Vec<&str> {
+    vec![
+        "--no-dns",
+        "--proxy-vips",
+        "loopback",
+        "--proxy-port-offset",
+        "20000",
+        "--service-cidr",
+        service_cidr,
+    ]
+}
+
 /// User + system CPU time a process has used.
 pub(crate) fn cpu_time(pid: u32) -> Result<Duration> {
     let stat =

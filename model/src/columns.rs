@@ -8,8 +8,11 @@ use serde_json::Value;
 
 use crate::Kind;
 
+mod event;
 mod hpa;
 mod ingress;
+mod node;
+mod rollout;
 
 /// One column: its header as kubectl prints it, and whether only `-o wide` shows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -237,7 +240,7 @@ pub fn row(kind: Kind, v: &Value, now: SystemTime) -> Vec<String> {
             row
         }
         Kind::HorizontalPodAutoscaler => hpa::row(v, name, created),
-        Kind::Rollout => rollout_row(v, name, created),
+        Kind::Rollout => rollout::row(v, name, created),
         Kind::AnalysisTemplate | Kind::ClusterAnalysisTemplate => vec![name, created],
         Kind::AnalysisRun => vec![
             name,
@@ -276,93 +279,15 @@ pub fn row(kind: Kind, v: &Value, now: SystemTime) -> Vec<String> {
         }
         Kind::Node => vec![
             name,
-            node_status(v),
-            node_roles(v),
+            node::status(v),
+            node::roles(v),
             created,
             s(v, "/status/nodeInfo/kubeletVersion").to_string(),
-            node_address(v, "InternalIP"),
+            node::address(v, "InternalIP"),
         ],
         Kind::Lease => vec![name, s(v, "/spec/holderIdentity").to_string(), created],
-        Kind::Event => event_row(v, name, now),
+        Kind::Event => event::row(v, name, now),
     }
-}
-
-/// An Event's cells, as the API server prints them: ages of its first and last occurrence,
-/// `kind/name` of its object, `component, host` of its source.
-/// A Rollout's row: Argo's printer columns, then its phase, step and canary weight.
-fn rollout_row(v: &Value, name: String, created: String) -> Vec<String> {
-    let count = |field: &str| {
-        v.pointer(&format!("/status/{field}"))
-            .and_then(Value::as_i64)
-            .unwrap_or(0)
-            .to_string()
-    };
-    let desired = v
-        .pointer("/spec/replicas")
-        .and_then(Value::as_i64)
-        .unwrap_or(1);
-    let steps = items(v, "/spec/strategy/canary/steps").len();
-    let step = v
-        .pointer("/status/currentStepIndex")
-        .and_then(Value::as_i64)
-        .map_or("-".to_string(), |i| format!("{i}/{steps}"));
-    let weight = v
-        .pointer("/status/canary/weights/canary/weight")
-        .and_then(Value::as_i64)
-        .unwrap_or(0);
-    vec![
-        name,
-        desired.to_string(),
-        count("replicas"),
-        count("updatedReplicas"),
-        count("availableReplicas"),
-        created,
-        or(s(v, "/status/phase"), "<unknown>"),
-        step,
-        weight.to_string(),
-    ]
-}
-
-fn event_row(v: &Value, name: String, now: SystemTime) -> Vec<String> {
-    // events.k8s.io/v1 names the same fields otherwise: read whichever the Event has.
-    let field = |core: &str, new: &str| match v.pointer(core) {
-        Some(value) => value.clone(),
-        None => v.pointer(new).cloned().unwrap_or(Value::Null),
-    };
-    let v = &serde_json::json!({
-        "involvedObject": field("/involvedObject", "/regarding"),
-        "message": field("/message", "/note"),
-        "source": field("/source", "/deprecatedSource"),
-        "firstTimestamp": field("/firstTimestamp", "/deprecatedFirstTimestamp"),
-        "lastTimestamp": field("/lastTimestamp", "/deprecatedLastTimestamp"),
-        "count": field("/count", "/deprecatedCount"),
-        "eventTime": field("/eventTime", "/eventTime"),
-        "type": field("/type", "/type"),
-        "reason": field("/reason", "/reason"),
-    });
-    let when = |pointer: &str| v.pointer(pointer).and_then(Value::as_str);
-    let first = when("/firstTimestamp").or_else(|| when("/eventTime"));
-    let last = when("/lastTimestamp").or(first);
-    let object = match (s(v, "/involvedObject/kind"), s(v, "/involvedObject/name")) {
-        (kind, "") => kind.to_lowercase(),
-        (kind, name) => format!("{}/{name}", kind.to_lowercase()),
-    };
-    let source: Vec<&str> = [s(v, "/source/component"), s(v, "/source/host")]
-        .into_iter()
-        .filter(|p| !p.is_empty())
-        .collect();
-    vec![
-        age(last, now),
-        s(v, "/type").to_string(),
-        s(v, "/reason").to_string(),
-        object,
-        s(v, "/involvedObject/fieldPath").to_string(),
-        source.join(", "),
-        s(v, "/message").trim().to_string(),
-        age(first, now),
-        v["count"].as_i64().unwrap_or(1).max(1).to_string(),
-        name,
-    ]
 }
 
 /// kubectl's age of an RFC 3339 timestamp at `now` (`45s`, `12m`, `3h`, `5d`).
@@ -515,48 +440,6 @@ fn pod_status(v: &Value) -> String {
         return reason.into();
     }
     or(s(v, "/status/phase"), "Unknown")
-}
-
-/// `Ready`, `NotReady` or `Unknown` (kubectl's words), `,SchedulingDisabled` when cordoned.
-fn node_status(v: &Value) -> String {
-    let ready = items(v, "/status/conditions")
-        .into_iter()
-        .find(|c| s(c, "/type") == "Ready");
-    let mut status = match ready.as_ref().map(|c| s(c, "/status")) {
-        Some("True") => "Ready",
-        Some("False") => "NotReady",
-        _ => "Unknown",
-    }
-    .to_string();
-    if v.pointer("/spec/unschedulable").and_then(Value::as_bool) == Some(true) {
-        status.push_str(",SchedulingDisabled");
-    }
-    status
-}
-
-/// The roles a node's `node-role.kubernetes.io/<role>` labels give it.
-fn node_roles(v: &Value) -> String {
-    let roles: Vec<String> = v
-        .pointer("/metadata/labels")
-        .and_then(Value::as_object)
-        .map(|labels| {
-            labels
-                .keys()
-                .filter_map(|k| k.strip_prefix(crate::node::ROLE_LABEL_PREFIX))
-                .map(str::to_string)
-                .collect()
-        })
-        .unwrap_or_default();
-    join_or_none(roles)
-}
-
-/// A node's address of `kind`, or `<none>`.
-fn node_address(v: &Value, kind: &str) -> String {
-    items(v, "/status/addresses")
-        .iter()
-        .find(|a| s(a, "/type") == kind)
-        .map(|a| s(a, "/address").to_string())
-        .unwrap_or_else(|| "<none>".into())
 }
 
 #[cfg(test)]

@@ -102,14 +102,9 @@ fn a_follower_serves_the_followed_apis_services_and_writes_only_its_own() {
     std::fs::write(&kubeconfig, &out.stdout).unwrap();
 
     let offset = PORT_OFFSET.to_string();
-    let ingress = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
-    let ingress_tls = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    let port = || pier_testkit::free_port("127.0.0.1").unwrap();
+    let ingress = std::net::SocketAddr::from(([127, 0, 0, 1], port()));
+    let ingress_tls = std::net::SocketAddr::from(([127, 0, 0, 1], port()));
     let b = Daemon::start_with(
         dir_b.path(),
         &[

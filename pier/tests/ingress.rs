@@ -8,7 +8,7 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -26,12 +26,20 @@ use common::{have, skip, Daemon};
 
 const HOST: &str = "echo.prod.mydomain.com";
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// A proxy daemon whose Ingress listeners take free loopback ports: (daemon, HTTP, HTTPS).
+fn edge_daemon(dir: &std::path::Path, extra: &[&str]) -> (Daemon, SocketAddr, SocketAddr) {
+    let port = || pier_testkit::free_port("127.0.0.1").unwrap();
+    let http = SocketAddr::from(([127, 0, 0, 1], port()));
+    let https = SocketAddr::from(([127, 0, 0, 1], port()));
+    let (http_arg, https_arg) = (http.to_string(), https.to_string());
+    let mut args = vec![
+        "--ingress-listen",
+        &http_arg,
+        "--ingress-tls-listen",
+        &https_arg,
+    ];
+    args.extend_from_slice(extra);
+    (proxy_daemon(dir, &args), http, https)
 }
 
 /// A test CA signing leaf certificates.
@@ -193,17 +201,7 @@ fn ingress_nginx_canary_example_splits_by_weight_header_and_cookie() {
         return skip("curl is not installed (scripts/deps test installs it)");
     }
     let tmp = tempfile::tempdir().unwrap();
-    let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let https = format!("127.0.0.1:{}", free_port());
-    let d = proxy_daemon(
-        tmp.path(),
-        &[
-            "--ingress-listen",
-            &http.to_string(),
-            "--ingress-tls-listen",
-            &https,
-        ],
-    );
+    let (d, http, _) = edge_daemon(tmp.path(), &[]);
     let (production, canary) = (Echo::spawn("production"), Echo::spawn("canary"));
     backends(&d, &[("production", &production), ("canary", &canary)]);
     let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/ingress-nginx");
@@ -293,19 +291,7 @@ async fn https_hosts_get_their_certificates_rotation_keeps_open_connections() {
         return skip("curl is not installed (scripts/deps test installs it)");
     }
     let tmp = tempfile::tempdir().unwrap();
-    let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let https: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let d = proxy_daemon(
-        tmp.path(),
-        &[
-            "--ingress-listen",
-            &http.to_string(),
-            "--ingress-tls-listen",
-            &https.to_string(),
-            "--proxy-header-timeout",
-            "2s",
-        ],
-    );
+    let (d, http, https) = edge_daemon(tmp.path(), &["--proxy-header-timeout", "2s"]);
     let (site_a, site_b) = (Echo::spawn("site-a"), Echo::spawn("site-b"));
     backends(&d, &[("site-a", &site_a), ("site-b", &site_b)]);
     let ca = Ca::new();
@@ -337,15 +323,17 @@ spec:
     let port = https.port();
     let resolve = |host: &str| format!("{host}:{port}:127.0.0.1");
     let url = |host: &str, path: &str| format!("https://{host}:{port}{path}");
+    // curl trusting the test CA, `host` resolved to the HTTPS listener.
+    let https_get = |host: &str, path: &str, extra: &[&str]| {
+        let (resolve, url) = (resolve(host), url(host, path));
+        let mut args = vec!["--cacert", &ca_file, "--resolve", &resolve];
+        args.extend_from_slice(extra);
+        args.push(&url);
+        curl(&args)
+    };
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let (ok, out) = curl(&[
-            "--cacert",
-            &ca_file,
-            "--resolve",
-            &resolve("a.example.com"),
-            &url("a.example.com", "/"),
-        ]);
+        let (ok, out) = https_get("a.example.com", "/", &[]);
         if ok {
             break;
         }
@@ -355,13 +343,7 @@ spec:
 
     // Each host its certificate (curl checks it against the CA and the name) and backend.
     for (host, name) in [("a.example.com", "site-a"), ("b.example.com", "site-b")] {
-        let (ok, out) = curl(&[
-            "--cacert",
-            &ca_file,
-            "--resolve",
-            &resolve(host),
-            &url(host, "/x"),
-        ]);
+        let (ok, out) = https_get(host, "/x", &[]);
         assert!(ok, "{host}: {out}");
         let v: Value = serde_json::from_str(&out).unwrap();
         assert_eq!(v["name"], name, "{out}");
@@ -371,18 +353,11 @@ spec:
             Some(format!("{host}:{port}").as_str()),
             "{out}"
         );
-        let (ok, version) = curl(&[
-            "--http2",
-            "--cacert",
-            &ca_file,
-            "--resolve",
-            &resolve(host),
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_version}",
-            &url(host, "/"),
-        ]);
+        let (ok, version) = https_get(
+            host,
+            "/",
+            &["--http2", "-o", "/dev/null", "-w", "%{http_version}"],
+        );
         assert!(ok && version == "2", "{host} over HTTP/2: {version}");
     }
 
@@ -404,21 +379,9 @@ spec:
     let mut record = vec![0x16, 0x03, 0x01, 0x40, 0x00, 0x01, 0xff, 0xff, 0xff];
     record.resize(5 + 0x4000, 0);
     huge.write_all(&record).unwrap();
-    let (ok, out) = curl(&[
-        "--cacert",
-        &ca_file,
-        "--resolve",
-        &resolve("nobody.example.com"),
-        &url("nobody.example.com", "/"),
-    ]);
+    let (ok, out) = https_get("nobody.example.com", "/", &[]);
     assert!(!ok, "an unknown name has no certificate: {out}");
-    let (ok, out) = curl(&[
-        "--cacert",
-        &ca_file,
-        "--resolve",
-        &resolve("b.example.com"),
-        &url("b.example.com", "/"),
-    ]);
+    let (ok, out) = https_get("b.example.com", "/", &[]);
     assert!(ok, "another client is served meanwhile: {out}");
     for (what, s) in [
         ("garbage", &mut garbage),
@@ -520,17 +483,7 @@ impl TlsClient {
 #[test]
 fn paths_wildcards_rewrites_body_limits_and_h2c_backends() {
     let tmp = tempfile::tempdir().unwrap();
-    let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let https = format!("127.0.0.1:{}", free_port());
-    let d = proxy_daemon(
-        tmp.path(),
-        &[
-            "--ingress-listen",
-            &http.to_string(),
-            "--ingress-tls-listen",
-            &https,
-        ],
-    );
+    let (d, http, _) = edge_daemon(tmp.path(), &[]);
     let echoes = [
         Echo::spawn("api"),
         Echo::spawn("exact"),

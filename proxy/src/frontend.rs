@@ -102,7 +102,8 @@ pub(crate) struct ClusterSet<'a> {
 pub(crate) type Locality = Option<Arc<str>>;
 
 impl ClusterSet<'_> {
-    fn get(&mut self, key: ClusterKey, l7: bool) -> Arc<Cluster> {
+    /// The group `key` names: an existing one, else one made for this snapshot.
+    pub(crate) fn get(&mut self, key: ClusterKey, l7: bool) -> Arc<Cluster> {
         if let Some(c) = self.existing.get(&key).or_else(|| self.created.get(&key)) {
             return Arc::clone(c);
         }

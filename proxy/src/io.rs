@@ -144,3 +144,36 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Tracked<S> {
         self.inner.is_write_vectored()
     }
 }
+
+/// Accepts connections on `listener` while the node's connection limit has room (refusals are
+/// counted), serving each with `serve` in a task of its own that holds its permit.
+pub(crate) async fn accept_each<F, Fut>(
+    listener: tokio::net::TcpListener,
+    limit: Arc<tokio::sync::Semaphore>,
+    metrics: Arc<crate::ProxyMetrics>,
+    serve: F,
+) where
+    F: Fn(tokio::net::TcpStream, std::net::SocketAddr) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(c) => c,
+            Err(e) => {
+                // Out of file descriptors and the like: back off instead of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = Arc::clone(&limit).try_acquire_owned() else {
+            metrics.connections_refused.inc();
+            continue;
+        };
+        let connection = serve(stream, peer);
+        tokio::spawn(async move {
+            let _permit = permit;
+            connection.await;
+        });
+    }
+}

@@ -239,31 +239,18 @@ async fn accept_loop(
     limit: Arc<Semaphore>,
     metrics: Arc<ProxyMetrics>,
 ) {
-    loop {
-        let (stream, peer) = match listener.accept().await {
-            Ok(c) => c,
-            Err(e) => {
-                // Out of file descriptors and the like: back off instead of spinning.
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let Ok(permit) = Arc::clone(&limit).try_acquire_owned() else {
-            metrics.connections_refused.inc();
-            continue;
-        };
+    io::accept_each(listener, limit, metrics, move |stream, peer| {
         let fe = frontend.load_full();
         let frontend = Arc::clone(&frontend);
         let http = Arc::clone(&http);
-        tokio::spawn(async move {
-            let _permit = permit;
+        async move {
             fe.metrics.active.inc();
             match &fe.mode {
                 Mode::L7(_) => http.serve(stream, peer, frontend).await,
                 Mode::L4(_) => l4::tcp::serve(stream, peer, Arc::clone(&fe)).await,
             }
             fe.metrics.active.dec();
-        });
-    }
+        }
+    })
+    .await;
 }

@@ -120,20 +120,8 @@ struct PierAddrs {
 }
 
 async fn start_pier(dir: &Path, backends: &[u16], deadline: Instant) -> Result<(Proc, PierAddrs)> {
-    let (proc, client) = harness::start_pier(
-        dir,
-        &[
-            "--no-dns",
-            "--proxy-vips",
-            "loopback",
-            "--proxy-port-offset",
-            "20000",
-            "--service-cidr",
-            "10.211.0.0/24",
-        ],
-        deadline,
-    )
-    .await?;
+    let (proc, client) =
+        harness::start_pier(dir, &harness::loopback_proxy("10.211.0.0/24"), deadline).await?;
     let ports: Vec<serde_json::Value> = backends
         .iter()
         .map(|p| json!({"name": "http", "port": p, "protocol": "TCP"}))

@@ -230,18 +230,10 @@ pub(crate) async fn run(p: Params) -> Result<()> {
     let (pier, client) = harness::start_pier(
         dir.path(),
         &[
-            "--no-dns",
-            "--proxy-vips",
-            "loopback",
-            "--proxy-port-offset",
-            "20000",
-            "--service-cidr",
-            "10.213.0.0/24",
-            "--ebpf-cgroup",
-            &cgroup_arg,
-            "--ebpf-pin-dir",
-            &pin_arg,
-        ],
+            harness::loopback_proxy("10.213.0.0/24"),
+            vec!["--ebpf-cgroup", &cgroup_arg, "--ebpf-pin-dir", &pin_arg],
+        ]
+        .concat(),
         deadline,
     )
     .await?;

@@ -75,18 +75,10 @@ async fn start_pier(
     let (proc, client) = harness::start_pier(
         dir,
         &[
-            "--no-dns",
-            "--proxy-vips",
-            "loopback",
-            "--proxy-port-offset",
-            "20000",
-            "--service-cidr",
-            "10.212.0.0/24",
-            "--ingress-listen",
-            &http,
-            "--ingress-tls-listen",
-            &https,
-        ],
+            harness::loopback_proxy("10.212.0.0/24"),
+            vec!["--ingress-listen", &http, "--ingress-tls-listen", &https],
+        ]
+        .concat(),
         deadline,
     )
     .await?;

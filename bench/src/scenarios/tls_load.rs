@@ -92,7 +92,8 @@ fn client_config(load: Load) -> Result<Arc<ClientConfig>> {
     Ok(Arc::new(config))
 }
 
-/// Reads one HTTP/1.1 response with a Content-Length body; false when the stream ended first.
+/// Reads one HTTP/1.1 `200` response with a Content-Length body; an error when the status is
+/// another or the stream ends first.
 async fn read_response<S: tokio::io::AsyncRead + Unpin>(
     s: &mut S,
     buf: &mut Vec<u8>,

@@ -183,7 +183,7 @@ impl Cluster {
         }
     }
 
-    /// Makes the group speak HTTP/2 without TLS to its endpoints (before its first update).
+    /// Makes the group speak HTTP/2 without TLS to its endpoints (from its next update).
     pub(crate) fn force_h2c(&self) {
         self.h2c.store(true, Ordering::Relaxed);
     }

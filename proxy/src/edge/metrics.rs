@@ -10,7 +10,6 @@ use prometheus::{
 use crate::tls::accept::{Failure, Handshake};
 
 /// Metrics of the edge listeners.
-#[derive(Clone)]
 pub(crate) struct EdgeMetrics {
     requests: IntCounterVec,
     duration: HistogramVec,

@@ -15,13 +15,18 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use pier_snapshot::edge::EdgeView;
-use pier_snapshot::{ApplyError, NodeSnapshot, ServiceChange, SnapshotConsumer, SnapshotDiff};
+use pier_snapshot::policy::TrafficPolicy;
+use pier_snapshot::{
+    ApplyError, NodeSnapshot, PortView, ServiceChange, ServiceKey, ServiceView, SnapshotConsumer,
+    SnapshotDiff,
+};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
 use crate::balance::{Cluster, ClusterKey};
+use crate::frontend::ClusterSet;
 use crate::tls::certs::{certified_key, CertTable, Certificates};
 use crate::{health, Proxy, ProxyMetrics};
 use metrics::EdgeMetrics;
@@ -48,6 +53,17 @@ pub struct Edge {
     listeners: Vec<JoinHandle<()>>,
     clusters: HashMap<ClusterKey, Arc<Cluster>>,
     view: Arc<EdgeView>,
+    /// What the table was compiled from of each Service an Ingress names: a change to one
+    /// of these (not to its endpoints, which the groups follow) recompiles it.
+    compiled_with: HashMap<ServiceKey, Shape>,
+}
+
+/// The parts of a Service a compiled table depends on: its ports (names resolve to numbers)
+/// and its proxy settings; `None` when it does not exist.
+type Shape = Option<(Vec<PortView>, Arc<TrafficPolicy>)>;
+
+fn shape(svc: Option<&Arc<ServiceView>>) -> Shape {
+    svc.map(|s| (s.ports.clone(), Arc::clone(&s.policy)))
 }
 
 impl Drop for Edge {
@@ -81,13 +97,15 @@ impl Proxy {
             listeners: Vec::new(),
             clusters: HashMap::new(),
             view: Arc::default(),
+            compiled_with: HashMap::new(),
         })
     }
 }
 
 impl Edge {
     /// Applies a snapshot: binds the listeners once there is an Ingress, recompiles the table
-    /// when the Ingresses or a Service they name changed, and refreshes backend endpoints.
+    /// when the Ingresses or the ports or settings of a Service they name changed, reloads the
+    /// certificates when the Ingresses did, and refreshes backend endpoints.
     pub fn apply_diff(
         &mut self,
         diff: &SnapshotDiff,
@@ -99,30 +117,29 @@ impl Edge {
         if !self.view.is_empty() && self.listeners.is_empty() {
             self.bind()?;
         }
-        let named = |key: &pier_snapshot::ServiceKey| {
-            self.view.ingresses.iter().any(|i| {
-                i.rules
-                    .iter()
-                    .flat_map(|r| &r.paths)
-                    .map(|p| &p.backend)
-                    .chain(&i.default_backend)
-                    .any(|b| b.service == *key)
-            })
-        };
-        let ports_changed = diff.changes.iter().any(|c| match c {
-            ServiceChange::Upsert(v) => named(&v.key),
-            ServiceChange::Remove(k) => named(k),
-        });
-        if diff.edge.is_some() || ports_changed {
-            self.recompile(snapshot);
-        }
-        for change in &diff.changes {
-            let key = match change {
+        let changed: HashSet<&ServiceKey> = diff
+            .changes
+            .iter()
+            .map(|c| match c {
                 ServiceChange::Upsert(v) => &v.key,
                 ServiceChange::Remove(k) => k,
-            };
-            for cluster in self.clusters.values().filter(|c| c.key.backend == *key) {
-                cluster.update(snapshot.services.get(key));
+            })
+            .collect();
+        let reshaped = changed.iter().any(|key| {
+            self.compiled_with
+                .get(*key)
+                .is_some_and(|was| *was != shape(snapshot.services.get(*key)))
+        });
+        if diff.edge.is_some() {
+            self.certs.replace(certificates(&self.view));
+        }
+        if diff.edge.is_some() || reshaped {
+            self.recompile(snapshot);
+        }
+        for cluster in self.clusters.values() {
+            let backend = &cluster.key.backend;
+            if changed.contains(backend) {
+                cluster.update(snapshot.services.get(backend));
                 health::ensure_checker(cluster, &self.shared.http);
             }
         }
@@ -176,12 +193,14 @@ impl Edge {
                 .backends()
                 .map(|b| (b.counters.labels().clone(), Arc::clone(&b.counters)))
                 .collect(),
-            existing: &self.clusters,
-            created: HashMap::new(),
-            metrics: &self.proxy_metrics,
+            clusters: ClusterSet {
+                existing: &self.clusters,
+                created: HashMap::new(),
+                metrics: &self.proxy_metrics,
+            },
         };
         let table = compiler.compile(&self.view);
-        for (_, cluster) in compiler.created {
+        for (_, cluster) in compiler.clusters.created {
             cluster.update(snapshot.services.get(&cluster.key.backend));
             health::ensure_checker(&cluster, &self.shared.http);
         }
@@ -196,7 +215,19 @@ impl Edge {
             }
         }
         self.clusters = used;
-        self.certs.replace(certificates(&self.view));
+        self.compiled_with = self
+            .view
+            .ingresses
+            .iter()
+            .flat_map(|i| {
+                i.rules
+                    .iter()
+                    .flat_map(|r| &r.paths)
+                    .map(|p| &p.backend)
+                    .chain(&i.default_backend)
+            })
+            .map(|b| (b.service.clone(), shape(snapshot.services.get(&b.service))))
+            .collect();
         let table = Arc::new(table);
         self.shared.table.store(Arc::clone(&table));
         forget_gone(&self.shared.metrics, &old, &table);
@@ -266,28 +297,16 @@ async fn accept_loop(
     limit: Arc<Semaphore>,
     metrics: Arc<ProxyMetrics>,
 ) {
-    loop {
-        let (stream, peer) = match listener.accept().await {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::warn!(error = %e, "ingress accept failed");
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let Ok(permit) = Arc::clone(&limit).try_acquire_owned() else {
-            metrics.connections_refused.inc();
-            continue;
-        };
+    crate::io::accept_each(listener, limit, metrics, move |stream, peer| {
         let shared = Arc::clone(&shared);
         let tls = tls.clone();
-        tokio::spawn(async move {
-            let _permit = permit;
+        async move {
             shared.listener_metrics.active.inc();
             serve::connection(Arc::clone(&shared), stream, peer, tls).await;
             shared.listener_metrics.active.dec();
-        });
-    }
+        }
+    })
+    .await;
 }
 
 /// Feeds snapshots to the edge.

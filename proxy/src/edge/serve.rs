@@ -55,15 +55,15 @@ pub(crate) async fn connection(
         m.bytes_in.clone(),
         m.bytes_out.clone(),
     );
-    let http = Arc::clone(&shared.http);
     let https = tls.is_some();
     let client = Arc::new(ClientHeaders::edge(peer, https));
-    let metrics = shared.metrics.clone();
+    let for_requests = Arc::clone(&shared);
     let handler = move |req| {
-        let shared = Arc::clone(&shared);
+        let shared = Arc::clone(&for_requests);
         let client = Arc::clone(&client);
         async move { request(&shared, req, &client, https).await }
     };
+    let http = &shared.http;
     let Some(acceptor) = tls else {
         http.serve_connection(io, activity, peer, false, handler)
             .await;
@@ -71,14 +71,14 @@ pub(crate) async fn connection(
     };
     match accept::accept(&acceptor, io, http.header_read_timeout()).await {
         Ok((tls, handshake)) => {
-            metrics.handshake(&handshake);
+            shared.metrics.handshake(&handshake);
             let h2 = handshake.alpn.as_deref() == Some(b"h2");
             http.serve_connection(tls, activity, peer, h2, handler)
                 .await;
         }
         Err(failure) => {
             tracing::debug!(%peer, reason = failure.reason(), "TLS handshake failed");
-            metrics.handshake_failed(&failure);
+            shared.metrics.handshake_failed(&failure);
         }
     }
 }

@@ -16,9 +16,8 @@ use regex::Regex;
 
 use super::metrics::{BackendCounters, EdgeMetrics};
 use crate::balance::{Cluster, ClusterKey};
-use crate::frontend::{Frontend, Groups, Mode};
+use crate::frontend::{ClusterSet, Frontend, Groups, Mode};
 use crate::l7::budget::RetryBudget;
-use crate::metrics::ProxyMetrics;
 use crate::route::{HttpRouter, PathMatch};
 
 /// Where one Ingress path sends: one Service port, as a frontend of its own.
@@ -153,9 +152,8 @@ pub(crate) struct Compiler<'a> {
     pub edge_metrics: &'a EdgeMetrics,
     /// The last table's counters by their labels, to go on counting in.
     pub counters: HashMap<[String; 3], Arc<BackendCounters>>,
-    pub existing: &'a HashMap<ClusterKey, Arc<Cluster>>,
-    pub created: HashMap<ClusterKey, Arc<Cluster>>,
-    pub metrics: &'a Arc<ProxyMetrics>,
+    /// The groups the paths send to, kept across tables.
+    pub clusters: ClusterSet<'a>,
 }
 
 impl Compiler<'_> {
@@ -346,21 +344,20 @@ impl Compiler<'_> {
                 policy,
                 client_affinity: false,
                 mode: Mode::L7(HttpRouter::single(groups, Some(ing.settings.read_timeout))),
-                metrics: self.metrics.lazy_frontend(frontend_key.to_string().into()),
+                metrics: self
+                    .clusters
+                    .metrics
+                    .lazy_frontend(frontend_key.to_string().into()),
                 budget: RetryBudget::default(),
             }),
         }
     }
 
     fn cluster(&mut self, key: ClusterKey, protocol: BackendProtocol) -> Arc<Cluster> {
-        if let Some(c) = self.existing.get(&key).or_else(|| self.created.get(&key)) {
-            return Arc::clone(c);
-        }
-        let c = Arc::new(Cluster::new(key.clone(), true, self.metrics));
+        let c = self.clusters.get(key, true);
         if protocol == BackendProtocol::Grpc {
             c.force_h2c();
         }
-        self.created.insert(key, Arc::clone(&c));
         c
     }
 }

@@ -195,6 +195,14 @@ pub(super) fn sticky_value<'a>(sticky: &Sticky, headers: &'a HeaderMap) -> Optio
 mod tests {
     use super::*;
 
+    /// The values `upstream_request` emitted for header `name`.
+    fn values<'a>(out: &'a [(String, String)], name: &str) -> Vec<&'a str> {
+        out.iter()
+            .filter(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+
     #[test]
     fn forwarding_headers_and_hop_by_hop() {
         let req = hyper::Request::builder()
@@ -236,12 +244,7 @@ mod tests {
             Some(&ClientHeaders::new("[2001:db8::1]:80".parse().unwrap())),
             |n, v| out.push((n.to_string(), v.to_str().unwrap().to_string())),
         );
-        let get = |n: &str| -> Vec<&str> {
-            out.iter()
-                .filter(|(k, _)| k == n)
-                .map(|(_, v)| v.as_str())
-                .collect()
-        };
+        let get = |n: &str| values(&out, n);
         assert_eq!(
             get("x-forwarded-for"),
             ["192.0.2.1, 192.0.2.2, 2001:db8::1"]
@@ -281,12 +284,7 @@ mod tests {
             )),
             |n, v| out.push((n.to_string(), v.to_str().unwrap().to_string())),
         );
-        let get = |n: &str| -> Vec<&str> {
-            out.iter()
-                .filter(|(k, _)| k == n)
-                .map(|(_, v)| v.as_str())
-                .collect()
-        };
+        let get = |n: &str| values(&out, n);
         assert_eq!(get("x-forwarded-for"), ["10.0.0.9"]);
         assert_eq!(get("x-forwarded-proto"), ["http"]);
         assert_eq!(get("forwarded"), ["for=10.0.0.9;proto=http"]);
