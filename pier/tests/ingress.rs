@@ -607,6 +607,16 @@ spec:
         metrics.lines().filter(|l| l.starts_with("pier_ingress_requests")).collect::<Vec<_>>().join("\n")
     );
 
+    // A new endpoint of a backend Service takes requests, with the Ingress unchanged.
+    let more = Echo::spawn("web-2");
+    apply(&d, &slice_yaml("web", 1, more.http.port(), "TCP", true));
+    until(
+        http,
+        "shop.example.com",
+        "the new endpoint answers",
+        |_, body| body["name"] == "web-2",
+    );
+
     // A deleted Ingress takes its series with it; the others keep counting.
     let (_, before) = d.admin("/metrics");
     assert!(
