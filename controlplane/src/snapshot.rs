@@ -8,7 +8,6 @@ use pier_snapshot::SnapshotHandle;
 
 use crate::error::Result;
 use crate::store::Store;
-use pier_model::Kind;
 
 /// Observes snapshot builds (for metrics).
 pub trait BuildObserver: Send + Sync {
@@ -27,13 +26,7 @@ pub async fn run(
         .blocking("listing objects for the first snapshot", |s| {
             let revision = s.revision();
             let mut builder = SnapshotBuilder::new();
-            for kind in [
-                Kind::Service,
-                Kind::EndpointSlice,
-                Kind::HttpRoute,
-                Kind::TcpRoute,
-                Kind::UdpRoute,
-            ] {
+            for kind in SnapshotBuilder::KINDS {
                 for object in s.list(kind, None, None)?.0 {
                     builder.upsert(&Arc::new(object));
                 }

@@ -9,6 +9,7 @@ use serde_json::Value;
 use crate::Kind;
 
 mod event;
+mod gateway;
 mod hpa;
 mod ingress;
 mod node;
@@ -108,7 +109,7 @@ pub fn columns(kind: Kind) -> Vec<Column> {
             wide("PARENTS"),
             wide("BACKENDS"),
         ],
-        Kind::TcpRoute | Kind::UdpRoute => {
+        Kind::TcpRoute | Kind::UdpRoute | Kind::TlsRoute => {
             vec![col("NAME"), col("AGE"), wide("PARENTS"), wide("BACKENDS")]
         }
         Kind::Namespace => vec![col("NAME"), col("STATUS"), col("AGE")],
@@ -121,6 +122,20 @@ pub fn columns(kind: Kind) -> Vec<Column> {
             col("HOSTS"),
             col("ADDRESS"),
             col("PORTS"),
+            col("AGE"),
+        ],
+        Kind::GatewayClass => vec![
+            col("NAME"),
+            col("CONTROLLER"),
+            col("ACCEPTED"),
+            col("AGE"),
+            wide("DESCRIPTION"),
+        ],
+        Kind::Gateway => vec![
+            col("NAME"),
+            col("CLASS"),
+            col("ADDRESS"),
+            col("PROGRAMMED"),
             col("AGE"),
         ],
         Kind::IngressClass => vec![
@@ -255,7 +270,9 @@ pub fn row(kind: Kind, v: &Value, now: SystemTime) -> Vec<String> {
                 .collect();
             vec![name, join_or_none(hosts), created, parents(v), backends(v)]
         }
-        Kind::TcpRoute | Kind::UdpRoute => vec![name, created, parents(v), backends(v)],
+        Kind::TcpRoute | Kind::UdpRoute | Kind::TlsRoute => {
+            vec![name, created, parents(v), backends(v)]
+        }
         Kind::Namespace => vec![name, or(s(v, "/status/phase"), "Active"), created],
         Kind::ServiceAccount => vec![name, items(v, "/secrets").len().to_string(), created],
         Kind::ConfigMap => {
@@ -269,6 +286,8 @@ pub fn row(kind: Kind, v: &Value, now: SystemTime) -> Vec<String> {
         }
         Kind::Ingress => ingress::ingress_row(v, name, created),
         Kind::IngressClass => ingress::class_row(v, name, created),
+        Kind::GatewayClass => gateway::class_row(v, name, created),
+        Kind::Gateway => gateway::gateway_row(v, name, created),
         Kind::Secret => {
             let count = v
                 .pointer("/data")

@@ -91,14 +91,25 @@ const POD_STATUS: &[&str] = &[
 const DEPLOYMENT_SPEC: &[&str] = &["progressDeadlineSeconds"];
 
 const HTTP_ROUTE: &[&str] = &[
-    "status",
-    "spec.rules[].filters",
     "spec.rules[].sessionPersistence",
     "spec.rules[].retry",
     "spec.rules[].backendRefs[].filters",
 ];
 
 const L4_ROUTE: &[&str] = &["status", "spec.useDefaultGateways"];
+
+/// GatewayClass fields pier accepts and does not act on (it has no parameters to read).
+const GATEWAY_CLASS: &[&str] = &["spec.parametersRef", "status.supportedFeatures"];
+
+/// Gateway fields pier accepts and does not act on: infrastructure labels, client
+/// certificates toward backends, ListenerSets, TLS options.
+const GATEWAY: &[&str] = &[
+    "spec.infrastructure",
+    "spec.tls",
+    "spec.allowedListeners",
+    "spec.defaultScope",
+    "spec.listeners[].tls.options",
+];
 
 const ENDPOINT_SLICE: &[&str] = &["endpoints[].hints", "endpoints[].deprecatedTopology"];
 
@@ -242,6 +253,9 @@ pub(crate) fn is_known_ignored(kind: Kind, path: &str) -> bool {
         }
         Kind::HttpRoute => HTTP_ROUTE.contains(&path),
         Kind::TcpRoute | Kind::UdpRoute => L4_ROUTE.contains(&path),
+        Kind::TlsRoute => path == "spec.useDefaultGateways",
+        Kind::GatewayClass => GATEWAY_CLASS.contains(&path),
+        Kind::Gateway => GATEWAY.contains(&path),
         Kind::Node => {
             under("spec", NODE_SPEC, path)
                 || under("status", NODE_STATUS, path)

@@ -23,6 +23,8 @@ pub enum Kind {
     TcpRoute,
     /// `gateway.networking.k8s.io/v1alpha2/UDPRoute`.
     UdpRoute,
+    /// `gateway.networking.k8s.io/v1alpha2/TLSRoute` (passthrough by SNI on a Gateway).
+    TlsRoute,
     /// `v1/Namespace` (cluster-scoped).
     Namespace,
     /// `v1/ServiceAccount`.
@@ -51,11 +53,15 @@ pub enum Kind {
     Ingress,
     /// `networking.k8s.io/v1/IngressClass` (cluster-scoped).
     IngressClass,
+    /// `gateway.networking.k8s.io/v1/GatewayClass` (cluster-scoped).
+    GatewayClass,
+    /// `gateway.networking.k8s.io/v1/Gateway`.
+    Gateway,
 }
 
 impl Kind {
     /// Every kind.
-    pub const ALL: [Kind; 22] = [
+    pub const ALL: [Kind; 25] = [
         Kind::Service,
         Kind::EndpointSlice,
         Kind::Pod,
@@ -78,14 +84,21 @@ impl Kind {
         Kind::Secret,
         Kind::Ingress,
         Kind::IngressClass,
+        Kind::GatewayClass,
+        Kind::Gateway,
+        Kind::TlsRoute,
     ];
 
     /// Whether objects of this kind live in a namespace (all but Namespace, Node,
-    /// ClusterAnalysisTemplate and IngressClass).
+    /// ClusterAnalysisTemplate, IngressClass and GatewayClass).
     pub fn namespaced(self) -> bool {
         !matches!(
             self,
-            Kind::Namespace | Kind::Node | Kind::ClusterAnalysisTemplate | Kind::IngressClass
+            Kind::Namespace
+                | Kind::Node
+                | Kind::ClusterAnalysisTemplate
+                | Kind::IngressClass
+                | Kind::GatewayClass
         )
     }
 
@@ -106,6 +119,9 @@ impl Kind {
             Kind::Secret => "Secret",
             Kind::Ingress => "Ingress",
             Kind::IngressClass => "IngressClass",
+            Kind::GatewayClass => "GatewayClass",
+            Kind::TlsRoute => "TLSRoute",
+            Kind::Gateway => "Gateway",
             Kind::Node => "Node",
             Kind::Lease => "Lease",
             Kind::Event => "Event",
@@ -134,6 +150,9 @@ impl Kind {
             Kind::Secret => "secrets",
             Kind::Ingress => "ingresses",
             Kind::IngressClass => "ingressclasses",
+            Kind::GatewayClass => "gatewayclasses",
+            Kind::TlsRoute => "tlsroutes",
+            Kind::Gateway => "gateways",
             Kind::Node => "nodes",
             Kind::Lease => "leases",
             Kind::Event => "events",
@@ -165,9 +184,14 @@ impl Kind {
             | Kind::AnalysisTemplate
             | Kind::ClusterAnalysisTemplate
             | Kind::AnalysisRun => &["argoproj.io/v1alpha1"],
-            Kind::HttpRoute => &[
+            Kind::HttpRoute | Kind::GatewayClass | Kind::Gateway => &[
                 "gateway.networking.k8s.io/v1",
                 "gateway.networking.k8s.io/v1beta1",
+            ],
+            Kind::TlsRoute => &[
+                "gateway.networking.k8s.io/v1alpha2",
+                "gateway.networking.k8s.io/v1alpha3",
+                "gateway.networking.k8s.io/v1",
             ],
             Kind::TcpRoute | Kind::UdpRoute => &[
                 "gateway.networking.k8s.io/v1alpha2",
@@ -185,6 +209,10 @@ impl Kind {
                 | Kind::AnalysisRun
                 | Kind::HorizontalPodAutoscaler
                 | Kind::Ingress
+                | Kind::HttpRoute
+                | Kind::TlsRoute
+                | Kind::GatewayClass
+                | Kind::Gateway
         )
     }
 
@@ -215,12 +243,15 @@ impl FromStr for Kind {
             "httproute" | "httproutes" => Kind::HttpRoute,
             "tcproute" | "tcproutes" => Kind::TcpRoute,
             "udproute" | "udproutes" => Kind::UdpRoute,
+            "tlsroute" | "tlsroutes" => Kind::TlsRoute,
             "namespace" | "namespaces" | "ns" => Kind::Namespace,
             "serviceaccount" | "serviceaccounts" | "sa" => Kind::ServiceAccount,
             "configmap" | "configmaps" | "cm" => Kind::ConfigMap,
             "secret" | "secrets" => Kind::Secret,
             "ingress" | "ingresses" | "ing" => Kind::Ingress,
             "ingressclass" | "ingressclasses" => Kind::IngressClass,
+            "gatewayclass" | "gatewayclasses" | "gc" => Kind::GatewayClass,
+            "gateway" | "gateways" | "gtw" => Kind::Gateway,
             "node" | "nodes" | "no" => Kind::Node,
             "lease" | "leases" => Kind::Lease,
             "event" | "events" | "ev" => Kind::Event,

@@ -11,6 +11,8 @@ pub mod deployment;
 pub mod endpointslice;
 pub mod env;
 pub mod event;
+pub mod gateway;
+pub mod gateway_attach;
 pub mod hpa;
 mod ignored;
 pub mod ingress;

@@ -10,6 +10,7 @@ use super::analysis::{AnalysisRun, AnalysisTemplate};
 use super::config_map::ConfigMap;
 use super::deployment::Deployment;
 use super::endpointslice::EndpointSlice;
+use super::gateway::{Gateway, GatewayClass};
 use super::hpa::HorizontalPodAutoscaler;
 use super::ignored::{is_known_ignored, is_unset};
 use super::ingress::{Ingress, IngressClass};
@@ -57,6 +58,8 @@ pub enum Object {
     TcpRoute(L4Route),
     /// A UDPRoute.
     UdpRoute(L4Route),
+    /// A TLSRoute.
+    TlsRoute(L4Route),
     /// A Namespace.
     Namespace(Namespace),
     /// A ServiceAccount.
@@ -69,6 +72,10 @@ pub enum Object {
     Ingress(Ingress),
     /// An IngressClass.
     IngressClass(IngressClass),
+    /// A GatewayClass.
+    GatewayClass(GatewayClass),
+    /// A Gateway.
+    Gateway(Gateway),
     /// A Node.
     Node(Node),
     /// A Lease.
@@ -264,6 +271,7 @@ impl Object {
             Kind::HttpRoute => typed(value, kind).map(|(o, i, e)| (Object::HttpRoute(o), i, e)),
             Kind::TcpRoute => typed(value, kind).map(|(o, i, e)| (Object::TcpRoute(o), i, e)),
             Kind::UdpRoute => typed(value, kind).map(|(o, i, e)| (Object::UdpRoute(o), i, e)),
+            Kind::TlsRoute => typed(value, kind).map(|(o, i, e)| (Object::TlsRoute(o), i, e)),
             Kind::Namespace => typed(value, kind).map(|(o, i, e)| (Object::Namespace(o), i, e)),
             Kind::ServiceAccount => {
                 typed(value, kind).map(|(o, i, e)| (Object::ServiceAccount(o), i, e))
@@ -274,6 +282,10 @@ impl Object {
             Kind::IngressClass => {
                 typed(value, kind).map(|(o, i, e)| (Object::IngressClass(o), i, e))
             }
+            Kind::GatewayClass => {
+                typed(value, kind).map(|(o, i, e)| (Object::GatewayClass(o), i, e))
+            }
+            Kind::Gateway => typed(value, kind).map(|(o, i, e)| (Object::Gateway(o), i, e)),
             Kind::Node => typed(value, kind).map(|(o, i, e)| (Object::Node(o), i, e)),
             Kind::Lease => typed(value, kind).map(|(o, i, e)| (Object::Lease(o), i, e)),
             Kind::Event => typed(value, kind).map(|(o, i, e)| (Object::Event(o), i, e)),
@@ -314,13 +326,17 @@ impl Object {
             }
             Object::AnalysisRun(run) => validation::analysis_run(run, report),
             Object::HttpRoute(r) => validation::http_route(r, report),
-            Object::TcpRoute(r) | Object::UdpRoute(r) => validation::l4_route(r, report),
+            Object::TcpRoute(r) | Object::UdpRoute(r) | Object::TlsRoute(r) => {
+                validation::l4_route(r, report)
+            }
             Object::Namespace(n) => validation::namespace(n, report),
             Object::ServiceAccount(a) => validation::service_account(a, report),
             Object::ConfigMap(c) => validation::config_map(c, report),
             Object::Secret(c) => validation::secret(c, report),
             Object::Ingress(i) => validation::ingress(i, report),
             Object::IngressClass(c) => validation::ingress_class(c, report),
+            Object::GatewayClass(c) => validation::gateway_class(c, report),
+            Object::Gateway(g) => validation::gateway(g, report),
             Object::Node(n) => validation::node(n, report),
             Object::Lease(l) => validation::lease(l, report),
             Object::Event(e) => validation::event(e, report),
@@ -343,12 +359,15 @@ impl Object {
             Object::HttpRoute(_) => Kind::HttpRoute,
             Object::TcpRoute(_) => Kind::TcpRoute,
             Object::UdpRoute(_) => Kind::UdpRoute,
+            Object::TlsRoute(_) => Kind::TlsRoute,
             Object::Namespace(_) => Kind::Namespace,
             Object::ServiceAccount(_) => Kind::ServiceAccount,
             Object::ConfigMap(_) => Kind::ConfigMap,
             Object::Secret(_) => Kind::Secret,
             Object::Ingress(_) => Kind::Ingress,
             Object::IngressClass(_) => Kind::IngressClass,
+            Object::GatewayClass(_) => Kind::GatewayClass,
+            Object::Gateway(_) => Kind::Gateway,
             Object::Node(_) => Kind::Node,
             Object::Lease(_) => Kind::Lease,
             Object::Event(_) => Kind::Event,
@@ -368,13 +387,15 @@ impl Object {
             Object::AnalysisTemplate(o) | Object::ClusterAnalysisTemplate(o) => &o.metadata,
             Object::AnalysisRun(o) => &o.metadata,
             Object::HttpRoute(o) => &o.metadata,
-            Object::TcpRoute(o) | Object::UdpRoute(o) => &o.metadata,
+            Object::TcpRoute(o) | Object::UdpRoute(o) | Object::TlsRoute(o) => &o.metadata,
             Object::Namespace(o) => &o.metadata,
             Object::ServiceAccount(o) => &o.metadata,
             Object::ConfigMap(o) => &o.metadata,
             Object::Secret(o) => &o.metadata,
             Object::Ingress(o) => &o.metadata,
             Object::IngressClass(o) => &o.metadata,
+            Object::GatewayClass(o) => &o.metadata,
+            Object::Gateway(o) => &o.metadata,
             Object::Node(o) => &o.metadata,
             Object::Lease(o) => &o.metadata,
             Object::Event(o) => &o.metadata,
@@ -394,13 +415,15 @@ impl Object {
             Object::AnalysisTemplate(o) | Object::ClusterAnalysisTemplate(o) => &mut o.metadata,
             Object::AnalysisRun(o) => &mut o.metadata,
             Object::HttpRoute(o) => &mut o.metadata,
-            Object::TcpRoute(o) | Object::UdpRoute(o) => &mut o.metadata,
+            Object::TcpRoute(o) | Object::UdpRoute(o) | Object::TlsRoute(o) => &mut o.metadata,
             Object::Namespace(o) => &mut o.metadata,
             Object::ServiceAccount(o) => &mut o.metadata,
             Object::ConfigMap(o) => &mut o.metadata,
             Object::Secret(o) => &mut o.metadata,
             Object::Ingress(o) => &mut o.metadata,
             Object::IngressClass(o) => &mut o.metadata,
+            Object::GatewayClass(o) => &mut o.metadata,
+            Object::Gateway(o) => &mut o.metadata,
             Object::Node(o) => &mut o.metadata,
             Object::Lease(o) => &mut o.metadata,
             Object::Event(o) => &mut o.metadata,
@@ -421,9 +444,11 @@ impl Object {
             Object::HorizontalPodAutoscaler(o) => v(o),
             Object::Rollout(o) => v(o),
             Object::AnalysisTemplate(o) | Object::ClusterAnalysisTemplate(o) => v(o),
+            Object::GatewayClass(o) => v(o),
+            Object::Gateway(o) => v(o),
             Object::AnalysisRun(o) => v(o),
             Object::HttpRoute(o) => v(o),
-            Object::TcpRoute(o) | Object::UdpRoute(o) => v(o),
+            Object::TcpRoute(o) | Object::UdpRoute(o) | Object::TlsRoute(o) => v(o),
             Object::Namespace(o) => v(o),
             Object::ServiceAccount(o) => v(o),
             Object::ConfigMap(o) => v(o),
@@ -489,6 +514,30 @@ impl Object {
             Object::Ingress(i) => {
                 i.status = match from {
                     Some(Object::Ingress(f)) => f.status.clone(),
+                    _ => None,
+                };
+            }
+            Object::HttpRoute(r) => {
+                r.status = match from {
+                    Some(Object::HttpRoute(f)) => f.status.clone(),
+                    _ => None,
+                };
+            }
+            Object::TlsRoute(r) => {
+                r.status = match from {
+                    Some(Object::TlsRoute(f)) => f.status.clone(),
+                    _ => None,
+                };
+            }
+            Object::GatewayClass(c) => {
+                c.status = match from {
+                    Some(Object::GatewayClass(f)) => f.status.clone(),
+                    _ => None,
+                };
+            }
+            Object::Gateway(g) => {
+                g.status = match from {
+                    Some(Object::Gateway(f)) => f.status.clone(),
                     _ => None,
                 };
             }

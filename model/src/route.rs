@@ -1,10 +1,16 @@
-//! Gateway API `HTTPRoute`, `TCPRoute` and `UDPRoute`, attached to Services GAMMA-style.
+//! Gateway API routes: `HTTPRoute` (on Services GAMMA-style, or on Gateway listeners),
+//! `TCPRoute` and `UDPRoute` (on Services), `TLSRoute` (on Gateway passthrough listeners).
 
 use serde::{Deserialize, Serialize};
 
 use super::meta::ObjectMeta;
 
-pub use pier_snapshot::route::{HttpPathMatch, HttpRouteMatch, HttpValueMatch};
+pub use pier_snapshot::route::{
+    HeaderModifier, HttpPathMatch, HttpRouteFilter, HttpRouteMatch, HttpValueMatch, PathModifier,
+    RequestRedirect, UrlRewrite,
+};
+
+use crate::gateway::RouteStatus;
 
 /// Per-request routing for a Service port (`gateway.networking.k8s.io/v1/HTTPRoute`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -20,6 +26,9 @@ pub struct HttpRoute {
     /// Routing rules.
     #[serde(default)]
     pub spec: HttpRouteSpec,
+    /// Whether each Gateway parent accepted the route (written by pier's gateway controller).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<RouteStatus>,
 }
 
 /// `HTTPRoute.spec`.
@@ -47,6 +56,9 @@ pub struct HttpRouteRule {
     /// Any of these matches selects the rule; none means match everything.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub matches: Vec<HttpRouteMatch>,
+    /// What is done to matching requests and their answers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub filters: Vec<HttpRouteFilter>,
     /// Weighted backends.
     #[serde(default)]
     pub backend_refs: Vec<BackendRef>,
@@ -67,14 +79,14 @@ pub struct HttpRouteTimeouts {
     pub backend_request: Option<String>,
 }
 
-/// Reference to the parent a route attaches to; pier serves Service parents.
+/// Reference to the parent a route attaches to: a Service (GAMMA) or a Gateway.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ParentReference {
     /// API group: `""` or absent with kind `Service`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group: Option<String>,
-    /// `Service` for GAMMA routes.
+    /// `Service` for GAMMA routes, `Gateway` (the default) for Gateway listeners.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kind: Option<String>,
     /// Parent namespace; defaults to the route's.
@@ -82,10 +94,10 @@ pub struct ParentReference {
     pub namespace: Option<String>,
     /// Parent name.
     pub name: String,
-    /// Port name of the parent Service.
+    /// Port name of the parent Service, or listener name of the parent Gateway.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub section_name: Option<String>,
-    /// Port number of the parent Service.
+    /// Port number of the parent Service or of the Gateway listener.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub port: Option<i64>,
 }
@@ -113,13 +125,14 @@ pub struct BackendRef {
     pub weight: Option<i64>,
 }
 
-/// A per-connection (TCP) or per-flow (UDP) weighted split: `TCPRoute` / `UDPRoute`.
+/// A per-connection (TCP, TLS by SNI) or per-flow (UDP) weighted split: `TCPRoute`,
+/// `UDPRoute`, `TLSRoute`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct L4Route {
     /// `gateway.networking.k8s.io/v1alpha2` or `v1`.
     pub api_version: String,
-    /// `TCPRoute` or `UDPRoute`.
+    /// `TCPRoute`, `UDPRoute` or `TLSRoute`.
     pub kind: String,
     /// Object metadata.
     #[serde(default)]
@@ -127,15 +140,22 @@ pub struct L4Route {
     /// Parents and rules.
     #[serde(default)]
     pub spec: L4RouteSpec,
+    /// Whether each Gateway parent accepted the route (TLSRoute; written by pier's gateway
+    /// controller).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<RouteStatus>,
 }
 
-/// `TCPRoute.spec` / `UDPRoute.spec`.
+/// `TCPRoute.spec` / `UDPRoute.spec` / `TLSRoute.spec`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct L4RouteSpec {
-    /// Services this route attaches to.
+    /// Services (TCP, UDP) or Gateways (TLS) this route attaches to.
     #[serde(default)]
     pub parent_refs: Vec<ParentReference>,
+    /// TLSRoute: the SNI host names it takes (none: every name its listener takes).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hostnames: Vec<String>,
     /// Rules; pier uses the first rule's backends.
     #[serde(default)]
     pub rules: Vec<L4RouteRule>,
@@ -170,5 +190,19 @@ impl BackendRef {
     /// Effective weight.
     pub fn weight(&self) -> i64 {
         self.weight.unwrap_or(1)
+    }
+}
+
+impl ParentReference {
+    /// Whether this names a Gateway (`gateway.networking.k8s.io/Gateway`, the default).
+    pub fn is_gateway(&self) -> bool {
+        self.group.as_deref().unwrap_or(crate::gateway::GROUP) == crate::gateway::GROUP
+            && self.kind.as_deref().unwrap_or("Gateway") == "Gateway"
+    }
+
+    /// Whether this names a Service (GAMMA).
+    pub fn is_service(&self) -> bool {
+        is_core_group(self.group.as_deref().unwrap_or(""))
+            && self.kind.as_deref() == Some("Service")
     }
 }

@@ -347,11 +347,13 @@ pub(crate) fn default_dns_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], port))
 }
 
-/// The Ingress listeners: as given, else the well-known ports as root and high loopback ports
-/// otherwise.
+/// The edge listeners: the Ingress ones as given, else the well-known ports as root and high
+/// loopback ports otherwise; Gateway listeners on the address given, else every address as
+/// root and loopback otherwise.
 pub(crate) fn ingress_config(
     http: Option<SocketAddr>,
     https: Option<SocketAddr>,
+    gateway: Option<std::net::IpAddr>,
 ) -> pier_proxy::EdgeConfig {
     let root = current_uid() == 0;
     let default = |root_port: u16, user_port: u16| -> SocketAddr {
@@ -364,6 +366,7 @@ pub(crate) fn ingress_config(
     pier_proxy::EdgeConfig {
         http: Some(http.unwrap_or_else(|| default(80, 10080))),
         https: Some(https.unwrap_or_else(|| default(443, 10443))),
+        gateway_ip: Some(gateway.unwrap_or_else(|| default(0, 0).ip())),
     }
 }
 

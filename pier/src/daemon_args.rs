@@ -151,7 +151,11 @@ pub(crate) struct DaemonArgs {
     /// Where Ingresses are served over HTTPS (default 0.0.0.0:443 as root, else 127.0.0.1:10443).
     #[arg(long)]
     pub(crate) ingress_tls_listen: Option<std::net::SocketAddr>,
-    /// Do not serve Ingresses.
+    /// The address Gateway listeners bind, each on its listener port (default 0.0.0.0 as
+    /// root, else 127.0.0.1).
+    #[arg(long)]
+    pub(crate) gateway_address: Option<std::net::IpAddr>,
+    /// Serve neither Ingresses nor Gateways.
     #[arg(long)]
     pub(crate) no_ingress: bool,
     /// Serve every port with the userspace proxy, never the eBPF socket-LB.
@@ -306,8 +310,15 @@ pub(crate) fn daemon_config(args: &DaemonArgs, socket: Option<PathBuf>) -> Resul
             proxy.node_name = Some(cluster.node_name.clone());
             Some(proxy)
         },
-        ingress: (!args.no_ingress && !args.no_proxy && file.proxy.disabled != Some(true))
-            .then(|| config::ingress_config(args.ingress_listen, args.ingress_tls_listen)),
+        ingress: (!args.no_ingress && !args.no_proxy && file.proxy.disabled != Some(true)).then(
+            || {
+                config::ingress_config(
+                    args.ingress_listen,
+                    args.ingress_tls_listen,
+                    args.gateway_address,
+                )
+            },
+        ),
         ebpf: config::EbpfConfig {
             enabled: !args.no_ebpf && file.ebpf.disabled != Some(true),
             cgroup: args

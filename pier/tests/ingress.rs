@@ -9,19 +9,18 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
-use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 use serde_json::Value;
 
 use common::proxy::*;
+use common::tls::{curl, Ca};
 use common::{have, skip, Daemon};
 
 const HOST: &str = "echo.prod.mydomain.com";
@@ -40,45 +39,6 @@ fn edge_daemon(dir: &std::path::Path, extra: &[&str]) -> (Daemon, SocketAddr, So
     ];
     args.extend_from_slice(extra);
     (proxy_daemon(dir, &args), http, https)
-}
-
-/// A test CA signing leaf certificates.
-struct Ca {
-    pem: String,
-    issuer: Issuer<'static, KeyPair>,
-}
-
-impl Ca {
-    fn new() -> Ca {
-        let key = KeyPair::generate().unwrap();
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        // OpenSSL takes a leaf whose issuer is its own subject for self-signed.
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, "pier ingress test CA");
-        let cert = params.self_signed(&key).unwrap();
-        Ca {
-            pem: cert.pem(),
-            issuer: Issuer::new(params, key),
-        }
-    }
-
-    /// A `kubernetes.io/tls` Secret for `host`.
-    fn secret(&self, name: &str, host: &str) -> String {
-        let key = KeyPair::generate().unwrap();
-        let mut params = CertificateParams::new(vec![host.to_string()]).unwrap();
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, host);
-        let cert = params.signed_by(&key, &self.issuer).unwrap();
-        serde_json::json!({
-            "apiVersion": "v1", "kind": "Secret", "metadata": {"name": name},
-            "type": "kubernetes.io/tls",
-            "stringData": {"tls.crt": cert.pem(), "tls.key": key.serialize_pem()},
-        })
-        .to_string()
-    }
 }
 
 /// One HTTP/1.1 request over a fresh connection: (status, head, body as JSON or Null).
@@ -143,22 +103,6 @@ fn until(addr: SocketAddr, host: &str, what: &str, check: impl Fn(u16, &Value) -
         assert!(Instant::now() < deadline, "{what} within 10 s");
         std::thread::sleep(Duration::from_millis(50));
     }
-}
-
-fn curl(args: &[&str]) -> (bool, String) {
-    let out = Command::new("curl")
-        .args(["-sS", "--max-time", "10"])
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
 }
 
 fn metric(d: &Daemon, prefix: &str) -> f64 {

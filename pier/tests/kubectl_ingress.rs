@@ -9,7 +9,17 @@ use common::kubectl::*;
 #[test]
 fn kubectl_creates_lists_and_describes_ingresses() {
     let dir = tempfile::tempdir().unwrap();
-    let Some((_daemon, kubectl)) = start_with(dir.path(), &["--no-runtime"]) else {
+    let Some((_daemon, kubectl)) = start_with(
+        dir.path(),
+        &[
+            "--no-runtime",
+            // Never the machine's :80 and :443, which another test's Gateway may want.
+            "--ingress-listen",
+            "127.0.0.1:0",
+            "--ingress-tls-listen",
+            "127.0.0.1:0",
+        ],
+    ) else {
         return;
     };
     kubectl.ok(&[

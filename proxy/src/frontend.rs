@@ -112,7 +112,8 @@ impl ClusterSet<'_> {
         c
     }
 
-    fn groups(
+    /// The weighted groups of `backends`, as seen from `frontend`.
+    pub(crate) fn groups(
         &mut self,
         frontend: &ServiceKey,
         backends: &[BackendView],

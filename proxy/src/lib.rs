@@ -14,6 +14,7 @@ mod l4;
 mod l7;
 mod metrics;
 mod route;
+mod route_filters;
 pub mod tls;
 mod vip;
 

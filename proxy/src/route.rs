@@ -12,6 +12,7 @@ use regex::Regex;
 
 use crate::balance::Cluster;
 use crate::frontend::Groups;
+use crate::route_filters::Filters;
 
 /// A request path condition, as Gateway API and Ingress both have it.
 pub(crate) enum PathMatch {
@@ -170,6 +171,8 @@ pub(crate) struct Rule {
     pub request_timeout: Option<Duration>,
     /// Per-attempt timeout.
     pub backend_timeout: Option<Duration>,
+    /// Header changes, redirect, rewrite.
+    pub filters: Filters,
 }
 
 impl Rule {
@@ -186,6 +189,7 @@ impl Rule {
         Ok(Self {
             matches,
             groups,
+            filters: Filters::compile(&rule.filters)?,
             request_timeout: rule.request_timeout.filter(|d| !d.is_zero()),
             backend_timeout: rule.backend_timeout.filter(|d| !d.is_zero()),
         })
@@ -197,7 +201,7 @@ pub(crate) struct HttpRouter {
     /// (rule, match index), in precedence order.
     order: Vec<(Arc<Rule>, usize)>,
     rules: Vec<Arc<Rule>>,
-    default: Option<Rule>,
+    default: Option<Box<Rule>>,
 }
 
 impl HttpRouter {
@@ -212,11 +216,14 @@ impl HttpRouter {
         Self {
             order,
             rules,
-            default: default.map(|groups| Rule {
-                matches: Vec::new(),
-                groups,
-                request_timeout: None,
-                backend_timeout: None,
+            default: default.map(|groups| {
+                Box::new(Rule {
+                    matches: Vec::new(),
+                    groups,
+                    filters: Filters::default(),
+                    request_timeout: None,
+                    backend_timeout: None,
+                })
             }),
         }
     }
@@ -226,24 +233,32 @@ impl HttpRouter {
         Self {
             order: Vec::new(),
             rules: Vec::new(),
-            default: Some(Rule {
+            default: Some(Box::new(Rule {
                 matches: Vec::new(),
                 groups,
+                filters: Filters::default(),
                 request_timeout: None,
                 backend_timeout,
-            }),
+            })),
         }
     }
 
-    /// The rule serving a request, or `None` (404).
-    pub(crate) fn route(&self, req: &Parts) -> Option<&Rule> {
+    /// The rule serving a request and the path prefix its match took (empty unless a
+    /// `PathPrefix` match), or `None` (404).
+    pub(crate) fn route(&self, req: &Parts) -> Option<(&Rule, &str)> {
         if let Some(d) = &self.default {
-            return Some(d);
+            return Some((d, ""));
         }
         self.order
             .iter()
             .find(|(rule, i)| rule.matches[*i].matches(req))
-            .map(|(rule, _)| rule.as_ref())
+            .map(|(rule, i)| {
+                let prefix = match &rule.matches[*i].path {
+                    PathMatch::Prefix(p) => p.as_str(),
+                    _ => "",
+                };
+                (rule.as_ref(), prefix)
+            })
     }
 
     /// Every group any rule sends to.

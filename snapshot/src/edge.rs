@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::ServiceKey;
+use crate::{BackendView, HttpRouteView, ServiceKey};
 
 /// Every served Ingress and the certificates they use.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -16,15 +16,80 @@ use crate::ServiceKey;
 pub struct EdgeView {
     /// Served Ingresses, oldest first (an older Ingress wins a host and path both claim).
     pub ingresses: Vec<Arc<IngressView>>,
-    /// `kubernetes.io/tls` Secrets the Ingresses name, by `namespace/name`.
+    /// Listeners of the Gateways of pier's classes, with the routes attached to each.
+    pub listeners: Vec<Arc<ListenerView>>,
+    /// `kubernetes.io/tls` Secrets the Ingresses and listeners name, by `namespace/name`.
     pub certificates: BTreeMap<String, Arc<CertificateView>>,
 }
 
 impl EdgeView {
     /// Whether there is nothing to serve.
     pub fn is_empty(&self) -> bool {
-        self.ingresses.is_empty()
+        self.ingresses.is_empty() && self.listeners.is_empty()
     }
+}
+
+/// What a Gateway listener does with a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum ListenerMode {
+    /// Plain HTTP: HTTPRoutes.
+    Http,
+    /// TLS terminated here, then HTTP: HTTPRoutes.
+    Https,
+    /// TLS passed through to the backend the SNI name picks: TLSRoutes.
+    Passthrough,
+}
+
+impl ListenerMode {
+    /// Whether the socket speaks TLS itself (terminates it).
+    pub fn terminates_tls(self) -> bool {
+        self == ListenerMode::Https
+    }
+}
+
+/// One HTTP, HTTPS or TLS passthrough listener of a Gateway.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListenerView {
+    /// `namespace/name` of the Gateway.
+    pub gateway: String,
+    /// The listener's name.
+    pub name: String,
+    /// Port.
+    pub port: u16,
+    /// HTTP, HTTPS or TLS passthrough.
+    pub mode: ListenerMode,
+    /// Lowercase host name or `*.` wildcard (any number of labels); none takes every host.
+    pub hostname: Option<String>,
+    /// `namespace/name` of the certificate Secrets (HTTPS).
+    pub certificates: Vec<String>,
+    /// Attached HTTPRoutes, oldest first (HTTP and HTTPS).
+    pub routes: Vec<AttachedRoute>,
+    /// Attached TLSRoutes, oldest first (passthrough).
+    pub tls_routes: Vec<AttachedTlsRoute>,
+}
+
+/// A TLSRoute as attached to one passthrough listener.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AttachedTlsRoute {
+    /// `namespace/name` of the route.
+    pub route: String,
+    /// The SNI names it takes here (empty: every name the listener takes).
+    pub hosts: Vec<String>,
+    /// Weighted backends (all rules').
+    pub backends: Vec<BackendView>,
+}
+
+/// An HTTPRoute as attached to one listener.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AttachedRoute {
+    /// The host names it is served for here (the intersection with the listener's; empty:
+    /// every host the listener takes).
+    pub hosts: Vec<String>,
+    /// The route.
+    pub route: Arc<HttpRouteView>,
 }
 
 /// A certificate chain and its key, PEM, from a TLS Secret (never serialized).

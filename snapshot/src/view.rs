@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::policy::TrafficPolicy;
-use crate::route::HttpRouteMatch;
+use crate::route::{HttpRouteFilter, HttpRouteMatch};
 use crate::Endpoints;
 
 /// `namespace/name` of a Service.
@@ -199,6 +199,9 @@ impl Attachment {
 pub struct HttpRuleView {
     /// Any match selects the rule; empty matches everything.
     pub matches: Vec<HttpRouteMatch>,
+    /// Filters applied to matching requests and their answers.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub filters: Vec<HttpRouteFilter>,
     /// Weighted backends.
     pub backends: Vec<BackendView>,
     /// Whole-request timeout.

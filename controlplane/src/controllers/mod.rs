@@ -9,7 +9,8 @@
 //! `rollout_metrics.rs` keeps their `pier_rollout_*` gauges on every node;
 //! `scheduler_controller.rs` binds pods to nodes (placed by `scheduling.rs`);
 //! `foreground.rs` finishes foreground cascading deletes once an owner's dependents are gone;
-//! `ingress_status.rs` writes the nodes' addresses into served Ingresses' status.
+//! `ingress_status.rs` writes the nodes' addresses into served Ingresses' status;
+//! `gateway_status_controller.rs` writes Gateway API statuses (computed by `gateway_status.rs`).
 
 pub mod deployment;
 mod deployment_controller;
@@ -17,6 +18,8 @@ mod deployment_status;
 pub mod endpoints;
 mod endpoints_controller;
 mod foreground;
+mod gateway_status;
+mod gateway_status_controller;
 mod ingress_status;
 mod owned_pods;
 pub mod rollout;
@@ -37,6 +40,7 @@ mod workload_revisions;
 pub use deployment_controller::DeploymentController;
 pub use endpoints_controller::EndpointsController;
 pub use foreground::ForegroundDeletion;
+pub use gateway_status_controller::GatewayStatusController;
 pub use ingress_status::IngressStatusController;
 pub use rollout_controller::{RolloutController, ROLLOUT_LABEL};
 pub use rollout_metrics::RolloutMetrics;

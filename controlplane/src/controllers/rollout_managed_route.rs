@@ -77,6 +77,7 @@ pub(super) fn managed_route(
                     ..HttpRouteRule::default()
                 }],
             },
+            status: None,
         }));
     }
     let kind = if port.protocol == "UDP" {
@@ -90,11 +91,13 @@ pub(super) fn managed_route(
         metadata,
         spec: L4RouteSpec {
             parent_refs: vec![parent],
+            hostnames: Vec::new(),
             rules: vec![L4RouteRule {
                 name: None,
                 backend_refs: backends,
             }],
         },
+        status: None,
     };
     Some(if kind == "UDPRoute" {
         Object::UdpRoute(route)

@@ -128,6 +128,7 @@ fn header_rule(h: &HeaderRoute, canary: &BackendRef) -> HttpRouteRule {
             weight: Some(1),
             ..canary.clone()
         }],
+        filters: Vec::new(),
         timeouts: None,
     }
 }

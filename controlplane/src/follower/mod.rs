@@ -29,8 +29,8 @@ pub enum KubeSource {
 }
 
 /// The kinds followed; Namespaces first, as the store keeps objects only in namespaces it has.
-/// Of Secrets, only `kubernetes.io/tls` ones, which Ingresses name (`mirror::selection`).
-pub const KINDS: [Kind; 10] = [
+/// Of Secrets, only `kubernetes.io/tls` ones, which Ingresses and Gateway listeners name (`mirror::selection`).
+pub const KINDS: [Kind; 13] = [
     Kind::Namespace,
     Kind::Node,
     Kind::Service,
@@ -38,8 +38,11 @@ pub const KINDS: [Kind; 10] = [
     Kind::HttpRoute,
     Kind::TcpRoute,
     Kind::UdpRoute,
+    Kind::TlsRoute,
     Kind::IngressClass,
     Kind::Ingress,
+    Kind::GatewayClass,
+    Kind::Gateway,
     Kind::Secret,
 ];
 

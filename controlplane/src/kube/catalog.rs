@@ -109,11 +109,14 @@ fn singular(kind: Kind) -> &'static str {
         Kind::HttpRoute => "httproute",
         Kind::TcpRoute => "tcproute",
         Kind::UdpRoute => "udproute",
+        Kind::TlsRoute => "tlsroute",
         Kind::Namespace => "namespace",
         Kind::ServiceAccount => "serviceaccount",
         Kind::ConfigMap => "configmap",
         Kind::Ingress => "ingress",
         Kind::IngressClass => "ingressclass",
+        Kind::GatewayClass => "gatewayclass",
+        Kind::Gateway => "gateway",
         Kind::Secret => "secret",
         Kind::Node => "node",
         Kind::Lease => "lease",
@@ -138,11 +141,16 @@ fn short_names(kind: Kind) -> &'static [&'static str] {
         Kind::ConfigMap => &["cm"],
         Kind::Ingress => &["ing"],
         Kind::Secret | Kind::IngressClass => &[],
+        Kind::GatewayClass => &["gc"],
+        Kind::Gateway => &["gtw"],
         Kind::Node => &["no"],
         Kind::Event => &["ev"],
-        Kind::EndpointSlice | Kind::HttpRoute | Kind::TcpRoute | Kind::UdpRoute | Kind::Lease => {
-            &[]
-        }
+        Kind::EndpointSlice
+        | Kind::HttpRoute
+        | Kind::TcpRoute
+        | Kind::UdpRoute
+        | Kind::TlsRoute
+        | Kind::Lease => &[],
     }
 }
 
@@ -170,7 +178,7 @@ mod tests {
             .into_iter()
             .find(|(g, _)| *g == "gateway.networking.k8s.io")
             .unwrap();
-        assert_eq!(gateway.1, vec!["v1", "v1beta1", "v1alpha2"]);
+        assert_eq!(gateway.1, vec!["v1", "v1beta1", "v1alpha2", "v1alpha3"]);
         for kind in Kind::ALL {
             assert!(resources().any(|r| r.kind == kind), "{kind} is served");
         }

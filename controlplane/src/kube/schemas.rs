@@ -90,8 +90,11 @@ fn reference(r: &Resource) -> Option<(String, Generate)> {
         (Kind::HorizontalPodAutoscaler, _) => of::<autoscaling::v2::HorizontalPodAutoscaler>(),
         (
             Kind::HttpRoute
+            | Kind::GatewayClass
+            | Kind::Gateway
             | Kind::TcpRoute
             | Kind::UdpRoute
+            | Kind::TlsRoute
             | Kind::Rollout
             | Kind::AnalysisTemplate
             | Kind::ClusterAnalysisTemplate

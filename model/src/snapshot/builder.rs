@@ -50,6 +50,22 @@ pub struct SnapshotBuilder {
 }
 
 impl SnapshotBuilder {
+    /// The kinds a snapshot is built from: a first build lists these, then follows their events.
+    pub const KINDS: [Kind; 12] = [
+        Kind::Namespace,
+        Kind::Service,
+        Kind::EndpointSlice,
+        Kind::HttpRoute,
+        Kind::TcpRoute,
+        Kind::UdpRoute,
+        Kind::TlsRoute,
+        Kind::IngressClass,
+        Kind::Ingress,
+        Kind::GatewayClass,
+        Kind::Gateway,
+        Kind::Secret,
+    ];
+
     /// An empty builder.
     pub fn new() -> Self {
         Self::default()
@@ -106,11 +122,13 @@ impl SnapshotBuilder {
                 }
             }
             Object::HttpRoute(r) => {
+                self.edge.http_route(&ns, &name, Some(r));
                 self.set_route(
                     (Kind::HttpRoute, ns, name),
                     Some(RouteEntry::Http(Arc::new(http_route_view(r)))),
                 );
             }
+            Object::TlsRoute(r) => self.edge.tls_route(&ns, &name, Some(r)),
             Object::TcpRoute(r) | Object::UdpRoute(r) => {
                 self.set_route(
                     (object.kind(), ns, name),
@@ -120,6 +138,9 @@ impl SnapshotBuilder {
             Object::Ingress(i) => self.edge.ingress(&ns, &name, Some(i)),
             Object::IngressClass(c) => self.edge.class(&name, Some(c)),
             Object::Secret(s) => self.edge.secret(&ns, &name, Some(s)),
+            Object::Gateway(g) => self.edge.gateway(&ns, &name, Some(g)),
+            Object::GatewayClass(c) => self.edge.gateway_class(&name, Some(c)),
+            Object::Namespace(n) => self.edge.namespace(&name, Some(&n.metadata.labels)),
             Object::Pod(_)
             | Object::Deployment(_)
             | Object::ReplicaSet(_)
@@ -128,7 +149,6 @@ impl SnapshotBuilder {
             | Object::AnalysisTemplate(_)
             | Object::ClusterAnalysisTemplate(_)
             | Object::AnalysisRun(_)
-            | Object::Namespace(_)
             | Object::ServiceAccount(_)
             | Object::ConfigMap(_)
             | Object::Node(_)
@@ -148,12 +168,18 @@ impl SnapshotBuilder {
                 self.dirty.insert(key);
             }
             Kind::EndpointSlice => self.remove_slice(&ns, &name),
-            Kind::HttpRoute | Kind::TcpRoute | Kind::UdpRoute => {
+            Kind::HttpRoute => {
+                self.edge.http_route(&ns, &name, None);
                 self.set_route((object.kind(), ns, name), None)
             }
+            Kind::TcpRoute | Kind::UdpRoute => self.set_route((object.kind(), ns, name), None),
+            Kind::TlsRoute => self.edge.tls_route(&ns, &name, None),
             Kind::Ingress => self.edge.ingress(&ns, &name, None),
             Kind::IngressClass => self.edge.class(&name, None),
             Kind::Secret => self.edge.secret(&ns, &name, None),
+            Kind::Gateway => self.edge.gateway(&ns, &name, None),
+            Kind::GatewayClass => self.edge.gateway_class(&name, None),
+            Kind::Namespace => self.edge.namespace(&name, None),
             Kind::Pod
             | Kind::Deployment
             | Kind::ReplicaSet
@@ -162,7 +188,6 @@ impl SnapshotBuilder {
             | Kind::AnalysisTemplate
             | Kind::ClusterAnalysisTemplate
             | Kind::AnalysisRun
-            | Kind::Namespace
             | Kind::ServiceAccount
             | Kind::ConfigMap
             | Kind::Node

@@ -10,16 +10,21 @@ use pier_snapshot::edge::{
 };
 use pier_snapshot::ServiceKey;
 
+use super::gateway::GatewaySet;
+use crate::gateway::{Gateway, GatewayClass};
 use crate::ingress::{Ingress, IngressBackend, IngressClass};
 use crate::ingress_annotations;
+use crate::route::HttpRoute;
 use crate::secret::{Secret, TLS, TLS_CERT_KEY, TLS_PRIVATE_KEY_KEY};
 
-/// Ingresses, classes and TLS Secrets as they stand, and the last view built from them.
+/// Ingresses, Gateways, their classes and routes, and TLS Secrets as they stand, and the last
+/// view built from them.
 #[derive(Debug, Default, Clone)]
 pub(super) struct EdgeBuilder {
     ingresses: BTreeMap<(String, String), Arc<Ingress>>,
     classes: BTreeMap<String, Arc<IngressClass>>,
     certificates: BTreeMap<String, Arc<CertificateView>>,
+    gateways: GatewaySet,
     dirty: bool,
     view: Arc<EdgeView>,
 }
@@ -44,8 +49,38 @@ impl EdgeBuilder {
         self.dirty = true;
     }
 
+    /// Records a Gateway (or its removal).
+    pub(super) fn gateway(&mut self, ns: &str, name: &str, gw: Option<&Gateway>) {
+        self.dirty |= self.gateways.gateway(ns, name, gw);
+    }
+
+    /// Records a GatewayClass (or its removal).
+    pub(super) fn gateway_class(&mut self, name: &str, class: Option<&GatewayClass>) {
+        self.dirty |= self.gateways.class(name, class);
+    }
+
+    /// Records an HTTPRoute (or its removal); only one naming a Gateway matters here.
+    pub(super) fn http_route(&mut self, ns: &str, name: &str, route: Option<&HttpRoute>) {
+        self.dirty |= self.gateways.route(ns, name, route);
+    }
+
+    /// Records a TLSRoute (or its removal).
+    pub(super) fn tls_route(
+        &mut self,
+        ns: &str,
+        name: &str,
+        route: Option<&crate::route::L4Route>,
+    ) {
+        self.dirty |= self.gateways.tls_route(ns, name, route);
+    }
+
+    /// Records a namespace's labels (a listener may select routes by them).
+    pub(super) fn namespace(&mut self, name: &str, labels: Option<&BTreeMap<String, String>>) {
+        self.dirty |= self.gateways.namespace(name, labels);
+    }
+
     /// Records a Secret (or its removal); only TLS Secrets are kept, and only one an
-    /// Ingress names makes the view change.
+    /// Ingress or a listener names makes the view change.
     pub(super) fn secret(&mut self, ns: &str, name: &str, secret: Option<&Secret>) {
         let id = format!("{ns}/{name}");
         let cert = secret.filter(|s| s.secret_type() == TLS).map(|s| {
@@ -62,7 +97,7 @@ impl EdgeBuilder {
             }
             None => self.certificates.remove(&id).is_some(),
         };
-        if changed && self.names_secret(ns, name) {
+        if changed && (self.names_secret(ns, name) || self.gateways.names_secret(ns, name)) {
             self.dirty = true;
         }
     }
@@ -119,12 +154,15 @@ impl EdgeBuilder {
                 Arc::new(view)
             })
             .collect();
+        let (listeners, listener_secrets) = self.gateways.listeners();
+        secrets.extend(listener_secrets);
         let certificates = secrets
             .into_iter()
             .filter_map(|id| Some((id.clone(), Arc::clone(self.certificates.get(&id)?))))
             .collect();
         EdgeView {
             ingresses,
+            listeners,
             certificates,
         }
     }

@@ -2,6 +2,7 @@
 
 mod builder;
 mod edge;
+mod gateway;
 mod views;
 
 pub use builder::SnapshotBuilder;

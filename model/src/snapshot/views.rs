@@ -27,7 +27,8 @@ fn attachments(route_ns: &str, refs: &[ParentReference]) -> Vec<Attachment> {
         .collect()
 }
 
-fn backends(route_ns: &str, refs: &[BackendRef]) -> Vec<BackendView> {
+/// A route's backend references as views (unsupported kinds kept, marked unresolved).
+pub(super) fn backends(route_ns: &str, refs: &[BackendRef]) -> Vec<BackendView> {
     refs.iter()
         .filter_map(|b| {
             let service = ServiceKey::new(b.namespace.as_deref().unwrap_or(route_ns), &b.name);
@@ -65,6 +66,7 @@ pub(super) fn http_route_view(route: &HttpRoute) -> HttpRouteView {
                 let timeout = |t: Option<&String>| t.and_then(|t| gateway_duration(t).ok());
                 HttpRuleView {
                     matches: r.matches.clone(),
+                    filters: r.filters.clone(),
                     backends: backends(ns, &r.backend_refs),
                     request_timeout: timeout(r.timeouts.as_ref().and_then(|t| t.request.as_ref())),
                     backend_timeout: timeout(

@@ -22,13 +22,14 @@ fn parent_refs(path: &FieldPath, refs: &[ParentReference], r: &mut Report) {
     }
     for (i, p) in refs.iter().enumerate() {
         let pp = path.index(i);
-        let group = p.group.as_deref().unwrap_or("");
-        let kind = p.kind.as_deref().unwrap_or("Gateway");
-        if crate::route::is_core_group(group) && kind == "Service" {
+        if p.is_service() {
             r.check(&pp.field("name"), dns1035_label(&p.name));
+        } else if p.is_gateway() {
+            r.check(&pp.field("name"), dns1123_subdomain(&p.name));
         } else {
+            let kind = p.kind.as_deref().unwrap_or("Gateway");
             r.ignored.push(format!(
-                "{pp} ({kind} parent: pier serves Service parents, GAMMA style)"
+                "{pp} ({kind} parent: pier serves Service and Gateway parents)"
             ));
         }
         if let Some(port) = p.port {
@@ -134,6 +135,12 @@ pub(crate) fn http_route(route: &HttpRoute, r: &mut Report) {
                 r.one_of(&mp.field("method"), method, HTTP_METHODS);
             }
         }
+        let prefix_matches = rule.matches.iter().all(|m| {
+            m.path
+                .as_ref()
+                .is_none_or(|p| p.match_type.as_deref().unwrap_or("PathPrefix") == "PathPrefix")
+        });
+        super::route_filters::filters(&rp.field("filters"), &rule.filters, prefix_matches, r);
         backend_refs(&rp.field("backendRefs"), &rule.backend_refs, r);
         if let Some(t) = &rule.timeouts {
             let tp = rp.field("timeouts");
@@ -160,6 +167,17 @@ pub(crate) fn http_route(route: &HttpRoute, r: &mut Report) {
 pub(crate) fn l4_route(route: &L4Route, r: &mut Report) {
     metadata(&route.metadata, dns1123_subdomain, r);
     let spec = FieldPath::root().field("spec");
+    if route.kind == "TLSRoute" {
+        for (i, h) in route.spec.hostnames.iter().enumerate() {
+            let name = h.strip_prefix("*.").unwrap_or(h);
+            r.check(&spec.field("hostnames").index(i), dns1123_subdomain(name));
+        }
+    } else if !route.spec.hostnames.is_empty() {
+        r.error(
+            &spec.field("hostnames"),
+            format!("unknown field: {} has no hostnames", route.kind),
+        );
+    }
     parent_refs(&spec.field("parentRefs"), &route.spec.parent_refs, r);
     if route.spec.rules.is_empty() || route.spec.rules.len() > 16 {
         r.error(&spec.field("rules"), "must have between 1 and 16 items");

@@ -134,6 +134,10 @@ pub(crate) fn start(
         controllers::IngressStatusController::new(Arc::clone(&store))
     });
     let store = Arc::clone(&parts.store);
+    lead(parts, "gateway-status", &leadership, move || {
+        controllers::GatewayStatusController::new(Arc::clone(&store))
+    });
+    let store = Arc::clone(&parts.store);
     let events = Recorder::start(
         Arc::clone(&store),
         "deployment-controller",

@@ -5,16 +5,19 @@
 //! bound when the first Ingress appears; a new table and certificate set are swapped in whole,
 //! so open connections keep going and pick up the change on their next request or handshake.
 
+mod gateway;
+mod listeners;
 mod metrics;
+mod passthrough;
 mod serve;
 mod table;
 
-use std::collections::{HashMap, HashSet};
-use std::net::SocketAddr;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use pier_snapshot::edge::EdgeView;
+use pier_snapshot::edge::{EdgeView, ListenerMode};
 use pier_snapshot::policy::TrafficPolicy;
 use pier_snapshot::{
     ApplyError, NodeSnapshot, PortView, ServiceChange, ServiceKey, ServiceView, SnapshotConsumer,
@@ -22,35 +25,35 @@ use pier_snapshot::{
 };
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
-use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
 use crate::balance::{Cluster, ClusterKey};
 use crate::frontend::ClusterSet;
-use crate::tls::certs::{certified_key, CertTable, Certificates};
+use crate::tls::certs::{certified_key, CertTable};
 use crate::{health, Proxy, ProxyMetrics};
+use listeners::{Bound, Wanted};
 use metrics::EdgeMetrics;
-use serve::EdgeShared;
+use serve::{EdgeShared, Role};
 use table::{Compiler, EdgeTable};
 
 /// Where the edge listens.
 #[derive(Debug, Clone, Default)]
 pub struct EdgeConfig {
-    /// Plain HTTP.
+    /// Plain HTTP for Ingresses.
     pub http: Option<SocketAddr>,
-    /// HTTPS.
+    /// HTTPS for Ingresses.
     pub https: Option<SocketAddr>,
+    /// The address Gateway listeners bind, each on its own port (none: Gateways not served).
+    pub gateway_ip: Option<IpAddr>,
 }
 
 /// The edge listeners and what they serve; feeds on the snapshot as a part of its own.
 pub struct Edge {
     config: EdgeConfig,
     shared: Arc<EdgeShared>,
-    certs: Arc<Certificates>,
-    acceptor: TlsAcceptor,
     conn_limit: Arc<Semaphore>,
     proxy_metrics: Arc<ProxyMetrics>,
-    listeners: Vec<JoinHandle<()>>,
+    bound: BTreeMap<SocketAddr, Bound>,
     clusters: HashMap<ClusterKey, Arc<Cluster>>,
     view: Arc<EdgeView>,
     /// What the table was compiled from of each Service an Ingress names: a change to one
@@ -66,22 +69,12 @@ fn shape(svc: Option<&Arc<ServiceView>>) -> Shape {
     svc.map(|s| (s.ports.clone(), Arc::clone(&s.policy)))
 }
 
-impl Drop for Edge {
-    fn drop(&mut self) {
-        for l in &self.listeners {
-            l.abort();
-        }
-    }
-}
-
 impl Proxy {
     /// The edge, sharing this proxy's HTTP machinery, connection limit and metrics.
     pub fn edge(&self, config: EdgeConfig, registry: &prometheus::Registry) -> crate::Result<Edge> {
-        let certs = Arc::new(Certificates::default());
-        let tls =
-            crate::tls::config::server_config(Arc::clone(&certs)).map_err(crate::Error::Tls)?;
         let shared = Arc::new(EdgeShared {
             table: ArcSwap::from_pointee(table::EdgeTable::default()),
+            gateways: ArcSwap::from_pointee(gateway::GatewayTable::default()),
             http: Arc::clone(&self.http),
             metrics: EdgeMetrics::register(registry)?,
             listener_metrics: self.metrics.lazy_frontend("ingress:listeners".into()),
@@ -90,11 +83,9 @@ impl Proxy {
         Ok(Edge {
             config,
             shared,
-            certs,
-            acceptor: TlsAcceptor::from(tls),
             conn_limit: Arc::clone(&self.conn_limit),
             proxy_metrics: Arc::clone(&self.metrics),
-            listeners: Vec::new(),
+            bound: BTreeMap::new(),
             clusters: HashMap::new(),
             view: Arc::default(),
             compiled_with: HashMap::new(),
@@ -103,9 +94,10 @@ impl Proxy {
 }
 
 impl Edge {
-    /// Applies a snapshot: binds the listeners once there is an Ingress, recompiles the table
-    /// when the Ingresses or the ports or settings of a Service they name changed, reloads the
-    /// certificates when the Ingresses did, and refreshes backend endpoints.
+    /// Applies a snapshot: binds and closes listeners as Ingresses and Gateways want them,
+    /// recompiles the tables when the view or the ports or settings of a Service an Ingress
+    /// names changed, reloads the certificates when the view did, and refreshes backend
+    /// endpoints. A socket that cannot be bound is reported after the rest is applied.
     pub fn apply_diff(
         &mut self,
         diff: &SnapshotDiff,
@@ -114,9 +106,7 @@ impl Edge {
         if let Some(view) = &diff.edge {
             self.view = Arc::clone(view);
         }
-        if !self.view.is_empty() && self.listeners.is_empty() {
-            self.bind()?;
-        }
+        let (bind_error, rebound) = self.reconcile_listeners();
         let changed: HashSet<&ServiceKey> = diff
             .changes
             .iter()
@@ -130,8 +120,8 @@ impl Edge {
                 .get(*key)
                 .is_some_and(|was| *was != shape(snapshot.services.get(*key)))
         });
-        if diff.edge.is_some() {
-            self.certs.replace(certificates(&self.view));
+        if diff.edge.is_some() || rebound {
+            self.reload_certificates();
         }
         if diff.edge.is_some() || reshaped {
             self.recompile(snapshot);
@@ -143,47 +133,88 @@ impl Edge {
                 health::ensure_checker(cluster, &self.shared.http);
             }
         }
-        Ok(())
+        bind_error.map_or(Ok(()), Err)
     }
 
-    fn bind(&mut self) -> crate::Result<()> {
-        let mut bound = Vec::new();
-        for (addr, tls) in [(self.config.http, false), (self.config.https, true)] {
-            let Some(addr) = addr else { continue };
-            let listener = std::net::TcpListener::bind(addr)
-                .and_then(|l| l.set_nonblocking(true).map(|()| l))
-                .map_err(|source| crate::Error::Bind {
-                    addr,
-                    proto: "tcp",
-                    service: "ingress".into(),
-                    source,
-                })?;
-            bound.push((listener, tls));
+    /// Binds the sockets the view wants and closes the others; the first bind error, and
+    /// whether any socket was bound.
+    fn reconcile_listeners(&mut self) -> (Option<crate::Error>, bool) {
+        let wanted = listeners::wanted(
+            &self.view,
+            [
+                (self.config.http, ListenerMode::Http),
+                (self.config.https, ListenerMode::Https),
+            ],
+            self.config.gateway_ip,
+            &self.bound,
+        );
+        self.bound
+            .retain(|addr, b| wanted.get(addr) == Some(&b.wanted));
+        let mut first_error = None;
+        let mut rebound = false;
+        for (addr, want) in wanted {
+            if self.bound.contains_key(&addr) {
+                continue;
+            }
+            match self.bind(addr, want) {
+                Ok(b) => {
+                    self.bound.insert(addr, b);
+                    rebound = true;
+                }
+                Err(e) => {
+                    tracing::warn!(%addr, error = %e, "edge listener not bound; retried with the next snapshot");
+                    first_error.get_or_insert(e);
+                }
+            }
         }
-        for (listener, tls) in bound {
-            let addr = listener.local_addr().ok();
-            let listener =
-                TcpListener::from_std(listener).map_err(|source| crate::Error::Bind {
-                    addr: addr.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0))),
-                    proto: "tcp",
-                    service: "ingress".into(),
-                    source,
-                })?;
-            let acceptor = tls.then(|| self.acceptor.clone());
-            tracing::info!(addr = ?addr, tls, "ingress listening");
-            self.listeners.push(tokio::spawn(accept_loop(
-                listener,
-                Arc::clone(&self.shared),
-                acceptor,
-                Arc::clone(&self.conn_limit),
-                Arc::clone(&self.proxy_metrics),
-            )));
-        }
-        Ok(())
+        (first_error, rebound)
     }
 
-    /// Compiles the table and the certificates and swaps both in; groups no path uses any
-    /// more are dropped (their health checkers stop with them).
+    fn bind(&self, addr: SocketAddr, want: Wanted) -> crate::Result<Bound> {
+        let listener = listeners::bind(addr)?;
+        let local = listener.local_addr().ok();
+        let port = if addr.port() == 0 {
+            local.map_or(0, |a| a.port())
+        } else {
+            addr.port()
+        };
+        tracing::info!(addr = ?local, mode = ?want.mode, ingress = want.ingress, "edge listening");
+        let shared = Arc::clone(&self.shared);
+        let limit = Arc::clone(&self.conn_limit);
+        let metrics = Arc::clone(&self.proxy_metrics);
+        Bound::new(
+            move |role, acceptor| {
+                tokio::spawn(accept_loop(
+                    listener, shared, acceptor, role, limit, metrics,
+                ))
+            },
+            port,
+            want,
+        )
+    }
+
+    /// Gives every TLS socket its certificate table: the Ingresses' on the Ingress socket,
+    /// and each Gateway listener's on its port's socket.
+    fn reload_certificates(&self) {
+        let ingress = certificates(&self.view);
+        for (addr, b) in &self.bound {
+            if !b.wanted.mode.terminates_tls() {
+                continue;
+            }
+            let mut table = if b.wanted.ingress {
+                ingress.clone()
+            } else {
+                CertTable::default()
+            };
+            if self.config.gateway_ip == Some(addr.ip()) {
+                listener_certificates(&self.view, addr.port(), &mut table);
+            }
+            b.certs.replace(table);
+        }
+    }
+
+    /// Compiles the tables and swaps them in; groups no path uses any more are dropped
+    /// (their health checkers stop with them).
     fn recompile(&mut self, snapshot: &NodeSnapshot) {
         let old = self.shared.table.load_full();
         let mut compiler = Compiler {
@@ -200,6 +231,11 @@ impl Edge {
             },
         };
         let table = compiler.compile(&self.view);
+        let gateways = gateway::compile(
+            &self.view.listeners,
+            &mut compiler.clusters,
+            &self.proxy_metrics,
+        );
         for (_, cluster) in compiler.clusters.created {
             cluster.update(snapshot.services.get(&cluster.key.backend));
             health::ensure_checker(&cluster, &self.shared.http);
@@ -207,6 +243,7 @@ impl Edge {
         let used: HashMap<ClusterKey, Arc<Cluster>> = table
             .clusters()
             .into_iter()
+            .chain(gateways.clusters())
             .map(|c| (c.key.clone(), c))
             .collect();
         for (key, cluster) in &self.clusters {
@@ -230,6 +267,7 @@ impl Edge {
             .collect();
         let table = Arc::new(table);
         self.shared.table.store(Arc::clone(&table));
+        self.shared.gateways.store(Arc::new(gateways));
         forget_gone(&self.shared.metrics, &old, &table);
     }
 }
@@ -290,10 +328,44 @@ fn certificates(view: &EdgeView) -> CertTable {
     table
 }
 
+/// Adds the certificates of the Gateway listeners on `port`: each for its host name, or as the
+/// default when it has none. A Secret that is missing or does not parse is logged and left out.
+fn listener_certificates(view: &EdgeView, port: u16, table: &mut CertTable) {
+    for l in view
+        .listeners
+        .iter()
+        .filter(|l| l.mode.terminates_tls() && l.port == port)
+    {
+        let Some(id) = l.certificates.first() else {
+            continue;
+        };
+        let Some(cert) = view.certificates.get(id) else {
+            tracing::warn!(gateway = %l.gateway, listener = %l.name, secret = %id, "TLS Secret not found (or not kubernetes.io/tls)");
+            continue;
+        };
+        let key = match certified_key(id, &cert.cert_pem, &cert.key_pem) {
+            Ok(k) => Arc::new(k),
+            Err(e) => {
+                tracing::warn!(gateway = %l.gateway, listener = %l.name, error = %e, "TLS certificate left out");
+                continue;
+            }
+        };
+        match &l.hostname {
+            None => table.set_default(key),
+            Some(h) => {
+                if let Err(e) = table.insert(h, key) {
+                    tracing::warn!(gateway = %l.gateway, listener = %l.name, error = %e, "TLS host left out");
+                }
+            }
+        }
+    }
+}
+
 async fn accept_loop(
     listener: TcpListener,
     shared: Arc<EdgeShared>,
     tls: Option<TlsAcceptor>,
+    role: Role,
     limit: Arc<Semaphore>,
     metrics: Arc<ProxyMetrics>,
 ) {
@@ -302,7 +374,11 @@ async fn accept_loop(
         let tls = tls.clone();
         async move {
             shared.listener_metrics.active.inc();
-            serve::connection(Arc::clone(&shared), stream, peer, tls).await;
+            if role.passthrough {
+                passthrough::connection(&shared, stream, peer, role.port).await;
+            } else {
+                serve::connection(Arc::clone(&shared), stream, peer, tls, role).await;
+            }
             shared.listener_metrics.active.dec();
         }
     })

@@ -1,5 +1,6 @@
 //! One edge connection and its requests: TLS (ALPN picks HTTP/2 or HTTP/1.1), then per request
-//! the site by host, the path, redirects to HTTPS, the body limit, the canary decision in
+//! the Gateway site of the listener port by host, else (on an Ingress socket) the Ingress site
+//! by host, the path, redirects to HTTPS, the body limit, the canary decision in
 //! ingress-nginx's order (header, cookie, weight), the rewrite, and the backend's answer.
 
 use std::net::SocketAddr;
@@ -14,6 +15,7 @@ use hyper::{Request, Response, StatusCode, Uri};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 
+use super::gateway::GatewayTable;
 use super::metrics::EdgeMetrics;
 use super::table::{rewritten, Backend, EdgeTable, Target};
 use crate::io::{Activity, Tracked};
@@ -21,12 +23,15 @@ use crate::l7::body::ClientRequestBody;
 use crate::l7::headers::ClientHeaders;
 use crate::l7::{ClientBody, Http};
 use crate::metrics::{FrontendMetrics, Lazy};
+use crate::route_filters::with_path;
 use crate::tls::accept;
 
 /// What every edge connection shares.
 pub(crate) struct EdgeShared {
-    /// The routing table, swapped whole on a change.
+    /// The Ingress routing table, swapped whole on a change.
     pub table: ArcSwap<EdgeTable>,
+    /// The Gateway listeners' sites by port, swapped whole on a change.
+    pub gateways: ArcSwap<GatewayTable>,
     /// The HTTP machinery shared with the proxy.
     pub http: Arc<Http>,
     /// Request and handshake metrics.
@@ -37,12 +42,24 @@ pub(crate) struct EdgeShared {
     pub https_port: Option<u16>,
 }
 
+/// What a listening socket serves.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Role {
+    /// Its port: Gateway listeners on it serve here.
+    pub port: u16,
+    /// The Ingresses are served here too.
+    pub ingress: bool,
+    /// TLS is passed through by SNI name (TLSRoutes) rather than HTTP served.
+    pub passthrough: bool,
+}
+
 /// Serves one edge connection: over TLS when `tls` is given.
 pub(crate) async fn connection(
     shared: Arc<EdgeShared>,
     stream: TcpStream,
     peer: SocketAddr,
     tls: Option<TlsAcceptor>,
+    role: Role,
 ) {
     if let Err(e) = stream.set_nodelay(true) {
         tracing::debug!(%peer, error = %e, "could not set TCP_NODELAY");
@@ -56,12 +73,12 @@ pub(crate) async fn connection(
         m.bytes_out.clone(),
     );
     let https = tls.is_some();
-    let client = Arc::new(ClientHeaders::edge(peer, https));
+    let client = Arc::new(ClientHeaders::edge(peer, https, role.port));
     let for_requests = Arc::clone(&shared);
     let handler = move |req| {
         let shared = Arc::clone(&for_requests);
         let client = Arc::clone(&client);
-        async move { request(&shared, req, &client, https).await }
+        async move { request(&shared, req, &client, https, role).await }
     };
     let http = &shared.http;
     let Some(acceptor) = tls else {
@@ -116,10 +133,23 @@ async fn request(
     mut req: Request<ClientRequestBody>,
     client: &ClientHeaders,
     https: bool,
+    role: Role,
 ) -> Response<ClientBody> {
+    let host = host_of(&req);
+    let gateway = shared
+        .gateways
+        .load()
+        .port(role.port)
+        .and_then(|p| p.site(&host))
+        .cloned();
+    if let Some(frontend) = gateway {
+        return shared.http.handle(req, client, frontend).await;
+    }
+    if !role.ingress {
+        return text(StatusCode::NOT_FOUND, "no listener takes this host\n");
+    }
     let started = Instant::now();
     let table = shared.table.load_full();
-    let host = host_of(&req);
     let site = table.site(&host);
     let Some(target) = site.target(req.uri().path()) else {
         return text(StatusCode::NOT_FOUND, "default backend - 404\n");
@@ -211,16 +241,6 @@ fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
             let (k, v) = pair.trim().split_once('=')?;
             (k == name).then_some(v)
         })
-}
-
-fn with_path(uri: &Uri, path: &str) -> Option<Uri> {
-    let pq = match uri.query() {
-        Some(q) => format!("{path}?{q}"),
-        None => path.to_string(),
-    };
-    let mut parts = uri.clone().into_parts();
-    parts.path_and_query = Some(pq.parse().ok()?);
-    Uri::from_parts(parts).ok()
 }
 
 /// `308 Permanent Redirect` to the same host, path and query over HTTPS, as ingress-nginx.

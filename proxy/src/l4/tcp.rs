@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 use crate::balance::{Cluster, InFlight};
@@ -64,6 +65,17 @@ pub(crate) async fn connect(
 
 /// Relays one client connection.
 pub(crate) async fn serve(client: TcpStream, peer: SocketAddr, frontend: Arc<Frontend>) {
+    relay(client, peer, frontend, &[]).await;
+}
+
+/// Relays one client connection whose first bytes, `read`, were already read from it (a TLS
+/// ClientHello read for its SNI name): the upstream gets them first.
+pub(crate) async fn relay(
+    client: TcpStream,
+    peer: SocketAddr,
+    frontend: Arc<Frontend>,
+    read: &[u8],
+) {
     let Mode::L4(groups) = &frontend.mode else {
         return;
     };
@@ -72,7 +84,7 @@ pub(crate) async fn serve(client: TcpStream, peer: SocketAddr, frontend: Arc<Fro
         Some(cluster) => connect(&frontend, cluster, hash.unwrap_or_else(rand::random)).await,
         None => None,
     };
-    let Some((upstream, _in_flight, resets)) = upstream else {
+    let Some((mut upstream, _in_flight, resets)) = upstream else {
         frontend.metrics.no_endpoint.inc();
         // Reset rather than close, as kube-proxy's REJECT does: the client fails fast.
         if let Err(e) = socket2::SockRef::from(&client).set_linger(Some(std::time::Duration::ZERO))
@@ -85,6 +97,13 @@ pub(crate) async fn serve(client: TcpStream, peer: SocketAddr, frontend: Arc<Fro
         if let Err(e) = conn.set_nodelay(true) {
             tracing::debug!(error = %e, "TCP_NODELAY not set");
         }
+    }
+    if !read.is_empty() {
+        if let Err(e) = upstream.write_all(read).await {
+            tracing::debug!(%peer, error = %e, "upstream closed before the first bytes");
+            return;
+        }
+        frontend.metrics.bytes_in.inc_by(read.len() as u64);
     }
     let upstream = ResetCounted::new(upstream, resets);
     let activity = Activity::new();

@@ -11,6 +11,8 @@ use hyper::header::{
 use hyper::Uri;
 use pier_snapshot::policy::Sticky;
 
+use crate::route_filters::Arrival;
+
 /// `x-forwarded-for`.
 pub(super) const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 /// `x-forwarded-proto`.
@@ -75,21 +77,33 @@ pub(crate) struct ClientHeaders {
     /// At the edge, the scheme the client used; earlier forwarding headers are the client's
     /// own claims there, so they are replaced rather than kept.
     edge_scheme: Option<HeaderValue>,
+    /// The scheme and port the client came in on, for redirects.
+    pub arrival: Arrival,
 }
 
 impl ClientHeaders {
     /// Values for a client at `peer`, inside the cluster (earlier proxies' headers are kept).
     pub(crate) fn new(peer: SocketAddr) -> Self {
-        Self::with_scheme(peer, "http", None)
+        let arrival = Arrival {
+            https: false,
+            port: None,
+        };
+        Self::with_scheme(peer, arrival, None)
     }
 
-    /// Values for a client of an edge listener, which reached it over `http` or `https`.
-    pub(crate) fn edge(peer: SocketAddr, https: bool) -> Self {
+    /// Values for a client of an edge listener on `port`, which reached it over `http` or
+    /// `https`.
+    pub(crate) fn edge(peer: SocketAddr, https: bool, port: u16) -> Self {
         let scheme = if https { "https" } else { "http" };
-        Self::with_scheme(peer, scheme, Some(HeaderValue::from_static(scheme)))
+        let arrival = Arrival {
+            https,
+            port: Some(port),
+        };
+        Self::with_scheme(peer, arrival, Some(HeaderValue::from_static(scheme)))
     }
 
-    fn with_scheme(peer: SocketAddr, scheme: &str, edge_scheme: Option<HeaderValue>) -> Self {
+    fn with_scheme(peer: SocketAddr, arrival: Arrival, edge_scheme: Option<HeaderValue>) -> Self {
+        let scheme = if arrival.https { "https" } else { "http" };
         let ip = peer.ip().to_string();
         let forwarded = if peer.is_ipv6() {
             format!("for=\"[{ip}]\";proto={scheme}")
@@ -102,6 +116,7 @@ impl ClientHeaders {
                 .unwrap_or(HeaderValue::from_static("for=unknown")),
             ip,
             edge_scheme,
+            arrival,
         }
     }
 
@@ -281,6 +296,7 @@ mod tests {
             Some(&ClientHeaders::edge(
                 "10.0.0.9:5000".parse().unwrap(),
                 false,
+                80,
             )),
             |n, v| out.push((n.to_string(), v.to_str().unwrap().to_string())),
         );

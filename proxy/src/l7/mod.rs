@@ -181,10 +181,16 @@ impl Http {
                 "service port is not HTTP\n",
             );
         };
-        let (parts, body) = req.into_parts();
-        let Some(rule) = router.route(&parts) else {
+        let (mut parts, body) = req.into_parts();
+        let Some((rule, matched)) = router.route(&parts) else {
             return error(StatusCode::NOT_FOUND, "no route matches\n");
         };
+        if let Some((status, location)) = rule.filters.redirect(&parts, matched, client.arrival) {
+            let mut r = error(status, "");
+            r.headers_mut().insert(hyper::header::LOCATION, location);
+            return r;
+        }
+        rule.filters.rewrite_request(&mut parts, matched);
         let sticky = fe
             .policy
             .sticky
@@ -206,11 +212,15 @@ impl Http {
             backend_timeout: rule.backend_timeout,
         }
         .run(self, body);
-        match rule.request_timeout {
+        let mut response = match rule.request_timeout {
             Some(t) => tokio::time::timeout(t, attempts)
                 .await
                 .unwrap_or_else(|_| error(StatusCode::GATEWAY_TIMEOUT, "upstream timed out\n")),
             None => attempts.await,
+        };
+        if let Some(h) = &rule.filters.response_headers {
+            h.apply(response.headers_mut());
         }
+        response
     }
 }
