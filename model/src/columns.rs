@@ -112,6 +112,7 @@ pub fn columns(kind: Kind) -> Vec<Column> {
         Kind::TcpRoute | Kind::UdpRoute | Kind::TlsRoute => {
             vec![col("NAME"), col("AGE"), wide("PARENTS"), wide("BACKENDS")]
         }
+        Kind::BackendTlsPolicy => vec![col("NAME"), col("AGE")],
         Kind::Namespace => vec![col("NAME"), col("STATUS"), col("AGE")],
         Kind::ServiceAccount => vec![col("NAME"), col("SECRETS"), col("AGE")],
         Kind::ConfigMap => vec![col("NAME"), col("DATA"), col("AGE")],
@@ -273,6 +274,7 @@ pub fn row(kind: Kind, v: &Value, now: SystemTime) -> Vec<String> {
         Kind::TcpRoute | Kind::UdpRoute | Kind::TlsRoute => {
             vec![name, created, parents(v), backends(v)]
         }
+        Kind::BackendTlsPolicy => vec![name, created],
         Kind::Namespace => vec![name, or(s(v, "/status/phase"), "Active"), created],
         Kind::ServiceAccount => vec![name, items(v, "/secrets").len().to_string(), created],
         Kind::ConfigMap => {

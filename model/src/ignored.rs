@@ -255,6 +255,10 @@ pub(crate) fn is_known_ignored(kind: Kind, path: &str) -> bool {
         Kind::TcpRoute | Kind::UdpRoute => L4_ROUTE.contains(&path),
         Kind::TlsRoute => path == "spec.useDefaultGateways",
         Kind::GatewayClass => GATEWAY_CLASS.contains(&path),
+        // Ancestor statuses are not written; SAN lists and options are not applied.
+        Kind::BackendTlsPolicy => {
+            path == "status" || path == "spec.validation.subjectAltNames" || path == "spec.options"
+        }
         Kind::Gateway => GATEWAY.contains(&path),
         Kind::Node => {
             under("spec", NODE_SPEC, path)

@@ -82,7 +82,8 @@ fn protocol(v: &str) -> Result<BackendProtocol, String> {
         "HTTP" => Ok(BackendProtocol::Http),
         "GRPC" => Ok(BackendProtocol::Grpc),
         "HTTPS" | "GRPCS" => Err(format!(
-            "{v:?}: TLS to backends is not implemented by pier yet (HTTP or GRPC)"
+            "{v:?}: pier does not speak unverified TLS to backends; use HTTP or GRPC and a \
+             BackendTLSPolicy on the Service, which makes pier verify the endpoints' certificates"
         )),
         _ => Err(format!("{v:?} must be HTTP, HTTPS, GRPC or GRPCS")),
     }

@@ -25,6 +25,8 @@ pub enum Kind {
     UdpRoute,
     /// `gateway.networking.k8s.io/v1alpha2/TLSRoute` (passthrough by SNI on a Gateway).
     TlsRoute,
+    /// `gateway.networking.k8s.io/v1/BackendTLSPolicy` (TLS toward a Service's endpoints).
+    BackendTlsPolicy,
     /// `v1/Namespace` (cluster-scoped).
     Namespace,
     /// `v1/ServiceAccount`.
@@ -61,7 +63,7 @@ pub enum Kind {
 
 impl Kind {
     /// Every kind.
-    pub const ALL: [Kind; 25] = [
+    pub const ALL: [Kind; 26] = [
         Kind::Service,
         Kind::EndpointSlice,
         Kind::Pod,
@@ -87,6 +89,7 @@ impl Kind {
         Kind::GatewayClass,
         Kind::Gateway,
         Kind::TlsRoute,
+        Kind::BackendTlsPolicy,
     ];
 
     /// Whether objects of this kind live in a namespace (all but Namespace, Node,
@@ -121,6 +124,7 @@ impl Kind {
             Kind::IngressClass => "IngressClass",
             Kind::GatewayClass => "GatewayClass",
             Kind::TlsRoute => "TLSRoute",
+            Kind::BackendTlsPolicy => "BackendTLSPolicy",
             Kind::Gateway => "Gateway",
             Kind::Node => "Node",
             Kind::Lease => "Lease",
@@ -152,6 +156,7 @@ impl Kind {
             Kind::IngressClass => "ingressclasses",
             Kind::GatewayClass => "gatewayclasses",
             Kind::TlsRoute => "tlsroutes",
+            Kind::BackendTlsPolicy => "backendtlspolicies",
             Kind::Gateway => "gateways",
             Kind::Node => "nodes",
             Kind::Lease => "leases",
@@ -187,6 +192,10 @@ impl Kind {
             Kind::HttpRoute | Kind::GatewayClass | Kind::Gateway => &[
                 "gateway.networking.k8s.io/v1",
                 "gateway.networking.k8s.io/v1beta1",
+            ],
+            Kind::BackendTlsPolicy => &[
+                "gateway.networking.k8s.io/v1",
+                "gateway.networking.k8s.io/v1alpha3",
             ],
             Kind::TlsRoute => &[
                 "gateway.networking.k8s.io/v1alpha2",
@@ -244,6 +253,7 @@ impl FromStr for Kind {
             "tcproute" | "tcproutes" => Kind::TcpRoute,
             "udproute" | "udproutes" => Kind::UdpRoute,
             "tlsroute" | "tlsroutes" => Kind::TlsRoute,
+            "backendtlspolicy" | "backendtlspolicies" | "btlspolicy" => Kind::BackendTlsPolicy,
             "namespace" | "namespaces" | "ns" => Kind::Namespace,
             "serviceaccount" | "serviceaccounts" | "sa" => Kind::ServiceAccount,
             "configmap" | "configmaps" | "cm" => Kind::ConfigMap,

@@ -3,6 +3,7 @@
 //! and tools can build snapshots from manifests without the control plane.
 
 pub mod analysis;
+pub mod backend_tls;
 pub mod columns;
 pub mod condition;
 pub mod config_map;

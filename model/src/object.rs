@@ -7,6 +7,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::analysis::{AnalysisRun, AnalysisTemplate};
+use super::backend_tls::BackendTlsPolicy;
 use super::config_map::ConfigMap;
 use super::deployment::Deployment;
 use super::endpointslice::EndpointSlice;
@@ -60,6 +61,8 @@ pub enum Object {
     UdpRoute(L4Route),
     /// A TLSRoute.
     TlsRoute(L4Route),
+    /// A BackendTLSPolicy.
+    BackendTlsPolicy(BackendTlsPolicy),
     /// A Namespace.
     Namespace(Namespace),
     /// A ServiceAccount.
@@ -272,6 +275,9 @@ impl Object {
             Kind::TcpRoute => typed(value, kind).map(|(o, i, e)| (Object::TcpRoute(o), i, e)),
             Kind::UdpRoute => typed(value, kind).map(|(o, i, e)| (Object::UdpRoute(o), i, e)),
             Kind::TlsRoute => typed(value, kind).map(|(o, i, e)| (Object::TlsRoute(o), i, e)),
+            Kind::BackendTlsPolicy => {
+                typed(value, kind).map(|(o, i, e)| (Object::BackendTlsPolicy(o), i, e))
+            }
             Kind::Namespace => typed(value, kind).map(|(o, i, e)| (Object::Namespace(o), i, e)),
             Kind::ServiceAccount => {
                 typed(value, kind).map(|(o, i, e)| (Object::ServiceAccount(o), i, e))
@@ -336,6 +342,7 @@ impl Object {
             Object::Ingress(i) => validation::ingress(i, report),
             Object::IngressClass(c) => validation::ingress_class(c, report),
             Object::GatewayClass(c) => validation::gateway_class(c, report),
+            Object::BackendTlsPolicy(p) => validation::backend_tls_policy(p, report),
             Object::Gateway(g) => validation::gateway(g, report),
             Object::Node(n) => validation::node(n, report),
             Object::Lease(l) => validation::lease(l, report),
@@ -360,6 +367,7 @@ impl Object {
             Object::TcpRoute(_) => Kind::TcpRoute,
             Object::UdpRoute(_) => Kind::UdpRoute,
             Object::TlsRoute(_) => Kind::TlsRoute,
+            Object::BackendTlsPolicy(_) => Kind::BackendTlsPolicy,
             Object::Namespace(_) => Kind::Namespace,
             Object::ServiceAccount(_) => Kind::ServiceAccount,
             Object::ConfigMap(_) => Kind::ConfigMap,
@@ -395,6 +403,7 @@ impl Object {
             Object::Ingress(o) => &o.metadata,
             Object::IngressClass(o) => &o.metadata,
             Object::GatewayClass(o) => &o.metadata,
+            Object::BackendTlsPolicy(o) => &o.metadata,
             Object::Gateway(o) => &o.metadata,
             Object::Node(o) => &o.metadata,
             Object::Lease(o) => &o.metadata,
@@ -423,6 +432,7 @@ impl Object {
             Object::Ingress(o) => &mut o.metadata,
             Object::IngressClass(o) => &mut o.metadata,
             Object::GatewayClass(o) => &mut o.metadata,
+            Object::BackendTlsPolicy(o) => &mut o.metadata,
             Object::Gateway(o) => &mut o.metadata,
             Object::Node(o) => &mut o.metadata,
             Object::Lease(o) => &mut o.metadata,
@@ -445,6 +455,7 @@ impl Object {
             Object::Rollout(o) => v(o),
             Object::AnalysisTemplate(o) | Object::ClusterAnalysisTemplate(o) => v(o),
             Object::GatewayClass(o) => v(o),
+            Object::BackendTlsPolicy(o) => v(o),
             Object::Gateway(o) => v(o),
             Object::AnalysisRun(o) => v(o),
             Object::HttpRoute(o) => v(o),

@@ -5,6 +5,8 @@
 //! Gateway Programmed with its listeners' attached routes, each route Accepted and its
 //! references resolved, or why not. The `tls-routing` example: a TLSRoute passing TLS through
 //! by SNI name to a backend that holds the certificate, and a daemon restart that serves on.
+//! The `backendtlspolicy` example: pier speaks TLS to a Service's endpoints, verified against
+//! the CA in a ConfigMap, and refuses to when the name or the CA does not match.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -377,7 +379,7 @@ spec:
 }
 
 /// A TLS server on loopback holding `cert` for its name, answering any HTTP request with
-/// `passthrough:<name>`.
+/// `served-by:<name>`.
 async fn tls_backend(name: &'static str, cert: &str, key: &str) -> SocketAddr {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -411,7 +413,7 @@ async fn tls_backend(name: &'static str, cert: &str, key: &str) -> SocketAddr {
                         Ok(n) => head.extend_from_slice(&buf[..n]),
                     }
                 }
-                let body = format!("passthrough:{name}\n");
+                let body = format!("served-by:{name}\n");
                 let answer = format!(
                     "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
                     body.len()
@@ -472,7 +474,7 @@ async fn tls_route_example_passes_tls_through_by_name_across_a_restart() {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let (ok, out) = fetch("foo.example.com");
-        if ok && out == "passthrough:foo-svc\n" {
+        if ok && out == "served-by:foo-svc\n" {
             break;
         }
         assert!(Instant::now() < deadline, "passthrough within 10 s: {out}");
@@ -507,6 +509,101 @@ async fn tls_route_example_passes_tls_through_by_name_across_a_restart() {
     let d = gateway_daemon(&state, ip);
     listening(tls);
     let (ok, out) = fetch("foo.example.com");
-    assert!(ok && out == "passthrough:foo-svc\n", "{out}");
+    assert!(ok && out == "served-by:foo-svc\n", "{out}");
     drop(d);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backend_tls_policy_example_verifies_upstreams_against_the_configmap_ca() {
+    if !have("curl") {
+        return skip("curl is not installed (scripts/deps test installs it)");
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let pid = std::process::id();
+    let ip = Ipv4Addr::new(127, 96, (pid >> 8) as u8, (pid as u8).max(2));
+    let ca = Ca::new();
+    let (cert, key) = ca.issue("auth.example.com");
+    let backend = tls_backend("auth", &cert, &key).await;
+    let d = gateway_daemon(tmp.path(), ip);
+    apply(
+        &d,
+        &service_yaml("auth", 443, "TCP", "", &[(backend.port(), true)]),
+    );
+    apply(
+        &d,
+        r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {name: pier}
+spec: {controllerName: pier.dev/gateway-controller}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: edge}
+spec:
+  gatewayClassName: pier
+  listeners: [{name: web, port: 8080, protocol: HTTP}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: auth}
+spec:
+  parentRefs: [{name: edge}]
+  rules: [{backendRefs: [{name: auth, port: 443}]}]
+"#,
+    );
+    let web = SocketAddr::new(IpAddr::V4(ip), 8080);
+    listening(web);
+    let url = format!("http://{web}/login");
+    let get = || curl(&["-s", "-o", "-", "-w", " %{http_code}", &url]).1;
+    let until = |what: &str, check: &dyn Fn(&str) -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let out = get();
+            if check(&out) {
+                return out;
+            }
+            assert!(Instant::now() < deadline, "{what} within 10 s: {out}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    // Without a policy pier speaks plain HTTP, which the TLS-only endpoint cannot answer.
+    let out = until("a failure in plain HTTP", &|o: &str| o.ends_with(" 502"));
+    assert!(!out.contains("served-by"), "{out}");
+
+    // The example as written, with its ConfigMap holding the test CA.
+    let cm = serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "auth-cert"}, "data": {"ca.crt": ca.pem}});
+    apply(&d, &cm.to_string());
+    let out = d.pier(&[
+        "apply",
+        "-f",
+        &format!("{FIXTURES}/backendtlspolicy/backendtlspolicy-ca-certs.yaml"),
+    ]);
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    until("requests over verified TLS", &|o: &str| {
+        o == "served-by:auth\n 200"
+    });
+
+    // Another name than the certificate's: verification fails, nothing goes in the clear.
+    let policy = std::fs::read_to_string(format!(
+        "{FIXTURES}/backendtlspolicy/backendtlspolicy-ca-certs.yaml"
+    ))
+    .unwrap();
+    apply(
+        &d,
+        &policy.replace("hostname: auth.example.com", "hostname: other.example.com"),
+    );
+    let out = until("a refused certificate", &|o: &str| o.ends_with(" 502"));
+    assert!(!out.contains("served-by"), "{out}");
+    // The right name but another CA: refused as well.
+    apply(&d, &policy);
+    until("verified again", &|o: &str| o == "served-by:auth\n 200");
+    let other = Ca::new();
+    let cm = serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "auth-cert"}, "data": {"ca.crt": other.pem}});
+    apply(&d, &cm.to_string());
+    until("a certificate of an untrusted CA refused", &|o: &str| {
+        o.ends_with(" 502")
+    });
 }

@@ -92,6 +92,22 @@ pub struct PortView {
     pub app_protocol: Option<String>,
     /// L4 or L7.
     pub mode: PortMode,
+    /// TLS toward the endpoints when the proxy sends requests (a BackendTLSPolicy).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upstream_tls: Option<Arc<UpstreamTls>>,
+}
+
+/// How the proxy speaks TLS to a port's endpoints (a BackendTLSPolicy).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UpstreamTls {
+    /// `namespace/name` of the policy.
+    pub policy: String,
+    /// The SNI name, and the name the endpoint's certificate must carry.
+    pub server_name: String,
+    /// The CA certificates, PEM (none: the system's).
+    #[serde(skip)]
+    pub ca_pem: Option<Vec<u8>>,
 }
 
 /// A port an endpoint serves (from its slice).

@@ -110,6 +110,7 @@ fn singular(kind: Kind) -> &'static str {
         Kind::TcpRoute => "tcproute",
         Kind::UdpRoute => "udproute",
         Kind::TlsRoute => "tlsroute",
+        Kind::BackendTlsPolicy => "backendtlspolicy",
         Kind::Namespace => "namespace",
         Kind::ServiceAccount => "serviceaccount",
         Kind::ConfigMap => "configmap",
@@ -151,6 +152,7 @@ fn short_names(kind: Kind) -> &'static [&'static str] {
         | Kind::UdpRoute
         | Kind::TlsRoute
         | Kind::Lease => &[],
+        Kind::BackendTlsPolicy => &["btlspolicy"],
     }
 }
 

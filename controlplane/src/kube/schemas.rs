@@ -95,6 +95,7 @@ fn reference(r: &Resource) -> Option<(String, Generate)> {
             | Kind::TcpRoute
             | Kind::UdpRoute
             | Kind::TlsRoute
+            | Kind::BackendTlsPolicy
             | Kind::Rollout
             | Kind::AnalysisTemplate
             | Kind::ClusterAnalysisTemplate

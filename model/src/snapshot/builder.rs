@@ -10,6 +10,7 @@ use pier_snapshot::{
 };
 
 use super::edge::EdgeBuilder;
+use super::upstream_tls::UpstreamTlsSet;
 use super::views::{endpoints_of, http_route_view, l4_route_view, refreshed, service_view};
 use crate::{Event, EventType};
 use crate::{Kind, Object};
@@ -47,11 +48,12 @@ pub struct SnapshotBuilder {
     revision: u64,
     views: OrdMap<ServiceKey, Arc<pier_snapshot::ServiceView>>,
     edge: EdgeBuilder,
+    upstream_tls: UpstreamTlsSet,
 }
 
 impl SnapshotBuilder {
     /// The kinds a snapshot is built from: a first build lists these, then follows their events.
-    pub const KINDS: [Kind; 12] = [
+    pub const KINDS: [Kind; 14] = [
         Kind::Namespace,
         Kind::Service,
         Kind::EndpointSlice,
@@ -64,6 +66,8 @@ impl SnapshotBuilder {
         Kind::GatewayClass,
         Kind::Gateway,
         Kind::Secret,
+        Kind::ConfigMap,
+        Kind::BackendTlsPolicy,
     ];
 
     /// An empty builder.
@@ -129,6 +133,14 @@ impl SnapshotBuilder {
                 );
             }
             Object::TlsRoute(r) => self.edge.tls_route(&ns, &name, Some(r)),
+            Object::BackendTlsPolicy(p) => {
+                let dirty = self.upstream_tls.policy(&ns, &name, Some(p));
+                self.dirty.extend(dirty);
+            }
+            Object::ConfigMap(c) => {
+                let dirty = self.upstream_tls.config_map(&ns, &name, Some(c));
+                self.dirty.extend(dirty);
+            }
             Object::TcpRoute(r) | Object::UdpRoute(r) => {
                 self.set_route(
                     (object.kind(), ns, name),
@@ -150,7 +162,6 @@ impl SnapshotBuilder {
             | Object::ClusterAnalysisTemplate(_)
             | Object::AnalysisRun(_)
             | Object::ServiceAccount(_)
-            | Object::ConfigMap(_)
             | Object::Node(_)
             | Object::Lease(_)
             | Object::Event(_) => {}
@@ -174,6 +185,14 @@ impl SnapshotBuilder {
             }
             Kind::TcpRoute | Kind::UdpRoute => self.set_route((object.kind(), ns, name), None),
             Kind::TlsRoute => self.edge.tls_route(&ns, &name, None),
+            Kind::BackendTlsPolicy => {
+                let dirty = self.upstream_tls.policy(&ns, &name, None);
+                self.dirty.extend(dirty);
+            }
+            Kind::ConfigMap => {
+                let dirty = self.upstream_tls.config_map(&ns, &name, None);
+                self.dirty.extend(dirty);
+            }
             Kind::Ingress => self.edge.ingress(&ns, &name, None),
             Kind::IngressClass => self.edge.class(&name, None),
             Kind::Secret => self.edge.secret(&ns, &name, None),
@@ -189,7 +208,6 @@ impl SnapshotBuilder {
             | Kind::ClusterAnalysisTemplate
             | Kind::AnalysisRun
             | Kind::ServiceAccount
-            | Kind::ConfigMap
             | Kind::Node
             | Kind::Lease
             | Kind::Event => {}
@@ -257,14 +275,16 @@ impl SnapshotBuilder {
                 .into_iter()
                 .flat_map(|m| m.values().cloned()),
         );
-        match self.changed.remove(key) {
+        let mut view = match self.changed.remove(key) {
             Some(Some(object)) => match object.as_ref() {
-                Object::Service(svc) => Some(service_view(svc, endpoints, http, l4)),
-                _ => None,
+                Object::Service(svc) => service_view(svc, endpoints, http, l4),
+                _ => return None,
             },
-            Some(None) => None,
-            None => Some(refreshed(self.views.get(key)?, endpoints, http, l4)),
-        }
+            Some(None) => return None,
+            None => refreshed(self.views.get(key)?, endpoints, http, l4),
+        };
+        self.upstream_tls.apply(&mut view);
+        Some(view)
     }
 
     fn routes_of(&self, key: &ServiceKey) -> (Vec<Arc<HttpRouteView>>, Vec<Arc<L4RouteView>>) {

@@ -3,6 +3,7 @@
 mod builder;
 mod edge;
 mod gateway;
+mod upstream_tls;
 mod views;
 
 pub use builder::SnapshotBuilder;

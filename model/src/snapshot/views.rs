@@ -158,6 +158,7 @@ pub(super) fn service_view(
                     .and_then(|n| u16::try_from(n).ok())
                     .filter(|n| *n != 0),
                 app_protocol: p.app_protocol.clone(),
+                upstream_tls: None,
                 mode: PortMode::L4,
             };
             view.mode = port_mode(&view, &key, &http_routes);

@@ -13,6 +13,7 @@ use super::syntax::{
 use super::traffic_policy;
 
 mod analysis;
+mod backend_tls;
 mod cluster;
 mod config;
 mod gateway;
@@ -26,6 +27,7 @@ mod secret;
 mod workload;
 
 pub(crate) use analysis::{analysis_run, analysis_template};
+pub(crate) use backend_tls::backend_tls_policy;
 pub(crate) use config::config_map;
 pub(crate) use gateway::{gateway, gateway_class};
 pub(crate) use hpa::hpa;

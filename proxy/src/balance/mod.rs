@@ -14,6 +14,7 @@ use pier_snapshot::policy::{LoadBalancer, TrafficPolicy};
 use pier_snapshot::{PortView, ServiceKey, ServiceView, TargetPort};
 
 use crate::metrics::{EndpointMetrics, GroupMetrics, Lazy, ProxyMetrics};
+use crate::tls::upstream::TlsClient;
 pub(crate) use in_flight::InFlight;
 use maglev::Maglev;
 pub(crate) use pool::IdlePool;
@@ -89,8 +90,10 @@ pub(crate) struct Members {
     pub policy: Arc<TrafficPolicy>,
     /// Effective balancing.
     pub lb: LoadBalancer,
-    /// The backend speaks HTTP/2 without TLS.
+    /// The backend speaks HTTP/2 (without TLS unless `tls`).
     pub h2c: bool,
+    /// TLS toward the endpoints (a BackendTLSPolicy on the port).
+    pub tls: Option<Arc<TlsClient>>,
     pool: Vec<usize>,
     maglev: Option<Maglev>,
 }
@@ -102,6 +105,7 @@ impl Members {
             policy: TrafficPolicy::shared_default(),
             lb: LoadBalancer::RoundRobin,
             h2c: false,
+            tls: None,
             pool: Vec::new(),
             maglev: None,
         }
@@ -282,7 +286,24 @@ impl Cluster {
                 Maglev::new(&keys)
             })
             .flatten();
+        let tls = match (&port.upstream_tls, &old.tls) {
+            (None, _) => None,
+            (Some(want), Some(had)) if *had.source == **want => Some(Arc::clone(had)),
+            (Some(want), _) => Some(Arc::new(TlsClient::new(Arc::clone(want)))),
+        };
+        let tls_changed = match (&tls, &old.tls) {
+            (Some(a), Some(b)) => !Arc::ptr_eq(a, b),
+            (None, None) => false,
+            _ => true,
+        };
+        if tls_changed {
+            // Idle connections were opened the other way (TLS or not, or another policy).
+            for m in &list {
+                m.state.idle.clear();
+            }
+        }
         self.members.store(Arc::new(Members {
+            tls,
             list,
             h2c: self.h2c.load(Ordering::Relaxed)
                 || port.app_protocol.as_deref() == Some("kubernetes.io/h2c"),

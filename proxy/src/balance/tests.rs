@@ -29,6 +29,7 @@ pub(crate) fn service(
             node_port: None,
             app_protocol: None,
             mode: PortMode::L4,
+            upstream_tls: None,
         }],
         endpoints: endpoints
             .iter()

@@ -6,13 +6,13 @@ use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use super::body::UpstreamBody;
+use super::conn::{self, Alpn};
+use crate::tls::upstream::TlsClient;
 use hyper::body::Incoming;
 use hyper::client::conn::http2;
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use tokio::net::TcpStream;
-
-use super::body::UpstreamBody;
 
 /// An unused connection is closed after this long.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
@@ -40,10 +40,13 @@ struct Conn {
     used: Instant,
 }
 
-/// The h2c connections of every endpoint, by address.
+/// An endpoint's address and whether its connection is TLS (a BackendTLSPolicy).
+type ConnKey = (SocketAddr, bool);
+
+/// The HTTP/2 connections of every endpoint, by address and TLS.
 #[derive(Default)]
 pub(super) struct H2Upstreams {
-    conns: Mutex<HashMap<SocketAddr, Conn>>,
+    conns: Mutex<HashMap<ConnKey, Conn>>,
 }
 
 impl H2Upstreams {
@@ -52,57 +55,60 @@ impl H2Upstreams {
     pub(super) async fn send(
         &self,
         addr: SocketAddr,
+        tls: Option<&TlsClient>,
         connect_timeout: Duration,
         req: Request<UpstreamBody>,
     ) -> Result<Response<Incoming>, SendError> {
-        let (mut send, reused) = match self.cached(addr) {
+        let key = (addr, tls.is_some());
+        let (mut send, reused) = match self.cached(key) {
             Some(s) => (s, true),
-            None => (self.connect(addr, connect_timeout).await?, false),
+            None => (self.connect(key, tls, connect_timeout).await?, false),
         };
         match send.try_send_request(req).await {
             Ok(resp) => Ok(resp),
             Err(mut e) => match e.take_message() {
                 Some(req) if reused => {
-                    self.forget(addr);
-                    let mut fresh = self.connect(addr, connect_timeout).await?;
+                    self.forget(key);
+                    let mut fresh = self.connect(key, tls, connect_timeout).await?;
                     fresh.send_request(req).await.map_err(SendError::Exchange)
                 }
                 _ => {
-                    self.forget(addr);
+                    self.forget(key);
                     Err(SendError::Exchange(e.into_error()))
                 }
             },
         }
     }
 
-    fn cached(&self, addr: SocketAddr) -> Option<http2::SendRequest<UpstreamBody>> {
+    fn cached(&self, key: ConnKey) -> Option<http2::SendRequest<UpstreamBody>> {
         let mut conns = self.conns.lock().ok()?;
         let now = Instant::now();
-        let conn = conns.get_mut(&addr)?;
+        let conn = conns.get_mut(&key)?;
         if conn.send.is_closed() {
-            conns.remove(&addr);
+            conns.remove(&key);
             return None;
         }
         conn.used = now;
         Some(conn.send.clone())
     }
 
-    fn forget(&self, addr: SocketAddr) {
+    fn forget(&self, key: ConnKey) {
         if let Ok(mut conns) = self.conns.lock() {
-            conns.remove(&addr);
+            conns.remove(&key);
         }
     }
 
     async fn connect(
         &self,
-        addr: SocketAddr,
+        key: ConnKey,
+        tls: Option<&TlsClient>,
         timeout: Duration,
     ) -> Result<http2::SendRequest<UpstreamBody>, SendError> {
+        let addr = key.0;
         let connect = async {
-            let stream = TcpStream::connect(addr)
+            let stream = conn::connect(addr, timeout, tls, Alpn::H2)
                 .await
                 .map_err(|e| SendError::Connect(e.to_string()))?;
-            super::h1::set_nodelay(&stream);
             let (send, conn) = http2::Builder::new(TokioExecutor::new())
                 .timer(TokioTimer::new())
                 .handshake(TokioIo::new(stream))
@@ -123,7 +129,7 @@ impl H2Upstreams {
             let now = Instant::now();
             conns.retain(|_, c| !c.send.is_closed() && now - c.used < IDLE_TIMEOUT);
             conns.insert(
-                addr,
+                key,
                 Conn {
                     send: send.clone(),
                     used: now,

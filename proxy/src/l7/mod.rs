@@ -7,6 +7,7 @@
 mod attempt;
 pub(crate) mod body;
 pub(crate) mod budget;
+pub(crate) mod conn;
 mod h1;
 mod h2;
 mod h2c;

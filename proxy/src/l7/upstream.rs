@@ -26,10 +26,13 @@ impl Http {
         client: &ClientHeaders,
         body: UpstreamBody,
     ) -> Outcome {
-        if !cluster.members().h2c {
+        let members = cluster.members();
+        let tls = members.tls.as_deref();
+        if !members.h2c {
             let sent = h1::send(
                 &member.state,
                 member.addr,
+                tls,
                 connect_timeout,
                 parts,
                 Some(client),
@@ -46,7 +49,7 @@ impl Http {
         };
         // Boxed: h2c groups are rare, and the HTTP/2 handshake inline would make every
         // attempt's future (one per request) several kilobytes larger.
-        match Box::pin(self.h2.send(member.addr, connect_timeout, req)).await {
+        match Box::pin(self.h2.send(member.addr, tls, connect_timeout, req)).await {
             Ok(resp) => {
                 let (mut head, body) = resp.into_parts();
                 headers::strip_hop_by_hop(&mut head.headers);
@@ -84,12 +87,18 @@ impl Http {
             let empty = UpstreamBody::Full(Bytes::new());
             if members.h2c {
                 let req = h2_request(&parts, None, member, empty)?;
-                let resp = self.h2.send(member.addr, connect_timeout, req).await.ok()?;
+                let tls = members.tls.as_deref();
+                let resp = self
+                    .h2
+                    .send(member.addr, tls, connect_timeout, req)
+                    .await
+                    .ok()?;
                 Some((resp.status(), resp.into_body().collect().await.is_ok()))
             } else {
                 let sent = h1::send(
                     &member.state,
                     member.addr,
+                    members.tls.as_deref(),
                     connect_timeout,
                     &parts,
                     None,

@@ -9,9 +9,9 @@ use std::task::{ready, Context, Poll};
 
 use bytes::{Buf, Bytes, BytesMut};
 use hyper::body::{Body, Frame};
-use tokio::net::TcpStream;
 
 use crate::balance::EndpointState;
+use crate::l7::conn::UpstreamConn;
 
 /// Longest chunk-size line.
 const MAX_LINE: usize = 4096;
@@ -34,7 +34,7 @@ pub(super) enum Framing {
 
 /// A response body read from the endpoint as the client consumes it.
 pub(crate) struct ResponseBody {
-    pub(super) conn: Option<TcpStream>,
+    pub(super) conn: Option<UpstreamConn>,
     pub(super) buf: BytesMut,
     pub(super) framing: Framing,
     pub(super) reusable: bool,
@@ -46,21 +46,13 @@ pub(crate) struct ResponseBody {
 impl ResponseBody {
     /// Reads more from the endpoint; `Ok(0)` at EOF.
     fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
-        let Some(conn) = self.conn.as_ref() else {
+        let Some(conn) = self.conn.as_mut() else {
             return Poll::Ready(Ok(0));
         };
         if self.buf.capacity() - self.buf.len() < 4096 {
             self.buf.reserve(16 * 1024);
         }
-        loop {
-            match conn.try_read_buf(&mut self.buf) {
-                Ok(n) => return Poll::Ready(Ok(n)),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    ready!(conn.poll_read_ready(cx))?;
-                }
-                Err(e) => return Poll::Ready(Err(e)),
-            }
-        }
+        tokio_util::io::poll_read_buf(Pin::new(conn), cx, &mut self.buf)
     }
 
     fn finish(&mut self) {

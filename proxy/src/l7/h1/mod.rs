@@ -23,6 +23,8 @@ pub(super) use body::ResponseBody;
 use super::body::UpstreamBody;
 use super::headers::ClientHeaders;
 use crate::balance::EndpointState;
+use crate::l7::conn::{self, Alpn};
+use crate::tls::upstream::TlsClient;
 
 /// Why an attempt failed.
 #[derive(Debug)]
@@ -52,10 +54,12 @@ impl SendError {
     }
 }
 
-/// Sends one request to `addr` and returns the response once its head arrived.
+/// Sends one request to `addr` (over TLS when `tls` is given) and returns the response once
+/// its head arrived.
 pub(super) async fn send(
     endpoint: &Arc<EndpointState>,
     addr: SocketAddr,
+    tls: Option<&TlsClient>,
     connect_timeout: Duration,
     parts: &hyper::http::request::Parts,
     client: Option<&ClientHeaders>,
@@ -74,11 +78,9 @@ pub(super) async fn send(
         let (mut conn, mut buf, reused) = match endpoint.idle.take() {
             Some((c, b)) => (c, b, true),
             None => {
-                let c = tokio::time::timeout(connect_timeout, TcpStream::connect(addr))
+                let c = conn::connect(addr, connect_timeout, tls, Alpn::H1)
                     .await
-                    .map_err(|_| SendError::Connect(io::ErrorKind::TimedOut.into()))?
                     .map_err(SendError::Connect)?;
-                set_nodelay(&c);
                 (c, BytesMut::with_capacity(8192), false)
             }
         };
@@ -164,6 +166,7 @@ mod tests {
         send(
             pool,
             addr,
+            None,
             Duration::from_secs(1),
             &parts(method),
             Some(&client),

@@ -6,9 +6,9 @@ use std::io;
 use http_body_util::BodyExt;
 use hyper::Method;
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
 
 use crate::l7::body::{ClientRequestBody, UpstreamBody};
+use crate::l7::conn::UpstreamConn;
 use crate::l7::headers::{self, ClientHeaders};
 
 /// The request head (and a buffered body) as bytes: headers as [`headers::upstream_request`]
@@ -53,7 +53,7 @@ fn method_implies_body(m: &Method) -> bool {
 
 /// Sends a client's streamed body chunked, then the last chunk.
 pub(super) async fn write_stream(
-    conn: &mut TcpStream,
+    conn: &mut UpstreamConn,
     mut body: ClientRequestBody,
 ) -> io::Result<()> {
     while let Some(frame) = body.frame().await {

@@ -10,11 +10,11 @@ use bytes::{Buf, BytesMut};
 use hyper::header::{HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
 use hyper::{HeaderMap, Response, StatusCode};
 use tokio::io::AsyncReadExt;
-use tokio::net::TcpStream;
 
 use super::body::{Chunk, Framing, ResponseBody};
 use super::SendError;
 use crate::balance::EndpointState;
+use crate::l7::conn::UpstreamConn;
 use crate::l7::headers;
 
 /// Largest response head accepted from an endpoint.
@@ -133,7 +133,7 @@ impl HeadError {
 
 /// Reads until a final (non-1xx) response head is complete; `None` on EOF before any byte.
 pub(super) async fn read_head(
-    conn: &mut TcpStream,
+    conn: &mut UpstreamConn,
     buf: &mut BytesMut,
 ) -> Result<Option<ParsedHead>, HeadError> {
     loop {
@@ -187,7 +187,7 @@ pub(super) async fn read_head(
 /// connection is dropped (closed) with it rather than pooled.
 pub(super) fn respond(
     parsed: ParsedHead,
-    conn: TcpStream,
+    conn: UpstreamConn,
     mut buf: BytesMut,
     is_head: bool,
     endpoint: &Arc<EndpointState>,
