@@ -4,18 +4,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
+use common::gateway::{own_loopback, FIXTURES};
 use common::kubectl::*;
-
-const FIXTURES: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/tests/fixtures/gateway-api/simple-http-https"
-);
 
 #[test]
 fn kubectl_applies_waits_on_and_lists_gateways() {
     let dir = tempfile::tempdir().unwrap();
-    let pid = std::process::id();
-    let gateway_ip = format!("127.94.{}.{}", (pid >> 8) as u8, (pid as u8).max(2));
+    let gateway_ip = own_loopback(94).to_string();
     let Some((_daemon, kubectl)) = start_with(
         dir.path(),
         &[
@@ -37,7 +32,7 @@ fn kubectl_applies_waits_on_and_lists_gateways() {
         "bar-route.yaml",
         "tls-redirect-route.yaml",
     ] {
-        kubectl.ok(&["apply", "-f", &format!("{FIXTURES}/{f}")]);
+        kubectl.ok(&["apply", "-f", &format!("{FIXTURES}/simple-http-https/{f}")]);
     }
     kubectl.ok(&[
         "wait",

@@ -20,6 +20,8 @@ mod endpoints_controller;
 mod foreground;
 mod gateway_status;
 mod gateway_status_controller;
+#[cfg(test)]
+mod gateway_status_tests;
 mod ingress_status;
 mod owned_pods;
 pub mod rollout;

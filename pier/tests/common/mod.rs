@@ -13,6 +13,7 @@ use serde_json::Value;
 pub(crate) mod canary;
 pub(crate) mod clients;
 pub(crate) mod cluster;
+pub(crate) mod gateway;
 pub(crate) mod kubectl;
 pub(crate) mod proxy;
 pub(crate) mod runtime;
