@@ -390,10 +390,12 @@ mod tests {
                     _ => None,
                 })
                 .collect();
-            if events
+            // The writer stores each counted event on its own, so wait for both.
+            let unhealthy = events
                 .iter()
-                .any(|e| e.reason == "Unhealthy" && e.count == 3)
-            {
+                .any(|e| e.reason == "Unhealthy" && e.count == 3);
+            let started = events.iter().any(|e| e.reason == "Started");
+            if unhealthy && started {
                 break events;
             }
             assert!(Instant::now() < deadline, "{events:?}");
