@@ -6,6 +6,8 @@ use std::time::Duration;
 
 pub use pier_snapshot::edge::{BackendProtocol, Canary, IngressSettings};
 
+use crate::syntax::{dns1123_label, dns1123_subdomain};
+
 /// Prefix of every ingress-nginx annotation.
 pub const PREFIX: &str = "nginx.ingress.kubernetes.io/";
 
@@ -23,6 +25,10 @@ pub const ANNOTATIONS: &[&str] = &[
     "rewrite-target",
     "use-regex",
     "backend-protocol",
+    "proxy-ssl-verify",
+    "proxy-ssl-secret",
+    "proxy-ssl-name",
+    "proxy-ssl-server-name",
     "proxy-body-size",
     "proxy-read-timeout",
 ];
@@ -41,6 +47,34 @@ fn flag(v: &str) -> Result<bool, String> {
         "true" => Ok(true),
         "false" => Ok(false),
         _ => Err(format!("{v:?} must be \"true\" or \"false\"")),
+    }
+}
+
+/// nginx's `on`/`off` switches.
+fn switch(v: &str) -> Result<bool, String> {
+    match v {
+        "on" => Ok(true),
+        "off" => Ok(false),
+        _ => Err(format!("{v:?} must be \"on\" or \"off\"")),
+    }
+}
+
+/// `namespace/name`, as ingress-nginx reads a Secret reference.
+fn secret_ref(v: &str) -> Result<String, String> {
+    match v.split_once('/') {
+        Some((ns, name)) if dns1123_label(ns).is_ok() && dns1123_subdomain(name).is_ok() => {
+            Ok(v.to_string())
+        }
+        _ => Err(format!("{v:?} must be namespace/name of a Secret")),
+    }
+}
+
+/// A host name (any case) or an IP address, as TLS names a server.
+fn server_name(v: &str) -> Result<String, String> {
+    let lower = v.to_ascii_lowercase();
+    match v.parse::<std::net::IpAddr>() {
+        Ok(_) => Ok(lower),
+        Err(_) => dns1123_subdomain(&lower).map(|()| lower),
     }
 }
 
@@ -81,10 +115,8 @@ fn protocol(v: &str) -> Result<BackendProtocol, String> {
     match v.to_ascii_uppercase().as_str() {
         "HTTP" => Ok(BackendProtocol::Http),
         "GRPC" => Ok(BackendProtocol::Grpc),
-        "HTTPS" | "GRPCS" => Err(format!(
-            "{v:?}: pier does not speak unverified TLS to backends; use HTTP or GRPC and a \
-             BackendTLSPolicy on the Service, which makes pier verify the endpoints' certificates"
-        )),
+        "HTTPS" => Ok(BackendProtocol::Https),
+        "GRPCS" => Ok(BackendProtocol::Grpcs),
         _ => Err(format!("{v:?} must be HTTP, HTTPS, GRPC or GRPCS")),
     }
 }
@@ -140,6 +172,10 @@ pub fn read(annotations: &BTreeMap<String, String>) -> Result<Read, Vec<(String,
             }
             "use-regex" => flag(value).map(|b| s.use_regex = b),
             "backend-protocol" => protocol(value).map(|p| s.backend_protocol = p),
+            "proxy-ssl-verify" => switch(value).map(|b| s.proxy_ssl.verify = b),
+            "proxy-ssl-server-name" => switch(value).map(|b| s.proxy_ssl.server_name = b),
+            "proxy-ssl-secret" => secret_ref(value).map(|r| s.proxy_ssl.secret = Some(r)),
+            "proxy-ssl-name" => server_name(value).map(|n| s.proxy_ssl.name = Some(n)),
             "proxy-body-size" => size(value).map(|n| s.max_body = n),
             "proxy-read-timeout" => seconds(value).map(|d| s.read_timeout = d),
             _ => {
@@ -216,13 +252,42 @@ mod tests {
             ("canary-weight", "120"),
             ("proxy-body-size", "8x"),
             ("backend-protocol", "FTP"),
+            ("proxy-ssl-verify", "true"),
+            ("proxy-ssl-secret", "ca-secret"),
+            ("proxy-ssl-name", "not a name"),
         ]))
         .unwrap_err();
+        assert_eq!(e.len(), 7, "{e:?}");
         let keys: Vec<&str> = e.iter().map(|(k, _)| k.as_str()).collect();
         assert!(keys.contains(&"nginx.ingress.kubernetes.io/canary"));
         assert!(keys.contains(&"nginx.ingress.kubernetes.io/canary-weight"));
         assert!(keys.contains(&"nginx.ingress.kubernetes.io/proxy-body-size"));
         assert!(keys.contains(&"nginx.ingress.kubernetes.io/backend-protocol"));
+    }
+
+    #[test]
+    fn backend_tls_reads_as_ingress_nginx_documents_it() {
+        let r = read(&annotations(&[("backend-protocol", "https")])).unwrap();
+        let s = r.settings;
+        assert_eq!(s.backend_protocol, BackendProtocol::Https);
+        assert!(s.backend_protocol.tls() && !s.backend_protocol.h2());
+        // ingress-nginx's defaults: no verification, no SNI, no Secret.
+        assert_eq!(s.proxy_ssl, Default::default());
+        let r = read(&annotations(&[
+            ("backend-protocol", "GRPCS"),
+            ("proxy-ssl-verify", "on"),
+            ("proxy-ssl-secret", "shop/backend-ca"),
+            ("proxy-ssl-name", "API.shop.svc"),
+            ("proxy-ssl-server-name", "on"),
+            ("proxy-ssl-verify-depth", "2"),
+        ]))
+        .unwrap();
+        let s = r.settings;
+        assert!(s.backend_protocol.tls() && s.backend_protocol.h2());
+        assert!(s.proxy_ssl.verify && s.proxy_ssl.server_name);
+        assert_eq!(s.proxy_ssl.secret.as_deref(), Some("shop/backend-ca"));
+        assert_eq!(s.proxy_ssl.name.as_deref(), Some("api.shop.svc"));
+        assert_eq!(r.unknown, vec![format!("{PREFIX}proxy-ssl-verify-depth")]);
     }
 
     #[test]

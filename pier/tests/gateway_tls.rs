@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use common::gateway::*;
 use common::proxy::*;
-use common::tls::{curl, Ca};
+use common::tls::{curl, tls_backend, Ca};
 use common::{have, is_root, skip};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

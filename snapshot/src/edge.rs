@@ -197,6 +197,43 @@ pub enum BackendProtocol {
     Http,
     /// HTTP/2 without TLS (`GRPC`).
     Grpc,
+    /// HTTP/1.1 over TLS (`HTTPS`).
+    Https,
+    /// HTTP/2 over TLS (`GRPCS`).
+    Grpcs,
+}
+
+impl BackendProtocol {
+    /// Speaks TLS to the backend.
+    pub fn tls(self) -> bool {
+        matches!(self, Self::Https | Self::Grpcs)
+    }
+
+    /// Speaks HTTP/2 to the backend.
+    pub fn h2(self) -> bool {
+        matches!(self, Self::Grpc | Self::Grpcs)
+    }
+}
+
+/// ingress-nginx's `proxy-ssl-*` annotations: how TLS to an `HTTPS`/`GRPCS` backend is checked.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProxySsl {
+    /// `proxy-ssl-verify: on`: check the backend's certificate against the CA.
+    pub verify: bool,
+    /// `proxy-ssl-name`: the name checked and sent (default `service.namespace.svc`).
+    pub name: Option<String>,
+    /// `proxy-ssl-server-name: on`: send the name as SNI.
+    pub server_name: bool,
+    /// `proxy-ssl-secret`: `namespace/name` of the Secret with `ca.crt`, and optionally
+    /// `tls.crt` and `tls.key` to show the backend.
+    pub secret: Option<String>,
+    /// The Secret's `ca.crt` (none: the Secret has none, or is missing).
+    #[serde(skip)]
+    pub ca_pem: Option<Vec<u8>>,
+    /// The Secret's `tls.crt` and `tls.key`, when it has both.
+    #[serde(skip)]
+    pub client: Option<crate::ClientCertificate>,
 }
 
 /// An Ingress's ingress-nginx settings.
@@ -215,6 +252,8 @@ pub struct IngressSettings {
     pub use_regex: bool,
     /// `backend-protocol`.
     pub backend_protocol: BackendProtocol,
+    /// `proxy-ssl-*`.
+    pub proxy_ssl: ProxySsl,
     /// Largest request body, bytes (`proxy-body-size`; 0 is no limit).
     pub max_body: u64,
     /// Time to wait for the backend's answer (`proxy-read-timeout`).
@@ -231,6 +270,7 @@ impl Default for IngressSettings {
             rewrite_target: None,
             use_regex: false,
             backend_protocol: BackendProtocol::Http,
+            proxy_ssl: ProxySsl::default(),
             max_body: 1024 * 1024,
             read_timeout: Duration::from_secs(60),
         }

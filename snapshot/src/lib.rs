@@ -25,8 +25,9 @@ use tokio::sync::watch;
 pub use endpoints::{Endpoints, EndpointsIter};
 pub use follow::{follow, ApplyError, ConsumerObserver, SnapshotConsumer, RETRY_FIRST, RETRY_MAX};
 pub use view::{
-    Attachment, BackendView, EndpointPortView, EndpointView, HttpRouteView, HttpRuleView,
-    L4RouteView, PortMode, PortView, Protocol, ServiceKey, ServiceView, TargetPort, UpstreamTls,
+    Attachment, BackendView, ClientCertificate, EndpointPortView, EndpointView, HttpRouteView,
+    HttpRuleView, L4RouteView, PortMode, PortView, Protocol, ServiceKey, ServiceView, TargetPort,
+    UpstreamTls,
 };
 
 /// Every Service on the node as of a store revision. Cloning is cheap; unchanged services are shared.

@@ -97,17 +97,41 @@ pub struct PortView {
     pub upstream_tls: Option<Arc<UpstreamTls>>,
 }
 
-/// How the proxy speaks TLS to a port's endpoints (a BackendTLSPolicy).
+/// How the proxy speaks TLS to a port's endpoints (a BackendTLSPolicy, or an Ingress's
+/// `backend-protocol: HTTPS`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct UpstreamTls {
-    /// `namespace/name` of the policy.
-    pub policy: String,
+    /// What asked for it, for logs: `BackendTLSPolicy namespace/name` or `Ingress namespace/name`.
+    pub source: String,
     /// The SNI name, and the name the endpoint's certificate must carry.
     pub server_name: String,
+    /// Send `server_name` as SNI (ingress-nginx's `proxy-ssl-server-name`; always for a policy).
+    pub sni: bool,
+    /// Check the endpoint's certificate chain and name; when false (ingress-nginx's default
+    /// `proxy-ssl-verify: off`) only the handshake's signature is checked.
+    pub verify: bool,
     /// The CA certificates, PEM (none: the system's).
     #[serde(skip)]
     pub ca_pem: Option<Vec<u8>>,
+    /// The certificate and key, PEM, pier shows the endpoint when it asks for one.
+    #[serde(skip)]
+    pub client: Option<ClientCertificate>,
+}
+
+/// A client certificate and its private key, PEM.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ClientCertificate {
+    /// The certificate chain.
+    pub cert_pem: Vec<u8>,
+    /// The private key.
+    pub key_pem: Vec<u8>,
+}
+
+impl std::fmt::Debug for ClientCertificate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ClientCertificate(..)")
+    }
 }
 
 /// A port an endpoint serves (from its slice).

@@ -4,18 +4,24 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
+use pier_snapshot::edge::ProxySsl;
 use pier_snapshot::edge::{
     BackendPort, CertificateView, EdgeView, IngressBackendView, IngressPathView, IngressRuleView,
     IngressTlsView, IngressView,
 };
-use pier_snapshot::ServiceKey;
+use pier_snapshot::{ClientCertificate, ServiceKey};
 
 use super::gateway::GatewaySet;
+use crate::backend_tls::CA_KEY;
 use crate::gateway::{Gateway, GatewayClass};
 use crate::ingress::{Ingress, IngressBackend, IngressClass};
 use crate::ingress_annotations;
 use crate::route::HttpRoute;
 use crate::secret::{Secret, TLS, TLS_CERT_KEY, TLS_PRIVATE_KEY_KEY};
+
+/// The annotation naming a Secret for TLS to the backend.
+static PROXY_SSL_SECRET: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| format!("{}proxy-ssl-secret", ingress_annotations::PREFIX));
 
 /// Ingresses, Gateways, their classes and routes, and TLS Secrets as they stand, and the last
 /// view built from them.
@@ -24,6 +30,9 @@ pub(super) struct EdgeBuilder {
     ingresses: BTreeMap<(String, String), Arc<Ingress>>,
     classes: BTreeMap<String, Arc<IngressClass>>,
     certificates: BTreeMap<String, Arc<CertificateView>>,
+    /// `ca.crt`, and `tls.crt` with `tls.key`, of every Secret that has them: what a
+    /// `proxy-ssl-secret` annotation may name.
+    proxy_ssl_secrets: BTreeMap<String, Arc<ProxySslMaterial>>,
     gateways: GatewaySet,
     dirty: bool,
     view: Arc<EdgeView>,
@@ -79,10 +88,18 @@ impl EdgeBuilder {
         self.dirty |= self.gateways.namespace(name, labels);
     }
 
-    /// Records a Secret (or its removal); only TLS Secrets are kept, and only one an
+    /// Records a Secret (or its removal); only TLS material is kept, and only a Secret an
     /// Ingress or a listener names makes the view change.
     pub(super) fn secret(&mut self, ns: &str, name: &str, secret: Option<&Secret>) {
         let id = format!("{ns}/{name}");
+        let material = secret.and_then(ProxySslMaterial::of).map(Arc::new);
+        let ssl_changed = match material {
+            Some(m) => self.proxy_ssl_secrets.insert(id.clone(), Arc::clone(&m)) != Some(m),
+            None => self.proxy_ssl_secrets.remove(&id).is_some(),
+        };
+        if ssl_changed && self.names_proxy_ssl_secret(&id) {
+            self.dirty = true;
+        }
         let cert = secret.filter(|s| s.secret_type() == TLS).map(|s| {
             Arc::new(CertificateView {
                 secret: id.clone(),
@@ -100,6 +117,15 @@ impl EdgeBuilder {
         if changed && (self.names_secret(ns, name) || self.gateways.names_secret(ns, name)) {
             self.dirty = true;
         }
+    }
+
+    fn names_proxy_ssl_secret(&self, id: &str) -> bool {
+        self.ingresses.values().any(|i| {
+            i.metadata
+                .annotations
+                .get(PROXY_SSL_SECRET.as_str())
+                .is_some_and(|v| v == id)
+        })
     }
 
     fn names_secret(&self, ns: &str, name: &str) -> bool {
@@ -149,7 +175,8 @@ impl EdgeBuilder {
         let ingresses = served
             .into_iter()
             .map(|i| {
-                let view = ingress_view(i);
+                let mut view = ingress_view(i);
+                self.resolve_proxy_ssl(&view.namespace, &mut view.settings.proxy_ssl);
                 secrets.extend(view.tls.iter().filter_map(|t| t.secret.clone()));
                 Arc::new(view)
             })
@@ -165,6 +192,41 @@ impl EdgeBuilder {
             listeners,
             certificates,
         }
+    }
+}
+
+impl EdgeBuilder {
+    /// Fills in the material of the `proxy-ssl-secret`; a Secret of another namespace is never
+    /// read (validation refuses one, and this keeps it so).
+    fn resolve_proxy_ssl(&self, ns: &str, ssl: &mut ProxySsl) {
+        let Some(id) = &ssl.secret else {
+            return;
+        };
+        let same_namespace = id.split_once('/').is_some_and(|(sns, _)| sns == ns);
+        let Some(m) = self.proxy_ssl_secrets.get(id).filter(|_| same_namespace) else {
+            return;
+        };
+        ssl.ca_pem = m.ca_pem.clone();
+        ssl.client = m.client.clone();
+    }
+}
+
+/// What a Secret holds for TLS to a backend.
+#[derive(Debug, PartialEq, Eq)]
+struct ProxySslMaterial {
+    ca_pem: Option<Vec<u8>>,
+    client: Option<ClientCertificate>,
+}
+
+impl ProxySslMaterial {
+    /// `ca.crt`, and `tls.crt` with `tls.key`; none when the Secret has neither.
+    fn of(s: &Secret) -> Option<Self> {
+        let ca_pem = s.value(CA_KEY);
+        let client = s
+            .value(TLS_CERT_KEY)
+            .zip(s.value(TLS_PRIVATE_KEY_KEY))
+            .map(|(cert_pem, key_pem)| ClientCertificate { cert_pem, key_pem });
+        (ca_pem.is_some() || client.is_some()).then_some(Self { ca_pem, client })
     }
 }
 

@@ -106,9 +106,12 @@ impl UpstreamTlsSet {
             pem
         });
         UpstreamTls {
-            policy: format!("{ns}/{name}"),
+            source: format!("BackendTLSPolicy {ns}/{name}"),
             server_name: v.hostname.clone(),
+            sni: true,
+            verify: true,
             ca_pem,
+            client: None,
         }
     }
 }

@@ -44,6 +44,24 @@ pub(crate) fn ingress(ing: &Ingress, r: &mut Report) {
     let annotations = FieldPath::root().field("metadata").field("annotations");
     match ingress_annotations::read(&ing.metadata.annotations) {
         Ok(read) => {
+            let ns = match ing.metadata.namespace.as_str() {
+                "" => "default",
+                ns => ns,
+            };
+            let secret = read.settings.proxy_ssl.secret.as_deref();
+            if let Some((other, _)) = secret.and_then(|s| s.split_once('/')) {
+                if other != ns {
+                    r.error(
+                        &annotations
+                            .key(&format!("{}proxy-ssl-secret", ingress_annotations::PREFIX)),
+                        format!(
+                            "the Secret must be in the Ingress's namespace {ns:?}: pier, like \
+                             ingress-nginx's default allow-cross-namespace-resources, reads no \
+                             other namespace's Secrets"
+                        ),
+                    );
+                }
+            }
             for key in read.unknown {
                 r.ignored.push(format!(
                     "{} (an ingress-nginx annotation pier does not implement)",
@@ -169,6 +187,18 @@ mod tests {
         ] {
             assert!(e.contains(want), "{want} not in {e}");
         }
+    }
+
+    #[test]
+    fn a_proxy_ssl_secret_of_another_namespace_is_refused() {
+        let spec = json!({"defaultBackend": {"service": {"name": "web", "port": {"number": 443}}}});
+        let key = "nginx.ingress.kubernetes.io/proxy-ssl-secret";
+        let annotations =
+            |v: &str| json!({key: v, "nginx.ingress.kubernetes.io/backend-protocol": "HTTPS"});
+        assert_eq!(errors(ingress(spec.clone(), annotations("default/ca"))), "");
+        let e = errors(ingress(spec, annotations("kube-system/ca")));
+        assert!(e.contains(&format!("metadata.annotations[{key}]")), "{e}");
+        assert!(e.contains("namespace"), "{e}");
     }
 
     #[test]

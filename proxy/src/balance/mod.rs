@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use pier_snapshot::policy::{LoadBalancer, TrafficPolicy};
-use pier_snapshot::{PortView, ServiceKey, ServiceView, TargetPort};
+use pier_snapshot::{PortView, ServiceKey, ServiceView, TargetPort, UpstreamTls};
 
 use crate::metrics::{EndpointMetrics, GroupMetrics, Lazy, ProxyMetrics};
 use crate::tls::upstream::TlsClient;
@@ -151,9 +151,17 @@ pub(crate) struct Cluster {
     l7: bool,
     /// An active health checker runs for this group.
     pub checker_running: AtomicBool,
-    /// Speak HTTP/2 without TLS whatever the port's appProtocol says (an Ingress's
-    /// `backend-protocol: GRPC`).
-    h2c: AtomicBool,
+    /// How an Ingress's annotations make the group speak, whatever the Service says.
+    speak: Mutex<Speak>,
+}
+
+/// How an Ingress (`backend-protocol`, `proxy-ssl-*`) makes a group speak to its endpoints.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct Speak {
+    /// HTTP/2 whatever the port's appProtocol says (`GRPC`, `GRPCS`).
+    pub h2: bool,
+    /// TLS (`HTTPS`, `GRPCS`); a BackendTLSPolicy on the port takes precedence.
+    pub tls: Option<Arc<UpstreamTls>>,
 }
 
 /// Why nothing could be picked.
@@ -183,13 +191,19 @@ impl Cluster {
             proxy_metrics: Arc::clone(metrics),
             l7,
             checker_running: AtomicBool::new(false),
-            h2c: AtomicBool::new(false),
+            speak: Mutex::new(Speak::default()),
         }
     }
 
-    /// Makes the group speak HTTP/2 without TLS to its endpoints (from its next update).
-    pub(crate) fn force_h2c(&self) {
-        self.h2c.store(true, Ordering::Relaxed);
+    /// Sets how the group speaks to its endpoints; whether that changed (it then applies
+    /// from the group's next `update`).
+    pub(crate) fn speak(&self, speak: Speak) -> bool {
+        let mut current = self.speak.lock().unwrap_or_else(PoisonError::into_inner);
+        if *current == speak {
+            return false;
+        }
+        *current = speak;
+        true
     }
 
     /// Current endpoints (built from the latest view first, if it has not been yet).
@@ -286,7 +300,12 @@ impl Cluster {
                 Maglev::new(&keys)
             })
             .flatten();
-        let tls = match (&port.upstream_tls, &old.tls) {
+        let speak = self
+            .speak
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let tls = match (port.upstream_tls.as_ref().or(speak.tls.as_ref()), &old.tls) {
             (None, _) => None,
             (Some(want), Some(had)) if *had.source == **want => Some(Arc::clone(had)),
             (Some(want), _) => Some(Arc::new(TlsClient::new(Arc::clone(want)))),
@@ -305,8 +324,7 @@ impl Cluster {
         self.members.store(Arc::new(Members {
             tls,
             list,
-            h2c: self.h2c.load(Ordering::Relaxed)
-                || port.app_protocol.as_deref() == Some("kubernetes.io/h2c"),
+            h2c: speak.h2 || port.app_protocol.as_deref() == Some("kubernetes.io/h2c"),
             policy,
             lb,
             pool,

@@ -229,6 +229,7 @@ impl Edge {
                 created: HashMap::new(),
                 metrics: &self.proxy_metrics,
             },
+            respoken: Vec::new(),
         };
         let table = compiler.compile(&self.view);
         let gateways = gateway::compile(
@@ -239,6 +240,11 @@ impl Edge {
         for (_, cluster) in compiler.clusters.created {
             cluster.update(snapshot.services.get(&cluster.key.backend));
             health::ensure_checker(&cluster, &self.shared.http);
+        }
+        for cluster in compiler.respoken {
+            if self.clusters.contains_key(&cluster.key) {
+                cluster.update(snapshot.services.get(&cluster.key.backend));
+            }
         }
         let used: HashMap<ClusterKey, Arc<Cluster>> = table
             .clusters()

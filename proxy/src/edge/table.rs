@@ -7,15 +7,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use pier_snapshot::edge::{
-    BackendPort, BackendProtocol, Canary, EdgeView, IngressBackendView, IngressSettings,
-    IngressView,
+    BackendPort, Canary, EdgeView, IngressBackendView, IngressSettings, IngressView,
 };
 use pier_snapshot::weights::SlotTable;
-use pier_snapshot::{NodeSnapshot, ServiceKey};
+use pier_snapshot::{NodeSnapshot, ServiceKey, UpstreamTls};
 use regex::Regex;
 
 use super::metrics::{BackendCounters, EdgeMetrics};
-use crate::balance::{Cluster, ClusterKey};
+use crate::balance::{Cluster, ClusterKey, Speak};
 use crate::frontend::{ClusterSet, Frontend, Groups, Mode};
 use crate::l7::budget::RetryBudget;
 use crate::route::{HttpRouter, PathMatch};
@@ -154,6 +153,25 @@ pub(crate) struct Compiler<'a> {
     pub counters: HashMap<[String; 3], Arc<BackendCounters>>,
     /// The groups the paths send to, kept across tables.
     pub clusters: ClusterSet<'a>,
+    /// Groups whose Ingress changed how they speak: they need an update to take it.
+    pub respoken: Vec<Arc<Cluster>>,
+}
+
+/// TLS to `backend` as `ing`'s `proxy-ssl-*` annotations say, ingress-nginx's defaults
+/// otherwise: no verification, no SNI; the name is the Service's `name.namespace.svc`.
+fn upstream_tls(ing: &IngressView, backend: &ServiceKey) -> UpstreamTls {
+    let ssl = &ing.settings.proxy_ssl;
+    UpstreamTls {
+        source: format!("Ingress {}", ing.id()),
+        server_name: ssl
+            .name
+            .clone()
+            .unwrap_or_else(|| format!("{}.{}.svc", backend.name, backend.namespace)),
+        sni: ssl.server_name,
+        verify: ssl.verify,
+        ca_pem: ssl.ca_pem.clone(),
+        client: ssl.client.clone(),
+    }
 }
 
 impl Compiler<'_> {
@@ -320,7 +338,7 @@ impl Compiler<'_> {
                 port,
                 node: None,
             };
-            self.cluster(key, ing.settings.backend_protocol)
+            self.cluster(key, ing)
         });
         let policy = svc.map(|s| Arc::clone(&s.policy)).unwrap_or_default();
         let groups = Groups::new(vec![(cluster, 1)]);
@@ -353,10 +371,18 @@ impl Compiler<'_> {
         }
     }
 
-    fn cluster(&mut self, key: ClusterKey, protocol: BackendProtocol) -> Arc<Cluster> {
+    /// The group of one backend of `ing`, speaking as its `backend-protocol` says.
+    fn cluster(&mut self, key: ClusterKey, ing: &IngressView) -> Arc<Cluster> {
+        let protocol = ing.settings.backend_protocol;
+        let tls = protocol
+            .tls()
+            .then(|| Arc::new(upstream_tls(ing, &key.backend)));
         let c = self.clusters.get(key, true);
-        if protocol == BackendProtocol::Grpc {
-            c.force_h2c();
+        if c.speak(Speak {
+            h2: protocol.h2(),
+            tls,
+        }) {
+            self.respoken.push(Arc::clone(&c));
         }
         c
     }

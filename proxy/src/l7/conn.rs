@@ -45,9 +45,10 @@ pub(crate) async fn connect(
         let Some(client) = tls else {
             return Ok(UpstreamConn::Plain(tcp));
         };
-        let config = client.config.as_ref().map_err(|e| {
-            io::Error::other(format!("BackendTLSPolicy {}: {e}", client.source.policy))
-        })?;
+        let config = client
+            .config
+            .as_ref()
+            .map_err(|e| io::Error::other(format!("{}: {e}", client.source.source)))?;
         let connector = match alpn {
             Alpn::H1 => &config.h1,
             Alpn::H2 => &config.h2,

@@ -1,15 +1,18 @@
-//! TLS from the proxy to a Service's endpoints (a BackendTLSPolicy): a rustls client
-//! configuration trusting the policy's CA certificates (or the system's), checking the
-//! policy's host name, one connector per ALPN protocol.
+//! TLS from the proxy to a Service's endpoints (a BackendTLSPolicy, or an Ingress's
+//! `backend-protocol: HTTPS`): a rustls client configuration trusting the given CA
+//! certificates (or the system's) and checking the name, or, where ingress-nginx's
+//! `proxy-ssl-verify: off` asks, checking only the handshake; one connector per ALPN protocol.
 
 use std::sync::Arc;
 
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName};
-use rustls::{ClientConfig, RootCertStore};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 use tokio_rustls::TlsConnector;
 
-use pier_snapshot::UpstreamTls;
+use pier_snapshot::{ClientCertificate, UpstreamTls};
 
 /// How to open TLS to one port's endpoints.
 pub struct TlsClient {
@@ -35,7 +38,7 @@ impl TlsClient {
     pub fn new(source: Arc<UpstreamTls>) -> Self {
         let config = build(&source);
         if let Err(e) = &config {
-            tracing::warn!(policy = %source.policy, error = %e, "BackendTLSPolicy cannot be used; its endpoints get no requests");
+            tracing::warn!(source = %source.source, error = %e, "upstream TLS cannot be used; its endpoints get no requests");
         }
         Self { source, config }
     }
@@ -62,23 +65,43 @@ fn roots(tls: &UpstreamTls) -> Result<RootCertStore, String> {
         }
     }
     if roots.is_empty() {
-        return Err("no CA certificate (is the ConfigMap's ca.crt there?)".into());
+        return Err("no CA certificate (is `ca.crt` in the ConfigMap or Secret?)".into());
     }
     Ok(roots)
 }
 
 fn build(tls: &UpstreamTls) -> Result<TlsConfig, String> {
-    let roots = Arc::new(roots(tls)?);
     let name = ServerName::try_from(tls.server_name.clone())
         .map_err(|e| format!("hostname {:?}: {e}", tls.server_name))?;
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let client = tls.client.as_ref().map(client_certificate).transpose()?;
+    let verifier: Option<Arc<dyn ServerCertVerifier>> = match tls.verify {
+        true => None,
+        false => Some(Arc::new(HandshakeOnly(Arc::clone(&provider)))),
+    };
+    let roots = match verifier {
+        None => Some(Arc::new(roots(tls)?)),
+        Some(_) => None,
+    };
     let connector = |alpn: &[u8]| -> Result<TlsConnector, String> {
-        let mut config = ClientConfig::builder_with_provider(Arc::clone(&provider))
+        let builder = ClientConfig::builder_with_provider(Arc::clone(&provider))
             .with_safe_default_protocol_versions()
-            .map_err(|e| format!("TLS versions: {e}"))?
-            .with_root_certificates(Arc::clone(&roots))
-            .with_no_client_auth();
+            .map_err(|e| format!("TLS versions: {e}"))?;
+        let builder = match (&roots, &verifier) {
+            (Some(roots), _) => builder.with_root_certificates(Arc::clone(roots)),
+            (None, Some(v)) => builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::clone(v)),
+            (None, None) => return Err("neither CA certificates nor a verifier".into()),
+        };
+        let mut config = match &client {
+            Some((certs, key)) => builder
+                .with_client_auth_cert(certs.clone(), key.clone_key())
+                .map_err(|e| format!("client certificate: {e}"))?,
+            None => builder.with_no_client_auth(),
+        };
         config.alpn_protocols = vec![alpn.to_vec()];
+        config.enable_sni = tls.sni;
         Ok(TlsConnector::from(Arc::new(config)))
     };
     Ok(TlsConfig {
@@ -86,4 +109,69 @@ fn build(tls: &UpstreamTls) -> Result<TlsConfig, String> {
         h2: connector(b"h2")?,
         name,
     })
+}
+
+type ClientAuth = (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>);
+
+/// The certificate chain and key pier shows an endpoint that asks for one.
+fn client_certificate(c: &ClientCertificate) -> Result<ClientAuth, String> {
+    let certs = CertificateDer::pem_slice_iter(&c.cert_pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("client certificate (tls.crt): {e}"))?;
+    if certs.is_empty() {
+        return Err("client certificate (tls.crt): no certificate".into());
+    }
+    let key = PrivateKeyDer::from_pem_slice(&c.key_pem)
+        .map_err(|e| format!("client key (tls.key): {e}"))?;
+    Ok((certs, key))
+}
+
+/// ingress-nginx's `proxy-ssl-verify: off`: any certificate chain and name are taken, but
+/// the endpoint must still prove it holds the key of the certificate it shows.
+#[derive(Debug)]
+struct HandshakeOnly(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for HandshakeOnly {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
 }
