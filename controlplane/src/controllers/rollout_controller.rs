@@ -20,18 +20,18 @@ use crate::store::{EventType, Op, Store};
 use pier_model::analysis::{AnalysisRun, AnalysisTemplate};
 use pier_model::deployment::PodTemplateSpec;
 use pier_model::rollout::ROLLOUT_HASH_LABEL;
-use pier_model::{
-    Deployment, EndpointSlice, HttpRoute, Kind, L4Route, Object, Pod, Rollout, Service,
-};
+use pier_model::{Deployment, HttpRoute, Kind, L4Route, Object, Pod, Rollout, Service};
 
 /// Label naming a pod's Rollout.
 pub const ROLLOUT_LABEL: &str = "pier.dev/rollout";
 
 mod ops;
 mod restart;
+mod slices;
 mod workload_ref;
 
 use restart::Restart;
+use slices::PodSlices;
 
 type Key = (String, String);
 
@@ -42,9 +42,9 @@ pub struct RolloutController {
     rollouts: HashMap<Key, Rollout>,
     /// Pods by the Rollout they belong to, then by name.
     pods: HashMap<Key, BTreeMap<String, Pod>>,
-    services: HashMap<Key, Service>,
-    /// EndpointSlices by the Service they serve, then by name.
-    slices: HashMap<Key, BTreeMap<String, EndpointSlice>>,
+    /// What EndpointSlices say of pods (the Services themselves are read from the store
+    /// when a pass needs them: a cluster of many Services costs little here).
+    slices: PodSlices,
     http_routes: HashMap<Key, HttpRoute>,
     l4_routes: HashMap<(Kind, String, String), L4Route>,
     deployments: HashMap<Key, Deployment>,
@@ -64,8 +64,7 @@ impl RolloutController {
             events,
             rollouts: HashMap::new(),
             pods: HashMap::new(),
-            services: HashMap::new(),
-            slices: HashMap::new(),
+            slices: PodSlices::default(),
             http_routes: HashMap::new(),
             l4_routes: HashMap::new(),
             deployments: HashMap::new(),
@@ -76,8 +75,8 @@ impl RolloutController {
         }
     }
 
-    /// Marks every rollout of `namespace` dirty: Services, slices, routes and Deployments
-    /// are few, and a rollout's plan reads them by name.
+    /// Marks every rollout of `namespace` dirty: a rollout's plan reads Services, slices,
+    /// routes and Deployments by name, and rollouts are few.
     fn namespace_dirty(&self, namespace: &str, dirty: &mut BTreeSet<Key>) {
         dirty.extend(self.rollouts.keys().filter(|k| k.0 == namespace).cloned());
     }
@@ -169,18 +168,33 @@ impl RolloutController {
         let Some(service) = service else {
             return of_hash.len() as i64;
         };
-        let slices = self.slices.get(&(key.0.clone(), service.to_string()));
-        slices
+        self.slices
+            .ready(&key.0, service, |pod| of_hash.contains(pod)) as i64
+    }
+
+    /// The rollout's stable and canary Services as the store has them now, by name.
+    async fn services_of(&self, ro: &Rollout) -> crate::Result<BTreeMap<String, Service>> {
+        let canary = ro.canary();
+        let names: Vec<String> = [&canary.stable_service, &canary.canary_service]
             .into_iter()
-            .flat_map(BTreeMap::values)
-            .flat_map(|s| &s.endpoints)
-            .filter(|e| e.conditions.is_ready())
-            .filter(|e| {
-                e.target_ref
-                    .as_ref()
-                    .is_some_and(|t| t.kind == "Pod" && of_hash.contains(t.name.as_str()))
+            .flatten()
+            .cloned()
+            .collect();
+        if names.is_empty() {
+            return Ok(BTreeMap::new());
+        }
+        let ns = ro.metadata.namespace().to_string();
+        self.store
+            .blocking("reading a Rollout's Services", move |store| {
+                let mut found = BTreeMap::new();
+                for name in names {
+                    if let Some(Object::Service(s)) = store.get(Kind::Service, &ns, &name)? {
+                        found.insert(name, s);
+                    }
+                }
+                Ok(found)
             })
-            .count() as i64
+            .await
     }
 
     async fn write(
@@ -269,7 +283,14 @@ impl RolloutController {
         };
         let before = ro.status.clone().unwrap_or_default();
         self.report(&ro, &before, &plan);
-        let traffic = self.traffic_ops(&ro, &plan);
+        let services = match self.services_of(&ro).await {
+            Ok(services) => services,
+            Err(e) => {
+                result.failed.push((key.clone(), crate::error::chain(&e)));
+                return;
+            }
+        };
+        let traffic = self.traffic_ops(&ro, &plan, &services);
         if !self
             .write(&key, "moving a Rollout's traffic", traffic, result)
             .await
@@ -472,7 +493,7 @@ impl Reconciler for RolloutController {
                 dirty.extend(self.rollouts.keys().cloned());
                 return;
             }
-            Object::Service(s) => keep(&mut self.services, key.clone(), deleted, s),
+            Object::Service(_) => {}
             Object::HttpRoute(r) => keep(&mut self.http_routes, key.clone(), deleted, r),
             Object::Deployment(d) => keep(&mut self.deployments, key.clone(), deleted, d),
             Object::TcpRoute(r) | Object::UdpRoute(r) => {
@@ -483,20 +504,7 @@ impl Reconciler for RolloutController {
                     self.l4_routes.insert(id, r.clone());
                 }
             }
-            Object::EndpointSlice(s) => {
-                let Some(service) = s.metadata.labels.get("kubernetes.io/service-name") else {
-                    return;
-                };
-                let slices = self
-                    .slices
-                    .entry((key.0.clone(), service.clone()))
-                    .or_default();
-                if deleted {
-                    slices.remove(&key.1);
-                } else {
-                    slices.insert(key.1.clone(), s.clone());
-                }
-            }
+            Object::EndpointSlice(s) => self.slices.observe(deleted, s),
             _ => return,
         }
         self.namespace_dirty(&key.0, dirty);

@@ -1,5 +1,6 @@
 //! The writes a Rollout's plan makes: its Services' pins and its routes' weights (those it
-//! names, or the one pier manages), and its pods. Built from the controller's cache.
+//! names, or the one pier manages), and its pods. Built from the controller's cache, and the
+//! Services read for the pass.
 
 use std::collections::BTreeMap;
 
@@ -12,12 +13,16 @@ use super::{Key, RolloutController, ROLLOUT_LABEL};
 use crate::store::Op;
 use pier_model::deployment::PodTemplateSpec;
 use pier_model::rollout::ROLLOUT_HASH_LABEL;
-use pier_model::{Kind, Object, Pod, Rollout};
+use pier_model::{Kind, Object, Pod, Rollout, Service};
 
 impl RolloutController {
     /// The Services and routes `plan` changes, in one transaction's worth of writes.
-    pub(super) fn traffic_ops(&self, ro: &Rollout, plan: &Plan) -> Vec<Op> {
-        let ns = ro.metadata.namespace().to_string();
+    pub(super) fn traffic_ops(
+        &self,
+        ro: &Rollout,
+        plan: &Plan,
+        services: &BTreeMap<String, Service>,
+    ) -> Vec<Op> {
         let canary = ro.canary();
         let mut ops = Vec::new();
         let (Some(stable_svc), Some(canary_svc)) = (&canary.stable_service, &canary.canary_service)
@@ -25,7 +30,7 @@ impl RolloutController {
             return ops;
         };
         for (svc, hash) in [(stable_svc, &plan.stable), (canary_svc, &plan.canary)] {
-            if let Some(s) = self.services.get(&(ns.clone(), svc.clone())) {
+            if let Some(s) = services.get(svc) {
                 if let Some(s) = pinned(s, &ro.metadata.name, hash) {
                     ops.push(Op::Put(Object::Service(s)));
                 }
@@ -49,7 +54,8 @@ impl RolloutController {
                 }
             }
         }
-        if let Some(op) = self.managed_route_op(ro, stable_svc, canary_svc, plan.weight) {
+        let stable = services.get(stable_svc);
+        if let Some(op) = self.managed_route_op(ro, stable, canary_svc, plan.weight) {
             ops.push(op);
         }
         for (kind, ids) in [(Kind::TcpRoute, &names.tcp), (Kind::UdpRoute, &names.udp)] {
@@ -73,7 +79,7 @@ impl RolloutController {
     fn managed_route_op(
         &self,
         ro: &Rollout,
-        stable: &str,
+        stable: Option<&Service>,
         canary: &str,
         weight: i64,
     ) -> Option<Op> {
@@ -81,8 +87,7 @@ impl RolloutController {
             return None;
         }
         let ns = ro.metadata.namespace().to_string();
-        let svc = self.services.get(&(ns.clone(), stable.to_string()))?;
-        let mut want = managed_route(ro, svc, canary, weight)?;
+        let mut want = managed_route(ro, stable?, canary, weight)?;
         let name = managed_route_name(&ro.metadata.name);
         let have: Option<Object> = match &want {
             Object::HttpRoute(_) => self
