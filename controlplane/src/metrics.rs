@@ -23,6 +23,8 @@ const RECENT_BUILDS: usize = 8192;
 pub struct Metrics {
     /// `pier_api_requests_total{verb,code}`.
     pub api_requests: IntCounterVec,
+    /// `pier_api_portforward_connections_total{transport}`: pod port-forward connections.
+    pub portforward_connections: IntCounterVec,
     /// `pier_config_apply_seconds`: apply requests, validate to commit.
     pub apply_seconds: Histogram,
     snapshot_build: Histogram,
@@ -49,6 +51,13 @@ impl Metrics {
                     "Control API requests by verb and HTTP status code.",
                 ),
                 &["verb", "code"],
+            )?,
+            portforward_connections: IntCounterVec::new(
+                Opts::new(
+                    "pier_api_portforward_connections_total",
+                    "Connections forwarded to pod ports, by transport (websocket, spdy).",
+                ),
+                &["transport"],
             )?,
             apply_seconds: Histogram::with_opts(
                 HistogramOpts::new(
@@ -92,6 +101,7 @@ impl Metrics {
             applied: Mutex::new(BTreeMap::new()),
         };
         registry.register(Box::new(m.api_requests.clone()))?;
+        registry.register(Box::new(m.portforward_connections.clone()))?;
         registry.register(Box::new(m.apply_seconds.clone()))?;
         registry.register(Box::new(m.snapshot_build.clone()))?;
         registry.register(Box::new(m.snapshot_revision.clone()))?;

@@ -1,11 +1,12 @@
 //! kubectl against pods the engine runs: `kubectl logs` (whole, `--tail`, `-f`, a wrong
-//! container) through the pod `log` subresource, and the engine's Events as `kubectl
-//! describe pod` and `kubectl get events` show them. Needs root.
+//! container) through the pod `log` subresource, `kubectl exec`, `kubectl port-forward` (over
+//! the WebSocket tunnel and over SPDY), and the engine's Events as `kubectl describe pod` and
+//! `kubectl get events` show them. Needs root.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
-use std::io::BufRead;
+use std::io::{BufRead, Read, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -20,7 +21,7 @@ spec:
   containers:
   - name: web
     image: pier/shell:v1
-    args: [echo, --http, '0.0.0.0:8080', --name, web]
+    args: [echo, --http, '0.0.0.0:8080', --tcp, '127.0.0.1:7070', --name, web]
     readinessProbe:
       tcpSocket: {port: 9999}
       periodSeconds: 1
@@ -167,6 +168,8 @@ fn kubectl_reads_a_pods_logs_and_events() {
         out_text(&tty)
     );
 
+    port_forward(&node, &kubeconfig);
+
     // The engine's story of the pod, with the failing readiness probe's repeats counted.
     let deadline = Instant::now() + Duration::from_secs(40);
     let described = loop {
@@ -220,4 +223,97 @@ fn kubectl_reads_a_pods_logs_and_events() {
         assert!(Instant::now() < deadline, "{text}");
         std::thread::sleep(Duration::from_millis(300));
     }
+}
+
+/// `kubectl port-forward pod/web` to the HTTP port and to a TCP echo bound to the pod's own
+/// loopback, over kubectl's WebSocket tunnel and then over SPDY; a port nothing listens on is
+/// reported as kubectl reports a kubelet's failure.
+fn port_forward(node: &Node, kubeconfig: &Path) {
+    for (websockets, transport) in [("true", "websocket"), ("false", "spdy")] {
+        let (mut kubectl, ports) = forward(kubeconfig, websockets, &[":8080", ":7070"]);
+        for _ in 0..2 {
+            let mut http = std::net::TcpStream::connect(("127.0.0.1", ports[0])).unwrap();
+            http.write_all(b"GET /hello HTTP/1.1\r\nHost: web\r\nConnection: close\r\n\r\n")
+                .unwrap();
+            let mut answer = String::new();
+            http.read_to_string(&mut answer).unwrap();
+            assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+            assert!(answer.contains("web"), "{answer}");
+        }
+        // 1 MiB both ways through the loopback-only echo, the client's end first.
+        let payload: Vec<u8> = (0..1 << 20).map(|i: u32| (i % 251) as u8).collect();
+        let mut echo = std::net::TcpStream::connect(("127.0.0.1", ports[1])).unwrap();
+        let mut reader = echo.try_clone().unwrap();
+        let expected = payload.len();
+        let read = std::thread::spawn(move || {
+            let mut back = Vec::new();
+            while back.len() < expected {
+                let mut buf = [0u8; 65536];
+                match reader.read(&mut buf).unwrap() {
+                    0 => break,
+                    n => back.extend_from_slice(&buf[..n]),
+                }
+            }
+            back
+        });
+        echo.write_all(&payload).unwrap();
+        echo.shutdown(std::net::Shutdown::Write).unwrap();
+        assert!(
+            read.join().unwrap() == payload,
+            "the echo came back whole (websockets {websockets})"
+        );
+        kubectl.kill().unwrap();
+        kubectl.wait().unwrap();
+        // kubectl falls back to SPDY quietly: the daemon says which transport carried them.
+        let counted = node.metric(&format!(
+            "pier_api_portforward_connections_total{{transport=\"{transport}\"}}"
+        ));
+        assert_eq!(counted, 3.0, "connections forwarded over {transport}");
+    }
+    let (mut kubectl, ports) = forward(kubeconfig, "true", &[":9999"]);
+    let mut nothing = std::net::TcpStream::connect(("127.0.0.1", ports[0])).unwrap();
+    let mut rest = Vec::new();
+    // The connection ends once the pod side's failure is known.
+    nothing.read_to_end(&mut rest).ok();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while kubectl.try_wait().unwrap().is_none() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    kubectl.kill().ok();
+    let out = kubectl.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("error forwarding port 9999 to pod web") && stderr.contains("refused"),
+        "{stderr}"
+    );
+}
+
+/// Starts `kubectl port-forward pod/web PORTS` (WebSocket tunnel on or off) and returns it with
+/// the local ports it printed.
+fn forward(kubeconfig: &Path, websockets: &str, ports: &[&str]) -> (std::process::Child, Vec<u16>) {
+    let mut kubectl = Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args(["port-forward", "pod/web"])
+        .args(ports)
+        .env("KUBECTL_PORT_FORWARD_WEBSOCKETS", websockets)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(kubectl.stdout.take().unwrap()).lines();
+    let mut local = Vec::new();
+    while local.len() < ports.len() {
+        let Some(Ok(line)) = lines.next() else {
+            let out = kubectl.wait_with_output().unwrap();
+            panic!("kubectl port-forward ended: {}", out_text(&out));
+        };
+        // "Forwarding from 127.0.0.1:PORT -> 8080"
+        if let Some(rest) = line.strip_prefix("Forwarding from 127.0.0.1:") {
+            local.push(rest.split(' ').next().unwrap().parse().unwrap());
+        }
+    }
+    // Kept reading so kubectl never blocks on a full pipe.
+    std::thread::spawn(move || lines.for_each(drop));
+    (kubectl, local)
 }

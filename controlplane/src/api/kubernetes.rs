@@ -45,6 +45,9 @@ async fn answer(
     if let Some((namespace, name)) = super::pod_container::subresource_path(path, "exec") {
         return super::pod_exec::serve(ctx, req, namespace, name).await;
     }
+    if let Some((namespace, name)) = super::pod_container::subresource_path(path, "portforward") {
+        return super::pod_portforward::serve(ctx, req, namespace, name).await;
+    }
     let header = |name| {
         req.headers()
             .get(name)

@@ -80,6 +80,9 @@ pub trait Extension: Send + Sync {
     /// A command that runs `argv` inside running container `id` with the stdio it is given
     /// (pod `exec`); an error saying why when the container does not run here.
     fn exec_command(&self, id: &str, argv: &[String]) -> Result<tokio::process::Command, String>;
+    /// A connection to `port` on running container `id`'s own loopback (pod `portforward`);
+    /// an error saying why when the container does not run here or nothing listens. Blocks.
+    fn connect(&self, id: &str, port: u16) -> Result<std::net::TcpStream, String>;
 }
 
 async fn extension(

@@ -2,11 +2,13 @@
 //! `create.rs` (rootfs, `/etc` files, network, OCI spec), `start.rs` (through the shim
 //! launcher, and the exit watch), `stop.rs` (stop, signal, remove, teardown), `state.rs`
 //! (`state.json` and re-adoption of running shims), `rootfs.rs` (the overlay mount),
-//! `publish.rs` (port forwarders), `usage.rs` (resource use for autoscaling); `cgroup.rs` says
+//! `publish.rs` (port forwarders), `connect.rs` (a connection to a container's loopback),
+//! `usage.rs` (resource use for autoscaling); `cgroup.rs` says
 //! where a container's cgroups are.
 
 mod cgroup;
 mod config;
+mod connect;
 mod create;
 pub mod exec;
 pub mod launcher;
@@ -36,6 +38,7 @@ use crate::error::{Error, IoContext, Result};
 use crate::image::ImageStore;
 use crate::network::Network;
 pub use config::{ContainerConfig, EngineConfig, RestartPolicy, Volume};
+pub use connect::connect_loopback;
 pub use publish::Publish;
 pub use record::{ContainerRecord, ExitEvent, State};
 pub use shim::ExitStatus;

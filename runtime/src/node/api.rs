@@ -159,6 +159,15 @@ impl Extension for EngineApi {
             .kill_on_drop(true);
         Ok(command)
     }
+
+    fn connect(&self, id: &str, port: u16) -> Result<std::net::TcpStream, String> {
+        let record = self.node.engine().get(id).map_err(|e| e.to_string())?;
+        if record.state != crate::container::State::Running {
+            return Err(format!("container {id} is not running"));
+        }
+        crate::container::connect_loopback(&crate::network::Network::netns_path(id), port)
+            .map_err(|e| e.to_string())
+    }
 }
 
 /// A boolean query parameter (`true` or `1`).
