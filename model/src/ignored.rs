@@ -5,7 +5,7 @@
 
 use super::object::Kind;
 
-const META: &[&str] = &["generateName", "selfLink", "deletionGracePeriodSeconds"];
+const META: &[&str] = &["generateName", "selfLink"];
 
 const SERVICE_SPEC: &[&str] = &[
     "externalIPs",

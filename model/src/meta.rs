@@ -43,6 +43,10 @@ pub struct ObjectMeta {
     /// RFC 3339 time the object started terminating.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deletion_timestamp: Option<String>,
+    /// Seconds a deleted object was given to terminate; 0 on a pod once its node has stopped
+    /// its containers (finalizers may still hold the object).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deletion_grace_period_seconds: Option<i64>,
     /// What must happen before a deleted object goes: it stays, marked by
     /// `deletion_timestamp`, until each is removed (`foregroundDeletion`: its dependents are
     /// gone).

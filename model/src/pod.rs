@@ -14,6 +14,9 @@ pub const CONTAINER_ANNOTATION: &str = "pier.dev/container-id";
 /// Annotation holding how many times a pod's container was restarted (the engine writes it).
 pub const RESTARTS_ANNOTATION: &str = "pier.dev/restarts";
 
+/// Annotation holding why a pod's container cannot start (the engine writes it).
+pub const ERROR_ANNOTATION: &str = "pier.dev/error";
+
 /// A running group of containers (`v1/Pod`); written by the engine, or by hand for now.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -2,7 +2,8 @@
 //! (`deletionTimestamp`) until the finalizer is removed; `kubectl delete --cascade=foreground`
 //! of a Service returns once its EndpointSlices are gone, and of a Deployment whose pods the
 //! engine runs, the Deployment stays (with the `foregroundDeletion` finalizer) until its pods
-//! have stopped and gone, then goes.
+//! have stopped and gone, then goes. A pod with a finalizer is stopped by its node when
+//! deleted and stays, stopped, until the finalizer is removed.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -115,9 +116,26 @@ spec:
         readinessProbe: {tcpSocket: {port: 8080}, periodSeconds: 1}
 ";
 
+const HELD_PODS: &str = "apiVersion: v1
+kind: Pod
+metadata: {name: held, finalizers: [example.com/hold]}
+spec:
+  terminationGracePeriodSeconds: 3
+  containers:
+  - {name: web, image: 'pier/echo:v1', args: [echo, --http, '0.0.0.0:8080', --name, held]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: quick, finalizers: [example.com/hold]}
+spec:
+  terminationGracePeriodSeconds: 3
+  containers:
+  - {name: web, image: 'pier/echo:v1', args: [echo, --http, '0.0.0.0:8080', --name, quick]}
+";
+
 #[test]
-fn a_foreground_delete_of_a_deployment_waits_for_its_pods() {
-    if !privileged("a_foreground_delete_of_a_deployment_waits_for_its_pods") {
+fn deletes_wait_for_the_pods_the_engine_runs() {
+    if !privileged("deletes_wait_for_the_pods_the_engine_runs") {
         return;
     }
     if !have("kubectl") {
@@ -191,4 +209,82 @@ fn a_foreground_delete_of_a_deployment_waits_for_its_pods() {
     );
     let rs = kubectl(&["get", "rs", "-o", "name"]);
     assert!(!rs.contains("replicaset"), "{rs}");
+
+    pods_wait_on_their_finalizers(&node, &kubectl);
+}
+
+/// A deleted pod with a finalizer: its node stops it, and it stays (stopped, its final phase,
+/// `deletionGracePeriodSeconds: 0`) until the finalizer is removed, when it goes. One whose
+/// finalizer is removed while its node is still stopping it goes once the node is done.
+fn pods_wait_on_their_finalizers(node: &Node, kubectl: &dyn Fn(&[&str]) -> String) {
+    common::apply_yaml(&node.d().socket(), HELD_PODS);
+    let ready = kubectl(&[
+        "wait",
+        "--for=condition=Ready",
+        "pod/held",
+        "pod/quick",
+        "--timeout=60s",
+    ]);
+    assert!(ready.matches("condition met").count() == 2, "{ready}");
+    let container = |pod: &str| {
+        kubectl(&[
+            "get",
+            "pod",
+            pod,
+            "-o",
+            r"jsonpath={.metadata.annotations.pier\.dev/container-id}",
+        ])
+    };
+    let (held_container, quick_container) = (container("held"), container("quick"));
+    assert!(!held_container.is_empty() && !quick_container.is_empty());
+    let out = kubectl(&["delete", "pod", "held", "quick", "--wait=false"]);
+    assert!(out.matches("deleted").count() == 2, "{out}");
+    let unhold = r#"[{"op":"remove","path":"/metadata/finalizers"}]"#;
+    let out = kubectl(&["patch", "pod", "quick", "--type=json", "-p", unhold]);
+    assert!(out.contains("patched"), "{out}");
+    // quick: no finalizer left, but it goes only once its container has stopped.
+    let gone = kubectl(&["wait", "--for=delete", "pod/quick", "--timeout=30s"]);
+    assert!(
+        gone.contains("condition met") || gone.contains("NotFound"),
+        "{gone}"
+    );
+    let containers = node.ok(&["ps", "-a", "-q"]);
+    assert!(
+        !containers.contains(&quick_container[..12]),
+        "quick's container outlived it: {containers}"
+    );
+    // held: stopped, and kept.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let stopped = loop {
+        let state = kubectl(&[
+            "get",
+            "pod",
+            "held",
+            "-o",
+            "jsonpath={.metadata.deletionGracePeriodSeconds} {.status.phase} {.metadata.finalizers}",
+        ]);
+        if state.starts_with("0 ") {
+            break state;
+        }
+        assert!(Instant::now() < deadline, "held was never stopped: {state}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(
+        stopped == r#"0 Failed ["example.com/hold"]"#
+            || stopped == r#"0 Succeeded ["example.com/hold"]"#,
+        "{stopped}"
+    );
+    let containers = node.ok(&["ps", "-a", "-q"]);
+    assert!(
+        !containers.contains(&held_container[..12]),
+        "held's container is still there: {containers}"
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let still = kubectl(&["get", "pod", "held", "-o", "name"]);
+    assert_eq!(still.trim(), "pod/held", "the finalizer holds it");
+    // The last finalizer removed lets it go.
+    let out = kubectl(&["patch", "pod", "held", "--type=json", "-p", unhold]);
+    assert!(out.contains("patched"), "{out}");
+    let gone = kubectl(&["get", "pod", "held"]);
+    assert!(gone.contains("NotFound"), "{gone}");
 }

@@ -80,24 +80,37 @@ pub(crate) fn mark(
 
 /// The object marked for a deletion that does not happen at once: a foreground delete (with
 /// the `foregroundDeletion` finalizer added), or any delete of an object with finalizers;
-/// `None` when the object can go now. Pods are never held (the node agent deletes them once
-/// their containers stop).
+/// `None` when the object can go now. A held pod is given its grace period: its node stops
+/// it, and it goes once that is done and no finalizer is left (`write.rs`).
 pub(crate) fn held(mut object: Object, policy: Policy) -> Option<Object> {
     let kind = object.kind();
+    let grace = match &object {
+        Object::Pod(pod) if pod.spec.node_name.is_none() => Some(0),
+        Object::Pod(pod) => Some(
+            pod.spec
+                .termination_grace_period_seconds
+                .unwrap_or(DEFAULT_POD_GRACE_SECONDS),
+        ),
+        _ => None,
+    };
     let meta = object.meta_mut();
     let foreground = policy == Policy::Foreground && kind != Kind::Pod;
     if foreground && !meta.finalizers.iter().any(|f| f == FOREGROUND_DELETION) {
         meta.finalizers.push(FOREGROUND_DELETION.to_string());
     }
-    if meta.finalizers.is_empty() || kind == Kind::Pod {
+    if meta.finalizers.is_empty() {
         return None;
     }
     if meta.deletion_timestamp.is_none() {
         meta.deletion_timestamp =
             Some(humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string());
+        meta.deletion_grace_period_seconds = grace;
     }
     Some(object)
 }
+
+/// A pod's `terminationGracePeriodSeconds` when its spec gives none (the API server's default).
+const DEFAULT_POD_GRACE_SECONDS: i64 = 30;
 
 /// The writes that go with deleting `kind` `namespace`/`name` under `policy`, in the same
 /// transaction: for an orphaned Deployment, its pods without the Deployment's label (each

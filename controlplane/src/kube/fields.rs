@@ -24,6 +24,7 @@ const SERVER_META: &[&str] = &[
     "generation",
     "creationTimestamp",
     "deletionTimestamp",
+    "deletionGracePeriodSeconds",
     "managedFields",
     "selfLink",
 ];

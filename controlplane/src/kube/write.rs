@@ -391,17 +391,15 @@ pub(crate) fn managed_fields(object: &Value) -> Vec<pier_model::meta::ManagedFie
 }
 
 /// Writes one op, answering the object stored. An object being deleted that the write left
-/// without finalizers is deleted then (the last finalizer removed lets it go), except a pod,
-/// which the node agent deletes once its containers stop.
+/// without finalizers is deleted then (the last finalizer removed lets it go); a pod only once
+/// its node has stopped it (`deletionGracePeriodSeconds: 0`), else its node deletes it then.
 pub(crate) async fn write(store: &Arc<Store>, op: Op) -> crate::Result<Object> {
     let store = Arc::clone(store);
     tokio::task::spawn_blocking(move || {
         let written = one(store.write(vec![op])?)?;
         let meta = written.meta();
-        if written.kind() == Kind::Pod
-            || meta.deletion_timestamp.is_none()
-            || !meta.finalizers.is_empty()
-        {
+        let stopping = written.kind() == Kind::Pod && meta.deletion_grace_period_seconds != Some(0);
+        if stopping || meta.deletion_timestamp.is_none() || !meta.finalizers.is_empty() {
             return Ok(written);
         }
         one(store.write(vec![Op::Delete {

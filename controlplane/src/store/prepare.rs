@@ -59,6 +59,13 @@ pub(super) fn prepare_put(
             if em.deletion_timestamp.is_some() {
                 meta.deletion_timestamp.clone_from(&em.deletion_timestamp);
             }
+            // A grace period may be shortened, never lengthened or taken away.
+            if let Some(given) = em.deletion_grace_period_seconds {
+                meta.deletion_grace_period_seconds = Some(
+                    meta.deletion_grace_period_seconds
+                        .map_or(given, |asked| asked.min(given)),
+                );
+            }
             meta.generation = em.generation + u64::from(spec_changed);
             meta.resource_version.clone_from(&em.resource_version);
             // Field ownership is the Kubernetes API's to change; other writers keep it.

@@ -5,6 +5,7 @@
 use std::time::{Duration, Instant};
 
 use pier_model::core_event::{NORMAL, WARNING};
+use pier_model::pod::ERROR_ANNOTATION;
 use tokio::sync::watch;
 
 use super::inputs::SourceKind;
@@ -57,7 +58,7 @@ async fn waiting(node: &Node, work: &mut PodWork, reason: &str, message: String)
     work.pod
         .metadata
         .annotations
-        .insert("pier.dev/error".into(), message);
+        .insert(ERROR_ANNOTATION.into(), message);
     set_ready(&mut work.pod, false);
     write_status(node, work).await;
 }

@@ -9,6 +9,7 @@ pub mod probe;
 mod image_pull;
 mod inputs;
 mod pod;
+mod pod_store;
 pub mod pod_sync;
 mod pod_work;
 
@@ -200,13 +201,11 @@ impl Node {
             }
         }
         self.remove_volumes_except(&kept);
-        for ((ns, name), _) in by_key {
+        for ((ns, name), pod) in by_key {
             tracing::info!(pod = %format!("{ns}/{name}"), "pod lost its container; deleting it");
-            let store = Arc::clone(&self.store);
-            let pod = format!("{ns}/{name}");
-            blocking(move || store.delete(Kind::Pod, &ns, &name, None))
+            self.finish(&pod)
                 .await
-                .report("delete-pod", &pod);
+                .report("delete-pod", &format!("{ns}/{name}"));
         }
         Ok(())
     }
@@ -249,36 +248,6 @@ impl Node {
             .insert(NODE_ANNOTATION.into(), self.config.name.clone());
         self.write(pod).await?;
         Ok(ip)
-    }
-
-    /// Writes a pod this node owns.
-    /// A deletion mark the store holds (a controller asked for a graceful delete) is kept, so
-    /// a status write cannot undo it.
-    async fn write(&self, pod: &Pod) -> Result<()> {
-        let mut pod = pod.clone();
-        pod.metadata.resource_version.clear();
-        let key = (
-            pod.metadata.namespace().to_string(),
-            pod.metadata.name.clone(),
-        );
-        // Recorded first: an event of an earlier write that comes in meanwhile must not
-        // look like someone else's change (see `restore_ready`).
-        if let Some(handle) = lock(&self.pods).get_mut(&key) {
-            handle.written_ready = Some(pod.is_ready());
-        }
-        let store = Arc::clone(&self.store);
-        blocking(move || {
-            if pod.metadata.deletion_timestamp.is_none() {
-                let ns = pod.metadata.namespace().to_string();
-                if let Ok(Some(Object::Pod(stored))) = store.get(Kind::Pod, &ns, &pod.metadata.name)
-                {
-                    pod.metadata.deletion_timestamp = stored.metadata.deletion_timestamp;
-                }
-            }
-            store.apply(vec![Object::Pod(pod)])
-        })
-        .await?;
-        Ok(())
     }
 
     /// Writes back the `Ready` status this node last wrote for `stored` when someone else

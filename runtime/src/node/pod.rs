@@ -4,13 +4,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use pier_model::core_event::{NORMAL, WARNING};
+use pier_model::pod::ERROR_ANNOTATION;
 use pier_model::{Kind, Pod};
 use tokio::sync::{oneshot, watch};
 
 use super::inputs::{self, volumes::PodVolumes};
 use super::pod_work::{set_ready, PodWork};
 use super::probe::{self, Tracker};
-use super::{blocking, Node, CONTAINER_ANNOTATION, RESTARTS_ANNOTATION};
+use super::{Node, CONTAINER_ANNOTATION, RESTARTS_ANNOTATION};
 use crate::container::{ContainerRecord, State};
 use crate::error::{Error, Result};
 use crate::metrics::Report;
@@ -117,7 +118,7 @@ async fn fail(node: &Node, work: &mut PodWork, e: &Error) {
     work.pod
         .metadata
         .annotations
-        .insert("pier.dev/error".into(), e.to_string());
+        .insert(ERROR_ANNOTATION.into(), e.to_string());
     write_status(node, work).await;
 }
 
@@ -265,14 +266,10 @@ async fn await_inputs(node: &Node, work: &mut PodWork, term: &mut watch::Receive
     }
 }
 
+/// Deletes the pod, or leaves it stopped while its finalizers hold it.
 async fn delete_pod(node: &Node, pod: &Pod) {
-    let store = Arc::clone(&node.store);
-    let (ns, name) = (
-        pod.metadata.namespace().to_string(),
-        pod.metadata.name.clone(),
-    );
-    if let Err(e) = blocking(move || store.delete(Kind::Pod, &ns, &name, None)).await {
-        tracing::debug!(pod = %pod.metadata.name, error = %e, "deleting pod");
+    if let Err(e) = node.finish(pod).await {
+        tracing::warn!(pod = %pod.metadata.name, error = %e, "deleting pod");
     }
 }
 
@@ -322,7 +319,7 @@ async fn run_loop(
         }
         let restarts = node.engine.get(id).map_or(0, |r| r.restart_count);
         work.pod.status.phase = Some("Running".into());
-        work.pod.metadata.annotations.remove("pier.dev/error");
+        work.pod.metadata.annotations.remove(ERROR_ANNOTATION);
         work.pod.status.reason = None;
         work.pod.status.message = None;
         work.pod
@@ -401,6 +398,10 @@ async fn terminate(node: &Node, work: &mut PodWork, id: &str) {
     if let Err(e) = node.engine.stop(id, grace).await {
         tracing::debug!(pod = %work.pod.metadata.name, error = %e, "stopping");
     }
+    // The kubelet's final phase of a deleted pod, which finalizers may keep for a while.
+    let exited = node.engine.get(id).ok().and_then(|r| r.exit);
+    let succeeded = exited.is_some_and(|exit| exit.code == 0);
+    work.pod.status.phase = Some(if succeeded { "Succeeded" } else { "Failed" }.into());
     if let Err(e) = node.engine.remove(id, true).await {
         tracing::warn!(pod = %work.pod.metadata.name, error = %e, "removing container");
     }

@@ -11,7 +11,7 @@ use pier_controlplane::store::EventType;
 use pier_model::{Kind, Object, Pod};
 
 use super::inputs::{self, volumes::PodVolumes};
-use super::{blocking, Node, PodKey};
+use super::{Node, PodKey};
 
 /// This node's side of the Pods in the store.
 pub struct PodSync {
@@ -90,17 +90,9 @@ impl PodSync {
                 self.node.terminate(&key.0, &key.1);
                 Ok(())
             }
-            (Some(_), false) => {
+            (Some(pod), false) => {
                 // Marked for deletion with nothing running it here: nothing to drain.
-                let store = Arc::clone(&self.node.store);
-                let (ns, name) = key.clone();
-                blocking(move || store.delete(Kind::Pod, &ns, &name, None).map(drop))
-                    .await
-                    .or_else(|e| match e {
-                        crate::Error::Store(pier_controlplane::Error::NotFound { .. }) => Ok(()),
-                        e => Err(e),
-                    })
-                    .map_err(|e| e.to_string())
+                self.node.finish(pod).await.map_err(|e| e.to_string())
             }
             _ => Ok(()),
         }
