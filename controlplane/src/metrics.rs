@@ -25,6 +25,9 @@ pub struct Metrics {
     pub api_requests: IntCounterVec,
     /// `pier_api_portforward_connections_total{transport}`: pod port-forward connections.
     pub portforward_connections: IntCounterVec,
+    /// `pier_api_pod_relays_total{subresource,code}`: pod subresource requests relayed to the
+    /// pod's node, by what that node answered.
+    pub pod_relays: IntCounterVec,
     /// `pier_config_apply_seconds`: apply requests, validate to commit.
     pub apply_seconds: Histogram,
     snapshot_build: Histogram,
@@ -58,6 +61,13 @@ impl Metrics {
                     "Connections forwarded to pod ports, by transport (websocket, spdy).",
                 ),
                 &["transport"],
+            )?,
+            pod_relays: IntCounterVec::new(
+                Opts::new(
+                    "pier_api_pod_relays_total",
+                    "Pod log, exec, attach and portforward requests relayed to the node that runs the pod, by subresource and the status code it answered (0: unreachable).",
+                ),
+                &["subresource", "code"],
             )?,
             apply_seconds: Histogram::with_opts(
                 HistogramOpts::new(
@@ -102,6 +112,7 @@ impl Metrics {
         };
         registry.register(Box::new(m.api_requests.clone()))?;
         registry.register(Box::new(m.portforward_connections.clone()))?;
+        registry.register(Box::new(m.pod_relays.clone()))?;
         registry.register(Box::new(m.apply_seconds.clone()))?;
         registry.register(Box::new(m.snapshot_build.clone()))?;
         registry.register(Box::new(m.snapshot_revision.clone()))?;

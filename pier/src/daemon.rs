@@ -148,6 +148,23 @@ impl Daemon {
             tasks: Vec::new(),
         };
         let (admin, admin_addr) = start_admin(&mut parts, config.admin).await?;
+        let tcp = match &config.api {
+            Some(listen) => Some(
+                parts::api::bind_tcp(
+                    listen,
+                    &config.state_dir,
+                    config.cluster.node_ip,
+                    &config.cluster.node_name,
+                )
+                .await?,
+            ),
+            None => None,
+        };
+        let (cluster, relay) = parts::api::relay(&config.cluster, tcp.as_ref())?;
+        let config = &DaemonConfig {
+            cluster,
+            ..config.clone()
+        };
         let pod_cidr = parts::control::register(&parts, &config.cluster)
             .await
             .context("registering this node")?;
@@ -204,18 +221,6 @@ impl Daemon {
             )) as Arc<dyn api::Extension>),
             _ => None,
         };
-        let tcp = match &config.api {
-            Some(listen) => Some(
-                parts::api::bind_tcp(
-                    listen,
-                    &config.state_dir,
-                    config.cluster.node_ip,
-                    &config.cluster.node_name,
-                )
-                .await?,
-            ),
-            None => None,
-        };
         let api = ApiContext {
             store: Arc::clone(&parts.store),
             snapshot: Arc::clone(&parts.snapshot),
@@ -225,6 +230,7 @@ impl Daemon {
             extension,
             tokens: Some(parts::api::tokens(&config.state_dir)?),
             api_listener: tcp.as_ref().map(|t| t.reported.clone()),
+            relay,
         };
         parts::api::start(&mut parts, api, &config.socket, tcp)?;
         if let Err(e) = first_snapshot(&parts).await {

@@ -402,6 +402,7 @@ fn cluster_config(
             .filter(|d| !d.is_zero())
             .unwrap_or(defaults.hpa_sync_period),
         sole: matches!(store, config::StoreLocation::Redb(_)),
+        annotations: std::collections::BTreeMap::new(),
     }
 }
 

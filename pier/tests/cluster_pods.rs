@@ -6,6 +6,7 @@
 //! kill -9 of the leader hands the controllers over with no pod restarted; removing a whole
 //! node takes its endpoints out of every other node's dataplane within `--node-grace` and
 //! runs its replicas elsewhere; the node coming back removes the containers that were replaced.
+//! kubectl against n1 reads the logs of, execs in and forwards a port to a pod only n3 runs.
 //! Needs root, cgroup2, bpffs, etcd, curl and nsenter; skips with the reason otherwise.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -18,6 +19,8 @@ use std::time::{Duration, Instant};
 mod outages;
 #[path = "cluster_pods/probe.rs"]
 mod probe;
+#[path = "cluster_pods/relay.rs"]
+mod relay;
 
 use common::cluster::{lan, start_node, ClusterNode, LAN_IP};
 use pier_testkit::{wait_for, Etcd};
@@ -144,6 +147,7 @@ fn three_nodes_run_spread_pods_reach_each_other_and_survive_a_lost_leader_and_no
     six_replicas_spread_two_per_node(&nodes);
     pods_reach_every_node_and_local_services_stay_local(&nodes);
     let node_port = a_node_port_reaches_a_pod_on_another_node(&nodes);
+    relay::kubectl_on_one_node_reaches_a_pod_on_another(&nodes, dirs[0].path());
     external_traffic_policy_local(&nodes);
     a_killed_leader_hands_over_without_restarts(&mut nodes);
     let (v, replaced) = a_removed_node_is_replaced_while_clients_lose_little(&mut nodes);

@@ -66,8 +66,8 @@ pub struct ClusterNode {
 
 impl ClusterNode {
     /// Node `n<index>` at 192.168.77.`index`, running the `pier` binary, its state under
-    /// `dir`, on the cluster `store`; `flags` go to its daemon (timings, mostly). Returns once
-    /// its control socket answers.
+    /// `dir`, on the cluster `store`, with its API on TCP at its address as a kubelet's is;
+    /// `flags` go to its daemon (timings, mostly). Returns once its control socket answers.
     pub fn start(pier: &Path, dir: &Path, index: u8, store: &str, flags: &[&str]) -> ClusterNode {
         let cgroup = cgroup2_root().join(format!("pier-test-{}-n{index}", std::process::id()));
         std::fs::create_dir_all(&cgroup).unwrap();
@@ -90,6 +90,8 @@ impl ClusterNode {
                 "--node-ip",
                 &ip,
                 "--admin",
+                &format!("{ip}:0"),
+                "--api-listen",
                 &format!("{ip}:0"),
                 "--dns-listen",
                 &format!("{ip}:53"),

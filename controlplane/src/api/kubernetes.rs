@@ -10,6 +10,7 @@ use hyper::body::Incoming;
 use hyper::{Method, Request, Response};
 use tokio::sync::watch;
 
+use super::pod_relay::Routed;
 use super::routes;
 use super::server::{error_response, full, json_stream, ApiContext, Body, MAX_BODY};
 use crate::error::Error;
@@ -31,10 +32,18 @@ pub(crate) async fn serve(
 
 async fn answer(
     ctx: &Arc<ApiContext>,
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
     path: &str,
     shutdown: watch::Receiver<bool>,
 ) -> Response<Body> {
+    if let (Some(relay), Some((namespace, name, subresource))) =
+        (&ctx.relay, super::pod_relay::subresource(path))
+    {
+        match relay.route(ctx, req, namespace, name, subresource).await {
+            Routed::Answered(resp) => return resp,
+            Routed::Local(local) => req = local,
+        }
+    }
     let q = routes::query(req.uri().query());
     if let (Some((namespace, name)), &Method::GET) = (
         super::pod_container::subresource_path(path, "log"),

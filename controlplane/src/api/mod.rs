@@ -20,6 +20,7 @@ mod pod_container;
 mod pod_exec;
 mod pod_log;
 mod pod_portforward;
+mod pod_relay;
 mod routes;
 mod server;
 mod spdy;
@@ -30,6 +31,7 @@ mod tokens;
 use std::path::PathBuf;
 
 pub use client::{encode, Client};
+pub use pod_relay::PodRelay;
 pub use server::{bind, serve, ApiContext, Extension, ExtensionFuture, ExtensionResponse};
 pub use tcp::{bind_tcp, serve_tcp};
 pub use tls::ApiTls;

@@ -51,6 +51,9 @@ pub struct ApiContext {
     pub tokens: Option<Arc<super::tokens::Tokens>>,
     /// The TCP listener, when there is one: its address and the CA clients should trust.
     pub api_listener: Option<(SocketAddr, String)>,
+    /// Relays pod subresources to the node that runs the pod (a cluster node with a TCP
+    /// listener).
+    pub relay: Option<Arc<super::pod_relay::PodRelay>>,
 }
 
 /// What an [`Extension`] answers.

@@ -89,7 +89,18 @@ async fn authorized(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim);
-    match token.and_then(|t| tokens.check(t)) {
+    let known = match token {
+        Some(t) => match tokens.check(t) {
+            Some(name) => Some(name),
+            // Another node relaying a pod request: its token opens those paths only.
+            None if ctx.relay.is_some() => {
+                super::pod_relay::peer_token(&ctx, t, req.uri().path()).await
+            }
+            None => None,
+        },
+        None => None,
+    };
+    match known {
         Some(_) => handle_request(ctx, req, shutdown).await,
         None => {
             tracing::info!(%peer, path = req.uri().path(), had_token = token.is_some(), "API request refused: no valid bearer token");

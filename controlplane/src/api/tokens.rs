@@ -70,13 +70,7 @@ impl Tokens {
     /// Makes a new token named `name`; returns the token, which is not kept anywhere.
     pub fn create(&self, name: &str) -> Result<String> {
         validate_name(name)?;
-        let mut bytes = [0u8; TOKEN_BYTES];
-        getrandom::fill(&mut bytes)
-            .map_err(|e| Error::store(format!("no randomness for a token: {e}")))?;
-        let token = format!(
-            "{PREFIX}{}",
-            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
-        );
+        let token = generate()?;
         let mut list = self.lock();
         let mut next = list.clone();
         next.push(TokenInfo {
@@ -133,8 +127,19 @@ impl Tokens {
     }
 }
 
+/// A new random token.
+pub(crate) fn generate() -> Result<String> {
+    let mut bytes = [0u8; TOKEN_BYTES];
+    getrandom::fill(&mut bytes)
+        .map_err(|e| Error::store(format!("no randomness for a token: {e}")))?;
+    Ok(format!(
+        "{PREFIX}{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    ))
+}
+
 /// Hex SHA-256 of a token.
-fn digest(token: &str) -> String {
+pub(crate) fn digest(token: &str) -> String {
     Sha256::digest(token.as_bytes())
         .iter()
         .map(|b| format!("{b:02x}"))

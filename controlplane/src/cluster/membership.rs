@@ -11,6 +11,9 @@ use crate::store::Store;
 use pier_model::node::{LeaseSpec, NodeCondition, NodeStatus, LEADER_ROLE, NODE_LEASE_NAMESPACE};
 use pier_model::{Kind, Lease, Node, Object, ObjectMeta};
 
+/// The prefix of the annotations a node publishes about its API (`api/pod_relay.rs`).
+const API_ANNOTATIONS: &str = "pier.dev/api-";
+
 /// Renews this node's heartbeat every `heartbeat`, for good; a Node that has gone is
 /// registered again. A failed renewal is logged and the next comes on the next tick, not
 /// after a growing backoff: once the store is back the node must be heard within its grace.
@@ -64,6 +67,11 @@ pub fn register(store: &Store, config: &ClusterConfig, facts: &NodeFacts) -> Res
         },
         ..Node::default()
     });
+    // What this node publishes about its API is what it publishes now, or nothing.
+    node.metadata
+        .annotations
+        .retain(|key, _| !key.starts_with(API_ANNOTATIONS));
+    node.metadata.annotations.extend(config.annotations.clone());
     let labels = &mut node.metadata.labels;
     labels.insert("kubernetes.io/hostname".into(), config.node_name.clone());
     labels.insert(

@@ -37,6 +37,8 @@ pub struct ClusterConfig {
     pub hpa_sync_period: Duration,
     /// The only node there is (the embedded store): it leads without an election.
     pub sole: bool,
+    /// Annotations this node keeps on its Node (where other nodes relay pod requests to it).
+    pub annotations: std::collections::BTreeMap<String, String>,
 }
 
 impl Default for ClusterConfig {
@@ -50,6 +52,7 @@ impl Default for ClusterConfig {
             pod_eviction_timeout: Duration::from_secs(30),
             hpa_sync_period: Duration::from_secs(15),
             sole: true,
+            annotations: std::collections::BTreeMap::new(),
         }
     }
 }

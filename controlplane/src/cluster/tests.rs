@@ -38,6 +38,7 @@ fn config(name: &str) -> ClusterConfig {
         pod_eviction_timeout: Duration::from_secs(60),
         hpa_sync_period: Duration::from_secs(15),
         sole: false,
+        annotations: std::collections::BTreeMap::new(),
     }
 }
 

@@ -31,7 +31,7 @@ use hyper::{Method, StatusCode};
 use serde_json::Value;
 
 use crate::store::Store;
-pub(crate) use status::{failure, unauthorized, Failure};
+pub(crate) use status::{failure, from_error, unauthorized, Failure};
 
 /// `object` marked for deletion when its finalizers hold it there (pier's own API deletes as
 /// the Kubernetes API does); `None` when it can go now.

@@ -6,7 +6,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use pier_controlplane::api::{self, ApiContext, ApiTls, Tokens};
+use pier_controlplane::api::{self, ApiContext, ApiTls, PodRelay, Tokens};
+use pier_controlplane::cluster::ClusterConfig;
 use tokio::net::TcpListener;
 
 use super::Parts;
@@ -64,6 +65,29 @@ pub(crate) async fn bind_tcp(
         tls,
         reported: (bound, ca),
     })
+}
+
+/// In a cluster, with a TCP listener: this node's pod relay, and `cluster` with the
+/// annotations that tell other nodes where to relay to it.
+pub(crate) fn relay(
+    cluster: &ClusterConfig,
+    tcp: Option<&Tcp>,
+) -> Result<(ClusterConfig, Option<Arc<PodRelay>>)> {
+    let mut cluster = cluster.clone();
+    let Some(tcp) = tcp.filter(|_| !cluster.sole) else {
+        return Ok((cluster, None));
+    };
+    let (mut endpoint, ca) = tcp.reported.clone();
+    if endpoint.ip().is_unspecified() {
+        let Some(ip) = cluster.node_ip else {
+            tracing::warn!(listen = %endpoint, "the API listens on every address and the node has no --node-ip: other nodes cannot relay pod logs, exec or port-forward here");
+            return Ok((cluster, None));
+        };
+        endpoint.set_ip(ip);
+    }
+    let relay = PodRelay::new(&cluster.node_name).context("making the relay token")?;
+    cluster.annotations.extend(relay.annotations(endpoint, &ca));
+    Ok((cluster, Some(Arc::new(relay))))
 }
 
 /// Serves the control API on its Unix socket and, if bound, on TCP.
