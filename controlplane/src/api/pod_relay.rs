@@ -71,13 +71,17 @@ impl PodRelay {
         })
     }
 
-    /// What this node publishes on its Node so others relay to its API at `endpoint`.
-    pub fn annotations(&self, endpoint: SocketAddr, ca_pem: &str) -> BTreeMap<String, String> {
-        BTreeMap::from([
-            (ENDPOINT_ANNOTATION.to_string(), endpoint.to_string()),
-            (CA_ANNOTATION.to_string(), ca_pem.to_string()),
-            (TOKEN_ANNOTATION.to_string(), tokens::digest(&self.token)),
-        ])
+    /// What this node publishes on its Node: its token's digest, so others take what it
+    /// relays, and where its API listens with the CA it chains to (`listener`, when other
+    /// nodes can reach it), so others relay to it.
+    pub fn annotations(&self, listener: Option<(SocketAddr, &str)>) -> BTreeMap<String, String> {
+        let mut published =
+            BTreeMap::from([(TOKEN_ANNOTATION.to_string(), tokens::digest(&self.token))]);
+        if let Some((endpoint, ca_pem)) = listener {
+            published.insert(ENDPOINT_ANNOTATION.to_string(), endpoint.to_string());
+            published.insert(CA_ANNOTATION.to_string(), ca_pem.to_string());
+        }
+        published
     }
 
     /// Relays `req` for the pod `namespace`/`name` when another node runs it.
@@ -385,9 +389,15 @@ mod tests {
     #[test]
     fn a_node_publishes_its_token_digest_never_the_token() {
         let relay = PodRelay::new("n1").unwrap();
-        let published = relay.annotations("192.168.77.1:6443".parse().unwrap(), "PEM");
+        let published = relay.annotations(Some(("192.168.77.1:6443".parse().unwrap(), "PEM")));
         assert_eq!(published[ENDPOINT_ANNOTATION], "192.168.77.1:6443");
         assert_eq!(published[TOKEN_ANNOTATION], tokens::digest(&relay.token));
         assert!(!published.values().any(|v| v.contains(&relay.token)));
+        let unreachable = relay.annotations(None);
+        assert_eq!(
+            unreachable.len(),
+            1,
+            "only the token's digest: {unreachable:?}"
+        );
     }
 }

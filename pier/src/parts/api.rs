@@ -1,7 +1,7 @@
 //! The API's listeners: the control socket always, and with `--api-listen` a TCP listener
 //! with TLS and bearer tokens (tokens and a generated CA under `<state dir>/api/`).
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -67,27 +67,39 @@ pub(crate) async fn bind_tcp(
     })
 }
 
-/// In a cluster, with a TCP listener: this node's pod relay, and `cluster` with the
-/// annotations that tell other nodes where to relay to it.
+/// In a cluster: this node's pod relay, and `cluster` with the annotations that let other
+/// nodes take its relayed requests and, when its TCP listener is reachable, relay to it.
 pub(crate) fn relay(
     cluster: &ClusterConfig,
     tcp: Option<&Tcp>,
 ) -> Result<(ClusterConfig, Option<Arc<PodRelay>>)> {
     let mut cluster = cluster.clone();
-    let Some(tcp) = tcp.filter(|_| !cluster.sole) else {
+    if cluster.sole {
         return Ok((cluster, None));
-    };
-    let (mut endpoint, ca) = tcp.reported.clone();
-    if endpoint.ip().is_unspecified() {
-        let Some(ip) = cluster.node_ip else {
-            tracing::warn!(listen = %endpoint, "the API listens on every address and the node has no --node-ip: other nodes cannot relay pod logs, exec or port-forward here");
-            return Ok((cluster, None));
-        };
-        endpoint.set_ip(ip);
     }
     let relay = PodRelay::new(&cluster.node_name).context("making the relay token")?;
-    cluster.annotations.extend(relay.annotations(endpoint, &ca));
+    let listener = tcp.and_then(|tcp| {
+        let (endpoint, ca) = &tcp.reported;
+        reachable(*endpoint, cluster.node_ip).map(|endpoint| (endpoint, ca.as_str()))
+    });
+    cluster.annotations.extend(relay.annotations(listener));
     Ok((cluster, Some(Arc::new(relay))))
+}
+
+/// Where other nodes reach an API listening on `listen`: `None` (and why, logged) when they
+/// cannot.
+fn reachable(listen: SocketAddr, node_ip: Option<IpAddr>) -> Option<SocketAddr> {
+    let why = if listen.ip().is_loopback() {
+        "the API listens on loopback only"
+    } else if !listen.ip().is_unspecified() {
+        return Some(listen);
+    } else if let Some(ip) = node_ip {
+        return Some(SocketAddr::new(ip, listen.port()));
+    } else {
+        "the API listens on every address and the node has no --node-ip"
+    };
+    tracing::warn!(%listen, "{why}: other nodes cannot relay pod logs, exec or port-forward here");
+    None
 }
 
 /// Serves the control API on its Unix socket and, if bound, on TCP.
