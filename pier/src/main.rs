@@ -403,6 +403,7 @@ fn single_threaded_entry() -> Option<ExitCode> {
     let code = |c: i32| ExitCode::from(u8::try_from(c).unwrap_or(1));
     match args.get(1).map(String::as_str) {
         Some(pier_runtime::container::launcher::LAUNCHER_ARG) => {
+            parts::memory::give_containers_huge_pages_back();
             // libcontainer's own log lines go to each container's shim.log.
             let filter = tracing_subscriber::EnvFilter::try_from_env("PIER_SHIM_LOG")
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,libcgroups=error"));
@@ -421,6 +422,7 @@ fn single_threaded_entry() -> Option<ExitCode> {
             Some(code(pier_runtime::container::launcher::serve(socket)))
         }
         Some("exec-helper") if args.len() > 4 => {
+            parts::memory::give_containers_huge_pages_back();
             let result = pier_runtime::container::exec::run(
                 std::path::Path::new(&args[2]),
                 &args[3],
@@ -443,6 +445,9 @@ fn main() -> ExitCode {
     parts::memory::purge_freed_pages_at_once();
     let cli = Cli::parse();
     init_logging(&cli.log_format);
+    if matches!(cli.command, Command::Daemon(_) | Command::Up { .. }) {
+        parts::memory::keep_huge_pages_off();
+    }
     if let Command::Exec {
         env,
         container,

@@ -85,6 +85,14 @@ fn run_reach_logs_exec_publish_and_remove() {
     let caps = u64::from_str_radix(&field("CapEff:"), 16).unwrap();
     assert_eq!(caps & (1 << 21), 0, "no CAP_SYS_ADMIN");
     assert_ne!(caps & (1 << 10), 0, "CAP_NET_BIND_SERVICE kept");
+    // The daemon keeps its heap off transparent huge pages; its containers get them back.
+    assert_eq!(field("THP_enabled:"), "1", "the container's huge pages");
+    let daemon_pid = node.d().child.as_ref().unwrap().id();
+    let daemon = std::fs::read_to_string(format!("/proc/{daemon_pid}/status")).unwrap();
+    assert!(
+        daemon.contains("THP_enabled:\t0"),
+        "the daemon's huge pages: {daemon}"
+    );
     // Limits land in the cgroup.
     let limit = std::fs::read_to_string(format!(
         "/sys/fs/cgroup/memory/pier/{id}/memory.limit_in_bytes"
