@@ -9,7 +9,7 @@
 //! Measured with `pier-bench cluster` at 10,000 Services x 10 endpoints, RSS 15 s after the
 //! load: leader 164 -> 147-153 MB with the zero delay, followers 142-148 -> 130-142 MB, and
 //! `pier-bench proxy` showed no cost. Huge pages off, on a later build: leader 184-192 ->
-//! 137-140 MB, followers 150-162 -> 122-124 MB, for about 8% of h2c proxying's requests per
+//! 141 MB, followers 150-162 -> 129-131 MB, for about 8% of h2c proxying's requests per
 //! second (`bench/results/cluster-2026-12-05-huge-pages.txt`).
 
 use std::time::Duration;
