@@ -160,19 +160,16 @@ impl Daemon {
             ),
             None => None,
         };
+        // The node's membership, with what it publishes for the pod relay.
         let (cluster, relay) = parts::api::relay(&config.cluster, tcp.as_ref())?;
-        let config = &DaemonConfig {
-            cluster,
-            ..config.clone()
-        };
-        let pod_cidr = parts::control::register(&parts, &config.cluster)
+        let pod_cidr = parts::control::register(&parts, &cluster)
             .await
             .context("registering this node")?;
         // Routes to other nodes' pods belong to pod networking, which the engine owns: a node
         // without it (or without root) leaves the machine's routing table alone.
         let routes = config.runtime.is_some() && pier_controlplane::api::current_uid() == 0;
         let leadership =
-            parts::control::start(&mut parts, &config.cluster, routes, config.follow.is_none());
+            parts::control::start(&mut parts, &cluster, routes, config.follow.is_none());
         if let Some(source) = &config.follow {
             parts::follower::start(&mut parts, source, &config.cluster.node_name).await?;
         }

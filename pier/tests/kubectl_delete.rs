@@ -116,22 +116,19 @@ spec:
         readinessProbe: {tcpSocket: {port: 8080}, periodSeconds: 1}
 ";
 
-const HELD_PODS: &str = "apiVersion: v1
+/// A pod named `name` held by a finalizer of the test's.
+fn held_pod(name: &str) -> String {
+    format!(
+        "apiVersion: v1
 kind: Pod
-metadata: {name: held, finalizers: [example.com/hold]}
+metadata: {{name: {name}, finalizers: [example.com/hold]}}
 spec:
   terminationGracePeriodSeconds: 3
   containers:
-  - {name: web, image: 'pier/echo:v1', args: [echo, --http, '0.0.0.0:8080', --name, held]}
----
-apiVersion: v1
-kind: Pod
-metadata: {name: quick, finalizers: [example.com/hold]}
-spec:
-  terminationGracePeriodSeconds: 3
-  containers:
-  - {name: web, image: 'pier/echo:v1', args: [echo, --http, '0.0.0.0:8080', --name, quick]}
-";
+  - {{name: web, image: 'pier/echo:v1', args: [echo, --http, '0.0.0.0:8080', --name, {name}]}}
+"
+    )
+}
 
 #[test]
 fn deletes_wait_for_the_pods_the_engine_runs() {
@@ -217,7 +214,8 @@ fn deletes_wait_for_the_pods_the_engine_runs() {
 /// `deletionGracePeriodSeconds: 0`) until the finalizer is removed, when it goes. One whose
 /// finalizer is removed while its node is still stopping it goes once the node is done.
 fn pods_wait_on_their_finalizers(node: &Node, kubectl: &dyn Fn(&[&str]) -> String) {
-    common::apply_yaml(&node.d().socket(), HELD_PODS);
+    let pods = format!("{}---\n{}", held_pod("held"), held_pod("quick"));
+    common::apply_yaml(&node.d().socket(), &pods);
     let ready = kubectl(&[
         "wait",
         "--for=condition=Ready",

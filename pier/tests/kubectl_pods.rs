@@ -230,7 +230,8 @@ fn kubectl_reads_a_pods_logs_and_events() {
 /// reported as kubectl reports a kubelet's failure.
 fn port_forward(node: &Node, kubeconfig: &Path) {
     for (websockets, transport) in [("true", "websocket"), ("false", "spdy")] {
-        let (mut kubectl, ports) = forward(kubeconfig, websockets, &[":8080", ":7070"]);
+        let (mut kubectl, ports) =
+            common::kubectl::port_forward(kubeconfig, "pod/web", websockets, &[":8080", ":7070"]);
         for _ in 0..2 {
             let mut http = std::net::TcpStream::connect(("127.0.0.1", ports[0])).unwrap();
             http.write_all(b"GET /hello HTTP/1.1\r\nHost: web\r\nConnection: close\r\n\r\n")
@@ -270,7 +271,8 @@ fn port_forward(node: &Node, kubeconfig: &Path) {
         ));
         assert_eq!(counted, 3.0, "connections forwarded over {transport}");
     }
-    let (mut kubectl, ports) = forward(kubeconfig, "true", &[":9999"]);
+    let (mut kubectl, ports) =
+        common::kubectl::port_forward(kubeconfig, "pod/web", "true", &[":9999"]);
     let mut nothing = std::net::TcpStream::connect(("127.0.0.1", ports[0])).unwrap();
     let mut rest = Vec::new();
     // The connection ends once the pod side's failure is known.
@@ -286,34 +288,4 @@ fn port_forward(node: &Node, kubeconfig: &Path) {
         stderr.contains("error forwarding port 9999 to pod web") && stderr.contains("refused"),
         "{stderr}"
     );
-}
-
-/// Starts `kubectl port-forward pod/web PORTS` (WebSocket tunnel on or off) and returns it with
-/// the local ports it printed.
-fn forward(kubeconfig: &Path, websockets: &str, ports: &[&str]) -> (std::process::Child, Vec<u16>) {
-    let mut kubectl = Command::new("kubectl")
-        .arg("--kubeconfig")
-        .arg(kubeconfig)
-        .args(["port-forward", "pod/web"])
-        .args(ports)
-        .env("KUBECTL_PORT_FORWARD_WEBSOCKETS", websockets)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = std::io::BufReader::new(kubectl.stdout.take().unwrap()).lines();
-    let mut local = Vec::new();
-    while local.len() < ports.len() {
-        let Some(Ok(line)) = lines.next() else {
-            let out = kubectl.wait_with_output().unwrap();
-            panic!("kubectl port-forward ended: {}", out_text(&out));
-        };
-        // "Forwarding from 127.0.0.1:PORT -> 8080"
-        if let Some(rest) = line.strip_prefix("Forwarding from 127.0.0.1:") {
-            local.push(rest.split(' ').next().unwrap().parse().unwrap());
-        }
-    }
-    // Kept reading so kubectl never blocks on a full pipe.
-    std::thread::spawn(move || lines.for_each(drop));
-    (kubectl, local)
 }

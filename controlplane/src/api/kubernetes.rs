@@ -12,7 +12,9 @@ use tokio::sync::watch;
 
 use super::pod_relay::Routed;
 use super::routes;
-use super::server::{error_response, full, json_stream, ApiContext, Body, MAX_BODY};
+use super::server::{
+    error_response, full, json_stream, status_response, ApiContext, Body, MAX_BODY,
+};
 use crate::error::Error;
 
 /// A Kubernetes API request (`crate::kube`), counted under the `kubernetes` verb.
@@ -36,27 +38,35 @@ async fn answer(
     path: &str,
     shutdown: watch::Receiver<bool>,
 ) -> Response<Body> {
-    if let (Some(relay), Some((namespace, name, subresource))) =
-        (&ctx.relay, super::pod_relay::subresource(path))
-    {
-        match relay.route(ctx, req, namespace, name, subresource).await {
-            Routed::Answered(resp) => return resp,
-            Routed::Local(local) => req = local,
+    if let Some((namespace, name, subresource)) = super::pod_container::subresource(path) {
+        if let Some(relay) = &ctx.relay {
+            match relay.route(ctx, req, namespace, name, subresource).await {
+                Routed::Answered(resp) => return resp,
+                Routed::Local(local) => req = local,
+            }
         }
+        let served = match subresource {
+            "log" if req.method() == Method::GET => {
+                let q = routes::query(req.uri().query());
+                super::pod_log::serve(ctx, namespace, name, &q).await
+            }
+            "exec" => super::pod_exec::serve(ctx, req, namespace, name).await,
+            "portforward" => super::pod_portforward::serve(ctx, req, namespace, name).await,
+            _ => return answer_object(ctx, req, path, shutdown).await,
+        };
+        return served.unwrap_or_else(status_response);
     }
+    answer_object(ctx, req, path, shutdown).await
+}
+
+/// A request about objects (everything but a pod's container).
+async fn answer_object(
+    ctx: &Arc<ApiContext>,
+    req: Request<Incoming>,
+    path: &str,
+    shutdown: watch::Receiver<bool>,
+) -> Response<Body> {
     let q = routes::query(req.uri().query());
-    if let (Some((namespace, name)), &Method::GET) = (
-        super::pod_container::subresource_path(path, "log"),
-        req.method(),
-    ) {
-        return super::pod_log::serve(ctx, namespace, name, &q).await;
-    }
-    if let Some((namespace, name)) = super::pod_container::subresource_path(path, "exec") {
-        return super::pod_exec::serve(ctx, req, namespace, name).await;
-    }
-    if let Some((namespace, name)) = super::pod_container::subresource_path(path, "portforward") {
-        return super::pod_portforward::serve(ctx, req, namespace, name).await;
-    }
     let header = |name| {
         req.headers()
             .get(name)

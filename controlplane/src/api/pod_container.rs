@@ -21,16 +21,19 @@ pub(crate) struct PodContainer {
     pub(crate) id: String,
 }
 
-/// The namespace and pod name of a path to the pod subresource `subresource` (`log`, `exec`).
-pub(crate) fn subresource_path<'a>(path: &'a str, subresource: &str) -> Option<(&'a str, &'a str)> {
+/// The pod subresources about a pod's container: served here, or relayed to the pod's node.
+const SUBRESOURCES: [&str; 4] = ["log", "exec", "attach", "portforward"];
+
+/// The namespace, pod and subresource (`log`, `exec`, `attach`, `portforward`) a path names.
+pub(crate) fn subresource(path: &str) -> Option<(&str, &str, &str)> {
     match path
         .trim_matches('/')
         .split('/')
         .collect::<Vec<_>>()
         .as_slice()
     {
-        ["api", "v1", "namespaces", ns, "pods", name, last] if *last == subresource => {
-            Some((ns, name))
+        ["api", "v1", "namespaces", ns, "pods", name, sub] if SUBRESOURCES.contains(sub) => {
+            Some((ns, name, sub))
         }
         _ => None,
     }

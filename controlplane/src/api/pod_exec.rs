@@ -16,7 +16,7 @@ use tokio_tungstenite::WebSocketStream;
 
 use super::exec_stream::{self, Streams};
 use super::pod_container::{self, bad};
-use super::server::{full, ApiContext, Body};
+use super::server::{ApiContext, Body};
 use crate::kube::Failure;
 
 /// The subprotocols served, best first.
@@ -66,18 +66,6 @@ impl Options {
 /// Answers an exec request: `101 Switching Protocols` and the session on the upgraded
 /// connection, or a `Status` saying why not.
 pub(crate) async fn serve(
-    ctx: &Arc<ApiContext>,
-    req: Request<Incoming>,
-    namespace: &str,
-    name: &str,
-) -> Response<Body> {
-    match start(ctx, req, namespace, name).await {
-        Ok(resp) => resp,
-        Err(f) => full(f.code, f.body),
-    }
-}
-
-async fn start(
     ctx: &Arc<ApiContext>,
     req: Request<Incoming>,
     namespace: &str,
@@ -172,8 +160,8 @@ mod tests {
         assert!(Options::parse(Some("stdout=true")).is_err());
         assert!(Options::parse(Some("command=ls")).is_err());
         assert_eq!(
-            pod_container::subresource_path("/api/v1/namespaces/default/pods/web/exec", "exec"),
-            Some(("default", "web"))
+            pod_container::subresource("/api/v1/namespaces/default/pods/web/exec"),
+            Some(("default", "web", "exec"))
         );
     }
 }

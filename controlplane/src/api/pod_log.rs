@@ -10,7 +10,7 @@ use bytes::Bytes;
 use hyper::{Method, Response};
 
 use super::pod_container::{self, bad};
-use super::server::{full, ApiContext, Body, ExtensionResponse};
+use super::server::{ApiContext, Body, ExtensionResponse};
 use crate::kube::Failure;
 
 /// Answers a pod log request.
@@ -19,11 +19,9 @@ pub(crate) async fn serve(
     namespace: &str,
     name: &str,
     query: &HashMap<String, String>,
-) -> Response<Body> {
-    match stream(ctx, namespace, name, query).await {
-        Ok(rx) => super::server::streamed(rx, "text/plain"),
-        Err(f) => full(f.code, f.body),
-    }
+) -> Result<Response<Body>, Failure> {
+    let rx = stream(ctx, namespace, name, query).await?;
+    Ok(super::server::streamed(rx, "text/plain"))
 }
 
 async fn stream(

@@ -25,7 +25,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
 use super::pod_container::{self, bad};
-use super::server::{full, ApiContext, Body, Extension};
+use super::server::{ApiContext, Body, Extension};
 use super::spdy::{self, Stream};
 use crate::kube::Failure;
 
@@ -51,18 +51,6 @@ enum Transport {
 /// Answers a port-forward request: `101 Switching Protocols` and the session on the upgraded
 /// connection, or a `Status` saying why not.
 pub(crate) async fn serve(
-    ctx: &Arc<ApiContext>,
-    req: Request<Incoming>,
-    namespace: &str,
-    name: &str,
-) -> Response<Body> {
-    match start(ctx, req, namespace, name).await {
-        Ok(resp) => resp,
-        Err(f) => full(f.code, f.body),
-    }
-}
-
-async fn start(
     ctx: &Arc<ApiContext>,
     req: Request<Incoming>,
     namespace: &str,

@@ -24,7 +24,7 @@ use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
-use super::server::{full, ApiContext, Body};
+use super::server::{status_response, ApiContext, Body};
 use super::tokens;
 use crate::kube::{failure, Failure};
 
@@ -36,8 +36,6 @@ pub(crate) const CA_ANNOTATION: &str = "pier.dev/api-ca";
 pub(crate) const TOKEN_ANNOTATION: &str = "pier.dev/api-relay-token-sha256";
 /// Header a relayed request carries: the node that relayed it.
 const RELAYED_BY: &str = "x-pier-relayed-by";
-/// The pod subresources relayed (and the only paths a node's token opens).
-const SUBRESOURCES: [&str; 4] = ["log", "exec", "attach", "portforward"];
 /// Longest the pod's node may take to accept the connection and finish TLS.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Response headers that belong to one connection, not passed on (hyper frames the body).
@@ -99,7 +97,7 @@ impl PodRelay {
         let node = match pod_node(ctx, namespace, name).await {
             Ok(Some(node)) if node != self.node_name => node,
             Ok(_) => return Routed::Local(req),
-            Err(f) => return Routed::Answered(full(f.code, f.body)),
+            Err(f) => return Routed::Answered(status_response(f)),
         };
         let answered = match peer(ctx, &node).await {
             Ok(peer) => self.forward(req, &peer).await,
@@ -112,7 +110,7 @@ impl PodRelay {
             .inc();
         Routed::Answered(answered.unwrap_or_else(|f| {
             tracing::warn!(pod = %format!("{namespace}/{name}"), %node, subresource, message = %f.body["message"], "relaying a pod request failed");
-            full(f.code, f.body)
+            status_response(f)
         }))
     }
 
@@ -328,25 +326,10 @@ fn unreachable_node(node: &str, e: &dyn std::fmt::Display) -> Failure {
     )
 }
 
-/// The pod subresource a path names: namespace, pod and subresource.
-pub(crate) fn subresource(path: &str) -> Option<(&str, &str, &str)> {
-    match path
-        .trim_matches('/')
-        .split('/')
-        .collect::<Vec<_>>()
-        .as_slice()
-    {
-        ["api", "v1", "namespaces", ns, "pods", name, sub] if SUBRESOURCES.contains(sub) => {
-            Some((ns, name, sub))
-        }
-        _ => None,
-    }
-}
-
 /// The node whose published relay token `token` is, when `path` is a pod subresource (the
 /// only thing a node's token opens).
 pub(crate) async fn peer_token(ctx: &ApiContext, token: &str, path: &str) -> Option<String> {
-    subresource(path)?;
+    super::pod_container::subresource(path)?;
     let digest = tokens::digest(token);
     let nodes = ctx
         .store
@@ -373,6 +356,7 @@ mod tests {
 
     #[test]
     fn only_pod_subresources_are_relayed() {
+        use super::super::pod_container::subresource;
         assert_eq!(
             subresource("/api/v1/namespaces/default/pods/web/exec"),
             Some(("default", "web", "exec"))

@@ -123,6 +123,11 @@ pub(crate) async fn json_body(req: Request<Incoming>, limit: usize) -> Result<Va
     serde_json::from_slice(&bytes).map_err(|e| Error::BadRequest(format!("invalid JSON: {e}")))
 }
 
+/// A Kubernetes API failure as its `Status` response.
+pub(crate) fn status_response(failure: crate::kube::Failure) -> Response<Body> {
+    full(failure.code, failure.body)
+}
+
 /// A JSON response.
 pub(crate) fn full(status: StatusCode, body: Value) -> Response<Body> {
     let mut resp = Response::new(Full::new(Bytes::from(body.to_string())).boxed());

@@ -13,7 +13,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
-use super::server::{full, handle_request, ApiContext, Body};
+use super::server::{handle_request, status_response, ApiContext, Body};
 use super::tls::ApiTls;
 use super::tokens::Tokens;
 use crate::error::Error;
@@ -105,7 +105,7 @@ async fn authorized(
         None => {
             tracing::info!(%peer, path = req.uri().path(), had_token = token.is_some(), "API request refused: no valid bearer token");
             let failure = crate::kube::unauthorized();
-            full(failure.code, failure.body)
+            status_response(failure)
         }
     }
 }

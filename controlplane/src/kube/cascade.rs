@@ -73,8 +73,7 @@ pub(crate) fn mark(
     if object.meta().deletion_timestamp.is_some() {
         return Ok(None);
     }
-    object.meta_mut().deletion_timestamp =
-        Some(humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string());
+    object.meta_mut().deletion_timestamp = Some(crate::store::now_rfc3339());
     Ok(Some(object))
 }
 
@@ -102,8 +101,7 @@ pub(crate) fn held(mut object: Object, policy: Policy) -> Option<Object> {
         return None;
     }
     if meta.deletion_timestamp.is_none() {
-        meta.deletion_timestamp =
-            Some(humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string());
+        meta.deletion_timestamp = Some(crate::store::now_rfc3339());
         meta.deletion_grace_period_seconds = grace;
     }
     Some(object)

@@ -157,7 +157,7 @@ fn object_key(kind: Kind, namespace: &str, name: &str) -> String {
 }
 
 /// Now, as RFC 3339 with seconds (how metadata times are written).
-pub(crate) fn now_rfc3339() -> String {
+pub fn now_rfc3339() -> String {
     humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
 }
 

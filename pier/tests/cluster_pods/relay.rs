@@ -1,11 +1,11 @@
 //! kubectl against one node for a pod another node runs: `logs`, `exec` and `port-forward`
 //! reach it through the relay to that node's API, as the API server reaches a kubelet.
 
-use std::io::BufRead;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
 use super::common::cluster::ClusterNode;
+use super::common::kubectl::port_forward;
 use super::common::{have, skip};
 
 /// From n1's API, for `only3` (which only n3 runs): logs, exec with stdin, and a forwarded
@@ -65,26 +65,8 @@ pub(crate) fn kubectl_on_one_node_reaches_a_pod_on_another(nodes: &[ClusterNode]
     let missing = kubectl(&["exec", "only3", "--", "/no/such/binary"], None);
     assert!(!missing.status.success(), "{}", text(&missing));
 
-    let mut forward = Command::new("kubectl")
-        .arg("--kubeconfig")
-        .arg(&kubeconfig)
-        .args(["port-forward", "pod/only3", ":8080"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = std::io::BufReader::new(forward.stdout.take().unwrap()).lines();
-    let port: u16 = loop {
-        let line = lines
-            .next()
-            .expect("kubectl port-forward ended before forwarding")
-            .unwrap();
-        // "Forwarding from 127.0.0.1:PORT -> 8080"
-        if let Some(rest) = line.strip_prefix("Forwarding from 127.0.0.1:") {
-            break rest.split(' ').next().unwrap().parse().unwrap();
-        }
-    };
-    std::thread::spawn(move || lines.for_each(drop));
+    let (mut forward, ports) = port_forward(&kubeconfig, "pod/only3", "true", &[":8080"]);
+    let port = ports[0];
     let url = format!("http://127.0.0.1:{port}/");
     let answered = Command::new("curl")
         .args(["-sS", "-m", "5", &url, &url])

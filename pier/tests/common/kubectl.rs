@@ -1,8 +1,9 @@
 //! kubectl against a daemon whose API listens on TCP: a kubeconfig from `pier kubeconfig`
 //! and a discovery cache per test.
 
+use std::io::BufRead;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -131,4 +132,43 @@ pub(crate) fn make_ready(kubectl: &Kubectl) {
         );
         kubectl.ok(&["patch", "pod", name, "--type=merge", "-p", &patch]);
     }
+}
+
+/// Starts `kubectl port-forward POD PORTS` with `kubeconfig` (`websockets`: the value of
+/// `KUBECTL_PORT_FORWARD_WEBSOCKETS`, which picks its transport) and returns it with the local
+/// ports it printed; its output is drained so it never blocks.
+pub(crate) fn port_forward(
+    kubeconfig: &Path,
+    pod: &str,
+    websockets: &str,
+    ports: &[&str],
+) -> (Child, Vec<u16>) {
+    let mut kubectl = Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args(["port-forward", pod])
+        .args(ports)
+        .env("KUBECTL_PORT_FORWARD_WEBSOCKETS", websockets)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(kubectl.stdout.take().unwrap()).lines();
+    let mut local = Vec::new();
+    while local.len() < ports.len() {
+        let Some(Ok(line)) = lines.next() else {
+            let out = kubectl.wait_with_output().unwrap();
+            panic!(
+                "kubectl port-forward ended: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        // "Forwarding from 127.0.0.1:PORT -> 8080"
+        if let Some(rest) = line.strip_prefix("Forwarding from 127.0.0.1:") {
+            local.push(rest.split(' ').next().unwrap().parse().unwrap());
+        }
+    }
+    std::thread::spawn(move || lines.for_each(drop));
+    (kubectl, local)
 }

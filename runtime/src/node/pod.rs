@@ -379,8 +379,7 @@ async fn run_loop(
 /// stops and removes its container.
 async fn terminate(node: &Node, work: &mut PodWork, id: &str) {
     if work.pod.metadata.deletion_timestamp.is_none() {
-        work.pod.metadata.deletion_timestamp =
-            Some(humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string());
+        work.pod.metadata.deletion_timestamp = Some(pier_controlplane::store::now_rfc3339());
     }
     set_ready(&mut work.pod, false);
     if let Err(e) = node.write(&work.pod).await {

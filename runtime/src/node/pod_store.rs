@@ -60,7 +60,8 @@ impl Node {
                 }
                 let mut held = merged(stored, &ours);
                 if held.metadata.deletion_timestamp.is_none() {
-                    held.metadata.deletion_timestamp = Some(now());
+                    held.metadata.deletion_timestamp =
+                        Some(pier_controlplane::store::now_rfc3339());
                 }
                 held.metadata.deletion_grace_period_seconds = Some(0);
                 super::pod_work::set_ready(&mut held, false);
@@ -132,11 +133,6 @@ fn merged(mut stored: Pod, ours: &Pod) -> Pod {
             .clone_from(&ours.metadata.deletion_timestamp);
     }
     stored
-}
-
-/// Now, as an RFC 3339 timestamp.
-fn now() -> String {
-    humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
 }
 
 #[cfg(test)]
