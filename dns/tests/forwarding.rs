@@ -113,7 +113,7 @@ fn metric(registry: &prometheus::Registry, name: &str) -> f64 {
         .iter()
         .filter(|f| f.name() == name)
         .flat_map(|f| f.get_metric())
-        .map(|m| m.get_counter().get_value() + m.get_gauge().get_value())
+        .map(|m| m.get_counter().value() + m.get_gauge().value())
         .sum()
 }
 

@@ -334,7 +334,7 @@ fn refused_and_reset_connections_are_counted_per_backend() {
                     .iter()
                     .any(|l| l.value() == backend.to_string())
             })
-            .map(|m| m.get_counter().get_value() as u64)
+            .map(|m| m.get_counter().value() as u64)
             .sum()
     };
     let failures = "pier_ebpf_backend_connect_failures_total";

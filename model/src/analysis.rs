@@ -207,8 +207,8 @@ pub struct PierMetric {
     pub window: Option<String>,
 }
 
-/// The measures of pier's metric plugin; traffic is what this node's proxy relayed to the
-/// Service's endpoints as a backend.
+/// The measures of pier's metric plugin; traffic is what every node's proxy relayed to the
+/// Service's endpoints as a backend, and the connections every node's socket-LB made to them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum PierMeasure {
@@ -220,6 +220,8 @@ pub enum PierMeasure {
     Requests,
     /// Upstream latency at the quantile, in seconds (NaN with no requests).
     Latency,
+    /// TCP connections made to the Service's endpoints in the window.
+    Connections,
     /// TCP connections that failed to connect (refused, reset or timed out).
     ConnectFailures,
     /// Share of TCP connection attempts that failed (NaN with none).

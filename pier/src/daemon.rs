@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use pier_controlplane::api::{self, ApiContext};
+use pier_controlplane::cluster::NodeMetrics;
 use pier_controlplane::metrics::Metrics;
 use pier_controlplane::store::{AllocConfig, Keyring, Store, StoreConfig};
 use pier_controlplane::Error;
@@ -206,11 +207,24 @@ impl Daemon {
             }
             None => None,
         };
+        let usage = node.as_ref().map(|n| {
+            Arc::clone(n.engine()) as Arc<dyn pier_controlplane::autoscaling::UsageSource>
+        });
+        // This node's metrics (served to the others) and the way to read every node's.
+        let node_metrics = Arc::new(NodeMetrics::new(
+            &config.cluster.node_name,
+            Arc::clone(&parts.store),
+            parts.registry.clone(),
+            usage,
+            relay.clone(),
+        ));
         if let Some(leadership) = &leadership {
-            let usage = node.as_ref().map(|n| {
-                Arc::clone(n.engine()) as Arc<dyn pier_controlplane::autoscaling::UsageSource>
-            });
-            parts::control::autoscale(&mut parts, &config.cluster, leadership, usage);
+            parts::control::analyse_and_autoscale(
+                &mut parts,
+                &config.cluster,
+                leadership,
+                Arc::clone(&node_metrics),
+            );
         }
         let extension = match (&node, &config.runtime) {
             (Some(node), Some(_)) => Some(Arc::new(pier_runtime::node::api::EngineApi::new(
@@ -228,6 +242,7 @@ impl Daemon {
             tokens: Some(parts::api::tokens(&config.state_dir)?),
             api_listener: tcp.as_ref().map(|t| t.reported.clone()),
             relay,
+            node_metrics: Some(node_metrics),
         };
         parts::api::start(&mut parts, api, &config.socket, tcp)?;
         if let Err(e) = first_snapshot(&parts).await {

@@ -6,7 +6,8 @@
 //! kill -9 of the leader hands the controllers over with no pod restarted; removing a whole
 //! node takes its endpoints out of every other node's dataplane within `--node-grace` and
 //! runs its replicas elsewhere; the node coming back removes the containers that were replaced.
-//! kubectl against n1 reads the logs of, execs in and forwards a port to a pod only n3 runs.
+//! kubectl against n1 reads the logs of, execs in and forwards a port to a pod only n3 runs,
+//! and reads every node's metrics; the leader's analysis counts traffic other nodes sent.
 //! Needs root, cgroup2, bpffs, etcd, curl and nsenter; skips with the reason otherwise.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -15,6 +16,8 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
+#[path = "cluster_pods/measures.rs"]
+mod measures;
 #[path = "cluster_pods/outages.rs"]
 mod outages;
 #[path = "cluster_pods/probe.rs"]
@@ -148,6 +151,8 @@ fn three_nodes_run_spread_pods_reach_each_other_and_survive_a_lost_leader_and_no
     pods_reach_every_node_and_local_services_stay_local(&nodes);
     let node_port = a_node_port_reaches_a_pod_on_another_node(&nodes);
     relay::kubectl_on_one_node_reaches_a_pod_on_another(&nodes, dirs[0].path());
+    measures::kubectl_reads_every_nodes_metrics(&nodes, dirs[0].path());
+    measures::the_leader_counts_what_other_nodes_sent(&nodes, node_port);
     external_traffic_policy_local(&nodes);
     a_killed_leader_hands_over_without_restarts(&mut nodes);
     let (v, replaced) = a_removed_node_is_replaced_while_clients_lose_little(&mut nodes);

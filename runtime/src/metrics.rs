@@ -220,7 +220,7 @@ mod tests {
             .filter(|f| f.name() == "pier_runtime_failures_total")
             .flat_map(|f| f.get_metric())
             .filter(|m| m.get_label().iter().any(|l| l.value() == operation))
-            .map(|m| m.get_counter().get_value())
+            .map(|m| m.get_counter().value())
             .sum()
     }
 

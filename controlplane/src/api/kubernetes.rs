@@ -38,6 +38,9 @@ async fn answer(
     path: &str,
     shutdown: watch::Receiver<bool>,
 ) -> Response<Body> {
+    if let Some((node, which)) = super::node_proxy::parse(path) {
+        return super::node_proxy::serve(ctx, req, node, which).await;
+    }
     if let Some((namespace, name, subresource)) = super::pod_container::subresource(path) {
         if let Some(relay) = &ctx.relay {
             match relay.route(ctx, req, namespace, name, subresource).await {

@@ -8,7 +8,8 @@
 //! - `GET /v1/watch?from=REV`: newline-delimited events from a revision on
 //! - `GET /v1/snapshot`: the published node snapshot
 //! - `GET|POST /v1/tokens`, `DELETE /v1/tokens/{name}`: bearer tokens for the TCP listener
-//! - `/version`, `/api/...`, `/apis/...`: the Kubernetes API (`crate::kube`)
+//! - `/version`, `/api/...`, `/apis/...`: the Kubernetes API (`crate::kube`), with pods'
+//!   `log`, `exec`, `portforward` and nodes' `proxy/metrics[/resource]` served or relayed
 //!
 //! With `--api-listen`, the same routes are served on TCP with TLS, to bearer tokens only.
 
@@ -16,11 +17,12 @@ mod access;
 mod client;
 mod exec_stream;
 mod kubernetes;
+pub(crate) mod node_proxy;
 mod pod_container;
 mod pod_exec;
 mod pod_log;
 mod pod_portforward;
-mod pod_relay;
+pub(crate) mod pod_relay;
 mod routes;
 mod server;
 mod spdy;
@@ -31,6 +33,7 @@ mod tokens;
 use std::path::PathBuf;
 
 pub use client::{encode, Client};
+pub use node_proxy::NodeMetricsPath;
 pub use pod_relay::PodRelay;
 pub use server::{bind, serve, ApiContext, Extension, ExtensionFuture, ExtensionResponse};
 pub use tcp::{bind_tcp, serve_tcp};

@@ -3,7 +3,8 @@
 //! to the pod's kubelet. Each node with a TCP listener publishes on its Node where it listens,
 //! the CA its serving certificate chains to, and the SHA-256 of a token it makes at start;
 //! a node relays with its own token, trusting only the CA the pod's node published, and a node
-//! takes a published token for these subresources only. An upgraded request (exec,
+//! takes a published token for these subresources and for reading a node's metrics
+//! (`node_proxy.rs`, which it relays the same way) only. An upgraded request (exec,
 //! port-forward) is passed on whole, and once the pod's node has switched protocols the two
 //! connections are spliced; a relayed request is never relayed again.
 
@@ -27,6 +28,7 @@ use tokio_rustls::TlsConnector;
 use super::server::{status_response, ApiContext, Body};
 use super::tokens;
 use crate::kube::{failure, Failure};
+use crate::store::Store;
 
 /// Annotation on a Node: where its API listens (`IP:PORT`).
 pub(crate) const ENDPOINT_ANNOTATION: &str = "pier.dev/api-endpoint";
@@ -35,7 +37,7 @@ pub(crate) const CA_ANNOTATION: &str = "pier.dev/api-ca";
 /// Annotation on a Node: hex SHA-256 of the token it relays pod requests with.
 pub(crate) const TOKEN_ANNOTATION: &str = "pier.dev/api-relay-token-sha256";
 /// Header a relayed request carries: the node that relayed it.
-const RELAYED_BY: &str = "x-pier-relayed-by";
+pub(crate) const RELAYED_BY: &str = "x-pier-relayed-by";
 /// Longest the pod's node may take to accept the connection and finish TLS.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Response headers that belong to one connection, not passed on (hyper frames the body).
@@ -99,7 +101,7 @@ impl PodRelay {
             Ok(_) => return Routed::Local(req),
             Err(f) => return Routed::Answered(status_response(f)),
         };
-        let answered = match peer(ctx, &node).await {
+        let answered = match peer(&ctx.store, &node).await {
             Ok(peer) => self.forward(req, &peer).await,
             Err(f) => Err(f),
         };
@@ -112,6 +114,69 @@ impl PodRelay {
             tracing::warn!(pod = %format!("{namespace}/{name}"), %node, subresource, message = %f.body["message"], "relaying a pod request failed");
             status_response(f)
         }))
+    }
+
+    /// Relays `req`, a request for node `node`'s own data, when `node` is another node.
+    pub(crate) async fn route_to_node(
+        &self,
+        ctx: &ApiContext,
+        req: Request<Incoming>,
+        node: &str,
+    ) -> Routed {
+        if req.headers().contains_key(RELAYED_BY) || node == self.node_name {
+            return Routed::Local(req);
+        }
+        let answered = match peer(&ctx.store, node).await {
+            Ok(peer) => self.forward(req, &peer).await,
+            Err(f) => Err(f),
+        };
+        Routed::Answered(answered.unwrap_or_else(|f| {
+            if f.code.is_server_error() {
+                tracing::warn!(%node, message = %f.body["message"], "relaying a node request failed");
+            }
+            status_response(f)
+        }))
+    }
+
+    /// `GET path` of node `node`'s API with `accept`: the body of a `200`, else why not.
+    pub(crate) async fn get(
+        &self,
+        store: &Arc<Store>,
+        node: &str,
+        path: &str,
+        accept: &str,
+    ) -> Result<Bytes, String> {
+        let message = |f: Failure| f.body["message"].as_str().unwrap_or("").to_string();
+        let peer = peer(store, node).await.map_err(message)?;
+        let req = Request::get(path)
+            .header(HOST, peer.endpoint.to_string())
+            .header(AUTHORIZATION, format!("Bearer {}", self.token))
+            .header(hyper::header::ACCEPT, accept)
+            .header(RELAYED_BY, &self.node_name)
+            .body(http_body_util::Empty::<Bytes>::new())
+            .map_err(|e| format!("asking node {node} for {path}: {e}"))?;
+        let mut sender = connect::<http_body_util::Empty<Bytes>>(&peer)
+            .await
+            .map_err(message)?;
+        let resp = sender
+            .send_request(req)
+            .await
+            .map_err(|e| format!("asking node {node} for {path}: {e}"))?;
+        let status = resp.status();
+        let body = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| format!("reading node {node}'s {path}: {e}"))?
+            .to_bytes();
+        if status != StatusCode::OK {
+            let text = String::from_utf8_lossy(&body);
+            return Err(format!(
+                "node {node} answered {status} for {path}: {}",
+                text.chars().take(200).collect::<String>()
+            ));
+        }
+        Ok(body)
     }
 
     /// Sends `req` on to `peer` and answers what it answers; splices the two connections when
@@ -203,10 +268,9 @@ async fn pod_node(
 }
 
 /// What node `node` published for relaying to it.
-async fn peer(ctx: &ApiContext, node: &str) -> Result<Peer, Failure> {
+async fn peer(store: &Arc<Store>, node: &str) -> Result<Peer, Failure> {
     let name = node.to_string();
-    let found = ctx
-        .store
+    let found = store
         .blocking("reading the pod's Node", move |s| {
             s.get(Kind::Node, "", &name)
         })
@@ -214,7 +278,14 @@ async fn peer(ctx: &ApiContext, node: &str) -> Result<Peer, Failure> {
         .map_err(|e| crate::kube::from_error(&e))?;
     let annotations = match found {
         Some(Object::Node(n)) => n.metadata.annotations,
-        _ => BTreeMap::new(),
+        _ => {
+            return Err(failure(
+                StatusCode::NOT_FOUND,
+                "NotFound",
+                format!("nodes {node:?} not found"),
+                None,
+            ))
+        }
     };
     let (Some(endpoint), Some(ca)) = (
         annotations.get(ENDPOINT_ANNOTATION),
@@ -244,9 +315,12 @@ async fn peer(ctx: &ApiContext, node: &str) -> Result<Peer, Failure> {
 }
 
 /// An HTTP/1.1 connection to `peer`'s API over TLS that trusts only its published CA.
-async fn connect(
-    peer: &Peer,
-) -> Result<hyper::client::conn::http1::SendRequest<Incoming>, Failure> {
+async fn connect<B>(peer: &Peer) -> Result<hyper::client::conn::http1::SendRequest<B>, Failure>
+where
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let fail = |e: &dyn std::fmt::Display| unreachable_node(&peer.node, e);
     let mut roots = rustls::RootCertStore::empty();
     for cert in &peer.ca {
@@ -326,10 +400,13 @@ fn unreachable_node(node: &str, e: &dyn std::fmt::Display) -> Failure {
     )
 }
 
-/// The node whose published relay token `token` is, when `path` is a pod subresource (the
-/// only thing a node's token opens).
+/// The node whose published relay token `token` is, when `path` is a pod subresource or a
+/// node's metrics (the only things a node's token opens).
 pub(crate) async fn peer_token(ctx: &ApiContext, token: &str, path: &str) -> Option<String> {
-    super::pod_container::subresource(path)?;
+    if super::pod_container::subresource(path).is_none() && super::node_proxy::parse(path).is_none()
+    {
+        return None;
+    }
     let digest = tokens::digest(token);
     let nodes = ctx
         .store

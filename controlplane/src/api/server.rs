@@ -54,6 +54,8 @@ pub struct ApiContext {
     /// Relays pod subresources to the node that runs the pod (a cluster node with a TCP
     /// listener).
     pub relay: Option<Arc<super::pod_relay::PodRelay>>,
+    /// This node's metrics, served at `/api/v1/nodes/NODE/proxy/metrics[/resource]`.
+    pub node_metrics: Option<Arc<crate::cluster::NodeMetrics>>,
 }
 
 /// What an [`Extension`] answers.

@@ -8,11 +8,10 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use prometheus::Registry;
-
 use super::behavior::{Behavior, History, Limit};
 use super::evaluate::{evaluate, Evaluated, Failure, Measuring};
-use super::measure::{Sampler, TrafficCounts, UsageSource};
+use super::measure::{Readings, Sampler};
+use crate::cluster::NodeMetrics;
 use crate::controllers::runner::{Reconciled, Reconciler};
 use crate::events::Recorder;
 use crate::store::{EventType, Op, Store};
@@ -32,6 +31,7 @@ const CONFLICT_RETRY: Duration = Duration::from_millis(200);
 pub struct HpaController {
     store: Arc<Store>,
     events: Recorder,
+    nodes: Arc<NodeMetrics>,
     sampler: Sampler,
     period: Duration,
     hpas: HashMap<Key, HorizontalPodAutoscaler>,
@@ -39,19 +39,19 @@ pub struct HpaController {
 }
 
 impl HpaController {
-    /// A controller passing over each autoscaler every `period`, reading containers' use
-    /// through `usage` and the proxy's counters from `registry`.
+    /// A controller passing over each autoscaler every `period`, reading pods' use and
+    /// traffic from every node `nodes` reaches.
     pub fn new(
         store: Arc<Store>,
         events: Recorder,
-        usage: Option<Arc<dyn UsageSource>>,
-        registry: Registry,
+        nodes: Arc<NodeMetrics>,
         period: Duration,
     ) -> Self {
         Self {
             store,
             events,
-            sampler: Sampler::new(usage, registry),
+            nodes,
+            sampler: Sampler::default(),
             period,
             hpas: HashMap::new(),
             histories: HashMap::new(),
@@ -109,7 +109,7 @@ impl HpaController {
     async fn reconcile_one(
         &mut self,
         key: &Key,
-        counts: &TrafficCounts,
+        readings: &Readings,
     ) -> Result<Option<Duration>, String> {
         let Some(hpa) = self.hpas.get(key).cloned() else {
             self.histories.remove(key);
@@ -137,7 +137,7 @@ impl HpaController {
                 return Ok(Some(self.period));
             }
         };
-        let mut decision = self.decide(key, &hpa, &workload, &pods, counts);
+        let mut decision = self.decide(key, &hpa, &workload, &pods, readings);
         let current = workload.replicas();
         if decision.desired != current {
             let object = workload.scaled(decision.desired);
@@ -251,7 +251,7 @@ impl HpaController {
         hpa: &HorizontalPodAutoscaler,
         workload: &ScaleTarget,
         pods: &[Pod],
-        counts: &TrafficCounts,
+        readings: &Readings,
     ) -> Decision {
         let now_text = rfc3339(SystemTime::now());
         let current = workload.replicas();
@@ -272,7 +272,7 @@ impl HpaController {
         let mut measuring = Measuring {
             owner: &owner,
             sampler: &mut self.sampler,
-            counts,
+            readings,
             now: Instant::now(),
         };
         let live: Vec<&Pod> = pods.iter().collect();
@@ -517,10 +517,10 @@ impl Reconciler for HpaController {
 
     async fn reconcile(&mut self, keys: BTreeSet<Key>) -> Reconciled<Key> {
         let mut result = Reconciled::default();
-        // The proxy's counters, read once for every autoscaler of this pass.
-        let counts = self.sampler.traffic();
+        // Every node's counters and pods' use, read once for every autoscaler of this pass.
+        let readings = Readings::read(&self.nodes).await;
         for key in keys {
-            match self.reconcile_one(&key, &counts).await {
+            match self.reconcile_one(&key, &readings).await {
                 Ok(Some(after)) => result.requeue.push((key, after)),
                 Ok(None) => {}
                 Err(e) => result.failed.push((key, e)),

@@ -10,7 +10,7 @@ use pier_model::hpa::{
 use pier_model::quantity;
 use pier_model::{IntOrString, Pod};
 
-use super::measure::{Sampler, TrafficCounts};
+use super::measure::{Readings, Sampler};
 use super::replicas::{propose, PodReading, Proposal, Target};
 
 /// Why a metric gave no proposal: the condition reason and the message.
@@ -32,8 +32,8 @@ pub(crate) struct Measuring<'a> {
     pub(crate) owner: &'a str,
     /// Readings kept between passes.
     pub(crate) sampler: &'a mut Sampler,
-    /// The proxy's counters, read once per pass.
-    pub(crate) counts: &'a TrafficCounts,
+    /// Every node's counters and pods' use, read once per pass.
+    pub(crate) readings: &'a Readings,
     /// This pass's moment.
     pub(crate) now: Instant,
 }
@@ -81,9 +81,9 @@ fn resource(
             let value = if container.is_some_and(|c| !runs(pod, c)) {
                 None
             } else if cpu {
-                m.sampler.cpu(m.owner, pod, m.now)
+                m.sampler.cpu(m.owner, pod, m.readings, m.now)
             } else {
-                m.sampler.memory(pod)
+                m.sampler.memory(pod, m.readings)
             };
             PodReading {
                 ready: pod.is_ready(),
@@ -164,7 +164,7 @@ fn pods_metric(
         .iter()
         .map(|pod| PodReading {
             ready: pod.is_ready(),
-            value: m.sampler.pod_metric(m.owner, pod, name, m.counts, m.now),
+            value: m.sampler.pod_metric(m.owner, pod, name, m.readings, m.now),
             request: None,
         })
         .collect();

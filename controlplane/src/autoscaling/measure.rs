@@ -1,19 +1,21 @@
-//! What an autoscaler measures of each pod: CPU (cores, a rate between two readings of the
-//! container's cgroup counter) and memory (working-set bytes) from the container engine, and
-//! the requests or connections per second this node's proxy sent to the pod (a rate between
-//! two readings of the proxy's counters, summed over every Service that reaches it). A pod's
-//! first reading gives no rate, as metrics-server gives none before its second scrape.
+//! What an autoscaler measures of each pod, read from every node of the cluster once per pass:
+//! CPU (cores, a rate between two readings of the container's cgroup counter) and memory
+//! (working-set bytes) from the kubelet-style resource metrics each node serves for its pods,
+//! and the requests or connections per second each node's proxy (and, for connections, its
+//! socket-LB) sent to the pod (a rate between two readings of that node's counters, summed over
+//! every Service that reaches the pod, then over nodes). A pod's first reading gives no rate,
+//! as metrics-server gives none before its second scrape.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
 use std::time::Instant;
 
 use pier_model::hpa::{CONNECTIONS_PER_SECOND, REQUESTS_PER_SECOND};
-use pier_model::pod::CONTAINER_ANNOTATION;
 use pier_model::Pod;
 use prometheus::proto::MetricFamily;
-use prometheus::Registry;
+
+use crate::api::NodeMetricsPath;
+use crate::cluster::{pod_usage, NodeMetrics};
 
 /// One container's resource use, as its cgroup counts it.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -38,19 +40,19 @@ enum Series {
     Connections,
 }
 
-/// Requests and connections sent to each endpoint address, summed: the proxy's, and the
-/// socket-LB's connections (which bypass the proxy).
+/// Requests and connections one node sent to each endpoint address, summed: its proxy's, and
+/// its socket-LB's connections (which bypass the proxy).
 #[derive(Debug, Default)]
 pub(crate) struct TrafficCounts {
     by_ip: HashMap<IpAddr, (f64, f64)>,
 }
 
 impl TrafficCounts {
-    /// Reads the proxy's counters from `registry`.
-    pub(crate) fn read(registry: &Registry) -> TrafficCounts {
+    /// Reads the counters in one node's `families`.
+    pub(crate) fn from_families(families: &[MetricFamily]) -> TrafficCounts {
         let mut counts = TrafficCounts::default();
-        for family in registry.gather() {
-            counts.fold(&family);
+        for family in families {
+            counts.fold(family);
         }
         counts
     }
@@ -70,7 +72,7 @@ impl TrafficCounts {
                 .and_then(|l| l.value().parse::<SocketAddr>().ok());
             let Some(addr) = endpoint else { continue };
             let entry = self.by_ip.entry(addr.ip()).or_default();
-            let value = m.get_counter().get_value();
+            let value = m.get_counter().value();
             if requests {
                 entry.0 += value;
             } else {
@@ -80,54 +82,81 @@ impl TrafficCounts {
     }
 }
 
-/// Readings kept between passes, to turn counters into rates.
-pub(crate) struct Sampler {
-    usage: Option<Arc<dyn UsageSource>>,
-    registry: Registry,
-    last: HashMap<(String, Series), (Instant, f64)>,
+/// What one pass read of every node: each node's traffic counters and every pod's resource use
+/// (by namespace and name).
+#[derive(Debug, Default)]
+pub(crate) struct Readings {
+    pub(crate) traffic: BTreeMap<String, TrafficCounts>,
+    pub(crate) usage: HashMap<(String, String), ContainerUsage>,
 }
 
-impl Sampler {
-    /// Reads containers through `usage` (none when this node runs no engine) and the proxy's
-    /// counters from `registry`.
-    pub(crate) fn new(usage: Option<Arc<dyn UsageSource>>, registry: Registry) -> Self {
-        Self {
-            usage,
-            registry,
-            last: HashMap::new(),
+impl Readings {
+    /// Reads every node `nodes` reaches; a node that does not answer is left out of this pass
+    /// (its pods are unmeasured, as metrics-server leaves a kubelet it cannot scrape), logged.
+    pub(crate) async fn read(nodes: &NodeMetrics) -> Readings {
+        let (metrics, resource) = tokio::join!(
+            nodes.gather(NodeMetricsPath::Metrics),
+            nodes.gather(NodeMetricsPath::Resource)
+        );
+        for (node, why) in metrics.failed.iter().chain(&resource.failed) {
+            tracing::warn!(%node, error = %why, "autoscaling: a node's metrics could not be read; its share is left out of this pass");
+        }
+        Readings {
+            traffic: metrics
+                .nodes
+                .iter()
+                .map(|(node, families)| (node.clone(), TrafficCounts::from_families(families)))
+                .collect(),
+            usage: resource
+                .nodes
+                .iter()
+                .flat_map(|(_, families)| pod_usage(families))
+                .collect(),
         }
     }
 
-    /// The proxy's and the socket-LB's counters now.
-    pub(crate) fn traffic(&self) -> TrafficCounts {
-        TrafficCounts::read(&self.registry)
-    }
-
     fn container(&self, pod: &Pod) -> Option<ContainerUsage> {
-        let id = pod.metadata.annotations.get(CONTAINER_ANNOTATION)?;
-        self.usage.as_ref()?.usage(id)
+        let key = (
+            pod.metadata.namespace().to_string(),
+            pod.metadata.name.clone(),
+        );
+        self.usage.get(&key).copied()
     }
+}
 
+/// Readings kept between passes, to turn counters into rates.
+#[derive(Default)]
+pub(crate) struct Sampler {
+    last: HashMap<(String, Series, String), (Instant, f64)>,
+}
+
+impl Sampler {
     /// Cores the pod's container uses, a rate since the last reading (under `owner`, the
     /// autoscaler asking).
-    pub(crate) fn cpu(&mut self, owner: &str, pod: &Pod, now: Instant) -> Option<f64> {
-        let total = self.container(pod)?.cpu_seconds;
-        self.rate(owner, pod, Series::Cpu, total, now)
+    pub(crate) fn cpu(
+        &mut self,
+        owner: &str,
+        pod: &Pod,
+        readings: &Readings,
+        now: Instant,
+    ) -> Option<f64> {
+        let total = readings.container(pod)?.cpu_seconds;
+        self.rate(owner, pod, (Series::Cpu, ""), total, now)
     }
 
     /// Working-set bytes of the pod's container.
-    pub(crate) fn memory(&self, pod: &Pod) -> Option<f64> {
-        Some(self.container(pod)?.memory_bytes)
+    pub(crate) fn memory(&self, pod: &Pod, readings: &Readings) -> Option<f64> {
+        Some(readings.container(pod)?.memory_bytes)
     }
 
-    /// Per second of the Pods metric `name` for `pod`, from `counts`; `None` for a name pier
-    /// does not measure or a pod without an address or a first reading.
+    /// Per second of the Pods metric `name` for `pod`, summed over the nodes read; `None` for
+    /// a name pier does not measure, a pod without an address, or no node read twice yet.
     pub(crate) fn pod_metric(
         &mut self,
         owner: &str,
         pod: &Pod,
         name: &str,
-        counts: &TrafficCounts,
+        readings: &Readings,
         now: Instant,
     ) -> Option<f64> {
         let series = match name {
@@ -136,31 +165,41 @@ impl Sampler {
             _ => return None,
         };
         let ip: IpAddr = pod.status.pod_ip.as_deref()?.parse().ok()?;
-        let (requests, connections) = counts.by_ip.get(&ip).copied().unwrap_or_default();
-        let total = if series == Series::Requests {
-            requests
-        } else {
-            connections
-        };
-        self.rate(owner, pod, series, total, now)
+        let mut sum = None;
+        for (node, counts) in &readings.traffic {
+            let (requests, connections) = counts.by_ip.get(&ip).copied().unwrap_or_default();
+            let total = if series == Series::Requests {
+                requests
+            } else {
+                connections
+            };
+            if let Some(rate) = self.rate(owner, pod, (series, node), total, now) {
+                *sum.get_or_insert(0.0) += rate;
+            }
+        }
+        sum
     }
 
     fn rate(
         &mut self,
         owner: &str,
         pod: &Pod,
-        series: Series,
+        (series, node): (Series, &str),
         total: f64,
         now: Instant,
     ) -> Option<f64> {
-        let key = (format!("{owner}/{}", pod.metadata.uid), series);
+        let key = (
+            format!("{owner}/{}", pod.metadata.uid),
+            series,
+            node.to_string(),
+        );
         let before = self.last.insert(key, (now, total))?;
         let seconds = now.saturating_duration_since(before.0).as_secs_f64();
         if seconds <= 0.0 {
             return None;
         }
-        // A counter that went down was reset (a restarted container, a re-added endpoint):
-        // all of it is new.
+        // A counter that went down was reset (a restarted container, a re-added endpoint, a
+        // restarted node): all of it is new.
         let delta = if total >= before.1 {
             total - before.1
         } else {
@@ -171,7 +210,7 @@ impl Sampler {
 
     /// Drops readings of pods `keep` says are gone.
     pub(crate) fn retain(&mut self, keep: impl Fn(&str) -> bool) {
-        self.last.retain(|(key, _), _| keep(key));
+        self.last.retain(|(key, _, _), _| keep(key));
     }
 }
 
@@ -179,9 +218,21 @@ impl Sampler {
 mod tests {
     use std::time::Duration;
 
-    use prometheus::{IntCounterVec, Opts};
+    use prometheus::{IntCounterVec, Opts, Registry};
 
     use super::*;
+
+    /// What a pass reads when `registry` is node n1's.
+    fn readings(registry: &Registry) -> Readings {
+        Readings {
+            traffic: [(
+                "n1".to_string(),
+                TrafficCounts::from_families(&registry.gather()),
+            )]
+            .into(),
+            usage: HashMap::new(),
+        }
+    }
 
     fn pod(uid: &str, ip: &str) -> Pod {
         let mut p = Pod::default();
@@ -199,10 +250,10 @@ mod tests {
         )
         .unwrap();
         registry.register(Box::new(requests.clone())).unwrap();
-        let mut sampler = Sampler::new(None, registry);
+        let mut sampler = Sampler::default();
         let (a, b) = (pod("a", "10.0.0.1"), pod("b", "10.0.0.2"));
         let t0 = Instant::now();
-        let counts = sampler.traffic();
+        let counts = readings(&registry);
         assert_eq!(
             sampler.pod_metric("h", &a, REQUESTS_PER_SECOND, &counts, t0),
             None
@@ -216,7 +267,7 @@ mod tests {
                 .with_label_values(&[svc, svc, "10.0.0.1:80", code])
                 .inc_by(10);
         }
-        let counts = sampler.traffic();
+        let counts = readings(&registry);
         let t1 = t0 + Duration::from_secs(2);
         assert_eq!(
             sampler.pod_metric("h", &a, REQUESTS_PER_SECOND, &counts, t1),
@@ -247,10 +298,10 @@ mod tests {
         .unwrap();
         registry.register(Box::new(proxied.clone())).unwrap();
         registry.register(Box::new(direct.clone())).unwrap();
-        let mut sampler = Sampler::new(None, registry);
+        let mut sampler = Sampler::default();
         let a = pod("a", "10.0.0.1");
         let t0 = Instant::now();
-        let counts = sampler.traffic();
+        let counts = readings(&registry);
         assert_eq!(
             sampler.pod_metric("h", &a, CONNECTIONS_PER_SECOND, &counts, t0),
             None
@@ -260,11 +311,68 @@ mod tests {
             .inc_by(4);
         direct.with_label_values(&["10.0.0.1:80"]).inc_by(16);
         direct.with_label_values(&["10.0.0.2:80"]).inc_by(100);
-        let counts = sampler.traffic();
+        let counts = readings(&registry);
         let t1 = t0 + Duration::from_secs(2);
         assert_eq!(
             sampler.pod_metric("h", &a, CONNECTIONS_PER_SECOND, &counts, t1),
             Some(10.0)
         );
+    }
+
+    /// Two nodes' traffic to one pod adds up; a node first read in this pass adds nothing yet.
+    #[test]
+    fn rates_from_every_node_add_up() {
+        let node = |requests: f64| {
+            let mut c = TrafficCounts::default();
+            c.by_ip.insert("10.0.0.1".parse().unwrap(), (requests, 0.0));
+            c
+        };
+        let pass = |nodes: Vec<(&str, f64)>| Readings {
+            traffic: nodes
+                .into_iter()
+                .map(|(n, r)| (n.to_string(), node(r)))
+                .collect(),
+            usage: HashMap::new(),
+        };
+        let mut sampler = Sampler::default();
+        let a = pod("a", "10.0.0.1");
+        let t0 = Instant::now();
+        let first = pass(vec![("n1", 100.0), ("n2", 50.0)]);
+        assert_eq!(
+            sampler.pod_metric("h", &a, REQUESTS_PER_SECOND, &first, t0),
+            None
+        );
+        let t1 = t0 + Duration::from_secs(10);
+        let second = pass(vec![("n1", 200.0), ("n2", 150.0), ("n3", 999.0)]);
+        assert_eq!(
+            sampler.pod_metric("h", &a, REQUESTS_PER_SECOND, &second, t1),
+            Some(20.0)
+        );
+    }
+
+    /// CPU comes from the resource readings of whichever node runs the pod.
+    #[test]
+    fn cpu_rate_from_the_pods_resource_reading() {
+        let mut a = pod("a", "10.0.0.1");
+        a.metadata.name = "web-1".into();
+        a.metadata.namespace = "shop".into();
+        let pass = |cpu_seconds: f64| Readings {
+            traffic: BTreeMap::new(),
+            usage: [(
+                ("shop".to_string(), "web-1".to_string()),
+                ContainerUsage {
+                    cpu_seconds,
+                    memory_bytes: 1e6,
+                },
+            )]
+            .into(),
+        };
+        let mut sampler = Sampler::default();
+        let t0 = Instant::now();
+        assert_eq!(sampler.cpu("h", &a, &pass(10.0), t0), None);
+        let t1 = t0 + Duration::from_secs(4);
+        assert_eq!(sampler.cpu("h", &a, &pass(12.0), t1), Some(0.5));
+        assert_eq!(sampler.memory(&a, &pass(12.0)), Some(1e6));
+        assert_eq!(sampler.memory(&pod("b", "10.0.0.2"), &pass(12.0)), None);
     }
 }

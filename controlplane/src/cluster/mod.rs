@@ -2,12 +2,14 @@
 //! renews its heartbeat `Lease` (`membership.rs`, with the machine's facts from `facts.rs`); one node, elected
 //! through a Lease with conditional writes (`leader.rs`), runs the controllers, among them
 //! the node lifecycle controller (`lifecycle.rs`), which marks a node whose lease lapsed
-//! `Ready=Unknown`.
+//! `Ready=Unknown`. Leader work that measures the cluster reads every node's metrics through
+//! `node_metrics.rs`.
 
 mod facts;
 mod leader;
 mod lifecycle;
 mod membership;
+mod node_metrics;
 
 use std::net::IpAddr;
 use std::time::Duration;
@@ -16,6 +18,8 @@ pub use facts::NodeFacts;
 pub use leader::{elect, Leadership, LEASE_NAME, LEASE_NAMESPACE};
 pub use lifecycle::NodeLifecycle;
 pub use membership::{register, run as run_membership};
+pub(crate) use node_metrics::pod_usage;
+pub use node_metrics::{Gathered, NodeMetrics};
 
 /// This node's place in the cluster.
 #[derive(Debug, Clone)]

@@ -318,8 +318,8 @@ fn label<'a>(metric: &'a prometheus::proto::Metric, name: &str) -> &'a str {
 
 fn value(family: &MetricFamily, metric: &prometheus::proto::Metric) -> f64 {
     match family.get_field_type() {
-        prometheus::proto::MetricType::GAUGE => metric.get_gauge().get_value(),
-        _ => metric.get_counter().get_value(),
+        prometheus::proto::MetricType::GAUGE => metric.get_gauge().value(),
+        _ => metric.get_counter().value(),
     }
 }
 

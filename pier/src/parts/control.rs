@@ -7,8 +7,8 @@ use std::future::Future;
 use std::sync::Arc;
 
 use pier_controlplane::analysis::{AnalysisController, AnalysisMetrics, Providers};
-use pier_controlplane::autoscaling::{HpaController, HpaMetrics, UsageSource};
-use pier_controlplane::cluster::{self, ClusterConfig, Leadership, NodeFacts};
+use pier_controlplane::autoscaling::{HpaController, HpaMetrics};
+use pier_controlplane::cluster::{self, ClusterConfig, Leadership, NodeFacts, NodeMetrics};
 use pier_controlplane::controllers::{self, runner::Reconciler};
 use pier_controlplane::events::{self, Recorder};
 use pier_controlplane::{snapshot, Error};
@@ -157,21 +157,6 @@ pub(crate) fn start(
     lead(parts, "rollout-controller", &leadership, move || {
         controllers::RolloutController::new(Arc::clone(&store), events.clone())
     });
-    match Providers::new(Arc::clone(&parts.store), parts.registry.clone()) {
-        Ok(providers) => {
-            let store = Arc::clone(&parts.store);
-            let events = Recorder::start(
-                Arc::clone(&store),
-                "analysis-controller",
-                &cluster.node_name,
-                events::DEFAULT_TTL,
-            );
-            lead(parts, "analysis-controller", &leadership, move || {
-                AnalysisController::new(Arc::clone(&store), providers.clone(), events.clone())
-            });
-        }
-        Err(e) => tracing::error!(error = %e, "analysis cannot run"),
-    }
     if !cluster.sole {
         let (store, grace, eviction) = (
             Arc::clone(&parts.store),
@@ -195,19 +180,30 @@ pub(crate) fn start(
     Some(leadership)
 }
 
-/// Starts the HorizontalPodAutoscaler controller (leader work), reading containers' use
-/// through `usage` when this node runs an engine.
-pub(crate) fn autoscale(
+/// Starts the controllers that measure the cluster (leader work): analysis runs and the
+/// HorizontalPodAutoscaler, both reading every node's metrics through `nodes`.
+pub(crate) fn analyse_and_autoscale(
     parts: &mut Parts,
     cluster: &ClusterConfig,
     leadership: &Leadership,
-    usage: Option<Arc<dyn UsageSource>>,
+    nodes: Arc<NodeMetrics>,
 ) {
-    let (store, registry, period) = (
-        Arc::clone(&parts.store),
-        parts.registry.clone(),
-        cluster.hpa_sync_period,
-    );
+    match Providers::new(Arc::clone(&parts.store), Arc::clone(&nodes)) {
+        Ok(providers) => {
+            let store = Arc::clone(&parts.store);
+            let events = Recorder::start(
+                Arc::clone(&store),
+                "analysis-controller",
+                &cluster.node_name,
+                events::DEFAULT_TTL,
+            );
+            lead(parts, "analysis-controller", leadership, move || {
+                AnalysisController::new(Arc::clone(&store), providers.clone(), events.clone())
+            });
+        }
+        Err(e) => tracing::error!(error = %e, "analysis cannot run"),
+    }
+    let (store, period) = (Arc::clone(&parts.store), cluster.hpa_sync_period);
     let events = Recorder::start(
         Arc::clone(&store),
         "horizontal-pod-autoscaler",
@@ -218,8 +214,7 @@ pub(crate) fn autoscale(
         HpaController::new(
             Arc::clone(&store),
             events.clone(),
-            usage.clone(),
-            registry.clone(),
+            Arc::clone(&nodes),
             period,
         )
     });

@@ -1,5 +1,5 @@
 //! Where measurements come from: Argo's `prometheus` and `web` providers, and pier's own
-//! (`pier.dev/metrics`, read in process). One `measure` dispatches on the metric's provider.
+//! (`pier.dev/metrics`, read from every node, this one in process). One `measure` dispatches on the metric's provider.
 
 mod pier;
 mod prometheus;
@@ -11,24 +11,25 @@ use std::time::Duration;
 use pier_model::analysis::{Metric, PierMetric, PIER_METRICS_PLUGIN};
 use pier_model::condition::Measured;
 
+use crate::cluster::NodeMetrics;
 use crate::error::chain;
 use crate::store::Store;
 
 /// Window of a pier measurement without an interval or a window of its own.
 const DEFAULT_WINDOW: Duration = Duration::from_secs(30);
 
-/// What the providers need: the store, this process's metrics, HTTP clients.
+/// What the providers need: the store, every node's metrics, HTTP clients.
 #[derive(Clone)]
 pub struct Providers {
     store: Arc<Store>,
-    registry: ::prometheus::Registry,
+    nodes: Arc<NodeMetrics>,
     http: reqwest::Client,
     insecure: reqwest::Client,
 }
 
 impl Providers {
-    /// Providers reading `store` and the metrics in `registry`.
-    pub fn new(store: Arc<Store>, registry: ::prometheus::Registry) -> Result<Self, String> {
+    /// Providers reading `store` and the metrics of the nodes `nodes` reaches.
+    pub fn new(store: Arc<Store>, nodes: Arc<NodeMetrics>) -> Result<Self, String> {
         let build = |insecure: bool| {
             reqwest::Client::builder()
                 .tls_danger_accept_invalid_certs(insecure)
@@ -37,7 +38,7 @@ impl Providers {
         };
         Ok(Self {
             store,
-            registry,
+            nodes,
             http: build(false)?,
             insecure: build(true)?,
         })
@@ -59,7 +60,7 @@ impl Providers {
                     Some(w) => pier_model::analysis::parse_duration(w)?,
                     None => metric.interval()?.unwrap_or(DEFAULT_WINDOW),
                 };
-                pier::measure(&self.store, &self.registry, namespace, &cfg, window).await
+                pier::measure(&self.store, &self.nodes, namespace, &cfg, window).await
             }
             Some((name, _)) => Err(format!(
                 "metric plugin {name:?} is not run by pier, which runs {PIER_METRICS_PLUGIN:?}"

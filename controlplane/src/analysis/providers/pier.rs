@@ -1,7 +1,8 @@
-//! pier's own metric provider (`plugin: {pier.dev/metrics: ...}`): what this process's proxy
-//! relayed to a Service's endpoints as a backend group over a window, and how the socket-LB's
-//! connections to those endpoints ended (it sends no traffic through the proxy), read from its
-//! metrics registry in process (no Prometheus); and its pods' readiness from the store.
+//! pier's own metric provider (`plugin: {pier.dev/metrics: ...}`): what the proxies relayed to
+//! a Service's endpoints as a backend group over a window, and how the socket-LBs' connections
+//! to those endpoints ended (they send no traffic through the proxy), summed over every node:
+//! this one's metrics read in process, the others' through their APIs (no Prometheus); and
+//! its pods' readiness and restarts from the store.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
@@ -14,8 +15,9 @@ use pier_model::meta::map_selects;
 use pier_model::pod::RESTARTS_ANNOTATION;
 use pier_model::{Kind, Object};
 use prometheus::proto::{MetricFamily, MetricType};
-use prometheus::Registry;
 
+use crate::api::NodeMetricsPath;
+use crate::cluster::NodeMetrics;
 use crate::store::Store;
 
 /// Quantile of `latency` when none is given.
@@ -45,13 +47,47 @@ pub(crate) struct Group {
 }
 
 impl Sample {
-    /// Reads `group`'s counters from `registry`.
-    pub(crate) fn read(registry: &Registry, group: &Group) -> Sample {
+    /// `group`'s counters in one node's `families`.
+    pub(crate) fn from_families(families: &[MetricFamily], group: &Group) -> Sample {
         let mut s = Sample::default();
-        for family in registry.gather() {
-            fold(&mut s, &family, group);
+        for family in families {
+            fold(&mut s, family, group);
         }
         s
+    }
+
+    /// What happened between `self` (earlier) and `later` on one node: all of `later` when a
+    /// counter went down (the node restarted in between).
+    fn growth(&self, later: &Sample) -> Sample {
+        let went_down = later.connections < self.connections
+            || later.connect_failures < self.connect_failures
+            || later.resets < self.resets
+            || self
+                .requests
+                .iter()
+                .any(|(code, n)| later.requests.get(code).unwrap_or(&0.0) < n);
+        if went_down {
+            later.clone()
+        } else {
+            self.delta(later)
+        }
+    }
+
+    /// Adds `other`'s counts (another node's) to these.
+    fn add(&mut self, other: &Sample) {
+        for (code, n) in &other.requests {
+            *self.requests.entry(code.clone()).or_default() += n;
+        }
+        self.connections += other.connections;
+        self.connect_failures += other.connect_failures;
+        self.resets += other.resets;
+        for &(le, n) in &other.buckets {
+            match self.buckets.iter_mut().find(|(b, _)| *b == le) {
+                Some(bucket) => bucket.1 += n,
+                None => self.buckets.push((le, n)),
+            }
+        }
+        self.buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
     }
 
     /// What happened between `self` (earlier) and `later`.
@@ -129,7 +165,7 @@ fn fold(s: &mut Sample, family: &MetricFamily, group: &Group) {
             .get_metric()
             .iter()
             .filter(|m| group.endpoints.contains(label(m, "backend")))
-            .map(|m| m.get_counter().get_value())
+            .map(|m| m.get_counter().value())
             .sum()
     };
     match family.name() {
@@ -150,17 +186,17 @@ fn fold_proxy(s: &mut Sample, family: &MetricFamily, backend: &str) {
         "pier_proxy_requests_total" => {
             for m in series {
                 *s.requests.entry(label(m, "code").to_string()).or_default() +=
-                    m.get_counter().get_value();
+                    m.get_counter().value();
             }
         }
         "pier_proxy_connections_total" => {
-            s.connections += series.map(|m| m.get_counter().get_value()).sum::<f64>();
+            s.connections += series.map(|m| m.get_counter().value()).sum::<f64>();
         }
         "pier_proxy_connect_failures_total" => {
-            s.connect_failures += series.map(|m| m.get_counter().get_value()).sum::<f64>();
+            s.connect_failures += series.map(|m| m.get_counter().value()).sum::<f64>();
         }
         "pier_proxy_upstream_resets_total" => {
-            s.resets += series.map(|m| m.get_counter().get_value()).sum::<f64>();
+            s.resets += series.map(|m| m.get_counter().value()).sum::<f64>();
         }
         "pier_proxy_upstream_duration_seconds"
             if family.get_field_type() == MetricType::HISTOGRAM =>
@@ -197,7 +233,7 @@ fn label<'a>(m: &'a prometheus::proto::Metric, name: &str) -> &'a str {
 /// Takes the measure `cfg` names over `window`.
 pub(super) async fn measure(
     store: &Arc<Store>,
-    registry: &Registry,
+    nodes: &NodeMetrics,
     namespace: &str,
     cfg: &PierMetric,
     window: Duration,
@@ -224,14 +260,39 @@ pub(super) async fn measure(
         name: backend,
         endpoints: endpoints(store, &namespace, &cfg.service).await?,
     };
-    let before = Sample::read(registry, &group);
+    let before = read(nodes, &group).await?;
     tokio::time::sleep(window).await;
     // Endpoints that came during the window count too (their counters started after `before`).
     group
         .endpoints
         .extend(endpoints(store, &namespace, &cfg.service).await?);
-    let d = before.delta(&Sample::read(registry, &group));
-    Ok(Measured::Number(value(cfg, &d)))
+    let after = read(nodes, &group).await?;
+    Ok(Measured::Number(value(cfg, &across(&before, &after))))
+}
+
+/// `group`'s counters on every node now; an error naming the node when one that should answer
+/// does not (a measurement missing a node's traffic could pass a failing canary).
+async fn read(nodes: &NodeMetrics, group: &Group) -> Result<BTreeMap<String, Sample>, String> {
+    let gathered = nodes.gather(NodeMetricsPath::Metrics).await;
+    if let Some((node, why)) = gathered.failed.first() {
+        return Err(format!("reading node {node}'s metrics: {why}"));
+    }
+    Ok(gathered
+        .nodes
+        .iter()
+        .map(|(node, families)| (node.clone(), Sample::from_families(families, group)))
+        .collect())
+}
+
+/// What happened on every node between two readings: the growth on each node read both times.
+fn across(before: &BTreeMap<String, Sample>, after: &BTreeMap<String, Sample>) -> Sample {
+    let mut sum = Sample::default();
+    for (node, later) in after {
+        if let Some(earlier) = before.get(node) {
+            sum.add(&earlier.growth(later));
+        }
+    }
+    sum
 }
 
 /// The addresses (`ip:port`) of a Service's endpoints, from its EndpointSlices.
@@ -287,6 +348,7 @@ fn value(cfg: &PierMetric, d: &Sample) -> f64 {
         PierMeasure::ErrorRate => share(d.failed_requests(), d.total_requests()),
         PierMeasure::Requests => d.total_requests(),
         PierMeasure::Latency => d.quantile(cfg.quantile.unwrap_or(DEFAULT_QUANTILE)),
+        PierMeasure::Connections => d.connections,
         PierMeasure::ConnectFailures => d.connect_failures,
         PierMeasure::ConnectFailureRate => share(d.connect_failures, attempts),
         PierMeasure::Resets => d.resets,
@@ -355,7 +417,7 @@ async fn pods(store: &Arc<Store>, namespace: &str, service: &str) -> Result<Vec<
 #[cfg(test)]
 mod tests {
     use super::*;
-    use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts};
+    use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
 
     #[test]
     fn a_window_of_traffic_gives_rates_and_quantiles() {
@@ -381,7 +443,7 @@ mod tests {
             name: "d/canary".into(),
             endpoints: BTreeSet::new(),
         };
-        let before = Sample::read(&registry, &canary);
+        let before = Sample::from_families(&registry.gather(), &canary);
         ok.inc_by(70);
         bad.inc_by(30);
         other.inc_by(1000);
@@ -395,7 +457,7 @@ mod tests {
                 .with_label_values(&["d/web", "d/canary"])
                 .observe(0.5);
         }
-        let d = before.delta(&Sample::read(&registry, &canary));
+        let d = before.delta(&Sample::from_families(&registry.gather(), &canary));
         let cfg = |measure, quantile| PierMetric {
             service: "canary".into(),
             namespace: None,
@@ -436,7 +498,7 @@ mod tests {
             name: "d/canary".into(),
             endpoints: ["10.0.0.1:80".to_string(), "[fd00::1]:80".to_string()].into(),
         };
-        let before = Sample::read(&registry, &canary);
+        let before = Sample::from_families(&registry.gather(), &canary);
         connections.with_label_values(&["10.0.0.1:80"]).inc_by(60);
         connections.with_label_values(&["[fd00::1]:80"]).inc_by(20);
         resets.with_label_values(&["10.0.0.1:80"]).inc_by(24);
@@ -446,7 +508,7 @@ mod tests {
         proxied
             .with_label_values(&["d/web", "d/canary", "10.0.0.1:80"])
             .inc_by(20);
-        let d = before.delta(&Sample::read(&registry, &canary));
+        let d = before.delta(&Sample::from_families(&registry.gather(), &canary));
         let cfg = |measure| PierMetric {
             service: "canary".into(),
             namespace: None,
@@ -461,6 +523,41 @@ mod tests {
             value(&cfg(PierMeasure::ConnectFailureRate), &d),
             5.0 / 105.0
         );
+    }
+
+    /// Nodes' counters add up; a node that restarted in the window counts what it has, and one
+    /// read only at the end (it joined) counts nothing.
+    #[test]
+    fn every_nodes_traffic_adds_up() {
+        let sample = |ok: f64, bad: f64, connections: f64, fast: f64| Sample {
+            requests: [("2xx".to_string(), ok), ("5xx".to_string(), bad)].into(),
+            connections,
+            buckets: vec![(0.01, fast), (f64::INFINITY, ok + bad)],
+            ..Sample::default()
+        };
+        let before = BTreeMap::from([
+            ("n1".to_string(), sample(100.0, 0.0, 10.0, 100.0)),
+            ("n2".to_string(), sample(500.0, 5.0, 50.0, 505.0)),
+        ]);
+        let after = BTreeMap::from([
+            ("n1".to_string(), sample(160.0, 20.0, 30.0, 180.0)),
+            ("n2".to_string(), sample(20.0, 20.0, 4.0, 30.0)),
+            ("n3".to_string(), sample(900.0, 900.0, 90.0, 0.0)),
+        ]);
+        let d = across(&before, &after);
+        let cfg = |measure| PierMetric {
+            service: "canary".into(),
+            namespace: None,
+            measure,
+            quantile: Some(0.5),
+            window: None,
+        };
+        // n1 grew by 60 + 20 requests and 20 connections; n2 restarted: all of its 20 + 20
+        // and 4.
+        assert_eq!(value(&cfg(PierMeasure::Requests), &d), 120.0);
+        assert_eq!(value(&cfg(PierMeasure::ErrorRate), &d), 40.0 / 120.0);
+        assert_eq!(value(&cfg(PierMeasure::Connections), &d), 24.0);
+        assert_eq!(d.buckets, vec![(0.01, 110.0), (f64::INFINITY, 120.0)]);
     }
 
     #[test]
