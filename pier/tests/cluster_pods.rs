@@ -7,7 +7,8 @@
 //! node takes its endpoints out of every other node's dataplane within `--node-grace` and
 //! runs its replicas elsewhere; the node coming back removes the containers that were replaced.
 //! kubectl against n1 reads the logs of, execs in and forwards a port to a pod only n3 runs,
-//! and reads every node's metrics; the leader's analysis counts traffic other nodes sent.
+//! and reads every node's metrics; the leader's analysis and autoscaler count traffic other
+//! nodes sent.
 //! Needs root, cgroup2, bpffs, etcd, curl and nsenter; skips with the reason otherwise.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -33,7 +34,7 @@ use serde_json::Value;
 /// Heartbeat, grace, eviction and lease short enough for a test.
 const GRACE: Duration = Duration::from_secs(5);
 const EVICTION: Duration = Duration::from_secs(5);
-const TIMINGS: [&str; 8] = [
+const TIMINGS: [&str; 10] = [
     "--node-heartbeat",
     "500ms",
     "--node-grace",
@@ -42,6 +43,8 @@ const TIMINGS: [&str; 8] = [
     "5s",
     "--leader-lease",
     "2s",
+    "--hpa-sync-period",
+    "1s",
 ];
 
 const WEB: &str = "apiVersion: apps/v1
@@ -153,6 +156,7 @@ fn three_nodes_run_spread_pods_reach_each_other_and_survive_a_lost_leader_and_no
     relay::kubectl_on_one_node_reaches_a_pod_on_another(&nodes, dirs[0].path());
     measures::kubectl_reads_every_nodes_metrics(&nodes, dirs[0].path());
     measures::the_leader_counts_what_other_nodes_sent(&nodes, node_port);
+    measures::the_leaders_autoscaler_sees_other_nodes_connections(&nodes);
     external_traffic_policy_local(&nodes);
     a_killed_leader_hands_over_without_restarts(&mut nodes);
     let (v, replaced) = a_removed_node_is_replaced_while_clients_lose_little(&mut nodes);

@@ -1,7 +1,8 @@
 //! The leader measures the whole cluster, not its own share: an AnalysisRun counting
-//! connections to `only3` sees those another node's dataplane made, read through that node's
-//! API; and kubectl against n1 reads any node's metrics and its pods' resource use at the
-//! kubelet's paths (`/api/v1/nodes/NODE/proxy/metrics[/resource]`).
+//! connections to `only3`, and an autoscaler of `web` reading connections per pod, see those
+//! another node's dataplane made, read through that node's API; and kubectl against n1 reads
+//! any node's metrics and its pods' resource use at the kubelet's paths
+//! (`/api/v1/nodes/NODE/proxy/metrics[/resource]`).
 
 use std::path::Path;
 use std::time::Duration;
@@ -73,6 +74,61 @@ spec:
             .map(ClusterNode::log_tail)
             .unwrap_or_default()
     );
+}
+
+/// An autoscaler of `web` (held at its six replicas) on the leader: while a pod on another node
+/// opens connections to `web`'s ClusterIP (through that node's socket-LB), its
+/// `connections-per-second` per pod turns above zero.
+pub(crate) fn the_leaders_autoscaler_sees_other_nodes_connections(nodes: &[ClusterNode]) {
+    let leading = leader(&nodes[0]).expect("a leader");
+    let sender = nodes.iter().find(|n| n.name != leading).unwrap();
+    nodes[0].apply(
+        "apiVersion: autoscaling/v2
+kind: HorizontalPodAutoscaler
+metadata: {name: web}
+spec:
+  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: web}
+  minReplicas: 6
+  maxReplicas: 6
+  metrics:
+  - type: Pods
+    pods: {metric: {name: connections-per-second}, target: {type: AverageValue, averageValue: 1k}}
+",
+    );
+    let hpa = || nodes[0].get_json(&["hpa", "web"])["status"].clone();
+    wait_for(
+        "the autoscaler's first pass",
+        Duration::from_secs(10),
+        || {
+            hpa()["conditions"]
+                .as_array()
+                .is_some_and(|c| !c.is_empty())
+        },
+    );
+    let mut args = vec!["-sS", "-m", "1", "-o", "/dev/null", "--rate", "20/s"];
+    args.extend(std::iter::repeat_n("http://web/", 120));
+    let args: Vec<String> = args.iter().map(|a| format!("{a:?}")).collect();
+    nodes[0].apply(&format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: hpa-load}}\nspec:\n  nodeName: {}\n  restartPolicy: Never\n  containers: [{{name: c, image: 'pier/curl:1', args: [{}]}}]\n",
+        sender.name,
+        args.join(", ")
+    ));
+    let per_pod = || hpa()["currentMetrics"][0]["pods"]["current"]["averageValue"].clone();
+    wait_for(
+        &format!(
+            "{leading}'s autoscaler to see {}'s connections",
+            sender.name
+        ),
+        Duration::from_secs(20),
+        || per_pod().as_str().is_some_and(|v| v != "0"),
+    );
+    println!(
+        "{leading} (leading) measured {} connections per second per web pod while a pod on {} connected",
+        per_pod(),
+        sender.name
+    );
+    nodes[0].ok(&["delete", "hpa", "web"]);
+    nodes[0].ok(&["delete", "pod", "hpa-load"]);
 }
 
 /// kubectl against n1 reads n3's resource metrics (its pod `only3`'s CPU and memory) and n2's
