@@ -1,4 +1,4 @@
-//! Image commands, docker-style: `images`, `pull`, `image build|import|rm`.
+//! Image commands, docker-style: `images`, `pull`, `image build|import|save|load|inspect|tag|rm`.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -143,6 +143,32 @@ pub(crate) enum ImageCommand {
         #[arg(short, long)]
         tag: Option<String>,
     },
+    /// Write images to a tar archive (an OCI layout with docker save's manifest.json), as
+    /// `docker save` does: to FILE, or to standard output when it is not a terminal.
+    Save {
+        /// Where to write the archive.
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+        /// Image references or IDs.
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Load images from a tar archive (`docker save`'s or an OCI layout's), as `docker load`
+    /// does: from FILE, or from standard input.
+    Load {
+        /// The archive.
+        #[arg(short, long)]
+        input: Option<PathBuf>,
+        /// Name the image (required when the archive does not).
+        #[arg(short, long)]
+        tag: Option<String>,
+    },
+    /// Show images as `docker image inspect` does (a JSON array).
+    Inspect {
+        /// Image references or IDs.
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
     /// Give an image another name.
     Tag {
         /// Existing image reference or ID.
@@ -190,20 +216,23 @@ pub(crate) async fn image(client: &Client, cmd: ImageCommand) -> Result<()> {
         ImageCommand::Import { path, tag } => {
             let path =
                 std::fs::canonicalize(&path).with_context(|| format!("{}", path.display()))?;
-            let r = client
-                .call(
-                    Method::POST,
-                    "/v1/images/import",
-                    Some(&json!({"path": path, "tag": tag})),
-                )
-                .await?;
-            for i in r["items"].as_array().into_iter().flatten() {
+            for i in import(client, &path, tag.as_deref()).await? {
                 println!(
                     "{} {}",
                     i["reference"].as_str().unwrap_or(""),
                     i["id"].as_str().unwrap_or("")
                 );
             }
+        }
+        ImageCommand::Save { output, names } => save(client, output, names).await?,
+        ImageCommand::Load { input, tag } => load(client, input, tag).await?,
+        ImageCommand::Inspect { names } => {
+            let mut shown = Vec::new();
+            for n in names {
+                let path = format!("/v1/images/inspect?name={}", encode(&n));
+                shown.push(client.call(Method::GET, &path, None).await?);
+            }
+            println!("{}", serde_json::to_string_pretty(&shown)?);
         }
         ImageCommand::Tag { source, target } => {
             let body = json!({"source": source, "target": target});
@@ -231,4 +260,75 @@ pub(crate) async fn image(client: &Client, cmd: ImageCommand) -> Result<()> {
         ImageCommand::Ls { output } => images(client, output).await?,
     }
     Ok(())
+}
+
+/// `pier image save`: the daemon writes the archive to `output` (an absolute path), or to a
+/// private temporary file that is copied to standard output.
+async fn save(client: &Client, output: Option<PathBuf>, names: Vec<String>) -> Result<()> {
+    let write = |path: &std::path::Path| json!({"names": names, "path": path});
+    match output {
+        Some(file) => {
+            let path = absolute(&file)?;
+            client
+                .call(Method::POST, "/v1/images/save", Some(&write(&path)))
+                .await?;
+        }
+        None => {
+            if std::io::stdout().is_terminal() {
+                bail!("refusing to write an image archive to a terminal: give -o FILE or redirect standard output");
+            }
+            let dir = tempfile::tempdir().context("making a temporary directory")?;
+            let path = dir.path().join("images.tar");
+            client
+                .call(Method::POST, "/v1/images/save", Some(&write(&path)))
+                .await?;
+            let mut archive =
+                std::fs::File::open(&path).with_context(|| format!("{}", path.display()))?;
+            std::io::copy(&mut archive, &mut std::io::stdout().lock())
+                .context("writing the archive to standard output")?;
+        }
+    }
+    Ok(())
+}
+
+/// `pier image load`: imports `input`, or standard input copied to a private temporary file.
+async fn load(client: &Client, input: Option<PathBuf>, tag: Option<String>) -> Result<()> {
+    let dir = tempfile::tempdir().context("making a temporary directory")?;
+    let path = match input {
+        Some(file) => {
+            std::fs::canonicalize(&file).with_context(|| format!("{}", file.display()))?
+        }
+        None => {
+            if std::io::stdin().is_terminal() {
+                bail!("give -i FILE or an archive on standard input");
+            }
+            let path = dir.path().join("images.tar");
+            let mut file =
+                std::fs::File::create(&path).with_context(|| format!("{}", path.display()))?;
+            std::io::copy(&mut std::io::stdin().lock(), &mut file)
+                .context("reading the archive from standard input")?;
+            path
+        }
+    };
+    for i in import(client, &path, tag.as_deref()).await? {
+        println!("Loaded image: {}", i["reference"].as_str().unwrap_or(""));
+    }
+    Ok(())
+}
+
+/// Has the daemon import the layout or archive at `path` (absolute); the images it named.
+async fn import(client: &Client, path: &std::path::Path, tag: Option<&str>) -> Result<Vec<Value>> {
+    let r = client
+        .call(
+            Method::POST,
+            "/v1/images/import",
+            Some(&json!({"path": path, "tag": tag})),
+        )
+        .await?;
+    Ok(r["items"].as_array().cloned().unwrap_or_default())
+}
+
+/// `path` made absolute against the working directory (the file need not exist yet).
+fn absolute(path: &std::path::Path) -> Result<PathBuf> {
+    std::path::absolute(path).with_context(|| format!("{}", path.display()))
 }

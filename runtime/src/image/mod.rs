@@ -7,6 +7,7 @@ mod layer;
 pub mod oci;
 pub mod pull;
 pub mod reference;
+pub mod save;
 
 use std::fs::{self, File};
 use std::io::{self, Write};

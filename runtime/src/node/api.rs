@@ -182,6 +182,13 @@ struct TagRequest {
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SaveRequest {
+    names: Vec<String>,
+    path: String,
+}
+
+#[derive(Deserialize)]
 struct ImportRequest {
     path: String,
     #[serde(default)]
@@ -285,6 +292,26 @@ async fn route(
             })
             .await?;
             Ok(ok(json!({"items": items})))
+        }
+        (Method::POST, ["images", "save"]) => {
+            let req = parse::<SaveRequest>(body)?;
+            let path = std::path::PathBuf::from(&req.path);
+            if !path.is_absolute() {
+                return Err(Error::Invalid(format!(
+                    "path: {:?} is not absolute",
+                    req.path
+                )));
+            }
+            let items =
+                blocking(move || crate::image::save::save(engine.images(), &req.names, &path))
+                    .await?;
+            Ok(ok(json!({"items": items})))
+        }
+        (Method::GET, ["images", "inspect"]) => {
+            let name = query.get("name").cloned().unwrap_or_default();
+            let inspected =
+                blocking(move || crate::image::save::inspect(engine.images(), &name)).await?;
+            Ok(ok(inspected))
         }
         (Method::POST, ["images", "pull"]) => {
             let name = query.get("name").cloned().unwrap_or_default();
