@@ -184,6 +184,36 @@ enum Command {
         #[arg(long, value_name = "USER:PASSWORD")]
         creds: Option<String>,
     },
+    /// Push an image to its registry.
+    Push {
+        /// Image reference, e.g. 127.0.0.1:5000/team/app:v1.
+        image: String,
+        /// USER:PASSWORD for the registry; without it, what `pier login` (or `docker login`)
+        /// stored for the registry, if anything.
+        #[arg(long, value_name = "USER:PASSWORD")]
+        creds: Option<String>,
+    },
+    /// Log in to a registry: check the credentials and keep them in Docker's config.json.
+    Login {
+        /// The registry (host[:port]); Docker Hub when omitted.
+        #[arg(default_value = "")]
+        registry: String,
+        /// User name (asked for on a terminal when omitted).
+        #[arg(short, long)]
+        username: Option<String>,
+        /// Password (visible to other users; prefer --password-stdin).
+        #[arg(short, long)]
+        password: Option<String>,
+        /// Read the password from standard input.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Log out of a registry: forget its credentials.
+    Logout {
+        /// The registry (host[:port]); Docker Hub when omitted.
+        #[arg(default_value = "")]
+        registry: String,
+    },
     /// Build, import, list and remove images.
     Image {
         #[command(subcommand)]
@@ -369,6 +399,24 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Pull { image, creds } => {
             cli::images::pull(&client(), &image, creds.as_deref()).await
         }
+        Command::Push { image, creds } => {
+            cli::images::push(&client(), &image, creds.as_deref()).await
+        }
+        Command::Login {
+            registry,
+            username,
+            password,
+            password_stdin,
+        } => {
+            let args = cli::login::LoginArgs {
+                registry,
+                username,
+                password,
+                password_stdin,
+            };
+            cli::login::login(&client(), args).await
+        }
+        Command::Logout { registry } => cli::login::logout(&registry),
         Command::Image { command } => cli::images::image(&client(), command).await,
         Command::Describe {
             kind,

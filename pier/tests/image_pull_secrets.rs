@@ -12,7 +12,7 @@ use std::process::Command;
 
 use common::kubectl::{self, Kubectl};
 use common::runtime::*;
-use common::{have, skip};
+use common::have_all;
 use serde_json::Value;
 
 const USER: &str = "puller";
@@ -162,23 +162,11 @@ fn pods_pull_with_their_image_pull_secrets() {
     if !privileged("pods_pull_with_their_image_pull_secrets") {
         return;
     }
-    for tool in ["kubectl", "docker-registry", "skopeo", "umoci", "htpasswd"] {
-        if !have(tool) {
-            skip(&format!(
-                "{tool} is not installed (scripts/deps test installs it)"
-            ));
-            return;
-        }
+    if !have_all(&["kubectl", "docker-registry", "skopeo", "umoci", "htpasswd"]) {
+        return;
     }
     let tmp = tempfile::tempdir().unwrap();
-    let passwords = tmp.path().join("htpasswd");
-    run_ok(
-        Command::new("htpasswd")
-            .args(["-Bbc"])
-            .arg(&passwords)
-            .args([USER, PASSWORD]),
-    );
-    let registry = start_registry(tmp.path(), Some(&passwords));
+    let registry = start_registry_with_password(tmp.path(), USER, PASSWORD);
     let layout = umoci_layout(tmp.path(), &[]);
     let image = format!("{}/team/echo:v1", registry.addr);
     // Without credentials the registry refuses the push, so it does ask for them.

@@ -16,5 +16,5 @@ mod wait;
 pub use etcd::{Etcd, EtcdTls};
 pub use netns::{private_netns, Netns};
 pub use ports::free_port;
-pub use privilege::{have, is_root, skip};
+pub use privilege::{have, have_all, is_root, skip};
 pub use wait::wait_for;

@@ -12,6 +12,19 @@ pub fn have(command: &str) -> bool {
     Command::new(command).arg("--version").output().is_ok()
 }
 
+/// Whether every one of `tools` can be run; skips (naming the first missing one) otherwise.
+pub fn have_all(tools: &[&str]) -> bool {
+    match tools.iter().find(|t| !have(t)) {
+        Some(missing) => {
+            skip(&format!(
+                "{missing} is not installed (scripts/deps test installs it)"
+            ));
+            false
+        }
+        None => true,
+    }
+}
+
 /// Skips a test that cannot run here, printing why, unless `PIER_REQUIRE_PRIVILEGED` is set
 /// (as in CI), which makes it a failure.
 pub fn skip(why: &str) {

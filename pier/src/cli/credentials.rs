@@ -1,4 +1,5 @@
-//! The registry credentials `pier pull` sends, found as the Docker CLI finds them: `--creds`,
+//! The registry credentials `pier pull` and `pier push` send, found as the Docker CLI finds
+//! them: `--creds`,
 //! else Docker's `config.json` (`$DOCKER_CONFIG`, else `~/.docker`): a `credHelpers` entry for
 //! the registry, then an `auths` entry (as `docker login` writes it without a store), then the
 //! `credsStore`. A helper is run as Docker runs it: `docker-credential-<name> get`, the server
@@ -16,8 +17,8 @@ use serde_json::{json, Value};
 /// What Docker's credential helpers call Docker Hub.
 const DOCKER_HUB: &str = "https://index.docker.io/v1/";
 
-/// The credentials to pull `name` with, as the API's pull request body; `None`: anonymous.
-pub(crate) fn for_pull(name: &str, creds: Option<&str>) -> Result<Option<Value>> {
+/// The credentials to pull or push `name` with, as the API's request body; `None`: anonymous.
+pub(crate) fn for_image(name: &str, creds: Option<&str>) -> Result<Option<Value>> {
     if let Some(creds) = creds {
         let (username, password) = creds
             .split_once(':')
@@ -36,11 +37,7 @@ pub(crate) fn for_pull(name: &str, creds: Option<&str>) -> Result<Option<Value>>
     let raw: Value =
         serde_json::from_slice(&bytes).with_context(|| format!("{}: not JSON", file.display()))?;
     let (registry, repository) = source_of(name)?;
-    let server = if registry == "docker.io" {
-        DOCKER_HUB.to_string()
-    } else {
-        registry.clone()
-    };
+    let server = server_of(&registry);
     if let Some(helper) = raw["credHelpers"][&registry]
         .as_str()
         .or_else(|| raw["credHelpers"][&server].as_str())
@@ -58,7 +55,17 @@ pub(crate) fn for_pull(name: &str, creds: Option<&str>) -> Result<Option<Value>>
     }
 }
 
-fn config_dir() -> Option<PathBuf> {
+/// How Docker's config and credential helpers name `registry` (`host[:port]`, `docker.io`).
+pub(crate) fn server_of(registry: &str) -> String {
+    if registry == "docker.io" {
+        DOCKER_HUB.to_string()
+    } else {
+        registry.to_string()
+    }
+}
+
+/// Where Docker's `config.json` is: `$DOCKER_CONFIG`, else `~/.docker`.
+pub(crate) fn config_dir() -> Option<PathBuf> {
     match (std::env::var_os("DOCKER_CONFIG"), std::env::var_os("HOME")) {
         (Some(dir), _) => Some(PathBuf::from(dir)),
         (None, Some(home)) => Some(PathBuf::from(home).join(".docker")),

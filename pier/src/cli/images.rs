@@ -1,4 +1,4 @@
-//! Image commands, docker-style: `images`, `pull`, `image build|import|save|load|inspect|tag|rm`.
+//! Image commands, docker-style: `images`, `pull`, `push`, `image build|import|save|load|inspect|tag|rm`.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -49,7 +49,7 @@ pub(crate) async fn pull(client: &Client, name: &str, creds: Option<&str>) -> Re
     let mut failed: Option<String> = None;
     let mut done_image: Option<Value> = None;
     let path = format!("/v1/images/pull?name={}", encode(name));
-    let body = super::credentials::for_pull(name, creds)?;
+    let body = super::credentials::for_image(name, creds)?;
     client
         .stream_lines(Method::POST, &path, body.as_ref(), |line| {
             let Ok(v) = serde_json::from_str::<Value>(line) else {
@@ -331,4 +331,45 @@ async fn import(client: &Client, path: &std::path::Path, tag: Option<&str>) -> R
 /// `path` made absolute against the working directory (the file need not exist yet).
 fn absolute(path: &std::path::Path) -> Result<PathBuf> {
     std::path::absolute(path).with_context(|| format!("{}", path.display()))
+}
+
+/// `pier push`: each blob as it is sent or found already there, then the manifest's digest.
+pub(crate) async fn push(client: &Client, name: &str, creds: Option<&str>) -> Result<()> {
+    let path = format!("/v1/images/push?name={}", encode(name));
+    let body = super::credentials::for_image(name, creds)?;
+    let mut failed: Option<String> = None;
+    let mut digest: Option<String> = None;
+    client
+        .stream_lines(Method::POST, &path, body.as_ref(), |line| {
+            let Ok(v) = serde_json::from_str::<Value>(line) else {
+                return;
+            };
+            let blob = v["digest"].as_str().unwrap_or("");
+            let d12: String = blob
+                .trim_start_matches("sha256:")
+                .chars()
+                .take(12)
+                .collect();
+            match v["event"].as_str() {
+                Some("exists") => eprintln!("{d12}: layer already exists"),
+                Some("pushed") => eprintln!(
+                    "{d12}: pushed {:.1} MB",
+                    v["size"].as_u64().unwrap_or(0) as f64 / 1e6
+                ),
+                Some("error") => failed = v["error"].as_str().map(str::to_string),
+                Some("done") => digest = Some(blob.to_string()),
+                _ => {}
+            }
+        })
+        .await?;
+    if let Some(e) = failed {
+        bail!("{e}");
+    }
+    match digest {
+        Some(d) => {
+            println!("{name}: digest: {d}");
+            Ok(())
+        }
+        None => bail!("push of {name} ended without a result"),
+    }
 }

@@ -4,6 +4,7 @@ pub(crate) mod access;
 pub(crate) mod containers;
 mod credentials;
 pub(crate) mod images;
+pub(crate) mod login;
 pub(crate) mod manifests;
 pub(crate) mod nodes;
 pub(crate) mod output;

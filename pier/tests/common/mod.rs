@@ -33,7 +33,7 @@ pub(crate) fn apply_yaml(socket: &Path, yaml: &str) {
 
 // Each test binary uses some of these.
 #[allow(unused_imports)]
-pub(crate) use pier_testkit::{have, is_root, private_netns, skip, Netns};
+pub(crate) use pier_testkit::{have, have_all, is_root, private_netns, skip, Netns};
 
 /// pier's own use of a test network namespace.
 pub(crate) trait NetnsExt {

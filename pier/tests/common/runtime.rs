@@ -297,6 +297,19 @@ impl Drop for Registry {
     }
 }
 
+/// A registry storing under `dir` that asks for `user` and `password` (Basic auth), written
+/// by `htpasswd -B` as operators write them.
+pub(crate) fn start_registry_with_password(dir: &Path, user: &str, password: &str) -> Registry {
+    let passwords = dir.join("htpasswd");
+    run_ok(
+        Command::new("htpasswd")
+            .args(["-Bbc"])
+            .arg(&passwords)
+            .args([user, password]),
+    );
+    start_registry(dir, Some(&passwords))
+}
+
 /// A registry storing under `dir`; with `htpasswd`, it asks for the credentials that file
 /// holds (bcrypt, as `htpasswd -B` writes them).
 pub(crate) fn start_registry(dir: &Path, htpasswd: Option<&Path>) -> Registry {

@@ -6,6 +6,7 @@ pub mod import;
 mod layer;
 pub mod oci;
 pub mod pull;
+pub mod push;
 pub mod reference;
 pub mod save;
 

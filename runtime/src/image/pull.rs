@@ -92,6 +92,28 @@ fn insecure(registry: &str, extra: &[String]) -> bool {
         || extra.iter().any(|e| e == registry)
 }
 
+/// A registry client for `registry`: plain HTTP where `registries` say so, bounded waits.
+pub(crate) fn registry_client(registry: &str, registries: &Registries) -> Client {
+    let protocol = if insecure(registry, &registries.insecure) {
+        ClientProtocol::HttpsExcept(vec![registry.to_string()])
+    } else {
+        ClientProtocol::Https
+    };
+    Client::new(ClientConfig {
+        protocol,
+        connect_timeout: Some(std::time::Duration::from_secs(10)),
+        read_timeout: Some(std::time::Duration::from_secs(60)),
+        ..Default::default()
+    })
+}
+
+/// `credentials` as the registry client takes them (none: anonymous).
+pub(crate) fn registry_auth(credentials: Option<&Credentials>) -> RegistryAuth {
+    credentials.map_or(RegistryAuth::Anonymous, |c| {
+        RegistryAuth::Basic(c.username.clone(), c.password.clone())
+    })
+}
+
 fn registry_err(what: &str, e: impl std::fmt::Display) -> Error {
     Error::Registry(format!("{what}: {e}"))
 }
@@ -120,20 +142,8 @@ pub async fn pull(
     let reference: oci_client::Reference = full
         .parse()
         .map_err(|e| Error::Invalid(format!("invalid image reference {name:?}: {e}")))?;
-    let protocol = if insecure(&registry, &registries.insecure) {
-        ClientProtocol::HttpsExcept(vec![registry.clone()])
-    } else {
-        ClientProtocol::Https
-    };
-    let client = Client::new(ClientConfig {
-        protocol,
-        connect_timeout: Some(std::time::Duration::from_secs(10)),
-        read_timeout: Some(std::time::Duration::from_secs(60)),
-        ..Default::default()
-    });
-    let auth = credentials.map_or(RegistryAuth::Anonymous, |c| {
-        RegistryAuth::Basic(c.username.clone(), c.password.clone())
-    });
+    let client = registry_client(&registry, registries);
+    let auth = registry_auth(credentials);
     let accepted = [
         oci::OCI_MANIFEST,
         oci::DOCKER_MANIFEST,

@@ -12,12 +12,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
+use super::registry_api as registry;
 use super::Node;
 use crate::container::{ContainerConfig, ContainerRecord, State};
 use crate::error::Error;
 use crate::image::build::BuildSpec;
-use crate::image::docker_config::Credentials;
-use crate::image::pull::Progress;
 
 /// The engine's routes on the control API.
 pub struct EngineApi {
@@ -109,7 +108,7 @@ struct BuildRequest {
     expose: Vec<String>,
 }
 
-fn parse<T: for<'de> Deserialize<'de>>(body: &Bytes) -> Result<T, Error> {
+pub(super) fn parse<T: for<'de> Deserialize<'de>>(body: &Bytes) -> Result<T, Error> {
     serde_json::from_slice(body).map_err(|e| Error::Invalid(format!("request body: {e}")))
 }
 
@@ -193,25 +192,6 @@ struct ImportRequest {
     path: String,
     #[serde(default)]
     tag: Option<String>,
-}
-
-/// A pull's optional body: the registry credentials to pull with.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PullRequest {
-    #[serde(default)]
-    username: Option<String>,
-    #[serde(default)]
-    password: Option<String>,
-}
-
-impl PullRequest {
-    fn credentials(self) -> Option<Credentials> {
-        Some(Credentials {
-            username: self.username?,
-            password: self.password.unwrap_or_default(),
-        })
-    }
 }
 
 async fn route(
@@ -313,14 +293,24 @@ async fn route(
                 blocking(move || crate::image::save::inspect(engine.images(), &name)).await?;
             Ok(ok(inspected))
         }
-        (Method::POST, ["images", "pull"]) => {
+        (Method::POST, ["images", action @ ("pull" | "push")]) => {
             let name = query.get("name").cloned().unwrap_or_default();
-            let credentials = if body.is_empty() {
-                None
-            } else {
-                parse::<PullRequest>(body)?.credentials()
-            };
-            Ok(pull(node, name, credentials))
+            let credentials = registry::credentials(body)?;
+            Ok(registry::transfer(
+                node,
+                *action == "push",
+                name,
+                credentials,
+            ))
+        }
+        (Method::POST, ["images", "login"]) => {
+            let registry = query.get("registry").cloned().unwrap_or_default();
+            let credentials = registry::credentials(body)?
+                .ok_or_else(|| Error::Invalid("a login needs a username and a password".into()))?;
+            crate::image::push::login(&registry, &node.config.registries, &credentials).await?;
+            Ok(ok(
+                json!({"registry": registry, "status": "Login Succeeded"}),
+            ))
         }
         (m, _) => Err(Error::NotFound(format!("route {m} /v1/{}", path.join("/")))),
     }
@@ -346,34 +336,6 @@ async fn remove(node: &Arc<Node>, key: &str, force: bool) -> Result<ExtensionRes
         node.engine.remove(&record.id, force).await?;
     }
     Ok(ok(json!({"deleted": record.id})))
-}
-
-fn pull(node: Arc<Node>, name: String, credentials: Option<Credentials>) -> ExtensionResponse {
-    let (tx, rx) = mpsc::channel::<Bytes>(256);
-    tokio::spawn(async move {
-        let progress_tx = tx.clone();
-        let report = move |p: Progress| {
-            if let Ok(line) = serde_json::to_string(&p) {
-                // A client reading slower than the pull skips progress lines, not the result.
-                if progress_tx.try_send(Bytes::from(line + "\n")).is_err() {
-                    tracing::trace!("pull progress line dropped");
-                }
-            }
-        };
-        let registries = &node.config.registries;
-        let images = node.engine.images();
-        let result =
-            crate::image::pull::pull(images, &name, registries, credentials.as_ref(), &report)
-                .await;
-        let last = match result {
-            Ok(image) => json!({"event": "done", "image": image}),
-            Err(e) => json!({"event": "error", "error": pier_controlplane::error::chain(&e)}),
-        };
-        if tx.send(Bytes::from(last.to_string() + "\n")).await.is_err() {
-            tracing::debug!("pull finished after its client left");
-        }
-    });
-    ExtensionResponse::Stream(rx)
 }
 
 /// Streams a container's log: the last `tail` lines, then (with `follow`) new ones until it ends.

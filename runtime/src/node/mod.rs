@@ -12,6 +12,7 @@ mod pod;
 mod pod_store;
 pub mod pod_sync;
 mod pod_work;
+mod registry_api;
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::{IpAddr, Ipv4Addr};
