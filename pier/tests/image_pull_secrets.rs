@@ -10,9 +10,9 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
+use common::have_all;
 use common::kubectl::{self, Kubectl};
 use common::runtime::*;
-use common::have_all;
 use serde_json::Value;
 
 const USER: &str = "puller";

@@ -1,9 +1,10 @@
 //! `pier login`, `pier push` and `pier logout` against a real docker-registry that asks for
-//! credentials (htpasswd, Basic auth): a push without credentials, and a login with a wrong
-//! password, are refused and say so; a login keeps the credentials 0600 in Docker's
-//! config.json; the push is read back by skopeo with the same digest and pulled by a second
-//! pier, which runs it; a second push finds every blob there; logout forgets them.
-//! Needs root (containers), docker-registry, skopeo and htpasswd.
+//! credentials, both ways registries do: Basic auth (htpasswd) and bearer tokens from a token
+//! service. A push without credentials, and a login with a wrong password, are refused and
+//! say so; a login keeps the credentials 0600 in Docker's config.json; the push is read back
+//! by skopeo with the same digest and pulled by a second pier, which runs it; a second push
+//! finds every blob there; logout forgets them. Needs root (containers), docker-registry,
+//! skopeo and htpasswd.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -13,6 +14,7 @@ use std::process::{Command, Output, Stdio};
 
 use base64::Engine;
 use common::runtime::*;
+use common::token_service::TokenService;
 use common::*;
 use serde_json::Value;
 
@@ -145,5 +147,70 @@ fn login_push_and_pull_back_through_a_registry_that_wants_credentials() {
         out_text(&refused).contains("unauthorized"),
         "{}",
         out_text(&refused)
+    );
+}
+
+/// A registry that hands out bearer tokens (`auth: token`, a token service checking the
+/// user's password): a wrong password is refused at the token service; login, push, and a
+/// pull by skopeo with the same credentials go through tokens the registry verified.
+#[test]
+fn login_and_push_through_a_registry_with_a_token_service() {
+    if !privileged("login_and_push_through_a_registry_with_a_token_service") {
+        return;
+    }
+    if !have_all(&["docker-registry", "skopeo"]) {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let tokens = TokenService::start(USER, PASSWORD);
+    let auth = tokens.registry_auth(&tmp.path().join("token-ca.pem"));
+    let registry = start_registry_with_auth(tmp.path(), &auth);
+    let docker_config = tmp.path().join("docker");
+    let node = Node::start(&tmp.path().join("node"), 0);
+    let pier = |args: &[&str], stdin: &str| pier_with(&node, &docker_config, args, stdin);
+    node.build_echo("v1");
+    let image = format!("{}/team/echo:v1", registry.addr);
+    node.ok(&["image", "tag", "pier/echo:v1", &image]);
+
+    let anonymous = pier(&["push", &image], "");
+    assert!(!anonymous.status.success());
+    assert!(
+        out_text(&anonymous).contains("unauthorized"),
+        "{}",
+        out_text(&anonymous)
+    );
+    let wrong = pier(
+        &["login", &registry.addr, "-u", USER, "--password-stdin"],
+        "not-the-password\n",
+    );
+    assert!(!wrong.status.success());
+    assert!(out_text(&wrong).contains("refused"), "{}", out_text(&wrong));
+    assert_eq!(tokens.issued.load(std::sync::atomic::Ordering::Relaxed), 0);
+
+    let login = pier(
+        &["login", &registry.addr, "-u", USER, "--password-stdin"],
+        &format!("{PASSWORD}\n"),
+    );
+    assert!(login.status.success(), "{}", out_text(&login));
+    let pushed = pier(&["push", &image], "");
+    assert!(pushed.status.success(), "{}", out_text(&pushed));
+    let digest = String::from_utf8_lossy(&pushed.stdout)
+        .rsplit("digest: ")
+        .next()
+        .unwrap()
+        .trim()
+        .to_string();
+    let seen = Command::new("skopeo")
+        .args(["inspect", "--tls-verify=false", "--creds"])
+        .arg(format!("{USER}:{PASSWORD}"))
+        .arg(format!("docker://{image}"))
+        .output()
+        .unwrap();
+    assert!(seen.status.success(), "{}", out_text(&seen));
+    let seen: Value = serde_json::from_slice(&seen.stdout).unwrap();
+    assert_eq!(seen["Digest"], digest.as_str(), "{seen}");
+    println!(
+        "token service: {} tokens handed out for login, push and skopeo's inspect",
+        tokens.issued.load(std::sync::atomic::Ordering::Relaxed)
     );
 }

@@ -19,6 +19,7 @@ pub(crate) mod proxy;
 pub(crate) mod runtime;
 pub(crate) mod socket_lb;
 pub(crate) mod tls;
+pub(crate) mod token_service;
 
 /// Runs `pier args` against the daemon at `socket`, with `stdin` as its input.
 pub(crate) fn pier_cli(socket: &Path, args: &[&str], stdin: &str) -> Output {

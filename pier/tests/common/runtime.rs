@@ -313,6 +313,18 @@ pub(crate) fn start_registry_with_password(dir: &Path, user: &str, password: &st
 /// A registry storing under `dir`; with `htpasswd`, it asks for the credentials that file
 /// holds (bcrypt, as `htpasswd -B` writes them).
 pub(crate) fn start_registry(dir: &Path, htpasswd: Option<&Path>) -> Registry {
+    let auth = htpasswd.map_or(String::new(), |file| {
+        format!(
+            "auth:\n  htpasswd:\n    realm: pier-test\n    path: {}\n",
+            file.display()
+        )
+    });
+    start_registry_with_auth(dir, &auth)
+}
+
+/// A registry storing under `dir`, with `auth` as its configuration's `auth:` section (empty:
+/// none).
+pub(crate) fn start_registry_with_auth(dir: &Path, auth: &str) -> Registry {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -321,12 +333,6 @@ pub(crate) fn start_registry(dir: &Path, htpasswd: Option<&Path>) -> Registry {
     let addr = format!("127.0.0.1:{port}");
     let storage = dir.join("registry");
     let config = dir.join("registry.yml");
-    let auth = htpasswd.map_or(String::new(), |file| {
-        format!(
-            "auth:\n  htpasswd:\n    realm: pier-test\n    path: {}\n",
-            file.display()
-        )
-    });
     std::fs::write(
         &config,
         format!(
