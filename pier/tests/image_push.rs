@@ -37,6 +37,75 @@ fn pier_with(node: &Node, docker_config: &std::path::Path, args: &[&str], stdin:
     child.wait_with_output().unwrap()
 }
 
+/// A pier with `pier/echo:v1` tagged for `registry` as `image`, and Docker's config of its own.
+struct Pusher {
+    node: Node,
+    docker_config: std::path::PathBuf,
+    registry: String,
+    image: String,
+}
+
+impl Pusher {
+    fn start(dir: &std::path::Path, registry: &str) -> Pusher {
+        let node = Node::start(&dir.join("node"), 0);
+        node.build_echo("v1");
+        let image = format!("{registry}/team/echo:v1");
+        node.ok(&["image", "tag", "pier/echo:v1", &image]);
+        Pusher {
+            node,
+            docker_config: dir.join("docker"),
+            registry: registry.to_string(),
+            image,
+        }
+    }
+
+    fn pier(&self, args: &[&str], stdin: &str) -> Output {
+        pier_with(&self.node, &self.docker_config, args, stdin)
+    }
+
+    fn login(&self, password: &str) -> Output {
+        self.pier(
+            &["login", &self.registry, "-u", USER, "--password-stdin"],
+            &format!("{password}\n"),
+        )
+    }
+
+    /// A push refused for want of credentials, which says so; its words.
+    fn push_refused(&self, image: &str) -> String {
+        let out = self.pier(&["push", image], "");
+        let said = out_text(&out);
+        assert!(
+            !out.status.success() && said.contains("unauthorized"),
+            "{said}"
+        );
+        said
+    }
+
+    /// Pushes `image`, which skopeo then finds under the digest push printed; push's words.
+    fn push_and_check(&self) -> String {
+        let pushed = self.pier(&["push", &self.image], "");
+        let said = out_text(&pushed);
+        assert!(pushed.status.success(), "{said}");
+        let digest = String::from_utf8_lossy(&pushed.stdout)
+            .rsplit("digest: ")
+            .next()
+            .unwrap()
+            .trim()
+            .to_string();
+        assert!(digest.starts_with("sha256:"), "{said}");
+        let seen = Command::new("skopeo")
+            .args(["inspect", "--tls-verify=false", "--creds"])
+            .arg(format!("{USER}:{PASSWORD}"))
+            .arg(format!("docker://{}", self.image))
+            .output()
+            .unwrap();
+        assert!(seen.status.success(), "{}", out_text(&seen));
+        let seen: Value = serde_json::from_slice(&seen.stdout).unwrap();
+        assert_eq!(seen["Digest"], digest.as_str(), "{seen}");
+        said
+    }
+}
+
 #[test]
 fn login_push_and_pull_back_through_a_registry_that_wants_credentials() {
     if !privileged("login_push_and_pull_back_through_a_registry_that_wants_credentials") {
@@ -47,38 +116,22 @@ fn login_push_and_pull_back_through_a_registry_that_wants_credentials() {
     }
     let tmp = tempfile::tempdir().unwrap();
     let registry = start_registry_with_password(tmp.path(), USER, PASSWORD);
-    let docker_config = tmp.path().join("docker");
-    let node = Node::start(&tmp.path().join("node"), 0);
-    let pier = |args: &[&str], stdin: &str| pier_with(&node, &docker_config, args, stdin);
-    node.build_echo("v1");
-    let image = format!("{}/team/echo:v1", registry.addr);
-    node.ok(&["image", "tag", "pier/echo:v1", &image]);
+    let p = Pusher::start(tmp.path(), &registry.addr);
 
     // Refusals say why, and a refused login keeps nothing.
-    let anonymous = pier(&["push", &image], "");
-    assert!(!anonymous.status.success());
-    let said = out_text(&anonymous);
+    let said = p.push_refused(&p.image);
     println!("push without credentials: {said}");
-    assert!(
-        said.contains("unauthorized") && said.contains("pier login"),
-        "{said}"
-    );
-    let wrong = pier(
-        &["login", &registry.addr, "-u", USER, "--password-stdin"],
-        "not-the-password\n",
-    );
+    assert!(said.contains("pier login"), "{said}");
+    let wrong = p.login("not-the-password");
     assert!(!wrong.status.success());
     assert!(out_text(&wrong).contains("refused"), "{}", out_text(&wrong));
-    assert!(!docker_config.join("config.json").exists());
+    let file = p.docker_config.join("config.json");
+    assert!(!file.exists());
 
     // Login: checked, then kept as docker login keeps it.
-    let login = pier(
-        &["login", &registry.addr, "-u", USER, "--password-stdin"],
-        &format!("{PASSWORD}\n"),
-    );
+    let login = p.login(PASSWORD);
     assert!(login.status.success(), "{}", out_text(&login));
     assert!(out_text(&login).contains("Login Succeeded"));
-    let file = docker_config.join("config.json");
     let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600, "config.json mode {mode:o}");
     let config: Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
@@ -90,39 +143,19 @@ fn login_push_and_pull_back_through_a_registry_that_wants_credentials() {
         format!("{USER}:{PASSWORD}")
     );
 
-    // Push with what login kept; skopeo reads the same manifest back.
-    let pushed = pier(&["push", &image], "");
-    assert!(pushed.status.success(), "{}", out_text(&pushed));
-    println!("push:\n{}", out_text(&pushed));
-    let digest = String::from_utf8_lossy(&pushed.stdout)
-        .rsplit("digest: ")
-        .next()
-        .unwrap()
-        .trim()
-        .to_string();
-    assert!(digest.starts_with("sha256:"), "{}", out_text(&pushed));
-    let seen = Command::new("skopeo")
-        .args(["inspect", "--tls-verify=false", "--creds"])
-        .arg(format!("{USER}:{PASSWORD}"))
-        .arg(format!("docker://{image}"))
-        .output()
-        .unwrap();
-    assert!(seen.status.success(), "{}", out_text(&seen));
-    let seen: Value = serde_json::from_slice(&seen.stdout).unwrap();
-    assert_eq!(seen["Digest"], digest.as_str(), "{seen}");
-    let again = pier(&["push", &image], "");
-    assert!(again.status.success(), "{}", out_text(&again));
+    // Push with what login kept; skopeo reads the same manifest back; again, nothing is sent.
+    println!("push:\n{}", p.push_and_check());
+    let again = p.push_and_check();
     assert!(
-        !out_text(&again).contains("pushed") && out_text(&again).contains("already exists"),
-        "{}",
-        out_text(&again)
+        !again.contains("pushed") && again.contains("already exists"),
+        "{again}"
     );
 
     // A second pier pulls it with the stored credentials and runs it.
     let second = Node::start(&tmp.path().join("second"), 1);
-    let pulled = pier_with(&second, &docker_config, &["pull", &image], "");
+    let pulled = pier_with(&second, &p.docker_config, &["pull", &p.image], "");
     assert!(pulled.status.success(), "{}", out_text(&pulled));
-    second.ok(&["run", "-d", "--name", "pulled", &image]);
+    second.ok(&["run", "-d", "--name", "pulled", &p.image]);
     let ip = second.container("pulled")["ip"]
         .as_str()
         .unwrap()
@@ -135,19 +168,13 @@ fn login_push_and_pull_back_through_a_registry_that_wants_credentials() {
     assert_eq!(body["name"], "echo", "{body}");
 
     // Logout forgets them: the next push is refused again.
-    let logout = pier(&["logout", &registry.addr], "");
+    let logout = p.pier(&["logout", &registry.addr], "");
     assert!(logout.status.success(), "{}", out_text(&logout));
     let config: Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
     assert!(config["auths"].get(&registry.addr).is_none(), "{config}");
     let other = format!("{}/team/echo:v2", registry.addr);
-    node.ok(&["image", "tag", "pier/echo:v1", &other]);
-    let refused = pier(&["push", &other], "");
-    assert!(!refused.status.success());
-    assert!(
-        out_text(&refused).contains("unauthorized"),
-        "{}",
-        out_text(&refused)
-    );
+    p.node.ok(&["image", "tag", "pier/echo:v1", &other]);
+    p.push_refused(&other);
 }
 
 /// A registry that hands out bearer tokens (`auth: token`, a token service checking the
@@ -165,52 +192,20 @@ fn login_and_push_through_a_registry_with_a_token_service() {
     let tokens = TokenService::start(USER, PASSWORD);
     let auth = tokens.registry_auth(&tmp.path().join("token-ca.pem"));
     let registry = start_registry_with_auth(tmp.path(), &auth);
-    let docker_config = tmp.path().join("docker");
-    let node = Node::start(&tmp.path().join("node"), 0);
-    let pier = |args: &[&str], stdin: &str| pier_with(&node, &docker_config, args, stdin);
-    node.build_echo("v1");
-    let image = format!("{}/team/echo:v1", registry.addr);
-    node.ok(&["image", "tag", "pier/echo:v1", &image]);
+    let p = Pusher::start(tmp.path(), &registry.addr);
+    let issued = || tokens.issued.load(std::sync::atomic::Ordering::Relaxed);
 
-    let anonymous = pier(&["push", &image], "");
-    assert!(!anonymous.status.success());
-    assert!(
-        out_text(&anonymous).contains("unauthorized"),
-        "{}",
-        out_text(&anonymous)
-    );
-    let wrong = pier(
-        &["login", &registry.addr, "-u", USER, "--password-stdin"],
-        "not-the-password\n",
-    );
+    p.push_refused(&p.image);
+    let wrong = p.login("not-the-password");
     assert!(!wrong.status.success());
     assert!(out_text(&wrong).contains("refused"), "{}", out_text(&wrong));
-    assert_eq!(tokens.issued.load(std::sync::atomic::Ordering::Relaxed), 0);
+    assert_eq!(issued(), 0);
 
-    let login = pier(
-        &["login", &registry.addr, "-u", USER, "--password-stdin"],
-        &format!("{PASSWORD}\n"),
-    );
+    let login = p.login(PASSWORD);
     assert!(login.status.success(), "{}", out_text(&login));
-    let pushed = pier(&["push", &image], "");
-    assert!(pushed.status.success(), "{}", out_text(&pushed));
-    let digest = String::from_utf8_lossy(&pushed.stdout)
-        .rsplit("digest: ")
-        .next()
-        .unwrap()
-        .trim()
-        .to_string();
-    let seen = Command::new("skopeo")
-        .args(["inspect", "--tls-verify=false", "--creds"])
-        .arg(format!("{USER}:{PASSWORD}"))
-        .arg(format!("docker://{image}"))
-        .output()
-        .unwrap();
-    assert!(seen.status.success(), "{}", out_text(&seen));
-    let seen: Value = serde_json::from_slice(&seen.stdout).unwrap();
-    assert_eq!(seen["Digest"], digest.as_str(), "{seen}");
+    p.push_and_check();
     println!(
         "token service: {} tokens handed out for login, push and skopeo's inspect",
-        tokens.issued.load(std::sync::atomic::Ordering::Relaxed)
+        issued()
     );
 }
