@@ -1,13 +1,25 @@
-//! A pod's volumes and where its containers mount them. pier provides `configMap`, `secret`
-//! and `emptyDir` volumes; any other source is kept as written, warned about when applied, and refused by
-//! the node that would run the pod.
+//! A pod's volumes and where its containers mount them. pier provides `configMap`, `secret`,
+//! `emptyDir` and `hostPath` volumes; any other source is kept as written, warned about when
+//! applied, and refused by the node that would run the pod.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
 /// The volume sources pier provides.
-pub const SOURCES: &[&str] = &["configMap", "secret", "emptyDir"];
+pub const SOURCES: &[&str] = &["configMap", "secret", "emptyDir", "hostPath"];
+
+/// The `hostPath` types Kubernetes defines (`""`: no check).
+pub const HOST_PATH_TYPES: &[&str] = &[
+    "",
+    "DirectoryOrCreate",
+    "Directory",
+    "FileOrCreate",
+    "File",
+    "Socket",
+    "CharDevice",
+    "BlockDevice",
+];
 
 /// The file mode of a projected key when neither the item nor the volume sets one (0644).
 pub const DEFAULT_MODE: i64 = 0o644;
@@ -27,6 +39,9 @@ pub struct Volume {
     /// A directory that lives as long as the pod.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub empty_dir: Option<EmptyDirVolumeSource>,
+    /// A file or directory of the node the pod runs on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_path: Option<HostPathVolumeSource>,
     /// Sources pier does not provide (`hostPath`, `persistentVolumeClaim`, ...), as written.
     #[serde(flatten)]
     pub other: BTreeMap<String, serde_json::Value>,
@@ -91,6 +106,17 @@ pub struct EmptyDirVolumeSource {
     /// Largest size; the size of a `Memory` tmpfs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub size_limit: Option<crate::meta::IntOrString>,
+}
+
+/// `hostPath` volume source.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HostPathVolumeSource {
+    /// The path on the node (absolute).
+    pub path: String,
+    /// What must be there (one of [`HOST_PATH_TYPES`]; `...OrCreate` makes it).
+    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+    pub type_: Option<String>,
 }
 
 /// Where a container mounts a volume.

@@ -2,10 +2,11 @@
 //! ConfigMap and Secret keys as environment (`valueFrom`, `envFrom` with a prefix,
 //! `optional`), pod fields (`fieldRef`) and `$(NAME)` expansion; ConfigMaps and Secrets as
 //! files (every key, `items` with a mode, `defaultMode`, `subPath`, `optional`; a Secret's on
-//! a tmpfs) updated in place within seconds of a change; `emptyDir`; Secrets kept sealed in
-//! the store file and never shown in tables; a pod that waits (`CreateContainerConfigError`)
-//! until the ConfigMap it needs exists, and one whose volume pier does not provide; and the
-//! volumes gone with the pod. Needs root.
+//! a tmpfs) updated in place within seconds of a change; `emptyDir`; `hostPath` (made or
+//! checked by type, outliving its pod); Secrets kept sealed in the store file and never shown
+//! in tables; a pod that waits (`CreateContainerConfigError`) until the ConfigMap it needs
+//! exists, and one whose volume pier does not provide; and the volumes gone with the pod.
+//! Needs root.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -137,6 +138,82 @@ impl Kubectl {
                 == b"Running"
         });
     }
+}
+
+/// `hostPath` volumes: a directory made for the pod (DirectoryOrCreate) that both sides see
+/// and that outlives the pod, a node file mounted read-only (File); a File that is not there
+/// keeps its pod waiting in kubelet's words; a relative path is refused at apply.
+fn host_paths(k: &Kubectl, dir: &Path) {
+    let (data, seed) = (dir.join("host-data"), dir.join("seed.txt"));
+    std::fs::write(&seed, "from the node").unwrap();
+    let pod = |name: &str, file: &Path| {
+        format!(
+            "apiVersion: v1
+kind: Pod
+metadata: {{name: {name}}}
+spec:
+  volumes:
+  - {{name: data, hostPath: {{path: {}, type: DirectoryOrCreate}}}}
+  - {{name: seed, hostPath: {{path: {}, type: File}}}}
+  containers:
+  - name: c
+    image: pier/shell:v1
+    args: [echo, --http, '0.0.0.0:8080', --name, {name}]
+    volumeMounts:
+    - {{name: data, mountPath: /data}}
+    - {{name: seed, mountPath: /seed.txt, readOnly: true}}
+",
+            data.display(),
+            file.display()
+        )
+    };
+    assert!(k.apply(dir, &pod("hostdata", &seed)).status.success());
+    k.running("hostdata");
+    assert_eq!(k.exec("hostdata", "cat /seed.txt"), "from the node");
+    assert_eq!(
+        k.exec("hostdata", "echo written > /data/f && cat /data/f"),
+        "written\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(data.join("f")).unwrap(),
+        "written\n"
+    );
+    let denied = k.run(&["exec", "hostdata", "--", "sh", "-c", "echo x > /seed.txt"]);
+    assert!(!denied.status.success(), "{}", out_text(&denied));
+
+    assert!(k
+        .apply(dir, &pod("hostmissing", &dir.join("absent.txt")))
+        .status
+        .success());
+    k.until(
+        Duration::from_secs(30),
+        "hostmissing shows why it cannot start",
+        || {
+            let events = k.run(&[
+                "get",
+                "events",
+                "--field-selector",
+                "involvedObject.name=hostmissing",
+            ]);
+            String::from_utf8_lossy(&events.stdout).contains("hostPath type check failed")
+        },
+    );
+    let relative =
+        pod("hostrelative", &seed).replace(&format!("path: {}", seed.display()), "path: seed.txt");
+    let refused = k.apply(dir, &relative);
+    assert!(!refused.status.success());
+    assert!(
+        out_text(&refused).contains("spec.volumes[1].hostPath.path"),
+        "{}",
+        out_text(&refused)
+    );
+
+    k.ok(&["delete", "pod", "hostdata", "hostmissing", "--timeout=60s"]);
+    assert_eq!(
+        std::fs::read_to_string(data.join("f")).unwrap(),
+        "written\n",
+        "a hostPath outlives its pod"
+    );
 }
 
 /// The Secret's values are in no table and not in the store file, which holds it sealed.
@@ -343,14 +420,14 @@ fn pods_read_configmaps_as_env_and_files() {
 
     // A volume pier does not provide is kept with a warning naming the field; the pod waits,
     // saying why.
-    let host_path = READER.replace("{name: reader}", "{name: hosted}").replace(
+    let nfs = READER.replace("{name: reader}", "{name: hosted}").replace(
         "{name: scratch, emptyDir: {}}",
-        "{name: scratch, hostPath: {path: /tmp}}",
+        "{name: scratch, nfs: {server: nfs.example, path: /exports}}",
     );
-    let warned = k.apply(tmp.path(), &host_path);
+    let warned = k.apply(tmp.path(), &nfs);
     assert!(warned.status.success(), "{}", out_text(&warned));
     assert!(
-        out_text(&warned).contains("spec.volumes[2].hostPath"),
+        out_text(&warned).contains("spec.volumes[2].nfs"),
         "{}",
         out_text(&warned)
     );
@@ -388,7 +465,7 @@ fn pods_read_configmaps_as_env_and_files() {
                 ])
                 .stdout,
             )
-            .contains("hostPath volumes are not provided by pier")
+            .contains("nfs volumes are not provided by pier")
         },
     );
     assert!(
@@ -399,6 +476,8 @@ fn pods_read_configmaps_as_env_and_files() {
     assert!(k.apply(tmp.path(), absent).status.success());
     k.running("waiter");
     assert_eq!(k.exec("waiter", "echo $MODE"), "fast\n");
+
+    host_paths(&k, tmp.path());
 
     // The pods' volumes go with them.
     let pods_dir = tmp.path().join("state/runtime/pods");

@@ -79,6 +79,7 @@ fn volume(path: &FieldPath, v: &Volume, r: &mut Report) {
         v.config_map.is_some(),
         v.secret.is_some(),
         v.empty_dir.is_some(),
+        v.host_path.is_some(),
     ];
     match set.iter().filter(|s| **s).count() {
         0 => r.error(path, "must specify a volume type"),
@@ -96,6 +97,19 @@ fn volume(path: &FieldPath, v: &Volume, r: &mut Report) {
         r.check(&p.field("secretName"), dns1123_subdomain(&s.secret_name));
         items(&p, &s.items, r);
         mode(&p.field("defaultMode"), s.default_mode, r);
+    }
+    if let Some(h) = &v.host_path {
+        let p = path.field("hostPath");
+        if !h.path.starts_with('/') {
+            r.error(&p.field("path"), "must be an absolute path");
+        } else if h.path.split('/').any(|part| part == "..") {
+            r.error(&p.field("path"), "must not contain '..'");
+        }
+        r.one_of(
+            &p.field("type"),
+            h.type_.as_deref().unwrap_or(""),
+            crate::volume::HOST_PATH_TYPES,
+        );
     }
     if let Some(e) = &v.empty_dir {
         let p = path.field("emptyDir");

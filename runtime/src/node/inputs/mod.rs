@@ -5,6 +5,7 @@
 
 mod atomic;
 pub(crate) mod env;
+mod host_path;
 mod sources;
 pub(crate) mod volumes;
 

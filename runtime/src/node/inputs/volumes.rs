@@ -2,7 +2,8 @@
 //! `configMap` and `secret` volumes hold their keys as files written atomically (a Secret's on
 //! a tmpfs, so its values never reach the disk), `emptyDir` is a plain directory (a tmpfs for
 //! `medium: Memory`). Containers bind-mount them; a change of the object rewrites the files in
-//! place, which the bind mount shows at once.
+//! place, which the bind mount shows at once. A `hostPath` volume is the node's own path
+//! (`host_path.rs`), mounted where it is and never removed with the pod.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -185,6 +186,10 @@ impl PodVolumes {
                     SOURCES.join(", ")
                 )));
             }
+            if let Some(h) = &v.host_path {
+                super::host_path::prepare(h)?;
+                continue;
+            }
             let dir = self.volume_dir(&v.name);
             fs::create_dir_all(&dir).map_err(|e| io("creating", &dir, e))?;
             if let Some(p) = Projection::of(v) {
@@ -217,7 +222,10 @@ impl PodVolumes {
                 return Err(ConfigError(format!("volumeMounts: no volume {:?}", m.name)));
             };
             let projected = Projection::of(v).is_some();
-            let dir = self.volume_dir(&v.name);
+            let dir = match &v.host_path {
+                Some(h) => PathBuf::from(&h.path),
+                None => self.volume_dir(&v.name),
+            };
             let host = match m.sub_path.as_deref().filter(|s| !s.is_empty()) {
                 None => dir,
                 Some(sub) => sub_path(&dir, sub, !projected)?,
