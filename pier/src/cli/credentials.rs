@@ -77,11 +77,12 @@ fn body(username: &str, password: &str) -> Value {
     json!({"username": username, "password": password})
 }
 
-/// Asks `docker-credential-<helper>` for `server`'s credentials; `None` when it has none.
-fn helper_get(helper: &str, server: &str) -> Result<Option<Value>> {
+/// Runs `docker-credential-<helper> <verb>` with `input` on its standard input, as Docker
+/// runs it; its output (a helper that exits without reading has closed its end: no error).
+pub(crate) fn run_helper(helper: &str, verb: &str, input: &str) -> Result<std::process::Output> {
     let program = format!("docker-credential-{helper}");
     let mut child = Command::new(&program)
-        .arg("get")
+        .arg(verb)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -90,15 +91,20 @@ fn helper_get(helper: &str, server: &str) -> Result<Option<Value>> {
             format!("running the credential helper {program} (Docker's config.json names it)")
         })?;
     if let Some(mut stdin) = child.stdin.take() {
-        match stdin.write_all(server.as_bytes()) {
-            // A helper that answers without reading (nothing stored) has closed its end.
+        match stdin.write_all(input.as_bytes()) {
             Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
-            other => other.with_context(|| format!("{program}: writing the server name"))?,
+            other => other.with_context(|| format!("{program} {verb}: writing to it"))?,
         }
     }
-    let out = child
+    child
         .wait_with_output()
-        .with_context(|| format!("{program}: waiting for it"))?;
+        .with_context(|| format!("{program} {verb}: waiting for it"))
+}
+
+/// Asks `docker-credential-<helper>` for `server`'s credentials; `None` when it has none.
+fn helper_get(helper: &str, server: &str) -> Result<Option<Value>> {
+    let program = format!("docker-credential-{helper}");
+    let out = run_helper(helper, "get", server)?;
     let text = String::from_utf8_lossy(&out.stdout);
     if !out.status.success() {
         // The helpers' own words for "nothing stored for this server".

@@ -7,7 +7,6 @@
 use std::io::{BufRead, IsTerminal, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::Path;
-use std::process::{Command, Stdio};
 
 use anyhow::{bail, Context, Result};
 use base64::Engine;
@@ -15,7 +14,7 @@ use hyper::Method;
 use pier_controlplane::api::{encode, Client};
 use serde_json::{json, Value};
 
-use super::credentials::{config_dir, server_of};
+use super::credentials::{config_dir, run_helper, server_of};
 
 /// What `pier login` was given.
 pub(crate) struct LoginArgs {
@@ -73,7 +72,7 @@ pub(crate) fn logout(registry: &str) -> Result<()> {
     let file = dir.join("config.json");
     let mut config = read(&file)?;
     if let Some(helper) = helper_for(&config, &registry) {
-        run_helper(&helper, "erase", &server)?;
+        helper_do(&helper, "erase", &server)?;
         println!("Removing login credentials for {server}");
         return Ok(());
     }
@@ -112,7 +111,7 @@ fn store(registry: &str, username: &str, password: &str) -> Result<()> {
     let server = server_of(registry);
     if let Some(helper) = helper_for(&config, registry) {
         let entry = json!({"ServerURL": server, "Username": username, "Secret": password});
-        return run_helper(&helper, "store", &entry.to_string());
+        return helper_do(&helper, "store", &entry.to_string());
     }
     let auth = base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}"));
     if !config["auths"].is_object() {
@@ -177,27 +176,12 @@ fn helper_for(config: &Value, registry: &str) -> Option<String> {
         .map(str::to_string)
 }
 
-/// Runs `docker-credential-<helper> <verb>` with `input` on its standard input.
-fn run_helper(helper: &str, verb: &str, input: &str) -> Result<()> {
-    let program = format!("docker-credential-{helper}");
-    let mut child = Command::new(&program)
-        .arg(verb)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .with_context(|| format!("running the credential helper {program}"))?;
-    if let Some(mut stdin) = child.stdin.take() {
-        stdin
-            .write_all(input.as_bytes())
-            .with_context(|| format!("{program} {verb}: writing to it"))?;
-    }
-    let out = child
-        .wait_with_output()
-        .with_context(|| format!("{program} {verb}: waiting for it"))?;
+/// Runs the helper's `verb` (`store`, `erase`), which must succeed.
+fn helper_do(helper: &str, verb: &str, input: &str) -> Result<()> {
+    let out = run_helper(helper, verb, input)?;
     if !out.status.success() {
         bail!(
-            "{program} {verb}: {} {}{}",
+            "docker-credential-{helper} {verb}: {} {}{}",
             out.status,
             String::from_utf8_lossy(&out.stdout).trim(),
             String::from_utf8_lossy(&out.stderr).trim()
