@@ -12,6 +12,7 @@ mod event;
 mod gateway;
 mod hpa;
 mod ingress;
+mod job;
 mod node;
 mod rollout;
 
@@ -75,6 +76,16 @@ pub fn columns(kind: Kind) -> Vec<Column> {
             col("DESIRED"),
             col("CURRENT"),
             col("READY"),
+            col("AGE"),
+            wide("CONTAINERS"),
+            wide("IMAGES"),
+            wide("SELECTOR"),
+        ],
+        Kind::Job => vec![
+            col("NAME"),
+            col("STATUS"),
+            col("COMPLETIONS"),
+            col("DURATION"),
             col("AGE"),
             wide("CONTAINERS"),
             wide("IMAGES"),
@@ -256,6 +267,7 @@ pub fn row(kind: Kind, v: &Value, now: SystemTime) -> Vec<String> {
             row
         }
         Kind::HorizontalPodAutoscaler => hpa::row(v, name, created),
+        Kind::Job => job::row(v, name, created, now),
         Kind::Rollout => rollout::row(v, name, created),
         Kind::AnalysisTemplate | Kind::ClusterAnalysisTemplate => vec![name, created],
         Kind::AnalysisRun => vec![
@@ -460,7 +472,12 @@ fn pod_status(v: &Value) -> String {
     if !reason.is_empty() {
         return reason.into();
     }
-    or(s(v, "/status/phase"), "Unknown")
+    // A finished pod reads as kubectl shows its container's end.
+    match s(v, "/status/phase") {
+        "Succeeded" => "Completed".into(),
+        "Failed" => "Error".into(),
+        phase => or(phase, "Unknown"),
+    }
 }
 
 #[cfg(test)]

@@ -189,6 +189,17 @@ fn analysis_field(path: &str) -> bool {
         || under("spec.metrics[].provider.prometheus", PROMETHEUS, path)
 }
 
+/// Job fields pier accepts and does not act on: per-index limits and policies of Indexed
+/// Jobs, pod failure and success policies, when replacement pods are made, who manages it.
+const JOB_SPEC: &[&str] = &[
+    "podFailurePolicy",
+    "successPolicy",
+    "backoffLimitPerIndex",
+    "maxFailedIndexes",
+    "podReplacementPolicy",
+    "managedBy",
+];
+
 fn under(prefix: &str, names: &[&str], path: &str) -> bool {
     path.strip_prefix(prefix)
         .and_then(|rest| rest.strip_prefix('.'))
@@ -233,6 +244,12 @@ pub(crate) fn is_known_ignored(kind: Kind, path: &str) -> bool {
         Kind::Deployment => {
             path == "status"
                 || under("spec", DEPLOYMENT_SPEC, path)
+                || under("spec.template.metadata", META, path)
+                || pod_spec_field("spec.template.spec", path)
+        }
+        Kind::Job => {
+            path == "status"
+                || under("spec", JOB_SPEC, path)
                 || under("spec.template.metadata", META, path)
                 || pod_spec_field("spec.template.spec", path)
         }

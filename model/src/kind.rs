@@ -17,6 +17,8 @@ pub enum Kind {
     Deployment,
     /// `apps/v1/ReplicaSet` (one revision of a Deployment).
     ReplicaSet,
+    /// `batch/v1/Job`.
+    Job,
     /// `gateway.networking.k8s.io/v1/HTTPRoute`.
     HttpRoute,
     /// `gateway.networking.k8s.io/v1alpha2/TCPRoute`.
@@ -63,7 +65,7 @@ pub enum Kind {
 
 impl Kind {
     /// Every kind.
-    pub const ALL: [Kind; 26] = [
+    pub const ALL: [Kind; 27] = [
         Kind::Service,
         Kind::EndpointSlice,
         Kind::Pod,
@@ -90,6 +92,7 @@ impl Kind {
         Kind::Gateway,
         Kind::TlsRoute,
         Kind::BackendTlsPolicy,
+        Kind::Job,
     ];
 
     /// Whether objects of this kind live in a namespace (all but Namespace, Node,
@@ -113,6 +116,7 @@ impl Kind {
             Kind::Pod => "Pod",
             Kind::Deployment => "Deployment",
             Kind::ReplicaSet => "ReplicaSet",
+            Kind::Job => "Job",
             Kind::HttpRoute => "HTTPRoute",
             Kind::TcpRoute => "TCPRoute",
             Kind::UdpRoute => "UDPRoute",
@@ -145,6 +149,7 @@ impl Kind {
             Kind::Pod => "pods",
             Kind::Deployment => "deployments",
             Kind::ReplicaSet => "replicasets",
+            Kind::Job => "jobs",
             Kind::HttpRoute => "httproutes",
             Kind::TcpRoute => "tcproutes",
             Kind::UdpRoute => "udproutes",
@@ -184,6 +189,7 @@ impl Kind {
             Kind::Ingress | Kind::IngressClass => &["networking.k8s.io/v1"],
             Kind::EndpointSlice => &["discovery.k8s.io/v1"],
             Kind::Deployment | Kind::ReplicaSet => &["apps/v1"],
+            Kind::Job => &["batch/v1"],
             Kind::HorizontalPodAutoscaler => &["autoscaling/v2"],
             Kind::Rollout
             | Kind::AnalysisTemplate
@@ -214,6 +220,7 @@ impl Kind {
         matches!(
             self,
             Kind::Deployment
+                | Kind::Job
                 | Kind::Rollout
                 | Kind::AnalysisRun
                 | Kind::HorizontalPodAutoscaler
@@ -249,6 +256,7 @@ impl FromStr for Kind {
             "pod" | "pods" | "po" => Kind::Pod,
             "deployment" | "deployments" | "deploy" => Kind::Deployment,
             "replicaset" | "replicasets" | "rs" => Kind::ReplicaSet,
+            "job" | "jobs" => Kind::Job,
             "httproute" | "httproutes" => Kind::HttpRoute,
             "tcproute" | "tcproutes" => Kind::TcpRoute,
             "udproute" | "udproutes" => Kind::UdpRoute,

@@ -16,6 +16,7 @@ use super::endpointslice::EndpointSlice;
 use super::gateway::{Gateway, GatewayClass};
 use super::hpa::HorizontalPodAutoscaler;
 use super::ingress::{Ingress, IngressClass};
+use super::job::Job;
 pub use super::kind::Kind;
 use super::meta::ObjectMeta;
 use super::pod::Pod;
@@ -44,6 +45,8 @@ pub enum Object {
     Deployment(Deployment),
     /// A ReplicaSet.
     ReplicaSet(ReplicaSet),
+    /// A Job.
+    Job(Job),
     /// A horizontal pod autoscaler.
     HorizontalPodAutoscaler(HorizontalPodAutoscaler),
     /// An Argo Rollout.
@@ -97,6 +100,7 @@ impl Object {
             Object::Pod(p) => validation::pod(p, report),
             Object::Deployment(d) => validation::deployment(d, report),
             Object::ReplicaSet(r) => validation::replica_set(r, report),
+            Object::Job(j) => validation::job(j, report),
             Object::HorizontalPodAutoscaler(h) => validation::hpa(h, report),
             Object::Rollout(r) => validation::rollout(r, report),
             Object::AnalysisTemplate(t) | Object::ClusterAnalysisTemplate(t) => {
@@ -130,6 +134,7 @@ impl Object {
             Object::Pod(_) => Kind::Pod,
             Object::Deployment(_) => Kind::Deployment,
             Object::ReplicaSet(_) => Kind::ReplicaSet,
+            Object::Job(_) => Kind::Job,
             Object::HorizontalPodAutoscaler(_) => Kind::HorizontalPodAutoscaler,
             Object::Rollout(_) => Kind::Rollout,
             Object::AnalysisTemplate(_) => Kind::AnalysisTemplate,
@@ -162,6 +167,7 @@ impl Object {
             Object::Pod(o) => &o.metadata,
             Object::Deployment(o) => &o.metadata,
             Object::ReplicaSet(o) => &o.metadata,
+            Object::Job(o) => &o.metadata,
             Object::HorizontalPodAutoscaler(o) => &o.metadata,
             Object::Rollout(o) => &o.metadata,
             Object::AnalysisTemplate(o) | Object::ClusterAnalysisTemplate(o) => &o.metadata,
@@ -191,6 +197,7 @@ impl Object {
             Object::Pod(o) => &mut o.metadata,
             Object::Deployment(o) => &mut o.metadata,
             Object::ReplicaSet(o) => &mut o.metadata,
+            Object::Job(o) => &mut o.metadata,
             Object::HorizontalPodAutoscaler(o) => &mut o.metadata,
             Object::Rollout(o) => &mut o.metadata,
             Object::AnalysisTemplate(o) | Object::ClusterAnalysisTemplate(o) => &mut o.metadata,
@@ -223,6 +230,7 @@ impl Object {
             Object::Pod(o) => v(o),
             Object::Deployment(o) => v(o),
             Object::ReplicaSet(o) => v(o),
+            Object::Job(o) => v(o),
             Object::HorizontalPodAutoscaler(o) => v(o),
             Object::Rollout(o) => v(o),
             Object::AnalysisTemplate(o) | Object::ClusterAnalysisTemplate(o) => v(o),
@@ -279,6 +287,12 @@ impl Object {
             Object::Rollout(r) => {
                 r.status = match from {
                     Some(Object::Rollout(f)) => f.status.clone(),
+                    _ => None,
+                };
+            }
+            Object::Job(j) => {
+                j.status = match from {
+                    Some(Object::Job(f)) => f.status.clone(),
                     _ => None,
                 };
             }

@@ -245,28 +245,6 @@ fn secret_kept_sealed(k: &Kubectl, node: &Node, dir: &Path) {
     );
 }
 
-fn shell_image(node: &Node, dir: &Path) {
-    let host = |name: &str| {
-        ["/usr/bin", "/bin"]
-            .iter()
-            .map(|d| format!("{d}/{name}"))
-            .find(|p| Path::new(p).exists())
-            .unwrap_or_else(|| panic!("{name} is not on this machine"))
-    };
-    let (dash, cat) = (host("dash"), host("cat"));
-    let layout = umoci_layout(
-        dir,
-        &[(dash.as_str(), "/bin/sh"), (cat.as_str(), "/bin/cat")],
-    );
-    node.ok(&[
-        "image",
-        "import",
-        layout.to_str().unwrap(),
-        "--tag",
-        "pier/shell:v1",
-    ]);
-}
-
 #[test]
 fn pods_read_configmaps_as_env_and_files() {
     if !privileged("pods_read_configmaps_as_env_and_files") {

@@ -31,6 +31,7 @@ const KINDS: &[Kind] = &[
     Kind::Deployment,
     Kind::Rollout,
     Kind::Service,
+    Kind::Job,
     Kind::ReplicaSet,
     Kind::Pod,
     Kind::EndpointSlice,
@@ -42,7 +43,7 @@ const KINDS: &[Kind] = &[
 
 /// The kinds an owner's dependents can be (named by their `ownerReferences`, or a
 /// workload's pods).
-const DEPENDENT_KINDS: &[Kind] = KINDS.split_at(3).1;
+const DEPENDENT_KINDS: &[Kind] = KINDS.split_at(4).1;
 
 /// Finishes foreground deletes (leader work).
 pub struct ForegroundDeletion {

@@ -7,6 +7,7 @@
 //! `rollout_traffic.rs` and `rollout_managed_route.rs` edit it, making the AnalysisRuns
 //! `rollout_runs.rs` lists; its writes in `rollout_controller/ops.rs`), and
 //! `rollout_metrics.rs` keeps their `pier_rollout_*` gauges on every node;
+//! `job_controller.rs` runs Jobs' pods to completion (planned by `job.rs`);
 //! `scheduler_controller.rs` binds pods to nodes (placed by `scheduling.rs`);
 //! `foreground.rs` finishes foreground cascading deletes once an owner's dependents are gone;
 //! `ingress_status.rs` writes the nodes' addresses into served Ingresses' status;
@@ -23,6 +24,10 @@ mod gateway_status_controller;
 #[cfg(test)]
 mod gateway_status_tests;
 mod ingress_status;
+pub mod job;
+mod job_controller;
+#[cfg(test)]
+mod job_tests;
 mod owned_pods;
 pub mod rollout;
 pub mod rollout_analysis;
@@ -44,6 +49,7 @@ pub use endpoints_controller::EndpointsController;
 pub use foreground::ForegroundDeletion;
 pub use gateway_status_controller::GatewayStatusController;
 pub use ingress_status::IngressStatusController;
+pub use job_controller::JobController;
 pub use rollout_controller::{RolloutController, ROLLOUT_LABEL};
 pub use rollout_metrics::RolloutMetrics;
 pub use scheduler_controller::Scheduler;

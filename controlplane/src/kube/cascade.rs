@@ -16,6 +16,7 @@
 use std::sync::Arc;
 
 use hyper::StatusCode;
+use pier_model::job::TRACKING_FINALIZER;
 use pier_model::meta::FOREGROUND_DELETION;
 use pier_model::{Kind, Object};
 use serde_json::Value;
@@ -64,7 +65,7 @@ pub(crate) fn mark(
     name: &str,
     policy: Policy,
 ) -> crate::Result<Option<Object>> {
-    if policy != Policy::Orphan || kind != Kind::Deployment {
+    if policy != Policy::Orphan || !matches!(kind, Kind::Deployment | Kind::Job) {
         return Ok(None);
     }
     let Some(mut object) = store.get(kind, namespace, name)? else {
@@ -111,8 +112,7 @@ pub(crate) fn held(mut object: Object, policy: Policy) -> Option<Object> {
 const DEFAULT_POD_GRACE_SECONDS: i64 = 30;
 
 /// The writes that go with deleting `kind` `namespace`/`name` under `policy`, in the same
-/// transaction: for an orphaned Deployment, its pods without the Deployment's label (each
-/// conditional on the pod as read) and its ReplicaSets deleted.
+/// transaction: an orphaned Deployment's or Job's pods released from it.
 pub(crate) fn dependents(
     store: &Store,
     kind: Kind,
@@ -120,9 +120,37 @@ pub(crate) fn dependents(
     name: &str,
     policy: Policy,
 ) -> crate::Result<Vec<Op>> {
-    if policy != Policy::Orphan || kind != Kind::Deployment {
+    if policy != Policy::Orphan {
         return Ok(Vec::new());
     }
+    match kind {
+        Kind::Deployment => orphan_deployment(store, namespace, name),
+        Kind::Job => orphan_job(store, namespace, name),
+        _ => Ok(Vec::new()),
+    }
+}
+
+/// A Job's pods without its `ownerReference` and tracking finalizer, each conditional on
+/// the pod as read: they keep running with no controller.
+fn orphan_job(store: &Store, namespace: &str, name: &str) -> crate::Result<Vec<Op>> {
+    let mut ops = Vec::new();
+    for object in store.list(Kind::Pod, Some(namespace), None)?.0 {
+        if let Object::Pod(mut pod) = object {
+            let meta = &mut pod.metadata;
+            let before = meta.owner_references.len();
+            meta.owner_references
+                .retain(|o| !(o.kind == "Job" && o.name == name && o.controller == Some(true)));
+            if meta.owner_references.len() != before {
+                meta.finalizers.retain(|f| f != TRACKING_FINALIZER);
+                ops.push(Op::Put(Object::Pod(pod)));
+            }
+        }
+    }
+    Ok(ops)
+}
+
+/// A Deployment's pods without its label, and its ReplicaSets deleted.
+fn orphan_deployment(store: &Store, namespace: &str, name: &str) -> crate::Result<Vec<Op>> {
     let mut ops = Vec::new();
     for object in store.list(Kind::Pod, Some(namespace), None)?.0 {
         if let Object::Pod(mut pod) = object {

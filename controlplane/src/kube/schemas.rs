@@ -7,7 +7,9 @@
 //! them. No schema here says a list merges by key: kubectl builds its strategic patches from
 //! its built-in types (see `openapi.rs`).
 
-use k8s_openapi::api::{apps, autoscaling, coordination, core, discovery, events, networking};
+use k8s_openapi::api::{
+    apps, autoscaling, batch, coordination, core, discovery, events, networking,
+};
 use pier_model::Kind;
 use schemars::generate::{SchemaGenerator, SchemaSettings};
 use schemars::{JsonSchema, Schema};
@@ -83,6 +85,7 @@ fn reference(r: &Resource) -> Option<(String, Generate)> {
         (Kind::EndpointSlice, _) => of::<discovery::v1::EndpointSlice>(),
         (Kind::Deployment, _) => of::<apps::v1::Deployment>(),
         (Kind::ReplicaSet, _) => of::<apps::v1::ReplicaSet>(),
+        (Kind::Job, _) => of::<batch::v1::Job>(),
         (Kind::Lease, _) => of::<coordination::v1::Lease>(),
         (Kind::HorizontalPodAutoscaler, _) if r.version == hpa_v1::VERSION => {
             of::<autoscaling::v1::HorizontalPodAutoscaler>()

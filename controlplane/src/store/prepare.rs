@@ -42,6 +42,13 @@ pub(super) fn prepare_put(
         }
     }
     alloc.assign_object(&mut object, existing)?;
+    let uid = existing.map_or_else(
+        || uuid::Uuid::new_v4().to_string(),
+        |e| e.meta().uid.clone(),
+    );
+    if let Object::Job(job) = &mut object {
+        job.generate_selector(&uid);
+    }
     let spec_changed = existing.is_none_or(|e| e.spec_value() != object.spec_value());
     let namespaced = object.kind().namespaced();
     let meta = object.meta_mut();
@@ -77,7 +84,7 @@ pub(super) fn prepare_put(
             }
         }
         None => {
-            meta.uid = uuid::Uuid::new_v4().to_string();
+            meta.uid = uid;
             meta.creation_timestamp = Some(now_rfc3339());
             meta.generation = 1;
         }

@@ -184,6 +184,7 @@ impl Object {
             Kind::Pod => typed(value, kind).map(|(o, i, e)| (Object::Pod(o), i, e)),
             Kind::Deployment => typed(value, kind).map(|(o, i, e)| (Object::Deployment(o), i, e)),
             Kind::ReplicaSet => typed(value, kind).map(|(o, i, e)| (Object::ReplicaSet(o), i, e)),
+            Kind::Job => typed(value, kind).map(|(o, i, e)| (Object::Job(o), i, e)),
             Kind::HorizontalPodAutoscaler => {
                 typed(value, kind).map(|(o, i, e)| (Object::HorizontalPodAutoscaler(o), i, e))
             }

@@ -156,6 +156,7 @@ impl SnapshotBuilder {
             Object::Pod(_)
             | Object::Deployment(_)
             | Object::ReplicaSet(_)
+            | Object::Job(_)
             | Object::HorizontalPodAutoscaler(_)
             | Object::Rollout(_)
             | Object::AnalysisTemplate(_)
@@ -202,6 +203,7 @@ impl SnapshotBuilder {
             Kind::Pod
             | Kind::Deployment
             | Kind::ReplicaSet
+            | Kind::Job
             | Kind::HorizontalPodAutoscaler
             | Kind::Rollout
             | Kind::AnalysisTemplate

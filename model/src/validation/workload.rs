@@ -79,7 +79,7 @@ fn container(path: &FieldPath, c: &Container, r: &mut Report) {
     }
 }
 
-fn pod_spec(path: &FieldPath, spec: &PodSpec, r: &mut Report) {
+pub(super) fn pod_spec(path: &FieldPath, spec: &PodSpec, r: &mut Report) {
     if spec.containers.is_empty() {
         r.error(
             &path.field("containers"),

@@ -150,6 +150,16 @@ pub(crate) fn start(
     let store = Arc::clone(&parts.store);
     let events = Recorder::start(
         Arc::clone(&store),
+        "job-controller",
+        &cluster.node_name,
+        events::DEFAULT_TTL,
+    );
+    lead(parts, "job-controller", &leadership, move || {
+        controllers::JobController::new(Arc::clone(&store), events.clone())
+    });
+    let store = Arc::clone(&parts.store);
+    let events = Recorder::start(
+        Arc::clone(&store),
         "rollouts-controller",
         &cluster.node_name,
         events::DEFAULT_TTL,

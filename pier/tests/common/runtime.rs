@@ -358,3 +358,31 @@ pub(crate) fn start_registry_with_auth(dir: &Path, auth: &str) -> Registry {
     });
     r
 }
+
+/// Imports `pier/shell:v1`: pier's image with this machine's dash as `/bin/sh`, and `cat` and
+/// `true`, for pods that run shell commands.
+pub(crate) fn shell_image(node: &Node, dir: &Path) {
+    let host = |name: &str| {
+        ["/usr/bin", "/bin"]
+            .iter()
+            .map(|d| format!("{d}/{name}"))
+            .find(|p| Path::new(p).exists())
+            .unwrap_or_else(|| panic!("{name} is not on this machine"))
+    };
+    let (dash, cat, yes) = (host("dash"), host("cat"), host("true"));
+    let layout = umoci_layout(
+        dir,
+        &[
+            (dash.as_str(), "/bin/sh"),
+            (cat.as_str(), "/bin/cat"),
+            (yes.as_str(), "/bin/true"),
+        ],
+    );
+    node.ok(&[
+        "image",
+        "import",
+        layout.to_str().unwrap(),
+        "--tag",
+        "pier/shell:v1",
+    ]);
+}
