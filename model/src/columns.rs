@@ -91,6 +91,18 @@ pub fn columns(kind: Kind) -> Vec<Column> {
             wide("IMAGES"),
             wide("SELECTOR"),
         ],
+        Kind::CronJob => vec![
+            col("NAME"),
+            col("SCHEDULE"),
+            col("TIMEZONE"),
+            col("SUSPEND"),
+            col("ACTIVE"),
+            col("LAST SCHEDULE"),
+            col("AGE"),
+            wide("CONTAINERS"),
+            wide("IMAGES"),
+            wide("SELECTOR"),
+        ],
         Kind::Rollout => vec![
             col("NAME"),
             col("DESIRED"),
@@ -268,6 +280,7 @@ pub fn row(kind: Kind, v: &Value, now: SystemTime) -> Vec<String> {
         }
         Kind::HorizontalPodAutoscaler => hpa::row(v, name, created),
         Kind::Job => job::row(v, name, created, now),
+        Kind::CronJob => job::cron_row(v, name, created, now),
         Kind::Rollout => rollout::row(v, name, created),
         Kind::AnalysisTemplate | Kind::ClusterAnalysisTemplate => vec![name, created],
         Kind::AnalysisRun => vec![

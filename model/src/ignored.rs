@@ -253,6 +253,13 @@ pub(crate) fn is_known_ignored(kind: Kind, path: &str) -> bool {
                 || under("spec.template.metadata", META, path)
                 || pod_spec_field("spec.template.spec", path)
         }
+        Kind::CronJob => {
+            path == "status"
+                || under("spec.jobTemplate.spec", JOB_SPEC, path)
+                || under("spec.jobTemplate.metadata", META, path)
+                || under("spec.jobTemplate.spec.template.metadata", META, path)
+                || pod_spec_field("spec.jobTemplate.spec.template.spec", path)
+        }
         Kind::ReplicaSet => {
             path == "status"
                 || under("spec.template.metadata", META, path)

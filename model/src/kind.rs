@@ -19,6 +19,8 @@ pub enum Kind {
     ReplicaSet,
     /// `batch/v1/Job`.
     Job,
+    /// `batch/v1/CronJob`.
+    CronJob,
     /// `gateway.networking.k8s.io/v1/HTTPRoute`.
     HttpRoute,
     /// `gateway.networking.k8s.io/v1alpha2/TCPRoute`.
@@ -65,7 +67,7 @@ pub enum Kind {
 
 impl Kind {
     /// Every kind.
-    pub const ALL: [Kind; 27] = [
+    pub const ALL: [Kind; 28] = [
         Kind::Service,
         Kind::EndpointSlice,
         Kind::Pod,
@@ -93,6 +95,7 @@ impl Kind {
         Kind::TlsRoute,
         Kind::BackendTlsPolicy,
         Kind::Job,
+        Kind::CronJob,
     ];
 
     /// Whether objects of this kind live in a namespace (all but Namespace, Node,
@@ -117,6 +120,7 @@ impl Kind {
             Kind::Deployment => "Deployment",
             Kind::ReplicaSet => "ReplicaSet",
             Kind::Job => "Job",
+            Kind::CronJob => "CronJob",
             Kind::HttpRoute => "HTTPRoute",
             Kind::TcpRoute => "TCPRoute",
             Kind::UdpRoute => "UDPRoute",
@@ -150,6 +154,7 @@ impl Kind {
             Kind::Deployment => "deployments",
             Kind::ReplicaSet => "replicasets",
             Kind::Job => "jobs",
+            Kind::CronJob => "cronjobs",
             Kind::HttpRoute => "httproutes",
             Kind::TcpRoute => "tcproutes",
             Kind::UdpRoute => "udproutes",
@@ -189,7 +194,7 @@ impl Kind {
             Kind::Ingress | Kind::IngressClass => &["networking.k8s.io/v1"],
             Kind::EndpointSlice => &["discovery.k8s.io/v1"],
             Kind::Deployment | Kind::ReplicaSet => &["apps/v1"],
-            Kind::Job => &["batch/v1"],
+            Kind::Job | Kind::CronJob => &["batch/v1"],
             Kind::HorizontalPodAutoscaler => &["autoscaling/v2"],
             Kind::Rollout
             | Kind::AnalysisTemplate
@@ -221,6 +226,7 @@ impl Kind {
             self,
             Kind::Deployment
                 | Kind::Job
+                | Kind::CronJob
                 | Kind::Rollout
                 | Kind::AnalysisRun
                 | Kind::HorizontalPodAutoscaler
@@ -257,6 +263,7 @@ impl FromStr for Kind {
             "deployment" | "deployments" | "deploy" => Kind::Deployment,
             "replicaset" | "replicasets" | "rs" => Kind::ReplicaSet,
             "job" | "jobs" => Kind::Job,
+            "cronjob" | "cronjobs" | "cj" => Kind::CronJob,
             "httproute" | "httproutes" => Kind::HttpRoute,
             "tcproute" | "tcproutes" => Kind::TcpRoute,
             "udproute" | "udproutes" => Kind::UdpRoute,

@@ -8,6 +8,8 @@ pub mod columns;
 pub mod condition;
 pub mod config_map;
 pub mod core_event;
+pub mod cron_job;
+pub mod cron_schedule;
 pub mod deployment;
 pub mod endpointslice;
 pub mod env;
@@ -43,6 +45,7 @@ pub mod volume;
 
 pub use config_map::ConfigMap;
 pub use core_event::CoreEvent;
+pub use cron_job::CronJob;
 pub use deployment::Deployment;
 pub use endpointslice::{Endpoint, EndpointConditions, EndpointPort, EndpointSlice};
 pub use event::{Event, EventType};

@@ -11,6 +11,7 @@ use serde_json::Value;
 use super::analysis::{AnalysisRun, AnalysisTemplate};
 use super::backend_tls::BackendTlsPolicy;
 use super::config_map::ConfigMap;
+use super::cron_job::CronJob;
 use super::deployment::Deployment;
 use super::endpointslice::EndpointSlice;
 use super::gateway::{Gateway, GatewayClass};
@@ -47,6 +48,8 @@ pub enum Object {
     ReplicaSet(ReplicaSet),
     /// A Job.
     Job(Job),
+    /// A CronJob.
+    CronJob(CronJob),
     /// A horizontal pod autoscaler.
     HorizontalPodAutoscaler(HorizontalPodAutoscaler),
     /// An Argo Rollout.
@@ -101,6 +104,7 @@ impl Object {
             Object::Deployment(d) => validation::deployment(d, report),
             Object::ReplicaSet(r) => validation::replica_set(r, report),
             Object::Job(j) => validation::job(j, report),
+            Object::CronJob(c) => validation::cron_job(c, report),
             Object::HorizontalPodAutoscaler(h) => validation::hpa(h, report),
             Object::Rollout(r) => validation::rollout(r, report),
             Object::AnalysisTemplate(t) | Object::ClusterAnalysisTemplate(t) => {
@@ -135,6 +139,7 @@ impl Object {
             Object::Deployment(_) => Kind::Deployment,
             Object::ReplicaSet(_) => Kind::ReplicaSet,
             Object::Job(_) => Kind::Job,
+            Object::CronJob(_) => Kind::CronJob,
             Object::HorizontalPodAutoscaler(_) => Kind::HorizontalPodAutoscaler,
             Object::Rollout(_) => Kind::Rollout,
             Object::AnalysisTemplate(_) => Kind::AnalysisTemplate,
@@ -168,6 +173,7 @@ impl Object {
             Object::Deployment(o) => &o.metadata,
             Object::ReplicaSet(o) => &o.metadata,
             Object::Job(o) => &o.metadata,
+            Object::CronJob(o) => &o.metadata,
             Object::HorizontalPodAutoscaler(o) => &o.metadata,
             Object::Rollout(o) => &o.metadata,
             Object::AnalysisTemplate(o) | Object::ClusterAnalysisTemplate(o) => &o.metadata,
@@ -198,6 +204,7 @@ impl Object {
             Object::Deployment(o) => &mut o.metadata,
             Object::ReplicaSet(o) => &mut o.metadata,
             Object::Job(o) => &mut o.metadata,
+            Object::CronJob(o) => &mut o.metadata,
             Object::HorizontalPodAutoscaler(o) => &mut o.metadata,
             Object::Rollout(o) => &mut o.metadata,
             Object::AnalysisTemplate(o) | Object::ClusterAnalysisTemplate(o) => &mut o.metadata,
@@ -231,6 +238,7 @@ impl Object {
             Object::Deployment(o) => v(o),
             Object::ReplicaSet(o) => v(o),
             Object::Job(o) => v(o),
+            Object::CronJob(o) => v(o),
             Object::HorizontalPodAutoscaler(o) => v(o),
             Object::Rollout(o) => v(o),
             Object::AnalysisTemplate(o) | Object::ClusterAnalysisTemplate(o) => v(o),
@@ -293,6 +301,12 @@ impl Object {
             Object::Job(j) => {
                 j.status = match from {
                     Some(Object::Job(f)) => f.status.clone(),
+                    _ => None,
+                };
+            }
+            Object::CronJob(c) => {
+                c.status = match from {
+                    Some(Object::CronJob(f)) => f.status.clone(),
                     _ => None,
                 };
             }

@@ -44,6 +44,24 @@ spec:
         command: [/bin/sh, -c, 'echo giving up; exit 3']
 ";
 
+const TICK: &str = "apiVersion: batch/v1
+kind: CronJob
+metadata: {name: tick}
+spec:
+  schedule: '@every 5s'
+  concurrencyPolicy: Forbid
+  jobTemplate:
+    metadata: {labels: {team: tick}}
+    spec:
+      template:
+        spec:
+          restartPolicy: OnFailure
+          containers:
+          - name: tick
+            image: pier/shell:v1
+            command: [/bin/sh, -c, 'echo tick']
+";
+
 /// Applies `yaml` with kubectl, which must take it.
 fn apply(k: &Kubectl, dir: &Path, yaml: &str) {
     let file = dir.join("apply.yaml");
@@ -185,6 +203,8 @@ fn jobs_run_to_completion_retry_and_fail() {
             .trim()
             .is_empty()
     });
+    cron_jobs(&k, tmp.path());
+
     // An orphaning delete leaves the pod, released from its Job; a foreground one waits for
     // the pods to go first.
     k.ok(&["delete", "job", "once", "--cascade=orphan"]);
@@ -237,4 +257,77 @@ fn jobs_run_to_completion_retry_and_fail() {
         text.contains("spec.template.spec.restartPolicy") && text.contains("\"Always\""),
         "{text}"
     );
+}
+
+/// A CronJob runs on schedule (its first run `@every 5s` after it is made, named by the
+/// minute it was due), kubectl reads and makes them, and its Jobs go with it.
+fn cron_jobs(k: &Kubectl, dir: &Path) {
+    let made = Instant::now();
+    apply(k, dir, TICK);
+    let jobs = || k.ok(&["get", "jobs", "-l", "team=tick", "-o", "name"]);
+    wait_for("the CronJob's first Job", 30, || !jobs().trim().is_empty());
+    let fired = made.elapsed();
+    eprintln!("the @every 5s CronJob made its first Job after {fired:?}");
+    assert!(
+        fired >= Duration::from_secs(4),
+        "not before its time: {fired:?}"
+    );
+    let job = jsonpath(k, &["jobs", "-l", "team=tick"], "{.items[0].metadata.name}");
+    k.ok(&[
+        "wait",
+        "--for=condition=complete",
+        &format!("job/{job}"),
+        "--timeout=60s",
+    ]);
+    let due = jsonpath(
+        k,
+        &["job", &job],
+        "{.metadata.annotations.batch\\.kubernetes\\.io/cronjob-scheduled-timestamp}",
+    );
+    let minutes = pier_model::time::parse_rfc3339(&due)
+        .unwrap()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        / 60;
+    assert_eq!(
+        job,
+        format!("tick-{minutes}"),
+        "named by the minute it was due"
+    );
+    wait_for("the last success in the CronJob's status", 30, || {
+        !jsonpath(k, &["cronjob", "tick"], "{.status.lastSuccessfulTime}").is_empty()
+    });
+    let row = k.ok(&["get", "cronjob", "tick", "--no-headers"]);
+    assert!(
+        row.starts_with("tick ") && row.contains("@every 5s"),
+        "{row}"
+    );
+    let events = k.ok(&[
+        "get",
+        "events",
+        "--field-selector",
+        "involvedObject.name=tick",
+    ]);
+    assert!(events.contains(&format!("Created job {job}")), "{events}");
+    k.ok(&["create", "job", "by-hand", "--from=cronjob/tick"]);
+    k.ok(&[
+        "wait",
+        "--for=condition=complete",
+        "job/by-hand",
+        "--timeout=60s",
+    ]);
+    assert_eq!(k.ok(&["logs", "job/by-hand"]).trim(), "tick");
+    k.ok(&[
+        "create",
+        "cronjob",
+        "hourly",
+        "--image=pier/shell:v1",
+        "--schedule=0 * * * *",
+        "--",
+        "/bin/true",
+    ]);
+    assert!(k.ok(&["get", "cronjobs"]).contains("0 * * * *"));
+    k.ok(&["delete", "cronjob", "tick", "hourly"]);
+    wait_for("the CronJob's Jobs to go", 30, || jobs().trim().is_empty());
 }

@@ -31,6 +31,7 @@ const KINDS: &[Kind] = &[
     Kind::Deployment,
     Kind::Rollout,
     Kind::Service,
+    Kind::CronJob,
     Kind::Job,
     Kind::ReplicaSet,
     Kind::Pod,

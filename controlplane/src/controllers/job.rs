@@ -32,6 +32,17 @@ pub struct JobEvent {
     pub message: String,
 }
 
+impl JobEvent {
+    /// Records the event about `about`.
+    pub fn record(&self, events: &crate::events::Recorder, about: &pier_model::Object) {
+        if self.warning {
+            events.warning(about, self.reason, self.message.clone());
+        } else {
+            events.normal(about, self.reason, self.message.clone());
+        }
+    }
+}
+
 /// What one pass does to a Job and its pods.
 #[derive(Debug, Default)]
 pub struct JobPlan {

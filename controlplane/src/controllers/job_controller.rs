@@ -10,7 +10,7 @@ use std::time::SystemTime;
 
 use super::job::{new_pod, plan, JobPlan, Memory};
 use super::owned_pods::terminating;
-use super::runner::{Reconciled, Reconciler};
+use super::runner::{observe_written, Reconciled, Reconciler};
 use crate::events::Recorder;
 use crate::store::{EventType, Op, Outcome, Store};
 use pier_model::job::TRACKING_FINALIZER;
@@ -25,6 +25,9 @@ pub struct JobController {
     jobs: HashMap<Key, Job>,
     /// Pods by the Job that controls them, then by name.
     pods: HashMap<Key, BTreeMap<String, Pod>>,
+    /// The Job each cached pod was filed under, (namespace, pod) -> Job, so a pod released
+    /// by an orphaning delete leaves its old Job's cache.
+    owner_of: HashMap<Key, Key>,
     /// What the controller remembers of each Job between passes (when a pod last failed).
     memory: HashMap<Key, Memory>,
 }
@@ -70,6 +73,7 @@ impl JobController {
             events,
             jobs: HashMap::new(),
             pods: HashMap::new(),
+            owner_of: HashMap::new(),
             memory: HashMap::new(),
         }
     }
@@ -77,10 +81,13 @@ impl JobController {
     fn observe_pod(&mut self, deleted: bool, pod: &Pod, dirty: &mut BTreeSet<Key>) {
         let name = &pod.metadata.name;
         let key = owner(pod).map(|(key, _)| key);
-        // A pod released by an orphaning delete leaves the cache of the Job it had.
-        for (job, pods) in &mut self.pods {
-            if Some(job) != key.as_ref() && pods.remove(name).is_some() {
-                dirty.insert(job.clone());
+        let id = (pod.metadata.namespace().to_string(), name.clone());
+        if let Some(before) = self.owner_of.remove(&id) {
+            if Some(&before) != key.as_ref() {
+                if let Some(cached) = self.pods.get_mut(&before) {
+                    cached.remove(name);
+                }
+                dirty.insert(before);
             }
         }
         let Some(key) = key else {
@@ -91,6 +98,7 @@ impl JobController {
             pods.remove(name);
         } else {
             pods.insert(name.clone(), pod.clone());
+            self.owner_of.insert(id, key.clone());
         }
         dirty.insert(key);
     }
@@ -176,11 +184,7 @@ impl JobController {
             }
         }
         for e in step.into_iter().flat_map(|s| &s.events) {
-            if e.warning {
-                self.events.warning(&owner, e.reason, e.message.clone());
-            } else {
-                self.events.normal(&owner, e.reason, e.message.clone());
-            }
+            e.record(&self.events, &owner);
         }
     }
 }
@@ -233,15 +237,7 @@ impl Reconciler for JobController {
             {
                 Ok(written) => {
                     self.report(&key, &written, step.as_ref());
-                    for w in &written {
-                        let Some(object) = &w.object else { continue };
-                        let event = if w.outcome == Outcome::Deleted {
-                            EventType::Deleted
-                        } else {
-                            EventType::Modified
-                        };
-                        self.observe(event, object, &mut BTreeSet::new());
-                    }
+                    observe_written(self, &written);
                 }
                 Err(e) => result.failed.push((key.clone(), crate::error::chain(&e))),
             }

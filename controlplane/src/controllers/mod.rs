@@ -7,12 +7,17 @@
 //! `rollout_traffic.rs` and `rollout_managed_route.rs` edit it, making the AnalysisRuns
 //! `rollout_runs.rs` lists; its writes in `rollout_controller/ops.rs`), and
 //! `rollout_metrics.rs` keeps their `pier_rollout_*` gauges on every node;
-//! `job_controller.rs` runs Jobs' pods to completion (planned by `job.rs`);
+//! `job_controller.rs` runs Jobs' pods to completion (planned by `job.rs`) and
+//! `cron_job_controller.rs` makes CronJobs' Jobs on schedule (planned by `cron_job.rs`);
 //! `scheduler_controller.rs` binds pods to nodes (placed by `scheduling.rs`);
 //! `foreground.rs` finishes foreground cascading deletes once an owner's dependents are gone;
 //! `ingress_status.rs` writes the nodes' addresses into served Ingresses' status;
 //! `gateway_status_controller.rs` writes Gateway API statuses (computed by `gateway_status.rs`).
 
+pub mod cron_job;
+mod cron_job_controller;
+#[cfg(test)]
+mod cron_job_tests;
 pub mod deployment;
 mod deployment_controller;
 mod deployment_status;
@@ -44,6 +49,7 @@ mod scheduler_controller;
 pub mod scheduling;
 mod workload_revisions;
 
+pub use cron_job_controller::CronJobController;
 pub use deployment_controller::DeploymentController;
 pub use endpoints_controller::EndpointsController;
 pub use foreground::ForegroundDeletion;

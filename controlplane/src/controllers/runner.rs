@@ -66,6 +66,20 @@ pub trait Reconciler: Send + 'static {
     ) -> impl Future<Output = Reconciled<Self::Key>> + Send;
 }
 
+/// Takes what a controller just wrote into its cache, so a pass before the watch catches up
+/// sees it.
+pub fn observe_written<R: Reconciler>(controller: &mut R, written: &[crate::store::Written]) {
+    for w in written {
+        let Some(object) = &w.object else { continue };
+        let event = if w.outcome == crate::store::Outcome::Deleted {
+            EventType::Deleted
+        } else {
+            EventType::Modified
+        };
+        controller.observe(event, object, &mut BTreeSet::new());
+    }
+}
+
 /// Runs `controller` until the store closes or its watch fails (the caller restarts it).
 pub async fn run<R: Reconciler>(store: Arc<Store>, mut controller: R) -> Result<()> {
     let mut queue = Queue::default();

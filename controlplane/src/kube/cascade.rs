@@ -65,7 +65,7 @@ pub(crate) fn mark(
     name: &str,
     policy: Policy,
 ) -> crate::Result<Option<Object>> {
-    if policy != Policy::Orphan || !matches!(kind, Kind::Deployment | Kind::Job) {
+    if policy != Policy::Orphan || !matches!(kind, Kind::Deployment | Kind::Job | Kind::CronJob) {
         return Ok(None);
     }
     let Some(mut object) = store.get(kind, namespace, name)? else {
@@ -112,7 +112,7 @@ pub(crate) fn held(mut object: Object, policy: Policy) -> Option<Object> {
 const DEFAULT_POD_GRACE_SECONDS: i64 = 30;
 
 /// The writes that go with deleting `kind` `namespace`/`name` under `policy`, in the same
-/// transaction: an orphaned Deployment's or Job's pods released from it.
+/// transaction: an orphaned Deployment's, Job's or CronJob's dependents released from it.
 pub(crate) fn dependents(
     store: &Store,
     kind: Kind,
@@ -125,25 +125,31 @@ pub(crate) fn dependents(
     }
     match kind {
         Kind::Deployment => orphan_deployment(store, namespace, name),
-        Kind::Job => orphan_job(store, namespace, name),
+        Kind::Job => release(store, Kind::Pod, "Job", namespace, name),
+        Kind::CronJob => release(store, Kind::Job, "CronJob", namespace, name),
         _ => Ok(Vec::new()),
     }
 }
 
-/// A Job's pods without its `ownerReference` and tracking finalizer, each conditional on
-/// the pod as read: they keep running with no controller.
-fn orphan_job(store: &Store, namespace: &str, name: &str) -> crate::Result<Vec<Op>> {
+/// The `dependent`s controlled by `owner_kind` `name`, without that `ownerReference` (and a
+/// pod without the Job's tracking finalizer), each conditional on the object as read: they
+/// stay, with no controller.
+fn release(
+    store: &Store,
+    dependent: Kind,
+    owner_kind: &str,
+    namespace: &str,
+    name: &str,
+) -> crate::Result<Vec<Op>> {
     let mut ops = Vec::new();
-    for object in store.list(Kind::Pod, Some(namespace), None)?.0 {
-        if let Object::Pod(mut pod) = object {
-            let meta = &mut pod.metadata;
-            let before = meta.owner_references.len();
-            meta.owner_references
-                .retain(|o| !(o.kind == "Job" && o.name == name && o.controller == Some(true)));
-            if meta.owner_references.len() != before {
-                meta.finalizers.retain(|f| f != TRACKING_FINALIZER);
-                ops.push(Op::Put(Object::Pod(pod)));
-            }
+    for mut object in store.list(dependent, Some(namespace), None)?.0 {
+        let meta = object.meta_mut();
+        let before = meta.owner_references.len();
+        meta.owner_references
+            .retain(|o| !(o.kind == owner_kind && o.name == name && o.controller == Some(true)));
+        if meta.owner_references.len() != before {
+            meta.finalizers.retain(|f| f != TRACKING_FINALIZER);
+            ops.push(Op::Put(object));
         }
     }
     Ok(ops)

@@ -86,6 +86,7 @@ fn reference(r: &Resource) -> Option<(String, Generate)> {
         (Kind::Deployment, _) => of::<apps::v1::Deployment>(),
         (Kind::ReplicaSet, _) => of::<apps::v1::ReplicaSet>(),
         (Kind::Job, _) => of::<batch::v1::Job>(),
+        (Kind::CronJob, _) => of::<batch::v1::CronJob>(),
         (Kind::Lease, _) => of::<coordination::v1::Lease>(),
         (Kind::HorizontalPodAutoscaler, _) if r.version == hpa_v1::VERSION => {
             of::<autoscaling::v1::HorizontalPodAutoscaler>()

@@ -1,5 +1,5 @@
 //! `Job` rows as kubectl prints them (`printJob`): its status from the conditions,
-//! `succeeded/completions`, and how long it ran.
+//! `succeeded/completions`, and how long it ran; `CronJob` rows (`printCronJob`).
 
 use std::time::{Duration, SystemTime};
 
@@ -38,6 +38,41 @@ pub(super) fn row(v: &Value, name: String, created: String, now: SystemTime) -> 
         status(v),
         completions,
         duration,
+        created,
+        names.join(","),
+        images.join(","),
+        selector,
+    ]
+}
+
+/// NAME, SCHEDULE, TIMEZONE, SUSPEND, ACTIVE, LAST SCHEDULE, AGE, CONTAINERS, IMAGES,
+/// SELECTOR, as kubectl's `printCronJob`.
+pub(super) fn cron_row(v: &Value, name: String, created: String, now: SystemTime) -> Vec<String> {
+    let last = v
+        .pointer("/status/lastScheduleTime")
+        .and_then(Value::as_str)
+        .map_or_else(|| "<none>".to_string(), |t| super::age(Some(t), now));
+    let template = "/spec/jobTemplate/spec/template/spec/containers";
+    let containers = items(v, template);
+    let names: Vec<&str> = containers.iter().map(|c| s(c, "/name")).collect();
+    let images: Vec<&str> = containers.iter().map(|c| s(c, "/image")).collect();
+    let selector = match v.pointer("/spec/jobTemplate/spec/selector/matchLabels") {
+        Some(_) => key_values(v, "/spec/jobTemplate/spec/selector/matchLabels"),
+        None => "<none>".into(),
+    };
+    let zone = s(v, "/spec/timeZone");
+    let suspend = v.pointer("/spec/suspend").and_then(Value::as_bool) == Some(true);
+    vec![
+        name,
+        s(v, "/spec/schedule").to_string(),
+        if zone.is_empty() {
+            "<none>".into()
+        } else {
+            zone.to_string()
+        },
+        if suspend { "True" } else { "False" }.into(),
+        items(v, "/status/active").len().to_string(),
+        last,
         created,
         names.join(","),
         images.join(","),

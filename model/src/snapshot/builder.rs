@@ -157,6 +157,7 @@ impl SnapshotBuilder {
             | Object::Deployment(_)
             | Object::ReplicaSet(_)
             | Object::Job(_)
+            | Object::CronJob(_)
             | Object::HorizontalPodAutoscaler(_)
             | Object::Rollout(_)
             | Object::AnalysisTemplate(_)
@@ -204,6 +205,7 @@ impl SnapshotBuilder {
             | Kind::Deployment
             | Kind::ReplicaSet
             | Kind::Job
+            | Kind::CronJob
             | Kind::HorizontalPodAutoscaler
             | Kind::Rollout
             | Kind::AnalysisTemplate

@@ -33,7 +33,7 @@ pub(crate) use config::config_map;
 pub(crate) use gateway::{gateway, gateway_class};
 pub(crate) use hpa::hpa;
 pub(crate) use ingress::{ingress, ingress_class};
-pub(crate) use job::job;
+pub(crate) use job::{cron_job, job};
 pub(crate) use rollout::rollout;
 pub(crate) use route::{http_route, l4_route};
 pub(crate) use secret::secret;

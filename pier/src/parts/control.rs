@@ -160,6 +160,16 @@ pub(crate) fn start(
     let store = Arc::clone(&parts.store);
     let events = Recorder::start(
         Arc::clone(&store),
+        "cronjob-controller",
+        &cluster.node_name,
+        events::DEFAULT_TTL,
+    );
+    lead(parts, "cronjob-controller", &leadership, move || {
+        controllers::CronJobController::new(Arc::clone(&store), events.clone())
+    });
+    let store = Arc::clone(&parts.store);
+    let events = Recorder::start(
+        Arc::clone(&store),
         "rollouts-controller",
         &cluster.node_name,
         events::DEFAULT_TTL,
