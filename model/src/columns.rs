@@ -91,6 +91,19 @@ pub fn columns(kind: Kind) -> Vec<Column> {
             wide("IMAGES"),
             wide("SELECTOR"),
         ],
+        Kind::DaemonSet => vec![
+            col("NAME"),
+            col("DESIRED"),
+            col("CURRENT"),
+            col("READY"),
+            col("UP-TO-DATE"),
+            col("AVAILABLE"),
+            col("NODE SELECTOR"),
+            col("AGE"),
+            wide("CONTAINERS"),
+            wide("IMAGES"),
+            wide("SELECTOR"),
+        ],
         Kind::CronJob => vec![
             col("NAME"),
             col("SCHEDULE"),
@@ -281,6 +294,7 @@ pub fn row(kind: Kind, v: &Value, now: SystemTime) -> Vec<String> {
         Kind::HorizontalPodAutoscaler => hpa::row(v, name, created),
         Kind::Job => job::row(v, name, created, now),
         Kind::CronJob => job::cron_row(v, name, created, now),
+        Kind::DaemonSet => daemon_set_row(v, name, created),
         Kind::Rollout => rollout::row(v, name, created),
         Kind::AnalysisTemplate | Kind::ClusterAnalysisTemplate => vec![name, created],
         Kind::AnalysisRun => vec![
@@ -477,6 +491,32 @@ fn pod_ready(v: &Value) -> bool {
 }
 
 /// kubectl's STATUS of a pod: `Terminating` once deleted, else its reason or phase.
+/// A DaemonSet's row as kubectl's `printDaemonSet`.
+fn daemon_set_row(v: &Value, name: String, created: String) -> Vec<String> {
+    let count = |field: &str| {
+        v.pointer(&format!("/status/{field}"))
+            .and_then(Value::as_i64)
+            .unwrap_or(0)
+            .to_string()
+    };
+    let containers = items(v, "/spec/template/spec/containers");
+    let names: Vec<&str> = containers.iter().map(|c| s(c, "/name")).collect();
+    let images: Vec<&str> = containers.iter().map(|c| s(c, "/image")).collect();
+    vec![
+        name,
+        count("desiredNumberScheduled"),
+        count("currentNumberScheduled"),
+        count("numberReady"),
+        count("updatedNumberScheduled"),
+        count("numberAvailable"),
+        key_values(v, "/spec/template/spec/nodeSelector"),
+        created,
+        names.join(","),
+        images.join(","),
+        key_values(v, "/spec/selector/matchLabels"),
+    ]
+}
+
 fn pod_status(v: &Value) -> String {
     if v.pointer("/metadata/deletionTimestamp").is_some() {
         return "Terminating".into();

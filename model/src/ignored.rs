@@ -260,6 +260,12 @@ pub(crate) fn is_known_ignored(kind: Kind, path: &str) -> bool {
                 || under("spec.jobTemplate.spec.template.metadata", META, path)
                 || pod_spec_field("spec.jobTemplate.spec.template.spec", path)
         }
+        Kind::DaemonSet => {
+            path == "status"
+                || path == "spec.revisionHistoryLimit"
+                || under("spec.template.metadata", META, path)
+                || pod_spec_field("spec.template.spec", path)
+        }
         Kind::ReplicaSet => {
             path == "status"
                 || under("spec.template.metadata", META, path)

@@ -21,6 +21,8 @@ pub enum Kind {
     Job,
     /// `batch/v1/CronJob`.
     CronJob,
+    /// `apps/v1/DaemonSet`.
+    DaemonSet,
     /// `gateway.networking.k8s.io/v1/HTTPRoute`.
     HttpRoute,
     /// `gateway.networking.k8s.io/v1alpha2/TCPRoute`.
@@ -67,7 +69,7 @@ pub enum Kind {
 
 impl Kind {
     /// Every kind.
-    pub const ALL: [Kind; 28] = [
+    pub const ALL: [Kind; 29] = [
         Kind::Service,
         Kind::EndpointSlice,
         Kind::Pod,
@@ -96,6 +98,7 @@ impl Kind {
         Kind::BackendTlsPolicy,
         Kind::Job,
         Kind::CronJob,
+        Kind::DaemonSet,
     ];
 
     /// Whether objects of this kind live in a namespace (all but Namespace, Node,
@@ -121,6 +124,7 @@ impl Kind {
             Kind::ReplicaSet => "ReplicaSet",
             Kind::Job => "Job",
             Kind::CronJob => "CronJob",
+            Kind::DaemonSet => "DaemonSet",
             Kind::HttpRoute => "HTTPRoute",
             Kind::TcpRoute => "TCPRoute",
             Kind::UdpRoute => "UDPRoute",
@@ -155,6 +159,7 @@ impl Kind {
             Kind::ReplicaSet => "replicasets",
             Kind::Job => "jobs",
             Kind::CronJob => "cronjobs",
+            Kind::DaemonSet => "daemonsets",
             Kind::HttpRoute => "httproutes",
             Kind::TcpRoute => "tcproutes",
             Kind::UdpRoute => "udproutes",
@@ -193,7 +198,7 @@ impl Kind {
             Kind::Lease => &["coordination.k8s.io/v1"],
             Kind::Ingress | Kind::IngressClass => &["networking.k8s.io/v1"],
             Kind::EndpointSlice => &["discovery.k8s.io/v1"],
-            Kind::Deployment | Kind::ReplicaSet => &["apps/v1"],
+            Kind::Deployment | Kind::ReplicaSet | Kind::DaemonSet => &["apps/v1"],
             Kind::Job | Kind::CronJob => &["batch/v1"],
             Kind::HorizontalPodAutoscaler => &["autoscaling/v2"],
             Kind::Rollout
@@ -227,6 +232,7 @@ impl Kind {
             Kind::Deployment
                 | Kind::Job
                 | Kind::CronJob
+                | Kind::DaemonSet
                 | Kind::Rollout
                 | Kind::AnalysisRun
                 | Kind::HorizontalPodAutoscaler
@@ -264,6 +270,7 @@ impl FromStr for Kind {
             "replicaset" | "replicasets" | "rs" => Kind::ReplicaSet,
             "job" | "jobs" => Kind::Job,
             "cronjob" | "cronjobs" | "cj" => Kind::CronJob,
+            "daemonset" | "daemonsets" | "ds" => Kind::DaemonSet,
             "httproute" | "httproutes" => Kind::HttpRoute,
             "tcproute" | "tcproutes" => Kind::TcpRoute,
             "udproute" | "udproutes" => Kind::UdpRoute,

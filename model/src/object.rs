@@ -12,6 +12,7 @@ use super::analysis::{AnalysisRun, AnalysisTemplate};
 use super::backend_tls::BackendTlsPolicy;
 use super::config_map::ConfigMap;
 use super::cron_job::CronJob;
+use super::daemon_set::DaemonSet;
 use super::deployment::Deployment;
 use super::endpointslice::EndpointSlice;
 use super::gateway::{Gateway, GatewayClass};
@@ -50,6 +51,8 @@ pub enum Object {
     Job(Job),
     /// A CronJob.
     CronJob(CronJob),
+    /// A DaemonSet.
+    DaemonSet(DaemonSet),
     /// A horizontal pod autoscaler.
     HorizontalPodAutoscaler(HorizontalPodAutoscaler),
     /// An Argo Rollout.
@@ -105,6 +108,7 @@ impl Object {
             Object::ReplicaSet(r) => validation::replica_set(r, report),
             Object::Job(j) => validation::job(j, report),
             Object::CronJob(c) => validation::cron_job(c, report),
+            Object::DaemonSet(d) => validation::daemon_set(d, report),
             Object::HorizontalPodAutoscaler(h) => validation::hpa(h, report),
             Object::Rollout(r) => validation::rollout(r, report),
             Object::AnalysisTemplate(t) | Object::ClusterAnalysisTemplate(t) => {
@@ -140,6 +144,7 @@ impl Object {
             Object::ReplicaSet(_) => Kind::ReplicaSet,
             Object::Job(_) => Kind::Job,
             Object::CronJob(_) => Kind::CronJob,
+            Object::DaemonSet(_) => Kind::DaemonSet,
             Object::HorizontalPodAutoscaler(_) => Kind::HorizontalPodAutoscaler,
             Object::Rollout(_) => Kind::Rollout,
             Object::AnalysisTemplate(_) => Kind::AnalysisTemplate,
@@ -174,6 +179,7 @@ impl Object {
             Object::ReplicaSet(o) => &o.metadata,
             Object::Job(o) => &o.metadata,
             Object::CronJob(o) => &o.metadata,
+            Object::DaemonSet(o) => &o.metadata,
             Object::HorizontalPodAutoscaler(o) => &o.metadata,
             Object::Rollout(o) => &o.metadata,
             Object::AnalysisTemplate(o) | Object::ClusterAnalysisTemplate(o) => &o.metadata,
@@ -205,6 +211,7 @@ impl Object {
             Object::ReplicaSet(o) => &mut o.metadata,
             Object::Job(o) => &mut o.metadata,
             Object::CronJob(o) => &mut o.metadata,
+            Object::DaemonSet(o) => &mut o.metadata,
             Object::HorizontalPodAutoscaler(o) => &mut o.metadata,
             Object::Rollout(o) => &mut o.metadata,
             Object::AnalysisTemplate(o) | Object::ClusterAnalysisTemplate(o) => &mut o.metadata,
@@ -239,6 +246,7 @@ impl Object {
             Object::ReplicaSet(o) => v(o),
             Object::Job(o) => v(o),
             Object::CronJob(o) => v(o),
+            Object::DaemonSet(o) => v(o),
             Object::HorizontalPodAutoscaler(o) => v(o),
             Object::Rollout(o) => v(o),
             Object::AnalysisTemplate(o) | Object::ClusterAnalysisTemplate(o) => v(o),
@@ -262,11 +270,13 @@ impl Object {
 
     /// Fills the fields the API server defaults on a write (Services' defaults, a Secret's
     /// `stringData` folded into `data`, a Pod's `serviceAccountName` from its deprecated
-    /// alias, an Ingress backend port's `number: 0` dropped; other kinds as given).
+    /// alias, an Ingress backend port's `number: 0` dropped, a DaemonSet's update strategy;
+    /// other kinds as given).
     pub fn set_defaults(&mut self) {
         match self {
             Object::Service(s) => s.set_defaults(),
             Object::Ingress(i) => i.set_defaults(),
+            Object::DaemonSet(d) => d.set_defaults(),
             Object::Secret(s) => *s = std::mem::take(s).folded(),
             Object::Pod(p) if p.spec.service_account_name.is_none() => {
                 p.spec
@@ -301,6 +311,12 @@ impl Object {
             Object::Job(j) => {
                 j.status = match from {
                     Some(Object::Job(f)) => f.status.clone(),
+                    _ => None,
+                };
+            }
+            Object::DaemonSet(d) => {
+                d.status = match from {
+                    Some(Object::DaemonSet(f)) => f.status.clone(),
                     _ => None,
                 };
             }

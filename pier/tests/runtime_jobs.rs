@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 
 use common::kubectl::Kubectl;
 use common::runtime::*;
-use common::{have, skip};
 
 const WORK: &str = "apiVersion: batch/v1
 kind: Job
@@ -83,20 +82,9 @@ fn jobs_run_to_completion_retry_and_fail() {
     if !privileged("jobs_run_to_completion_retry_and_fail") {
         return;
     }
-    if !have("kubectl") || !have("umoci") {
-        skip("kubectl and umoci are needed (scripts/deps test installs umoci)");
-        return;
-    }
     let tmp = tempfile::tempdir().unwrap();
-    let node = Node::start_with(tmp.path(), 4, &["--api-listen", "127.0.0.1:0"]);
-    shell_image(&node, tmp.path());
-    let kubeconfig = tmp.path().join("kubeconfig");
-    let out = node.pier(&["kubeconfig"]);
-    assert!(out.status.success(), "{}", out_text(&out));
-    std::fs::write(&kubeconfig, &out.stdout).unwrap();
-    let k = Kubectl {
-        kubeconfig,
-        cache: tmp.path().join("kube-cache"),
+    let Some((_node, k)) = shell_node(tmp.path(), 4) else {
+        return;
     };
 
     // Three completions, two at a time, in Kubernetes' shape.

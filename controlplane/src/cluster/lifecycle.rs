@@ -57,14 +57,19 @@ impl NodeLifecycle {
         }
     }
 
-    /// Deletes the controller-owned pods on `node`; the rest stay until it returns.
+    /// Deletes the controller-owned pods on `node`; the rest stay until it returns, and so
+    /// does a DaemonSet's pod, which belongs on that node (Kubernetes gives DaemonSet pods a
+    /// toleration of `unreachable`).
     async fn evict(&mut self, node: &str) -> Result<usize, Error> {
         let pods: Vec<(String, String)> = self
             .pods
             .get(node)
             .into_iter()
             .flatten()
-            .filter(|(_, pod)| crate::controllers::scheduling::owner(pod).is_some())
+            .filter(|(_, pod)| {
+                crate::controllers::scheduling::owner(pod)
+                    .is_some_and(|o| !o.starts_with("DaemonSet/"))
+            })
             .map(|(key, _)| key.clone())
             .collect();
         if pods.is_empty() {

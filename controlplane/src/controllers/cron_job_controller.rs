@@ -4,11 +4,12 @@
 //! `ownerReference`; those of a CronJob that is gone are deleted (the Job controller then
 //! lets their pods go).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::SystemTime;
 
 use super::cron_job::{plan, CronPlan};
+use super::owned_pods::Owned;
 use super::runner::{observe_written, Reconciled, Reconciler};
 use crate::events::Recorder;
 use crate::store::{EventType, Op, Store};
@@ -21,10 +22,8 @@ pub struct CronJobController {
     store: Arc<Store>,
     events: Recorder,
     crons: HashMap<Key, CronJob>,
-    /// Jobs by the CronJob that controls them, then by name.
-    jobs: HashMap<Key, BTreeMap<String, Job>>,
-    /// The CronJob each cached Job was filed under, (namespace, Job) -> CronJob.
-    owner_of: HashMap<Key, Key>,
+    /// Jobs by the object that controls them.
+    jobs: Owned<Job>,
 }
 
 /// The CronJob that controls `job`.
@@ -43,44 +42,19 @@ impl CronJobController {
             store,
             events,
             crons: HashMap::new(),
-            jobs: HashMap::new(),
-            owner_of: HashMap::new(),
+            jobs: Owned::new(),
         }
     }
 
     fn observe_job(&mut self, deleted: bool, job: &Job, dirty: &mut BTreeSet<Key>) {
-        let name = &job.metadata.name;
-        let key = owner(job);
-        let id = (job.metadata.namespace().to_string(), name.clone());
-        if let Some(before) = self.owner_of.remove(&id) {
-            if Some(&before) != key.as_ref() {
-                if let Some(cached) = self.jobs.get_mut(&before) {
-                    cached.remove(name);
-                }
-                dirty.insert(before);
-            }
-        }
-        let Some(key) = key else {
-            return;
-        };
-        let jobs = self.jobs.entry(key.clone()).or_default();
-        if deleted {
-            jobs.remove(name);
-        } else {
-            jobs.insert(name.clone(), job.clone());
-            self.owner_of.insert(id, key.clone());
-        }
-        dirty.insert(key);
+        let meta = &job.metadata;
+        let id = (meta.namespace(), meta.name.as_str());
+        self.jobs.observe(deleted, id, owner(job), job, dirty);
     }
 
     /// The writes for `key` this pass, with the plan they came from.
     fn pass(&self, key: &Key, now: SystemTime) -> (Vec<Op>, Option<CronPlan>) {
-        let jobs: Vec<&Job> = self
-            .jobs
-            .get(key)
-            .into_iter()
-            .flat_map(BTreeMap::values)
-            .collect();
+        let jobs: Vec<&Job> = self.jobs.of(key);
         let cron = self
             .crons
             .get(key)

@@ -32,6 +32,7 @@ const KINDS: &[Kind] = &[
     Kind::Rollout,
     Kind::Service,
     Kind::CronJob,
+    Kind::DaemonSet,
     Kind::Job,
     Kind::ReplicaSet,
     Kind::Pod,
@@ -44,7 +45,7 @@ const KINDS: &[Kind] = &[
 
 /// The kinds an owner's dependents can be (named by their `ownerReferences`, or a
 /// workload's pods).
-const DEPENDENT_KINDS: &[Kind] = KINDS.split_at(4).1;
+const DEPENDENT_KINDS: &[Kind] = KINDS.split_at(5).1;
 
 /// Finishes foreground deletes (leader work).
 pub struct ForegroundDeletion {

@@ -400,13 +400,7 @@ fn set(status: &mut JobStatus, kind: &str, value: &str, reason: &str, message: &
 /// A new pod of `job`: `<job>-<5 random>`, with its template's labels and Kubernetes' job
 /// labels, controlled by the Job and held by its tracking finalizer until counted.
 pub fn new_pod(job: &Job) -> Pod {
-    // Kubernetes' generateName alphabet: no vowels, no look-alike digits.
-    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
-    let random = uuid::Uuid::new_v4();
-    let suffix: String = random.as_bytes()[..5]
-        .iter()
-        .map(|b| char::from(ALPHABET[usize::from(*b) % ALPHABET.len()]))
-        .collect();
+    let suffix = super::owned_pods::generated_suffix();
     let template = &job.spec.template;
     let mut pod = Pod {
         api_version: "v1".into(),

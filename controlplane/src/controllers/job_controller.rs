@@ -4,12 +4,12 @@
 //! is gone. Runs on the controller runner, keyed by Job; pods are tied to their Job by its
 //! controller `ownerReference`, as Kubernetes ties them.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::SystemTime;
 
 use super::job::{new_pod, plan, JobPlan, Memory};
-use super::owned_pods::terminating;
+use super::owned_pods::{terminating, Owned};
 use super::runner::{observe_written, Reconciled, Reconciler};
 use crate::events::Recorder;
 use crate::store::{EventType, Op, Outcome, Store};
@@ -23,11 +23,8 @@ pub struct JobController {
     store: Arc<Store>,
     events: Recorder,
     jobs: HashMap<Key, Job>,
-    /// Pods by the Job that controls them, then by name.
-    pods: HashMap<Key, BTreeMap<String, Pod>>,
-    /// The Job each cached pod was filed under, (namespace, pod) -> Job, so a pod released
-    /// by an orphaning delete leaves its old Job's cache.
-    owner_of: HashMap<Key, Key>,
+    /// Pods by the object that controls them.
+    pods: Owned<Pod>,
     /// What the controller remembers of each Job between passes (when a pod last failed).
     memory: HashMap<Key, Memory>,
 }
@@ -72,45 +69,21 @@ impl JobController {
             store,
             events,
             jobs: HashMap::new(),
-            pods: HashMap::new(),
-            owner_of: HashMap::new(),
+            pods: Owned::new(),
             memory: HashMap::new(),
         }
     }
 
     fn observe_pod(&mut self, deleted: bool, pod: &Pod, dirty: &mut BTreeSet<Key>) {
-        let name = &pod.metadata.name;
-        let key = owner(pod).map(|(key, _)| key);
-        let id = (pod.metadata.namespace().to_string(), name.clone());
-        if let Some(before) = self.owner_of.remove(&id) {
-            if Some(&before) != key.as_ref() {
-                if let Some(cached) = self.pods.get_mut(&before) {
-                    cached.remove(name);
-                }
-                dirty.insert(before);
-            }
-        }
-        let Some(key) = key else {
-            return;
-        };
-        let pods = self.pods.entry(key.clone()).or_default();
-        if deleted {
-            pods.remove(name);
-        } else {
-            pods.insert(name.clone(), pod.clone());
-            self.owner_of.insert(id, key.clone());
-        }
-        dirty.insert(key);
+        let meta = &pod.metadata;
+        let id = (meta.namespace(), meta.name.as_str());
+        self.pods
+            .observe(deleted, id, owner(pod).map(|(key, _)| key), pod, dirty);
     }
 
     /// The writes for `key` this pass, with what to report and when to look again.
     fn pass(&mut self, key: &Key, now: SystemTime) -> (Vec<Op>, Option<JobPlan>) {
-        let pods: Vec<&Pod> = self
-            .pods
-            .get(key)
-            .into_iter()
-            .flat_map(BTreeMap::values)
-            .collect();
+        let pods: Vec<&Pod> = self.pods.of(key);
         let job = self
             .jobs
             .get(key)

@@ -9,6 +9,8 @@
 //! `rollout_metrics.rs` keeps their `pier_rollout_*` gauges on every node;
 //! `job_controller.rs` runs Jobs' pods to completion (planned by `job.rs`) and
 //! `cron_job_controller.rs` makes CronJobs' Jobs on schedule (planned by `cron_job.rs`);
+//! `daemon_set_controller.rs` keeps a DaemonSet's pod on every node (planned by
+//! `daemon_set.rs`);
 //! `scheduler_controller.rs` binds pods to nodes (placed by `scheduling.rs`);
 //! `foreground.rs` finishes foreground cascading deletes once an owner's dependents are gone;
 //! `ingress_status.rs` writes the nodes' addresses into served Ingresses' status;
@@ -18,6 +20,8 @@ pub mod cron_job;
 mod cron_job_controller;
 #[cfg(test)]
 mod cron_job_tests;
+pub mod daemon_set;
+mod daemon_set_controller;
 pub mod deployment;
 mod deployment_controller;
 mod deployment_status;
@@ -50,6 +54,7 @@ pub mod scheduling;
 mod workload_revisions;
 
 pub use cron_job_controller::CronJobController;
+pub use daemon_set_controller::DaemonSetController;
 pub use deployment_controller::DeploymentController;
 pub use endpoints_controller::EndpointsController;
 pub use foreground::ForegroundDeletion;

@@ -1,7 +1,7 @@
-//! What the workload controllers (Deployments, Rollouts) share about the pods they own: how
-//! a planner sees one, and how one is let go.
+//! What the workload controllers (Deployments, Rollouts, Jobs, DaemonSets) share about the
+//! pods they own: how a planner sees one, how one is let go, and how a new one is named.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::SystemTime;
 
 use super::deployment::PodView;
@@ -42,4 +42,75 @@ pub(super) fn terminating(pod: &Pod) -> Op {
     pod.metadata.deletion_timestamp =
         Some(humantime::format_rfc3339_seconds(SystemTime::now()).to_string());
     Op::Put(Object::Pod(pod))
+}
+
+/// Five random characters from Kubernetes' `generateName` alphabet (no vowels, no look-alike
+/// digits), to end a generated pod name.
+pub(super) fn generated_suffix() -> String {
+    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    uuid::Uuid::new_v4().as_bytes()[..5]
+        .iter()
+        .map(|b| char::from(ALPHABET[usize::from(*b) % ALPHABET.len()]))
+        .collect()
+}
+
+/// A controller's cache of the objects it owns, filed by owner key (namespace, name), with
+/// each object's owner remembered so one whose owner changes (an orphaning delete releases
+/// it) leaves its old owner's entry.
+pub(super) struct Owned<T> {
+    by_owner: HashMap<Key, BTreeMap<String, T>>,
+    owner_of: HashMap<Key, Key>,
+}
+
+type Key = (String, String);
+
+impl<T: Clone> Owned<T> {
+    /// An empty cache.
+    pub(super) fn new() -> Self {
+        Self {
+            by_owner: HashMap::new(),
+            owner_of: HashMap::new(),
+        }
+    }
+
+    /// Files (or, when `deleted`, drops) `item`, named `namespace`/`name`, under `owner`;
+    /// every owner key whose objects changed goes into `dirty`.
+    pub(super) fn observe(
+        &mut self,
+        deleted: bool,
+        (namespace, name): (&str, &str),
+        owner: Option<Key>,
+        item: &T,
+        dirty: &mut BTreeSet<Key>,
+    ) {
+        let id = (namespace.to_string(), name.to_string());
+        if let Some(before) = self.owner_of.remove(&id) {
+            if Some(&before) != owner.as_ref() {
+                if let Some(cached) = self.by_owner.get_mut(&before) {
+                    cached.remove(name);
+                }
+                dirty.insert(before);
+            }
+        }
+        let Some(owner) = owner else {
+            return;
+        };
+        let items = self.by_owner.entry(owner.clone()).or_default();
+        if deleted {
+            items.remove(name);
+        } else {
+            items.insert(name.to_string(), item.clone());
+            self.owner_of.insert(id, owner.clone());
+        }
+        dirty.insert(owner);
+    }
+
+    /// The objects `owner` owns.
+    pub(super) fn of(&self, owner: &Key) -> Vec<&T> {
+        self.by_owner
+            .get(owner)
+            .into_iter()
+            .flat_map(BTreeMap::values)
+            .collect()
+    }
 }

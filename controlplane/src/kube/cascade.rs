@@ -65,7 +65,11 @@ pub(crate) fn mark(
     name: &str,
     policy: Policy,
 ) -> crate::Result<Option<Object>> {
-    if policy != Policy::Orphan || !matches!(kind, Kind::Deployment | Kind::Job | Kind::CronJob) {
+    let owns = matches!(
+        kind,
+        Kind::Deployment | Kind::Job | Kind::CronJob | Kind::DaemonSet
+    );
+    if policy != Policy::Orphan || !owns {
         return Ok(None);
     }
     let Some(mut object) = store.get(kind, namespace, name)? else {
@@ -127,6 +131,7 @@ pub(crate) fn dependents(
         Kind::Deployment => orphan_deployment(store, namespace, name),
         Kind::Job => release(store, Kind::Pod, "Job", namespace, name),
         Kind::CronJob => release(store, Kind::Job, "CronJob", namespace, name),
+        Kind::DaemonSet => release(store, Kind::Pod, "DaemonSet", namespace, name),
         _ => Ok(Vec::new()),
     }
 }

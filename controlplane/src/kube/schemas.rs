@@ -85,6 +85,7 @@ fn reference(r: &Resource) -> Option<(String, Generate)> {
         (Kind::EndpointSlice, _) => of::<discovery::v1::EndpointSlice>(),
         (Kind::Deployment, _) => of::<apps::v1::Deployment>(),
         (Kind::ReplicaSet, _) => of::<apps::v1::ReplicaSet>(),
+        (Kind::DaemonSet, _) => of::<apps::v1::DaemonSet>(),
         (Kind::Job, _) => of::<batch::v1::Job>(),
         (Kind::CronJob, _) => of::<batch::v1::CronJob>(),
         (Kind::Lease, _) => of::<coordination::v1::Lease>(),

@@ -186,6 +186,7 @@ impl Object {
             Kind::ReplicaSet => typed(value, kind).map(|(o, i, e)| (Object::ReplicaSet(o), i, e)),
             Kind::Job => typed(value, kind).map(|(o, i, e)| (Object::Job(o), i, e)),
             Kind::CronJob => typed(value, kind).map(|(o, i, e)| (Object::CronJob(o), i, e)),
+            Kind::DaemonSet => typed(value, kind).map(|(o, i, e)| (Object::DaemonSet(o), i, e)),
             Kind::HorizontalPodAutoscaler => {
                 typed(value, kind).map(|(o, i, e)| (Object::HorizontalPodAutoscaler(o), i, e))
             }

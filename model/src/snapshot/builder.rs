@@ -158,6 +158,7 @@ impl SnapshotBuilder {
             | Object::ReplicaSet(_)
             | Object::Job(_)
             | Object::CronJob(_)
+            | Object::DaemonSet(_)
             | Object::HorizontalPodAutoscaler(_)
             | Object::Rollout(_)
             | Object::AnalysisTemplate(_)
@@ -206,6 +207,7 @@ impl SnapshotBuilder {
             | Kind::ReplicaSet
             | Kind::Job
             | Kind::CronJob
+            | Kind::DaemonSet
             | Kind::HorizontalPodAutoscaler
             | Kind::Rollout
             | Kind::AnalysisTemplate

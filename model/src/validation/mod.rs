@@ -37,7 +37,7 @@ pub(crate) use job::{cron_job, job};
 pub(crate) use rollout::rollout;
 pub(crate) use route::{http_route, l4_route};
 pub(crate) use secret::secret;
-pub(crate) use workload::{deployment, pod, replica_set};
+pub(crate) use workload::{daemon_set, deployment, pod, replica_set};
 pub(super) fn metadata(
     meta: &ObjectMeta,
     name_rule: fn(&str) -> Result<(), String>,

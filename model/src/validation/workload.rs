@@ -2,6 +2,7 @@
 
 use std::collections::HashSet;
 
+use crate::daemon_set::DaemonSet;
 use crate::deployment::{Deployment, PodTemplateSpec};
 use crate::meta::{IntOrString, LabelSelector};
 use crate::pod::{Container, Pod, PodSpec, Probe};
@@ -199,6 +200,34 @@ pub(super) fn pod_template(
         &template.metadata.labels,
     );
     pod_spec(&path.field("spec"), &template.spec, r);
+}
+
+/// A DaemonSet: its template, and how it is updated.
+pub(crate) fn daemon_set(d: &DaemonSet, r: &mut Report) {
+    metadata(&d.metadata, dns1123_subdomain, r);
+    let spec = FieldPath::root().field("spec");
+    pod_template(&spec, &d.spec.selector, &d.spec.template, r);
+    if let Some(policy) = &d.spec.template.spec.restart_policy {
+        r.one_of(
+            &spec.field("template").field("spec").field("restartPolicy"),
+            policy,
+            &["Always"],
+        );
+    }
+    if let Some(strategy) = &d.spec.update_strategy {
+        let p = spec.field("updateStrategy");
+        if let Some(t) = &strategy.strategy_type {
+            r.one_of(&p.field("type"), t, &["RollingUpdate", "OnDelete"]);
+        }
+        if let Some(ru) = &strategy.rolling_update {
+            for (name, v) in [
+                ("maxSurge", &ru.max_surge),
+                ("maxUnavailable", &ru.max_unavailable),
+            ] {
+                count_or_percent(&p.field("rollingUpdate").field(name), v.as_ref(), r);
+            }
+        }
+    }
 }
 
 pub(crate) fn deployment(d: &Deployment, r: &mut Report) {

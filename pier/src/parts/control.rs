@@ -170,6 +170,16 @@ pub(crate) fn start(
     let store = Arc::clone(&parts.store);
     let events = Recorder::start(
         Arc::clone(&store),
+        "daemonset-controller",
+        &cluster.node_name,
+        events::DEFAULT_TTL,
+    );
+    lead(parts, "daemonset-controller", &leadership, move || {
+        controllers::DaemonSetController::new(Arc::clone(&store), events.clone())
+    });
+    let store = Arc::clone(&parts.store);
+    let events = Recorder::start(
+        Arc::clone(&store),
         "rollouts-controller",
         &cluster.node_name,
         events::DEFAULT_TTL,

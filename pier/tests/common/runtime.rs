@@ -386,3 +386,23 @@ pub(crate) fn shell_image(node: &Node, dir: &Path) {
         "pier/shell:v1",
     ]);
 }
+
+/// A node `n` with the API on TCP and `pier/shell:v1` imported, and kubectl for it; `None`
+/// (the test skips, saying why) when kubectl or umoci is missing.
+pub(crate) fn shell_node(dir: &Path, n: u8) -> Option<(Node, super::kubectl::Kubectl)> {
+    if !have("kubectl") || !have("umoci") {
+        skip("kubectl and umoci are needed (scripts/deps test installs umoci)");
+        return None;
+    }
+    let node = Node::start_with(dir, n, &["--api-listen", "127.0.0.1:0"]);
+    shell_image(&node, dir);
+    let kubeconfig = dir.join("kubeconfig");
+    let out = node.pier(&["kubeconfig"]);
+    assert!(out.status.success(), "{}", out_text(&out));
+    std::fs::write(&kubeconfig, &out.stdout).unwrap();
+    let kubectl = super::kubectl::Kubectl {
+        kubeconfig,
+        cache: dir.join("kube-cache"),
+    };
+    Some((node, kubectl))
+}
