@@ -6,6 +6,7 @@
 //! kill -9 of the leader hands the controllers over with no pod restarted; removing a whole
 //! node takes its endpoints out of every other node's dataplane within `--node-grace` and
 //! runs its replicas elsewhere; the node coming back removes the containers that were replaced.
+//! A DaemonSet runs one pod on each node.
 //! kubectl against n1 reads the logs of, execs in and forwards a port to a pod only n3 runs,
 //! and reads every node's metrics; the leader's analysis and autoscaler count traffic other
 //! nodes sent.
@@ -25,6 +26,8 @@ mod outages;
 mod probe;
 #[path = "cluster_pods/relay.rs"]
 mod relay;
+#[path = "cluster_pods/workloads.rs"]
+mod workloads;
 
 use common::cluster::{lan, start_node, ClusterNode, LAN_IP};
 use pier_testkit::{wait_for, Etcd};
@@ -151,6 +154,7 @@ fn three_nodes_run_spread_pods_reach_each_other_and_survive_a_lost_leader_and_no
     }
 
     six_replicas_spread_two_per_node(&nodes);
+    workloads::a_daemon_set_runs_once_on_every_node(&nodes);
     pods_reach_every_node_and_local_services_stay_local(&nodes);
     let node_port = a_node_port_reaches_a_pod_on_another_node(&nodes);
     relay::kubectl_on_one_node_reaches_a_pod_on_another(&nodes, dirs[0].path());
