@@ -250,15 +250,7 @@ pub fn row(kind: Kind, v: &Value, now: SystemTime) -> Vec<String> {
             ]
         }
         Kind::Deployment | Kind::ReplicaSet => {
-            let containers = items(v, "/spec/template/spec/containers");
-            let names: Vec<String> = containers
-                .iter()
-                .map(|c| s(c, "/name").to_string())
-                .collect();
-            let images: Vec<String> = containers
-                .iter()
-                .map(|c| s(c, "/image").to_string())
-                .collect();
+            let [names, images] = containers_and_images(v, "/spec/template/spec/containers");
             let desired = v
                 .pointer("/spec/replicas")
                 .and_then(Value::as_i64)
@@ -285,8 +277,8 @@ pub fn row(kind: Kind, v: &Value, now: SystemTime) -> Vec<String> {
             row.extend(counts);
             row.extend([
                 created,
-                join_or_none(names),
-                join_or_none(images),
+                names,
+                images,
                 key_values(v, "/spec/selector/matchLabels"),
             ]);
             row
@@ -445,6 +437,13 @@ fn items(v: &Value, pointer: &str) -> Vec<Value> {
         .unwrap_or_default()
 }
 
+/// The CONTAINERS and IMAGES cells of a workload whose containers are at `pointer`.
+pub(crate) fn containers_and_images(v: &Value, pointer: &str) -> [String; 2] {
+    let containers = items(v, pointer);
+    ["/name", "/image"]
+        .map(|field| join_or_none(containers.iter().map(|c| s(c, field).to_string()).collect()))
+}
+
 fn join_or_none(parts: Vec<String>) -> String {
     if parts.is_empty() {
         "<none>".into()
@@ -499,9 +498,7 @@ fn daemon_set_row(v: &Value, name: String, created: String) -> Vec<String> {
             .unwrap_or(0)
             .to_string()
     };
-    let containers = items(v, "/spec/template/spec/containers");
-    let names: Vec<&str> = containers.iter().map(|c| s(c, "/name")).collect();
-    let images: Vec<&str> = containers.iter().map(|c| s(c, "/image")).collect();
+    let [names, images] = containers_and_images(v, "/spec/template/spec/containers");
     vec![
         name,
         count("desiredNumberScheduled"),
@@ -511,8 +508,8 @@ fn daemon_set_row(v: &Value, name: String, created: String) -> Vec<String> {
         count("numberAvailable"),
         key_values(v, "/spec/template/spec/nodeSelector"),
         created,
-        names.join(","),
-        images.join(","),
+        names,
+        images,
         key_values(v, "/spec/selector/matchLabels"),
     ]
 }

@@ -66,10 +66,7 @@ impl NodeLifecycle {
             .get(node)
             .into_iter()
             .flatten()
-            .filter(|(_, pod)| {
-                crate::controllers::scheduling::owner(pod)
-                    .is_some_and(|o| !o.starts_with("DaemonSet/"))
-            })
+            .filter(|(_, pod)| evicted(pod))
             .map(|(key, _)| key.clone())
             .collect();
         if pods.is_empty() {
@@ -290,4 +287,14 @@ fn not_ready(mut pod: Pod, node: &str) -> Pod {
         Some(format!("node {node} is not Ready")),
     );
     pod
+}
+/// Whether a lost node's `pod` is deleted to be made again elsewhere: a controller owns it,
+/// and it is not a DaemonSet's, which belongs on that node.
+fn evicted(pod: &pier_model::Pod) -> bool {
+    let daemon = pod
+        .metadata
+        .owner_references
+        .iter()
+        .any(|r| r.kind == "DaemonSet" && r.controller == Some(true));
+    !daemon && crate::controllers::scheduling::owner(pod).is_some()
 }

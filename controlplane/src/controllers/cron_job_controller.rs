@@ -10,7 +10,7 @@ use std::time::SystemTime;
 
 use super::cron_job::{plan, CronPlan};
 use super::owned_pods::Owned;
-use super::runner::{observe_written, Reconciled, Reconciler};
+use super::runner::{write_for, Reconciled, Reconciler};
 use crate::events::Recorder;
 use crate::store::{EventType, Op, Store};
 use pier_model::{CronJob, Job, Kind, Object};
@@ -145,21 +145,19 @@ impl Reconciler for CronJobController {
             if let Some(after) = step.as_ref().and_then(|s| s.requeue) {
                 result.requeue.push((key.clone(), after));
             }
-            if ops.is_empty() {
-                continue;
-            }
-            match self
-                .store
-                .blocking("writing a CronJob and its Jobs", move |s| s.write(ops))
-                .await
-            {
-                Ok(written) => {
-                    if let Some(step) = &step {
-                        self.report(&key, step);
-                    }
-                    observe_written(self, &written);
-                }
-                Err(e) => result.failed.push((key.clone(), crate::error::chain(&e))),
+            let store = Arc::clone(&self.store);
+            let written = write_for(
+                self,
+                &store,
+                "writing a CronJob and its Jobs",
+                &key,
+                ops,
+                &mut result,
+            )
+            .await;
+            // Events only once what they tell of is written.
+            if let (Some(_), Some(step)) = (written, &step) {
+                self.report(&key, step);
             }
         }
         result

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use super::daemon_set::{new_pod, plan};
 use super::deployment::hash_template;
 use super::owned_pods::{terminating, Owned};
-use super::runner::{observe_written, Reconciled, Reconciler};
+use super::runner::{write_for, Reconciled, Reconciler};
 use crate::events::Recorder;
 use crate::store::{EventType, Op, Outcome, Store};
 use pier_model::{DaemonSet, Kind, Node, Object, Pod};
@@ -165,19 +165,18 @@ impl Reconciler for DaemonSetController {
         let mut result = Reconciled::default();
         for key in keys {
             let ops = self.pass(&key);
-            if ops.is_empty() {
-                continue;
-            }
-            match self
-                .store
-                .blocking("writing a DaemonSet and its pods", move |s| s.write(ops))
-                .await
-            {
-                Ok(written) => {
-                    self.report(&key, &written);
-                    observe_written(self, &written);
-                }
-                Err(e) => result.failed.push((key.clone(), crate::error::chain(&e))),
+            let store = Arc::clone(&self.store);
+            let written = write_for(
+                self,
+                &store,
+                "writing a DaemonSet and its pods",
+                &key,
+                ops,
+                &mut result,
+            )
+            .await;
+            if let Some(written) = written {
+                self.report(&key, &written);
             }
         }
         result

@@ -209,20 +209,24 @@ fn failure(
             "Job has reached the specified backoff limit",
         ));
     }
+    if deadline_left(job, status, now).is_some_and(|left| left.is_zero()) {
+        return Some((
+            "DeadlineExceeded",
+            "Job was active longer than specified deadline",
+        ));
+    }
+    None
+}
+
+/// How long the Job has before its `activeDeadlineSeconds` run out, if it has one and has
+/// started.
+fn deadline_left(job: &Job, status: &JobStatus, now: SystemTime) -> Option<Duration> {
     let deadline = job
         .spec
         .active_deadline_seconds
-        .and_then(|s| u64::try_from(s).ok());
-    let start = status.start_time.as_deref().and_then(parse_rfc3339);
-    if let (Some(deadline), Some(start)) = (deadline, start) {
-        if start + Duration::from_secs(deadline) <= now {
-            return Some((
-                "DeadlineExceeded",
-                "Job was active longer than specified deadline",
-            ));
-        }
-    }
-    None
+        .and_then(|s| u64::try_from(s).ok())?;
+    let start = status.start_time.as_deref().and_then(parse_rfc3339)?;
+    Some(Duration::from_secs(deadline).saturating_sub(since(Some(start), now)))
 }
 
 /// Whether the Job has succeeded: `completions` pods did, or (with none set) one did and no
@@ -319,13 +323,7 @@ fn keep_running(
 
 /// When a running Job's `activeDeadlineSeconds` will run out, a requeue for then.
 fn watch_deadline(job: &Job, now: SystemTime, out: &mut JobPlan) {
-    let deadline = job
-        .spec
-        .active_deadline_seconds
-        .and_then(|s| u64::try_from(s).ok());
-    let start = out.status.start_time.as_deref().and_then(parse_rfc3339);
-    if let (Some(deadline), Some(start)) = (deadline, start) {
-        let left = Duration::from_secs(deadline).saturating_sub(since(Some(start), now));
+    if let Some(left) = deadline_left(job, &out.status, now) {
         let soonest = out.requeue.map_or(left, |r| r.min(left));
         out.requeue = Some(soonest.max(Duration::from_millis(100)));
     }

@@ -10,7 +10,7 @@ use std::time::SystemTime;
 
 use super::job::{new_pod, plan, JobPlan, Memory};
 use super::owned_pods::{terminating, Owned};
-use super::runner::{observe_written, Reconciled, Reconciler};
+use super::runner::{write_for, Reconciled, Reconciler};
 use crate::events::Recorder;
 use crate::store::{EventType, Op, Outcome, Store};
 use pier_model::job::TRACKING_FINALIZER;
@@ -200,19 +200,18 @@ impl Reconciler for JobController {
             if let Some(after) = step.as_ref().and_then(|s| s.requeue) {
                 result.requeue.push((key.clone(), after));
             }
-            if ops.is_empty() {
-                continue;
-            }
-            match self
-                .store
-                .blocking("writing a Job and its pods", move |s| s.write(ops))
-                .await
-            {
-                Ok(written) => {
-                    self.report(&key, &written, step.as_ref());
-                    observe_written(self, &written);
-                }
-                Err(e) => result.failed.push((key.clone(), crate::error::chain(&e))),
+            let store = Arc::clone(&self.store);
+            let written = write_for(
+                self,
+                &store,
+                "writing a Job and its pods",
+                &key,
+                ops,
+                &mut result,
+            )
+            .await;
+            if let Some(written) = written {
+                self.report(&key, &written, step.as_ref());
             }
         }
         result

@@ -66,9 +66,33 @@ pub trait Reconciler: Send + 'static {
     ) -> impl Future<Output = Reconciled<Self::Key>> + Send;
 }
 
-/// Takes what a controller just wrote into its cache, so a pass before the watch catches up
-/// sees it.
-pub fn observe_written<R: Reconciler>(controller: &mut R, written: &[crate::store::Written]) {
+/// Writes `ops` for `key` in one transaction and takes what was written into `controller`'s
+/// cache at once, so a pass before the watch catches up sees it; a failure is queued in
+/// `result` for a retry of `key`. What was written, when there was something and it went in.
+pub async fn write_for<R: Reconciler>(
+    controller: &mut R,
+    store: &Arc<Store>,
+    what: &'static str,
+    key: &R::Key,
+    ops: Vec<crate::store::Op>,
+    result: &mut Reconciled<R::Key>,
+) -> Option<Vec<crate::store::Written>> {
+    if ops.is_empty() {
+        return None;
+    }
+    match store.blocking(what, move |s| s.write(ops)).await {
+        Ok(written) => {
+            observe_written(controller, &written);
+            Some(written)
+        }
+        Err(e) => {
+            result.failed.push((key.clone(), crate::error::chain(&e)));
+            None
+        }
+    }
+}
+
+fn observe_written<R: Reconciler>(controller: &mut R, written: &[crate::store::Written]) {
     for w in written {
         let Some(object) = &w.object else { continue };
         let event = if w.outcome == crate::store::Outcome::Deleted {

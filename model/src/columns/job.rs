@@ -5,7 +5,7 @@ use std::time::{Duration, SystemTime};
 
 use serde_json::Value;
 
-use super::{items, key_values, s};
+use super::{containers_and_images, items, key_values, s};
 use crate::time::parse_rfc3339;
 
 /// NAME, STATUS, COMPLETIONS, DURATION, AGE, CONTAINERS, IMAGES, SELECTOR.
@@ -26,9 +26,7 @@ pub(super) fn row(v: &Value, name: String, created: String, now: SystemTime) -> 
     let duration = start.map_or_else(String::new, |start| {
         human_duration(end.duration_since(start).unwrap_or_default())
     });
-    let containers = items(v, "/spec/template/spec/containers");
-    let names: Vec<&str> = containers.iter().map(|c| s(c, "/name")).collect();
-    let images: Vec<&str> = containers.iter().map(|c| s(c, "/image")).collect();
+    let [names, images] = containers_and_images(v, "/spec/template/spec/containers");
     let selector = match v.pointer("/spec/selector/matchLabels") {
         Some(_) => key_values(v, "/spec/selector/matchLabels"),
         None => "<none>".into(),
@@ -39,8 +37,8 @@ pub(super) fn row(v: &Value, name: String, created: String, now: SystemTime) -> 
         completions,
         duration,
         created,
-        names.join(","),
-        images.join(","),
+        names,
+        images,
         selector,
     ]
 }
@@ -52,10 +50,8 @@ pub(super) fn cron_row(v: &Value, name: String, created: String, now: SystemTime
         .pointer("/status/lastScheduleTime")
         .and_then(Value::as_str)
         .map_or_else(|| "<none>".to_string(), |t| super::age(Some(t), now));
-    let template = "/spec/jobTemplate/spec/template/spec/containers";
-    let containers = items(v, template);
-    let names: Vec<&str> = containers.iter().map(|c| s(c, "/name")).collect();
-    let images: Vec<&str> = containers.iter().map(|c| s(c, "/image")).collect();
+    let [names, images] =
+        containers_and_images(v, "/spec/jobTemplate/spec/template/spec/containers");
     let selector = match v.pointer("/spec/jobTemplate/spec/selector/matchLabels") {
         Some(_) => key_values(v, "/spec/jobTemplate/spec/selector/matchLabels"),
         None => "<none>".into(),
@@ -74,8 +70,8 @@ pub(super) fn cron_row(v: &Value, name: String, created: String, now: SystemTime
         items(v, "/status/active").len().to_string(),
         last,
         created,
-        names.join(","),
-        images.join(","),
+        names,
+        images,
         selector,
     ]
 }
